@@ -1,0 +1,156 @@
+//! Command-line flags (clap derive). No logic: parsing, then hand-over to [`crate::app`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_USAGE;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpiprov",
+    version,
+    about = "Provision a Docker Swarm on a rack of Raspberry Pis over SSH",
+    long_about = "Provision a Docker Swarm on a rack of Raspberry Pis over SSH.\n\n\
+rpiprov reads an inventory of Pis (inventory.toml) and a playbook of Docker stack files, \
+then installs Docker where it is missing, forms the swarm, creates the overlay networks, \
+and deploys or removes the stacks. Every command is idempotent.",
+    after_help = "Exit codes: 0 success, 1 a host or step failed, 2 bad input or usage."
+)]
+pub struct Cli {
+    /// Inventory file.
+    #[arg(short, long, global = true, default_value = "inventory.toml", value_name = "FILE")]
+    pub inventory: PathBuf,
+
+    /// Playbook file; overrides the inventory's `playbook`.
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+
+    /// Only these hosts: names, globs (`pi-0*`), `@manager`, `@worker`; repeat or separate with commas.
+    #[arg(long, global = true, value_name = "HOSTS")]
+    pub on: Vec<String>,
+
+    /// Print every step as a plain line, and remote output on failure.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print a machine-readable result on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Overrides the inventory's host key policy.
+    #[arg(long, global = true, value_enum, value_name = "POLICY")]
+    pub host_key_policy: Option<PolicyArg>,
+
+    /// How many hosts are worked on at once (default: the inventory's, or 16).
+    #[arg(long, global = true, value_name = "N")]
+    pub parallel: Option<usize>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicyArg {
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the inventory, the playbook and its stack files, without connecting to any host.
+    #[command(after_help = "Example:\n  rpiprov check\n  rpiprov -i lab/inventory.toml check")]
+    Check,
+
+    /// Install Docker where missing, form the swarm, create the playbook's networks.
+    #[command(after_help = "Examples:\n  rpiprov bootstrap\n  rpiprov bootstrap --on @manager,pi-02\n  rpiprov bootstrap --json > result.json")]
+    Bootstrap(BootstrapArgs),
+
+    /// Upload the stack files, deploy the stacks in order, wait until they converge.
+    #[command(after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock   # clear a lock left by a killed run")]
+    Deploy(DeployArgs),
+
+    /// Remove the stacks in reverse order, wait until they are gone, remove the networks.
+    #[command(after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --yes --leave-swarm --purge")]
+    Teardown(TeardownArgs),
+
+    /// A virtual Pi fleet on this Linux machine (root): network namespaces, sshd, dockerd.
+    #[command(subcommand, after_help = "Example:\n  sudo rpiprov lab up && rpiprov -i .lab/inventory.toml bootstrap")]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// A node that belongs to another swarm leaves it first (otherwise that is an error).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Remove a deploy lock left on the manager by a killed run, then exit.
+    #[arg(long)]
+    pub unlock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TeardownArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Also dissolve the swarm: workers leave, then managers.
+    #[arg(long)]
+    pub leave_swarm: bool,
+    /// Also remove what rpiprov uploaded to the manager.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create the fleet (idempotent).
+    #[command(after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200")]
+    Up(LabUpArgs),
+    /// Remove everything the lab created, from its state file.
+    #[command(after_help = "Example:\n  rpiprov lab down")]
+    Down(LabDirArg),
+    /// Show the nodes and whether their sshd and dockerd run.
+    #[command(after_help = "Example:\n  rpiprov lab status")]
+    Status(LabDirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDirArg {
+    /// Where the lab keeps its state.
+    #[arg(long, default_value = ".lab", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub dir: LabDirArg,
+    /// Nodes that already run Docker; the first is the manager.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub nodes: usize,
+    /// Bare workers without Docker, as a fresh Pi is.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub bare: usize,
+    /// Only N sshd nodes (no Docker), for scale tests of the SSH layer.
+    #[arg(long, value_name = "N", conflicts_with_all = ["nodes", "bare"])]
+    pub sshd_only: Option<usize>,
+}
+
+/// Parses the command line and runs the command; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(crate::app::run(cli))
+}

@@ -1,0 +1,232 @@
+//! The validated inventory and playbook: what every command works from once `config` has
+//! parsed and checked the files. Nothing here does I/O.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// A host's role in the swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Manager,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Manager => "manager",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// Where the sudo password comes from. It is never stored in the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// sudo needs no password (NOPASSWD), or we are root.
+    None,
+    /// Ask once on the terminal; an error when not interactive.
+    Prompt,
+    /// Read from this environment variable.
+    Env(String),
+}
+
+/// How commands that need root are run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Become {
+    /// Run privileged commands through `sudo`. False when the SSH user is root.
+    pub sudo: bool,
+    pub password: PasswordSource,
+}
+
+/// How Docker is installed where it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallMethod {
+    /// Debian's `docker.io` package.
+    Distro,
+    /// Docker's convenience script (needs internet on the Pi).
+    GetDocker,
+    /// The user's own shell command, run as root.
+    Command(String),
+    /// Never install: a missing Docker is an error.
+    Skip,
+}
+
+/// Docker settings for one host, after defaults were merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    pub install: InstallMethod,
+    /// Keys to merge into `/etc/docker/daemon.json` (e.g. `insecure-registries`).
+    /// Keys the user set on the host and that are not named here are kept.
+    pub daemon: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The address a node advertises to the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Advertise {
+    /// The address rpiprov reaches the host by (as the host sees it).
+    Reach,
+    /// An explicit address.
+    Address(IpAddr),
+    /// The address of this interface on the host (e.g. `eth0`).
+    Interface(String),
+}
+
+/// Host key policy for SSH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Unknown hosts are refused.
+    #[default]
+    Strict,
+    /// Unknown hosts are learned; a changed key is still refused.
+    AcceptNew,
+}
+
+/// One host, with defaults merged in.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Validated: letters, digits, `-`, `_`, `.`; used in output and as the ssh config alias.
+    pub name: String,
+    /// Host name or IP address to connect to (may be resolved through ~/.ssh/config).
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub role: Role,
+    /// Swarm node labels.
+    pub labels: BTreeMap<String, String>,
+    pub become_: Become,
+    pub docker: DockerSettings,
+    pub advertise: Advertise,
+    /// Ask for a password (password / keyboard-interactive) if keys fail; interactive only.
+    pub password_auth: bool,
+}
+
+/// SSH settings shared by all hosts.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    /// `~/.ssh/config` or another file; `None` disables it.
+    pub config_file: Option<PathBuf>,
+    /// How many hosts are worked on at once.
+    pub parallel: usize,
+}
+
+/// Swarm-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct SwarmSettings {
+    /// `docker swarm init --default-addr-pool` (the lab keeps everything in 198.18.0.0/15).
+    pub default_addr_pool: Option<String>,
+}
+
+/// The inventory: hosts and how to reach them.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub path: PathBuf,
+    pub hosts: Vec<Host>,
+    pub ssh: SshSettings,
+    pub swarm: SwarmSettings,
+    /// The playbook the inventory points at (resolved against the inventory's folder).
+    pub playbook: Option<PathBuf>,
+}
+
+impl Inventory {
+    pub fn managers(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.role == Role::Manager)
+    }
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// An overlay network the playbook declares; created by `bootstrap`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Network {
+    pub name: String,
+    pub driver: String,
+    pub attachable: bool,
+    pub internal: bool,
+    pub subnet: Option<String>,
+    pub encrypted: bool,
+}
+
+/// What rpiprov needs to know of one compose file.
+#[derive(Debug, Clone, Default)]
+pub struct Compose {
+    /// Service names, in file order.
+    pub services: Vec<String>,
+    /// Images the services use.
+    pub images: Vec<String>,
+    /// Networks declared `external: true` (their real names).
+    pub external_networks: Vec<String>,
+}
+
+/// A stack: one compose file deployed under one name.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub name: String,
+    /// Resolved path of the compose file on this machine.
+    pub file: PathBuf,
+    pub order: i64,
+    /// How long `deploy` waits for the stack's services to converge.
+    pub timeout: Duration,
+    pub compose: Compose,
+}
+
+/// How an image archive is loaded on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    /// `docker save` output, loaded with `docker load`.
+    DockerSave,
+    /// A root file system tarball, loaded with `docker import`.
+    Rootfs,
+}
+
+/// An image shipped over SSH instead of pulled from a registry.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The reference the stacks use (`lab/httpd:1`).
+    pub name: String,
+    pub archive: PathBuf,
+    pub format: ImageFormat,
+    /// For `rootfs` images: the `CMD` given to `docker import --change`.
+    pub cmd: Vec<String>,
+}
+
+/// A variable passed to `docker stack deploy`'s environment.
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub name: String,
+    /// The value; secret ones are resolved from the environment and never printed.
+    pub value: VariableValue,
+}
+
+#[derive(Debug, Clone)]
+pub enum VariableValue {
+    Plain(String),
+    /// Read from this environment variable of the machine running rpiprov, at use.
+    SecretEnv(String),
+    /// A resolved secret.
+    Secret(Secret),
+}
+
+/// The playbook: networks, images and stacks in order.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub networks: Vec<Network>,
+    /// Sorted by `order`, then by position in the file.
+    pub stacks: Vec<Stack>,
+    pub images: Vec<Image>,
+    pub variables: Vec<Variable>,
+}

@@ -1,0 +1,17 @@
+//! rpiprov: provisions a Docker Swarm on a rack of Raspberry Pis over SSH.
+//!
+//! The layers, from the outside in: `cli` (flags only) -> `config` (inventory and playbook,
+//! validated before any connection) -> `facts` (one read-only probe per host) -> `plan`
+//! (pure: config + facts -> steps) -> `run` (executes steps over `remote`, in parallel,
+//! emitting events) -> `ui` (renders events). `commands` and `shell` build remote command
+//! lines as pure functions.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lab;
+pub mod remote;
+pub mod secret;
+pub mod select;
+pub mod shell;

@@ -1,0 +1,216 @@
+//! The SSH transport, on russh: one connection per host, reused for every step of a
+//! command, with channels multiplexed within OpenSSH's default `MaxSessions` of 10.
+//!
+//! The [`Remote`] trait is what the rest of rpiprov uses; [`Session`] implements it over
+//! SSH, and unit tests implement it with a fake.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::HostKeyPolicy;
+use crate::secret::Secret;
+
+/// How to connect: settings shared by all hosts of a run.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub known_hosts: PathBuf,
+    pub policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    /// Default limit for one remote command; a request may set its own.
+    pub command_timeout: Duration,
+    pub keepalive_interval: Duration,
+    /// `~/.ssh/config` or another file; `None` disables it.
+    pub ssh_config: Option<PathBuf>,
+    /// A terminal is attached: passphrases and passwords may be prompted for.
+    pub interactive: bool,
+}
+
+/// One host to connect to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The inventory's name for the host: used in messages and as the ssh config alias.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    /// Try password / keyboard-interactive authentication (prompting) after keys.
+    pub password_auth: bool,
+    /// Privileged commands go through sudo.
+    pub sudo: bool,
+    /// The sudo password, when sudo asks for one.
+    pub sudo_password: Option<Secret>,
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One remote command.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// The command line, already quoted (see [`crate::shell`]).
+    pub command: String,
+    /// Run as root (through sudo when the target needs it).
+    pub privileged: bool,
+    /// Bytes written to the command's stdin, then EOF.
+    pub stdin: Option<Vec<u8>>,
+    /// Overrides [`ConnectOptions::command_timeout`].
+    pub timeout: Option<Duration>,
+}
+
+impl ExecRequest {
+    pub fn new(command: impl Into<String>) -> Self {
+        ExecRequest {
+            command: command.into(),
+            ..Default::default()
+        }
+    }
+    pub fn privileged(mut self) -> Self {
+        self.privileged = true;
+        self
+    }
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Self {
+        self.stdin = Some(bytes);
+        self
+    }
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+}
+
+/// What a finished remote command left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Exit status; 255 plus a signal name in `signal` when killed by a signal.
+    pub status: u32,
+    pub signal: Option<String>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == 0 && self.signal.is_none()
+    }
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// The file was written (atomically: temporary file in the same folder, then rename).
+    Written,
+    /// The remote file already had the same sha256; nothing was sent.
+    Unchanged,
+}
+
+/// A file to upload.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub contents: Vec<u8>,
+    /// Absolute remote path. Its folder is created if missing.
+    pub dest: String,
+    /// File mode, e.g. 0o644.
+    pub mode: u32,
+    /// Write as root (through sudo when the target needs it).
+    pub privileged: bool,
+}
+
+/// Transport errors. Each says which host and what happened; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("{host}: cannot connect to {addr}: {reason}")]
+    Connect {
+        host: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("{host}: no answer from {addr} within {secs}s")]
+    ConnectTimeout {
+        host: String,
+        addr: String,
+        secs: u64,
+    },
+    #[error(
+        "{host}: host key of {addr} is not known ({fingerprint}).\n  To trust it, check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then run once with --host-key-policy accept-new, or add it with: ssh-keyscan -p {port} {address} >> {known_hosts}"
+    )]
+    UnknownHostKey {
+        host: String,
+        addr: String,
+        address: String,
+        port: u16,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error(
+        "{host}: HOST KEY CHANGED for {addr} ({fingerprint}); known_hosts {known_hosts} line {line} holds another key. This may be an attack; if the host was reinstalled, remove that line (ssh-keygen -R) and check the new key."
+    )]
+    HostKeyChanged {
+        host: String,
+        addr: String,
+        fingerprint: String,
+        known_hosts: String,
+        line: usize,
+    },
+    #[error(
+        "{host}: {addr} offered a {offered} host key, but known_hosts {known_hosts} records only {recorded} for it; refusing (a changed key type may be an attack)"
+    )]
+    HostKeyAlgorithm {
+        host: String,
+        addr: String,
+        offered: String,
+        recorded: String,
+        known_hosts: String,
+    },
+    #[error("{host}: authentication as {user} failed (tried: {tried})")]
+    Auth {
+        host: String,
+        user: String,
+        tried: String,
+    },
+    #[error("{host}: sudo failed: {reason}")]
+    Sudo { host: String, reason: String },
+    #[error("{host}: command timed out after {secs}s: {command}")]
+    CommandTimeout {
+        host: String,
+        secs: u64,
+        command: String,
+    },
+    #[error("{host}: {reason}")]
+    Channel { host: String, reason: String },
+    #[error("{host}: ssh config: {reason}")]
+    Config { host: String, reason: String },
+}
+
+/// What the rest of rpiprov needs from a connected host.
+pub trait Remote: Send + Sync {
+    /// The inventory name of the host.
+    fn host(&self) -> &str;
+
+    /// Runs a command to the end and returns its output.
+    fn exec(&self, req: ExecRequest) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+
+    /// Runs a command, calling `on_line` for each output line as it arrives.
+    fn exec_streaming(
+        &self,
+        req: ExecRequest,
+        on_line: &mut (dyn FnMut(Stream, &str) + Send),
+    ) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+
+    /// Writes a file atomically, skipping it when the remote sha256 already matches.
+    fn upload(
+        &self,
+        req: UploadRequest,
+    ) -> impl Future<Output = Result<UploadOutcome, RemoteError>> + Send;
+}
