@@ -7,11 +7,19 @@
 //! lines as pure functions.
 
 pub mod app;
+pub mod bootstrap;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
+pub mod facts;
+#[cfg(test)]
+pub mod fake;
 pub mod lab;
+pub mod plan;
 pub mod remote;
+pub mod run;
 pub mod secret;
 pub mod select;
 pub mod shell;
+pub mod ui;

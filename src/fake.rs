@@ -1,0 +1,121 @@
+//! A scripted [`Remote`] for unit tests of the executors: answers commands by the first
+//! matching rule and records every request, so tests assert what was sent where.
+
+use std::sync::{Arc, Mutex};
+
+use crate::remote::{
+    ExecRequest, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
+};
+
+type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
+
+/// A fake host. Rules match when the command contains their text; the first wins.
+#[derive(Clone)]
+pub struct FakeRemote {
+    pub name: String,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    pub log: Arc<Mutex<Vec<ExecRequest>>>,
+    pub uploads: Arc<Mutex<Vec<UploadRequest>>>,
+}
+
+pub fn ok(stdout: &str) -> Output {
+    Output {
+        stdout: stdout.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+pub fn fail(status: u32, stderr: &str) -> Output {
+    Output {
+        stderr: stderr.as_bytes().to_vec(),
+        status,
+        ..Default::default()
+    }
+}
+
+impl FakeRemote {
+    pub fn new(name: &str) -> FakeRemote {
+        FakeRemote {
+            name: name.into(),
+            rules: Arc::default(),
+            log: Arc::default(),
+            uploads: Arc::default(),
+        }
+    }
+
+    pub fn on(&self, contains: &str, out: Output) -> &Self {
+        self.on_fn(contains, move |_| out.clone())
+    }
+
+    pub fn on_fn(
+        &self,
+        contains: &str,
+        f: impl Fn(&ExecRequest) -> Output + Send + Sync + 'static,
+    ) -> &Self {
+        self.rules
+            .lock()
+            .unwrap()
+            .push((contains.to_string(), Box::new(f)));
+        self
+    }
+
+    /// The commands this host was sent, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.command.clone())
+            .collect()
+    }
+
+    fn answer(&self, req: &ExecRequest) -> Result<Output, RemoteError> {
+        self.log.lock().unwrap().push(req.clone());
+        let rules = self.rules.lock().unwrap();
+        for (pat, f) in rules.iter() {
+            if req.command.contains(pat.as_str()) {
+                return Ok(f(req));
+            }
+        }
+        Err(RemoteError::Channel {
+            host: self.name.clone(),
+            reason: format!("fake has no rule for: {}", req.command),
+        })
+    }
+}
+
+impl Remote for FakeRemote {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    async fn exec(&self, req: ExecRequest) -> Result<Output, RemoteError> {
+        self.answer(&req)
+    }
+
+    async fn exec_streaming(
+        &self,
+        req: ExecRequest,
+        on_line: &mut (dyn FnMut(Stream, &str) + Send),
+    ) -> Result<Output, RemoteError> {
+        let out = self.answer(&req)?;
+        for line in out.stdout_str().lines() {
+            on_line(Stream::Stdout, line);
+        }
+        Ok(out)
+    }
+
+    async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
+        self.uploads.lock().unwrap().push(req);
+        Ok(UploadOutcome::Written)
+    }
+}
+
+impl FakeRemote {
+    pub fn rules_take(&self) -> Vec<Rule> {
+        std::mem::take(&mut *self.rules.lock().unwrap())
+    }
+    pub fn rules_put(&self, rules: Vec<Rule>) {
+        *self.rules.lock().unwrap() = rules;
+    }
+}

@@ -1,0 +1,445 @@
+//! Planner tests: from given facts, the exact steps.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::json;
+
+use super::*;
+use crate::config::{Become, DockerSettings, PasswordSource};
+use crate::facts::{ClusterInfo, RemoteManager, SwarmInfo, SwarmNode};
+
+fn host(name: &str, role: Role) -> Host {
+    Host {
+        name: name.into(),
+        address: format!("addr-{name}"),
+        port: 22,
+        user: "pi".into(),
+        identity_files: vec![],
+        role,
+        labels: BTreeMap::new(),
+        become_: Become {
+            sudo: true,
+            password: PasswordSource::None,
+        },
+        docker: DockerSettings {
+            install: InstallMethod::Distro,
+            daemon: Map::new(),
+        },
+        advertise: Advertise::Reach,
+        password_auth: false,
+    }
+}
+
+fn bare(hostname: &str, addr: &str) -> Facts {
+    Facts {
+        hostname: hostname.into(),
+        reach_addr: addr.into(),
+        apt: true,
+        ..Default::default()
+    }
+}
+
+fn docker_up(hostname: &str, addr: &str) -> Facts {
+    Facts {
+        docker_installed: true,
+        docker_running: true,
+        swarm: SwarmInfo {
+            local_node_state: "inactive".into(),
+            ..Default::default()
+        },
+        ..bare(hostname, addr)
+    }
+}
+
+fn node(id: &str, hostname: &str, role: &str, state: &str) -> SwarmNode {
+    SwarmNode {
+        id: id.into(),
+        hostname: hostname.into(),
+        role: role.into(),
+        labels: BTreeMap::new(),
+        state: state.into(),
+        addr: String::new(),
+    }
+}
+
+fn in_swarm(mut f: Facts, id: &str, cluster: &str, manager: bool) -> Facts {
+    f.swarm = SwarmInfo {
+        node_id: id.into(),
+        node_addr: f.reach_addr.clone(),
+        local_node_state: "active".into(),
+        control_available: manager,
+        remote_managers: vec![RemoteManager {
+            node_id: "m".into(),
+            addr: "198.18.0.11:2377".into(),
+        }],
+        cluster: ClusterInfo {
+            id: if manager {
+                cluster.into()
+            } else {
+                String::new()
+            },
+        },
+    };
+    f
+}
+
+fn net(name: &str) -> Network {
+    Network {
+        name: name.into(),
+        driver: "overlay".into(),
+        attachable: true,
+        internal: false,
+        subnet: None,
+        encrypted: false,
+    }
+}
+
+struct Case {
+    hosts: Vec<Host>,
+    facts: HashMap<String, Facts>,
+    networks: Vec<Network>,
+    force: bool,
+}
+
+impl Case {
+    fn new(hosts: Vec<Host>) -> Case {
+        Case {
+            hosts,
+            facts: HashMap::new(),
+            networks: vec![],
+            force: false,
+        }
+    }
+    fn facts(mut self, host: &str, f: Facts) -> Case {
+        self.facts.insert(host.into(), f);
+        self
+    }
+    fn plan(&self) -> Plan {
+        let hosts: Vec<&Host> = self.hosts.iter().collect();
+        let managers: Vec<&Host> = self
+            .hosts
+            .iter()
+            .filter(|h| h.role == Role::Manager)
+            .collect();
+        plan(&Input {
+            hosts: &hosts,
+            managers: &managers,
+            facts: &self.facts,
+            networks: &self.networks,
+            default_addr_pool: Some("198.19.0.0/16"),
+            force: self.force,
+        })
+    }
+}
+
+fn lab_fleet() -> Vec<Host> {
+    let mut pi1 = host("pi1", Role::Manager);
+    pi1.labels.insert("zone".into(), "a".into());
+    vec![pi1, host("pi2", Role::Worker), host("pi3", Role::Worker)]
+}
+
+/// The lab's first bootstrap: two nodes with Docker, one bare.
+#[test]
+fn fresh_fleet_installs_inits_joins_labels_and_creates_networks() {
+    let mut case = Case::new(lab_fleet())
+        .facts("pi1", docker_up("pi1", "198.18.0.11"))
+        .facts("pi2", docker_up("pi2", "198.18.0.12"))
+        .facts("pi3", bare("pi3", "198.18.0.13"));
+    case.networks = vec![net("DATA")];
+    let p = case.plan();
+    assert_eq!(p.leader.as_deref(), Some("pi1"));
+    type PhaseSummary = (&'static str, bool, Vec<(String, Vec<Step>)>);
+    let summary: Vec<PhaseSummary> = p
+        .phases
+        .iter()
+        .map(|ph| {
+            (
+                ph.name,
+                ph.parallel,
+                ph.work
+                    .iter()
+                    .map(|w| (w.host.clone(), w.steps.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "docker",
+                true,
+                vec![(
+                    "pi3".to_string(),
+                    vec![
+                        Step::InstallDocker(InstallMethod::Distro),
+                        Step::StartDocker
+                    ]
+                )]
+            ),
+            (
+                "swarm init",
+                false,
+                vec![(
+                    "pi1".to_string(),
+                    vec![Step::InitSwarm {
+                        advertise: "198.18.0.11".into(),
+                        default_addr_pool: Some("198.19.0.0/16".into())
+                    }]
+                )]
+            ),
+            (
+                "worker joins",
+                true,
+                vec![
+                    (
+                        "pi2".to_string(),
+                        vec![Step::JoinSwarm {
+                            role: Role::Worker,
+                            advertise: "198.18.0.12".into()
+                        }]
+                    ),
+                    (
+                        "pi3".to_string(),
+                        vec![Step::JoinSwarm {
+                            role: Role::Worker,
+                            advertise: "198.18.0.13".into()
+                        }]
+                    ),
+                ]
+            ),
+            (
+                "swarm settings",
+                false,
+                vec![(
+                    "pi1".to_string(),
+                    vec![
+                        Step::SetLabels {
+                            host: "pi1".into(),
+                            labels: vec![("zone".into(), "a".into())]
+                        },
+                        Step::CreateNetwork(net("DATA")),
+                    ]
+                )]
+            ),
+        ]
+    );
+    // Joins wait for the leader.
+    assert_eq!(p.phases[2].work[0].depends_on, vec!["pi1".to_string()]);
+}
+
+fn formed() -> Case {
+    let mut m = in_swarm(docker_up("pi1", "198.18.0.11"), "m", "c1", true);
+    let mut n1 = node("m", "pi1", "manager", "ready");
+    n1.labels.insert("zone".into(), "a".into());
+    m.nodes = vec![
+        n1,
+        node("w2", "pi2", "worker", "ready"),
+        node("w3", "pi3", "worker", "ready"),
+    ];
+    m.networks = vec![NetworkInfo {
+        name: "DATA".into(),
+        driver: "overlay".into(),
+        scope: "swarm".into(),
+        attachable: true,
+        internal: false,
+        subnets: vec!["10.0.1.0/24".into()],
+        encrypted: false,
+    }];
+    let mut case = Case::new(lab_fleet())
+        .facts("pi1", m)
+        .facts(
+            "pi2",
+            in_swarm(docker_up("pi2", "198.18.0.12"), "w2", "", false),
+        )
+        .facts(
+            "pi3",
+            in_swarm(docker_up("pi3", "198.18.0.13"), "w3", "", false),
+        );
+    case.networks = vec![net("DATA")];
+    case
+}
+
+#[test]
+fn formed_fleet_needs_nothing() {
+    let p = formed().plan();
+    assert!(p.is_empty(), "{p:#?}");
+    assert_eq!(p.phases, vec![]);
+}
+
+#[test]
+fn a_stopped_daemon_is_started_and_nothing_else() {
+    let mut case = formed();
+    case.facts.get_mut("pi2").unwrap().docker_running = false;
+    let p = case.plan();
+    assert_eq!(p.steps_of("pi2"), vec![&Step::StartDocker]);
+    assert_eq!(p.phases.len(), 1);
+}
+
+#[test]
+fn a_node_of_another_swarm_is_refused_naming_it() {
+    let mut case = formed();
+    case.facts.insert(
+        "pi3".into(),
+        in_swarm(docker_up("pi3", "198.18.0.13"), "x9", "", false),
+    );
+    case.facts.get_mut("pi3").unwrap().swarm.remote_managers[0].addr = "10.9.9.9:2377".into();
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Refuse(
+            "belongs to another swarm (managed by 10.9.9.9:2377); run with --force to make it leave and join this one".into()
+        )]
+    );
+    // The others are left alone.
+    assert!(p.steps_of("pi2").is_empty());
+}
+
+#[test]
+fn force_makes_it_leave_then_join() {
+    let mut case = formed();
+    let mut other = in_swarm(docker_up("pi3", "198.18.0.13"), "x9", "c-other", true);
+    other.swarm.control_available = true;
+    case.facts.insert("pi3".into(), other);
+    case.force = true;
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![
+            &Step::LeaveSwarm {
+                reason: "belongs to another swarm (cluster c-other)".into()
+            },
+            &Step::JoinSwarm {
+                role: Role::Worker,
+                advertise: "198.18.0.13".into()
+            }
+        ]
+    );
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::PruneDownNodes {
+            hostnames: vec!["pi3".into()]
+        }]
+    );
+}
+
+#[test]
+fn duplicate_host_names_are_refused_before_any_join() {
+    let case = Case::new(lab_fleet())
+        .facts("pi1", docker_up("pi1", "198.18.0.11"))
+        .facts("pi2", docker_up("raspberrypi", "198.18.0.12"))
+        .facts("pi3", docker_up("raspberrypi", "198.18.0.13"));
+    let p = case.plan();
+    let msg = "host name \"raspberrypi\" is shared by pi2, pi3; give each Pi its own (hostnamectl set-hostname) before it joins, or the swarm confuses them";
+    assert_eq!(p.steps_of("pi2"), vec![&Step::Refuse(msg.into())]);
+    assert_eq!(p.steps_of("pi3"), vec![&Step::Refuse(msg.into())]);
+}
+
+#[test]
+fn an_unreachable_manager_plans_no_swarm_step() {
+    let case = Case::new(lab_fleet())
+        .facts("pi2", docker_up("pi2", "198.18.0.12"))
+        .facts("pi3", bare("pi3", "198.18.0.13"));
+    let p = case.plan();
+    assert_eq!(p.leader, None);
+    assert_eq!(p.phases.len(), 1);
+    assert_eq!(p.phases[0].name, "docker");
+    assert!(p.steps_of("pi2").is_empty());
+}
+
+#[test]
+fn a_network_with_other_options_is_refused_with_the_difference() {
+    let mut case = formed();
+    case.networks = vec![Network {
+        internal: true,
+        subnet: Some("10.0.9.0/24".into()),
+        ..net("DATA")
+    }];
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::Refuse(
+            "network DATA exists with other options (internal is false, playbook says true, subnet is 10.0.1.0/24, playbook says 10.0.9.0/24); Docker cannot change a network in place: remove it (docker network rm DATA) or change the playbook".into()
+        )]
+    );
+}
+
+#[test]
+fn role_changes_and_missing_labels_only() {
+    let mut case = formed();
+    case.hosts[1].role = Role::Manager;
+    case.hosts[2].labels.insert("disk".into(), "ssd".into());
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![
+            &Step::SetRole {
+                host: "pi2".into(),
+                role: Role::Manager
+            },
+            &Step::SetLabels {
+                host: "pi3".into(),
+                labels: vec![("disk".into(), "ssd".into())]
+            }
+        ]
+    );
+}
+
+#[test]
+fn skip_install_refuses_a_host_without_docker() {
+    let mut case = Case::new(lab_fleet())
+        .facts("pi1", docker_up("pi1", "198.18.0.11"))
+        .facts("pi2", docker_up("pi2", "198.18.0.12"))
+        .facts("pi3", bare("pi3", "198.18.0.13"));
+    case.hosts[2].docker.install = InstallMethod::Skip;
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Refuse(
+            "docker is not installed and the inventory says install = \"skip\"".into()
+        )]
+    );
+}
+
+#[test]
+fn daemon_json_merge_keeps_user_keys_and_unites_lists() {
+    let wanted = json!({"insecure-registries": ["pi1:5000"], "log-driver": "journald"});
+    let wanted = wanted.as_object().unwrap();
+    let merged = merge_daemon_json(
+        Some(r#"{"insecure-registries": ["mine:5000"], "debug": true}"#),
+        wanted,
+    )
+    .unwrap()
+    .unwrap();
+    let v: Value = serde_json::from_str(&merged).unwrap();
+    assert_eq!(
+        v,
+        json!({"insecure-registries": ["mine:5000", "pi1:5000"], "debug": true, "log-driver": "journald"})
+    );
+    // Already there: no change, no restart.
+    assert_eq!(merge_daemon_json(Some(&merged), wanted).unwrap(), None);
+    assert_eq!(merge_daemon_json(None, &Map::new()).unwrap(), None);
+    assert_eq!(
+        merge_daemon_json(Some("{oops"), wanted).unwrap_err(),
+        "/etc/docker/daemon.json is not valid JSON (key must be a string at line 1 column 2); fix it by hand, rpiprov will not overwrite it"
+    );
+}
+
+#[test]
+fn changed_daemon_settings_restart_the_daemon() {
+    let mut case = formed();
+    case.hosts[1]
+        .docker
+        .daemon
+        .insert("insecure-registries".into(), json!(["pi1:5000"]));
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi2"),
+        vec![
+            &Step::WriteDaemonJson(
+                "{\n  \"insecure-registries\": [\n    \"pi1:5000\"\n  ]\n}\n".into()
+            ),
+            &Step::RestartDocker
+        ]
+    );
+}

@@ -1,0 +1,144 @@
+//! Running work across hosts: bounded parallelism, one outcome per host, failures counted
+//! rather than propagated, so that one host's failure never stops the others.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::remote::{ExecRequest, Output, Remote, RemoteError};
+
+/// Runs `f` on every item with at most `limit` at once; results come back in item order.
+pub async fn parallel_map<T, F, Fut, O>(items: Vec<T>, limit: usize, f: F) -> Vec<O>
+where
+    T: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = O> + Send + 'static,
+    O: Send + 'static,
+{
+    let sem = Arc::new(Semaphore::new(limit.max(1)));
+    let mut set = JoinSet::new();
+    let n = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        let fut = f(item);
+        let sem = sem.clone();
+        set.spawn(async move {
+            let _permit = sem
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            (i, fut.await)
+        });
+    }
+    let mut out: Vec<Option<O>> = (0..n).map(|_| None).collect();
+    while let Some(res) = set.join_next().await {
+        match res {
+            Ok((i, o)) => out[i] = Some(o),
+            // A panic in one host's task is a bug; surface it rather than hide a host.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out.into_iter()
+        .map(|o| o.expect("every task reported"))
+        .collect()
+}
+
+/// A failed remote step: what the user needs to see to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError(pub String);
+
+impl From<RemoteError> for StepError {
+    fn from(e: RemoteError) -> Self {
+        // The host is already named by the report the error lands in.
+        let text = e.to_string();
+        StepError(text)
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs a command and turns a non-zero exit into an error carrying the remote stderr.
+pub async fn run_ok<R: Remote>(remote: &R, req: ExecRequest) -> Result<Output, StepError> {
+    let out = remote.exec(req).await?;
+    check(out)
+}
+
+/// Turns a non-zero exit into an error with the exit code and the end of stderr (or stdout,
+/// when stderr is empty: apt and the init scripts write errors to stdout).
+pub fn check(out: Output) -> Result<Output, StepError> {
+    if out.success() {
+        return Ok(out);
+    }
+    let text = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+        out.stderr_str()
+    } else {
+        out.stdout_str()
+    };
+    let tail: Vec<&str> = text.trim_end().lines().collect();
+    let tail = tail[tail.len().saturating_sub(8)..].join("\n");
+    let head = match &out.signal {
+        Some(sig) => format!("killed by signal {sig}"),
+        None => format!("exit {}", out.status),
+    };
+    Err(StepError(if tail.is_empty() {
+        head
+    } else {
+        format!("{head}: {tail}")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn parallel_map_keeps_order_and_bounds_concurrency() {
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let out = parallel_map((0..20).collect(), 3, |i: u64| {
+            let running = running.clone();
+            let peak = peak.clone();
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = running.fetch_add(1, SeqCst) + 1;
+                peak.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(5 * (20 - i))).await;
+                running.fetch_sub(1, SeqCst);
+                i * 2
+            }
+        })
+        .await;
+        assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn check_reports_exit_code_and_stderr_tail() {
+        let out = Output {
+            stdout: b"Reading package lists...\n".to_vec(),
+            stderr: b"E: Unable to locate package docker.io\n".to_vec(),
+            status: 100,
+            signal: None,
+        };
+        assert_eq!(
+            check(out).unwrap_err().0,
+            "exit 100: E: Unable to locate package docker.io"
+        );
+        let out = Output {
+            stdout: b"Starting Docker: docker failed!\n".to_vec(),
+            stderr: vec![],
+            status: 1,
+            signal: None,
+        };
+        assert_eq!(
+            check(out).unwrap_err().0,
+            "exit 1: Starting Docker: docker failed!"
+        );
+    }
+}
