@@ -44,6 +44,46 @@ where
         .collect()
 }
 
+/// Connects to every target with at most `limit` connection starts at once (opening
+/// hundreds of SSH handshakes together makes sshd drop some: see Kamal #326). Returns the
+/// sessions and, for each host that could not be reached, the reason.
+pub async fn connect_all<T, R, F, Fut>(
+    targets: Vec<(String, T)>,
+    limit: usize,
+    reporter: Arc<dyn crate::ui::Reporter>,
+    connect: F,
+) -> (
+    std::collections::HashMap<String, Arc<R>>,
+    Vec<(String, String)>,
+)
+where
+    T: Send + 'static,
+    R: Send + Sync + 'static,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<R, RemoteError>> + Send + 'static,
+{
+    let results = parallel_map(targets, limit, |(name, target)| {
+        let fut = connect(target);
+        let reporter = reporter.clone();
+        async move {
+            reporter.event(&name, crate::ui::Event::Step("connect".into()));
+            (name, fut.await)
+        }
+    })
+    .await;
+    let mut sessions = std::collections::HashMap::new();
+    let mut failed = Vec::new();
+    for (name, res) in results {
+        match res {
+            Ok(s) => {
+                sessions.insert(name, Arc::new(s));
+            }
+            Err(e) => failed.push((name, e.to_string())),
+        }
+    }
+    (sessions, failed)
+}
+
 /// A failed remote step: what the user needs to see to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepError(pub String);

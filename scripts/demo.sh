@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The README's first command: on a fresh Debian or Ubuntu machine, as root, installs what
+# the lab needs, builds rpiprov, brings up a virtual 3-Pi fleet (one without Docker),
+# bootstraps the swarm, deploys the lab playbook and shows the fleet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: the lab needs root (network namespaces): run with sudo" >&2
+  exit 2
+fi
+scripts/deps.sh
+cargo build --release --quiet
+bin=target/release/rpiprov
+lab=${LAB_DIR:-.lab}
+$bin lab up --dir "$lab"
+# pi2's sudo asks for a password, as on a Pi that was set up by hand.
+RPIPROV_SUDO_PASSWORD="$(cat "$lab/sudo-password")"
+export RPIPROV_SUDO_PASSWORD
+$bin -i "$lab/inventory.toml" bootstrap
+$bin -i "$lab/inventory.toml" deploy
+$bin lab status --dir "$lab"
+cat <<EOT
+
+The fleet is up. Go on with:
+  export RPIPROV_SUDO_PASSWORD="\$(cat $lab/sudo-password)"
+  $bin -i $lab/inventory.toml bootstrap      # again: changes nothing
+  $bin -i $lab/inventory.toml teardown --yes # removes the stacks and networks
+  $bin lab down --dir $lab                   # removes the whole lab
+EOT
