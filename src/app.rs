@@ -1,17 +1,287 @@
-//! Runs a parsed command line: loads the configuration, picks the hosts, calls the command.
+//! Runs a parsed command line: loads and checks the configuration (exit 2 on bad input,
+//! before any connection), selects the hosts, connects, runs the command, prints the
+//! summary or JSON, and decides the exit code once, at the end.
 
-use crate::cli::{Cli, Command};
-use crate::error::EXIT_USAGE;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::{Cli, Command, PolicyArg};
+use crate::config::{self, Diagnostic, Host, HostKeyPolicy, Loaded, PasswordSource};
+use crate::error::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::remote::{self, ConnectOptions, Target};
+use crate::secret::Secret;
+use crate::select::Selection;
+use crate::ui::{self, HostReport, Reporter};
 
 pub fn run(cli: Cli) -> u8 {
-    match cli.command {
-        Command::Check => {
-            eprintln!("check: not wired yet");
-            EXIT_USAGE
+    match &cli.command {
+        Command::Bootstrap(args) => {
+            let force = args.force;
+            with_fleet(&cli, "bootstrap", |ctx| Box::pin(bootstrap(ctx, force)))
         }
         _ => {
-            eprintln!("not wired yet");
+            eprintln!("error: not wired yet");
             EXIT_USAGE
         }
     }
+}
+
+/// Prints configuration diagnostics on stderr, errors first.
+pub fn print_diagnostics(diags: &[Diagnostic], kind: &str) {
+    for d in diags {
+        eprintln!("{kind}: {d}");
+    }
+}
+
+/// Loads the configuration or says why not. Errors are printed; `Err` holds the exit code.
+pub fn load(cli: &Cli) -> Result<Loaded, u8> {
+    match config::load(&cli.inventory, cli.playbook.as_deref()) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded.warnings, "warning");
+            Ok(loaded)
+        }
+        Err(errors) => {
+            print_diagnostics(&errors, "error");
+            eprintln!(
+                "{}: {} error(s); nothing was touched",
+                cli.inventory.display(),
+                errors.len()
+            );
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+/// What a command that works on hosts gets.
+pub struct Ctx {
+    pub cli_json: bool,
+    pub loaded: Loaded,
+    /// Selected hosts' names, in inventory order.
+    pub selected: Vec<String>,
+    pub connect: ConnectOptions,
+    pub targets: HashMap<String, Target>,
+    pub parallel: usize,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl Ctx {
+    pub fn host(&self, name: &str) -> &Host {
+        self.loaded
+            .inventory
+            .host(name)
+            .expect("selected hosts come from the inventory")
+    }
+}
+
+type CommandFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Vec<HostReport>, Option<serde_json::Value>)> + 'a>,
+>;
+
+/// Loads, selects, resolves secrets, then runs `body` on a tokio runtime and reports.
+fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_>) -> u8 {
+    let loaded = match load(cli) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let selection = match Selection::parse(&cli.on) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let selected: Vec<String> = match selection.apply(&loaded.inventory.hosts) {
+        Ok(hosts) => hosts.iter().map(|h| h.name.clone()).collect(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let inv = &loaded.inventory;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let connect = ConnectOptions {
+        known_hosts: inv.ssh.known_hosts.clone(),
+        policy: match cli.host_key_policy {
+            Some(PolicyArg::Strict) => HostKeyPolicy::Strict,
+            Some(PolicyArg::AcceptNew) => HostKeyPolicy::AcceptNew,
+            None => inv.ssh.host_key_policy,
+        },
+        connect_timeout: inv.ssh.connect_timeout,
+        command_timeout: inv.ssh.command_timeout,
+        keepalive_interval: Duration::from_secs(15),
+        ssh_config: inv.ssh.config_file.clone(),
+        interactive,
+        ..ConnectOptions::defaults()
+    };
+    // Managers are always connected: joins and labels go through them.
+    let needed: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| selected.contains(&h.name) || h.role == config::Role::Manager)
+        .collect();
+    let targets = match targets_for(&needed, interactive) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let parallel = cli.parallel.unwrap_or(inv.ssh.parallel).max(1);
+    let names: Vec<String> = needed.iter().map(|h| h.name.clone()).collect();
+    let reporter: Arc<dyn Reporter> = Arc::from(ui::reporter(&names, cli.verbose > 0));
+    let ctx = Ctx {
+        cli_json: cli.json,
+        loaded,
+        selected,
+        connect,
+        targets,
+        parallel,
+        reporter: reporter.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let start = Instant::now();
+    let (reports, details) = rt.block_on(body(&ctx));
+    reporter.finish();
+    finish(name, &reports, details, start.elapsed(), cli.json)
+}
+
+/// Prints the summary (or JSON) and returns the exit code.
+pub fn finish(
+    name: &str,
+    reports: &[HostReport],
+    details: Option<serde_json::Value>,
+    elapsed: Duration,
+    json: bool,
+) -> u8 {
+    let ok = reports.iter().all(|r| !r.failed());
+    if json {
+        let doc = ui::JsonResult {
+            command: name,
+            ok,
+            changed: reports.iter().any(|r| !r.changed.is_empty()),
+            seconds: elapsed.as_secs_f64(),
+            hosts: reports,
+            details,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("reports serialise")
+        );
+    } else {
+        print!("{}", ui::summary(name, reports, elapsed));
+    }
+    if ok { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// Builds the SSH targets, resolving sudo passwords from the environment or a prompt.
+fn targets_for(hosts: &[&Host], interactive: bool) -> Result<HashMap<String, Target>, String> {
+    let mut prompted: Option<Secret> = None;
+    let mut out = HashMap::new();
+    for h in hosts {
+        let sudo = h.become_.sudo && h.user != "root";
+        let sudo_password = if !sudo {
+            None
+        } else {
+            match &h.become_.password {
+                PasswordSource::None => None,
+                PasswordSource::Env(var) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                    _ => {
+                        return Err(format!(
+                            "{}: become_password comes from the environment variable {var}, which is not set",
+                            h.name
+                        ));
+                    }
+                },
+                PasswordSource::Prompt => {
+                    if prompted.is_none() {
+                        if !interactive {
+                            return Err(format!(
+                                "{}: become_password = \"prompt\" needs a terminal; set it from the environment instead",
+                                h.name
+                            ));
+                        }
+                        let p = rpassword::prompt_password(format!(
+                            "sudo password for {} (used for every host that asks): ",
+                            h.user
+                        ))
+                        .map_err(|e| format!("cannot read the sudo password: {e}"))?;
+                        prompted = Some(Secret::new(p));
+                    }
+                    prompted.clone()
+                }
+            }
+        };
+        out.insert(
+            h.name.clone(),
+            Target {
+                name: h.name.clone(),
+                address: h.address.clone(),
+                port: h.port,
+                user: h.user.clone(),
+                identity_files: h.identity_files.clone(),
+                password_auth: h.password_auth,
+                sudo,
+                sudo_password,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Connects to these hosts, bounded by `--parallel`.
+pub async fn connect(
+    ctx: &Ctx,
+    names: &[String],
+) -> (HashMap<String, Arc<remote::Session>>, Vec<(String, String)>) {
+    let targets: Vec<(String, Target)> = names
+        .iter()
+        .map(|n| (n.clone(), ctx.targets[n].clone()))
+        .collect();
+    let opts = Arc::new(ctx.connect.clone());
+    crate::run::connect_all(targets, ctx.parallel, ctx.reporter.clone(), move |t| {
+        let opts = opts.clone();
+        async move { remote::connect(&t, &opts).await }
+    })
+    .await
+}
+
+async fn bootstrap(ctx: &Ctx, force: bool) -> (Vec<HostReport>, Option<serde_json::Value>) {
+    let inv = &ctx.loaded.inventory;
+    let names: Vec<String> = ctx.targets.keys().cloned().collect();
+    let (sessions, failed) = connect(ctx, &names).await;
+    let hosts: Vec<&Host> = ctx.selected.iter().map(|n| ctx.host(n)).collect();
+    let managers: Vec<&Host> = inv.managers().collect();
+    let networks = ctx
+        .loaded
+        .playbook
+        .as_ref()
+        .map(|p| p.networks.as_slice())
+        .unwrap_or_default();
+    let opts = crate::bootstrap::Options {
+        hosts,
+        managers,
+        networks,
+        default_addr_pool: inv.swarm.default_addr_pool.as_deref(),
+        force,
+        parallel: ctx.parallel,
+        command_timeout: ctx.connect.command_timeout,
+    };
+    let (reports, facts) =
+        crate::bootstrap::run(&opts, sessions, failed, ctx.reporter.clone()).await;
+    let details = if ctx.cli_json {
+        let mut facts: Vec<_> = facts.into_iter().collect();
+        facts.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(
+            serde_json::json!({ "facts": facts.into_iter().collect::<std::collections::BTreeMap<_, _>>() }),
+        )
+    } else {
+        None
+    };
+    (reports, details)
 }

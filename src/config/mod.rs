@@ -4,3 +4,5 @@
 pub mod model;
 
 pub use model::*;
+pub mod shim;
+pub use shim::*;
