@@ -101,20 +101,18 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
     };
     let inv = &loaded.inventory;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let connect = ConnectOptions {
-        known_hosts: inv.ssh.known_hosts.clone(),
-        policy: match cli.host_key_policy {
-            Some(PolicyArg::Strict) => HostKeyPolicy::Strict,
-            Some(PolicyArg::AcceptNew) => HostKeyPolicy::AcceptNew,
-            None => inv.ssh.host_key_policy,
-        },
-        connect_timeout: inv.ssh.connect_timeout,
-        command_timeout: inv.ssh.command_timeout,
-        keepalive_interval: Duration::from_secs(15),
-        ssh_config: inv.ssh.config_file.clone(),
-        interactive,
-        ..ConnectOptions::defaults()
+    // Start from the transport's defaults so that settings it adds later need no change here.
+    let mut connect = ConnectOptions::defaults();
+    connect.known_hosts = inv.ssh.known_hosts.clone();
+    connect.policy = match cli.host_key_policy {
+        Some(PolicyArg::Strict) => HostKeyPolicy::Strict,
+        Some(PolicyArg::AcceptNew) => HostKeyPolicy::AcceptNew,
+        None => inv.ssh.host_key_policy,
     };
+    connect.connect_timeout = inv.ssh.connect_timeout;
+    connect.command_timeout = inv.ssh.command_timeout;
+    connect.ssh_config = inv.ssh.config_file.clone();
+    connect.interactive = interactive;
     // Managers are always connected: joins and labels go through them.
     let needed: Vec<&Host> = inv
         .hosts
