@@ -21,6 +21,11 @@ pub fn run(cli: Cli) -> u8 {
             let force = args.force;
             with_fleet(&cli, "bootstrap", |ctx| Box::pin(bootstrap(ctx, force)))
         }
+        Command::Run(args) => {
+            let command = args.command.join(" ");
+            let sudo = args.sudo;
+            with_fleet(&cli, "run", |ctx| Box::pin(run_command(ctx, command, sudo)))
+        }
         _ => {
             eprintln!("error: not wired yet");
             EXIT_USAGE
@@ -113,11 +118,14 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
     connect.command_timeout = inv.ssh.command_timeout;
     connect.ssh_config = inv.ssh.config_file.clone();
     connect.interactive = interactive;
-    // Managers are always connected: joins and labels go through them.
+    // Managers are always connected for swarm commands: joins and labels go through them.
+    let with_managers = !matches!(cli.command, Command::Run(_));
     let needed: Vec<&Host> = inv
         .hosts
         .iter()
-        .filter(|h| selected.contains(&h.name) || h.role == config::Role::Manager)
+        .filter(|h| {
+            selected.contains(&h.name) || (with_managers && h.role == config::Role::Manager)
+        })
         .collect();
     let targets = match targets_for(&needed, interactive) {
         Ok(t) => t,
@@ -169,6 +177,17 @@ pub fn finish(
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).expect("reports serialise")
+        );
+    } else if name == "run" {
+        // The hosts' own output is the result; only failures need a line of their own.
+        for r in reports.iter().filter(|r| r.failed()) {
+            eprintln!("{}: FAILED {}", r.host, r.error.as_deref().unwrap_or(""));
+        }
+        let failed = reports.iter().filter(|r| r.failed()).count();
+        eprintln!(
+            "run: {} ok, {failed} failed ({:.1}s)",
+            reports.len() - failed,
+            elapsed.as_secs_f64()
         );
     } else {
         print!("{}", ui::summary(name, reports, elapsed));
@@ -282,4 +301,77 @@ async fn bootstrap(ctx: &Ctx, force: bool) -> (Vec<HostReport>, Option<serde_jso
         None
     };
     (reports, details)
+}
+
+/// `rpiprov run`: one command on every selected host; output printed per host, in
+/// inventory order, once all are done (interleaved lines from many hosts are unreadable).
+async fn run_command(
+    ctx: &Ctx,
+    command: String,
+    sudo: bool,
+) -> (Vec<HostReport>, Option<serde_json::Value>) {
+    let (sessions, failed) = connect(ctx, &ctx.selected).await;
+    let mut reports: HashMap<String, HostReport> = HashMap::new();
+    for (host, err) in failed {
+        let mut r = HostReport::new(&host);
+        r.outcome = ui::Outcome::Failed;
+        r.failed_step = Some("connect".into());
+        r.error = Some(err);
+        reports.insert(host, r);
+    }
+    let start = Instant::now();
+    let names: Vec<String> = sessions.keys().cloned().collect();
+    let timeout = ctx.connect.command_timeout;
+    let results = crate::run::parallel_map(names, ctx.parallel, |name| {
+        let s = sessions[&name].clone();
+        let mut req = crate::remote::ExecRequest::new(command.clone()).timeout(timeout);
+        req.privileged = sudo;
+        async move {
+            use crate::remote::Remote;
+            let out = s.exec(req).await;
+            (name, out)
+        }
+    })
+    .await;
+    let mut outputs = serde_json::Map::new();
+    for (name, out) in results {
+        let mut r = HostReport::new(&name);
+        r.seconds = start.elapsed().as_secs_f64();
+        match out {
+            Ok(o) => {
+                if !o.success() {
+                    r.outcome = ui::Outcome::Failed;
+                    r.error = Some(match &o.signal {
+                        Some(s) => format!("killed by signal {s}"),
+                        None => format!("exit {}", o.status),
+                    });
+                }
+                outputs.insert(
+                    name.clone(),
+                    serde_json::json!({"status": o.status, "stdout": o.stdout_str(), "stderr": o.stderr_str()}),
+                );
+                if !ctx.cli_json {
+                    ctx.reporter.finish();
+                    for line in o.stdout_str().lines() {
+                        println!("{name}: {line}");
+                    }
+                    for line in o.stderr_str().lines() {
+                        eprintln!("{name}: {line}");
+                    }
+                }
+            }
+            Err(e) => {
+                r.outcome = ui::Outcome::Failed;
+                r.error = Some(e.to_string());
+            }
+        }
+        reports.insert(name, r);
+    }
+    let ordered = ctx
+        .selected
+        .iter()
+        .filter_map(|n| reports.remove(n))
+        .collect();
+    let details = ctx.cli_json.then_some(serde_json::Value::Object(outputs));
+    (ordered, details)
 }

@@ -87,6 +87,12 @@ pub enum Command {
     )]
     Teardown(TeardownArgs),
 
+    /// Run a shell command on the selected hosts, in parallel, and print each host's output.
+    #[command(
+        after_help = "Examples:\n  rpiprov run -- uptime\n  rpiprov run --on @manager --sudo -- docker node ls"
+    )]
+    Run(RunArgs),
+
     /// A virtual Pi fleet on this Linux machine (root): network namespaces, sshd, dockerd.
     #[command(
         subcommand,
@@ -100,6 +106,16 @@ pub struct BootstrapArgs {
     /// A node that belongs to another swarm leaves it first (otherwise that is an error).
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run as root (through sudo where the inventory says so).
+    #[arg(long)]
+    pub sudo: bool,
+    /// The command, run by the remote user's shell as written (it is yours: not quoted).
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
