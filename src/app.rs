@@ -5,10 +5,7 @@ use crate::error::EXIT_USAGE;
 
 pub fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Check => {
-            eprintln!("check: not wired yet");
-            EXIT_USAGE
-        }
+        Command::Check => crate::check::run(&cli.inventory, cli.playbook.as_deref(), cli.json),
         _ => {
             eprintln!("not wired yet");
             EXIT_USAGE

@@ -7,6 +7,7 @@
 //! lines as pure functions.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod error;
