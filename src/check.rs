@@ -25,6 +25,10 @@ pub fn run(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
             for d in &diags {
                 eprintln!("{}: {d}", label(d.severity));
             }
+            // An unreadable inventory says all there is to say.
+            if diags.len() == 1 && diags[0].line.is_none() && diags[0].file == inventory {
+                return EXIT_USAGE;
+            }
             let errors = diags.iter().filter(|d| d.is_error()).count();
             let warnings = diags.len() - errors;
             let mut count = format!("check failed: {}", plural(errors, "error", "errors"));
@@ -72,11 +76,15 @@ pub fn summary(loaded: &Loaded) -> Vec<String> {
                 line.push_str(&format!(", {}", plural(p.images.len(), "image", "images")));
             }
             if !p.variables.is_empty() {
-                line.push_str(&format!(", {}", plural(p.variables.len(), "variable", "variables")));
+                line.push_str(&format!(
+                    ", {}",
+                    plural(p.variables.len(), "variable", "variables")
+                ));
             }
             lines.push(line);
         }
-        None => lines.push("no playbook: set playbook = \"FILE\" in the inventory or use -p FILE".into()),
+        None => lines
+            .push("no playbook: set playbook = \"FILE\" in the inventory or use -p FILE".into()),
     }
     lines
 }
@@ -86,7 +94,8 @@ fn print_json(result: &Result<Loaded, Vec<Diagnostic>>) -> u8 {
         Ok(loaded) => (true, &loaded.warnings),
         Err(diags) => (false, diags),
     };
-    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) = diags.iter().partition(|d| d.is_error());
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        diags.iter().partition(|d| d.is_error());
     let mut out = serde_json::json!({ "ok": ok, "errors": errors, "warnings": warnings });
     if let Ok(loaded) = result {
         out["summary"] = serde_json::json!(summary(loaded));

@@ -14,19 +14,34 @@ use super::yaml::{self, Entry, Mark, Node};
 /// the Docker CLI's compose loader (its unsupported and deprecated properties) and what
 /// its converter to swarm services never reads (`depends_on`, `tmpfs`).
 const IGNORED: &[(&str, &str)] = &[
-    ("build", "images are not built; build and push the image, or ship it with an [[image]]"),
+    (
+        "build",
+        "images are not built; build and push the image, or ship it with an [[image]]",
+    ),
     ("cgroup_parent", "not supported in swarm mode"),
     ("cgroupns_mode", "not supported in swarm mode"),
     ("container_name", "swarm names the containers itself"),
-    ("depends_on", "swarm starts services in no particular order; make the service wait or retry"),
+    (
+        "depends_on",
+        "swarm starts services in no particular order; make the service wait or retry",
+    ),
     ("devices", "not supported in swarm mode"),
     ("domainname", "not supported in swarm mode"),
-    ("expose", "services on a shared network reach each other on any port"),
+    (
+        "expose",
+        "services on a shared network reach each other on any port",
+    ),
     ("external_links", "use a shared overlay network"),
     ("ipc", "not supported in swarm mode"),
-    ("links", "services on a shared network reach each other by service name"),
+    (
+        "links",
+        "services on a shared network reach each other by service name",
+    ),
     ("mac_address", "not supported in swarm mode"),
-    ("network_mode", "services attach to overlay networks; use networks:"),
+    (
+        "network_mode",
+        "services attach to overlay networks; use networks:",
+    ),
     ("pid", "not supported in swarm mode"),
     ("privileged", "not supported in swarm mode"),
     ("security_opt", "not supported in swarm mode"),
@@ -42,9 +57,18 @@ const REFUSED: &[(&str, &str)] = &[
     ("cpuset", "set resource limits under deploy.resources"),
     ("extends", "extends is not supported"),
     ("mem_limit", "set resource limits under deploy.resources"),
-    ("memswap_limit", "set resource limits under deploy.resources"),
-    ("volume_driver", "define the volume under the top-level volumes: with its driver"),
-    ("volumes_from", "define a top-level volume and mount it in each service"),
+    (
+        "memswap_limit",
+        "set resource limits under deploy.resources",
+    ),
+    (
+        "volume_driver",
+        "define the volume under the top-level volumes: with its driver",
+    ),
+    (
+        "volumes_from",
+        "define a top-level volume and mount it in each service",
+    ),
 ];
 
 /// Checks one compose file of stack `stack`; `declared` holds the playbook's network
@@ -70,11 +94,19 @@ pub(crate) fn check(
         }
     };
     let Some(root) = root.filter(|r| !r.is_null()) else {
-        c.error(None, "", "empty file: expected a compose file with a services: mapping");
+        c.error(
+            None,
+            "",
+            "empty file: expected a compose file with a services: mapping",
+        );
         return compose;
     };
     let Some(top) = root.entries() else {
-        c.error(Some(root.mark()), "", format!("expected a mapping at the top level, found {}", root.kind()));
+        c.error(
+            Some(root.mark()),
+            "",
+            format!("expected a mapping at the top level, found {}", root.kind()),
+        );
         return compose;
     };
 
@@ -108,19 +140,31 @@ pub(crate) fn check(
                 }
             }
             None if n.value.is_null() => {}
-            None => c.error(Some(n.key_mark), "networks", format!("expected a mapping, found {}", n.value.kind())),
+            None => c.error(
+                Some(n.key_mark),
+                "networks",
+                format!("expected a mapping, found {}", n.value.kind()),
+            ),
         }
     }
 
     match top.iter().find(|e| e.key == "services") {
-        None => c.error(None, "services", "missing: a compose file for a stack needs a services: mapping"),
+        None => c.error(
+            None,
+            "services",
+            "missing: a compose file for a stack needs a services: mapping",
+        ),
         Some(s) => match s.value.entries() {
             Some(services) if !services.is_empty() => {
                 for e in services {
                     c.service(e, stack, &defined, &mut compose);
                 }
             }
-            Some(_) => c.error(Some(s.key_mark), "services", "no services: a stack needs at least one"),
+            Some(_) => c.error(
+                Some(s.key_mark),
+                "services",
+                "no services: a stack needs at least one",
+            ),
             None => c.error(
                 Some(s.key_mark),
                 "services",
@@ -144,7 +188,13 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn push(&mut self, severity: Severity, mark: Option<Mark>, key_path: &str, message: impl Into<String>) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        mark: Option<Mark>,
+        key_path: &str,
+        message: impl Into<String>,
+    ) {
         self.diags.push(Diagnostic {
             severity,
             file: self.src.path.clone(),
@@ -164,18 +214,31 @@ impl Checker<'_> {
     }
 
     /// One entry of the top-level `networks:`.
-    fn network(&mut self, e: &Entry, stack: &str, declared: &BTreeSet<String>, compose: &mut Compose) {
+    fn network(
+        &mut self,
+        e: &Entry,
+        stack: &str,
+        declared: &BTreeSet<String>,
+        compose: &mut Compose,
+    ) {
         let path = format!("networks.{}", e.key);
         let mark = Some(e.key_mark);
         if !e.value.is_null() && e.value.entries().is_none() {
-            self.error(mark, &path, format!("expected a mapping, found {}", e.value.kind()));
+            self.error(
+                mark,
+                &path,
+                format!("expected a mapping, found {}", e.value.kind()),
+            );
             return;
         }
         let explicit_name = e.value.get("name").and_then(|n| n.value.as_str());
         let external = e.value.get("external");
         // `external: { name: X }` is the version 3.0-3.4 spelling of `external: true` + `name: X`.
-        let legacy_name = external.and_then(|x| x.value.get("name")).and_then(|n| n.value.as_str());
-        let is_external = external.is_some_and(|x| x.value.is_true() || x.value.entries().is_some());
+        let legacy_name = external
+            .and_then(|x| x.value.get("name"))
+            .and_then(|n| n.value.as_str());
+        let is_external =
+            external.is_some_and(|x| x.value.is_true() || x.value.entries().is_some());
         let real = legacy_name.or(explicit_name).unwrap_or(&e.key).to_string();
         if is_external {
             if declared.contains(&real) {
@@ -200,20 +263,34 @@ impl Checker<'_> {
     }
 
     /// One service: its name, image, networks, and the keys swarm ignores or refuses.
-    fn service(&mut self, e: &Entry, stack: &str, defined: &BTreeSet<String>, compose: &mut Compose) {
+    fn service(
+        &mut self,
+        e: &Entry,
+        stack: &str,
+        defined: &BTreeSet<String>,
+        compose: &mut Compose,
+    ) {
         let path = format!("services.{}", e.key);
         if let Err(msg) = names::service_name(&e.key, stack) {
             self.error(Some(e.key_mark), &path, msg);
         }
         compose.services.push(e.key.clone());
         let Some(keys) = e.value.entries() else {
-            self.error(Some(e.key_mark), &path, format!("expected a mapping, found {}", e.value.kind()));
+            self.error(
+                Some(e.key_mark),
+                &path,
+                format!("expected a mapping, found {}", e.value.kind()),
+            );
             return;
         };
         for k in keys {
             let key_path = format!("{path}.{}", k.key);
             if let Some((_, why)) = IGNORED.iter().find(|(name, _)| *name == k.key) {
-                self.warning(Some(k.key_mark), &key_path, format!("ignored by docker stack deploy: {why}"));
+                self.warning(
+                    Some(k.key_mark),
+                    &key_path,
+                    format!("ignored by docker stack deploy: {why}"),
+                );
             } else if k.key == "restart" {
                 self.warning(
                     Some(k.key_mark),
@@ -221,7 +298,11 @@ impl Checker<'_> {
                     "docker stack deploy reports it as unsupported and only falls back to it without deploy.restart_policy; use deploy.restart_policy",
                 );
             } else if let Some((_, why)) = REFUSED.iter().find(|(name, _)| *name == k.key) {
-                self.error(Some(k.key_mark), &key_path, format!("refused by docker stack deploy: {why}"));
+                self.error(
+                    Some(k.key_mark),
+                    &key_path,
+                    format!("refused by docker stack deploy: {why}"),
+                );
             }
         }
         match e.value.get("image") {
@@ -261,7 +342,13 @@ impl Checker<'_> {
                     .collect(),
                 Node::Map { entries, .. } => entries
                     .iter()
-                    .map(|n| (n.key.clone(), n.key_mark, format!("{path}.networks.{}", n.key)))
+                    .map(|n| {
+                        (
+                            n.key.clone(),
+                            n.key_mark,
+                            format!("{path}.networks.{}", n.key),
+                        )
+                    })
                     .collect(),
                 other => {
                     self.error(
@@ -351,7 +438,9 @@ mod tests {
         let (_, d) = run("services:\n  app:\n    image: a\n", &[]);
         assert_eq!(
             d,
-            ["warning: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""]
+            [
+                "warning: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""
+            ]
         );
         let (_, d) = run("version: \"2.4\"\nservices: []\n", &[]);
         assert_eq!(
@@ -361,7 +450,10 @@ mod tests {
                 "error: web.yml:2:1: services: expected a mapping of services, found a list",
             ]
         );
-        let (_, d) = run("version: \"3\"\nservices:\n  web.app:\n    command: x\n", &[]);
+        let (_, d) = run(
+            "version: \"3\"\nservices:\n  web.app:\n    command: x\n",
+            &[],
+        );
         assert_eq!(
             d,
             [
@@ -371,6 +463,10 @@ mod tests {
         );
         let (_, d) = run("version: \"3\"\nservices:\n  a: [\n", &[]);
         assert_eq!(d.len(), 1);
-        assert!(d[0].starts_with("error: web.yml:4:1: invalid YAML: "), "{}", d[0]);
+        assert!(
+            d[0].starts_with("error: web.yml:4:1: invalid YAML: "),
+            "{}",
+            d[0]
+        );
     }
 }

@@ -163,7 +163,11 @@ pub(crate) fn humanize_serde(message: &str) -> String {
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
-            return format!("expected {}, found {}", kind_name(expected), found_name(found));
+            return format!(
+                "expected {}, found {}",
+                kind_name(expected),
+                found_name(found)
+            );
         }
     }
     message.to_string()
@@ -196,8 +200,14 @@ mod tests {
 
     #[test]
     fn display_has_every_known_part() {
-        let mut d = Diagnostic::file_error(Path::new("inventory.toml"), "expected \"manager\" or \"worker\"");
-        assert_eq!(d.to_string(), "inventory.toml: expected \"manager\" or \"worker\"");
+        let mut d = Diagnostic::file_error(
+            Path::new("inventory.toml"),
+            "expected \"manager\" or \"worker\"",
+        );
+        assert_eq!(
+            d.to_string(),
+            "inventory.toml: expected \"manager\" or \"worker\""
+        );
         d.line = Some(14);
         d.column = Some(8);
         d.key_path = "host[2].role".into();

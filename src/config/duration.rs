@@ -19,7 +19,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             return Err(format!("invalid duration {text:?}: {hint}"));
         }
         let Ok(number) = rest[..digits].parse::<u64>() else {
-            return Err(format!("invalid duration {text:?}: the number is too large"));
+            return Err(format!(
+                "invalid duration {text:?}: the number is too large"
+            ));
         };
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
@@ -27,10 +29,20 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let part = match unit {
             "ms" => Duration::from_millis(number),
             "s" => Duration::from_secs(number),
-            "m" => number.checked_mul(60).map(Duration::from_secs).unwrap_or(Duration::MAX),
-            "h" => number.checked_mul(3600).map(Duration::from_secs).unwrap_or(Duration::MAX),
+            "m" => number
+                .checked_mul(60)
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::MAX),
+            "h" => number
+                .checked_mul(3600)
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::MAX),
             "" => return Err(format!("invalid duration {text:?}: missing unit, {hint}")),
-            other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}, {hint}")),
+            other => {
+                return Err(format!(
+                    "invalid duration {text:?}: unknown unit {other:?}, {hint}"
+                ));
+            }
         };
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
@@ -68,7 +80,10 @@ mod tests {
             parse("3d").unwrap_err(),
             "invalid duration \"3d\": unknown unit \"d\", use a number and a unit (ms, s, m, h), e.g. \"10s\" or \"5m\""
         );
-        assert_eq!(parse("0s").unwrap_err(), "invalid duration \"0s\": must be more than zero");
+        assert_eq!(
+            parse("0s").unwrap_err(),
+            "invalid duration \"0s\": must be more than zero"
+        );
         assert!(parse("").is_err());
         assert!(parse("-5s").is_err());
         assert!(parse("99999999999999999999s").is_err());

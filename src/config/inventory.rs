@@ -94,6 +94,8 @@ struct Settings {
     advertise: Option<Advertise>,
     install: Option<InstallMethod>,
     daemon: serde_json::Map<String, serde_json::Value>,
+    /// `role` was written, valid or not: a wrong role is reported once, not also as missing.
+    role_written: bool,
 }
 
 impl Settings {
@@ -107,7 +109,9 @@ impl Settings {
         Settings {
             port: self.port.or(defaults.port),
             user: self.user.or_else(|| defaults.user.clone()),
-            identity_files: self.identity_files.or_else(|| defaults.identity_files.clone()),
+            identity_files: self
+                .identity_files
+                .or_else(|| defaults.identity_files.clone()),
             role: self.role.or(defaults.role),
             labels,
             sudo: self.sudo.or(defaults.sudo),
@@ -116,6 +120,7 @@ impl Settings {
             advertise: self.advertise.or_else(|| defaults.advertise.clone()),
             install: self.install.or_else(|| defaults.install.clone()),
             daemon,
+            role_written: self.role_written || defaults.role_written,
         }
     }
 }
@@ -166,7 +171,10 @@ pub(crate) fn load(
 
     let defaults = match &raw.defaults {
         Some(d) => {
-            for (key, value) in [("name", &d.get_ref().name), ("address", &d.get_ref().address)] {
+            for (key, value) in [
+                ("name", &d.get_ref().name),
+                ("address", &d.get_ref().address),
+            ] {
                 if let Some(v) = value {
                     diags.push(file.error(
                         &v.span(),
@@ -182,7 +190,7 @@ pub(crate) fn load(
     let mut hosts = Vec::new();
     for raw_host in &raw.host {
         if let Some(host) = ctx.host(raw_host, &defaults, diags) {
-            hosts.push((host, raw_host));
+            hosts.push(host);
         }
     }
     check_fleet(&file, &raw, &hosts, diags);
@@ -205,7 +213,7 @@ pub(crate) fn load(
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     let inventory = (errors_after == errors_before).then(|| Inventory {
         path: path.to_path_buf(),
-        hosts: hosts.into_iter().map(|(h, _)| h).collect(),
+        hosts,
         ssh,
         swarm,
         playbook: playbook.clone(),
@@ -220,7 +228,7 @@ pub(crate) fn load(
 fn check_fleet(
     file: &TomlFile<'_>,
     raw: &RawInventory,
-    hosts: &[(Host, &Spanned<RawHost>)],
+    hosts: &[Host],
     diags: &mut Vec<Diagnostic>,
 ) {
     if raw.host.is_empty() {
@@ -233,7 +241,7 @@ fn check_fleet(
         return;
     }
     let every_host_parsed = hosts.len() == raw.host.len();
-    if every_host_parsed && !hosts.iter().any(|(h, _)| h.role == Role::Manager) {
+    if every_host_parsed && !hosts.iter().any(|h| h.role == Role::Manager) {
         diags.push(file.src.at(
             super::diag::Severity::Error,
             None,
@@ -241,32 +249,49 @@ fn check_fleet(
             "no host has role = \"manager\"; a swarm needs at least one manager",
         ));
     }
+    let default_port = raw
+        .defaults
+        .as_ref()
+        .and_then(|d| d.get_ref().port.as_ref())
+        .and_then(|p| u16::try_from(*p.get_ref()).ok());
     let mut by_name: HashMap<&str, String> = HashMap::new();
     let mut by_endpoint: HashMap<(String, u16), String> = HashMap::new();
-    for (host, raw_host) in hosts {
+    // Raw values, so that a host with another error is still compared with the others.
+    for raw_host in &raw.host {
         let here = file.path(&raw_host.span());
-        let raw = raw_host.get_ref();
-        if let Some(first) = by_name.get(host.name.as_str()) {
-            let span = raw.name.as_ref().map_or(raw_host.span(), Spanned::span);
-            diags.push(file.error(
-                &span,
-                format!("duplicate host name \"{}\" (first in {first})", host.name),
-            ));
-        } else {
-            by_name.insert(&host.name, here.clone());
+        let r = raw_host.get_ref();
+        if let Some(name) = &r.name {
+            if let Some(first) = by_name.get(name.get_ref().as_str()) {
+                diags.push(file.error(
+                    &name.span(),
+                    format!(
+                        "duplicate host name \"{}\" (first in {first})",
+                        name.get_ref()
+                    ),
+                ));
+            } else {
+                by_name.insert(name.get_ref(), here.clone());
+            }
         }
-        let endpoint = (host.address.to_ascii_lowercase(), host.port);
-        if let Some(first) = by_endpoint.get(&endpoint) {
-            let span = raw.address.as_ref().map_or(raw_host.span(), Spanned::span);
-            diags.push(file.error(
-                &span,
-                format!(
-                    "duplicate address {}:{} (first in {first})",
-                    host.address, host.port
-                ),
-            ));
-        } else {
-            by_endpoint.insert(endpoint, here);
+        if let Some(address) = &r.address {
+            let port = r
+                .port
+                .as_ref()
+                .and_then(|p| u16::try_from(*p.get_ref()).ok())
+                .or(default_port)
+                .unwrap_or(DEFAULT_PORT);
+            let endpoint = (address.get_ref().to_ascii_lowercase(), port);
+            if let Some(first) = by_endpoint.get(&endpoint) {
+                diags.push(file.error(
+                    &address.span(),
+                    format!(
+                        "duplicate address {}:{port} (first in {first})",
+                        address.get_ref()
+                    ),
+                ));
+            } else {
+                by_endpoint.insert(endpoint, here);
+            }
         }
     }
 }
@@ -317,7 +342,10 @@ impl Ctx<'_, '_> {
         };
         let address = match &r.address {
             None => {
-                diags.push(self.file.missing(&span, "address", "required key is missing"));
+                diags.push(
+                    self.file
+                        .missing(&span, "address", "required key is missing"),
+                );
                 ok = false;
                 String::new()
             }
@@ -334,6 +362,9 @@ impl Ctx<'_, '_> {
         ok &= diags[errors..].iter().all(|d| !d.is_error());
         let s = own.over(defaults);
         let Some(role) = s.role else {
+            if s.role_written {
+                return None;
+            }
             diags.push(self.file.missing(
                 &span,
                 "role",
@@ -385,18 +416,21 @@ impl Ctx<'_, '_> {
         if let Some(files) = &r.identity_files {
             let mut resolved = Vec::new();
             for f in files {
-                let Some(path) = self.path(f, diags) else { continue };
+                let Some(path) = self.path(f, diags) else {
+                    continue;
+                };
                 if !path.exists() {
-                    diags.push(self.file.warning(
-                        &f.span(),
-                        format!("no such file: {}", path.display()),
-                    ));
+                    diags.push(
+                        self.file
+                            .warning(&f.span(), format!("no such file: {}", path.display())),
+                    );
                 }
                 resolved.push(path);
             }
             s.identity_files = Some(resolved);
         }
         if let Some(role) = &r.role {
+            s.role_written = true;
             match role.get_ref().as_str() {
                 "manager" => s.role = Some(Role::Manager),
                 "worker" => s.role = Some(Role::Worker),
@@ -452,7 +486,11 @@ impl Ctx<'_, '_> {
         s
     }
 
-    fn password(&self, p: &Spanned<toml::Value>, diags: &mut Vec<Diagnostic>) -> Option<PasswordSource> {
+    fn password(
+        &self,
+        p: &Spanned<toml::Value>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<PasswordSource> {
         let expected = "expected \"prompt\", \"none\" or { env = \"VAR\" }";
         match p.get_ref() {
             toml::Value::String(s) if s == "prompt" => Some(PasswordSource::Prompt),
@@ -485,7 +523,11 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn install(&self, i: &Spanned<toml::Value>, diags: &mut Vec<Diagnostic>) -> Option<InstallMethod> {
+    fn install(
+        &self,
+        i: &Spanned<toml::Value>,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<InstallMethod> {
         match i.get_ref() {
             toml::Value::String(s) if s == "distro" => return Some(InstallMethod::Distro),
             toml::Value::String(s) if s == "get-docker" => return Some(InstallMethod::GetDocker),
@@ -565,11 +607,7 @@ impl Ctx<'_, '_> {
                         }
                     }
                 }
-                _ => self.err(
-                    &c.span(),
-                    "expected a file path, false or \"none\"",
-                    diags,
-                ),
+                _ => self.err(&c.span(), "expected a file path, false or \"none\"", diags),
             }
         }
         if let Some(p) = &raw.parallel {

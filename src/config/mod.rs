@@ -47,7 +47,9 @@ pub fn load_with_home(
 ) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let outcome = inventory::load(inventory, home, &mut diags);
-    let playbook_path = playbook_override.map(Path::to_path_buf).or(outcome.playbook);
+    let playbook_path = playbook_override
+        .map(Path::to_path_buf)
+        .or(outcome.playbook);
     let playbook = playbook_path
         .as_deref()
         .and_then(|p| playbook::load(p, home, &mut diags));
@@ -77,7 +79,10 @@ fn sort_by_file(diags: &mut [Diagnostic]) {
         }
     }
     diags.sort_by_key(|d| {
-        let rank = files.iter().position(|f| *f == d.file).unwrap_or(usize::MAX);
+        let rank = files
+            .iter()
+            .position(|f| *f == d.file)
+            .unwrap_or(usize::MAX);
         (rank, d.line.unwrap_or(0), d.column.unwrap_or(0))
     });
 }

@@ -38,15 +38,22 @@ pub fn stack_name(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("must not be empty".into());
     }
-    let ok = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && only(s, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && only(s, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
+        });
     if !ok {
         return Err(format!(
             "invalid stack name {s:?}: use lowercase letters, digits, '-' and '_', starting with a letter or digit"
         ));
     }
     if s.len() > MAX_DNS_LABEL {
-        return Err(format!("stack name {s:?} is longer than {MAX_DNS_LABEL} characters"));
+        return Err(format!(
+            "stack name {s:?} is longer than {MAX_DNS_LABEL} characters"
+        ));
     }
     Ok(())
 }
@@ -68,7 +75,9 @@ pub fn network_name(s: &str) -> Result<(), String> {
         ));
     }
     if s.len() > MAX_DNS_LABEL {
-        return Err(format!("network name {s:?} is longer than {MAX_DNS_LABEL} characters"));
+        return Err(format!(
+            "network name {s:?} is longer than {MAX_DNS_LABEL} characters"
+        ));
     }
     Ok(())
 }
@@ -113,7 +122,9 @@ pub fn label_value(s: &str) -> Result<(), String> {
 /// A login name on the Pi.
 pub fn user_name(s: &str) -> Result<(), String> {
     let ok = s.len() <= 32
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && only(s, |c| is_alnum(c) || "-_.".contains(c));
     if !ok {
         return Err(format!(
@@ -137,19 +148,27 @@ pub fn address(s: &str) -> Result<(), String> {
                 && only(label, |c| is_alnum(c) || c == '-' || c == '_')
         });
     if !ok {
-        return Err(format!("invalid address {s:?}: expected an IP address or a host name"));
+        return Err(format!(
+            "invalid address {s:?}: expected an IP address or a host name"
+        ));
     }
     Ok(())
 }
 
 /// A Linux network interface name (at most 15 characters).
 pub fn interface_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 15 && starts_alnum(s) && only(s, |c| is_alnum(c) || "-_.".contains(c))
+    !s.is_empty()
+        && s.len() <= 15
+        && starts_alnum(s)
+        && only(s, |c| is_alnum(c) || "-_.".contains(c))
 }
 
 /// An environment variable name passed to `docker stack deploy`.
 pub fn variable_name(s: &str) -> Result<(), String> {
-    let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && only(s, |c| is_alnum(c) || c == '_');
     if !ok {
         return Err(format!(
@@ -216,7 +235,9 @@ pub fn image_reference(s: &str) -> Result<(), String> {
             return bad("malformed registry host");
         }
         if let Some(port) = port
-            && (port.is_empty() || !only(port, |c| c.is_ascii_digit()) || port.parse::<u16>().is_err())
+            && (port.is_empty()
+                || !only(port, |c| c.is_ascii_digit())
+                || port.parse::<u16>().is_err())
         {
             return bad("malformed registry port");
         }
@@ -262,17 +283,27 @@ fn path_component(s: &str) -> bool {
 /// An IPv4 or IPv6 subnet in CIDR notation, with no host bits set.
 pub fn cidr(s: &str) -> Result<(), String> {
     let Some((addr, len)) = s.split_once('/') else {
-        return Err(format!("invalid subnet {s:?}: expected ADDRESS/PREFIX, e.g. 10.10.0.0/24"));
+        return Err(format!(
+            "invalid subnet {s:?}: expected ADDRESS/PREFIX, e.g. 10.10.0.0/24"
+        ));
     };
     let Ok(prefix) = len.parse::<u8>() else {
-        return Err(format!("invalid subnet {s:?}: the prefix length is not a number"));
+        return Err(format!(
+            "invalid subnet {s:?}: the prefix length is not a number"
+        ));
     };
     match addr.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => {
             if prefix > 32 {
-                return Err(format!("invalid subnet {s:?}: an IPv4 prefix length is at most 32"));
+                return Err(format!(
+                    "invalid subnet {s:?}: an IPv4 prefix length is at most 32"
+                ));
             }
-            let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
             let net = u32::from(ip) & mask;
             if net != u32::from(ip) {
                 return Err(format!(
@@ -284,9 +315,15 @@ pub fn cidr(s: &str) -> Result<(), String> {
         }
         Ok(IpAddr::V6(ip)) => {
             if prefix > 128 {
-                return Err(format!("invalid subnet {s:?}: an IPv6 prefix length is at most 128"));
+                return Err(format!(
+                    "invalid subnet {s:?}: an IPv6 prefix length is at most 128"
+                ));
             }
-            let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
             let net = u128::from(ip) & mask;
             if net != u128::from(ip) {
                 return Err(format!(
@@ -296,7 +333,9 @@ pub fn cidr(s: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        Err(_) => Err(format!("invalid subnet {s:?}: {addr:?} is not an IP address")),
+        Err(_) => Err(format!(
+            "invalid subnet {s:?}: {addr:?} is not an IP address"
+        )),
     }
 }
 
@@ -393,7 +432,16 @@ mod tests {
             image_reference("Rok4/server").unwrap_err(),
             "invalid image reference \"Rok4/server\": the repository path uses lowercase letters, digits and single '.', '_', '__' or '-' separators"
         );
-        for bad in ["", "httpd:", "httpd:-x", "a//b", "a..b", "x;y", "reg:99999/x", "x@sha256:12"] {
+        for bad in [
+            "",
+            "httpd:",
+            "httpd:-x",
+            "a//b",
+            "a..b",
+            "x;y",
+            "reg:99999/x",
+            "x@sha256:12",
+        ] {
             assert!(image_reference(bad).is_err(), "{bad}");
         }
     }

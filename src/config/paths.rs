@@ -13,7 +13,9 @@ pub fn resolve(text: &str, base: &Path, home: Option<&Path>) -> Result<PathBuf, 
         };
         home.join(text.trim_start_matches('~').trim_start_matches('/'))
     } else if text.starts_with('~') {
-        return Err(format!("cannot expand {text:?}: only \"~/\" (your own home) is supported"));
+        return Err(format!(
+            "cannot expand {text:?}: only \"~/\" (your own home) is supported"
+        ));
     } else {
         base.join(text)
     };
@@ -47,7 +49,9 @@ pub fn normalize(path: &Path) -> PathBuf {
 
 /// `$HOME`, read once by the caller so that tests can pass their own.
 pub fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 #[cfg(test)]
@@ -69,7 +73,10 @@ mod tests {
             resolve("../x.yml", Path::new("playbooks"), None).unwrap(),
             PathBuf::from("x.yml")
         );
-        assert_eq!(resolve("./a", Path::new(""), None).unwrap(), PathBuf::from("a"));
+        assert_eq!(
+            resolve("./a", Path::new(""), None).unwrap(),
+            PathBuf::from("a")
+        );
         assert_eq!(
             resolve("~/k", Path::new(""), None).unwrap_err(),
             "cannot expand \"~/k\": HOME is not set"

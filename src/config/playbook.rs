@@ -69,7 +69,11 @@ struct RawVariable {
 
 /// Reads and checks the playbook and every compose file it names. `None` when anything
 /// is wrong (the reasons are in `diags`).
-pub(crate) fn load(path: &Path, home: Option<&Path>, diags: &mut Vec<Diagnostic>) -> Option<Playbook> {
+pub(crate) fn load(
+    path: &Path,
+    home: Option<&Path>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Playbook> {
     let src = match Source::read(path) {
         Ok(src) => src,
         Err(d) => {
@@ -124,8 +128,10 @@ impl Checker<'_, '_, '_> {
         key: &str,
     ) -> Option<&'s Spanned<String>> {
         if value.is_none() {
-            self.diags
-                .push(self.file.missing(&table.span(), key, "required key is missing"));
+            self.diags.push(
+                self.file
+                    .missing(&table.span(), key, "required key is missing"),
+            );
         }
         value.as_ref()
     }
@@ -133,9 +139,14 @@ impl Checker<'_, '_, '_> {
     /// Reports the second and later uses of a name.
     fn unique(&mut self, seen: &mut HashMap<String, String>, name: &Spanned<String>, what: &str) {
         let here = self.file.path(&name.span());
-        let here = here.rsplit_once('.').map_or(here.clone(), |(table, _)| table.to_string());
+        let here = here
+            .rsplit_once('.')
+            .map_or(here.clone(), |(table, _)| table.to_string());
         if let Some(first) = seen.get(name.get_ref()) {
-            let message = format!("duplicate {what} name \"{}\" (first in {first})", name.get_ref());
+            let message = format!(
+                "duplicate {what} name \"{}\" (first in {first})",
+                name.get_ref()
+            );
             self.err(&name.span(), message);
         } else {
             seen.insert(name.get_ref().clone(), here);
@@ -147,14 +158,19 @@ impl Checker<'_, '_, '_> {
         let mut out = Vec::new();
         for n in raw {
             let r = n.get_ref();
-            let Some(name) = self.required(n, &r.name, "name") else { continue };
+            let Some(name) = self.required(n, &r.name, "name") else {
+                continue;
+            };
             let mut ok = true;
             if let Err(e) = names::network_name(name.get_ref()) {
                 self.err(&name.span(), e);
                 ok = false;
             }
             self.unique(&mut seen, name, "network");
-            let driver = r.driver.as_ref().map_or("overlay", |d| d.get_ref().as_str());
+            let driver = r
+                .driver
+                .as_ref()
+                .map_or("overlay", |d| d.get_ref().as_str());
             if driver != "overlay"
                 && let Some(d) = &r.driver
             {
@@ -191,7 +207,9 @@ impl Checker<'_, '_, '_> {
             let r = s.get_ref();
             let name = self.required(s, &r.name, "name");
             let file = self.required(s, &r.file, "file");
-            let (Some(name), Some(file)) = (name, file) else { continue };
+            let (Some(name), Some(file)) = (name, file) else {
+                continue;
+            };
             let name_ok = match names::stack_name(name.get_ref()) {
                 Ok(()) => true,
                 Err(e) => {
@@ -230,7 +248,9 @@ impl Checker<'_, '_, '_> {
             out.push(Stack {
                 name: name.get_ref().clone(),
                 file: path,
-                order: r.order.unwrap_or(i64::try_from(position).unwrap_or(i64::MAX)),
+                order: r
+                    .order
+                    .unwrap_or(i64::try_from(position).unwrap_or(i64::MAX)),
                 timeout,
                 compose,
             });
@@ -247,7 +267,9 @@ impl Checker<'_, '_, '_> {
             let r = i.get_ref();
             let name = self.required(i, &r.name, "name");
             let archive = self.required(i, &r.archive, "archive");
-            let (Some(name), Some(archive)) = (name, archive) else { continue };
+            let (Some(name), Some(archive)) = (name, archive) else {
+                continue;
+            };
             if let Err(e) = names::image_reference(name.get_ref()) {
                 self.err(&name.span(), e);
             }
@@ -279,7 +301,11 @@ impl Checker<'_, '_, '_> {
                 name: name.get_ref().clone(),
                 archive: path,
                 format,
-                cmd: r.cmd.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default(),
+                cmd: r
+                    .cmd
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
+                    .unwrap_or_default(),
             });
         }
         out
@@ -298,7 +324,9 @@ impl Checker<'_, '_, '_> {
         }
         for v in &raw.variable {
             let r = v.get_ref();
-            let Some(name) = self.required(v, &r.name, "name") else { continue };
+            let Some(name) = self.required(v, &r.name, "name") else {
+                continue;
+            };
             if r.value.is_some() == r.env.is_some() {
                 self.diags.push(self.file.missing(
                     &v.span(),
@@ -308,10 +336,15 @@ impl Checker<'_, '_, '_> {
                 continue;
             }
             if seen.insert(name.get_ref().clone(), ()).is_some() {
-                self.err(&name.span(), format!("duplicate variable name \"{}\"", name.get_ref()));
+                self.err(
+                    &name.span(),
+                    format!("duplicate variable name \"{}\"", name.get_ref()),
+                );
                 continue;
             }
-            if let Some(var) = self.variable(name, r.value.as_ref(), r.env.as_ref(), r.secret.as_ref()) {
+            if let Some(var) =
+                self.variable(name, r.value.as_ref(), r.env.as_ref(), r.secret.as_ref())
+            {
                 out.push((v.span().start, var));
             }
         }
@@ -337,7 +370,12 @@ impl Checker<'_, '_, '_> {
             value,
         };
         if let Some(env) = env {
-            return self.env_variable(env.get_ref(), &env.span(), secret.map(|s| (*s.get_ref(), s.span())))
+            return self
+                .env_variable(
+                    env.get_ref(),
+                    &env.span(),
+                    secret.map(|s| (*s.get_ref(), s.span())),
+                )
                 .map(variable);
         }
         let value = value?;
@@ -357,7 +395,10 @@ impl Checker<'_, '_, '_> {
                         self.env_variable(env, &span, secret).map(variable)
                     }
                     _ => {
-                        self.err(&span, "expected a value or { env = \"VAR\", secret = true }");
+                        self.err(
+                            &span,
+                            "expected a value or { env = \"VAR\", secret = true }",
+                        );
                         None
                     }
                 };

@@ -73,13 +73,27 @@ impl<'a> TomlFile<'a> {
         self.diag(Severity::Warning, span, message)
     }
 
-    fn diag(&self, severity: Severity, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
-        self.src
-            .at(severity, Some(span.start), key_path(&self.root, span), message)
+    fn diag(
+        &self,
+        severity: Severity,
+        span: &Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        self.src.at(
+            severity,
+            Some(span.start),
+            key_path(&self.root, span),
+            message,
+        )
     }
 
     /// A diagnostic about a key the file does not have, reported where its table starts.
-    pub fn missing(&self, table_span: &Range<usize>, key: &str, message: impl Into<String>) -> Diagnostic {
+    pub fn missing(
+        &self,
+        table_span: &Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let mut path = key_path(&self.root, table_span);
         if !path.is_empty() {
             path.push('.');
@@ -219,7 +233,11 @@ mod tests {
         let mut diags = Vec::new();
         assert!(TomlFile::parse(&src, &mut diags).is_none());
         assert_eq!(diags.len(), 1);
-        assert!(diags[0].to_string().starts_with("f.toml:1:"), "{}", diags[0]);
+        assert!(
+            diags[0].to_string().starts_with("f.toml:1:"),
+            "{}",
+            diags[0]
+        );
     }
 
     #[test]

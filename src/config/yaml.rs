@@ -27,9 +27,19 @@ impl From<Marker> for Mark {
 #[derive(Debug, Clone)]
 pub(crate) enum Node {
     /// A scalar; `plain` is false for quoted and block scalars, which are never null.
-    Scalar { value: String, plain: bool, mark: Mark },
-    Seq { items: Vec<Node>, mark: Mark },
-    Map { entries: Vec<Entry>, mark: Mark },
+    Scalar {
+        value: String,
+        plain: bool,
+        mark: Mark,
+    },
+    Seq {
+        items: Vec<Node>,
+        mark: Mark,
+    },
+    Map {
+        entries: Vec<Entry>,
+        mark: Mark,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -184,14 +194,21 @@ impl Builder {
     }
 
     fn key_path(&self) -> String {
-        let parts: Vec<&str> = self.path.iter().filter(|p| !p.is_empty()).map(String::as_str).collect();
+        let parts: Vec<&str> = self
+            .path
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(String::as_str)
+            .collect();
         parts.join(".")
     }
 
     /// The key that the next node will be the value of, for paths in error messages.
     fn pending_key(&self) -> Option<String> {
         match self.stack.last() {
-            Some(Frame::Map { key: Some((k, _)), .. }) => Some(k.clone()),
+            Some(Frame::Map {
+                key: Some((k, _)), ..
+            }) => Some(k.clone()),
             _ => None,
         }
     }
@@ -274,7 +291,8 @@ fn merge_keys(entries: Vec<Entry>) -> Vec<Entry> {
     if !entries.iter().any(|e| e.key == "<<") {
         return entries;
     }
-    let (merges, mut own): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| e.key == "<<");
+    let (merges, mut own): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.key == "<<");
     for merge in merges {
         let sources = match merge.value {
             Node::Seq { items, .. } => items,
@@ -310,16 +328,29 @@ mod tests {
         assert_eq!(services.key_mark, Mark { line: 2, column: 1 });
         let web = services.value.get("web").unwrap();
         assert_eq!(web.key_mark, Mark { line: 3, column: 3 });
-        assert_eq!(web.value.get("image").unwrap().value.as_str(), Some("httpd"));
+        assert_eq!(
+            web.value.get("image").unwrap().value.as_str(),
+            Some("httpd")
+        );
     }
 
     #[test]
     fn anchors_aliases_and_merges() {
-        let n = doc("x: &base\n  image: a\n  user: u\nweb:\n  <<: *base\n  image: b\nother: *base\n");
+        let n =
+            doc("x: &base\n  image: a\n  user: u\nweb:\n  <<: *base\n  image: b\nother: *base\n");
         let web = &n.get("web").unwrap().value;
         assert_eq!(web.get("image").unwrap().value.as_str(), Some("b"));
         assert_eq!(web.get("user").unwrap().value.as_str(), Some("u"));
-        assert_eq!(n.get("other").unwrap().value.get("image").unwrap().value.as_str(), Some("a"));
+        assert_eq!(
+            n.get("other")
+                .unwrap()
+                .value
+                .get("image")
+                .unwrap()
+                .value
+                .as_str(),
+            Some("a")
+        );
     }
 
     #[test]
