@@ -26,7 +26,10 @@ pub fn run(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
                 eprintln!("{}: {d}", label(d.severity));
             }
             // An unreadable inventory says all there is to say.
-            if diags.len() == 1 && diags[0].line.is_none() && diags[0].file == inventory {
+            if diags.len() == 1
+                && diags[0].file == inventory
+                && diags[0].message.starts_with("cannot read")
+            {
                 return EXIT_USAGE;
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();

@@ -161,14 +161,14 @@ pub(crate) fn humanize_serde(message: &str) -> String {
             format!("unknown key, expected one of: {}", names.join(", "))
         };
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        if let Some((found, expected)) = rest.split_once(", expected ") {
-            return format!(
-                "expected {}, found {}",
-                kind_name(expected),
-                found_name(found)
-            );
-        }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!(
+            "expected {}, found {}",
+            kind_name(expected),
+            found_name(found)
+        );
     }
     message.to_string()
 }

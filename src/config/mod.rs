@@ -53,7 +53,9 @@ pub fn load_with_home(
     let playbook = playbook_path
         .as_deref()
         .and_then(|p| playbook::load(p, home, &mut diags));
-    sort_by_file(&mut diags);
+    let mut first_files = vec![inventory.to_path_buf()];
+    first_files.extend(playbook_path.clone());
+    sort_by_file(&mut diags, first_files);
     match outcome.inventory {
         Some(inventory)
             if !diags.iter().any(Diagnostic::is_error)
@@ -69,10 +71,9 @@ pub fn load_with_home(
     }
 }
 
-/// Files in the order they were first reported (inventory, playbook, compose files in
-/// stack order), and positions in file order within each file.
-fn sort_by_file(diags: &mut [Diagnostic]) {
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
+/// The inventory, the playbook, then compose files in the order they were first
+/// reported (stack order); positions in file order within each file.
+fn sort_by_file(diags: &mut [Diagnostic], mut files: Vec<std::path::PathBuf>) {
     for d in diags.iter() {
         if !files.contains(&d.file) {
             files.push(d.file.clone());

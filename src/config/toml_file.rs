@@ -28,7 +28,7 @@ impl<'a> TomlFile<'a> {
         for e in errors {
             let offset = e.span().map(|s| s.start);
             let path = e.span().map(|s| key_path(&root, &s)).unwrap_or_default();
-            let message = e.message().trim_end().to_string();
+            let message = format!("invalid TOML: {}", e.message().trim_end());
             diags.push(src.at(Severity::Error, offset, path, message));
         }
         None
