@@ -129,6 +129,8 @@ impl Settings {
 pub(crate) struct InventoryOutcome {
     pub inventory: Option<Inventory>,
     pub playbook: Option<PathBuf>,
+    /// Where `playbook` is written, to report an unreadable playbook there.
+    pub playbook_at: Option<Diagnostic>,
 }
 
 pub(crate) fn load(
@@ -139,6 +141,7 @@ pub(crate) fn load(
     let nothing = InventoryOutcome {
         inventory: None,
         playbook: None,
+        playbook_at: None,
     };
     let src = match Source::read(path) {
         Ok(src) => src,
@@ -221,6 +224,7 @@ pub(crate) fn load(
     InventoryOutcome {
         inventory,
         playbook,
+        playbook_at: raw.playbook.as_ref().map(|p| file.error(&p.span(), "")),
     }
 }
 
@@ -652,4 +656,333 @@ fn to_json(value: &toml::Value, path: &str) -> Result<serde_json::Value, String>
         ),
         toml::Value::Table(t) => serde_json::Value::Object(to_json_object(t, path)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Severity, load_with_home};
+
+    /// Writes `text` as `inventory.toml` in a new folder and loads it with `~` = that
+    /// folder's `home`.
+    fn load_text(text: &str) -> (tempfile::TempDir, Result<Inventory, Vec<String>>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("home")).unwrap();
+        let path = dir.path().join("inventory.toml");
+        std::fs::write(&path, text).unwrap();
+        let home = dir.path().join("home");
+        let result = load_with_home(&path, None, Some(&home))
+            .map(|l| l.inventory)
+            .map_err(|diags| {
+                diags
+                    .iter()
+                    .map(|d| {
+                        let line = d
+                            .line
+                            .map(|l| format!("{l}:{}: ", d.column.unwrap_or(0)))
+                            .unwrap_or_default();
+                        format!("{line}{}: {}", d.key_path, d.message)
+                    })
+                    .collect()
+            });
+        (dir, result)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load_text(text).1.expect_err("expected errors")
+    }
+
+    const HOST: &str =
+        "[[host]]\nname = \"pi1\"\naddress = \"198.18.255.254\"\nrole = \"manager\"\n";
+
+    #[test]
+    fn defaults_are_merged_into_every_host_and_host_values_win() {
+        let (dir, inv) = load_text(
+            r#"
+[defaults]
+user = "admin"
+port = 2222
+role = "worker"
+labels = { rack = "r1", shelf = "1" }
+become_password = "prompt"
+identity_files = ["~/.ssh/id_ed25519"]
+
+[defaults.docker]
+install = "get-docker"
+daemon = { "insecure-registries" = ["10.0.0.1:5000"], "log-level" = "warn" }
+
+[[host]]
+name = "pi1"
+address = "198.18.255.254"
+role = "manager"
+port = 22
+labels = { shelf = "2" }
+docker = { daemon = { "log-level" = "debug" } }
+
+[[host]]
+name = "pi2"
+address = "198.18.255.253"
+"#,
+        );
+        let inv = inv.unwrap();
+        let home = dir.path().join("home");
+        let (pi1, pi2) = (&inv.hosts[0], &inv.hosts[1]);
+        assert_eq!(
+            (pi1.role, pi1.port, pi1.user.as_str()),
+            (Role::Manager, 22, "admin")
+        );
+        assert_eq!(
+            (pi2.role, pi2.port, pi2.user.as_str()),
+            (Role::Worker, 2222, "admin")
+        );
+        assert_eq!(
+            pi1.labels,
+            BTreeMap::from([("rack".into(), "r1".into()), ("shelf".into(), "2".into())])
+        );
+        assert_eq!(pi2.labels["shelf"], "1");
+        assert_eq!(pi1.identity_files, [home.join(".ssh/id_ed25519")]);
+        assert_eq!(
+            pi2.become_,
+            Become {
+                sudo: true,
+                password: PasswordSource::Prompt
+            }
+        );
+        assert_eq!(pi1.docker.install, InstallMethod::GetDocker);
+        assert_eq!(
+            serde_json::Value::Object(pi1.docker.daemon.clone()),
+            serde_json::json!({ "insecure-registries": ["10.0.0.1:5000"], "log-level": "debug" })
+        );
+        assert_eq!(pi2.docker.daemon["log-level"], "warn");
+    }
+
+    #[test]
+    fn built_in_defaults() {
+        let (dir, inv) = load_text(HOST);
+        let inv = inv.unwrap();
+        let h = &inv.hosts[0];
+        assert_eq!(
+            (h.port, h.user.as_str(), h.password_auth),
+            (22, "pi", false)
+        );
+        assert!(h.identity_files.is_empty());
+        assert_eq!(
+            h.become_,
+            Become {
+                sudo: true,
+                password: PasswordSource::None
+            }
+        );
+        assert_eq!(h.advertise, Advertise::Reach);
+        assert_eq!(h.docker.install, InstallMethod::Distro);
+        assert!(h.docker.daemon.is_empty());
+        let ssh = &inv.ssh;
+        assert_eq!(ssh.known_hosts, dir.path().join("home/.ssh/known_hosts"));
+        assert_eq!(ssh.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(ssh.connect_timeout, Duration::from_secs(10));
+        assert_eq!(ssh.command_timeout, Duration::from_secs(600));
+        // No ~/.ssh/config in this home: none is used.
+        assert_eq!(ssh.config_file, None);
+        assert_eq!(ssh.parallel, 16);
+        assert_eq!(inv.swarm.default_addr_pool, None);
+        assert_eq!(inv.playbook, None);
+    }
+
+    #[test]
+    fn root_needs_no_sudo() {
+        let (_dir, inv) = load_text(&format!("{HOST}user = \"root\"\n"));
+        assert!(!inv.unwrap().hosts[0].become_.sudo);
+    }
+
+    #[test]
+    fn explicit_settings() {
+        let (dir, inv) = load_text(&format!(
+            r#"
+[ssh]
+known_hosts = "lab/known_hosts"
+host_key_policy = "accept-new"
+connect_timeout = "3s"
+command_timeout = "1h"
+config = "none"
+parallel = 4
+[swarm]
+default_addr_pool = "198.18.0.0/15"
+{HOST}become = "none"
+become_password = {{ env = "PI_SUDO" }}
+advertise = "eth0"
+password_auth = true
+docker = {{ install = {{ command = "apk add docker" }} }}
+"#
+        ));
+        let inv = inv.unwrap();
+        assert_eq!(inv.ssh.known_hosts, dir.path().join("lab/known_hosts"));
+        assert_eq!(inv.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(inv.ssh.connect_timeout, Duration::from_secs(3));
+        assert_eq!(inv.ssh.command_timeout, Duration::from_secs(3600));
+        assert_eq!(inv.ssh.config_file, None);
+        assert_eq!(inv.ssh.parallel, 4);
+        assert_eq!(
+            inv.swarm.default_addr_pool.as_deref(),
+            Some("198.18.0.0/15")
+        );
+        let h = &inv.hosts[0];
+        assert_eq!(
+            h.become_,
+            Become {
+                sudo: false,
+                password: PasswordSource::Env("PI_SUDO".into())
+            }
+        );
+        assert_eq!(h.advertise, Advertise::Interface("eth0".into()));
+        assert!(h.password_auth);
+        assert_eq!(
+            h.docker.install,
+            InstallMethod::Command("apk add docker".into())
+        );
+
+        let (_dir, inv) = load_text(&format!(
+            "{HOST}advertise = \"10.0.0.7\"\ndocker = {{ install = \"skip\" }}\n"
+        ));
+        let h = &inv.unwrap().hosts[0];
+        assert_eq!(h.advertise, Advertise::Address("10.0.0.7".parse().unwrap()));
+        assert_eq!(h.docker.install, InstallMethod::Skip);
+    }
+
+    #[test]
+    fn ssh_config_default_and_explicit() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".ssh/config"), "").unwrap();
+        let path = dir.path().join("inventory.toml");
+        std::fs::write(&path, HOST).unwrap();
+        let inv = load_with_home(&path, None, Some(&home)).unwrap().inventory;
+        assert_eq!(inv.ssh.config_file, Some(home.join(".ssh/config")));
+        std::fs::write(&path, format!("[ssh]\nconfig = false\n{HOST}")).unwrap();
+        let inv = load_with_home(&path, None, Some(&home)).unwrap().inventory;
+        assert_eq!(inv.ssh.config_file, None);
+    }
+
+    #[test]
+    fn each_error_message() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "port = 0",
+                "5:8: host[0].port: expected a port number from 1 to 65535",
+            ),
+            (
+                "user = \"p i\"",
+                "5:8: host[0].user: invalid user name \"p i\": use letters, digits, '-', '_' and '.', starting with a letter or '_'",
+            ),
+            (
+                "become = \"doas\"",
+                "5:10: host[0].become: expected \"sudo\" or \"none\"",
+            ),
+            (
+                "become_password = \"pw\"",
+                "5:19: host[0].become_password: a password must not be written in the inventory: use become_password = \"prompt\" or { env = \"VAR\" }",
+            ),
+            (
+                "become_password = { file = \"x\" }",
+                "5:19: host[0].become_password: expected \"prompt\", \"none\" or { env = \"VAR\" }",
+            ),
+            (
+                "become_password = { env = \"1X\" }",
+                "5:19: host[0].become_password: invalid variable name \"1X\": use letters, digits and '_', not starting with a digit",
+            ),
+            (
+                "advertise = \"eth 0\"",
+                "5:13: host[0].advertise: expected \"reach\", an IP address or an interface name like \"eth0\"",
+            ),
+            (
+                "docker = { install = \"apt\" }",
+                "5:22: host[0].docker.install: expected \"distro\", \"get-docker\", \"skip\" or { command = \"...\" }",
+            ),
+            (
+                "docker = { install = { command = \" \" } }",
+                "5:22: host[0].docker.install: the install command must not be empty",
+            ),
+            (
+                "docker = { daemon = { a = [1979-05-27] } }",
+                "5:21: host[0].docker.daemon: a[0]: a date has no JSON form",
+            ),
+            (
+                "identity_files = [\"~bob/key\"]",
+                "5:19: host[0].identity_files[0]: cannot expand \"~bob/key\": only \"~/\" (your own home) is supported",
+            ),
+            (
+                "address2 = \"x\"",
+                "5:1: host[0].address2: unknown key, expected one of: name, address, port, user, identity_files, role, labels, become, become_password, password_auth, advertise, docker",
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(errors(&format!("{HOST}{line}\n")), [*expected], "{line}");
+        }
+    }
+
+    #[test]
+    fn host_level_errors() {
+        assert_eq!(
+            errors("[[host]]\nrole = \"manager\"\n"),
+            [
+                "1:1: host[0].name: required key is missing",
+                "1:1: host[0].address: required key is missing",
+            ]
+        );
+        assert_eq!(
+            errors("[[host]]\nname = \"pi 1\"\naddress = \"a b\"\nrole = \"manager\"\n"),
+            [
+                "2:8: host[0].name: invalid host name \"pi 1\": use letters, digits, '-', '_' and '.', starting with a letter or digit",
+                "3:11: host[0].address: invalid address \"a b\": expected an IP address or a host name",
+            ]
+        );
+        assert_eq!(
+            errors("playbook = \"\"\n"),
+            [
+                "host: no hosts: add at least one [[host]] table",
+                "1:12: playbook: must not be empty"
+            ]
+        );
+        let (dir, result) = load_text(&format!("playbook = \"pb.toml\"\n{HOST}"));
+        assert_eq!(
+            result.unwrap_err(),
+            [format!(
+                "1:12: playbook: {}: cannot read: No such file or directory",
+                dir.path().join("pb.toml").display()
+            )]
+        );
+        assert_eq!(
+            errors(&format!("[defaults]\naddress = \"x\"\n{HOST}")),
+            ["2:11: defaults.address: \"address\" belongs in each [[host]], not in [defaults]"]
+        );
+        assert_eq!(
+            errors(&format!(
+                "[ssh]\nhost_key_policy = \"tofu\"\nconfig = 1\nparallel = -1\n{HOST}"
+            )),
+            [
+                "2:19: ssh.host_key_policy: expected \"strict\" or \"accept-new\"",
+                "3:10: ssh.config: expected a file path, false or \"none\"",
+                "4:12: ssh.parallel: expected a number of hosts, at least 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_identity_file_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.toml");
+        std::fs::write(&path, format!("{HOST}identity_files = [\"keys/pi\"]\n")).unwrap();
+        let loaded = load_with_home(&path, None, None).unwrap();
+        assert_eq!(
+            loaded.inventory.hosts[0].identity_files,
+            [dir.path().join("keys/pi")]
+        );
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.warnings[0].severity, Severity::Warning);
+        assert_eq!(loaded.warnings[0].key_path, "host[0].identity_files[0]");
+        assert_eq!(
+            loaded.warnings[0].message,
+            format!("no such file: {}", dir.path().join("keys/pi").display())
+        );
+    }
 }

@@ -47,12 +47,13 @@ pub fn load_with_home(
 ) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let outcome = inventory::load(inventory, home, &mut diags);
-    let playbook_path = playbook_override
-        .map(Path::to_path_buf)
-        .or(outcome.playbook);
+    let (playbook_path, named_at) = match playbook_override {
+        Some(p) => (Some(p.to_path_buf()), None),
+        None => (outcome.playbook, outcome.playbook_at),
+    };
     let playbook = playbook_path
         .as_deref()
-        .and_then(|p| playbook::load(p, home, &mut diags));
+        .and_then(|p| playbook::load(p, named_at.as_ref(), home, &mut diags));
     let mut first_files = vec![inventory.to_path_buf()];
     first_files.extend(playbook_path.clone());
     sort_by_file(&mut diags, first_files);

@@ -69,15 +69,25 @@ struct RawVariable {
 
 /// Reads and checks the playbook and every compose file it names. `None` when anything
 /// is wrong (the reasons are in `diags`).
+///
+/// `named_at` is where the inventory names the playbook: a playbook that cannot be read
+/// is reported there.
 pub(crate) fn load(
     path: &Path,
+    named_at: Option<&Diagnostic>,
     home: Option<&Path>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Playbook> {
     let src = match Source::read(path) {
         Ok(src) => src,
         Err(d) => {
-            diags.push(d);
+            diags.push(match named_at {
+                Some(at) => Diagnostic {
+                    message: format!("{}: {}", path.display(), d.message),
+                    ..at.clone()
+                },
+                None => d,
+            });
             return None;
         }
     };
