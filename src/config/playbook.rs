@@ -105,7 +105,7 @@ pub(crate) fn load(
     let networks = p.networks(&raw.network);
     let declared: BTreeSet<String> = networks.iter().map(|n| n.name.clone()).collect();
     let stacks = p.stacks(&raw.stack, &declared);
-    let images = p.images(&raw.image);
+    let images = p.images(&raw.image, &stacks);
     let variables = p.variables(&raw);
 
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
@@ -270,7 +270,13 @@ impl Checker<'_, '_, '_> {
         out
     }
 
-    fn images(&mut self, raw: &[Spanned<RawImage>]) -> Vec<Image> {
+    fn images(&mut self, raw: &[Spanned<RawImage>], stacks: &[Stack]) -> Vec<Image> {
+        let used: BTreeSet<&str> = stacks
+            .iter()
+            .flat_map(|s| s.compose.images.iter().map(String::as_str))
+            .collect();
+        // `${TAG}` references can name any image: nothing can be said then.
+        let templated = used.iter().any(|i| i.contains('$'));
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         for i in raw {
@@ -280,10 +286,14 @@ impl Checker<'_, '_, '_> {
             let (Some(name), Some(archive)) = (name, archive) else {
                 continue;
             };
-            if let Err(e) = names::image_reference(name.get_ref()) {
-                self.err(&name.span(), e);
-            }
+            let name_ok = names::image_reference(name.get_ref())
+                .map_err(|e| self.err(&name.span(), e))
+                .is_ok();
             self.unique(&mut seen, name, "image");
+            if name_ok && !templated && !used.contains(name.get_ref().as_str()) {
+                let message = format!("no stack uses image \"{}\"", name.get_ref());
+                self.diags.push(self.file.warning(&name.span(), message));
+            }
             let format = match r.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
                 None | Some((_, "docker-save")) => ImageFormat::DockerSave,
                 Some((_, "rootfs")) => ImageFormat::Rootfs,
@@ -446,5 +456,207 @@ impl Checker<'_, '_, '_> {
             return None;
         }
         Some(VariableValue::SecretEnv(env.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEB: &str = "version: \"3.8\"\nservices:\n  web:\n    image: lab/httpd:1\n";
+
+    /// Writes the playbook and `web.yml` in a new folder and loads the playbook.
+    fn load_text(text: &str) -> (tempfile::TempDir, Option<Playbook>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yml"), WEB).unwrap();
+        std::fs::write(dir.path().join("httpd.tar"), "").unwrap();
+        let path = dir.path().join("playbook.toml");
+        std::fs::write(&path, text).unwrap();
+        let mut diags = Vec::new();
+        let playbook = load(&path, None, None, &mut diags);
+        let lines = diags
+            .iter()
+            .map(|d| {
+                let kind = if d.is_error() { "error" } else { "warning" };
+                format!(
+                    "{kind}: {}:{}: {}: {}",
+                    d.line.unwrap_or(0),
+                    d.column.unwrap_or(0),
+                    d.key_path,
+                    d.message
+                )
+            })
+            .collect();
+        (dir, playbook, lines)
+    }
+
+    #[test]
+    fn stacks_are_sorted_by_order_then_position() {
+        let (dir, p, diags) = load_text(
+            r#"
+[[stack]]
+name = "c"
+file = "web.yml"
+order = 20
+[[stack]]
+name = "a"
+file = "./web.yml"
+[[stack]]
+name = "b"
+file = "web.yml"
+timeout = "90s"
+[[stack]]
+name = "d"
+file = "web.yml"
+order = 1
+"#,
+        );
+        assert_eq!(diags, Vec::<String>::new());
+        let p = p.unwrap();
+        let names: Vec<(&str, i64)> = p
+            .stacks
+            .iter()
+            .map(|s| (s.name.as_str(), s.order))
+            .collect();
+        assert_eq!(names, [("a", 1), ("d", 1), ("b", 2), ("c", 20)]);
+        assert_eq!(p.stacks[0].file, dir.path().join("web.yml"));
+        assert_eq!(p.stacks[0].timeout, Duration::from_secs(300));
+        assert_eq!(p.stacks[2].timeout, Duration::from_secs(90));
+        assert_eq!(p.stacks[0].compose.services, ["web"]);
+        assert_eq!(p.stacks[0].compose.images, ["lab/httpd:1"]);
+    }
+
+    #[test]
+    fn networks_images_and_variables() {
+        let (dir, p, diags) = load_text(
+            r#"
+[[network]]
+name = "DATA"
+internal = true
+subnet = "10.30.0.0/24"
+encrypted = true
+
+[[image]]
+name = "lab/httpd:1"
+archive = "httpd.tar"
+format = "rootfs"
+cmd = ["httpd-foreground"]
+
+[[stack]]
+name = "web"
+file = "web.yml"
+
+[variables]
+DOMAIN = "example.org"
+REPLICAS = 2
+TOKEN = { env = "WEB_TOKEN", secret = true }
+
+[[variable]]
+name = "DB_PASSWORD"
+env = "DB_PASSWORD"
+"#,
+        );
+        assert_eq!(diags, Vec::<String>::new());
+        let p = p.unwrap();
+        assert_eq!(
+            p.networks,
+            [Network {
+                name: "DATA".into(),
+                driver: "overlay".into(),
+                attachable: false,
+                internal: true,
+                subnet: Some("10.30.0.0/24".into()),
+                encrypted: true,
+            }]
+        );
+        assert_eq!(p.images.len(), 1);
+        assert_eq!(p.images[0].archive, dir.path().join("httpd.tar"));
+        assert_eq!(p.images[0].format, ImageFormat::Rootfs);
+        assert_eq!(p.images[0].cmd, ["httpd-foreground"]);
+        let vars: Vec<String> = p
+            .variables
+            .iter()
+            .map(|v| match &v.value {
+                VariableValue::Plain(s) => format!("{}={s}", v.name),
+                VariableValue::SecretEnv(e) => format!("{}=${e}", v.name),
+                VariableValue::Secret(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "DOMAIN=example.org",
+                "REPLICAS=2",
+                "TOKEN=$WEB_TOKEN",
+                "DB_PASSWORD=$DB_PASSWORD"
+            ]
+        );
+    }
+
+    #[test]
+    fn each_error_message() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "[[stack]]\nfile = \"web.yml\"",
+                &["error: 1:1: stack[0].name: required key is missing"],
+            ),
+            (
+                "[[stack]]\nname = \"web\"\nfile = \"web.yml\"\ntimeout = \"soon\"",
+                &[
+                    "error: 4:11: stack[0].timeout: invalid duration \"soon\": use a number and a unit (ms, s, m, h), e.g. \"10s\" or \"5m\"",
+                ],
+            ),
+            (
+                "[[stack]]\nname = \"web\"\nfile = \"web.yml\"\norder = \"1\"",
+                &["error: 4:9: stack[0].order: expected an integer, found string \"1\""],
+            ),
+            (
+                "[[network]]\nname = \"my.net\"",
+                &[
+                    "error: 2:8: network[0].name: invalid network name \"my.net\": use letters, digits, '-' and '_', starting and ending with a letter or digit",
+                ],
+            ),
+            (
+                "[[image]]\nname = \"x:1\"\narchive = \"httpd.tar\"\nformat = \"oci\"",
+                &[
+                    "warning: 2:8: image[0].name: no stack uses image \"x:1\"",
+                    "error: 4:10: image[0].format: expected \"docker-save\" or \"rootfs\"",
+                ],
+            ),
+            (
+                "[[image]]\nname = \"lab/httpd:1\"\narchive = \"httpd.tar\"\ncmd = [\"x\"]\n[[stack]]\nname = \"web\"\nfile = \"web.yml\"",
+                &[
+                    "error: 4:7: image[0].cmd: cmd is only used with format = \"rootfs\" (a docker-save archive keeps its own)",
+                ],
+            ),
+            (
+                "[[image]]\nname = \"other:1\"\narchive = \"httpd.tar\"",
+                &["warning: 2:8: image[0].name: no stack uses image \"other:1\""],
+            ),
+            (
+                "[[variable]]\nname = \"A\"\nvalue = \"1\"\nenv = \"B\"",
+                &[
+                    "error: 1:1: variable[0].value: set exactly one of value = \"...\" or env = \"VAR\"",
+                ],
+            ),
+            (
+                "[variables]\nA = [1]\nB = { env = \"X\", other = 1 }\n\"C D\" = \"x\"",
+                &[
+                    "error: 2:5: variables.A: expected a string, a number, true or false",
+                    "error: 3:5: variables.B: expected a value or { env = \"VAR\", secret = true }",
+                    "error: 4:1: variables.\"C D\": invalid variable name \"C D\": use letters, digits and '_', not starting with a digit",
+                ],
+            ),
+            (
+                "[[stacks]]\nname = \"web\"",
+                &[
+                    "error: 1:3: stacks: unknown key, expected one of: network, stack, image, variable, variables",
+                ],
+            ),
+        ];
+        for (text, expected) in cases {
+            let (_dir, _, diags) = load_text(text);
+            assert_eq!(diags, *expected, "{text}");
+        }
     }
 }

@@ -141,7 +141,12 @@ pub(crate) fn key_path(root: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Stri
 fn walk_table(table: &DeTable<'_>, span: &Range<usize>, prefix: &str, best: &mut String) {
     for (key, value) in table.iter() {
         let path = join_key(prefix, key.get_ref());
-        if contains(&key.span(), span) || contains(&value.span(), span) {
+        if contains(&key.span(), span) {
+            // About the key itself; an `[[array]]` header also holds its first element.
+            best.clone_from(&path);
+            continue;
+        }
+        if contains(&value.span(), span) {
             best.clone_from(&path);
         }
         walk_value(value.get_ref(), span, &path, best);

@@ -42,6 +42,10 @@ pub(crate) enum Node {
     },
 }
 
+/// Aliases may copy at most this many values in one file: far more than any compose file
+/// needs, far less than what exhausts memory.
+const MAX_ALIAS_NODES: usize = 100_000;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub key: String,
@@ -53,6 +57,17 @@ impl Node {
     pub fn mark(&self) -> Mark {
         match self {
             Node::Scalar { mark, .. } | Node::Seq { mark, .. } | Node::Map { mark, .. } => *mark,
+        }
+    }
+
+    /// How many values the node holds, itself included.
+    fn size(&self) -> usize {
+        match self {
+            Node::Scalar { .. } => 1,
+            Node::Seq { items, .. } => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Node::Map { entries, .. } => {
+                1 + entries.iter().map(|e| 1 + e.value.size()).sum::<usize>()
+            }
         }
     }
 
@@ -139,6 +154,9 @@ struct Builder {
     errors: Vec<YamlError>,
     /// Keys of the open mappings, to name where a duplicate key is.
     path: Vec<String>,
+    /// Values copied by aliases so far, against "billion laughs" files.
+    expanded: usize,
+    too_many_aliases: bool,
 }
 
 impl Builder {
@@ -224,6 +242,27 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => {
                 let here = self.key_path();
+                let size = self.anchors.get(&id).map_or(0, Node::size);
+                self.expanded = self.expanded.saturating_add(size);
+                if self.expanded > MAX_ALIAS_NODES {
+                    if !self.too_many_aliases {
+                        self.too_many_aliases = true;
+                        self.errors.push(YamlError {
+                            mark,
+                            key_path: here,
+                            message: "aliases expand to too many values".into(),
+                        });
+                    }
+                    self.push(
+                        Node::Scalar {
+                            value: String::new(),
+                            plain: true,
+                            mark,
+                        },
+                        0,
+                    );
+                    return;
+                }
                 let node = self.anchors.get(&id).cloned().unwrap_or_else(|| {
                     self.errors.push(YamlError {
                         mark,
@@ -361,6 +400,19 @@ mod tests {
         assert!(!n.get("c").unwrap().value.is_null());
         assert!(n.get("d").unwrap().value.is_true());
         assert!(!n.get("e").unwrap().value.is_true());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = (b'a' + i - 1) as char;
+            let this = (b'a' + i) as char;
+            text.push_str(&format!("{this}: &{this} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let (_, errors) = parse(&text).unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "aliases expand to too many values");
     }
 
     #[test]
