@@ -34,11 +34,15 @@ pub fn run(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();
             let warnings = diags.len() - errors;
-            let mut count = format!("check failed: {}", plural(errors, "error", "errors"));
             if warnings > 0 {
-                count.push_str(&format!(", {}", plural(warnings, "warning", "warnings")));
+                eprintln!(
+                    "check failed: {}, {}",
+                    plural(errors, "error", "errors"),
+                    plural(warnings, "warning", "warnings")
+                );
+            } else {
+                eprintln!("check failed: {}", plural(errors, "error", "errors"));
             }
-            eprintln!("{count}");
             EXIT_USAGE
         }
     }

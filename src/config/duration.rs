@@ -31,12 +31,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(number),
             "m" => number
                 .checked_mul(60)
-                .map(Duration::from_secs)
-                .unwrap_or(Duration::MAX),
+                .map_or(Duration::MAX, Duration::from_secs),
             "h" => number
                 .checked_mul(3600)
-                .map(Duration::from_secs)
-                .unwrap_or(Duration::MAX),
+                .map_or(Duration::MAX, Duration::from_secs),
             "" => return Err(format!("invalid duration {text:?}: missing unit, {hint}")),
             other => {
                 return Err(format!(

@@ -332,11 +332,11 @@ impl Checker<'_, '_, '_> {
     }
 
     fn variables(&mut self, raw: &RawPlaybook) -> Vec<Variable> {
-        let mut seen = HashMap::new();
+        let mut seen = BTreeSet::new();
         let mut out: Vec<(usize, Variable)> = Vec::new();
         for (name, value) in raw.variables.iter().flatten() {
             if let Some(v) = self.variable(name, Some(value), None, None) {
-                if seen.insert(name.get_ref().clone(), ()).is_some() {
+                if !seen.insert(name.get_ref().clone()) {
                     continue;
                 }
                 out.push((name.span().start, v));
@@ -355,7 +355,7 @@ impl Checker<'_, '_, '_> {
                 ));
                 continue;
             }
-            if seen.insert(name.get_ref().clone(), ()).is_some() {
+            if !seen.insert(name.get_ref().clone()) {
                 self.err(
                     &name.span(),
                     format!("duplicate variable name \"{}\"", name.get_ref()),
