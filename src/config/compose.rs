@@ -251,14 +251,17 @@ impl Checker<'_> {
                 );
             }
         } else if declared.contains(&real) {
-            self.warning(
-                mark,
-                &path,
+            let message = if explicit_name.is_some() {
+                format!(
+                    "not external: docker stack deploy would create \"{real}\" itself, but the playbook's [[network]] creates it; add external: true"
+                )
+            } else {
                 format!(
                     "not external: the stack creates its own network \"{stack}_{}\" instead of using the playbook's \"{real}\"; add external: true",
                     e.key
-                ),
-            );
+                )
+            };
+            self.warning(mark, &path, message);
         }
     }
 
@@ -429,6 +432,20 @@ mod tests {
                 "warning: web.yml:7:3: networks.DATA: not external: the stack creates its own network \"web_DATA\" instead of using the playbook's \"DATA\"; add external: true",
                 "error: web.yml:8:3: networks.back: external network \"BACK\" is not declared in the playbook: add a [[network]] named \"BACK\"",
                 "error: web.yml:5:16: services.app.networks[0]: network \"front\" is not declared in the top-level networks: of this file",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_network_that_is_not_external() {
+        let (_, diags) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    networks: [back]\nnetworks:\n  back:\n    name: DATA\n",
+            &["DATA"],
+        );
+        assert_eq!(
+            diags,
+            [
+                "warning: web.yml:7:3: networks.back: not external: docker stack deploy would create \"DATA\" itself, but the playbook's [[network]] creates it; add external: true"
             ]
         );
     }
