@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> u8 {
             let sudo = args.sudo;
             with_fleet(&cli, "run", |ctx| Box::pin(run_command(ctx, command, sudo)))
         }
+        Command::Check => crate::check::run(&cli.inventory, cli.playbook.as_deref(), cli.json),
         _ => {
             eprintln!("error: not wired yet");
             EXIT_USAGE

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,0 +1,112 @@
+//! `rpiprov check`: loads the configuration and reports it, without connecting to any
+//! host. The exit code is 0 when there is no error (warnings allowed), 2 otherwise.
+
+use std::path::Path;
+
+use crate::config::{self, Diagnostic, Loaded, Role, Severity};
+use crate::error::{EXIT_OK, EXIT_USAGE};
+
+pub fn run(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
+    let result = config::load(inventory, playbook);
+    if json {
+        return print_json(&result);
+    }
+    match result {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            for line in summary(&loaded) {
+                println!("{line}");
+            }
+            EXIT_OK
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}: {d}", label(d.severity));
+            }
+            // An unreadable inventory says all there is to say.
+            if diags.len() == 1
+                && diags[0].file == inventory
+                && diags[0].message.starts_with("cannot read")
+            {
+                return EXIT_USAGE;
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            let warnings = diags.len() - errors;
+            if warnings > 0 {
+                eprintln!(
+                    "check failed: {}, {}",
+                    plural(errors, "error", "errors"),
+                    plural(warnings, "warning", "warnings")
+                );
+            } else {
+                eprintln!("check failed: {}", plural(errors, "error", "errors"));
+            }
+            EXIT_USAGE
+        }
+    }
+}
+
+fn label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// One line per file: what it holds.
+pub fn summary(loaded: &Loaded) -> Vec<String> {
+    let inv = &loaded.inventory;
+    let managers = inv.hosts.iter().filter(|h| h.role == Role::Manager).count();
+    let workers = inv.hosts.len() - managers;
+    let mut lines = vec![format!(
+        "{}: {} ({}, {})",
+        inv.path.display(),
+        plural(inv.hosts.len(), "host", "hosts"),
+        plural(managers, "manager", "managers"),
+        plural(workers, "worker", "workers"),
+    )];
+    match &loaded.playbook {
+        Some(p) => {
+            let mut line = format!(
+                "{}: {}, {}",
+                p.path.display(),
+                plural(p.networks.len(), "network", "networks"),
+                plural(p.stacks.len(), "stack", "stacks"),
+            );
+            if !p.images.is_empty() {
+                line.push_str(&format!(", {}", plural(p.images.len(), "image", "images")));
+            }
+            if !p.variables.is_empty() {
+                line.push_str(&format!(
+                    ", {}",
+                    plural(p.variables.len(), "variable", "variables")
+                ));
+            }
+            lines.push(line);
+        }
+        None => lines
+            .push("no playbook: set playbook = \"FILE\" in the inventory or use -p FILE".into()),
+    }
+    lines
+}
+
+fn print_json(result: &Result<Loaded, Vec<Diagnostic>>) -> u8 {
+    let (ok, diags): (bool, &[Diagnostic]) = match result {
+        Ok(loaded) => (true, &loaded.warnings),
+        Err(diags) => (false, diags),
+    };
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        diags.iter().partition(|d| d.is_error());
+    let mut out = serde_json::json!({ "ok": ok, "errors": errors, "warnings": warnings });
+    if let Ok(loaded) = result {
+        out["summary"] = serde_json::json!(summary(loaded));
+    }
+    println!("{out}");
+    if ok { EXIT_OK } else { EXIT_USAGE }
+}

@@ -1,0 +1,489 @@
+//! What `docker stack deploy` will make of one compose file, found before deploying: it
+//! parses as a version 3 file with a `services` mapping, names are valid, every network a
+//! service uses is declared, external networks are the playbook's, and keys that swarm
+//! mode ignores or refuses are reported.
+
+use std::collections::BTreeSet;
+
+use super::diag::{Diagnostic, Severity, Source};
+use super::model::Compose;
+use super::names;
+use super::yaml::{self, Entry, Mark, Node};
+
+/// Service keys `docker stack deploy` ignores, with what to do instead. The list follows
+/// the Docker CLI's compose loader (its unsupported and deprecated properties) and what
+/// its converter to swarm services never reads (`depends_on`, `tmpfs`).
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "build",
+        "images are not built; build and push the image, or ship it with an [[image]]",
+    ),
+    ("cgroup_parent", "not supported in swarm mode"),
+    ("cgroupns_mode", "not supported in swarm mode"),
+    ("container_name", "swarm names the containers itself"),
+    (
+        "depends_on",
+        "swarm starts services in no particular order; make the service wait or retry",
+    ),
+    ("devices", "not supported in swarm mode"),
+    ("domainname", "not supported in swarm mode"),
+    (
+        "expose",
+        "services on a shared network reach each other on any port",
+    ),
+    ("external_links", "use a shared overlay network"),
+    ("ipc", "not supported in swarm mode"),
+    (
+        "links",
+        "services on a shared network reach each other by service name",
+    ),
+    ("mac_address", "not supported in swarm mode"),
+    (
+        "network_mode",
+        "services attach to overlay networks; use networks:",
+    ),
+    ("pid", "not supported in swarm mode"),
+    ("privileged", "not supported in swarm mode"),
+    ("security_opt", "not supported in swarm mode"),
+    ("shm_size", "not supported in swarm mode"),
+    ("tmpfs", "use a volumes entry with type: tmpfs"),
+    ("userns_mode", "not supported in swarm mode"),
+];
+
+/// Service keys that make `docker stack deploy` fail, with the Docker CLI's advice.
+const REFUSED: &[(&str, &str)] = &[
+    ("cpu_quota", "set resource limits under deploy.resources"),
+    ("cpu_shares", "set resource limits under deploy.resources"),
+    ("cpuset", "set resource limits under deploy.resources"),
+    ("extends", "extends is not supported"),
+    ("mem_limit", "set resource limits under deploy.resources"),
+    (
+        "memswap_limit",
+        "set resource limits under deploy.resources",
+    ),
+    (
+        "volume_driver",
+        "define the volume under the top-level volumes: with its driver",
+    ),
+    (
+        "volumes_from",
+        "define a top-level volume and mount it in each service",
+    ),
+];
+
+/// Checks one compose file of stack `stack`; `declared` holds the playbook's network
+/// names. Returns what the rest of rpiprov needs to know of the file.
+pub(crate) fn check(
+    src: &Source,
+    stack: &str,
+    declared: &BTreeSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Compose {
+    let mut c = Checker { src, diags };
+    let mut compose = Compose::default();
+    let root = match yaml::parse(&src.text) {
+        Err(e) => {
+            c.error(Some(e.mark), "", format!("invalid YAML: {}", e.message));
+            return compose;
+        }
+        Ok((root, errors)) => {
+            for e in errors {
+                c.error(Some(e.mark), &e.key_path, e.message);
+            }
+            root
+        }
+    };
+    let Some(root) = root.filter(|r| !r.is_null()) else {
+        c.error(
+            None,
+            "",
+            "empty file: expected a compose file with a services: mapping",
+        );
+        return compose;
+    };
+    let Some(top) = root.entries() else {
+        c.error(
+            Some(root.mark()),
+            "",
+            format!("expected a mapping at the top level, found {}", root.kind()),
+        );
+        return compose;
+    };
+
+    match top.iter().find(|e| e.key == "version") {
+        Some(v) => match v.value.as_str() {
+            Some(text) if text == "3" || text.starts_with("3.") => {}
+            _ => c.error(
+                Some(v.key_mark),
+                "version",
+                format!(
+                    "docker stack deploy needs a version 3 file, found {}",
+                    describe(&v.value)
+                ),
+            ),
+        },
+        None => c.warning(
+            None,
+            "version",
+            "missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\"",
+        ),
+    }
+
+    let networks = top.iter().find(|e| e.key == "networks");
+    let mut defined = BTreeSet::new();
+    if let Some(n) = networks {
+        match n.value.entries() {
+            Some(entries) => {
+                for e in entries {
+                    defined.insert(e.key.clone());
+                    c.network(e, stack, declared, &mut compose);
+                }
+            }
+            None if n.value.is_null() => {}
+            None => c.error(
+                Some(n.key_mark),
+                "networks",
+                format!("expected a mapping, found {}", n.value.kind()),
+            ),
+        }
+    }
+
+    match top.iter().find(|e| e.key == "services") {
+        None => c.error(
+            None,
+            "services",
+            "missing: a compose file for a stack needs a services: mapping",
+        ),
+        Some(s) => match s.value.entries() {
+            Some(services) if !services.is_empty() => {
+                for e in services {
+                    c.service(e, stack, &defined, &mut compose);
+                }
+            }
+            Some(_) => c.error(
+                Some(s.key_mark),
+                "services",
+                "no services: a stack needs at least one",
+            ),
+            None => c.error(
+                Some(s.key_mark),
+                "services",
+                format!("expected a mapping of services, found {}", s.value.kind()),
+            ),
+        },
+    }
+    compose
+}
+
+fn describe(node: &Node) -> String {
+    match node.as_str() {
+        Some(s) => format!("{s:?}"),
+        None => node.kind().to_string(),
+    }
+}
+
+struct Checker<'a> {
+    src: &'a Source,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn push(
+        &mut self,
+        severity: Severity,
+        mark: Option<Mark>,
+        key_path: &str,
+        message: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.src.path.clone(),
+            line: mark.map(|m| m.line),
+            column: mark.map(|m| m.column),
+            key_path: key_path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn error(&mut self, mark: Option<Mark>, key_path: &str, message: impl Into<String>) {
+        self.push(Severity::Error, mark, key_path, message);
+    }
+
+    fn warning(&mut self, mark: Option<Mark>, key_path: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, mark, key_path, message);
+    }
+
+    /// One entry of the top-level `networks:`.
+    fn network(
+        &mut self,
+        e: &Entry,
+        stack: &str,
+        declared: &BTreeSet<String>,
+        compose: &mut Compose,
+    ) {
+        let path = format!("networks.{}", e.key);
+        let mark = Some(e.key_mark);
+        if !e.value.is_null() && e.value.entries().is_none() {
+            self.error(
+                mark,
+                &path,
+                format!("expected a mapping, found {}", e.value.kind()),
+            );
+            return;
+        }
+        let explicit_name = e.value.get("name").and_then(|n| n.value.as_str());
+        let external = e.value.get("external");
+        // `external: { name: X }` is the version 3.0-3.4 spelling of `external: true` + `name: X`.
+        let legacy_name = external
+            .and_then(|x| x.value.get("name"))
+            .and_then(|n| n.value.as_str());
+        let is_external =
+            external.is_some_and(|x| x.value.is_true() || x.value.entries().is_some());
+        let real = legacy_name.or(explicit_name).unwrap_or(&e.key).to_string();
+        if is_external {
+            if declared.contains(&real) {
+                compose.external_networks.push(real);
+            } else {
+                self.error(
+                    mark,
+                    &path,
+                    format!("external network \"{real}\" is not declared in the playbook: add a [[network]] named \"{real}\""),
+                );
+            }
+        } else if declared.contains(&real) {
+            let message = if explicit_name.is_some() {
+                format!(
+                    "not external: docker stack deploy would create \"{real}\" itself, but the playbook's [[network]] creates it; add external: true"
+                )
+            } else {
+                format!(
+                    "not external: the stack creates its own network \"{stack}_{}\" instead of using the playbook's \"{real}\"; add external: true",
+                    e.key
+                )
+            };
+            self.warning(mark, &path, message);
+        }
+    }
+
+    /// One service: its name, image, networks, and the keys swarm ignores or refuses.
+    fn service(
+        &mut self,
+        e: &Entry,
+        stack: &str,
+        defined: &BTreeSet<String>,
+        compose: &mut Compose,
+    ) {
+        let path = format!("services.{}", e.key);
+        if let Err(msg) = names::service_name(&e.key, stack) {
+            self.error(Some(e.key_mark), &path, msg);
+        }
+        compose.services.push(e.key.clone());
+        let Some(keys) = e.value.entries() else {
+            self.error(
+                Some(e.key_mark),
+                &path,
+                format!("expected a mapping, found {}", e.value.kind()),
+            );
+            return;
+        };
+        for k in keys {
+            let key_path = format!("{path}.{}", k.key);
+            if let Some((_, why)) = IGNORED.iter().find(|(name, _)| *name == k.key) {
+                self.warning(
+                    Some(k.key_mark),
+                    &key_path,
+                    format!("ignored by docker stack deploy: {why}"),
+                );
+            } else if k.key == "restart" {
+                self.warning(
+                    Some(k.key_mark),
+                    &key_path,
+                    "docker stack deploy reports it as unsupported and only falls back to it without deploy.restart_policy; use deploy.restart_policy",
+                );
+            } else if let Some((_, why)) = REFUSED.iter().find(|(name, _)| *name == k.key) {
+                self.error(
+                    Some(k.key_mark),
+                    &key_path,
+                    format!("refused by docker stack deploy: {why}"),
+                );
+            }
+        }
+        match e.value.get("image") {
+            None => self.error(
+                Some(e.key_mark),
+                &path,
+                "no image: docker stack deploy does not build images, set image:",
+            ),
+            Some(img) => match img.value.as_str() {
+                Some(reference) => {
+                    // `${TAG}` is substituted by docker from the deploy environment.
+                    if !reference.contains('$')
+                        && let Err(msg) = names::image_reference(reference)
+                    {
+                        self.error(Some(img.key_mark), &format!("{path}.image"), msg);
+                    }
+                    if !compose.images.iter().any(|i| i == reference) {
+                        compose.images.push(reference.to_string());
+                    }
+                }
+                None => self.error(
+                    Some(img.key_mark),
+                    &format!("{path}.image"),
+                    format!("expected an image reference, found {}", img.value.kind()),
+                ),
+            },
+        }
+        if let Some(nets) = e.value.get("networks") {
+            let used: Vec<(String, Mark, String)> = match &nets.value {
+                Node::Seq { items, .. } => items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| {
+                        n.as_str()
+                            .map(|s| (s.to_string(), n.mark(), format!("{path}.networks[{i}]")))
+                    })
+                    .collect(),
+                Node::Map { entries, .. } => entries
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.key.clone(),
+                            n.key_mark,
+                            format!("{path}.networks.{}", n.key),
+                        )
+                    })
+                    .collect(),
+                other => {
+                    self.error(
+                        Some(nets.key_mark),
+                        &format!("{path}.networks"),
+                        format!("expected a list or a mapping, found {}", other.kind()),
+                    );
+                    Vec::new()
+                }
+            };
+            for (name, mark, key_path) in used {
+                // Docker creates the stack's `default` network on demand.
+                if name != "default" && !defined.contains(&name) {
+                    self.error(
+                        Some(mark),
+                        &key_path,
+                        format!("network \"{name}\" is not declared in the top-level networks: of this file"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, declared: &[&str]) -> (Compose, Vec<String>) {
+        let src = Source::new("web.yml".into(), text.into());
+        let declared = declared.iter().map(ToString::to_string).collect();
+        let mut diags = Vec::new();
+        let compose = check(&src, "web", &declared, &mut diags);
+        let lines = diags
+            .iter()
+            .map(|d| format!("{}: {d}", if d.is_error() { "error" } else { "warning" }))
+            .collect();
+        (compose, lines)
+    }
+
+    #[test]
+    fn a_valid_file_fills_compose() {
+        let (c, diags) = run(
+            "version: \"3.8\"\nservices:\n  httpd:\n    image: httpd:2.4\n    networks: [INTERCO]\n  db:\n    image: postgis/postgis\n    networks:\n      DATA:\nnetworks:\n  INTERCO:\n    external: true\n  DATA:\n    external: true\n",
+            &["DATA", "INTERCO"],
+        );
+        assert_eq!(diags, Vec::<String>::new());
+        assert_eq!(c.services, ["httpd", "db"]);
+        assert_eq!(c.images, ["httpd:2.4", "postgis/postgis"]);
+        assert_eq!(c.external_networks, ["INTERCO", "DATA"]);
+    }
+
+    #[test]
+    fn ignored_and_refused_keys() {
+        let (_, diags) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    build: .\n    restart: always\n    mem_limit: 1g\n",
+            &[],
+        );
+        assert_eq!(
+            diags,
+            [
+                "warning: web.yml:5:5: services.app.build: ignored by docker stack deploy: images are not built; build and push the image, or ship it with an [[image]]",
+                "warning: web.yml:6:5: services.app.restart: docker stack deploy reports it as unsupported and only falls back to it without deploy.restart_policy; use deploy.restart_policy",
+                "error: web.yml:7:5: services.app.mem_limit: refused by docker stack deploy: set resource limits under deploy.resources",
+            ]
+        );
+    }
+
+    #[test]
+    fn network_rules() {
+        let (_, diags) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    networks: [front, DATA]\nnetworks:\n  DATA:\n  back:\n    external: true\n    name: BACK\n",
+            &["DATA"],
+        );
+        assert_eq!(
+            diags,
+            [
+                "warning: web.yml:7:3: networks.DATA: not external: the stack creates its own network \"web_DATA\" instead of using the playbook's \"DATA\"; add external: true",
+                "error: web.yml:8:3: networks.back: external network \"BACK\" is not declared in the playbook: add a [[network]] named \"BACK\"",
+                "error: web.yml:5:16: services.app.networks[0]: network \"front\" is not declared in the top-level networks: of this file",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_named_network_that_is_not_external() {
+        let (_, diags) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    networks: [back]\nnetworks:\n  back:\n    name: DATA\n",
+            &["DATA"],
+        );
+        assert_eq!(
+            diags,
+            [
+                "warning: web.yml:7:3: networks.back: not external: docker stack deploy would create \"DATA\" itself, but the playbook's [[network]] creates it; add external: true"
+            ]
+        );
+    }
+
+    #[test]
+    fn shape_errors() {
+        let (_, d) = run("services:\n  app:\n    image: a\n", &[]);
+        assert_eq!(
+            d,
+            [
+                "warning: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""
+            ]
+        );
+        let (_, d) = run("version: \"2.4\"\nservices: []\n", &[]);
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:1:1: version: docker stack deploy needs a version 3 file, found \"2.4\"",
+                "error: web.yml:2:1: services: expected a mapping of services, found a list",
+            ]
+        );
+        let (_, d) = run(
+            "version: \"3\"\nservices:\n  web.app:\n    command: x\n",
+            &[],
+        );
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:3:3: services.web.app: invalid service name \"web.app\": use letters, digits, '-' and '_', starting and ending with a letter or digit",
+                "error: web.yml:3:3: services.web.app: no image: docker stack deploy does not build images, set image:",
+            ]
+        );
+        let (_, d) = run("version: \"3\"\nservices:\n  a: [\n", &[]);
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].starts_with("error: web.yml:4:1: invalid YAML: "),
+            "{}",
+            d[0]
+        );
+    }
+}

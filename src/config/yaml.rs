@@ -1,0 +1,433 @@
+//! A YAML document as a small tree whose keys keep their line and column, built from
+//! yaml-rust2's marked events. Anchors, aliases and `<<` merge keys are resolved;
+//! duplicate keys are reported, as Docker's YAML parser refuses them.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl From<Marker> for Mark {
+    fn from(m: Marker) -> Self {
+        // yaml-rust2 counts lines from 1 but columns from 0.
+        Mark {
+            line: m.line(),
+            column: m.col() + 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    /// A scalar; `plain` is false for quoted and block scalars, which are never null.
+    Scalar {
+        value: String,
+        plain: bool,
+        mark: Mark,
+    },
+    Seq {
+        items: Vec<Node>,
+        mark: Mark,
+    },
+    Map {
+        entries: Vec<Entry>,
+        mark: Mark,
+    },
+}
+
+/// Aliases may copy at most this many values in one file: far more than any compose file
+/// needs, far less than what exhausts memory.
+const MAX_ALIAS_NODES: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key: String,
+    pub key_mark: Mark,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn mark(&self) -> Mark {
+        match self {
+            Node::Scalar { mark, .. } | Node::Seq { mark, .. } | Node::Map { mark, .. } => *mark,
+        }
+    }
+
+    /// How many values the node holds, itself included.
+    fn size(&self) -> usize {
+        match self {
+            Node::Scalar { .. } => 1,
+            Node::Seq { items, .. } => 1 + items.iter().map(Node::size).sum::<usize>(),
+            Node::Map { entries, .. } => {
+                1 + entries.iter().map(|e| 1 + e.value.size()).sum::<usize>()
+            }
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Scalar { value, plain: true, .. } if value.is_empty() || value == "~" || value == "null" || value == "Null" || value == "NULL")
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Scalar { value, .. } if !self.is_null() => Some(value),
+            _ => None,
+        }
+    }
+
+    pub fn entries(&self) -> Option<&[Entry]> {
+        match self {
+            Node::Map { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries()?.iter().find(|e| e.key == key)
+    }
+
+    /// `true`, `True` or `TRUE`, the YAML 1.1 spellings Docker's parser reads as true.
+    pub fn is_true(&self) -> bool {
+        matches!(self, Node::Scalar { value, plain: true, .. } if matches!(value.as_str(), "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON"))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_null() => "null",
+            Node::Scalar { .. } => "a scalar",
+            Node::Seq { .. } => "a list",
+            Node::Map { .. } => "a mapping",
+        }
+    }
+}
+
+/// A problem found while reading the YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct YamlError {
+    pub mark: Mark,
+    /// The dotted key path where it happened, when known.
+    pub key_path: String,
+    pub message: String,
+}
+
+/// Parses the first document. `Ok(None)` for an empty file. Duplicate keys and unknown
+/// aliases come back as errors alongside the tree.
+pub(crate) fn parse(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, false) {
+        return Err(YamlError {
+            mark: Mark::from(*e.marker()),
+            key_path: String::new(),
+            message: e.info().to_string(),
+        });
+    }
+    Ok((builder.doc, builder.errors))
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        mark: Mark,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        key: Option<(String, Mark)>,
+        mark: Mark,
+        anchor: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    doc: Option<Node>,
+    errors: Vec<YamlError>,
+    /// Keys of the open mappings, to name where a duplicate key is.
+    path: Vec<String>,
+    /// Values copied by aliases so far, against "billion laughs" files.
+    expanded: usize,
+    too_many_aliases: bool,
+}
+
+impl Builder {
+    fn push(&mut self, node: Node, anchor: usize) {
+        let here = self.key_path();
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.doc.is_none() {
+                    self.doc = Some(node);
+                }
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let mark = node.mark();
+                    let text = match &node {
+                        Node::Scalar { value, .. } => value.clone(),
+                        _ => {
+                            self.errors.push(YamlError {
+                                mark,
+                                key_path: here.clone(),
+                                message: "a mapping key must be a plain value".into(),
+                            });
+                            String::new()
+                        }
+                    };
+                    *key = Some((text, mark));
+                }
+                Some((text, key_mark)) => {
+                    if text != "<<" && entries.iter().any(|e| e.key == text) {
+                        let mut path = here.clone();
+                        if !path.is_empty() {
+                            path.push('.');
+                        }
+                        path.push_str(&text);
+                        self.errors.push(YamlError {
+                            mark: key_mark,
+                            key_path: path,
+                            message: format!("duplicate key \"{text}\""),
+                        });
+                    }
+                    entries.push(Entry {
+                        key: text,
+                        key_mark,
+                        value: node,
+                    });
+                }
+            },
+        }
+    }
+
+    fn key_path(&self) -> String {
+        let parts: Vec<&str> = self
+            .path
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(String::as_str)
+            .collect();
+        parts.join(".")
+    }
+
+    /// The key that the next node will be the value of, for paths in error messages.
+    fn pending_key(&self) -> Option<String> {
+        match self.stack.last() {
+            Some(Frame::Map {
+                key: Some((k, _)), ..
+            }) => Some(k.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, marker: Marker) {
+        let mark = Mark::from(marker);
+        match ev {
+            Event::Scalar(value, style, anchor, _) => {
+                let plain = style == TScalarStyle::Plain;
+                self.push(Node::Scalar { value, plain, mark }, anchor);
+            }
+            Event::Alias(id) => {
+                let here = self.key_path();
+                let size = self.anchors.get(&id).map_or(0, Node::size);
+                self.expanded = self.expanded.saturating_add(size);
+                if self.expanded > MAX_ALIAS_NODES {
+                    if !self.too_many_aliases {
+                        self.too_many_aliases = true;
+                        self.errors.push(YamlError {
+                            mark,
+                            key_path: here,
+                            message: "aliases expand to too many values".into(),
+                        });
+                    }
+                    self.push(
+                        Node::Scalar {
+                            value: String::new(),
+                            plain: true,
+                            mark,
+                        },
+                        0,
+                    );
+                    return;
+                }
+                let node = self.anchors.get(&id).cloned().unwrap_or_else(|| {
+                    self.errors.push(YamlError {
+                        mark,
+                        key_path: here,
+                        message: "unknown alias".into(),
+                    });
+                    Node::Scalar {
+                        value: String::new(),
+                        plain: true,
+                        mark,
+                    }
+                });
+                self.push(node, 0);
+            }
+            Event::SequenceStart(anchor, _) => {
+                let key = self.pending_key();
+                self.path.push(key.unwrap_or_default());
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    mark,
+                    anchor,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                let key = self.pending_key();
+                self.path.push(key.unwrap_or_default());
+                self.stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    mark,
+                    anchor,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                self.path.pop();
+                match self.stack.pop() {
+                    Some(Frame::Seq {
+                        items,
+                        mark,
+                        anchor,
+                    }) => self.push(Node::Seq { items, mark }, anchor),
+                    Some(Frame::Map {
+                        entries,
+                        mark,
+                        anchor,
+                        ..
+                    }) => self.push(
+                        Node::Map {
+                            entries: merge_keys(entries),
+                            mark,
+                        },
+                        anchor,
+                    ),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolves `<<: *anchor` (or a list of anchors): keys written in the mapping win over
+/// merged ones, earlier merged mappings over later ones.
+fn merge_keys(entries: Vec<Entry>) -> Vec<Entry> {
+    if !entries.iter().any(|e| e.key == "<<") {
+        return entries;
+    }
+    let (merges, mut own): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.key == "<<");
+    for merge in merges {
+        let sources = match merge.value {
+            Node::Seq { items, .. } => items,
+            other => vec![other],
+        };
+        for source in sources {
+            if let Node::Map { entries, .. } = source {
+                for e in entries {
+                    if !own.iter().any(|o| o.key == e.key) {
+                        own.push(e);
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Node {
+        let (node, errors) = parse(text).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        node.unwrap()
+    }
+
+    #[test]
+    fn keys_keep_their_position() {
+        let n = doc("version: \"3.8\"\nservices:\n  web:\n    image: httpd\n");
+        let services = n.get("services").unwrap();
+        assert_eq!(services.key_mark, Mark { line: 2, column: 1 });
+        let web = services.value.get("web").unwrap();
+        assert_eq!(web.key_mark, Mark { line: 3, column: 3 });
+        assert_eq!(
+            web.value.get("image").unwrap().value.as_str(),
+            Some("httpd")
+        );
+    }
+
+    #[test]
+    fn anchors_aliases_and_merges() {
+        let n =
+            doc("x: &base\n  image: a\n  user: u\nweb:\n  <<: *base\n  image: b\nother: *base\n");
+        let web = &n.get("web").unwrap().value;
+        assert_eq!(web.get("image").unwrap().value.as_str(), Some("b"));
+        assert_eq!(web.get("user").unwrap().value.as_str(), Some("u"));
+        assert_eq!(
+            n.get("other")
+                .unwrap()
+                .value
+                .get("image")
+                .unwrap()
+                .value
+                .as_str(),
+            Some("a")
+        );
+    }
+
+    #[test]
+    fn nulls_and_booleans() {
+        let n = doc("a:\nb: ~\nc: \"\"\nd: true\ne: \"true\"\n");
+        assert!(n.get("a").unwrap().value.is_null());
+        assert!(n.get("b").unwrap().value.is_null());
+        assert!(!n.get("c").unwrap().value.is_null());
+        assert!(n.get("d").unwrap().value.is_true());
+        assert!(!n.get("e").unwrap().value.is_true());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = (b'a' + i - 1) as char;
+            let this = (b'a' + i) as char;
+            text.push_str(&format!("{this}: &{this} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let (_, errors) = parse(&text).unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "aliases expand to too many values");
+    }
+
+    #[test]
+    fn duplicate_keys_and_syntax_errors() {
+        let (_, errors) = parse("services:\n  web:\n    image: a\n    image: b\n").unwrap();
+        assert_eq!(
+            errors,
+            [YamlError {
+                mark: Mark { line: 4, column: 5 },
+                key_path: "services.web.image".into(),
+                message: "duplicate key \"image\"".into(),
+            }]
+        );
+        let e = parse("services:\n  web:\n    image: [a\n  db: 1\n").unwrap_err();
+        assert_eq!(e.mark.line, 4);
+        assert!(parse("").unwrap().0.is_none());
+    }
+}
