@@ -22,4 +22,5 @@ pub mod run;
 pub mod secret;
 pub mod select;
 pub mod shell;
+pub mod stack_commands;
 pub mod ui;
