@@ -16,6 +16,7 @@ pub mod facts;
 #[cfg(test)]
 pub mod fake;
 pub mod lab;
+pub mod lock;
 pub mod plan;
 pub mod remote;
 pub mod run;
