@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod converge;
 pub mod error;
 pub mod facts;
 #[cfg(test)]
