@@ -16,6 +16,7 @@ pub mod error;
 pub mod facts;
 #[cfg(test)]
 pub mod fake;
+pub mod images;
 pub mod lab;
 pub mod lock;
 pub mod plan;
