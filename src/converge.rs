@@ -87,9 +87,12 @@ pub struct ServiceState {
     pub reasons: Vec<String>,
 }
 
+/// Running and desired task counts, and for replicated jobs (completed, total).
+pub type Replicas = (u64, u64, Option<(u64, u64)>);
+
 /// Parses `running/desired`, `running/desired (c/t completed)` or
 /// `running/desired (max N per node)`.
-pub fn parse_replicas(text: &str) -> Option<(u64, u64, Option<(u64, u64)>)> {
+pub fn parse_replicas(text: &str) -> Option<Replicas> {
     let text = text.trim();
     let (counts, rest) = match text.split_once(' ') {
         Some((c, r)) => (c, r.trim()),
@@ -331,10 +334,7 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
         Mode::Global if one_shot => (running.len() + done.len()) as u64 >= line.desired,
         Mode::Global => line.running == line.desired,
         Mode::ReplicatedJob { total } => {
-            let completed = line
-                .completed
-                .map(|(c, _)| c)
-                .unwrap_or(done.len() as u64);
+            let completed = line.completed.map(|(c, _)| c).unwrap_or(done.len() as u64);
             replicas = format!("{completed}/{total} completed");
             completed >= *total
         }
@@ -511,7 +511,10 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
     #[test]
     fn replicas_column() {
         assert_eq!(parse_replicas("2/2"), Some((2, 2, None)));
-        assert_eq!(parse_replicas("0/1 (1/1 completed)"), Some((0, 1, Some((1, 1)))));
+        assert_eq!(
+            parse_replicas("0/1 (1/1 completed)"),
+            Some((0, 1, Some((1, 1))))
+        );
         assert_eq!(parse_replicas("1/3 (max 1 per node)"), Some((1, 3, None)));
         assert_eq!(parse_replicas("n/a"), None);
     }
@@ -642,7 +645,10 @@ web_app.1\tpi1\tRunning\tStarting 1 second ago\t
 web_app.1\tpi1\tShutdown\tFailed 6 seconds ago\t\"task: non-zero exit (127)\"
 ";
         let states = assess("web", &["app".into()], &parse_poll(text).unwrap());
-        assert_eq!(states[0].reasons, vec!["task: non-zero exit (127) (on pi1)"]);
+        assert_eq!(
+            states[0].reasons,
+            vec!["task: non-zero exit (127) (on pi1)"]
+        );
     }
 
     #[test]
@@ -655,7 +661,11 @@ a1\ts_gj\tglobal job\t0/2
 s_gj.n1\tpi1\tComplete\tComplete 1 second ago\t
 s_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
 ";
-        let states = assess("s", &["gj".into(), "late".into()], &parse_poll(text).unwrap());
+        let states = assess(
+            "s",
+            &["gj".into(), "late".into()],
+            &parse_poll(text).unwrap(),
+        );
         assert_eq!(states[0].replicas, "1/2 completed");
         assert!(!states[0].converged);
         assert_eq!(states[1].name, "s_late");

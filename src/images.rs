@@ -62,8 +62,12 @@ pub struct NodeImages {
     pub host: String,
     /// Images loaded (the others were already there).
     pub loaded: Vec<String>,
-    /// The image that failed and why; the node's later images were not attempted.
+    /// The image (or `check images`) that failed and why; the node's later images were
+    /// not attempted.
     pub failed: Option<(String, String)>,
+    /// Images this node may lack after a failure: the one that failed and those not
+    /// attempted (every image when the check itself failed).
+    pub not_loaded: Vec<String>,
     pub seconds: f64,
 }
 
@@ -131,9 +135,12 @@ pub async fn ship<R: Remote + 'static>(
             .await
             .and_then(|o| parse_missing(&o.stdout_str(), images.len()).map_err(StepError));
             match check {
-                Err(e) => res.failed = Some(("check images".into(), e.0)),
+                Err(e) => {
+                    res.failed = Some(("check images".into(), e.0));
+                    res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
+                }
                 Ok(missing) => {
-                    for i in missing {
+                    for (k, &i) in missing.iter().enumerate() {
                         let img = &images[i];
                         reporter.event(&host, Event::Step(format!("load image {}", img.name)));
                         let req = ExecRequest::new(img.load_command())
@@ -144,6 +151,10 @@ pub async fn ship<R: Remote + 'static>(
                             Ok(_) => res.loaded.push(img.name.clone()),
                             Err(e) => {
                                 res.failed = Some((img.name.clone(), e.0));
+                                res.not_loaded = missing[k..]
+                                    .iter()
+                                    .map(|&j| images[j].name.clone())
+                                    .collect();
                                 break;
                             }
                         }
@@ -209,7 +220,10 @@ mod tests {
             .on("docker import", ok("sha256:123\n"));
         let pi2 = FakeRemote::new("pi2");
         pi2.on("image 0", ok("image 0 missing\nimage 1 missing\n"))
-            .on("docker load", fail(1, "open /var/lib/docker/tmp: no space left on device"));
+            .on(
+                "docker load",
+                fail(1, "open /var/lib/docker/tmp: no space left on device"),
+            );
         let nodes: HashMap<String, Arc<FakeRemote>> = [pi1.clone(), pi2.clone()]
             .into_iter()
             .map(|f| (f.name.clone(), Arc::new(f)))
@@ -227,7 +241,11 @@ mod tests {
         assert_eq!(res[0].failed, None);
         let log = pi1.log.lock().unwrap().clone();
         assert_eq!(log.len(), 2);
-        assert!(log[1].command.contains("docker import --change 'CMD [\"httpd\",\"-f\"]' - lab/b:1"));
+        assert!(
+            log[1]
+                .command
+                .contains("docker import --change 'CMD [\"httpd\",\"-f\"]' - lab/b:1")
+        );
         assert_eq!(log[1].stdin.as_deref(), Some(&b"BBBB"[..]));
         assert!(log.iter().all(|r| r.privileged));
         // pi2's first load fails: the error is reported, its second image not attempted.
@@ -239,5 +257,6 @@ mod tests {
             ))
         );
         assert_eq!(pi2.commands().len(), 2);
+        assert_eq!(res[1].not_loaded, vec!["lab/a:1", "lab/b:1"]);
     }
 }

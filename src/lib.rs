@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod converge;
+pub mod deploy;
 pub mod error;
 pub mod facts;
 #[cfg(test)]

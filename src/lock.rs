@@ -153,7 +153,10 @@ pub async fn acquire<R: Remote>(
     if text.lines().next() == Some("@@acquired") {
         return Ok(());
     }
-    let Some(rest) = text.strip_prefix("@@held\n").or(text.strip_prefix("@@held")) else {
+    let Some(rest) = text
+        .strip_prefix("@@held\n")
+        .or(text.strip_prefix("@@held"))
+    else {
         return Err(LockError::Remote(format!(
             "unexpected answer to the lock command: {}",
             text.trim()

@@ -138,7 +138,10 @@ fn image_loaded_tail(img: &ImageRef<'_>) -> String {
     format!(
         "docker image inspect {name} >/dev/null 2>&1 || {{ echo {msg} >&2; exit 1; }}; mkdir -p {dir}; printf '%s\\n' {line} > {rec}",
         name = quote(img.name),
-        msg = quote(&format!("the archive did not provide the image {}", img.name)),
+        msg = quote(&format!(
+            "the archive did not provide the image {}",
+            img.name
+        )),
         dir = quote(&format!("{ROOT}/images")),
         line = quote(&image_record_line(img.sha256, img.name)),
         rec = quote(&rec),
@@ -331,7 +334,10 @@ mod tests {
             stack_file("web", "web.yml"),
             "/var/lib/rpiprov/stacks/web/web.yml"
         );
-        assert_eq!(deployed_record("web"), "/var/lib/rpiprov/stacks/web/deployed");
+        assert_eq!(
+            deployed_record("web"),
+            "/var/lib/rpiprov/stacks/web/deployed"
+        );
         assert_eq!(
             image_record("lab/httpd:1"),
             "/var/lib/rpiprov/images/lab_httpd_1.sha256"
@@ -478,7 +484,10 @@ mod tests {
             .write_all(b"A= $(id) 'x' \\n \nB=a=b\n")
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), " $(id) 'x' \\n |a=b");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            " $(id) 'x' \\n |a=b"
+        );
     }
 
     #[test]

@@ -1,0 +1,851 @@
+//! `rpiprov deploy`: under the lock on the manager, upload the stack files, ship the
+//! images to the nodes that lack them, then deploy the stacks in playbook order, each one
+//! only when its fingerprint (compose bytes, shipped image archives, variable values)
+//! differs from the one recorded at its last converged deploy, and wait until it
+//! converges. A failed stack stops the stacks after it: the order is a dependency order.
+//!
+//! Two stages: [`prepare`] reads the local files and variables (no connection; its errors
+//! are usage errors), [`run`] does the remote work and returns one report per row (the
+//! manager, each node, each stack) plus a per-stack detail for `--json`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ImageFormat, Playbook, VariableValue};
+use crate::converge::{self, ServiceState};
+use crate::images::{self, PreparedImage};
+use crate::lock::{self, LockOwner};
+use crate::remote::{ExecRequest, Remote, UploadOutcome, UploadRequest};
+use crate::run::{StepError, run_ok};
+use crate::secret::Secret;
+use crate::stack_commands;
+use crate::ui::{Event, HostReport, Outcome, Reporter};
+
+/// A variable for `docker stack deploy`'s environment. Every value is held as a
+/// [`Secret`] so that none is printed by accident; `secret` says which ones must also be
+/// redacted from remote error text.
+#[derive(Debug, Clone)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: Secret,
+    pub secret: bool,
+}
+
+/// A stack ready to deploy.
+#[derive(Debug, Clone)]
+pub struct PreparedStack {
+    pub name: String,
+    /// The compose file's name, kept on the manager under the stack's folder.
+    pub file_name: String,
+    pub contents: Vec<u8>,
+    pub timeout: Duration,
+    /// The compose file's service names (without the stack prefix).
+    pub services: Vec<String>,
+    /// The shipped images this stack uses.
+    pub images: Vec<String>,
+    /// The variables the compose file refers to; only these are sent.
+    pub variables: Vec<EnvVar>,
+    /// sha256 of everything the deploy depends on; see [`fingerprint`].
+    pub fingerprint: String,
+}
+
+/// Everything `deploy` needs from this machine, read once before any connection.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// In playbook order.
+    pub stacks: Vec<PreparedStack>,
+    pub images: Vec<PreparedImage>,
+}
+
+/// Reads the playbook's stack files, image archives and variables.
+pub fn prepare(playbook: &Playbook) -> Result<Prepared, String> {
+    prepare_with(playbook, |p| std::fs::read(p), |k| std::env::var(k).ok())
+}
+
+/// [`prepare`] with the file reader and the environment given (for tests).
+pub fn prepare_with(
+    playbook: &Playbook,
+    read: impl Fn(&Path) -> std::io::Result<Vec<u8>>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Prepared, String> {
+    let mut images = Vec::new();
+    for img in &playbook.images {
+        let bytes = read(&img.archive).map_err(|e| {
+            format!(
+                "image {}: cannot read {}: {e}",
+                img.name,
+                img.archive.display()
+            )
+        })?;
+        images.push(PreparedImage::new(
+            &img.name,
+            img.format,
+            img.cmd.clone(),
+            bytes,
+        ));
+    }
+    let mut vars = Vec::new();
+    for v in &playbook.variables {
+        if !is_env_name(&v.name) {
+            return Err(format!(
+                "variable {:?}: not a valid environment variable name",
+                v.name
+            ));
+        }
+        let (value, secret) = match &v.value {
+            VariableValue::Plain(s) => (Secret::new(s.clone()), false),
+            VariableValue::Secret(s) => (s.clone(), true),
+            VariableValue::SecretEnv(var) => match env(var) {
+                Some(s) => (Secret::new(s), true),
+                None => {
+                    return Err(format!(
+                        "variable {}: the environment variable {var} is not set",
+                        v.name
+                    ));
+                }
+            },
+        };
+        // One `NAME=value` per stdin line: a newline would end the value early (and
+        // could forge another variable). The value itself is never shown.
+        if value.expose().contains(['\n', '\0']) {
+            return Err(format!(
+                "variable {}: its value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
+                v.name
+            ));
+        }
+        vars.push(EnvVar {
+            name: v.name.clone(),
+            value,
+            secret,
+        });
+    }
+    let mut stacks = Vec::new();
+    for st in &playbook.stacks {
+        if !is_path_component(&st.name) {
+            return Err(format!(
+                "stack {:?}: the name must be letters, digits, '-', '_' or '.'",
+                st.name
+            ));
+        }
+        let file_name = st
+            .file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "stack {}: {} has no usable file name",
+                    st.name,
+                    st.file.display()
+                )
+            })?
+            .to_string();
+        let contents = read(&st.file)
+            .map_err(|e| format!("stack {}: cannot read {}: {e}", st.name, st.file.display()))?;
+        let text = String::from_utf8_lossy(&contents);
+        let variables: Vec<EnvVar> = vars
+            .iter()
+            .filter(|v| refers_to(&text, &v.name))
+            .cloned()
+            .collect();
+        let used: Vec<&PreparedImage> = images
+            .iter()
+            .filter(|i| st.compose.images.contains(&i.name))
+            .collect();
+        let fingerprint = fingerprint(&st.name, &contents, &used, &variables);
+        stacks.push(PreparedStack {
+            name: st.name.clone(),
+            file_name,
+            contents,
+            timeout: st.timeout,
+            services: st.compose.services.clone(),
+            images: used.iter().map(|i| i.name.clone()).collect(),
+            variables,
+            fingerprint,
+        });
+    }
+    Ok(Prepared { stacks, images })
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// A name usable as one remote path component.
+fn is_path_component(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+}
+
+/// Whether compose interpolation in `text` may read `name`: `$NAME` or `${NAME...}`.
+/// A false positive (`$NAMESPACE` for `NAME`) only sends one variable too many.
+fn refers_to(text: &str, name: &str) -> bool {
+    text.contains(&format!("${name}")) || text.contains(&format!("${{{name}"))
+}
+
+/// The deploy fingerprint of a stack: a sha256 over its name, its compose file's bytes,
+/// the archives of the shipped images it uses, and the names and values of the variables
+/// it refers to. Values enter only as their own sha256, and the record lives in a
+/// root-only file; independent of the order images and variables are given in.
+pub fn fingerprint(
+    stack: &str,
+    compose: &[u8],
+    images: &[&PreparedImage],
+    variables: &[EnvVar],
+) -> String {
+    let mut h = Sha256::new();
+    let mut field = |parts: &[&str]| {
+        for p in parts {
+            h.update(p.as_bytes());
+            h.update([0u8]);
+        }
+        h.update(b"\n");
+    };
+    field(&["rpiprov-deploy-v1", stack]);
+    field(&["compose", &hex::encode(Sha256::digest(compose))]);
+    let mut imgs: Vec<&&PreparedImage> = images.iter().collect();
+    imgs.sort_by(|a, b| a.name.cmp(&b.name));
+    for i in imgs {
+        let format = match i.format {
+            ImageFormat::DockerSave => "docker-save",
+            ImageFormat::Rootfs => "rootfs",
+        };
+        let cmd = serde_json::to_string(&i.cmd).expect("strings serialise");
+        field(&["image", &i.name, &i.sha256, format, &cmd]);
+    }
+    let mut vars: Vec<&EnvVar> = variables.iter().collect();
+    vars.sort_by(|a, b| a.name.cmp(&b.name));
+    for v in vars {
+        let value = hex::encode(Sha256::digest(v.value.expose().as_bytes()));
+        field(&["var", &v.name, &value]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// What the manager says of the stacks: those that exist, and the recorded fingerprints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackState {
+    pub existing: HashSet<String>,
+    pub recorded: HashMap<String, String>,
+}
+
+/// Reads the output of [`stack_commands::stacks_state`].
+pub fn parse_state(text: &str) -> StackState {
+    let mut s = StackState::default();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("stack ") {
+            s.existing.insert(name.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("deployed ") {
+            let mut it = rest.split_whitespace();
+            if let (Some(name), Some(fp)) = (it.next(), it.next()) {
+                s.recorded.insert(name.to_string(), fp.to_string());
+            }
+        }
+    }
+    s
+}
+
+/// Whether a stack is deployed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Unchanged,
+    Deploy(&'static str),
+}
+
+pub fn decide(fingerprint: &str, state: &StackState, stack: &str) -> Decision {
+    match state.recorded.get(stack) {
+        None => Decision::Deploy("not deployed by rpiprov before"),
+        Some(fp) if fp != fingerprint => Decision::Deploy("changed since its last deploy"),
+        // Removed by hand since (`docker stack rm`): the record alone must not hide it.
+        Some(_) if !state.existing.contains(stack) => Decision::Deploy("stack is missing"),
+        Some(_) => Decision::Unchanged,
+    }
+}
+
+/// How a stack ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackStatus {
+    Deployed,
+    Unchanged,
+    Failed,
+    /// Not attempted (an earlier stack failed, the lock was held, Ctrl-C).
+    Skipped,
+}
+
+/// One stack's result, for the summary and `--json`. Holds no variable value.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackResult {
+    pub stack: String,
+    pub status: StackStatus,
+    /// Why it was deployed (`changed since its last deploy` ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The step that failed: `upload`, `images`, `deploy`, `converge`, `record`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Why it failed or was skipped; one line per failing service for `converge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The services as the last poll saw them (empty when not deployed now).
+    pub services: Vec<ServiceState>,
+    pub seconds: f64,
+}
+
+/// The whole result: rows for the summary table (manager, nodes, then `stack NAME` rows)
+/// and the per-stack detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployResult {
+    pub hosts: Vec<HostReport>,
+    pub stacks: Vec<StackResult>,
+}
+
+impl DeployResult {
+    /// Exit code 1 when true.
+    pub fn failed(&self) -> bool {
+        self.hosts.iter().any(HostReport::failed)
+    }
+    pub fn changed(&self) -> bool {
+        self.hosts.iter().any(|r| r.outcome == Outcome::Changed)
+    }
+}
+
+/// The summary and progress row of a stack.
+pub fn stack_row(stack: &str) -> String {
+    format!("stack {stack}")
+}
+
+/// The rows a progress display should show, in order: the manager, the nodes, the stacks.
+pub fn row_names(prepared: &Prepared, leader: &str, nodes: &[String]) -> Vec<String> {
+    let mut rows = vec![leader.to_string()];
+    let mut others: Vec<&String> = nodes.iter().filter(|n| *n != leader).collect();
+    others.sort();
+    if !prepared.images.is_empty() {
+        rows.extend(others.into_iter().cloned());
+    }
+    rows.extend(prepared.stacks.iter().map(|s| stack_row(&s.name)));
+    rows
+}
+
+/// How the run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Nodes worked on at once (image shipping).
+    pub parallel: usize,
+    /// Limit of one ordinary remote command.
+    pub command_timeout: Duration,
+    /// Time between two convergence polls (2 s).
+    pub poll_interval: Duration,
+    /// Who takes the lock: [`LockOwner::current`]`("deploy")`.
+    pub owner: LockOwner,
+}
+
+/// Deploys. `leader` is a reachable manager; `nodes` every swarm node that may run the
+/// shipped images (the leader included), by inventory name. `interrupt` ends the run
+/// early when it completes (pass Ctrl-C; `std::future::pending()` for none): the lock is
+/// released on every path, after success, failure, refusal or interruption.
+pub async fn run<R: Remote + 'static>(
+    opts: &Options,
+    prepared: &Prepared,
+    leader: Arc<R>,
+    nodes: HashMap<String, Arc<R>>,
+    reporter: Arc<dyn Reporter>,
+    interrupt: impl Future<Output = ()>,
+) -> DeployResult {
+    let d = Deploy::new(opts, prepared, leader, nodes, reporter);
+    let leader_name = d.leader_name.clone();
+    d.step(&leader_name, "take the deploy lock");
+    if let Err(e) = lock::acquire(&*d.leader, &opts.owner, opts.command_timeout).await {
+        d.fail_row(&leader_name, "lock", &e.to_string());
+        d.skip_pending("not attempted: the deploy lock is held");
+        return d.finish();
+    }
+    let interrupted = tokio::select! {
+        () = d.deploy() => false,
+        () = interrupt => true,
+    };
+    if interrupted {
+        d.fail_row(&leader_name, "interrupted", "interrupted (Ctrl-C)");
+        d.skip_pending("interrupted");
+    }
+    d.step(&leader_name, "release the deploy lock");
+    match lock::release(&*d.leader, &opts.owner, opts.command_timeout).await {
+        Ok(_) => {}
+        Err(e) => d.fail_row(
+            &leader_name,
+            "release lock",
+            &format!("{e}; clear it with `rpiprov deploy --unlock`"),
+        ),
+    }
+    d.finish()
+}
+
+struct Deploy<'a, R> {
+    opts: &'a Options,
+    prepared: &'a Prepared,
+    leader: Arc<R>,
+    leader_name: String,
+    nodes: HashMap<String, Arc<R>>,
+    reporter: Arc<dyn Reporter>,
+    rows: Mutex<Vec<HostReport>>,
+    stacks: Mutex<Vec<StackResult>>,
+    /// The stack being deployed, so an interruption names it.
+    current: Mutex<Option<usize>>,
+    secrets: Vec<Secret>,
+    started: Instant,
+}
+
+impl<'a, R: Remote + 'static> Deploy<'a, R> {
+    fn new(
+        opts: &'a Options,
+        prepared: &'a Prepared,
+        leader: Arc<R>,
+        nodes: HashMap<String, Arc<R>>,
+        reporter: Arc<dyn Reporter>,
+    ) -> Self {
+        let leader_name = leader.host().to_string();
+        let mut names = vec![leader_name.clone()];
+        if !prepared.images.is_empty() {
+            let mut others: Vec<String> = nodes
+                .keys()
+                .filter(|n| **n != leader_name)
+                .cloned()
+                .collect();
+            others.sort();
+            names.extend(others);
+        }
+        let stacks = prepared
+            .stacks
+            .iter()
+            .map(|s| StackResult {
+                stack: s.name.clone(),
+                status: StackStatus::Skipped,
+                why: None,
+                failed_step: None,
+                error: None,
+                services: vec![],
+                seconds: 0.0,
+            })
+            .collect();
+        let secrets = prepared
+            .stacks
+            .iter()
+            .flat_map(|s| s.variables.iter())
+            .filter(|v| v.secret && !v.value.expose().is_empty())
+            .map(|v| v.value.clone())
+            .collect();
+        Deploy {
+            opts,
+            prepared,
+            leader,
+            leader_name,
+            nodes,
+            reporter,
+            rows: Mutex::new(names.iter().map(|n| HostReport::new(n)).collect()),
+            stacks: Mutex::new(stacks),
+            current: Mutex::new(None),
+            secrets,
+            started: Instant::now(),
+        }
+    }
+
+    /// Remote text with every secret value replaced: Docker may echo a value in an error
+    /// (an interpolation error quotes the text around it).
+    fn redact(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for s in &self.secrets {
+            t = t.replace(s.expose(), "<redacted>");
+        }
+        t
+    }
+
+    fn step(&self, row: &str, what: &str) {
+        self.reporter.event(row, Event::Step(what.to_string()));
+    }
+
+    fn with_row(&self, row: &str, f: impl FnOnce(&mut HostReport)) {
+        let mut rows = self.rows.lock().unwrap();
+        let i = match rows.iter().position(|r| r.host == row) {
+            Some(i) => i,
+            None => {
+                rows.push(HostReport::new(row));
+                rows.len() - 1
+            }
+        };
+        f(&mut rows[i]);
+        rows[i].seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    fn changed_row(&self, row: &str, what: String) {
+        self.with_row(row, |r| {
+            r.changed.push(what);
+            if r.outcome == Outcome::Unchanged {
+                r.outcome = Outcome::Changed;
+            }
+        });
+    }
+
+    fn fail_row(&self, row: &str, step: &str, error: &str) {
+        let error = self.redact(error);
+        self.with_row(row, |r| {
+            if r.outcome == Outcome::Failed {
+                // Keep the first failure; add later ones below it.
+                let prev = r.error.take().unwrap_or_default();
+                r.error = Some(format!("{prev}\n{step}: {error}"));
+            } else {
+                r.outcome = Outcome::Failed;
+                r.failed_step = Some(step.to_string());
+                r.error = Some(error.clone());
+            }
+        });
+    }
+
+    fn set_stack(&self, i: usize, f: impl FnOnce(&mut StackResult)) {
+        let mut stacks = self.stacks.lock().unwrap();
+        f(&mut stacks[i]);
+        stacks[i].seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    fn fail_stack(&self, i: usize, step: &str, error: &str) {
+        let error = self.redact(error);
+        self.set_stack(i, |s| {
+            s.status = StackStatus::Failed;
+            s.failed_step = Some(step.to_string());
+            s.error = Some(error);
+        });
+    }
+
+    /// Marks the stacks not attempted yet (and the one in progress, as failed).
+    fn skip_pending(&self, reason: &str) {
+        let current = *self.current.lock().unwrap();
+        let mut stacks = self.stacks.lock().unwrap();
+        for (i, s) in stacks.iter_mut().enumerate() {
+            if Some(i) == current && s.status == StackStatus::Skipped && s.error.is_none() {
+                s.status = StackStatus::Failed;
+                s.failed_step = Some("interrupted".into());
+                s.error = Some(format!("{reason} while deploying"));
+            } else if s.status == StackStatus::Skipped && s.error.is_none() {
+                s.error = Some(reason.to_string());
+            }
+        }
+    }
+
+    async fn root(&self, cmd: String) -> Result<crate::remote::Output, StepError> {
+        run_ok(
+            &*self.leader,
+            ExecRequest::new(cmd)
+                .privileged()
+                .timeout(self.opts.command_timeout),
+        )
+        .await
+    }
+
+    /// Everything done under the lock.
+    async fn deploy(&self) {
+        let leader = self.leader_name.clone();
+
+        // Images first: a stack must not start before its images are on the nodes.
+        let shipped = images::ship(
+            &self.nodes,
+            &self.prepared.images,
+            self.opts.parallel,
+            self.opts.command_timeout,
+            self.reporter.clone(),
+        )
+        .await;
+        // image name -> nodes that may lack it
+        let mut lacking: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in &shipped {
+            for img in &n.loaded {
+                self.changed_row(&n.host, format!("load image {img}"));
+            }
+            if let Some((what, err)) = &n.failed {
+                let step = if what == "check images" {
+                    what.clone()
+                } else {
+                    format!("load image {what}")
+                };
+                self.fail_row(&n.host, &step, err);
+                for img in &n.not_loaded {
+                    lacking.entry(img.clone()).or_default().push(n.host.clone());
+                }
+            }
+        }
+
+        self.step(&leader, "read the stacks' state");
+        let names: Vec<&str> = self
+            .prepared
+            .stacks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let state = match self.root(stack_commands::stacks_state(&names)).await {
+            Ok(out) => parse_state(&out.stdout_str()),
+            Err(e) => {
+                self.fail_row(&leader, "read stack state", &e.0);
+                self.skip_pending("not attempted: the stack state could not be read");
+                return;
+            }
+        };
+
+        let mut blocked: Option<String> = None;
+        for (i, st) in self.prepared.stacks.iter().enumerate() {
+            if let Some(b) = &blocked {
+                self.set_stack(i, |s| {
+                    s.error = Some(format!("not attempted: stack {b} failed before it"))
+                });
+                continue;
+            }
+            *self.current.lock().unwrap() = Some(i);
+            let ok = self.deploy_stack(i, st, &state, &lacking).await;
+            *self.current.lock().unwrap() = None;
+            if !ok {
+                blocked = Some(st.name.clone());
+            }
+        }
+        let unchanged = self
+            .stacks
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s.status == StackStatus::Unchanged);
+        if unchanged && !self.prepared.stacks.is_empty() {
+            self.reporter.event(
+                &leader,
+                Event::Note(format!(
+                    "all {} stacks unchanged since their last deploy; nothing deployed",
+                    self.prepared.stacks.len()
+                )),
+            );
+        }
+    }
+
+    /// Uploads, decides, deploys and waits for one stack; false when it failed.
+    async fn deploy_stack(
+        &self,
+        i: usize,
+        st: &PreparedStack,
+        state: &StackState,
+        lacking: &BTreeMap<String, Vec<String>>,
+    ) -> bool {
+        let row = stack_row(&st.name);
+        if let Some((img, hosts)) = st
+            .images
+            .iter()
+            .find_map(|img| lacking.get(img).map(|h| (img, h)))
+        {
+            self.fail_stack(
+                i,
+                "images",
+                &format!(
+                    "image {img} could not be loaded on {}; stack not deployed",
+                    hosts.join(", ")
+                ),
+            );
+            return false;
+        }
+
+        self.step(&row, "upload");
+        let upload = self
+            .leader
+            .upload(UploadRequest {
+                contents: st.contents.clone(),
+                dest: stack_commands::stack_file(&st.name, &st.file_name),
+                mode: 0o644,
+                privileged: true,
+            })
+            .await;
+        match upload {
+            Ok(UploadOutcome::Written) => self.changed_row(
+                &self.leader_name,
+                format!("upload {}/{}", st.name, st.file_name),
+            ),
+            Ok(UploadOutcome::Unchanged) => {}
+            Err(e) => {
+                self.fail_stack(i, "upload", &e.to_string());
+                return false;
+            }
+        }
+
+        let why = match decide(&st.fingerprint, state, &st.name) {
+            Decision::Unchanged => {
+                self.set_stack(i, |s| s.status = StackStatus::Unchanged);
+                return true;
+            }
+            Decision::Deploy(why) => why,
+        };
+        self.set_stack(i, |s| s.why = Some(why.to_string()));
+
+        self.step(&row, &format!("docker stack deploy ({why})"));
+        let stdin: String = st
+            .variables
+            .iter()
+            .map(|v| format!("{}={}\n", v.name, v.value.expose()))
+            .collect();
+        let req = ExecRequest::new(stack_commands::stack_deploy(
+            &st.name,
+            &st.file_name,
+            !st.images.is_empty(),
+        ))
+        .privileged()
+        .stdin(stdin.into_bytes())
+        .timeout(self.opts.command_timeout);
+        match run_ok(&*self.leader, req).await {
+            Ok(out) => {
+                for line in out.stdout_str().lines().filter(|l| !l.trim().is_empty()) {
+                    self.reporter
+                        .event(&row, Event::Output(self.redact(line.trim())));
+                }
+            }
+            Err(e) => {
+                self.fail_stack(i, "deploy", &e.0);
+                return false;
+            }
+        }
+
+        let states = match self.converge(st, &row).await {
+            Ok(states) => states,
+            Err((states, text)) => {
+                self.set_stack(i, |s| s.services = states);
+                self.fail_stack(i, "converge", &text);
+                return false;
+            }
+        };
+        let n = states.len();
+        self.set_stack(i, |s| s.services = states);
+
+        // Recorded only once converged, so that a stack that failed is retried next time.
+        self.step(&row, "record the deploy");
+        let record = self
+            .leader
+            .upload(UploadRequest {
+                contents: format!("{}\n", st.fingerprint).into_bytes(),
+                dest: stack_commands::deployed_record(&st.name),
+                mode: 0o600,
+                privileged: true,
+            })
+            .await;
+        if let Err(e) = record {
+            self.fail_stack(i, "record", &e.to_string());
+            return false;
+        }
+        self.set_stack(i, |s| {
+            s.status = StackStatus::Deployed;
+            s.error = None;
+        });
+        self.reporter
+            .event(&row, Event::Note(format!("{n} service(s) converged")));
+        true
+    }
+
+    /// Polls until every service converged or the stack's timeout passed. On timeout:
+    /// the last states and one line per failing service.
+    async fn converge(
+        &self,
+        st: &PreparedStack,
+        row: &str,
+    ) -> Result<Vec<ServiceState>, (Vec<ServiceState>, String)> {
+        self.step(row, "wait for convergence");
+        let deadline = Instant::now() + st.timeout;
+        let mut states: Vec<ServiceState> = Vec::new();
+        let mut last_error: Option<String>;
+        loop {
+            let poll = self
+                .root(stack_commands::stack_poll(&st.name))
+                .await
+                .and_then(|o| converge::parse_poll(&o.stdout_str()).map_err(StepError));
+            match poll {
+                Ok(p) => {
+                    states = converge::assess(&st.name, &st.services, &p);
+                    last_error = None;
+                    if converge::all_converged(&states) {
+                        return Ok(states);
+                    }
+                    let done = states.iter().filter(|s| s.converged).count();
+                    self.reporter.event(
+                        row,
+                        Event::Output(format!("{done}/{} services converged", states.len())),
+                    );
+                }
+                // A poll that fails (a manager busy electing) is retried until the end.
+                Err(e) => last_error = Some(e.0),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
+        }
+        let secs = st.timeout.as_secs_f64();
+        let mut text = format!("not converged after {secs:.0}s");
+        let failing = converge::failure_text(&states);
+        if !failing.is_empty() {
+            text.push('\n');
+            text.push_str(&failing);
+        }
+        if let Some(e) = last_error {
+            text.push_str(&format!("\nlast poll failed: {e}"));
+        }
+        Err((states, text))
+    }
+
+    /// The rows with their outcomes; emits each row's end.
+    fn finish(self) -> DeployResult {
+        let stacks = self.stacks.into_inner().unwrap();
+        let mut rows = self.rows.into_inner().unwrap();
+        for s in &stacks {
+            let mut r = HostReport::new(&stack_row(&s.stack));
+            r.seconds = s.seconds;
+            match s.status {
+                StackStatus::Deployed => {
+                    r.outcome = Outcome::Changed;
+                    let why = s.why.clone().unwrap_or_default();
+                    r.changed.push(format!(
+                        "deployed ({why}); {} service(s) converged",
+                        s.services.len()
+                    ));
+                }
+                StackStatus::Unchanged => {}
+                StackStatus::Failed => {
+                    r.outcome = Outcome::Failed;
+                    r.failed_step = s.failed_step.clone();
+                    r.error = s.error.clone();
+                }
+                StackStatus::Skipped => {
+                    r.outcome = Outcome::Skipped;
+                    r.error = s.error.clone();
+                }
+            }
+            rows.push(r);
+        }
+        for r in &rows {
+            let msg = match (&r.error, r.changed.is_empty()) {
+                (Some(e), _) => match &r.failed_step {
+                    Some(step) => format!("{step}: {e}"),
+                    None => e.clone(),
+                },
+                (None, true) => "no change".into(),
+                (None, false) => format!("{} change(s)", r.changed.len()),
+            };
+            self.reporter.event(&r.host, Event::Done(r.outcome, msg));
+        }
+        DeployResult {
+            hosts: rows,
+            stacks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
