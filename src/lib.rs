@@ -27,4 +27,5 @@ pub mod secret;
 pub mod select;
 pub mod shell;
 pub mod stack_commands;
+pub mod teardown;
 pub mod ui;
