@@ -338,6 +338,9 @@ pub fn row_names(prepared: &Prepared, leader: &str, nodes: &[String]) -> Vec<Str
     rows
 }
 
+/// Time between two convergence polls.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How the run behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -349,6 +352,18 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Who takes the lock: [`LockOwner::current`]`("deploy")`.
     pub owner: LockOwner,
+}
+
+impl Options {
+    /// The defaults, with this process as the lock owner.
+    pub fn new(parallel: usize, command_timeout: Duration) -> Options {
+        Options {
+            parallel,
+            command_timeout,
+            poll_interval: POLL_INTERVAL,
+            owner: LockOwner::current("deploy"),
+        }
+    }
 }
 
 /// Deploys. `leader` is a reachable manager; `nodes` every swarm node that may run the
@@ -760,6 +775,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         let deadline = Instant::now() + st.timeout;
         let mut states: Vec<ServiceState> = Vec::new();
         let mut last_error: Option<String>;
+        let mut seen_converged = false;
         loop {
             let poll = self
                 .root(stack_commands::stack_poll(&st.name))
@@ -770,7 +786,15 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                     states = converge::assess(&st.name, &st.services, &p);
                     last_error = None;
                     if converge::all_converged(&states) {
-                        return Ok(states);
+                        // Twice in a row: right after `stack deploy` swarm may not have
+                        // started the update yet (old tasks still running, no update
+                        // status), and a crash-looping task can look running once.
+                        if seen_converged {
+                            return Ok(states);
+                        }
+                        seen_converged = true;
+                    } else {
+                        seen_converged = false;
                     }
                     let done = states.iter().filter(|s| s.converged).count();
                     self.reporter.event(

@@ -315,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn held_by_a_killed_run_of_this_machine() {
+    fn kamal_656_held_by_a_killed_run_of_this_machine() {
         let mut o = owner();
         o.command = "teardown".into();
         assert!(is_stale(&o, "laptop", |_| false));

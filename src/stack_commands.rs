@@ -228,10 +228,12 @@ pub fn stack_deploy(stack: &str, file_name: &str, resolve_never: bool) -> String
 /// One poll of a stack's convergence, in one round trip: the services with their replica
 /// counts, their full `inspect` (mode, restart policy, update status), and their tasks
 /// with the reason swarm gives for each. Parsed by [`crate::converge::parse_poll`].
+/// A stack with no service prints `Nothing found in stack` on stderr and exits 0: an
+/// empty poll, not an error.
 pub fn stack_poll(stack: &str) -> String {
     let q = quote(stack);
     format!(
-        "set -e; echo '@@services'; docker stack services --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Mode}}}}\\t{{{{.Replicas}}}}' {q} 2>/dev/null; ids=$(docker stack services -q {q} 2>/dev/null); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{{{.Name}}}}\\t{{{{.Node}}}}\\t{{{{.DesiredState}}}}\\t{{{{.CurrentState}}}}\\t{{{{.Error}}}}' $ids; fi"
+        "set -e; echo '@@services'; docker stack services --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Mode}}}}\\t{{{{.Replicas}}}}' {q}; ids=$(docker stack services -q {q}); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{{{.Name}}}}\\t{{{{.Node}}}}\\t{{{{.DesiredState}}}}\\t{{{{.CurrentState}}}}\\t{{{{.Error}}}}' $ids; fi"
     )
 }
 
@@ -448,7 +450,7 @@ mod tests {
         );
         assert_eq!(
             stack_poll("web"),
-            "set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web 2>/dev/null; ids=$(docker stack services -q web 2>/dev/null); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi"
+            "set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi"
         );
         for s in [
             stacks_state(&["a"]),

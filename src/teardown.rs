@@ -123,6 +123,28 @@ pub struct Options {
     pub owner: LockOwner,
 }
 
+impl Options {
+    /// The defaults (2 s polls, networks retried for 60 s), this process as lock owner.
+    pub fn new(
+        parallel: usize,
+        command_timeout: Duration,
+        managers: Vec<String>,
+        leave_swarm: bool,
+        purge: bool,
+    ) -> Options {
+        Options {
+            parallel,
+            command_timeout,
+            poll_interval: crate::deploy::POLL_INTERVAL,
+            network_timeout: Duration::from_secs(60),
+            leave_swarm,
+            purge,
+            managers,
+            owner: LockOwner::current("teardown"),
+        }
+    }
+}
+
 /// The rows for the summary (the manager, nodes, `stack NAME`, `network NAME`) and what
 /// was removed.
 #[derive(Debug, Clone, Serialize)]
@@ -347,26 +369,23 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 self.row(&n, |_| {});
             }
         }
+        // Purging images still in use, or dissolving a swarm whose stacks would not go,
+        // would turn one failure into several: both wait for a clean run.
+        let failed = self.rows.lock().unwrap().iter().any(HostReport::failed);
+        if failed && (self.opts.purge || self.opts.leave_swarm) {
+            let what = match (self.opts.purge, self.opts.leave_swarm) {
+                (true, true) => "purge and leave swarm",
+                (true, false) => "purge",
+                _ => "leave swarm",
+            };
+            self.fail(&leader, what, "not attempted: an earlier step failed");
+            return;
+        }
         if self.opts.purge {
             self.purge().await;
         }
         if self.opts.leave_swarm {
-            let failed = self.rows.lock().unwrap().iter().any(HostReport::failed);
-            if failed {
-                for n in self.sorted_nodes() {
-                    self.reporter.event(
-                        &n,
-                        Event::Note("swarm not dissolved: an earlier step failed".into()),
-                    );
-                }
-                self.fail(
-                    &leader,
-                    "leave swarm",
-                    "not attempted: an earlier step failed",
-                );
-            } else {
-                self.leave().await;
-            }
+            self.leave().await;
         }
     }
 

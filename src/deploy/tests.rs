@@ -361,7 +361,7 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
     *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
     // The db stack converges on the third poll.
     m.on_seq(
-        "' db 2>/dev/null",
+        "services -q db)",
         vec![
             ok(&starting_poll("db", "pg")),
             ok(&starting_poll("db", "pg")),
@@ -381,7 +381,8 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
             "cd /var/lib/rpiprov/stacks/db && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db"
         ]
     );
-    assert_eq!(m.count("' db 2>/dev/null"), 3);
+    // Converged on the third poll, confirmed by a fourth.
+    assert_eq!(m.count("services -q db)"), 4);
     assert_eq!(res.stacks[0].status, StackStatus::Unchanged);
     assert_eq!(res.stacks[1].status, StackStatus::Deployed);
     assert_eq!(
@@ -429,8 +430,8 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
 async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.on("' web 2>/dev/null", ok(&converged_poll("web", "app")))
-        .on("' db 2>/dev/null", ok(&converged_poll("db", "pg")));
+    m.on("services -q web)", ok(&converged_poll("web", "app")))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
     let w = FakeRemote::new("pi2");
     w.on("image 0 present", ok("image 0 missing\n"))
         .on("docker import", ok("sha256:abc\n"));
@@ -470,7 +471,7 @@ async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
     m.on(
-        "' web 2>/dev/null",
+        "services -q web)",
         ok(&rejected_poll("web", "app", "No such image: lab/httpd:1")),
     );
     let (res, events) = deploy_on(&p, &m, &[worker()]).await;
@@ -545,7 +546,7 @@ async fn a_held_lock_refuses_with_its_owner_and_touches_nothing() {
 async fn secrets_never_reach_a_command_line_an_event_or_the_report() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.on("' web 2>/dev/null", ok(&converged_poll("web", "app")));
+    m.on("services -q web)", ok(&converged_poll("web", "app")));
     // Docker echoing the value in an error must not carry it further.
     let failing = FakeRemote::new("pi1");
     failing.on(
@@ -615,7 +616,7 @@ async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
     let mut long = p.clone();
     long.stacks[0].timeout = Duration::from_secs(60);
     let m = manager("deployed web \ndeployed db \n");
-    m.on("' web 2>/dev/null", ok(&starting_poll("web", "app")));
+    m.on("services -q web)", ok(&starting_poll("web", "app")));
     let (res, _) = deploy_until(
         &long,
         &m,

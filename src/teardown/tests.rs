@@ -174,7 +174,7 @@ async fn an_empty_fleet_has_nothing_to_remove_and_succeeds() {
 }
 
 #[tokio::test]
-async fn stacks_go_in_reverse_order_and_networks_only_once_they_are_gone() {
+async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone() {
     let journal: Journal = Arc::default();
     let m = manager(SURVEY);
     let w = worker("pi2");
@@ -292,8 +292,24 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
         ok("service abc\n"),
     );
     in_front(&m, &front);
-    let (res, _) = teardown_with(&options(), &m, &[worker("pi2")]).await;
+    let mut opts = options();
+    opts.leave_swarm = true;
+    opts.purge = true;
+    let w = worker("pi2");
+    let (res, _) = teardown_with(&opts, &m, std::slice::from_ref(&w)).await;
     assert!(res.failed());
+    // Neither purge nor swarm dissolution follows a stack that would not go.
+    assert_eq!(
+        res.hosts[0].error.as_deref(),
+        Some("not attempted: an earlier step failed")
+    );
+    assert_eq!(
+        res.hosts[0].failed_step.as_deref(),
+        Some("purge and leave swarm")
+    );
+    for c in m.commands().iter().chain(w.commands().iter()) {
+        assert!(!c.contains("swarm leave") && !c.contains("purged"), "{c}");
+    }
     let db = res.hosts.iter().find(|r| r.host == "stack db").unwrap();
     assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
     assert_eq!(
