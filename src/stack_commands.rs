@@ -241,10 +241,12 @@ pub fn stack_poll(stack: &str) -> String {
 // Teardown
 
 /// What exists on the manager: stacks (`stack NAME`) and networks with their stack label
-/// (`network NAME NAMESPACE`, the namespace empty for networks of no stack).
+/// (`network NAME NAMESPACE`, the namespace empty for networks of no stack). A node in no
+/// swarm (a fleet already dissolved) prints `@@no-swarm`: nothing of a playbook can
+/// exist there, and a second teardown must succeed.
 pub fn teardown_survey() -> String {
     format!(
-        "set -e; docker stack ls --format 'stack {{{{.Name}}}}'; docker network ls --format 'network {{{{.Name}}}} {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
+        "set -e; if [ \"$(docker info --format '{{{{.Swarm.LocalNodeState}}}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{{{.Name}}}}'; docker network ls --format 'network {{{{.Name}}}} {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
     )
 }
 
@@ -496,7 +498,7 @@ mod tests {
     fn teardown_commands() {
         assert_eq!(
             teardown_survey(),
-            "set -e; docker stack ls --format 'stack {{.Name}}'; docker network ls --format 'network {{.Name}} {{.Label \"com.docker.stack.namespace\"}}'"
+            "set -e; if [ \"$(docker info --format '{{.Swarm.LocalNodeState}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{.Name}}'; docker network ls --format 'network {{.Name}} {{.Label \"com.docker.stack.namespace\"}}'"
         );
         assert_eq!(stack_rm("my stack"), "docker stack rm 'my stack'");
         assert_eq!(

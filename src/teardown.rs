@@ -169,6 +169,20 @@ pub fn network_row(name: &str) -> String {
     format!("network {name}")
 }
 
+/// The rows a progress display should show: the manager, the nodes when they have work
+/// (purge, leave), then the stacks and networks of the survey.
+pub fn row_names(survey: &Survey, leader: &str, nodes: &[String], opts: &Options) -> Vec<String> {
+    let mut rows = vec![leader.to_string()];
+    if opts.purge || opts.leave_swarm {
+        let mut others: Vec<&String> = nodes.iter().filter(|n| *n != leader).collect();
+        others.sort();
+        rows.extend(others.into_iter().cloned());
+    }
+    rows.extend(survey.stacks.iter().map(|s| crate::deploy::stack_row(s)));
+    rows.extend(survey.networks.iter().map(|n| network_row(n)));
+    rows
+}
+
 /// Tears down. `leader` is a reachable manager; `nodes` every node to check for
 /// leftover containers (and to purge or dissolve), the leader included. `interrupt` as
 /// in [`crate::deploy::run`]: the lock is released on every path.

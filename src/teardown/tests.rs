@@ -60,10 +60,30 @@ fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
     assert_eq!(s.stacks, vec!["web"]);
     let s = parse_survey("network bridge \n", &playbook());
     assert!(s.is_empty());
+    assert!(parse_survey("@@no-swarm\n", &playbook()).is_empty());
     assert_eq!(
         s.describe(),
         "nothing to remove: no stack or network of the playbook exists"
     );
+}
+
+#[test]
+fn rows_for_the_progress_display() {
+    let s = parse_survey(SURVEY, &playbook());
+    let mut opts = options();
+    let nodes = vec!["pi2".to_string(), "pi1".to_string()];
+    assert_eq!(
+        row_names(&s, "pi1", &nodes, &opts),
+        vec![
+            "pi1",
+            "stack db",
+            "stack web",
+            "network INTERCO",
+            "network DATA"
+        ]
+    );
+    opts.purge = true;
+    assert_eq!(row_names(&s, "pi1", &nodes, &opts)[..2], ["pi1", "pi2"]);
 }
 
 #[derive(Default)]
@@ -342,7 +362,7 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
         let out = if f.name == "pi4" { "@@inactive\n" } else { "" };
         journal_rule(
             &front,
-            "LocalNodeState",
+            "swarm leave",
             &journal,
             &format!("{} leave", f.name),
             ok(out),
@@ -362,7 +382,7 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     let leave = |f: &FakeRemote| {
         f.commands()
             .into_iter()
-            .find(|c| c.contains("LocalNodeState"))
+            .find(|c| c.contains("swarm leave"))
             .unwrap()
     };
     assert!(leave(&w).ends_with("else docker swarm leave; fi"));
