@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Compose, Image, Stack, Variable};
+use crate::config::{Compose, Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
+use crate::deploy::prepare::interpolate;
 use crate::fake::{FakeRemote, fail, ok};
 
 const SECRET: &str = "s3cr3t-VALUE";
@@ -182,6 +183,27 @@ fn fingerprint_is_stable_and_moves_with_every_input() {
         prepared_from(&pb, &files(), SECRET).stacks[0].fingerprint,
         base.stacks[0].fingerprint
     );
+}
+
+#[test]
+fn image_references_are_interpolated_to_find_shipped_images() {
+    let look = |n: &str| match n {
+        "TAG" => Some("1".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(interpolate("lab/httpd:${TAG}", &look), "lab/httpd:1");
+    assert_eq!(interpolate("lab/httpd:$TAG", &look), "lab/httpd:1");
+    assert_eq!(interpolate("a:${NOPE:-2}", &look), "a:2");
+    assert_eq!(interpolate("a:${EMPTY:-3}", &look), "a:3");
+    assert_eq!(interpolate("a:${EMPTY-3}", &look), "a:");
+    assert_eq!(interpolate("a:${NOPE-4}", &look), "a:4");
+    assert_eq!(interpolate("a:${TAG?missing}", &look), "a:1");
+    assert_eq!(interpolate("a$$b:${NOPE}", &look), "a$b:");
+    let mut pb = playbook();
+    pb.stacks[0].compose.images = vec!["lab/httpd:${TAG}".into()];
+    let p = prepared_from(&pb, &files(), SECRET);
+    assert_eq!(p.stacks[0].images, vec!["lab/httpd:1"]);
 }
 
 #[test]
