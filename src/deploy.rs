@@ -162,8 +162,9 @@ impl Options {
 
 /// Deploys. `leader` is a reachable manager; `nodes` every swarm node that may run the
 /// shipped images (the leader included), by inventory name. `interrupt` ends the run
-/// early when it completes (pass Ctrl-C; `std::future::pending()` for none): the lock is
-/// released on every path, after success, failure, refusal or interruption.
+/// early when it completes: pass `async { let _ = tokio::signal::ctrl_c().await; }`, or
+/// `std::future::pending()` for none. The lock is released on every path: success,
+/// failure, interruption (a refused run leaves the holder's lock alone).
 pub async fn run<R: Remote + 'static>(
     opts: &Options,
     prepared: &Prepared,
@@ -174,19 +175,29 @@ pub async fn run<R: Remote + 'static>(
 ) -> DeployResult {
     let d = Deploy::new(opts, prepared, leader, nodes, reporter);
     let leader_name = d.leader_name.clone();
-    d.step(&leader_name, "take the deploy lock");
-    if let Err(e) = lock::acquire(&*d.leader, &opts.owner, opts.command_timeout).await {
-        d.fail_row(&leader_name, "lock", &e.to_string());
-        d.skip_pending("not attempted: the deploy lock is held");
-        return d.finish();
-    }
-    let interrupted = tokio::select! {
-        () = d.deploy() => false,
-        () = interrupt => true,
+    // The interruption is watched from the first remote command on, the lock included:
+    // a Ctrl-C while the lock is being taken must not leave it behind.
+    let work = async {
+        d.step(&leader_name, "take the deploy lock");
+        if let Err(e) = lock::acquire(&*d.leader, &opts.owner, opts.command_timeout).await {
+            d.fail_row(&leader_name, "lock", &e.to_string());
+            d.skip_pending("not attempted: the deploy lock is held");
+            return false;
+        }
+        d.deploy().await;
+        true
     };
-    if interrupted {
-        d.fail_row(&leader_name, "interrupted", "interrupted (Ctrl-C)");
-        d.skip_pending("interrupted");
+    let locked = tokio::select! {
+        locked = work => locked,
+        () = interrupt => {
+            d.fail_row(&leader_name, "interrupted", "interrupted (Ctrl-C)");
+            d.skip_pending("interrupted");
+            // Maybe taken: releasing only removes a lock that is ours.
+            true
+        }
+    };
+    if !locked {
+        return d.finish();
     }
     d.step(&leader_name, "release the deploy lock");
     match lock::release(&*d.leader, &opts.owner, opts.command_timeout).await {

@@ -209,18 +209,25 @@ pub async fn run<R: Remote + 'static>(
     };
     let leader_name = t.leader_name.clone();
     t.row(&leader_name, |_| {});
-    t.reporter
-        .event(&leader_name, Event::Step("take the deploy lock".into()));
-    if let Err(e) = lock::acquire(&*t.leader, &opts.owner, opts.command_timeout).await {
-        t.fail(&leader_name, "lock", &e.to_string());
-        return t.finish();
-    }
-    let interrupted = tokio::select! {
-        () = t.teardown() => false,
-        () = interrupt => true,
+    // As in deploy: the lock is taken inside the interruptible part.
+    let work = async {
+        t.step(&leader_name, "take the deploy lock");
+        if let Err(e) = lock::acquire(&*t.leader, &opts.owner, opts.command_timeout).await {
+            t.fail(&leader_name, "lock", &e.to_string());
+            return false;
+        }
+        t.teardown().await;
+        true
     };
-    if interrupted {
-        t.fail(&leader_name, "interrupted", "interrupted (Ctrl-C)");
+    let locked = tokio::select! {
+        locked = work => locked,
+        () = interrupt => {
+            t.fail(&leader_name, "interrupted", "interrupted (Ctrl-C)");
+            true
+        }
+    };
+    if !locked {
+        return t.finish();
     }
     t.reporter
         .event(&leader_name, Event::Step("release the deploy lock".into()));

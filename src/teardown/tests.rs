@@ -413,6 +413,33 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
 }
 
 #[tokio::test]
+async fn ctrl_c_during_a_wait_releases_the_lock() {
+    let m = manager(SURVEY);
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "label=com.docker.stack.namespace=db); n=",
+        ok("service abc\n"),
+    );
+    in_front(&m, &front);
+    let mut pb = playbook();
+    pb.stacks[1].timeout = Duration::from_secs(60);
+    let leader = Arc::new(m.clone());
+    let nodes = HashMap::from([("pi1".to_string(), leader.clone())]);
+    let res = run(
+        &options(),
+        &pb,
+        leader,
+        nodes,
+        Arc::new(Recorder::default()),
+        tokio::time::sleep(Duration::from_millis(40)),
+    )
+    .await;
+    assert_eq!(res.hosts[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert!(m.commands().last().unwrap().contains("@@released"));
+    assert_eq!(m.count("docker network rm"), 0);
+}
+
+#[tokio::test]
 async fn a_held_lock_refuses_teardown_and_removes_nothing() {
     let m = manager(SURVEY);
     let held = FakeRemote::new("pi1");
