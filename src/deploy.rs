@@ -616,8 +616,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             }
             tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
         }
-        let secs = st.timeout.as_secs_f64();
-        let mut text = format!("not converged after {secs:.0}s");
+        let mut text = format!("not converged after {}", crate::ui::secs(st.timeout));
         let failing = converge::failure_text(&states);
         if !failing.is_empty() {
             text.push('\n');

@@ -474,8 +474,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             let now = Instant::now();
             if now >= deadline {
                 return Err(format!(
-                    "still present after {:.0}s: {}",
-                    timeout.as_secs_f64(),
+                    "still present after {}: {}",
+                    crate::ui::secs(timeout),
                     left.join(", ")
                 ));
             }
@@ -498,8 +498,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(format!(
-                            "still in use after {:.0}s: {}",
-                            self.opts.network_timeout.as_secs_f64(),
+                            "still in use after {}: {}",
+                            crate::ui::secs(self.opts.network_timeout),
                             e.0
                         ));
                     }

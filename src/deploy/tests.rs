@@ -503,7 +503,7 @@ async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
     assert_eq!(web.failed_step.as_deref(), Some("converge"));
     assert_eq!(
         web.error.as_deref(),
-        Some("not converged after 0s\nweb_app 0/1: No such image: lab/httpd:1 (on pi2)")
+        Some("not converged after 0.2s\nweb_app 0/1: No such image: lab/httpd:1 (on pi2)")
     );
     assert_eq!(
         web.services[0].reasons,

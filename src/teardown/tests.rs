@@ -334,7 +334,7 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
     assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
     assert_eq!(
         db.error.as_deref(),
-        Some("still present after 0s: 1 service(s)")
+        Some("still present after 0.2s: 1 service(s)")
     );
     let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
     assert_eq!(data.outcome, Outcome::Skipped);
@@ -410,6 +410,40 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
         vec!["remove image lab/httpd:1", "left the swarm"]
     );
     assert_eq!(row("pi4").outcome, Outcome::Unchanged);
+}
+
+#[tokio::test]
+async fn a_network_still_in_use_is_retried_then_reported() {
+    let m = manager("network DATA \n");
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "docker network rm DATA",
+        fail(
+            1,
+            "Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y",
+        ),
+    );
+    in_front(&m, &front);
+    let (res, _) = teardown_with(&options(), &m, &[]).await;
+    let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
+    assert_eq!(data.outcome, Outcome::Failed);
+    assert_eq!(
+        data.error.as_deref(),
+        Some(
+            "still in use after 0.3s: exit 1: Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y"
+        )
+    );
+    assert!(m.count("docker network rm DATA") > 2);
+    // A network already gone is no error.
+    let m = manager("network DATA \n");
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "docker network rm DATA",
+        fail(1, "Error: No such network: DATA"),
+    );
+    in_front(&m, &front);
+    let (res, _) = teardown_with(&options(), &m, &[]).await;
+    assert!(!res.failed());
 }
 
 #[tokio::test]
