@@ -338,6 +338,13 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
             replicas = format!("{completed}/{total} completed");
             completed >= *total
         }
+        // Newer clients print `(c/t completed)` for global jobs too; older ones do not,
+        // and the tasks tell.
+        Mode::GlobalJob if line.completed.is_some() => {
+            let (c, t) = line.completed.unwrap_or_default();
+            replicas = format!("{c}/{t} completed");
+            t > 0 && c >= t
+        }
         Mode::GlobalJob => {
             let wanted: Vec<&&Task> = tasks.iter().filter(|t| t.desired == "complete").collect();
             let completed = wanted.iter().filter(|t| t.state == "complete").count();
@@ -670,6 +677,10 @@ s_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
         assert!(!states[0].converged);
         assert_eq!(states[1].name, "s_late");
         assert_eq!(states[1].reasons, vec!["service not created"]);
+        let text2 = text.replace("\t0/2\n", "\t0/0 (2/2 completed)\n");
+        let states = assess("s", &["gj".into()], &parse_poll(&text2).unwrap());
+        assert!(states[0].converged);
+        assert_eq!(states[0].replicas, "2/2 completed");
         // An empty stack (nothing found) parses to nothing.
         assert_eq!(parse_poll("@@services\n").unwrap(), Poll::default());
     }
