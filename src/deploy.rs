@@ -7,6 +7,19 @@
 //! Two stages: [`prepare`] reads the local files and variables (no connection; its errors
 //! are usage errors), [`run`] does the remote work and returns one report per row (the
 //! manager, each node, each stack) plus a per-stack detail for `--json`.
+//!
+//! Wiring, for the CLI layer:
+//!
+//! ```text
+//! let prepared = deploy::prepare(&playbook)?;            // Err: usage error, exit 2
+//! let opts = deploy::Options::new(parallel, ssh.command_timeout);
+//! let rows = deploy::row_names(&prepared, leader.host(), &node_names);  // for ui::reporter
+//! let res = deploy::run(&opts, &prepared, leader, nodes, reporter,
+//!                       async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! ui::summary("deploy", &res.hosts, elapsed);  JsonResult { hosts: &res.hosts, details: Some(&res.stacks), .. }
+//! exit code: if res.failed() { 1 } else { 0 }
+//! `deploy --unlock`: lock::unlock(&*leader, timeout).await -> the sentence to print
+//! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;

@@ -5,6 +5,10 @@
 //! (pure: config + facts -> steps) -> `run` (executes steps over `remote`, in parallel,
 //! emitting events) -> `ui` (renders events). `commands` and `shell` build remote command
 //! lines as pure functions.
+//!
+//! Stacks: `deploy` and `teardown` are executors over `stack_commands` (pure builders and
+//! remote paths), `lock` (the deploy lock on the manager), `images` (archives shipped over
+//! SSH) and `converge` (pure parsing and judgement of a stack's services).
 
 pub mod app;
 pub mod bootstrap;

@@ -6,6 +6,14 @@
 //! declares is touched.
 //!
 //! [`survey`] lists what would be removed, for the confirmation prompt of the CLI.
+//!
+//! ```text
+//! let found = teardown::survey(&*leader, &playbook, timeout).await?;
+//! if !yes { ask(found.describe()) }       // "will remove, in this order: stacks db, web; then networks DATA"
+//! let opts = teardown::Options::new(parallel, timeout, manager_names, leave_swarm, purge);
+//! let res = teardown::run(&opts, &playbook, leader, nodes, reporter, ctrl_c).await;
+//! ui::summary("teardown", &res.hosts, elapsed); exit 1 if res.failed()
+//! ```
 
 use std::collections::HashMap;
 use std::future::Future;
