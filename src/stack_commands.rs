@@ -538,4 +538,141 @@ mod tests {
             sh_syntax_ok(&s);
         }
     }
+
+    /// Runs built commands in a real `sh` against a stand-in `docker` on PATH, with
+    /// [`ROOT`] moved into a scratch folder: checks the shell logic (records, `set -e`,
+    /// the stdin environment) beyond the exact strings.
+    struct FakeDocker {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeDocker {
+        fn new() -> FakeDocker {
+            let dir = tempfile::tempdir().unwrap();
+            let bin = dir.path().join("bin");
+            std::fs::create_dir(&bin).unwrap();
+            let script = r#"#!/bin/sh
+echo "$*" >> "$FAKE/calls"
+key=$(printf '%s' "$3" | tr '/:' '__')
+case "$1 $2" in
+  "image inspect") [ -e "$FAKE/image_$key" ] ;;
+  "load "*) cat > "$FAKE/archive"; touch "$FAKE/image_lab_a_1"; echo "Loaded image: lab/a:1" ;;
+  "stack deploy") echo "DB_PASSWORD=$DB_PASSWORD"; pwd ;;
+  "stack ls"|"stack services")
+    if [ -e "$FAKE/down" ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi
+    echo "stack web" ;;
+  *) exit 0 ;;
+esac
+"#;
+            let docker = bin.join("docker");
+            std::fs::write(&docker, script).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+            FakeDocker { dir }
+        }
+
+        fn root(&self) -> String {
+            self.dir.path().join("root").to_str().unwrap().to_string()
+        }
+
+        /// Runs `cmd` with `stdin`; returns (exit code, stdout, stderr).
+        fn run(&self, cmd: &str, stdin: &[u8]) -> (i32, String, String) {
+            use std::io::Write;
+            let cmd = cmd.replace(ROOT, &self.root());
+            let path = format!(
+                "{}:{}",
+                self.dir.path().join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .env("PATH", path)
+                .env("FAKE", self.dir.path())
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    }
+
+    #[test]
+    fn an_image_is_loaded_recorded_then_found_present() {
+        let d = FakeDocker::new();
+        let img = ImageRef {
+            name: "lab/a:1",
+            sha256: "ab12",
+        };
+        assert_eq!(d.run(&images_check(&[img]), b"").1, "image 0 missing\n");
+        let (code, out, _) = d.run(&image_load(&img), b"ARCHIVE");
+        assert_eq!((code, out.as_str()), (0, "Loaded image: lab/a:1\n"));
+        assert_eq!(
+            std::fs::read(d.dir.path().join("archive")).unwrap(),
+            b"ARCHIVE"
+        );
+        let rec = std::fs::read_to_string(format!("{}/images/lab_a_1.sha256", d.root())).unwrap();
+        assert_eq!(rec, "ab12 lab/a:1\n");
+        assert_eq!(d.run(&images_check(&[img]), b"").1, "image 0 present\n");
+        // Another archive under the same name is missing; so is a removed image.
+        let other = ImageRef {
+            name: "lab/a:1",
+            sha256: "cd34",
+        };
+        assert_eq!(d.run(&images_check(&[other]), b"").1, "image 0 missing\n");
+        std::fs::remove_file(d.dir.path().join("image_lab_a_1")).unwrap();
+        assert_eq!(d.run(&images_check(&[img]), b"").1, "image 0 missing\n");
+        // An archive that does not provide the named image fails, and records nothing.
+        let wrong = ImageRef {
+            name: "lab/b:1",
+            sha256: "ef56",
+        };
+        let (code, _, err) = d.run(&image_load(&wrong), b"ARCHIVE");
+        assert_eq!(code, 1);
+        assert_eq!(err, "the archive did not provide the image lab/b:1\n");
+        assert!(!std::path::Path::new(&format!("{}/images/lab_b_1.sha256", d.root())).exists());
+    }
+
+    #[test]
+    fn stack_deploy_runs_in_the_stack_folder_with_the_variables_of_stdin() {
+        let d = FakeDocker::new();
+        std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
+        let (code, out, _) = d.run(
+            &stack_deploy("web", "web.yml", true),
+            b"DB_PASSWORD=p4ss word $(id)\n",
+        );
+        assert_eq!(code, 0);
+        let dir = std::fs::canonicalize(format!("{}/stacks/web", d.root())).unwrap();
+        assert_eq!(
+            out,
+            format!("DB_PASSWORD=p4ss word $(id)\n{}\n", dir.display())
+        );
+        let calls = std::fs::read_to_string(d.dir.path().join("calls")).unwrap();
+        assert!(calls.starts_with("stack deploy --prune --resolve-image never -c "));
+        assert!(!calls.contains("p4ss"));
+    }
+
+    #[test]
+    fn state_and_poll_fail_when_docker_fails() {
+        let d = FakeDocker::new();
+        std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
+        std::fs::write(format!("{}/stacks/web/deployed", d.root()), "abc\n").unwrap();
+        let (code, out, _) = d.run(&stacks_state(&["web", "db"]), b"");
+        assert_eq!(code, 0);
+        assert_eq!(out, "stack web\ndeployed web abc\ndeployed db \n");
+        std::fs::write(d.dir.path().join("down"), "").unwrap();
+        let (code, out, err) = d.run(&stacks_state(&["web"]), b"");
+        assert_eq!((code, out.as_str()), (1, ""));
+        assert_eq!(err, "Cannot connect to the Docker daemon\n");
+        let (code, _, err) = d.run(&stack_poll("web"), b"");
+        assert_eq!(code, 1);
+        assert!(err.contains("Cannot connect to the Docker daemon"));
+    }
 }
