@@ -558,6 +558,8 @@ case "$1 $2" in
   "image inspect") [ -e "$FAKE/image_$key" ] ;;
   "load "*) cat > "$FAKE/archive"; touch "$FAKE/image_lab_a_1"; echo "Loaded image: lab/a:1" ;;
   "stack deploy") echo "DB_PASSWORD=$DB_PASSWORD"; pwd ;;
+  "info --format") cat "$FAKE/state" 2>/dev/null || echo active ;;
+  "swarm leave") echo "Node left the swarm." ;;
   "stack ls"|"stack services")
     if [ -e "$FAKE/down" ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi
     echo "stack web" ;;
@@ -674,5 +676,22 @@ esac
         let (code, _, err) = d.run(&stack_poll("web"), b"");
         assert_eq!(code, 1);
         assert!(err.contains("Cannot connect to the Docker daemon"));
+    }
+
+    #[test]
+    fn leaving_is_skipped_on_a_node_in_no_swarm() {
+        let d = FakeDocker::new();
+        let (code, out, _) = d.run(&swarm_leave(LeaveKind::Worker), b"");
+        assert_eq!((code, out.as_str()), (0, "Node left the swarm.\n"));
+        let (code, _, _) = d.run(&swarm_leave(LeaveKind::Manager), b"");
+        assert_eq!(code, 0);
+        let calls = std::fs::read_to_string(d.dir.path().join("calls")).unwrap();
+        assert!(
+            calls.contains("node demote active\nswarm leave\n"),
+            "{calls}"
+        );
+        std::fs::write(d.dir.path().join("state"), "inactive\n").unwrap();
+        let (code, out, _) = d.run(&swarm_leave(LeaveKind::LastManager), b"");
+        assert_eq!((code, out.as_str()), (0, "@@inactive\n"));
     }
 }
