@@ -1,6 +1,8 @@
 //! A scripted [`Remote`] for unit tests of the executors: answers commands by the first
 //! matching rule and records every request, so tests assert what was sent where.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::remote::{
@@ -16,6 +18,9 @@ pub struct FakeRemote {
     rules: Arc<Mutex<Vec<Rule>>>,
     pub log: Arc<Mutex<Vec<ExecRequest>>>,
     pub uploads: Arc<Mutex<Vec<UploadRequest>>>,
+    /// What uploads left on the host: an upload of the same bytes is `Unchanged`, as the
+    /// real transport's sha256 check makes it.
+    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 pub fn ok(stdout: &str) -> Output {
@@ -40,6 +45,7 @@ impl FakeRemote {
             rules: Arc::default(),
             log: Arc::default(),
             uploads: Arc::default(),
+            files: Arc::default(),
         }
     }
 
@@ -57,6 +63,22 @@ impl FakeRemote {
             .unwrap()
             .push((contains.to_string(), Box::new(f)));
         self
+    }
+
+    /// Answers successive matching commands with successive outputs; the last one repeats
+    /// (a poll that converges on its third call).
+    pub fn on_seq(&self, contains: &str, outs: Vec<Output>) -> &Self {
+        assert!(!outs.is_empty());
+        let calls = AtomicUsize::new(0);
+        self.on_fn(contains, move |_| {
+            let i = calls.fetch_add(1, Ordering::SeqCst);
+            outs[i.min(outs.len() - 1)].clone()
+        })
+    }
+
+    /// How many commands containing `text` this host was sent.
+    pub fn count(&self, text: &str) -> usize {
+        self.commands().iter().filter(|c| c.contains(text)).count()
     }
 
     /// The commands this host was sent, in order.
@@ -106,8 +128,15 @@ impl Remote for FakeRemote {
     }
 
     async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
+        let mut files = self.files.lock().unwrap();
+        let outcome = if files.get(&req.dest) == Some(&req.contents) {
+            UploadOutcome::Unchanged
+        } else {
+            files.insert(req.dest.clone(), req.contents.clone());
+            UploadOutcome::Written
+        };
         self.uploads.lock().unwrap().push(req);
-        Ok(UploadOutcome::Written)
+        Ok(outcome)
     }
 }
 

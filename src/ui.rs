@@ -243,6 +243,16 @@ pub fn summary(command: &str, reports: &[HostReport], elapsed: Duration) -> Stri
     out
 }
 
+/// A duration for messages: `90s`, or `0.2s` below ten seconds when not whole.
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 && d.subsec_millis() != 0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{:.0}s", s)
+    }
+}
+
 /// The `--json` document.
 #[derive(Debug, Serialize)]
 pub struct JsonResult<'a, T: Serialize> {
@@ -258,6 +268,13 @@ pub struct JsonResult<'a, T: Serialize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_messages() {
+        assert_eq!(secs(Duration::from_secs(90)), "90s");
+        assert_eq!(secs(Duration::from_millis(200)), "0.2s");
+        assert_eq!(secs(Duration::from_millis(60_400)), "60s");
+    }
 
     #[test]
     fn summary_of_an_unchanged_fleet_says_so() {

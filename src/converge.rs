@@ -1,0 +1,687 @@
+//! Convergence of a deployed stack: parses one poll (see
+//! [`crate::stack_commands::stack_poll`]) into per-service states, and decides whether each
+//! service has reached what was asked of it, and if not, why (the reason swarm gives for
+//! its tasks). Pure; tested on output in Docker 20.10's formats.
+//!
+//! Converged means, per service: no update in progress or rolled back; replicated and
+//! global services at their desired count of running tasks; one-shot services (jobs, and
+//! `restart_policy: none` / `on-failure`) with their tasks completed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// A service line of `docker stack services --format '{{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLine {
+    pub name: String,
+    pub running: u64,
+    pub desired: u64,
+    /// Replicated jobs: (completed, total completions).
+    pub completed: Option<(u64, u64)>,
+}
+
+/// A service's mode, from its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Replicated(u64),
+    Global,
+    ReplicatedJob { total: u64 },
+    GlobalJob,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Replicated(_) => "replicated",
+            Mode::Global => "global",
+            Mode::ReplicatedJob { .. } => "replicated-job",
+            Mode::GlobalJob => "global-job",
+        }
+    }
+}
+
+/// What `docker service inspect` tells of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub mode: Mode,
+    /// `any` (the default), `on-failure` or `none`.
+    pub restart_condition: String,
+    /// `UpdateStatus.State` and `.Message`, when an update ever ran.
+    pub update: Option<(String, String)>,
+}
+
+/// One task line of `docker service ps --no-trunc --format
+/// '{{.Name}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}'`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub service: String,
+    /// `web_app.1` (replicated) or `web_agent.<node id>` (global).
+    pub slot: String,
+    pub node: String,
+    /// Lower case: `running`, `shutdown`, `complete`, `ready` ...
+    pub desired: String,
+    /// Lower case first word of the current state: `running`, `rejected`, `pending` ...
+    pub state: String,
+    pub error: String,
+}
+
+/// One poll of one stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Poll {
+    pub services: Vec<ServiceLine>,
+    pub specs: Vec<ServiceSpec>,
+    pub tasks: Vec<Task>,
+}
+
+/// Where one service stands; also the `--json` form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceState {
+    pub name: String,
+    pub mode: String,
+    /// `2/2`, or `1/1 completed` for jobs.
+    pub replicas: String,
+    pub converged: bool,
+    /// Why not, as swarm says it; empty when converged.
+    pub reasons: Vec<String>,
+}
+
+/// Running and desired task counts, and for replicated jobs (completed, total).
+pub type Replicas = (u64, u64, Option<(u64, u64)>);
+
+/// Parses `running/desired`, `running/desired (c/t completed)` or
+/// `running/desired (max N per node)`.
+pub fn parse_replicas(text: &str) -> Option<Replicas> {
+    let text = text.trim();
+    let (counts, rest) = match text.split_once(' ') {
+        Some((c, r)) => (c, r.trim()),
+        None => (text, ""),
+    };
+    let (r, d) = counts.split_once('/')?;
+    let running = r.parse().ok()?;
+    let desired = d.parse().ok()?;
+    let completed = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(" completed)"))
+        .and_then(|c| c.split_once('/'))
+        .and_then(|(c, t)| Some((c.parse().ok()?, t.parse().ok()?)));
+    Some((running, desired, completed))
+}
+
+pub fn parse_services(text: &str) -> Result<Vec<ServiceLine>, String> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [_id, name, _mode, replicas] = f[..] else {
+            return Err(format!("cannot read a service line: {line}"));
+        };
+        let (running, desired, completed) = parse_replicas(replicas)
+            .ok_or_else(|| format!("cannot read the replicas of {name}: {replicas}"))?;
+        out.push(ServiceLine {
+            name: name.to_string(),
+            running,
+            desired,
+            completed,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawService {
+    spec: RawSpec,
+    #[serde(default)]
+    update_status: Option<RawUpdate>,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawSpec {
+    name: String,
+    #[serde(default)]
+    mode: RawMode,
+    #[serde(default)]
+    task_template: RawTaskTemplate,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawMode {
+    replicated: Option<RawReplicated>,
+    global: Option<serde_json::Value>,
+    replicated_job: Option<RawJob>,
+    global_job: Option<serde_json::Value>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawReplicated {
+    replicas: Option<u64>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawJob {
+    total_completions: Option<u64>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawTaskTemplate {
+    restart_policy: Option<RawRestart>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawRestart {
+    condition: Option<String>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawUpdate {
+    state: String,
+    message: String,
+}
+
+/// Parses the JSON array `docker service inspect` prints.
+pub fn parse_inspect(json: &str) -> Result<Vec<ServiceSpec>, String> {
+    if json.trim().is_empty() {
+        return Ok(vec![]);
+    }
+    let raw: Vec<RawService> = serde_json::from_str(json)
+        .map_err(|e| format!("cannot read docker service inspect: {e}"))?;
+    Ok(raw
+        .into_iter()
+        .map(|s| {
+            let m = s.spec.mode;
+            let mode = if let Some(r) = m.replicated {
+                Mode::Replicated(r.replicas.unwrap_or(1))
+            } else if m.global.is_some() {
+                Mode::Global
+            } else if let Some(j) = m.replicated_job {
+                Mode::ReplicatedJob {
+                    total: j.total_completions.unwrap_or(1),
+                }
+            } else if m.global_job.is_some() {
+                Mode::GlobalJob
+            } else {
+                Mode::Replicated(1)
+            };
+            ServiceSpec {
+                name: s.spec.name,
+                mode,
+                restart_condition: s
+                    .spec
+                    .task_template
+                    .restart_policy
+                    .and_then(|r| r.condition)
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "any".into()),
+                update: s
+                    .update_status
+                    .filter(|u| !u.state.is_empty())
+                    .map(|u| (u.state, u.message)),
+            }
+        })
+        .collect())
+}
+
+pub fn parse_tasks(text: &str) -> Vec<Task> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.splitn(5, '\t');
+        let name = f.next().unwrap_or_default().trim();
+        // The table format indents a slot's older tasks with `\_`; custom formats do not,
+        // but accept both.
+        let name = name.trim_start_matches("\\_").trim();
+        let node = f.next().unwrap_or_default().trim();
+        let desired = f.next().unwrap_or_default().trim().to_lowercase();
+        let current = f.next().unwrap_or_default().trim();
+        let error = f.next().unwrap_or_default().trim();
+        // Docker wraps the error in double quotes.
+        let error = error
+            .strip_prefix('"')
+            .and_then(|e| e.strip_suffix('"'))
+            .unwrap_or(error);
+        let service = match name.rsplit_once('.') {
+            Some((s, _)) => s,
+            None => name,
+        };
+        out.push(Task {
+            service: service.to_string(),
+            slot: name.to_string(),
+            node: node.to_string(),
+            desired,
+            state: current
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_lowercase(),
+            error: error.to_string(),
+        });
+    }
+    out
+}
+
+/// Splits a poll's output into its sections and parses each.
+pub fn parse_poll(text: &str) -> Result<Poll, String> {
+    let mut sections: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut current: Option<&str> = None;
+    for line in text.lines() {
+        match line {
+            "@@services" => current = Some("services"),
+            "@@inspect" => current = Some("inspect"),
+            "@@tasks" => current = Some("tasks"),
+            _ => {
+                if let Some(c) = current {
+                    sections.entry(c).or_default().push(line);
+                }
+            }
+        }
+    }
+    let get = |k: &str| sections.get(k).map(|v| v.join("\n")).unwrap_or_default();
+    Ok(Poll {
+        services: parse_services(&get("services"))?,
+        specs: parse_inspect(&get("inspect"))?,
+        tasks: parse_tasks(&get("tasks")),
+    })
+}
+
+/// The state of every service of a stack. `expected` holds the compose file's service
+/// names; a service not created (yet) is reported as such.
+pub fn assess(stack: &str, expected: &[String], poll: &Poll) -> Vec<ServiceState> {
+    let mut names: Vec<String> = expected.iter().map(|s| format!("{stack}_{s}")).collect();
+    for s in &poll.services {
+        if !names.contains(&s.name) {
+            names.push(s.name.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let line = poll.services.iter().find(|s| s.name == name);
+            let spec = poll.specs.iter().find(|s| s.name == name);
+            let tasks: Vec<&Task> = poll.tasks.iter().filter(|t| t.service == name).collect();
+            match (line, spec) {
+                (Some(line), Some(spec)) => assess_service(line, spec, &tasks),
+                _ => ServiceState {
+                    name,
+                    mode: String::new(),
+                    replicas: "0/0".into(),
+                    converged: false,
+                    reasons: vec!["service not created".into()],
+                },
+            }
+        })
+        .collect()
+}
+
+fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> ServiceState {
+    let slots = |pred: &dyn Fn(&Task) -> bool| -> BTreeSet<&str> {
+        tasks
+            .iter()
+            .filter(|t| pred(t))
+            .map(|t| t.slot.as_str())
+            .collect()
+    };
+    let running = slots(&|t| t.desired == "running" && t.state == "running");
+    // A slot that completed and runs nothing now counts as done for one-shot services.
+    let done: BTreeSet<&str> = slots(&|t| t.state == "complete")
+        .difference(&running)
+        .copied()
+        .collect();
+    let one_shot = spec.restart_condition != "any";
+    let mut replicas = format!("{}/{}", line.running, line.desired);
+    let counts_ok = match &spec.mode {
+        Mode::Replicated(n) if one_shot => (running.len() + done.len()) as u64 >= *n,
+        Mode::Replicated(n) => line.running >= *n,
+        Mode::Global if one_shot => (running.len() + done.len()) as u64 >= line.desired,
+        Mode::Global => line.running == line.desired,
+        Mode::ReplicatedJob { total } => {
+            let completed = line.completed.map(|(c, _)| c).unwrap_or(done.len() as u64);
+            replicas = format!("{completed}/{total} completed");
+            completed >= *total
+        }
+        // Newer clients print `(c/t completed)` for global jobs too; older ones do not,
+        // and the tasks tell.
+        Mode::GlobalJob if line.completed.is_some() => {
+            let (c, t) = line.completed.unwrap_or_default();
+            replicas = format!("{c}/{t} completed");
+            t > 0 && c >= t
+        }
+        Mode::GlobalJob => {
+            let wanted: Vec<&&Task> = tasks.iter().filter(|t| t.desired == "complete").collect();
+            let completed = wanted.iter().filter(|t| t.state == "complete").count();
+            replicas = format!("{completed}/{} completed", wanted.len());
+            !wanted.is_empty() && completed == wanted.len()
+        }
+    };
+    let update_ok = match &spec.update {
+        None => true,
+        Some((state, _)) => state == "completed",
+    };
+    let converged = counts_ok && update_ok;
+    let mut reasons = Vec::new();
+    if !converged {
+        if let Some((state, msg)) = &spec.update
+            && !update_ok
+        {
+            let state = state.replace('_', " ");
+            reasons.push(if msg.is_empty() {
+                format!("update {state}")
+            } else {
+                format!("update {state}: {msg}")
+            });
+        }
+        if !counts_ok {
+            reasons.extend(task_reasons(tasks));
+            if reasons.is_empty() {
+                reasons.push(format!("{replicas} tasks running"));
+            }
+        }
+    }
+    ServiceState {
+        name: line.name.clone(),
+        mode: spec.mode.as_str().to_string(),
+        replicas,
+        converged,
+        reasons,
+    }
+}
+
+/// The distinct errors of a service's tasks that did not run, most recent first, each
+/// with the nodes it happened on; without errors, the states its tasks are stuck in.
+fn task_reasons(tasks: &[&Task]) -> Vec<String> {
+    let mut errors: Vec<(String, Vec<String>)> = Vec::new();
+    for t in tasks {
+        if t.state == "running" || t.state == "complete" || t.error.is_empty() {
+            continue;
+        }
+        let node = if t.node.is_empty() {
+            None
+        } else {
+            Some(t.node.clone())
+        };
+        match errors.iter_mut().find(|(e, _)| *e == t.error) {
+            Some((_, nodes)) => {
+                if let Some(n) = node
+                    && !nodes.contains(&n)
+                {
+                    nodes.push(n);
+                }
+            }
+            None => errors.push((t.error.clone(), node.into_iter().collect())),
+        }
+    }
+    if !errors.is_empty() {
+        return errors
+            .into_iter()
+            .take(3)
+            .map(|(e, nodes)| {
+                if nodes.is_empty() {
+                    e
+                } else {
+                    format!("{e} (on {})", nodes.join(", "))
+                }
+            })
+            .collect();
+    }
+    // No error text: say where the tasks that should run are stuck.
+    let mut stuck: Vec<String> = Vec::new();
+    for t in tasks {
+        if t.desired == "running" && t.state != "running" && !stuck.contains(&t.state) {
+            stuck.push(t.state.clone());
+        }
+    }
+    stuck.into_iter().map(|s| format!("task {s}")).collect()
+}
+
+/// Every service converged.
+pub fn all_converged(states: &[ServiceState]) -> bool {
+    states.iter().all(|s| s.converged)
+}
+
+/// The failure text for a stack: one line per service that did not converge.
+pub fn failure_text(states: &[ServiceState]) -> String {
+    states
+        .iter()
+        .filter(|s| !s.converged)
+        .map(|s| format!("{} {}: {}", s.name, s.replicas, s.reasons.join("; ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In the formats Docker 20.10 prints (IDs shortened; not captured from a live run:
+    /// the lab end-to-end tests check that), a stack `web` with a replicated
+    /// service whose image is missing, a global service up on both nodes, a replicated
+    /// job done, and a service with a placement constraint no node satisfies.
+    const POLL: &str = "@@services
+kq3x0x5l9b1v\tweb_app\treplicated\t0/2
+p9tqk1x1m2yz\tweb_agent\tglobal\t2/2
+r2d2r2d2r2d2\tweb_migrate\treplicated job\t0/1 (1/1 completed)
+c3poc3poc3po\tweb_db\treplicated\t0/1
+@@inspect
+[
+    {
+        \"ID\": \"kq3x0x5l9b1vfy6s2g5y1ba7m\",
+        \"Version\": {\"Index\": 1234},
+        \"Spec\": {
+            \"Name\": \"web_app\",
+            \"Labels\": {\"com.docker.stack.image\": \"foo:1\", \"com.docker.stack.namespace\": \"web\"},
+            \"TaskTemplate\": {
+                \"ContainerSpec\": {\"Image\": \"foo:1\"},
+                \"RestartPolicy\": {\"Condition\": \"any\", \"Delay\": 5000000000, \"MaxAttempts\": 0},
+                \"ForceUpdate\": 0,
+                \"Runtime\": \"container\"
+            },
+            \"Mode\": {\"Replicated\": {\"Replicas\": 2}},
+            \"EndpointSpec\": {\"Mode\": \"dnsrr\"}
+        },
+        \"Endpoint\": {\"Spec\": {}}
+    },
+    {
+        \"ID\": \"p9tqk1x1m2yzq8v6d3x3m0h4l\",
+        \"Spec\": {
+            \"Name\": \"web_agent\",
+            \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"lab/agent:1\"}},
+            \"Mode\": {\"Global\": {}}
+        },
+        \"UpdateStatus\": {\"State\": \"completed\", \"StartedAt\": \"2026-11-25T16:00:00Z\", \"CompletedAt\": \"2026-11-25T16:00:09Z\", \"Message\": \"update completed\"}
+    },
+    {
+        \"ID\": \"r2d2r2d2r2d2\",
+        \"Spec\": {
+            \"Name\": \"web_migrate\",
+            \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"lab/migrate:1\"}, \"RestartPolicy\": {\"Condition\": \"on-failure\"}},
+            \"Mode\": {\"ReplicatedJob\": {\"MaxConcurrent\": 1, \"TotalCompletions\": 1}}
+        }
+    },
+    {
+        \"ID\": \"c3poc3poc3po\",
+        \"Spec\": {
+            \"Name\": \"web_db\",
+            \"TaskTemplate\": {\"ContainerSpec\": {\"Image\": \"lab/db:1\"}, \"Placement\": {\"Constraints\": [\"node.labels.disk==ssd\"]}},
+            \"Mode\": {\"Replicated\": {\"Replicas\": 1}}
+        }
+    }
+]
+@@tasks
+web_app.1\tpi2\tRunning\tRejected 2 seconds ago\t\"No such image: foo:1\"
+web_app.1\tpi1\tShutdown\tRejected 7 seconds ago\t\"No such image: foo:1\"
+web_app.2\tpi1\tRunning\tRejected 3 seconds ago\t\"No such image: foo:1\"
+web_agent.x1y2z3\tpi1\tRunning\tRunning 10 seconds ago\t
+web_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
+web_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
+web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
+";
+
+    #[test]
+    fn replicas_column() {
+        assert_eq!(parse_replicas("2/2"), Some((2, 2, None)));
+        assert_eq!(
+            parse_replicas("0/1 (1/1 completed)"),
+            Some((0, 1, Some((1, 1))))
+        );
+        assert_eq!(parse_replicas("1/3 (max 1 per node)"), Some((1, 3, None)));
+        assert_eq!(parse_replicas("n/a"), None);
+    }
+
+    #[test]
+    fn parses_a_recorded_poll() {
+        let p = parse_poll(POLL).unwrap();
+        assert_eq!(p.services.len(), 4);
+        assert_eq!(
+            p.specs[0],
+            ServiceSpec {
+                name: "web_app".into(),
+                mode: Mode::Replicated(2),
+                restart_condition: "any".into(),
+                update: None,
+            }
+        );
+        assert_eq!(
+            p.specs[1].update,
+            Some(("completed".into(), "update completed".into()))
+        );
+        assert_eq!(p.specs[2].mode, Mode::ReplicatedJob { total: 1 });
+        assert_eq!(p.specs[2].restart_condition, "on-failure");
+        assert_eq!(
+            p.tasks[0],
+            Task {
+                service: "web_app".into(),
+                slot: "web_app.1".into(),
+                node: "pi2".into(),
+                desired: "running".into(),
+                state: "rejected".into(),
+                error: "No such image: foo:1".into(),
+            }
+        );
+        assert_eq!(p.tasks[6].node, "");
+    }
+
+    #[test]
+    fn assesses_each_service_with_swarm_s_reason() {
+        let p = parse_poll(POLL).unwrap();
+        let states = assess(
+            "web",
+            &["app".into(), "agent".into(), "migrate".into(), "db".into()],
+            &p,
+        );
+        let by = |n: &str| states.iter().find(|s| s.name == n).unwrap().clone();
+        assert_eq!(
+            by("web_app"),
+            ServiceState {
+                name: "web_app".into(),
+                mode: "replicated".into(),
+                replicas: "0/2".into(),
+                converged: false,
+                reasons: vec!["No such image: foo:1 (on pi2, pi1)".into()],
+            }
+        );
+        assert!(by("web_agent").converged);
+        assert!(by("web_migrate").converged);
+        assert_eq!(by("web_migrate").replicas, "1/1 completed");
+        assert_eq!(
+            by("web_db").reasons,
+            vec!["no suitable node (scheduling constraints not satisfied on 3 nodes)"]
+        );
+        assert!(!all_converged(&states));
+        assert_eq!(
+            failure_text(&states),
+            "web_app 0/2: No such image: foo:1 (on pi2, pi1)\n\
+             web_db 0/1: no suitable node (scheduling constraints not satisfied on 3 nodes)"
+        );
+    }
+
+    #[test]
+    fn update_in_progress_or_rolled_back_is_not_converged() {
+        let mut spec = ServiceSpec {
+            name: "web_app".into(),
+            mode: Mode::Replicated(1),
+            restart_condition: "any".into(),
+            update: Some(("updating".into(), "update in progress".into())),
+        };
+        let line = ServiceLine {
+            name: "web_app".into(),
+            running: 1,
+            desired: 1,
+            completed: None,
+        };
+        let s = assess_service(&line, &spec, &[]);
+        assert!(!s.converged);
+        assert_eq!(s.reasons, vec!["update updating: update in progress"]);
+        spec.update = Some((
+            "rollback_completed".into(),
+            "rollback completed: task failed".into(),
+        ));
+        let s = assess_service(&line, &spec, &[]);
+        assert_eq!(
+            s.reasons,
+            vec!["update rollback completed: rollback completed: task failed"]
+        );
+        spec.update = Some(("completed".into(), "update completed".into()));
+        assert!(assess_service(&line, &spec, &[]).converged);
+    }
+
+    #[test]
+    fn restart_none_service_converges_when_its_task_completed() {
+        let text = "@@services
+a1\tjobs_once\treplicated\t0/1
+@@inspect
+[{\"Spec\": {\"Name\": \"jobs_once\", \"TaskTemplate\": {\"RestartPolicy\": {\"Condition\": \"none\"}}, \"Mode\": {\"Replicated\": {\"Replicas\": 1}}}}]
+@@tasks
+jobs_once.1\tpi1\tShutdown\tComplete 3 seconds ago\t
+";
+        let states = assess("jobs", &["once".into()], &parse_poll(text).unwrap());
+        assert!(states[0].converged, "{states:?}");
+        // The same service still starting is not.
+        let text = text.replace("Shutdown\tComplete", "Running\tStarting");
+        let states = assess("jobs", &["once".into()], &parse_poll(&text).unwrap());
+        assert!(!states[0].converged);
+        assert_eq!(states[0].reasons, vec!["task starting"]);
+    }
+
+    #[test]
+    fn a_failing_container_reports_its_exit() {
+        let text = "@@services
+a1\tweb_app\treplicated\t0/1
+@@inspect
+[{\"Spec\": {\"Name\": \"web_app\", \"Mode\": {\"Replicated\": {\"Replicas\": 1}}}}]
+@@tasks
+web_app.1\tpi1\tRunning\tStarting 1 second ago\t
+web_app.1\tpi1\tShutdown\tFailed 6 seconds ago\t\"task: non-zero exit (127)\"
+";
+        let states = assess("web", &["app".into()], &parse_poll(text).unwrap());
+        assert_eq!(
+            states[0].reasons,
+            vec!["task: non-zero exit (127) (on pi1)"]
+        );
+    }
+
+    #[test]
+    fn global_job_and_missing_service() {
+        let text = "@@services
+a1\ts_gj\tglobal job\t0/2
+@@inspect
+[{\"Spec\": {\"Name\": \"s_gj\", \"Mode\": {\"GlobalJob\": {}}}}]
+@@tasks
+s_gj.n1\tpi1\tComplete\tComplete 1 second ago\t
+s_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
+";
+        let states = assess(
+            "s",
+            &["gj".into(), "late".into()],
+            &parse_poll(text).unwrap(),
+        );
+        assert_eq!(states[0].replicas, "1/2 completed");
+        assert!(!states[0].converged);
+        assert_eq!(states[1].name, "s_late");
+        assert_eq!(states[1].reasons, vec!["service not created"]);
+        let text2 = text.replace("\t0/2\n", "\t0/0 (2/2 completed)\n");
+        let states = assess("s", &["gj".into()], &parse_poll(&text2).unwrap());
+        assert!(states[0].converged);
+        assert_eq!(states[0].replicas, "2/2 completed");
+        // An empty stack (nothing found) parses to nothing.
+        assert_eq!(parse_poll("@@services\n").unwrap(), Poll::default());
+    }
+}

@@ -1,0 +1,667 @@
+//! Tests of `deploy`: preparation and fingerprints (pure), and the executor against
+//! scripted fake hosts.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::config::{Compose, Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
+use crate::deploy::prepare::interpolate;
+use crate::fake::{FakeRemote, fail, ok};
+
+const SECRET: &str = "s3cr3t-VALUE";
+
+fn stack(name: &str, order: i64, services: &[&str], images: &[&str]) -> Stack {
+    Stack {
+        name: name.into(),
+        file: PathBuf::from(format!("stacks/{name}.yml")),
+        order,
+        timeout: Duration::from_millis(200),
+        compose: Compose {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            images: images.iter().map(|s| s.to_string()).collect(),
+            external_networks: vec![],
+        },
+    }
+}
+
+fn playbook() -> Playbook {
+    Playbook {
+        path: PathBuf::from("playbook.toml"),
+        networks: vec![],
+        stacks: vec![
+            stack("web", 1, &["app"], &["lab/httpd:1"]),
+            stack("db", 2, &["pg"], &["postgres:16"]),
+        ],
+        images: vec![Image {
+            name: "lab/httpd:1".into(),
+            archive: PathBuf::from("images/httpd.tar"),
+            format: ImageFormat::Rootfs,
+            cmd: vec!["httpd".into(), "-f".into()],
+        }],
+        variables: vec![
+            Variable {
+                name: "TAG".into(),
+                value: VariableValue::Plain("1".into()),
+            },
+            Variable {
+                name: "DB_PASSWORD".into(),
+                value: VariableValue::SecretEnv("RPIPROV_TEST_DB".into()),
+            },
+        ],
+    }
+}
+
+fn files() -> HashMap<PathBuf, Vec<u8>> {
+    [
+        (
+            "stacks/web.yml",
+            "services:\n  app:\n    image: lab/httpd:1\n    environment: [TAG=${TAG}]\n",
+        ),
+        (
+            "stacks/db.yml",
+            "services:\n  pg:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${DB_PASSWORD:?}\n",
+        ),
+        ("images/httpd.tar", "ROOTFS-TAR-BYTES"),
+    ]
+    .into_iter()
+    .map(|(p, c)| (PathBuf::from(p), c.as_bytes().to_vec()))
+    .collect()
+}
+
+fn prepared_from(pb: &Playbook, files: &HashMap<PathBuf, Vec<u8>>, secret: &str) -> Prepared {
+    prepare_with(
+        pb,
+        |p| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        },
+        |k| (k == "RPIPROV_TEST_DB").then(|| secret.to_string()),
+    )
+    .unwrap()
+}
+
+fn prepared() -> Prepared {
+    prepared_from(&playbook(), &files(), SECRET)
+}
+
+// ---------------------------------------------------------------------------------------
+// Preparation and fingerprints
+
+#[test]
+fn prepare_reads_files_and_sends_each_stack_only_its_variables() {
+    let p = prepared();
+    assert_eq!(p.stacks[0].file_name, "web.yml");
+    assert_eq!(p.stacks[0].images, vec!["lab/httpd:1"]);
+    assert_eq!(p.stacks[1].images, Vec::<String>::new());
+    let names = |s: &PreparedStack| {
+        s.variables
+            .iter()
+            .map(|v| v.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&p.stacks[0]), vec!["TAG"]);
+    assert_eq!(names(&p.stacks[1]), vec!["DB_PASSWORD"]);
+    assert!(p.stacks[1].variables[0].secret);
+    assert!(!format!("{p:?}").contains(SECRET));
+}
+
+#[test]
+fn prepare_refuses_bad_values_without_showing_them() {
+    let pb = playbook();
+    let err = prepare_with(
+        &pb,
+        |p| Ok(files()[p].clone()),
+        |_| Some("line1\nline2".into()),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "variable DB_PASSWORD: its value contains a newline or NUL byte, which cannot be passed to docker stack deploy"
+    );
+    let err = prepare_with(&pb, |p| Ok(files()[p].clone()), |_| None).unwrap_err();
+    assert_eq!(
+        err,
+        "variable DB_PASSWORD: the environment variable RPIPROV_TEST_DB is not set"
+    );
+    let mut bad = playbook();
+    bad.stacks[0].name = "..".into();
+    let err = prepare_with(&bad, |p| Ok(files()[p].clone()), |_| Some("x".into())).unwrap_err();
+    assert_eq!(
+        err,
+        "stack \"..\": the name must be letters, digits, '-', '_' or '.'"
+    );
+    let err = prepare_with(
+        &playbook(),
+        |_| Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        |_| Some("x".into()),
+    )
+    .unwrap_err();
+    assert!(err.starts_with("image lab/httpd:1: cannot read images/httpd.tar"));
+}
+
+#[test]
+fn fingerprint_is_stable_and_moves_with_every_input() {
+    let base = prepared();
+    let again = prepared();
+    assert_eq!(base.stacks[0].fingerprint, again.stacks[0].fingerprint);
+    assert_eq!(base.stacks[0].fingerprint.len(), 64);
+
+    // Variable order does not matter.
+    let mut pb = playbook();
+    pb.variables.reverse();
+    assert_eq!(
+        prepared_from(&pb, &files(), SECRET).stacks[1].fingerprint,
+        base.stacks[1].fingerprint
+    );
+
+    // A changed secret changes only the stack that uses it.
+    let other = prepared_from(&playbook(), &files(), "another");
+    assert_ne!(other.stacks[1].fingerprint, base.stacks[1].fingerprint);
+    assert_eq!(other.stacks[0].fingerprint, base.stacks[0].fingerprint);
+
+    // A changed image archive changes the stack that uses it.
+    let mut f = files();
+    f.insert(PathBuf::from("images/httpd.tar"), b"NEW-TAR".to_vec());
+    let other = prepared_from(&playbook(), &f, SECRET);
+    assert_ne!(other.stacks[0].fingerprint, base.stacks[0].fingerprint);
+    assert_eq!(other.stacks[1].fingerprint, base.stacks[1].fingerprint);
+
+    // A byte of the compose file.
+    let mut f = files();
+    f.get_mut(&PathBuf::from("stacks/db.yml"))
+        .unwrap()
+        .push(b'\n');
+    let other = prepared_from(&playbook(), &f, SECRET);
+    assert_ne!(other.stacks[1].fingerprint, base.stacks[1].fingerprint);
+
+    // A plain value; and the secret value never appears in the fingerprint input form.
+    let mut pb = playbook();
+    pb.variables[0].value = VariableValue::Plain("2".into());
+    assert_ne!(
+        prepared_from(&pb, &files(), SECRET).stacks[0].fingerprint,
+        base.stacks[0].fingerprint
+    );
+}
+
+#[test]
+fn image_references_are_interpolated_to_find_shipped_images() {
+    let look = |n: &str| match n {
+        "TAG" => Some("1".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(interpolate("lab/httpd:${TAG}", &look), "lab/httpd:1");
+    assert_eq!(interpolate("lab/httpd:$TAG", &look), "lab/httpd:1");
+    assert_eq!(interpolate("a:${NOPE:-2}", &look), "a:2");
+    assert_eq!(interpolate("a:${EMPTY:-3}", &look), "a:3");
+    assert_eq!(interpolate("a:${EMPTY-3}", &look), "a:");
+    assert_eq!(interpolate("a:${NOPE-4}", &look), "a:4");
+    assert_eq!(interpolate("a:${TAG?missing}", &look), "a:1");
+    assert_eq!(interpolate("a$$b:${NOPE}", &look), "a$b:");
+    let mut pb = playbook();
+    pb.stacks[0].compose.images = vec!["lab/httpd:${TAG}".into()];
+    let p = prepared_from(&pb, &files(), SECRET);
+    assert_eq!(p.stacks[0].images, vec!["lab/httpd:1"]);
+}
+
+#[test]
+fn decisions() {
+    let mut state = StackState::default();
+    assert_eq!(
+        decide("aa", &state, "web"),
+        Decision::Deploy("not deployed by rpiprov before")
+    );
+    state.recorded.insert("web".into(), "aa".into());
+    assert_eq!(
+        decide("aa", &state, "web"),
+        Decision::Deploy("stack is missing")
+    );
+    state.existing.insert("web".into());
+    assert_eq!(decide("aa", &state, "web"), Decision::Unchanged);
+    assert_eq!(
+        decide("bb", &state, "web"),
+        Decision::Deploy("changed since its last deploy")
+    );
+}
+
+#[test]
+fn state_output_is_parsed() {
+    let s = parse_state("stack web\nstack other\ndeployed web abc123\ndeployed db \n");
+    assert!(s.existing.contains("web") && s.existing.contains("other"));
+    assert_eq!(s.recorded.get("web").map(String::as_str), Some("abc123"));
+    assert_eq!(s.recorded.get("db"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// Executor
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+impl Reporter for Recorder {
+    fn event(&self, host: &str, event: Event) {
+        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
+    }
+}
+
+fn converged_poll(stack: &str, svc: &str) -> String {
+    format!(
+        "@@services\nid1\t{stack}_{svc}\treplicated\t1/1\n@@inspect\n[{{\"Spec\":{{\"Name\":\"{stack}_{svc}\",\"Mode\":{{\"Replicated\":{{\"Replicas\":1}}}}}}}}]\n@@tasks\n{stack}_{svc}.1\tpi1\tRunning\tRunning 2 seconds ago\t\n"
+    )
+}
+
+fn starting_poll(stack: &str, svc: &str) -> String {
+    converged_poll(stack, svc)
+        .replace("1/1", "0/1")
+        .replace("Running\tRunning 2", "Running\tPreparing 2")
+}
+
+fn rejected_poll(stack: &str, svc: &str, error: &str) -> String {
+    converged_poll(stack, svc).replace("1/1", "0/1").replace(
+        "pi1\tRunning\tRunning 2 seconds ago\t",
+        &format!("pi2\tRunning\tRejected 1 second ago\t\"{error}\""),
+    )
+}
+
+/// A manager that grants the lock and says which stacks exist with which records.
+fn manager(state: &str) -> FakeRemote {
+    let m = FakeRemote::new("pi1");
+    m.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
+        .on("@@released", ok("@@released\n"))
+        .on("docker stack ls --format 'stack", ok(state))
+        .on("image 0 present", ok("image 0 present\n"))
+        .on("docker stack deploy", ok("Creating service x\n"));
+    m
+}
+
+fn options() -> Options {
+    Options {
+        parallel: 4,
+        command_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(2),
+        owner: LockOwner {
+            user: "pi".into(),
+            host: "laptop".into(),
+            pid: 1234,
+            since: "2026-11-25T16:00:00Z".into(),
+            command: "deploy".into(),
+        },
+    }
+}
+
+async fn deploy_on(
+    prepared: &Prepared,
+    m: &FakeRemote,
+    others: &[FakeRemote],
+) -> (DeployResult, Vec<String>) {
+    deploy_until(prepared, m, others, std::future::pending()).await
+}
+
+async fn deploy_until(
+    prepared: &Prepared,
+    m: &FakeRemote,
+    others: &[FakeRemote],
+    interrupt: impl Future<Output = ()>,
+) -> (DeployResult, Vec<String>) {
+    let leader = Arc::new(m.clone());
+    let mut nodes: HashMap<String, Arc<FakeRemote>> = HashMap::new();
+    nodes.insert(m.name.clone(), leader.clone());
+    for o in others {
+        nodes.insert(o.name.clone(), Arc::new(o.clone()));
+    }
+    let rec = Arc::new(Recorder::default());
+    let res = run(&options(), prepared, leader, nodes, rec.clone(), interrupt).await;
+    let events = rec.0.lock().unwrap().clone();
+    (res, events)
+}
+
+/// The manager's files as a previous successful deploy left them.
+fn already_deployed(m: &FakeRemote, p: &Prepared) -> String {
+    let mut state = String::new();
+    for s in &p.stacks {
+        m.files.lock().unwrap().insert(
+            stack_commands::stack_file(&s.name, &s.file_name),
+            s.contents.clone(),
+        );
+        state.push_str(&format!(
+            "stack {}\ndeployed {} {}\n",
+            s.name, s.name, s.fingerprint
+        ));
+    }
+    state
+}
+
+fn worker() -> FakeRemote {
+    let w = FakeRemote::new("pi2");
+    w.on("image 0 present", ok("image 0 present\n"));
+    w
+}
+
+#[tokio::test]
+async fn an_unchanged_playbook_deploys_nothing_and_says_so() {
+    let p = prepared();
+    let probe = FakeRemote::new("probe");
+    let state = already_deployed(&probe, &p);
+    let m = manager(&state);
+    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed() && !res.changed(), "{res:?}");
+    assert_eq!(m.count("docker stack deploy"), 0);
+    assert_eq!(m.count("@@services"), 0);
+    assert!(
+        res.stacks
+            .iter()
+            .all(|s| s.status == StackStatus::Unchanged)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("all 2 stacks unchanged since their last deploy; nothing deployed")),
+        "{events:?}"
+    );
+    // The lock was taken first and released last.
+    let cmds = m.commands();
+    assert!(cmds[0].contains("mkdir /var/lib/rpiprov/lock"));
+    assert!(cmds.last().unwrap().contains("@@released"));
+    assert_eq!(
+        crate::ui::summary("deploy", &res.hosts, Duration::from_secs(1))
+            .lines()
+            .last()
+            .unwrap(),
+        "deploy: no change on any host (4 hosts, 1.0s)"
+    );
+}
+
+#[tokio::test]
+async fn only_the_changed_stack_is_redeployed_and_waited_for() {
+    let old = prepared_from(&playbook(), &files(), "old-password");
+    let p = prepared();
+    let probe = FakeRemote::new("probe");
+    let state = already_deployed(&probe, &old);
+    let m = manager(&state);
+    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    // The db stack converges on the third poll.
+    m.on_seq(
+        "services -q db)",
+        vec![
+            ok(&starting_poll("db", "pg")),
+            ok(&starting_poll("db", "pg")),
+            ok(&converged_poll("db", "pg")),
+        ],
+    );
+    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:?}");
+    let deploys: Vec<String> = m
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("docker stack deploy"))
+        .collect();
+    assert_eq!(
+        deploys,
+        vec![
+            "cd /var/lib/rpiprov/stacks/db && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db"
+        ]
+    );
+    // Converged on the third poll, confirmed by a fourth.
+    assert_eq!(m.count("services -q db)"), 4);
+    assert_eq!(res.stacks[0].status, StackStatus::Unchanged);
+    assert_eq!(res.stacks[1].status, StackStatus::Deployed);
+    assert_eq!(
+        res.stacks[1].why.as_deref(),
+        Some("changed since its last deploy")
+    );
+    assert_eq!(res.stacks[1].services[0].replicas, "1/1");
+    // The new fingerprint is recorded, root-only.
+    let rec = m
+        .uploads
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|u| u.dest == "/var/lib/rpiprov/stacks/db/deployed")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        rec.contents,
+        format!("{}\n", p.stacks[1].fingerprint).into_bytes()
+    );
+    assert_eq!(rec.mode, 0o600);
+    assert!(rec.privileged);
+    // The secret went on stdin only.
+    let req = m
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.command.contains("docker stack deploy"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        req.stdin.as_deref(),
+        Some(format!("DB_PASSWORD={SECRET}\n").as_bytes())
+    );
+    assert!(events.iter().any(|e| e.contains("0/1 services converged")));
+    let row = res.hosts.iter().find(|r| r.host == "stack db").unwrap();
+    assert_eq!(
+        row.changed,
+        vec!["deployed (changed since its last deploy); 1 service(s) converged"]
+    );
+}
+
+#[tokio::test]
+async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    m.on("services -q web)", ok(&converged_poll("web", "app")))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    let w = FakeRemote::new("pi2");
+    w.on("image 0 present", ok("image 0 missing\n"))
+        .on("docker import", ok("sha256:abc\n"));
+    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert!(!res.failed(), "{res:?}");
+    assert!(m.commands().iter().any(|c| c.ends_with(
+        "exec docker stack deploy --prune --resolve-image never -c /var/lib/rpiprov/stacks/web/web.yml web"
+    )));
+    let uploads: Vec<String> = m
+        .uploads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|u| u.dest.clone())
+        .collect();
+    assert_eq!(
+        uploads,
+        vec![
+            "/var/lib/rpiprov/stacks/web/web.yml",
+            "/var/lib/rpiprov/stacks/web/deployed",
+            "/var/lib/rpiprov/stacks/db/db.yml",
+            "/var/lib/rpiprov/stacks/db/deployed",
+        ]
+    );
+    let pi2 = res.hosts.iter().find(|r| r.host == "pi2").unwrap();
+    assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
+    assert_eq!(
+        w.log.lock().unwrap()[1].stdin.as_deref(),
+        Some(&b"ROOTFS-TAR-BYTES"[..])
+    );
+    let pi1 = res.hosts.iter().find(|r| r.host == "pi1").unwrap();
+    assert_eq!(pi1.changed, vec!["upload web/web.yml", "upload db/db.yml"]);
+}
+
+#[tokio::test]
+async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    m.on(
+        "services -q web)",
+        ok(&rejected_poll("web", "app", "No such image: lab/httpd:1")),
+    );
+    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(res.failed());
+    let web = &res.stacks[0];
+    assert_eq!(web.status, StackStatus::Failed);
+    assert_eq!(web.failed_step.as_deref(), Some("converge"));
+    assert_eq!(
+        web.error.as_deref(),
+        Some("not converged after 0.2s\nweb_app 0/1: No such image: lab/httpd:1 (on pi2)")
+    );
+    assert_eq!(
+        web.services[0].reasons,
+        vec!["No such image: lab/httpd:1 (on pi2)"]
+    );
+    // The stack after it is not attempted, nothing is recorded, the lock is released.
+    assert_eq!(res.stacks[1].status, StackStatus::Skipped);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: stack web failed before it")
+    );
+    assert_eq!(m.count("docker stack deploy"), 1);
+    assert!(
+        !m.uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|u| u.dest.ends_with("/deployed"))
+    );
+    assert!(m.commands().last().unwrap().contains("@@released"));
+    let summary = crate::ui::summary("deploy", &res.hosts, Duration::from_secs(1));
+    assert!(summary.contains("stack web  FAILED"), "{summary}");
+    assert!(summary.contains("web_app 0/1: No such image: lab/httpd:1 (on pi2)"));
+    assert!(events.iter().any(|e| e.contains("stack web: Done(Failed")));
+    let json = serde_json::to_value(&res).unwrap();
+    assert_eq!(json["stacks"][0]["status"], "failed");
+    assert_eq!(json["stacks"][0]["services"][0]["replicas"], "0/1");
+    assert_eq!(json["stacks"][1]["status"], "skipped");
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_with_its_owner_and_touches_nothing() {
+    let p = prepared();
+    let m = manager("");
+    let held = FakeRemote::new("pi1");
+    held.on(
+        "mkdir /var/lib/rpiprov/lock",
+        ok("@@held\nuser=alice\nhost=other-laptop\npid=777\nsince=2026-11-25T15:00:00Z\ncommand=deploy\n"),
+    );
+    // Rules are matched first-come: put the refusal in front of the manager's.
+    let mut rules = held.rules_take();
+    rules.extend(m.rules_take());
+    m.rules_put(rules);
+    let w = worker();
+    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert!(res.failed());
+    let pi1 = &res.hosts[0];
+    assert_eq!(pi1.failed_step.as_deref(), Some("lock"));
+    assert_eq!(
+        pi1.error.as_deref(),
+        Some(
+            "deploy already running: locked by alice@other-laptop pid 777 since 2026-11-25T15:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
+        )
+    );
+    assert_eq!(m.commands().len(), 1);
+    assert!(m.uploads.lock().unwrap().is_empty());
+    assert!(w.commands().is_empty());
+    assert!(res.stacks.iter().all(|s| s.status == StackStatus::Skipped));
+}
+
+#[tokio::test]
+async fn secrets_never_reach_a_command_line_an_event_or_the_report() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    m.on("services -q web)", ok(&converged_poll("web", "app")));
+    // Docker echoing the value in an error must not carry it further.
+    let failing = FakeRemote::new("pi1");
+    failing.on(
+        "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db",
+        fail(
+            1,
+            &format!(
+                "service pg: invalid interpolation format for POSTGRES_PASSWORD: \"{SECRET}\""
+            ),
+        ),
+    );
+    let mut rules = failing.rules_take();
+    rules.extend(m.rules_take());
+    m.rules_put(rules);
+    let w = worker();
+    let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert_eq!(res.stacks[1].status, StackStatus::Failed);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some(
+            "exit 1: service pg: invalid interpolation format for POSTGRES_PASSWORD: \"<redacted>\""
+        )
+    );
+    for c in m.commands().iter().chain(w.commands().iter()) {
+        assert!(!c.contains(SECRET), "{c}");
+    }
+    for u in m.uploads.lock().unwrap().iter() {
+        assert!(!String::from_utf8_lossy(&u.contents).contains(SECRET));
+    }
+    assert!(events.iter().all(|e| !e.contains(SECRET)), "{events:?}");
+    assert!(!format!("{res:?}").contains(SECRET));
+    assert!(!serde_json::to_string(&res).unwrap().contains(SECRET));
+    // It did go to the remote, on stdin.
+    assert!(m.log.lock().unwrap().iter().any(|r| {
+        r.stdin
+            .as_deref()
+            .is_some_and(|s| s == format!("DB_PASSWORD={SECRET}\n").as_bytes())
+    }));
+}
+
+#[tokio::test]
+async fn an_image_that_failed_to_load_stops_the_stacks_that_use_it() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    let w = FakeRemote::new("pi2");
+    w.on("image 0 present", ok("image 0 missing\n")).on(
+        "docker import",
+        fail(
+            1,
+            "Error processing tar file(exit status 1): unexpected EOF",
+        ),
+    );
+    let (res, _) = deploy_on(&p, &m, &[w]).await;
+    assert_eq!(res.stacks[0].status, StackStatus::Failed);
+    assert_eq!(
+        res.stacks[0].error.as_deref(),
+        Some("image lab/httpd:1 could not be loaded on pi2; stack not deployed")
+    );
+    let pi2 = res.hosts.iter().find(|r| r.host == "pi2").unwrap();
+    assert_eq!(pi2.failed_step.as_deref(), Some("load image lab/httpd:1"));
+    assert_eq!(m.count("docker stack deploy"), 0);
+}
+
+#[tokio::test]
+async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
+    let p = prepared();
+    let mut long = p.clone();
+    long.stacks[0].timeout = Duration::from_secs(60);
+    let m = manager("deployed web \ndeployed db \n");
+    m.on("services -q web)", ok(&starting_poll("web", "app")));
+    let (res, _) = deploy_until(
+        &long,
+        &m,
+        &[worker()],
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await;
+    assert!(res.failed());
+    assert_eq!(res.stacks[0].status, StackStatus::Failed);
+    assert_eq!(
+        res.stacks[0].error.as_deref(),
+        Some("interrupted while deploying")
+    );
+    assert_eq!(res.stacks[1].error.as_deref(), Some("interrupted"));
+    assert_eq!(res.hosts[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+#[test]
+fn rows_for_the_progress_display() {
+    let p = prepared();
+    assert_eq!(
+        row_names(&p, "pi1", &["pi3".into(), "pi1".into(), "pi2".into()]),
+        vec!["pi1", "pi2", "pi3", "stack web", "stack db"]
+    );
+}

@@ -1,0 +1,262 @@
+//! Images shipped over SSH instead of pulled from a registry (the Pis have none): each
+//! node is asked in one round trip which images it lacks, then each missing archive is
+//! streamed to the node's stdin and loaded (`docker load` or `docker import`). A node that
+//! already has an image from the same archive (same sha256 recorded, image still present)
+//! is skipped. Nodes run in parallel, bounded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::ImageFormat;
+use crate::remote::{ExecRequest, Remote};
+use crate::run::{StepError, parallel_map, run_ok};
+use crate::stack_commands::{self, ImageRef};
+use crate::ui::{Event, Reporter};
+
+/// An image archive read from this machine, ready to ship.
+#[derive(Debug, Clone)]
+pub struct PreparedImage {
+    pub name: String,
+    pub format: ImageFormat,
+    pub cmd: Vec<String>,
+    /// Shared between the nodes' tasks rather than copied per node up front.
+    pub archive: Arc<Vec<u8>>,
+    /// Hex sha256 of the archive.
+    pub sha256: String,
+}
+
+impl PreparedImage {
+    pub fn new(name: &str, format: ImageFormat, cmd: Vec<String>, archive: Vec<u8>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&archive));
+        PreparedImage {
+            name: name.to_string(),
+            format,
+            cmd,
+            archive: Arc::new(archive),
+            sha256,
+        }
+    }
+
+    fn as_ref(&self) -> ImageRef<'_> {
+        ImageRef {
+            name: &self.name,
+            sha256: &self.sha256,
+        }
+    }
+
+    /// The command that loads this image from stdin.
+    pub fn load_command(&self) -> String {
+        match self.format {
+            ImageFormat::DockerSave => stack_commands::image_load(&self.as_ref()),
+            ImageFormat::Rootfs => stack_commands::image_import(&self.as_ref(), &self.cmd),
+        }
+    }
+}
+
+/// What shipping did on one node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeImages {
+    pub host: String,
+    /// Images loaded (the others were already there).
+    pub loaded: Vec<String>,
+    /// The image (or `check images`) that failed and why; the node's later images were
+    /// not attempted.
+    pub failed: Option<(String, String)>,
+    /// Images this node may lack after a failure: the one that failed and those not
+    /// attempted (every image when the check itself failed).
+    pub not_loaded: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Reads the check command's output: the indices of the images a node lacks.
+pub fn parse_missing(output: &str, count: usize) -> Result<Vec<usize>, String> {
+    let mut seen = vec![false; count];
+    let mut missing = Vec::new();
+    for line in output.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() != Some("image") {
+            continue;
+        }
+        let (Some(i), Some(state)) = (it.next().and_then(|i| i.parse::<usize>().ok()), it.next())
+        else {
+            continue;
+        };
+        if i >= count {
+            continue;
+        }
+        seen[i] = true;
+        if state != "present" {
+            missing.push(i);
+        }
+    }
+    if let Some(i) = seen.iter().position(|s| !s) {
+        return Err(format!("the image check did not answer for image {i}"));
+    }
+    Ok(missing)
+}
+
+/// Ships every image to every node that lacks it. One result per node, sorted by name.
+pub async fn ship<R: Remote + 'static>(
+    nodes: &HashMap<String, Arc<R>>,
+    images: &[PreparedImage],
+    parallel: usize,
+    command_timeout: Duration,
+    reporter: Arc<dyn Reporter>,
+) -> Vec<NodeImages> {
+    if images.is_empty() {
+        return vec![];
+    }
+    let mut names: Vec<String> = nodes.keys().cloned().collect();
+    names.sort();
+    let images: Arc<Vec<PreparedImage>> = Arc::new(images.to_vec());
+    // A large archive over a Pi's link takes longer than an ordinary command.
+    let load_timeout = command_timeout.max(Duration::from_secs(600));
+    parallel_map(names, parallel, |host| {
+        let remote = nodes[&host].clone();
+        let images = images.clone();
+        let reporter = reporter.clone();
+        async move {
+            let started = Instant::now();
+            let mut res = NodeImages {
+                host: host.clone(),
+                ..Default::default()
+            };
+            reporter.event(&host, Event::Step("check images".into()));
+            let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
+            let check = run_ok(
+                &*remote,
+                ExecRequest::new(stack_commands::images_check(&refs))
+                    .privileged()
+                    .timeout(command_timeout),
+            )
+            .await
+            .and_then(|o| parse_missing(&o.stdout_str(), images.len()).map_err(StepError));
+            match check {
+                Err(e) => {
+                    res.failed = Some(("check images".into(), e.0));
+                    res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
+                }
+                Ok(missing) => {
+                    for (k, &i) in missing.iter().enumerate() {
+                        let img = &images[i];
+                        reporter.event(&host, Event::Step(format!("load image {}", img.name)));
+                        let req = ExecRequest::new(img.load_command())
+                            .privileged()
+                            .stdin(img.archive.as_ref().clone())
+                            .timeout(load_timeout);
+                        match run_ok(&*remote, req).await {
+                            Ok(_) => res.loaded.push(img.name.clone()),
+                            Err(e) => {
+                                res.failed = Some((img.name.clone(), e.0));
+                                res.not_loaded = missing[k..]
+                                    .iter()
+                                    .map(|&j| images[j].name.clone())
+                                    .collect();
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            res.seconds = started.elapsed().as_secs_f64();
+            res
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeRemote, fail, ok};
+    use crate::ui::Event;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Quiet(Mutex<Vec<String>>);
+    impl Reporter for Quiet {
+        fn event(&self, host: &str, event: Event) {
+            self.0.lock().unwrap().push(format!("{host}: {event:?}"));
+        }
+    }
+
+    #[test]
+    fn missing_images_are_read_by_index() {
+        assert_eq!(
+            parse_missing("image 0 present\nimage 1 missing\n", 2),
+            Ok(vec![1])
+        );
+        assert_eq!(
+            parse_missing("image 0 present\n", 2),
+            Err("the image check did not answer for image 1".into())
+        );
+    }
+
+    #[test]
+    fn the_sha256_is_of_the_archive_bytes() {
+        let img = PreparedImage::new("a:1", ImageFormat::DockerSave, vec![], b"abc".to_vec());
+        assert_eq!(
+            img.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test]
+    async fn loads_only_what_a_node_lacks_with_the_archive_on_stdin() {
+        let images = vec![
+            PreparedImage::new("lab/a:1", ImageFormat::DockerSave, vec![], b"AAAA".to_vec()),
+            PreparedImage::new(
+                "lab/b:1",
+                ImageFormat::Rootfs,
+                vec!["httpd".into(), "-f".into()],
+                b"BBBB".to_vec(),
+            ),
+        ];
+        let pi1 = FakeRemote::new("pi1");
+        pi1.on("image 0", ok("image 0 present\nimage 1 missing\n"))
+            .on("docker import", ok("sha256:123\n"));
+        let pi2 = FakeRemote::new("pi2");
+        pi2.on("image 0", ok("image 0 missing\nimage 1 missing\n"))
+            .on(
+                "docker load",
+                fail(1, "open /var/lib/docker/tmp: no space left on device"),
+            );
+        let nodes: HashMap<String, Arc<FakeRemote>> = [pi1.clone(), pi2.clone()]
+            .into_iter()
+            .map(|f| (f.name.clone(), Arc::new(f)))
+            .collect();
+        let res = ship(
+            &nodes,
+            &images,
+            4,
+            Duration::from_secs(5),
+            Arc::new(Quiet::default()),
+        )
+        .await;
+        assert_eq!(res[0].host, "pi1");
+        assert_eq!(res[0].loaded, vec!["lab/b:1"]);
+        assert_eq!(res[0].failed, None);
+        let log = pi1.log.lock().unwrap().clone();
+        assert_eq!(log.len(), 2);
+        assert!(
+            log[1]
+                .command
+                .contains("docker import --change 'CMD [\"httpd\",\"-f\"]' - lab/b:1")
+        );
+        assert_eq!(log[1].stdin.as_deref(), Some(&b"BBBB"[..]));
+        assert!(log.iter().all(|r| r.privileged));
+        // pi2's first load fails: the error is reported, its second image not attempted.
+        assert_eq!(
+            res[1].failed,
+            Some((
+                "lab/a:1".into(),
+                "exit 1: open /var/lib/docker/tmp: no space left on device".into()
+            ))
+        );
+        assert_eq!(pi2.commands().len(), 2);
+        assert_eq!(res[1].not_loaded, vec!["lab/a:1", "lab/b:1"]);
+    }
+}

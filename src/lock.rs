@@ -1,0 +1,367 @@
+//! The deploy lock on the manager, so that two runs (two laptops, or two terminals) never
+//! interleave their deploys or teardowns: an atomic `mkdir` of
+//! `/var/lib/rpiprov/lock` with an `owner` file that says who holds it.
+//!
+//! A refused run names the holder; when the holder is a run of this same machine whose
+//! process is gone, it says the lock was left by a killed run. Nothing clears a lock
+//! silently: `rpiprov deploy --unlock` does it on request ([`unlock`]).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::remote::{ExecRequest, Remote};
+use crate::run::{StepError, run_ok};
+use crate::stack_commands;
+
+/// Who holds (or wants) the lock. Written to the owner file as `key=value` lines.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockOwner {
+    pub user: String,
+    /// Host name of the machine running rpiprov.
+    pub host: String,
+    pub pid: u32,
+    /// RFC 3339, UTC.
+    pub since: String,
+    /// `deploy` or `teardown`.
+    pub command: String,
+}
+
+impl LockOwner {
+    /// This process, now.
+    pub fn current(command: &str) -> LockOwner {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        LockOwner {
+            user,
+            host: local_hostname(),
+            pid: std::process::id(),
+            since: rfc3339(SystemTime::now()),
+            command: command.to_string(),
+        }
+    }
+
+    /// The owner file's text. Values never hold a newline (it would forge a key).
+    pub fn to_file(&self) -> String {
+        let clean = |s: &str| s.replace(['\n', '\r'], " ");
+        format!(
+            "user={}\nhost={}\npid={}\nsince={}\ncommand={}\n",
+            clean(&self.user),
+            clean(&self.host),
+            self.pid,
+            clean(&self.since),
+            clean(&self.command)
+        )
+    }
+
+    /// Reads an owner file; `None` when it is empty or not one of ours.
+    pub fn parse(text: &str) -> Option<LockOwner> {
+        let mut o = LockOwner {
+            user: String::new(),
+            host: String::new(),
+            pid: 0,
+            since: String::new(),
+            command: String::new(),
+        };
+        let mut any = false;
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            any = true;
+            match k {
+                "user" => o.user = v.to_string(),
+                "host" => o.host = v.to_string(),
+                "pid" => o.pid = v.trim().parse().unwrap_or(0),
+                "since" => o.since = v.to_string(),
+                "command" => o.command = v.to_string(),
+                _ => {}
+            }
+        }
+        any.then_some(o)
+    }
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    /// Another run holds it; the message names it and says how to clear it.
+    Held(String),
+    /// The manager could not be asked.
+    Remote(String),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held(m) | LockError::Remote(m) => f.write_str(m),
+        }
+    }
+}
+
+/// True when the holder is a process of this machine that no longer runs: a run killed
+/// before it could release. A holder on another machine cannot be checked from here.
+pub fn is_stale(holder: &LockOwner, local_host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    holder.host == local_host && holder.pid != 0 && !alive(holder.pid)
+}
+
+/// The refusal message for a held lock. `holder` is `None` when the owner file was empty.
+pub fn held_message(
+    holder: Option<&LockOwner>,
+    local_host: &str,
+    alive: impl Fn(u32) -> bool,
+) -> String {
+    const HINT: &str = "rpiprov deploy --unlock";
+    let Some(h) = holder else {
+        return format!(
+            "deploy lock {} is held but names no owner (a run is taking it right now, or was killed while taking it); if no other run is going on, clear it with `{HINT}`",
+            stack_commands::lock_dir()
+        );
+    };
+    let what = if h.command.is_empty() {
+        "deploy".to_string()
+    } else {
+        h.command.clone()
+    };
+    if is_stale(h, local_host, alive) {
+        format!(
+            "deploy lock left by a killed run: {what} by {}@{} pid {} (no longer running) since {}; clear it with `{HINT}`",
+            h.user, h.host, h.pid, h.since
+        )
+    } else {
+        format!(
+            "{what} already running: locked by {}@{} pid {} since {}; if that run was killed, clear it with `{HINT}`",
+            h.user, h.host, h.pid, h.since
+        )
+    }
+}
+
+/// Takes the lock on the manager, or says who holds it.
+pub async fn acquire<R: Remote>(
+    remote: &R,
+    owner: &LockOwner,
+    timeout: Duration,
+) -> Result<(), LockError> {
+    let out = run_ok(
+        remote,
+        ExecRequest::new(stack_commands::lock_acquire(&owner.to_file()))
+            .privileged()
+            .timeout(timeout),
+    )
+    .await
+    .map_err(|e| LockError::Remote(format!("cannot take the deploy lock: {e}")))?;
+    let text = out.stdout_str();
+    if text.lines().next() == Some("@@acquired") {
+        return Ok(());
+    }
+    let Some(rest) = text
+        .strip_prefix("@@held\n")
+        .or(text.strip_prefix("@@held"))
+    else {
+        return Err(LockError::Remote(format!(
+            "unexpected answer to the lock command: {}",
+            text.trim()
+        )));
+    };
+    let holder = LockOwner::parse(rest);
+    Err(LockError::Held(held_message(
+        holder.as_ref(),
+        &local_hostname(),
+        pid_alive,
+    )))
+}
+
+/// Releases the lock if it is still ours. Safe to call when it was never taken (after a
+/// refusal, or on Ctrl-C at any point): another run's lock is never removed. Returns
+/// whether a lock was removed.
+pub async fn release<R: Remote>(
+    remote: &R,
+    owner: &LockOwner,
+    timeout: Duration,
+) -> Result<bool, StepError> {
+    let out = run_ok(
+        remote,
+        ExecRequest::new(stack_commands::lock_release(&owner.to_file()))
+            .privileged()
+            .timeout(timeout),
+    )
+    .await?;
+    Ok(out.stdout_str().trim() == "@@released")
+}
+
+/// `deploy --unlock`: removes the lock whoever holds it. Returns a sentence for the user:
+/// whose lock was removed, or that there was none.
+pub async fn unlock<R: Remote>(remote: &R, timeout: Duration) -> Result<String, StepError> {
+    let out = run_ok(
+        remote,
+        ExecRequest::new(stack_commands::lock_remove())
+            .privileged()
+            .timeout(timeout),
+    )
+    .await?;
+    Ok(unlock_message(&out.stdout_str()))
+}
+
+/// What `--unlock` tells the user, from the remove command's output.
+pub fn unlock_message(output: &str) -> String {
+    match output.strip_prefix("@@held") {
+        None => "no deploy lock was held".to_string(),
+        Some(rest) => match LockOwner::parse(rest) {
+            Some(h) => format!(
+                "removed the deploy lock of {}@{} pid {} since {}",
+                h.user, h.host, h.pid, h.since
+            ),
+            None => "removed a deploy lock that named no owner".to_string(),
+        },
+    }
+}
+
+/// Whether a process of this machine runs. `kill(pid, 0)` checks without signalling;
+/// EPERM means it exists but belongs to someone else.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This machine's host name, as the lock records it.
+pub fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname NUL-terminates within
+    // it or truncates, and we stop at the first NUL either way.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Formats a time as RFC 3339 in UTC (`2026-11-25T16:48:19Z`), without a date crate.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> LockOwner {
+        LockOwner {
+            user: "pi".into(),
+            host: "laptop".into(),
+            pid: 1234,
+            since: "2026-11-25T16:00:00Z".into(),
+            command: "deploy".into(),
+        }
+    }
+
+    #[test]
+    fn owner_file_round_trips() {
+        let o = owner();
+        assert_eq!(
+            o.to_file(),
+            "user=pi\nhost=laptop\npid=1234\nsince=2026-11-25T16:00:00Z\ncommand=deploy\n"
+        );
+        assert_eq!(LockOwner::parse(&o.to_file()), Some(o));
+        assert_eq!(LockOwner::parse(""), None);
+        let mut forged = owner();
+        forged.user = "pi\npid=1".into();
+        assert_eq!(LockOwner::parse(&forged.to_file()).unwrap().pid, 1234);
+    }
+
+    #[test]
+    fn held_by_a_running_or_remote_process() {
+        let o = owner();
+        let msg = held_message(Some(&o), "laptop", |_| true);
+        assert_eq!(
+            msg,
+            "deploy already running: locked by pi@laptop pid 1234 since 2026-11-25T16:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
+        );
+        // Another machine: its pid cannot be checked from here, so never called stale.
+        let msg = held_message(Some(&o), "desktop", |_| false);
+        assert!(msg.starts_with("deploy already running: locked by pi@laptop"));
+    }
+
+    #[test]
+    fn kamal_656_held_by_a_killed_run_of_this_machine() {
+        let mut o = owner();
+        o.command = "teardown".into();
+        assert!(is_stale(&o, "laptop", |_| false));
+        assert!(!is_stale(&o, "laptop", |p| p == 1234));
+        assert_eq!(
+            held_message(Some(&o), "laptop", |_| false),
+            "deploy lock left by a killed run: teardown by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z; clear it with `rpiprov deploy --unlock`"
+        );
+    }
+
+    #[test]
+    fn held_without_an_owner_file() {
+        assert_eq!(
+            held_message(None, "laptop", |_| true),
+            "deploy lock /var/lib/rpiprov/lock is held but names no owner (a run is taking it right now, or was killed while taking it); if no other run is going on, clear it with `rpiprov deploy --unlock`"
+        );
+    }
+
+    #[test]
+    fn unlock_messages() {
+        assert_eq!(unlock_message("@@none\n"), "no deploy lock was held");
+        assert_eq!(
+            unlock_message(&format!("@@held\n{}", owner().to_file())),
+            "removed the deploy lock of pi@laptop pid 1234 since 2026-11-25T16:00:00Z"
+        );
+        assert_eq!(
+            unlock_message("@@held\n"),
+            "removed a deploy lock that named no owner"
+        );
+    }
+
+    #[test]
+    fn pid_checks_on_this_machine() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+        // Above the kernel's pid_max (at most 2^22): never a live process.
+        assert!(!pid_alive(4_194_305));
+        assert!(!local_hostname().is_empty());
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_625_299);
+        assert_eq!(rfc3339(t), "2026-11-25T16:48:19Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,494 @@
+//! Tests of `teardown`: the survey (pure) and the executor against scripted fake hosts.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::config::{Compose, Image, ImageFormat, Network, Stack};
+use crate::fake::{FakeRemote, fail, ok};
+use crate::remote::Output;
+
+fn stack(name: &str, order: i64) -> Stack {
+    Stack {
+        name: name.into(),
+        file: PathBuf::from(format!("{name}.yml")),
+        order,
+        timeout: Duration::from_millis(200),
+        compose: Compose::default(),
+    }
+}
+
+fn network(name: &str) -> Network {
+    Network {
+        name: name.into(),
+        driver: "overlay".into(),
+        attachable: true,
+        internal: false,
+        subnet: None,
+        encrypted: false,
+    }
+}
+
+fn playbook() -> Playbook {
+    Playbook {
+        path: PathBuf::from("playbook.toml"),
+        networks: vec![network("DATA"), network("INTERCO")],
+        stacks: vec![stack("web", 1), stack("db", 2)],
+        images: vec![Image {
+            name: "lab/httpd:1".into(),
+            archive: PathBuf::from("httpd.tar"),
+            format: ImageFormat::Rootfs,
+            cmd: vec![],
+        }],
+        variables: vec![],
+    }
+}
+
+/// Everything exists, plus a stack and a network the playbook does not declare.
+const SURVEY: &str = "stack db\nstack other\nstack web\nnetwork bridge \nnetwork DATA \nnetwork INTERCO \nnetwork foreign \nnetwork web_default web\nnetwork ingress \n";
+
+#[test]
+fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
+    let s = parse_survey(SURVEY, &playbook());
+    assert_eq!(s.stacks, vec!["db", "web"]);
+    assert_eq!(s.networks, vec!["INTERCO", "DATA"]);
+    assert_eq!(
+        s.describe(),
+        "will remove, in this order: stacks db, web; then networks INTERCO, DATA"
+    );
+    // A stack whose services are gone but whose network lingers still counts.
+    let s = parse_survey("network web_default web\n", &playbook());
+    assert_eq!(s.stacks, vec!["web"]);
+    let s = parse_survey("network bridge \n", &playbook());
+    assert!(s.is_empty());
+    assert!(parse_survey("@@no-swarm\n", &playbook()).is_empty());
+    assert_eq!(
+        s.describe(),
+        "nothing to remove: no stack or network of the playbook exists"
+    );
+}
+
+#[test]
+fn rows_for_the_progress_display() {
+    let s = parse_survey(SURVEY, &playbook());
+    let mut opts = options();
+    let nodes = vec!["pi2".to_string(), "pi1".to_string()];
+    assert_eq!(
+        row_names(&s, "pi1", &nodes, &opts),
+        vec![
+            "pi1",
+            "stack db",
+            "stack web",
+            "network INTERCO",
+            "network DATA"
+        ]
+    );
+    opts.purge = true;
+    assert_eq!(row_names(&s, "pi1", &nodes, &opts)[..2], ["pi1", "pi2"]);
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+impl Reporter for Recorder {
+    fn event(&self, host: &str, event: Event) {
+        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
+    }
+}
+
+fn options() -> Options {
+    Options {
+        parallel: 4,
+        command_timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(2),
+        network_timeout: Duration::from_millis(300),
+        leave_swarm: false,
+        purge: false,
+        managers: vec!["pi1".into()],
+        owner: LockOwner {
+            user: "pi".into(),
+            host: "laptop".into(),
+            pid: 1234,
+            since: "2026-11-25T16:00:00Z".into(),
+            command: "teardown".into(),
+        },
+    }
+}
+
+/// Every command of every fake host, in the order they were answered.
+type Journal = Arc<Mutex<Vec<String>>>;
+
+/// A rule that also writes `label` to the journal when it answers.
+fn journal_rule(f: &FakeRemote, contains: &str, journal: &Journal, label: &str, out: Output) {
+    let j = journal.clone();
+    let label = label.to_string();
+    f.on_fn(contains, move |_| {
+        j.lock().unwrap().push(label.clone());
+        out.clone()
+    });
+}
+
+fn manager(survey: &str) -> FakeRemote {
+    let m = FakeRemote::new("pi1");
+    m.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
+        .on("@@released", ok("@@released\n"))
+        .on("docker stack ls --format 'stack", ok(survey))
+        .on("docker stack rm", ok("Removing service x\n"))
+        .on("docker ps -aq", ok(""))
+        .on("docker network rm", ok(""))
+        .on("docker service ls -q", ok(""));
+    m
+}
+
+fn worker(name: &str) -> FakeRemote {
+    let w = FakeRemote::new(name);
+    w.on("docker ps -aq", ok(""));
+    w
+}
+
+async fn teardown_with(
+    opts: &Options,
+    m: &FakeRemote,
+    others: &[FakeRemote],
+) -> (TeardownResult, Vec<String>) {
+    let leader = Arc::new(m.clone());
+    let mut nodes: HashMap<String, Arc<FakeRemote>> = HashMap::new();
+    nodes.insert(m.name.clone(), leader.clone());
+    for o in others {
+        nodes.insert(o.name.clone(), Arc::new(o.clone()));
+    }
+    let rec = Arc::new(Recorder::default());
+    let res = run(
+        opts,
+        &playbook(),
+        leader,
+        nodes,
+        rec.clone(),
+        std::future::pending(),
+    )
+    .await;
+    let events = rec.0.lock().unwrap().clone();
+    (res, events)
+}
+
+/// Puts `f`'s rules in front of `m`'s (the first matching rule answers).
+fn in_front(m: &FakeRemote, f: &FakeRemote) {
+    let mut rules = f.rules_take();
+    rules.extend(m.rules_take());
+    m.rules_put(rules);
+}
+
+#[tokio::test]
+async fn an_empty_fleet_has_nothing_to_remove_and_succeeds() {
+    let m = manager("network bridge \nnetwork ingress \n");
+    let (res, events) = teardown_with(&options(), &m, &[worker("pi2")]).await;
+    assert!(!res.failed() && !res.changed(), "{res:?}");
+    assert!(res.found.is_empty());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("nothing to remove: no stack or network of the playbook exists")),
+        "{events:?}"
+    );
+    assert_eq!(m.count("docker stack rm"), 0);
+    assert_eq!(m.count("docker network rm"), 0);
+    assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+#[tokio::test]
+async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone() {
+    let journal: Journal = Arc::default();
+    let m = manager(SURVEY);
+    let w = worker("pi2");
+    // db still has a service and a network on the first check; pi2 still runs one of
+    // web's containers on the first check; DATA still has endpoints once.
+    let front = FakeRemote::new("pi1");
+    {
+        let j = journal.clone();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        front.on_fn("label=com.docker.stack.namespace=db); n=", move |_| {
+            j.lock().unwrap().push("pi1 leftovers db".into());
+            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                ok("service abc\nnetwork def\n")
+            } else {
+                ok("")
+            }
+        });
+        let j = journal.clone();
+        front.on_fn("label=com.docker.stack.namespace=web); n=", move |_| {
+            j.lock().unwrap().push("pi1 leftovers web".into());
+            ok("")
+        });
+        let j = journal.clone();
+        front.on_fn("docker stack rm", move |r| {
+            j.lock().unwrap().push(format!("pi1 {}", r.command));
+            ok("")
+        });
+        let j = journal.clone();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        front.on_fn("docker network rm DATA", move |r| {
+            j.lock().unwrap().push(format!("pi1 {}", r.command));
+            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                fail(
+                    1,
+                    "Error response from daemon: error while removing network: network DATA id 3k2 has active endpoints",
+                )
+            } else {
+                ok("DATA\n")
+            }
+        });
+        let j = journal.clone();
+        front.on_fn("docker network rm", move |r| {
+            j.lock().unwrap().push(format!("pi1 {}", r.command));
+            ok("")
+        });
+    }
+    in_front(&m, &front);
+    let wf = FakeRemote::new("pi2");
+    {
+        let j = journal.clone();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        wf.on_fn("label=com.docker.stack.namespace=web); for", move |_| {
+            j.lock().unwrap().push("pi2 containers web".into());
+            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                ok("container 9f8e7d\n")
+            } else {
+                ok("")
+            }
+        });
+    }
+    in_front(&w, &wf);
+
+    let (res, _) = teardown_with(&options(), &m, std::slice::from_ref(&w)).await;
+    assert!(!res.failed(), "{res:#?}");
+    let j = journal.lock().unwrap().clone();
+    let pos = |s: &str| {
+        j.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("{s} not in {j:?}"))
+    };
+    let last = |s: &str| j.iter().rposition(|l| l == s).unwrap();
+    // Reverse order, each gone before the next is removed.
+    assert!(pos("pi1 docker stack rm db") < last("pi1 leftovers db"));
+    assert!(last("pi1 leftovers db") < pos("pi1 docker stack rm web"));
+    // Networks only after web's last container on pi2 is gone; DATA retried.
+    let first_net = j
+        .iter()
+        .position(|l| l.contains("docker network rm"))
+        .unwrap();
+    assert!(last("pi2 containers web") < first_net);
+    assert_eq!(
+        j[first_net..],
+        [
+            "pi1 docker network rm INTERCO",
+            "pi1 docker network rm DATA",
+            "pi1 docker network rm DATA"
+        ]
+    );
+    // Nothing the playbook does not declare was touched.
+    assert!(
+        !j.iter()
+            .any(|l| l.contains("other") || l.contains("foreign"))
+    );
+    assert_eq!(res.removed_stacks, vec!["db", "web"]);
+    assert_eq!(res.removed_networks, vec!["INTERCO", "DATA"]);
+    let names: Vec<&str> = res.hosts.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "pi1",
+            "stack db",
+            "stack web",
+            "network INTERCO",
+            "network DATA"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stack_that_does_not_go_keeps_the_networks() {
+    let m = manager(SURVEY);
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "label=com.docker.stack.namespace=db); n=",
+        ok("service abc\n"),
+    );
+    in_front(&m, &front);
+    let mut opts = options();
+    opts.leave_swarm = true;
+    opts.purge = true;
+    let w = worker("pi2");
+    let (res, _) = teardown_with(&opts, &m, std::slice::from_ref(&w)).await;
+    assert!(res.failed());
+    // Neither purge nor swarm dissolution follows a stack that would not go.
+    assert_eq!(
+        res.hosts[0].error.as_deref(),
+        Some("not attempted: an earlier step failed")
+    );
+    assert_eq!(
+        res.hosts[0].failed_step.as_deref(),
+        Some("purge and leave swarm")
+    );
+    for c in m.commands().iter().chain(w.commands().iter()) {
+        assert!(!c.contains("swarm leave") && !c.contains("purged"), "{c}");
+    }
+    let db = res.hosts.iter().find(|r| r.host == "stack db").unwrap();
+    assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
+    assert_eq!(
+        db.error.as_deref(),
+        Some("still present after 0.2s: 1 service(s)")
+    );
+    let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
+    assert_eq!(data.outcome, Outcome::Skipped);
+    assert_eq!(
+        data.error.as_deref(),
+        Some("not attempted: stack db is not gone")
+    );
+    assert_eq!(m.count("docker network rm"), 0);
+    assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+#[tokio::test]
+async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() {
+    let mut opts = options();
+    opts.leave_swarm = true;
+    opts.purge = true;
+    opts.managers = vec!["pi1".into(), "pi3".into()];
+    let journal: Journal = Arc::default();
+    let m = manager("network bridge \n");
+    let m3 = worker("pi3");
+    let w = worker("pi2");
+    let gone = worker("pi4");
+    for f in [&m, &m3, &w, &gone] {
+        let front = FakeRemote::new(&f.name);
+        let out = if f.name == "pi4" { "@@inactive\n" } else { "" };
+        journal_rule(
+            &front,
+            "swarm leave",
+            &journal,
+            &format!("{} leave", f.name),
+            ok(out),
+        );
+        in_front(f, &front);
+    }
+    m.on(
+        "set -e; for d in",
+        ok("purged /var/lib/rpiprov/stacks/web\n"),
+    )
+    .on("purged 0", ok("purged 0\n"));
+    w.on("purged 0", ok(""));
+    m3.on("purged 0", ok("purged 0\n"));
+    gone.on("purged 0", ok(""));
+    let (res, _) = teardown_with(&opts, &m, &[w.clone(), m3.clone(), gone.clone()]).await;
+    assert!(!res.failed(), "{res:#?}");
+    let leave = |f: &FakeRemote| {
+        f.commands()
+            .into_iter()
+            .find(|c| c.contains("swarm leave"))
+            .unwrap()
+    };
+    assert!(leave(&w).ends_with("else docker swarm leave; fi"));
+    assert!(leave(&m3).contains("docker node demote"));
+    assert!(leave(&m).ends_with("else docker swarm leave --force; fi"));
+    // Workers first (in parallel, any order), then the other manager, then the leader.
+    let j = journal.lock().unwrap().clone();
+    assert_eq!(j.len(), 4);
+    let mut workers = j[..2].to_vec();
+    workers.sort();
+    assert_eq!(workers, vec!["pi2 leave", "pi4 leave"]);
+    assert_eq!(j[2..], ["pi3 leave", "pi1 leave"]);
+    let row = |n: &str| res.hosts.iter().find(|r| r.host == n).unwrap().clone();
+    assert_eq!(
+        row("pi1").changed,
+        vec![
+            "purge /var/lib/rpiprov/stacks/web",
+            "remove image lab/httpd:1",
+            "left the swarm"
+        ]
+    );
+    assert_eq!(row("pi2").changed, vec!["left the swarm"]);
+    assert_eq!(
+        row("pi3").changed,
+        vec!["remove image lab/httpd:1", "left the swarm"]
+    );
+    assert_eq!(row("pi4").outcome, Outcome::Unchanged);
+}
+
+#[tokio::test]
+async fn a_network_still_in_use_is_retried_then_reported() {
+    let m = manager("network DATA \n");
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "docker network rm DATA",
+        fail(
+            1,
+            "Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y",
+        ),
+    );
+    in_front(&m, &front);
+    let (res, _) = teardown_with(&options(), &m, &[]).await;
+    let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
+    assert_eq!(data.outcome, Outcome::Failed);
+    assert_eq!(
+        data.error.as_deref(),
+        Some(
+            "still in use after 0.3s: exit 1: Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y"
+        )
+    );
+    assert!(m.count("docker network rm DATA") > 2);
+    // A network already gone is no error.
+    let m = manager("network DATA \n");
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "docker network rm DATA",
+        fail(1, "Error: No such network: DATA"),
+    );
+    in_front(&m, &front);
+    let (res, _) = teardown_with(&options(), &m, &[]).await;
+    assert!(!res.failed());
+}
+
+#[tokio::test]
+async fn ctrl_c_during_a_wait_releases_the_lock() {
+    let m = manager(SURVEY);
+    let front = FakeRemote::new("pi1");
+    front.on(
+        "label=com.docker.stack.namespace=db); n=",
+        ok("service abc\n"),
+    );
+    in_front(&m, &front);
+    let mut pb = playbook();
+    pb.stacks[1].timeout = Duration::from_secs(60);
+    let leader = Arc::new(m.clone());
+    let nodes = HashMap::from([("pi1".to_string(), leader.clone())]);
+    let res = run(
+        &options(),
+        &pb,
+        leader,
+        nodes,
+        Arc::new(Recorder::default()),
+        tokio::time::sleep(Duration::from_millis(40)),
+    )
+    .await;
+    assert_eq!(res.hosts[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert!(m.commands().last().unwrap().contains("@@released"));
+    assert_eq!(m.count("docker network rm"), 0);
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_teardown_and_removes_nothing() {
+    let m = manager(SURVEY);
+    let held = FakeRemote::new("pi1");
+    held.on(
+        "mkdir /var/lib/rpiprov/lock",
+        ok("@@held\nuser=bob\nhost=desk\npid=5\nsince=2026-11-25T10:00:00Z\ncommand=deploy\n"),
+    );
+    in_front(&m, &held);
+    let (res, _) = teardown_with(&options(), &m, &[worker("pi2")]).await;
+    assert!(res.failed());
+    assert_eq!(
+        res.hosts[0].error.as_deref(),
+        Some(
+            "deploy already running: locked by bob@desk pid 5 since 2026-11-25T10:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
+        )
+    );
+    assert_eq!(m.commands().len(), 1);
+}
