@@ -10,24 +10,34 @@ use std::time::{Duration, Instant};
 use crate::cli::{Cli, Command, PolicyArg};
 use crate::config::{self, Diagnostic, Host, HostKeyPolicy, Loaded, PasswordSource};
 use crate::error::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::remote::{self, ConnectOptions, Target};
+use crate::remote::{self, ConnectOptions, Remote, Target};
 use crate::secret::Secret;
 use crate::select::Selection;
 use crate::ui::{self, HostReport, Reporter};
 
 pub fn run(cli: Cli) -> u8 {
     match &cli.command {
+        Command::Check => crate::check::run(&cli.inventory, cli.playbook.as_deref(), cli.json),
         Command::Bootstrap(args) => {
             let force = args.force;
             with_fleet(&cli, "bootstrap", |ctx| Box::pin(bootstrap(ctx, force)))
+        }
+        Command::Deploy(args) => {
+            let unlock = args.unlock;
+            with_fleet(&cli, "deploy", |ctx| Box::pin(deploy(ctx, unlock)))
+        }
+        Command::Teardown(args) => {
+            let (yes, leave, purge) = (args.yes, args.leave_swarm, args.purge);
+            with_fleet(&cli, "teardown", |ctx| {
+                Box::pin(teardown(ctx, yes, leave, purge))
+            })
         }
         Command::Run(args) => {
             let command = args.command.join(" ");
             let sudo = args.sudo;
             with_fleet(&cli, "run", |ctx| Box::pin(run_command(ctx, command, sudo)))
         }
-        Command::Check => crate::check::run(&cli.inventory, cli.playbook.as_deref(), cli.json),
-        _ => {
+        Command::Lab(_) => {
             eprintln!("error: not wired yet");
             EXIT_USAGE
         }
@@ -69,10 +79,45 @@ pub struct Ctx {
     pub connect: ConnectOptions,
     pub targets: HashMap<String, Target>,
     pub parallel: usize,
-    pub reporter: Arc<dyn Reporter>,
+    pub verbose: bool,
+}
+
+/// How a command body ended.
+pub enum Done {
+    /// Reports to summarise, and details for `--json`.
+    Reports(Vec<HostReport>, Option<serde_json::Value>),
+    /// Stop with this exit code; what to say was already said.
+    Exit(u8),
 }
 
 impl Ctx {
+    /// The hosts to connect to, in inventory order.
+    pub fn ordered_targets(&self) -> Vec<String> {
+        self.loaded
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| self.targets.contains_key(&h.name))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    /// A progress reporter with these rows (hosts, or stacks for deploy).
+    pub fn reporter(&self, rows: &[String]) -> Arc<dyn Reporter> {
+        Arc::from(ui::reporter(rows, self.verbose))
+    }
+
+    /// The playbook, or a usage error saying how to name one.
+    pub fn playbook(&self) -> Result<&config::Playbook, u8> {
+        self.loaded.playbook.as_ref().ok_or_else(|| {
+            eprintln!(
+                "error: {}: no playbook: set `playbook = \"FILE\"` in the inventory or pass -p FILE",
+                self.loaded.inventory.path.display()
+            );
+            EXIT_USAGE
+        })
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.loaded
             .inventory
@@ -81,9 +126,7 @@ impl Ctx {
     }
 }
 
-type CommandFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Vec<HostReport>, Option<serde_json::Value>)> + 'a>,
->;
+type CommandFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + 'a>>;
 
 /// Loads, selects, resolves secrets, then runs `body` on a tokio runtime and reports.
 fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_>) -> u8 {
@@ -98,6 +141,11 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
             return EXIT_USAGE;
         }
     };
+    let whole_swarm = matches!(cli.command, Command::Deploy(_) | Command::Teardown(_));
+    if whole_swarm && !selection.is_all() {
+        eprintln!("error: deploy and teardown act on the whole swarm; --on is not accepted");
+        return EXIT_USAGE;
+    }
     let selected: Vec<String> = match selection.apply(&loaded.inventory.hosts) {
         Ok(hosts) => hosts.iter().map(|h| h.name.clone()).collect(),
         Err(e) => {
@@ -136,8 +184,6 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
         }
     };
     let parallel = cli.parallel.unwrap_or(inv.ssh.parallel).max(1);
-    let names: Vec<String> = needed.iter().map(|h| h.name.clone()).collect();
-    let reporter: Arc<dyn Reporter> = Arc::from(ui::reporter(&names, cli.verbose > 0));
     let ctx = Ctx {
         cli_json: cli.json,
         loaded,
@@ -145,16 +191,19 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
         connect,
         targets,
         parallel,
-        reporter: reporter.clone(),
+        verbose: cli.verbose > 0,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let start = Instant::now();
-    let (reports, details) = rt.block_on(body(&ctx));
-    reporter.finish();
-    finish(name, &reports, details, start.elapsed(), cli.json)
+    match rt.block_on(body(&ctx)) {
+        Done::Reports(reports, details) => {
+            finish(name, &reports, details, start.elapsed(), cli.json)
+        }
+        Done::Exit(code) => code,
+    }
 }
 
 /// Prints the summary (or JSON) and returns the exit code.
@@ -256,23 +305,25 @@ fn targets_for(hosts: &[&Host], interactive: bool) -> Result<HashMap<String, Tar
 pub async fn connect(
     ctx: &Ctx,
     names: &[String],
+    reporter: &Arc<dyn Reporter>,
 ) -> (HashMap<String, Arc<remote::Session>>, Vec<(String, String)>) {
     let targets: Vec<(String, Target)> = names
         .iter()
         .map(|n| (n.clone(), ctx.targets[n].clone()))
         .collect();
     let opts = Arc::new(ctx.connect.clone());
-    crate::run::connect_all(targets, ctx.parallel, ctx.reporter.clone(), move |t| {
+    crate::run::connect_all(targets, ctx.parallel, reporter.clone(), move |t| {
         let opts = opts.clone();
         async move { remote::connect(&t, &opts).await }
     })
     .await
 }
 
-async fn bootstrap(ctx: &Ctx, force: bool) -> (Vec<HostReport>, Option<serde_json::Value>) {
+async fn bootstrap(ctx: &Ctx, force: bool) -> Done {
     let inv = &ctx.loaded.inventory;
-    let names: Vec<String> = ctx.targets.keys().cloned().collect();
-    let (sessions, failed) = connect(ctx, &names).await;
+    let names = ctx.ordered_targets();
+    let reporter = ctx.reporter(&names);
+    let (sessions, failed) = connect(ctx, &names, &reporter).await;
     let hosts: Vec<&Host> = ctx.selected.iter().map(|n| ctx.host(n)).collect();
     let managers: Vec<&Host> = inv.managers().collect();
     let networks = ctx
@@ -290,28 +341,214 @@ async fn bootstrap(ctx: &Ctx, force: bool) -> (Vec<HostReport>, Option<serde_jso
         parallel: ctx.parallel,
         command_timeout: ctx.connect.command_timeout,
     };
-    let (reports, facts) =
-        crate::bootstrap::run(&opts, sessions, failed, ctx.reporter.clone()).await;
-    let details = if ctx.cli_json {
-        let mut facts: Vec<_> = facts.into_iter().collect();
-        facts.sort_by(|a, b| a.0.cmp(&b.0));
-        Some(
-            serde_json::json!({ "facts": facts.into_iter().collect::<std::collections::BTreeMap<_, _>>() }),
-        )
-    } else {
-        None
+    let (reports, facts) = crate::bootstrap::run(&opts, sessions, failed, reporter.clone()).await;
+    reporter.finish();
+    let details = ctx.cli_json.then(|| {
+        let facts: std::collections::BTreeMap<_, _> = facts.into_iter().collect();
+        serde_json::json!({ "facts": facts })
+    });
+    Done::Reports(reports, details)
+}
+
+/// Connects to every host and picks the leader: the first manager that answered.
+async fn connect_swarm(
+    ctx: &Ctx,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<
+    (
+        Arc<remote::Session>,
+        HashMap<String, Arc<remote::Session>>,
+        Vec<(String, String)>,
+    ),
+    Done,
+> {
+    let names = ctx.ordered_targets();
+    let (sessions, failed) = connect(ctx, &names, reporter).await;
+    let leader = ctx
+        .loaded
+        .inventory
+        .managers()
+        .find_map(|m| sessions.get(&m.name).cloned());
+    match leader {
+        Some(l) => Ok((l, sessions, failed)),
+        None => {
+            reporter.finish();
+            let reports = failed
+                .into_iter()
+                .map(|(h, e)| failed_report(&h, "connect", e))
+                .collect();
+            eprintln!("error: no manager could be reached");
+            Err(Done::Reports(reports, None))
+        }
+    }
+}
+
+fn failed_report(host: &str, step: &str, error: String) -> HostReport {
+    let mut r = HostReport::new(host);
+    r.outcome = ui::Outcome::Failed;
+    r.failed_step = Some(step.to_string());
+    r.error = Some(error);
+    r
+}
+
+/// Ctrl-C: the deploy and teardown executors release the lock when it fires.
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn deploy(ctx: &Ctx, unlock: bool) -> Done {
+    let playbook = match ctx.playbook() {
+        Ok(p) => p,
+        Err(code) => return Done::Exit(code),
     };
-    (reports, details)
+    // Local files and variables first: a missing secret is a usage error, and nothing
+    // remote has been touched yet.
+    let prepared = match crate::deploy::prepare(playbook) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Done::Exit(EXIT_USAGE);
+        }
+    };
+    if unlock {
+        let reporter = ctx.reporter(&[]);
+        let (leader, _, _) = match connect_swarm(ctx, &reporter).await {
+            Ok(x) => x,
+            Err(done) => return done,
+        };
+        return match crate::lock::unlock(&*leader, ctx.connect.command_timeout).await {
+            Ok(msg) => {
+                println!("{msg}");
+                Done::Exit(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Done::Exit(EXIT_FAILED)
+            }
+        };
+    }
+    let names = ctx.ordered_targets();
+    let leader_name = ctx
+        .loaded
+        .inventory
+        .managers()
+        .next()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let rows = crate::deploy::row_names(&prepared, &leader_name, &names);
+    let reporter = ctx.reporter(&rows);
+    let (leader, sessions, failed) = match connect_swarm(ctx, &reporter).await {
+        Ok(x) => x,
+        Err(done) => return done,
+    };
+    let opts = crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout);
+    let res = crate::deploy::run(
+        &opts,
+        &prepared,
+        leader,
+        sessions,
+        reporter.clone(),
+        ctrl_c(),
+    )
+    .await;
+    reporter.finish();
+    let mut hosts: Vec<HostReport> = failed
+        .into_iter()
+        .map(|(h, e)| failed_report(&h, "connect", e))
+        .collect();
+    hosts.extend(res.hosts.iter().cloned());
+    let details = ctx
+        .cli_json
+        .then(|| serde_json::to_value(&res.stacks).expect("stack results serialise"));
+    Done::Reports(hosts, details)
+}
+
+async fn teardown(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
+    let playbook = match ctx.playbook() {
+        Ok(p) => p,
+        Err(code) => return Done::Exit(code),
+    };
+    let interactive = std::io::stdin().is_terminal();
+    if !yes && !interactive {
+        eprintln!(
+            "error: teardown removes stacks and networks: confirm with --yes when not on a terminal"
+        );
+        return Done::Exit(EXIT_USAGE);
+    }
+    let quiet: Arc<dyn Reporter> = Arc::new(ui::Plain::quiet());
+    let (leader, sessions, failed) = match connect_swarm(ctx, &quiet).await {
+        Ok(x) => x,
+        Err(done) => return done,
+    };
+    let found = match crate::teardown::survey(&*leader, playbook, ctx.connect.command_timeout).await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Done::Exit(EXIT_FAILED);
+        }
+    };
+    let mut what = found.describe();
+    if leave_swarm {
+        what.push_str("; then dissolve the swarm (every node leaves)");
+    }
+    if purge {
+        what.push_str("; and purge what rpiprov uploaded");
+    }
+    if !yes {
+        eprint!("{what}\nProceed? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("teardown: cancelled, nothing was removed");
+            return Done::Exit(EXIT_FAILED);
+        }
+    } else {
+        eprintln!("teardown: {what}");
+    }
+    let managers: Vec<String> = ctx
+        .loaded
+        .inventory
+        .managers()
+        .map(|m| m.name.clone())
+        .collect();
+    let opts = crate::teardown::Options::new(
+        ctx.parallel,
+        ctx.connect.command_timeout,
+        managers,
+        leave_swarm,
+        purge,
+    );
+    let node_names: Vec<String> = sessions.keys().cloned().collect();
+    let rows = crate::teardown::row_names(&found, leader.host(), &node_names, &opts);
+    let reporter = ctx.reporter(&rows);
+    let res = crate::teardown::run(
+        &opts,
+        playbook,
+        leader,
+        sessions,
+        reporter.clone(),
+        ctrl_c(),
+    )
+    .await;
+    reporter.finish();
+    let mut hosts: Vec<HostReport> = failed
+        .into_iter()
+        .map(|(h, e)| failed_report(&h, "connect", e))
+        .collect();
+    hosts.extend(res.hosts.iter().cloned());
+    let details = ctx
+        .cli_json
+        .then(|| serde_json::to_value(&res).expect("teardown result serialises"));
+    Done::Reports(hosts, details)
 }
 
 /// `rpiprov run`: one command on every selected host; output printed per host, in
 /// inventory order, once all are done (interleaved lines from many hosts are unreadable).
-async fn run_command(
-    ctx: &Ctx,
-    command: String,
-    sudo: bool,
-) -> (Vec<HostReport>, Option<serde_json::Value>) {
-    let (sessions, failed) = connect(ctx, &ctx.selected).await;
+async fn run_command(ctx: &Ctx, command: String, sudo: bool) -> Done {
+    let reporter = ctx.reporter(&ctx.selected);
+    let (sessions, failed) = connect(ctx, &ctx.selected, &reporter).await;
+    reporter.finish();
     let mut reports: HashMap<String, HostReport> = HashMap::new();
     for (host, err) in failed {
         let mut r = HostReport::new(&host);
@@ -352,7 +589,6 @@ async fn run_command(
                     serde_json::json!({"status": o.status, "stdout": o.stdout_str(), "stderr": o.stderr_str()}),
                 );
                 if !ctx.cli_json {
-                    ctx.reporter.finish();
                     for line in o.stdout_str().lines() {
                         println!("{name}: {line}");
                     }
@@ -374,5 +610,5 @@ async fn run_command(
         .filter_map(|n| reports.remove(n))
         .collect();
     let details = ctx.cli_json.then_some(serde_json::Value::Object(outputs));
-    (ordered, details)
+    Done::Reports(ordered, details)
 }

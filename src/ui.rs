@@ -86,6 +86,7 @@ pub fn reporter(hosts: &[String], verbose: bool) -> Box<dyn Reporter> {
 /// Plain lines on stderr, `HOST: message`, for logs and CI.
 pub struct Plain {
     verbose: bool,
+    quiet: bool,
     start: Instant,
     out: Mutex<()>,
 }
@@ -94,14 +95,26 @@ impl Plain {
     pub fn new(verbose: bool) -> Plain {
         Plain {
             verbose,
+            quiet: false,
             start: Instant::now(),
             out: Mutex::new(()),
+        }
+    }
+
+    /// Shows nothing: for a survey that runs before the user is asked.
+    pub fn quiet() -> Plain {
+        Plain {
+            quiet: true,
+            ..Plain::new(false)
         }
     }
 }
 
 impl Reporter for Plain {
     fn event(&self, host: &str, event: Event) {
+        if self.quiet {
+            return;
+        }
         let line = match event {
             Event::Step(s) => format!("{host}: {s}"),
             Event::Output(l) if self.verbose => format!("{host}:   | {l}"),
