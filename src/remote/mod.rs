@@ -17,7 +17,7 @@ mod ssh_config;
 mod sudo;
 mod upload;
 
-pub use session::{Session, connect};
+pub use session::{MAX_CHANNELS, Session, connect};
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
-use russh::{Disconnect, Preferred};
+use russh::{ChannelOpenFailure, Disconnect, Preferred};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -286,25 +286,7 @@ impl Session {
                 reason: "the session is closed".into(),
             })?;
         let deadline = Instant::now() + timeout;
-        let channel =
-            match tokio::time::timeout_at(deadline, self.inner.link.handle.channel_open_session())
-                .await
-            {
-                Err(_) => {
-                    return Err(RemoteError::CommandTimeout {
-                        host: host.clone(),
-                        secs: timeout.as_secs().max(1),
-                        command: exec::short(&req.command),
-                    });
-                }
-                Ok(Err(e)) => {
-                    return Err(RemoteError::Channel {
-                        host: host.clone(),
-                        reason: format!("cannot open a channel: {e}"),
-                    });
-                }
-                Ok(Ok(c)) => c,
-            };
+        let channel = self.open_channel(deadline, timeout, &req.command).await?;
         let use_sudo = req.privileged && self.inner.sudo && self.inner.user != "root";
         let (command, sudo) =
             exec::sudo_plan(&req.command, use_sudo, self.inner.sudo_password.clone());
@@ -318,6 +300,49 @@ impl Session {
             timeout,
         };
         exec::run(host, channel, plan, on_line).await
+    }
+
+    /// Opens a session channel, retrying while the server refuses for lack of sessions.
+    ///
+    /// sshd frees a session slot only some time after both sides closed its channel, so
+    /// right after a burst of short commands it may still count closed ones against
+    /// `MaxSessions` and refuse a new channel although fewer than [`MAX_CHANNELS`] are
+    /// open on our side. Such refusals are retried with a short backoff until the deadline;
+    /// the same makes servers configured with a lower `MaxSessions` work, only slower.
+    async fn open_channel(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        command: &str,
+    ) -> Result<russh::Channel<client::Msg>, RemoteError> {
+        let host = &self.inner.name;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.inner.link.handle.channel_open_session())
+                .await
+            {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(russh::Error::ChannelOpenFailure(
+                    ChannelOpenFailure::ConnectFailed | ChannelOpenFailure::ResourceShortage,
+                ))) if Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
+                }
+                Ok(Err(e)) => {
+                    return Err(RemoteError::Channel {
+                        host: host.clone(),
+                        reason: format!("cannot open a channel: {e}"),
+                    });
+                }
+                Err(_) => {
+                    return Err(RemoteError::CommandTimeout {
+                        host: host.clone(),
+                        secs: timeout.as_secs().max(1),
+                        command: exec::short(command),
+                    });
+                }
+            }
+        }
     }
 
     pub(crate) fn command_timeout(&self) -> Duration {
