@@ -616,6 +616,8 @@ async fn proxy_jump_from_ssh_config() {
     let key = keygen(dir.path(), "id_jump", "ed25519", "");
     let jump = Sshd::start(SshdConfig {
         authorized: vec![key.public.clone()],
+        // DEBUG1 logs each direct-tcpip request: proof that the tunnel went through it.
+        extra: vec!["LogLevel DEBUG1".into()],
         ..Default::default()
     });
     let inner = Sshd::start(SshdConfig {
@@ -664,6 +666,8 @@ async fn proxy_jump_from_ssh_config() {
     // The jump host opened the tunnel to the target's port.
     let jump_log = jump.log();
     assert!(jump_log.contains("Accepted publickey"), "{jump_log}");
+    let tunnel = format!("target {} port {}", inner.addr, inner.port);
+    assert!(jump_log.contains(&tunnel), "{jump_log}");
     assert!(
         inner.log().contains("Accepted publickey"),
         "{}",

@@ -74,7 +74,7 @@ impl Lines {
     }
 }
 
-type OnLine<'a> = Option<&'a mut (dyn FnMut(Stream, &str) + Send)>;
+pub(crate) type OnLine<'a> = Option<&'a mut (dyn FnMut(Stream, &str) + Send)>;
 
 /// Runs `plan` on a freshly opened session channel.
 pub(crate) async fn run(
@@ -251,8 +251,6 @@ pub(crate) async fn run(
             }
         }
     }
-    drop(writer);
-
     if let Some(reason) = sudo_failure {
         return Err(RemoteError::Sudo {
             host: host.to_string(),
@@ -270,7 +268,7 @@ pub(crate) async fn run(
             },
         });
     }
-    if let Some(f) = on_line.as_deref_mut() {
+    if let Some(f) = on_line {
         out_lines.finish(|l| f(Stream::Stdout, l));
         err_lines.finish(|l| f(Stream::Stderr, l));
     }

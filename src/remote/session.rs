@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::auth::{self, Credentials};
-use super::exec::{self, Gate, Plan};
+use super::exec::{self, Gate, OnLine, Plan};
 use super::known_hosts::{HostKeyCheck, lookup_name, preferred_algorithms};
 use super::ssh_config::{Config, Endpoint};
 use super::{
@@ -271,7 +271,7 @@ impl Session {
         &self,
         req: ExecRequest,
         gate: Option<Gate>,
-        on_line: Option<&mut (dyn FnMut(Stream, &str) + Send)>,
+        on_line: OnLine<'_>,
     ) -> Result<Output, RemoteError> {
         let host = &self.inner.name;
         let timeout = req.timeout.unwrap_or(self.inner.command_timeout);
