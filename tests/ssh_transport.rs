@@ -300,7 +300,7 @@ async fn a_command_over_its_time_limit_fails_and_the_connection_lives_on() {
     let s = f.connect().await;
     let started = Instant::now();
     let err = s
-        .exec(ExecRequest::new("sleep 30").timeout(Duration::from_secs(1)))
+        .exec(ExecRequest::new("sleep 37").timeout(Duration::from_secs(1)))
         .await
         .unwrap_err();
     assert!(
@@ -308,9 +308,18 @@ async fn a_command_over_its_time_limit_fails_and_the_connection_lives_on() {
         "{err}"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(err.to_string().contains("sleep 30"), "{err}");
+    assert!(err.to_string().contains("sleep 37"), "{err}");
     let out = s.exec(ExecRequest::new("echo alive")).await.unwrap();
     assert_eq!(out.stdout_str(), "alive\n");
+    // The abandoned command was killed, not left running on the host.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = s
+        .exec(ExecRequest::new(
+            "ps -u \"$(id -u)\" -o args= | grep -c '^sleep 37$' || true",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "0\n");
 }
 
 // ---------------------------------------------------------------- host keys
@@ -887,6 +896,18 @@ async fn upload_is_atomic_and_skipped_when_unchanged() {
     assert!(fs::read(&dest).unwrap() == big);
     assert_eq!(mode_of(&dest), 0o644);
     assert_ne!(fs::metadata(&dest).unwrap().ino(), inode);
+
+    // A directory in the way is an error, not a file moved into it.
+    let err = s
+        .upload(UploadRequest {
+            contents: b"x".to_vec(),
+            dest: dest.parent().unwrap().to_str().unwrap().into(),
+            mode: 0o644,
+            privileged: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is a directory"), "{err}");
 
     // No temporary file is left behind.
     let names: Vec<String> = fs::read_dir(dest.parent().unwrap())

@@ -3,7 +3,8 @@
 //! Precedence: the inventory is explicit, so its values win; ssh config fills what the
 //! inventory leaves at its default, the way `ssh -p`/`-l`/`-i` beat the config file:
 //! - the host to look up is `Target::address` (it may be an alias such as `pi1`); the
-//!   inventory `name` is looked up too when it differs, filling only what is still unset;
+//!   inventory `name` is looked up too when it differs, filling only what is still unset
+//!   (never `HostName` or `HostKeyAlias`: the inventory's address stays the one dialled);
 //! - `HostName` replaces the address to dial (`%h` expands to the looked-up name);
 //! - `Port` applies when the inventory port is 22 (the default), `User` when the inventory
 //!   user is empty, `IdentityFile` when the inventory lists none;
@@ -92,8 +93,11 @@ impl Config {
     pub fn resolve_target(&self, t: &Target) -> Result<Endpoint, RemoteError> {
         let mut params = self.query(&t.address);
         if t.name != t.address
-            && let (Some(p), Some(by_name)) = (params.as_mut(), self.query(&t.name))
+            && let (Some(p), Some(mut by_name)) = (params.as_mut(), self.query(&t.name))
         {
+            // The inventory's address is explicit: the name's block must not redirect it.
+            by_name.host_name = None;
+            by_name.unsupported_fields.remove("hostkeyalias");
             p.overwrite_if_none(&by_name);
         }
         let explicit_port = (t.port != 22).then_some(t.port);
@@ -300,7 +304,10 @@ Host *
         // `Host *` already gave a User for the address: first value wins.
         assert_eq!(e.user, "fallback");
         assert_eq!(e.port, 2201);
-        assert_eq!(e.host, "10.0.0.11");
+        assert_eq!(e.jumps.len(), 1);
+        // The explicit address is dialled, and known_hosts uses it, not the name's alias.
+        assert_eq!(e.host, "10.9.9.9");
+        assert_eq!(e.host_key_alias, None);
     }
 
     #[test]

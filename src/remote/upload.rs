@@ -53,6 +53,7 @@ if [ -f \"$f\" ] && [ \"$(sha256sum <\"$f\" | cut -c1-64)\" = {h} ]; then
   if [ \"$(stat -c %a \"$f\")\" = {m} ]; then echo {UNCHANGED}; else chmod {m} \"$f\"; echo {CHMOD}; fi
   exit 0
 fi
+if [ -d \"$f\" ]; then echo \"rpiprov: $f is a directory\" >&2; exit 1; fi
 mkdir -p {d}
 t=$(mktemp {t})
 trap 'rm -f \"$t\"' EXIT
