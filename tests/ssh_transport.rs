@@ -311,15 +311,52 @@ async fn a_command_over_its_time_limit_fails_and_the_connection_lives_on() {
     assert!(err.to_string().contains("sleep 37"), "{err}");
     let out = s.exec(ExecRequest::new("echo alive")).await.unwrap();
     assert_eq!(out.stdout_str(), "alive\n");
-    // The abandoned command was killed, not left running on the host.
+    // The abandoned command was stopped, not left running on the host.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = s
-        .exec(ExecRequest::new(
-            "ps -u \"$(id -u)\" -o args= | grep -c '^sleep 37$' || true",
-        ))
-        .await
+    assert_eq!(processes_like("sleep 37"), 0);
+}
+
+/// How many processes on this machine (the "remote" host of these tests) run exactly `args`.
+fn processes_like(args: &str) -> usize {
+    let out = std::process::Command::new("ps")
+        .args(["-e", "-o", "args="])
+        .output()
         .unwrap();
-    assert_eq!(out.stdout_str(), "0\n");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == args)
+        .count()
+}
+
+/// Commands with children, and root commands under sudo, are stopped as a whole when
+/// they run over their time (a signal to the login shell alone would leave them running).
+#[tokio::test]
+async fn timed_out_process_trees_are_stopped_also_under_sudo() {
+    let f = fixture();
+    let s = connect(
+        &f.sudo_target(Some(TEST_PASSWORD)),
+        &f.options(HostKeyPolicy::Strict),
+    )
+    .await
+    .unwrap();
+    let (a, b) = (s.clone(), s.clone());
+    let (ra, rb) = tokio::join!(
+        a.exec(ExecRequest::new("sleep 43 & sleep 44; echo never").timeout(Duration::from_secs(1))),
+        b.exec(
+            ExecRequest::new("sleep 45 & sleep 46; echo never")
+                .privileged()
+                .timeout(Duration::from_secs(1))
+        ),
+    );
+    for r in [ra, rb] {
+        let err = r.unwrap_err();
+        assert!(matches!(err, RemoteError::CommandTimeout { .. }), "{err}");
+    }
+    // TERM is passed on at once; the remote limit (one second later) is the backstop.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for p in ["sleep 43", "sleep 44", "sleep 45", "sleep 46"] {
+        assert_eq!(processes_like(p), 0, "{p} is still running");
+    }
 }
 
 // ---------------------------------------------------------------- host keys

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::sudo::{self, Event, Watch};
 use super::{Output, RemoteError, Stream};
 use crate::secret::Secret;
+use crate::shell::quote;
 
 const STDIN_CHUNK: usize = 256 * 1024;
 
@@ -176,9 +177,11 @@ pub(crate) async fn run(
     loop {
         tokio::select! {
             () = &mut sleep => {
-                // Best effort: stop the remote command, then abandon the channel (dropping
-                // its read half makes russh discard whatever still arrives for it).
-                let _ = wr.signal(Sig::KILL).await;
+                // Ask the command to stop: TERM reaches `timeout` (see `with_remote_limit`)
+                // or sudo, which pass it on to the command's whole process group; if it is
+                // ignored, `timeout` kills the group a second later. Then abandon the channel
+                // (dropping its read half makes russh discard whatever still arrives).
+                let _ = wr.signal(Sig::TERM).await;
                 let _ = wr.close().await;
                 return Err(RemoteError::CommandTimeout {
                     host: host.to_string(),
@@ -320,16 +323,38 @@ pub(crate) fn short(cmd: &str) -> String {
     }
 }
 
-/// Builds the plan for a request: wraps privileged commands for sudo when the target needs it.
-pub(crate) fn sudo_plan(
+/// The remote side's own time limit: a second more than ours, so that normally our
+/// deadline fires first and reports [`RemoteError::CommandTimeout`].
+fn remote_limit(timeout: Duration) -> u64 {
+    timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0) + 1
+}
+
+/// Puts a time limit on the remote side too. Closing the channel does not stop a remote
+/// command, and a signal sent over SSH reaches only the login shell (not its children, and
+/// not root processes under sudo). GNU `timeout` runs the command in its own process group
+/// and kills the whole group when time is up — also when the connection was lost. Hosts
+/// without `timeout` run the command unlimited.
+pub(crate) fn with_remote_limit(command: &str, timeout: Duration) -> String {
+    let limit = remote_limit(timeout);
+    let cmd = quote(command);
+    format!(
+        "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {limit} sh -c {cmd}; else exec sh -c {cmd}; fi"
+    )
+}
+
+/// The command line sent for a request: time-limited, and wrapped for sudo when it must
+/// run as root on a target that needs it.
+pub(crate) fn command_line(
     command: &str,
+    timeout: Duration,
     use_sudo: bool,
     password: Option<Secret>,
 ) -> (String, Option<(Watch, Option<Secret>)>) {
+    let limited = with_remote_limit(command, timeout);
     if !use_sudo {
-        return (command.to_string(), None);
+        return (limited, None);
     }
-    let wrapped = sudo::wrap(command, &sudo::token());
+    let wrapped = sudo::wrap(&limited, &sudo::token());
     let watch = Watch::new(&wrapped, password.is_some());
     (wrapped.command, Some((watch, password)))
 }
@@ -346,6 +371,61 @@ mod tests {
         l.push(b"o\r\nthree", |s| got.push(s.to_string()));
         l.finish(|s| got.push(s.to_string()));
         assert_eq!(got, ["one", "two", "three"]);
+    }
+
+    #[test]
+    fn the_remote_limit_is_a_second_longer_and_the_command_is_quoted() {
+        assert_eq!(
+            with_remote_limit("echo 'a'", Duration::from_millis(1500)),
+            "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL 3 sh -c 'echo '\\''a'\\'''; \
+             else exec sh -c 'echo '\\''a'\\'''; fi"
+        );
+        assert_eq!(remote_limit(Duration::from_secs(600)), 601);
+    }
+
+    /// The wrapper runs in a real shell, keeps stdin, status and output, and kills the
+    /// command's children too when time is up.
+    #[test]
+    fn the_remote_limit_works_in_a_real_shell() {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(with_remote_limit(
+                "cat; echo err >&2; exit 5",
+                Duration::from_secs(5),
+            ))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"in").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(5));
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"in"[..], &b"err\n"[..])
+        );
+
+        let started = std::time::Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survivor");
+        let script = format!(
+            "(sleep 2.5; touch {}) & sleep 30",
+            quote(marker.to_str().unwrap())
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(with_remote_limit(&script, Duration::from_millis(100)))
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!out.status.success());
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            !marker.exists(),
+            "a child of the command outlived the limit"
+        );
     }
 
     #[test]

@@ -288,8 +288,12 @@ impl Session {
         let deadline = Instant::now() + timeout;
         let channel = self.open_channel(deadline, timeout, &req.command).await?;
         let use_sudo = req.privileged && self.inner.sudo && self.inner.user != "root";
-        let (command, sudo) =
-            exec::sudo_plan(&req.command, use_sudo, self.inner.sudo_password.clone());
+        let (command, sudo) = exec::command_line(
+            &req.command,
+            timeout,
+            use_sudo,
+            self.inner.sudo_password.clone(),
+        );
         let plan = Plan {
             command,
             display: req.command,
