@@ -339,11 +339,20 @@ async fn timed_out_process_trees_are_stopped_also_under_sudo() {
     )
     .await
     .unwrap();
+    // Durations unique to this run, so that nothing else on the machine matches.
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_micros();
+    let sleeps: Vec<String> = (43..47).map(|n| format!("sleep {n}.{unique:06}")).collect();
     let (a, b) = (s.clone(), s.clone());
     let (ra, rb) = tokio::join!(
-        a.exec(ExecRequest::new("sleep 43 & sleep 44; echo never").timeout(Duration::from_secs(1))),
+        a.exec(
+            ExecRequest::new(format!("{} & {}; echo never", sleeps[0], sleeps[1]))
+                .timeout(Duration::from_secs(1))
+        ),
         b.exec(
-            ExecRequest::new("sleep 45 & sleep 46; echo never")
+            ExecRequest::new(format!("{} & {}; echo never", sleeps[2], sleeps[3]))
                 .privileged()
                 .timeout(Duration::from_secs(1))
         ),
@@ -354,7 +363,7 @@ async fn timed_out_process_trees_are_stopped_also_under_sudo() {
     }
     // TERM is passed on at once; the remote limit (one second later) is the backstop.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    for p in ["sleep 43", "sleep 44", "sleep 45", "sleep 46"] {
+    for p in &sleeps {
         assert_eq!(processes_like(p), 0, "{p} is still running");
     }
 }
