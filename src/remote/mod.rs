@@ -23,7 +23,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::HostKeyPolicy;
+use crate::config::{Host, HostKeyPolicy, SshSettings};
 use crate::secret::Secret;
 
 /// How to connect: settings shared by all hosts of a run.
@@ -49,6 +49,17 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// Options from the inventory's SSH settings; the agent from `SSH_AUTH_SOCK`.
+    pub fn from_settings(ssh: &SshSettings, interactive: bool) -> Self {
+        ConnectOptions {
+            connect_timeout: ssh.connect_timeout,
+            command_timeout: ssh.command_timeout,
+            ssh_config: ssh.config_file.clone(),
+            interactive,
+            ..ConnectOptions::new(ssh.known_hosts.clone(), ssh.host_key_policy)
+        }
+    }
+
     /// Options with rpiprov's defaults: 10 s connect timeout, 10 min per command, keepalive
     /// every 15 s, no ssh config, not interactive, the agent from `SSH_AUTH_SOCK`.
     pub fn new(known_hosts: PathBuf, policy: HostKeyPolicy) -> Self {
@@ -89,6 +100,22 @@ pub struct Target {
 }
 
 impl Target {
+    /// The target for an inventory host. The sudo password is left for the caller to
+    /// resolve from `host.become_.password` (prompt or environment).
+    pub fn from_host(host: &Host) -> Self {
+        Target {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            identity_files: host.identity_files.clone(),
+            password_auth: host.password_auth,
+            sudo: host.become_.sudo,
+            sudo_password: None,
+            login_password: None,
+        }
+    }
+
     /// A target reached at `address` on port 22 as `user`, keys from the defaults, no sudo.
     pub fn new(
         name: impl Into<String>,

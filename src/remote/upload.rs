@@ -71,9 +71,10 @@ echo {WRITTEN}
 pub(crate) async fn upload(s: &Session, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
     use super::Remote;
     let host = s.host().to_string();
+    let dest = req.dest.clone();
     let err = |reason: String| RemoteError::Upload {
         host: host.clone(),
-        dest: req.dest.clone(),
+        dest: dest.clone(),
         reason,
     };
     let sha = hex::encode(Sha256::digest(&req.contents));
@@ -82,7 +83,8 @@ pub(crate) async fn upload(s: &Session, req: UploadRequest) -> Result<UploadOutc
     let exec = ExecRequest {
         command: script,
         privileged: req.privileged,
-        stdin: Some(req.contents.clone()),
+        // Image archives can be large: moved, not copied.
+        stdin: Some(req.contents),
         timeout: Some(s.command_timeout()),
     };
     let gate = Gate {
@@ -94,7 +96,7 @@ pub(crate) async fn upload(s: &Session, req: UploadRequest) -> Result<UploadOutc
         RemoteError::CommandTimeout { host, secs, .. } => RemoteError::CommandTimeout {
             host,
             secs,
-            command: format!("upload to {}", req.dest),
+            command: format!("upload to {dest}"),
         },
         other => other,
     })?;

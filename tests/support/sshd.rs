@@ -65,6 +65,17 @@ pub fn chown_to_test_user(path: &Path) {
 pub fn ensure_system_setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(
+            euid, 0,
+            "the transport tests start sshd and create the user {TEST_USER}: run them as root"
+        );
+        assert!(
+            sshd_binary().exists(),
+            "OpenSSH sshd not found at {} (set RPIPROV_TEST_SSHD)",
+            sshd_binary().display()
+        );
         let exists = Command::new("id")
             .arg("-u")
             .arg(TEST_USER)
