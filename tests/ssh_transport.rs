@@ -1060,3 +1060,89 @@ fn debug_output_of_options_and_target_is_redacted() {
         assert!(!text.contains(s), "{text}");
     }
 }
+
+/// With PasswordAuthentication off, the password goes through keyboard-interactive (PAM).
+#[tokio::test]
+async fn keyboard_interactive_through_pam() {
+    let f = fixture_with(
+        SshdConfig {
+            extra: vec![
+                "UsePAM yes".into(),
+                "PasswordAuthentication no".into(),
+                "KbdInteractiveAuthentication yes".into(),
+            ],
+            ..Default::default()
+        },
+        true,
+    );
+    let mut t = f.target();
+    t.identity_files = vec![f.client.path().join("no_such_key")];
+    t.password_auth = true;
+    t.login_password = Some(Secret::new(TEST_PASSWORD));
+    let s = connect(&t, &f.options(HostKeyPolicy::Strict))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", f.sshd.log()));
+    assert_eq!(
+        s.exec(ExecRequest::new("id -un"))
+            .await
+            .unwrap()
+            .stdout_str(),
+        format!("{TEST_USER}\n")
+    );
+    assert!(
+        f.sshd.log().contains("Accepted keyboard-interactive"),
+        "{}",
+        f.sshd.log()
+    );
+
+    t.login_password = Some(Secret::new("wrong-kbd-pw"));
+    let err = connect(&t, &f.options(HostKeyPolicy::Strict))
+        .await
+        .unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(msg.contains("keyboard-interactive"), "{msg}");
+    assert!(!msg.contains("wrong-kbd-pw"), "{msg}");
+}
+
+/// RSA keys sign with the SHA-2 hash the server announces; ECDSA keys work as they are.
+#[tokio::test]
+async fn rsa_and_ecdsa_identity_files_and_agent_keys() {
+    let dir = client_dir();
+    let rsa = keygen(dir.path(), "id_rsa", "rsa", "");
+    let ecdsa = keygen(dir.path(), "id_ecdsa", "ecdsa", "");
+    let agent_rsa = keygen(dir.path(), "agent_rsa", "rsa", "");
+    let sshd = Sshd::start(SshdConfig {
+        authorized: vec![
+            rsa.public.clone(),
+            ecdsa.public.clone(),
+            agent_rsa.public.clone(),
+        ],
+        ..Default::default()
+    });
+    let kh = dir.path().join("known_hosts");
+    fs::write(&kh, sshd.known_hosts_line("ed25519")).unwrap();
+    let mut o = options(&kh, HostKeyPolicy::Strict);
+    for key in [&rsa, &ecdsa] {
+        let mut t = Target::new("keys", &sshd.addr, TEST_USER);
+        t.port = sshd.port;
+        t.identity_files = vec![key.path.clone()];
+        let s = connect(&t, &o)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", key.path.display()));
+        assert!(s.exec(ExecRequest::new("true")).await.unwrap().success());
+    }
+    let agent = Agent::start(dir.path());
+    agent.add(&agent_rsa.path);
+    o.agent_socket = Some(agent.socket.clone());
+    let mut t = Target::new("keys", &sshd.addr, TEST_USER);
+    t.port = sshd.port;
+    t.identity_files = vec![dir.path().join("absent")];
+    connect(&t, &o).await.unwrap();
+    let log = sshd.log();
+    assert!(
+        log.contains("Accepted publickey for rpiprov-test from 127.0.0.1"),
+        "{log}"
+    );
+    assert_eq!(log.matches(": RSA SHA256:").count(), 2, "{log}");
+    assert_eq!(log.matches(": ECDSA SHA256:").count(), 1, "{log}");
+}
