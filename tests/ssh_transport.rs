@@ -1146,3 +1146,27 @@ async fn rsa_and_ecdsa_identity_files_and_agent_keys() {
     assert_eq!(log.matches(": RSA SHA256:").count(), 2, "{log}");
     assert_eq!(log.matches(": ECDSA SHA256:").count(), 1, "{log}");
 }
+
+/// NOPASSWD sudo (Raspberry Pi OS's default user): no prompt, so a configured password is
+/// never sent and cannot end up in the command's stdin.
+#[tokio::test]
+async fn sudo_without_a_password_prompt() {
+    let f = fixture();
+    for password in [None, Some(TEST_PASSWORD)] {
+        let mut t = f.sudo_target(password);
+        t.user = sshd::NOPASSWD_USER.into();
+        let s = connect(&t, &f.options(HostKeyPolicy::Strict))
+            .await
+            .unwrap();
+        let out = s
+            .exec(
+                ExecRequest::new("cat; echo; id -u")
+                    .privileged()
+                    .stdin(b"only this".to_vec()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_str(), "only this\n0\n");
+        assert_eq!(out.stderr_str(), "");
+    }
+}

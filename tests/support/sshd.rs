@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const TEST_USER: &str = "rpiprov-test";
+/// A second user whose sudo needs no password.
+pub const NOPASSWD_USER: &str = "rpiprov-test-np";
 /// The test user's login and sudo password. Tests assert it never shows up in output.
 pub const TEST_PASSWORD: &str = "Rp1prov-sudo-Pw-93x";
 
@@ -46,22 +48,75 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// uid and gid of the test user.
-pub fn test_user_ids() -> (u32, u32) {
-    let out = run(Command::new("id").arg("-u").arg(TEST_USER));
+/// uid and gid of a user.
+pub fn user_ids(user: &str) -> (u32, u32) {
+    let out = run(Command::new("id").arg("-u").arg(user));
     let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let out = run(Command::new("id").arg("-g").arg(TEST_USER));
+    let out = run(Command::new("id").arg("-g").arg(user));
     let gid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     (uid, gid)
 }
 
-pub fn chown_to_test_user(path: &Path) {
-    let (uid, gid) = test_user_ids();
+/// uid and gid of [`TEST_USER`].
+pub fn test_user_ids() -> (u32, u32) {
+    user_ids(TEST_USER)
+}
+
+pub fn chown_to(path: &Path, user: &str) {
+    let (uid, gid) = user_ids(user);
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
 }
 
-/// Creates the test user, sets its password and its sudo rule (password required), and the
-/// privilege separation folder sshd wants. Idempotent; once per test process.
+pub fn chown_to_test_user(path: &Path) {
+    chown_to(path, TEST_USER);
+}
+
+/// Creates `user` if missing, sets its password and writes its sudoers drop-in (checked
+/// with visudo, mode 0440, replaced only when it differs). Idempotent.
+fn ensure_user(user: &str, password: &str, sudo_rule: &str) {
+    let exists = Command::new("id")
+        .arg("-u")
+        .arg(user)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !exists {
+        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", user]));
+    }
+    let mut child = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("chpasswd");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{user}:{password}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "chpasswd failed");
+
+    let rule = format!(
+        "# Written by rpiprov's transport tests.\n\
+         Defaults:{user} !mail_badpass, !lecture\n\
+         {user} {sudo_rule}\n"
+    );
+    let sudoers = Path::new("/etc/sudoers.d").join(user);
+    if fs::read_to_string(&sudoers).ok().as_deref() != Some(rule.as_str()) {
+        // A name with a dot: sudo's includedir ignores it while it is being checked.
+        let tmp = sudoers.with_extension("rpiprov-tmp");
+        fs::write(&tmp, &rule).unwrap();
+        chmod(&tmp, 0o440);
+        run(Command::new("visudo").arg("-cf").arg(&tmp));
+        fs::rename(&tmp, &sudoers).unwrap();
+    }
+}
+
+/// Creates the test users (one whose sudo asks for its password, one with NOPASSWD, like
+/// Raspberry Pi OS's default user) and the privilege separation folder sshd wants.
+/// Idempotent; once per test process.
 pub fn ensure_system_setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -76,43 +131,8 @@ pub fn ensure_system_setup() {
             "OpenSSH sshd not found at {} (set RPIPROV_TEST_SSHD)",
             sshd_binary().display()
         );
-        let exists = Command::new("id")
-            .arg("-u")
-            .arg(TEST_USER)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if !exists {
-            run(Command::new("useradd").args(["-m", "-s", "/bin/sh", TEST_USER]));
-        }
-        let mut child = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("chpasswd");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{TEST_USER}:{TEST_PASSWORD}\n").as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "chpasswd failed");
-
-        let rule = format!(
-            "# Written by rpiprov's transport tests: {TEST_USER} may use sudo with its password.\n\
-             Defaults:{TEST_USER} !mail_badpass, !lecture\n\
-             {TEST_USER} ALL=(ALL:ALL) ALL\n"
-        );
-        let sudoers = Path::new("/etc/sudoers.d").join(TEST_USER);
-        if fs::read_to_string(&sudoers).ok().as_deref() != Some(rule.as_str()) {
-            let tmp = sudoers.with_extension("rpiprov-tmp");
-            fs::write(&tmp, &rule).unwrap();
-            chmod(&tmp, 0o440);
-            run(Command::new("visudo").arg("-cf").arg(&tmp));
-            fs::rename(&tmp, &sudoers).unwrap();
-        }
+        ensure_user(TEST_USER, TEST_PASSWORD, "ALL=(ALL:ALL) ALL");
+        ensure_user(NOPASSWD_USER, TEST_PASSWORD, "ALL=(ALL:ALL) NOPASSWD: ALL");
         let privsep = Path::new("/run/sshd");
         if !privsep.exists() {
             fs::create_dir_all(privsep).unwrap();
@@ -143,7 +163,7 @@ pub fn keygen(dir: &Path, name: &str, kind: &str, passphrase: &str) -> Key {
 pub struct SshdConfig {
     /// Host key types (`ed25519`, `ecdsa`, `rsa`).
     pub host_keys: Vec<&'static str>,
-    /// Public keys (authorized_keys lines) accepted for [`TEST_USER`].
+    /// Public keys (authorized_keys lines) accepted for [`TEST_USER`] and [`NOPASSWD_USER`].
     pub authorized: Vec<String>,
     /// More sshd_config lines.
     pub extra: Vec<String>,
@@ -192,10 +212,12 @@ impl Sshd {
         let auth = dir.path().join("auth");
         fs::create_dir(&auth).unwrap();
         chmod(&auth, 0o711);
-        let user_keys = auth.join(TEST_USER);
-        fs::write(&user_keys, cfg.authorized.join("\n") + "\n").unwrap();
-        chmod(&user_keys, 0o600);
-        chown_to_test_user(&user_keys);
+        for user in [TEST_USER, NOPASSWD_USER] {
+            let user_keys = auth.join(user);
+            fs::write(&user_keys, cfg.authorized.join("\n") + "\n").unwrap();
+            chmod(&user_keys, 0o600);
+            chown_to(&user_keys, user);
+        }
 
         let log = dir.path().join("sshd.log");
         for attempt in 0..5 {
