@@ -337,8 +337,9 @@ fn remote_limit(timeout: Duration) -> u64 {
 pub(crate) fn with_remote_limit(command: &str, timeout: Duration) -> String {
     let limit = remote_limit(timeout);
     let cmd = quote(command);
+    // `$rpiprov_t` is unquoted on purpose: empty, or split into the `timeout` words.
     format!(
-        "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {limit} sh -c {cmd}; else exec sh -c {cmd}; fi"
+        "rpiprov_t=; command -v timeout >/dev/null 2>&1 && rpiprov_t='timeout -s KILL {limit}'; exec $rpiprov_t sh -c {cmd}"
     )
 }
 
@@ -377,8 +378,8 @@ mod tests {
     fn the_remote_limit_is_a_second_longer_and_the_command_is_quoted() {
         assert_eq!(
             with_remote_limit("echo 'a'", Duration::from_millis(1500)),
-            "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL 3 sh -c 'echo '\\''a'\\'''; \
-             else exec sh -c 'echo '\\''a'\\'''; fi"
+            "rpiprov_t=; command -v timeout >/dev/null 2>&1 && rpiprov_t='timeout -s KILL 3'; \
+             exec $rpiprov_t sh -c 'echo '\\''a'\\'''"
         );
         assert_eq!(remote_limit(Duration::from_secs(600)), 601);
     }
