@@ -402,6 +402,16 @@ async fn unknown_host_is_refused_under_strict_and_learned_under_accept_new() {
     drop(s);
     let text = fs::read_to_string(&f.known_hosts).unwrap();
     assert_eq!(text, f.sshd.known_hosts_line("ed25519"));
+    // OpenSSH itself finds the learned entry under the name it would look up.
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(f.sshd.known_hosts_name())
+        .arg("-f")
+        .arg(&f.known_hosts)
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    assert!(String::from_utf8_lossy(&found.stdout).contains(f.sshd.host_key("ed25519")));
     assert_eq!(
         fs::metadata(&f.known_hosts).unwrap().permissions().mode() & 0o777,
         0o600
