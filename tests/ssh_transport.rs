@@ -1180,3 +1180,31 @@ async fn sudo_without_a_password_prompt() {
         assert_eq!(out.stderr_str(), "");
     }
 }
+
+/// With `HostKeyAlias`, known_hosts is consulted (and written) under the alias, without a
+/// port, as OpenSSH does.
+#[tokio::test]
+async fn host_key_alias_names_the_known_hosts_entry() {
+    let f = fixture_with(SshdConfig::default(), false);
+    let cfg = f.client.path().join("config");
+    fs::write(
+        &cfg,
+        format!(
+            "Host pi7\n  HostName {}\n  Port {}\n  HostKeyAlias rack-pi-7\n",
+            f.sshd.addr, f.sshd.port
+        ),
+    )
+    .unwrap();
+    let mut t = f.target();
+    t.address = "pi7".into();
+    t.port = 22;
+    let mut o = f.options(HostKeyPolicy::AcceptNew);
+    o.ssh_config = Some(cfg);
+    connect(&t, &o).await.unwrap();
+    assert_eq!(
+        fs::read_to_string(&f.known_hosts).unwrap(),
+        format!("rack-pi-7 {}\n", f.sshd.host_key("ed25519"))
+    );
+    o.policy = HostKeyPolicy::Strict;
+    connect(&t, &o).await.unwrap();
+}
