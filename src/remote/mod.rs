@@ -3,12 +3,27 @@
 //!
 //! The [`Remote`] trait is what the rest of rpiprov uses; [`Session`] implements it over
 //! SSH, and unit tests implement it with a fake.
+//!
+//! Files, one concept each: `session` (connect, jump hosts, channel limit), `known_hosts`
+//! (host key verification), `auth` (agent, keys, passwords), `ssh_config` (what
+//! `~/.ssh/config` contributes), `exec` (running one command on a channel), `sudo` (the
+//! privileged wrapper and its password handshake), `upload` (atomic file writes).
+
+mod auth;
+mod exec;
+mod known_hosts;
+mod session;
+mod ssh_config;
+mod sudo;
+mod upload;
+
+pub use session::{MAX_CHANNELS, Session, connect};
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::HostKeyPolicy;
+use crate::config::{Host, HostKeyPolicy, SshSettings};
 use crate::secret::Secret;
 
 /// How to connect: settings shared by all hosts of a run.
@@ -24,6 +39,44 @@ pub struct ConnectOptions {
     pub ssh_config: Option<PathBuf>,
     /// A terminal is attached: passphrases and passwords may be prompted for.
     pub interactive: bool,
+    /// The ssh-agent socket to authenticate with; `None` skips the agent. A field rather than
+    /// a read of `SSH_AUTH_SOCK` at connect time, so that callers (and parallel tests) can
+    /// choose per connection; [`ConnectOptions::new`] fills it from the environment.
+    pub agent_socket: Option<PathBuf>,
+    /// Passphrase for encrypted identity files when no terminal is attached. When `None`,
+    /// the `RPIPROV_KEY_PASSPHRASE` environment variable is read at connect time.
+    pub key_passphrase: Option<Secret>,
+}
+
+impl ConnectOptions {
+    /// Options from the inventory's SSH settings; the agent from `SSH_AUTH_SOCK`.
+    pub fn from_settings(ssh: &SshSettings, interactive: bool) -> Self {
+        ConnectOptions {
+            connect_timeout: ssh.connect_timeout,
+            command_timeout: ssh.command_timeout,
+            ssh_config: ssh.config_file.clone(),
+            interactive,
+            ..ConnectOptions::new(ssh.known_hosts.clone(), ssh.host_key_policy)
+        }
+    }
+
+    /// Options with rpiprov's defaults: 10 s connect timeout, 10 min per command, keepalive
+    /// every 15 s, no ssh config, not interactive, the agent from `SSH_AUTH_SOCK`.
+    pub fn new(known_hosts: PathBuf, policy: HostKeyPolicy) -> Self {
+        ConnectOptions {
+            known_hosts,
+            policy,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(600),
+            keepalive_interval: Duration::from_secs(15),
+            ssh_config: None,
+            interactive: false,
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            key_passphrase: None,
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -60,6 +113,46 @@ pub struct Target {
     pub sudo: bool,
     /// The sudo password, when sudo asks for one.
     pub sudo_password: Option<Secret>,
+    /// The login password for password / keyboard-interactive authentication when
+    /// `password_auth` is set; without it, the password is prompted for (interactive only).
+    pub login_password: Option<Secret>,
+}
+
+impl Target {
+    /// The target for an inventory host. The sudo password is left for the caller to
+    /// resolve from `host.become_.password` (prompt or environment).
+    pub fn from_host(host: &Host) -> Self {
+        Target {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port,
+            user: host.user.clone(),
+            identity_files: host.identity_files.clone(),
+            password_auth: host.password_auth,
+            sudo: host.become_.sudo,
+            sudo_password: None,
+            login_password: None,
+        }
+    }
+
+    /// A target reached at `address` on port 22 as `user`, keys from the defaults, no sudo.
+    pub fn new(
+        name: impl Into<String>,
+        address: impl Into<String>,
+        user: impl Into<String>,
+    ) -> Self {
+        Target {
+            name: name.into(),
+            address: address.into(),
+            port: 22,
+            user: user.into(),
+            identity_files: Vec::new(),
+            password_auth: false,
+            sudo: false,
+            sudo_password: None,
+            login_password: None,
+        }
+    }
 }
 
 /// Which output stream a line came from.
@@ -192,6 +285,16 @@ pub enum RemoteError {
         recorded: String,
         known_hosts: String,
     },
+    #[error(
+        "{host}: host key of {addr} ({fingerprint}) is marked @revoked in known_hosts {known_hosts} line {line}; refusing"
+    )]
+    HostKeyRevoked {
+        host: String,
+        addr: String,
+        fingerprint: String,
+        known_hosts: String,
+        line: usize,
+    },
     #[error("{host}: authentication as {user} failed (tried: {tried})")]
     Auth {
         host: String,
@@ -210,6 +313,12 @@ pub enum RemoteError {
     Channel { host: String, reason: String },
     #[error("{host}: ssh config: {reason}")]
     Config { host: String, reason: String },
+    #[error("{host}: upload to {dest} failed: {reason}")]
+    Upload {
+        host: String,
+        dest: String,
+        reason: String,
+    },
 }
 
 /// What the rest of rpiprov needs from a connected host.

@@ -1,0 +1,527 @@
+//! Host key verification against an OpenSSH `known_hosts` file.
+//!
+//! rpiprov reads the file itself instead of using russh's helpers, because those split
+//! lines on single spaces only (tabs break them), ignore `@revoked`, know no wildcards or
+//! negations, and report "a key of another algorithm is recorded" the same way as "host
+//! unknown" — which, under trust on first use, would append an attacker's key.
+//!
+//! The name looked up follows OpenSSH: the `HostKeyAlias` from ssh config if there is one
+//! (without a port), else the host name actually dialled (after ssh config's `HostName`),
+//! written `[host]:port` when the port is not 22. Learned entries are appended unhashed,
+//! in the same form, so `ssh` and rpiprov share one file.
+
+use std::collections::BTreeSet;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use data_encoding::BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::{Algorithm, HashAlg, PublicKey};
+use sha1::Sha1;
+
+use super::RemoteError;
+use crate::config::HostKeyPolicy;
+
+/// The known_hosts name for a host: `host`, or `[host]:port` when the port is not 22.
+pub(crate) fn lookup_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_ascii_lowercase()
+    } else {
+        format!("[{}]:{port}", host.to_ascii_lowercase())
+    }
+}
+
+/// One known_hosts line that names the host.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// 1-based line number, as `ssh-keygen -R` and error messages count.
+    pub line: usize,
+    pub key: PublicKey,
+    pub revoked: bool,
+}
+
+/// The entries of `path` whose host patterns match `name` (see [`lookup_name`]).
+/// A missing file has no entries.
+pub(crate) fn entries_for(path: &Path, name: &str) -> std::io::Result<Vec<Entry>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(parse_entries(&text, name))
+}
+
+fn parse_entries(text: &str, name: &str) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let mut first = fields.next().unwrap_or_default();
+        let mut revoked = false;
+        if let Some(marker) = first.strip_prefix('@') {
+            match marker {
+                "revoked" => revoked = true,
+                // Host certificates are not enabled in the client, so a CA line can never
+                // vouch for a key here; skip it rather than misread it as a plain key.
+                _ => continue,
+            }
+            first = fields.next().unwrap_or_default();
+        }
+        let (Some(kind), Some(b64)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !patterns_match(first, name) {
+            continue;
+        }
+        // A line rpiprov cannot parse (a newer key type, garbage) is skipped as OpenSSH does.
+        let Ok(key) = PublicKey::from_openssh(&format!("{kind} {b64}")) else {
+            continue;
+        };
+        out.push(Entry {
+            line: i + 1,
+            key,
+            revoked,
+        });
+    }
+    out
+}
+
+/// OpenSSH semantics for the host field: comma-separated patterns with `*` and `?`, a
+/// negated pattern (`!pat`) that matches vetoes the line, and hashed `|1|salt|hmac` names.
+fn patterns_match(field: &str, name: &str) -> bool {
+    let mut matched = false;
+    for pat in field.split(',') {
+        if let Some(neg) = pat.strip_prefix('!') {
+            if wildcard_match(&neg.to_ascii_lowercase(), name) {
+                return false;
+            }
+        } else if pat.starts_with("|1|") {
+            matched |= hashed_match(pat, name);
+        } else {
+            matched |= wildcard_match(&pat.to_ascii_lowercase(), name);
+        }
+    }
+    matched
+}
+
+fn hashed_match(pat: &str, name: &str) -> bool {
+    let mut parts = pat.split('|').skip(2);
+    let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
+        return false;
+    };
+    let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
+}
+
+/// Glob match with `*` (any run) and `?` (one character), as OpenSSH's `match_pattern`.
+fn wildcard_match(pat: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pat.chars().collect(), s.chars().collect());
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The SHA256 fingerprint as `ssh-keygen -l` prints it.
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Key algorithms compare by family for RSA (the hash is a signature detail, the key is
+/// the same) and exactly otherwise (an ECDSA P-256 and a P-384 key are different types).
+fn same_type(a: &Algorithm, b: &Algorithm) -> bool {
+    a == b || (matches!(a, Algorithm::Rsa { .. }) && matches!(b, Algorithm::Rsa { .. }))
+}
+
+/// What the recorded entries say about an offered key.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Known,
+    Unknown,
+    Changed { line: usize },
+    OtherAlgorithm { recorded: Vec<String> },
+    Revoked { line: usize },
+}
+
+pub(crate) fn judge(entries: &[Entry], offered: &PublicKey) -> Verdict {
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.revoked && e.key.key_data() == offered.key_data())
+    {
+        return Verdict::Revoked { line: e.line };
+    }
+    let live: Vec<&Entry> = entries.iter().filter(|e| !e.revoked).collect();
+    if live.iter().any(|e| e.key.key_data() == offered.key_data()) {
+        return Verdict::Known;
+    }
+    if let Some(e) = live
+        .iter()
+        .find(|e| same_type(&e.key.algorithm(), &offered.algorithm()))
+    {
+        return Verdict::Changed { line: e.line };
+    }
+    if live.is_empty() {
+        return Verdict::Unknown;
+    }
+    let recorded: BTreeSet<String> = live.iter().map(|e| e.key.algorithm().to_string()).collect();
+    Verdict::OtherAlgorithm {
+        recorded: recorded.into_iter().collect(),
+    }
+}
+
+/// The host key algorithms to offer in key exchange: those already recorded for the host
+/// first, so that a server with several host keys proves the one we know (as OpenSSH
+/// orders `HostKeyAlgorithms`), then the rest.
+pub(crate) fn preferred_algorithms(entries: &[Entry], defaults: &[Algorithm]) -> Vec<Algorithm> {
+    let recorded: Vec<Algorithm> = entries
+        .iter()
+        .filter(|e| !e.revoked)
+        .map(|e| e.key.algorithm())
+        .collect();
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) = defaults
+        .iter()
+        .cloned()
+        .partition(|a| recorded.iter().any(|r| same_type(r, a)));
+    first.extend(rest);
+    first
+}
+
+/// Everything needed to verify one server's key, captured before connecting because
+/// russh's handler is not told which host it talks to.
+#[derive(Debug, Clone)]
+pub(crate) struct HostKeyCheck {
+    /// Inventory name, for messages.
+    pub host: String,
+    /// The address dialled, for messages and the `ssh-keyscan` hint.
+    pub address: String,
+    pub port: u16,
+    /// The known_hosts name (see [`lookup_name`]).
+    pub name: String,
+    pub known_hosts: PathBuf,
+    pub policy: HostKeyPolicy,
+}
+
+impl HostKeyCheck {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+
+    pub fn entries(&self) -> Vec<Entry> {
+        // An unreadable file is treated as empty here; `verify` reports it properly.
+        entries_for(&self.known_hosts, &self.name).unwrap_or_default()
+    }
+
+    /// Accepts the key, learns it (accept-new, unknown host), or says why not.
+    pub fn verify(&self, offered: &PublicKey) -> Result<(), RemoteError> {
+        // Serialises read-check-append so that parallel connections to one new host
+        // append it once.
+        static LEARN: Mutex<()> = Mutex::new(());
+        let _guard = LEARN.lock().unwrap_or_else(|e| e.into_inner());
+        let entries =
+            entries_for(&self.known_hosts, &self.name).map_err(|e| RemoteError::Connect {
+                host: self.host.clone(),
+                addr: self.addr(),
+                reason: format!(
+                    "cannot read known_hosts {}: {e}",
+                    self.known_hosts.display()
+                ),
+            })?;
+        let fingerprint = fingerprint(offered);
+        let known_hosts = self.known_hosts.display().to_string();
+        match judge(&entries, offered) {
+            Verdict::Known => Ok(()),
+            Verdict::Unknown => {
+                match self.policy {
+                    HostKeyPolicy::Strict => Err(RemoteError::UnknownHostKey {
+                        host: self.host.clone(),
+                        addr: self.addr(),
+                        address: self.address.clone(),
+                        port: self.port,
+                        fingerprint,
+                        known_hosts,
+                    }),
+                    HostKeyPolicy::AcceptNew => append(&self.known_hosts, &self.name, offered)
+                        .map_err(|e| RemoteError::Connect {
+                            host: self.host.clone(),
+                            addr: self.addr(),
+                            reason: format!("cannot record the host key in {known_hosts}: {e}"),
+                        }),
+                }
+            }
+            Verdict::Changed { line } => Err(RemoteError::HostKeyChanged {
+                host: self.host.clone(),
+                addr: self.addr(),
+                fingerprint,
+                known_hosts,
+                line,
+            }),
+            Verdict::OtherAlgorithm { recorded } => Err(RemoteError::HostKeyAlgorithm {
+                host: self.host.clone(),
+                addr: self.addr(),
+                offered: offered.algorithm().to_string(),
+                recorded: recorded.join(", "),
+                known_hosts,
+            }),
+            Verdict::Revoked { line } => Err(RemoteError::HostKeyRevoked {
+                host: self.host.clone(),
+                addr: self.addr(),
+                fingerprint,
+                known_hosts,
+                line,
+            }),
+        }
+    }
+}
+
+/// Appends `name key` to the file, creating its folder (0700) and the file (0600) if missing.
+pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file whose last line lacks its newline would glue our entry onto it.
+    let mut needs_newline = false;
+    if file.seek(SeekFrom::End(-1)).is_ok() {
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last)?;
+        needs_newline = last[0] != b'\n';
+    }
+    let key = PublicKey::new(key.key_data().clone(), "");
+    let text = key
+        .to_openssh()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let line = format!("{}{name} {text}\n", if needs_newline { "\n" } else { "" });
+    file.write_all(line.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    const ED1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const ED2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).unwrap()
+    }
+
+    fn keygen(dir: &Path, name: &str, kind: &str) -> PublicKey {
+        let path = dir.join(name);
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-C", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        key(fs::read_to_string(path.with_extension("pub"))
+            .unwrap()
+            .trim())
+    }
+
+    #[test]
+    fn port_22_is_bare_and_others_are_bracketed() {
+        assert_eq!(lookup_name("Pi1.local", 22), "pi1.local");
+        assert_eq!(lookup_name("10.0.0.5", 2222), "[10.0.0.5]:2222");
+    }
+
+    #[test]
+    fn plain_lines_with_tabs_lists_and_comments() {
+        let text = format!(
+            "# comment\n\npi1,10.0.0.5\t{ED1} root@pi1\n[10.0.0.6]:2222 {ED2}\n10.0.0.6 {ED1}\n"
+        );
+        let e = parse_entries(&text, "10.0.0.5");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 3);
+        assert_eq!(e[0].key.key_data(), key(ED1).key_data());
+        // The port matters: port 22 and port 2222 are different entries.
+        let e = parse_entries(&text, &lookup_name("10.0.0.6", 2222));
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key.key_data(), key(ED2).key_data());
+        assert_eq!(
+            parse_entries(&text, &lookup_name("10.0.0.6", 22))[0].line,
+            5
+        );
+        assert!(parse_entries(&text, "10.0.0.7").is_empty());
+    }
+
+    #[test]
+    fn wildcards_and_negations() {
+        let text = format!("*.rack,!bad.rack {ED1}\n");
+        assert_eq!(parse_entries(&text, "pi1.rack").len(), 1);
+        assert!(parse_entries(&text, "bad.rack").is_empty());
+        assert!(parse_entries(&text, "pi1.other").is_empty());
+        assert!(wildcard_match("pi?", "pi7"));
+        assert!(!wildcard_match("pi?", "pi10"));
+        assert!(wildcard_match("[10.0.0.*]:2222", "[10.0.0.9]:2222"));
+    }
+
+    /// Hashed entries as written by the real `ssh-keygen -H`, for port 22 and a bracketed port.
+    #[test]
+    fn hashed_entries_from_ssh_keygen() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("known_hosts");
+        fs::write(&kh, format!("pi1.rack {ED1}\n[127.0.0.1]:2200 {ED2}\n")).unwrap();
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-H", "-f"])
+            .arg(&kh)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{st:?}");
+        let text = fs::read_to_string(&kh).unwrap();
+        assert!(text.starts_with("|1|"), "{text}");
+        assert!(!text.contains("pi1.rack"));
+        let e = entries_for(&kh, "pi1.rack").unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key.key_data(), key(ED1).key_data());
+        let e = entries_for(&kh, &lookup_name("127.0.0.1", 2200)).unwrap();
+        assert_eq!(e[0].key.key_data(), key(ED2).key_data());
+        assert!(entries_for(&kh, "127.0.0.1").unwrap().is_empty());
+        assert!(entries_for(&kh, "pi2.rack").unwrap().is_empty());
+    }
+
+    #[test]
+    fn verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let ecdsa = keygen(dir.path(), "e", "ecdsa");
+        let rsa = keygen(dir.path(), "r", "rsa");
+        let text = format!("h {ED1}\nr {}\n", rsa.to_openssh().unwrap());
+        let h = parse_entries(&text, "h");
+        assert_eq!(judge(&h, &key(ED1)), Verdict::Known);
+        assert_eq!(judge(&h, &key(ED2)), Verdict::Changed { line: 1 });
+        assert_eq!(
+            judge(&h, &ecdsa),
+            Verdict::OtherAlgorithm {
+                recorded: vec!["ssh-ed25519".into()]
+            }
+        );
+        assert_eq!(
+            judge(&parse_entries(&text, "x"), &key(ED1)),
+            Verdict::Unknown
+        );
+        let other_rsa = keygen(dir.path(), "r2", "rsa");
+        assert_eq!(judge(&parse_entries(&text, "r"), &rsa), Verdict::Known);
+        assert_eq!(
+            judge(&parse_entries(&text, "r"), &other_rsa),
+            Verdict::Changed { line: 2 }
+        );
+        let revoked = format!("@revoked * {ED2}\nh {ED2}\n");
+        assert_eq!(
+            judge(&parse_entries(&revoked, "h"), &key(ED2)),
+            Verdict::Revoked { line: 1 }
+        );
+    }
+
+    #[test]
+    fn recorded_algorithms_are_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let rsa = keygen(dir.path(), "r", "rsa");
+        let entries = parse_entries(&format!("h {}\n", rsa.to_openssh().unwrap()), "h");
+        let defaults = russh::Preferred::DEFAULT.key.to_vec();
+        let order = preferred_algorithms(&entries, &defaults);
+        assert!(
+            order[..3]
+                .iter()
+                .all(|a| matches!(a, Algorithm::Rsa { .. }))
+        );
+        assert_eq!(order.len(), defaults.len());
+        assert_eq!(preferred_algorithms(&[], &defaults), defaults);
+    }
+
+    #[test]
+    fn accept_new_learns_then_strict_accepts_and_a_changed_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("sub/known_hosts");
+        let mut check = HostKeyCheck {
+            host: "pi1".into(),
+            address: "127.0.0.1".into(),
+            port: 2222,
+            name: lookup_name("127.0.0.1", 2222),
+            known_hosts: kh.clone(),
+            policy: HostKeyPolicy::Strict,
+        };
+        let err = check.verify(&key(ED1)).unwrap_err().to_string();
+        assert!(err.contains(&fingerprint(&key(ED1))), "{err}");
+        assert!(err.contains("SHA256:"), "{err}");
+        check.policy = HostKeyPolicy::AcceptNew;
+        check.verify(&key(ED1)).unwrap();
+        check.verify(&key(ED1)).unwrap();
+        let text = fs::read_to_string(&kh).unwrap();
+        assert_eq!(text, format!("[127.0.0.1]:2222 {ED1}\n"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&kh).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(kh.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        check.policy = HostKeyPolicy::Strict;
+        check.verify(&key(ED1)).unwrap();
+        for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+            check.policy = policy;
+            let err = check.verify(&key(ED2)).unwrap_err();
+            assert!(
+                matches!(err, RemoteError::HostKeyChanged { line: 1, .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn append_adds_a_missing_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("known_hosts");
+        fs::write(&kh, format!("a {ED2}")).unwrap();
+        append(&kh, "b", &key(ED1)).unwrap();
+        assert_eq!(
+            fs::read_to_string(&kh).unwrap(),
+            format!("a {ED2}\nb {ED1}\n")
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! What `~/.ssh/config` (or the file given in `ConnectOptions::ssh_config`) contributes.
+//!
+//! Precedence: the inventory is explicit, so its values win; ssh config fills what the
+//! inventory leaves at its default, the way `ssh -p`/`-l`/`-i` beat the config file:
+//! - the host to look up is `Target::address` (it may be an alias such as `pi1`); the
+//!   inventory `name` is looked up too when it differs, filling only what is still unset
+//!   (never `HostName` or `HostKeyAlias`: the inventory's address stays the one dialled);
+//! - `HostName` replaces the address to dial (`%h` expands to the looked-up name);
+//! - `Port` applies when the inventory port is 22 (the default), `User` when the inventory
+//!   user is empty, `IdentityFile` when the inventory lists none;
+//! - `ProxyJump` and `HostKeyAlias` come from ssh config only (`ProxyJump none` disables).
+//!
+//! Parsing uses ssh2-config with its relaxed rules, so options it does not model are kept
+//! aside instead of rejecting real-world files. A missing file counts as empty, as for ssh.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ssh2_config::{HostParams, ParseRule, SshConfig};
+
+use super::{RemoteError, Target};
+
+/// Where and how to reach one SSH server, after ssh config was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The inventory name (or the jump spec), for messages.
+    pub label: String,
+    /// The host name or address dialled.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Explicit identity files; empty means the default `~/.ssh/id_*` files.
+    pub identity_files: Vec<PathBuf>,
+    /// Jump hosts in order: the first is dialled directly.
+    pub jumps: Vec<JumpSpec>,
+    /// The name used in known_hosts instead of the host name (without port).
+    pub host_key_alias: Option<String>,
+}
+
+/// One `ProxyJump` hop as written: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JumpSpec {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// A parsed config file, or none.
+#[derive(Debug, Default)]
+pub(crate) struct Config(Option<SshConfig>);
+
+impl Config {
+    pub fn load(path: Option<&Path>, host: &str) -> Result<Config, RemoteError> {
+        let Some(path) = path else {
+            return Ok(Config(None));
+        };
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config(None)),
+            Err(e) => {
+                return Err(RemoteError::Config {
+                    host: host.to_string(),
+                    reason: format!("cannot read {}: {e}", path.display()),
+                });
+            }
+        };
+        Self::parse(&mut BufReader::new(file), host, path)
+    }
+
+    fn parse(
+        reader: &mut impl std::io::BufRead,
+        host: &str,
+        path: &Path,
+    ) -> Result<Config, RemoteError> {
+        SshConfig::default()
+            .parse(
+                reader,
+                ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+            )
+            .map(|c| Config(Some(c)))
+            .map_err(|e| RemoteError::Config {
+                host: host.to_string(),
+                reason: format!("{}: {e}", path.display()),
+            })
+    }
+
+    fn query(&self, name: &str) -> Option<HostParams> {
+        self.0.as_ref().map(|c| c.query(name))
+    }
+
+    /// Applies the config to an inventory target (see the module comment for precedence).
+    pub fn resolve_target(&self, t: &Target) -> Result<Endpoint, RemoteError> {
+        let mut params = self.query(&t.address);
+        if t.name != t.address
+            && let (Some(p), Some(mut by_name)) = (params.as_mut(), self.query(&t.name))
+        {
+            // The inventory's address is explicit: the name's block must not redirect it.
+            by_name.host_name = None;
+            by_name.unsupported_fields.remove("hostkeyalias");
+            p.overwrite_if_none(&by_name);
+        }
+        let explicit_port = (t.port != 22).then_some(t.port);
+        let explicit_user = (!t.user.is_empty()).then(|| t.user.clone());
+        self.endpoint(
+            &t.name,
+            &t.address,
+            params,
+            explicit_user,
+            explicit_port,
+            t.identity_files.clone(),
+        )
+    }
+
+    /// Resolves a jump host: the spec's user and port win, the rest comes from its own
+    /// Host block (including its own ProxyJump, which the caller may override).
+    pub fn resolve_jump(&self, spec: &JumpSpec) -> Result<Endpoint, RemoteError> {
+        let params = self.query(&spec.host);
+        self.endpoint(
+            &spec.to_string(),
+            &spec.host,
+            params,
+            spec.user.clone(),
+            spec.port,
+            Vec::new(),
+        )
+    }
+
+    fn endpoint(
+        &self,
+        label: &str,
+        alias: &str,
+        params: Option<HostParams>,
+        user: Option<String>,
+        port: Option<u16>,
+        identity_files: Vec<PathBuf>,
+    ) -> Result<Endpoint, RemoteError> {
+        let p = params.unwrap_or_else(|| HostParams::new(&Default::default()));
+        let host = p
+            .host_name
+            .as_deref()
+            .map(|h| h.replace("%h", alias))
+            .unwrap_or_else(|| alias.to_string());
+        let jumps = match &p.proxy_jump {
+            None => Vec::new(),
+            Some(list) if list.iter().any(|j| j.eq_ignore_ascii_case("none")) => Vec::new(),
+            Some(list) => list
+                .iter()
+                .flat_map(|j| j.split(','))
+                .map(|j| {
+                    JumpSpec::parse(j).ok_or_else(|| RemoteError::Config {
+                        host: label.to_string(),
+                        reason: format!("cannot read ProxyJump {j:?}"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let host_key_alias = p
+            .unsupported_fields
+            .get("hostkeyalias")
+            .and_then(|v| v.first())
+            .cloned();
+        Ok(Endpoint {
+            label: label.to_string(),
+            host,
+            port: port.or(p.port).unwrap_or(22),
+            user: user.or(p.user).unwrap_or_else(local_user),
+            identity_files: if identity_files.is_empty() {
+                p.identity_file.unwrap_or_default()
+            } else {
+                identity_files
+            },
+            jumps,
+            host_key_alias,
+        })
+    }
+}
+
+/// The local user name, ssh's default login name.
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "root".to_string())
+}
+
+impl JumpSpec {
+    pub fn parse(s: &str) -> Option<JumpSpec> {
+        let s = s.trim();
+        let s = s.strip_prefix("ssh://").unwrap_or(s);
+        let (user, rest) = match s.rsplit_once('@') {
+            Some((u, r)) if !u.is_empty() => (Some(u.to_string()), r),
+            Some(_) => return None,
+            None => (None, s),
+        };
+        // `[v6addr]:port`, `host:port` or `host`.
+        let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+            let (h, after) = inner.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p.parse().ok()?),
+                None if after.is_empty() => None,
+                None => return None,
+            };
+            (h.to_string(), port)
+        } else if let Some((h, p)) = rest.rsplit_once(':') {
+            (h.to_string(), Some(p.parse().ok()?))
+        } else {
+            (rest.to_string(), None)
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(JumpSpec { user, host, port })
+    }
+}
+
+impl std::fmt::Display for JumpSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(&mut text.as_bytes(), "t", Path::new("cfg")).unwrap()
+    }
+
+    fn target(name: &str, address: &str) -> Target {
+        Target::new(name, address, "")
+    }
+
+    const CFG: &str = "
+# Options before the first Host line and options ssh2-config does not model must not fail.
+ServerAliveInterval 30
+Host pi1
+    HostName 10.0.0.11
+    Port 2201
+    User pi
+    IdentityFile /keys/pi1
+    ProxyJump admin@bastion:2222
+    ControlMaster auto
+    HostKeyAlias pi1.rack
+Host bastion
+    HostName 192.0.2.1
+    User jumper
+Host *.lan
+    HostName %h.example
+Host direct
+    ProxyJump none
+Host *
+    User fallback
+";
+
+    #[test]
+    fn config_fills_what_the_inventory_leaves_default() {
+        let c = config(CFG);
+        let e = c.resolve_target(&target("pi1", "pi1")).unwrap();
+        assert_eq!(e.host, "10.0.0.11");
+        assert_eq!(e.port, 2201);
+        assert_eq!(e.user, "pi");
+        assert_eq!(e.identity_files, vec![PathBuf::from("/keys/pi1")]);
+        assert_eq!(e.host_key_alias.as_deref(), Some("pi1.rack"));
+        assert_eq!(
+            e.jumps,
+            vec![JumpSpec {
+                user: Some("admin".into()),
+                host: "bastion".into(),
+                port: Some(2222)
+            }]
+        );
+    }
+
+    #[test]
+    fn explicit_inventory_values_win() {
+        let c = config(CFG);
+        let mut t = target("pi1", "pi1");
+        t.port = 2022;
+        t.user = "ops".into();
+        t.identity_files = vec![PathBuf::from("/inv/key")];
+        let e = c.resolve_target(&t).unwrap();
+        assert_eq!((e.port, e.user.as_str()), (2022, "ops"));
+        assert_eq!(e.identity_files, vec![PathBuf::from("/inv/key")]);
+        // HostName still applies: the address is an alias.
+        assert_eq!(e.host, "10.0.0.11");
+    }
+
+    #[test]
+    fn the_name_fills_gaps_when_the_address_has_no_block() {
+        let c = config(CFG);
+        let e = c.resolve_target(&target("pi1", "10.9.9.9")).unwrap();
+        // `Host *` already gave a User for the address: first value wins.
+        assert_eq!(e.user, "fallback");
+        assert_eq!(e.port, 2201);
+        assert_eq!(e.jumps.len(), 1);
+        // The explicit address is dialled, and known_hosts uses it, not the name's alias.
+        assert_eq!(e.host, "10.9.9.9");
+        assert_eq!(e.host_key_alias, None);
+    }
+
+    #[test]
+    fn wildcards_percent_h_none_and_no_file() {
+        let c = config(CFG);
+        assert_eq!(
+            c.resolve_target(&target("x", "node.lan")).unwrap().host,
+            "node.lan.example"
+        );
+        assert!(
+            c.resolve_target(&target("d", "direct"))
+                .unwrap()
+                .jumps
+                .is_empty()
+        );
+        let none = Config::load(Some(Path::new("/nonexistent/rpiprov/config")), "t").unwrap();
+        let mut t = target("a", "10.1.1.1");
+        t.user = "u".into();
+        let e = none.resolve_target(&t).unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.user.as_str()),
+            ("10.1.1.1", 22, "u")
+        );
+        assert!(e.jumps.is_empty() && e.identity_files.is_empty());
+    }
+
+    #[test]
+    fn jump_hosts_use_their_own_block() {
+        let c = config(CFG);
+        let j = c
+            .resolve_jump(&JumpSpec::parse("bastion").unwrap())
+            .unwrap();
+        assert_eq!(
+            (j.host.as_str(), j.port, j.user.as_str()),
+            ("192.0.2.1", 22, "jumper")
+        );
+        let j = c
+            .resolve_jump(&JumpSpec::parse("admin@bastion:2222").unwrap())
+            .unwrap();
+        assert_eq!((j.port, j.user.as_str()), (2222, "admin"));
+    }
+
+    #[test]
+    fn jump_specs() {
+        let p = |s| JumpSpec::parse(s);
+        assert_eq!(
+            p("ssh://u@h:2").unwrap(),
+            JumpSpec {
+                user: Some("u".into()),
+                host: "h".into(),
+                port: Some(2)
+            }
+        );
+        assert_eq!(p("[::1]:22").unwrap().host, "::1");
+        assert_eq!(p("h").unwrap().port, None);
+        assert!(p("h:notaport").is_none());
+        assert!(p("@h").is_none());
+        assert_eq!(p("u@[::1]:2200").unwrap().to_string(), "u@[::1]:2200");
+    }
+
+    #[test]
+    fn a_broken_file_is_a_config_error() {
+        let err = Config::parse(
+            &mut "Host a\n  Port notanumber\n".as_bytes(),
+            "pi1",
+            Path::new("cfg"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RemoteError::Config { .. }), "{err}");
+    }
+}
