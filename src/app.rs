@@ -155,18 +155,13 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
     };
     let inv = &loaded.inventory;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    // Start from the transport's defaults so that settings it adds later need no change here.
-    let mut connect = ConnectOptions::defaults();
-    connect.known_hosts = inv.ssh.known_hosts.clone();
-    connect.policy = match cli.host_key_policy {
-        Some(PolicyArg::Strict) => HostKeyPolicy::Strict,
-        Some(PolicyArg::AcceptNew) => HostKeyPolicy::AcceptNew,
-        None => inv.ssh.host_key_policy,
-    };
-    connect.connect_timeout = inv.ssh.connect_timeout;
-    connect.command_timeout = inv.ssh.command_timeout;
-    connect.ssh_config = inv.ssh.config_file.clone();
-    connect.interactive = interactive;
+    let mut connect = ConnectOptions::from_settings(&inv.ssh, interactive);
+    if let Some(p) = cli.host_key_policy {
+        connect.policy = match p {
+            PolicyArg::Strict => HostKeyPolicy::Strict,
+            PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
+        };
+    }
     // Managers are always connected for swarm commands: joins and labels go through them.
     let with_managers = !matches!(cli.command, Command::Run(_));
     let needed: Vec<&Host> = inv
@@ -284,19 +279,10 @@ fn targets_for(hosts: &[&Host], interactive: bool) -> Result<HashMap<String, Tar
                 }
             }
         };
-        out.insert(
-            h.name.clone(),
-            Target {
-                name: h.name.clone(),
-                address: h.address.clone(),
-                port: h.port,
-                user: h.user.clone(),
-                identity_files: h.identity_files.clone(),
-                password_auth: h.password_auth,
-                sudo,
-                sudo_password,
-            },
-        );
+        let mut target = Target::from_host(h);
+        target.sudo = sudo;
+        target.sudo_password = sudo_password;
+        out.insert(h.name.clone(), target);
     }
     Ok(out)
 }

@@ -79,25 +79,6 @@ impl ConnectOptions {
     }
 }
 
-impl ConnectOptions {
-    /// Settings for everything a caller leaves unset: strict host keys against the user's
-    /// known_hosts, 10 s to connect, 10 min per command.
-    pub fn defaults() -> ConnectOptions {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        ConnectOptions {
-            known_hosts: home.join(".ssh/known_hosts"),
-            policy: HostKeyPolicy::Strict,
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(600),
-            keepalive_interval: Duration::from_secs(15),
-            ssh_config: None,
-            interactive: false,
-        }
-    }
-}
-
 /// One host to connect to.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -342,5 +323,3 @@ pub trait Remote: Send + Sync {
         req: UploadRequest,
     ) -> impl Future<Output = Result<UploadOutcome, RemoteError>> + Send;
 }
-mod shim;
-pub use shim::{Session, connect};
