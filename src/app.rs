@@ -9,6 +9,7 @@ pub fn run(cli: Cli) -> u8 {
             eprintln!("check: not wired yet");
             EXIT_USAGE
         }
+        Command::Lab(ref lab) => crate::lab::run(lab),
         _ => {
             eprintln!("not wired yet");
             EXIT_USAGE
