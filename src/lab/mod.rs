@@ -158,6 +158,15 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
     node::prepare_dirs(spec, &nd)?;
     files::ensure_key(&nd.join("ssh_host_ed25519_key"), &format!("root@{}", spec.name))?;
     sys::write_file(&nd.join("sshd_config"), node::sshd_config(spec).as_bytes(), 0o644)?;
+    // Copies of what the node needs from the lab directory: the node sees only its own.
+    let client_pub = dir.join(format!("{CLIENT_KEY}.pub"));
+    let key = std::fs::read(&client_pub).map_err(|e| LabError::io(&client_pub, e))?;
+    sys::write_file(&nd.join("authorized_keys"), &key, 0o644)?;
+    if spec.sudo_password {
+        let pw_path = dir.join(PASSWORD_FILE);
+        let pw = std::fs::read(&pw_path).map_err(|e| LabError::io(&pw_path, e))?;
+        sys::write_file(&nd.join(PASSWORD_FILE), &pw, 0o600)?;
+    }
     if spec.kind == Kind::Docker {
         sys::write_file(&nd.join("daemon.json"), node::daemon_json().as_bytes(), 0o644)?;
     }
@@ -165,8 +174,6 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
         spec,
         &node::BootInputs {
             node_dir: &nd,
-            client_pub: &dir.join(format!("{CLIENT_KEY}.pub")),
-            password_file: &dir.join(PASSWORD_FILE),
             base,
         },
     );

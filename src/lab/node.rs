@@ -31,6 +31,24 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 pub const DOCKER_BIP: &str = "198.18.254.1/24";
 pub const DOCKER_POOL: &str = "198.18.128.0/18";
 
+/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` under `set -e`. Where the hard
+/// limit cannot be raised (root without CAP_SYS_RESOURCE, as on some CI machines), that
+/// start fails; the script sources /etc/default/docker first, so a function there clamps
+/// the request to the hard limit. The apt option keeps this file when docker.io installs
+/// its own copy (otherwise dpkg stops at a conffile prompt). Lab-only, and only then.
+const BARE_NOFILE_SHIM: &str = r#"hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ] && [ ! -e $R/etc/default/docker ]; then
+  mkdir -p $R/etc/default $R/etc/apt/apt.conf.d
+  cat > $R/etc/default/docker <<'SHIM'
+# rpiprov lab: this machine cannot raise the open-files hard limit to the 1048576 that
+# /etc/init.d/docker asks for; clamp `ulimit -n` to the hard limit. Not needed on a Pi.
+ulimit() { if [ "$1" = -n ]; then command ulimit -n "$(command ulimit -Hn)"; else command ulimit "$@"; fi; }
+SHIM
+  printf 'Dpkg::Options { "--force-confdef"; "--force-confold"; };
+' > $R/etc/apt/apt.conf.d/99rpiprov-lab
+fi
+"#;
+
 pub fn node_dir(lab_dir: &Path, name: &str) -> PathBuf {
     lab_dir.join("nodes").join(name)
 }
@@ -75,11 +93,10 @@ pub fn daemon_json() -> String {
     )
 }
 
-/// The paths a boot script needs from the host.
+/// The paths a boot script needs from the host. Everything else it reads is in the node
+/// directory (`authorized_keys`, `sudo-password`, `sshd_config`...), written before boot.
 pub struct BootInputs<'a> {
     pub node_dir: &'a Path,
-    pub client_pub: &'a Path,
-    pub password_file: &'a Path,
     /// The debootstrap base, for bare nodes.
     pub base: Option<&'a Path>,
 }
@@ -100,6 +117,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
         Kind::Docker | Kind::SshdOnly => {
             s.push_str(
                 "R=\nC=\n\
+                 # The node directory may sit under a directory mounted over below (/tmp,\n\
+                 # /home, /run...): reach it through /mnt until then, through /run after.\n\
+                 mount --bind $N /mnt\n\
+                 N=/mnt\n\
                  # Private copies of everything rpiprov or sudo write per node; the host's\n\
                  # own files stay untouched (overlays keep the changes under $N).\n\
                  mount -t tmpfs -o mode=0755 lab-run /run\n\
@@ -116,6 +137,11 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                      [ -e /etc/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
                 );
             }
+            s.push_str(
+                "mkdir -p /run/rpiprov-node\n\
+                 mount --move /mnt /run/rpiprov-node\n\
+                 N=/run/rpiprov-node\n",
+            );
         }
         Kind::Bare => {
             let base = inp.base.map(|b| b.to_string_lossy().into_owned()).unwrap_or_default();
@@ -130,6 +156,7 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                  mkdir -p $R/run/lock\n\
                  cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
             );
+            s.push_str(BARE_NOFILE_SHIM);
         }
     }
     let _ = writeln!(
@@ -148,9 +175,8 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     if node.sudo_password {
         let _ = writeln!(
             s,
-            "printf 'pi:%s\\n' \"$(cat {pw})\" | $C chpasswd\n\
-             echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi",
-            pw = quote(&inp.password_file.to_string_lossy())
+            "printf 'pi:%s\\n' \"$(cat $N/sudo-password)\" | $C chpasswd\n\
+             echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi"
         );
     } else {
         // '*': no password can match, yet the account is not "locked" (a '!' would make sshd
@@ -164,12 +190,11 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
         s,
         "chmod 440 $R/etc/sudoers.d/lab-pi\n\
          mkdir -p $R/home/pi/.ssh\n\
-         cp {pub_key} $R/home/pi/.ssh/authorized_keys\n\
+         cp $N/authorized_keys $R/home/pi/.ssh/authorized_keys\n\
          $C chown -R pi:pi /home/pi/.ssh\n\
          chmod 700 $R/home/pi/.ssh\n\
          chmod 600 $R/home/pi/.ssh/authorized_keys\n\
-         $C /usr/sbin/sshd",
-        pub_key = quote(&inp.client_pub.to_string_lossy())
+         $C /usr/sbin/sshd"
     );
     if node.kind == Kind::Docker {
         s.push_str(
@@ -237,9 +262,9 @@ pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
                 rlim_cur: NOFILE,
                 rlim_max: NOFILE,
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            // Best effort: on machines whose root lacks CAP_SYS_RESOURCE this fails, and
+            // bare nodes get the shim of `BARE_NOFILE_SHIM` instead.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             Ok(())
         });
     }
@@ -340,8 +365,6 @@ mod tests {
             node,
             &BootInputs {
                 node_dir: Path::new("/lab dir/nodes/x"),
-                client_pub: Path::new("/lab dir/id_ed25519.pub"),
-                password_file: Path::new("/lab dir/sudo-password"),
                 base: Some(Path::new("/cache/bookworm")),
             },
         )
@@ -352,6 +375,9 @@ mod tests {
         let s = script(&nodes()[0]);
         assert!(s.contains("N='/lab dir/nodes/x'\n"), "{s}");
         assert!(s.contains("hostname pi1\n"));
+        // The node directory is reached through a bind made before any mount can hide it.
+        let bind = s.find("mount --bind $N /mnt\nN=/mnt\n").unwrap();
+        assert!(bind < s.find("lab-run /run").unwrap());
         assert!(s.contains("mount -t tmpfs -o mode=0755 lab-run /run\n"));
         assert!(s.contains("lowerdir=/etc,upperdir=$N/etc.upper"));
         assert!(s.contains("mount --bind $N/docker /var/lib/docker\n"));
@@ -363,7 +389,7 @@ mod tests {
     #[test]
     fn second_node_asks_for_the_password_from_the_file() {
         let s = script(&nodes()[1]);
-        assert!(s.contains("\"$(cat '/lab dir/sudo-password')\" | $C chpasswd\n"), "{s}");
+        assert!(s.contains("\"$(cat $N/sudo-password)\" | $C chpasswd\n"), "{s}");
         assert!(s.contains("echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi\n"));
         assert!(!s.contains("NOPASSWD"));
     }
