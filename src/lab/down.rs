@@ -38,13 +38,20 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
         }
     };
     let Some(state) = State::load(&dir)? else {
-        say(&format!("no lab in {} (no state.json; nothing to do)", dir.display()));
+        say(&format!(
+            "no lab in {} (no state.json; nothing to do)",
+            dir.display()
+        ));
         return Ok(());
     };
     let n = procs::stop(targets(&state));
     say(&format!("stopped {n} processes"));
     for spec in state.layout.nodes.iter().rev() {
-        if state.nodes.get(&spec.name).is_some_and(|n| n.netns || n.veth) {
+        if state
+            .nodes
+            .get(&spec.name)
+            .is_some_and(|n| n.netns || n.veth)
+        {
             net::remove_node_net(spec);
         }
     }

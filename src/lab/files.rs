@@ -89,7 +89,10 @@ pub fn known_hosts(layout: &Layout, dir: &Path) -> Result<String> {
         let text = std::fs::read_to_string(&path).map_err(|e| LabError::io(&path, e))?;
         let mut words = text.split_whitespace();
         let (Some(kind), Some(key)) = (words.next(), words.next()) else {
-            return Err(LabError::Other(format!("{}: not a public key", path.display())));
+            return Err(LabError::Other(format!(
+                "{}: not a public key",
+                path.display()
+            )));
         };
         let _ = writeln!(s, "{} {kind} {key}", n.address);
     }
@@ -114,12 +117,23 @@ mod tests {
 
     #[test]
     fn inventory_matches_the_agreed_shape() {
-        let l = plan(Path::new("/x"), Shape { docker: 2, bare: 1, sshd_only: 0 }).unwrap();
+        let l = plan(
+            Path::new("/x"),
+            Shape {
+                docker: 2,
+                bare: 1,
+                sshd_only: 0,
+            },
+        )
+        .unwrap();
         let v: toml::Value = toml::from_str(&inventory(&l)).unwrap();
         assert_eq!(v["playbook"].as_str(), Some("playbook.toml"));
         assert_eq!(v["ssh"]["known_hosts"].as_str(), Some("known_hosts"));
         assert_eq!(v["ssh"]["host_key_policy"].as_str(), Some("strict"));
-        assert_eq!(v["swarm"]["default_addr_pool"].as_str(), Some("198.19.0.0/16"));
+        assert_eq!(
+            v["swarm"]["default_addr_pool"].as_str(),
+            Some("198.19.0.0/16")
+        );
         assert_eq!(v["defaults"]["become"].as_str(), Some("sudo"));
         let hosts = v["host"].as_array().unwrap();
         assert_eq!(hosts.len(), 3);
@@ -148,7 +162,10 @@ mod tests {
         let mut global = 0;
         for st in stacks {
             let file = st["file"].as_str().unwrap();
-            let (_, text) = STACKS.iter().find(|(p, _)| *p == file).expect("stack ships");
+            let (_, text) = STACKS
+                .iter()
+                .find(|(p, _)| *p == file)
+                .expect("stack ships");
             let doc = &YamlLoader::load_from_str(text).unwrap()[0];
             for (name, svc) in doc["services"].as_hash().unwrap() {
                 let deploy = &svc["deploy"];

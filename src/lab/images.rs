@@ -29,8 +29,9 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
     if archive.exists() {
         return Ok(false);
     }
-    let busybox = sys::find_in_path("busybox")
-        .ok_or_else(|| LabError::Missing("no busybox binary (apt-get install busybox-static)".into()))?;
+    let busybox = sys::find_in_path("busybox").ok_or_else(|| {
+        LabError::Missing("no busybox binary (apt-get install busybox-static)".into())
+    })?;
     let images = lab_dir.join("images");
     sys::mkdir(&images, 0o755)?;
     let stage = images.join(".busybox-root");
@@ -48,7 +49,11 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
     }
     sys::write_file(&stage.join("www/index.html"), INDEX_HTML.as_bytes(), 0o644)?;
     // Containers resolve users by name in a few applets (ps, id).
-    sys::write_file(&stage.join("etc/passwd"), b"root:x:0:0:root:/:/bin/sh\n", 0o644)?;
+    sys::write_file(
+        &stage.join("etc/passwd"),
+        b"root:x:0:0:root:/:/bin/sh\n",
+        0o644,
+    )?;
     sys::write_file(&stage.join("etc/group"), b"root:x:0:\n", 0o644)?;
     let tmp = archive.with_extension("tar.partial");
     // Reproducible: same bytes on every run and machine with the same busybox.
@@ -72,11 +77,19 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
 
 /// `CMD [...]` for `docker import --change`, as JSON (exec form).
 pub fn cmd_change(argv: &[&str]) -> String {
-    format!("CMD {}", serde_json::to_string(argv).expect("strings serialise"))
+    format!(
+        "CMD {}",
+        serde_json::to_string(argv).expect("strings serialise")
+    )
 }
 
 /// Imports a rootfs archive into the dockerd of the node entered by `enter`.
-pub fn import(mut enter: std::process::Command, archive: &Path, name: &str, argv: &[&str]) -> Result<()> {
+pub fn import(
+    mut enter: std::process::Command,
+    archive: &Path,
+    name: &str,
+    argv: &[&str],
+) -> Result<()> {
     let file = fs::File::open(archive).map_err(|e| LabError::io(archive, e))?;
     enter.args(["docker", "import", "--change", &cmd_change(argv), "-", name]);
     enter.stdin(Stdio::from(file));

@@ -166,7 +166,15 @@ mod tests {
         let got: Vec<_> = l
             .nodes
             .iter()
-            .map(|n| (n.name.as_str(), n.kind, n.role.as_str(), n.address.to_string(), n.sudo_password))
+            .map(|n| {
+                (
+                    n.name.as_str(),
+                    n.kind,
+                    n.role.as_str(),
+                    n.address.to_string(),
+                    n.sudo_password,
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -209,7 +217,10 @@ mod tests {
 
     #[test]
     fn empty_and_huge_fleets_are_usage_errors() {
-        assert!(matches!(plan(Path::new("/x"), shape(0, 0, 0)), Err(LabError::Usage(_))));
+        assert!(matches!(
+            plan(Path::new("/x"), shape(0, 0, 0)),
+            Err(LabError::Usage(_))
+        ));
         assert!(matches!(
             plan(Path::new("/x"), shape(0, 0, MAX_NODES + 1)),
             Err(LabError::Usage(_))

@@ -62,14 +62,19 @@ pub fn run(command: &LabCommand) -> u8 {
 /// Checks everything `up` needs before touching anything, and names all that is missing.
 fn preflight(extra: &[&str]) -> Result<()> {
     if !cfg!(target_os = "linux") {
-        return Err(LabError::Missing("the lab needs Linux (network namespaces)".into()));
+        return Err(LabError::Missing(
+            "the lab needs Linux (network namespaces)".into(),
+        ));
     }
     let mut missing = Vec::new();
     // SAFETY: plain syscall without arguments.
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root (run with sudo)".to_string());
     }
-    for tool in ["ip", "iptables", "nsenter", "unshare", "mount", "umount"].iter().chain(extra) {
+    for tool in ["ip", "iptables", "nsenter", "unshare", "mount", "umount"]
+        .iter()
+        .chain(extra)
+    {
         if sys::find_in_path(tool).is_none() {
             missing.push(format!("`{tool}`"));
         }
@@ -99,7 +104,8 @@ fn shape_of(args: &LabUpArgs) -> Shape {
 /// Runs `f` on every item with at most `workers` at once; results in item order.
 fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| Default::default()).collect();
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| Default::default()).collect();
     std::thread::scope(|s| {
         for _ in 0..workers.min(items.len()).max(1) {
             s.spawn(|| {
@@ -114,7 +120,11 @@ fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R +
     });
     results
         .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every item ran"))
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item ran")
+        })
         .collect()
 }
 
@@ -156,8 +166,15 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
     }
     let nd = node::node_dir(dir, &spec.name);
     node::prepare_dirs(spec, &nd)?;
-    files::ensure_key(&nd.join("ssh_host_ed25519_key"), &format!("root@{}", spec.name))?;
-    sys::write_file(&nd.join("sshd_config"), node::sshd_config(spec).as_bytes(), 0o644)?;
+    files::ensure_key(
+        &nd.join("ssh_host_ed25519_key"),
+        &format!("root@{}", spec.name),
+    )?;
+    sys::write_file(
+        &nd.join("sshd_config"),
+        node::sshd_config(spec).as_bytes(),
+        0o644,
+    )?;
     // Copies of what the node needs from the lab directory: the node sees only its own.
     let client_pub = dir.join(format!("{CLIENT_KEY}.pub"));
     let key = std::fs::read(&client_pub).map_err(|e| LabError::io(&client_pub, e))?;
@@ -168,7 +185,11 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
         sys::write_file(&nd.join(PASSWORD_FILE), &pw, 0o600)?;
     }
     if spec.kind == Kind::Docker {
-        sys::write_file(&nd.join("daemon.json"), node::daemon_json().as_bytes(), 0o644)?;
+        sys::write_file(
+            &nd.join("daemon.json"),
+            node::daemon_json().as_bytes(),
+            0o644,
+        )?;
     }
     let script = node::boot_script(
         spec,
@@ -287,17 +308,28 @@ fn up(args: &LabUpArgs) -> Result<()> {
         Ok::<_, LabError>(())
     });
     let up_now = results.iter().filter(|r| r.is_ok()).count();
-    failures.extend(results.into_iter().filter_map(|r| r.err().map(|e| e.to_string())));
+    failures.extend(
+        results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string())),
+    );
     if up_now > 0 {
         created.push(format!("{up_now} nodes"));
         if todo.len() > 20 {
-            say(&format!("{up_now} nodes up after {:.1} s", t1.elapsed().as_secs_f64()));
+            say(&format!(
+                "{up_now} nodes up after {:.1} s",
+                t1.elapsed().as_secs_f64()
+            ));
         }
     }
 
     let known = files::known_hosts(&layout, &dir)?;
     sys::write_file(&dir.join("known_hosts"), known.as_bytes(), 0o644)?;
-    sys::write_file(&dir.join("inventory.toml"), files::inventory(&layout).as_bytes(), 0o644)?;
+    sys::write_file(
+        &dir.join("inventory.toml"),
+        files::inventory(&layout).as_bytes(),
+        0o644,
+    )?;
 
     if !failures.is_empty() {
         for f in &failures {

@@ -62,13 +62,32 @@ pub fn rules(layout: &Layout) -> Vec<Rule> {
         // Node to node, across the bridge (br_netfilter may send bridged frames to FORWARD).
         rule("filter", "FORWARD", &["-i", &br, "-o", &br, "-j", "ACCEPT"]),
         // Nodes to the outside (apt), and the replies back.
-        rule("filter", "FORWARD", &["-i", &br, "-s", &subnet, "-j", "ACCEPT"]),
         rule(
             "filter",
             "FORWARD",
-            &["-o", &br, "-d", &subnet, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            &["-i", &br, "-s", &subnet, "-j", "ACCEPT"],
         ),
-        rule("nat", "POSTROUTING", &["-s", &subnet, "!", "-o", &br, "-j", "MASQUERADE"]),
+        rule(
+            "filter",
+            "FORWARD",
+            &[
+                "-o",
+                &br,
+                "-d",
+                &subnet,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ],
+        ),
+        rule(
+            "nat",
+            "POSTROUTING",
+            &["-s", &subnet, "!", "-o", &br, "-j", "MASQUERADE"],
+        ),
     ]
 }
 
@@ -114,7 +133,8 @@ pub fn ensure_ip_forward(state: &Shared) -> Result<bool> {
         return Ok(false);
     }
     state.record(|s| {
-        s.ip_forward_before.get_or_insert_with(|| now.trim().to_string());
+        s.ip_forward_before
+            .get_or_insert_with(|| now.trim().to_string());
     })?;
     fs::write(IP_FORWARD, "1\n").map_err(|e| LabError::io(IP_FORWARD, e))?;
     Ok(true)
@@ -133,12 +153,29 @@ pub fn create_node_net(state: &Shared, layout: &Layout, node: &NodeSpec) -> Resu
     run(cmd([
         "ip", "link", "add", &node.veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
     ]))?;
-    run(cmd(["ip", "link", "set", &node.veth, "master", &layout.bridge, "up"]))?;
+    run(cmd([
+        "ip",
+        "link",
+        "set",
+        &node.veth,
+        "master",
+        &layout.bridge,
+        "up",
+    ]))?;
     let addr = format!("{}/{}", node.address, layout.prefix);
     run(cmd(["ip", "-n", ns, "addr", "add", &addr, "dev", "eth0"]))?;
     run(cmd(["ip", "-n", ns, "link", "set", "eth0", "up"]))?;
     run(cmd(["ip", "-n", ns, "link", "set", "lo", "up"]))?;
-    run(cmd(["ip", "-n", ns, "route", "add", "default", "via", &BRIDGE_ADDR.to_string()]))?;
+    run(cmd([
+        "ip",
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &BRIDGE_ADDR.to_string(),
+    ]))?;
     Ok(())
 }
 
@@ -169,7 +206,11 @@ mod tests {
     fn nat_and_forward_rules_name_the_lab_bridge_and_subnet() {
         let l = plan(
             std::path::Path::new("/x"),
-            Shape { docker: 1, bare: 0, sshd_only: 0 },
+            Shape {
+                docker: 1,
+                bare: 0,
+                sshd_only: 0,
+            },
         )
         .unwrap();
         let lines: Vec<String> = rules(&l)

@@ -31,7 +31,7 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 pub const DOCKER_BIP: &str = "198.18.254.1/24";
 pub const DOCKER_POOL: &str = "198.18.128.0/18";
 
-/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` under `set -e`. Where the hard
+/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` (and `-p unlimited`) under `set -e`. Where the hard
 /// limit cannot be raised (root without CAP_SYS_RESOURCE, as on some CI machines), that
 /// start fails; the script sources /etc/default/docker first, so a function there clamps
 /// the request to the hard limit. The apt option keeps this file when docker.io installs
@@ -40,9 +40,16 @@ const BARE_NOFILE_SHIM: &str = r#"hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ] && [ ! -e $R/etc/default/docker ]; then
   mkdir -p $R/etc/default $R/etc/apt/apt.conf.d
   cat > $R/etc/default/docker <<'SHIM'
-# rpiprov lab: this machine cannot raise the open-files hard limit to the 1048576 that
-# /etc/init.d/docker asks for; clamp `ulimit -n` to the hard limit. Not needed on a Pi.
-ulimit() { if [ "$1" = -n ]; then command ulimit -n "$(command ulimit -Hn)"; else command ulimit "$@"; fi; }
+# rpiprov lab: this machine cannot raise hard limits (no CAP_SYS_RESOURCE), and
+# /etc/init.d/docker asks for `ulimit -n 1048576` and `ulimit -p unlimited`: where that
+# fails, set the limit to its hard maximum instead. Not needed on a Pi.
+ulimit() {
+  if [ $# -eq 2 ]; then
+    command ulimit "$1" "$2" 2>/dev/null || command ulimit "$1" "$(command ulimit -H "$1")"
+  else
+    command ulimit "$@"
+  fi
+}
 SHIM
   printf 'Dpkg::Options { "--force-confdef"; "--force-confold"; };
 ' > $R/etc/apt/apt.conf.d/99rpiprov-lab
@@ -144,7 +151,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
             );
         }
         Kind::Bare => {
-            let base = inp.base.map(|b| b.to_string_lossy().into_owned()).unwrap_or_default();
+            let base = inp
+                .base
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let _ = writeln!(s, "B={}", quote(&base));
             s.push_str(
                 "R=$N/root\nC=\"chroot $R\"\n\
@@ -214,7 +224,15 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
 /// kept across node restarts (they are the node's "disk").
 pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
     let subdirs: &[&str] = match node.kind {
-        Kind::Docker => &["etc.upper", "etc.work", "home", "tmp", "var.upper", "var.work", "docker"],
+        Kind::Docker => &[
+            "etc.upper",
+            "etc.work",
+            "home",
+            "tmp",
+            "var.upper",
+            "var.work",
+            "docker",
+        ],
         Kind::SshdOnly => &["etc.upper", "etc.work", "home", "tmp"],
         Kind::Bare => &["root", "root.upper", "root.work"],
     };
@@ -300,13 +318,21 @@ pub fn wait_ready(node: &NodeSpec, dir: &Path, holder: ProcId, timeout: Duration
         if !sys::alive(holder) {
             return Err(node_err(
                 node,
-                format!("boot failed; {}:\n  {}", dir.join("boot.log").display(), log_tail(dir)),
+                format!(
+                    "boot failed; {}:\n  {}",
+                    dir.join("boot.log").display(),
+                    log_tail(dir)
+                ),
             ));
         }
         if start.elapsed() > timeout {
             return Err(node_err(
                 node,
-                format!("not ready after {} s; {}", timeout.as_secs(), dir.join("boot.log").display()),
+                format!(
+                    "not ready after {} s; {}",
+                    timeout.as_secs(),
+                    dir.join("boot.log").display()
+                ),
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -355,9 +381,16 @@ mod tests {
     use crate::lab::layout::{Shape, plan};
 
     fn nodes() -> Vec<NodeSpec> {
-        plan(Path::new("/x"), Shape { docker: 2, bare: 1, sshd_only: 0 })
-            .unwrap()
-            .nodes
+        plan(
+            Path::new("/x"),
+            Shape {
+                docker: 2,
+                bare: 1,
+                sshd_only: 0,
+            },
+        )
+        .unwrap()
+        .nodes
     }
 
     fn script(node: &NodeSpec) -> String {
@@ -389,7 +422,10 @@ mod tests {
     #[test]
     fn second_node_asks_for_the_password_from_the_file() {
         let s = script(&nodes()[1]);
-        assert!(s.contains("\"$(cat $N/sudo-password)\" | $C chpasswd\n"), "{s}");
+        assert!(
+            s.contains("\"$(cat $N/sudo-password)\" | $C chpasswd\n"),
+            "{s}"
+        );
         assert!(s.contains("echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi\n"));
         assert!(!s.contains("NOPASSWD"));
     }

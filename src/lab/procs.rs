@@ -53,7 +53,9 @@ fn members(t: &Targets) -> Vec<ProcInfo> {
         }
     }
     set.remove(&me);
-    all.into_iter().filter(|p| set.contains(&p.id.pid)).collect()
+    all.into_iter()
+        .filter(|p| set.contains(&p.id.pid))
+        .collect()
 }
 
 fn wait_gone(ids: &[ProcId], timeout: Duration) -> bool {

@@ -102,12 +102,20 @@ pub fn ensure_base(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
         return Err(e);
     }
     // Nothing of the build host's apt cache belongs in every bare node.
-    let _ = run(cmd(["chroot", &partial.to_string_lossy(), "apt-get", "clean"]));
+    let _ = run(cmd([
+        "chroot",
+        &partial.to_string_lossy(),
+        "apt-get",
+        "clean",
+    ]));
     if base.exists() {
         fs::remove_dir_all(&base).map_err(|e| LabError::io(&base, e))?;
     }
     fs::rename(&partial, &base).map_err(|e| LabError::io(&base, e))?;
     sys::write_file(&done_mark(cache), b"", 0o644)?;
-    say(&format!("debootstrap done in {:.0} s", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "debootstrap done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(base)
 }

@@ -66,7 +66,8 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .map_err(|e| LabError::io(&tmp, e))?;
     f.write_all(contents).map_err(|e| LabError::io(&tmp, e))?;
     // `mode` at creation is filtered by the umask; set it exactly.
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| LabError::io(&tmp, e))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| LabError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| LabError::io(path, e))
 }
 
@@ -81,6 +82,13 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
 pub struct ProcId {
     pub pid: i32,
     pub start: u64,
+}
+
+impl ProcId {
+    /// Still the same running process (see [`alive`]).
+    pub fn is_alive(self) -> bool {
+        alive(self)
+    }
 }
 
 /// Fields of `/proc/PID/stat` after the command name: (ppid, start time).
