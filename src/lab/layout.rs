@@ -23,7 +23,8 @@ const NODES_IN_SLASH24: usize = 254 - FIRST_NODE as usize + 1;
 pub enum Kind {
     /// Runs sshd and its own dockerd, over the host's file system (private /etc, /var, /run).
     Docker,
-    /// A Debian rootfs (overlay over the debootstrap cache) under chroot, sshd only: a fresh Pi.
+    /// A Debian rootfs (overlay over the debootstrap cache) as the node's root, sshd only: a
+    /// fresh Pi.
     Bare,
     /// Only sshd, for scale tests of the SSH layer.
     SshdOnly,

@@ -138,10 +138,9 @@ fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
     let Some(holder) = state.read(|s| s.nodes.get(&spec.name).and_then(|n| n.holder)) else {
         return false;
     };
-    let root = node::root_of(dir, spec);
     node::node_dir(dir, &spec.name).join("ready").exists()
-        && node::sshd_running(holder, &root)
-        && (spec.kind != Kind::Docker || node::dockerd_running(holder, &root))
+        && node::sshd_running(holder)
+        && (spec.kind != Kind::Docker || node::dockerd_running(holder))
 }
 
 /// Starts one node (after removing what a previous, broken start left); returns its holder.
@@ -207,12 +206,12 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
 
 fn up(args: &LabUpArgs) -> Result<()> {
     let shape = shape_of(args);
-    let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox", "chroot"];
+    let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
     if shape.docker > 0 {
         tools.extend(["dockerd", "docker"]);
     }
     if shape.bare > 0 {
-        tools.push("debootstrap");
+        tools.extend(["debootstrap", "chroot", "pivot_root"]);
     }
     preflight(&tools)?;
     let started = Instant::now();
@@ -418,14 +417,14 @@ impl Lab {
 
     /// A command that runs inside the node (its namespaces and root file system).
     pub fn enter(&self, name: &str) -> Result<std::process::Command> {
-        let spec = self.node(name)?;
+        self.node(name)?;
         let holder = self
             .state
             .nodes
             .get(name)
             .and_then(|n| n.holder)
             .ok_or_else(|| LabError::Usage(format!("node {name} was never started")))?;
-        Ok(node::enter(holder, &node::root_of(&self.dir, spec)))
+        Ok(node::enter(holder))
     }
 
     /// Loads the lab image (`images/busybox.tar`) into a node's dockerd, as `deploy` will.

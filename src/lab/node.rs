@@ -60,15 +60,6 @@ pub fn node_dir(lab_dir: &Path, name: &str) -> PathBuf {
     lab_dir.join("nodes").join(name)
 }
 
-/// Where the node's root file system is, seen from inside its mount namespace: `/` for
-/// nodes over the host's file system, the overlay mount for bare nodes.
-pub fn root_of(lab_dir: &Path, node: &NodeSpec) -> PathBuf {
-    match node.kind {
-        Kind::Bare => node_dir(lab_dir, &node.name).join("root"),
-        Kind::Docker | Kind::SshdOnly => PathBuf::from("/"),
-    }
-}
-
 pub fn sshd_config(node: &NodeSpec) -> String {
     format!(
         "# sshd of lab node {name}, written by `rpiprov lab up`.\n\
@@ -163,7 +154,8 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                  mount --rbind /sys $R/sys\n\
                  mount --rbind /dev $R/dev\n\
                  mount -t tmpfs -o mode=0755 lab-run $R/run\n\
-                 mkdir -p $R/run/lock\n\
+                 mkdir -p $R/run/lock $R/run/rpiprov-node\n\
+                 mount --bind $N $R/run/rpiprov-node\n\
                  cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
             );
             s.push_str(BARE_NOFILE_SHIM);
@@ -203,9 +195,23 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
          cp $N/authorized_keys $R/home/pi/.ssh/authorized_keys\n\
          $C chown -R pi:pi /home/pi/.ssh\n\
          chmod 700 $R/home/pi/.ssh\n\
-         chmod 600 $R/home/pi/.ssh/authorized_keys\n\
-         $C /usr/sbin/sshd"
+         chmod 600 $R/home/pi/.ssh/authorized_keys"
     );
+    if node.kind == Kind::Bare {
+        // Become the node: its root turns into the mount namespace's root, and the host's
+        // file system goes. A chroot would not do: `docker exec` enters a container's mount
+        // namespace at that namespace's root, which would be the host's file system.
+        s.push_str(
+            "cd $R\n\
+             pivot_root . .\n\
+             umount -l .\n\
+             cd /\n\
+             N=/run/rpiprov-node\n\
+             R=\n\
+             C=\n",
+        );
+    }
+    s.push_str("$C /usr/sbin/sshd\n");
     if node.kind == Kind::Docker {
         s.push_str(
             "dockerd -p /run/docker.pid >>$N/dockerd.log 2>&1 </dev/null &\n\
@@ -339,26 +345,25 @@ pub fn wait_ready(node: &NodeSpec, dir: &Path, holder: ProcId, timeout: Duration
     }
 }
 
-/// A pid file inside the node, read through the holder's view of the file system.
-fn pid_in_node(holder: ProcId, root: &Path, file: &str) -> Option<ProcId> {
-    let path = PathBuf::from(format!("/proc/{}/root", holder.pid))
-        .join(root.strip_prefix("/").unwrap_or(root))
-        .join(file);
+/// A pid file inside the node, read through the holder's view of the file system (its
+/// root is the node's root, bare nodes included).
+fn pid_in_node(holder: ProcId, file: &str) -> Option<ProcId> {
+    let path = PathBuf::from(format!("/proc/{}/root", holder.pid)).join(file);
     let pid: i32 = fs::read_to_string(path).ok()?.trim().parse().ok()?;
     sys::proc_id(pid).filter(|p| sys::alive(*p))
 }
 
-pub fn sshd_running(holder: ProcId, root: &Path) -> bool {
-    sys::alive(holder) && pid_in_node(holder, root, "run/sshd.pid").is_some()
+pub fn sshd_running(holder: ProcId) -> bool {
+    sys::alive(holder) && pid_in_node(holder, "run/sshd.pid").is_some()
 }
 
-pub fn dockerd_running(holder: ProcId, root: &Path) -> bool {
-    sys::alive(holder) && pid_in_node(holder, root, "run/docker.pid").is_some()
+pub fn dockerd_running(holder: ProcId) -> bool {
+    sys::alive(holder) && pid_in_node(holder, "run/docker.pid").is_some()
 }
 
-/// A command run inside a node (its mount, UTS and network namespaces, and its root):
-/// how the lab and the tests reach a node without SSH.
-pub fn enter(holder: ProcId, root: &Path) -> Command {
+/// A command run inside a node (its mount, UTS and network namespaces; entering the mount
+/// namespace also enters the node's root): how the lab and the tests reach a node without SSH.
+pub fn enter(holder: ProcId) -> Command {
     let mut c = cmd([
         "nsenter".to_string(),
         "--target".into(),
@@ -368,9 +373,6 @@ pub fn enter(holder: ProcId, root: &Path) -> Command {
         "--net".into(),
         "--".into(),
     ]);
-    if root != Path::new("/") {
-        c.arg("chroot").arg(root);
-    }
     c.env_clear().env("PATH", PATH);
     c
 }
@@ -431,13 +433,17 @@ mod tests {
     }
 
     #[test]
-    fn bare_node_is_a_chroot_over_an_overlay_without_dockerd() {
+    fn bare_node_is_its_own_root_over_an_overlay_without_dockerd() {
         let s = script(&nodes()[2]);
         assert!(s.contains("B=/cache/bookworm\n"), "{s}");
         assert!(s.contains("mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper"));
         assert!(s.contains("mount -t proc proc $R/proc\n"));
         assert!(s.contains("cp -L /etc/resolv.conf $R/etc/resolv.conf\n"));
-        assert!(s.contains("$C /usr/sbin/sshd\n"));
+        // The node's root becomes the namespace's root before sshd starts in it.
+        let pivot = s
+            .find("cd $R\npivot_root . .\numount -l .\ncd /\n")
+            .unwrap();
+        assert!(pivot < s.find("/usr/sbin/sshd").unwrap());
         assert!(!s.contains("dockerd"));
     }
 

@@ -20,18 +20,17 @@ fn port_open(node: &NodeSpec) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-pub fn collect(dir: &Path, state: &State) -> Vec<NodeStatus> {
+pub fn collect(state: &State) -> Vec<NodeStatus> {
     state
         .layout
         .nodes
         .iter()
         .map(|spec| {
             let holder = state.nodes.get(&spec.name).and_then(|n| n.holder);
-            let root = node::root_of(dir, spec);
-            let sshd = holder.is_some_and(|h| node::sshd_running(h, &root)) && port_open(spec);
+            let sshd = holder.is_some_and(node::sshd_running) && port_open(spec);
             let dockerd = match (spec.kind, holder) {
                 (Kind::SshdOnly, _) => None,
-                (_, Some(h)) if node::dockerd_running(h, &root) => Some(true),
+                (_, Some(h)) if node::dockerd_running(h) => Some(true),
                 // A bare node has no Docker until `bootstrap` installs it.
                 (Kind::Bare, _) => None,
                 _ => Some(false),
@@ -51,7 +50,7 @@ pub fn status(dir: &Path) -> Result<bool> {
         .map_err(|_| LabError::Usage(format!("no lab in {}", dir.display())))?;
     let state = State::load(&dir)?
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
-    let rows = collect(&dir, &state);
+    let rows = collect(&state);
     println!(
         "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD",
         "NODE", "ADDRESS", "ROLE", "KIND", "SSHD"
