@@ -109,7 +109,8 @@ fn address(n: usize) -> Ipv4Addr {
     }
 }
 
-pub fn plan(dir: &Path, shape: Shape) -> Result<Layout> {
+/// Checks the flags alone, before anything is created.
+pub fn validate(shape: Shape) -> Result<()> {
     let total = shape.total();
     if total == 0 {
         return Err(LabError::Usage("a lab needs at least one node".into()));
@@ -119,6 +120,12 @@ pub fn plan(dir: &Path, shape: Shape) -> Result<Layout> {
             "{total} nodes asked, at most {MAX_NODES} are supported"
         )));
     }
+    Ok(())
+}
+
+pub fn plan(dir: &Path, shape: Shape) -> Result<Layout> {
+    validate(shape)?;
+    let total = shape.total();
     let tag = tag_for(dir);
     let kinds = std::iter::repeat_n(Kind::Docker, shape.docker)
         .chain(std::iter::repeat_n(Kind::Bare, shape.bare))

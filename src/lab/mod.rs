@@ -206,6 +206,7 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
 
 fn up(args: &LabUpArgs) -> Result<()> {
     let shape = shape_of(args);
+    layout::validate(shape)?;
     let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
     if shape.docker > 0 {
         tools.extend(["dockerd", "docker"]);
@@ -313,7 +314,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
             .filter_map(|r| r.err().map(|e| e.to_string())),
     );
     if up_now > 0 {
-        created.push(format!("{up_now} nodes"));
+        created.push(format!("{up_now} node{}", if up_now == 1 { "" } else { "s" }));
         if todo.len() > 20 {
             say(&format!(
                 "{up_now} nodes up after {:.1} s",
