@@ -314,7 +314,10 @@ fn up(args: &LabUpArgs) -> Result<()> {
             .filter_map(|r| r.err().map(|e| e.to_string())),
     );
     if up_now > 0 {
-        created.push(format!("{up_now} node{}", if up_now == 1 { "" } else { "s" }));
+        created.push(format!(
+            "{up_now} node{}",
+            if up_now == 1 { "" } else { "s" }
+        ));
         if todo.len() > 20 {
             say(&format!(
                 "{up_now} nodes up after {:.1} s",

@@ -31,15 +31,16 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 pub const DOCKER_BIP: &str = "198.18.254.1/24";
 pub const DOCKER_POOL: &str = "198.18.128.0/18";
 
-/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` (and `-p unlimited`) under `set -e`. Where the hard
-/// limit cannot be raised (root without CAP_SYS_RESOURCE, as on some CI machines), that
-/// start fails; the script sources /etc/default/docker first, so a function there clamps
-/// the request to the hard limit. The apt option keeps this file when docker.io installs
-/// its own copy (otherwise dpkg stops at a conffile prompt). Lab-only, and only then.
-const BARE_NOFILE_SHIM: &str = r#"hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ] && [ ! -e $R/etc/default/docker ]; then
+/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` (and `-p unlimited`) under `set -e`.
+/// Where hard limits cannot be raised (root without CAP_SYS_RESOURCE, as on this project's
+/// CI machines), that start fails; the script sources /etc/default/docker first, so a
+/// function appended there clamps such requests to the hard limit. The apt option keeps a
+/// bare node's file when docker.io installs its own copy (else dpkg stops at a conffile
+/// prompt). Lab-only, and only where needed.
+const NOFILE_SHIM: &str = r#"hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ] && ! grep -qs 'rpiprov lab' $R/etc/default/docker; then
   mkdir -p $R/etc/default $R/etc/apt/apt.conf.d
-  cat > $R/etc/default/docker <<'SHIM'
+  cat >> $R/etc/default/docker <<'SHIM'
 # rpiprov lab: this machine cannot raise hard limits (no CAP_SYS_RESOURCE), and
 # /etc/init.d/docker asks for `ulimit -n 1048576` and `ulimit -p unlimited`: where that
 # fails, set the limit to its hard maximum instead. Not needed on a Pi.
@@ -51,8 +52,7 @@ ulimit() {
   fi
 }
 SHIM
-  printf 'Dpkg::Options { "--force-confdef"; "--force-confold"; };
-' > $R/etc/apt/apt.conf.d/99rpiprov-lab
+  printf 'Dpkg::Options { "--force-confdef"; "--force-confold"; };\n' > $R/etc/apt/apt.conf.d/99rpiprov-lab
 fi
 "#;
 
@@ -134,6 +134,7 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                      mount --bind $N/docker /var/lib/docker\n\
                      [ -e /etc/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
                 );
+                s.push_str(NOFILE_SHIM);
             }
             s.push_str(
                 "mkdir -p /run/rpiprov-node\n\
@@ -158,7 +159,7 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                  mount --bind $N $R/run/rpiprov-node\n\
                  cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
             );
-            s.push_str(BARE_NOFILE_SHIM);
+            s.push_str(NOFILE_SHIM);
         }
     }
     let _ = writeln!(
@@ -214,7 +215,13 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     s.push_str("$C /usr/sbin/sshd\n");
     if node.kind == Kind::Docker {
         s.push_str(
-            "dockerd -p /run/docker.pid >>$N/dockerd.log 2>&1 </dev/null &\n\
+            "# Through the distribution's init script when there is one, so that `service docker\n\
+             # restart` (after a daemon.json change) manages this very dockerd.\n\
+             if [ -x /etc/init.d/docker ]; then\n\
+             \x20 /etc/init.d/docker start >>$N/dockerd.log 2>&1 </dev/null\n\
+             else\n\
+             \x20 dockerd -p /run/docker.pid >>$N/dockerd.log 2>&1 </dev/null &\n\
+             fi\n\
              i=0\n\
              until docker info >/dev/null 2>&1; do\n\
              \x20 i=$((i+1)); [ $i -lt 1200 ] || { echo 'dockerd did not answer in 120 s' >&2; exit 1; }\n\
@@ -287,7 +294,7 @@ pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
                 rlim_max: NOFILE,
             };
             // Best effort: on machines whose root lacks CAP_SYS_RESOURCE this fails, and
-            // bare nodes get the shim of `BARE_NOFILE_SHIM` instead.
+            // Docker's init script gets the shim of `NOFILE_SHIM` instead.
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             Ok(())
         });
