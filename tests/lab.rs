@@ -257,3 +257,90 @@ fn fifty_sshd_only_nodes_all_answer_ssh() {
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// What `bootstrap` and `deploy` will do, done by hand over SSH: the bare node gets Docker
+/// from the Debian mirror, the three nodes form a swarm, and the lab playbook's networks,
+/// image and stacks work, including on the once-bare node.
+#[test]
+fn lab_playbook_deploys_on_a_hand_made_swarm() {
+    if !can_run() {
+        return;
+    }
+    let fleet = Fleet::up(&[]);
+    let pw = format!("{}\n", fleet.read("sudo-password").trim());
+    let (pi1, pi2, pi3) = ("198.18.0.11", "198.18.0.12", "198.18.0.13");
+
+    fleet.ssh_ok(
+        pi3,
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+         && sudo -n service docker start \
+         && for i in $(seq 100); do sudo -n docker info >/dev/null 2>&1 && break; sleep 0.2; done \
+         && sudo -n docker info --format '{{.ServerVersion}}'",
+    );
+    let token = fleet.ssh_ok(
+        pi1,
+        "sudo -n docker swarm init --advertise-addr 198.18.0.11 --default-addr-pool 198.19.0.0/16 >/dev/null \
+         && sudo -n docker swarm join-token -q worker",
+    );
+    let join = format!("docker swarm join --token {} {pi1}:2377", token.trim());
+    let out = fleet.ssh(pi2, &format!("sudo -S -p '' {join}"), Some(&pw));
+    assert!(out.status.success(), "{}", text(&out));
+    fleet.ssh_ok(pi3, &format!("sudo -n {join}"));
+
+    let lab = Lab::open(&fleet.dir).unwrap();
+    for node in ["pi1", "pi2", "pi3"] {
+        lab.load_image(node).unwrap();
+    }
+    fleet.ssh_ok(
+        pi1,
+        "sudo -n docker network create -d overlay --internal --subnet 198.19.10.0/24 DATA >/dev/null \
+         && sudo -n docker network create -d overlay --attachable --subnet 198.19.11.0/24 INTERCO >/dev/null \
+         && mkdir -p stacks",
+    );
+    for stack in ["web", "api", "echo"] {
+        let file = fleet.read(&format!("stacks/{stack}.yml"));
+        let out = fleet.ssh(pi1, &format!("cat > stacks/{stack}.yml"), Some(&file));
+        assert!(out.status.success(), "{}", text(&out));
+        fleet.ssh_ok(
+            pi1,
+            &format!(
+                "sudo -n docker stack deploy --resolve-image never -c stacks/{stack}.yml {stack}"
+            ),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ls = fleet.ssh_ok(
+            pi1,
+            "sudo -n docker service ls --format '{{.Name}} {{.Replicas}}'",
+        );
+        let want = ["api_api 2/2", "echo_echo 1/1", "web_web 3/3"];
+        if want.iter().all(|w| ls.lines().any(|l| l.starts_with(w))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stacks did not converge:\n{ls}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // web answers on every node's own port (host mode), the once-bare node included.
+    for node in [pi1, pi2, pi3] {
+        assert!(
+            http_get(&format!("{node}:18080")).contains("rpiprov lab"),
+            "{node}"
+        );
+    }
+    // echo on the manager.
+    let mut s = TcpStream::connect((pi1, 19000)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"ping\n").unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping\n");
+    // api is reachable over DATA from the web task of the once-bare node, by its dnsrr name.
+    let got = fleet.ssh_ok(
+        pi3,
+        "c=$(sudo -n docker ps -q -f name=web_web); \
+         ip=$(sudo -n docker exec $c /bin/nslookup tasks.api | awk '/^Address/ && !/:53/ {print $2}' | tail -1); \
+         sudo -n docker exec $c /bin/sh -c \"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/nc $ip 8081\"",
+    );
+    assert!(got.contains("rpiprov lab"), "{got}");
+}
