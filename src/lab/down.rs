@@ -10,6 +10,22 @@ use super::rootfs;
 use super::state::State;
 use super::sys;
 
+/// Everything `lab up` may write into DIR; `state.json` goes last.
+const LAB_ENTRIES: &[&str] = &[
+    "nodes",
+    "cache",
+    "images",
+    "stacks",
+    "playbook.toml",
+    "inventory.toml",
+    "known_hosts",
+    "id_ed25519",
+    "id_ed25519.pub",
+    "sudo-password",
+    ".lock",
+    "state.json",
+];
+
 pub fn targets(state: &State) -> Targets {
     let mut t = Targets::default();
     for spec in &state.layout.nodes {
@@ -85,7 +101,28 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
             dir.display()
         )));
     }
-    std::fs::remove_dir_all(&dir).map_err(|e| LabError::io(&dir, e))?;
+    // Only what the lab wrote; a file the user put there keeps the directory.
+    for entry in LAB_ENTRIES {
+        let path = dir.join(entry);
+        let result = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => continue,
+        };
+        result.map_err(|e| LabError::io(&path, e))?;
+    }
+    // Leftovers of writes a crash interrupted (see `sys::write_file`).
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".tmp-write") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(&dir) {
+        say(&format!(
+            "kept {}: {e} (files the lab did not make)",
+            dir.display()
+        ));
+    }
     let kept = state
         .cache
         .as_ref()

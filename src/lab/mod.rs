@@ -41,7 +41,10 @@ fn say(msg: &str) {
 pub fn run(command: &LabCommand) -> u8 {
     let result = match command {
         LabCommand::Up(args) => up(args),
-        LabCommand::Down(d) => preflight(&[]).and_then(|()| down::down(&d.dir, &say)),
+        LabCommand::Down(d) => preflight(&[]).and_then(|()| {
+            let _lock = d.dir.is_dir().then(|| lock_dir(&d.dir)).transpose()?;
+            down::down(&d.dir, &say)
+        }),
         LabCommand::Status(d) => status::status(&d.dir).and_then(|healthy| {
             if healthy {
                 Ok(())
@@ -128,9 +131,35 @@ fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R +
         .collect()
 }
 
+/// The lab directory, created 0700 (sshd's StrictModes and the private key want it so).
+/// An existing directory must be empty or hold a lab: `down` deletes what is in it.
 fn absolute_dir(dir: &Path) -> Result<PathBuf> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        let is_lab = dir.join(state::STATE_FILE).exists();
+        if !is_lab && entries.next().is_some() {
+            return Err(LabError::Usage(format!(
+                "{} exists and is not a lab (no state.json); choose an empty or new directory",
+                dir.display()
+            )));
+        }
+    }
     sys::mkdir(dir, 0o700)?;
     dir.canonicalize().map_err(|e| LabError::io(dir, e))
+}
+
+/// Serialises `up` and `down` on one lab directory (two at once would both create nodes).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::File::create(&path).map_err(|e| LabError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(LabError::Usage(format!(
+            "another `rpiprov lab` command is working on {}",
+            dir.display()
+        )));
+    }
+    Ok(f)
 }
 
 /// A node already running as recorded (holder, sshd, and dockerd where it belongs).
@@ -217,6 +246,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
     preflight(&tools)?;
     let started = Instant::now();
     let dir = absolute_dir(&args.dir.dir)?;
+    let _lock = lock_dir(&dir)?;
     let layout = layout::plan(&dir, shape)?;
     let state = match State::load(&dir)? {
         Some(s) if s.shape != shape => {
