@@ -69,24 +69,25 @@ fn preflight(extra: &[&str]) -> Result<()> {
             "the lab needs Linux (network namespaces)".into(),
         ));
     }
-    let mut missing = Vec::new();
     // SAFETY: plain syscall without arguments.
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root (run with sudo)".to_string());
-    }
-    for tool in ["ip", "iptables", "nsenter", "unshare", "mount", "umount"]
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools: Vec<&str> = ["ip", "iptables", "nsenter", "unshare", "mount", "umount"]
         .iter()
         .chain(extra)
-    {
-        if sys::find_in_path(tool).is_none() {
-            missing.push(format!("`{tool}`"));
-        }
+        .copied()
+        .filter(|t| sys::find_in_path(t).is_none())
+        .collect();
+    missing_error(root, &tools).map_or(Ok(()), Err)
+}
+
+/// Everything missing, in one message, so that one round of fixes is enough.
+fn missing_error(root: bool, tools: &[&str]) -> Option<LabError> {
+    let mut missing = Vec::new();
+    if !root {
+        missing.push("root (run with sudo)".to_string());
     }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(LabError::Missing(format!("missing {}", missing.join(", "))))
-    }
+    missing.extend(tools.iter().map(|t| format!("`{t}`")));
+    (!missing.is_empty()).then(|| LabError::Missing(format!("missing {}", missing.join(", "))))
 }
 
 fn shape_of(args: &LabUpArgs) -> Shape {
@@ -143,8 +144,28 @@ fn absolute_dir(dir: &Path) -> Result<PathBuf> {
             )));
         }
     }
+    check_path(dir)?;
     sys::mkdir(dir, 0o700)?;
-    dir.canonicalize().map_err(|e| LabError::io(dir, e))
+    let dir = dir.canonicalize().map_err(|e| LabError::io(dir, e))?;
+    check_path(&dir)?;
+    Ok(dir)
+}
+
+/// Paths end up in overlayfs options (where `,` and `:` separate fields) and in boot
+/// scripts; rather than escape for both, the lab accepts only plain path characters.
+fn check_path(path: &Path) -> Result<()> {
+    let plain = path.to_str().is_some_and(|s| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(LabError::Usage(format!(
+            "{}: the lab needs a path of letters, digits and / . _ - + @ only (it goes into mount options)",
+            path.display()
+        )))
+    }
 }
 
 /// Serialises `up` and `down` on one lab directory (two at once would both create nodes).
@@ -277,6 +298,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
     }
     let base = if shape.bare > 0 {
         let cache = rootfs::cache_dir(&dir)?;
+        check_path(&cache)?;
         state.record(|s| s.cache = Some(cache.clone()))?;
         Some(rootfs::ensure_base(&cache, &say)?)
     } else {
@@ -469,5 +491,32 @@ impl Lab {
             IMAGE_NAME,
             IMAGE_CMD,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_prerequisites_are_named_together() {
+        assert!(missing_error(true, &[]).is_none());
+        let e = missing_error(false, &["sshd", "debootstrap"]).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "lab: this machine cannot run a lab: missing root (run with sudo), `sshd`, `debootstrap`"
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
+    }
+
+    #[test]
+    fn paths_that_would_break_mount_options_are_refused() {
+        assert!(check_path(Path::new("/home/me/project/.lab")).is_ok());
+        for bad in ["/tmp/a b", "/tmp/a,b", "/tmp/a:b", "/tmp/$x"] {
+            assert!(
+                matches!(check_path(Path::new(bad)), Err(LabError::Usage(_))),
+                "{bad}"
+            );
+        }
     }
 }

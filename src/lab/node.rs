@@ -132,7 +132,9 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                      mkdir -p /var/lib/docker /etc/docker\n\
                      # Docker's storage must not sit on an overlay: a plain directory of the node.\n\
                      mount --bind $N/docker /var/lib/docker\n\
-                     [ -e /etc/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
+                     # The lab's daemon.json unless this node already has its own (kept across\n\
+                     # restarts); never the host's, which the /etc overlay would show.\n\
+                     [ -e $N/etc.upper/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
                 );
                 s.push_str(NOFILE_SHIM);
             }
