@@ -333,8 +333,18 @@ fn up(args: &LabUpArgs) -> Result<()> {
     if !todo.is_empty() {
         say(&format!("starting {} nodes", todo.len()));
     }
+    let started_count = std::sync::atomic::AtomicUsize::new(0);
     let spawned = parallel(&todo, 8, |spec| {
-        start_node(&state, &dir, base.as_deref(), spec).map(|h| (*spec, h))
+        let r = start_node(&state, &dir, base.as_deref(), spec).map(|h| (*spec, h));
+        let k = started_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if todo.len() > 20 && k.is_multiple_of(50) {
+            say(&format!(
+                "{k}/{} nodes started after {:.1} s",
+                todo.len(),
+                t1.elapsed().as_secs_f64()
+            ));
+        }
+        r
     });
     // Phase 2: wait for every boot script's `ready`, in the order the nodes come up.
     let mut failures = Vec::new();
@@ -345,26 +355,18 @@ fn up(args: &LabUpArgs) -> Result<()> {
             Err(e) => failures.push(e.to_string()),
         }
     }
-    let ready = std::sync::atomic::AtomicUsize::new(0);
     let results = parallel(&waiting, 32, |(spec, holder)| {
         let nd = node::node_dir(&dir, &spec.name);
         let timeout = Duration::from_secs(if spec.kind == Kind::Docker { 180 } else { 120 });
         node::wait_ready(spec, &nd, *holder, timeout)?;
         let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
         state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
-        let k = ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if todo.len() <= 20 {
             say(&format!(
                 "{} up ({}, {}) after {:.1} s",
                 spec.name,
                 spec.kind.as_str(),
                 spec.address,
-                t1.elapsed().as_secs_f64()
-            ));
-        } else if k.is_multiple_of(50) {
-            say(&format!(
-                "{k}/{} nodes up after {:.1} s",
-                todo.len(),
                 t1.elapsed().as_secs_f64()
             ));
         }
