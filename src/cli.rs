@@ -20,13 +20,7 @@ and deploys or removes the stacks. Every command is idempotent.",
 )]
 pub struct Cli {
     /// Inventory file.
-    #[arg(
-        short,
-        long,
-        global = true,
-        default_value = "inventory.toml",
-        value_name = "FILE"
-    )]
+    #[arg(short, long, global = true, default_value = "inventory.toml", value_name = "FILE")]
     pub inventory: PathBuf,
 
     /// Playbook file; overrides the inventory's `playbook`.
@@ -70,28 +64,19 @@ pub enum Command {
     Check,
 
     /// Install Docker where missing, form the swarm, create the playbook's networks.
-    #[command(
-        after_help = "Examples:\n  rpiprov bootstrap\n  rpiprov bootstrap --on @manager,pi-02\n  rpiprov bootstrap --json > result.json"
-    )]
+    #[command(after_help = "Examples:\n  rpiprov bootstrap\n  rpiprov bootstrap --on @manager,pi-02\n  rpiprov bootstrap --json > result.json")]
     Bootstrap(BootstrapArgs),
 
     /// Upload the stack files, deploy the stacks in order, wait until they converge.
-    #[command(
-        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock   # clear a lock left by a killed run"
-    )]
+    #[command(after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock   # clear a lock left by a killed run")]
     Deploy(DeployArgs),
 
     /// Remove the stacks in reverse order, wait until they are gone, remove the networks.
-    #[command(
-        after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --yes --leave-swarm --purge"
-    )]
+    #[command(after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --yes --leave-swarm --purge")]
     Teardown(TeardownArgs),
 
     /// A virtual Pi fleet on this Linux machine (root): network namespaces, sshd, dockerd.
-    #[command(
-        subcommand,
-        after_help = "Example:\n  sudo rpiprov lab up && rpiprov -i .lab/inventory.toml bootstrap"
-    )]
+    #[command(subcommand, after_help = "Example:\n  sudo rpiprov lab up && rpiprov -i .lab/inventory.toml bootstrap")]
     Lab(LabCommand),
 }
 
@@ -125,9 +110,7 @@ pub struct TeardownArgs {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create the fleet (idempotent).
-    #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200"
-    )]
+    #[command(after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200")]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
     #[command(after_help = "Example:\n  rpiprov lab down")]

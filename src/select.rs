@@ -22,12 +22,7 @@ impl Selection {
     pub fn parse<S: AsRef<str>>(values: &[S]) -> Result<Selection, String> {
         let mut terms = Vec::new();
         for value in values {
-            for raw in value
-                .as_ref()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
+            for raw in value.as_ref().split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let term = match raw {
                     "@manager" | "@managers" => Term::Role(Role::Manager),
                     "@worker" | "@workers" => Term::Role(Role::Worker),

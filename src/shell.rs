@@ -102,11 +102,7 @@ mod tests {
             let script = format!("printf '%s' {}", quote(s));
             let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
             assert!(out.status.success(), "sh failed on {script:?}");
-            assert_eq!(
-                String::from_utf8(out.stdout).unwrap(),
-                s,
-                "round trip of {s:?}"
-            );
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), s, "round trip of {s:?}");
         }
     }
 
