@@ -37,10 +37,15 @@ async fn main() {
     let results = rpiprov::run::parallel_map(hosts, parallel, |t| {
         let opts = opts.clone();
         async move {
-            let s = remote::connect(&t, &opts).await.map_err(|e| e.to_string())?;
+            let s = remote::connect(&t, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
             for i in 0..count {
                 let cmd = format!("mkdir -p /tmp/rpiprov-bench/{i}");
-                let out = s.exec(ExecRequest::new(cmd)).await.map_err(|e| e.to_string())?;
+                let out = s
+                    .exec(ExecRequest::new(cmd))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if !out.success() {
                     return Err(out.stderr_str());
                 }

@@ -37,10 +37,7 @@ pub fn run(cli: Cli) -> u8 {
             let sudo = args.sudo;
             with_fleet(&cli, "run", |ctx| Box::pin(run_command(ctx, command, sudo)))
         }
-        Command::Lab(_) => {
-            eprintln!("error: not wired yet");
-            EXIT_USAGE
-        }
+        Command::Lab(lab) => crate::lab::run(lab),
     }
 }
 

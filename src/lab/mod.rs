@@ -1,2 +1,535 @@
 //! `rpiprov lab`: a virtual Pi fleet on one Linux machine (network namespaces, one sshd and
 //! one dockerd per node), for the end-to-end tests and for rehearsing a playbook.
+//!
+//! `up` records every resource in `DIR/state.json` before creating it, brings nodes up in
+//! parallel and is idempotent; `down` removes what the state names; `status` reports.
+//! See docs/LAB.md for the design and the traps of this kind of machine.
+
+mod down;
+mod error;
+mod files;
+mod images;
+mod layout;
+mod net;
+mod node;
+mod procs;
+mod rootfs;
+mod state;
+mod status;
+mod sys;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::{LabCommand, LabUpArgs};
+pub use error::{LabError, Result};
+pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
+pub use images::{IMAGE_ARCHIVE, IMAGE_CMD, IMAGE_NAME};
+pub use layout::{Kind, NodeSpec, Shape};
+pub use rootfs::CACHE_ENV;
+use state::{Shared, State};
+pub use sys::ProcId;
+
+fn say(msg: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "lab: {msg}");
+    let _ = out.flush();
+}
+
+/// Runs a `lab` subcommand; returns the exit code.
+pub fn run(command: &LabCommand) -> u8 {
+    let result = match command {
+        LabCommand::Up(args) => up(args),
+        LabCommand::Down(d) => preflight(&[]).and_then(|()| {
+            let _lock = d.dir.is_dir().then(|| lock_dir(&d.dir)).transpose()?;
+            down::down(&d.dir, &say)
+        }),
+        LabCommand::Status(d) => status::status(&d.dir).and_then(|healthy| {
+            if healthy {
+                Ok(())
+            } else {
+                Err(LabError::Other("some nodes are down".into()))
+            }
+        }),
+    };
+    match result {
+        Ok(()) => crate::error::EXIT_OK,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Checks everything `up` needs before touching anything, and names all that is missing.
+fn preflight(extra: &[&str]) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        return Err(LabError::Missing(
+            "the lab needs Linux (network namespaces)".into(),
+        ));
+    }
+    // SAFETY: plain syscall without arguments.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools: Vec<&str> = ["ip", "iptables", "nsenter", "unshare", "mount", "umount"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .filter(|t| sys::find_in_path(t).is_none())
+        .collect();
+    missing_error(root, &tools).map_or(Ok(()), Err)
+}
+
+/// Everything missing, in one message, so that one round of fixes is enough.
+fn missing_error(root: bool, tools: &[&str]) -> Option<LabError> {
+    let mut missing = Vec::new();
+    if !root {
+        missing.push("root (run with sudo)".to_string());
+    }
+    missing.extend(tools.iter().map(|t| format!("`{t}`")));
+    (!missing.is_empty()).then(|| LabError::Missing(format!("missing {}", missing.join(", "))))
+}
+
+fn shape_of(args: &LabUpArgs) -> Shape {
+    match args.sshd_only {
+        Some(n) => Shape {
+            docker: 0,
+            bare: 0,
+            sshd_only: n,
+        },
+        None => Shape {
+            docker: args.nodes,
+            bare: args.bare,
+            sshd_only: 0,
+        },
+    }
+}
+
+/// Runs `f` on every item with at most `workers` at once; results in item order.
+fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(items.len()).max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every item ran")
+        })
+        .collect()
+}
+
+/// The lab directory, created 0700 (sshd's StrictModes and the private key want it so).
+/// An existing directory must be empty or hold a lab: `down` deletes what is in it.
+fn absolute_dir(dir: &Path) -> Result<PathBuf> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        let is_lab = dir.join(state::STATE_FILE).exists();
+        if !is_lab && entries.next().is_some() {
+            return Err(LabError::Usage(format!(
+                "{} exists and is not a lab (no state.json); choose an empty or new directory",
+                dir.display()
+            )));
+        }
+    }
+    check_path(dir)?;
+    sys::mkdir(dir, 0o700)?;
+    let dir = dir.canonicalize().map_err(|e| LabError::io(dir, e))?;
+    check_path(&dir)?;
+    Ok(dir)
+}
+
+/// Paths end up in overlayfs options (where `,` and `:` separate fields) and in boot
+/// scripts; rather than escape for both, the lab accepts only plain path characters.
+fn check_path(path: &Path) -> Result<()> {
+    let plain = path.to_str().is_some_and(|s| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+@".contains(&b))
+    });
+    if plain {
+        Ok(())
+    } else {
+        Err(LabError::Usage(format!(
+            "{}: the lab needs a path of letters, digits and / . _ - + @ only (it goes into mount options)",
+            path.display()
+        )))
+    }
+}
+
+/// Serialises `up` and `down` on one lab directory (two at once would both create nodes).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".lock");
+    let f = std::fs::File::create(&path).map_err(|e| LabError::io(&path, e))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(LabError::Usage(format!(
+            "another `rpiprov lab` command is working on {}",
+            dir.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// A node already running as recorded (holder, sshd, and dockerd where it belongs).
+fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
+    let Some(holder) = state.read(|s| s.nodes.get(&spec.name).and_then(|n| n.holder)) else {
+        return false;
+    };
+    node::node_dir(dir, &spec.name).join("ready").exists()
+        && node::sshd_running(holder)
+        && (spec.kind != Kind::Docker || node::dockerd_running(holder))
+}
+
+/// Starts one node (after removing what a previous, broken start left); returns its holder.
+fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) -> Result<ProcId> {
+    let layout = state.read(|s| s.layout.clone());
+    if let Some(old) = state.read(|s| s.nodes.get(&spec.name).cloned()) {
+        // A node that was up once and is broken now: its processes and network go, its
+        // disk (the node directory) stays, as after a reboot of a real Pi.
+        let mut t = procs::Targets::default();
+        if let Some(ino) = sys::ns_inode(&Path::new("/run/netns").join(&spec.netns)) {
+            t.net_ns.insert(ino);
+        }
+        t.mnt_ns.extend(old.mnt_ns);
+        t.holders.extend(old.holder);
+        procs::stop(t);
+        net::remove_node_net(spec);
+        state.record(|s| {
+            let n = s.nodes.entry(spec.name.clone()).or_default();
+            n.holder = None;
+            n.mnt_ns = None;
+        })?;
+    }
+    let nd = node::node_dir(dir, &spec.name);
+    node::prepare_dirs(spec, &nd)?;
+    files::ensure_key(
+        &nd.join("ssh_host_ed25519_key"),
+        &format!("root@{}", spec.name),
+    )?;
+    sys::write_file(
+        &nd.join("sshd_config"),
+        node::sshd_config(spec).as_bytes(),
+        0o644,
+    )?;
+    // Copies of what the node needs from the lab directory: the node sees only its own.
+    let client_pub = dir.join(format!("{CLIENT_KEY}.pub"));
+    let key = std::fs::read(&client_pub).map_err(|e| LabError::io(&client_pub, e))?;
+    sys::write_file(&nd.join("authorized_keys"), &key, 0o644)?;
+    if spec.sudo_password {
+        let pw_path = dir.join(PASSWORD_FILE);
+        let pw = std::fs::read(&pw_path).map_err(|e| LabError::io(&pw_path, e))?;
+        sys::write_file(&nd.join(PASSWORD_FILE), &pw, 0o600)?;
+    }
+    if spec.kind == Kind::Docker {
+        sys::write_file(
+            &nd.join("daemon.json"),
+            node::daemon_json().as_bytes(),
+            0o644,
+        )?;
+    }
+    let script = node::boot_script(
+        spec,
+        &node::BootInputs {
+            node_dir: &nd,
+            base,
+        },
+    );
+    sys::write_file(&nd.join("boot.sh"), script.as_bytes(), 0o700)?;
+    net::create_node_net(state, &layout, spec)?;
+    let holder = node::spawn(spec, &nd)?;
+    state.record(|s| s.nodes.entry(spec.name.clone()).or_default().holder = Some(holder))?;
+    Ok(holder)
+}
+
+fn up(args: &LabUpArgs) -> Result<()> {
+    let shape = shape_of(args);
+    layout::validate(shape)?;
+    let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
+    if shape.docker > 0 {
+        tools.extend(["dockerd", "docker"]);
+    }
+    if shape.bare > 0 {
+        tools.extend(["debootstrap", "chroot", "pivot_root"]);
+    }
+    preflight(&tools)?;
+    let started = Instant::now();
+    let dir = absolute_dir(&args.dir.dir)?;
+    let _lock = lock_dir(&dir)?;
+    let layout = layout::plan(&dir, shape)?;
+    let state = match State::load(&dir)? {
+        Some(s) if s.shape != shape => {
+            return Err(LabError::Usage(format!(
+                "{} holds a lab of another shape ({} docker, {} bare, {} sshd-only); run `rpiprov lab down --dir {}` first",
+                dir.display(),
+                s.shape.docker,
+                s.shape.bare,
+                s.shape.sshd_only,
+                args.dir.dir.display()
+            )));
+        }
+        Some(s) => s,
+        None => {
+            let s = State::new(&dir, shape, layout.clone());
+            s.save()?;
+            s
+        }
+    };
+    let state = Shared::new(state);
+    let mut created: Vec<String> = Vec::new();
+
+    if files::ensure_key(&dir.join(CLIENT_KEY), "rpiprov-lab")? {
+        created.push("client key".into());
+    }
+    if files::ensure_password(&dir)? {
+        created.push("sudo password".into());
+    }
+    let base = if shape.bare > 0 {
+        let cache = rootfs::cache_dir(&dir)?;
+        check_path(&cache)?;
+        state.record(|s| s.cache = Some(cache.clone()))?;
+        Some(rootfs::ensure_base(&cache, &say)?)
+    } else {
+        None
+    };
+    if images::ensure_busybox(&dir)? {
+        created.push(IMAGE_ARCHIVE.into());
+    }
+    files::write_playbook(&dir)?;
+    if net::ensure_bridge(&state, &layout)? {
+        created.push(format!("bridge {}", layout.bridge));
+    }
+    if net::ensure_ip_forward(&state)? {
+        created.push("ip_forward=1".into());
+    }
+    let n = net::ensure_rules(&state, &layout)?;
+    if n > 0 {
+        created.push(format!("{n} iptables rules"));
+    }
+
+    // Phase 1, in parallel: namespaces, veths and boot processes of the nodes not up.
+    let t1 = Instant::now();
+    let todo: Vec<&NodeSpec> = layout
+        .nodes
+        .iter()
+        .filter(|n| !node_is_up(&state, &dir, n))
+        .collect();
+    let already = layout.nodes.len() - todo.len();
+    if already > 0 {
+        say(&format!("{already} nodes already up"));
+    }
+    if !todo.is_empty() {
+        say(&format!("starting {} nodes", todo.len()));
+    }
+    let started_count = std::sync::atomic::AtomicUsize::new(0);
+    let spawned = parallel(&todo, 8, |spec| {
+        let r = start_node(&state, &dir, base.as_deref(), spec).map(|h| (*spec, h));
+        let k = started_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if todo.len() > 20 && k.is_multiple_of(50) {
+            say(&format!(
+                "{k}/{} nodes started after {:.1} s",
+                todo.len(),
+                t1.elapsed().as_secs_f64()
+            ));
+        }
+        r
+    });
+    // Phase 2: wait for every boot script's `ready`, in the order the nodes come up.
+    let mut failures = Vec::new();
+    let mut waiting = Vec::new();
+    for r in spawned {
+        match r {
+            Ok(x) => waiting.push(x),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let results = parallel(&waiting, 32, |(spec, holder)| {
+        let nd = node::node_dir(&dir, &spec.name);
+        let timeout = Duration::from_secs(if spec.kind == Kind::Docker { 180 } else { 120 });
+        node::wait_ready(spec, &nd, *holder, timeout)?;
+        let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
+        state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
+        if todo.len() <= 20 {
+            say(&format!(
+                "{} up ({}, {}) after {:.1} s",
+                spec.name,
+                spec.kind.as_str(),
+                spec.address,
+                t1.elapsed().as_secs_f64()
+            ));
+        }
+        Ok::<_, LabError>(())
+    });
+    let up_now = results.iter().filter(|r| r.is_ok()).count();
+    failures.extend(
+        results
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string())),
+    );
+    if up_now > 0 {
+        created.push(format!(
+            "{up_now} node{}",
+            if up_now == 1 { "" } else { "s" }
+        ));
+        if todo.len() > 20 {
+            say(&format!(
+                "{up_now} nodes up after {:.1} s",
+                t1.elapsed().as_secs_f64()
+            ));
+        }
+    }
+
+    let known = files::known_hosts(&layout, &dir)?;
+    sys::write_file(&dir.join("known_hosts"), known.as_bytes(), 0o644)?;
+    sys::write_file(
+        &dir.join("inventory.toml"),
+        files::inventory(&layout).as_bytes(),
+        0o644,
+    )?;
+
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("{f}");
+        }
+        return Err(LabError::Other(format!(
+            "{} of {} nodes failed to come up; `rpiprov lab down --dir {}` removes the lab",
+            failures.len(),
+            layout.nodes.len(),
+            args.dir.dir.display()
+        )));
+    }
+    if created.is_empty() {
+        say(&format!(
+            "nothing recreated: all {} nodes already up ({})",
+            layout.nodes.len(),
+            dir.display()
+        ));
+    } else {
+        say(&format!(
+            "created {} in {:.1} s",
+            created.join(", "),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    say(&format!(
+        "inventory {}; try: ssh -i {d}/{CLIENT_KEY} -o UserKnownHostsFile={d}/known_hosts pi@{}",
+        dir.join("inventory.toml").display(),
+        layout.nodes[0].address,
+        d = dir.display()
+    ));
+    Ok(())
+}
+
+/// A lab as seen by code that runs after `lab up` (the tests, and `deploy` until it ships
+/// images itself).
+pub struct Lab {
+    dir: PathBuf,
+    state: State,
+}
+
+impl Lab {
+    pub fn open(dir: &Path) -> Result<Lab> {
+        let dir = dir.canonicalize().map_err(|e| LabError::io(dir, e))?;
+        let state = State::load(&dir)?
+            .ok_or_else(|| LabError::Usage(format!("no lab in {}", dir.display())))?;
+        Ok(Lab { dir, state })
+    }
+
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.state.layout.nodes
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeSpec> {
+        self.nodes()
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| LabError::Usage(format!("no node {name} in this lab")))
+    }
+
+    /// Recorded processes that hold the nodes' namespaces.
+    pub fn holders(&self) -> Vec<ProcId> {
+        self.state.nodes.values().filter_map(|n| n.holder).collect()
+    }
+
+    /// Names of everything the lab made in the host's kernel: netns, links, rules (for tests
+    /// that check `down` left nothing).
+    pub fn netns_names(&self) -> Vec<String> {
+        self.nodes().iter().map(|n| n.netns.clone()).collect()
+    }
+
+    pub fn link_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.nodes().iter().map(|n| n.veth.clone()).collect();
+        v.push(self.state.layout.bridge.clone());
+        v
+    }
+
+    pub fn bridge(&self) -> &str {
+        &self.state.layout.bridge
+    }
+
+    /// Processes still alive in the lab's namespaces (holders included).
+    pub fn processes(&self) -> Vec<ProcId> {
+        procs::remaining(down::targets(&self.state))
+    }
+
+    /// A command that runs inside the node (its namespaces and root file system).
+    pub fn enter(&self, name: &str) -> Result<std::process::Command> {
+        self.node(name)?;
+        let holder = self
+            .state
+            .nodes
+            .get(name)
+            .and_then(|n| n.holder)
+            .ok_or_else(|| LabError::Usage(format!("node {name} was never started")))?;
+        Ok(node::enter(holder))
+    }
+
+    /// Loads the lab image (`images/busybox.tar`) into a node's dockerd, as `deploy` will.
+    pub fn load_image(&self, name: &str) -> Result<()> {
+        images::import(
+            self.enter(name)?,
+            &self.dir.join(IMAGE_ARCHIVE),
+            IMAGE_NAME,
+            IMAGE_CMD,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_prerequisites_are_named_together() {
+        assert!(missing_error(true, &[]).is_none());
+        let e = missing_error(false, &["sshd", "debootstrap"]).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "lab: this machine cannot run a lab: missing root (run with sudo), `sshd`, `debootstrap`"
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
+    }
+
+    #[test]
+    fn paths_that_would_break_mount_options_are_refused() {
+        assert!(check_path(Path::new("/home/me/project/.lab")).is_ok());
+        for bad in ["/tmp/a b", "/tmp/a,b", "/tmp/a:b", "/tmp/$x"] {
+            assert!(
+                matches!(check_path(Path::new(bad)), Err(LabError::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+}

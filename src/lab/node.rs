@@ -1,0 +1,473 @@
+//! One lab node: its directory, its boot script, and its first process.
+//!
+//! A node is started as `nsenter --net=<netns> unshare --mount --uts --propagation private
+//! sh boot.sh`: the script runs inside the node's network namespace (entered with nsenter,
+//! not `ip netns exec`, which remounts /sys and hides the cgroups dockerd needs), in a new
+//! mount and UTS namespace. It mounts the node's private file systems, starts sshd (and
+//! dockerd), writes `ready`, and then becomes `sleep infinity`: that "holder" process keeps
+//! the namespaces alive and is how the host enters the node later (`nsenter -t PID`).
+//! Mounts made inside a node's mount namespace never appear on the host and vanish with it.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::error::{LabError, Result};
+use super::layout::{Kind, NodeSpec};
+use super::sys::{self, ProcId, cmd};
+use crate::shell::quote;
+
+/// Root may raise the hard limit; Debian's /etc/init.d/docker runs `ulimit -n 1048576`,
+/// which fails under this machine's default hard limit of 20000.
+const NOFILE: libc::rlim_t = 1_048_576;
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Local Docker ranges of Docker nodes: inside 198.18.0.0/15, clear of the node addresses
+/// (198.18.0.0/24) and of the swarm pool (198.19.0.0/16). Each node is its own network
+/// namespace, so every node may use the same ranges, as real Pis do.
+pub const DOCKER_BIP: &str = "198.18.254.1/24";
+pub const DOCKER_POOL: &str = "198.18.128.0/18";
+
+/// Debian's /etc/init.d/docker runs `ulimit -n 1048576` (and `-p unlimited`) under `set -e`.
+/// Where hard limits cannot be raised (root without CAP_SYS_RESOURCE, as on this project's
+/// CI machines), that start fails; the script sources /etc/default/docker first, so a
+/// function appended there clamps such requests to the hard limit. The apt option keeps a
+/// bare node's file when docker.io installs its own copy (else dpkg stops at a conffile
+/// prompt). Lab-only, and only where needed.
+const NOFILE_SHIM: &str = r#"hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ] && ! grep -qs 'rpiprov lab' $R/etc/default/docker; then
+  mkdir -p $R/etc/default $R/etc/apt/apt.conf.d
+  cat >> $R/etc/default/docker <<'SHIM'
+# rpiprov lab: this machine cannot raise hard limits (no CAP_SYS_RESOURCE), and
+# /etc/init.d/docker asks for `ulimit -n 1048576` and `ulimit -p unlimited`: where that
+# fails, set the limit to its hard maximum instead. Not needed on a Pi.
+ulimit() {
+  if [ $# -eq 2 ]; then
+    command ulimit "$1" "$2" 2>/dev/null || command ulimit "$1" "$(command ulimit -H "$1")"
+  else
+    command ulimit "$@"
+  fi
+}
+SHIM
+  printf 'Dpkg::Options { "--force-confdef"; "--force-confold"; };\n' > $R/etc/apt/apt.conf.d/99rpiprov-lab
+fi
+"#;
+
+pub fn node_dir(lab_dir: &Path, name: &str) -> PathBuf {
+    lab_dir.join("nodes").join(name)
+}
+
+pub fn sshd_config(node: &NodeSpec) -> String {
+    format!(
+        "# sshd of lab node {name}, written by `rpiprov lab up`.\n\
+         ListenAddress {addr}:22\n\
+         HostKey /etc/ssh/ssh_host_ed25519_key\n\
+         PidFile /run/sshd.pid\n\
+         PermitRootLogin no\n\
+         PubkeyAuthentication yes\n\
+         AuthorizedKeysFile .ssh/authorized_keys\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         # No PAM: the account checks that matter here are sshd's own.\n\
+         UsePAM no\n\
+         StrictModes yes\n\
+         # Room for the SSH layer's parallel connections in scale tests.\n\
+         MaxStartups 200:30:400\n\
+         MaxSessions 64\n\
+         PrintMotd no\n\
+         AcceptEnv LANG LC_*\n\
+         Subsystem sftp internal-sftp\n",
+        name = node.name,
+        addr = node.address,
+    )
+}
+
+pub fn daemon_json() -> String {
+    format!(
+        "{{\n  \"bip\": \"{DOCKER_BIP}\",\n  \"default-address-pools\": [{{ \"base\": \"{DOCKER_POOL}\", \"size\": 24 }}],\n  \"data-root\": \"/var/lib/docker\",\n  \"exec-root\": \"/run/docker\"\n}}\n"
+    )
+}
+
+/// The paths a boot script needs from the host. Everything else it reads is in the node
+/// directory (`authorized_keys`, `sudo-password`, `sshd_config`...), written before boot.
+pub struct BootInputs<'a> {
+    pub node_dir: &'a Path,
+    /// The debootstrap base, for bare nodes.
+    pub base: Option<&'a Path>,
+}
+
+/// The node's boot script (pure; see the module header for how it is run).
+pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
+    let n = quote(&inp.node_dir.to_string_lossy());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "#!/bin/sh\n# Boot script of lab node {name} ({kind}), written by `rpiprov lab up`.\nset -eu\nN={n}",
+        name = node.name,
+        kind = node.kind.as_str()
+    );
+    let _ = writeln!(s, "hostname {}", quote(&node.name));
+    // R: the node's root seen from here; C: how to run a command inside it.
+    match node.kind {
+        Kind::Docker | Kind::SshdOnly => {
+            s.push_str(
+                "R=\nC=\n\
+                 # The node directory may sit under a directory mounted over below (/tmp,\n\
+                 # /home, /run...): reach it through /mnt until then, through /run after.\n\
+                 mount --bind $N /mnt\n\
+                 N=/mnt\n\
+                 # Private copies of everything rpiprov or sudo write per node; the host's\n\
+                 # own files stay untouched (overlays keep the changes under $N).\n\
+                 mount -t tmpfs -o mode=0755 lab-run /run\n\
+                 mount -t overlay lab-etc -o lowerdir=/etc,upperdir=$N/etc.upper,workdir=$N/etc.work /etc\n\
+                 mount --bind $N/home /home\n\
+                 mount --bind $N/tmp /tmp\n",
+            );
+            if node.kind == Kind::Docker {
+                s.push_str(
+                    "mount -t overlay lab-var -o lowerdir=/var,upperdir=$N/var.upper,workdir=$N/var.work /var\n\
+                     mkdir -p /var/lib/docker /etc/docker\n\
+                     # Docker's storage must not sit on an overlay: a plain directory of the node.\n\
+                     mount --bind $N/docker /var/lib/docker\n\
+                     # The lab's daemon.json unless this node already has its own (kept across\n\
+                     # restarts); never the host's, which the /etc overlay would show.\n\
+                     [ -e $N/etc.upper/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
+                );
+                s.push_str(NOFILE_SHIM);
+            }
+            s.push_str(
+                "mkdir -p /run/rpiprov-node\n\
+                 mount --move /mnt /run/rpiprov-node\n\
+                 N=/run/rpiprov-node\n",
+            );
+        }
+        Kind::Bare => {
+            let base = inp
+                .base
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = writeln!(s, "B={}", quote(&base));
+            s.push_str(
+                "R=$N/root\nC=\"chroot $R\"\n\
+                 mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper,workdir=$N/root.work $R\n\
+                 mount -t proc proc $R/proc\n\
+                 mount --rbind /sys $R/sys\n\
+                 mount --rbind /dev $R/dev\n\
+                 mount -t tmpfs -o mode=0755 lab-run $R/run\n\
+                 mkdir -p $R/run/lock $R/run/rpiprov-node\n\
+                 mount --bind $N $R/run/rpiprov-node\n\
+                 cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
+            );
+            s.push_str(NOFILE_SHIM);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "mkdir -p $R/run/sshd\n\
+         echo {name} > $R/etc/hostname\n\
+         printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t{name}\\n::1\\tlocalhost ip6-localhost\\n' > $R/etc/hosts\n\
+         # Only the node's own host key: the base image's keys would be shared by all nodes.\n\
+         rm -f $R/etc/ssh/ssh_host_*\n\
+         cp $N/ssh_host_ed25519_key $N/ssh_host_ed25519_key.pub $R/etc/ssh/\n\
+         chmod 600 $R/etc/ssh/ssh_host_ed25519_key\n\
+         cp $N/sshd_config $R/etc/ssh/sshd_config\n\
+         $C id pi >/dev/null 2>&1 || $C useradd --create-home --user-group --shell /bin/bash pi",
+        name = node.name
+    );
+    if node.sudo_password {
+        let _ = writeln!(
+            s,
+            "printf 'pi:%s\\n' \"$(cat $N/sudo-password)\" | $C chpasswd\n\
+             echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi"
+        );
+    } else {
+        // '*': no password can match, yet the account is not "locked" (a '!' would make sshd
+        // refuse the key as well).
+        s.push_str(
+            "$C usermod -p '*' pi\n\
+             echo 'pi ALL=(ALL) NOPASSWD: ALL' > $R/etc/sudoers.d/lab-pi\n",
+        );
+    }
+    let _ = writeln!(
+        s,
+        "chmod 440 $R/etc/sudoers.d/lab-pi\n\
+         mkdir -p $R/home/pi/.ssh\n\
+         cp $N/authorized_keys $R/home/pi/.ssh/authorized_keys\n\
+         $C chown -R pi:pi /home/pi/.ssh\n\
+         chmod 700 $R/home/pi/.ssh\n\
+         chmod 600 $R/home/pi/.ssh/authorized_keys"
+    );
+    if node.kind == Kind::Bare {
+        // Become the node: its root turns into the mount namespace's root, and the host's
+        // file system goes. A chroot would not do: `docker exec` enters a container's mount
+        // namespace at that namespace's root, which would be the host's file system.
+        s.push_str(
+            "cd $R\n\
+             pivot_root . .\n\
+             umount -l .\n\
+             cd /\n\
+             N=/run/rpiprov-node\n\
+             R=\n\
+             C=\n",
+        );
+    }
+    s.push_str("$C /usr/sbin/sshd\n");
+    if node.kind == Kind::Docker {
+        s.push_str(
+            "# Through the distribution's init script when there is one, so that `service docker\n\
+             # restart` (after a daemon.json change) manages this very dockerd.\n\
+             if [ -x /etc/init.d/docker ]; then\n\
+             \x20 /etc/init.d/docker start >>$N/dockerd.log 2>&1 </dev/null\n\
+             else\n\
+             \x20 dockerd -p /run/docker.pid >>$N/dockerd.log 2>&1 </dev/null &\n\
+             fi\n\
+             i=0\n\
+             until docker info >/dev/null 2>&1; do\n\
+             \x20 i=$((i+1)); [ $i -lt 1200 ] || { echo 'dockerd did not answer in 120 s' >&2; exit 1; }\n\
+             \x20 sleep 0.1\n\
+             done\n",
+        );
+    }
+    s.push_str("touch $N/ready\nexec sleep infinity\n");
+    s
+}
+
+/// Directories the boot script mounts or copies from; created before the first boot and
+/// kept across node restarts (they are the node's "disk").
+pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
+    let subdirs: &[&str] = match node.kind {
+        Kind::Docker => &[
+            "etc.upper",
+            "etc.work",
+            "home",
+            "tmp",
+            "var.upper",
+            "var.work",
+            "docker",
+        ],
+        Kind::SshdOnly => &["etc.upper", "etc.work", "home", "tmp"],
+        Kind::Bare => &["root", "root.upper", "root.work"],
+    };
+    sys::mkdir(dir, 0o700)?;
+    for d in subdirs {
+        sys::mkdir(&dir.join(d), if *d == "tmp" { 0o1777 } else { 0o755 })?;
+    }
+    Ok(())
+}
+
+/// Starts the node's holder process, detached from this process; returns its identity.
+pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
+    let log_path = dir.join("boot.log");
+    let log = fs::File::create(&log_path).map_err(|e| LabError::io(&log_path, e))?;
+    let log2 = log.try_clone().map_err(|e| LabError::io(&log_path, e))?;
+    let _ = fs::remove_file(dir.join("ready"));
+    let mut c = cmd([
+        "nsenter".to_string(),
+        format!("--net=/run/netns/{}", node.netns),
+        "--".into(),
+        "unshare".into(),
+        "--mount".into(),
+        "--uts".into(),
+        "--propagation".into(),
+        "private".into(),
+        "--".into(),
+        "/bin/sh".into(),
+        dir.join("boot.sh").to_string_lossy().into_owned(),
+    ]);
+    // The node must not inherit this command's environment (secrets such as
+    // RPIPROV_SUDO_PASSWORD, the user's locale and proxies).
+    c.env_clear()
+        .env("PATH", PATH)
+        .env("LANG", "C.UTF-8")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            // Own session: no terminal signal of `lab up` reaches the node.
+            libc::setsid();
+            let lim = libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            // Best effort: on machines whose root lacks CAP_SYS_RESOURCE this fails, and
+            // Docker's init script gets the shim of `NOFILE_SHIM` instead.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let child = c
+        .spawn()
+        .map_err(|e| node_err(node, format!("cannot start nsenter: {e}")))?;
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    // The child is never waited for: it outlives this command on purpose.
+    drop(child);
+    sys::proc_id(pid).ok_or_else(|| node_err(node, format!("boot process {pid} vanished at once")))
+}
+
+fn node_err(node: &NodeSpec, message: String) -> LabError {
+    LabError::Node {
+        node: node.name.clone(),
+        message,
+    }
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("boot.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n  ")
+}
+
+/// Waits for the boot script's `ready` mark; an error with the boot log when the holder dies.
+pub fn wait_ready(node: &NodeSpec, dir: &Path, holder: ProcId, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if dir.join("ready").exists() && sys::alive(holder) {
+            return Ok(());
+        }
+        if !sys::alive(holder) {
+            return Err(node_err(
+                node,
+                format!(
+                    "boot failed; {}:\n  {}",
+                    dir.join("boot.log").display(),
+                    log_tail(dir)
+                ),
+            ));
+        }
+        if start.elapsed() > timeout {
+            return Err(node_err(
+                node,
+                format!(
+                    "not ready after {} s; {}",
+                    timeout.as_secs(),
+                    dir.join("boot.log").display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A pid file inside the node, read through the holder's view of the file system (its
+/// root is the node's root, bare nodes included).
+fn pid_in_node(holder: ProcId, file: &str) -> Option<ProcId> {
+    let path = PathBuf::from(format!("/proc/{}/root", holder.pid)).join(file);
+    let pid: i32 = fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    sys::proc_id(pid).filter(|p| sys::alive(*p))
+}
+
+pub fn sshd_running(holder: ProcId) -> bool {
+    sys::alive(holder) && pid_in_node(holder, "run/sshd.pid").is_some()
+}
+
+pub fn dockerd_running(holder: ProcId) -> bool {
+    sys::alive(holder) && pid_in_node(holder, "run/docker.pid").is_some()
+}
+
+/// A command run inside a node (its mount, UTS and network namespaces; entering the mount
+/// namespace also enters the node's root): how the lab and the tests reach a node without SSH.
+pub fn enter(holder: ProcId) -> Command {
+    let mut c = cmd([
+        "nsenter".to_string(),
+        "--target".into(),
+        holder.pid.to_string(),
+        "--mount".into(),
+        "--uts".into(),
+        "--net".into(),
+        "--".into(),
+    ]);
+    c.env_clear().env("PATH", PATH);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::layout::{Shape, plan};
+
+    fn nodes() -> Vec<NodeSpec> {
+        plan(
+            Path::new("/x"),
+            Shape {
+                docker: 2,
+                bare: 1,
+                sshd_only: 0,
+            },
+        )
+        .unwrap()
+        .nodes
+    }
+
+    fn script(node: &NodeSpec) -> String {
+        boot_script(
+            node,
+            &BootInputs {
+                node_dir: Path::new("/lab dir/nodes/x"),
+                base: Some(Path::new("/cache/bookworm")),
+            },
+        )
+    }
+
+    #[test]
+    fn docker_node_gets_private_run_etc_var_and_its_own_dockerd() {
+        let s = script(&nodes()[0]);
+        assert!(s.contains("N='/lab dir/nodes/x'\n"), "{s}");
+        assert!(s.contains("hostname pi1\n"));
+        // The node directory is reached through a bind made before any mount can hide it.
+        let bind = s.find("mount --bind $N /mnt\nN=/mnt\n").unwrap();
+        assert!(bind < s.find("lab-run /run").unwrap());
+        assert!(s.contains("mount -t tmpfs -o mode=0755 lab-run /run\n"));
+        assert!(s.contains("lowerdir=/etc,upperdir=$N/etc.upper"));
+        assert!(s.contains("mount --bind $N/docker /var/lib/docker\n"));
+        assert!(s.contains("dockerd -p /run/docker.pid"));
+        assert!(s.contains("NOPASSWD"));
+        assert!(s.ends_with("touch $N/ready\nexec sleep infinity\n"));
+    }
+
+    #[test]
+    fn second_node_asks_for_the_password_from_the_file() {
+        let s = script(&nodes()[1]);
+        assert!(
+            s.contains("\"$(cat $N/sudo-password)\" | $C chpasswd\n"),
+            "{s}"
+        );
+        assert!(s.contains("echo 'pi ALL=(ALL) ALL' > $R/etc/sudoers.d/lab-pi\n"));
+        assert!(!s.contains("NOPASSWD"));
+    }
+
+    #[test]
+    fn bare_node_is_its_own_root_over_an_overlay_without_dockerd() {
+        let s = script(&nodes()[2]);
+        assert!(s.contains("B=/cache/bookworm\n"), "{s}");
+        assert!(s.contains("mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper"));
+        assert!(s.contains("mount -t proc proc $R/proc\n"));
+        assert!(s.contains("cp -L /etc/resolv.conf $R/etc/resolv.conf\n"));
+        // The node's root becomes the namespace's root before sshd starts in it.
+        let pivot = s
+            .find("cd $R\npivot_root . .\numount -l .\ncd /\n")
+            .unwrap();
+        assert!(pivot < s.find("/usr/sbin/sshd").unwrap());
+        assert!(!s.contains("dockerd"));
+    }
+
+    #[test]
+    fn sshd_listens_on_the_node_address_only_with_keys_only() {
+        let c = sshd_config(&nodes()[2]);
+        assert!(c.contains("ListenAddress 198.18.0.13:22\n"));
+        assert!(c.contains("PasswordAuthentication no\n"));
+        assert!(c.contains("HostKey /etc/ssh/ssh_host_ed25519_key\n"));
+    }
+
+    #[test]
+    fn docker_ranges_stay_inside_the_benchmark_block() {
+        let j: serde_json::Value = serde_json::from_str(&daemon_json()).unwrap();
+        assert_eq!(j["bip"], "198.18.254.1/24");
+        assert_eq!(j["default-address-pools"][0]["base"], "198.18.128.0/18");
+    }
+}

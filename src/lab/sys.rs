@@ -1,0 +1,202 @@
+//! Running the host tools the lab is made of (`ip`, `iptables`, `ssh-keygen`...), and
+//! looking at processes through `/proc`. Every command is an argv, never a shell string.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use super::error::{LabError, Result};
+
+/// Builds a command from argv tokens.
+pub fn cmd<I, S>(argv: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut it = argv.into_iter();
+    let mut c = Command::new(it.next().expect("empty argv"));
+    c.args(it);
+    c
+}
+
+fn describe(c: &Command) -> String {
+    let mut parts = vec![c.get_program().to_string_lossy().into_owned()];
+    parts.extend(c.get_args().map(|a| a.to_string_lossy().into_owned()));
+    crate::shell::join(parts)
+}
+
+/// Runs to completion; stdout on success, an error carrying stderr otherwise.
+pub fn run(mut c: Command) -> Result<String> {
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError::Other(format!("cannot run `{}`: {e}", describe(&c))))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LabError::Command {
+            command: describe(&c),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Runs and only reports whether it succeeded (probes such as `iptables -C`).
+pub fn succeeds(mut c: Command) -> bool {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Writes a file atomically (temporary file, then rename) with the given mode, so a crash
+/// never leaves half a state file or half a key.
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| LabError::io(&tmp, e))?;
+    f.write_all(contents).map_err(|e| LabError::io(&tmp, e))?;
+    // `mode` at creation is filtered by the umask; set it exactly.
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| LabError::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| LabError::io(path, e))
+}
+
+pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| LabError::io(path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| LabError::io(path, e))
+}
+
+/// A process as the lab recorded it: the pid alone could be reused by an unrelated
+/// process after a reboot or a long time, the start time (in clock ticks since boot) cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start: u64,
+}
+
+impl ProcId {
+    /// Still the same running process (see [`alive`]).
+    pub fn is_alive(self) -> bool {
+        alive(self)
+    }
+}
+
+/// Fields of `/proc/PID/stat` after the command name: (ppid, start time).
+fn stat_fields(pid: i32) -> Option<(i32, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state): ppid is field 4, starttime field 22.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((ppid, start))
+}
+
+pub fn proc_id(pid: i32) -> Option<ProcId> {
+    stat_fields(pid).map(|(_, start)| ProcId { pid, start })
+}
+
+/// True when the recorded process still runs (same pid, same start time) and is no zombie.
+pub fn alive(p: ProcId) -> bool {
+    if stat_fields(p.pid).map(|(_, s)| s) != Some(p.start) {
+        return false;
+    }
+    let state = fs::read_to_string(format!("/proc/{}/stat", p.pid)).unwrap_or_default();
+    let zombie = state
+        .rfind(')')
+        .and_then(|i| state.get(i + 2..i + 3))
+        .is_some_and(|s| s == "Z");
+    !zombie
+}
+
+pub fn signal(p: ProcId, sig: i32) {
+    if alive(p) {
+        // SAFETY: plain syscall on a pid we just checked is the recorded process.
+        unsafe {
+            libc::kill(p.pid, sig);
+        }
+    }
+}
+
+/// Every process on the machine with its parent, and the inode of its net and mount
+/// namespaces (0 when unreadable).
+pub struct ProcInfo {
+    pub id: ProcId,
+    pub ppid: i32,
+    pub net_ns: u64,
+    pub mnt_ns: u64,
+    pub comm: String,
+}
+
+pub fn processes() -> Vec<ProcInfo> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Some((ppid, start)) = stat_fields(pid) else {
+            continue;
+        };
+        let ns = |kind: &str| {
+            fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+                .map(|m| m.ino())
+                .unwrap_or(0)
+        };
+        out.push(ProcInfo {
+            id: ProcId { pid, start },
+            ppid,
+            net_ns: ns("net"),
+            mnt_ns: ns("mnt"),
+            comm: fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        });
+    }
+    out
+}
+
+/// Inode of a namespace file (`/run/netns/NAME`, `/proc/PID/ns/mnt`): how processes inside
+/// that namespace are recognised.
+pub fn ns_inode(path: &Path) -> Option<u64> {
+    fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// `which`, without a shell.
+pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<std::path::PathBuf> = std::env::split_paths(&path).collect();
+    // root's usual sbin directories, in case PATH came from a non-root environment (sudo).
+    for d in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        dirs.push(d.into());
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+}
+
+/// Random printable secret from the kernel, for the sudo password.
+pub fn random_token(len: usize) -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = vec![0u8; len];
+    let mut f = fs::File::open("/dev/urandom").map_err(|e| LabError::io("/dev/urandom", e))?;
+    std::io::Read::read_exact(&mut f, &mut bytes).map_err(|e| LabError::io("/dev/urandom", e))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
