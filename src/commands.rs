@@ -158,6 +158,15 @@ pub fn node_rm(node_id: &str) -> String {
     join(["docker", "node", "rm", node_id])
 }
 
+/// Inspects these networks; missing ones are left out (inspect fails for them, and the
+/// status does not matter: the output says which exist).
+pub fn network_inspect(names: &[&str]) -> String {
+    format!(
+        "docker network inspect --format '{{{{json .}}}}' {} 2>/dev/null; true",
+        join(names)
+    )
+}
+
 pub fn network_create(net: &Network) -> String {
     let mut args = vec![
         "docker".to_string(),
@@ -250,6 +259,14 @@ mod tests {
         assert_eq!(
             network_create(&net),
             "docker network create --driver overlay --scope swarm --attachable --internal --subnet 10.20.0.0/24 --opt encrypted --label io.rpiprov.managed=true DATA"
+        );
+    }
+
+    #[test]
+    fn network_inspect_tolerates_missing_networks() {
+        assert_eq!(
+            network_inspect(&["DATA", "my net"]),
+            "docker network inspect --format '{{json .}}' DATA 'my net' 2>/dev/null; true"
         );
     }
 

@@ -293,6 +293,40 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
+    /// Creates the playbook's networks that do not exist; a network that exists with other
+    /// options is an error (Docker cannot change one in place), as in bootstrap.
+    async fn ensure_networks(&self) -> Result<(), StepError> {
+        let names: Vec<&str> = self
+            .prepared
+            .networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        let out = self.root(crate::commands::network_inspect(&names)).await?;
+        let existing = crate::facts::parse_networks(&out.stdout_str()).map_err(StepError)?;
+        for net in &self.prepared.networks {
+            match existing.iter().find(|n| n.name == net.name) {
+                Some(have) => {
+                    let diff = crate::plan::network_diff(net, have);
+                    if !diff.is_empty() {
+                        return Err(StepError(format!(
+                            "network {} exists with other options ({}); Docker cannot change a network in place: remove it (docker network rm {}) or change the playbook",
+                            net.name,
+                            diff.join(", "),
+                            net.name
+                        )));
+                    }
+                }
+                None => {
+                    self.step(&self.leader_name, &format!("create network {}", net.name));
+                    self.root(crate::commands::network_create(net)).await?;
+                    self.changed_row(&self.leader_name, format!("create network {}", net.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Remote text with every secret value replaced: Docker may echo a value in an error
     /// (an interpolation error quotes the text around it).
     fn redact(&self, text: &str) -> String {
@@ -387,6 +421,16 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
     /// Everything done under the lock.
     async fn deploy(&self) {
         let leader = self.leader_name.clone();
+
+        // The playbook's networks: a teardown removes them, and the stacks need them.
+        if !self.prepared.networks.is_empty() {
+            self.step(&leader, "check networks");
+            if let Err(e) = self.ensure_networks().await {
+                self.fail_row(&leader, "networks", &e.0);
+                self.skip_pending("not attempted: the playbook's networks are not ready");
+                return;
+            }
+        }
 
         // Images first: a stack must not start before its images are on the nodes.
         let shipped = images::ship(

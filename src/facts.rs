@@ -216,6 +216,13 @@ pub fn parse(output: &str) -> Result<Facts, String> {
     Ok(f)
 }
 
+/// Parses `docker network inspect --format '{{json .}}'` output: one network per line.
+pub fn parse_networks(text: &str) -> Result<Vec<NetworkInfo>, String> {
+    let mut f = Facts::default();
+    parse_section(&mut f, "networks", text)?;
+    Ok(f.networks)
+}
+
 fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
     match name {
         "daemon_json" => {

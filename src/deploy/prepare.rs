@@ -43,6 +43,8 @@ pub struct PreparedStack {
 /// Everything `deploy` needs from this machine, read once before any connection.
 #[derive(Debug, Clone, Default)]
 pub struct Prepared {
+    /// The playbook's networks: deploy recreates missing ones (a teardown removes them).
+    pub networks: Vec<crate::config::Network>,
     /// In playbook order.
     pub stacks: Vec<PreparedStack>,
     pub images: Vec<PreparedImage>,
@@ -164,7 +166,11 @@ pub fn prepare_with(
             fingerprint,
         });
     }
-    Ok(Prepared { stacks, images })
+    Ok(Prepared {
+        networks: playbook.networks.clone(),
+        stacks,
+        images,
+    })
 }
 
 fn is_env_name(s: &str) -> bool {

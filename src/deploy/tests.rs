@@ -665,3 +665,70 @@ fn rows_for_the_progress_display() {
         vec!["pi1", "pi2", "pi3", "stack web", "stack db"]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The playbook's networks (a teardown removes them; a deploy right after must work)
+
+fn with_networks() -> Prepared {
+    let mut p = prepared();
+    p.networks = vec![crate::config::Network {
+        name: "DATA".into(),
+        driver: "overlay".into(),
+        attachable: false,
+        internal: true,
+        subnet: Some("198.19.10.0/24".into()),
+        encrypted: false,
+    }];
+    p
+}
+
+#[tokio::test]
+async fn a_missing_network_is_created_before_any_stack() {
+    let p = with_networks();
+    let probe = FakeRemote::new("probe");
+    let state = already_deployed(&probe, &p);
+    let m = manager(&state);
+    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    // Inspect finds nothing: the network was removed by a teardown.
+    m.on("docker network inspect", ok(""))
+        .on("docker network create", ok("abc\n"));
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:?}");
+    let cmds = m.commands();
+    let create = cmds
+        .iter()
+        .position(|c| c.contains("docker network create"))
+        .expect("the network is created");
+    assert_eq!(
+        cmds[create],
+        "docker network create --driver overlay --scope swarm --internal --subnet 198.19.10.0/24 --label io.rpiprov.managed=true DATA"
+    );
+    assert!(
+        cmds[0].contains("mkdir /var/lib/rpiprov/lock"),
+        "lock first"
+    );
+    assert_eq!(res.hosts[0].changed, vec!["create network DATA"]);
+}
+
+#[tokio::test]
+async fn a_network_with_other_options_stops_the_deploy_before_any_stack() {
+    let p = with_networks();
+    let m = manager("");
+    m.on(
+        "docker network inspect",
+        ok(r#"{"Name":"DATA","Driver":"overlay","Scope":"swarm","Internal":false,"Attachable":false,"IPAM":{"Config":[{"Subnet":"198.19.10.0/24"}]},"Options":{}}"#),
+    );
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(res.failed());
+    assert_eq!(m.count("docker stack deploy"), 0);
+    assert_eq!(m.count("docker network create"), 0);
+    assert_eq!(
+        res.hosts[0].error.as_deref(),
+        Some(
+            "network DATA exists with other options (internal is false, playbook says true); Docker cannot change a network in place: remove it (docker network rm DATA) or change the playbook"
+        )
+    );
+    assert!(res.stacks.iter().all(|s| s.status == StackStatus::Skipped));
+    // The lock is released all the same.
+    assert!(m.commands().last().unwrap().contains("@@released"));
+}
