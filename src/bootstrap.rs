@@ -42,6 +42,8 @@ struct Shared<R> {
     node_ids: Mutex<HashMap<String, String>>,
     swarm: tokio::sync::Mutex<SwarmCtx>,
     leader: Option<String>,
+    /// Host name -> the addresses that machine is known by (for stale entries).
+    machines: HashMap<String, Vec<String>>,
     command_timeout: Duration,
     started: Instant,
 }
@@ -126,7 +128,25 @@ pub async fn run<R: Remote + 'static>(
             swarm.manager_addr = Some(format!("{}:2377", lf.swarm.node_addr));
         }
     }
+    let mut machines: HashMap<String, Vec<String>> = HashMap::new();
+    for (host, f) in &all_facts {
+        let addrs = machines.entry(f.hostname.clone()).or_default();
+        addrs.extend(
+            [f.reach_addr.clone(), f.swarm.node_addr.clone()]
+                .into_iter()
+                .filter(|a| !a.is_empty()),
+        );
+        if let Some(h) = opts
+            .hosts
+            .iter()
+            .chain(opts.managers.iter())
+            .find(|h| &h.name == host)
+        {
+            addrs.push(h.address.clone());
+        }
+    }
     let shared = Arc::new(Shared {
+        machines,
         sessions,
         reporter: reporter.clone(),
         reports: Mutex::new(reports),
@@ -373,21 +393,28 @@ impl<R: Remote + 'static> Shared<R> {
                 Ok(true)
             }
             Step::JoinSwarm { role, advertise } => self.join(host, *role, advertise).await,
-            Step::PruneDownNodes { hostnames } => {
-                let out = self
-                    .root(
-                        host,
-                        "docker node ls --format '{{.ID}} {{.Hostname}} {{.Status}}'".into(),
-                    )
-                    .await?;
+            Step::PruneStaleNodes { hostnames } => {
+                let out = self.root(host, commands::node_entries()).await?;
+                let current: Vec<String> =
+                    self.node_ids.lock().unwrap().values().cloned().collect();
                 let mut removed = false;
                 for line in out.stdout_str().lines() {
                     let parts: Vec<&str> = line.split_whitespace().collect();
-                    if let [id, name, status] = parts[..]
-                        && status == "Down"
-                        && hostnames.iter().any(|h| h == name)
-                    {
-                        self.root(host, commands::node_rm(id)).await?;
+                    let [id, name, state, addr] = parts[..] else {
+                        continue;
+                    };
+                    if !hostnames.iter().any(|h| h == name) || current.iter().any(|c| c == id) {
+                        continue;
+                    }
+                    // An entry that is still up is removed only when it is this very
+                    // machine (same address): never another Pi that shares the name.
+                    let same_machine = self
+                        .machines
+                        .get(name)
+                        .is_some_and(|addrs| addrs.iter().any(|a| a == addr));
+                    if state == "down" || same_machine {
+                        self.root(host, commands::node_rm(id, state != "down"))
+                            .await?;
                         removed = true;
                     }
                 }
@@ -678,6 +705,44 @@ mod tests {
         assert_eq!(reports[0].outcome, Outcome::Changed);
         assert_eq!(reports[1].outcome, Outcome::Failed);
         assert_eq!(reports[1].failed_step.as_deref(), Some("connect"));
+    }
+
+    #[tokio::test]
+    async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
+        let (fakes, mut hosts) = fleet();
+        hosts.push(host("pi3", Role::Worker));
+        // The manager leads a swarm that still lists pi3's old node (up: it left seconds
+        // ago) and a live machine elsewhere that is also called pi3.
+        let m = FakeRemote::new("pi1");
+        m.on(
+            "@@begin",
+            ok(&format!(
+                "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n{}\n{}\n@@end nodes\n",
+                r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+                r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
+                r#"{"ID":"old3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}"#,
+                r#"{"ID":"far3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"10.0.0.3"}}"#,
+            )),
+        )
+        .on("join-token -q worker", ok(&format!("{TOKEN}\n")))
+        .on(
+            "{{.Status.Addr}}",
+            ok("n1 pi1 ready 198.18.0.11\nold3 pi3 ready 198.18.0.13\nfar3 pi3 ready 10.0.0.3\nnew3 pi3 ready 198.18.0.13\n"),
+        )
+        .on("docker node rm", ok(""));
+        let w3 = FakeRemote::new("pi3");
+        w3.on("@@begin", ok(&probe_of("pi3", "198.18.0.13", true)))
+            .on("swarm join", ok(""))
+            .on("LocalNodeState", ok("active new3\n"));
+        let (reports, _) = bootstrap(&[m.clone(), w3, fakes[1].clone()], &hosts[..], vec![]).await;
+        let pi2 = reports.iter().find(|r| r.host == "pi2").unwrap();
+        assert_eq!(pi2.outcome, Outcome::Changed, "{pi2:?}");
+        let removals: Vec<String> = m
+            .commands()
+            .into_iter()
+            .filter(|c| c.contains("node rm"))
+            .collect();
+        assert_eq!(removals, vec!["docker node rm --force old3"]);
     }
 
     impl FakeRemote {

@@ -152,10 +152,20 @@ pub fn node_demote(node_id: &str) -> String {
     join(["docker", "node", "demote", node_id])
 }
 
-/// Removes a node entry that is down (a node that left or was reinstalled), so that a
-/// rejoined Pi does not show twice in `docker node ls`.
-pub fn node_rm(node_id: &str) -> String {
-    join(["docker", "node", "rm", node_id])
+/// Removes a node entry left by a Pi that left or was reinstalled, so that the rejoined Pi
+/// does not show twice in `docker node ls`. `force` for an entry swarm still thinks is up
+/// (it notices a departure only after the heartbeat times out).
+pub fn node_rm(node_id: &str, force: bool) -> String {
+    if force {
+        join(["docker", "node", "rm", "--force", node_id])
+    } else {
+        join(["docker", "node", "rm", node_id])
+    }
+}
+
+/// Every node entry: id, host name, state, address; for pruning stale entries.
+pub fn node_entries() -> String {
+    "docker node inspect --format '{{.ID}} {{.Description.Hostname}} {{.Status.State}} {{.Status.Addr}}' $(docker node ls -q)".to_string()
 }
 
 /// Inspects these networks; missing ones are left out (inspect fails for them, and the
@@ -230,6 +240,12 @@ mod tests {
         );
         assert_eq!(join_token(false), "docker swarm join-token -q worker");
         assert_eq!(join_token(true), "docker swarm join-token -q manager");
+    }
+
+    #[test]
+    fn node_removal() {
+        assert_eq!(node_rm("abc", false), "docker node rm abc");
+        assert_eq!(node_rm("abc", true), "docker node rm --force abc");
     }
 
     #[test]

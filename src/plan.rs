@@ -29,8 +29,9 @@ pub enum Step {
         role: Role,
         advertise: String,
     },
-    /// On the leader: removes `down` node entries left by these hosts' earlier lives.
-    PruneDownNodes {
+    /// On the leader: removes node entries left by these hosts' earlier lives (a node that
+    /// left or was reinstalled): same host name, not the host's current node.
+    PruneStaleNodes {
         hostnames: Vec<String>,
     },
     /// On the leader: changes a host's role.
@@ -67,7 +68,7 @@ impl Step {
             Step::LeaveSwarm { .. } => "leave the other swarm".into(),
             Step::InitSwarm { advertise, .. } => format!("swarm init (advertise {advertise})"),
             Step::JoinSwarm { role, .. } => format!("join swarm as {}", role.as_str()),
-            Step::PruneDownNodes { .. } => "remove stale down nodes".into(),
+            Step::PruneStaleNodes { .. } => "remove stale node entries".into(),
             Step::SetRole { host, role } => format!("make {host} a {}", role.as_str()),
             Step::SetLabels { host, labels } => format!(
                 "label {host} {}",
@@ -323,6 +324,10 @@ pub fn plan(input: &Input) -> Plan {
                 });
             }
         } else if will_run_docker[host.name.as_str()] {
+            // A Pi that was reinstalled, or left, rejoins as a new node: its old entry goes.
+            if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
+                prune.push(f.hostname.clone());
+            }
             let work = Work {
                 host: host.name.clone(),
                 steps: vec![Step::JoinSwarm {
@@ -352,7 +357,7 @@ pub fn plan(input: &Input) -> Plan {
     prune.sort();
     prune.dedup();
     if !prune.is_empty() {
-        leader_steps.insert(0, Step::PruneDownNodes { hostnames: prune });
+        leader_steps.insert(0, Step::PruneStaleNodes { hostnames: prune });
     }
 
     // Labels: what the inventory wants and the node does not have yet.

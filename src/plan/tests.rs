@@ -317,7 +317,7 @@ fn force_makes_it_leave_then_join() {
     );
     assert_eq!(
         p.steps_of("pi1"),
-        vec![&Step::PruneDownNodes {
+        vec![&Step::PruneStaleNodes {
             hostnames: vec!["pi3".into()]
         }]
     );
@@ -441,5 +441,27 @@ fn changed_daemon_settings_restart_the_daemon() {
             ),
             &Step::RestartDocker
         ]
+    );
+}
+
+#[test]
+fn a_reinstalled_pi_rejoins_and_its_old_entry_is_pruned() {
+    let mut case = formed();
+    // pi3 was reinstalled: Docker runs, no swarm; the manager still lists its old node.
+    case.facts
+        .insert("pi3".into(), docker_up("pi3", "198.18.0.13"));
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::JoinSwarm {
+            role: Role::Worker,
+            advertise: "198.18.0.13".into()
+        }]
+    );
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::PruneStaleNodes {
+            hostnames: vec!["pi3".into()]
+        }]
     );
 }

@@ -1,0 +1,485 @@
+//! End-to-end tests of bootstrap, deploy and teardown (tier 3) on the lab's default fleet:
+//! a manager and a worker with Docker, a bare worker without it, each with its own sshd
+//! and dockerd. rpiprov is run as a user runs it; what it did is checked on the nodes
+//! themselves with the system OpenSSH client, never through rpiprov.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::fleet::{BIN, Fleet, text};
+
+struct Lab {
+    fleet: Fleet,
+    password: String,
+    inventory: rpiprov::config::Inventory,
+    playbook: rpiprov::config::Playbook,
+}
+
+/// `(hostname, role, state, labels)` of every node, sorted: duplicates would show.
+type NodeRow = (String, String, String, String);
+
+impl Lab {
+    fn up() -> Lab {
+        let fleet = Fleet::up(&[]);
+        let password = fleet.read("sudo-password").trim().to_string();
+        let loaded = rpiprov::config::load(&fleet.dir.join("inventory.toml"), None)
+            .unwrap_or_else(|e| panic!("the lab's inventory does not load: {e:?}"));
+        Lab {
+            password,
+            inventory: loaded.inventory,
+            playbook: loaded
+                .playbook
+                .expect("the lab inventory names its playbook"),
+            fleet,
+        }
+    }
+
+    fn addr(&self, name: &str) -> String {
+        self.inventory.host(name).unwrap().address.clone()
+    }
+
+    fn rpiprov_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-i")
+            .arg(self.fleet.dir.join("inventory.toml"))
+            .args(args)
+            .env("RPIPROV_SUDO_PASSWORD", &self.password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs rpiprov against the fleet's inventory, as a script would.
+    fn run(&self, args: &[&str]) -> Output {
+        self.rpiprov_cmd(args).output().expect("run rpiprov")
+    }
+
+    /// Runs rpiprov and asserts its exit code; returns stdout. Nothing secret may show.
+    fn ok(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(code), "rpiprov {args:?}:\n{all}");
+        assert!(
+            !all.contains(&self.password),
+            "the sudo password leaked:\n{all}"
+        );
+        assert!(!all.contains("SWMTKN"), "a join token leaked:\n{all}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A root shell command on a node; the password is offered to sudo on stdin, which
+    /// nodes with password-less sudo ignore.
+    fn on(&self, node: &str, cmd: &str) -> String {
+        let out = self.on_raw(node, cmd);
+        assert!(out.status.success(), "{cmd} on {node}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn on_raw(&self, node: &str, cmd: &str) -> Output {
+        let quoted = rpiprov::shell::quote(cmd);
+        self.fleet.ssh(
+            &self.addr(node),
+            &format!("sudo -S -p '' sh -c {quoted}"),
+            Some(&format!("{}\n", self.password)),
+        )
+    }
+
+    fn nodes(&self) -> Vec<NodeRow> {
+        let mut rows: Vec<NodeRow> = self
+            .on(
+                "pi1",
+                "docker node inspect --format '{{.Description.Hostname}} {{.Spec.Role}} {{.Status.State}} {{json .Spec.Labels}}' $(docker node ls -q)",
+            )
+            .lines()
+            .map(|l| {
+                let mut it = l.splitn(4, ' ');
+                let mut next = || it.next().unwrap_or("").to_string();
+                (next(), next(), next(), next())
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// Asserts that the swarm is the one the inventory describes: every host once, Ready,
+    /// with its role and labels.
+    fn assert_formed(&self) {
+        let mut expected: Vec<NodeRow> = self
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    h.role.as_str().to_string(),
+                    "ready".to_string(),
+                    serde_json::to_string(&h.labels).unwrap(),
+                )
+            })
+            .collect();
+        expected.sort();
+        // A node that just joined may show Down for an instant; give swarm a moment.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let nodes = self.nodes();
+            if nodes == expected || Instant::now() > deadline {
+                assert_eq!(nodes, expected, "docker node inspect on the manager");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("--json is not JSON ({e}):\n{stdout}"))
+}
+
+fn row<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == name)
+        .unwrap_or_else(|| panic!("no row {name} in {doc:#}"))
+}
+
+/// The pid of the sshd that serves a node: the process listening on its port 22 inside
+/// its network namespace.
+fn sshd_pid(addr: &str) -> u32 {
+    for ns in std::fs::read_dir("/run/netns").unwrap() {
+        let ns = ns.unwrap().path();
+        let run = |args: &[&str]| {
+            let out = Command::new("nsenter")
+                .arg(format!("--net={}", ns.display()))
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        if !run(&["ip", "-4", "-o", "addr"]).contains(&format!(" {addr}/")) {
+            continue;
+        }
+        let listen = run(&["ss", "-Htlnp", "sport = :22"]);
+        let pid = listen
+            .split("pid=")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .unwrap_or_else(|| panic!("no sshd listens in the namespace of {addr}: {listen}"));
+        return pid.parse().unwrap();
+    }
+    panic!("no lab namespace has {addr}");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// An HTTP GET over plain TCP; the lab nodes' addresses are reachable from here.
+fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(
+                &addr.parse().unwrap(),
+                Duration::from_secs(2),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.starts_with("HTTP/1") => return body,
+            _ if Instant::now() > deadline => panic!("no HTTP answer from {addr}: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// Issue 4: bootstrap forms the swarm, installs Docker on the bare node, is idempotent,
+/// survives a frozen node and refuses a node of another swarm.
+#[test]
+fn bootstrap_end_to_end() {
+    let lab = Lab::up();
+
+    // 1. The first run: Docker on the bare node, swarm init, joins, labels, networks.
+    let out = lab.ok(&["bootstrap"], 0);
+    assert!(out.contains("install docker (docker.io package)"), "{out}");
+    lab.assert_formed();
+    // The bare node got Docker from its package manager, and its daemon runs.
+    assert_eq!(
+        lab.on("pi3", "dpkg-query -W -f='${Status}' docker.io"),
+        "install ok installed"
+    );
+    assert_eq!(
+        lab.on("pi3", "docker info --format '{{.Swarm.LocalNodeState}}'")
+            .trim(),
+        "active"
+    );
+    // The playbook's networks exist with their options.
+    for net in &lab.playbook.networks {
+        let got = lab.on(
+            "pi1",
+            &format!(
+                "docker network inspect --format '{{{{.Driver}}}} {{{{.Scope}}}} {{{{.Attachable}}}} {{{{.Internal}}}} {{{{range .IPAM.Config}}}}{{{{.Subnet}}}}{{{{end}}}}' {}",
+                net.name
+            ),
+        );
+        assert_eq!(
+            got.trim(),
+            format!(
+                "overlay swarm {} {} {}",
+                net.attachable,
+                net.internal,
+                net.subnet.clone().unwrap_or_default()
+            ),
+            "network {}",
+            net.name
+        );
+    }
+
+    // 2. The second run changes nothing, says so, and --json agrees.
+    let doc = json(&lab.ok(&["bootstrap", "--json"], 0));
+    assert_eq!(doc["ok"], true);
+    assert_eq!(doc["changed"], false, "{doc:#}");
+    assert_eq!(doc["hosts"].as_array().unwrap().len(), 3);
+    for h in doc["hosts"].as_array().unwrap() {
+        assert_eq!(h["outcome"], "unchanged", "{h:#}");
+        assert_eq!(h["changed"], serde_json::json!([]));
+    }
+    let out = lab.ok(&["bootstrap"], 0);
+    assert!(
+        out.contains("bootstrap: no change on any host (3 hosts"),
+        "{out}"
+    );
+
+    // 3. A worker whose sshd is frozen fails within the connect timeout, the others
+    //    complete, exit 1; once it answers again, bootstrap converges.
+    let pid = sshd_pid(&lab.addr("pi2"));
+    signal(pid, "-STOP");
+    let t = Instant::now();
+    let out = lab.run(&["bootstrap", "--json"]);
+    let took = t.elapsed();
+    signal(pid, "-CONT");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(row(&doc, "pi2")["outcome"], "failed", "{doc:#}");
+    assert_eq!(row(&doc, "pi2")["failed_step"], "connect");
+    assert_eq!(row(&doc, "pi1")["outcome"], "unchanged");
+    assert_eq!(row(&doc, "pi3")["outcome"], "unchanged");
+    let timeout = lab.inventory.ssh.connect_timeout;
+    assert!(
+        took < timeout + Duration::from_secs(5),
+        "took {took:?} with a connect timeout of {timeout:?}"
+    );
+    lab.ok(&["bootstrap"], 0);
+    lab.assert_formed();
+
+    // 4. A node that belongs to another swarm is refused, naming that swarm; --force
+    //    makes it leave and join this one.
+    let pi3 = lab.addr("pi3");
+    lab.on(
+        "pi3",
+        &format!("docker swarm leave --force >/dev/null && docker swarm init --advertise-addr {pi3} >/dev/null"),
+    );
+    let cluster = lab.on("pi3", "docker info --format '{{.Swarm.Cluster.ID}}'");
+    let out = lab.ok(&["bootstrap"], 1);
+    assert!(
+        out.contains(&format!(
+            "belongs to another swarm (cluster {}); run with --force",
+            cluster.trim()
+        )),
+        "{out}"
+    );
+    lab.ok(&["bootstrap", "--force"], 0);
+    lab.assert_formed();
+}
+
+/// Issue 5: deploy ships images, deploys in order, waits for convergence, is idempotent,
+/// redeploys only what changed, reports what does not converge, holds a lock; teardown
+/// leaves nothing, a deploy right after works, and --leave-swarm dissolves the swarm.
+#[test]
+fn deploy_and_teardown_end_to_end() {
+    let lab = Lab::up();
+    lab.ok(&["bootstrap"], 0);
+    let dir = &lab.fleet.dir;
+
+    // 1. Deploy: every stack deployed and converged.
+    let doc = json(&lab.ok(&["deploy", "--json"], 0));
+    let stacks = doc["details"].as_array().unwrap();
+    let names: Vec<&str> = stacks
+        .iter()
+        .map(|s| s["stack"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "api", "echo"]);
+    for s in stacks {
+        assert_eq!(s["status"], "deployed", "{s:#}");
+        for svc in s["services"].as_array().unwrap() {
+            assert_eq!(svc["converged"], true, "{svc:#}");
+        }
+    }
+    // The global web service runs on every node, the once-bare one included, and answers
+    // on each node's published port.
+    for node in ["pi1", "pi2", "pi3"] {
+        let body = http_get(&format!("{}:18080", lab.addr(node)));
+        assert!(
+            body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+            "{node}: {body}"
+        );
+    }
+    // Through the overlay network: from the web container on pi3, an api task (reachable
+    // only inside the internal DATA network) answers.
+    let via_overlay = lab.on(
+        "pi3",
+        "c=$(docker ps -q --filter label=com.docker.swarm.service.name=web_web | head -1); \
+         for ip in $(docker exec $c nslookup tasks.api_api | awk '/^Address/ && !/:53/ {print $NF}'); do \
+           printf 'GET / HTTP/1.0\\r\\n\\r\\n' | docker exec -i $c nc $ip 8081; done",
+    );
+    assert!(via_overlay.contains("200 OK"), "{via_overlay}");
+
+    // 2. A second deploy redeploys nothing.
+    let doc = json(&lab.ok(&["deploy", "--json"], 0));
+    assert_eq!(doc["changed"], false, "{doc:#}");
+    for s in doc["details"].as_array().unwrap() {
+        assert_eq!(s["status"], "unchanged", "{s:#}");
+    }
+
+    // 3. Changing one stack file redeploys that stack only.
+    let echo = dir.join("stacks/echo.yml");
+    let mut compose = std::fs::read_to_string(&echo).unwrap();
+    compose = compose.replace(
+        "    deploy:\n",
+        "    environment:\n      GREETING: changed\n    deploy:\n",
+    );
+    std::fs::write(&echo, &compose).unwrap();
+    let doc = json(&lab.ok(&["deploy", "--json"], 0));
+    let status: Vec<(&str, &str)> = doc["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stack"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("web", "unchanged"),
+            ("api", "unchanged"),
+            ("echo", "deployed")
+        ]
+    );
+    assert!(
+        lab.on("pi1", "docker service inspect --format '{{json .Spec.TaskTemplate.ContainerSpec.Env}}' echo_echo")
+            .contains("GREETING=changed")
+    );
+
+    // 4. A deploy started while another holds the lock is refused, naming the holder.
+    std::fs::write(
+        &echo,
+        compose.replace("GREETING: changed", "GREETING: again"),
+    )
+    .unwrap();
+    let first = lab.rpiprov_cmd(&["deploy"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab
+        .on_raw("pi1", "test -d /var/lib/rpiprov/lock")
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first deploy never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = lab.run(&["deploy"]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "the first deploy:\n{}",
+        text(&first)
+    );
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(text(&second).contains("locked by"), "{}", text(&second));
+
+    // 5. A stack whose image exists nowhere is reported with the service and swarm's
+    //    reason within its timeout, exit 1.
+    std::fs::write(
+        dir.join("stacks/ghost.yml"),
+        "version: \"3.8\"\nservices:\n  phantom:\n    image: rpiprov-lab/ghost:1\n    deploy:\n      replicas: 1\n      endpoint_mode: dnsrr\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ghost.toml"),
+        "[[stack]]\nname = \"ghost\"\nfile = \"stacks/ghost.yml\"\ntimeout = \"25s\"\n",
+    )
+    .unwrap();
+    let ghost = dir.join("ghost.toml");
+    let ghost = ghost.to_str().unwrap();
+    let t = Instant::now();
+    let out = lab.run(&["-p", ghost, "deploy"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        t.elapsed() < Duration::from_secs(90),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(all.contains("ghost_phantom"), "{all}");
+    assert!(all.contains("No such image: rpiprov-lab/ghost:1"), "{all}");
+    lab.ok(&["-p", ghost, "teardown", "--yes"], 0);
+
+    // 6. Teardown leaves no stack, service or container on any node, and none of the
+    //    playbook's networks.
+    let out = lab.ok(&["teardown", "--yes"], 0);
+    assert!(out.contains("teardown: "), "{out}");
+    assert_eq!(lab.on("pi1", "docker service ls -q"), "");
+    assert_eq!(lab.on("pi1", "docker stack ls --format '{{.Name}}'"), "");
+    for node in ["pi1", "pi2", "pi3"] {
+        assert_eq!(
+            lab.on(
+                node,
+                "docker ps -aq --filter label=com.docker.stack.namespace"
+            ),
+            "",
+            "containers left on {node}"
+        );
+    }
+    let nets = lab.on("pi1", "docker network ls --format '{{.Name}}'");
+    for net in &lab.playbook.networks {
+        assert!(
+            !nets.lines().any(|l| l == net.name),
+            "{} left: {nets}",
+            net.name
+        );
+    }
+    // Again: nothing to remove, and it says so.
+    let out = lab.ok(&["teardown", "--yes"], 0);
+    assert!(out.contains("no change on any host"), "{out}");
+
+    // 7. A deploy right after a teardown works: no "network not found" race.
+    lab.ok(&["deploy"], 0);
+    http_get(&format!("{}:18080", lab.addr("pi3")));
+
+    // 8. teardown --leave-swarm leaves every node outside any swarm.
+    lab.ok(&["teardown", "--yes", "--leave-swarm"], 0);
+    for node in ["pi1", "pi2", "pi3"] {
+        assert_eq!(
+            lab.on(node, "docker info --format '{{.Swarm.LocalNodeState}}'")
+                .trim(),
+            "inactive",
+            "{node}"
+        );
+    }
+}
