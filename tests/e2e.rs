@@ -213,6 +213,23 @@ fn http_get(addr: &str) -> String {
 fn bootstrap_end_to_end() {
     let lab = Lab::up();
 
+    // 0. pi2's sudo asks for a password, which comes from the environment: without it,
+    //    nothing is touched and the user is told which variable to set.
+    let out = lab
+        .rpiprov_cmd(&["bootstrap"])
+        .env_remove("RPIPROV_SUDO_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: pi2: become_password comes from the environment variable RPIPROV_SUDO_PASSWORD, which is not set\n"
+    );
+    assert_eq!(
+        lab.on("pi1", "docker info --format '{{.Swarm.LocalNodeState}}'").trim(),
+        "inactive"
+    );
+
     // 1. The first run: Docker on the bare node, swarm init, joins, labels, networks.
     let out = lab.ok(&["bootstrap"], 0);
     assert!(out.contains("install docker (docker.io package)"), "{out}");
