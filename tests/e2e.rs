@@ -226,7 +226,8 @@ fn bootstrap_end_to_end() {
         "error: pi2: become_password comes from the environment variable RPIPROV_SUDO_PASSWORD, which is not set\n"
     );
     assert_eq!(
-        lab.on("pi1", "docker info --format '{{.Swarm.LocalNodeState}}'").trim(),
+        lab.on("pi1", "docker info --format '{{.Swarm.LocalNodeState}}'")
+            .trim(),
         "inactive"
     );
 

@@ -1,6 +1,6 @@
 //! End-to-end tests of `rpiprov lab` (tier 3): real network namespaces, sshd, dockerd and a
 //! debootstrapped bare node, checked from the outside the way rpiprov will use them. They
-//! need root and are skipped otherwise; fleets never run concurrently (see `support::fleet`).
+//! need root (they fail without it); fleets never run concurrently (see `support::fleet`).
 
 mod support;
 
