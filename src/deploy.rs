@@ -231,7 +231,7 @@ struct Deploy<'a, R> {
     leader_name: String,
     nodes: HashMap<String, Arc<R>>,
     reporter: Arc<dyn Reporter>,
-    rows: Mutex<Vec<HostReport>>,
+    rows: crate::ui::Rows,
     stacks: Mutex<Vec<StackResult>>,
     /// The stack being deployed, so an interruption names it.
     current: Mutex<Option<usize>>,
@@ -285,7 +285,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             leader_name,
             nodes,
             reporter,
-            rows: Mutex::new(names.iter().map(|n| HostReport::new(n)).collect()),
+            rows: crate::ui::Rows::new(&names),
             stacks: Mutex::new(stacks),
             current: Mutex::new(None),
             secrets,
@@ -341,41 +341,12 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         self.reporter.event(row, Event::Step(what.to_string()));
     }
 
-    fn with_row(&self, row: &str, f: impl FnOnce(&mut HostReport)) {
-        let mut rows = self.rows.lock().unwrap();
-        let i = match rows.iter().position(|r| r.host == row) {
-            Some(i) => i,
-            None => {
-                rows.push(HostReport::new(row));
-                rows.len() - 1
-            }
-        };
-        f(&mut rows[i]);
-        rows[i].seconds = self.started.elapsed().as_secs_f64();
-    }
-
     fn changed_row(&self, row: &str, what: String) {
-        self.with_row(row, |r| {
-            r.changed.push(what);
-            if r.outcome == Outcome::Unchanged {
-                r.outcome = Outcome::Changed;
-            }
-        });
+        self.rows.changed(row, what);
     }
 
     fn fail_row(&self, row: &str, step: &str, error: &str) {
-        let error = self.redact(error);
-        self.with_row(row, |r| {
-            if r.outcome == Outcome::Failed {
-                // Keep the first failure; add later ones below it.
-                let prev = r.error.take().unwrap_or_default();
-                r.error = Some(format!("{prev}\n{step}: {error}"));
-            } else {
-                r.outcome = Outcome::Failed;
-                r.failed_step = Some(step.to_string());
-                r.error = Some(error.clone());
-            }
-        });
+        self.rows.fail(row, step, &self.redact(error));
     }
 
     fn set_stack(&self, i: usize, f: impl FnOnce(&mut StackResult)) {
@@ -688,7 +659,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
     /// The rows with their outcomes; emits each row's end.
     fn finish(self) -> DeployResult {
         let stacks = self.stacks.into_inner().unwrap();
-        let mut rows = self.rows.into_inner().unwrap();
+        let mut rows = self.rows.into_inner();
         for s in &stacks {
             let mut r = HostReport::new(&stack_row(&s.stack));
             r.seconds = s.seconds;

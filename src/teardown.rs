@@ -209,11 +209,10 @@ pub async fn run<R: Remote + 'static>(
         leader,
         nodes,
         reporter,
-        rows: Mutex::new(Vec::new()),
+        rows: crate::ui::Rows::new::<&str>(&[]),
         found: Mutex::new(Survey::default()),
         removed_stacks: Mutex::new(Vec::new()),
         removed_networks: Mutex::new(Vec::new()),
-        started: Instant::now(),
     };
     let leader_name = t.leader_name.clone();
     t.row(&leader_name, |_| {});
@@ -256,54 +255,27 @@ struct Teardown<'a, R> {
     leader_name: String,
     nodes: HashMap<String, Arc<R>>,
     reporter: Arc<dyn Reporter>,
-    rows: Mutex<Vec<HostReport>>,
+    rows: crate::ui::Rows,
     found: Mutex<Survey>,
     removed_stacks: Mutex<Vec<String>>,
     removed_networks: Mutex<Vec<String>>,
-    started: Instant,
 }
 
 impl<R: Remote + 'static> Teardown<'_, R> {
     fn row(&self, name: &str, f: impl FnOnce(&mut HostReport)) {
-        let mut rows = self.rows.lock().unwrap();
-        let i = match rows.iter().position(|r| r.host == name) {
-            Some(i) => i,
-            None => {
-                rows.push(HostReport::new(name));
-                rows.len() - 1
-            }
-        };
-        f(&mut rows[i]);
-        rows[i].seconds = self.started.elapsed().as_secs_f64();
+        self.rows.with(name, f);
     }
 
     fn changed(&self, name: &str, what: String) {
-        self.row(name, |r| {
-            r.changed.push(what);
-            if r.outcome == Outcome::Unchanged {
-                r.outcome = Outcome::Changed;
-            }
-        });
+        self.rows.changed(name, what);
     }
 
     fn fail(&self, name: &str, step: &str, error: &str) {
-        self.row(name, |r| {
-            if r.outcome == Outcome::Failed {
-                let prev = r.error.take().unwrap_or_default();
-                r.error = Some(format!("{prev}\n{step}: {error}"));
-            } else {
-                r.outcome = Outcome::Failed;
-                r.failed_step = Some(step.to_string());
-                r.error = Some(error.to_string());
-            }
-        });
+        self.rows.fail(name, step, error);
     }
 
     fn skip(&self, name: &str, reason: &str) {
-        self.row(name, |r| {
-            r.outcome = Outcome::Skipped;
-            r.error = Some(reason.to_string());
-        });
+        self.rows.skip(name, reason);
     }
 
     fn step(&self, name: &str, what: &str) {
@@ -400,7 +372,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
         // Purging images still in use, or dissolving a swarm whose stacks would not go,
         // would turn one failure into several: both wait for a clean run.
-        let failed = self.rows.lock().unwrap().iter().any(HostReport::failed);
+        let failed = self.rows.any_failed();
         if failed && (self.opts.purge || self.opts.leave_swarm) {
             let what = match (self.opts.purge, self.opts.leave_swarm) {
                 (true, true) => "purge and leave swarm",
@@ -644,7 +616,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     }
 
     fn finish(self) -> TeardownResult {
-        let mut rows = self.rows.into_inner().unwrap();
+        let mut rows = self.rows.into_inner();
         // The manager first, then nodes, then stacks and networks in the order handled.
         let leader = self.leader_name.clone();
         let key = |r: &HostReport| {

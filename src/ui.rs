@@ -67,6 +67,80 @@ impl HostReport {
     }
 }
 
+/// The per-row reports of a command, shared by its tasks: a row is made on first use, and
+/// every change stamps it with the time since the command started.
+pub struct Rows {
+    rows: Mutex<Vec<HostReport>>,
+    started: Instant,
+}
+
+impl Rows {
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Rows {
+        Rows {
+            rows: Mutex::new(names.iter().map(|n| HostReport::new(n.as_ref())).collect()),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn with(&self, row: &str, f: impl FnOnce(&mut HostReport)) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match rows.iter().position(|r| r.host == row) {
+            Some(i) => i,
+            None => {
+                rows.push(HostReport::new(row));
+                rows.len() - 1
+            }
+        };
+        f(&mut rows[i]);
+        rows[i].seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    /// Records a change; the row becomes `changed`.
+    pub fn changed(&self, row: &str, what: String) {
+        self.with(row, |r| {
+            r.changed.push(what);
+            if r.outcome == Outcome::Unchanged {
+                r.outcome = Outcome::Changed;
+            }
+        });
+    }
+
+    /// Records a failure. The first one names the row's failed step; later ones are added
+    /// below it, so that no failure is lost.
+    pub fn fail(&self, row: &str, step: &str, error: &str) {
+        self.with(row, |r| {
+            if r.outcome == Outcome::Failed {
+                let prev = r.error.take().unwrap_or_default();
+                r.error = Some(format!("{prev}\n{step}: {error}"));
+            } else {
+                r.outcome = Outcome::Failed;
+                r.failed_step = Some(step.to_string());
+                r.error = Some(error.to_string());
+            }
+        });
+    }
+
+    pub fn skip(&self, row: &str, reason: &str) {
+        self.with(row, |r| {
+            r.outcome = Outcome::Skipped;
+            r.error = Some(reason.to_string());
+        });
+    }
+
+    /// Whether any row has failed or was skipped so far.
+    pub fn any_failed(&self) -> bool {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(HostReport::failed)
+    }
+
+    pub fn into_inner(self) -> Vec<HostReport> {
+        self.rows.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Shows events as they come.
 pub trait Reporter: Send + Sync {
     fn event(&self, host: &str, event: Event);
