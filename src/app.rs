@@ -168,7 +168,9 @@ fn with_fleet(cli: &Cli, name: &str, body: impl FnOnce(&Ctx) -> CommandFuture<'_
             selected.contains(&h.name) || (with_managers && h.role == config::Role::Manager)
         })
         .collect();
-    let targets = match targets_for(&needed, interactive) {
+    // Only a command that runs something as root needs the sudo passwords.
+    let needs_root = !matches!(&cli.command, Command::Run(r) if !r.sudo);
+    let targets = match targets_for(&needed, interactive, needs_root) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -238,12 +240,16 @@ pub fn finish(
 }
 
 /// Builds the SSH targets, resolving sudo passwords from the environment or a prompt.
-fn targets_for(hosts: &[&Host], interactive: bool) -> Result<HashMap<String, Target>, String> {
+fn targets_for(
+    hosts: &[&Host],
+    interactive: bool,
+    needs_root: bool,
+) -> Result<HashMap<String, Target>, String> {
     let mut prompted: Option<Secret> = None;
     let mut out = HashMap::new();
     for h in hosts {
         let sudo = h.become_.sudo && h.user != "root";
-        let sudo_password = if !sudo {
+        let sudo_password = if !sudo || !needs_root {
             None
         } else {
             match &h.become_.password {

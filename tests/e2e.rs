@@ -282,7 +282,64 @@ fn bootstrap_end_to_end() {
         "{out}"
     );
 
-    // 3. A worker whose sshd is frozen fails within the connect timeout, the others
+    // 3. Daemon settings from the inventory are merged into each node's daemon.json,
+    //    keeping the keys already there (the lab's own), and the daemon restarts once.
+    let inv_path = lab.fleet.dir.join("inventory.toml");
+    let inv = std::fs::read_to_string(&inv_path).unwrap();
+    assert!(inv.contains("install = \"distro\"\n"), "{inv}");
+    std::fs::write(
+        &inv_path,
+        inv.replacen(
+            "install = \"distro\"\n",
+            "install = \"distro\"\ndaemon = { \"insecure-registries\" = [\"198.18.0.11:5000\"] }\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let doc = json(&lab.ok(&["bootstrap", "--json"], 0));
+    for node in ["pi1", "pi2", "pi3"] {
+        assert_eq!(
+            row(&doc, node)["changed"],
+            serde_json::json!(["write /etc/docker/daemon.json", "restart docker"]),
+            "{node}: {doc:#}"
+        );
+        let daemon: Value =
+            serde_json::from_str(&lab.on(node, "cat /etc/docker/daemon.json")).unwrap();
+        assert_eq!(
+            daemon["insecure-registries"],
+            serde_json::json!(["198.18.0.11:5000"]),
+            "{node}"
+        );
+        assert!(
+            lab.on(
+                node,
+                "docker info --format '{{json .RegistryConfig.IndexConfigs}}'"
+            )
+            .contains("198.18.0.11:5000"),
+            "{node}: the daemon did not load the new setting"
+        );
+    }
+    let pi1_daemon: Value =
+        serde_json::from_str(&lab.on("pi1", "cat /etc/docker/daemon.json")).unwrap();
+    assert_eq!(
+        pi1_daemon["bip"], "198.18.254.1/24",
+        "the lab's own key was dropped"
+    );
+    lab.assert_formed();
+    let doc = json(&lab.ok(&["bootstrap", "--json"], 0));
+    assert_eq!(doc["changed"], false, "{doc:#}");
+
+    // 4. Two Pis with the same host name are reported, and nothing is done to them.
+    lab.on("pi3", "hostname pi2");
+    let out = lab.ok(&["bootstrap"], 1);
+    assert!(
+        out.contains("host name \"pi2\" is shared by pi2, pi3; give each Pi its own"),
+        "{out}"
+    );
+    lab.on("pi3", "hostname pi3");
+    lab.ok(&["bootstrap"], 0);
+
+    // 5. A worker whose sshd is frozen fails within the connect timeout, the others
     //    complete, exit 1; once it answers again, bootstrap converges.
     let pid = sshd_pid(&lab.addr("pi2"));
     signal(pid, "-STOP");
@@ -304,7 +361,7 @@ fn bootstrap_end_to_end() {
     lab.ok(&["bootstrap"], 0);
     lab.assert_formed();
 
-    // 4. A node that belongs to another swarm is refused, naming that swarm; --force
+    // 6. A node that belongs to another swarm is refused, naming that swarm; --force
     //    makes it leave and join this one.
     let pi3 = lab.addr("pi3");
     lab.on(
@@ -490,8 +547,20 @@ fn deploy_and_teardown_end_to_end() {
     lab.ok(&["deploy"], 0);
     http_get(&format!("{}:18080", lab.addr("pi3")));
 
-    // 8. teardown --leave-swarm leaves every node outside any swarm.
-    lab.ok(&["teardown", "--yes", "--leave-swarm"], 0);
+    // 8. teardown --leave-swarm leaves every node outside any swarm; --purge removes what
+    //    rpiprov uploaded for this playbook (the ghost stack is another playbook's: kept).
+    let uploads = "cd /var/lib/rpiprov && find stacks images -mindepth 1 -maxdepth 1 2>/dev/null | sort; true";
+    assert_eq!(
+        lab.on("pi1", uploads),
+        "images/rpiprov-lab_busybox_1.sha256\nstacks/api\nstacks/echo\nstacks/ghost\nstacks/web\n"
+    );
+    lab.ok(&["teardown", "--yes", "--leave-swarm", "--purge"], 0);
+    assert_eq!(lab.on("pi1", uploads), "stacks/ghost\n");
+    assert_eq!(
+        lab.on("pi3", "docker image ls -q rpiprov-lab/busybox"),
+        "",
+        "the shipped image was not purged"
+    );
     for node in ["pi1", "pi2", "pi3"] {
         assert_eq!(
             lab.on(node, "docker info --format '{{.Swarm.LocalNodeState}}'")
