@@ -99,6 +99,25 @@ impl Ctx {
             .collect()
     }
 
+    /// The end of a command: hosts that could not be reached first, then the command's
+    /// rows; `details` goes into `--json`.
+    pub fn done(
+        &self,
+        unreachable: Vec<(String, String)>,
+        rows: Vec<HostReport>,
+        details: &impl serde::Serialize,
+    ) -> Done {
+        let mut hosts: Vec<HostReport> = unreachable
+            .into_iter()
+            .map(|(h, e)| failed_report(&h, "connect", e))
+            .collect();
+        hosts.extend(rows);
+        let details = self
+            .cli_json
+            .then(|| serde_json::to_value(details).expect("results serialise"));
+        Done::Reports(hosts, details)
+    }
+
     /// A progress reporter with these rows (hosts, or stacks for deploy).
     pub fn reporter(&self, rows: &[String]) -> Arc<dyn Reporter> {
         Arc::from(ui::reporter(rows, self.verbose))
@@ -441,15 +460,7 @@ async fn deploy(ctx: &Ctx, unlock: bool) -> Done {
     )
     .await;
     reporter.finish();
-    let mut hosts: Vec<HostReport> = failed
-        .into_iter()
-        .map(|(h, e)| failed_report(&h, "connect", e))
-        .collect();
-    hosts.extend(res.hosts.iter().cloned());
-    let details = ctx
-        .cli_json
-        .then(|| serde_json::to_value(&res.stacks).expect("stack results serialise"));
-    Done::Reports(hosts, details)
+    ctx.done(failed, res.hosts.clone(), &res.stacks)
 }
 
 async fn teardown(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
@@ -521,15 +532,7 @@ async fn teardown(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done 
     )
     .await;
     reporter.finish();
-    let mut hosts: Vec<HostReport> = failed
-        .into_iter()
-        .map(|(h, e)| failed_report(&h, "connect", e))
-        .collect();
-    hosts.extend(res.hosts.iter().cloned());
-    let details = ctx
-        .cli_json
-        .then(|| serde_json::to_value(&res).expect("teardown result serialises"));
-    Done::Reports(hosts, details)
+    ctx.done(failed, res.hosts.clone(), &res)
 }
 
 /// `rpiprov run`: one command on every selected host; output printed per host, in
