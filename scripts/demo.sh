@@ -19,6 +19,8 @@ export RPIPROV_SUDO_PASSWORD
 $bin -i "$lab/inventory.toml" bootstrap
 $bin -i "$lab/inventory.toml" deploy
 $bin lab status --dir "$lab"
+# The swarm's services, as the manager sees them.
+$bin -i "$lab/inventory.toml" run --on @manager --sudo -- docker service ls
 cat <<EOT
 
 The fleet is up. Go on with:

@@ -538,7 +538,12 @@ async fn teardown(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done 
 /// `rpiprov run`: one command on every selected host; output printed per host, in
 /// inventory order, once all are done (interleaved lines from many hosts are unreadable).
 async fn run_command(ctx: &Ctx, command: String, sudo: bool) -> Done {
-    let reporter = ctx.reporter(&ctx.selected);
+    // The hosts' own output is what the user asked for: no progress lines around it.
+    let reporter: Arc<dyn Reporter> = if ctx.verbose {
+        ctx.reporter(&ctx.selected)
+    } else {
+        Arc::new(ui::Plain::quiet())
+    };
     let (sessions, failed) = connect(ctx, &ctx.selected, &reporter).await;
     reporter.finish();
     let mut reports: HashMap<String, HostReport> = HashMap::new();
@@ -550,7 +555,12 @@ async fn run_command(ctx: &Ctx, command: String, sudo: bool) -> Done {
         reports.insert(host, r);
     }
     let start = Instant::now();
-    let names: Vec<String> = sessions.keys().cloned().collect();
+    let names: Vec<String> = ctx
+        .selected
+        .iter()
+        .filter(|n| sessions.contains_key(*n))
+        .cloned()
+        .collect();
     let timeout = ctx.connect.command_timeout;
     let results = crate::run::parallel_map(names, ctx.parallel, |name| {
         let s = sessions[&name].clone();
