@@ -488,6 +488,34 @@ fn deploy_and_teardown_end_to_end() {
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     assert!(text(&second).contains("locked by"), "{}", text(&second));
 
+    // A lock left by a killed run (its pid no longer runs on this machine) is reported as
+    // such, and `deploy --unlock` clears it.
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let dead = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    lab.on(
+        "pi1",
+        &format!(
+            "mkdir -p /var/lib/rpiprov/lock && printf 'user=ci\\nhost={}\\npid={dead}\\nsince=2026-11-25T10:00:00Z\\ncommand=deploy\\n' > /var/lib/rpiprov/lock/owner",
+            here.trim()
+        ),
+    );
+    let out = lab.ok(&["deploy"], 1);
+    let all = format!("{out}{}", text(&lab.run(&["deploy"])));
+    assert!(
+        all.contains(&format!(
+            "deploy lock left by a killed run: deploy by ci@{} pid {dead} (no longer running)",
+            here.trim()
+        )),
+        "{all}"
+    );
+    lab.ok(&["deploy", "--unlock"], 0);
+    lab.ok(&["deploy"], 0);
+
     // 5. A stack whose image exists nowhere is reported with the service and swarm's
     //    reason within its timeout, exit 1.
     std::fs::write(
