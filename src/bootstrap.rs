@@ -93,6 +93,11 @@ pub async fn run<R: Remote + 'static>(
     for (name, res) in results {
         match res {
             Ok(f) => {
+                // Until its first step (or its end), a host waits on the others.
+                reporter.event(
+                    &name,
+                    Event::Step("probed; waiting for the plan's turn".into()),
+                );
                 all_facts.insert(name.clone(), f);
                 reports.insert(name.clone(), HostReport::new(&name));
             }
