@@ -121,10 +121,10 @@ pub struct DeployResult {
 impl DeployResult {
     /// Exit code 1 when true.
     pub fn failed(&self) -> bool {
-        self.hosts.iter().any(HostReport::failed)
+        crate::ui::any_failed(&self.hosts)
     }
     pub fn changed(&self) -> bool {
-        self.hosts.iter().any(|r| r.outcome == Outcome::Changed)
+        crate::ui::any_changed(&self.hosts)
     }
 }
 

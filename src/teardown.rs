@@ -27,7 +27,7 @@ use crate::lock::{self, LockOwner};
 use crate::remote::{ExecRequest, Output, Remote};
 use crate::run::{StepError, parallel_map, run_ok};
 use crate::stack_commands::{self, LeaveKind};
-use crate::ui::{Event, HostReport, Outcome, Reporter};
+use crate::ui::{Event, HostReport, Reporter};
 
 /// What exists of the playbook on the swarm, in the order it would be removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -166,10 +166,10 @@ pub struct TeardownResult {
 
 impl TeardownResult {
     pub fn failed(&self) -> bool {
-        self.hosts.iter().any(HostReport::failed)
+        crate::ui::any_failed(&self.hosts)
     }
     pub fn changed(&self) -> bool {
-        self.hosts.iter().any(|r| r.outcome == Outcome::Changed)
+        crate::ui::any_changed(&self.hosts)
     }
 }
 
@@ -289,6 +289,32 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 .privileged()
                 .timeout(self.opts.command_timeout),
         )
+        .await
+    }
+
+    /// Runs a root command on every node at once (bounded), in node-name order.
+    async fn on_every_node(
+        &self,
+        cmd: String,
+        step: Option<&'static str>,
+    ) -> Vec<(String, Result<Output, StepError>)> {
+        let timeout = self.opts.command_timeout;
+        parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
+            let remote = self.nodes[&n].clone();
+            let cmd = cmd.clone();
+            let reporter = self.reporter.clone();
+            async move {
+                if let Some(step) = step {
+                    reporter.event(&n, Event::Step(step.into()));
+                }
+                let r = run_ok(
+                    &*remote,
+                    ExecRequest::new(cmd).privileged().timeout(timeout),
+                )
+                .await;
+                (n, r)
+            }
+        })
         .await
     }
 
@@ -416,22 +442,9 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             // Containers stop after their services are removed; only worth asking once
             // the manager side is clean.
             if left.is_empty() {
-                let cmd = stack_commands::stack_containers(stack);
-                let nodes = self.sorted_nodes();
-                let timeout = self.opts.command_timeout;
-                let results = parallel_map(nodes, self.opts.parallel, |n| {
-                    let remote = self.nodes[&n].clone();
-                    let cmd = cmd.clone();
-                    async move {
-                        let r = run_ok(
-                            &*remote,
-                            ExecRequest::new(cmd).privileged().timeout(timeout),
-                        )
-                        .await;
-                        (n, r)
-                    }
-                })
-                .await;
+                let results = self
+                    .on_every_node(stack_commands::stack_containers(stack), None)
+                    .await;
                 for (n, r) in results {
                     match r {
                         Ok(out) => {
@@ -524,23 +537,12 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             return;
         }
         let refs: Vec<&str> = images.iter().map(String::as_str).collect();
-        let cmd = stack_commands::images_purge(&refs);
-        let timeout = self.opts.command_timeout;
-        let results = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
-            let remote = self.nodes[&n].clone();
-            let cmd = cmd.clone();
-            let reporter = self.reporter.clone();
-            async move {
-                reporter.event(&n, Event::Step("purge shipped images".into()));
-                let r = run_ok(
-                    &*remote,
-                    ExecRequest::new(cmd).privileged().timeout(timeout),
-                )
-                .await;
-                (n, r)
-            }
-        })
-        .await;
+        let results = self
+            .on_every_node(
+                stack_commands::images_purge(&refs),
+                Some("purge shipped images"),
+            )
+            .await;
         for (n, r) in results {
             match r {
                 Ok(out) => {

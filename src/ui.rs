@@ -67,6 +67,16 @@ impl HostReport {
     }
 }
 
+/// Whether any row failed or was skipped: the command exits 1.
+pub fn any_failed(rows: &[HostReport]) -> bool {
+    rows.iter().any(HostReport::failed)
+}
+
+/// Whether any row changed something.
+pub fn any_changed(rows: &[HostReport]) -> bool {
+    rows.iter().any(|r| r.outcome == Outcome::Changed)
+}
+
 /// The per-row reports of a command, shared by its tasks: a row is made on first use, and
 /// every change stamps it with the time since the command started.
 pub struct Rows {

@@ -6,6 +6,7 @@ use super::*;
 use crate::config::{Compose, Image, ImageFormat, Network, Stack};
 use crate::fake::{FakeRemote, fail, ok};
 use crate::remote::Output;
+use crate::ui::Outcome;
 
 fn stack(name: &str, order: i64) -> Stack {
     Stack {
