@@ -525,33 +525,9 @@ impl<R: Remote + 'static> Shared<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::{Advertise, Become, DockerSettings, InstallMethod, PasswordSource};
-    use crate::fake::{FakeRemote, fail, ok};
-
-    fn host(name: &str, role: Role) -> Host {
-        Host {
-            name: name.into(),
-            address: name.into(),
-            port: 22,
-            user: "pi".into(),
-            identity_files: vec![],
-            role,
-            labels: BTreeMap::new(),
-            become_: Become {
-                sudo: true,
-                password: PasswordSource::None,
-            },
-            docker: DockerSettings {
-                install: InstallMethod::Distro,
-                daemon: Default::default(),
-            },
-            advertise: Advertise::Reach,
-            password_auth: false,
-        }
-    }
+    use crate::fake::{FakeRemote, fail, host, ok};
 
     const INACTIVE: &str = "@@begin swarm\n{\"LocalNodeState\":\"inactive\"}\n@@end swarm\n";
 

@@ -9,6 +9,31 @@ use crate::remote::{
     ExecRequest, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
 };
 
+/// An inventory host as the lab's defaults make it: user `pi`, sudo without a password,
+/// Docker from Debian's package, advertising the address it is reached by.
+pub fn host(name: &str, role: crate::config::Role) -> crate::config::Host {
+    use crate::config::{Advertise, Become, DockerSettings, InstallMethod, PasswordSource};
+    crate::config::Host {
+        name: name.into(),
+        address: format!("addr-{name}"),
+        port: 22,
+        user: "pi".into(),
+        identity_files: vec![],
+        role,
+        labels: Default::default(),
+        become_: Become {
+            sudo: true,
+            password: PasswordSource::None,
+        },
+        docker: DockerSettings {
+            install: InstallMethod::Distro,
+            daemon: Default::default(),
+        },
+        advertise: Advertise::Reach,
+        password_auth: false,
+    }
+}
+
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 
 /// A fake host. Rules match when the command contains their text; the first wins.

@@ -5,30 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::json;
 
 use super::*;
-use crate::config::{Become, DockerSettings, PasswordSource};
 use crate::facts::{ClusterInfo, RemoteManager, SwarmInfo, SwarmNode};
-
-fn host(name: &str, role: Role) -> Host {
-    Host {
-        name: name.into(),
-        address: format!("addr-{name}"),
-        port: 22,
-        user: "pi".into(),
-        identity_files: vec![],
-        role,
-        labels: BTreeMap::new(),
-        become_: Become {
-            sudo: true,
-            password: PasswordSource::None,
-        },
-        docker: DockerSettings {
-            install: InstallMethod::Distro,
-            daemon: Map::new(),
-        },
-        advertise: Advertise::Reach,
-        password_auth: false,
-    }
-}
+use crate::fake::host;
 
 fn bare(hostname: &str, addr: &str) -> Facts {
     Facts {
