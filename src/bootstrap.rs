@@ -527,7 +527,7 @@ impl<R: Remote + 'static> Shared<R> {
 mod tests {
 
     use super::*;
-    use crate::fake::{FakeRemote, fail, host, ok};
+    use crate::fake::{FakeRemote, Recorder, fail, host, ok};
 
     const INACTIVE: &str = "@@begin swarm\n{\"LocalNodeState\":\"inactive\"}\n@@end swarm\n";
 
@@ -540,15 +540,6 @@ mod tests {
             format!(
                 "hostname={hostname}\nreach_addr={addr}\ndocker_installed=no\ndocker_running=no\n"
             )
-        }
-    }
-
-    /// Records every event, to check what a user would see.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
-    impl Reporter for Recorder {
-        fn event(&self, host: &str, event: Event) {
-            self.0.lock().unwrap().push(format!("{host}: {event:?}"));
         }
     }
 

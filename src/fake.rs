@@ -34,6 +34,48 @@ pub fn host(name: &str, role: crate::config::Role) -> crate::config::Host {
     }
 }
 
+/// A playbook network with Docker's defaults for an attachable overlay.
+pub fn network(name: &str) -> crate::config::Network {
+    crate::config::Network {
+        name: name.into(),
+        driver: "overlay".into(),
+        attachable: true,
+        internal: false,
+        subnet: None,
+        encrypted: false,
+    }
+}
+
+/// The sessions an executor gets: the leader, and every node (the leader among them).
+pub fn fleet(
+    leader: &FakeRemote,
+    others: &[FakeRemote],
+) -> (Arc<FakeRemote>, HashMap<String, Arc<FakeRemote>>) {
+    let leader = Arc::new(leader.clone());
+    let mut nodes = HashMap::new();
+    nodes.insert(leader.name.clone(), leader.clone());
+    for o in others {
+        nodes.insert(o.name.clone(), Arc::new(o.clone()));
+    }
+    (leader, nodes)
+}
+
+/// Records every progress event as `host: Event`, to check what a user would see.
+#[derive(Default)]
+pub struct Recorder(pub Mutex<Vec<String>>);
+
+impl crate::ui::Reporter for Recorder {
+    fn event(&self, host: &str, event: crate::ui::Event) {
+        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
+    }
+}
+
+impl Recorder {
+    pub fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 
 /// A fake host. Rules match when the command contains their text; the first wins.

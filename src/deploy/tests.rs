@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::config::{Compose, Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
 use crate::deploy::prepare::interpolate;
-use crate::fake::{FakeRemote, fail, ok};
+use crate::fake::{FakeRemote, Recorder, fail, ok};
 
 const SECRET: &str = "s3cr3t-VALUE";
 
@@ -237,14 +237,6 @@ fn state_output_is_parsed() {
 // ---------------------------------------------------------------------------------------
 // Executor
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-impl Reporter for Recorder {
-    fn event(&self, host: &str, event: Event) {
-        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
-    }
-}
-
 fn converged_poll(stack: &str, svc: &str) -> String {
     format!(
         "@@services\nid1\t{stack}_{svc}\treplicated\t1/1\n@@inspect\n[{{\"Spec\":{{\"Name\":\"{stack}_{svc}\",\"Mode\":{{\"Replicated\":{{\"Replicas\":1}}}}}}}}]\n@@tasks\n{stack}_{svc}.1\tpi1\tRunning\tRunning 2 seconds ago\t\n"
@@ -304,12 +296,7 @@ async fn deploy_until(
     others: &[FakeRemote],
     interrupt: impl Future<Output = ()>,
 ) -> (DeployResult, Vec<String>) {
-    let leader = Arc::new(m.clone());
-    let mut nodes: HashMap<String, Arc<FakeRemote>> = HashMap::new();
-    nodes.insert(m.name.clone(), leader.clone());
-    for o in others {
-        nodes.insert(o.name.clone(), Arc::new(o.clone()));
-    }
+    let (leader, nodes) = crate::fake::fleet(m, others);
     let rec = Arc::new(Recorder::default());
     let res = run(&options(), prepared, leader, nodes, rec.clone(), interrupt).await;
     let events = rec.0.lock().unwrap().clone();
@@ -672,12 +659,10 @@ fn rows_for_the_progress_display() {
 fn with_networks() -> Prepared {
     let mut p = prepared();
     p.networks = vec![crate::config::Network {
-        name: "DATA".into(),
-        driver: "overlay".into(),
         attachable: false,
         internal: true,
         subnet: Some("198.19.10.0/24".into()),
-        encrypted: false,
+        ..crate::fake::network("DATA")
     }];
     p
 }

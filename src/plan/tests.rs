@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::facts::{ClusterInfo, RemoteManager, SwarmInfo, SwarmNode};
-use crate::fake::host;
+use crate::fake::{host, network as net};
 
 fn bare(hostname: &str, addr: &str) -> Facts {
     Facts {
@@ -59,17 +59,6 @@ fn in_swarm(mut f: Facts, id: &str, cluster: &str, manager: bool) -> Facts {
         },
     };
     f
-}
-
-fn net(name: &str) -> Network {
-    Network {
-        name: name.into(),
-        driver: "overlay".into(),
-        attachable: true,
-        internal: false,
-        subnet: None,
-        encrypted: false,
-    }
 }
 
 struct Case {

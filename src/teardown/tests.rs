@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Compose, Image, ImageFormat, Network, Stack};
-use crate::fake::{FakeRemote, fail, ok};
+use crate::config::{Compose, Image, ImageFormat, Stack};
+use crate::fake::{FakeRemote, Recorder, fail, network, ok};
 use crate::remote::Output;
 use crate::ui::Outcome;
 
@@ -15,17 +15,6 @@ fn stack(name: &str, order: i64) -> Stack {
         order,
         timeout: Duration::from_millis(200),
         compose: Compose::default(),
-    }
-}
-
-fn network(name: &str) -> Network {
-    Network {
-        name: name.into(),
-        driver: "overlay".into(),
-        attachable: true,
-        internal: false,
-        subnet: None,
-        encrypted: false,
     }
 }
 
@@ -87,14 +76,6 @@ fn rows_for_the_progress_display() {
     assert_eq!(row_names(&s, "pi1", &nodes, &opts)[..2], ["pi1", "pi2"]);
 }
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-impl Reporter for Recorder {
-    fn event(&self, host: &str, event: Event) {
-        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
-    }
-}
-
 fn options() -> Options {
     Options {
         parallel: 4,
@@ -150,12 +131,7 @@ async fn teardown_with(
     m: &FakeRemote,
     others: &[FakeRemote],
 ) -> (TeardownResult, Vec<String>) {
-    let leader = Arc::new(m.clone());
-    let mut nodes: HashMap<String, Arc<FakeRemote>> = HashMap::new();
-    nodes.insert(m.name.clone(), leader.clone());
-    for o in others {
-        nodes.insert(o.name.clone(), Arc::new(o.clone()));
-    }
+    let (leader, nodes) = crate::fake::fleet(m, others);
     let rec = Arc::new(Recorder::default());
     let res = run(
         opts,
