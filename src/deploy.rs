@@ -307,14 +307,8 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         for net in &self.prepared.networks {
             match existing.iter().find(|n| n.name == net.name) {
                 Some(have) => {
-                    let diff = crate::plan::network_diff(net, have);
-                    if !diff.is_empty() {
-                        return Err(StepError(format!(
-                            "network {} exists with other options ({}); Docker cannot change a network in place: remove it (docker network rm {}) or change the playbook",
-                            net.name,
-                            diff.join(", "),
-                            net.name
-                        )));
+                    if let Some(conflict) = crate::plan::network_conflict(net, have) {
+                        return Err(StepError(conflict));
                     }
                 }
                 None => {

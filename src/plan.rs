@@ -391,14 +391,8 @@ pub fn plan(input: &Input) -> Plan {
             match lf.networks.iter().find(|n| n.name == net.name) {
                 None => leader_steps.push(Step::CreateNetwork(net.clone())),
                 Some(have) => {
-                    let diff = network_diff(net, have);
-                    if !diff.is_empty() {
-                        leader_steps.push(Step::Refuse(format!(
-                            "network {} exists with other options ({}); Docker cannot change a network in place: remove it (docker network rm {}) or change the playbook",
-                            net.name,
-                            diff.join(", "),
-                            net.name
-                        )));
+                    if let Some(conflict) = network_conflict(net, have) {
+                        leader_steps.push(Step::Refuse(conflict));
                     }
                 }
             }
@@ -485,33 +479,45 @@ pub fn advertise_of(host: &Host, f: &Facts) -> String {
     }
 }
 
+/// Why an existing network cannot serve as the playbook's, or `None` when it can. Docker
+/// cannot change a network in place, so the user has to decide.
+pub fn network_conflict(want: &Network, have: &NetworkInfo) -> Option<String> {
+    let diff = network_diff(want, have);
+    (!diff.is_empty()).then(|| {
+        format!(
+            "network {} exists with other options ({}); Docker cannot change a network in place: remove it (docker network rm {}) or change the playbook",
+            want.name,
+            diff.join(", "),
+            want.name
+        )
+    })
+}
+
 /// What differs between the playbook's network and the one that exists.
 pub fn network_diff(want: &Network, have: &NetworkInfo) -> Vec<String> {
-    let mut diff = Vec::new();
-    if have.driver != want.driver {
-        diff.push(format!(
-            "driver is {}, playbook says {}",
-            have.driver, want.driver
-        ));
-    }
-    if have.attachable != want.attachable {
-        diff.push(format!(
-            "attachable is {}, playbook says {}",
-            have.attachable, want.attachable
-        ));
-    }
-    if have.internal != want.internal {
-        diff.push(format!(
-            "internal is {}, playbook says {}",
-            have.internal, want.internal
-        ));
-    }
-    if have.encrypted != want.encrypted {
-        diff.push(format!(
-            "encrypted is {}, playbook says {}",
-            have.encrypted, want.encrypted
-        ));
-    }
+    let pairs = [
+        ("driver", have.driver.clone(), want.driver.clone()),
+        (
+            "attachable",
+            have.attachable.to_string(),
+            want.attachable.to_string(),
+        ),
+        (
+            "internal",
+            have.internal.to_string(),
+            want.internal.to_string(),
+        ),
+        (
+            "encrypted",
+            have.encrypted.to_string(),
+            want.encrypted.to_string(),
+        ),
+    ];
+    let mut diff: Vec<String> = pairs
+        .into_iter()
+        .filter(|(_, h, w)| h != w)
+        .map(|(what, h, w)| format!("{what} is {h}, playbook says {w}"))
+        .collect();
     if let Some(subnet) = &want.subnet
         && !have.subnets.contains(subnet)
     {
