@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::fleet::{BIN, Fleet, text};
+use support::fleet::{BIN, Fleet, http_get, text};
 
 struct Lab {
     fleet: Fleet,
@@ -181,30 +181,6 @@ fn signal(pid: u32, sig: &str) {
         .status()
         .unwrap();
     assert!(st.success(), "kill {sig} {pid}");
-}
-
-/// An HTTP GET over plain TCP; the lab nodes' addresses are reachable from here.
-fn http_get(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect_timeout(
-                &addr.parse().unwrap(),
-                Duration::from_secs(2),
-            )?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })();
-        match attempt {
-            Ok(body) if body.starts_with("HTTP/1") => return body,
-            _ if Instant::now() > deadline => panic!("no HTTP answer from {addr}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
 }
 
 /// Issue 4: bootstrap forms the swarm, installs Docker on the bare node, is idempotent,

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rpiprov::lab::Lab;
-use support::fleet::{Fleet, can_run, text};
+use support::fleet::{Fleet, can_run, http_get, text};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -20,25 +20,6 @@ fn tool(argv: &[&str]) -> String {
     let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
     assert!(out.status.success(), "{argv:?}: {}", text(&out));
     stdout(&out)
-}
-
-fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })();
-        match attempt {
-            Ok(body) if !body.is_empty() => return body,
-            _ if Instant::now() > deadline => panic!("no HTTP answer from {addr}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rpiprov");
 
@@ -169,6 +170,30 @@ impl Drop for Fleet {
             if !out.status.success() {
                 eprintln!("lab down after the test failed:\n{}", text(&out));
             }
+        }
+    }
+}
+
+/// An HTTP GET over plain TCP; the lab nodes' addresses are reachable from here.
+pub fn http_get(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect_timeout(
+                &addr.parse().unwrap(),
+                Duration::from_secs(2),
+            )?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })();
+        match attempt {
+            Ok(body) if body.starts_with("HTTP/1") => return body,
+            _ if Instant::now() > deadline => panic!("no HTTP answer from {addr}: {attempt:?}"),
+            _ => std::thread::sleep(Duration::from_millis(300)),
         }
     }
 }
