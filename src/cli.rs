@@ -142,7 +142,7 @@ pub struct TeardownArgs {
 pub enum LabCommand {
     /// Create the fleet (idempotent).
     #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200"
+        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
     )]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
@@ -173,6 +173,10 @@ pub struct LabUpArgs {
     /// Only N sshd nodes (no Docker), for scale tests of the SSH layer.
     #[arg(long, value_name = "N", conflicts_with_all = ["nodes", "bare"])]
     pub sshd_only: Option<usize>,
+    /// The lab's subnet (default: the first free /24 of 198.18.0.0/17, or 198.18.0.0/16
+    /// past 244 nodes).
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<crate::lab::Subnet>,
 }
 
 /// Parses the command line and runs the command; returns the process exit code.

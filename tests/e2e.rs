@@ -260,6 +260,7 @@ fn bootstrap_end_to_end() {
 
     // 3. Daemon settings from the inventory are merged into each node's daemon.json,
     //    keeping the keys already there (the lab's own), and the daemon restarts once.
+    let registry = format!("{}:5000", lab.addr("pi1"));
     let inv_path = lab.fleet.dir.join("inventory.toml");
     let inv = std::fs::read_to_string(&inv_path).unwrap();
     assert!(inv.contains("install = \"distro\"\n"), "{inv}");
@@ -267,7 +268,9 @@ fn bootstrap_end_to_end() {
         &inv_path,
         inv.replacen(
             "install = \"distro\"\n",
-            "install = \"distro\"\ndaemon = { \"insecure-registries\" = [\"198.18.0.11:5000\"] }\n",
+            &format!(
+                "install = \"distro\"\ndaemon = {{ \"insecure-registries\" = [\"{registry}\"] }}\n"
+            ),
             1,
         ),
     )
@@ -283,7 +286,7 @@ fn bootstrap_end_to_end() {
             serde_json::from_str(&lab.on(node, "cat /etc/docker/daemon.json")).unwrap();
         assert_eq!(
             daemon["insecure-registries"],
-            serde_json::json!(["198.18.0.11:5000"]),
+            serde_json::json!([registry]),
             "{node}"
         );
         assert!(
@@ -291,7 +294,7 @@ fn bootstrap_end_to_end() {
                 node,
                 "docker info --format '{{json .RegistryConfig.IndexConfigs}}'"
             )
-            .contains("198.18.0.11:5000"),
+            .contains(&registry),
             "{node}: the daemon did not load the new setting"
         );
     }

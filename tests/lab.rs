@@ -1,6 +1,7 @@
 //! End-to-end tests of `rpiprov lab` (tier 3): real network namespaces, sshd, dockerd and a
 //! debootstrapped bare node, checked from the outside the way rpiprov will use them. They
-//! need root (they fail without it); fleets never run concurrently (see `support::fleet`).
+//! need root (they fail without it); each fleet has its own subnet, and the machine-wide
+//! slots of `support::fleet` bound how many run at once.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rpiprov::lab::Lab;
-use support::fleet::{Fleet, can_run, http_get, text};
+use support::fleet::{Fleet, http_get, require_root, text};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -24,17 +25,14 @@ fn tool(argv: &[&str]) -> String {
 
 #[test]
 fn default_fleet_works_as_three_pis_and_down_leaves_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let mut fleet = Fleet::up(&[]);
     let password = fleet.read("sudo-password").trim().to_string();
 
     // The files rpiprov reads.
-    let inventory: toml::Value = toml::from_str(&fleet.read("inventory.toml")).unwrap();
-    let hosts = inventory["host"].as_array().unwrap();
-    let addr = |i: usize| hosts[i]["address"].as_str().unwrap().to_string();
-    assert_eq!(hosts.len(), 3);
+    let addresses = fleet.addresses();
+    let addr = |i: usize| addresses[i].clone();
+    assert_eq!(addresses.len(), 3);
     assert_eq!(fleet.read("known_hosts").lines().count(), 3);
     for f in [
         "playbook.toml",
@@ -142,16 +140,19 @@ fn default_fleet_works_as_three_pis_and_down_leaves_nothing() {
         !mounts.contains(dir),
         "mount under {dir} remains:\n{mounts}"
     );
-    assert!(!mounts.contains("/run/netns/rpl-"), "netns mount remains");
+    for n in &netns {
+        assert!(
+            !mounts.contains(&format!("/run/netns/{n} ")),
+            "netns {n} mount remains"
+        );
+    }
     let rules = tool(&["iptables-save"]);
     assert!(
         !rules.contains(lab.bridge()),
         "iptables rule remains:\n{rules}"
     );
-    assert!(
-        !rules.contains("198.18.0.0/24"),
-        "NAT rule remains:\n{rules}"
-    );
+    let subnet = lab.subnet().to_string();
+    assert!(!rules.contains(&subnet), "NAT rule remains:\n{rules}");
     let alive: Vec<_> = processes.iter().filter(|p| p.is_alive()).collect();
     assert!(alive.is_empty(), "processes remain: {alive:?}");
     assert!(!fleet.dir.exists());
@@ -165,9 +166,7 @@ fn default_fleet_works_as_three_pis_and_down_leaves_nothing() {
 
 #[test]
 fn up_twice_recreates_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let fleet = Fleet::up(&[]);
     let holders = Lab::open(&fleet.dir).unwrap().holders();
     let key = fleet.read("id_ed25519.pub");
@@ -188,35 +187,23 @@ fn up_twice_recreates_nothing() {
     let status = fleet.lab("status", &[]);
     assert!(status.status.success(), "{}", text(&status));
     let s = stdout(&status);
+    let line = |name: &str, rest: &str| format!("{name}      {:<15} {rest}", fleet.addr(name));
     assert!(
-        s.contains("pi1      198.18.0.11     manager  docker     up    up"),
+        s.contains(&line("pi1", "manager  docker     up    up")),
         "{s}"
     );
     assert!(
-        s.contains("pi3      198.18.0.13     worker   bare       up    -"),
+        s.contains(&line("pi3", "worker   bare       up    -")),
         "{s}"
     );
 }
 
 #[test]
 fn fifty_sshd_only_nodes_all_answer_ssh() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     const N: usize = 50;
     let fleet = Fleet::up(&["--sshd-only", &N.to_string()]);
-    let inventory: toml::Value = toml::from_str(&fleet.read("inventory.toml")).unwrap();
-    let hosts: Vec<(String, String)> = inventory["host"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["name"].as_str().unwrap().to_string(),
-                h["address"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let hosts = fleet.hosts();
     assert_eq!(hosts.len(), N);
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -244,12 +231,11 @@ fn fifty_sshd_only_nodes_all_answer_ssh() {
 /// image and stacks work, including on the once-bare node.
 #[test]
 fn lab_playbook_deploys_on_a_hand_made_swarm() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let fleet = Fleet::up(&[]);
     let pw = format!("{}\n", fleet.read("sudo-password").trim());
-    let (pi1, pi2, pi3) = ("198.18.0.11", "198.18.0.12", "198.18.0.13");
+    let (pi1, pi2, pi3) = (fleet.addr("pi1"), fleet.addr("pi2"), fleet.addr("pi3"));
+    let (pi1, pi2, pi3) = (pi1.as_str(), pi2.as_str(), pi3.as_str());
 
     fleet.ssh_ok(
         pi3,
@@ -260,8 +246,10 @@ fn lab_playbook_deploys_on_a_hand_made_swarm() {
     );
     let token = fleet.ssh_ok(
         pi1,
-        "sudo -n docker swarm init --advertise-addr 198.18.0.11 --default-addr-pool 198.19.0.0/16 >/dev/null \
-         && sudo -n docker swarm join-token -q worker",
+        &format!(
+            "sudo -n docker swarm init --advertise-addr {pi1} --default-addr-pool 198.19.0.0/16 >/dev/null \
+             && sudo -n docker swarm join-token -q worker"
+        ),
     );
     let join = format!("docker swarm join --token {} {pi1}:2377", token.trim());
     let out = fleet.ssh(pi2, &format!("sudo -S -p '' {join}"), Some(&pw));
@@ -324,4 +312,80 @@ fn lab_playbook_deploys_on_a_hand_made_swarm() {
          sudo -n docker exec $c /bin/sh -c \"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/nc $ip 8081\"",
     );
     assert!(got.contains("rpiprov lab"), "{got}");
+}
+
+/// Two labs at once on one machine: each in its own subnet with its own host keys, neither
+/// reaches the other's nodes, and taking one down leaves the other working.
+#[test]
+fn two_labs_run_side_by_side_and_down_of_one_leaves_the_other() {
+    let (mut a, b) = Fleet::up_pair(&["--sshd-only", "2"], &["--sshd-only", "2"]);
+    let (lab_a, lab_b) = (Lab::open(&a.dir).unwrap(), Lab::open(&b.dir).unwrap());
+    assert!(
+        !lab_a.subnet().overlaps(&lab_b.subnet()),
+        "{} and {}",
+        lab_a.subnet(),
+        lab_b.subnet()
+    );
+    let state: serde_json::Value = serde_json::from_str(&a.read("state.json")).unwrap();
+    assert_eq!(
+        format!(
+            "{}/{}",
+            state["layout"]["network"].as_str().unwrap(),
+            state["layout"]["prefix"]
+        ),
+        lab_a.subnet().to_string(),
+        "the subnet is recorded in state.json"
+    );
+    for fleet in [&a, &b] {
+        let lab = Lab::open(&fleet.dir).unwrap();
+        let known = fleet.read("known_hosts");
+        for (name, address) in fleet.hosts() {
+            assert!(lab.subnet().contains(address.parse().unwrap()), "{address}");
+            assert!(known.starts_with(&address) || known.contains(&format!("\n{address} ")));
+            // Strict checking against this lab's known_hosts: the node has its own key.
+            assert_eq!(fleet.ssh_ok(&address, "hostname").trim(), name);
+        }
+    }
+    let keys = |f: &Fleet| -> Vec<String> {
+        f.read("known_hosts")
+            .lines()
+            .map(|l| l.split_whitespace().nth(2).unwrap().to_string())
+            .collect()
+    };
+    let (keys_a, keys_b) = (keys(&a), keys(&b));
+    assert!(
+        keys_a.iter().all(|k| !keys_b.contains(k)),
+        "shared host keys"
+    );
+    // One lab's known_hosts does not vouch for the other's nodes.
+    let b1 = b.addr("pi1");
+    let cross = a.ssh(&b1, "hostname", None);
+    assert!(!cross.status.success(), "{}", text(&cross));
+    // A node of one lab cannot open a connection to a node of the other (the host can).
+    let probe =
+        |to: &str| format!("timeout 3 bash -c '</dev/tcp/{to}/22' && echo open || echo closed");
+    assert_eq!(
+        a.ssh_ok(&a.addr("pi1"), &probe(&a.addr("pi2"))).trim(),
+        "open"
+    );
+    assert_eq!(a.ssh_ok(&a.addr("pi1"), &probe(&b1)).trim(), "closed");
+    assert_eq!(b.ssh_ok(&b1, &probe(&a.addr("pi2"))).trim(), "closed");
+
+    let out = a.down();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!a.dir.exists());
+    let links = tool(&["ip", "-o", "link"]);
+    assert!(!links.contains(lab_a.bridge()), "{links}");
+    assert!(links.contains(lab_b.bridge()), "{links}");
+    assert_eq!(tool(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
+    for (name, address) in b.hosts() {
+        assert_eq!(b.ssh_ok(&address, "hostname").trim(), name);
+    }
+    // The survivor's NAT and FORWARD rules are still there.
+    let rules = tool(&["iptables-save"]);
+    assert_eq!(
+        rules.lines().filter(|l| l.contains(lab_b.bridge())).count(),
+        5,
+        "the other lab's rules:\n{rules}"
+    );
 }

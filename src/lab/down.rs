@@ -71,14 +71,17 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
             net::remove_node_net(spec);
         }
     }
-    if state.bridge {
-        net::remove_bridge(&state.layout);
-    }
-    for rule in state.rules.iter().rev() {
-        net::remove_rule(rule);
-    }
-    if let Some(before) = &state.ip_forward_before {
-        net::restore_ip_forward(before);
+    {
+        // Whether this lab is the last one (and restores ip_forward) must not change under
+        // a `lab up` of another directory.
+        let _machine = net::machine_lock()?;
+        if state.bridge {
+            net::remove_bridge(&state.layout);
+        }
+        for rule in state.rules.iter().rev() {
+            net::remove_rule(rule);
+        }
+        net::release_ip_forward(&state.layout.bridge, state.ip_forward_before.as_deref());
     }
     say(&format!(
         "removed {} namespaces, {} iptables rules{}",
@@ -113,7 +116,7 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
     }
     // Leftovers of writes a crash interrupted (see `sys::write_file`).
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().ends_with(".tmp-write") {
+        if e.file_name().to_string_lossy().ends_with(sys::TMP_SUFFIX) {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -124,6 +124,7 @@ mod tests {
                 bare: 1,
                 sshd_only: 0,
             },
+            "198.18.0.0/24".parse().unwrap(),
         )
         .unwrap();
         let v: toml::Value = toml::from_str(&inventory(&l)).unwrap();

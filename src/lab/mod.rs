@@ -26,7 +26,7 @@ use crate::cli::{LabCommand, LabUpArgs};
 pub use error::{LabError, Result};
 pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
 pub use images::{IMAGE_ARCHIVE, IMAGE_CMD, IMAGE_NAME};
-pub use layout::{Kind, NodeSpec, Shape};
+pub use layout::{Kind, NodeSpec, Shape, Subnet};
 pub use rootfs::CACHE_ENV;
 use state::{Shared, State};
 pub use sys::ProcId;
@@ -170,17 +170,12 @@ fn check_path(path: &Path) -> Result<()> {
 
 /// Serialises `up` and `down` on one lab directory (two at once would both create nodes).
 fn lock_dir(dir: &Path) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join(".lock");
-    let f = std::fs::File::create(&path).map_err(|e| LabError::io(&path, e))?;
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(LabError::Usage(format!(
+    sys::lock_file(&dir.join(".lock"), false)?.ok_or_else(|| {
+        LabError::Usage(format!(
             "another `rpiprov lab` command is working on {}",
             dir.display()
-        )));
-    }
-    Ok(f)
+        ))
+    })
 }
 
 /// A node already running as recorded (holder, sshd, and dockerd where it belongs).
@@ -268,7 +263,13 @@ fn up(args: &LabUpArgs) -> Result<()> {
     let started = Instant::now();
     let dir = absolute_dir(&args.dir.dir)?;
     let _lock = lock_dir(&dir)?;
-    let layout = layout::plan(&dir, shape)?;
+    if let Some(s) = args.subnet {
+        layout::validate_subnet(s, shape)?;
+    }
+    let mut created: Vec<String> = Vec::new();
+    // Under the machine lock, from choosing the subnet until the bridge holds it: a `lab up`
+    // of another directory at the same time would otherwise pick the same free /24.
+    let machine = net::machine_lock()?;
     let state = match State::load(&dir)? {
         Some(s) if s.shape != shape => {
             return Err(LabError::Usage(format!(
@@ -280,15 +281,32 @@ fn up(args: &LabUpArgs) -> Result<()> {
                 args.dir.dir.display()
             )));
         }
+        Some(s) if args.subnet.is_some_and(|n| n != s.layout.subnet()) => {
+            return Err(LabError::Usage(format!(
+                "{} holds a lab in {}; run `rpiprov lab down --dir {}` first to move it",
+                dir.display(),
+                s.layout.subnet(),
+                args.dir.dir.display()
+            )));
+        }
         Some(s) => s,
         None => {
-            let s = State::new(&dir, shape, layout.clone());
+            let taken = net::taken_subnets("")?;
+            let subnet = layout::choose_subnet(args.subnet, shape, &taken).inspect_err(|_| {
+                // Refused before anything was made: leave no lock file or empty directory.
+                let _ = std::fs::remove_file(dir.join(".lock"));
+                let _ = std::fs::remove_dir(&dir);
+            })?;
+            let s = State::new(&dir, shape, layout::plan(&dir, shape, subnet)?);
             s.save()?;
             s
         }
     };
+    let layout = state.layout.clone();
     let state = Shared::new(state);
-    let mut created: Vec<String> = Vec::new();
+    let bridge_created = net::ensure_bridge(&state, &layout)?;
+    let forward_set = net::ensure_ip_forward(&state)?;
+    drop(machine);
 
     if files::ensure_key(&dir.join(CLIENT_KEY), "rpiprov-lab")? {
         created.push("client key".into());
@@ -308,10 +326,10 @@ fn up(args: &LabUpArgs) -> Result<()> {
         created.push(IMAGE_ARCHIVE.into());
     }
     files::write_playbook(&dir)?;
-    if net::ensure_bridge(&state, &layout)? {
-        created.push(format!("bridge {}", layout.bridge));
+    if bridge_created {
+        created.push(format!("bridge {} ({})", layout.bridge, layout.subnet()));
     }
-    if net::ensure_ip_forward(&state)? {
+    if forward_set {
         created.push("ip_forward=1".into());
     }
     let n = net::ensure_rules(&state, &layout)?;
@@ -477,6 +495,11 @@ impl Lab {
 
     pub fn bridge(&self) -> &str {
         &self.state.layout.bridge
+    }
+
+    /// The lab's subnet (each lab of the machine has its own).
+    pub fn subnet(&self) -> Subnet {
+        self.state.layout.subnet()
     }
 
     /// Processes still alive in the lab's namespaces (holders included).

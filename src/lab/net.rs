@@ -3,13 +3,20 @@
 //! traffic through even when a dockerd in the root namespace set the FORWARD policy to DROP.
 
 use std::fs;
+use std::path::Path;
 
 use super::error::{LabError, Result};
-use super::layout::{BRIDGE_ADDR, Layout, NodeSpec};
+use super::layout::{BENCHMARK_BLOCK, Layout, NodeSpec, Subnet};
 use super::state::{Rule, Shared};
-use super::sys::{cmd, run, succeeds};
+use super::sys::{self, cmd, run, succeeds};
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+/// What the labs of this machine share, in root's /run: gone at reboot, like the bridges
+/// and namespaces it is about.
+const MACHINE_DIR: &str = "/run/rpiprov-lab";
+/// `ip_forward` as it was before the first lab of the machine set it; the last lab to go
+/// down restores it (a lab going down while another runs must not cut that one's NAT).
+const FORWARD_BEFORE: &str = "ip_forward.before";
 
 fn link_exists(name: &str) -> bool {
     succeeds(cmd(["ip", "link", "show", "dev", name]))
@@ -19,32 +26,78 @@ pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
-/// Refuses to start when the bridge address is already in use by another interface (most
-/// likely another lab): the two would answer for the same node addresses.
-fn check_address_free(bridge: &str) -> Result<()> {
-    let out = run(cmd(["ip", "-o", "-4", "addr", "show"]))?;
-    for line in out.lines() {
-        let mut words = line.split_whitespace();
-        let dev = words.nth(1).unwrap_or("");
-        if dev != bridge && line.contains(&format!(" {BRIDGE_ADDR}/")) {
-            return Err(LabError::Usage(format!(
-                "{BRIDGE_ADDR} is already on interface {dev} (another lab?); run `rpiprov lab down` for it first"
-            )));
-        }
-    }
-    Ok(())
+/// Serialises, across every lab of the machine, the choice of a subnet until the bridge
+/// holds it (two `lab up` at once would pick the same free /24), and the shared
+/// `ip_forward` bookkeeping. Released when the file is closed.
+pub fn machine_lock() -> Result<fs::File> {
+    let dir = Path::new(MACHINE_DIR);
+    sys::private_dir(dir)?;
+    sys::lock_file(&dir.join("lock"), true)?.ok_or_else(|| unreachable_lock(dir))
 }
 
-/// Creates the bridge if missing; returns whether anything was created.
+fn unreachable_lock(dir: &Path) -> LabError {
+    LabError::Other(format!("{}: cannot take the machine lock", dir.display()))
+}
+
+/// The IPv4 subnets of this machine's interfaces and routes, with the device that holds
+/// each, except `own` (the lab's bridge, when it exists already).
+pub fn taken_subnets(own: &str) -> Result<Vec<(Subnet, String)>> {
+    let mut taken = Vec::new();
+    for line in run(cmd(["ip", "-o", "-4", "addr", "show"]))?.lines() {
+        // `3: eth0    inet 10.0.0.5/24 brd ...`
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let dev = words.get(1).copied().unwrap_or("");
+        let net = words
+            .iter()
+            .position(|w| *w == "inet")
+            .and_then(|i| words.get(i + 1))
+            .and_then(|cidr| {
+                let (addr, prefix) = cidr.split_once('/')?;
+                Some(Subnet::new(addr.parse().ok()?, prefix.parse().ok()?))
+            });
+        if let Some(net) = net.filter(|_| dev != own) {
+            taken.push((net, dev.to_string()));
+        }
+    }
+    for line in run(cmd(["ip", "-4", "route", "show"]))?.lines() {
+        // `198.18.3.0/24 dev rpl...br proto kernel scope link src 198.18.3.1`
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let dev = words
+            .iter()
+            .position(|w| *w == "dev")
+            .and_then(|i| words.get(i + 1))
+            .copied()
+            .unwrap_or("");
+        let net = words.first().and_then(|w| match w.split_once('/') {
+            Some(_) => w.parse::<Subnet>().ok(),
+            None => w.parse().ok().map(|a| Subnet::new(a, 32)),
+        });
+        if let Some(net) = net.filter(|_| dev != own) {
+            taken.push((net, dev.to_string()));
+        }
+    }
+    Ok(taken)
+}
+
+/// Creates the bridge if missing; returns whether anything was created. The caller holds
+/// [`machine_lock`]: the subnet is checked free and taken in one step.
 pub fn ensure_bridge(state: &Shared, layout: &Layout) -> Result<bool> {
     let br = &layout.bridge;
     if link_exists(br) {
         return Ok(false);
     }
-    check_address_free(br)?;
+    let subnet = layout.subnet();
+    if let Some((t, dev)) = taken_subnets(br)?
+        .into_iter()
+        .find(|(t, _)| t.overlaps(&subnet))
+    {
+        return Err(LabError::Usage(format!(
+            "this lab's subnet {subnet} overlaps {t} on {dev} (another lab?); run `rpiprov lab down` for one of them"
+        )));
+    }
     state.record(|s| s.bridge = true)?;
     run(cmd(["ip", "link", "add", br, "type", "bridge"]))?;
-    let addr = format!("{BRIDGE_ADDR}/{}", layout.prefix);
+    let addr = format!("{}/{}", layout.gateway(), layout.prefix);
     run(cmd(["ip", "addr", "add", &addr, "dev", br]))?;
     run(cmd(["ip", "link", "set", br, "up"]))?;
     Ok(true)
@@ -52,7 +105,8 @@ pub fn ensure_bridge(state: &Shared, layout: &Layout) -> Result<bool> {
 
 pub fn rules(layout: &Layout) -> Vec<Rule> {
     let br = layout.bridge.clone();
-    let subnet = layout.subnet();
+    let subnet = layout.subnet().to_string();
+    let block = BENCHMARK_BLOCK.to_string();
     let rule = |table: &str, chain: &str, spec: &[&str]| Rule {
         table: table.into(),
         chain: chain.into(),
@@ -61,11 +115,19 @@ pub fn rules(layout: &Layout) -> Vec<Rule> {
     vec![
         // Node to node, across the bridge (br_netfilter may send bridged frames to FORWARD).
         rule("filter", "FORWARD", &["-i", &br, "-o", &br, "-j", "ACCEPT"]),
+        // Nothing leaves the lab for the rest of the benchmark block: another lab's nodes,
+        // or Docker's ranges, which exist only inside nodes (a packet for them out here is
+        // a leak). Disjoint from the other rules, so their order does not matter.
+        rule(
+            "filter",
+            "FORWARD",
+            &["-i", &br, "!", "-o", &br, "-d", &block, "-j", "DROP"],
+        ),
         // Nodes to the outside (apt), and the replies back.
         rule(
             "filter",
             "FORWARD",
-            &["-i", &br, "-s", &subnet, "-j", "ACCEPT"],
+            &["-i", &br, "-s", &subnet, "!", "-d", &block, "-j", "ACCEPT"],
         ),
         rule(
             "filter",
@@ -127,21 +189,59 @@ pub fn remove_rule(rule: &Rule) {
     }
 }
 
+/// Sets `ip_forward` to 1 (NAT for apt in bare nodes). The caller holds [`machine_lock`].
 pub fn ensure_ip_forward(state: &Shared) -> Result<bool> {
     let now = fs::read_to_string(IP_FORWARD).map_err(|e| LabError::io(IP_FORWARD, e))?;
     if now.trim() == "1" {
         return Ok(false);
     }
+    let before = now.trim().to_string();
     state.record(|s| {
-        s.ip_forward_before
-            .get_or_insert_with(|| now.trim().to_string());
+        s.ip_forward_before.get_or_insert_with(|| before.clone());
     })?;
+    sys::write_if_absent(
+        &Path::new(MACHINE_DIR).join(FORWARD_BEFORE),
+        before.as_bytes(),
+    )?;
     fs::write(IP_FORWARD, "1\n").map_err(|e| LabError::io(IP_FORWARD, e))?;
     Ok(true)
 }
 
-pub fn restore_ip_forward(before: &str) {
-    let _ = fs::write(IP_FORWARD, format!("{before}\n"));
+/// Another lab's bridge still exists on this machine.
+fn other_lab_exists(own_bridge: &str) -> bool {
+    let Ok(links) = run(cmd(["ip", "-o", "link", "show", "type", "bridge"])) else {
+        return true;
+    };
+    links.lines().any(|l| {
+        let name = l
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .trim_end_matches(':');
+        name != own_bridge
+            && name.len() == 11
+            && name.starts_with("rpl")
+            && name.ends_with("br")
+            && name[3..9].bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Puts `ip_forward` back as it was before the first lab, when this lab (its bridge gone)
+/// was the last one. The caller holds [`machine_lock`].
+pub fn release_ip_forward(own_bridge: &str, recorded: Option<&str>) {
+    let file = Path::new(MACHINE_DIR).join(FORWARD_BEFORE);
+    let machine = fs::read_to_string(&file).ok();
+    if other_lab_exists(own_bridge) {
+        // Still needed; the value this lab recorded passes to whichever lab goes last.
+        if let (None, Some(before)) = (&machine, recorded) {
+            let _ = sys::write_if_absent(&file, before.as_bytes());
+        }
+        return;
+    }
+    if let Some(before) = machine.as_deref().or(recorded) {
+        let _ = fs::write(IP_FORWARD, format!("{}\n", before.trim()));
+    }
+    let _ = fs::remove_file(&file);
 }
 
 /// The node's namespace and its veth pair, addressed and routed through the bridge.
@@ -174,7 +274,7 @@ pub fn create_node_net(state: &Shared, layout: &Layout, node: &NodeSpec) -> Resu
         "add",
         "default",
         "via",
-        &BRIDGE_ADDR.to_string(),
+        &layout.gateway().to_string(),
     ]))?;
     Ok(())
 }
@@ -211,6 +311,7 @@ mod tests {
                 bare: 0,
                 sshd_only: 0,
             },
+            "198.18.0.0/24".parse().unwrap(),
         )
         .unwrap();
         let lines: Vec<String> = rules(&l)
@@ -222,7 +323,8 @@ mod tests {
             lines,
             [
                 format!("-t filter FORWARD -i {br} -o {br} -j ACCEPT"),
-                format!("-t filter FORWARD -i {br} -s 198.18.0.0/24 -j ACCEPT"),
+                format!("-t filter FORWARD -i {br} ! -o {br} -d 198.18.0.0/15 -j DROP"),
+                format!("-t filter FORWARD -i {br} -s 198.18.0.0/24 ! -d 198.18.0.0/15 -j ACCEPT"),
                 format!(
                     "-t filter FORWARD -o {br} -d 198.18.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
                 ),

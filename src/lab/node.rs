@@ -399,6 +399,7 @@ mod tests {
                 bare: 1,
                 sshd_only: 0,
             },
+            "198.18.0.0/24".parse().unwrap(),
         )
         .unwrap()
         .nodes

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -53,22 +53,135 @@ pub fn succeeds(mut c: Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Writes a file atomically (temporary file, then rename) with the given mode, so a crash
-/// never leaves half a state file or half a key.
+/// Opens a file the lab creates, never following a symlink planted at its name, and
+/// failing when the name exists already (`O_CREAT | O_EXCL | O_NOFOLLOW`).
+fn create_new(path: &Path, mode: u32) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(mode)
+        .open(path)
+}
+
+/// Writes a file atomically (a temporary file of a random name, then rename) with the given
+/// mode, so a crash never leaves half a state file or half a key, and a name planted in the
+/// directory (a symlink to some other file) is never written through.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    let mut f = fs::OpenOptions::new()
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let (tmp, mut f) = loop {
+        let tmp = dir.join(format!(".{name}.{}{TMP_SUFFIX}", random_token(12)?));
+        match create_new(&tmp, mode) {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(LabError::io(&tmp, e)),
+        }
+    };
+    let written = f
+        .write_all(contents)
+        // `mode` at creation is filtered by the umask; set it exactly.
+        .and_then(|()| f.set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(LabError::io(path, e));
+    }
+    Ok(())
+}
+
+/// How the temporary files of [`write_file`] end, for `down` to find what a crash left.
+pub const TMP_SUFFIX: &str = ".lab-tmp";
+
+/// Writes `contents` to a new file, unless the name exists already (kept as it is).
+pub fn write_if_absent(path: &Path, contents: &[u8]) -> Result<()> {
+    match create_new(path, 0o600) {
+        Ok(mut f) => f.write_all(contents).map_err(|e| LabError::io(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LabError::io(path, e)),
+    }
+}
+
+/// A lock file: opened (created if missing) without following a symlink and without
+/// truncating, then `flock`ed. `None` when `wait` is false and someone else holds it.
+pub fn lock_file(path: &Path, wait: bool) -> Result<Option<fs::File>> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| LabError::io(&tmp, e))?;
-    f.write_all(contents).map_err(|e| LabError::io(&tmp, e))?;
-    // `mode` at creation is filtered by the umask; set it exactly.
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-        .map_err(|e| LabError::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| LabError::io(path, e))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| LabError::io(path, e))?;
+    let meta = f.metadata().map_err(|e| LabError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(LabError::Usage(format!(
+            "{} is not a regular file; remove it",
+            path.display()
+        )));
+    }
+    let op = if wait {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_EX | libc::LOCK_NB
+    };
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(LabError::io(path, e));
+    }
+    Ok(Some(f))
+}
+
+/// A directory only root (this process's user) may write: created 0700 when missing;
+/// refused when it is a symlink, belongs to someone else or others may write it.
+pub fn private_dir(path: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(LabError::io(path, e)),
+    }
+    check_owned(path)
+}
+
+/// The caller owns `path` (a real directory, not a symlink) and neither its group nor
+/// others may write it: otherwise whoever can write there could plant names the lab would
+/// then follow or delete as root.
+pub fn check_owned(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(|e| LabError::io(path, e))?;
+    // SAFETY: plain syscall without arguments.
+    let me = unsafe { libc::geteuid() };
+    let problem = if !meta.is_dir() {
+        Some("is not a directory (a symlink?)".to_string())
+    } else if meta.uid() != me {
+        Some(format!(
+            "belongs to uid {}, not to you (uid {me})",
+            meta.uid()
+        ))
+    } else if meta.mode() & 0o022 != 0 {
+        Some(format!(
+            "is writable by {} (mode {:o})",
+            if meta.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(LabError::Usage(format!(
+            "{} {p}: the lab works there as root and trusts only a folder of yours that no one else may write; choose another or fix it (chown, chmod go-w)",
+            path.display()
+        ))),
+    }
 }
 
 pub fn mkdir(path: &Path, mode: u32) -> Result<()> {

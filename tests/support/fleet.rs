@@ -1,28 +1,36 @@
 //! A lab fleet for end-to-end tests: `Fleet::up` runs the real binary's `lab up` in a fresh
 //! temporary directory, and dropping the guard runs `lab down`, whether the test passed,
-//! failed or panicked. Fleets are serialised with a file lock: two labs would compete for
-//! the same node addresses, and a test binary runs its tests in parallel threads.
+//! failed or panicked. Each lab has its own subnet, so labs run side by side; what limits
+//! them is this machine: a counting semaphore of slot files, shared by every test binary
+//! and worktree of the machine, lets at most `RPIPROV_LAB_PARALLEL` (default 2) labs of
+//! the tests exist at once.
 
 #![allow(dead_code)]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rpiprov");
 
+/// Machine-wide, so that tests of several binaries and worktrees count together.
+const SLOTS_DIR: &str = "/tmp/rpiprov-lab-slots";
+const PARALLEL_ENV: &str = "RPIPROV_LAB_PARALLEL";
+/// The machine has 2 cores; a lab with two dockerd is about one core's work while it starts.
+const DEFAULT_PARALLEL: usize = 2;
+
 /// The lab needs root (namespaces, iptables). Without it the fleet tests fail, saying so,
 /// rather than pass having checked nothing: run them with `sudo scripts/test.sh`.
-pub fn can_run() -> bool {
+pub fn require_root() {
     // SAFETY: plain syscall without arguments.
     let root = unsafe { libc::geteuid() } == 0;
     assert!(
         root,
         "the lab fleet tests need root (network namespaces): run sudo scripts/test.sh"
     );
-    root
 }
 
 /// Where the debootstrap base is cached between test runs (`RPIPROV_LAB_CACHE` wins).
@@ -32,12 +40,81 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-cache"))
 }
 
-fn lock() -> File {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-fleet.lock");
-    let f = File::create(&path).expect("create the fleet lock");
+fn parallel() -> usize {
+    std::env::var(PARALLEL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(DEFAULT_PARALLEL)
+}
+
+/// Slot files of the semaphore: in a directory of root's only (in /tmp, anyone could
+/// otherwise plant a symlink at a slot's name), opened without following links.
+fn slot_file(i: usize) -> File {
+    let dir = Path::new(SLOTS_DIR);
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("{SLOTS_DIR}: {e}"),
+    }
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    // SAFETY: plain syscall without arguments.
+    let me = unsafe { libc::geteuid() };
+    assert!(
+        meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0,
+        "{SLOTS_DIR} is not a directory of yours that only you may write: remove it"
+    );
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(dir.join(format!("slot-{i}")))
+        .unwrap_or_else(|e| panic!("{SLOTS_DIR}/slot-{i}: {e}"))
+}
+
+fn try_lock(f: &File) -> bool {
     // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-    f
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Slots of the machine-wide lab semaphore, held until dropped.
+pub struct Slots(Vec<File>);
+
+impl Slots {
+    /// Takes `want` slots (at most all there are) all at once: a test that needs two labs
+    /// never holds one while waiting for the other, so two such tests cannot deadlock.
+    pub fn acquire(want: usize) -> Slots {
+        let n = parallel();
+        let want = want.clamp(1, n);
+        let started = Instant::now();
+        let mut told = false;
+        loop {
+            let mut held = Vec::new();
+            for i in 0..n {
+                let f = slot_file(i);
+                if try_lock(&f) {
+                    held.push(f);
+                    if held.len() == want {
+                        return Slots(held);
+                    }
+                }
+            }
+            drop(held);
+            if !told && started.elapsed() > Duration::from_secs(30) {
+                eprintln!(
+                    "waiting for a lab slot: {n} labs of tests run on this machine ({PARALLEL_ENV}={n})"
+                );
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn split_off(&mut self) -> Slots {
+        Slots(self.0.pop().into_iter().collect())
+    }
 }
 
 pub fn lab(args: &[&str]) -> Output {
@@ -65,13 +142,25 @@ pub struct Fleet {
     down_done: bool,
     // Dropped after `Drop::drop` ran `lab down`, in this order.
     _tmp: tempfile::TempDir,
-    _lock: File,
+    _slots: Slots,
 }
 
 impl Fleet {
     /// `lab up --dir <tmp> ARGS`; panics (after `lab down`) when it fails.
     pub fn up(args: &[&str]) -> Fleet {
-        let lock = lock();
+        require_root();
+        Fleet::up_with(Slots::acquire(1), args)
+    }
+
+    /// Two labs at once, each with its own directory (and so its own subnet).
+    pub fn up_pair(a: &[&str], b: &[&str]) -> (Fleet, Fleet) {
+        require_root();
+        let mut slots = Slots::acquire(2);
+        let second = slots.split_off();
+        (Fleet::up_with(slots, a), Fleet::up_with(second, b))
+    }
+
+    fn up_with(slots: Slots, args: &[&str]) -> Fleet {
         let tmp = tempfile::Builder::new()
             .prefix("rpiprov-lab-")
             .tempdir()
@@ -86,7 +175,7 @@ impl Fleet {
             up_output: out,
             down_done: false,
             _tmp: tmp,
-            _lock: lock,
+            _slots: slots,
         };
         assert!(
             fleet.up_output.status.success(),
@@ -94,6 +183,36 @@ impl Fleet {
             text(&fleet.up_output)
         );
         fleet
+    }
+
+    /// The nodes' addresses from the lab's inventory, in inventory order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.hosts().into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// `(name, address)` of every host of the lab's inventory.
+    pub fn hosts(&self) -> Vec<(String, String)> {
+        let inventory: toml::Value = toml::from_str(&self.read("inventory.toml")).unwrap();
+        inventory["host"]
+            .as_array()
+            .expect("hosts in the lab inventory")
+            .iter()
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_string(),
+                    h["address"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The address of node `name`, from the lab's inventory.
+    pub fn addr(&self, name: &str) -> String {
+        self.hosts()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no host {name} in the lab inventory"))
+            .1
     }
 
     pub fn dir_arg(&self) -> &str {
