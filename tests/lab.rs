@@ -389,3 +389,63 @@ fn two_labs_run_side_by_side_and_down_of_one_leaves_the_other() {
         "the other lab's rules:\n{rules}"
     );
 }
+
+/// Issue 9, item 5: the lab works as root in its folder, so it refuses a folder that another
+/// user owns or may write, and a name planted in its own folder (a symlink at `.lock`) is
+/// never followed: nothing outside the lab is truncated.
+#[test]
+fn lab_refuses_folders_it_cannot_trust_and_follows_no_planted_link() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let run = |args: &[&str], dir: &std::path::Path| {
+        let mut full = args.to_vec();
+        full.extend(["--dir", dir.to_str().unwrap()]);
+        let out = support::fleet::lab(&full);
+        if args[0] == "up" && out.status.success() {
+            // Never expected; leave nothing behind if it happens.
+            support::fleet::lab(&["down", "--dir", dir.to_str().unwrap()]);
+        }
+        out
+    };
+
+    // A folder of another user: up, down and status refuse it, naming the owner.
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    for args in [&["up", "--sshd-only", "1"][..], &["down"], &["status"]] {
+        let out = run(args, &foreign);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("belongs to uid 65534, not to you"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 0);
+
+    // A folder anyone may write (someone could plant names in it).
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&["down"], &open);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("writable by everyone"),
+        "{}",
+        text(&out)
+    );
+
+    // A folder of ours in which someone planted `.lock` -> the victim: `down` refuses to
+    // follow it, and the victim keeps its content.
+    let planted = tmp.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o700)).unwrap();
+    symlink(&victim, planted.join(".lock")).unwrap();
+    let out = run(&["down"], &planted);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains(".lock is a symlink"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}

@@ -114,10 +114,13 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
         };
         result.map_err(|e| LabError::io(&path, e))?;
     }
-    // Leftovers of writes a crash interrupted (see `sys::write_file`).
+    // Leftovers of writes a crash interrupted (see `sys::write_file`, `sys::temp_dir`).
     for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().ends_with(sys::TMP_SUFFIX) {
-            let _ = std::fs::remove_file(e.path());
+            let _ = match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(e.path()),
+                _ => std::fs::remove_file(e.path()),
+            };
         }
     }
     if let Err(e) = std::fs::remove_dir(&dir) {

@@ -21,11 +21,16 @@ pub const STACKS: &[(&str, &str)] = &[
 ];
 
 /// An ed25519 key pair without passphrase; nothing is done when the private key exists.
+/// ssh-keygen writes into a fresh directory of a random name (it would follow a symlink
+/// planted at the key's name); the pair is then renamed into place, public half first.
 pub fn ensure_key(path: &Path, comment: &str) -> Result<bool> {
-    if path.exists() {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
         return Ok(false);
     }
-    run(cmd([
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let work = sys::temp_dir(parent, "keygen")?;
+    let key = work.join("key");
+    let made = run(cmd([
         "ssh-keygen",
         "-q",
         "-t",
@@ -35,14 +40,23 @@ pub fn ensure_key(path: &Path, comment: &str) -> Result<bool> {
         "-C",
         comment,
         "-f",
-        &path.to_string_lossy(),
-    ]))?;
-    Ok(true)
+        &key.to_string_lossy(),
+    ]))
+    .and_then(|_| {
+        let public = path.with_file_name(format!(
+            "{}.pub",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        std::fs::rename(work.join("key.pub"), &public).map_err(|e| LabError::io(&public, e))?;
+        std::fs::rename(&key, path).map_err(|e| LabError::io(path, e))
+    });
+    let _ = std::fs::remove_dir_all(&work);
+    made.map(|()| true)
 }
 
 pub fn ensure_password(dir: &Path) -> Result<bool> {
     let path = dir.join(PASSWORD_FILE);
-    if path.exists() {
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
         return Ok(false);
     }
     let pw = sys::random_token(20)?;
@@ -145,6 +159,23 @@ mod tests {
             Some("RPIPROV_SUDO_PASSWORD")
         );
         assert!(hosts[2].get("become_password").is_none());
+    }
+
+    #[test]
+    fn a_key_is_never_written_through_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, d.path().join("id_ed25519")).unwrap();
+        assert!(ensure_key(&d.path().join("id_ed25519"), "test").unwrap());
+        assert!(!elsewhere.exists(), "ssh-keygen followed the link");
+        let m = std::fs::symlink_metadata(d.path().join("id_ed25519")).unwrap();
+        assert!(m.is_file());
+        let public = std::fs::read_to_string(d.path().join("id_ed25519.pub")).unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        // Kept when it exists; no work directory left.
+        assert!(!ensure_key(&d.path().join("id_ed25519"), "test").unwrap());
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "{left:?}");
     }
 
     /// Every shipped file parses, names files that ship, and keeps to what this kernel can do.

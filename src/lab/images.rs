@@ -34,15 +34,21 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
     })?;
     let images = lab_dir.join("images");
     sys::mkdir(&images, 0o755)?;
-    let stage = images.join(".busybox-root");
-    if stage.exists() {
-        fs::remove_dir_all(&stage).map_err(|e| LabError::io(&stage, e))?;
-    }
+    // Built in a fresh directory of a random name, then renamed into place; `down` removes
+    // one a crash left.
+    let work = sys::temp_dir(&images, "busybox")?;
+    let built = build_archive(&busybox, &work, &archive);
+    let _ = fs::remove_dir_all(&work);
+    built.map(|()| true)
+}
+
+fn build_archive(busybox: &Path, work: &Path, archive: &Path) -> Result<()> {
+    let stage = work.join("root");
     for d in ["bin", "www", "tmp", "etc"] {
         sys::mkdir(&stage.join(d), if d == "tmp" { 0o1777 } else { 0o755 })?;
     }
     let bin = stage.join("bin/busybox");
-    fs::copy(&busybox, &bin).map_err(|e| LabError::io(&bin, e))?;
+    fs::copy(busybox, &bin).map_err(|e| LabError::io(&bin, e))?;
     for applet in APPLETS {
         let link = stage.join("bin").join(applet);
         symlink("busybox", &link).map_err(|e| LabError::io(&link, e))?;
@@ -55,7 +61,7 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
         0o644,
     )?;
     sys::write_file(&stage.join("etc/group"), b"root:x:0:\n", 0o644)?;
-    let tmp = archive.with_extension("tar.partial");
+    let tmp = work.join("busybox.tar");
     // Reproducible: same bytes on every run and machine with the same busybox.
     run(cmd([
         "tar",
@@ -70,9 +76,7 @@ pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
         &tmp.to_string_lossy(),
         ".",
     ]))?;
-    fs::rename(&tmp, &archive).map_err(|e| LabError::io(&archive, e))?;
-    fs::remove_dir_all(&stage).map_err(|e| LabError::io(&stage, e))?;
-    Ok(true)
+    fs::rename(&tmp, archive).map_err(|e| LabError::io(archive, e))
 }
 
 /// `CMD [...]` for `docker import --change`, as JSON (exec form).

@@ -42,10 +42,17 @@ pub fn run(command: &LabCommand) -> u8 {
     let result = match command {
         LabCommand::Up(args) => up(args),
         LabCommand::Down(d) => preflight(&[]).and_then(|()| {
-            let _lock = d.dir.is_dir().then(|| lock_dir(&d.dir)).transpose()?;
-            down::down(&d.dir, &say)
+            let Some(dir) = trusted_existing(&d.dir)? else {
+                say(&format!("no lab in {} (nothing to do)", d.dir.display()));
+                return Ok(());
+            };
+            let _lock = lock_dir(&dir)?;
+            down::down(&dir, &say)
         }),
-        LabCommand::Status(d) => status::status(&d.dir).and_then(|healthy| {
+        LabCommand::Status(d) => trusted_existing(&d.dir).and_then(|dir| {
+            let dir =
+                dir.ok_or_else(|| LabError::Usage(format!("no lab in {}", d.dir.display())))?;
+            let healthy = status::status(&dir)?;
             if healthy {
                 Ok(())
             } else {
@@ -135,7 +142,9 @@ fn parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R +
 /// The lab directory, created 0700 (sshd's StrictModes and the private key want it so).
 /// An existing directory must be empty or hold a lab: `down` deletes what is in it.
 fn absolute_dir(dir: &Path) -> Result<PathBuf> {
-    if let Ok(mut entries) = std::fs::read_dir(dir) {
+    check_path(dir)?;
+    if trusted_existing(dir)?.is_some() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| LabError::io(dir, e))?;
         let is_lab = dir.join(state::STATE_FILE).exists();
         if !is_lab && entries.next().is_some() {
             return Err(LabError::Usage(format!(
@@ -144,11 +153,23 @@ fn absolute_dir(dir: &Path) -> Result<PathBuf> {
             )));
         }
     }
-    check_path(dir)?;
     sys::mkdir(dir, 0o700)?;
+    sys::check_trusted_dir(dir)?;
     let dir = dir.canonicalize().map_err(|e| LabError::io(dir, e))?;
     check_path(&dir)?;
     Ok(dir)
+}
+
+/// The canonical lab directory if it exists, once it is known to be one the lab may trust
+/// (see [`sys::check_trusted_dir`]); `None` when there is nothing at that path.
+fn trusted_existing(dir: &Path) -> Result<Option<PathBuf>> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(None);
+    }
+    sys::check_trusted_dir(dir)?;
+    dir.canonicalize()
+        .map(Some)
+        .map_err(|e| LabError::io(dir, e))
 }
 
 /// Paths end up in overlayfs options (where `,` and `:` separate fields) and in boot
@@ -459,7 +480,8 @@ pub struct Lab {
 
 impl Lab {
     pub fn open(dir: &Path) -> Result<Lab> {
-        let dir = dir.canonicalize().map_err(|e| LabError::io(dir, e))?;
+        let dir = trusted_existing(dir)?
+            .ok_or_else(|| LabError::Usage(format!("no lab in {}", dir.display())))?;
         let state = State::load(&dir)?
             .ok_or_else(|| LabError::Usage(format!("no lab in {}", dir.display())))?;
         Ok(Lab { dir, state })

@@ -261,7 +261,7 @@ pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
 /// Starts the node's holder process, detached from this process; returns its identity.
 pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
     let log_path = dir.join("boot.log");
-    let log = fs::File::create(&log_path).map_err(|e| LabError::io(&log_path, e))?;
+    let log = sys::create_fresh(&log_path, 0o644)?;
     let log2 = log.try_clone().map_err(|e| LabError::io(&log_path, e))?;
     let _ = fs::remove_file(dir.join("ready"));
     let mut c = cmd([

@@ -3,7 +3,6 @@
 //! (CI and tests reuse it across labs), else in `DIR/cache`.
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -68,12 +67,10 @@ pub fn ensure_base(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
         return Ok(base);
     }
     sys::mkdir(cache, 0o755)?;
+    // debootstrap runs as root in there, and every bare node boots from it.
+    sys::check_trusted_dir(cache)?;
     let lock_path = cache.join(".lock");
-    let lock = fs::File::create(&lock_path).map_err(|e| LabError::io(&lock_path, e))?;
-    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(LabError::io(&lock_path, std::io::Error::last_os_error()));
-    }
+    let _lock = sys::lock_file(&lock_path, true)?;
     if done_mark(cache).exists() && base.is_dir() {
         return Ok(base);
     }

@@ -106,6 +106,13 @@ pub fn write_if_absent(path: &Path, contents: &[u8]) -> Result<()> {
 /// truncating, then `flock`ed. `None` when `wait` is false and someone else holds it.
 pub fn lock_file(path: &Path, wait: bool) -> Result<Option<fs::File>> {
     use std::os::fd::AsRawFd;
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(LabError::Usage(format!(
+            "{} is a symlink, which the lab never makes (someone else prepared this folder?); not following it: remove it",
+            path.display()
+        )));
+    }
+    // O_NOFOLLOW still refuses one planted between that check and the open.
     let f = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -145,48 +152,126 @@ pub fn private_dir(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(LabError::io(path, e)),
     }
-    check_owned(path)
+    check_trusted_dir(path)
 }
 
-/// The caller owns `path` (a real directory, not a symlink) and neither its group nor
-/// others may write it: otherwise whoever can write there could plant names the lab would
-/// then follow or delete as root.
-pub fn check_owned(path: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(path).map_err(|e| LabError::io(path, e))?;
+/// Whose directories the lab trusts: root's, this process's user's, and under sudo, the
+/// user who ran sudo (a `.lab` they made in their project before `sudo rpiprov lab up`).
+fn trusted_owners() -> Vec<u32> {
     // SAFETY: plain syscall without arguments.
-    let me = unsafe { libc::geteuid() };
-    let problem = if !meta.is_dir() {
-        Some("is not a directory (a symlink?)".to_string())
-    } else if meta.uid() != me {
-        Some(format!(
-            "belongs to uid {}, not to you (uid {me})",
-            meta.uid()
-        ))
-    } else if meta.mode() & 0o022 != 0 {
+    let mut owners = vec![0, unsafe { libc::geteuid() }];
+    owners.extend(
+        std::env::var("SUDO_UID")
+            .ok()
+            .and_then(|u| u.parse::<u32>().ok()),
+    );
+    owners
+}
+
+fn untrusted(path: &Path, problem: String) -> LabError {
+    LabError::Usage(format!(
+        "{} {problem}: the lab works there as root and trusts only a folder that is yours and that no one else can write or swap; choose another or fix it (chown, chmod go-w)",
+        path.display()
+    ))
+}
+
+/// The lab directory: a real directory (not a symlink), owned by a trusted user, writable
+/// by no one else; and no directory above it lets another user swap it (world- or
+/// group-writable without the sticky bit, or owned by someone else). Otherwise whoever can
+/// write there could plant names (a symlink at `.lock`, at a temporary file) that the lab
+/// would follow, or delete, as root. Both the path as given and its real path are checked.
+pub fn check_trusted_dir(path: &Path) -> Result<()> {
+    let owners = trusted_owners();
+    let meta = fs::symlink_metadata(path).map_err(|e| LabError::io(path, e))?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err(untrusted(path, "is not a directory (a symlink?)".into()));
+    }
+    check_dir_meta(path, &meta, &owners, false)?;
+    let real = path.canonicalize().map_err(|e| LabError::io(path, e))?;
+    for chain in [path, real.as_path()] {
+        for dir in chain.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            let link = fs::symlink_metadata(dir).map_err(|e| LabError::io(dir, e))?;
+            if link.file_type().is_symlink() && !owners.contains(&link.uid()) {
+                return Err(untrusted(
+                    path,
+                    format!(
+                        "lies under {}, a symlink of uid {}",
+                        dir.display(),
+                        link.uid()
+                    ),
+                ));
+            }
+            let meta = fs::metadata(dir).map_err(|e| LabError::io(dir, e))?;
+            if check_dir_meta(dir, &meta, &owners, true).is_err() {
+                return Err(untrusted(
+                    path,
+                    format!("lies under {}, which others may change", dir.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_dir_meta(dir: &Path, meta: &fs::Metadata, owners: &[u32], sticky_ok: bool) -> Result<()> {
+    let mode = meta.mode();
+    let problem = if !owners.contains(&meta.uid()) {
+        Some(format!("belongs to uid {}, not to you", meta.uid()))
+    } else if mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0) {
         Some(format!(
             "is writable by {} (mode {:o})",
-            if meta.mode() & 0o002 != 0 {
+            if mode & 0o002 != 0 {
                 "everyone"
             } else {
                 "its group"
             },
-            meta.mode() & 0o7777
+            mode & 0o7777
         ))
     } else {
         None
     };
-    match problem {
-        None => Ok(()),
-        Some(p) => Err(LabError::Usage(format!(
-            "{} {p}: the lab works there as root and trusts only a folder of yours that no one else may write; choose another or fix it (chown, chmod go-w)",
-            path.display()
-        ))),
-    }
+    problem.map_or(Ok(()), |p| Err(untrusted(dir, p)))
 }
 
+/// Creates a directory (and its parents) and sets its mode; refuses a symlink planted at
+/// its name (`chmod` would follow it).
 pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| LabError::io(path, e))?;
+    let meta = fs::symlink_metadata(path).map_err(|e| LabError::io(path, e))?;
+    if !meta.is_dir() {
+        return Err(LabError::Other(format!(
+            "{} is not a directory (a symlink?); not using it",
+            path.display()
+        )));
+    }
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| LabError::io(path, e))
+}
+
+/// Opens a file for writing from scratch: a name already there (a symlink someone planted,
+/// an old log) is removed, never followed or truncated in place.
+pub fn create_fresh(path: &Path, mode: u32) -> Result<fs::File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LabError::io(path, e)),
+    }
+    create_new(path, mode).map_err(|e| LabError::io(path, e))
+}
+
+/// A new directory of a random name under `parent` (`mkdir` fails on any existing name,
+/// symlinks included), for work files that are renamed into place afterwards.
+pub fn temp_dir(parent: &Path, prefix: &str) -> Result<std::path::PathBuf> {
+    loop {
+        let d = parent.join(format!(".{prefix}.{}{TMP_SUFFIX}", random_token(12)?));
+        match fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(LabError::io(&d, e)),
+        }
+    }
 }
 
 /// A process as the lab recorded it: the pid alone could be reused by an unrelated
@@ -312,4 +397,103 @@ pub fn random_token(len: usize) -> Result<String> {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::path::PathBuf;
+
+    fn victim(dir: &Path) -> PathBuf {
+        let v = dir.join("victim");
+        fs::write(&v, "precious\n").unwrap();
+        v
+    }
+
+    #[test]
+    fn write_file_never_writes_through_a_planted_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let v = victim(d.path());
+        // The temporary name older versions used, and the final name itself.
+        symlink(&v, d.path().join("state.tmp-write")).unwrap();
+        symlink(&v, d.path().join("state.json")).unwrap();
+        write_file(&d.path().join("state.json"), b"{}", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&v).unwrap(), "precious\n");
+        let m = fs::symlink_metadata(d.path().join("state.json")).unwrap();
+        assert!(m.is_file() && m.mode() & 0o777 == 0o600);
+        assert_eq!(
+            fs::read_to_string(d.path().join("state.json")).unwrap(),
+            "{}"
+        );
+        // No temporary file is left behind.
+        let names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(TMP_SUFFIX))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn a_lock_file_planted_as_a_symlink_is_refused_and_truncates_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let v = victim(d.path());
+        symlink(&v, d.path().join(".lock")).unwrap();
+        let e = lock_file(&d.path().join(".lock"), false).unwrap_err();
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        assert_eq!(fs::read_to_string(&v).unwrap(), "precious\n");
+        // A regular lock file is taken, and a second taker is told it is held.
+        let other = d.path().join("other.lock");
+        let held = lock_file(&other, false).unwrap();
+        assert!(held.is_some());
+        assert!(lock_file(&other, false).unwrap().is_none());
+    }
+
+    #[test]
+    fn create_fresh_replaces_a_planted_symlink_instead_of_truncating_its_target() {
+        let d = tempfile::tempdir().unwrap();
+        let v = victim(d.path());
+        symlink(&v, d.path().join("boot.log")).unwrap();
+        let mut f = create_fresh(&d.path().join("boot.log"), 0o644).unwrap();
+        f.write_all(b"log").unwrap();
+        assert_eq!(fs::read_to_string(&v).unwrap(), "precious\n");
+        assert_eq!(
+            fs::read_to_string(d.path().join("boot.log")).unwrap(),
+            "log"
+        );
+    }
+
+    #[test]
+    fn only_a_folder_no_one_else_may_write_is_trusted() {
+        let d = tempfile::tempdir().unwrap();
+        let lab = d.path().join("lab");
+        fs::create_dir(&lab).unwrap();
+        for (mode, ok, says) in [
+            (0o700, true, ""),
+            (0o755, true, ""),
+            (0o770, false, "writable by its group (mode 770)"),
+            (0o777, false, "writable by everyone (mode 777)"),
+            (0o1777, false, "writable by everyone (mode 1777)"),
+        ] {
+            fs::set_permissions(&lab, fs::Permissions::from_mode(mode)).unwrap();
+            let got = check_trusted_dir(&lab);
+            assert_eq!(got.is_ok(), ok, "{mode:o}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains(says), "{e}");
+                assert!(e.to_string().contains("chmod go-w"), "{e}");
+            }
+        }
+        fs::set_permissions(&lab, fs::Permissions::from_mode(0o700)).unwrap();
+        // A symlink to a good folder is not the folder.
+        symlink(&lab, d.path().join("link")).unwrap();
+        let e = check_trusted_dir(&d.path().join("link")).unwrap_err();
+        assert!(e.to_string().contains("a symlink"), "{e}");
+        // Nor is a folder under one that anyone may change.
+        let open = d.path().join("open");
+        fs::create_dir_all(open.join("lab")).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_trusted_dir(&open.join("lab")).unwrap_err();
+        assert!(e.to_string().contains("which others may change"), "{e}");
+    }
 }
