@@ -15,6 +15,7 @@ use russh::{Channel, ChannelMsg, Sig};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::output::{Lines, Tail, redact_str};
 use super::sudo::{self, Event, Watch};
 use super::{Output, RemoteError, Stream};
 use crate::secret::Secret;
@@ -42,37 +43,15 @@ pub(crate) struct Plan {
     pub gate: Option<Gate>,
     pub deadline: Instant,
     pub timeout: Duration,
+    /// Taken out of everything returned or streamed (the session's sudo password: a
+    /// command, or sudo itself, may echo it).
+    pub redact: Option<Secret>,
 }
 
 enum ToWriter {
     Password(Secret),
     Start,
     Stop,
-}
-
-/// Splits a byte stream into lines for `exec_streaming`.
-#[derive(Default)]
-struct Lines(Vec<u8>);
-
-impl Lines {
-    fn push(&mut self, bytes: &[u8], mut f: impl FnMut(&str)) {
-        self.0.extend_from_slice(bytes);
-        while let Some(nl) = self.0.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=nl).collect();
-            let mut line = &line[..line.len() - 1];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
-            }
-            f(&String::from_utf8_lossy(line));
-        }
-    }
-
-    fn finish(&mut self, mut f: impl FnMut(&str)) {
-        if !self.0.is_empty() {
-            f(&String::from_utf8_lossy(&self.0));
-            self.0.clear();
-        }
-    }
 }
 
 pub(crate) type OnLine<'a> = Option<&'a mut (dyn FnMut(Stream, &str) + Send)>;
@@ -92,7 +71,9 @@ pub(crate) async fn run(
         gate,
         deadline,
         timeout,
+        redact,
     } = plan;
+    let secret = redact.as_ref();
     let channel_err = |what: &str, e: russh::Error| RemoteError::Channel {
         host: host.to_string(),
         reason: format!("{what}: {e}"),
@@ -146,33 +127,33 @@ pub(crate) async fn run(
     }
 
     let mut out = Output::default();
+    let (mut stdout_kept, mut stderr_kept) = (Tail::default(), Tail::default());
     let mut status: Option<u32> = None;
     let mut sudo_failure: Option<String> = None;
     let (mut out_lines, mut err_lines, mut gate_lines) =
         (Lines::default(), Lines::default(), Lines::default());
     let mut sleep = pin!(tokio::time::sleep_until(deadline));
 
-    // Command output is appended and streamed here; `gate` is checked on stdout lines.
-    let mut stdout =
-        |bytes: &[u8], out: &mut Output, gate: &mut Option<Gate>, on_line: &mut OnLine<'_>| {
-            out.stdout.extend_from_slice(bytes);
-            if let Some(f) = on_line.as_deref_mut() {
-                out_lines.push(bytes, |l| f(Stream::Stdout, l));
-            }
-            if gate.is_some() {
-                gate_lines.push(bytes, |l| {
-                    if let Some(g) = gate.as_ref() {
-                        if l == g.go {
-                            let _ = to_writer.send(ToWriter::Start);
-                            *gate = None;
-                        } else if g.skip.iter().any(|s| s == l) {
-                            let _ = to_writer.send(ToWriter::Stop);
-                            *gate = None;
-                        }
+    // Command output is kept and streamed here; `gate` is checked on whole stdout lines.
+    let mut stdout = |bytes: &[u8], gate: &mut Option<Gate>, on_line: &mut OnLine<'_>| {
+        stdout_kept.push(bytes);
+        if let Some(f) = on_line.as_deref_mut() {
+            out_lines.push(bytes, |l, _| f(Stream::Stdout, &redact_str(l, secret)));
+        }
+        if gate.is_some() {
+            gate_lines.push(bytes, |l, whole| {
+                if let Some(g) = gate.as_ref().filter(|_| whole) {
+                    if l == g.go {
+                        let _ = to_writer.send(ToWriter::Start);
+                        *gate = None;
+                    } else if g.skip.iter().any(|s| s == l) {
+                        let _ = to_writer.send(ToWriter::Stop);
+                        *gate = None;
                     }
-                });
-            }
-        };
+                }
+            });
+        }
+    };
 
     loop {
         tokio::select! {
@@ -193,7 +174,7 @@ pub(crate) async fn run(
             msg = rd.wait() => {
                 let Some(msg) = msg else { break };
                 match msg {
-                    ChannelMsg::Data { data } => stdout(&data, &mut out, &mut gate, &mut on_line),
+                    ChannelMsg::Data { data } => stdout(&data, &mut gate, &mut on_line),
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         let mut command_err: Vec<u8> = Vec::new();
                         if let Some(w) = watch.as_mut() {
@@ -233,9 +214,11 @@ pub(crate) async fn run(
                             command_err = data.to_vec();
                         }
                         if !command_err.is_empty() {
-                            out.stderr.extend_from_slice(&command_err);
+                            stderr_kept.push(&command_err);
                             if let Some(f) = on_line.as_deref_mut() {
-                                err_lines.push(&command_err, |l| f(Stream::Stderr, l));
+                                err_lines.push(&command_err, |l, _| {
+                                    f(Stream::Stderr, &redact_str(l, secret));
+                                });
                             }
                         }
                     }
@@ -261,7 +244,7 @@ pub(crate) async fn run(
         });
     }
     if let Some(w) = watch {
-        let said = w.said();
+        let said = redact_str(&w.said(), secret);
         return Err(RemoteError::Sudo {
             host: host.to_string(),
             reason: if said.is_empty() {
@@ -272,9 +255,11 @@ pub(crate) async fn run(
         });
     }
     if let Some(f) = on_line {
-        out_lines.finish(|l| f(Stream::Stdout, l));
-        err_lines.finish(|l| f(Stream::Stderr, l));
+        out_lines.finish(|l, _| f(Stream::Stdout, &redact_str(l, secret)));
+        err_lines.finish(|l, _| f(Stream::Stderr, &redact_str(l, secret)));
     }
+    out.stdout = stdout_kept.finish(secret);
+    out.stderr = stderr_kept.finish(secret);
     match (status, &out.signal) {
         (Some(s), None) => out.status = s,
         (_, Some(_)) => out.status = 255,
@@ -363,16 +348,6 @@ pub(crate) fn command_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_are_split_across_chunks_and_flushed() {
-        let mut l = Lines::default();
-        let mut got = Vec::new();
-        l.push(b"one\ntw", |s| got.push(s.to_string()));
-        l.push(b"o\r\nthree", |s| got.push(s.to_string()));
-        l.finish(|s| got.push(s.to_string()));
-        assert_eq!(got, ["one", "two", "three"]);
-    }
 
     #[test]
     fn the_remote_limit_is_a_second_longer_and_the_command_is_quoted() {

@@ -6,12 +6,14 @@
 //!
 //! Files, one concept each: `session` (connect, jump hosts, channel limit), `known_hosts`
 //! (host key verification), `auth` (agent, keys, passwords), `ssh_config` (what
-//! `~/.ssh/config` contributes), `exec` (running one command on a channel), `sudo` (the
-//! privileged wrapper and its password handshake), `upload` (atomic file writes).
+//! `~/.ssh/config` contributes), `exec` (running one command on a channel), `output` (what
+//! is kept of its output: a bounded tail, lines, redaction), `sudo` (the privileged
+//! wrapper and its password handshake), `upload` (atomic file writes).
 
 mod auth;
 mod exec;
 mod known_hosts;
+mod output;
 mod session;
 mod ssh_config;
 mod sudo;

@@ -302,6 +302,7 @@ impl Session {
             gate,
             deadline,
             timeout,
+            redact: self.inner.sudo_password.clone(),
         };
         exec::run(host, channel, plan, on_line).await
     }

@@ -72,15 +72,23 @@ pub(crate) enum Event {
     Ready(Vec<u8>),
 }
 
+/// Most of what sudo says before the command starts that is kept for the error message;
+/// a host printing more (sudo never does) cannot make rpiprov hold it all.
+const SAID_MAX: usize = 4096;
+
 /// Watches stderr until the command starts. Feed it stderr chunks as they arrive (markers
-/// may be split across chunks).
+/// may be split across chunks). Each byte is searched once per marker (plus an overlap of
+/// a marker's length at chunk boundaries), however the output is chunked.
 #[derive(Debug)]
 pub(crate) struct Watch {
     prompt: Vec<u8>,
     ready_line: Vec<u8>,
     has_password: bool,
+    /// What sudo printed so far (its last [`SAID_MAX`] bytes at least), markers included.
     buf: Vec<u8>,
-    scanned: usize,
+    /// Where in `buf` the next search for each marker starts.
+    prompt_from: usize,
+    ready_from: usize,
     prompts: usize,
     finished: bool,
 }
@@ -92,7 +100,8 @@ impl Watch {
             ready_line: format!("{}\n", w.ready).into_bytes(),
             has_password,
             buf: Vec::new(),
-            scanned: 0,
+            prompt_from: 0,
+            ready_from: 0,
             prompts: 0,
             finished: false,
         }
@@ -104,8 +113,17 @@ impl Watch {
             return events;
         }
         self.buf.extend_from_slice(bytes);
-        while let Some(at) = find(&self.buf[self.scanned..], &self.prompt) {
-            self.scanned += at + self.prompt.len();
+        // The ready line ends what sudo says: a prompt marker after it is the command's
+        // own output (the command can read the marker from its process list) and must
+        // never be answered with the password.
+        let ready_at =
+            find(&self.buf[self.ready_from..], &self.ready_line).map(|at| at + self.ready_from);
+        let sudo_end = ready_at.unwrap_or(self.buf.len());
+        while let Some(at) = find(
+            self.buf.get(self.prompt_from..sudo_end).unwrap_or_default(),
+            &self.prompt,
+        ) {
+            self.prompt_from += at + self.prompt.len();
             self.prompts += 1;
             let ev = match (self.prompts, self.has_password) {
                 (1, true) => Event::SendPassword,
@@ -119,26 +137,53 @@ impl Watch {
                 return events;
             }
         }
-        if let Some(at) = find(&self.buf, &self.ready_line) {
-            let rest = self.buf.split_off(at + self.ready_line.len());
-            self.buf.truncate(at);
-            self.finished = true;
-            events.push(Event::Ready(rest));
+        match ready_at {
+            Some(at) => {
+                let rest = self.buf.split_off(at + self.ready_line.len());
+                self.buf.truncate(at);
+                self.finished = true;
+                events.push(Event::Ready(rest));
+            }
+            None => {
+                // A marker may be cut by the end of the chunk: search its length back again.
+                let len = self.buf.len();
+                self.ready_from = len.saturating_sub(self.ready_line.len() - 1);
+                self.prompt_from = self
+                    .prompt_from
+                    .max(len.saturating_sub(self.prompt.len() - 1));
+                self.trim();
+            }
         }
         events
     }
 
-    /// What sudo said before failing, without the prompt markers, for the error message.
+    /// Drops the head of `buf` beyond [`SAID_MAX`] bytes, in batches so that each byte is
+    /// moved a bounded number of times.
+    fn trim(&mut self) {
+        if self.buf.len() <= 2 * SAID_MAX {
+            return;
+        }
+        let cut = self.buf.len() - SAID_MAX;
+        self.buf.drain(..cut);
+        // Both search starts are within a marker's length of the end, so inside what is kept.
+        self.prompt_from -= cut;
+        self.ready_from -= cut;
+    }
+
+    /// What sudo said before failing, without the prompt markers, for the error message:
+    /// its last 400 characters (sudo's verdict comes last, after any lecture).
     pub fn said(&self) -> String {
         let text = String::from_utf8_lossy(&self.buf);
         let prompt = String::from_utf8_lossy(&self.prompt);
         let text = text.replace(prompt.as_ref(), "");
         let text = text.trim();
-        let mut out: String = text.chars().take(400).collect();
-        if out.len() < text.len() {
-            out.push_str("...");
+        const SHOWN: usize = 400;
+        let count = text.chars().count();
+        if count <= SHOWN {
+            return text.to_string();
         }
-        out
+        let tail: String = text.chars().skip(count - SHOWN).collect();
+        format!("...{tail}")
     }
 }
 
@@ -242,6 +287,56 @@ mod tests {
             vec![Event::SendPassword, Event::WrongPassword]
         );
         assert_eq!(watch.said(), "Sorry, try again.");
+    }
+
+    /// Issue 9, item 6: once the ready marker is in, everything after it is the command's
+    /// stderr. A prompt marker there (the command printed it: it can read the marker from
+    /// its own process list) must not make the client send the password to its stdin.
+    #[test]
+    fn a_prompt_marker_after_the_ready_marker_is_command_output() {
+        let w = wrap("true", "x");
+        let mut watch = Watch::new(&w, true);
+        assert_eq!(
+            watch.feed(b"rpiprov-sudo-ready:x\nerr [rpiprov-sudo-password:x]\n"),
+            vec![Event::Ready(b"err [rpiprov-sudo-password:x]\n".to_vec())]
+        );
+        // The same with the ready line completed by the chunk that carries the marker.
+        let mut watch = Watch::new(&w, true);
+        assert_eq!(watch.feed(b"rpiprov-sudo-ready:x"), vec![]);
+        assert_eq!(
+            watch.feed(b"\n[rpiprov-sudo-password:x]"),
+            vec![Event::Ready(b"[rpiprov-sudo-password:x]".to_vec())]
+        );
+        // A genuine prompt before the ready marker in the same chunk is still answered.
+        let mut watch = Watch::new(&w, true);
+        assert_eq!(
+            watch.feed(b"[rpiprov-sudo-password:x]rpiprov-sudo-ready:x\n[rpiprov-sudo-password:x]"),
+            vec![
+                Event::SendPassword,
+                Event::Ready(b"[rpiprov-sudo-password:x]".to_vec())
+            ]
+        );
+    }
+
+    /// Issue 9, item 8: 20 MiB on stderr before the ready marker (a hostile host) is not
+    /// all held, and each chunk is searched once, not the whole buffer again.
+    #[test]
+    fn a_flood_before_the_ready_marker_is_bounded() {
+        let w = wrap("true", "x");
+        let mut watch = Watch::new(&w, true);
+        let chunk = vec![b'y'; 32 * 1024];
+        for _ in 0..640 {
+            assert_eq!(watch.feed(&chunk), vec![]);
+            assert!(watch.buf.len() <= 2 * SAID_MAX, "{}", watch.buf.len());
+        }
+        // The marker still counts when a chunk boundary cuts it.
+        assert_eq!(watch.feed(b"rpiprov-sudo-re"), vec![]);
+        assert_eq!(
+            watch.feed(b"ady:x\nafter"),
+            vec![Event::Ready(b"after".to_vec())]
+        );
+        let said = watch.said();
+        assert_eq!(said, format!("...{}", "y".repeat(400)));
     }
 
     #[test]
