@@ -1,6 +1,7 @@
 //! The SSH transport against real OpenSSH servers on loopback (see `support/sshd.rs`).
 //! Each test starts its own sshd(s) on free ports with their own keys, so tests run in
-//! parallel. They need root (to run sshd and create the test user).
+//! parallel. They need root (to run sshd in mount namespaces of its own, where the test
+//! users exist: see `support/sshd.rs`).
 
 #[path = "support/sshd.rs"]
 mod sshd;
@@ -17,7 +18,7 @@ use rpiprov::remote::{
 };
 use rpiprov::secret::Secret;
 use sha2::{Digest, Sha256};
-use sshd::{Agent, Key, Sshd, SshdConfig, TEST_PASSWORD, TEST_USER, keygen};
+use sshd::{Agent, Key, Sshd, SshdConfig, TEST_USER, keygen, test_password};
 use tempfile::TempDir;
 
 /// A server, a client folder with a key the server accepts and a known_hosts file.
@@ -107,6 +108,68 @@ fn test_uid() -> u32 {
     sshd::test_user_ids().0
 }
 
+// ---------------------------------------------------------------- the test users
+
+/// Issue 9, item 1: the test users, with their password and their sudo rules, exist for
+/// the test sshd and nowhere else: this machine has no such user, no such sudo rule and no
+/// such home folder while a test server logs them in, and an sshd that sees this machine's
+/// users (as the system's sshd does) lets neither in, with the right password or key.
+#[tokio::test]
+async fn the_test_users_exist_only_inside_the_test_sshd() {
+    let f = fixture();
+    let mut t = f.sudo_target(Some(test_password()));
+    t.identity_files = vec![f.client.path().join("no_such_key")];
+    t.password_auth = true;
+    t.login_password = Some(Secret::new(test_password()));
+    let s = connect(&t, &f.options(HostKeyPolicy::Strict))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", f.sshd.log()));
+    let out = s
+        .exec(ExecRequest::new("id -un; ls /etc/sudoers.d | grep rpiprov").privileged())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.stdout_str(),
+        format!("root\n{TEST_USER}\n{}\n", sshd::NOPASSWD_USER)
+    );
+
+    for user in [TEST_USER, sshd::NOPASSWD_USER] {
+        assert!(!sshd::machine_has_user(user), "this machine knows {user}");
+        assert!(
+            !Path::new("/home").join(user).exists(),
+            "/home/{user} exists on this machine"
+        );
+    }
+    assert_eq!(
+        sshd::machine_sudo_rules_for_test_users(),
+        Vec::<PathBuf>::new()
+    );
+
+    let system_like = Sshd::start(SshdConfig {
+        authorized: vec![f.key.public.clone()],
+        users: false,
+        ..Default::default()
+    });
+    fs::write(&f.known_hosts, system_like.known_hosts_line("ed25519")).unwrap();
+    for user in [TEST_USER, sshd::NOPASSWD_USER] {
+        let mut t = Target::new("system-like", &system_like.addr, user);
+        t.port = system_like.port;
+        t.identity_files = vec![f.key.path.clone()];
+        t.password_auth = true;
+        t.login_password = Some(Secret::new(test_password()));
+        let err = connect(&t, &f.options(HostKeyPolicy::Strict))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RemoteError::Auth { .. }), "{err}");
+        let log = system_like.log();
+        assert!(
+            log.contains(&format!("Invalid user {user} from 127.0.0.1")),
+            "{log}"
+        );
+        assert!(!log.contains("Accepted"), "{log}");
+    }
+}
+
 // ---------------------------------------------------------------- exec
 
 #[tokio::test]
@@ -144,6 +207,48 @@ async fn exec_returns_stdout_stderr_and_exit_status() {
         .unwrap();
     assert_eq!(out.stdout.len(), 3_000_000 + 1 + 4);
     assert!(out.stdout_str().ends_with("\nend\n"));
+}
+
+/// Issue 9, item 8: a command that prints 40 MB keeps the last 8 MiB of it, says so, and
+/// a streamed 40 MB line (no newline) arrives in pieces, quickly.
+#[tokio::test]
+async fn a_huge_output_keeps_its_tail() {
+    let f = fixture();
+    let s = f.connect().await;
+    const KEPT: usize = 8 * 1024 * 1024;
+    let total = 40_000_000;
+    let started = Instant::now();
+    let out = s
+        .exec(ExecRequest::new(format!(
+            "head -c {total} /dev/zero | tr '\\0' x; echo; echo end"
+        )))
+        .await
+        .unwrap();
+    let note = format!(
+        "[rpiprov: output too long: the first {} bytes were dropped, the last {KEPT} follow]\n",
+        total + 5 - KEPT
+    );
+    assert_eq!(out.stdout.len(), note.len() + KEPT);
+    assert!(out.stdout.starts_with(note.as_bytes()));
+    assert!(out.stdout.ends_with(b"xxx\nend\n"));
+
+    let mut pieces = 0;
+    let mut longest = 0;
+    let out = s
+        .exec_streaming(
+            ExecRequest::new(format!("head -c {total} /dev/zero | tr '\\0' y")),
+            &mut |_, line: &str| {
+                pieces += 1;
+                longest = longest.max(line.len());
+            },
+        )
+        .await
+        .unwrap();
+    assert!(out.success());
+    assert_eq!(pieces, total.div_ceil(64 * 1024));
+    assert_eq!(longest, 64 * 1024);
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -334,7 +439,7 @@ fn processes_like(args: &str) -> usize {
 async fn timed_out_process_trees_are_stopped_also_under_sudo() {
     let f = fixture();
     let s = connect(
-        &f.sudo_target(Some(TEST_PASSWORD)),
+        &f.sudo_target(Some(test_password())),
         &f.options(HostKeyPolicy::Strict),
     )
     .await
@@ -548,6 +653,133 @@ async fn a_server_that_never_speaks_ssh_fails_within_the_connect_timeout() {
     drop(listener);
 }
 
+/// A TCP relay to a real sshd that passes the version and key exchange, then holds all the
+/// server sends after its NEWKEYS message: to the client, the server stalls right after the
+/// key exchange, as a frozen sshd does (the kernel still acknowledges, nothing answers).
+struct StallingRelay {
+    port: u16,
+    /// Set once the server's NEWKEYS went through: the key exchange did complete.
+    newkeys_passed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StallingRelay {
+    async fn start(upstream_port: u16) -> StallingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const NEWKEYS: u8 = 21;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let newkeys_passed = std::sync::Arc::new(AtomicBool::new(false));
+        let passed = newkeys_passed.clone();
+        let task = tokio::spawn(async move {
+            let (client, _) = listener.accept().await.unwrap();
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port))
+                .await
+                .unwrap();
+            let (mut client_rd, mut client_wr) = client.into_split();
+            let (mut server_rd, mut server_wr) = server.into_split();
+            let upstream = tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_rd, &mut server_wr).await;
+                // Kept open: the server must not see the client leave either.
+                std::future::pending::<()>().await;
+            });
+            // Server to client: the version line, then cleartext packets (4-byte length,
+            // padding length, message type) up to and including NEWKEYS; nothing after.
+            let mut pending: Vec<u8> = Vec::new();
+            let mut version_done = false;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = server_rd.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                if passed.load(Ordering::SeqCst) {
+                    continue; // held: encrypted traffic after the key exchange
+                }
+                pending.extend_from_slice(&buf[..n]);
+                let mut out = Vec::new();
+                if !version_done {
+                    let Some(nl) = pending.iter().position(|&b| b == b'\n') else {
+                        continue;
+                    };
+                    out.extend(pending.drain(..=nl));
+                    version_done = true;
+                }
+                while pending.len() >= 6 {
+                    let len = u32::from_be_bytes(pending[..4].try_into().unwrap()) as usize;
+                    if pending.len() < 4 + len {
+                        break;
+                    }
+                    let msg = pending[5];
+                    out.extend(pending.drain(..4 + len));
+                    if msg == NEWKEYS {
+                        passed.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                }
+                client_wr.write_all(&out).await.unwrap();
+            }
+            upstream.abort();
+        });
+        StallingRelay {
+            port,
+            newkeys_passed,
+            task,
+        }
+    }
+}
+
+impl Drop for StallingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Issue 9, item 9: a server that completes the key exchange and then says nothing more
+/// fails the connection within the connect timeout, with what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stalls_after_the_key_exchange_fails_within_the_connect_timeout() {
+    let f = fixture();
+    let relay = StallingRelay::start(f.sshd.port).await;
+    // The relay's address serves the sshd's key.
+    fs::write(
+        &f.known_hosts,
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            relay.port,
+            f.sshd.host_key("ed25519")
+        ),
+    )
+    .unwrap();
+    let mut t = f.target();
+    t.port = relay.port;
+    let mut o = f.options(HostKeyPolicy::Strict);
+    o.connect_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    // Without a deadline on authentication this waited for the inactivity timeout (60 s).
+    let result = tokio::time::timeout(Duration::from_secs(15), connect(&t, &o))
+        .await
+        .expect("connect hung far past its connect timeout");
+    let elapsed = started.elapsed();
+    let err = result.unwrap_err();
+    assert!(
+        relay
+            .newkeys_passed
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "the key exchange did not complete: {err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pi-test: 127.0.0.1:{} did not complete authentication as {TEST_USER} within 2s: its SSH server stalls after the key exchange (a frozen or overloaded host, or a slow PAM, DNS or AuthorizedKeysCommand lookup on it); check the host, or raise ssh.connect_timeout in the inventory",
+            relay.port
+        )
+    );
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
     let port = sshd::free_port("127.0.0.1");
@@ -642,7 +874,7 @@ async fn password_authentication_when_allowed() {
     let mut t = f.target();
     t.identity_files = vec![f.client.path().join("missing_key")];
     t.password_auth = true;
-    t.login_password = Some(Secret::new(TEST_PASSWORD));
+    t.login_password = Some(Secret::new(test_password()));
     let s = connect(&t, &f.options(HostKeyPolicy::Strict))
         .await
         .unwrap();
@@ -806,14 +1038,17 @@ async fn ssh_config_supplies_host_name_port_user_and_key() {
 // ---------------------------------------------------------------- sudo
 
 fn assert_no_password(text: &str) {
-    assert!(!text.contains(TEST_PASSWORD), "the password leaked: {text}");
+    assert!(
+        !text.contains(test_password()),
+        "the password leaked: {text}"
+    );
 }
 
 #[tokio::test]
 async fn sudo_with_a_password_runs_as_root_and_keeps_stdin_intact() {
     let f = fixture();
     let s = connect(
-        &f.sudo_target(Some(TEST_PASSWORD)),
+        &f.sudo_target(Some(test_password())),
         &f.options(HostKeyPolicy::Strict),
     )
     .await
@@ -858,6 +1093,39 @@ async fn sudo_with_a_password_runs_as_root_and_keeps_stdin_intact() {
     while let Some(r) = tasks.join_next().await {
         let (i, out) = r.unwrap().unwrap();
         assert_eq!(out.stdout_str(), format!("{i}\n0\n"));
+    }
+}
+
+/// Issue 9, item 6: the sudo password is taken out of what every command of the session
+/// returns and streams, privileged or not (a script on the host may echo it).
+#[tokio::test]
+async fn the_sudo_password_is_redacted_from_output() {
+    let f = fixture();
+    let pw = test_password();
+    let s = connect(&f.sudo_target(Some(pw)), &f.options(HostKeyPolicy::Strict))
+        .await
+        .unwrap();
+    for privileged in [false, true] {
+        let mut req = ExecRequest::new(format!("echo out {pw}; echo err {pw}x >&2"));
+        req.privileged = privileged;
+        let mut lines = Vec::new();
+        let out = s
+            .exec_streaming(req, &mut |stream, line: &str| {
+                lines.push((stream, line.to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_str(), "out <redacted>\n");
+        assert_eq!(out.stderr_str(), "err <redacted>x\n");
+        // Two streams: their relative order is not defined.
+        lines.sort_by_key(|(stream, _)| *stream == Stream::Stderr);
+        assert_eq!(
+            lines,
+            [
+                (Stream::Stdout, "out <redacted>".to_string()),
+                (Stream::Stderr, "err <redacted>x".to_string())
+            ]
+        );
     }
 }
 
@@ -1007,7 +1275,7 @@ async fn upload_where_the_user_may_not_write_fails_cleanly() {
 async fn privileged_upload_through_sudo() {
     let f = fixture();
     let s = connect(
-        &f.sudo_target(Some(TEST_PASSWORD)),
+        &f.sudo_target(Some(test_password())),
         &f.options(HostKeyPolicy::Strict),
     )
     .await
@@ -1088,7 +1356,7 @@ async fn keyboard_interactive_through_pam() {
     let mut t = f.target();
     t.identity_files = vec![f.client.path().join("no_such_key")];
     t.password_auth = true;
-    t.login_password = Some(Secret::new(TEST_PASSWORD));
+    t.login_password = Some(Secret::new(test_password()));
     let s = connect(&t, &f.options(HostKeyPolicy::Strict))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", f.sshd.log()));
@@ -1162,7 +1430,7 @@ async fn rsa_and_ecdsa_identity_files_and_agent_keys() {
 #[tokio::test]
 async fn sudo_without_a_password_prompt() {
     let f = fixture();
-    for password in [None, Some(TEST_PASSWORD)] {
+    for password in [None, Some(test_password())] {
         let mut t = f.sudo_target(password);
         t.user = sshd::NOPASSWD_USER.into();
         let s = connect(&t, &f.options(HostKeyPolicy::Strict))

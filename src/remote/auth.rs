@@ -4,10 +4,17 @@
 //! A failure lists what was tried (key fingerprints, file names, methods), never a secret.
 //! Identity files that the agent already offered are not tried again, so a passphrase is
 //! not asked for a key the agent holds.
+//!
+//! Authentication runs against an [`AuthClock`]: a server that stalls after the key
+//! exchange (a frozen or overloaded host) must not hang the run, but a human typing a
+//! passphrase must not be cut off either, so the clock stands still during prompts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use russh::client::{Handle, Handler, KeyboardInteractiveAuthResponse};
 use russh::keys::agent::client::AgentClient;
@@ -36,6 +43,79 @@ pub(crate) struct Credentials<'a> {
     pub password: Option<Option<Secret>>,
 }
 
+/// A deadline that stands still while it is paused (see [`AuthClock::pause`]).
+pub(crate) struct AuthClock {
+    state: Mutex<ClockState>,
+    changed: Notify,
+}
+
+struct ClockState {
+    deadline: Instant,
+    /// Since when the clock stands still, while a prompt waits for a human.
+    paused_at: Option<Instant>,
+}
+
+impl AuthClock {
+    pub fn new(deadline: Instant) -> Self {
+        AuthClock {
+            state: Mutex::new(ClockState {
+                deadline,
+                paused_at: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves once the deadline has passed, not counting the time spent paused.
+    pub async fn expired(&self) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Registered before the state is read, so that a change in between wakes us.
+            notified.as_mut().enable();
+            let deadline = {
+                let s = self.state();
+                s.paused_at.is_none().then_some(s.deadline)
+            };
+            match deadline {
+                None => notified.await,
+                Some(d) if Instant::now() >= d => return,
+                Some(d) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(d) => {}
+                        () = &mut notified => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops the clock until the returned guard is dropped; the deadline then moves by the
+    /// time it stood still.
+    pub fn pause(&self) -> Paused<'_> {
+        self.state().paused_at.get_or_insert_with(Instant::now);
+        self.changed.notify_waiters();
+        Paused(self)
+    }
+}
+
+pub(crate) struct Paused<'a>(&'a AuthClock);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        if let Some(at) = s.paused_at.take() {
+            s.deadline += at.elapsed();
+        }
+        drop(s);
+        self.0.changed.notify_waiters();
+    }
+}
+
 /// What was tried, for the error message.
 #[derive(Default)]
 struct Tried(Vec<String>);
@@ -51,11 +131,14 @@ fn allows(methods: &Option<MethodSet>, kind: MethodKind) -> bool {
     methods.as_ref().is_none_or(|m| m.contains(&kind))
 }
 
+/// Authenticates; the caller bounds it with `clock` (see [`AuthClock::expired`]), which
+/// this pauses while a prompt waits for a human.
 pub(crate) async fn authenticate<H: Handler>(
     handle: &mut Handle<H>,
     host: &str,
     user: &str,
     creds: &Credentials<'_>,
+    clock: &AuthClock,
 ) -> Result<(), RemoteError> {
     let mut tried = Tried::default();
     let mut remaining: Option<MethodSet> = None;
@@ -136,7 +219,7 @@ pub(crate) async fn authenticate<H: Handler>(
         {
             continue;
         }
-        let key = match load_key(&path, &text, creds).await {
+        let key = match load_key(&path, &text, creds, clock).await {
             Ok(k) => k,
             Err(why) => {
                 tried.push(format!("{shown} ({why})"));
@@ -167,7 +250,7 @@ pub(crate) async fn authenticate<H: Handler>(
         let password = match given {
             Some(p) => Some(p.clone()),
             None if creds.interactive => Some(
-                prompt(format!("Password for {user}@{host}: "))
+                prompt(format!("Password for {user}@{host}: "), clock)
                     .await
                     .map_err(|e| RemoteError::Auth {
                         host: host.to_string(),
@@ -263,7 +346,12 @@ fn default_identity_files() -> Vec<PathBuf> {
 /// Decrypts a key file: plain keys directly; encrypted ones with the configured passphrase
 /// (`ConnectOptions::key_passphrase`, else `RPIPROV_KEY_PASSPHRASE`), else a prompt when a
 /// terminal is attached (cached per file for the whole run).
-async fn load_key(path: &Path, text: &str, creds: &Credentials<'_>) -> Result<PrivateKey, String> {
+async fn load_key(
+    path: &Path,
+    text: &str,
+    creds: &Credentials<'_>,
+    clock: &AuthClock,
+) -> Result<PrivateKey, String> {
     match russh::keys::decode_secret_key(text, None) {
         Ok(k) => return Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => {}
@@ -296,7 +384,7 @@ async fn load_key(path: &Path, text: &str, creds: &Credentials<'_>) -> Result<Pr
         .cloned();
     let pass = match cached {
         Some(p) => p,
-        None => prompt(format!("Passphrase for {}: ", path.display()))
+        None => prompt(format!("Passphrase for {}: ", path.display()), clock)
             .await
             .map_err(|e| format!("encrypted; cannot prompt: {e}"))?,
     };
@@ -311,13 +399,43 @@ async fn load_key(path: &Path, text: &str, creds: &Credentials<'_>) -> Result<Pr
 }
 
 /// Reads a secret from the terminal. Prompts are serialised: with many hosts connecting at
-/// once, two prompts must not interleave on one terminal.
-async fn prompt(text: String) -> Result<Secret, String> {
+/// once, two prompts must not interleave on one terminal. `clock` stands still meanwhile,
+/// also while another host's prompt holds the terminal: both wait for a human.
+async fn prompt(text: String, clock: &AuthClock) -> Result<Secret, String> {
     static TERMINAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _paused = clock.pause();
     let _guard = TERMINAL.lock().await;
     tokio::task::spawn_blocking(move || rpassword::prompt_password(text))
         .await
         .map_err(|e| e.to_string())?
         .map(Secret::new)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The clock runs out at its deadline, but time spent paused (a human at a prompt)
+    /// does not count.
+    #[tokio::test]
+    async fn the_auth_clock_stands_still_while_paused() {
+        let started = Instant::now();
+        let clock = AuthClock::new(started + Duration::from_millis(300));
+        let paused = clock.pause();
+        let waited = tokio::time::timeout(Duration::from_millis(600), clock.expired()).await;
+        assert!(waited.is_err(), "expired while paused");
+        drop(paused);
+        clock.expired().await;
+        let took = started.elapsed();
+        // 600 ms paused, then the 300 ms that were left.
+        assert!(took >= Duration::from_millis(880), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+
+        let clock = AuthClock::new(Instant::now() + Duration::from_millis(100));
+        let started = Instant::now();
+        clock.expired().await;
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
 }

@@ -278,6 +278,15 @@ pub enum RemoteError {
         known_hosts: String,
         line: usize,
     },
+    #[error(
+        "{host}: {addr} did not complete authentication as {user} within {secs}s: its SSH server stalls after the key exchange (a frozen or overloaded host, or a slow PAM, DNS or AuthorizedKeysCommand lookup on it); check the host, or raise ssh.connect_timeout in the inventory"
+    )]
+    AuthTimeout {
+        host: String,
+        addr: String,
+        user: String,
+        secs: u64,
+    },
     #[error("{host}: authentication as {user} failed (tried: {tried})")]
     Auth {
         host: String,

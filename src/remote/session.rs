@@ -4,8 +4,9 @@
 //!
 //! OpenSSH allows 10 session channels per connection (`MaxSessions`); the 11th is refused.
 //! A semaphore keeps rpiprov at [`MAX_CHANNELS`] so that callers can fire off as many
-//! commands at once as they like. The connect timeout covers the TCP connect and the SSH
-//! handshake of each hop, not authentication (which may wait for a passphrase prompt).
+//! commands at once as they like. The connect timeout bounds each hop as a whole: TCP
+//! connect, SSH handshake and authentication, except the time a prompt waits for a human
+//! (see [`super::auth::AuthClock`]).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -19,7 +20,7 @@ use russh::{ChannelOpenFailure, Disconnect, Preferred};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::auth::{self, Credentials};
+use super::auth::{self, AuthClock, Credentials};
 use super::exec::{self, Gate, OnLine, Plan};
 use super::known_hosts::{HostKeyCheck, lookup_name, preferred_algorithms};
 use super::ssh_config::{Config, Endpoint};
@@ -176,6 +177,7 @@ fn establish<'a>(
         let verifier = Verifier { check };
         let addr = format!("{}:{}", ep.host, ep.port);
         let secs = opts.connect_timeout.as_secs().max(1);
+        let deadline = Instant::now() + opts.connect_timeout;
         let timed_out = || RemoteError::ConnectTimeout {
             host: label.to_string(),
             addr: addr.clone(),
@@ -190,15 +192,15 @@ fn establish<'a>(
             },
         };
 
-        let (mut handle, via) = if ep.jumps.is_empty() {
-            let h = tokio::time::timeout(
-                opts.connect_timeout,
+        let (mut handle, via, deadline) = if ep.jumps.is_empty() {
+            let h = tokio::time::timeout_at(
+                deadline,
                 client::connect(config, (ep.host.as_str(), ep.port), verifier),
             )
             .await
             .map_err(|_| timed_out())?
             .map_err(failed)?;
-            (h, None)
+            (h, None, deadline)
         } else {
             if depth >= MAX_JUMPS {
                 return Err(RemoteError::Config {
@@ -222,7 +224,9 @@ fn establish<'a>(
                 password: (creds.password.is_some() && creds.interactive).then_some(None),
             };
             let jump = establish(cfg, &jump_ep, &jump_label, opts, &jump_creds, depth + 1).await?;
-            let h = tokio::time::timeout(opts.connect_timeout, async {
+            // This hop's time starts once the jump host is ready (it had its own).
+            let deadline = Instant::now() + opts.connect_timeout;
+            let h = tokio::time::timeout_at(deadline, async {
                 let channel = jump
                     .handle
                     .channel_open_direct_tcpip(ep.host.as_str(), u32::from(ep.port), "127.0.0.1", 0)
@@ -238,9 +242,23 @@ fn establish<'a>(
             })
             .await
             .map_err(|_| timed_out())??;
-            (h, Some(Box::new(jump)))
+            (h, Some(Box::new(jump)), deadline)
         };
-        auth::authenticate(&mut handle, label, &ep.user, creds).await?;
+        // Authentication shares the hop's deadline: a server that stalls after the key
+        // exchange fails here instead of hanging the run.
+        let clock = AuthClock::new(deadline);
+        tokio::select! {
+            biased;
+            r = auth::authenticate(&mut handle, label, &ep.user, creds, &clock) => r?,
+            () = clock.expired() => {
+                return Err(RemoteError::AuthTimeout {
+                    host: label.to_string(),
+                    addr,
+                    user: ep.user.clone(),
+                    secs,
+                });
+            }
+        }
         Ok(Link { handle, _via: via })
     })
 }

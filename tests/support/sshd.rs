@@ -2,14 +2,48 @@
 //! loopback port, with host keys generated for it in a temporary folder, and stops it (by
 //! its pid, nothing else) when the guard is dropped.
 //!
-//! The tests run as root (sshd needs it to switch users). They log in as a dedicated
-//! system user, [`TEST_USER`], created here if missing, whose sudo rule asks for a password.
+//! # The test users exist only inside each test sshd
+//!
+//! The tests log in as [`TEST_USER`] (whose sudo asks for a password) and [`NOPASSWD_USER`]
+//! (NOPASSWD sudo, like Raspberry Pi OS's default user). Users on this machine with a known
+//! password and root through sudo would be a door for anyone who reaches any sshd of the
+//! machine (the system's, when it runs), so they are never created here. Instead each test
+//! sshd is started by `unshare --mount` in a mount namespace of its own, where, before it
+//! `exec`s sshd, a setup script mounts:
+//!
+//! - a tmpfs over `/run` (sshd's privilege separation folder, sudo's timestamps; it also
+//!   hides the sockets of nscd and systemd-userdb, so that user lookups read the files);
+//! - an overlay over `/etc` whose writable layer is on that tmpfs: the users are added to
+//!   its `passwd`, `shadow` and `group`, their sudo rules to its `sudoers.d`;
+//! - a tmpfs over `/home` for their home folders.
+//!
+//! Only processes in that namespace (the test sshd, its sessions, their sudo) see the users;
+//! the system's sshd, `su`, `login` and every other process of the machine do not know them,
+//! and `/etc` on disk is never written. The namespace, with its users, sudo rules and their
+//! password hashes (which only ever were in memory), ends with the last of its processes:
+//! the sshd is killed by the guard's `Drop` (also when a test fails or panics) and, as
+//! `PR_SET_PDEATHSIG` asks the kernel, when the test process dies (killed by a signal).
+//! Nothing is left to clean up after any run.
+//!
+//! [`TEST_USER`]'s password is random, drawn once per test process and never written
+//! anywhere but to `chpasswd`'s stdin inside the namespace; [`NOPASSWD_USER`] has none
+//! (key only). Both get user ids that are free on this machine.
+//!
+//! Earlier versions of these tests created both users on the machine itself, with a fixed
+//! password and sudo rules in `/etc/sudoers.d`, and never removed them: the first server
+//! a test process starts removes such leftovers (see [`remove_legacy_users`]).
+//!
+//! The guard must be dropped on the thread that started the sshd or later: the kernel
+//! sends the parent-death signal when that thread ends. Tests start and drop their servers
+//! on the test's own thread (`#[tokio::test]` runs tasks there), which is what they need.
 
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -18,10 +52,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const TEST_USER: &str = "rpiprov-test";
-/// A second user whose sudo needs no password.
+/// A second user whose sudo needs no password; it has no password at all.
 pub const NOPASSWD_USER: &str = "rpiprov-test-np";
-/// The test user's login and sudo password. Tests assert it never shows up in output.
-pub const TEST_PASSWORD: &str = "Rp1prov-sudo-Pw-93x";
+/// Marks the sudoers drop-ins that earlier versions of these tests wrote on the machine.
+const LEGACY_MARK: &str = "# Written by rpiprov's transport tests.";
 
 /// The sshd binary: `RPIPROV_TEST_SSHD`, else where Debian installs it (sshd insists on
 /// being started by absolute path).
@@ -48,13 +82,49 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// uid and gid of a user.
+/// [`TEST_USER`]'s login and sudo password: random, drawn once per test process. Tests
+/// assert it never shows up in output.
+pub fn test_password() -> &'static str {
+    static PASSWORD: OnceLock<String> = OnceLock::new();
+    PASSWORD.get_or_init(|| {
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+        let mut bytes = [0u8; 24];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("read /dev/urandom");
+        bytes
+            .iter()
+            .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+            .collect()
+    })
+}
+
+/// The user ids of [`TEST_USER`] and [`NOPASSWD_USER`] (each user's group has the same
+/// id): the first two ids from 42000 on that no user and no group of this machine has.
+fn test_ids() -> (u32, u32) {
+    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
+    *IDS.get_or_init(|| {
+        let mut taken = std::collections::HashSet::new();
+        for file in ["/etc/passwd", "/etc/group"] {
+            for line in fs::read_to_string(file).unwrap_or_default().lines() {
+                if let Some(id) = line.split(':').nth(2).and_then(|f| f.parse::<u32>().ok()) {
+                    taken.insert(id);
+                }
+            }
+        }
+        let mut free = (42000..).filter(|id| !taken.contains(id));
+        (free.next().unwrap(), free.next().unwrap())
+    })
+}
+
+/// uid and gid of `user` (one of the two test users) in the test sshd's namespace.
 pub fn user_ids(user: &str) -> (u32, u32) {
-    let out = run(Command::new("id").arg("-u").arg(user));
-    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let out = run(Command::new("id").arg("-g").arg(user));
-    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    (uid, gid)
+    let (test, np) = test_ids();
+    match user {
+        TEST_USER => (test, test),
+        NOPASSWD_USER => (np, np),
+        other => panic!("{other} is not a test user"),
+    }
 }
 
 /// uid and gid of [`TEST_USER`].
@@ -71,52 +141,61 @@ pub fn chown_to_test_user(path: &Path) {
     chown_to(path, TEST_USER);
 }
 
-/// Creates `user` if missing, sets its password and writes its sudoers drop-in (checked
-/// with visudo, mode 0440, replaced only when it differs). Idempotent.
-fn ensure_user(user: &str, password: &str, sudo_rule: &str) {
-    let exists = Command::new("id")
-        .arg("-u")
-        .arg(user)
+/// Whether this machine (not a test sshd's namespace) knows `user`.
+pub fn machine_has_user(user: &str) -> bool {
+    Command::new("getent")
+        .args(["passwd", user])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .status()
         .unwrap()
-        .success();
-    if !exists {
-        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", user]));
-    }
-    let mut child = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("chpasswd");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{user}:{password}\n").as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "chpasswd failed");
+        .success()
+}
 
-    let rule = format!(
-        "# Written by rpiprov's transport tests.\n\
-         Defaults:{user} !mail_badpass, !lecture\n\
-         {user} {sudo_rule}\n"
-    );
-    let sudoers = Path::new("/etc/sudoers.d").join(user);
-    if fs::read_to_string(&sudoers).ok().as_deref() != Some(rule.as_str()) {
-        // A name with a dot: sudo's includedir ignores it while it is being checked.
-        let tmp = sudoers.with_extension("rpiprov-tmp");
-        fs::write(&tmp, &rule).unwrap();
-        chmod(&tmp, 0o440);
-        run(Command::new("visudo").arg("-cf").arg(&tmp));
-        fs::rename(&tmp, &sudoers).unwrap();
+/// Files in `/etc/sudoers.d` of this machine that name a test user.
+pub fn machine_sudo_rules_for_test_users() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/etc/sudoers.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = fs::read_to_string(entry.path()).unwrap_or_default();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEST_USER) || text.contains(TEST_USER) {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+/// Removes what earlier versions of these tests left on the machine: the sudo rules they
+/// wrote (marked with [`LEGACY_MARK`]) first, which takes root away at once, then the two
+/// users with their home folders. A user that still runs processes (an earlier version
+/// of the suite running right now) is left, with a warning: the suite's own check that no
+/// test user exists on the machine then fails.
+pub fn remove_legacy_users() {
+    for user in [TEST_USER, NOPASSWD_USER] {
+        let rule = Path::new("/etc/sudoers.d").join(user);
+        if fs::read_to_string(&rule).is_ok_and(|t| t.starts_with(LEGACY_MARK)) {
+            fs::remove_file(&rule).unwrap();
+            eprintln!("removed {} left by an earlier test run", rule.display());
+        }
+        if machine_has_user(user) {
+            let out = Command::new("userdel").args(["-r", user]).output().unwrap();
+            if out.status.success() {
+                eprintln!("removed user {user} left by an earlier test run");
+            } else {
+                eprintln!(
+                    "warning: cannot remove user {user} left by an earlier test run: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
     }
 }
 
-/// Creates the test users (one whose sudo asks for its password, one with NOPASSWD, like
-/// Raspberry Pi OS's default user) and the privilege separation folder sshd wants.
-/// Idempotent; once per test process.
+/// Checks what every server needs, and removes leftovers of earlier versions; once per
+/// test process.
 pub fn ensure_system_setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -124,22 +203,51 @@ pub fn ensure_system_setup() {
         let euid = unsafe { libc::geteuid() };
         assert_eq!(
             euid, 0,
-            "the transport tests start sshd and create the user {TEST_USER}: run them as root"
+            "the transport tests start sshd in mount namespaces of their own: run them as root"
         );
         assert!(
             sshd_binary().exists(),
             "OpenSSH sshd not found at {} (set RPIPROV_TEST_SSHD)",
             sshd_binary().display()
         );
-        ensure_user(TEST_USER, TEST_PASSWORD, "ALL=(ALL:ALL) ALL");
-        ensure_user(NOPASSWD_USER, TEST_PASSWORD, "ALL=(ALL:ALL) NOPASSWD: ALL");
-        let privsep = Path::new("/run/sshd");
-        if !privsep.exists() {
-            fs::create_dir_all(privsep).unwrap();
-            chmod(privsep, 0o755);
-        }
+        remove_legacy_users();
     });
 }
+
+/// Run by `sh` inside the new mount namespace, then replaced by sshd (same pid). Arguments:
+/// `users` (`yes` or `no`), the sshd binary, its config, the two user ids. With users,
+/// stdin holds `rpiprov-test:PASSWORD` for chpasswd.
+const NAMESPACE_SETUP: &str = r#"set -eu
+users=$1 sshd=$2 conf=$3 test_id=$4 np_id=$5
+# Memory only, and seen only in this namespace (see tests/support/sshd.rs).
+mount -t tmpfs -o mode=0755,size=16m rpiprov-test-run /run
+mkdir -m 0755 /run/sshd
+if [ "$users" = yes ]; then
+  # The merged /etc takes its mode from the upper folder: 0755 as /etc, or users cannot read passwd.
+  mkdir -m 0755 /run/etc-upper
+  mkdir -m 0700 /run/etc-work
+  mount -t overlay -o lowerdir=/etc,upperdir=/run/etc-upper,workdir=/run/etc-work rpiprov-test-etc /etc
+  mount -t tmpfs -o mode=0755,size=16m rpiprov-test-home /home
+  add_user() { # name id sudo-rule
+    sed -i "/^$1:/d" /etc/passwd /etc/shadow /etc/group
+    echo "$1:x:$2:$2:rpiprov transport tests:/home/$1:/bin/sh" >>/etc/passwd
+    echo "$1:*:::::::" >>/etc/shadow
+    echo "$1:x:$2:" >>/etc/group
+    mkdir -m 0755 "/home/$1"
+    chown "$2:$2" "/home/$1"
+    printf 'Defaults:%s !mail_badpass, !lecture
+%s %s
+' "$1" "$1" "$3" >"/etc/sudoers.d/$1.new"
+    chmod 0440 "/etc/sudoers.d/$1.new"
+    visudo -qcf "/etc/sudoers.d/$1.new"
+    mv "/etc/sudoers.d/$1.new" "/etc/sudoers.d/$1"
+  }
+  add_user rpiprov-test "$test_id" 'ALL=(ALL:ALL) ALL'
+  add_user rpiprov-test-np "$np_id" 'ALL=(ALL:ALL) NOPASSWD: ALL'
+  chpasswd
+fi
+exec "$sshd" -D -e -f "$conf" </dev/null
+"#;
 
 /// A client key pair in `dir`; `passphrase` encrypts the private key.
 pub struct Key {
@@ -168,6 +276,9 @@ pub struct SshdConfig {
     /// More sshd_config lines.
     pub extra: Vec<String>,
     pub listen: &'static str,
+    /// The test users exist for this server (the default). `false`: it sees the users of
+    /// this machine, as the system's sshd does.
+    pub users: bool,
 }
 
 impl Default for SshdConfig {
@@ -177,6 +288,7 @@ impl Default for SshdConfig {
             authorized: Vec::new(),
             extra: Vec::new(),
             listen: "127.0.0.1",
+            users: true,
         }
     }
 }
@@ -214,6 +326,7 @@ impl Sshd {
         chmod(&auth, 0o711);
         for user in [TEST_USER, NOPASSWD_USER] {
             let user_keys = auth.join(user);
+            // Owned by the user's id: sshd reads the file as the user.
             fs::write(&user_keys, cfg.authorized.join("\n") + "\n").unwrap();
             chmod(&user_keys, 0o600);
             chown_to(&user_keys, user);
@@ -246,16 +359,7 @@ impl Sshd {
             lines.extend(conf);
             let conf_path = dir.path().join("sshd_config");
             fs::write(&conf_path, lines.join("\n") + "\n").unwrap();
-            let mut child = Command::new(sshd_binary())
-                .arg("-D")
-                .arg("-e")
-                .arg("-f")
-                .arg(&conf_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("cannot start sshd");
+            let mut child = start_in_namespace(&conf_path, cfg.users, &log);
             if wait_listening(&mut child, &log) {
                 return Sshd {
                     dir,
@@ -300,6 +404,41 @@ impl Sshd {
     pub fn known_hosts_line(&self, kind: &str) -> String {
         format!("{} {}\n", self.known_hosts_name(), self.host_key(kind))
     }
+}
+
+/// Starts sshd with `conf` in a mount namespace of its own (see the module comment); the
+/// returned child is sshd itself. It gets SIGKILL if this thread ends first.
+fn start_in_namespace(conf: &Path, users: bool, log: &Path) -> Child {
+    let (test_id, np_id) = test_ids();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(NAMESPACE_SETUP)
+        .arg("sh")
+        .arg(if users { "yes" } else { "no" })
+        .arg(sshd_binary())
+        .arg(conf)
+        .arg(test_id.to_string())
+        .arg(np_id.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("cannot start unshare (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    if users {
+        // chpasswd's input: the password never reaches an argv or a file.
+        let _ = writeln!(stdin, "{TEST_USER}:{}", test_password());
+    }
+    drop(stdin);
+    child
 }
 
 fn wait_listening(child: &mut Child, log: &Path) -> bool {
