@@ -382,3 +382,22 @@ fn json_output() {
     assert_eq!(v["warnings"].as_array().unwrap().len(), 2);
     assert_eq!(v["warnings"][0]["key_path"], "services.web.build");
 }
+
+/// Issue 9, item 3: an inventory that points known_hosts or the ssh config outside its own
+/// folder and ~/.ssh is warned about, with where and why.
+#[test]
+fn ssh_files_outside_the_inventory_folder_and_dot_ssh_are_warned_about() {
+    let run = rpiprov(&fixture("ssh-files-outside/inventory"), &["check"]);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: inventory.toml:3:15: ssh.known_hosts: ../known_hosts is outside this inventory's folder and ~/.ssh: rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it; make sure you trust this inventory",
+            "warning: inventory.toml:4:10: ssh.config: ../ssh_config is outside this inventory's folder and ~/.ssh: rpiprov takes host names, ports, users, keys and jump hosts from it; make sure you trust this inventory",
+        ]
+    );
+    assert_eq!(run.code, 0);
+
+    let run = rpiprov(&fixture("ssh-files-inside"), &["check"]);
+    assert_eq!(run.stderr, "");
+    assert_eq!(run.code, 0);
+}

@@ -611,6 +611,91 @@ async fn the_recorded_algorithm_is_negotiated_when_the_server_has_several() {
     );
 }
 
+/// Issue 9, item 3: a `HostKeyAlias` (or `HostName`) that would corrupt known_hosts, or
+/// make its line a pattern that vouches for other hosts, is refused before connecting.
+#[tokio::test]
+async fn a_host_key_alias_that_is_not_a_host_name_is_refused() {
+    let f = fixture_with(SshdConfig::default(), false);
+    let cfg = f.client.path().join("config");
+    let mut t = f.target();
+    t.address = "pi7".into();
+    t.port = 22;
+    let mut o = f.options(HostKeyPolicy::AcceptNew);
+    o.ssh_config = Some(cfg.clone());
+    for (line, shown) in [
+        ("HostKeyAlias \"rack pi-7\"", "HostKeyAlias \"rack pi-7\""),
+        ("HostKeyAlias rack pi-7", "HostKeyAlias \"rack pi-7\""),
+        ("HostKeyAlias *", "HostKeyAlias \"*\""),
+        (
+            "HostKeyAlias \"-oProxyCommand=x\"",
+            "HostKeyAlias \"-oProxyCommand=x\"",
+        ),
+        ("HostName 127.0.0.1,pi9", "HostName \"127.0.0.1,pi9\""),
+    ] {
+        let host_name = if line.starts_with("HostName") {
+            String::new()
+        } else {
+            format!("  HostName {}\n", f.sshd.addr)
+        };
+        fs::write(
+            &cfg,
+            format!("Host pi7\n{host_name}  Port {}\n  {line}\n", f.sshd.port),
+        )
+        .unwrap();
+        let err = connect(&t, &o).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "pi-test: ssh config: {}: {shown} cannot name a host in known_hosts: use letters, digits, '.', '-', '_' and ':', not starting with '-'",
+                cfg.display()
+            )
+        );
+        assert!(!f.known_hosts.exists(), "known_hosts was written ({line})");
+    }
+}
+
+/// Issue 9, item 3: under accept-new, a known_hosts path that names another kind of file
+/// is an error, and the file is left as it was.
+#[tokio::test]
+async fn accept_new_adds_nothing_to_a_file_that_is_not_known_hosts() {
+    let f = fixture_with(SshdConfig::default(), false);
+    let rc = f.client.path().join("bashrc");
+    let before = "# my shell setup\nexport EDITOR=vi\n";
+    fs::write(&rc, before).unwrap();
+    let err = connect(&f.target(), &options(&rc, HostKeyPolicy::AcceptNew))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "pi-test: cannot connect to 127.0.0.1:{}: cannot record the host key in {}: line 2 is not a known_hosts entry; refusing to add a key to a file that is not a known_hosts file (check ssh.known_hosts in the inventory)",
+            f.sshd.port,
+            rc.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&rc).unwrap(), before);
+    // A real known_hosts file, as ssh-keyscan writes it (here for another name), is added to.
+    let scan = std::process::Command::new("ssh-keyscan")
+        .arg("-p")
+        .arg(f.sshd.port.to_string())
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    assert!(scan.status.success(), "{scan:?}");
+    let other = String::from_utf8(scan.stdout)
+        .unwrap()
+        .replace("[127.0.0.1]", "[127.0.0.2]");
+    assert!(other.starts_with("[127.0.0.2]:"), "{other}");
+    fs::write(&f.known_hosts, &other).unwrap();
+    connect(&f.target(), &f.options(HostKeyPolicy::AcceptNew))
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {other}"));
+    assert_eq!(
+        fs::read_to_string(&f.known_hosts).unwrap(),
+        other + &f.sshd.known_hosts_line("ed25519")
+    );
+}
+
 #[tokio::test]
 async fn hashed_known_hosts_entries_are_honoured() {
     let f = fixture();

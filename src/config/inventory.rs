@@ -576,6 +576,12 @@ impl Ctx<'_, '_> {
         if let Some(k) = &raw.known_hosts
             && let Some(p) = self.path(k, diags)
         {
+            self.warn_if_foreign(
+                &k.span(),
+                &p,
+                "rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it",
+                diags,
+            );
             ssh.known_hosts = p;
         }
         if let Some(p) = &raw.host_key_policy {
@@ -605,6 +611,12 @@ impl Ctx<'_, '_> {
                     let text = Spanned::new(c.span(), s.clone());
                     if let Some(p) = self.path(&text, diags) {
                         if p.is_file() {
+                            self.warn_if_foreign(
+                                &c.span(),
+                                &p,
+                                "rpiprov takes host names, ports, users, keys and jump hosts from it",
+                                diags,
+                            );
                             ssh.config_file = Some(p);
                         } else {
                             self.err(&c.span(), format!("no such file: {}", p.display()), diags);
@@ -621,6 +633,53 @@ impl Ctx<'_, '_> {
             }
         }
         ssh
+    }
+
+    /// Warns when an SSH file the inventory names lies outside the inventory's folder and
+    /// `~/.ssh`: a borrowed inventory could otherwise make rpiprov read, or append to, any
+    /// file of the user's (symlinks are followed for the check).
+    fn warn_if_foreign(
+        &self,
+        span: &Range<usize>,
+        path: &Path,
+        use_: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let real = real_path(path);
+        let trusted = std::iter::once(self.base.clone())
+            .chain(self.home.map(|h| h.join(".ssh")))
+            .any(|folder| real.starts_with(real_path(&folder)));
+        if !trusted {
+            diags.push(self.file.warning(
+                span,
+                format!(
+                    "{} is outside this inventory's folder and ~/.ssh: {use_}; make sure you trust this inventory",
+                    path.display()
+                ),
+            ));
+        }
+    }
+}
+
+/// `path` made absolute, with symlinks resolved as far as it exists (a known_hosts file
+/// may not exist yet).
+fn real_path(path: &Path) -> PathBuf {
+    let abs = std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return paths::normalize(&real.join(rest.into_iter().rev().collect::<PathBuf>()));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return paths::normalize(&abs),
+        }
     }
 }
 
@@ -861,6 +920,36 @@ docker = {{ install = {{ command = "apk add docker" }} }}
         std::fs::write(&path, format!("[ssh]\nconfig = false\n{HOST}")).unwrap();
         let inv = load_with_home(&path, None, Some(&home)).unwrap().inventory;
         assert_eq!(inv.ssh.config_file, None);
+    }
+
+    /// Issue 9, item 3: a symlink in the inventory's folder does not make a file elsewhere
+    /// count as inside it; `~/.ssh` and the folder itself are fine.
+    #[test]
+    fn ssh_files_behind_a_symlink_are_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("link")).unwrap();
+        let path = dir.path().join("inventory.toml");
+        let warnings = |ssh: &str| -> Vec<String> {
+            std::fs::write(&path, format!("[ssh]\n{ssh}\n{HOST}")).unwrap();
+            load_with_home(&path, None, Some(&home))
+                .unwrap()
+                .warnings
+                .iter()
+                .map(|d| format!("{}: {}", d.key_path, d.message))
+                .collect()
+        };
+        assert_eq!(
+            warnings("known_hosts = \"link/known_hosts\""),
+            [format!(
+                "ssh.known_hosts: {}/link/known_hosts is outside this inventory's folder and ~/.ssh: rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it; make sure you trust this inventory",
+                dir.path().display()
+            )]
+        );
+        assert!(warnings("known_hosts = \"~/.ssh/known_hosts\"").is_empty());
+        assert!(warnings("known_hosts = \"lab/new/known_hosts\"").is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +24,26 @@ use sha1::Sha1;
 
 use super::RemoteError;
 use crate::config::HostKeyPolicy;
+
+/// Checks that a host name, address or `HostKeyAlias` can stand in a known_hosts line as
+/// itself: no whitespace or control character (it would end the field or the line), none
+/// of the pattern syntax (`*?!,` would make a wildcard or a list that vouches for other
+/// hosts, `[]` another host's port, `|` a hashed name, `#` a comment, `@` a marker), and
+/// no leading `-` (it would read as an option in the `ssh-keygen`/`ssh-keyscan` commands
+/// rpiprov suggests). Letters, digits, `.`, `-`, `_` and `:` (IPv6) remain.
+pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err("use letters, digits, '.', '-', '_' and ':', not starting with '-'".into())
+    }
+}
 
 /// The known_hosts name for a host: `host`, or `[host]:port` when the port is not 22.
 pub(crate) fn lookup_name(host: &str, port: u16) -> String {
@@ -46,12 +66,57 @@ pub(crate) struct Entry {
 /// The entries of `path` whose host patterns match `name` (see [`lookup_name`]).
 /// A missing file has no entries.
 pub(crate) fn entries_for(path: &Path, name: &str) -> std::io::Result<Vec<Entry>> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(not_a_file()),
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
+    }
+    Ok(parse_entries(&fs::read_to_string(path)?, name))
+}
+
+/// A FIFO or a device named as known_hosts would block a read or take a write.
+fn not_a_file() -> std::io::Error {
+    std::io::Error::other("not a regular file")
+}
+
+/// The number of the first line of `text` that is not known_hosts syntax: not empty, not a
+/// comment and not `[@marker] patterns keytype base64 [comment]` whose key blob names its
+/// type (or an old SSH1 `patterns bits exponent modulus` line). rpiprov appends only to
+/// files that pass, so that an inventory pointing `known_hosts` at, say, `~/.bashrc` gets
+/// an error instead of a line added to it.
+fn first_foreign_line(text: &str) -> Option<usize> {
+    let is_entry = |line: &str| -> bool {
+        let mut fields = line.split_whitespace();
+        let mut patterns = fields.next().unwrap_or_default();
+        if patterns.starts_with('@') {
+            if !matches!(patterns, "@revoked" | "@cert-authority") {
+                return false;
+            }
+            patterns = fields.next().unwrap_or_default();
+        }
+        let pattern_chars = |c: char| c.is_ascii_alphanumeric() || ".-_:*?!,[]|+/=%".contains(c);
+        let (Some(kind), Some(blob)) = (fields.next(), fields.next()) else {
+            return false;
+        };
+        if patterns.is_empty() || !patterns.chars().all(pattern_chars) {
+            return false;
+        }
+        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+        if digits(kind) && digits(blob) {
+            return fields.next().is_some_and(digits);
+        }
+        // The blob starts with the key type as an SSH string: a 4-byte length, then it.
+        BASE64.decode(blob.as_bytes()).is_ok_and(|b| {
+            b.len() >= 4 + kind.len()
+                && b[..4] == (kind.len() as u32).to_be_bytes()
+                && &b[4..4 + kind.len()] == kind.as_bytes()
+        })
     };
-    Ok(parse_entries(&text, name))
+    text.lines()
+        .map(str::trim)
+        .position(|line| !(line.is_empty() || line.starts_with('#') || is_entry(line)))
+        .map(|i| i + 1)
 }
 
 fn parse_entries(text: &str, name: &str) -> Vec<Entry> {
@@ -304,7 +369,16 @@ impl HostKeyCheck {
 }
 
 /// Appends `name key` to the file, creating its folder (0700) and the file (0600) if missing.
+/// `name` is a [`lookup_name`]; a host part that [`check_host_name`] refuses, or a file that
+/// is not known_hosts syntax (see [`first_foreign_line`]), is an error and nothing is written.
 pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
+    let host = match name.strip_prefix('[').and_then(|n| n.rsplit_once("]:")) {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => name,
+    };
+    check_host_name(host).map_err(|why| {
+        std::io::Error::other(format!("refusing to write the host name {host:?}: {why}"))
+    })?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()
             .recursive(true)
@@ -317,13 +391,24 @@ pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Resul
         .create(true)
         .mode(0o600)
         .open(path)?;
-    // A file whose last line lacks its newline would glue our entry onto it.
-    let mut needs_newline = false;
-    if file.seek(SeekFrom::End(-1)).is_ok() {
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last)?;
-        needs_newline = last[0] != b'\n';
+    if !file.metadata()?.is_file() {
+        return Err(not_a_file());
     }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)?;
+    let foreign = match std::str::from_utf8(&text) {
+        Ok(text) => {
+            first_foreign_line(text).map(|n| format!("line {n} is not a known_hosts entry"))
+        }
+        Err(_) => Some("it is not text".to_string()),
+    };
+    if let Some(what) = foreign {
+        return Err(std::io::Error::other(format!(
+            "{what}; refusing to add a key to a file that is not a known_hosts file (check ssh.known_hosts in the inventory)"
+        )));
+    }
+    // A file whose last line lacks its newline would glue our entry onto it.
+    let needs_newline = text.last().is_some_and(|&b| b != b'\n');
     let key = PublicKey::new(key.key_data().clone(), "");
     let text = key
         .to_openssh()
@@ -411,6 +496,7 @@ mod tests {
         let text = fs::read_to_string(&kh).unwrap();
         assert!(text.starts_with("|1|"), "{text}");
         assert!(!text.contains("pi1.rack"));
+        assert_eq!(first_foreign_line(&text), None, "{text}");
         let e = entries_for(&kh, "pi1.rack").unwrap();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].key.key_data(), key(ED1).key_data());
@@ -511,6 +597,102 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// Issue 9, item 3: names that would corrupt a known_hosts line, or turn it into a
+    /// pattern for other hosts, are refused.
+    #[test]
+    fn host_names_for_known_hosts() {
+        for ok in [
+            "pi1",
+            "pi-1.rack.lan",
+            "10.0.0.5",
+            "fe80::1",
+            "my_pi",
+            "PI7",
+        ] {
+            assert_eq!(check_host_name(ok), Ok(()), "{ok}");
+        }
+        let why = "use letters, digits, '.', '-', '_' and ':', not starting with '-'";
+        for bad in [
+            "",
+            "rack pi",
+            "pi\t1",
+            "pi\n1",
+            "pi\u{1b}[2J",
+            "*",
+            "pi?",
+            "!pi",
+            "a,b",
+            "[pi]:22",
+            "|1|x",
+            "#pi",
+            "@revoked",
+            "-oProxyCommand=x",
+            "pi\u{e9}",
+        ] {
+            assert_eq!(check_host_name(bad), Err(why.to_string()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn what_counts_as_known_hosts_syntax() {
+        let ok = format!(
+            "# comment\n\n  \npi1,10.0.0.5\t{ED1} root@pi1\r\n@revoked * {ED2}\n\
+             |1|F1E1KeoE/eEWhi10WpGv4OdiO6Y=|3988QV0VE8wmZL7suNrYQLITLCg= {ED1}\n\
+             [10.0.0.6]:2222,!bad.* {ED2}\nold.host 1024 35 1234567\n"
+        );
+        assert_eq!(first_foreign_line(&ok), None);
+        assert_eq!(first_foreign_line(""), None);
+        let bashrc = "# ~/.bashrc\nexport PATH=$HOME/bin:$PATH\n";
+        assert_eq!(first_foreign_line(bashrc), Some(2));
+        // authorized_keys: the first field is a key type, the second no type name.
+        let authorized = format!("{ED1} me@laptop\n");
+        assert_eq!(first_foreign_line(&authorized), Some(1));
+        let options = format!("command=\"id\" {ED1}\n");
+        assert_eq!(first_foreign_line(&options), Some(1));
+        // A blob that does not name the type written before it.
+        let mismatch = format!("h ssh-rsa {}\n", ED1.split(' ').nth(1).unwrap());
+        assert_eq!(first_foreign_line(&mismatch), Some(1));
+    }
+
+    /// Issue 9, item 3: accept-new adds nothing to a file that is not known_hosts syntax,
+    /// nor a name that is not a host name, and does not block on a FIFO.
+    #[test]
+    fn append_refuses_foreign_files_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let rc = dir.path().join("bashrc");
+        let before = format!("pi0 {ED2}\nalias ll='ls -l'\n");
+        fs::write(&rc, &before).unwrap();
+        assert_eq!(
+            append(&rc, "pi1", &key(ED1)).unwrap_err().to_string(),
+            "line 2 is not a known_hosts entry; refusing to add a key to a file that is not a known_hosts file (check ssh.known_hosts in the inventory)"
+        );
+        fs::write(&rc, b"\x7fELF\x02\x01\xff\xfe").unwrap();
+        assert_eq!(
+            append(&rc, "pi1", &key(ED1)).unwrap_err().to_string(),
+            "it is not text; refusing to add a key to a file that is not a known_hosts file (check ssh.known_hosts in the inventory)"
+        );
+        let kh = dir.path().join("known_hosts");
+        for name in ["rack pi", "*", "[a b]:2222"] {
+            let err = append(&kh, name, &key(ED1)).unwrap_err().to_string();
+            assert!(err.starts_with("refusing to write the host name"), "{err}");
+        }
+        assert!(!kh.exists());
+        append(&kh, "[fe80::1]:2222", &key(ED1)).unwrap();
+
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo has no other precondition.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            entries_for(&fifo, "pi1").unwrap_err().to_string(),
+            "not a regular file"
+        );
+        assert_eq!(
+            append(&fifo, "pi1", &key(ED1)).unwrap_err().to_string(),
+            "not a regular file"
+        );
     }
 
     #[test]

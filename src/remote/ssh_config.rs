@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use ssh2_config::{HostParams, ParseRule, SshConfig};
 
-use super::{RemoteError, Target};
+use super::{RemoteError, Target, known_hosts};
 
 /// Where and how to reach one SSH server, after ssh config was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +48,20 @@ pub(crate) struct JumpSpec {
 
 /// A parsed config file, or none.
 #[derive(Debug, Default)]
-pub(crate) struct Config(Option<SshConfig>);
+pub(crate) struct Config {
+    parsed: Option<SshConfig>,
+    /// The file, for messages.
+    path: Option<PathBuf>,
+}
 
 impl Config {
     pub fn load(path: Option<&Path>, host: &str) -> Result<Config, RemoteError> {
         let Some(path) = path else {
-            return Ok(Config(None));
+            return Ok(Config::default());
         };
         let file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config(None)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
             Err(e) => {
                 return Err(RemoteError::Config {
                     host: host.to_string(),
@@ -78,7 +82,10 @@ impl Config {
                 reader,
                 ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
             )
-            .map(|c| Config(Some(c)))
+            .map(|c| Config {
+                parsed: Some(c),
+                path: Some(path.to_path_buf()),
+            })
             .map_err(|e| RemoteError::Config {
                 host: host.to_string(),
                 reason: format!("{}: {e}", path.display()),
@@ -86,7 +93,7 @@ impl Config {
     }
 
     fn query(&self, name: &str) -> Option<HostParams> {
-        self.0.as_ref().map(|c| c.query(name))
+        self.parsed.as_ref().map(|c| c.query(name))
     }
 
     /// Applies the config to an inventory target (see the module comment for precedence).
@@ -155,11 +162,44 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        // ssh2-config keeps the arguments of options it does not model as written: quoted
+        // ones with their quotes, several ones apart (OpenSSH refuses those; joined here, the
+        // check below refuses them).
         let host_key_alias = p
             .unsupported_fields
             .get("hostkeyalias")
-            .and_then(|v| v.first())
-            .cloned();
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.iter()
+                    .map(|a| {
+                        a.strip_prefix('"')
+                            .and_then(|a| a.strip_suffix('"'))
+                            .unwrap_or(a)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+        // Both end up in known_hosts lines (and in suggested commands): a value that would
+        // corrupt a line, or make it a pattern for other hosts, is refused before connecting.
+        let what = if p.host_name.is_some() {
+            "HostName"
+        } else {
+            "host name"
+        };
+        for (what, value) in std::iter::once((what, &host))
+            .chain(host_key_alias.as_ref().map(|a| ("HostKeyAlias", a)))
+        {
+            known_hosts::check_host_name(value).map_err(|why| RemoteError::Config {
+                host: label.to_string(),
+                reason: format!(
+                    "{}{what} {value:?} cannot name a host in known_hosts: {why}",
+                    self.path
+                        .as_ref()
+                        .map(|p| format!("{}: ", p.display()))
+                        .unwrap_or_default()
+                ),
+            })?;
+        }
         Ok(Endpoint {
             label: label.to_string(),
             host,
