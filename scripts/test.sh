@@ -12,4 +12,19 @@ fi
 scripts/deps.sh
 # The debootstrap base of bare nodes is made once and reused by every lab the tests start.
 export RPIPROV_LAB_CACHE="${RPIPROV_LAB_CACHE:-$PWD/target/lab-cache}"
-cargo test --all-targets "$@"
+status=0
+cargo test --all-targets "$@" || status=$?
+
+# The transport tests' users and sudo rules exist only inside their sshd's mount namespace
+# (tests/support/sshd.rs): whatever the outcome above, this machine must hold none of them.
+leftovers=$(
+  getent passwd rpiprov-test rpiprov-test-np || true
+  grep -rls 'rpiprov-test' /etc/sudoers.d 2>/dev/null || true
+  ls -d /home/rpiprov-test* 2>/dev/null || true
+)
+if [ -n "$leftovers" ]; then
+  echo "error: the tests left test users or sudo rules on this machine (remove them: userdel -r USER, rm FILE):" >&2
+  echo "$leftovers" >&2
+  status=1
+fi
+exit "$status"

@@ -170,9 +170,8 @@ pub fn machine_sudo_rules_for_test_users() -> Vec<PathBuf> {
 
 /// Removes what earlier versions of these tests left on the machine: the sudo rules they
 /// wrote (marked with [`LEGACY_MARK`]) first, which takes root away at once, then the two
-/// users with their home folders. A user that still runs processes (an earlier version
-/// of the suite running right now) is left, with a warning: the suite's own check that no
-/// test user exists on the machine then fails.
+/// users with their home folders. `userdel -f`: processes of other namespaces (a lab
+/// node's user, a test sshd's) may share the user's id, and a plain userdel refuses then.
 pub fn remove_legacy_users() {
     for user in [TEST_USER, NOPASSWD_USER] {
         let rule = Path::new("/etc/sudoers.d").join(user);
@@ -181,7 +180,10 @@ pub fn remove_legacy_users() {
             eprintln!("removed {} left by an earlier test run", rule.display());
         }
         if machine_has_user(user) {
-            let out = Command::new("userdel").args(["-r", user]).output().unwrap();
+            let out = Command::new("userdel")
+                .args(["-f", "-r", user])
+                .output()
+                .unwrap();
             if out.status.success() {
                 eprintln!("removed user {user} left by an earlier test run");
             } else {
