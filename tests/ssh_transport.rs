@@ -170,6 +170,36 @@ async fn the_test_users_exist_only_inside_the_test_sshd() {
     }
 }
 
+/// Issue 9, item 1: a test process killed before its guards ran leaves nothing: its sshd
+/// (and with it the namespace holding the users) dies with the thread that started it, and
+/// the next run removes its folder, while the folders of running servers stay.
+#[tokio::test]
+async fn a_killed_run_leaves_no_server_and_its_folder_is_removed() {
+    let mut orphan = std::thread::spawn(|| Sshd::start(SshdConfig::default()))
+        .join()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    while orphan.is_running() {
+        assert!(
+            Instant::now() < until,
+            "the sshd outlived the thread that started it"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let running = fixture();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for dir in [orphan.dir.path(), running.sshd.dir.path()] {
+        fs::File::open(dir)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+    }
+    sshd::remove_stale_folders();
+    assert!(!orphan.dir.path().exists());
+    assert!(running.sshd.dir.path().join("sshd_config").exists());
+    running.connect().await;
+}
+
 // ---------------------------------------------------------------- exec
 
 #[tokio::test]

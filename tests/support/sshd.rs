@@ -196,8 +196,48 @@ pub fn remove_legacy_users() {
     }
 }
 
-/// Checks what every server needs, and removes leftovers of earlier versions; once per
-/// test process.
+/// Removes the temporary folders of test processes that were killed before they could
+/// (their servers died with them): a server folder whose sshd no longer runs, and a client
+/// folder (`rpiprov-client-*`, made by the tests), once older than any test runs. Servers
+/// of other test processes running now are left alone: they run (checked through the
+/// pid file) or are younger than that.
+pub fn remove_stale_folders() {
+    const OLD: Duration = Duration::from_secs(30 * 60);
+    let tmp = std::env::temp_dir();
+    for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > OLD));
+        let stale = if name.starts_with("rpiprov-sshd-") {
+            old && !server_runs(&path)
+        } else {
+            name.starts_with("rpiprov-client-") && old
+        };
+        if stale && fs::remove_dir_all(&path).is_ok() {
+            eprintln!("removed {} left by a killed test run", path.display());
+        }
+    }
+}
+
+/// Whether the sshd of a server folder runs: its pid file names a process whose command
+/// line (which sshd rewrites into one string) holds the folder's config.
+fn server_runs(dir: &Path) -> bool {
+    let Some(pid) = fs::read_to_string(dir.join("sshd.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let conf = dir.join("sshd_config");
+    let conf = conf.as_os_str().as_encoded_bytes();
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(conf.len()).any(|w| w == conf))
+}
+
+/// Checks what every server needs, and removes leftovers of killed runs and of earlier
+/// versions; once per test process.
 pub fn ensure_system_setup() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -213,6 +253,7 @@ pub fn ensure_system_setup() {
             sshd_binary().display()
         );
         remove_legacy_users();
+        remove_stale_folders();
     });
 }
 
@@ -381,6 +422,11 @@ impl Sshd {
             let _ = child.wait();
         }
         panic!("sshd did not start");
+    }
+
+    /// Whether the sshd still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log(&self) -> String {
