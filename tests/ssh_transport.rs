@@ -96,6 +96,15 @@ impl Fixture {
         d
     }
 
+    /// The target logging in with the test user's password (its only key file is missing).
+    fn password_target(&self) -> Target {
+        let mut t = self.target();
+        t.identity_files = vec![self.client.path().join("missing_key")];
+        t.password_auth = true;
+        t.login_password = Some(Secret::new(test_password()));
+        t
+    }
+
     fn sudo_target(&self, password: Option<&str>) -> Target {
         let mut t = self.target();
         t.sudo = true;
@@ -117,10 +126,9 @@ fn test_uid() -> u32 {
 #[tokio::test]
 async fn the_test_users_exist_only_inside_the_test_sshd() {
     let f = fixture();
-    let mut t = f.sudo_target(Some(test_password()));
-    t.identity_files = vec![f.client.path().join("no_such_key")];
-    t.password_auth = true;
-    t.login_password = Some(Secret::new(test_password()));
+    let mut t = f.password_target();
+    t.sudo = true;
+    t.sudo_password = Some(Secret::new(test_password()));
     let s = connect(&t, &f.options(HostKeyPolicy::Strict))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", f.sshd.log()));
@@ -986,10 +994,7 @@ async fn an_encrypted_key_opens_with_the_configured_passphrase() {
 #[tokio::test]
 async fn password_authentication_when_allowed() {
     let f = fixture();
-    let mut t = f.target();
-    t.identity_files = vec![f.client.path().join("missing_key")];
-    t.password_auth = true;
-    t.login_password = Some(Secret::new(test_password()));
+    let mut t = f.password_target();
     let s = connect(&t, &f.options(HostKeyPolicy::Strict))
         .await
         .unwrap();
@@ -1468,10 +1473,7 @@ async fn keyboard_interactive_through_pam() {
         },
         true,
     );
-    let mut t = f.target();
-    t.identity_files = vec![f.client.path().join("no_such_key")];
-    t.password_auth = true;
-    t.login_password = Some(Secret::new(test_password()));
+    let mut t = f.password_target();
     let s = connect(&t, &f.options(HostKeyPolicy::Strict))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", f.sshd.log()));
