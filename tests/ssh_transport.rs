@@ -1226,7 +1226,7 @@ async fn the_sudo_password_is_redacted_from_output() {
         .await
         .unwrap();
     for privileged in [false, true] {
-        let mut req = ExecRequest::new(format!("echo out {pw}; echo err {pw}x >&2"));
+        let mut req = ExecRequest::new(format!("echo out {pw}; echo err {pw}: >&2"));
         req.privileged = privileged;
         let mut lines = Vec::new();
         let out = s
@@ -1236,14 +1236,14 @@ async fn the_sudo_password_is_redacted_from_output() {
             .await
             .unwrap();
         assert_eq!(out.stdout_str(), "out <redacted>\n");
-        assert_eq!(out.stderr_str(), "err <redacted>x\n");
+        assert_eq!(out.stderr_str(), "err <redacted>:\n");
         // Two streams: their relative order is not defined.
         lines.sort_by_key(|(stream, _)| *stream == Stream::Stderr);
         assert_eq!(
             lines,
             [
                 (Stream::Stdout, "out <redacted>".to_string()),
-                (Stream::Stderr, "err <redacted>x".to_string())
+                (Stream::Stderr, "err <redacted>:".to_string())
             ]
         );
     }

@@ -143,7 +143,10 @@ impl Lines {
     }
 }
 
-/// `bytes` with every occurrence of the secret replaced by `<redacted>`.
+/// `bytes` with the secret replaced by `<redacted>` wherever it stands as a word of its own
+/// (not inside a longer run of letters and digits). An echoed password stands alone; a weak
+/// one that is also part of ordinary output (`raspberry` in the host name `raspberrypi`)
+/// must not garble what rpiprov parses, nor point at itself by being cut out there.
 pub(crate) fn redact(bytes: Vec<u8>, secret: Option<&Secret>) -> Vec<u8> {
     let Some(needle) = secret
         .map(|s| s.expose().as_bytes())
@@ -154,12 +157,17 @@ pub(crate) fn redact(bytes: Vec<u8>, secret: Option<&Secret>) -> Vec<u8> {
     if bytes.len() < needle.len() || !bytes.windows(needle.len()).any(|w| w == needle) {
         return bytes;
     }
+    let word = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    // Joined to a letter or digit before or after: part of a longer word.
+    let glued_before = |at: usize| word(needle.first()) && at > 0 && word(bytes.get(at - 1));
+    let glued_after = |end: usize| word(needle.last()) && word(bytes.get(end));
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i..].starts_with(needle) {
+        let end = i + needle.len();
+        if bytes[i..].starts_with(needle) && !glued_before(i) && !glued_after(end) {
             out.extend_from_slice(REDACTED);
-            i += needle.len();
+            i = end;
         } else {
             out.push(bytes[i]);
             i += 1;
@@ -171,7 +179,9 @@ pub(crate) fn redact(bytes: Vec<u8>, secret: Option<&Secret>) -> Vec<u8> {
 /// [`redact`] for text.
 pub(crate) fn redact_str(text: &str, secret: Option<&Secret>) -> String {
     match secret.map(Secret::expose).filter(|s| !s.is_empty()) {
-        Some(s) if text.contains(s) => text.replace(s, "<redacted>"),
+        Some(s) if text.contains(s) => {
+            String::from_utf8_lossy(&redact(text.as_bytes().to_vec(), secret)).into_owned()
+        }
         _ => text.to_string(),
     }
 }
@@ -281,9 +291,22 @@ mod tests {
     fn secrets_are_redacted_in_bytes_and_text() {
         let s = Secret::new("pw1");
         assert_eq!(
-            redact(b"a pw1 b pw1pw1 pw".to_vec(), Some(&s)),
-            b"a <redacted> b <redacted><redacted> pw"
+            redact(b"pw1\na pw1 b=pw1; pw\npw1".to_vec(), Some(&s)),
+            b"<redacted>\na <redacted> b=<redacted>; pw\n<redacted>"
         );
+        // Inside a longer word it is ordinary text.
+        assert_eq!(
+            redact(b"xpw1 pw1x pw1pw1".to_vec(), Some(&s)),
+            b"xpw1 pw1x pw1pw1"
+        );
+        let weak = Secret::new("raspberry");
+        assert_eq!(
+            redact_str("raspberrypi: raspberry", Some(&weak)),
+            "raspberrypi: <redacted>"
+        );
+        // Edges that are not letters or digits need no boundary.
+        let sym = Secret::new("#pw!");
+        assert_eq!(redact_str("a#pw!b", Some(&sym)), "a<redacted>b");
         assert_eq!(redact(b"pw1".to_vec(), None), b"pw1");
         assert_eq!(redact(b"x".to_vec(), Some(&Secret::new(""))), b"x");
         assert_eq!(redact_str("say pw1", Some(&s)), "say <redacted>");
