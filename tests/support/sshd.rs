@@ -23,19 +23,23 @@
 //! password hashes (which only ever were in memory), ends with the last of its processes:
 //! the sshd is killed by the guard's `Drop` (also when a test fails or panics) and, as
 //! `PR_SET_PDEATHSIG` asks the kernel, when the test process dies (killed by a signal).
-//! Nothing is left to clean up after any run.
+//! Only the temporary folders of a killed process remain (host keys, the test's client
+//! keys, logs): the first server of the next test process removes them
+//! ([`remove_stale_folders`]).
 //!
 //! [`TEST_USER`]'s password is random, drawn once per test process and never written
 //! anywhere but to `chpasswd`'s stdin inside the namespace; [`NOPASSWD_USER`] has none
-//! (key only). Both get user ids that are free on this machine.
+//! (key only; client keys are in folders only root may enter). So while a test server
+//! listens on loopback, another user of the machine cannot log in to it either. Both
+//! users get user ids that are free on this machine.
 //!
 //! Earlier versions of these tests created both users on the machine itself, with a fixed
 //! password and sudo rules in `/etc/sudoers.d`, and never removed them: the first server
 //! a test process starts removes such leftovers (see [`remove_legacy_users`]).
 //!
-//! The guard must be dropped on the thread that started the sshd or later: the kernel
-//! sends the parent-death signal when that thread ends. Tests start and drop their servers
-//! on the test's own thread (`#[tokio::test]` runs tasks there), which is what they need.
+//! The kernel sends the parent-death signal when the *thread* that started the sshd ends,
+//! so a server lives at most as long as that thread. Tests start and drop their servers on
+//! the test's own thread (`#[tokio::test]` runs tasks there), which is what they need.
 
 #![allow(dead_code)]
 
