@@ -34,7 +34,7 @@ async fn main() {
         .iter()
         .map(Target::from_host)
         .collect();
-    let results = rpiprov::run::parallel_map(hosts, parallel, |t| {
+    let results = rpiprov::exec::parallel_map(hosts, parallel, |t| {
         let opts = opts.clone();
         async move {
             let s = remote::connect(&t, &opts)

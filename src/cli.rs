@@ -1,11 +1,9 @@
-//! Command-line flags (clap derive). No logic: parsing, then hand-over to [`crate::app`].
+//! The command line's flags and subcommands (clap derive), and nothing else: no logic,
+//! no import of the rest of the crate. Parsing and dispatch are in [`crate::cmd`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::error::EXIT_USAGE;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,17 +175,4 @@ pub struct LabUpArgs {
     /// past 244 nodes).
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<crate::lab::Subnet>,
-}
-
-/// Parses the command line and runs the command; returns the process exit code.
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    ExitCode::from(crate::app::run(cli))
 }

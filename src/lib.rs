@@ -1,36 +1,69 @@
 //! rpiprov: provisions a Docker Swarm on a rack of Raspberry Pis over SSH.
 //!
-//! The layers, from the outside in: `cli` (flags only) -> `config` (inventory and playbook,
-//! validated before any connection) -> `facts` (one read-only probe per host) -> `plan`
-//! (pure: config + facts -> steps) -> `run` (executes steps over `remote`, in parallel,
-//! emitting events) -> `ui` (renders events). `commands` and `shell` build remote command
-//! lines as pure functions.
+//! # The modules, and which way they import
 //!
-//! Stacks: `deploy` and `teardown` are executors over `stack_commands` (pure builders and
-//! remote paths), `lock` (the deploy lock on the manager), `images` (archives shipped over
-//! SSH) and `converge` (pure parsing and judgement of a stack's services).
+//! ```text
+//!  main.rs ──> cmd ──> cli                      (flags only)
+//!               │
+//!               ├──> bootstrap, deploy, teardown   (executors: never each other)
+//!               │        │
+//!               │        ├──> plan                 (pure: facts -> steps; bootstrap's)
+//!               │        ├──> docker               (pure: command lines and their parsers)
+//!               │        ├──> exec                 (parallelism, rows, lock) ──> docker, remote
+//!               │        └──> remote, config
+//!               ├──> ui ──> exec::report           (renderers only)
+//!               └──> lab                           (the virtual fleet)
+//!  shell, secret, select, exit: leaves everyone may use
+//! ```
+//!
+//! | module | what it owns |
+//! |---|---|
+//! | [`cli`] | clap definitions of the flags and subcommands; no logic |
+//! | [`cmd`] | one file per command (`check`, `bootstrap`, `deploy`, `teardown`, `run`, `lab`), the dispatch, and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
+//! | [`exit`] | the exit codes |
+//! | [`config`] | the inventory and playbook: read, validated, errors with file, line and key |
+//! | [`select`] | the `--on` grammar |
+//! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, upload |
+//! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages |
+//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]) |
+//! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase |
+//! | [`bootstrap`], [`deploy`], [`teardown`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
+//! | [`ui`] | progress bars, plain lines, the summary table, the `--json` document |
+//! | [`lab`] | the virtual Pi fleet (`rpiprov lab`) |
+//! | [`shell`], [`secret`] | shell quoting; a value that never reaches output |
+//! | `testing` | tests only: the fake transport, the one script runner, shared builders, and the check of these import rules |
+//!
+//! The direction is checked by a test (`testing::layout`): `cli` imports nothing of the
+//! crate, no module imports `cmd`, no executor imports another, nothing below `cmd`
+//! imports `ui`, and there is no cycle.
+//!
+//! # Where to look
+//!
+//! - Where is a network created? [`docker::network`]: [`docker::network::network_create`]
+//!   builds the command, and [`docker::network::compare`] decides which playbook networks
+//!   are missing or differ, for `bootstrap`'s planner and `deploy` alike.
+//! - Where is a stack's convergence judged? [`docker::service`]: the poll, its parse, and
+//!   per service whether it converged and why not (`deploy/wait.rs` only polls until then).
+//! - Where is the lock taken? [`exec::lock`]: [`exec::lock::with_lock`] takes it, watches
+//!   Ctrl-C and releases it, for `deploy` and `teardown`.
+//! - What does `rpiprov run` do? [`cmd::run`]: one command on every selected host, output
+//!   per host in inventory order.
 
-pub mod app;
 pub mod bootstrap;
-pub mod check;
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
-pub mod converge;
 pub mod deploy;
-pub mod error;
-pub mod facts;
-#[cfg(test)]
-pub mod fake;
-pub mod images;
+pub mod docker;
+pub mod exec;
+pub mod exit;
 pub mod lab;
-pub mod lock;
 pub mod plan;
 pub mod remote;
-pub mod run;
 pub mod secret;
 pub mod select;
 pub mod shell;
-pub mod stack_commands;
 pub mod teardown;
+#[cfg(test)]
+pub mod testing;
 pub mod ui;

@@ -1,5 +1,5 @@
 //! The `rpiprov` binary: everything lives in the library; this only hands over the exit code.
 
 fn main() -> std::process::ExitCode {
-    rpiprov::cli::main()
+    rpiprov::cmd::main()
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::images::PreparedImage;
 use crate::config::{ImageFormat, Playbook, VariableValue};
-use crate::images::PreparedImage;
 use crate::secret::Secret;
 
 /// A variable for `docker stack deploy`'s environment. Every value is held as a

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use super::*;
 use crate::config::{Compose, Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
 use crate::deploy::prepare::interpolate;
-use crate::fake::{FakeRemote, Recorder, fail, ok};
+use crate::docker::paths::stack_file;
+use crate::testing::{FakeRemote, Recorder, fail, ok};
 
 const SECRET: &str = "s3cr3t-VALUE";
 
@@ -226,14 +227,6 @@ fn decisions() {
     );
 }
 
-#[test]
-fn state_output_is_parsed() {
-    let s = parse_state("stack web\nstack other\ndeployed web abc123\ndeployed db \n");
-    assert!(s.existing.contains("web") && s.existing.contains("other"));
-    assert_eq!(s.recorded.get("web").map(String::as_str), Some("abc123"));
-    assert_eq!(s.recorded.get("db"), None);
-}
-
 // ---------------------------------------------------------------------------------------
 // Executor
 
@@ -296,9 +289,9 @@ async fn deploy_until(
     others: &[FakeRemote],
     interrupt: impl Future<Output = ()>,
 ) -> (DeployResult, Vec<String>) {
-    let (leader, nodes) = crate::fake::fleet(m, others);
+    let (leader, nodes) = crate::testing::fleet(m, others);
     let rec = Arc::new(Recorder::default());
-    let res = run(&options(), prepared, leader, nodes, rec.clone(), interrupt).await;
+    let res = execute(&options(), prepared, leader, nodes, rec.clone(), interrupt).await;
     let events = rec.0.lock().unwrap().clone();
     (res, events)
 }
@@ -307,10 +300,10 @@ async fn deploy_until(
 fn already_deployed(m: &FakeRemote, p: &Prepared) -> String {
     let mut state = String::new();
     for s in &p.stacks {
-        m.files.lock().unwrap().insert(
-            stack_commands::stack_file(&s.name, &s.file_name),
-            s.contents.clone(),
-        );
+        m.files
+            .lock()
+            .unwrap()
+            .insert(stack_file(&s.name, &s.file_name), s.contents.clone());
         state.push_str(&format!(
             "stack {}\ndeployed {} {}\n",
             s.name, s.name, s.fingerprint
@@ -352,7 +345,7 @@ async fn an_unchanged_playbook_deploys_nothing_and_says_so() {
     assert!(cmds[0].contains("mkdir /var/lib/rpiprov/lock"));
     assert!(cmds.last().unwrap().contains("@@released"));
     assert_eq!(
-        crate::ui::summary("deploy", &res.hosts, Duration::from_secs(1))
+        crate::ui::summary::summary("deploy", &res.rows, Duration::from_secs(1))
             .lines()
             .last()
             .unwrap(),
@@ -428,7 +421,7 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
         Some(format!("DB_PASSWORD={SECRET}\n").as_bytes())
     );
     assert!(events.iter().any(|e| e.contains("0/1 services converged")));
-    let row = res.hosts.iter().find(|r| r.host == "stack db").unwrap();
+    let row = res.rows.iter().find(|r| r.label() == "stack db").unwrap();
     assert_eq!(
         row.changed,
         vec!["deployed (changed since its last deploy); 1 service(s) converged"]
@@ -465,13 +458,13 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
             "/var/lib/rpiprov/stacks/db/deployed",
         ]
     );
-    let pi2 = res.hosts.iter().find(|r| r.host == "pi2").unwrap();
+    let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
     assert_eq!(
         w.log.lock().unwrap()[1].stdin.as_deref(),
         Some(&b"ROOTFS-TAR-BYTES"[..])
     );
-    let pi1 = res.hosts.iter().find(|r| r.host == "pi1").unwrap();
+    let pi1 = res.rows.iter().find(|r| r.label() == "pi1").unwrap();
     assert_eq!(pi1.changed, vec!["upload web/web.yml", "upload db/db.yml"]);
 }
 
@@ -511,7 +504,7 @@ async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
             .any(|u| u.dest.ends_with("/deployed"))
     );
     assert!(m.commands().last().unwrap().contains("@@released"));
-    let summary = crate::ui::summary("deploy", &res.hosts, Duration::from_secs(1));
+    let summary = crate::ui::summary::summary("deploy", &res.rows, Duration::from_secs(1));
     assert!(summary.contains("stack web  FAILED"), "{summary}");
     assert!(summary.contains("web_app 0/1: No such image: lab/httpd:1 (on pi2)"));
     assert!(events.iter().any(|e| e.contains("stack web: Done(Failed")));
@@ -531,13 +524,11 @@ async fn a_held_lock_refuses_with_its_owner_and_touches_nothing() {
         ok("@@held\nuser=alice\nhost=other-laptop\npid=777\nsince=2026-11-25T15:00:00Z\ncommand=deploy\n"),
     );
     // Rules are matched first-come: put the refusal in front of the manager's.
-    let mut rules = held.rules_take();
-    rules.extend(m.rules_take());
-    m.rules_put(rules);
+    m.prepend(&held);
     let w = worker();
     let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(res.failed());
-    let pi1 = &res.hosts[0];
+    let pi1 = &res.rows[0];
     assert_eq!(pi1.failed_step.as_deref(), Some("lock"));
     assert_eq!(
         pi1.error.as_deref(),
@@ -567,9 +558,7 @@ async fn secrets_never_reach_a_command_line_an_event_or_the_report() {
             ),
         ),
     );
-    let mut rules = failing.rules_take();
-    rules.extend(m.rules_take());
-    m.rules_put(rules);
+    m.prepend(&failing);
     let w = worker();
     let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert_eq!(res.stacks[1].status, StackStatus::Failed);
@@ -614,7 +603,7 @@ async fn an_image_that_failed_to_load_stops_the_stacks_that_use_it() {
         res.stacks[0].error.as_deref(),
         Some("image lab/httpd:1 could not be loaded on pi2; stack not deployed")
     );
-    let pi2 = res.hosts.iter().find(|r| r.host == "pi2").unwrap();
+    let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.failed_step.as_deref(), Some("load image lab/httpd:1"));
     assert_eq!(m.count("docker stack deploy"), 0);
 }
@@ -640,7 +629,7 @@ async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
         Some("interrupted while deploying")
     );
     assert_eq!(res.stacks[1].error.as_deref(), Some("interrupted"));
-    assert_eq!(res.hosts[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert_eq!(res.rows[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
     assert!(m.commands().last().unwrap().contains("@@released"));
 }
 
@@ -662,7 +651,7 @@ fn with_networks() -> Prepared {
         attachable: false,
         internal: true,
         subnet: Some("198.19.10.0/24".into()),
-        ..crate::fake::network("DATA")
+        ..crate::testing::network("DATA")
     }];
     p
 }
@@ -692,7 +681,7 @@ async fn a_missing_network_is_created_before_any_stack() {
         cmds[0].contains("mkdir /var/lib/rpiprov/lock"),
         "lock first"
     );
-    assert_eq!(res.hosts[0].changed, vec!["create network DATA"]);
+    assert_eq!(res.rows[0].changed, vec!["create network DATA"]);
 }
 
 #[tokio::test]
@@ -708,7 +697,7 @@ async fn a_network_with_other_options_stops_the_deploy_before_any_stack() {
     assert_eq!(m.count("docker stack deploy"), 0);
     assert_eq!(m.count("docker network create"), 0);
     assert_eq!(
-        res.hosts[0].error.as_deref(),
+        res.rows[0].error.as_deref(),
         Some(
             "network DATA exists with other options (internal is false, playbook says true); Docker cannot change a network in place: remove it (docker network rm DATA) or change the playbook"
         )

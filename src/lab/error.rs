@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::{EXIT_FAILED, EXIT_USAGE};
+use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

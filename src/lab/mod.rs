@@ -61,7 +61,7 @@ pub fn run(command: &LabCommand) -> u8 {
         }),
     };
     match result {
-        Ok(()) => crate::error::EXIT_OK,
+        Ok(()) => crate::exit::EXIT_OK,
         Err(e) => {
             eprintln!("{e}");
             e.exit_code()
@@ -564,7 +564,7 @@ mod tests {
             e.to_string(),
             "lab: this machine cannot run a lab: missing root (run with sudo), `sshd`, `debootstrap`"
         );
-        assert_eq!(e.exit_code(), crate::error::EXIT_FAILED);
+        assert_eq!(e.exit_code(), crate::exit::EXIT_FAILED);
     }
 
     #[test]

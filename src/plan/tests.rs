@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::json;
 
 use super::*;
-use crate::facts::{ClusterInfo, RemoteManager, SwarmInfo, SwarmNode};
-use crate::fake::{host, network as net};
+use crate::docker::network::NetworkInfo;
+use crate::docker::swarm::{ClusterInfo, RemoteManager, SwarmInfo};
+use crate::testing::{host, network as net};
 
 fn bare(hostname: &str, addr: &str) -> Facts {
     Facts {
@@ -365,30 +366,6 @@ fn skip_install_refuses_a_host_without_docker() {
         vec![&Step::Refuse(
             "docker is not installed and the inventory says install = \"skip\"".into()
         )]
-    );
-}
-
-#[test]
-fn daemon_json_merge_keeps_user_keys_and_unites_lists() {
-    let wanted = json!({"insecure-registries": ["pi1:5000"], "log-driver": "journald"});
-    let wanted = wanted.as_object().unwrap();
-    let merged = merge_daemon_json(
-        Some(r#"{"insecure-registries": ["mine:5000"], "debug": true}"#),
-        wanted,
-    )
-    .unwrap()
-    .unwrap();
-    let v: Value = serde_json::from_str(&merged).unwrap();
-    assert_eq!(
-        v,
-        json!({"insecure-registries": ["mine:5000", "pi1:5000"], "debug": true, "log-driver": "journald"})
-    );
-    // Already there: no change, no restart.
-    assert_eq!(merge_daemon_json(Some(&merged), wanted).unwrap(), None);
-    assert_eq!(merge_daemon_json(None, &Map::new()).unwrap(), None);
-    assert_eq!(
-        merge_daemon_json(Some("{oops"), wanted).unwrap_err(),
-        "/etc/docker/daemon.json is not valid JSON (key must be a string at line 1 column 2); fix it by hand, rpiprov will not overwrite it"
     );
 }
 

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{Compose, Image, ImageFormat, Stack};
-use crate::fake::{FakeRemote, Recorder, fail, network, ok};
+use crate::docker::stack::parse_survey;
+use crate::exec::report::Outcome;
 use crate::remote::Output;
-use crate::ui::Outcome;
+use crate::testing::{FakeRemote, Recorder, fail, network, ok};
 
 fn stack(name: &str, order: i64) -> Stack {
     Stack {
@@ -131,9 +132,9 @@ async fn teardown_with(
     m: &FakeRemote,
     others: &[FakeRemote],
 ) -> (TeardownResult, Vec<String>) {
-    let (leader, nodes) = crate::fake::fleet(m, others);
+    let (leader, nodes) = crate::testing::fleet(m, others);
     let rec = Arc::new(Recorder::default());
-    let res = run(
+    let res = execute(
         opts,
         &playbook(),
         leader,
@@ -144,13 +145,6 @@ async fn teardown_with(
     .await;
     let events = rec.0.lock().unwrap().clone();
     (res, events)
-}
-
-/// Puts `f`'s rules in front of `m`'s (the first matching rule answers).
-fn in_front(m: &FakeRemote, f: &FakeRemote) {
-    let mut rules = f.rules_take();
-    rules.extend(m.rules_take());
-    m.rules_put(rules);
 }
 
 #[tokio::test]
@@ -218,7 +212,7 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
             ok("")
         });
     }
-    in_front(&m, &front);
+    m.prepend(&front);
     let wf = FakeRemote::new("pi2");
     {
         let j = journal.clone();
@@ -232,7 +226,7 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
             }
         });
     }
-    in_front(&w, &wf);
+    w.prepend(&wf);
 
     let (res, _) = teardown_with(&options(), &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:#?}");
@@ -267,7 +261,7 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
     );
     assert_eq!(res.removed_stacks, vec!["db", "web"]);
     assert_eq!(res.removed_networks, vec!["INTERCO", "DATA"]);
-    let names: Vec<&str> = res.hosts.iter().map(|r| r.host.as_str()).collect();
+    let names: Vec<String> = res.rows.iter().map(|r| r.label()).collect();
     assert_eq!(
         names,
         vec![
@@ -288,7 +282,7 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
         "label=com.docker.stack.namespace=db); n=",
         ok("service abc\n"),
     );
-    in_front(&m, &front);
+    m.prepend(&front);
     let mut opts = options();
     opts.leave_swarm = true;
     opts.purge = true;
@@ -297,23 +291,27 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
     assert!(res.failed());
     // Neither purge nor swarm dissolution follows a stack that would not go.
     assert_eq!(
-        res.hosts[0].error.as_deref(),
+        res.rows[0].error.as_deref(),
         Some("not attempted: an earlier step failed")
     );
     assert_eq!(
-        res.hosts[0].failed_step.as_deref(),
+        res.rows[0].failed_step.as_deref(),
         Some("purge and leave swarm")
     );
     for c in m.commands().iter().chain(w.commands().iter()) {
         assert!(!c.contains("swarm leave") && !c.contains("purged"), "{c}");
     }
-    let db = res.hosts.iter().find(|r| r.host == "stack db").unwrap();
+    let db = res.rows.iter().find(|r| r.label() == "stack db").unwrap();
     assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
     assert_eq!(
         db.error.as_deref(),
         Some("still present after 0.2s: 1 service(s)")
     );
-    let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
+    let data = res
+        .rows
+        .iter()
+        .find(|r| r.label() == "network DATA")
+        .unwrap();
     assert_eq!(data.outcome, Outcome::Skipped);
     assert_eq!(
         data.error.as_deref(),
@@ -344,7 +342,7 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
             &format!("{} leave", f.name),
             ok(out),
         );
-        in_front(f, &front);
+        f.prepend(&front);
     }
     m.on(
         "set -e; for d in",
@@ -372,7 +370,7 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     workers.sort();
     assert_eq!(workers, vec!["pi2 leave", "pi4 leave"]);
     assert_eq!(j[2..], ["pi3 leave", "pi1 leave"]);
-    let row = |n: &str| res.hosts.iter().find(|r| r.host == n).unwrap().clone();
+    let row = |n: &str| res.rows.iter().find(|r| r.label() == n).unwrap().clone();
     assert_eq!(
         row("pi1").changed,
         vec![
@@ -400,9 +398,13 @@ async fn a_network_still_in_use_is_retried_then_reported() {
             "Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y",
         ),
     );
-    in_front(&m, &front);
+    m.prepend(&front);
     let (res, _) = teardown_with(&options(), &m, &[]).await;
-    let data = res.hosts.iter().find(|r| r.host == "network DATA").unwrap();
+    let data = res
+        .rows
+        .iter()
+        .find(|r| r.label() == "network DATA")
+        .unwrap();
     assert_eq!(data.outcome, Outcome::Failed);
     assert_eq!(
         data.error.as_deref(),
@@ -418,7 +420,7 @@ async fn a_network_still_in_use_is_retried_then_reported() {
         "docker network rm DATA",
         fail(1, "Error: No such network: DATA"),
     );
-    in_front(&m, &front);
+    m.prepend(&front);
     let (res, _) = teardown_with(&options(), &m, &[]).await;
     assert!(!res.failed());
 }
@@ -431,12 +433,12 @@ async fn ctrl_c_during_a_wait_releases_the_lock() {
         "label=com.docker.stack.namespace=db); n=",
         ok("service abc\n"),
     );
-    in_front(&m, &front);
+    m.prepend(&front);
     let mut pb = playbook();
     pb.stacks[1].timeout = Duration::from_secs(60);
     let leader = Arc::new(m.clone());
     let nodes = HashMap::from([("pi1".to_string(), leader.clone())]);
-    let res = run(
+    let res = execute(
         &options(),
         &pb,
         leader,
@@ -445,7 +447,7 @@ async fn ctrl_c_during_a_wait_releases_the_lock() {
         tokio::time::sleep(Duration::from_millis(40)),
     )
     .await;
-    assert_eq!(res.hosts[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
+    assert_eq!(res.rows[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
     assert!(m.commands().last().unwrap().contains("@@released"));
     assert_eq!(m.count("docker network rm"), 0);
 }
@@ -458,11 +460,11 @@ async fn a_held_lock_refuses_teardown_and_removes_nothing() {
         "mkdir /var/lib/rpiprov/lock",
         ok("@@held\nuser=bob\nhost=desk\npid=5\nsince=2026-11-25T10:00:00Z\ncommand=deploy\n"),
     );
-    in_front(&m, &held);
+    m.prepend(&held);
     let (res, _) = teardown_with(&options(), &m, &[worker("pi2")]).await;
     assert!(res.failed());
     assert_eq!(
-        res.hosts[0].error.as_deref(),
+        res.rows[0].error.as_deref(),
         Some(
             "deploy already running: locked by bob@desk pid 5 since 2026-11-25T10:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
         )

@@ -1,144 +1,54 @@
-//! Facts: what one read-only probe (see [`crate::commands::probe`]) reports of a host, parsed
-//! into types the planner reads. Parsing is pure and tested on recorded probe output.
+//! The read-only probe: one command that reports, in one round trip, everything the
+//! bootstrap planner needs of a host (OS, `dpkg` architecture, Docker, daemon settings,
+//! swarm state, and on a manager the nodes and the playbook's networks), and [`Facts`],
+//! its pure parse. The parts of the answer that belong to one Docker object are parsed by
+//! that object's file ([`swarm`](crate::docker::swarm), [`node`](crate::docker::node),
+//! [`network`](crate::docker::network)). Tested on recorded probe output, and run for
+//! real in a shell.
 
-use std::collections::BTreeMap;
+use serde::Serialize;
 
-use serde::{Deserialize, Serialize};
+use crate::docker::network::{NetworkInfo, parse_networks};
+use crate::docker::node::{SwarmNode, parse_nodes};
+use crate::docker::swarm::SwarmInfo;
+use crate::shell::join;
 
-/// The swarm as one node's `docker info` sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct SwarmInfo {
-    #[serde(rename = "NodeID")]
-    pub node_id: String,
-    pub node_addr: String,
-    /// `inactive`, `pending`, `active`, `error` or `locked`.
-    pub local_node_state: String,
-    pub control_available: bool,
-    #[serde(deserialize_with = "null_as_default")]
-    pub remote_managers: Vec<RemoteManager>,
-    #[serde(deserialize_with = "null_as_default")]
-    pub cluster: ClusterInfo,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct RemoteManager {
-    #[serde(rename = "NodeID")]
-    pub node_id: String,
-    pub addr: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default)]
-pub struct ClusterInfo {
-    #[serde(rename = "ID")]
-    pub id: String,
-}
-
-impl SwarmInfo {
-    pub fn is_active(&self) -> bool {
-        self.local_node_state == "active"
-    }
-    /// Addresses of the managers this node knows, for messages.
-    pub fn manager_addrs(&self) -> Vec<String> {
-        self.remote_managers
-            .iter()
-            .map(|m| m.addr.clone())
-            .collect()
-    }
-}
-
-/// One node as a manager's `docker node inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SwarmNode {
-    pub id: String,
-    pub hostname: String,
-    pub role: String,
-    pub labels: BTreeMap<String, String>,
-    /// `ready`, `down`, `unknown` ...
-    pub state: String,
-    pub addr: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawNode {
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(default)]
-    spec: RawNodeSpec,
-    #[serde(default)]
-    description: RawNodeDescription,
-    #[serde(default)]
-    status: RawNodeStatus,
-}
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct RawNodeSpec {
-    #[serde(deserialize_with = "null_as_default")]
-    labels: BTreeMap<String, String>,
-    role: String,
-}
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct RawNodeDescription {
-    hostname: String,
-}
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct RawNodeStatus {
-    state: String,
-    addr: String,
-}
-
-/// A network as `docker network inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NetworkInfo {
-    pub name: String,
-    pub driver: String,
-    pub scope: String,
-    pub attachable: bool,
-    pub internal: bool,
-    pub subnets: Vec<String>,
-    pub encrypted: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawNetwork {
-    name: String,
-    #[serde(default)]
-    driver: String,
-    #[serde(default)]
-    scope: String,
-    #[serde(default)]
-    attachable: bool,
-    #[serde(default)]
-    internal: bool,
-    #[serde(rename = "IPAM", default)]
-    ipam: RawIpam,
-    #[serde(default, deserialize_with = "null_as_default")]
-    options: BTreeMap<String, String>,
-}
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct RawIpam {
-    #[serde(deserialize_with = "null_as_default")]
-    config: Vec<RawIpamConfig>,
-}
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-struct RawIpamConfig {
-    subnet: String,
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+/// The read-only probe: everything the planner needs, in one round trip. Runs as root
+/// (reading the Docker socket needs it). Each fact is a `key=value` line; multi-line facts
+/// sit between `@@begin NAME` and `@@end NAME` so that their contents cannot be mistaken
+/// for keys. `networks` lists the playbook's network names to inspect.
+pub fn probe(networks: &[&str]) -> String {
+    let inspect = if networks.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "echo '@@begin networks'; docker network inspect --format '{{{{json .}}}}' {} 2>/dev/null; echo '@@end networks'\n",
+            join(networks)
+        )
+    };
+    format!(
+        r#"export LC_ALL=C
+if [ -r /etc/os-release ]; then . /etc/os-release; fi
+echo "os_id=${{ID:-unknown}}"
+echo "os_version=${{VERSION_ID:-unknown}}"
+echo "arch=$(dpkg --print-architecture 2>/dev/null || uname -m)"
+echo "kernel_arch=$(uname -m)"
+echo "hostname=$(hostname)"
+echo "reach_addr=$(echo "${{SSH_CONNECTION:-}}" | cut -d' ' -f3)"
+if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other"; fi
+if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
+if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then echo "docker_installed=yes"; else echo "docker_installed=no"; fi
+if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; fi
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+echo "docker_running=yes"
+echo "docker_version=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"
+echo '@@begin swarm'; docker info --format '{{{{json .Swarm}}}}'; echo '@@end swarm'
+if [ "$(docker info --format '{{{{.Swarm.ControlAvailable}}}}')" = true ]; then
+echo '@@begin nodes'; docker node inspect --format '{{{{json .}}}}' $(docker node ls -q) 2>/dev/null; echo '@@end nodes'
+{inspect}fi
+else echo "docker_running=no"; fi
+"#
+    )
 }
 
 /// Everything the probe reports of one host.
@@ -216,13 +126,6 @@ pub fn parse(output: &str) -> Result<Facts, String> {
     Ok(f)
 }
 
-/// Parses `docker network inspect --format '{{json .}}'` output: one network per line.
-pub fn parse_networks(text: &str) -> Result<Vec<NetworkInfo>, String> {
-    let mut f = Facts::default();
-    parse_section(&mut f, "networks", text)?;
-    Ok(f.networks)
-}
-
 fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
     match name {
         "daemon_json" => {
@@ -233,35 +136,8 @@ fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
             f.swarm = serde_json::from_str(text.trim())
                 .map_err(|e| format!("cannot read the swarm state from docker info: {e}"))?;
         }
-        "nodes" => {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let raw: RawNode = serde_json::from_str(line)
-                    .map_err(|e| format!("cannot read docker node inspect: {e}"))?;
-                f.nodes.push(SwarmNode {
-                    id: raw.id,
-                    hostname: raw.description.hostname,
-                    role: raw.spec.role,
-                    labels: raw.spec.labels,
-                    state: raw.status.state,
-                    addr: raw.status.addr,
-                });
-            }
-        }
-        "networks" => {
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let raw: RawNetwork = serde_json::from_str(line)
-                    .map_err(|e| format!("cannot read docker network inspect: {e}"))?;
-                f.networks.push(NetworkInfo {
-                    encrypted: raw.options.contains_key("encrypted"),
-                    name: raw.name,
-                    driver: raw.driver,
-                    scope: raw.scope,
-                    attachable: raw.attachable,
-                    internal: raw.internal,
-                    subnets: raw.ipam.config.into_iter().map(|c| c.subnet).collect(),
-                });
-            }
-        }
+        "nodes" => f.nodes.extend(parse_nodes(text)?),
+        "networks" => f.networks.extend(parse_networks(text)?),
         _ => {}
     }
     Ok(())
@@ -270,6 +146,7 @@ fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::script::{sh_env, syntax_ok};
 
     const MANAGER: &str = r#"os_id=debian
 os_version=12
@@ -362,14 +239,18 @@ docker_version=20.10.24+dfsg1
     #[test]
     fn the_real_probe_runs_in_a_shell_without_docker() {
         // On a machine without a Docker daemon the probe must still report the basics.
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(crate::commands::probe(&[]))
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .output()
-            .unwrap();
-        let f = parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+        let ran = sh_env(&probe(&[]), &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]);
+        let f = parse(&ran.stdout).unwrap();
         assert!(!f.hostname.is_empty());
         assert!(!f.arch.is_empty());
+    }
+
+    #[test]
+    fn probe_inspects_only_the_named_networks() {
+        let p = probe(&["DATA", "INTERCO"]);
+        assert!(p.contains("docker network inspect --format '{{json .}}' DATA INTERCO"));
+        assert!(!probe(&[]).contains("network inspect"));
+        // The probe must be valid shell.
+        syntax_ok(&p);
     }
 }

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use crate::config::{self, Diagnostic, Loaded, Role, Severity};
-use crate::error::{EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_OK, EXIT_USAGE};
 
-pub fn run(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
+pub fn check(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
     let result = config::load(inventory, playbook);
     if json {
         return print_json(&result);

@@ -1,4 +1,5 @@
-//! Exit codes. Errors are data; each kind maps to one exit code, decided once at the end.
+//! The process exit codes, one per kind of ending. Errors are data; each kind maps to one
+//! of these, decided once at the end of a command (see [`crate::cmd`]).
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;

@@ -1,13 +1,33 @@
-//! Running work across hosts: bounded parallelism, one outcome per host, failures counted
-//! rather than propagated, so that one host's failure never stops the others.
+//! Running work across hosts: bounded parallelism ([`parallel_map`], [`connect_all`]),
+//! one outcome per host, failures counted rather than propagated so that one host's
+//! failure never stops the others, and the one way a remote command's failure becomes a
+//! step error ([`run_ok`], [`root`], [`check`]).
+//!
+//! - [`report`]: what a command reports: rows, outcomes, progress events, the
+//!   [`Reporter`](report::Reporter) they go to, and [`Rows`](report::Rows), the per-row
+//!   bookkeeping every command uses;
+//! - [`lock`]: the deploy lock, and [`with_lock`](lock::with_lock): take it, watch Ctrl-C,
+//!   release it, for every command that locks.
+//!
+//! The executors (`bootstrap`, `deploy`, `teardown`, and `rpiprov run` in
+//! `crate::cmd::run`) are built on this; renderers (`crate::ui`) read its report types.
+
+pub mod lock;
+pub mod report;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::remote::{ExecRequest, Output, Remote, RemoteError};
+use report::{Event, Reporter};
+
+/// Time between two polls of remote state (a stack converging, a stack going away, a
+/// network still in use).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs `f` on every item with at most `limit` at once; results come back in item order.
 pub async fn parallel_map<T, F, Fut, O>(items: Vec<T>, limit: usize, f: F) -> Vec<O>
@@ -50,7 +70,7 @@ where
 pub async fn connect_all<T, R, F, Fut>(
     targets: Vec<(String, T)>,
     limit: usize,
-    reporter: Arc<dyn crate::ui::Reporter>,
+    reporter: Arc<dyn Reporter>,
     connect: F,
 ) -> (
     std::collections::HashMap<String, Arc<R>>,
@@ -66,7 +86,7 @@ where
         let fut = connect(target);
         let reporter = reporter.clone();
         async move {
-            reporter.event(&name, crate::ui::Event::Step("connect".into()));
+            reporter.event(&name, Event::Step("connect".into()));
             (name, fut.await)
         }
     })
@@ -108,6 +128,16 @@ pub async fn run_ok<R: Remote>(remote: &R, req: ExecRequest) -> Result<Output, S
     check(out)
 }
 
+/// Runs a command as root with a time limit; a non-zero exit is an error carrying the
+/// remote stderr. Most of what the executors send is this.
+pub async fn root<R: Remote>(
+    remote: &R,
+    cmd: String,
+    timeout: Duration,
+) -> Result<Output, StepError> {
+    run_ok(remote, ExecRequest::new(cmd).privileged().timeout(timeout)).await
+}
+
 /// Turns a non-zero exit into an error with the exit code and the end of stderr (or stdout,
 /// when stderr is empty: apt and the init scripts write errors to stdout).
 pub fn check(out: Output) -> Result<Output, StepError> {
@@ -135,7 +165,6 @@ pub fn check(out: Output) -> Result<Output, StepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn parallel_map_keeps_order_and_bounds_concurrency() {

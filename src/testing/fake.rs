@@ -1,5 +1,6 @@
-//! A scripted [`Remote`] for unit tests of the executors: answers commands by the first
-//! matching rule and records every request, so tests assert what was sent where.
+//! The fake transport: a scripted [`Remote`] for unit tests of the executors. It answers
+//! commands by the first matching rule and records every request and upload, so tests
+//! assert what was sent where.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,73 +9,6 @@ use std::sync::{Arc, Mutex};
 use crate::remote::{
     ExecRequest, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
 };
-
-/// An inventory host as the lab's defaults make it: user `pi`, sudo without a password,
-/// Docker from Debian's package, advertising the address it is reached by.
-pub fn host(name: &str, role: crate::config::Role) -> crate::config::Host {
-    use crate::config::{Advertise, Become, DockerSettings, InstallMethod, PasswordSource};
-    crate::config::Host {
-        name: name.into(),
-        address: format!("addr-{name}"),
-        port: 22,
-        user: "pi".into(),
-        identity_files: vec![],
-        role,
-        labels: Default::default(),
-        become_: Become {
-            sudo: true,
-            password: PasswordSource::None,
-        },
-        docker: DockerSettings {
-            install: InstallMethod::Distro,
-            daemon: Default::default(),
-        },
-        advertise: Advertise::Reach,
-        password_auth: false,
-    }
-}
-
-/// A playbook network with Docker's defaults for an attachable overlay.
-pub fn network(name: &str) -> crate::config::Network {
-    crate::config::Network {
-        name: name.into(),
-        driver: "overlay".into(),
-        attachable: true,
-        internal: false,
-        subnet: None,
-        encrypted: false,
-    }
-}
-
-/// The sessions an executor gets: the leader, and every node (the leader among them).
-pub fn fleet(
-    leader: &FakeRemote,
-    others: &[FakeRemote],
-) -> (Arc<FakeRemote>, HashMap<String, Arc<FakeRemote>>) {
-    let leader = Arc::new(leader.clone());
-    let mut nodes = HashMap::new();
-    nodes.insert(leader.name.clone(), leader.clone());
-    for o in others {
-        nodes.insert(o.name.clone(), Arc::new(o.clone()));
-    }
-    (leader, nodes)
-}
-
-/// Records every progress event as `host: Event`, to check what a user would see.
-#[derive(Default)]
-pub struct Recorder(pub Mutex<Vec<String>>);
-
-impl crate::ui::Reporter for Recorder {
-    fn event(&self, host: &str, event: crate::ui::Event) {
-        self.0.lock().unwrap().push(format!("{host}: {event:?}"));
-    }
-}
-
-impl Recorder {
-    pub fn events(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
 
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 
@@ -208,10 +142,19 @@ impl Remote for FakeRemote {
 }
 
 impl FakeRemote {
-    pub fn rules_take(&self) -> Vec<Rule> {
-        std::mem::take(&mut *self.rules.lock().unwrap())
+    /// Puts `other`'s rules in front of this host's: they answer first.
+    pub fn prepend(&self, other: &FakeRemote) {
+        let mut rules = std::mem::take(&mut *other.rules.lock().unwrap());
+        let mut mine = self.rules.lock().unwrap();
+        rules.append(&mut mine);
+        *mine = rules;
     }
-    pub fn rules_put(&self, rules: Vec<Rule>) {
-        *self.rules.lock().unwrap() = rules;
+
+    /// A rule that wins over the ones already set.
+    pub fn first(&self, contains: &str, out: Output) -> &Self {
+        let front = FakeRemote::new(&self.name);
+        front.on(contains, out);
+        self.prepend(&front);
+        self
     }
 }

@@ -1,7 +1,8 @@
-//! Convergence of a deployed stack: parses one poll (see
-//! [`crate::stack_commands::stack_poll`]) into per-service states, and decides whether each
-//! service has reached what was asked of it, and if not, why (the reason swarm gives for
-//! its tasks). Pure; tested on output in Docker 20.10's formats.
+//! A stack's services and their convergence: the poll command ([`stack_poll`]), the pure
+//! parse of its output into per-service states ([`parse_poll`]), and the judgement of
+//! whether each service has reached what was asked of it, and if not, why, in swarm's own
+//! words ([`assess`], [`all_converged`], [`failure_text`]). The wait loop that polls until
+//! then is `deploy`'s (`crate::deploy::wait`). Tested on output in Docker 20.10's formats.
 //!
 //! Converged means, per service: no update in progress or rolled back; replicated and
 //! global services at their desired count of running tasks; one-shot services (jobs, and
@@ -10,6 +11,20 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+
+use crate::shell::quote;
+
+/// One poll of a stack's convergence, in one round trip: the services with their replica
+/// counts, their full `inspect` (mode, restart policy, update status), and their tasks
+/// with the reason swarm gives for each. Parsed by [`parse_poll`].
+/// A stack with no service prints `Nothing found in stack` on stderr and exits 0: an
+/// empty poll, not an error.
+pub fn stack_poll(stack: &str) -> String {
+    let q = quote(stack);
+    format!(
+        "set -e; echo '@@services'; docker stack services --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Mode}}}}\\t{{{{.Replicas}}}}' {q}; ids=$(docker stack services -q {q}); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{{{.Name}}}}\\t{{{{.Node}}}}\\t{{{{.DesiredState}}}}\\t{{{{.CurrentState}}}}\\t{{{{.Error}}}}' $ids; fi"
+    )
+}
 
 /// A service line of `docker stack services --format '{{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}'`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -514,6 +529,15 @@ web_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
 web_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
 web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
 ";
+
+    #[test]
+    fn the_poll_command() {
+        assert_eq!(
+            stack_poll("web"),
+            "set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi"
+        );
+        crate::testing::script::syntax_ok(&stack_poll("a"));
+    }
 
     #[test]
     fn replicas_column() {

@@ -1,8 +1,9 @@
-//! Images shipped over SSH instead of pulled from a registry (the Pis have none): each
-//! node is asked in one round trip which images it lacks, then each missing archive is
-//! streamed to the node's stdin and loaded (`docker load` or `docker import`). A node that
-//! already has an image from the same archive (same sha256 recorded, image still present)
-//! is skipped. Nodes run in parallel, bounded.
+//! Shipping images over SSH instead of pulling them from a registry (the Pis have none):
+//! each node is asked in one round trip which images it lacks, then each missing archive
+//! is streamed to the node's stdin and loaded (`docker load` or `docker import`). A node
+//! that already has an image from the same archive (same sha256 recorded, image still
+//! present) is skipped. Nodes run in parallel, bounded. The commands and the parse of
+//! their answers are [`crate::docker::image`]'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::config::ImageFormat;
+use crate::docker::image::{self, ImageRef, parse_missing};
+use crate::exec::report::{RowId, Rows};
+use crate::exec::{StepError, parallel_map, root, run_ok};
 use crate::remote::{ExecRequest, Remote};
-use crate::run::{StepError, parallel_map, run_ok};
-use crate::stack_commands::{self, ImageRef};
-use crate::ui::{Event, Reporter};
 
 /// An image archive read from this machine, ready to ship.
 #[derive(Debug, Clone)]
@@ -50,8 +51,8 @@ impl PreparedImage {
     /// The command that loads this image from stdin.
     pub fn load_command(&self) -> String {
         match self.format {
-            ImageFormat::DockerSave => stack_commands::image_load(&self.as_ref()),
-            ImageFormat::Rootfs => stack_commands::image_import(&self.as_ref(), &self.cmd),
+            ImageFormat::DockerSave => image::image_load(&self.as_ref()),
+            ImageFormat::Rootfs => image::image_import(&self.as_ref(), &self.cmd),
         }
     }
 }
@@ -71,40 +72,13 @@ pub struct NodeImages {
     pub seconds: f64,
 }
 
-/// Reads the check command's output: the indices of the images a node lacks.
-pub fn parse_missing(output: &str, count: usize) -> Result<Vec<usize>, String> {
-    let mut seen = vec![false; count];
-    let mut missing = Vec::new();
-    for line in output.lines() {
-        let mut it = line.split_whitespace();
-        if it.next() != Some("image") {
-            continue;
-        }
-        let (Some(i), Some(state)) = (it.next().and_then(|i| i.parse::<usize>().ok()), it.next())
-        else {
-            continue;
-        };
-        if i >= count {
-            continue;
-        }
-        seen[i] = true;
-        if state != "present" {
-            missing.push(i);
-        }
-    }
-    if let Some(i) = seen.iter().position(|s| !s) {
-        return Err(format!("the image check did not answer for image {i}"));
-    }
-    Ok(missing)
-}
-
 /// Ships every image to every node that lacks it. One result per node, sorted by name.
 pub async fn ship<R: Remote + 'static>(
     nodes: &HashMap<String, Arc<R>>,
     images: &[PreparedImage],
     parallel: usize,
     command_timeout: Duration,
-    reporter: Arc<dyn Reporter>,
+    rows: &Rows,
 ) -> Vec<NodeImages> {
     if images.is_empty() {
         return vec![];
@@ -117,23 +91,19 @@ pub async fn ship<R: Remote + 'static>(
     parallel_map(names, parallel, |host| {
         let remote = nodes[&host].clone();
         let images = images.clone();
-        let reporter = reporter.clone();
+        let rows = rows.clone();
         async move {
+            let row = RowId::host(&host);
             let started = Instant::now();
             let mut res = NodeImages {
                 host: host.clone(),
                 ..Default::default()
             };
-            reporter.event(&host, Event::Step("check images".into()));
+            rows.step(&row, "check images");
             let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
-            let check = run_ok(
-                &*remote,
-                ExecRequest::new(stack_commands::images_check(&refs))
-                    .privileged()
-                    .timeout(command_timeout),
-            )
-            .await
-            .and_then(|o| parse_missing(&o.stdout_str(), images.len()).map_err(StepError));
+            let check = root(&*remote, image::images_check(&refs), command_timeout)
+                .await
+                .and_then(|o| parse_missing(&o.stdout_str(), images.len()).map_err(StepError));
             match check {
                 Err(e) => {
                     res.failed = Some(("check images".into(), e.0));
@@ -142,7 +112,7 @@ pub async fn ship<R: Remote + 'static>(
                 Ok(missing) => {
                     for (k, &i) in missing.iter().enumerate() {
                         let img = &images[i];
-                        reporter.event(&host, Event::Step(format!("load image {}", img.name)));
+                        rows.step(&row, &format!("load image {}", img.name));
                         let req = ExecRequest::new(img.load_command())
                             .privileged()
                             .stdin(img.archive.as_ref().clone())
@@ -171,29 +141,7 @@ pub async fn ship<R: Remote + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{FakeRemote, fail, ok};
-    use crate::ui::Event;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Quiet(Mutex<Vec<String>>);
-    impl Reporter for Quiet {
-        fn event(&self, host: &str, event: Event) {
-            self.0.lock().unwrap().push(format!("{host}: {event:?}"));
-        }
-    }
-
-    #[test]
-    fn missing_images_are_read_by_index() {
-        assert_eq!(
-            parse_missing("image 0 present\nimage 1 missing\n", 2),
-            Ok(vec![1])
-        );
-        assert_eq!(
-            parse_missing("image 0 present\n", 2),
-            Err("the image check did not answer for image 1".into())
-        );
-    }
+    use crate::testing::{FakeRemote, Recorder, fail, ok};
 
     #[test]
     fn the_sha256_is_of_the_archive_bytes() {
@@ -233,7 +181,7 @@ mod tests {
             &images,
             4,
             Duration::from_secs(5),
-            Arc::new(Quiet::default()),
+            &Rows::new(Arc::new(Recorder::default()), &[]),
         )
         .await;
         assert_eq!(res[0].host, "pi1");

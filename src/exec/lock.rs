@@ -1,16 +1,21 @@
 //! The deploy lock on the manager, so that two runs (two laptops, or two terminals) never
 //! interleave their deploys or teardowns: an atomic `mkdir` of
-//! `/var/lib/rpiprov/lock` with an `owner` file that says who holds it.
+//! `/var/lib/rpiprov/lock` with an `owner` file that says who holds it (the commands are
+//! in [`crate::docker::lock`]). This is where the lock is taken: [`with_lock`] takes it,
+//! runs a command's work while watching for Ctrl-C, and releases it on every path; every
+//! command that locks goes through it.
 //!
 //! A refused run names the holder; when the holder is a run of this same machine whose
 //! process is gone, it says the lock was left by a killed run. Nothing clears a lock
 //! silently: `rpiprov deploy --unlock` does it on request ([`unlock`]).
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::remote::{ExecRequest, Remote};
-use crate::run::{StepError, run_ok};
-use crate::stack_commands;
+use crate::docker::{self, paths};
+use crate::exec::report::{RowId, Rows};
+use crate::exec::{StepError, root};
+use crate::remote::Remote;
 
 /// Who holds (or wants) the lock. Written to the owner file as `key=value` lines.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -114,7 +119,7 @@ pub fn held_message(
     let Some(h) = holder else {
         return format!(
             "deploy lock {} is held but names no owner (a run is taking it right now, or was killed while taking it); if no other run is going on, clear it with `{HINT}`",
-            stack_commands::lock_dir()
+            paths::lock_dir()
         );
     };
     let what = if h.command.is_empty() {
@@ -141,11 +146,10 @@ pub async fn acquire<R: Remote>(
     owner: &LockOwner,
     timeout: Duration,
 ) -> Result<(), LockError> {
-    let out = run_ok(
+    let out = root(
         remote,
-        ExecRequest::new(stack_commands::lock_acquire(&owner.to_file()))
-            .privileged()
-            .timeout(timeout),
+        docker::lock::lock_acquire(&owner.to_file()),
+        timeout,
     )
     .await
     .map_err(|e| LockError::Remote(format!("cannot take the deploy lock: {e}")))?;
@@ -178,26 +182,89 @@ pub async fn release<R: Remote>(
     owner: &LockOwner,
     timeout: Duration,
 ) -> Result<bool, StepError> {
-    let out = run_ok(
+    let out = root(
         remote,
-        ExecRequest::new(stack_commands::lock_release(&owner.to_file()))
-            .privileged()
-            .timeout(timeout),
+        docker::lock::lock_release(&owner.to_file()),
+        timeout,
     )
     .await?;
     Ok(out.stdout_str().trim() == "@@released")
 }
 
+/// How a locked run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locked<T> {
+    /// The work ran to its end; the lock was then released.
+    Done(T),
+    /// Another run holds the lock (or the manager could not be asked): the work did not
+    /// start, and the holder's lock was left alone.
+    Refused,
+    /// Ctrl-C: the work was stopped where it was; the lock was then released.
+    Interrupted,
+}
+
+/// The lock as one run holds it: on which manager, whose, and where its story is told.
+pub struct Holder<'a, R> {
+    pub remote: &'a R,
+    pub owner: &'a LockOwner,
+    pub timeout: Duration,
+    pub rows: &'a Rows,
+    /// The manager's row: the lock's steps and failures are reported there.
+    pub row: &'a RowId,
+}
+
+/// Takes the lock, runs `work` under it, and releases it, on every path: success, failure,
+/// interruption. `interrupt` ends the run early when it completes (the command passes
+/// Ctrl-C, tests a timer); it is watched from the first remote command on, the lock
+/// included: a Ctrl-C while the lock is being taken must not leave it behind. A refused
+/// lock is reported on the manager's row (`lock`), as are an interruption
+/// (`interrupted`) and a failed release (`release lock`).
+pub async fn with_lock<R: Remote, T>(
+    lock: Holder<'_, R>,
+    interrupt: impl Future<Output = ()>,
+    work: impl Future<Output = T>,
+) -> Locked<T> {
+    let Holder {
+        remote,
+        owner,
+        timeout,
+        rows,
+        row,
+    } = lock;
+    let guarded = async {
+        rows.step(row, "take the deploy lock");
+        if let Err(e) = acquire(remote, owner, timeout).await {
+            rows.fail(row, "lock", &e.to_string());
+            return None;
+        }
+        Some(work.await)
+    };
+    let end = tokio::select! {
+        done = guarded => match done {
+            Some(t) => Locked::Done(t),
+            None => return Locked::Refused,
+        },
+        () = interrupt => {
+            rows.fail(row, "interrupted", "interrupted (Ctrl-C)");
+            // Maybe taken: releasing only removes a lock that is ours.
+            Locked::Interrupted
+        }
+    };
+    rows.step(row, "release the deploy lock");
+    if let Err(e) = release(remote, owner, timeout).await {
+        rows.fail(
+            row,
+            "release lock",
+            &format!("{e}; clear it with `rpiprov deploy --unlock`"),
+        );
+    }
+    end
+}
+
 /// `deploy --unlock`: removes the lock whoever holds it. Returns a sentence for the user:
 /// whose lock was removed, or that there was none.
 pub async fn unlock<R: Remote>(remote: &R, timeout: Duration) -> Result<String, StepError> {
-    let out = run_ok(
-        remote,
-        ExecRequest::new(stack_commands::lock_remove())
-            .privileged()
-            .timeout(timeout),
-    )
-    .await?;
+    let out = root(remote, docker::lock::lock_remove(), timeout).await?;
     Ok(unlock_message(&out.stdout_str()))
 }
 

@@ -1,0 +1,466 @@
+//! The `rpiprov bootstrap` executor: probe every host once ([`crate::docker::probe`]),
+//! plan ([`crate::plan`]), then run the plan's phases with barriers between them (init
+//! before joins), hosts in parallel within a phase. One row per host; a host that fails
+//! stops there while the others go on, and the swarm steps of hosts that depend on a
+//! failed manager are skipped. Join tokens are fetched once from the leader and go to the
+//! joining node on stdin only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{Host, Network, Role};
+use crate::docker::engine::{self, DAEMON_JSON};
+use crate::docker::probe::{self, Facts};
+use crate::docker::swarm::{self, Leave};
+use crate::docker::{network, node};
+use crate::exec::report::{Reporter, Row, RowId, Rows};
+use crate::exec::{StepError, check, parallel_map, root};
+use crate::plan::{self, Plan, Step};
+use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
+use crate::secret::Secret;
+
+/// What the command was asked.
+pub struct Options<'a> {
+    /// The hosts to act on, in inventory order.
+    pub hosts: Vec<&'a Host>,
+    /// Every manager of the inventory, reachable or not.
+    pub managers: Vec<&'a Host>,
+    pub networks: &'a [Network],
+    pub default_addr_pool: Option<&'a str>,
+    pub force: bool,
+    pub parallel: usize,
+    pub command_timeout: Duration,
+}
+
+/// The swarm's join details, fetched once from the leader when a join needs them.
+#[derive(Default)]
+struct SwarmCtx {
+    manager_addr: Option<String>,
+    worker_token: Option<Secret>,
+    manager_token: Option<Secret>,
+}
+
+struct Shared<R> {
+    sessions: HashMap<String, Arc<R>>,
+    rows: Rows,
+    node_ids: Mutex<HashMap<String, String>>,
+    swarm: tokio::sync::Mutex<SwarmCtx>,
+    leader: Option<String>,
+    /// Host name -> the addresses that machine is known by (for stale entries).
+    machines: HashMap<String, Vec<String>>,
+    command_timeout: Duration,
+}
+
+/// Probes, plans and bootstraps. `sessions` holds the hosts that connected; `failed` the
+/// ones that did not, with the reason. Returns one row per host, in inventory order, and
+/// the facts gathered (for `--json`).
+pub async fn execute<R: Remote + 'static>(
+    opts: &Options<'_>,
+    sessions: HashMap<String, Arc<R>>,
+    failed: Vec<(String, String)>,
+    reporter: Arc<dyn Reporter>,
+) -> (Vec<Row>, HashMap<String, Facts>) {
+    let started = Instant::now();
+    let rows = Rows::new(reporter, &[]);
+    for (host, err) in failed {
+        rows.connect_failed(&host, err);
+        rows.close(&RowId::host(&host));
+    }
+
+    // Facts first: one probe per host, all at once.
+    let net_names: Vec<&str> = opts.networks.iter().map(|n| n.name.as_str()).collect();
+    let probe = probe::probe(&net_names);
+    let names: Vec<String> = sessions.keys().cloned().collect();
+    let timeout = opts.command_timeout.min(Duration::from_secs(120));
+    let results = parallel_map(names, opts.parallel, |name| {
+        let session = sessions[&name].clone();
+        let rows = rows.clone();
+        let probe = probe.clone();
+        async move {
+            rows.step(&RowId::host(&name), "probe");
+            let res = root(&*session, probe, timeout)
+                .await
+                .and_then(|out| probe::parse(&out.stdout_str()).map_err(StepError));
+            (name, res)
+        }
+    })
+    .await;
+    let mut all_facts = HashMap::new();
+    for (name, res) in results {
+        let id = RowId::host(&name);
+        match res {
+            Ok(f) => {
+                // Until its first step (or its end), a host waits on the others.
+                rows.step(&id, "probed; waiting for the plan's turn");
+                all_facts.insert(name, f);
+                rows.add(&id);
+            }
+            Err(e) => {
+                rows.fail(&id, "probe", &e.0);
+                rows.close(&id);
+            }
+        }
+    }
+
+    let plan = plan::plan(&plan::Input {
+        hosts: &opts.hosts,
+        managers: &opts.managers,
+        facts: &all_facts,
+        networks: opts.networks,
+        default_addr_pool: opts.default_addr_pool,
+        force: opts.force,
+    });
+
+    let node_ids = all_facts
+        .iter()
+        .filter(|(_, f)| f.swarm.is_active())
+        .map(|(h, f)| (h.clone(), f.swarm.node_id.clone()))
+        .collect();
+    let mut swarm = SwarmCtx::default();
+    if let Some(leader) = &plan.leader {
+        let lf = &all_facts[leader];
+        if lf.swarm.control_available && !lf.swarm.node_addr.is_empty() {
+            swarm.manager_addr = Some(format!("{}:2377", lf.swarm.node_addr));
+        }
+    }
+    let mut machines: HashMap<String, Vec<String>> = HashMap::new();
+    for (host, f) in &all_facts {
+        let addrs = machines.entry(f.hostname.clone()).or_default();
+        addrs.extend(
+            [f.reach_addr.clone(), f.swarm.node_addr.clone()]
+                .into_iter()
+                .filter(|a| !a.is_empty()),
+        );
+        if let Some(h) = opts
+            .hosts
+            .iter()
+            .chain(opts.managers.iter())
+            .find(|h| &h.name == host)
+        {
+            addrs.push(h.address.clone());
+        }
+    }
+    let shared = Arc::new(Shared {
+        machines,
+        sessions,
+        rows: rows.clone(),
+        node_ids: Mutex::new(node_ids),
+        swarm: tokio::sync::Mutex::new(swarm),
+        leader: plan.leader.clone(),
+        command_timeout: opts.command_timeout,
+    });
+    run_phases(&shared, &plan, opts.parallel).await;
+
+    // The hosts acted on, and the managers outside `--on` that something happened to.
+    let mut by_name: HashMap<String, Row> = rows
+        .finish()
+        .into_iter()
+        .map(|r| (r.id.name.clone(), r))
+        .collect();
+    let mut names: Vec<&str> = opts.hosts.iter().map(|h| h.name.as_str()).collect();
+    for m in &opts.managers {
+        if !names.contains(&m.name.as_str())
+            && by_name
+                .get(&m.name)
+                .is_some_and(|r| !r.changed.is_empty() || r.failed())
+        {
+            names.push(&m.name);
+        }
+    }
+    let ordered = names
+        .into_iter()
+        .filter_map(|name| by_name.remove(name))
+        .map(|mut r| {
+            // A host that waited on the others took the whole run.
+            if r.seconds == 0.0 {
+                r.seconds = started.elapsed().as_secs_f64();
+            }
+            r
+        })
+        .collect();
+    (ordered, all_facts)
+}
+
+/// Runs the phases one after another; within a phase, hosts at once (bounded) or one by
+/// one as the phase says.
+async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, parallel: usize) {
+    for phase in &plan.phases {
+        let runnable: Vec<_> = phase
+            .work
+            .iter()
+            .filter(|w| !w.steps.is_empty())
+            .cloned()
+            .collect();
+        let limit = if phase.parallel { parallel } else { 1 };
+        parallel_map(runnable, limit, |work| {
+            let shared = shared.clone();
+            async move {
+                let id = RowId::host(&work.host);
+                if let Some(reason) = shared.blocked(&id, &work.depends_on) {
+                    shared.skip(&id, &reason);
+                    return;
+                }
+                for step in &work.steps {
+                    let desc = step.describe();
+                    shared.rows.step(&id, &desc);
+                    match shared.do_step(&work.host, step).await {
+                        Ok(true) => shared.rows.changed(&id, desc),
+                        Ok(false) => {}
+                        Err(e) => {
+                            shared.rows.fail(&id, &desc, &e.0);
+                            shared.rows.close(&id);
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl<R: Remote + 'static> Shared<R> {
+    /// Why a host's work is not attempted: it has no row (not reachable), it failed
+    /// already (empty reason: its own row says why), or a host it depends on failed.
+    fn blocked(&self, id: &RowId, deps: &[String]) -> Option<String> {
+        match self.rows.failed(id) {
+            None => return Some("not reachable".into()),
+            Some(true) => return Some(String::new()),
+            Some(false) => {}
+        }
+        deps.iter()
+            .find(|d| self.rows.failed(&RowId::host(d)).is_none_or(|f| f))
+            .map(|d| format!("manager {d} failed; swarm steps not attempted"))
+    }
+
+    fn skip(&self, id: &RowId, reason: &str) {
+        if reason.is_empty() {
+            return; // Already failed: its own report says why.
+        }
+        self.rows.skip(id, reason);
+        self.rows.close(id);
+    }
+
+    fn session(&self, host: &str) -> Result<Arc<R>, StepError> {
+        self.sessions
+            .get(host)
+            .cloned()
+            .ok_or_else(|| StepError(format!("{host} is not connected")))
+    }
+
+    fn node_id(&self, host: &str) -> Result<String, StepError> {
+        self.node_ids
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .ok_or_else(|| {
+                StepError(format!(
+                    "the swarm node of {host} is not known (did it join?)"
+                ))
+            })
+    }
+
+    async fn root(&self, host: &str, cmd: String) -> Result<Output, StepError> {
+        root(&*self.session(host)?, cmd, self.command_timeout).await
+    }
+
+    /// Runs one step; `Ok(true)` when it changed something.
+    async fn do_step(&self, host: &str, step: &Step) -> Result<bool, StepError> {
+        match step {
+            Step::Refuse(msg) => Err(StepError(msg.clone())),
+            Step::InstallDocker(method) => {
+                let Some(cmd) = engine::install_docker(method) else {
+                    return Err(StepError("docker install is set to skip".into()));
+                };
+                let s = self.session(host)?;
+                let rows = self.rows.clone();
+                let id = RowId::host(host);
+                let mut on_line = move |_: crate::remote::Stream, line: &str| {
+                    if !line.trim().is_empty() {
+                        rows.output(&id, line);
+                    }
+                };
+                let out = s
+                    .exec_streaming(
+                        ExecRequest::new(cmd)
+                            .privileged()
+                            .timeout(self.command_timeout),
+                        &mut on_line,
+                    )
+                    .await?;
+                check(out)?;
+                Ok(true)
+            }
+            Step::WriteDaemonJson(text) => {
+                let s = self.session(host)?;
+                let outcome = s
+                    .upload(UploadRequest {
+                        contents: text.clone().into_bytes(),
+                        dest: DAEMON_JSON.into(),
+                        mode: 0o644,
+                        privileged: true,
+                    })
+                    .await?;
+                Ok(outcome == UploadOutcome::Written)
+            }
+            Step::StartDocker => self.root(host, engine::start_docker()).await.map(|_| true),
+            Step::RestartDocker => self
+                .root(host, engine::restart_docker())
+                .await
+                .map(|_| true),
+            Step::LeaveSwarm { .. } => {
+                self.root(host, swarm::swarm_leave(Leave::Force)).await?;
+                self.node_ids.lock().unwrap().remove(host);
+                Ok(true)
+            }
+            Step::InitSwarm {
+                advertise,
+                default_addr_pool,
+            } => {
+                self.root(
+                    host,
+                    swarm::swarm_init(advertise, default_addr_pool.as_deref()),
+                )
+                .await?;
+                let out = self.root(host, swarm::local_addr_and_id()).await?;
+                let text = out.stdout_str();
+                let Some((addr, id)) = swarm::parse_addr_and_id(&text) else {
+                    return Err(StepError(format!(
+                        "swarm init left no node address: {text}"
+                    )));
+                };
+                self.swarm.lock().await.manager_addr = Some(format!("{addr}:2377"));
+                self.node_ids
+                    .lock()
+                    .unwrap()
+                    .insert(host.to_string(), id.to_string());
+                Ok(true)
+            }
+            Step::JoinSwarm { role, advertise } => self.join(host, *role, advertise).await,
+            Step::PruneStaleNodes { hostnames } => {
+                let out = self.root(host, node::node_entries()).await?;
+                let current: Vec<String> =
+                    self.node_ids.lock().unwrap().values().cloned().collect();
+                let mut removed = false;
+                for e in node::parse_node_entries(&out.stdout_str()) {
+                    if !hostnames.iter().any(|h| h == e.hostname)
+                        || current.iter().any(|c| c == e.id)
+                    {
+                        continue;
+                    }
+                    // An entry that is still up is removed only when it is this very
+                    // machine (same address): never another Pi that shares the name.
+                    let same_machine = self
+                        .machines
+                        .get(e.hostname)
+                        .is_some_and(|addrs| addrs.iter().any(|a| a == e.addr));
+                    if e.state == "down" || same_machine {
+                        self.root(host, node::node_rm(e.id, e.state != "down"))
+                            .await?;
+                        removed = true;
+                    }
+                }
+                Ok(removed)
+            }
+            Step::SetRole { host: target, role } => {
+                let id = self.node_id(target)?;
+                let cmd = match role {
+                    Role::Manager => node::node_promote(&id),
+                    Role::Worker => node::node_demote(&id),
+                };
+                self.root(host, cmd).await.map(|_| true)
+            }
+            Step::SetLabels {
+                host: target,
+                labels,
+            } => {
+                let id = self.node_id(target)?;
+                self.root(host, node::node_labels(&id, labels))
+                    .await
+                    .map(|_| true)
+            }
+            Step::CreateNetwork(net) => self
+                .root(host, network::network_create(net))
+                .await
+                .map(|_| true),
+        }
+    }
+
+    /// Joins a node. The token comes from the leader once and goes to the node on stdin.
+    async fn join(&self, host: &str, role: Role, advertise: &str) -> Result<bool, StepError> {
+        let (addr, token) = {
+            let leader = self
+                .leader
+                .clone()
+                .ok_or_else(|| StepError("no manager to join".into()))?;
+            let mut ctx = self.swarm.lock().await;
+            let manager = role == Role::Manager;
+            let cached = if manager {
+                &ctx.manager_token
+            } else {
+                &ctx.worker_token
+            };
+            let token = match cached {
+                Some(t) => t.clone(),
+                None => {
+                    let out = self.root(&leader, swarm::join_token(manager)).await?;
+                    let t = Secret::new(out.stdout_str().trim());
+                    if manager {
+                        ctx.manager_token = Some(t.clone());
+                    } else {
+                        ctx.worker_token = Some(t.clone());
+                    }
+                    t
+                }
+            };
+            let addr = ctx
+                .manager_addr
+                .clone()
+                .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
+            (addr, token)
+        };
+        let s = self.session(host)?;
+        let stdin = format!("{}\n", token.expose()).into_bytes();
+        let out = s
+            .exec(
+                ExecRequest::new(swarm::swarm_join(advertise, &addr))
+                    .privileged()
+                    .stdin(stdin)
+                    .timeout(Duration::from_secs(120)),
+            )
+            .await?;
+        // Joins are asynchronous: `swarm join` may time out while the node joins in the
+        // background, so the local state decides.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let state = self.root(host, swarm::local_swarm_state()).await?;
+            let text = state.stdout_str();
+            let local = swarm::parse_local_node(&text);
+            match (local.state, local.id) {
+                ("active", Some(id)) => {
+                    self.node_ids
+                        .lock()
+                        .unwrap()
+                        .insert(host.to_string(), id.to_string());
+                    return Ok(true);
+                }
+                ("pending", _) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                _ => {
+                    let err = check(out)
+                        .err()
+                        .map(|e| e.0)
+                        .unwrap_or_else(|| format!("node state is {}", text.trim()));
+                    // Docker does not echo tokens, but no error may ever carry one.
+                    return Err(StepError(err.replace(token.expose(), "<redacted>")));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

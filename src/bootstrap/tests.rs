@@ -1,0 +1,191 @@
+//! Tests of the bootstrap executor against scripted fake hosts.
+
+use super::*;
+use crate::exec::report::Outcome;
+use crate::testing::{FakeRemote, Recorder, fail, host, ok};
+
+const INACTIVE: &str = "@@begin swarm\n{\"LocalNodeState\":\"inactive\"}\n@@end swarm\n";
+
+fn probe_of(hostname: &str, addr: &str, docker: bool) -> String {
+    if docker {
+        format!(
+            "hostname={hostname}\nreach_addr={addr}\ndocker_installed=yes\ndocker_running=yes\n{INACTIVE}"
+        )
+    } else {
+        format!("hostname={hostname}\nreach_addr={addr}\ndocker_installed=no\ndocker_running=no\n")
+    }
+}
+
+const TOKEN: &str = "SWMTKN-1-secret-token-value";
+
+async fn bootstrap(
+    fakes: &[FakeRemote],
+    hosts: &[Host],
+    unreachable: Vec<(String, String)>,
+) -> (Vec<Row>, Vec<String>) {
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let managers: Vec<&Host> = hosts.iter().filter(|h| h.role == Role::Manager).collect();
+    let opts = Options {
+        hosts: refs,
+        managers,
+        networks: &[],
+        default_addr_pool: None,
+        force: false,
+        parallel: 4,
+        command_timeout: Duration::from_secs(5),
+    };
+    let sessions = fakes
+        .iter()
+        .map(|f| (f.name.clone(), Arc::new(f.clone())))
+        .collect();
+    let rec = Arc::new(Recorder::default());
+    let (reports, _) = execute(&opts, sessions, unreachable, rec.clone()).await;
+    let events = rec.0.lock().unwrap().clone();
+    (reports, events)
+}
+
+fn fleet() -> (Vec<FakeRemote>, Vec<Host>) {
+    let m = FakeRemote::new("pi1");
+    m.on("@@begin", ok(&probe_of("pi1", "198.18.0.11", true)))
+        .on("swarm init", ok(""))
+        .on("{{.Swarm.NodeAddr}}", ok("198.18.0.11 n1\n"))
+        .on("join-token -q worker", ok(&format!("{TOKEN}\n")));
+    let w = FakeRemote::new("pi2");
+    w.on("@@begin", ok(&probe_of("pi2", "198.18.0.12", false)))
+        .on("apt-get install", ok("Setting up docker.io\n"))
+        .on("docker info >/dev/null", ok(""))
+        // The join "times out" although the node joined: the state decides.
+        .on(
+            "swarm join",
+            fail(1, &format!("Timeout was reached (token {TOKEN})")),
+        )
+        .on("LocalNodeState", ok("active n2\n"));
+    (
+        vec![m, w],
+        vec![host("pi1", Role::Manager), host("pi2", Role::Worker)],
+    )
+}
+
+#[tokio::test]
+async fn installs_inits_and_joins_with_the_token_on_stdin_only() {
+    let (fakes, hosts) = fleet();
+    let (reports, events) = bootstrap(&fakes, &hosts, vec![]).await;
+    assert_eq!(reports[0].outcome, Outcome::Changed);
+    assert_eq!(
+        reports[0].changed,
+        vec!["swarm init (advertise 198.18.0.11)"]
+    );
+    assert_eq!(reports[1].outcome, Outcome::Changed, "{:?}", reports[1]);
+    assert_eq!(
+        reports[1].changed,
+        vec![
+            "install docker (docker.io package)",
+            "start docker",
+            "join swarm as worker"
+        ]
+    );
+    // Every command ran as root; the join command line has no token, stdin has it.
+    let log = fakes[1].log.lock().unwrap().clone();
+    assert!(log.iter().all(|r| r.privileged));
+    let join = log
+        .iter()
+        .find(|r| r.command.contains("swarm join"))
+        .unwrap();
+    assert!(join.command.contains("198.18.0.11:2377"));
+    assert!(!join.command.contains(TOKEN));
+    assert_eq!(join.stdin.as_deref(), Some(format!("{TOKEN}\n").as_bytes()));
+    // The token appears in no event and no report.
+    assert!(events.iter().all(|e| !e.contains(TOKEN)), "{events:?}");
+    assert!(!format!("{reports:?}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_failed_manager_stops_the_swarm_steps_before_any_worker_joins() {
+    let (fakes, hosts) = fleet();
+    fakes[0].first(
+        "swarm init",
+        fail(
+            1,
+            "Error response from daemon: could not choose an IP address",
+        ),
+    );
+    let (reports, events) = bootstrap(&fakes, &hosts, vec![]).await;
+    assert_eq!(reports[0].outcome, Outcome::Failed);
+    assert_eq!(
+        reports[0].failed_step.as_deref(),
+        Some("swarm init (advertise 198.18.0.11)")
+    );
+    assert_eq!(
+        reports[0].error.as_deref(),
+        Some("exit 1: Error response from daemon: could not choose an IP address")
+    );
+    // The worker still got Docker (it does not depend on the manager) but did not join.
+    assert_eq!(reports[1].outcome, Outcome::Skipped);
+    assert_eq!(
+        reports[1].error.as_deref(),
+        Some("manager pi1 failed; swarm steps not attempted")
+    );
+    assert!(!fakes[1].commands().iter().any(|c| c.contains("swarm join")));
+    assert!(
+        fakes[1]
+            .commands()
+            .iter()
+            .any(|c| c.contains("apt-get install"))
+    );
+    assert!(events.iter().any(|e| e.contains("pi2: Done(Skipped")));
+}
+
+#[tokio::test]
+async fn an_unreachable_worker_fails_alone() {
+    let (fakes, hosts) = fleet();
+    let (reports, _) = bootstrap(
+        &fakes[..1],
+        &hosts,
+        vec![(
+            "pi2".into(),
+            "no answer from 198.18.0.12:22 within 2s".into(),
+        )],
+    )
+    .await;
+    assert_eq!(reports[0].outcome, Outcome::Changed);
+    assert_eq!(reports[1].outcome, Outcome::Failed);
+    assert_eq!(reports[1].failed_step.as_deref(), Some("connect"));
+}
+
+#[tokio::test]
+async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
+    let (fakes, mut hosts) = fleet();
+    hosts.push(host("pi3", Role::Worker));
+    // The manager leads a swarm that still lists pi3's old node (up: it left seconds
+    // ago) and a live machine elsewhere that is also called pi3.
+    let m = FakeRemote::new("pi1");
+    m.on(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n{}\n{}\n@@end nodes\n",
+            r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+            r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
+            r#"{"ID":"old3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}"#,
+            r#"{"ID":"far3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"10.0.0.3"}}"#,
+        )),
+    )
+    .on("join-token -q worker", ok(&format!("{TOKEN}\n")))
+    .on(
+        "{{.Status.Addr}}",
+        ok("n1 pi1 ready 198.18.0.11\nold3 pi3 ready 198.18.0.13\nfar3 pi3 ready 10.0.0.3\nnew3 pi3 ready 198.18.0.13\n"),
+    )
+    .on("docker node rm", ok(""));
+    let w3 = FakeRemote::new("pi3");
+    w3.on("@@begin", ok(&probe_of("pi3", "198.18.0.13", true)))
+        .on("swarm join", ok(""))
+        .on("LocalNodeState", ok("active new3\n"));
+    let (reports, _) = bootstrap(&[m.clone(), w3, fakes[1].clone()], &hosts[..], vec![]).await;
+    let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
+    assert_eq!(pi2.outcome, Outcome::Changed, "{pi2:?}");
+    let removals: Vec<String> = m
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("node rm"))
+        .collect();
+    assert_eq!(removals, vec!["docker node rm --force old3"]);
+}

@@ -1,0 +1,390 @@
+//! What every command that works on hosts shares, from the parsed command line to the
+//! exit code: load and check the configuration (exit 2 on bad input, before any
+//! connection), select the hosts (`--on`), resolve the sudo passwords, connect, and at the
+//! end render the rows (summary table, tally or `--json`) and decide the exit code once.
+//! A command says what it needs ([`Needs`]) and how its end is shown ([`Style`]); nothing
+//! here knows a command by its name.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::{Cli, PolicyArg};
+use crate::config::{self, Diagnostic, Host, HostKeyPolicy, Loaded, PasswordSource};
+use crate::exec::report::{Reporter, Row, any_failed};
+use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::remote::{self, ConnectOptions, Target};
+use crate::secret::Secret;
+use crate::select::Selection;
+use crate::ui;
+
+/// What a command needs of the fleet.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// It acts on the whole swarm: `--on` is refused.
+    pub whole_swarm: bool,
+    /// The managers are connected too, whatever `--on` selects (joins and labels go
+    /// through them).
+    pub managers: bool,
+    /// It runs something as root: sudo passwords are resolved before connecting.
+    pub root: bool,
+}
+
+/// What a command that works on hosts gets.
+pub struct Ctx {
+    pub json: bool,
+    pub loaded: Loaded,
+    /// Selected hosts' names, in inventory order.
+    pub selected: Vec<String>,
+    pub connect: ConnectOptions,
+    pub targets: HashMap<String, Target>,
+    pub parallel: usize,
+    pub verbose: bool,
+}
+
+/// How the end of a command is shown on a terminal (`--json` is the same for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// The summary table of every row ([`ui::summary::summary`]).
+    Table,
+    /// The command's output was the result: only the failures and a count
+    /// ([`ui::summary::tally`]).
+    Tally,
+}
+
+/// How a command body ended.
+pub enum Done {
+    /// Rows to show, how, and details for `--json`.
+    Rows {
+        rows: Vec<Row>,
+        details: Option<serde_json::Value>,
+        style: Style,
+    },
+    /// Stop with this exit code; what to say was already said.
+    Exit(u8),
+}
+
+/// Prints configuration diagnostics on stderr, errors first.
+pub fn print_diagnostics(diags: &[Diagnostic], kind: &str) {
+    for d in diags {
+        eprintln!("{kind}: {d}");
+    }
+}
+
+/// Loads the configuration or says why not. Errors are printed; `Err` holds the exit code.
+pub fn load(cli: &Cli) -> Result<Loaded, u8> {
+    match config::load(&cli.inventory, cli.playbook.as_deref()) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded.warnings, "warning");
+            Ok(loaded)
+        }
+        Err(errors) => {
+            print_diagnostics(&errors, "error");
+            eprintln!(
+                "{}: {} error(s); nothing was touched",
+                cli.inventory.display(),
+                errors.len()
+            );
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+impl Ctx {
+    /// The hosts to connect to, in inventory order.
+    pub fn ordered_targets(&self) -> Vec<String> {
+        self.loaded
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| self.targets.contains_key(&h.name))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    /// The end of a command shown as a table: hosts that could not be reached first,
+    /// then the command's rows; `details` goes into `--json`.
+    pub fn done(
+        &self,
+        unreachable: Vec<(String, String)>,
+        rows: Vec<Row>,
+        details: &impl serde::Serialize,
+    ) -> Done {
+        let mut all: Vec<Row> = unreachable
+            .into_iter()
+            .map(|(h, e)| Row::connect_failed(&h, e))
+            .collect();
+        all.extend(rows);
+        Done::Rows {
+            rows: all,
+            details: self.details(details),
+            style: Style::Table,
+        }
+    }
+
+    /// `details` for `--json`, or nothing without it.
+    pub fn details(&self, details: &impl serde::Serialize) -> Option<serde_json::Value> {
+        self.json
+            .then(|| serde_json::to_value(details).expect("results serialise"))
+    }
+
+    /// A progress reporter with these rows (hosts, or stacks for deploy).
+    pub fn reporter(&self, rows: &[String]) -> Arc<dyn Reporter> {
+        Arc::from(ui::reporter(rows, self.verbose))
+    }
+
+    /// The playbook, or a usage error saying how to name one.
+    pub fn playbook(&self) -> Result<&config::Playbook, u8> {
+        self.loaded.playbook.as_ref().ok_or_else(|| {
+            eprintln!(
+                "error: {}: no playbook: set `playbook = \"FILE\"` in the inventory or pass -p FILE",
+                self.loaded.inventory.path.display()
+            );
+            EXIT_USAGE
+        })
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.loaded
+            .inventory
+            .host(name)
+            .expect("selected hosts come from the inventory")
+    }
+
+    /// The inventory's managers, by name.
+    pub fn manager_names(&self) -> Vec<String> {
+        self.loaded
+            .inventory
+            .managers()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+}
+
+pub type CommandFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + 'a>>;
+
+/// Loads, selects, resolves secrets, then runs `body` on a tokio runtime and shows its
+/// end. `command` names the command in the summary and `--json`.
+pub fn with_fleet(
+    cli: &Cli,
+    command: &str,
+    needs: Needs,
+    body: impl FnOnce(&Ctx) -> CommandFuture<'_>,
+) -> u8 {
+    let loaded = match load(cli) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let selection = match Selection::parse(&cli.on) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if needs.whole_swarm && !selection.is_all() {
+        eprintln!("error: deploy and teardown act on the whole swarm; --on is not accepted");
+        return EXIT_USAGE;
+    }
+    let selected: Vec<String> = match selection.apply(&loaded.inventory.hosts) {
+        Ok(hosts) => hosts.iter().map(|h| h.name.clone()).collect(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let inv = &loaded.inventory;
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let mut connect = ConnectOptions::from_settings(&inv.ssh, interactive);
+    if let Some(p) = cli.host_key_policy {
+        connect.policy = match p {
+            PolicyArg::Strict => HostKeyPolicy::Strict,
+            PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
+        };
+    }
+    let needed: Vec<&Host> = inv
+        .hosts
+        .iter()
+        .filter(|h| {
+            selected.contains(&h.name) || (needs.managers && h.role == config::Role::Manager)
+        })
+        .collect();
+    let targets = match targets_for(&needed, interactive, needs.root) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let parallel = cli.parallel.unwrap_or(inv.ssh.parallel).max(1);
+    let ctx = Ctx {
+        json: cli.json,
+        loaded,
+        selected,
+        connect,
+        targets,
+        parallel,
+        verbose: cli.verbose > 0,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let start = Instant::now();
+    match rt.block_on(body(&ctx)) {
+        Done::Rows {
+            rows,
+            details,
+            style,
+        } => finish(command, &rows, details, style, start.elapsed(), cli.json),
+        Done::Exit(code) => code,
+    }
+}
+
+/// Prints the end (JSON, or the table or tally) and returns the exit code.
+fn finish(
+    command: &str,
+    rows: &[Row],
+    details: Option<serde_json::Value>,
+    style: Style,
+    elapsed: Duration,
+    json: bool,
+) -> u8 {
+    let ok = !any_failed(rows);
+    if json {
+        let doc = ui::json::JsonResult {
+            command,
+            ok,
+            changed: rows.iter().any(|r| !r.changed.is_empty()),
+            seconds: elapsed.as_secs_f64(),
+            hosts: rows,
+            details,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("reports serialise")
+        );
+    } else {
+        match style {
+            Style::Table => print!("{}", ui::summary::summary(command, rows, elapsed)),
+            Style::Tally => eprint!("{}", ui::summary::tally(command, rows, elapsed)),
+        }
+    }
+    if ok { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// Builds the SSH targets, resolving sudo passwords from the environment or a prompt.
+fn targets_for(
+    hosts: &[&Host],
+    interactive: bool,
+    needs_root: bool,
+) -> Result<HashMap<String, Target>, String> {
+    let mut prompted: Option<Secret> = None;
+    let mut out = HashMap::new();
+    for h in hosts {
+        let sudo = h.become_.sudo && h.user != "root";
+        let sudo_password = if !sudo || !needs_root {
+            None
+        } else {
+            match &h.become_.password {
+                PasswordSource::None => None,
+                PasswordSource::Env(var) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+                    _ => {
+                        return Err(format!(
+                            "{}: become_password comes from the environment variable {var}, which is not set",
+                            h.name
+                        ));
+                    }
+                },
+                PasswordSource::Prompt => {
+                    if prompted.is_none() {
+                        if !interactive {
+                            return Err(format!(
+                                "{}: become_password = \"prompt\" needs a terminal; set it from the environment instead",
+                                h.name
+                            ));
+                        }
+                        let p = rpassword::prompt_password(format!(
+                            "sudo password for {} (used for every host that asks): ",
+                            h.user
+                        ))
+                        .map_err(|e| format!("cannot read the sudo password: {e}"))?;
+                        prompted = Some(Secret::new(p));
+                    }
+                    prompted.clone()
+                }
+            }
+        };
+        let mut target = Target::from_host(h);
+        target.sudo = sudo;
+        target.sudo_password = sudo_password;
+        out.insert(h.name.clone(), target);
+    }
+    Ok(out)
+}
+
+/// Connects to these hosts, bounded by `--parallel`.
+pub async fn connect(
+    ctx: &Ctx,
+    names: &[String],
+    reporter: &Arc<dyn Reporter>,
+) -> (HashMap<String, Arc<remote::Session>>, Vec<(String, String)>) {
+    let targets: Vec<(String, Target)> = names
+        .iter()
+        .map(|n| (n.clone(), ctx.targets[n].clone()))
+        .collect();
+    let opts = Arc::new(ctx.connect.clone());
+    crate::exec::connect_all(targets, ctx.parallel, reporter.clone(), move |t| {
+        let opts = opts.clone();
+        async move { remote::connect(&t, &opts).await }
+    })
+    .await
+}
+
+/// The sessions of a command that acts through the swarm's leader.
+pub struct Swarm {
+    /// The first manager that answered.
+    pub leader: Arc<remote::Session>,
+    /// Every host that answered, the leader included.
+    pub sessions: HashMap<String, Arc<remote::Session>>,
+    /// The hosts that did not, with the reason.
+    pub unreachable: Vec<(String, String)>,
+}
+
+/// Connects to every host and picks the leader: the first manager that answered. When no
+/// manager answered, the command ends here with the hosts that could not be reached.
+pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Swarm, Done> {
+    let names = ctx.ordered_targets();
+    let (sessions, unreachable) = connect(ctx, &names, reporter).await;
+    let leader = ctx
+        .loaded
+        .inventory
+        .managers()
+        .find_map(|m| sessions.get(&m.name).cloned());
+    match leader {
+        Some(leader) => Ok(Swarm {
+            leader,
+            sessions,
+            unreachable,
+        }),
+        None => {
+            reporter.finish();
+            eprintln!("error: no manager could be reached");
+            Err(Done::Rows {
+                rows: unreachable
+                    .into_iter()
+                    .map(|(h, e)| Row::connect_failed(&h, e))
+                    .collect(),
+                details: None,
+                style: Style::Table,
+            })
+        }
+    }
+}
+
+/// Ctrl-C: the locking commands stop and release the lock when it fires.
+pub async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}

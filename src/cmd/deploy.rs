@@ -1,0 +1,71 @@
+//! `rpiprov deploy` (and `deploy --unlock`): reads the local files first (a missing file
+//! or variable is a usage error, before any connection), connects to the whole swarm, and
+//! hands over to the executor ([`crate::deploy`]) with Ctrl-C as its interruption.
+
+use super::context::{Ctx, Done, Needs, connect_swarm, ctrl_c, with_fleet};
+use crate::cli::{Cli, DeployArgs};
+use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+
+const NEEDS: Needs = Needs {
+    whole_swarm: true,
+    managers: true,
+    root: true,
+};
+
+pub fn deploy(cli: &Cli, args: &DeployArgs) -> u8 {
+    let unlock = args.unlock;
+    with_fleet(cli, "deploy", NEEDS, |ctx| Box::pin(body(ctx, unlock)))
+}
+
+async fn body(ctx: &Ctx, unlock: bool) -> Done {
+    let playbook = match ctx.playbook() {
+        Ok(p) => p,
+        Err(code) => return Done::Exit(code),
+    };
+    // Local files and variables first: a missing secret is a usage error, and nothing
+    // remote has been touched yet.
+    let prepared = match crate::deploy::prepare(playbook) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Done::Exit(EXIT_USAGE);
+        }
+    };
+    if unlock {
+        let reporter = ctx.reporter(&[]);
+        let swarm = match connect_swarm(ctx, &reporter).await {
+            Ok(s) => s,
+            Err(done) => return done,
+        };
+        return match crate::exec::lock::unlock(&*swarm.leader, ctx.connect.command_timeout).await {
+            Ok(msg) => {
+                println!("{msg}");
+                Done::Exit(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                Done::Exit(EXIT_FAILED)
+            }
+        };
+    }
+    let names = ctx.ordered_targets();
+    let leader_name = ctx.manager_names().into_iter().next().unwrap_or_default();
+    let rows = crate::deploy::row_names(&prepared, &leader_name, &names);
+    let reporter = ctx.reporter(&rows);
+    let swarm = match connect_swarm(ctx, &reporter).await {
+        Ok(s) => s,
+        Err(done) => return done,
+    };
+    let opts = crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout);
+    let res = crate::deploy::execute(
+        &opts,
+        &prepared,
+        swarm.leader,
+        swarm.sessions,
+        reporter.clone(),
+        ctrl_c(),
+    )
+    .await;
+    reporter.finish();
+    ctx.done(swarm.unreachable, res.rows, &res.stacks)
+}

@@ -1,0 +1,93 @@
+//! `rpiprov teardown`: connects to the whole swarm, asks the manager what exists of the
+//! playbook, asks the user to confirm (or takes `--yes`), and hands over to the executor
+//! ([`crate::teardown`]) with Ctrl-C as its interruption.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use super::context::{Ctx, Done, Needs, connect_swarm, ctrl_c, with_fleet};
+use crate::cli::{Cli, TeardownArgs};
+use crate::exec::report::Reporter;
+use crate::exit::{EXIT_FAILED, EXIT_USAGE};
+use crate::remote::Remote;
+use crate::ui::Plain;
+
+const NEEDS: Needs = Needs {
+    whole_swarm: true,
+    managers: true,
+    root: true,
+};
+
+pub fn teardown(cli: &Cli, args: &TeardownArgs) -> u8 {
+    let (yes, leave, purge) = (args.yes, args.leave_swarm, args.purge);
+    with_fleet(cli, "teardown", NEEDS, |ctx| {
+        Box::pin(body(ctx, yes, leave, purge))
+    })
+}
+
+async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
+    let playbook = match ctx.playbook() {
+        Ok(p) => p,
+        Err(code) => return Done::Exit(code),
+    };
+    let interactive = std::io::stdin().is_terminal();
+    if !yes && !interactive {
+        eprintln!(
+            "error: teardown removes stacks and networks: confirm with --yes when not on a terminal"
+        );
+        return Done::Exit(EXIT_USAGE);
+    }
+    let quiet: Arc<dyn Reporter> = Arc::new(Plain::quiet());
+    let swarm = match connect_swarm(ctx, &quiet).await {
+        Ok(s) => s,
+        Err(done) => return done,
+    };
+    let found = match crate::teardown::survey(&*swarm.leader, playbook, ctx.connect.command_timeout)
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Done::Exit(EXIT_FAILED);
+        }
+    };
+    let mut what = found.describe();
+    if leave_swarm {
+        what.push_str("; then dissolve the swarm (every node leaves)");
+    }
+    if purge {
+        what.push_str("; and purge what rpiprov uploaded");
+    }
+    if !yes {
+        eprint!("{what}\nProceed? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("teardown: cancelled, nothing was removed");
+            return Done::Exit(EXIT_FAILED);
+        }
+    } else {
+        eprintln!("teardown: {what}");
+    }
+    let opts = crate::teardown::Options::new(
+        ctx.parallel,
+        ctx.connect.command_timeout,
+        ctx.manager_names(),
+        leave_swarm,
+        purge,
+    );
+    let node_names: Vec<String> = swarm.sessions.keys().cloned().collect();
+    let rows = crate::teardown::row_names(&found, swarm.leader.host(), &node_names, &opts);
+    let reporter = ctx.reporter(&rows);
+    let res = crate::teardown::execute(
+        &opts,
+        playbook,
+        swarm.leader,
+        swarm.sessions,
+        reporter.clone(),
+        ctrl_c(),
+    )
+    .await;
+    reporter.finish();
+    ctx.done(swarm.unreachable, res.rows.clone(), &res)
+}

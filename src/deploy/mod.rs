@@ -1,0 +1,558 @@
+//! The `rpiprov deploy` executor: under the lock on the manager, recreate the playbook's
+//! missing networks, ship the images to the nodes that lack them, upload the stack files,
+//! then deploy the stacks in playbook order, each one only when its fingerprint (compose
+//! bytes, shipped image archives, variable values) differs from the one recorded at its
+//! last converged deploy, and wait until it converges. A failed stack stops the stacks
+//! after it: the order is a dependency order.
+//!
+//! - [`prepare`] (`prepare.rs`): the local half, before any connection; its errors are
+//!   usage errors;
+//! - [`images`]: shipping image archives to the nodes (the commands are
+//!   [`crate::docker::image`]'s);
+//! - [`wait`]: the convergence wait (the judgement is [`crate::docker::service`]'s);
+//! - this file: the flow, and the result: one row per manager, node and stack, plus a
+//!   per-stack detail for `--json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::docker::network::{self, Verdict};
+use crate::docker::paths::{deployed_record, stack_file};
+use crate::docker::service::ServiceState;
+use crate::docker::stack::{self, StackState};
+use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
+use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows};
+use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
+use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
+
+pub mod images;
+mod prepare;
+pub mod wait;
+
+pub use prepare::{EnvVar, Prepared, PreparedStack, fingerprint, prepare, prepare_with};
+
+/// Whether a stack is deployed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Unchanged,
+    Deploy(&'static str),
+}
+
+pub fn decide(fingerprint: &str, state: &StackState, stack: &str) -> Decision {
+    match state.recorded.get(stack) {
+        None => Decision::Deploy("not deployed by rpiprov before"),
+        Some(fp) if fp != fingerprint => Decision::Deploy("changed since its last deploy"),
+        // Removed by hand since (`docker stack rm`): the record alone must not hide it.
+        Some(_) if !state.existing.contains(stack) => Decision::Deploy("stack is missing"),
+        Some(_) => Decision::Unchanged,
+    }
+}
+
+/// How a stack ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackStatus {
+    Deployed,
+    Unchanged,
+    Failed,
+    /// Not attempted (an earlier stack failed, the lock was held, Ctrl-C).
+    Skipped,
+}
+
+/// One stack's result, for the summary and `--json`. Holds no variable value.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackResult {
+    pub stack: String,
+    pub status: StackStatus,
+    /// Why it was deployed (`changed since its last deploy` ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The step that failed: `upload`, `images`, `deploy`, `converge`, `record`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+    /// Why it failed or was skipped; one line per failing service for `converge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The services as the last poll saw them (empty when not deployed now).
+    pub services: Vec<ServiceState>,
+    pub seconds: f64,
+}
+
+impl StackResult {
+    /// The stack's row in the summary.
+    fn row(&self) -> Row {
+        let mut r = Row::new(RowId::stack(&self.stack));
+        r.seconds = self.seconds;
+        match self.status {
+            StackStatus::Deployed => {
+                r.outcome = Outcome::Changed;
+                let why = self.why.clone().unwrap_or_default();
+                r.changed.push(format!(
+                    "deployed ({why}); {} service(s) converged",
+                    self.services.len()
+                ));
+            }
+            StackStatus::Unchanged => {}
+            StackStatus::Failed => {
+                r.outcome = Outcome::Failed;
+                r.failed_step = self.failed_step.clone();
+                r.error = self.error.clone();
+            }
+            StackStatus::Skipped => {
+                r.outcome = Outcome::Skipped;
+                r.error = self.error.clone();
+            }
+        }
+        r
+    }
+}
+
+/// The whole result: rows for the summary table (manager, nodes, then the stacks) and
+/// the per-stack detail.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployResult {
+    #[serde(rename = "hosts")]
+    pub rows: Vec<Row>,
+    pub stacks: Vec<StackResult>,
+}
+
+impl DeployResult {
+    /// Exit code 1 when true.
+    pub fn failed(&self) -> bool {
+        crate::exec::report::any_failed(&self.rows)
+    }
+    pub fn changed(&self) -> bool {
+        crate::exec::report::any_changed(&self.rows)
+    }
+}
+
+/// The rows of the result, in order: the manager, the nodes (when there are images to
+/// ship), the stacks.
+fn row_ids(prepared: &Prepared, leader: &str, nodes: &[String]) -> Vec<RowId> {
+    let mut rows = vec![RowId::host(leader)];
+    let mut others: Vec<&String> = nodes.iter().filter(|n| *n != leader).collect();
+    others.sort();
+    if !prepared.images.is_empty() {
+        rows.extend(others.into_iter().map(|n| RowId::host(n)));
+    }
+    rows.extend(prepared.stacks.iter().map(|s| RowId::stack(&s.name)));
+    rows
+}
+
+/// The rows a progress display should show, in order: the manager, the nodes, the stacks.
+pub fn row_names(prepared: &Prepared, leader: &str, nodes: &[String]) -> Vec<String> {
+    row_ids(prepared, leader, nodes)
+        .iter()
+        .map(RowId::label)
+        .collect()
+}
+
+/// How the run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Nodes worked on at once (image shipping).
+    pub parallel: usize,
+    /// Limit of one ordinary remote command.
+    pub command_timeout: Duration,
+    /// Time between two convergence polls (2 s).
+    pub poll_interval: Duration,
+    /// Who takes the lock: [`LockOwner::current`]`("deploy")`.
+    pub owner: LockOwner,
+}
+
+impl Options {
+    /// The defaults, with this process as the lock owner.
+    pub fn new(parallel: usize, command_timeout: Duration) -> Options {
+        Options {
+            parallel,
+            command_timeout,
+            poll_interval: POLL_INTERVAL,
+            owner: LockOwner::current("deploy"),
+        }
+    }
+}
+
+/// Deploys. `leader` is a reachable manager; `nodes` every swarm node that may run the
+/// shipped images (the leader included), by inventory name. `interrupt` ends the run
+/// early when it completes (see [`with_lock`]): Ctrl-C, or `std::future::pending()` for
+/// none. The lock is released on every path; a refused run leaves the holder's lock alone.
+pub async fn execute<R: Remote + 'static>(
+    opts: &Options,
+    prepared: &Prepared,
+    leader: Arc<R>,
+    nodes: HashMap<String, Arc<R>>,
+    reporter: Arc<dyn Reporter>,
+    interrupt: impl Future<Output = ()>,
+) -> DeployResult {
+    let d = Deploy::new(opts, prepared, leader, nodes, reporter);
+    let holder = Holder {
+        remote: &*d.leader,
+        owner: &opts.owner,
+        timeout: opts.command_timeout,
+        rows: &d.rows,
+        row: &d.leader_row,
+    };
+    match with_lock(holder, interrupt, d.deploy()).await {
+        Locked::Done(()) => {}
+        Locked::Refused => d.skip_pending("not attempted: the deploy lock is held"),
+        Locked::Interrupted => d.skip_pending("interrupted"),
+    }
+    d.finish()
+}
+
+struct Deploy<'a, R> {
+    opts: &'a Options,
+    prepared: &'a Prepared,
+    leader: Arc<R>,
+    leader_row: RowId,
+    nodes: HashMap<String, Arc<R>>,
+    rows: Rows,
+    stacks: Mutex<Vec<StackResult>>,
+    /// The stack being deployed, so an interruption names it.
+    current: Mutex<Option<usize>>,
+    started: Instant,
+}
+
+impl<'a, R: Remote + 'static> Deploy<'a, R> {
+    fn new(
+        opts: &'a Options,
+        prepared: &'a Prepared,
+        leader: Arc<R>,
+        nodes: HashMap<String, Arc<R>>,
+        reporter: Arc<dyn Reporter>,
+    ) -> Self {
+        let leader_name = leader.host().to_string();
+        let node_names: Vec<String> = nodes.keys().cloned().collect();
+        // The stacks' rows are made at the end, from their results.
+        let ids: Vec<RowId> = row_ids(prepared, &leader_name, &node_names)
+            .into_iter()
+            .filter(|id| id.kind == crate::exec::report::RowKind::Host)
+            .collect();
+        let stacks = prepared
+            .stacks
+            .iter()
+            .map(|s| StackResult {
+                stack: s.name.clone(),
+                status: StackStatus::Skipped,
+                why: None,
+                failed_step: None,
+                error: None,
+                services: vec![],
+                seconds: 0.0,
+            })
+            .collect();
+        let secrets = prepared
+            .stacks
+            .iter()
+            .flat_map(|s| s.variables.iter())
+            .filter(|v| v.secret)
+            .map(|v| v.value.clone())
+            .collect();
+        Deploy {
+            opts,
+            prepared,
+            leader,
+            leader_row: RowId::host(&leader_name),
+            nodes,
+            rows: Rows::with_secrets(reporter, &ids, secrets),
+            stacks: Mutex::new(stacks),
+            current: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    /// Creates the playbook's networks that do not exist; a network that exists with other
+    /// options is an error (Docker cannot change one in place), as in bootstrap.
+    async fn ensure_networks(&self) -> Result<(), StepError> {
+        let names: Vec<&str> = self
+            .prepared
+            .networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        let out = self.root(network::network_inspect(&names)).await?;
+        let existing = network::parse_networks(&out.stdout_str()).map_err(StepError)?;
+        for verdict in network::compare(&self.prepared.networks, &existing) {
+            match verdict {
+                Verdict::Matches => {}
+                Verdict::Conflict(conflict) => return Err(StepError(conflict)),
+                Verdict::Missing(net) => {
+                    let what = format!("create network {}", net.name);
+                    self.rows.step(&self.leader_row, &what);
+                    self.root(network::network_create(net)).await?;
+                    self.rows.changed(&self.leader_row, what);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_stack(&self, i: usize, f: impl FnOnce(&mut StackResult)) {
+        let mut stacks = self.stacks.lock().unwrap();
+        f(&mut stacks[i]);
+        stacks[i].seconds = self.started.elapsed().as_secs_f64();
+    }
+
+    fn fail_stack(&self, i: usize, step: &str, error: &str) {
+        let error = self.rows.redact(error);
+        self.set_stack(i, |s| {
+            s.status = StackStatus::Failed;
+            s.failed_step = Some(step.to_string());
+            s.error = Some(error);
+        });
+    }
+
+    /// Marks the stacks not attempted yet (and the one in progress, as failed).
+    fn skip_pending(&self, reason: &str) {
+        let current = *self.current.lock().unwrap();
+        let mut stacks = self.stacks.lock().unwrap();
+        for (i, s) in stacks.iter_mut().enumerate() {
+            if Some(i) == current && s.status == StackStatus::Skipped && s.error.is_none() {
+                s.status = StackStatus::Failed;
+                s.failed_step = Some("interrupted".into());
+                s.error = Some(format!("{reason} while deploying"));
+            } else if s.status == StackStatus::Skipped && s.error.is_none() {
+                s.error = Some(reason.to_string());
+            }
+        }
+    }
+
+    async fn root(&self, cmd: String) -> Result<Output, StepError> {
+        root(&*self.leader, cmd, self.opts.command_timeout).await
+    }
+
+    /// Everything done under the lock.
+    async fn deploy(&self) {
+        let leader = &self.leader_row;
+
+        // The playbook's networks: a teardown removes them, and the stacks need them.
+        if !self.prepared.networks.is_empty() {
+            self.rows.step(leader, "check networks");
+            if let Err(e) = self.ensure_networks().await {
+                self.rows.fail(leader, "networks", &e.0);
+                self.skip_pending("not attempted: the playbook's networks are not ready");
+                return;
+            }
+        }
+
+        // Images first: a stack must not start before its images are on the nodes.
+        let shipped = images::ship(
+            &self.nodes,
+            &self.prepared.images,
+            self.opts.parallel,
+            self.opts.command_timeout,
+            &self.rows,
+        )
+        .await;
+        // image name -> nodes that may lack it
+        let mut lacking: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in &shipped {
+            let row = RowId::host(&n.host);
+            for img in &n.loaded {
+                self.rows.changed(&row, format!("load image {img}"));
+            }
+            if let Some((what, err)) = &n.failed {
+                let step = if what == "check images" {
+                    what.clone()
+                } else {
+                    format!("load image {what}")
+                };
+                self.rows.fail(&row, &step, err);
+                for img in &n.not_loaded {
+                    lacking.entry(img.clone()).or_default().push(n.host.clone());
+                }
+            }
+        }
+
+        self.rows.step(leader, "read the stacks' state");
+        let names: Vec<&str> = self
+            .prepared
+            .stacks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        let state = match self.root(stack::stacks_state(&names)).await {
+            Ok(out) => stack::parse_state(&out.stdout_str()),
+            Err(e) => {
+                self.rows.fail(leader, "read stack state", &e.0);
+                self.skip_pending("not attempted: the stack state could not be read");
+                return;
+            }
+        };
+
+        let mut blocked: Option<String> = None;
+        for (i, st) in self.prepared.stacks.iter().enumerate() {
+            if let Some(b) = &blocked {
+                self.set_stack(i, |s| {
+                    s.error = Some(format!("not attempted: stack {b} failed before it"))
+                });
+                continue;
+            }
+            *self.current.lock().unwrap() = Some(i);
+            let ok = self.deploy_stack(i, st, &state, &lacking).await;
+            *self.current.lock().unwrap() = None;
+            if !ok {
+                blocked = Some(st.name.clone());
+            }
+        }
+        let unchanged = self
+            .stacks
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s.status == StackStatus::Unchanged);
+        if unchanged && !self.prepared.stacks.is_empty() {
+            self.rows.note(
+                leader,
+                &format!(
+                    "all {} stacks unchanged since their last deploy; nothing deployed",
+                    self.prepared.stacks.len()
+                ),
+            );
+        }
+    }
+
+    /// Uploads, decides, deploys and waits for one stack; false when it failed.
+    async fn deploy_stack(
+        &self,
+        i: usize,
+        st: &PreparedStack,
+        state: &StackState,
+        lacking: &BTreeMap<String, Vec<String>>,
+    ) -> bool {
+        let row = RowId::stack(&st.name);
+        if let Some((img, hosts)) = st
+            .images
+            .iter()
+            .find_map(|img| lacking.get(img).map(|h| (img, h)))
+        {
+            self.fail_stack(
+                i,
+                "images",
+                &format!(
+                    "image {img} could not be loaded on {}; stack not deployed",
+                    hosts.join(", ")
+                ),
+            );
+            return false;
+        }
+
+        self.rows.step(&row, "upload");
+        let upload = self
+            .leader
+            .upload(UploadRequest {
+                contents: st.contents.clone(),
+                dest: stack_file(&st.name, &st.file_name),
+                mode: 0o644,
+                privileged: true,
+            })
+            .await;
+        match upload {
+            Ok(UploadOutcome::Written) => self.rows.changed(
+                &self.leader_row,
+                format!("upload {}/{}", st.name, st.file_name),
+            ),
+            Ok(UploadOutcome::Unchanged) => {}
+            Err(e) => {
+                self.fail_stack(i, "upload", &e.to_string());
+                return false;
+            }
+        }
+
+        let why = match decide(&st.fingerprint, state, &st.name) {
+            Decision::Unchanged => {
+                self.set_stack(i, |s| s.status = StackStatus::Unchanged);
+                return true;
+            }
+            Decision::Deploy(why) => why,
+        };
+        self.set_stack(i, |s| s.why = Some(why.to_string()));
+
+        self.rows
+            .step(&row, &format!("docker stack deploy ({why})"));
+        let stdin: String = st
+            .variables
+            .iter()
+            .map(|v| format!("{}={}\n", v.name, v.value.expose()))
+            .collect();
+        let req = ExecRequest::new(stack::stack_deploy(
+            &st.name,
+            &st.file_name,
+            !st.images.is_empty(),
+        ))
+        .privileged()
+        .stdin(stdin.into_bytes())
+        .timeout(self.opts.command_timeout);
+        match run_ok(&*self.leader, req).await {
+            Ok(out) => {
+                for line in out.stdout_str().lines().filter(|l| !l.trim().is_empty()) {
+                    self.rows.output(&row, line.trim());
+                }
+            }
+            Err(e) => {
+                self.fail_stack(i, "deploy", &e.0);
+                return false;
+            }
+        }
+
+        let waited = wait::converge(
+            &*self.leader,
+            st,
+            &self.rows,
+            self.opts.command_timeout,
+            self.opts.poll_interval,
+        )
+        .await;
+        let states = match waited {
+            Ok(states) => states,
+            Err((states, text)) => {
+                self.set_stack(i, |s| s.services = states);
+                self.fail_stack(i, "converge", &text);
+                return false;
+            }
+        };
+        let n = states.len();
+        self.set_stack(i, |s| s.services = states);
+
+        // Recorded only once converged, so that a stack that failed is retried next time.
+        self.rows.step(&row, "record the deploy");
+        let record = self
+            .leader
+            .upload(UploadRequest {
+                contents: format!("{}\n", st.fingerprint).into_bytes(),
+                dest: deployed_record(&st.name),
+                mode: 0o600,
+                privileged: true,
+            })
+            .await;
+        if let Err(e) = record {
+            self.fail_stack(i, "record", &e.to_string());
+            return false;
+        }
+        self.set_stack(i, |s| {
+            s.status = StackStatus::Deployed;
+            s.error = None;
+        });
+        self.rows.note(&row, &format!("{n} service(s) converged"));
+        true
+    }
+
+    /// The rows with their outcomes (the stacks' from their results); emits each row's end.
+    fn finish(self) -> DeployResult {
+        let stacks = self.stacks.into_inner().unwrap();
+        for s in &stacks {
+            self.rows.put(s.row());
+        }
+        DeployResult {
+            rows: self.rows.finish(),
+            stacks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

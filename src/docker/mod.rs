@@ -1,0 +1,45 @@
+//! Docker, as rpiprov speaks to it over SSH: pure builders of the remote command lines and
+//! pure parsers of their output, one file per thing Docker manages. Nothing here opens a
+//! connection, sleeps or reports progress; the executors (`bootstrap`, `deploy`,
+//! `teardown`) run these commands through [`crate::exec`] and decide what to do with the
+//! parsed answers.
+//!
+//! Every argument is quoted with [`crate::shell`] (or validated before it gets here), and
+//! nothing secret is ever built into a command line: join tokens and variable values go on
+//! stdin. Builders are tested as exact strings and, where they hold shell logic, run in a
+//! real `sh` against a stand-in `docker` (see `crate::testing::script`).
+//!
+//! | file | what Docker manages |
+//! |---|---|
+//! | [`probe`] | the read-only probe of a host, and [`probe::Facts`] parsed from it |
+//! | [`engine`] | the daemon: install, start, restart, `daemon.json` merge |
+//! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
+//! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |
+//! | [`network`] | overlay networks: inspect, create, remove, and which are missing or differ |
+//! | [`stack`] | stacks: state and deploy records, deploy, remove, what is left, the survey |
+//! | [`service`] | a stack's services: the convergence poll and its judgement |
+//! | [`image`] | images shipped without a registry: check, load, import, purge |
+//! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
+//! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
+
+pub mod engine;
+pub mod image;
+pub mod lock;
+pub mod network;
+pub mod node;
+pub mod paths;
+pub mod probe;
+pub mod service;
+pub mod stack;
+pub mod swarm;
+
+use serde::Deserialize;
+
+/// Docker prints `null` for an empty list or map in its JSON; read it as empty.
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}

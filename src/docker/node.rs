@@ -1,0 +1,175 @@
+//! Swarm nodes as a manager manages them: [`SwarmNode`] parsed from `docker node inspect`
+//! (the probe asks for it on managers), labels, promotion and demotion, and the node
+//! entries a Pi leaves behind when it leaves or is reinstalled ([`node_entries`],
+//! [`node_rm`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::null_as_default;
+use crate::shell::join;
+
+/// One node as a manager's `docker node inspect` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwarmNode {
+    pub id: String,
+    pub hostname: String,
+    pub role: String,
+    pub labels: BTreeMap<String, String>,
+    /// `ready`, `down`, `unknown` ...
+    pub state: String,
+    pub addr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawNode {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    spec: RawNodeSpec,
+    #[serde(default)]
+    description: RawNodeDescription,
+    #[serde(default)]
+    status: RawNodeStatus,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawNodeSpec {
+    #[serde(deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+    role: String,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawNodeDescription {
+    hostname: String,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawNodeStatus {
+    state: String,
+    addr: String,
+}
+
+/// Parses `docker node inspect --format '{{json .}}'` output: one node per line.
+pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let raw: RawNode = serde_json::from_str(line)
+                .map_err(|e| format!("cannot read docker node inspect: {e}"))?;
+            Ok(SwarmNode {
+                id: raw.id,
+                hostname: raw.description.hostname,
+                role: raw.spec.role,
+                labels: raw.spec.labels,
+                state: raw.status.state,
+                addr: raw.status.addr,
+            })
+        })
+        .collect()
+}
+
+/// Adds or updates node labels (never removes labels the user set by hand).
+pub fn node_labels(node_id: &str, labels: &[(String, String)]) -> String {
+    let mut args = vec!["docker".to_string(), "node".into(), "update".into()];
+    for (k, v) in labels {
+        args.push("--label-add".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(node_id.to_string());
+    join(args)
+}
+
+pub fn node_promote(node_id: &str) -> String {
+    join(["docker", "node", "promote", node_id])
+}
+
+pub fn node_demote(node_id: &str) -> String {
+    join(["docker", "node", "demote", node_id])
+}
+
+/// Removes a node entry left by a Pi that left or was reinstalled, so that the rejoined Pi
+/// does not show twice in `docker node ls`. `force` for an entry swarm still thinks is up
+/// (it notices a departure only after the heartbeat times out).
+pub fn node_rm(node_id: &str, force: bool) -> String {
+    if force {
+        join(["docker", "node", "rm", "--force", node_id])
+    } else {
+        join(["docker", "node", "rm", node_id])
+    }
+}
+
+/// Every node entry: id, host name, state, address; for pruning stale entries. Read by
+/// [`parse_node_entries`].
+pub fn node_entries() -> String {
+    "docker node inspect --format '{{.ID}} {{.Description.Hostname}} {{.Status.State}} {{.Status.Addr}}' $(docker node ls -q)".to_string()
+}
+
+/// One line of [`node_entries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeEntry<'a> {
+    pub id: &'a str,
+    pub hostname: &'a str,
+    pub state: &'a str,
+    pub addr: &'a str,
+}
+
+/// The entries of [`node_entries`]; lines that are not four words are left out.
+pub fn parse_node_entries(output: &str) -> Vec<NodeEntry<'_>> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [id, hostname, state, addr] = parts[..] else {
+                return None;
+            };
+            Some(NodeEntry {
+                id,
+                hostname,
+                state,
+                addr,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_removal() {
+        assert_eq!(node_rm("abc", false), "docker node rm abc");
+        assert_eq!(node_rm("abc", true), "docker node rm --force abc");
+    }
+
+    #[test]
+    fn label_values_are_quoted() {
+        assert_eq!(
+            node_labels(
+                "abc",
+                &[
+                    ("zone".into(), "rack 1".into()),
+                    ("disk".into(), "ssd".into())
+                ]
+            ),
+            "docker node update --label-add 'zone=rack 1' --label-add disk=ssd abc"
+        );
+    }
+
+    #[test]
+    fn node_entries_are_read() {
+        assert_eq!(
+            parse_node_entries("n1 pi1 ready 198.18.0.11\nbroken line\n"),
+            vec![NodeEntry {
+                id: "n1",
+                hostname: "pi1",
+                state: "ready",
+                addr: "198.18.0.11"
+            }]
+        );
+    }
+}

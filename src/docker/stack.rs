@@ -1,0 +1,354 @@
+//! Stacks, as `docker stack` manages them on the manager: what exists and what rpiprov
+//! recorded of its deploys ([`stacks_state`] and [`parse_state`]), the deploy itself with
+//! the variables on stdin ([`stack_deploy`]), removal ([`stack_rm`]), what is left of a
+//! removed stack ([`stack_leftovers`], [`stack_containers`]), the teardown's survey of
+//! what exists of a playbook ([`survey`] and [`parse_survey`]), and `--purge` of the
+//! uploaded files. A stack's services and their convergence are in
+//! [`crate::docker::service`].
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::config::Playbook;
+use crate::docker::paths::{deployed_record, stack_dir, stack_file, stacks_dir};
+use crate::shell::{join, quote};
+
+/// The label `docker stack deploy` puts on everything of a stack.
+pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+
+/// One round trip for the deploy decision: the stacks that exist (`stack NAME`) and the
+/// recorded fingerprint of each playbook stack (`deployed NAME FINGERPRINT`, empty when
+/// never deployed). Read by [`parse_state`].
+pub fn stacks_state(stacks: &[&str]) -> String {
+    let mut s = String::from("set -e; docker stack ls --format 'stack {{.Name}}'");
+    for name in stacks {
+        s.push_str(&format!(
+            "; echo {prefix}\"$(cat {rec} 2>/dev/null || true)\"",
+            prefix = quote(&format!("deployed {name} ")),
+            rec = quote(&deployed_record(name)),
+        ));
+    }
+    s
+}
+
+/// What the manager says of the stacks: those that exist, and the recorded fingerprints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackState {
+    pub existing: HashSet<String>,
+    pub recorded: HashMap<String, String>,
+}
+
+/// Reads the output of [`stacks_state`].
+pub fn parse_state(text: &str) -> StackState {
+    let mut s = StackState::default();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("stack ") {
+            s.existing.insert(name.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("deployed ") {
+            let mut it = rest.split_whitespace();
+            if let (Some(name), Some(fp)) = (it.next(), it.next()) {
+                s.recorded.insert(name.to_string(), fp.to_string());
+            }
+        }
+    }
+    s
+}
+
+/// Deploys a stack. Variables arrive on stdin as `NAME=value` lines and are exported
+/// before `docker stack deploy` runs, so that their values (secrets among them) never
+/// appear on a command line or in a process list. `--resolve-image never` when the stack
+/// uses images shipped over SSH: there is no registry to ask about them.
+pub fn stack_deploy(stack: &str, file_name: &str, resolve_never: bool) -> String {
+    let mut args: Vec<String> = vec![
+        "docker".into(),
+        "stack".into(),
+        "deploy".into(),
+        "--prune".into(),
+    ];
+    if resolve_never {
+        args.push("--resolve-image".into());
+        args.push("never".into());
+    }
+    args.push("-c".into());
+    args.push(stack_file(stack, file_name));
+    args.push(stack.to_string());
+    format!(
+        "cd {dir} && while IFS= read -r kv; do export \"$kv\"; done; exec {cmd}",
+        dir = quote(&stack_dir(stack)),
+        cmd = join(args),
+    )
+}
+
+pub fn stack_rm(stack: &str) -> String {
+    join(["docker", "stack", "rm", stack])
+}
+
+/// What is left of a stack on the manager: `service ID` and `network ID` lines. Read by
+/// [`parse_leftovers`].
+pub fn stack_leftovers(stack: &str) -> String {
+    let filter = quote(&format!("label={NAMESPACE_LABEL}={stack}"));
+    format!(
+        "set -e; s=$(docker service ls -q --filter {filter}); n=$(docker network ls -q --filter {filter}); for x in $s; do echo \"service $x\"; done; for x in $n; do echo \"network $x\"; done"
+    )
+}
+
+/// What [`stack_leftovers`] found: how many services and networks of the stack remain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub services: usize,
+    pub networks: usize,
+}
+
+pub fn parse_leftovers(output: &str) -> Leftovers {
+    let count = |p: &str| output.lines().filter(|l| l.starts_with(p)).count();
+    Leftovers {
+        services: count("service "),
+        networks: count("network "),
+    }
+}
+
+/// What is left of a stack on one node: `container ID` lines (stopped ones too). Read by
+/// [`count_containers`].
+pub fn stack_containers(stack: &str) -> String {
+    let filter = quote(&format!("label={NAMESPACE_LABEL}={stack}"));
+    format!(
+        "set -e; c=$(docker ps -aq --filter {filter}); for x in $c; do echo \"container $x\"; done"
+    )
+}
+
+pub fn count_containers(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.starts_with("container "))
+        .count()
+}
+
+/// What exists on the manager: stacks (`stack NAME`) and networks with their stack label
+/// (`network NAME NAMESPACE`, the namespace empty for networks of no stack). A node in no
+/// swarm (a fleet already dissolved) prints `@@no-swarm`: nothing of a playbook can
+/// exist there, and a second teardown must succeed. Read by [`parse_survey`].
+pub fn survey() -> String {
+    format!(
+        "set -e; if [ \"$(docker info --format '{{{{.Swarm.LocalNodeState}}}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{{{.Name}}}}'; docker network ls --format 'network {{{{.Name}}}} {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
+    )
+}
+
+/// What exists of the playbook on the swarm, in the order a teardown removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Survey {
+    /// Stacks that exist (services or networks under their name), reverse playbook order.
+    pub stacks: Vec<String>,
+    /// The playbook's networks that exist, reverse declaration order.
+    pub networks: Vec<String>,
+}
+
+impl Survey {
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty() && self.networks.is_empty()
+    }
+
+    /// For the confirmation prompt.
+    pub fn describe(&self) -> String {
+        if self.is_empty() {
+            return "nothing to remove: no stack or network of the playbook exists".into();
+        }
+        let mut parts = Vec::new();
+        if !self.stacks.is_empty() {
+            parts.push(format!("stacks {}", self.stacks.join(", ")));
+        }
+        if !self.networks.is_empty() {
+            parts.push(format!("networks {}", self.networks.join(", ")));
+        }
+        format!("will remove, in this order: {}", parts.join("; then "))
+    }
+}
+
+/// What would be removed, from the output of [`survey`]. A stack whose services are gone
+/// but whose networks linger (an interrupted `stack rm`) counts.
+pub fn parse_survey(output: &str, playbook: &Playbook) -> Survey {
+    let mut stacks_seen: Vec<&str> = Vec::new();
+    let mut networks_seen: Vec<&str> = Vec::new();
+    for line in output.lines() {
+        if let Some(name) = line.strip_prefix("stack ") {
+            stacks_seen.push(name.trim());
+        } else if let Some(rest) = line.strip_prefix("network ") {
+            let mut it = rest.split_whitespace();
+            if let Some(name) = it.next() {
+                networks_seen.push(name);
+            }
+            if let Some(ns) = it.next() {
+                stacks_seen.push(ns);
+            }
+        }
+    }
+    Survey {
+        stacks: playbook
+            .stacks
+            .iter()
+            .rev()
+            .filter(|s| stacks_seen.contains(&s.name.as_str()))
+            .map(|s| s.name.clone())
+            .collect(),
+        networks: playbook
+            .networks
+            .iter()
+            .rev()
+            .filter(|n| networks_seen.contains(&n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect(),
+    }
+}
+
+/// `teardown --purge` on the manager: the playbook's stack folders (uploaded files and
+/// deploy records), and the `stacks` folder itself if that left it empty. Prints `purged
+/// FOLDER` per folder removed; read by [`parse_purged`].
+pub fn stacks_purge(stacks: &[&str]) -> String {
+    let dirs: Vec<String> = stacks.iter().map(|s| stack_dir(s)).collect();
+    format!(
+        "set -e; for d in {}; do if [ -e \"$d\" ]; then rm -rf \"$d\"; echo \"purged $d\"; fi; done; rmdir {} 2>/dev/null || true",
+        join(&dirs),
+        quote(&stacks_dir())
+    )
+}
+
+/// The folders [`stacks_purge`] removed.
+pub fn parse_purged(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("purged "))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::service::stack_poll;
+    use crate::testing::script::{ScratchHost, syntax_ok};
+
+    #[test]
+    fn stack_commands() {
+        assert_eq!(
+            stacks_state(&["web", "db"]),
+            "set -e; docker stack ls --format 'stack {{.Name}}'; echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"; echo 'deployed db '\"$(cat /var/lib/rpiprov/stacks/db/deployed 2>/dev/null || true)\""
+        );
+        assert_eq!(
+            stack_deploy("web", "web stack.yml", true),
+            "cd /var/lib/rpiprov/stacks/web && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune --resolve-image never -c '/var/lib/rpiprov/stacks/web/web stack.yml' web"
+        );
+        assert_eq!(
+            stack_deploy("db", "db.yml", false),
+            "cd /var/lib/rpiprov/stacks/db && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db"
+        );
+        for s in [stacks_state(&["a"]), stack_deploy("a", "b", true)] {
+            syntax_ok(&s);
+        }
+    }
+
+    #[test]
+    fn state_output_is_parsed() {
+        let s = parse_state("stack web\nstack other\ndeployed web abc123\ndeployed db \n");
+        assert!(s.existing.contains("web") && s.existing.contains("other"));
+        assert_eq!(s.recorded.get("web").map(String::as_str), Some("abc123"));
+        assert_eq!(s.recorded.get("db"), None);
+    }
+
+    /// The deploy command's stdin loop exports values byte for byte, shell syntax and
+    /// all, without evaluating them.
+    #[test]
+    fn stdin_variables_reach_the_environment_unevaluated() {
+        let cmd = stack_deploy("s", "f.yml", false);
+        let (_, tail) = cmd.split_once("&& ").unwrap();
+        let script = tail.replace(
+            "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/s/f.yml s",
+            "printf '%s|%s' \"$A\" \"$B\"",
+        );
+        let host = ScratchHost::new();
+        assert_eq!(
+            host.run(&script, b"A= $(id) 'x' \\n \nB=a=b\n").ok(),
+            " $(id) 'x' \\n |a=b"
+        );
+    }
+
+    #[test]
+    fn teardown_commands() {
+        assert_eq!(
+            survey(),
+            "set -e; if [ \"$(docker info --format '{{.Swarm.LocalNodeState}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{.Name}}'; docker network ls --format 'network {{.Name}} {{.Label \"com.docker.stack.namespace\"}}'"
+        );
+        assert_eq!(stack_rm("my stack"), "docker stack rm 'my stack'");
+        assert_eq!(
+            stack_leftovers("web"),
+            "set -e; s=$(docker service ls -q --filter label=com.docker.stack.namespace=web); n=$(docker network ls -q --filter label=com.docker.stack.namespace=web); for x in $s; do echo \"service $x\"; done; for x in $n; do echo \"network $x\"; done"
+        );
+        assert_eq!(
+            stack_containers("web"),
+            "set -e; c=$(docker ps -aq --filter label=com.docker.stack.namespace=web); for x in $c; do echo \"container $x\"; done"
+        );
+        assert_eq!(
+            stacks_purge(&["web", "a b"]),
+            "set -e; for d in /var/lib/rpiprov/stacks/web '/var/lib/rpiprov/stacks/a b'; do if [ -e \"$d\" ]; then rm -rf \"$d\"; echo \"purged $d\"; fi; done; rmdir /var/lib/rpiprov/stacks 2>/dev/null || true"
+        );
+        for s in [
+            survey(),
+            stack_leftovers("a"),
+            stack_containers("a"),
+            stacks_purge(&["a"]),
+        ] {
+            syntax_ok(&s);
+        }
+    }
+
+    #[test]
+    fn what_is_left_of_a_stack_is_counted() {
+        assert_eq!(
+            parse_leftovers("service a1\nservice b2\nnetwork n1\n"),
+            Leftovers {
+                services: 2,
+                networks: 1
+            }
+        );
+        assert_eq!(parse_leftovers(""), Leftovers::default());
+        assert_eq!(count_containers("container c1\ncontainer c2\n"), 2);
+        assert_eq!(
+            parse_purged("purged /var/lib/rpiprov/stacks/web\n"),
+            vec!["/var/lib/rpiprov/stacks/web"]
+        );
+    }
+
+    #[test]
+    fn stack_deploy_runs_in_the_stack_folder_with_the_variables_of_stdin() {
+        let d = ScratchHost::new();
+        std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
+        let ran = d.run(
+            &stack_deploy("web", "web.yml", true),
+            b"DB_PASSWORD=p4ss word $(id)\n",
+        );
+        assert_eq!(ran.code, 0);
+        let dir = std::fs::canonicalize(format!("{}/stacks/web", d.root())).unwrap();
+        assert_eq!(
+            ran.stdout,
+            format!("DB_PASSWORD=p4ss word $(id)\n{}\n", dir.display())
+        );
+        let calls = d.calls();
+        assert!(calls.starts_with("stack deploy --prune --resolve-image never -c "));
+        assert!(!calls.contains("p4ss"));
+    }
+
+    #[test]
+    fn state_and_poll_fail_when_docker_fails() {
+        let d = ScratchHost::new();
+        std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
+        std::fs::write(format!("{}/stacks/web/deployed", d.root()), "abc\n").unwrap();
+        let ran = d.run(&stacks_state(&["web", "db"]), b"");
+        assert_eq!(ran.code, 0);
+        assert_eq!(ran.stdout, "stack web\ndeployed web abc\ndeployed db \n");
+        std::fs::write(d.docker_file("down"), "").unwrap();
+        let ran = d.run(&stacks_state(&["web"]), b"");
+        assert_eq!((ran.code, ran.stdout.as_str()), (1, ""));
+        assert_eq!(ran.stderr, "Cannot connect to the Docker daemon\n");
+        let ran = d.run(&stack_poll("web"), b"");
+        assert_eq!(ran.code, 1);
+        assert!(ran.stderr.contains("Cannot connect to the Docker daemon"));
+    }
+}

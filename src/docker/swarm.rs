@@ -1,0 +1,251 @@
+//! The swarm, as one node takes part in it: `docker swarm init`, the join tokens, `docker
+//! swarm join` (the token on stdin), leaving ([`swarm_leave`], one command for every
+//! case), the local node's state, and [`SwarmInfo`]: the swarm as one node's `docker
+//! info` sees it (parsed by the probe, [`crate::docker::probe`]). Nodes as the manager
+//! lists them are in [`crate::docker::node`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::null_as_default;
+use crate::shell::{join, quote};
+
+/// The swarm as one node's `docker info` sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SwarmInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_addr: String,
+    /// `inactive`, `pending`, `active`, `error` or `locked`.
+    pub local_node_state: String,
+    pub control_available: bool,
+    #[serde(deserialize_with = "null_as_default")]
+    pub remote_managers: Vec<RemoteManager>,
+    #[serde(deserialize_with = "null_as_default")]
+    pub cluster: ClusterInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RemoteManager {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ClusterInfo {
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
+impl SwarmInfo {
+    pub fn is_active(&self) -> bool {
+        self.local_node_state == "active"
+    }
+    /// Addresses of the managers this node knows, for messages.
+    pub fn manager_addrs(&self) -> Vec<String> {
+        self.remote_managers
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect()
+    }
+}
+
+/// `docker swarm init`. The advertise address may be an IP or an interface name; Docker
+/// accepts both.
+pub fn swarm_init(advertise: &str, default_addr_pool: Option<&str>) -> String {
+    let mut args = vec![
+        "docker".to_string(),
+        "swarm".into(),
+        "init".into(),
+        "--advertise-addr".into(),
+        advertise.to_string(),
+    ];
+    if let Some(pool) = default_addr_pool {
+        args.push("--default-addr-pool".into());
+        args.push(pool.to_string());
+    }
+    join(args)
+}
+
+/// The address and node id of this node once it leads a swarm: `ADDR ID`. Read by
+/// [`parse_addr_and_id`].
+pub fn local_addr_and_id() -> String {
+    "docker info --format '{{.Swarm.NodeAddr}} {{.Swarm.NodeID}}'".to_string()
+}
+
+pub fn parse_addr_and_id(output: &str) -> Option<(&str, &str)> {
+    let mut it = output.split_whitespace();
+    Some((it.next()?, it.next()?))
+}
+
+/// Prints the join token for a role. Its output is a secret.
+pub fn join_token(manager: bool) -> String {
+    format!(
+        "docker swarm join-token -q {}",
+        if manager { "manager" } else { "worker" }
+    )
+}
+
+/// `docker swarm join`: the token is read from stdin so that it never appears in a process
+/// list, a log line or an error message that echoes the command.
+pub fn swarm_join(advertise: &str, manager_addr: &str) -> String {
+    format!(
+        "IFS= read -r token; docker swarm join --advertise-addr {} --token \"$token\" {}",
+        quote(advertise),
+        quote(manager_addr)
+    )
+}
+
+/// Reads the local swarm state after a join; joins are asynchronous and `swarm join` can
+/// report a timeout while the join completes in the background. Read by
+/// [`parse_local_node`].
+pub fn local_swarm_state() -> String {
+    "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'".to_string()
+}
+
+/// The local node as [`local_swarm_state`] prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalNode<'a> {
+    /// `inactive`, `pending`, `active` ...; empty when Docker printed nothing.
+    pub state: &'a str,
+    pub id: Option<&'a str>,
+}
+
+pub fn parse_local_node(output: &str) -> LocalNode<'_> {
+    let mut it = output.split_whitespace();
+    LocalNode {
+        state: it.next().unwrap_or_default(),
+        id: it.next(),
+    }
+}
+
+/// How a node leaves the swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    Worker,
+    /// A manager other than the last: it demotes itself first.
+    Manager,
+    /// `--force`: the last manager, or a node leaving a swarm that is not ours.
+    Force,
+}
+
+/// Leaves the swarm; prints `@@inactive` when the node is in no swarm (nothing to do;
+/// see [`parse_left`]). A manager that is not the last one demotes itself first, then
+/// leaves as a worker: Docker refuses a plain `leave` on a manager, and `--force` on one
+/// that is not the last could break the quorum of the managers that remain. Demotion
+/// takes effect asynchronously, hence the retries.
+pub fn swarm_leave(kind: Leave) -> String {
+    let leave = match kind {
+        Leave::Worker => "docker swarm leave".to_string(),
+        Leave::Manager => concat!(
+            "id=$(docker info --format '{{.Swarm.NodeID}}'); docker node demote \"$id\" >/dev/null; ",
+            "i=0; until docker swarm leave >/dev/null 2>&1; do i=$((i+1)); ",
+            "if [ $i -ge 30 ]; then docker swarm leave; exit $?; fi; sleep 1; done"
+        )
+        .to_string(),
+        Leave::Force => "docker swarm leave --force".to_string(),
+    };
+    format!(
+        "state=$(docker info --format '{{{{.Swarm.LocalNodeState}}}}'); if [ \"$state\" = inactive ]; then echo '@@inactive'; else {leave}; fi"
+    )
+}
+
+/// Whether [`swarm_leave`] made the node leave (false: it was in no swarm).
+pub fn parse_left(output: &str) -> bool {
+    !output.contains("@@inactive")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::script::{ScratchHost, syntax_ok};
+
+    #[test]
+    fn swarm_commands() {
+        assert_eq!(
+            swarm_init("198.18.0.11", Some("198.19.0.0/16")),
+            "docker swarm init --advertise-addr 198.18.0.11 --default-addr-pool 198.19.0.0/16"
+        );
+        assert_eq!(
+            swarm_init("eth0", None),
+            "docker swarm init --advertise-addr eth0"
+        );
+        assert_eq!(
+            swarm_join("198.18.0.12", "198.18.0.11:2377"),
+            "IFS= read -r token; docker swarm join --advertise-addr 198.18.0.12 --token \"$token\" 198.18.0.11:2377"
+        );
+        assert_eq!(join_token(false), "docker swarm join-token -q worker");
+        assert_eq!(join_token(true), "docker swarm join-token -q manager");
+    }
+
+    #[test]
+    fn the_local_node_is_read() {
+        assert_eq!(
+            parse_local_node("active n2\n"),
+            LocalNode {
+                state: "active",
+                id: Some("n2")
+            }
+        );
+        assert_eq!(
+            parse_local_node("pending\n"),
+            LocalNode {
+                state: "pending",
+                id: None
+            }
+        );
+        assert_eq!(parse_local_node("").state, "");
+        assert_eq!(
+            parse_addr_and_id("198.18.0.11 n1\n"),
+            Some(("198.18.0.11", "n1"))
+        );
+        assert_eq!(parse_addr_and_id(" \n"), None);
+    }
+
+    #[test]
+    fn leave_commands() {
+        assert_eq!(
+            swarm_leave(Leave::Worker),
+            "state=$(docker info --format '{{.Swarm.LocalNodeState}}'); if [ \"$state\" = inactive ]; then echo '@@inactive'; else docker swarm leave; fi"
+        );
+        assert_eq!(
+            swarm_leave(Leave::Force),
+            "state=$(docker info --format '{{.Swarm.LocalNodeState}}'); if [ \"$state\" = inactive ]; then echo '@@inactive'; else docker swarm leave --force; fi"
+        );
+        assert!(
+            swarm_leave(Leave::Manager)
+                .contains("docker node demote \"$id\" >/dev/null; i=0; until docker swarm leave")
+        );
+        for s in [
+            swarm_leave(Leave::Worker),
+            swarm_leave(Leave::Manager),
+            swarm_leave(Leave::Force),
+        ] {
+            syntax_ok(&s);
+        }
+        assert!(parse_left("Node left the swarm.\n"));
+        assert!(!parse_left("@@inactive\n"));
+    }
+
+    #[test]
+    fn leaving_is_skipped_on_a_node_in_no_swarm() {
+        let d = ScratchHost::new();
+        let ran = d.run(&swarm_leave(Leave::Worker), b"");
+        assert_eq!(
+            (ran.code, ran.stdout.as_str()),
+            (0, "Node left the swarm.\n")
+        );
+        assert_eq!(d.run(&swarm_leave(Leave::Manager), b"").code, 0);
+        let calls = d.calls();
+        assert!(
+            calls.contains("node demote active\nswarm leave\n"),
+            "{calls}"
+        );
+        std::fs::write(d.docker_file("state"), "inactive\n").unwrap();
+        let ran = d.run(&swarm_leave(Leave::Force), b"");
+        assert_eq!((ran.code, ran.stdout.as_str()), (0, "@@inactive\n"));
+    }
+}

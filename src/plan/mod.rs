@@ -1,0 +1,551 @@
+//! The bootstrap planner: a pure function of inventory, playbook and facts (see
+//! [`crate::docker::probe`]) to ordered phases of per-host steps. Only what differs from
+//! the wanted state becomes a step, so a formed fleet yields an empty plan. Unit-tested
+//! without SSH, as exact steps from given facts (`tests.rs`).
+//!
+//! [`plan`] calls one function per phase, in the order they run: Docker on every host
+//! ([`docker_phase`]), the leader ([`pick_leader`]), the joins ([`joins`]), then the
+//! leader's swarm settings: stale node entries ([`prune`]), labels ([`labels`]) and the
+//! playbook's networks ([`networks`]). The executor is `crate::bootstrap`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{Advertise, Host, InstallMethod, Network, Role};
+use crate::docker::engine::merge_daemon_json;
+use crate::docker::network::{Verdict, compare};
+use crate::docker::node::SwarmNode;
+use crate::docker::probe::Facts;
+
+/// One thing to do on one host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    InstallDocker(InstallMethod),
+    /// Writes `/etc/docker/daemon.json` with this text (the user's keys kept).
+    WriteDaemonJson(String),
+    StartDocker,
+    RestartDocker,
+    /// Leaves a swarm (`--force` on a node of another swarm).
+    LeaveSwarm {
+        reason: String,
+    },
+    InitSwarm {
+        advertise: String,
+        default_addr_pool: Option<String>,
+    },
+    JoinSwarm {
+        role: Role,
+        advertise: String,
+    },
+    /// On the leader: removes node entries left by these hosts' earlier lives (a node that
+    /// left or was reinstalled): same host name, not the host's current node.
+    PruneStaleNodes {
+        hostnames: Vec<String>,
+    },
+    /// On the leader: changes a host's role.
+    SetRole {
+        host: String,
+        role: Role,
+    },
+    /// On the leader: adds or updates these labels of a host's node.
+    SetLabels {
+        host: String,
+        labels: Vec<(String, String)>,
+    },
+    CreateNetwork(Network),
+    /// A step that cannot be done; executing it fails the host with this message.
+    Refuse(String),
+}
+
+impl Step {
+    /// A short description for progress lines and the summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::InstallDocker(m) => format!(
+                "install docker ({})",
+                match m {
+                    InstallMethod::Distro => "docker.io package",
+                    InstallMethod::GetDocker => "get.docker.com script",
+                    InstallMethod::Command(_) => "inventory command",
+                    InstallMethod::Skip => "skip",
+                }
+            ),
+            Step::WriteDaemonJson(_) => "write /etc/docker/daemon.json".into(),
+            Step::StartDocker => "start docker".into(),
+            Step::RestartDocker => "restart docker".into(),
+            Step::LeaveSwarm { .. } => "leave the other swarm".into(),
+            Step::InitSwarm { advertise, .. } => format!("swarm init (advertise {advertise})"),
+            Step::JoinSwarm { role, .. } => format!("join swarm as {}", role.as_str()),
+            Step::PruneStaleNodes { .. } => "remove stale node entries".into(),
+            Step::SetRole { host, role } => format!("make {host} a {}", role.as_str()),
+            Step::SetLabels { host, labels } => format!(
+                "label {host} {}",
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Step::CreateNetwork(n) => format!("create network {}", n.name),
+            Step::Refuse(_) => "refused".into(),
+        }
+    }
+}
+
+/// The steps of one host in one phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    pub host: String,
+    pub steps: Vec<Step>,
+    /// Hosts whose failure skips this work (the leader, for swarm steps).
+    pub depends_on: Vec<String>,
+}
+
+/// A phase runs after the previous one has finished on every host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    pub name: &'static str,
+    /// Hosts of the phase run at once (bounded); otherwise one after another.
+    pub parallel: bool,
+    pub work: Vec<Work>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// The manager that initialises the swarm or already leads it.
+    pub leader: Option<String>,
+    pub phases: Vec<Phase>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.phases
+            .iter()
+            .all(|p| p.work.iter().all(|w| w.steps.is_empty()))
+    }
+    /// The steps of one host, over all phases.
+    pub fn steps_of(&self, host: &str) -> Vec<&Step> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.work.iter())
+            .filter(|w| w.host == host)
+            .flat_map(|w| w.steps.iter())
+            .collect()
+    }
+}
+
+/// What the planner is given.
+pub struct Input<'a> {
+    /// The hosts to act on (after `--on`), in inventory order.
+    pub hosts: &'a [&'a Host],
+    /// Every manager of the inventory (the leader may be outside `--on`).
+    pub managers: &'a [&'a Host],
+    /// Facts of every host that answered the probe.
+    pub facts: &'a HashMap<String, Facts>,
+    pub networks: &'a [Network],
+    pub default_addr_pool: Option<&'a str>,
+    /// `--force`: a node of another swarm leaves it.
+    pub force: bool,
+}
+
+/// Plans a bootstrap. Hosts without facts (unreachable) get no steps; the executor reports
+/// them. A refused step stands where the problem is, so other hosts still proceed.
+pub fn plan(input: &Input) -> Plan {
+    let (mut docker, will_run_docker) = docker_phase(input);
+    let Some(leader) = pick_leader(input) else {
+        return Plan {
+            leader: None,
+            phases: phases(docker, None, vec![], vec![], vec![]),
+        };
+    };
+    let lf = &input.facts[&leader.name];
+    let mut plan = Plan {
+        leader: Some(leader.name.clone()),
+        phases: vec![],
+    };
+
+    // A leader that is a worker of some other swarm cannot lead ours.
+    let mut leaves: Vec<(String, Step)> = Vec::new();
+    if lf.swarm.is_active() && !lf.swarm.control_available {
+        let msg = format!(
+            "belongs to another swarm (managed by {})",
+            lf.swarm.manager_addrs().join(", ")
+        );
+        if input.force {
+            leaves.push((leader.name.clone(), Step::LeaveSwarm { reason: msg }));
+        } else {
+            docker.push(Work {
+                host: leader.name.clone(),
+                steps: vec![Step::Refuse(format!(
+                    "{msg}; run with --force to make it leave and lead this one"
+                ))],
+                depends_on: vec![],
+            });
+            plan.phases = phases(docker, None, vec![], vec![], vec![]);
+            return plan;
+        }
+    }
+    let swarm = Swarm::new(leader, lf);
+
+    let mut j = joins(input, &swarm, &will_run_docker);
+    leaves.append(&mut j.leaves);
+    let mut leader_steps = Vec::new();
+    leader_steps.extend(prune(input, &swarm, j.prune));
+    leader_steps.extend(j.set_roles);
+    leader_steps.extend(labels(input, &swarm, &j.blocked));
+    leader_steps.extend(networks(input, &swarm));
+
+    // Leaves go first, in the docker phase, so that joins find the node free.
+    for (host, step) in leaves {
+        match docker.iter_mut().find(|w| w.host == host) {
+            Some(w) => w.steps.push(step),
+            None => docker.push(Work {
+                host,
+                steps: vec![step],
+                depends_on: vec![],
+            }),
+        }
+    }
+    // Keep the docker phase in inventory order.
+    let order: HashMap<&str, usize> = input
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    docker.sort_by_key(|w| order.get(w.host.as_str()).copied().unwrap_or(usize::MAX));
+
+    let init = (!swarm.exists).then(|| Work {
+        host: leader.name.clone(),
+        steps: vec![Step::InitSwarm {
+            advertise: advertise_of(leader, lf),
+            default_addr_pool: input.default_addr_pool.map(str::to_string),
+        }],
+        depends_on: vec![],
+    });
+    let settings = if leader_steps.is_empty() {
+        vec![]
+    } else {
+        vec![Work {
+            host: leader.name.clone(),
+            steps: leader_steps,
+            depends_on: vec![],
+        }]
+    };
+    plan.phases = phases(docker, init, j.managers, j.workers, settings);
+    plan
+}
+
+/// The phases in the order they run, leaving out the empty ones.
+fn phases(
+    docker: Vec<Work>,
+    init: Option<Work>,
+    manager_joins: Vec<Work>,
+    worker_joins: Vec<Work>,
+    settings: Vec<Work>,
+) -> Vec<Phase> {
+    let phase = |name, parallel, work: Vec<Work>| {
+        (!work.is_empty()).then_some(Phase {
+            name,
+            parallel,
+            work,
+        })
+    };
+    [
+        phase("docker", true, docker),
+        phase("swarm init", false, init.into_iter().collect()),
+        // Managers join one at a time so that raft never loses quorum mid-join.
+        phase("manager joins", false, manager_joins),
+        phase("worker joins", true, worker_joins),
+        phase("swarm settings", false, settings),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Docker on every host: installed (or refused), `daemon.json` merged, the daemon
+/// started or restarted. Also says, per host, whether Docker will run after this phase.
+pub fn docker_phase<'a>(input: &Input<'a>) -> (Vec<Work>, HashMap<&'a str, bool>) {
+    let mut docker = Vec::new();
+    let mut will_run_docker: HashMap<&str, bool> = HashMap::new();
+    for host in input.hosts {
+        let Some(f) = input.facts.get(&host.name) else {
+            continue;
+        };
+        let mut steps = Vec::new();
+        let mut running = f.docker_running;
+        if !f.docker_installed {
+            match &host.docker.install {
+                InstallMethod::Skip => steps.push(Step::Refuse(
+                    "docker is not installed and the inventory says install = \"skip\"".into(),
+                )),
+                m => {
+                    steps.push(Step::InstallDocker(m.clone()));
+                    // Debian's package starts the daemon; the start step makes sure.
+                    running = false;
+                }
+            }
+        }
+        let installable = !matches!(steps.first(), Some(Step::Refuse(_)));
+        if installable {
+            match merge_daemon_json(f.daemon_json.as_deref(), &host.docker.daemon) {
+                Ok(Some(text)) => {
+                    steps.push(Step::WriteDaemonJson(text));
+                    steps.push(Step::RestartDocker);
+                }
+                Ok(None) if !running => steps.push(Step::StartDocker),
+                Ok(None) => {}
+                Err(e) => steps.push(Step::Refuse(e)),
+            }
+        }
+        let ok = !steps.iter().any(|s| matches!(s, Step::Refuse(_)));
+        will_run_docker.insert(&host.name, ok);
+        if !steps.is_empty() {
+            docker.push(Work {
+                host: host.name.clone(),
+                steps,
+                depends_on: vec![],
+            });
+        }
+    }
+    (docker, will_run_docker)
+}
+
+/// The leader: a manager that already leads a swarm, else the first manager that answered.
+pub fn pick_leader<'a>(input: &Input<'a>) -> Option<&'a Host> {
+    input
+        .managers
+        .iter()
+        .find(|m| {
+            input
+                .facts
+                .get(&m.name)
+                .is_some_and(|f| f.swarm.is_active() && f.swarm.control_available)
+        })
+        .or_else(|| {
+            input
+                .managers
+                .iter()
+                .find(|m| input.facts.contains_key(&m.name))
+        })
+        .copied()
+}
+
+/// The swarm as the leader sees it.
+pub struct Swarm<'a> {
+    pub leader: &'a Host,
+    /// The leader's facts.
+    pub facts: &'a Facts,
+    /// The leader already leads a swarm.
+    pub exists: bool,
+    /// The swarm's nodes by id (empty when it does not exist yet).
+    pub nodes: HashMap<&'a str, &'a SwarmNode>,
+}
+
+impl<'a> Swarm<'a> {
+    fn new(leader: &'a Host, facts: &'a Facts) -> Swarm<'a> {
+        let exists = facts.swarm.is_active() && facts.swarm.control_available;
+        let nodes = if exists {
+            facts.nodes.iter().map(|n| (n.id.as_str(), n)).collect()
+        } else {
+            HashMap::new()
+        };
+        Swarm {
+            leader,
+            facts,
+            exists,
+            nodes,
+        }
+    }
+}
+
+/// What the joins phase decided.
+#[derive(Default)]
+pub struct Joins {
+    /// Managers to join, one at a time.
+    pub managers: Vec<Work>,
+    /// Workers to join in parallel, and hosts refused (shared host names, other swarms).
+    pub workers: Vec<Work>,
+    /// Role changes of hosts already in our swarm, for the leader.
+    pub set_roles: Vec<Step>,
+    /// Hosts refused: they get no label either.
+    pub blocked: Vec<String>,
+    /// Host names whose old node entries the leader removes.
+    pub prune: Vec<String>,
+    /// Hosts that leave another swarm first (`--force`).
+    pub leaves: Vec<(String, Step)>,
+}
+
+/// Joins, role changes, and the refusals that stop a host from joining: a host name shared
+/// by two hosts (swarm shows nodes by host name and default Pi images are all called
+/// "raspberrypi"), a node of another swarm without `--force`.
+pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>) -> Joins {
+    let facts = input.facts;
+    let lf = swarm.facts;
+    // Host names must be unique before anything joins.
+    let mut by_hostname: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for host in input.hosts.iter().chain(input.managers.iter()) {
+        if let Some(f) = facts.get(&host.name) {
+            let names = by_hostname.entry(f.hostname.as_str()).or_default();
+            if !names.contains(&host.name.as_str()) {
+                names.push(&host.name);
+            }
+        }
+    }
+    let mut j = Joins::default();
+    for host in input.hosts {
+        let Some(f) = facts.get(&host.name) else {
+            continue;
+        };
+        if host.name == swarm.leader.name {
+            continue;
+        }
+        let dup = &by_hostname[f.hostname.as_str()];
+        let in_our_swarm =
+            f.swarm.is_active() && swarm.nodes.contains_key(f.swarm.node_id.as_str());
+        let mut refuse = None;
+        if dup.len() > 1 {
+            refuse = Some(format!(
+                "host name {:?} is shared by {}; give each Pi its own (hostnamectl set-hostname) before it joins, or the swarm confuses them",
+                f.hostname,
+                dup.join(", ")
+            ));
+        } else if f.swarm.is_active() && !in_our_swarm {
+            let which = if f.swarm.cluster.id.is_empty() {
+                format!("managed by {}", f.swarm.manager_addrs().join(", "))
+            } else {
+                format!("cluster {}", f.swarm.cluster.id)
+            };
+            if input.force {
+                j.leaves.push((
+                    host.name.clone(),
+                    Step::LeaveSwarm {
+                        reason: format!("belongs to another swarm ({which})"),
+                    },
+                ));
+                j.prune.push(f.hostname.clone());
+            } else {
+                refuse = Some(format!(
+                    "belongs to another swarm ({which}); run with --force to make it leave and join this one"
+                ));
+            }
+        }
+        if let Some(msg) = refuse {
+            j.blocked.push(host.name.clone());
+            j.workers.push(Work {
+                host: host.name.clone(),
+                steps: vec![Step::Refuse(msg)],
+                depends_on: vec![],
+            });
+            continue;
+        }
+        if in_our_swarm {
+            let node = swarm.nodes[f.swarm.node_id.as_str()];
+            if node.role != host.role.as_str() {
+                j.set_roles.push(Step::SetRole {
+                    host: host.name.clone(),
+                    role: host.role,
+                });
+            }
+        } else if will_run_docker[host.name.as_str()] {
+            // A Pi that was reinstalled, or left, rejoins as a new node: its old entry goes.
+            if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
+                j.prune.push(f.hostname.clone());
+            }
+            let work = Work {
+                host: host.name.clone(),
+                steps: vec![Step::JoinSwarm {
+                    role: host.role,
+                    advertise: advertise_of(host, f),
+                }],
+                depends_on: vec![swarm.leader.name.clone()],
+            };
+            match host.role {
+                Role::Manager => j.managers.push(work),
+                Role::Worker => j.workers.push(work),
+            }
+        }
+    }
+    j
+}
+
+/// Stale node entries: `down` entries whose host name is one of ours (leftovers of a node
+/// that left or was reinstalled), and those of the hosts [`joins`] found rejoining or
+/// leaving. Pruned after the joins so that the fleet shows each Pi once.
+pub fn prune(input: &Input, swarm: &Swarm, mut hostnames: Vec<String>) -> Option<Step> {
+    for n in swarm.facts.nodes.iter().filter(|n| n.state == "down") {
+        let ours = input.hosts.iter().any(|h| {
+            input
+                .facts
+                .get(&h.name)
+                .is_some_and(|f| f.hostname == n.hostname)
+        });
+        if ours && swarm.exists {
+            hostnames.push(n.hostname.clone());
+        }
+    }
+    hostnames.sort();
+    hostnames.dedup();
+    (!hostnames.is_empty()).then_some(Step::PruneStaleNodes { hostnames })
+}
+
+/// Labels: what the inventory wants and the node does not have yet (never for a host
+/// refused by [`joins`]).
+pub fn labels(input: &Input, swarm: &Swarm, blocked: &[String]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for host in input.hosts {
+        if host.labels.is_empty() {
+            continue;
+        }
+        let Some(f) = input.facts.get(&host.name) else {
+            continue;
+        };
+        let current = swarm.nodes.get(f.swarm.node_id.as_str()).map(|n| &n.labels);
+        let missing: Vec<(String, String)> = host
+            .labels
+            .iter()
+            .filter(|(k, v)| current.and_then(|c| c.get(*k)) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !missing.is_empty() && !blocked.contains(&host.name) {
+            steps.push(Step::SetLabels {
+                host: host.name.clone(),
+                labels: missing,
+            });
+        }
+    }
+    steps
+}
+
+/// The playbook's networks: created where missing, refused where one exists with other
+/// options (the same decision `deploy` takes: [`crate::docker::network::compare`]).
+/// Networks exist once the swarm does; only the leader creates them, and only when it
+/// is among the hosts acted on (or the swarm is new).
+pub fn networks(input: &Input, swarm: &Swarm) -> Vec<Step> {
+    let leader_acted_on = input.hosts.iter().any(|h| h.name == swarm.leader.name);
+    if swarm.exists && !leader_acted_on {
+        return vec![];
+    }
+    compare(input.networks, &swarm.facts.networks)
+        .into_iter()
+        .filter_map(|v| match v {
+            Verdict::Missing(net) => Some(Step::CreateNetwork(net.clone())),
+            Verdict::Conflict(msg) => Some(Step::Refuse(msg)),
+            Verdict::Matches => None,
+        })
+        .collect()
+}
+
+/// The address a node advertises to the swarm.
+pub fn advertise_of(host: &Host, f: &Facts) -> String {
+    match &host.advertise {
+        Advertise::Address(ip) => ip.to_string(),
+        Advertise::Interface(name) => name.clone(),
+        Advertise::Reach if !f.reach_addr.is_empty() => f.reach_addr.clone(),
+        Advertise::Reach => host.address.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

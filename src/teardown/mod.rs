@@ -1,0 +1,490 @@
+//! The `rpiprov teardown` executor: under the deploy lock, remove the playbook's stacks in
+//! reverse order, each waited for until its services, networks and containers (on every
+//! node) are really gone (`docker stack rm` returns before: moby #29293, #30942), then the
+//! playbook's networks, retried while Docker still holds endpoints on them. Optionally
+//! purge what rpiprov left on the hosts and dissolve the swarm. Only what the playbook
+//! declares is touched.
+//!
+//! [`survey`] lists what would be removed, for the confirmation prompt (`crate::cmd`);
+//! the commands and the parse of their answers are in [`crate::docker::stack`],
+//! [`crate::docker::network`], [`crate::docker::image`] and [`crate::docker::swarm`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Playbook;
+use crate::docker::image;
+use crate::docker::network::{self, RmFailure};
+use crate::docker::stack::{self, Survey};
+use crate::docker::swarm::{self, Leave};
+use crate::exec::lock::{Holder, LockOwner, with_lock};
+use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
+use crate::exec::{POLL_INTERVAL, StepError, parallel_map, root};
+use crate::remote::{Output, Remote};
+
+/// Asks the manager what exists of the playbook.
+pub async fn survey<R: Remote>(
+    leader: &R,
+    playbook: &Playbook,
+    timeout: Duration,
+) -> Result<Survey, StepError> {
+    let out = root(leader, stack::survey(), timeout).await?;
+    Ok(stack::parse_survey(&out.stdout_str(), playbook))
+}
+
+/// How the run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub parallel: usize,
+    pub command_timeout: Duration,
+    /// Time between two checks that a stack is gone, or two network removal attempts.
+    pub poll_interval: Duration,
+    /// How long a network's removal is retried while Docker reports active endpoints.
+    pub network_timeout: Duration,
+    /// Workers leave, then the other managers, then the leader (`--force`).
+    pub leave_swarm: bool,
+    /// Remove the stack folders and deploy records on the manager, and the shipped
+    /// images and their records on the nodes.
+    pub purge: bool,
+    /// The inventory's managers, by name (to pick how each node leaves).
+    pub managers: Vec<String>,
+    /// [`LockOwner::current`]`("teardown")`.
+    pub owner: LockOwner,
+}
+
+impl Options {
+    /// The defaults (2 s polls, networks retried for 60 s), this process as lock owner.
+    pub fn new(
+        parallel: usize,
+        command_timeout: Duration,
+        managers: Vec<String>,
+        leave_swarm: bool,
+        purge: bool,
+    ) -> Options {
+        Options {
+            parallel,
+            command_timeout,
+            poll_interval: POLL_INTERVAL,
+            network_timeout: Duration::from_secs(60),
+            leave_swarm,
+            purge,
+            managers,
+            owner: LockOwner::current("teardown"),
+        }
+    }
+}
+
+/// The rows for the summary (the manager, nodes, stacks, networks) and what was removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeardownResult {
+    #[serde(rename = "hosts")]
+    pub rows: Vec<Row>,
+    /// What existed when the teardown began.
+    pub found: Survey,
+    pub removed_stacks: Vec<String>,
+    pub removed_networks: Vec<String>,
+}
+
+impl TeardownResult {
+    pub fn failed(&self) -> bool {
+        crate::exec::report::any_failed(&self.rows)
+    }
+    pub fn changed(&self) -> bool {
+        crate::exec::report::any_changed(&self.rows)
+    }
+}
+
+/// The rows a progress display should show: the manager, the nodes when they have work
+/// (purge, leave), then the stacks and networks of the survey.
+pub fn row_names(survey: &Survey, leader: &str, nodes: &[String], opts: &Options) -> Vec<String> {
+    let mut rows = vec![leader.to_string()];
+    if opts.purge || opts.leave_swarm {
+        let mut others: Vec<&String> = nodes.iter().filter(|n| *n != leader).collect();
+        others.sort();
+        rows.extend(others.into_iter().cloned());
+    }
+    rows.extend(survey.stacks.iter().map(|s| RowId::stack(s).label()));
+    rows.extend(survey.networks.iter().map(|n| RowId::network(n).label()));
+    rows
+}
+
+/// Tears down. `leader` is a reachable manager; `nodes` every node to check for
+/// leftover containers (and to purge or dissolve), the leader included. `interrupt` as
+/// in [`crate::exec::lock::with_lock`]: the lock is released on every path.
+pub async fn execute<R: Remote + 'static>(
+    opts: &Options,
+    playbook: &Playbook,
+    leader: Arc<R>,
+    nodes: HashMap<String, Arc<R>>,
+    reporter: Arc<dyn Reporter>,
+    interrupt: impl Future<Output = ()>,
+) -> TeardownResult {
+    let t = Teardown {
+        opts,
+        playbook,
+        leader_row: RowId::host(leader.host()),
+        leader,
+        nodes,
+        rows: Rows::new(reporter, &[]),
+        found: Mutex::new(Survey::default()),
+        removed_stacks: Mutex::new(Vec::new()),
+        removed_networks: Mutex::new(Vec::new()),
+    };
+    t.rows.with(&t.leader_row, |_| {});
+    let holder = Holder {
+        remote: &*t.leader,
+        owner: &opts.owner,
+        timeout: opts.command_timeout,
+        rows: &t.rows,
+        row: &t.leader_row,
+    };
+    with_lock(holder, interrupt, t.teardown()).await;
+    t.finish()
+}
+
+struct Teardown<'a, R> {
+    opts: &'a Options,
+    playbook: &'a Playbook,
+    leader: Arc<R>,
+    leader_row: RowId,
+    nodes: HashMap<String, Arc<R>>,
+    rows: Rows,
+    found: Mutex<Survey>,
+    removed_stacks: Mutex<Vec<String>>,
+    removed_networks: Mutex<Vec<String>>,
+}
+
+impl<R: Remote + 'static> Teardown<'_, R> {
+    async fn root(&self, cmd: String) -> Result<Output, StepError> {
+        root(&*self.leader, cmd, self.opts.command_timeout).await
+    }
+
+    /// Runs a root command on every node at once (bounded), in node-name order; `step`
+    /// is shown on each node's row.
+    async fn on_every_node(
+        &self,
+        cmd: String,
+        step: Option<&'static str>,
+        timeout: Duration,
+    ) -> Vec<(String, Result<Output, StepError>)> {
+        self.on_nodes(self.sorted_nodes(), move |_| cmd.clone(), step, timeout)
+            .await
+    }
+
+    /// Runs a root command on these nodes at once (bounded), in the order given.
+    async fn on_nodes(
+        &self,
+        names: Vec<String>,
+        cmd: impl Fn(&str) -> String,
+        step: Option<&'static str>,
+        timeout: Duration,
+    ) -> Vec<(String, Result<Output, StepError>)> {
+        parallel_map(names, self.opts.parallel, |n| {
+            let remote = self.nodes[&n].clone();
+            let cmd = cmd(&n);
+            let rows = self.rows.clone();
+            async move {
+                if let Some(step) = step {
+                    rows.step(&RowId::host(&n), step);
+                }
+                let r = root(&*remote, cmd, timeout).await;
+                (n, r)
+            }
+        })
+        .await
+    }
+
+    fn sorted_nodes(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.nodes.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    async fn teardown(&self) {
+        let leader = &self.leader_row;
+        self.rows.step(leader, "list what exists");
+        let found = match survey(&*self.leader, self.playbook, self.opts.command_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.rows.fail(leader, "list what exists", &e.0);
+                return;
+            }
+        };
+        *self.found.lock().unwrap() = found.clone();
+        if found.is_empty() {
+            self.rows.note(leader, &found.describe());
+        }
+
+        let mut stuck: Option<String> = None;
+        for name in &found.stacks {
+            let row = RowId::stack(name);
+            self.rows.step(&row, "docker stack rm");
+            if let Err(e) = self.root(stack::stack_rm(name)).await {
+                self.rows.fail(&row, "docker stack rm", &e.0);
+                stuck.get_or_insert(name.clone());
+                continue;
+            }
+            // Each stack is gone before the one it depends on is removed: reverse order
+            // means something only if removals do not overlap.
+            self.rows.step(&row, "wait until gone");
+            let timeout = self
+                .playbook
+                .stacks
+                .iter()
+                .find(|s| &s.name == name)
+                .map(|s| s.timeout)
+                .unwrap_or(self.opts.network_timeout);
+            match self.wait_gone(name, timeout).await {
+                Ok(()) => {
+                    self.rows.changed(&row, "removed".into());
+                    self.removed_stacks.lock().unwrap().push(name.clone());
+                }
+                Err(e) => {
+                    self.rows.fail(&row, "wait until gone", &e);
+                    stuck.get_or_insert(name.clone());
+                }
+            }
+        }
+
+        for net in &found.networks {
+            let row = RowId::network(net);
+            if let Some(s) = &stuck {
+                self.rows
+                    .skip(&row, &format!("not attempted: stack {s} is not gone"));
+                continue;
+            }
+            self.rows.step(&row, "docker network rm");
+            match self.remove_network(net).await {
+                Ok(true) => {
+                    self.rows.changed(&row, "removed".into());
+                    self.removed_networks.lock().unwrap().push(net.clone());
+                }
+                Ok(false) => {}
+                Err(e) => self.rows.fail(&row, "docker network rm", &e),
+            }
+        }
+
+        if self.opts.purge || self.opts.leave_swarm {
+            // Every node gets a row: the summary then shows the ones with nothing to do.
+            for n in self.sorted_nodes() {
+                self.rows.with(&RowId::host(&n), |_| {});
+            }
+        }
+        // Purging images still in use, or dissolving a swarm whose stacks would not go,
+        // would turn one failure into several: both wait for a clean run.
+        let failed = self.rows.any_failed();
+        if failed && (self.opts.purge || self.opts.leave_swarm) {
+            let what = match (self.opts.purge, self.opts.leave_swarm) {
+                (true, true) => "purge and leave swarm",
+                (true, false) => "purge",
+                _ => "leave swarm",
+            };
+            self.rows
+                .fail(leader, what, "not attempted: an earlier step failed");
+            return;
+        }
+        if self.opts.purge {
+            self.purge().await;
+        }
+        if self.opts.leave_swarm {
+            self.leave().await;
+        }
+    }
+
+    /// Waits until the stack has no service or network on the manager and no container
+    /// on any node.
+    async fn wait_gone(&self, name: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut left: Vec<String> = Vec::new();
+            match self.root(stack::stack_leftovers(name)).await {
+                Ok(out) => {
+                    let l = stack::parse_leftovers(&out.stdout_str());
+                    if l.services > 0 {
+                        left.push(format!("{} service(s)", l.services));
+                    }
+                    if l.networks > 0 {
+                        left.push(format!("{} network(s)", l.networks));
+                    }
+                }
+                Err(e) => left.push(format!("{}: {e}", self.leader_row.name)),
+            }
+            // Containers stop after their services are removed; only worth asking once
+            // the manager side is clean.
+            if left.is_empty() {
+                let results = self
+                    .on_every_node(
+                        stack::stack_containers(name),
+                        None,
+                        self.opts.command_timeout,
+                    )
+                    .await;
+                for (n, r) in results {
+                    match r {
+                        Ok(out) => {
+                            let c = stack::count_containers(&out.stdout_str());
+                            if c > 0 {
+                                left.push(format!("{c} container(s) on {n}"));
+                            }
+                        }
+                        Err(e) => left.push(format!("{n}: {e}")),
+                    }
+                }
+            }
+            if left.is_empty() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!(
+                    "still present after {}: {}",
+                    secs(timeout),
+                    left.join(", ")
+                ));
+            }
+            tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    /// Removes a network, retrying while Docker says it still has endpoints (tasks of a
+    /// just removed stack detach asynchronously). `Ok(false)` when it was already gone.
+    async fn remove_network(&self, net: &str) -> Result<bool, String> {
+        let deadline = Instant::now() + self.opts.network_timeout;
+        loop {
+            let e = match self.root(network::network_rm(net)).await {
+                Ok(_) => return Ok(true),
+                Err(e) => e.0,
+            };
+            match network::rm_failure(&e) {
+                RmFailure::Gone => return Ok(false),
+                RmFailure::Other => return Err(e),
+                RmFailure::InUse => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(format!(
+                            "still in use after {}: {e}",
+                            secs(self.opts.network_timeout)
+                        ));
+                    }
+                    self.rows.output(&RowId::network(net), &e);
+                    tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
+                }
+            }
+        }
+    }
+
+    async fn purge(&self) {
+        let leader = &self.leader_row;
+        self.rows
+            .step(leader, "purge stack files and deploy records");
+        let names: Vec<&str> = self
+            .playbook
+            .stacks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        match self.root(stack::stacks_purge(&names)).await {
+            Ok(out) => {
+                for d in stack::parse_purged(&out.stdout_str()) {
+                    self.rows.changed(leader, format!("purge {d}"));
+                }
+            }
+            Err(e) => self.rows.fail(leader, "purge stack files", &e.0),
+        }
+        let images: Vec<String> = self
+            .playbook
+            .images
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        if images.is_empty() {
+            return;
+        }
+        let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+        let results = self
+            .on_every_node(
+                image::images_purge(&refs),
+                Some("purge shipped images"),
+                self.opts.command_timeout,
+            )
+            .await;
+        for (n, r) in results {
+            let row = RowId::host(&n);
+            match r {
+                Ok(out) => {
+                    for name in image::parse_purged(&out.stdout_str(), &images) {
+                        self.rows.changed(&row, format!("remove image {name}"));
+                    }
+                }
+                Err(e) => self.rows.fail(&row, "purge shipped images", &e.0),
+            }
+        }
+    }
+
+    /// Workers leave (in parallel), then the other managers one by one, then the leader.
+    async fn leave(&self) {
+        let leader = self.leader_row.name.clone();
+        let (managers, workers): (Vec<String>, Vec<String>) = self
+            .sorted_nodes()
+            .into_iter()
+            .filter(|n| *n != leader)
+            .partition(|n| self.opts.managers.contains(n));
+        let timeout = self.opts.command_timeout.max(Duration::from_secs(60));
+        let mut order = self
+            .on_nodes(
+                workers,
+                |_| swarm::swarm_leave(Leave::Worker),
+                Some("leave the swarm"),
+                timeout,
+            )
+            .await;
+        for m in managers {
+            let mut r = self
+                .on_nodes(
+                    vec![m],
+                    |_| swarm::swarm_leave(Leave::Manager),
+                    Some("leave the swarm"),
+                    timeout,
+                )
+                .await;
+            order.append(&mut r);
+        }
+        self.rows
+            .step(&self.leader_row, "leave the swarm (last manager)");
+        let r = root(&*self.leader, swarm::swarm_leave(Leave::Force), timeout).await;
+        order.push((leader, r));
+        for (n, r) in order {
+            let row = RowId::host(&n);
+            match r {
+                Ok(out) if !swarm::parse_left(&out.stdout_str()) => {}
+                Ok(_) => self.rows.changed(&row, "left the swarm".into()),
+                Err(e) => self.rows.fail(&row, "leave the swarm", &e.0),
+            }
+        }
+    }
+
+    /// The rows in order (the manager, then nodes, then stacks and networks in the order
+    /// handled), with what was removed; emits each row's end.
+    fn finish(self) -> TeardownResult {
+        let mut rows = self.rows.finish();
+        let key = |r: &Row| match r.id.kind {
+            RowKind::Host if r.id == self.leader_row => 0,
+            RowKind::Host => 1,
+            RowKind::Stack | RowKind::Network => 2,
+        };
+        rows.sort_by_key(key);
+        TeardownResult {
+            rows,
+            found: self.found.into_inner().unwrap(),
+            removed_stacks: self.removed_stacks.into_inner().unwrap(),
+            removed_networks: self.removed_networks.into_inner().unwrap(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

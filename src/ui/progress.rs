@@ -1,0 +1,123 @@
+//! Live progress: [`Plain`] prefixed lines on stderr (logs, CI, `-v`) and [`Bars`], one
+//! indicatif line per row with its current step and elapsed time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::outcome_word;
+use crate::exec::report::{Event, Reporter};
+
+/// Plain lines on stderr, `ROW: message`, for logs and CI.
+pub struct Plain {
+    verbose: bool,
+    quiet: bool,
+    start: Instant,
+    out: Mutex<()>,
+}
+
+impl Plain {
+    pub fn new(verbose: bool) -> Plain {
+        Plain {
+            verbose,
+            quiet: false,
+            start: Instant::now(),
+            out: Mutex::new(()),
+        }
+    }
+
+    /// Shows nothing: for a survey that runs before the user is asked, or output that is
+    /// the result itself.
+    pub fn quiet() -> Plain {
+        Plain {
+            quiet: true,
+            ..Plain::new(false)
+        }
+    }
+}
+
+impl Reporter for Plain {
+    fn event(&self, row: &str, event: Event) {
+        if self.quiet {
+            return;
+        }
+        let line = match event {
+            Event::Step(s) => format!("{row}: {s}"),
+            Event::Output(l) if self.verbose => format!("{row}:   | {l}"),
+            Event::Output(_) => return,
+            Event::Done(o, msg) => format!("{row}: {} {msg}", outcome_word(o)),
+            Event::Note(n) => format!("{row}: {n}"),
+        };
+        let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let t = self.start.elapsed().as_secs_f64();
+        let _ = writeln!(std::io::stderr(), "[{t:6.1}s] {line}");
+    }
+}
+
+/// One indicatif line per row with its current step and elapsed time.
+pub struct Bars {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+}
+
+impl Bars {
+    pub fn new(rows: &[String]) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let width = rows.iter().map(String::len).max().unwrap_or(4);
+        let style = ProgressStyle::with_template(&format!(
+            "{{spinner}} {{prefix:<{width}}} [{{elapsed:>4}}] {{wide_msg}}"
+        ))
+        .expect("static template");
+        let bars = rows
+            .iter()
+            .map(|h| {
+                let pb = multi.add(ProgressBar::new_spinner());
+                pb.set_style(style.clone());
+                pb.set_prefix(h.clone());
+                pb.set_message("waiting");
+                pb.enable_steady_tick(Duration::from_millis(120));
+                (h.clone(), pb)
+            })
+            .collect();
+        Bars { multi, bars }
+    }
+}
+
+impl Reporter for Bars {
+    fn event(&self, row: &str, event: Event) {
+        let Some(pb) = self.bars.get(row) else {
+            let _ = self.multi.println(format!("{row}: {event:?}"));
+            return;
+        };
+        match event {
+            Event::Step(s) => pb.set_message(s),
+            Event::Output(l) => {
+                let step = pb.message();
+                let step = step.split(" | ").next().unwrap_or_default().to_string();
+                pb.set_message(format!("{step} | {}", truncate(&l, 60)));
+            }
+            Event::Done(o, msg) => pb.finish_with_message(format!("{} {msg}", outcome_word(o))),
+            Event::Note(n) => {
+                let _ = self.multi.println(format!("{row}: {n}"));
+            }
+        }
+    }
+    fn finish(&self) {
+        for pb in self.bars.values() {
+            if !pb.is_finished() {
+                pb.finish();
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n).collect::<String>() + "…"
+    }
+}
