@@ -3,10 +3,17 @@
 # ones against real sshd processes and the end-to-end tests on a virtual Pi fleet.
 # Run as root (the lab makes network namespaces). Every lab a test brings up is torn down
 # by the test itself, pass or fail.
+#
+# `scripts/test.sh --fast`: the fast tier only, without root, lab or sshd: the unit tests
+# and the offline integration tests (configuration checks and the library's config API).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--fast" ]; then
+  shift
+  exec cargo test --lib --test check --test config_api "$@"
+fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: the tests need root (network namespaces, sshd, dockerd): run with sudo" >&2
+  echo "error: the tests need root (network namespaces, sshd, dockerd): run with sudo, or scripts/test.sh --fast for the tests that do not" >&2
   exit 2
 fi
 scripts/deps.sh

@@ -75,3 +75,84 @@ impl Selection {
         Ok(hosts.iter().filter(|h| self.matches(h)).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::host;
+
+    fn fleet() -> Vec<Host> {
+        vec![
+            host("pi-01", Role::Manager),
+            host("pi-02", Role::Worker),
+            host("pi-03", Role::Worker),
+            host("nas", Role::Worker),
+        ]
+    }
+
+    /// The names `--on` selects, in inventory order.
+    fn on(values: &[&str]) -> Result<Vec<String>, String> {
+        let hosts = fleet();
+        let s = Selection::parse(values)?;
+        Ok(s.apply(&hosts)?.iter().map(|h| h.name.clone()).collect())
+    }
+
+    #[test]
+    fn no_on_selects_every_host() {
+        assert!(Selection::parse::<&str>(&[]).unwrap().is_all());
+        assert_eq!(on(&[]).unwrap(), vec!["pi-01", "pi-02", "pi-03", "nas"]);
+        // Empty terms (a trailing comma) select nothing more and are no error.
+        assert!(Selection::parse(&[" , "]).unwrap().is_all());
+    }
+
+    #[test]
+    fn names_and_globs() {
+        assert_eq!(on(&["nas"]).unwrap(), vec!["nas"]);
+        assert_eq!(on(&["pi-0*"]).unwrap(), vec!["pi-01", "pi-02", "pi-03"]);
+        assert_eq!(on(&["pi-0[23]"]).unwrap(), vec!["pi-02", "pi-03"]);
+        assert_eq!(on(&["?as"]).unwrap(), vec!["nas"]);
+    }
+
+    #[test]
+    fn groups_and_their_plurals() {
+        assert_eq!(on(&["@manager"]).unwrap(), vec!["pi-01"]);
+        assert_eq!(on(&["@managers"]).unwrap(), vec!["pi-01"]);
+        assert_eq!(on(&["@worker"]).unwrap(), vec!["pi-02", "pi-03", "nas"]);
+        assert_eq!(on(&["@workers"]).unwrap(), vec!["pi-02", "pi-03", "nas"]);
+    }
+
+    #[test]
+    fn commas_and_repeats_add_up_in_inventory_order() {
+        assert_eq!(on(&["nas, @manager"]).unwrap(), vec!["pi-01", "nas"]);
+        assert_eq!(on(&["nas", "pi-02"]).unwrap(), vec!["pi-02", "nas"]);
+        // A host named twice is selected once.
+        assert_eq!(on(&["pi-02,pi-0*", "@worker"]).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn unknown_groups_and_names_that_match_nothing_are_errors() {
+        assert_eq!(
+            on(&["@storage"]).unwrap_err(),
+            "--on @storage: unknown group; the groups are @manager and @worker"
+        );
+        assert_eq!(
+            on(&["nas,pi-9"]).unwrap_err(),
+            "--on pi-9: matches no host in the inventory"
+        );
+        assert_eq!(
+            on(&["pi-1*"]).unwrap_err(),
+            "--on pi-1*: matches no host in the inventory"
+        );
+        assert!(on(&["pi-[0"]).unwrap_err().starts_with("--on pi-[0: "));
+    }
+
+    #[test]
+    fn a_group_with_no_host_is_an_error_too() {
+        let hosts = vec![host("pi-01", Role::Manager)];
+        let s = Selection::parse(&["@worker"]).unwrap();
+        assert_eq!(
+            s.apply(&hosts).unwrap_err(),
+            "--on @worker: matches no host in the inventory"
+        );
+    }
+}
