@@ -252,8 +252,7 @@ fn rejected_poll(stack: &str, svc: &str, error: &str) -> String {
 /// A manager that grants the lock and says which stacks exist with which records.
 fn manager(state: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
-    m.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
-        .on("@@released", ok("@@released\n"))
+    m.grants_the_lock()
         .on("docker stack ls --format 'stack", ok(state))
         .on("image 0 present", ok("image 0 present\n"))
         .on("docker stack deploy", ok("Creating service x\n"));
@@ -265,13 +264,7 @@ fn options() -> Options {
         parallel: 4,
         command_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(2),
-        owner: LockOwner {
-            user: "pi".into(),
-            host: "laptop".into(),
-            pid: 1234,
-            since: "2026-11-25T16:00:00Z".into(),
-            command: "deploy".into(),
-        },
+        owner: crate::testing::lock_owner("deploy"),
     }
 }
 

@@ -34,6 +34,7 @@ pub mod stack;
 pub mod swarm;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 /// Docker prints `null` for an empty list or map in its JSON; read it as empty.
 pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -42,4 +43,13 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Parses Docker's `--format '{{json .}}'` output: one object per line, blank lines
+/// skipped. `what` names the command in the error (`docker node inspect`).
+pub(crate) fn json_lines<T: DeserializeOwned>(text: &str, what: &str) -> Result<Vec<T>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| serde_json::from_str(line).map_err(|e| format!("cannot read {what}: {e}")))
+        .collect()
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Network;
-use crate::docker::null_as_default;
+use crate::docker::{json_lines, null_as_default};
 use crate::shell::join;
 
 /// A network as `docker network inspect` reports it.
@@ -64,22 +64,19 @@ pub fn network_inspect(names: &[&str]) -> String {
 
 /// Parses `docker network inspect --format '{{json .}}'` output: one network per line.
 pub fn parse_networks(text: &str) -> Result<Vec<NetworkInfo>, String> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let raw: RawNetwork = serde_json::from_str(line)
-                .map_err(|e| format!("cannot read docker network inspect: {e}"))?;
-            Ok(NetworkInfo {
-                encrypted: raw.options.contains_key("encrypted"),
-                name: raw.name,
-                driver: raw.driver,
-                scope: raw.scope,
-                attachable: raw.attachable,
-                internal: raw.internal,
-                subnets: raw.ipam.config.into_iter().map(|c| c.subnet).collect(),
-            })
+    let raw: Vec<RawNetwork> = json_lines(text, "docker network inspect")?;
+    Ok(raw
+        .into_iter()
+        .map(|raw| NetworkInfo {
+            encrypted: raw.options.contains_key("encrypted"),
+            name: raw.name,
+            driver: raw.driver,
+            scope: raw.scope,
+            attachable: raw.attachable,
+            internal: raw.internal,
+            subnets: raw.ipam.config.into_iter().map(|c| c.subnet).collect(),
         })
-        .collect()
+        .collect())
 }
 
 /// Creates a playbook network, labelled as rpiprov's.

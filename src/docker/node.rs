@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::docker::null_as_default;
+use crate::docker::{json_lines, null_as_default};
 use crate::shell::join;
 
 /// One node as a manager's `docker node inspect` reports it.
@@ -55,21 +55,18 @@ struct RawNodeStatus {
 
 /// Parses `docker node inspect --format '{{json .}}'` output: one node per line.
 pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let raw: RawNode = serde_json::from_str(line)
-                .map_err(|e| format!("cannot read docker node inspect: {e}"))?;
-            Ok(SwarmNode {
-                id: raw.id,
-                hostname: raw.description.hostname,
-                role: raw.spec.role,
-                labels: raw.spec.labels,
-                state: raw.status.state,
-                addr: raw.status.addr,
-            })
+    let raw: Vec<RawNode> = json_lines(text, "docker node inspect")?;
+    Ok(raw
+        .into_iter()
+        .map(|raw| SwarmNode {
+            id: raw.id,
+            hostname: raw.description.hostname,
+            role: raw.spec.role,
+            labels: raw.spec.labels,
+            state: raw.status.state,
+            addr: raw.status.addr,
         })
-        .collect()
+        .collect())
 }
 
 /// Adds or updates node labels (never removes labels the user set by hand).

@@ -343,15 +343,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::report::Row;
 
     fn owner() -> LockOwner {
-        LockOwner {
-            user: "pi".into(),
-            host: "laptop".into(),
-            pid: 1234,
-            since: "2026-11-25T16:00:00Z".into(),
-            command: "deploy".into(),
-        }
+        crate::testing::lock_owner("deploy")
     }
 
     #[test]
@@ -421,6 +416,63 @@ mod tests {
         // Above the kernel's pid_max (at most 2^22): never a live process.
         assert!(!pid_alive(4_194_305));
         assert!(!local_hostname().is_empty());
+    }
+
+    /// What `with_lock` leaves on a manager's row, and whether the work ran.
+    async fn locked(
+        answer: &str,
+        interrupt: impl Future<Output = ()>,
+    ) -> (Locked<&'static str>, Vec<String>, Row) {
+        use crate::testing::{FakeRemote, Recorder, ok};
+        use std::sync::Arc;
+        let m = FakeRemote::new("pi1");
+        m.on("mkdir /var/lib/rpiprov/lock", ok(answer))
+            .on("@@released", ok("@@released\n"));
+        let row = RowId::host("pi1");
+        let rows = Rows::new(Arc::new(Recorder::default()), std::slice::from_ref(&row));
+        let o = owner();
+        let holder = Holder {
+            remote: &m,
+            owner: &o,
+            timeout: Duration::from_secs(5),
+            rows: &rows,
+            row: &row,
+        };
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            "worked"
+        };
+        let end = with_lock(holder, interrupt, work).await;
+        let row = rows.finish().into_iter().next().expect("the manager's row");
+        (end, m.commands(), row)
+    }
+
+    #[tokio::test]
+    async fn with_lock_releases_on_every_path_and_never_a_lock_it_did_not_take() {
+        let (end, cmds, _) = locked("@@acquired\n", std::future::pending()).await;
+        assert_eq!(end, Locked::Done("worked"));
+        assert_eq!(cmds.len(), 2);
+        assert!(cmds[1].contains("@@released"));
+
+        // Ctrl-C during the work.
+        let ctrl_c = tokio::time::sleep(Duration::from_millis(5));
+        let (end, cmds, row) = locked("@@acquired\n", ctrl_c).await;
+        assert_eq!(end, Locked::Interrupted);
+        assert_eq!(cmds.len(), 2, "released after Ctrl-C");
+        assert!(cmds[1].contains("@@released"));
+        assert_eq!(row.detail(), "interrupted: interrupted (Ctrl-C)");
+
+        let held = format!("@@held\n{}", owner().to_file());
+        let (end, cmds, row) = locked(&held, std::future::pending()).await;
+        assert_eq!(end, Locked::Refused);
+        assert_eq!(cmds.len(), 1, "the holder's lock is left alone");
+        let detail = row.detail();
+        assert!(detail.starts_with("lock: "), "{detail}");
+        assert!(
+            detail.contains("deploy by pi@laptop pid 1234")
+                || detail.contains("locked by pi@laptop pid 1234"),
+            "{detail}"
+        );
     }
 
     #[test]

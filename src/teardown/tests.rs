@@ -86,13 +86,7 @@ fn options() -> Options {
         leave_swarm: false,
         purge: false,
         managers: vec!["pi1".into()],
-        owner: LockOwner {
-            user: "pi".into(),
-            host: "laptop".into(),
-            pid: 1234,
-            since: "2026-11-25T16:00:00Z".into(),
-            command: "teardown".into(),
-        },
+        owner: crate::testing::lock_owner("teardown"),
     }
 }
 
@@ -111,8 +105,7 @@ fn journal_rule(f: &FakeRemote, contains: &str, journal: &Journal, label: &str, 
 
 fn manager(survey: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
-    m.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
-        .on("@@released", ok("@@released\n"))
+    m.grants_the_lock()
         .on("docker stack ls --format 'stack", ok(survey))
         .on("docker stack rm", ok("Removing service x\n"))
         .on("docker ps -aq", ok(""))

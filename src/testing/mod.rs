@@ -9,6 +9,7 @@ pub mod script;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::exec::lock::LockOwner;
 use crate::exec::report::{Event, Reporter};
 pub use fake::{FakeRemote, fail, ok};
 
@@ -76,5 +77,24 @@ impl Reporter for Recorder {
 impl Recorder {
     pub fn events(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
+    }
+}
+
+/// A fixed lock owner: `pi@laptop` pid 1234, running `command`.
+pub fn lock_owner(command: &str) -> LockOwner {
+    LockOwner {
+        user: "pi".into(),
+        host: "laptop".into(),
+        pid: 1234,
+        since: "2026-11-25T16:00:00Z".into(),
+        command: command.into(),
+    }
+}
+
+impl FakeRemote {
+    /// A manager that grants the deploy lock and lets it be released.
+    pub fn grants_the_lock(&self) -> &Self {
+        self.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
+            .on("@@released", ok("@@released\n"))
     }
 }
