@@ -18,7 +18,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("exit", &[]),
     ("shell", &[]),
     ("secret", &[]),
-    ("cli", &[]),
+    // Only value types its flags parse into (`lab::Subnet`).
+    ("cli", &["lab"]),
     ("config", &["secret"]),
     ("select", &["config"]),
     ("remote", &["config", "secret", "shell"]),
@@ -32,11 +33,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("deploy", &["config", "docker", "exec", "remote", "secret"]),
     ("teardown", &["config", "docker", "exec", "remote"]),
     ("ui", &["exec"]),
-    // `cli` only until the lab takes its own options rather than clap's (its owner's
-    // change); the rest is what the fleet needs of the shared helpers.
     (
         "lab",
-        &["cli", "exit", "shell", "config", "remote", "secret", "exec"],
+        &["exit", "shell", "config", "remote", "secret", "exec"],
     ),
     (
         "cmd",
@@ -56,6 +55,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// Edges that break the rules today and are on their way out: (from, to, why and who).
+/// They are left out of the checks; once one is gone from the code, the check fails until
+/// it is gone from here too.
+const LEAVING: &[(&str, &str, &str)] = &[(
+    "lab",
+    "cli",
+    "the lab takes clap's LabCommand; it is getting options of its own (the lab's owner)",
+)];
 
 /// Module -> (module it names -> where, as `file:line`).
 type Graph = BTreeMap<String, BTreeMap<String, String>>;
@@ -232,9 +240,22 @@ fn cycle(g: &Graph) -> Option<Vec<String>> {
 }
 
 /// Everything wrong with a graph, one sentence each.
-fn violations(g: &Graph, allowed: &[(&str, &[&str])]) -> Vec<String> {
+fn violations(
+    g: &Graph,
+    allowed: &[(&str, &[&str])],
+    leaving: &[(&str, &str, &str)],
+) -> Vec<String> {
     let mut out = Vec::new();
+    let mut checked = Graph::new();
+    for (from, to, _) in leaving {
+        if !g.get(*from).is_some_and(|e| e.contains_key(*to)) {
+            out.push(format!(
+                "{from} no longer uses {to}: remove that exception from LEAVING (src/testing/layout.rs)"
+            ));
+        }
+    }
     for (from, edges) in g {
+        let kept = checked.entry(from.clone()).or_default();
         let Some((_, ok)) = allowed.iter().find(|(m, _)| m == from) else {
             out.push(format!(
                 "module {from} has no place in the import rules (src/testing/layout.rs)"
@@ -242,6 +263,10 @@ fn violations(g: &Graph, allowed: &[(&str, &[&str])]) -> Vec<String> {
             continue;
         };
         for (to, at) in edges {
+            if leaving.iter().any(|(f, t, _)| f == from && t == to) {
+                continue;
+            }
+            kept.insert(to.clone(), at.clone());
             if EXECUTORS.contains(&from.as_str()) && EXECUTORS.contains(&to.as_str()) {
                 out.push(format!(
                     "executor {from} uses executor {to} ({at}): share through docker or exec instead"
@@ -255,7 +280,7 @@ fn violations(g: &Graph, allowed: &[(&str, &[&str])]) -> Vec<String> {
             }
         }
     }
-    if let Some(c) = cycle(g) {
+    if let Some(c) = cycle(&checked) {
         out.push(format!("import cycle: {}", c.join(" -> ")));
     }
     out
@@ -271,7 +296,7 @@ fn the_crate_follows_the_import_rules() {
     let g = graph(&src, &modules);
     // The graph was really read: cmd dispatches to the executors, deploy uses docker.
     assert!(g["cmd"].contains_key("deploy") && g["deploy"].contains_key("docker"));
-    let v = violations(&g, ALLOWED);
+    let v = violations(&g, ALLOWED, LEAVING);
     assert!(v.is_empty(), "{}", v.join("\n"));
 }
 
@@ -297,8 +322,13 @@ fn the_check_catches_cycles_and_executors_that_use_each_other() {
     .into_iter()
     .collect();
     assert_eq!(
-        violations(&g, ALLOWED),
+        violations(
+            &g,
+            ALLOWED,
+            &[("ui", "exec", "on its way out"), ("lab", "cli", "gone")]
+        ),
         vec![
+            "lab no longer uses cli: remove that exception from LEAVING (src/testing/layout.rs)",
             "cli uses cmd (src/cli.rs:1): cli holds clap definitions only",
             "exec may not use ui (src/exec.rs:1)",
             "module newcomer has no place in the import rules (src/testing/layout.rs)",
