@@ -5,7 +5,7 @@
 //! last converged deploy, and wait until it converges. A failed stack stops the stacks
 //! after it: the order is a dependency order.
 //!
-//! - [`prepare`] (`prepare.rs`): the local half, before any connection; its errors are
+//! - [`prepare()`] (`prepare.rs`): the local half, before any connection; its errors are
 //!   usage errors;
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);

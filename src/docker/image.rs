@@ -229,6 +229,26 @@ mod tests {
     }
 
     #[test]
+    fn purge_removes_only_images_rpiprov_shipped() {
+        let d = ScratchHost::new();
+        let img = ImageRef {
+            name: "lab/a:1",
+            sha256: "ab12",
+        };
+        d.run(&image_load(&img), b"ARCHIVE").ok();
+        let names = vec!["lab/a:1".to_string(), "lab/b:1".to_string()];
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let out = d.run(&images_purge(&refs), b"").ok();
+        assert_eq!(parse_purged(&out, &names), vec!["lab/a:1"]);
+        assert!(d.calls().contains("image rm lab/a:1\n"));
+        // lab/b:1 had no record: not rpiprov's, never removed.
+        assert!(!d.calls().contains("image rm lab/b:1"));
+        let rec = format!("{}/images/lab_a_1.sha256", d.root());
+        assert!(!std::path::Path::new(&rec).exists());
+        assert_eq!(d.run(&images_purge(&refs), b"").ok(), "");
+    }
+
+    #[test]
     fn purged_images_are_read_by_index() {
         let names = vec!["lab/a:1".to_string(), "lab/b:1".to_string()];
         assert_eq!(

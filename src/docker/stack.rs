@@ -317,6 +317,54 @@ mod tests {
     }
 
     #[test]
+    fn what_is_left_and_what_exists_are_read_from_a_stand_in_docker() {
+        let d = ScratchHost::new();
+        d.answer(("service", "ls"), "s1\ns2\n");
+        d.answer(("network", "ls"), "n1\n");
+        let out = d.run(&stack_leftovers("web"), b"").ok();
+        assert_eq!(out, "service s1\nservice s2\nnetwork n1\n");
+        assert_eq!(
+            parse_leftovers(&out),
+            Leftovers {
+                services: 2,
+                networks: 1
+            }
+        );
+        assert!(
+            d.calls()
+                .contains("service ls -q --filter label=com.docker.stack.namespace=web\n")
+        );
+        d.answer(("ps", "-aq"), "c1\n");
+        let out = d.run(&stack_containers("web"), b"").ok();
+        assert_eq!(count_containers(&out), 1);
+
+        // The survey lists stacks and networks, and nothing at all outside a swarm.
+        d.answer(
+            ("network", "ls"),
+            "network DATA \nnetwork web_default web\n",
+        );
+        assert_eq!(
+            d.run(&survey(), b"").ok(),
+            "stack web\nnetwork DATA \nnetwork web_default web\n"
+        );
+        std::fs::write(d.docker_file("state"), "inactive\n").unwrap();
+        assert_eq!(d.run(&survey(), b"").ok(), "@@no-swarm\n");
+    }
+
+    #[test]
+    fn purge_removes_the_playbook_s_stack_folders_and_says_which() {
+        let d = ScratchHost::new();
+        let root = d.root();
+        std::fs::create_dir_all(format!("{root}/stacks/web")).unwrap();
+        std::fs::write(format!("{root}/stacks/web/deployed"), "abc\n").unwrap();
+        let out = d.run(&stacks_purge(&["web", "db"]), b"").ok();
+        assert_eq!(parse_purged(&out), vec![format!("{root}/stacks/web")]);
+        // The stacks folder went with its last stack; a second purge finds nothing.
+        assert!(!std::path::Path::new(&format!("{root}/stacks")).exists());
+        assert_eq!(d.run(&stacks_purge(&["web"]), b"").ok(), "");
+    }
+
+    #[test]
     fn stack_deploy_runs_in_the_stack_folder_with_the_variables_of_stdin() {
         let d = ScratchHost::new();
         std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();

@@ -4,9 +4,9 @@
 //! step error ([`run_ok`], [`root`], [`check`]).
 //!
 //! - [`report`]: what a command reports: rows, outcomes, progress events, the
-//!   [`Reporter`](report::Reporter) they go to, and [`Rows`](report::Rows), the per-row
+//!   `Reporter` they go to, and [`report::Rows`], the per-row
 //!   bookkeeping every command uses;
-//! - [`lock`]: the deploy lock, and [`with_lock`](lock::with_lock): take it, watch Ctrl-C,
+//! - [`lock`]: the deploy lock, and [`lock::with_lock`]: take it, watch Ctrl-C,
 //!   release it, for every command that locks.
 //!
 //! The executors (`bootstrap`, `deploy`, `teardown`, and `rpiprov run` in

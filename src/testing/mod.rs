@@ -1,6 +1,7 @@
 //! Shared test helpers, compiled for tests only: the fake transport ([`fake`]), the one
 //! runner for scripts under test ([`script`]), the import rules of `lib.rs` checked
-//! ([`layout`]), and the inventory, playbook and fleet builders the executors' tests share.
+//! ([`layout`]), and the builders the executors' tests share: an inventory host, a
+//! playbook network, a lock owner, a fleet of fake sessions, a recording reporter.
 
 pub mod fake;
 pub mod layout;

@@ -71,7 +71,9 @@ pub fn syntax_ok(script: &str) {
 }
 
 /// The stand-in `docker`: appends its arguments to `$FAKE/calls`, then answers the few
-/// subcommands the builders use, from files in `$FAKE` that a test writes or removes.
+/// subcommands the builders use, from files in `$FAKE` that a test writes or removes; any
+/// other `docker A B ...` prints `$FAKE/answer_A_B` if there is one (see
+/// [`ScratchHost::answer`]).
 const STAND_IN_DOCKER: &str = r#"#!/bin/sh
 echo "$*" >> "$FAKE/calls"
 key=$(printf '%s' "$3" | tr '/:' '__')
@@ -84,7 +86,7 @@ case "$1 $2" in
   "stack ls"|"stack services")
     if [ -e "$FAKE/down" ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi
     echo "stack web" ;;
-  *) exit 0 ;;
+  *) if [ -e "$FAKE/answer_$1_$2" ]; then cat "$FAKE/answer_$1_$2"; fi ;;
 esac
 "#;
 
@@ -122,6 +124,12 @@ impl ScratchHost {
     /// A file of the stand-in `docker` (`calls`, `state`, `down`, `image_<name>` ...).
     pub fn docker_file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// What the stand-in `docker` answers to `docker A B ...` (`("ps", "-aq")`), for the
+    /// subcommands it has no answer of its own to.
+    pub fn answer(&self, (a, b): (&str, &str), text: &str) {
+        std::fs::write(self.docker_file(&format!("answer_{a}_{b}")), text).expect("answer file");
     }
 
     /// What the stand-in `docker` was called with, one call per line.
