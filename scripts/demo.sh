@@ -5,7 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "error: the lab needs root (network namespaces): run with sudo" >&2
+  echo "error: the lab needs root (network namespaces): run it as root, or sudo scripts/demo.sh" >&2
+  exit 2
+fi
+# Under sudo, PATH is sudo's secure_path: the invoking user's rustup toolchain is not on it.
+if ! command -v cargo >/dev/null 2>&1 && [ -n "${SUDO_USER:-}" ]; then
+  user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+  if [ -x "$user_home/.cargo/bin/cargo" ]; then
+    export PATH="$user_home/.cargo/bin:$PATH"
+    export RUSTUP_HOME="${RUSTUP_HOME:-$user_home/.rustup}"
+  fi
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found: install Rust >= 1.89 (rustup.rs, or apt-get install cargo)" >&2
   exit 2
 fi
 scripts/deps.sh

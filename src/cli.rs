@@ -15,48 +15,109 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 rpiprov reads an inventory of Pis (inventory.toml) and a playbook of Docker stack files, \
 then installs Docker where it is missing, forms the swarm, creates the overlay networks, \
 and deploys or removes the stacks. Every command is idempotent.",
-    after_help = "Exit codes: 0 success, 1 a host or step failed, 2 bad input or usage."
+    after_help = "Each command lists the options it reads (rpiprov COMMAND --help); they may also \
+come before the command, as in `rpiprov -i lab/inventory.toml deploy`.\n\
+Exit codes: 0 success, 1 a host or step failed, 2 bad input or usage."
 )]
 pub struct Cli {
-    /// Inventory file.
-    #[arg(
-        short,
-        long,
-        global = true,
-        default_value = "inventory.toml",
-        value_name = "FILE"
-    )]
-    pub inventory: PathBuf,
-
-    /// Playbook file; overrides the inventory's `playbook`.
-    #[arg(short, long, global = true, value_name = "FILE")]
-    pub playbook: Option<PathBuf>,
-
-    /// Only these hosts: names, globs (`pi-0*`), `@manager`, `@worker`; repeat or separate with commas.
-    #[arg(long, global = true, value_name = "HOSTS")]
-    pub on: Vec<String>,
-
-    /// Print every step as a plain line, and remote output on failure.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-
-    /// Print a machine-readable result on stdout.
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// Overrides the inventory's host key policy.
-    #[arg(long, global = true, value_enum, value_name = "POLICY")]
-    pub host_key_policy: Option<PolicyArg>,
-
-    /// How many hosts are worked on at once (default: the inventory's, or 16).
-    #[arg(long, global = true, value_name = "N")]
-    pub parallel: Option<usize>,
+    /// The options of the commands, given before the command (`rpiprov -i FILE deploy`):
+    /// hidden here, each command shows those it reads. Merged by [`Cli::options`].
+    #[command(flatten)]
+    pub before: Before,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// Options written before the command name, as in earlier versions where they were global.
+/// A command that does not read one of them refuses it (`cmd::dispatch`).
+#[derive(Debug, Default, Args)]
+pub struct Before {
+    #[arg(short, long, value_name = "FILE", hide = true)]
+    pub inventory: Option<PathBuf>,
+    #[arg(short, long, value_name = "FILE", hide = true)]
+    pub playbook: Option<PathBuf>,
+    #[arg(long, value_name = "HOSTS", hide = true)]
+    pub on: Vec<String>,
+    #[arg(short, long, action = clap::ArgAction::Count, hide = true)]
+    pub verbose: u8,
+    #[arg(long, hide = true)]
+    pub json: bool,
+    #[arg(long, value_enum, value_name = "POLICY", hide = true)]
+    pub host_key_policy: Option<PolicyArg>,
+    #[arg(long, value_name = "N", hide = true)]
+    pub parallel: Option<usize>,
+}
+
+/// The inventory (and the playbook it names), for every command that reads them.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ConfigArgs {
+    /// Inventory file [default: inventory.toml].
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Playbook file; overrides the inventory's `playbook`.
+    #[arg(short, long, value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+}
+
+/// The inventory alone, for commands that use no playbook.
+#[derive(Debug, Default, Clone, Args)]
+pub struct InventoryArg {
+    /// Inventory file [default: inventory.toml].
+    #[arg(short, long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+}
+
+/// How hosts are reached.
+#[derive(Debug, Default, Clone, Args)]
+pub struct ConnectArgs {
+    /// Overrides the inventory's host key policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub host_key_policy: Option<PolicyArg>,
+    /// How many hosts are worked on at once (default: the inventory's, or 16).
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+}
+
+/// Which hosts.
+#[derive(Debug, Default, Clone, Args)]
+pub struct OnArg {
+    /// Only these hosts: names, globs (`pi-0*`), `@manager`, `@worker`; repeat or separate with commas.
+    #[arg(long, value_name = "HOSTS")]
+    pub on: Vec<String>,
+}
+
+/// `--json`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct JsonArg {
+    /// Print a machine-readable result on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `-v`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct VerboseArg {
+    /// Print every step as a plain line, and remote output on failure.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// What every command that connects to hosts reads: inventory and playbook, how to
+/// connect, `--json` and `-v`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+    #[command(flatten)]
+    pub verbose: VerboseArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolicyArg {
     Strict,
     AcceptNew,
@@ -65,8 +126,8 @@ pub enum PolicyArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the inventory, the playbook and its stack files, without connecting to any host.
-    #[command(after_help = "Example:\n  rpiprov check\n  rpiprov -i lab/inventory.toml check")]
-    Check,
+    #[command(after_help = "Example:\n  rpiprov check\n  rpiprov check -i lab/inventory.toml")]
+    Check(CheckArgs),
 
     /// Install Docker where missing, form the swarm, create the playbook's networks.
     #[command(
@@ -76,7 +137,7 @@ pub enum Command {
 
     /// Upload the stack files, deploy the stacks in order, wait until they converge.
     #[command(
-        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock   # clear a lock left by a killed run"
+        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock    # clear a lock left by a killed run"
     )]
     Deploy(DeployArgs),
 
@@ -92,16 +153,38 @@ pub enum Command {
     )]
     Run(RunArgs),
 
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(
+        after_help = "Examples:\n  rpiprov completions bash > /etc/bash_completion.d/rpiprov\n  rpiprov completions zsh > \"${fpath[1]}/_rpiprov\"\n  rpiprov completions fish > ~/.config/fish/completions/rpiprov.fish"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Print the manual page (roff), generated from these definitions.
+    #[command(after_help = "Example:\n  rpiprov man > rpiprov.1 && man ./rpiprov.1")]
+    Man,
+
     /// A virtual Pi fleet on this Linux machine (root): network namespaces, sshd, dockerd.
     #[command(
         subcommand,
-        after_help = "Example:\n  sudo rpiprov lab up && rpiprov -i .lab/inventory.toml bootstrap"
+        after_help = "Example:\n  sudo rpiprov lab up && rpiprov bootstrap -i .lab/inventory.toml"
     )]
     Lab(LabCommand),
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
 pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub on: OnArg,
     /// A node that belongs to another swarm leaves it first (otherwise that is an error).
     #[arg(long)]
     pub force: bool,
@@ -109,6 +192,16 @@ pub struct BootstrapArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub on: OnArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    #[command(flatten)]
+    pub verbose: VerboseArg,
     /// Run as root (through sudo where the inventory says so).
     #[arg(long)]
     pub sudo: bool,
@@ -119,6 +212,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Remove a deploy lock left on the manager by a killed run, then exit.
     #[arg(long)]
     pub unlock: bool,
@@ -126,6 +221,8 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct TeardownArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -135,6 +232,20 @@ pub struct TeardownArgs {
     /// Also remove what rpiprov uploaded to the manager.
     #[arg(long)]
     pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: ShellArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

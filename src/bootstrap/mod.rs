@@ -185,7 +185,21 @@ pub async fn execute<R: Remote + 'static>(
 /// Runs the phases one after another; within a phase, hosts at once (bounded) or one by
 /// one as the phase says.
 async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, parallel: usize) {
-    for phase in &plan.phases {
+    // A host's row ends after the last phase it has work in (at once when it has none),
+    // so that it shows its outcome and time while the others go on.
+    let last_phase = |host: &str| {
+        plan.phases
+            .iter()
+            .rposition(|p| p.work.iter().any(|w| w.host == host && !w.steps.is_empty()))
+    };
+    let hosts: Vec<String> = shared.sessions.keys().cloned().collect();
+    let close_after = |phase: Option<usize>| {
+        for h in hosts.iter().filter(|h| last_phase(h) == phase) {
+            shared.rows.close(&RowId::host(h));
+        }
+    };
+    close_after(None);
+    for (i, phase) in plan.phases.iter().enumerate() {
         let runnable: Vec<_> = phase
             .work
             .iter()
@@ -217,6 +231,7 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
             }
         })
         .await;
+        close_after(Some(i));
     }
 }
 

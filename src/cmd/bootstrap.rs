@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::{Ctx, Done, Needs, Style, connect, with_fleet};
-use crate::cli::{BootstrapArgs, Cli};
+use super::context::{Ctx, Done, Needs, Opts, Style, connect, with_fleet};
 use crate::config::Host;
 
 /// Managers are connected whatever `--on` selects: joins and labels go through them.
@@ -14,9 +13,8 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn bootstrap(cli: &Cli, args: &BootstrapArgs) -> u8 {
-    let force = args.force;
-    with_fleet(cli, "bootstrap", NEEDS, |ctx| Box::pin(body(ctx, force)))
+pub fn bootstrap(opts: &Opts, force: bool) -> u8 {
+    with_fleet(opts, "bootstrap", NEEDS, |ctx| Box::pin(body(ctx, force)))
 }
 
 async fn body(ctx: &Ctx, force: bool) -> Done {

@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::{Cli, PolicyArg};
+use crate::cli::PolicyArg;
 use crate::config::{self, Diagnostic, Host, HostKeyPolicy, Loaded, PasswordSource};
 use crate::exec::report::{Reporter, Row, any_failed};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
@@ -18,6 +19,29 @@ use crate::remote::{self, ConnectOptions, Target};
 use crate::secret::Secret;
 use crate::select::Selection;
 use crate::ui;
+
+/// The options of a command, those given before it and its own merged
+/// ([`crate::cmd::dispatch`]).
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// `-i`; `None` is `inventory.toml`.
+    pub inventory: Option<PathBuf>,
+    pub playbook: Option<PathBuf>,
+    pub on: Vec<String>,
+    pub verbose: bool,
+    pub json: bool,
+    pub host_key_policy: Option<PolicyArg>,
+    pub parallel: Option<usize>,
+}
+
+impl Opts {
+    /// The inventory file: `-i`, or `inventory.toml`.
+    pub fn inventory_path(&self) -> PathBuf {
+        self.inventory
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("inventory.toml"))
+    }
+}
 
 /// What a command needs of the fleet.
 #[derive(Debug, Clone, Copy)]
@@ -73,8 +97,9 @@ pub fn print_diagnostics(diags: &[Diagnostic], kind: &str) {
 }
 
 /// Loads the configuration or says why not. Errors are printed; `Err` holds the exit code.
-pub fn load(cli: &Cli) -> Result<Loaded, u8> {
-    match config::load(&cli.inventory, cli.playbook.as_deref()) {
+pub fn load(opts: &Opts) -> Result<Loaded, u8> {
+    let inventory = opts.inventory_path();
+    match config::load(&inventory, opts.playbook.as_deref()) {
         Ok(loaded) => {
             print_diagnostics(&loaded.warnings, "warning");
             Ok(loaded)
@@ -83,7 +108,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, u8> {
             print_diagnostics(&errors, "error");
             eprintln!(
                 "{}: {} error(s); nothing was touched",
-                cli.inventory.display(),
+                inventory.display(),
                 errors.len()
             );
             Err(EXIT_USAGE)
@@ -167,16 +192,16 @@ pub type CommandFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = 
 /// Loads, selects, resolves secrets, then runs `body` on a tokio runtime and shows its
 /// end. `command` names the command in the summary and `--json`.
 pub fn with_fleet(
-    cli: &Cli,
+    opts: &Opts,
     command: &str,
     needs: Needs,
     body: impl FnOnce(&Ctx) -> CommandFuture<'_>,
 ) -> u8 {
-    let loaded = match load(cli) {
+    let loaded = match load(opts) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let selection = match Selection::parse(&cli.on) {
+    let selection = match Selection::parse(&opts.on) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -197,7 +222,7 @@ pub fn with_fleet(
     let inv = &loaded.inventory;
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let mut connect = ConnectOptions::from_settings(&inv.ssh, interactive);
-    if let Some(p) = cli.host_key_policy {
+    if let Some(p) = opts.host_key_policy {
         connect.policy = match p {
             PolicyArg::Strict => HostKeyPolicy::Strict,
             PolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
@@ -217,15 +242,15 @@ pub fn with_fleet(
             return EXIT_USAGE;
         }
     };
-    let parallel = cli.parallel.unwrap_or(inv.ssh.parallel).max(1);
+    let parallel = opts.parallel.unwrap_or(inv.ssh.parallel).max(1);
     let ctx = Ctx {
-        json: cli.json,
+        json: opts.json,
         loaded,
         selected,
         connect,
         targets,
         parallel,
-        verbose: cli.verbose > 0,
+        verbose: opts.verbose,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -237,7 +262,7 @@ pub fn with_fleet(
             rows,
             details,
             style,
-        } => finish(command, &rows, details, style, start.elapsed(), cli.json),
+        } => finish(command, &rows, details, style, start.elapsed(), opts.json),
         Done::Exit(code) => code,
     }
 }

@@ -2,8 +2,7 @@
 //! or variable is a usage error, before any connection), connects to the whole swarm, and
 //! hands over to the executor ([`crate::deploy`]) with Ctrl-C as its interruption.
 
-use super::context::{Ctx, Done, Needs, connect_swarm, ctrl_c, with_fleet};
-use crate::cli::{Cli, DeployArgs};
+use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 
 const NEEDS: Needs = Needs {
@@ -12,9 +11,8 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn deploy(cli: &Cli, args: &DeployArgs) -> u8 {
-    let unlock = args.unlock;
-    with_fleet(cli, "deploy", NEEDS, |ctx| Box::pin(body(ctx, unlock)))
+pub fn deploy(opts: &Opts, unlock: bool) -> u8 {
+    with_fleet(opts, "deploy", NEEDS, |ctx| Box::pin(body(ctx, unlock)))
 }
 
 async fn body(ctx: &Ctx, unlock: bool) -> Done {

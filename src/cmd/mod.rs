@@ -1,5 +1,6 @@
 //! The commands: one file per command, each taking the parsed flags ([`crate::cli`]) to
-//! the executor that does the work, and this file, which parses the command line and
+//! the executor that does the work, and this file, which parses the command line, merges
+//! the options given before the command with the command's own ([`Opts`]) and
 //! dispatches. What the host-facing commands share (configuration, `--on`, sudo
 //! passwords, connections, the end and the exit code) is [`context`].
 //!
@@ -10,12 +11,14 @@
 //! | `deploy` | [`deploy`] | [`crate::deploy`] |
 //! | `teardown` | [`teardown`] | [`crate::teardown`] |
 //! | `run` | [`run`] | itself: one command on every selected host |
+//! | `completions`, `man` | [`docs`] | none: generated from [`crate::cli`] |
 //! | `lab` | [`lab`] | [`crate::lab`] |
 
 pub mod bootstrap;
 pub mod check;
 pub mod context;
 pub mod deploy;
+pub mod docs;
 pub mod lab;
 pub mod run;
 pub mod teardown;
@@ -24,8 +27,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, InventoryArg};
 use crate::exit::EXIT_USAGE;
+
+pub use context::Opts;
 
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
@@ -40,14 +45,178 @@ pub fn main() -> ExitCode {
     ExitCode::from(dispatch(&cli))
 }
 
+/// Which of the options written before the command a command reads.
+#[derive(Default, Clone, Copy)]
+struct Reads {
+    inventory: bool,
+    playbook: bool,
+    on: bool,
+    verbose: bool,
+    json: bool,
+    connect: bool,
+}
+
+impl Reads {
+    const NONE: Reads = Reads {
+        inventory: false,
+        playbook: false,
+        on: false,
+        verbose: false,
+        json: false,
+        connect: false,
+    };
+    const FLEET: Reads = Reads {
+        inventory: true,
+        playbook: true,
+        on: false,
+        verbose: true,
+        json: true,
+        connect: true,
+    };
+}
+
+/// The options given before the command that it does not read: a usage error rather than
+/// silently ignored (`rpiprov --on pi1 deploy` must not look like it deployed to pi1 only).
+fn unread(before: &Before, reads: Reads) -> Vec<&'static str> {
+    let given = [
+        (
+            "-i/--inventory",
+            before.inventory.is_some(),
+            reads.inventory,
+        ),
+        ("-p/--playbook", before.playbook.is_some(), reads.playbook),
+        ("--on", !before.on.is_empty(), reads.on),
+        ("-v/--verbose", before.verbose > 0, reads.verbose),
+        ("--json", before.json, reads.json),
+        (
+            "--host-key-policy",
+            before.host_key_policy.is_some(),
+            reads.connect,
+        ),
+        ("--parallel", before.parallel.is_some(), reads.connect),
+    ];
+    given
+        .into_iter()
+        .filter(|(_, set, read)| *set && !*read)
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
+impl Opts {
+    /// The options given before the command; the command's own are merged in by the
+    /// builders below, and win.
+    fn before(b: &Before) -> Opts {
+        Opts {
+            inventory: b.inventory.clone(),
+            playbook: b.playbook.clone(),
+            on: b.on.clone(),
+            verbose: b.verbose > 0,
+            json: b.json,
+            host_key_policy: b.host_key_policy,
+            parallel: b.parallel,
+        }
+    }
+    fn config(mut self, c: &ConfigArgs) -> Opts {
+        self.inventory = c.inventory.clone().or(self.inventory);
+        self.playbook = c.playbook.clone().or(self.playbook);
+        self
+    }
+    fn inventory(mut self, i: &InventoryArg) -> Opts {
+        self.inventory = i.inventory.clone().or(self.inventory);
+        self
+    }
+    fn connect(mut self, c: &ConnectArgs) -> Opts {
+        self.host_key_policy = c.host_key_policy.or(self.host_key_policy);
+        self.parallel = c.parallel.or(self.parallel);
+        self
+    }
+    fn on(mut self, on: &[String]) -> Opts {
+        self.on.extend(on.iter().cloned());
+        self
+    }
+    fn json(mut self, json: bool) -> Opts {
+        self.json |= json;
+        self
+    }
+    fn verbose(mut self, verbose: u8) -> Opts {
+        self.verbose |= verbose > 0;
+        self
+    }
+    fn fleet(self, f: &FleetArgs) -> Opts {
+        self.config(&f.config)
+            .connect(&f.connect)
+            .json(f.json.json)
+            .verbose(f.verbose.verbose)
+    }
+}
+
 /// Runs a parsed command line; returns the exit code.
 pub fn dispatch(cli: &Cli) -> u8 {
+    let before = Opts::before(&cli.before);
+    let reads = match &cli.command {
+        Command::Check(_) => Reads {
+            inventory: true,
+            playbook: true,
+            json: true,
+            ..Reads::NONE
+        },
+        Command::Bootstrap(_) => Reads {
+            on: true,
+            ..Reads::FLEET
+        },
+        Command::Deploy(_) | Command::Teardown(_) => Reads::FLEET,
+        Command::Run(_) => Reads {
+            playbook: false,
+            on: true,
+            ..Reads::FLEET
+        },
+        Command::Completions(_) | Command::Man | Command::Lab(_) => Reads::NONE,
+    };
+    let unread = unread(&cli.before, reads);
+    if !unread.is_empty() {
+        eprintln!(
+            "error: {} {} not read by this command (see its --help)",
+            unread.join(", "),
+            if unread.len() == 1 { "is" } else { "are" }
+        );
+        return EXIT_USAGE;
+    }
     match &cli.command {
-        Command::Check => check::check(&cli.inventory, cli.playbook.as_deref(), cli.json),
-        Command::Bootstrap(args) => bootstrap::bootstrap(cli, args),
-        Command::Deploy(args) => deploy::deploy(cli, args),
-        Command::Teardown(args) => teardown::teardown(cli, args),
-        Command::Run(args) => run::run_command(cli, args),
+        Command::Check(args) => {
+            let o = before.config(&args.config).json(args.json.json);
+            check::check(&o.inventory_path(), o.playbook.as_deref(), o.json)
+        }
+        Command::Bootstrap(args) => {
+            let o = before.fleet(&args.fleet).on(&args.on.on);
+            bootstrap::bootstrap(&o, args.force)
+        }
+        Command::Deploy(args) => {
+            let o = before.fleet(&args.fleet);
+            deploy::deploy(&o, args.unlock)
+        }
+        Command::Teardown(args) => {
+            let o = before.fleet(&args.fleet);
+            let t = teardown::Asked {
+                yes: args.yes,
+                leave_swarm: args.leave_swarm,
+                purge: args.purge,
+            };
+            teardown::teardown(&o, t)
+        }
+        Command::Run(args) => {
+            let o = before
+                .inventory(&args.inventory)
+                .connect(&args.connect)
+                .on(&args.on.on)
+                .json(args.json.json)
+                .verbose(args.verbose.verbose);
+            run::run_command(&o, args)
+        }
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man => docs::man(),
         Command::Lab(command) => lab::lab(command),
     }
 }
+
+#[cfg(test)]
+mod tests;

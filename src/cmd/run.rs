@@ -8,14 +8,14 @@
 
 use std::sync::Arc;
 
-use super::context::{Ctx, Done, Needs, Style, connect, with_fleet};
-use crate::cli::{Cli, RunArgs};
+use super::context::{Ctx, Done, Needs, Opts, Style, connect, with_fleet};
+use crate::cli::RunArgs;
 use crate::exec::parallel_map;
 use crate::exec::report::{Outcome, Reporter, RowId, Rows};
 use crate::remote::{ExecRequest, Remote};
 use crate::ui::Plain;
 
-pub fn run_command(cli: &Cli, args: &RunArgs) -> u8 {
+pub fn run_command(opts: &Opts, args: &RunArgs) -> u8 {
     let command = args.command.join(" ");
     let sudo = args.sudo;
     // Only with `--sudo` does it run anything as root, and need the sudo passwords.
@@ -24,7 +24,7 @@ pub fn run_command(cli: &Cli, args: &RunArgs) -> u8 {
         managers: false,
         root: sudo,
     };
-    with_fleet(cli, "run", needs, |ctx| Box::pin(body(ctx, command, sudo)))
+    with_fleet(opts, "run", needs, |ctx| Box::pin(body(ctx, command, sudo)))
 }
 
 async fn body(ctx: &Ctx, command: String, sudo: bool) -> Done {

@@ -5,8 +5,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use super::context::{Ctx, Done, Needs, connect_swarm, ctrl_c, with_fleet};
-use crate::cli::{Cli, TeardownArgs};
+use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
 use crate::exec::report::Reporter;
 use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 use crate::remote::Remote;
@@ -18,9 +17,18 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn teardown(cli: &Cli, args: &TeardownArgs) -> u8 {
-    let (yes, leave, purge) = (args.yes, args.leave_swarm, args.purge);
-    with_fleet(cli, "teardown", NEEDS, |ctx| {
+/// What the user asked of a teardown.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked {
+    /// `--yes`: no confirmation.
+    pub yes: bool,
+    pub leave_swarm: bool,
+    pub purge: bool,
+}
+
+pub fn teardown(opts: &Opts, asked: Asked) -> u8 {
+    let (yes, leave, purge) = (asked.yes, asked.leave_swarm, asked.purge);
+    with_fleet(opts, "teardown", NEEDS, |ctx| {
         Box::pin(body(ctx, yes, leave, purge))
     })
 }

@@ -366,6 +366,11 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                     lacking.entry(img.clone()).or_default().push(n.host.clone());
                 }
             }
+            // A node's part ends with its images: its row shows its outcome and time now,
+            // not when the last stack converges.
+            if row != *leader {
+                self.rows.close(&row);
+            }
         }
 
         self.rows.step(leader, "read the stacks' state");
@@ -395,6 +400,10 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             *self.current.lock().unwrap() = Some(i);
             let ok = self.deploy_stack(i, st, &state, &lacking).await;
             *self.current.lock().unwrap() = None;
+            // The stack's row ends now, with its own time.
+            let row = self.stacks.lock().unwrap()[i].row();
+            self.rows.put(row);
+            self.rows.close(&RowId::stack(&st.name));
             if !ok {
                 blocked = Some(st.name.clone());
             }

@@ -430,8 +430,18 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     let w = FakeRemote::new("pi2");
     w.on("image 0 present", ok("image 0 missing\n"))
         .on("docker import", ok("sha256:abc\n"));
-    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:?}");
+    // Each row ends as soon as its part is done, not when the last stack converged: the
+    // node once its image is loaded, each stack once it converged.
+    let at = |e: &str| {
+        events
+            .iter()
+            .position(|x| x.starts_with(e))
+            .unwrap_or_else(|| panic!("no {e}: {events:#?}"))
+    };
+    assert!(at("pi2: Done(Changed") < at("stack web: Step(\"upload\")"));
+    assert!(at("stack web: Done(Changed") < at("stack db: Step(\"upload\")"));
     assert!(m.commands().iter().any(|c| c.ends_with(
         "exec docker stack deploy --prune --resolve-image never -c /var/lib/rpiprov/stacks/web/web.yml web"
     )));

@@ -20,6 +20,7 @@
 //! | [`service`] | a stack's services: the convergence poll and its judgement |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
+//! | [`notices`] | Docker's own notices, kept out of error text |
 //! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
 
 pub mod engine;
@@ -27,6 +28,7 @@ pub mod image;
 pub mod lock;
 pub mod network;
 pub mod node;
+pub mod notices;
 pub mod paths;
 pub mod probe;
 pub mod service;

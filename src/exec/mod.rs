@@ -139,7 +139,8 @@ pub async fn root<R: Remote>(
 }
 
 /// Turns a non-zero exit into an error with the exit code and the end of stderr (or stdout,
-/// when stderr is empty: apt and the init scripts write errors to stdout).
+/// when stderr is empty: apt and the init scripts write errors to stdout), without Docker's
+/// notices ([`crate::docker::notices`]) unless they are all there is.
 pub fn check(out: Output) -> Result<Output, StepError> {
     if out.success() {
         return Ok(out);
@@ -149,6 +150,7 @@ pub fn check(out: Output) -> Result<Output, StepError> {
     } else {
         out.stdout_str()
     };
+    let text = crate::docker::notices::without_notices(&text);
     let tail: Vec<&str> = text.trim_end().lines().collect();
     let tail = tail[tail.len().saturating_sub(8)..].join("\n");
     let head = match &out.signal {
@@ -208,6 +210,22 @@ mod tests {
         assert_eq!(
             check(out).unwrap_err().0,
             "exit 1: Starting Docker: docker failed!"
+        );
+    }
+
+    #[test]
+    fn docker_s_notices_stay_out_of_the_error() {
+        let out = Output {
+            stderr: b"Since --detach=false was not specified, tasks will be created in the background.\n\
+In a future release, --detach=false will become the default.\n\
+failed to update service web_web: Error response from daemon: rpc error: code = Unknown desc = update out of sequence\n"
+                .to_vec(),
+            status: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            check(out).unwrap_err().0,
+            "exit 1: failed to update service web_web: Error response from daemon: rpc error: code = Unknown desc = update out of sequence"
         );
     }
 }

@@ -57,10 +57,21 @@ impl Reporter for Plain {
     }
 }
 
-/// One indicatif line per row with its current step and elapsed time.
+/// One indicatif line per row with its current step and elapsed time. A row that ends
+/// stops spinning at once and shows its outcome and its own time (how long after the
+/// start it ended), while the others go on; when the command ends, the block is cleared:
+/// the summary table that follows says it all once.
 pub struct Bars {
     multi: MultiProgress,
     bars: HashMap<String, ProgressBar>,
+    /// For a row that ended: no spinner, no running clock.
+    done_style: ProgressStyle,
+    start: Instant,
+}
+
+/// A finished row's line: `✓ pi2  [0.9s] changed load image ...`.
+pub fn done_line(outcome: &str, seconds: f64, msg: &str) -> String {
+    format!("[{seconds:>4.1}s] {outcome} {msg}")
 }
 
 impl Bars {
@@ -71,6 +82,9 @@ impl Bars {
             "{{spinner}} {{prefix:<{width}}} [{{elapsed:>4}}] {{wide_msg}}"
         ))
         .expect("static template");
+        let done_style =
+            ProgressStyle::with_template(&format!("  {{prefix:<{width}}} {{wide_msg}}"))
+                .expect("static template");
         let bars = rows
             .iter()
             .map(|h| {
@@ -82,7 +96,12 @@ impl Bars {
                 (h.clone(), pb)
             })
             .collect();
-        Bars { multi, bars }
+        Bars {
+            multi,
+            bars,
+            done_style,
+            start: Instant::now(),
+        }
     }
 }
 
@@ -99,18 +118,25 @@ impl Reporter for Bars {
                 let step = step.split(" | ").next().unwrap_or_default().to_string();
                 pb.set_message(format!("{step} | {}", truncate(&l, 60)));
             }
-            Event::Done(o, msg) => pb.finish_with_message(format!("{} {msg}", outcome_word(o))),
+            Event::Done(o, msg) => {
+                let seconds = self.start.elapsed().as_secs_f64();
+                // Only the first line of a multi-line error: the summary shows the rest.
+                let msg = msg.lines().next().unwrap_or_default();
+                pb.set_style(self.done_style.clone());
+                pb.finish_with_message(done_line(outcome_word(o), seconds, msg));
+            }
             Event::Note(n) => {
                 let _ = self.multi.println(format!("{row}: {n}"));
             }
         }
     }
     fn finish(&self) {
+        // The summary (or the JSON) that follows is the result: the block goes, so that
+        // nothing is said twice.
         for pb in self.bars.values() {
-            if !pb.is_finished() {
-                pb.finish();
-            }
+            pb.finish_and_clear();
         }
+        let _ = self.multi.clear();
     }
 }
 
@@ -119,5 +145,18 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         s.chars().take(n).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_row_shows_its_outcome_and_own_time() {
+        assert_eq!(
+            done_line("changed", 0.94, "load image lab/busybox:1"),
+            "[ 0.9s] changed load image lab/busybox:1"
+        );
     }
 }
