@@ -125,6 +125,9 @@ impl Reporter for Bars {
                 pb.set_style(self.done_style.clone());
                 pb.finish_with_message(done_line(outcome_word(o), seconds, msg));
             }
+            // The row's own line says it (a line above the block would repeat the row's
+            // end a moment later).
+            Event::Note(n) if !pb.is_finished() => pb.set_message(n),
             Event::Note(n) => {
                 let _ = self.multi.println(format!("{row}: {n}"));
             }
