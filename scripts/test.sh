@@ -5,12 +5,13 @@
 # by the test itself, pass or fail.
 #
 # `scripts/test.sh --fast`: the fast tier only, without root, lab or sshd: the unit tests
-# and the offline integration tests (configuration checks and the library's config API).
+# and the offline integration tests (configuration checks, the library's config API, what
+# every command does when its output pipe closes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec cargo test --lib --test check --test config_api "$@"
+  exec cargo test --lib --test check --test config_api --test terminal "$@"
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the tests need root (network namespaces, sshd, dockerd): run with sudo, or scripts/test.sh --fast for the tests that do not" >&2

@@ -51,6 +51,10 @@
 //! - What does `rpiprov run` do? [`cmd::run`]: one command on every selected host, output
 //!   per host in inventory order.
 
+// Output goes through `ui::term` (cleaned of what a terminal would obey; a closed pipe is
+// no panic): the print macros would skip both.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod bootstrap;
 pub mod cli;
 pub mod cmd;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::config::{self, Diagnostic, Loaded, Role, Severity};
 use crate::exit::{EXIT_OK, EXIT_USAGE};
+use crate::ui::{json, term};
 
 pub fn check(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
     let result = config::load(inventory, playbook);
@@ -14,16 +15,16 @@ pub fn check(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
     match result {
         Ok(loaded) => {
             for w in &loaded.warnings {
-                eprintln!("warning: {w}");
+                term::errln(&format!("warning: {w}"));
             }
             for line in summary(&loaded) {
-                println!("{line}");
+                term::outln(&line);
             }
             EXIT_OK
         }
         Err(diags) => {
             for d in &diags {
-                eprintln!("{}: {d}", label(d.severity));
+                term::errln(&format!("{}: {d}", label(d.severity)));
             }
             // An unreadable inventory says all there is to say.
             if diags.len() == 1
@@ -35,13 +36,16 @@ pub fn check(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
             let errors = diags.iter().filter(|d| d.is_error()).count();
             let warnings = diags.len() - errors;
             if warnings > 0 {
-                eprintln!(
+                term::errln(&format!(
                     "check failed: {}, {}",
                     plural(errors, "error", "errors"),
                     plural(warnings, "warning", "warnings")
-                );
+                ));
             } else {
-                eprintln!("check failed: {}", plural(errors, "error", "errors"));
+                term::errln(&format!(
+                    "check failed: {}",
+                    plural(errors, "error", "errors")
+                ));
             }
             EXIT_USAGE
         }
@@ -107,6 +111,6 @@ fn print_json(result: &Result<Loaded, Vec<Diagnostic>>) -> u8 {
     if let Ok(loaded) = result {
         out["summary"] = serde_json::json!(summary(loaded));
     }
-    println!("{out}");
+    json::print(&out, false);
     if ok { EXIT_OK } else { EXIT_USAGE }
 }

@@ -18,7 +18,7 @@ use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::remote::{self, ConnectOptions, Target};
 use crate::secret::Secret;
 use crate::select::Selection;
-use crate::ui;
+use crate::ui::{self, term};
 
 /// The options of a command, those given before it and its own merged
 /// ([`crate::cmd::dispatch`]).
@@ -92,7 +92,7 @@ pub enum Done {
 /// Prints configuration diagnostics on stderr, errors first.
 pub fn print_diagnostics(diags: &[Diagnostic], kind: &str) {
     for d in diags {
-        eprintln!("{kind}: {d}");
+        term::errln(&format!("{kind}: {d}"));
     }
 }
 
@@ -106,11 +106,11 @@ pub fn load(opts: &Opts) -> Result<Loaded, u8> {
         }
         Err(errors) => {
             print_diagnostics(&errors, "error");
-            eprintln!(
+            term::errln(&format!(
                 "{}: {} error(s); nothing was touched",
                 inventory.display(),
                 errors.len()
-            );
+            ));
             Err(EXIT_USAGE)
         }
     }
@@ -162,10 +162,10 @@ impl Ctx {
     /// The playbook, or a usage error saying how to name one.
     pub fn playbook(&self) -> Result<&config::Playbook, u8> {
         self.loaded.playbook.as_ref().ok_or_else(|| {
-            eprintln!(
+            term::errln(&format!(
                 "error: {}: no playbook: set `playbook = \"FILE\"` in the inventory or pass -p FILE",
                 self.loaded.inventory.path.display()
-            );
+            ));
             EXIT_USAGE
         })
     }
@@ -204,18 +204,18 @@ pub fn with_fleet(
     let selection = match Selection::parse(&opts.on) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            term::errln(&format!("error: {e}"));
             return EXIT_USAGE;
         }
     };
     if needs.whole_swarm && !selection.is_all() {
-        eprintln!("error: deploy and teardown act on the whole swarm; --on is not accepted");
+        term::errln("error: deploy and teardown act on the whole swarm; --on is not accepted");
         return EXIT_USAGE;
     }
     let selected: Vec<String> = match selection.apply(&loaded.inventory.hosts) {
         Ok(hosts) => hosts.iter().map(|h| h.name.clone()).collect(),
         Err(e) => {
-            eprintln!("error: {e}");
+            term::errln(&format!("error: {e}"));
             return EXIT_USAGE;
         }
     };
@@ -238,7 +238,7 @@ pub fn with_fleet(
     let targets = match targets_for(&needed, interactive, needs.root) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
+            term::errln(&format!("error: {e}"));
             return EXIT_USAGE;
         }
     };
@@ -286,14 +286,11 @@ fn finish(
             hosts: rows,
             details,
         };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("reports serialise")
-        );
+        ui::json::print(&doc, true);
     } else {
         match style {
-            Style::Table => print!("{}", ui::summary::summary(command, rows, elapsed)),
-            Style::Tally => eprint!("{}", ui::summary::tally(command, rows, elapsed)),
+            Style::Table => term::out(&ui::summary::summary(command, rows, elapsed)),
+            Style::Tally => term::err(&ui::summary::tally(command, rows, elapsed)),
         }
     }
     if ok { EXIT_OK } else { EXIT_FAILED }
@@ -396,7 +393,7 @@ pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Sw
         }),
         None => {
             reporter.finish();
-            eprintln!("error: no manager could be reached");
+            term::errln("error: no manager could be reached");
             Err(Done::Rows {
                 rows: unreachable
                     .into_iter()

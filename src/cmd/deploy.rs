@@ -4,6 +4,7 @@
 
 use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::ui::term;
 
 const NEEDS: Needs = Needs {
     whole_swarm: true,
@@ -25,7 +26,7 @@ async fn body(ctx: &Ctx, unlock: bool) -> Done {
     let prepared = match crate::deploy::prepare(playbook) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            term::errln(&format!("error: {e}"));
             return Done::Exit(EXIT_USAGE);
         }
     };
@@ -37,11 +38,11 @@ async fn body(ctx: &Ctx, unlock: bool) -> Done {
         };
         return match crate::exec::lock::unlock(&*swarm.leader, ctx.connect.command_timeout).await {
             Ok(msg) => {
-                println!("{msg}");
+                term::outln(&msg);
                 Done::Exit(EXIT_OK)
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                term::errln(&format!("error: {e}"));
                 Done::Exit(EXIT_FAILED)
             }
         };

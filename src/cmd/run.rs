@@ -13,7 +13,7 @@ use crate::cli::RunArgs;
 use crate::exec::parallel_map;
 use crate::exec::report::{Outcome, Reporter, RowId, Rows};
 use crate::remote::{ExecRequest, Remote};
-use crate::ui::Plain;
+use crate::ui::{Plain, term};
 
 pub fn run_command(opts: &Opts, args: &RunArgs) -> u8 {
     let command = args.command.join(" ");
@@ -68,10 +68,10 @@ async fn body(ctx: &Ctx, command: String, sudo: bool) -> Done {
                 );
                 if !ctx.json {
                     for line in o.stdout_str().lines() {
-                        println!("{name}: {line}");
+                        term::outln(&format!("{name}: {line}"));
                     }
                     for line in o.stderr_str().lines() {
-                        eprintln!("{name}: {line}");
+                        term::errln(&format!("{name}: {line}"));
                     }
                 }
                 (!o.success()).then(|| match &o.signal {

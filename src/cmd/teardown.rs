@@ -9,7 +9,7 @@ use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
 use crate::exec::report::Reporter;
 use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 use crate::remote::Remote;
-use crate::ui::Plain;
+use crate::ui::{Plain, term};
 
 const NEEDS: Needs = Needs {
     whole_swarm: true,
@@ -40,8 +40,8 @@ async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
     };
     let interactive = std::io::stdin().is_terminal();
     if !yes && !interactive {
-        eprintln!(
-            "error: teardown removes stacks and networks: confirm with --yes when not on a terminal"
+        term::errln(
+            "error: teardown removes stacks and networks: confirm with --yes when not on a terminal",
         );
         return Done::Exit(EXIT_USAGE);
     }
@@ -55,7 +55,7 @@ async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
     {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
+            term::errln(&format!("error: {e}"));
             return Done::Exit(EXIT_FAILED);
         }
     };
@@ -67,15 +67,15 @@ async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
         what.push_str("; and purge what rpiprov uploaded");
     }
     if !yes {
-        eprint!("{what}\nProceed? [y/N] ");
+        term::err(&format!("{what}\nProceed? [y/N] "));
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("teardown: cancelled, nothing was removed");
+            term::errln("teardown: cancelled, nothing was removed");
             return Done::Exit(EXIT_FAILED);
         }
     } else {
-        eprintln!("teardown: {what}");
+        term::errln(&format!("teardown: {what}"));
     }
     let opts = crate::teardown::Options::new(
         ctx.parallel,

@@ -32,9 +32,20 @@ use state::{Shared, State};
 pub use sys::ProcId;
 
 fn say(msg: &str) {
+    print_line(&format!("lab: {msg}"));
+}
+
+/// A line on stdout. The lab writes only text of its own making, never a node's, so it
+/// has nothing to clean; like every output of rpiprov (`crate::ui::term`, which the lab
+/// may not use), a closed pipe or terminal ends the output quietly, never with a panic.
+fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "lab: {msg}");
-    let _ = out.flush();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A line on stderr, as [`print_line`].
+fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Runs a `lab` subcommand; returns the exit code.
@@ -63,7 +74,7 @@ pub fn run(command: &LabCommand) -> u8 {
     match result {
         Ok(()) => crate::exit::EXIT_OK,
         Err(e) => {
-            eprintln!("{e}");
+            warn(&e.to_string());
             e.exit_code()
         }
     }
@@ -440,7 +451,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
 
     if !failures.is_empty() {
         for f in &failures {
-            eprintln!("{f}");
+            warn(f);
         }
         return Err(LabError::Other(format!(
             "{} of {} nodes failed to come up; `rpiprov lab down --dir {}` removes the lab",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::error::{LabError, Result};
 use super::layout::{Kind, NodeSpec};
-use super::node;
 use super::state::State;
+use super::{node, print_line};
 
 pub struct NodeStatus {
     pub spec: NodeSpec,
@@ -51,10 +51,10 @@ pub fn status(dir: &Path) -> Result<bool> {
     let state = State::load(&dir)?
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
     let rows = collect(&state);
-    println!(
+    print_line(&format!(
         "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD",
         "NODE", "ADDRESS", "ROLE", "KIND", "SSHD"
-    );
+    ));
     let mut healthy = true;
     for r in &rows {
         let docker = match r.dockerd {
@@ -63,14 +63,14 @@ pub fn status(dir: &Path) -> Result<bool> {
             None => "-",
         };
         healthy &= r.sshd && r.dockerd != Some(false);
-        println!(
+        print_line(&format!(
             "{:<8} {:<15} {:<8} {:<10} {:<5} {docker}",
             r.spec.name,
             r.spec.address.to_string(),
             r.spec.role,
             r.spec.kind.as_str(),
             if r.sshd { "up" } else { "down" },
-        );
+        ));
     }
     Ok(healthy)
 }

@@ -3,10 +3,13 @@
 //! that shows them ([`progress::Bars`] on a terminal, [`progress::Plain`] lines otherwise).
 //! At the end, the rows become a table ([`summary`]) or, with `--json`, one document
 //! ([`json`]). Nothing here decides anything about hosts; it reads `crate::exec::report`.
+//! Every byte any of them writes, and every message of the commands, goes through
+//! [`term`]: remote text made safe for a terminal, and a closed pipe never a panic.
 
 pub mod json;
 pub mod progress;
 pub mod summary;
+pub mod term;
 
 use std::io::IsTerminal;
 

@@ -1,14 +1,15 @@
 //! Live progress: [`Plain`] prefixed lines on stderr (logs, CI, `-v`) and [`Bars`], one
-//! indicatif line per row with its current step and elapsed time.
+//! indicatif line per row with its current step and elapsed time. Both show remote text
+//! (output lines, errors): [`Plain`] writes through [`term`], and [`Bars`] hands indicatif
+//! only [cleaned](term::clean) text (indicatif ignores its own write errors).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::outcome_word;
+use super::{outcome_word, term};
 use crate::exec::report::{Event, Reporter};
 
 /// Plain lines on stderr, `ROW: message`, for logs and CI.
@@ -53,7 +54,7 @@ impl Reporter for Plain {
         };
         let _guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let t = self.start.elapsed().as_secs_f64();
-        let _ = writeln!(std::io::stderr(), "[{t:6.1}s] {line}");
+        term::errln(&format!("[{t:6.1}s] {line}"));
     }
 }
 
@@ -90,7 +91,7 @@ impl Bars {
             .map(|h| {
                 let pb = multi.add(ProgressBar::new_spinner());
                 pb.set_style(style.clone());
-                pb.set_prefix(h.clone());
+                pb.set_prefix(term::clean(h).into_owned());
                 pb.set_message("waiting");
                 pb.enable_steady_tick(Duration::from_millis(120));
                 (h.clone(), pb)
@@ -107,29 +108,30 @@ impl Bars {
 
 impl Reporter for Bars {
     fn event(&self, row: &str, event: Event) {
+        let safe = |text: &str| term::clean(text).into_owned();
         let Some(pb) = self.bars.get(row) else {
-            let _ = self.multi.println(format!("{row}: {event:?}"));
+            let _ = self.multi.println(safe(&format!("{row}: {event:?}")));
             return;
         };
         match event {
-            Event::Step(s) => pb.set_message(s),
+            Event::Step(s) => pb.set_message(safe(&s)),
             Event::Output(l) => {
                 let step = pb.message();
                 let step = step.split(" | ").next().unwrap_or_default().to_string();
-                pb.set_message(format!("{step} | {}", truncate(&l, 60)));
+                pb.set_message(format!("{step} | {}", truncate(&safe(&l), 60)));
             }
             Event::Done(o, msg) => {
                 let seconds = self.start.elapsed().as_secs_f64();
                 // Only the first line of a multi-line error: the summary shows the rest.
                 let msg = msg.lines().next().unwrap_or_default();
                 pb.set_style(self.done_style.clone());
-                pb.finish_with_message(done_line(outcome_word(o), seconds, msg));
+                pb.finish_with_message(safe(&done_line(outcome_word(o), seconds, msg)));
             }
             // The row's own line says it (a line above the block would repeat the row's
             // end a moment later).
-            Event::Note(n) if !pb.is_finished() => pb.set_message(n),
+            Event::Note(n) if !pb.is_finished() => pb.set_message(safe(&n)),
             Event::Note(n) => {
-                let _ = self.multi.println(format!("{row}: {n}"));
+                let _ = self.multi.println(safe(&format!("{row}: {n}")));
             }
         }
     }
@@ -154,6 +156,29 @@ fn truncate(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::report::Outcome;
+
+    /// What a compromised Pi might print: OSC 52 (write the clipboard), a cursor move, a
+    /// carriage return that overwrites, a right-to-left override.
+    const HOSTILE: &str = "\x1b]52;c;cm0gLXJmIH4=\x07\x1b[1A\rok \u{202e}deliaf";
+
+    #[test]
+    fn bars_hand_indicatif_only_cleaned_remote_text() {
+        let bars = Bars::new(&["pi1".to_string(), "pi2".to_string()]);
+        bars.event("pi1", Event::Step("install docker".into()));
+        bars.event("pi1", Event::Output(HOSTILE.into()));
+        let shown = bars.bars["pi1"].message();
+        assert!(!shown.contains(term::is_unsafe), "{shown:?}");
+        assert!(shown.starts_with("install docker | \\x1b]52;c;"), "{shown:?}");
+        bars.event("pi2", Event::Step(HOSTILE.into()));
+        assert!(!bars.bars["pi2"].message().contains(term::is_unsafe));
+        bars.event("pi2", Event::Note(HOSTILE.into()));
+        assert!(!bars.bars["pi2"].message().contains(term::is_unsafe));
+        bars.event("pi2", Event::Done(Outcome::Failed, HOSTILE.into()));
+        let end = bars.bars["pi2"].message();
+        assert!(end.contains("FAILED \\x1b]52;c;"), "{end:?}");
+        assert!(!end.contains(term::is_unsafe), "{end:?}");
+    }
 
     #[test]
     fn a_finished_row_shows_its_outcome_and_own_time() {
