@@ -7,7 +7,21 @@
 //!
 //! A refused run names the holder; when the holder is a run of this same machine whose
 //! process is gone, it says the lock was left by a killed run. Nothing clears a lock
-//! silently: `rpiprov deploy --unlock` does it on request ([`unlock`]).
+//! silently: `rpiprov deploy --unlock` does it on request ([`unlock`]). Taking, releasing
+//! and removing the lock are each one atomic step on the manager (under `flock`, see
+//! [`crate::docker::lock`]): a release removes the lock only if it is still ours, and no
+//! other run's lock command can come between the check and the removal.
+//!
+//! # Which manager holds the lock
+//!
+//! The lock is on one manager: the first manager of the inventory, in inventory order,
+//! that answered (`deploy` and `teardown` pick it the same way, as the one they act
+//! through; see `cmd::context::connect_swarm`). With one manager, or while the first one
+//! answers everyone, every run locks the same folder. It is not a lock of the whole swarm:
+//! a run that cannot reach the first manager locks the next one, and does not see a lock
+//! held on the first (nor a run that reaches the first see its lock). So when a manager is
+//! down or reachable from some machines only, two runs can both proceed; the swarm itself
+//! stays consistent (Raft orders the changes) but what ends up deployed is the last run's.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

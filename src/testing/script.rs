@@ -132,6 +132,17 @@ impl ScratchHost {
         std::fs::write(self.docker_file(&format!("answer_{a}_{b}")), text).expect("answer file");
     }
 
+    /// Puts a stand-in for the command `name` first on `PATH`: a test holds a script at a
+    /// point of its choosing (say, a release just before it removes). The real command is
+    /// the next one on `PATH`: `PATH=${PATH#*:} exec NAME "$@"` runs it.
+    pub fn stand_in(&self, name: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join("bin").join(name);
+        std::fs::write(&path, script).expect("stand-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("stand-in is executable");
+    }
+
     /// What the stand-in `docker` was called with, one call per line.
     pub fn calls(&self) -> String {
         std::fs::read_to_string(self.docker_file("calls")).unwrap_or_default()
