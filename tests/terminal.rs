@@ -76,6 +76,8 @@ fn cases(f: &Files) -> Vec<Vec<String>> {
         with_inv(&["check", "--json"]),
         vec!["-i".into(), f.path("inv/broken.toml"), "check".into()],
         vec!["--help".into()],
+        vec!["completions".into(), "bash".into()],
+        vec!["man".into()],
         vec!["bootstrap".into(), "--no-such-flag".into()],
         with_inv(&["bootstrap"]),
         with_inv(&["-v", "bootstrap"]),

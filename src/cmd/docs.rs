@@ -6,7 +6,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::cli::{Cli, ShellArg};
-use crate::exit::{EXIT_FAILED, EXIT_OK};
+use crate::exit::EXIT_OK;
+use crate::ui::term;
 
 /// Prints the completion script of `shell` on stdout.
 pub fn completions(shell: ShellArg) -> u8 {
@@ -16,7 +17,10 @@ pub fn completions(shell: ShellArg) -> u8 {
         ShellArg::Fish => Shell::Fish,
     };
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "rpiprov", &mut std::io::stdout());
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "rpiprov", &mut script);
+    term::out_verbatim(&String::from_utf8_lossy(&script));
     EXIT_OK
 }
 
@@ -52,12 +56,6 @@ pub fn man_page() -> Vec<u8> {
 
 /// Prints [`man_page`] on stdout.
 pub fn man() -> u8 {
-    use std::io::Write;
-    match std::io::stdout().write_all(&man_page()) {
-        Ok(()) => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: cannot write the manual page: {e}");
-            EXIT_FAILED
-        }
-    }
+    term::out_verbatim(&String::from_utf8_lossy(&man_page()));
+    EXIT_OK
 }

@@ -29,6 +29,7 @@ use clap::Parser;
 
 use crate::cli::{Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, InventoryArg};
 use crate::exit::EXIT_USAGE;
+use crate::ui::term;
 
 pub use context::Opts;
 
@@ -174,11 +175,11 @@ pub fn dispatch(cli: &Cli) -> u8 {
     };
     let unread = unread(&cli.before, reads);
     if !unread.is_empty() {
-        eprintln!(
+        term::errln(&format!(
             "error: {} {} not read by this command (see its --help)",
             unread.join(", "),
             if unread.len() == 1 { "is" } else { "are" }
-        );
+        ));
         return EXIT_USAGE;
     }
     match &cli.command {

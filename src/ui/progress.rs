@@ -169,7 +169,10 @@ mod tests {
         bars.event("pi1", Event::Output(HOSTILE.into()));
         let shown = bars.bars["pi1"].message();
         assert!(!shown.contains(term::is_unsafe), "{shown:?}");
-        assert!(shown.starts_with("install docker | \\x1b]52;c;"), "{shown:?}");
+        assert!(
+            shown.starts_with("install docker | \\x1b]52;c;"),
+            "{shown:?}"
+        );
         bars.event("pi2", Event::Step(HOSTILE.into()));
         assert!(!bars.bars["pi2"].message().contains(term::is_unsafe));
         bars.event("pi2", Event::Note(HOSTILE.into()));

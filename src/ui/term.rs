@@ -124,8 +124,10 @@ pub fn errln(line: &str) {
     err(&format!("{line}\n"));
 }
 
-/// Prints text on stdout exactly as given: for `--json`, escaped by its own rules.
-pub(super) fn out_verbatim(text: &str) {
+/// Prints text on stdout exactly as given, for text rpiprov makes itself and that must
+/// not change: `--json` (escaped by its own rules), completion scripts, the manual page.
+/// Never for remote text.
+pub fn out_verbatim(text: &str) {
     write_raw(To::Stdout, text.as_bytes());
 }
 
