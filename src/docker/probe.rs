@@ -28,6 +28,7 @@ pub fn probe(networks: &[&str]) -> String {
     };
     format!(
         r#"export LC_ALL=C
+echo "clock=$(date +%s.%N)"
 if [ -r /etc/os-release ]; then . /etc/os-release; fi
 echo "os_id=${{ID:-unknown}}"
 echo "os_version=${{VERSION_ID:-unknown}}"
@@ -46,10 +47,40 @@ echo '@@begin swarm'; docker info --format '{{{{json .Swarm}}}}'; echo '@@end sw
 if [ "$(docker info --format '{{{{.Swarm.ControlAvailable}}}}')" = true ]; then
 echo '@@begin nodes'; docker node inspect --format '{{{{json .}}}}' $(docker node ls -q) 2>/dev/null; echo '@@end nodes'
 {inspect}fi
+droot=$(docker info --format '{{{{.DockerRootDir}}}}' 2>/dev/null)
+echo "docker_memory_limit=$(docker info --format '{{{{.MemoryLimit}}}}' 2>/dev/null)"
 else echo "docker_running=no"; fi
-"#
+{PREFLIGHT}"#
     )
 }
+
+/// The preflight's evidence, read without root where it can be and never changing
+/// anything: kernel support for vxlan and overlayfs from every place that can tell (the
+/// loaded module in `/sys/module`, `/proc/filesystems`, the kernel's own config in
+/// `/proc/config.gz` or `/boot/config-RELEASE`, the module tree), the memory cgroup, the
+/// free space where Docker keeps its data (the nearest existing folder), the boot id, and
+/// whether `perl` is there for the port test. Judged by `crate::plan::preflight`.
+const PREFLIGHT: &str = r#"release=$(uname -r)
+config=
+if [ -r /proc/config.gz ]; then config=$(gzip -dc /proc/config.gz 2>/dev/null); elif [ -r "/boot/config-$release" ]; then config=$(cat "/boot/config-$release"); fi
+if [ -n "$config" ]; then echo "kernel_config=yes"; else echo "kernel_config=no"; fi
+for opt in VXLAN OVERLAY_FS MEMCG; do v=$(printf '%s\n' "$config" | sed -n "s/^CONFIG_$opt=//p"); echo "config_$opt=$v"; done
+if [ -d "/lib/modules/$release" ]; then echo "modules_dir=yes"; else echo "modules_dir=no"; fi
+for m in vxlan overlay; do
+if [ -e "/sys/module/$m" ]; then echo "loaded_$m=yes"; else echo "loaded_$m=no"; fi
+if grep -qs "/$m.ko" "/lib/modules/$release/modules.builtin"; then echo "module_$m=builtin"; elif [ -n "$(find "/lib/modules/$release" -name "$m.ko*" 2>/dev/null | head -n 1)" ]; then echo "module_$m=module"; else echo "module_$m=none"; fi
+done
+if grep -qw overlay /proc/filesystems 2>/dev/null; then echo "fs_overlay=yes"; else echo "fs_overlay=no"; fi
+echo "cgroup_memory=$(awk '$1 == "memory" {print $4}' /proc/cgroups 2>/dev/null)"
+echo "cgroup2_controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
+echo "cmdline=$(cat /proc/cmdline 2>/dev/null)"
+d=${droot:-/var/lib/docker}
+while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done
+echo "disk_path=$d"
+echo "disk_free_kib=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 {print $4}')"
+echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
+if command -v perl >/dev/null 2>&1; then echo "perl=yes"; else echo "perl=no"; fi
+"#;
 
 /// Everything the probe reports of one host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -75,6 +106,46 @@ pub struct Facts {
     pub nodes: Vec<SwarmNode>,
     /// The playbook's networks that exist, as a manager sees them.
     pub networks: Vec<NetworkInfo>,
+    /// What the preflight judges (`crate::plan::preflight`).
+    pub preflight: PreflightFacts,
+}
+
+/// The evidence the preflight judges, as the probe found it. Empty strings and `None`
+/// mean the host could not tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PreflightFacts {
+    /// The host's `date +%s.%N` when the probe started, as printed.
+    pub clock: String,
+    /// The kernel's own configuration was readable (`/proc/config.gz`, `/boot/config-*`).
+    pub kernel_config: bool,
+    /// `CONFIG_VXLAN`, `CONFIG_OVERLAY_FS`, `CONFIG_MEMCG`: `y`, `m`, or empty (not set,
+    /// or no configuration to read).
+    pub config_vxlan: String,
+    pub config_overlay_fs: String,
+    pub config_memcg: String,
+    /// `/lib/modules/RELEASE` exists.
+    pub modules_dir: bool,
+    /// `/sys/module/vxlan` and `/sys/module/overlay` exist.
+    pub loaded_vxlan: bool,
+    pub loaded_overlay: bool,
+    /// `builtin`, `module` or `none`, from the module tree.
+    pub module_vxlan: String,
+    pub module_overlay: String,
+    /// `overlay` is listed in `/proc/filesystems`.
+    pub fs_overlay: bool,
+    /// The `enabled` column of `memory` in `/proc/cgroups` (`1`, `0`, or empty).
+    pub cgroup_memory: String,
+    /// `/sys/fs/cgroup/cgroup.controllers` on a cgroup v2 host.
+    pub cgroup2_controllers: String,
+    /// Docker's own word on memory limits (`true`/`false`), when it runs.
+    pub docker_memory_limit: String,
+    pub cmdline: String,
+    /// The folder whose free space was measured: Docker's data root, or its nearest
+    /// existing parent before Docker is installed.
+    pub disk_path: String,
+    pub disk_free_kib: Option<u64>,
+    pub boot_id: String,
+    pub perl: bool,
 }
 
 /// Parses the probe's output. Unknown keys are ignored so that an older rpiprov can read
@@ -114,7 +185,7 @@ pub fn parse(output: &str) -> Result<Facts, String> {
             "docker_installed" => f.docker_installed = value == "yes",
             "docker_running" => f.docker_running = value == "yes",
             "docker_version" if !value.is_empty() => f.docker_version = Some(value),
-            _ => {}
+            _ => read_preflight(&mut f.preflight, key, value),
         }
     }
     if let Some((name, _)) = section {
@@ -124,6 +195,32 @@ pub fn parse(output: &str) -> Result<Facts, String> {
         return Err("probe output has no hostname: the probe did not run".to_string());
     }
     Ok(f)
+}
+
+fn read_preflight(p: &mut PreflightFacts, key: &str, value: String) {
+    let yes = value == "yes";
+    match key {
+        "clock" => p.clock = value,
+        "kernel_config" => p.kernel_config = yes,
+        "config_VXLAN" => p.config_vxlan = value,
+        "config_OVERLAY_FS" => p.config_overlay_fs = value,
+        "config_MEMCG" => p.config_memcg = value,
+        "modules_dir" => p.modules_dir = yes,
+        "loaded_vxlan" => p.loaded_vxlan = yes,
+        "loaded_overlay" => p.loaded_overlay = yes,
+        "module_vxlan" => p.module_vxlan = value,
+        "module_overlay" => p.module_overlay = value,
+        "fs_overlay" => p.fs_overlay = yes,
+        "cgroup_memory" => p.cgroup_memory = value,
+        "cgroup2_controllers" => p.cgroup2_controllers = value,
+        "docker_memory_limit" => p.docker_memory_limit = value,
+        "cmdline" => p.cmdline = value,
+        "disk_path" => p.disk_path = value,
+        "disk_free_kib" => p.disk_free_kib = value.parse().ok(),
+        "boot_id" => p.boot_id = value,
+        "perl" => p.perl = yes,
+        _ => {}
+    }
 }
 
 fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
@@ -243,6 +340,22 @@ docker_version=20.10.24+dfsg1
         let f = parse(&ran.stdout).unwrap();
         assert!(!f.hostname.is_empty());
         assert!(!f.arch.is_empty());
+        // The preflight's evidence of this machine, read the same way as on a Pi.
+        let p = &f.preflight;
+        let clock: f64 = p.clock.parse().expect("date +%s.%N is a number");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!((clock - now).abs() < 60.0, "{clock} vs {now}");
+        assert!(p.disk_free_kib.is_some_and(|k| k > 0), "{p:?}");
+        assert!(!p.disk_path.is_empty());
+        assert_eq!(p.boot_id.len(), 36, "{p:?}");
+        assert!(p.perl, "perl-base is Essential on Debian");
+        assert!(["builtin", "module", "none"].contains(&p.module_vxlan.as_str()));
+        if p.kernel_config {
+            assert!(["y", "m", ""].contains(&p.config_vxlan.as_str()), "{p:?}");
+        }
     }
 
     #[test]

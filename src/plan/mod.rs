@@ -8,6 +8,9 @@
 //! leader's swarm settings: stale node entries ([`prune`]), labels ([`labels`]) and the
 //! playbook's networks ([`networks`]). The executor is `crate::bootstrap`.
 
+pub mod ports;
+pub mod preflight;
+
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{Advertise, Host, InstallMethod, Network, Role};
