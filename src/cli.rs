@@ -147,6 +147,13 @@ pub enum Command {
     )]
     Teardown(TeardownArgs),
 
+    /// Check the Pis before a swarm forms: clock, kernel (vxlan, overlayfs), memory cgroup,
+    /// disk, architecture, and the swarm's ports between every pair of nodes. Changes nothing.
+    #[command(
+        after_help = "Examples:\n  rpiprov doctor\n  rpiprov doctor --on pi-03 --json\n\nExit code 1 when a check finds an error (one bootstrap would refuse)."
+    )]
+    Doctor(DoctorArgs),
+
     /// Run a shell command on the selected hosts, in parallel, and print each host's output.
     #[command(
         after_help = "Examples:\n  rpiprov run -- uptime\n  rpiprov run --on @manager --sudo -- docker node ls"
@@ -171,6 +178,10 @@ pub enum Command {
     Lab(LabCommand),
 }
 
+/// The preflight's checks, as `--skip-preflight` names them.
+pub const PREFLIGHT_CHECKS: [&str; 6] =
+    ["clock", "kernel", "memory-cgroup", "disk", "arch", "ports"];
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
@@ -188,6 +199,21 @@ pub struct BootstrapArgs {
     /// A node that belongs to another swarm leaves it first (otherwise that is an error).
     #[arg(long)]
     pub force: bool,
+    /// Go on despite this preflight check's errors (repeat for several); `ports` also
+    /// skips the port test.
+    #[arg(long, value_name = "CHECK", value_parser = PREFLIGHT_CHECKS)]
+    pub skip_preflight: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub on: OnArg,
+    /// Leave this check out (repeat for several); `ports` skips the port test.
+    #[arg(long, value_name = "CHECK", value_parser = PREFLIGHT_CHECKS)]
+    pub skip_preflight: Vec<String>,
 }
 
 #[derive(Debug, Args)]

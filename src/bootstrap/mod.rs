@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Host, Network, Role};
+use crate::config::{Advertise, Host, Network, Role};
 use crate::docker::engine::{self, DAEMON_JSON};
 use crate::docker::probe::{self, Facts};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{network, node};
 use crate::exec::report::{Reporter, Row, RowId, Rows};
 use crate::exec::{StepError, check, parallel_map, root};
+use crate::plan::ports::Node;
+use crate::plan::preflight::{Finding, Probed, Window, errors};
 use crate::plan::{self, Plan, Step};
 use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
 use crate::secret::Secret;
@@ -31,6 +33,21 @@ pub struct Options<'a> {
     pub force: bool,
     pub parallel: usize,
     pub command_timeout: Duration,
+    /// Preflight checks whose errors do not stop a host (`--skip-preflight`).
+    pub skip: Vec<Check>,
+    /// `rpiprov doctor`: probe and run the preflight, the port test among every node
+    /// included, and change nothing.
+    pub preflight_only: bool,
+}
+
+/// What a bootstrap (or a doctor) found and did.
+pub struct Bootstrapped {
+    /// One row per host, in inventory order.
+    pub rows: Vec<Row>,
+    /// The probed facts (for `--json`).
+    pub facts: HashMap<String, Facts>,
+    /// The preflight's findings, skipped checks included (they are still worth reading).
+    pub findings: Vec<Finding>,
 }
 
 /// The swarm's join details, fetched once from the leader when a join needs them.
@@ -52,15 +69,16 @@ struct Shared<R> {
     command_timeout: Duration,
 }
 
-/// Probes, plans and bootstraps. `sessions` holds the hosts that connected; `failed` the
-/// ones that did not, with the reason. Returns one row per host, in inventory order, and
-/// the facts gathered (for `--json`).
+/// Probes, judges the preflight, plans and bootstraps. `sessions` holds the hosts that
+/// connected; `failed` the ones that did not, with the reason. A host with a preflight
+/// error (of a check not skipped) fails at `preflight` and nothing is done to it; the
+/// port test runs only when the plan forms or joins (or for `doctor`).
 pub async fn execute<R: Remote + 'static>(
     opts: &Options<'_>,
     sessions: HashMap<String, Arc<R>>,
     failed: Vec<(String, String)>,
     reporter: Arc<dyn Reporter>,
-) -> (Vec<Row>, HashMap<String, Facts>) {
+) -> Bootstrapped {
     let started = Instant::now();
     let rows = Rows::new(reporter, &[]);
     for (host, err) in failed {
@@ -79,18 +97,21 @@ pub async fn execute<R: Remote + 'static>(
         let probe = probe.clone();
         async move {
             rows.step(&RowId::host(&name), "probe");
+            let sent = preflight::now();
             let res = root(&*session, probe, timeout)
                 .await
                 .and_then(|out| probe::parse(&out.stdout_str()).map_err(StepError));
-            (name, res)
+            (name, res.map(|f| (f, preflight::window(sent))))
         }
     })
     .await;
     let mut all_facts = HashMap::new();
+    let mut windows: HashMap<String, Window> = HashMap::new();
     for (name, res) in results {
         let id = RowId::host(&name);
         match res {
-            Ok(f) => {
+            Ok((f, window)) => {
+                windows.insert(name.clone(), window);
                 // Until its first step (or its end), a host waits on the others.
                 rows.step(&id, "probed; waiting for the plan's turn");
                 all_facts.insert(name, f);
@@ -103,7 +124,23 @@ pub async fn execute<R: Remote + 'static>(
         }
     }
 
-    let plan = plan::plan(&plan::Input {
+    let acted_on: Vec<&Host> = opts
+        .hosts
+        .iter()
+        .filter(|h| all_facts.contains_key(&h.name))
+        .copied()
+        .collect();
+    let probed: Vec<Probed> = acted_on
+        .iter()
+        .map(|h| Probed {
+            host: &h.name,
+            facts: &all_facts[&h.name],
+            window: windows.get(&h.name).copied(),
+        })
+        .collect();
+    let mut findings = plan::preflight::judge(&probed);
+
+    let mut plan = plan::plan(&plan::Input {
         hosts: &opts.hosts,
         managers: &opts.managers,
         facts: &all_facts,
@@ -111,6 +148,60 @@ pub async fn execute<R: Remote + 'static>(
         default_addr_pool: opts.default_addr_pool,
         force: opts.force,
     });
+
+    // The port test: only when the swarm forms or grows (a formed fleet's second run
+    // stays one probe per host), or for doctor.
+    let forming = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.work.iter())
+        .flat_map(|w| w.steps.iter())
+        .any(|s| matches!(s, Step::InitSwarm { .. } | Step::JoinSwarm { .. }));
+    if (opts.preflight_only || forming) && !opts.skip.contains(&Check::Ports) {
+        let mut members: Vec<&Host> = acted_on.clone();
+        for m in &opts.managers {
+            if all_facts.contains_key(&m.name) && !members.iter().any(|h| h.name == m.name) {
+                members.push(m);
+            }
+        }
+        let addrs: Vec<String> = members
+            .iter()
+            .map(|h| test_addr(h, &all_facts[&h.name]))
+            .collect();
+        let nodes: Vec<Node> = members
+            .iter()
+            .zip(&addrs)
+            .map(|(h, addr)| {
+                let f = &all_facts[&h.name];
+                Node {
+                    host: &h.name,
+                    addr,
+                    manager: h.role == Role::Manager,
+                    in_swarm: f.swarm.is_active(),
+                }
+            })
+            .collect();
+        for h in &members {
+            rows.step(&RowId::host(&h.name), "test ports");
+        }
+        findings.extend(preflight::ports(&sessions, &nodes, opts.parallel).await);
+    }
+    let stopped = errors(&findings, &opts.skip);
+    let mut refused = Vec::new();
+    for h in opts.hosts.iter().chain(opts.managers.iter()) {
+        let mine: Vec<String> = stopped
+            .iter()
+            .filter(|f| f.host == h.name)
+            .map(|f| format!("{}: {}; what to do: {}", f.check.name(), f.message, f.fix))
+            .collect();
+        let id = RowId::host(&h.name);
+        if !mine.is_empty() && rows.failed(&id) == Some(false) {
+            rows.fail(&id, "preflight", &mine.join("\n"));
+            rows.close(&id);
+            refused.push(h.name.clone());
+        }
+    }
+    plan.drop_hosts(&refused);
 
     let node_ids = all_facts
         .iter()
@@ -150,7 +241,9 @@ pub async fn execute<R: Remote + 'static>(
         leader: plan.leader.clone(),
         command_timeout: opts.command_timeout,
     });
-    run_phases(&shared, &plan, opts.parallel).await;
+    if !opts.preflight_only {
+        run_phases(&shared, &plan, opts.parallel).await;
+    }
 
     // The hosts acted on, and the managers outside `--on` that something happened to.
     let mut by_name: HashMap<String, Row> = rows
@@ -179,7 +272,23 @@ pub async fn execute<R: Remote + 'static>(
             r
         })
         .collect();
-    (ordered, all_facts)
+    Bootstrapped {
+        rows: ordered,
+        facts: all_facts,
+        findings,
+    }
+}
+
+/// The address peers reach a host at for the port test: what it advertises to the swarm
+/// when that is an address, else the address it is already in the swarm with, else the
+/// one it was reached by.
+fn test_addr(host: &Host, f: &Facts) -> String {
+    match &host.advertise {
+        Advertise::Address(ip) => ip.to_string(),
+        _ if !f.swarm.node_addr.is_empty() => f.swarm.node_addr.clone(),
+        _ if !f.reach_addr.is_empty() => f.reach_addr.clone(),
+        _ => host.address.clone(),
+    }
 }
 
 /// Runs the phases one after another; within a phase, hosts at once (bounded) or one by
@@ -476,6 +585,10 @@ impl<R: Remote + 'static> Shared<R> {
         }
     }
 }
+
+pub mod preflight;
+
+pub use crate::plan::preflight::{Check, Severity};
 
 #[cfg(test)]
 mod tests;

@@ -33,13 +33,17 @@ async fn bootstrap(
         force: false,
         parallel: 4,
         command_timeout: Duration::from_secs(5),
+        skip: vec![Check::Ports],
+        preflight_only: false,
     };
     let sessions = fakes
         .iter()
         .map(|f| (f.name.clone(), Arc::new(f.clone())))
         .collect();
     let rec = Arc::new(Recorder::default());
-    let (reports, _) = execute(&opts, sessions, unreachable, rec.clone()).await;
+    let reports = execute(&opts, sessions, unreachable, rec.clone())
+        .await
+        .rows;
     let events = rec.0.lock().unwrap().clone();
     (reports, events)
 }
@@ -188,4 +192,113 @@ async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
         .filter(|c| c.contains("node rm"))
         .collect();
     assert_eq!(removals, vec!["docker node rm --force old3"]);
+}
+
+/// Issue 13: a worker whose clock is two hours ahead fails at `preflight`, naming the
+/// offset, and nothing is done to it; the manager still forms the swarm.
+#[tokio::test]
+async fn a_far_off_clock_stops_that_host_before_anything_is_done_to_it() {
+    let (fakes, hosts) = fleet();
+    let ahead = preflight::now() + 7200.0;
+    fakes[1].first(
+        "@@begin",
+        ok(&format!(
+            "clock={ahead:.3}\n{}",
+            probe_of("pi2", "198.18.0.12", false)
+        )),
+    );
+    let (reports, _) = bootstrap(&fakes, &hosts, vec![]).await;
+    assert_eq!(reports[0].outcome, Outcome::Changed);
+    assert_eq!(reports[1].outcome, Outcome::Failed);
+    assert_eq!(reports[1].failed_step.as_deref(), Some("preflight"));
+    let error = reports[1].error.clone().unwrap();
+    assert!(
+        error.starts_with("clock: its clock is 7200.0 s ahead of this machine's (±0.0 s)")
+            || error.starts_with("clock: its clock is 7199.9 s ahead of this machine's"),
+        "{error}"
+    );
+    assert_eq!(fakes[1].commands().len(), 1, "only the probe ran on pi2");
+}
+
+/// `doctor`: the probe and the port test, and nothing else. Here no datagram arrives
+/// anywhere (the listeners received nothing), while TCP connects: each UDP port is named
+/// with its node and the peer that could not reach it.
+#[tokio::test]
+async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
+    let (fakes, hosts) = fleet();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let managers: Vec<&Host> = hosts.iter().filter(|h| h.role == Role::Manager).collect();
+    let listening = |ports: &str| {
+        ok(&format!(
+            "dir /tmp/rpiprov-ports.t\n{}pid 7\n",
+            ports
+                .split(' ')
+                .map(|p| format!("bound {p}\n"))
+                .collect::<String>()
+        ))
+    };
+    fakes[0]
+        .first(
+            "mktemp -d",
+            listening("2377/tcp 7946/tcp 7946/udp 4789/udp"),
+        )
+        .first(
+            "perl -e 'use strict; use IO::Socket::INET; use Time",
+            ok("198.18.0.12 7946/tcp ok\n198.18.0.12 7946/udp sent\n198.18.0.12 4789/udp sent\n"),
+        )
+        .first("cat \"$d/log\"", ok(""));
+    // pi2 receives pi1's VXLAN datagrams but not its gossip ones.
+    fakes[1]
+        .first("mktemp -d", listening("7946/tcp 7946/udp 4789/udp"))
+        .first(
+            "perl -e 'use strict; use IO::Socket::INET; use Time",
+            ok("198.18.0.11 2377/tcp ok\n198.18.0.11 7946/tcp ok\n198.18.0.11 7946/udp sent\n198.18.0.11 4789/udp sent\n"),
+        )
+        .first("cat \"$d/log\"", ok(""));
+    let opts = Options {
+        hosts: refs,
+        managers,
+        networks: &[],
+        default_addr_pool: None,
+        force: false,
+        parallel: 4,
+        command_timeout: Duration::from_secs(5),
+        skip: vec![],
+        preflight_only: true,
+    };
+    let sessions = fakes
+        .iter()
+        .map(|f| (f.name.clone(), Arc::new(f.clone())))
+        .collect();
+    let done = execute(&opts, sessions, vec![], Arc::new(Recorder::default())).await;
+    let lines: Vec<String> = done
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Ports)
+        .map(|f| f.line())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "error: pi1: ports: pi2 cannot reach its 7946/udp (nothing arrived): swarm needs it for gossip between the nodes (who is in the swarm); what to do: open 7946/udp on pi1 to pi2, and in anything between them",
+            "error: pi1: ports: pi2 cannot reach its 4789/udp (nothing arrived): swarm needs it for overlay network traffic (VXLAN); what to do: open 4789/udp on pi1 to pi2, and in anything between them",
+            "error: pi2: ports: pi1 cannot reach its 7946/udp (nothing arrived): swarm needs it for gossip between the nodes (who is in the swarm); what to do: open 7946/udp on pi2 to pi1, and in anything between them",
+            "error: pi2: ports: pi1 cannot reach its 4789/udp (nothing arrived): swarm needs it for overlay network traffic (VXLAN); what to do: open 4789/udp on pi2 to pi1, and in anything between them",
+        ]
+    );
+    let pi2 = &done.rows[1];
+    assert_eq!(pi2.failed_step.as_deref(), Some("preflight"));
+    // Nothing was changed anywhere: no install, no init, no join.
+    for f in &fakes {
+        assert!(
+            f.commands().iter().all(|c| !c.contains("swarm init")
+                && !c.contains("apt-get install")
+                && !c.contains("swarm join")),
+            "{:?}",
+            f.commands()
+        );
+        // Every listener that started was collected (and so stopped).
+        assert_eq!(f.count("mktemp -d"), 1);
+        assert_eq!(f.count("cat \"$d/log\""), 1);
+    }
 }

@@ -1,23 +1,45 @@
 //! `rpiprov bootstrap`: connects to the selected hosts and every manager, and hands over
-//! to the executor ([`crate::bootstrap`]); `--json` adds the probed facts.
+//! to the executor ([`crate::bootstrap`]), which runs the preflight first; its findings
+//! are printed before the summary, and `--json` adds them and the probed facts.
 
 use std::collections::BTreeMap;
 
 use super::context::{Ctx, Done, Needs, Opts, Style, connect, with_fleet};
+use crate::bootstrap::{Bootstrapped, Check};
 use crate::config::Host;
 
 /// Managers are connected whatever `--on` selects: joins and labels go through them.
-const NEEDS: Needs = Needs {
+pub const NEEDS: Needs = Needs {
     whole_swarm: false,
     managers: true,
     root: true,
 };
 
-pub fn bootstrap(opts: &Opts, force: bool) -> u8 {
-    with_fleet(opts, "bootstrap", NEEDS, |ctx| Box::pin(body(ctx, force)))
+pub fn bootstrap(opts: &Opts, force: bool, skip_preflight: &[String]) -> u8 {
+    let skip = checks(skip_preflight);
+    with_fleet(opts, "bootstrap", NEEDS, |ctx| {
+        Box::pin(async move {
+            let done = run(ctx, force, skip.clone(), false).await;
+            for f in &done.findings {
+                let skipped = if skip.contains(&f.check) {
+                    " (skipped)"
+                } else {
+                    ""
+                };
+                eprintln!("{}{skipped}", f.line());
+            }
+            finish(ctx, done, Style::Table)
+        })
+    })
 }
 
-async fn body(ctx: &Ctx, force: bool) -> Done {
+/// The checks `--skip-preflight` names (clap has checked the names).
+pub fn checks(names: &[String]) -> Vec<Check> {
+    names.iter().filter_map(|n| Check::from_name(n)).collect()
+}
+
+/// Connects and runs the executor: a bootstrap, or with `preflight_only` the doctor.
+pub async fn run(ctx: &Ctx, force: bool, skip: Vec<Check>, preflight_only: bool) -> Bootstrapped {
     let inv = &ctx.loaded.inventory;
     let names = ctx.ordered_targets();
     let reporter = ctx.reporter(&names);
@@ -38,13 +60,20 @@ async fn body(ctx: &Ctx, force: bool) -> Done {
         force,
         parallel: ctx.parallel,
         command_timeout: ctx.connect.command_timeout,
+        skip,
+        preflight_only,
     };
-    let (rows, facts) = crate::bootstrap::execute(&opts, sessions, failed, reporter.clone()).await;
+    let done = crate::bootstrap::execute(&opts, sessions, failed, reporter.clone()).await;
     reporter.finish();
-    let facts: BTreeMap<_, _> = facts.into_iter().collect();
+    done
+}
+
+/// The end: the rows, and in `--json` the facts and the findings.
+pub fn finish(ctx: &Ctx, done: Bootstrapped, style: Style) -> Done {
+    let facts: BTreeMap<_, _> = done.facts.into_iter().collect();
     Done::Rows {
-        rows,
-        details: ctx.details(&serde_json::json!({ "facts": facts })),
-        style: Style::Table,
+        rows: done.rows,
+        details: ctx.details(&serde_json::json!({ "facts": facts, "preflight": done.findings })),
+        style,
     }
 }

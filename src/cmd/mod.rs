@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `check` | [`check`] | none: it connects nowhere |
 //! | `bootstrap` | [`bootstrap`] | [`crate::bootstrap`] |
+//! | `doctor` | [`doctor`] | [`crate::bootstrap`], its preflight alone |
 //! | `deploy` | [`deploy`] | [`crate::deploy`] |
 //! | `teardown` | [`teardown`] | [`crate::teardown`] |
 //! | `run` | [`run`] | itself: one command on every selected host |
@@ -19,6 +20,7 @@ pub mod check;
 pub mod context;
 pub mod deploy;
 pub mod docs;
+pub mod doctor;
 pub mod lab;
 pub mod run;
 pub mod teardown;
@@ -161,7 +163,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
             json: true,
             ..Reads::NONE
         },
-        Command::Bootstrap(_) => Reads {
+        Command::Bootstrap(_) | Command::Doctor(_) => Reads {
             on: true,
             ..Reads::FLEET
         },
@@ -189,7 +191,11 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Bootstrap(args) => {
             let o = before.fleet(&args.fleet).on(&args.on.on);
-            bootstrap::bootstrap(&o, args.force)
+            bootstrap::bootstrap(&o, args.force, &args.skip_preflight)
+        }
+        Command::Doctor(args) => {
+            let o = before.fleet(&args.fleet).on(&args.on.on);
+            doctor::doctor(&o, &args.skip_preflight)
         }
         Command::Deploy(args) => {
             let o = before.fleet(&args.fleet);

@@ -126,6 +126,21 @@ impl Plan {
             .iter()
             .all(|p| p.work.iter().all(|w| w.steps.is_empty()))
     }
+    /// Leaves these hosts out: their own work, and the leader's steps about them (labels,
+    /// roles). For hosts the preflight stopped after the plan was made.
+    pub fn drop_hosts(&mut self, hosts: &[String]) {
+        let about = |s: &Step| match s {
+            Step::SetLabels { host, .. } | Step::SetRole { host, .. } => hosts.contains(host),
+            _ => false,
+        };
+        for phase in &mut self.phases {
+            phase.work.retain(|w| !hosts.contains(&w.host));
+            for w in &mut phase.work {
+                w.steps.retain(|s| !about(s));
+            }
+        }
+    }
+
     /// The steps of one host, over all phases.
     pub fn steps_of(&self, host: &str) -> Vec<&Step> {
         self.phases

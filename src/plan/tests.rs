@@ -409,3 +409,34 @@ fn a_reinstalled_pi_rejoins_and_its_old_entry_is_pruned() {
         }]
     );
 }
+
+/// Issue 13: a host the preflight stopped loses its work and the leader's steps about it.
+#[test]
+fn dropped_hosts_lose_their_work_and_their_labels() {
+    let mut hosts = lab_fleet();
+    hosts[1].labels.insert("zone".into(), "b".into());
+    let case = Case::new(hosts)
+        .facts("pi1", docker_up("pi1", "198.18.0.11"))
+        .facts("pi2", docker_up("pi2", "198.18.0.12"))
+        .facts("pi3", docker_up("pi3", "198.18.0.13"));
+    let mut p = case.plan();
+    assert!(
+        p.steps_of("pi1")
+            .iter()
+            .any(|s| matches!(s, Step::SetLabels { host, .. } if host == "pi2"))
+    );
+    p.drop_hosts(&["pi2".to_string()]);
+    assert_eq!(p.steps_of("pi2"), Vec::<&Step>::new());
+    assert!(
+        !p.steps_of("pi1")
+            .iter()
+            .any(|s| matches!(s, Step::SetLabels { host, .. } if host == "pi2"))
+    );
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::JoinSwarm {
+            role: Role::Worker,
+            advertise: "198.18.0.13".into()
+        }]
+    );
+}
