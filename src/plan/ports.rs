@@ -78,11 +78,14 @@ pub fn tag(nonce: &str, host: &str) -> String {
     format!("{nonce}.{host}")
 }
 
+/// What one sender reported: each target, and why it failed (`None`: reached, or sent).
+pub type Sent = Vec<(Target, Option<String>)>;
+
 /// What the test gathered from each node; an `Err` says why that part did not run.
 #[derive(Debug, Default)]
 pub struct Report {
     pub listening: HashMap<String, Result<Listening, String>>,
-    pub sent: HashMap<String, Result<Vec<(Target, Option<String>)>, String>>,
+    pub sent: HashMap<String, Result<Sent, String>>,
     pub received: HashMap<String, Result<Vec<Received>, String>>,
 }
 

@@ -1,0 +1,125 @@
+//! End-to-end tests of the preflight (issue 13 item 1) on a lab of three Docker nodes:
+//! the port test between the nodes finds a node whose 7946/udp is dropped (an iptables
+//! rule in its own network namespace, as a Pi's firewall would), `doctor` and `bootstrap`
+//! name the port and the peers, bootstrap refuses that node and forms the swarm without
+//! it; once the rule is gone, bootstrap joins it, and a formed fleet's second bootstrap
+//! runs no port test. Nothing is left listening on any node.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+
+use support::fleet::{BIN, Fleet, text};
+
+fn rpiprov(fleet: &Fleet, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("-i")
+        .arg(fleet.dir.join("inventory.toml"))
+        .args(args)
+        .env("RPIPROV_SUDO_PASSWORD", fleet.read("sudo-password").trim())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rpiprov")
+}
+
+/// Runs a command inside a lab node's namespaces, as root.
+fn inside(fleet: &Fleet, node: &str, args: &[&str]) -> String {
+    let lab = rpiprov::lab::Lab::open(&fleet.dir).expect("the lab opens");
+    let out = lab
+        .enter(node)
+        .expect("the node exists")
+        .args(args)
+        .output()
+        .expect("run inside the node");
+    assert!(out.status.success(), "{args:?} in {node}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn swarm_state(fleet: &Fleet, node: &str) -> String {
+    inside(
+        fleet,
+        node,
+        &["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_node_whose_gossip_port_is_dropped_is_refused_with_the_port_and_the_peers() {
+    let fleet = Fleet::up(&["--nodes", "3", "--bare", "0"]);
+    // pi2's firewall drops 7946/udp both ways.
+    for chain in ["PREROUTING", "OUTPUT"] {
+        inside(
+            &fleet,
+            "pi2",
+            &[
+                "iptables", "-t", "raw", "-I", chain, "-p", "udp", "--dport", "7946", "-j", "DROP",
+            ],
+        );
+    }
+
+    // doctor: exit 1, the port and the peers named, nothing changed.
+    let out = rpiprov(&fleet, &["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        stdout,
+        "error: pi2: ports: nothing reaches its 7946/udp (from pi1, pi3): swarm needs it for gossip between the nodes (who is in the swarm); what to do: open 7946/udp on pi2: in its firewall, and in any between the Pis\n\
+         error: pi2: ports: it reaches no other node's 7946/udp (pi1, pi3): swarm needs it for gossip between the nodes (who is in the swarm); what to do: allow pi2 to send to 7946/udp (its outgoing firewall rules)\n"
+    );
+    assert_eq!(swarm_state(&fleet, "pi1"), "inactive");
+
+    // bootstrap: pi2 fails at preflight and does not join; the others form the swarm.
+    let out = rpiprov(&fleet, &["bootstrap", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |name: &str| {
+        doc["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {name}: {doc:#}"))
+    };
+    assert_eq!(row("pi2")["failed_step"], "preflight", "{doc:#}");
+    assert!(
+        row("pi2")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("ports: nothing reaches its 7946/udp (from pi1, pi3)"),
+        "{doc:#}"
+    );
+    assert_eq!(row("pi1")["outcome"], "changed", "{doc:#}");
+    assert_eq!(row("pi3")["outcome"], "changed", "{doc:#}");
+    assert_eq!(doc["details"]["preflight"][0]["check"], "ports", "{doc:#}");
+    assert_eq!(swarm_state(&fleet, "pi1"), "active");
+    assert_eq!(swarm_state(&fleet, "pi2"), "inactive");
+
+    // The rule gone, pi2 joins; then a second run changes nothing and tests no port.
+    inside(&fleet, "pi2", &["iptables", "-t", "raw", "-F"]);
+    let out = rpiprov(&fleet, &["bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(swarm_state(&fleet, "pi2"), "active");
+    let out = rpiprov(&fleet, &["-v", "bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("no change on any host"), "{all}");
+    assert!(!all.contains("test ports"), "{all}");
+
+    // No listener of the test is left on any node (the swarm's own are dockerd's and the
+    // kernel's VXLAN socket), nor its folder.
+    for node in ["pi1", "pi2", "pi3"] {
+        let left = inside(
+            &fleet,
+            node,
+            &[
+                "sh",
+                "-c",
+                "ls -d /tmp/rpiprov-ports.* 2>/dev/null; ss -Hlntup | grep perl; true",
+            ],
+        );
+        assert_eq!(left, "", "{node}");
+    }
+}
