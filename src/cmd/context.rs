@@ -367,7 +367,7 @@ pub async fn connect(
 
 /// The sessions of a command that acts through the swarm's leader.
 pub struct Swarm {
-    /// The first manager that answered.
+    /// The first manager that said it serves the swarm ([`crate::exec::pick_manager`]).
     pub leader: Arc<remote::Session>,
     /// Every host that answered, the leader included.
     pub sessions: HashMap<String, Arc<remote::Session>>,
@@ -375,25 +375,36 @@ pub struct Swarm {
     pub unreachable: Vec<(String, String)>,
 }
 
-/// Connects to every host and picks the leader: the first manager that answered. When no
-/// manager answered, the command ends here with the hosts that could not be reached.
+/// Connects to every host and picks the manager to act through: the first that says it
+/// serves the swarm (a manager reachable over SSH whose Docker hangs is passed over).
+/// When none does, the command ends here with the hosts that could not be reached.
 pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Swarm, Done> {
     let names = ctx.ordered_targets();
     let (sessions, unreachable) = connect(ctx, &names, reporter).await;
-    let leader = ctx
+    let managers: Vec<(String, Arc<remote::Session>)> = ctx
         .loaded
         .inventory
         .managers()
-        .find_map(|m| sessions.get(&m.name).cloned());
-    match leader {
-        Some(leader) => Ok(Swarm {
+        .filter_map(|m| sessions.get(&m.name).map(|s| (m.name.clone(), s.clone())))
+        .collect();
+    let reached = !managers.is_empty();
+    match crate::exec::pick_manager(managers, crate::exec::MANAGER_ANSWER).await {
+        Ok(leader) => Ok(Swarm {
             leader,
             sessions,
             unreachable,
         }),
-        None => {
+        Err(why) => {
             reporter.finish();
-            term::errln("error: no manager could be reached");
+            if reached {
+                let each: Vec<String> = why.iter().map(|(m, w)| format!("{m}: {w}")).collect();
+                term::errln(&format!(
+                    "error: no manager serves the swarm ({}); with fewer than half of the managers up the swarm has lost quorum: bring managers back",
+                    each.join("; ")
+                ));
+            } else {
+                term::errln("error: no manager could be reached");
+            }
             Err(Done::Rows {
                 rows: unreachable
                     .into_iter()

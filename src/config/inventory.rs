@@ -253,6 +253,23 @@ fn check_fleet(
             "no host has role = \"manager\"; a swarm needs at least one manager",
         ));
     }
+    // Raft needs a majority of the managers: an even number tolerates no more managers
+    // down than one fewer would, and a split in two halves leaves neither with quorum.
+    let managers = hosts.iter().filter(|h| h.role == Role::Manager).count();
+    if every_host_parsed && managers >= 2 && managers % 2 == 0 {
+        let down = (managers - 1) / 2;
+        diags.push(file.src.at(
+            super::diag::Severity::Warning,
+            None,
+            "host",
+            format!(
+                "{managers} managers: the swarm keeps quorum with {down} of them down, no more than with {} managers, and a split into two halves stops both; make it {} or {}",
+                managers - 1,
+                managers - 1,
+                managers + 1
+            ),
+        ));
+    }
     let default_port = raw
         .defaults
         .as_ref()
@@ -1054,6 +1071,27 @@ docker = {{ install = {{ command = "apk add docker" }} }}
                 "4:12: ssh.parallel: expected a number of hosts, at least 1",
             ]
         );
+    }
+
+    #[test]
+    fn an_even_number_of_managers_is_a_warning() {
+        let two = "[[host]]\nname = \"pi1\"\naddress = \"a\"\nrole = \"manager\"\n\
+                   [[host]]\nname = \"pi2\"\naddress = \"b\"\nrole = \"manager\"\n";
+        let load = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("inventory.toml");
+            std::fs::write(&path, text).unwrap();
+            load_with_home(&path, None, None).unwrap()
+        };
+        let loaded = load(two);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.warnings[0].key_path, "host");
+        assert_eq!(
+            loaded.warnings[0].message,
+            "2 managers: the swarm keeps quorum with 0 of them down, no more than with 1 managers, and a split into two halves stops both; make it 1 or 3"
+        );
+        let three = format!("{two}[[host]]\nname = \"pi3\"\naddress = \"c\"\nrole = \"manager\"\n");
+        assert!(load(&three).warnings.is_empty());
     }
 
     #[test]

@@ -69,6 +69,52 @@ pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
         .collect())
 }
 
+/// What an operation does to managers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// They stop being managers (demote, leave): the set of managers shrinks.
+    Remove,
+    /// They go down for a while (reboot, maintenance): the set stays, they do not vote.
+    Down,
+}
+
+/// Whether the managers keep quorum (a majority of the managers up) once these nodes are
+/// removed or down. `Err` says how many would be up of how many, and what to do. Nodes
+/// that are not managers change nothing; managers not `ready` count as down already.
+pub fn quorum_after(nodes: &[SwarmNode], ids: &[&str], change: Change) -> Result<(), String> {
+    let managers: Vec<&SwarmNode> = nodes.iter().filter(|n| n.role == "manager").collect();
+    let touched = |n: &SwarmNode| ids.contains(&n.id.as_str());
+    let total = managers.len();
+    let up = managers.iter().filter(|n| n.state == "ready").count();
+    let hit = managers.iter().filter(|n| touched(n)).count();
+    let hit_up = managers
+        .iter()
+        .filter(|n| touched(n) && n.state == "ready")
+        .count();
+    let after_total = match change {
+        Change::Remove => total - hit,
+        Change::Down => total,
+    };
+    let after_up = up - hit_up;
+    if hit == 0 || after_total == 0 || after_up * 2 > after_total {
+        return Ok(());
+    }
+    let down: Vec<&str> = managers
+        .iter()
+        .filter(|n| n.state != "ready" && !touched(n))
+        .map(|n| n.hostname.as_str())
+        .collect();
+    let already = if down.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} down already)", down.join(", "))
+    };
+    Err(format!(
+        "the swarm would lose quorum: {after_up} of its {after_total} managers would be up{already}, and raft needs {}; bring managers back or add some first (3 managers keep quorum with one down)",
+        after_total / 2 + 1
+    ))
+}
+
 /// Adds or updates node labels (never removes labels the user set by hand).
 pub fn node_labels(node_id: &str, labels: &[(String, String)]) -> String {
     let mut args = vec!["docker".to_string(), "node".into(), "update".into()];
@@ -155,6 +201,47 @@ mod tests {
             ),
             "docker node update --label-add 'zone=rack 1' --label-add disk=ssd abc"
         );
+    }
+
+    fn manager(id: &str, state: &str) -> SwarmNode {
+        SwarmNode {
+            id: id.into(),
+            hostname: format!("pi-{id}"),
+            role: "manager".into(),
+            labels: BTreeMap::new(),
+            state: state.into(),
+            addr: String::new(),
+        }
+    }
+
+    #[test]
+    fn quorum_is_kept_or_the_refusal_says_why() {
+        let three = vec![
+            manager("a", "ready"),
+            manager("b", "ready"),
+            manager("c", "ready"),
+        ];
+        assert_eq!(quorum_after(&three, &["a"], Change::Down), Ok(()));
+        assert_eq!(quorum_after(&three, &["a"], Change::Remove), Ok(()));
+        assert_eq!(
+            quorum_after(&three, &["a", "b"], Change::Down),
+            Err("the swarm would lose quorum: 1 of its 3 managers would be up, and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down)".into())
+        );
+        // One manager down already: demoting another leaves 1 of 2.
+        let one_down = vec![
+            manager("a", "ready"),
+            manager("b", "ready"),
+            manager("c", "down"),
+        ];
+        assert_eq!(
+            quorum_after(&one_down, &["b"], Change::Remove),
+            Err("the swarm would lose quorum: 1 of its 2 managers would be up (pi-c down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down)".into())
+        );
+        // The only manager: down is a loss, leaving the swarm entirely is not a quorum matter.
+        let one = vec![manager("a", "ready")];
+        assert!(quorum_after(&one, &["a"], Change::Down).is_err());
+        assert_eq!(quorum_after(&one, &["a"], Change::Remove), Ok(()));
+        assert_eq!(quorum_after(&three, &["worker"], Change::Down), Ok(()));
     }
 
     #[test]

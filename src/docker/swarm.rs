@@ -122,6 +122,24 @@ pub fn parse_local_node(output: &str) -> LocalNode<'_> {
     }
 }
 
+/// Whether this node is a manager that can serve the swarm's API right now: prints
+/// `LocalNodeState ControlAvailable`. Read by [`parse_serving`].
+pub fn manager_serving() -> String {
+    "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'".to_string()
+}
+
+/// `Ok(())` when [`manager_serving`] says the node manages an active swarm, else what it
+/// is instead.
+pub fn parse_serving(output: &str) -> Result<(), String> {
+    let mut it = output.split_whitespace();
+    match (it.next(), it.next()) {
+        (Some("active"), Some("true")) => Ok(()),
+        (Some("active"), _) => Err("not a manager of its swarm".into()),
+        (Some(state), _) => Err(format!("its swarm state is {state}")),
+        (None, _) => Err("docker printed nothing".into()),
+    }
+}
+
 /// How a node leaves the swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leave {
@@ -203,6 +221,20 @@ mod tests {
             Some(("198.18.0.11", "n1"))
         );
         assert_eq!(parse_addr_and_id(" \n"), None);
+    }
+
+    #[test]
+    fn a_serving_manager_is_told_from_the_rest() {
+        assert_eq!(parse_serving("active true\n"), Ok(()));
+        assert_eq!(
+            parse_serving("active false\n"),
+            Err("not a manager of its swarm".into())
+        );
+        assert_eq!(
+            parse_serving("inactive false\n"),
+            Err("its swarm state is inactive".into())
+        );
+        assert_eq!(parse_serving(""), Err("docker printed nothing".into()));
     }
 
     #[test]

@@ -104,6 +104,54 @@ where
     (sessions, failed)
 }
 
+/// How long a manager has to say it serves the swarm before another is asked.
+pub const MANAGER_ANSWER: Duration = Duration::from_secs(8);
+
+/// The manager a command acts through: of `managers` (in inventory order, those with a
+/// session), the first to answer that it manages an active swarm, all asked at once. A
+/// manager whose Docker hangs (frozen, or cut from the others' quorum) is passed over
+/// after `wait` rather than holding the command. `Err` names why each one was not taken.
+pub async fn pick_manager<R: Remote + 'static>(
+    managers: Vec<(String, Arc<R>)>,
+    wait: Duration,
+) -> Result<Arc<R>, Vec<(String, String)>> {
+    let mut set = JoinSet::new();
+    for (i, (name, remote)) in managers.into_iter().enumerate() {
+        set.spawn(async move {
+            let asked = tokio::time::timeout(
+                wait,
+                root(&*remote, crate::docker::swarm::manager_serving(), wait),
+            )
+            .await;
+            let verdict = match asked {
+                Err(_) => Err(format!(
+                    "docker did not answer within {}",
+                    report::secs(wait)
+                )),
+                Ok(Err(e)) => Err(e.0),
+                Ok(Ok(out)) => crate::docker::swarm::parse_serving(&out.stdout_str()),
+            };
+            (i, name, remote, verdict)
+        });
+    }
+    let mut refused = Vec::new();
+    while let Some(done) = set.join_next().await {
+        let (i, name, remote, verdict) = match done {
+            Ok(d) => d,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match verdict {
+            Ok(()) => {
+                set.abort_all();
+                return Ok(remote);
+            }
+            Err(why) => refused.push((i, name, why)),
+        }
+    }
+    refused.sort_by_key(|(i, _, _)| *i);
+    Err(refused.into_iter().map(|(_, n, w)| (n, w)).collect())
+}
+
 /// A failed remote step: what the user needs to see to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepError(pub String);
@@ -187,6 +235,69 @@ mod tests {
         .await;
         assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// Issue 13: with the first manager's Docker frozen, the command goes through another
+    /// one instead of waiting on it.
+    #[tokio::test]
+    async fn the_first_manager_that_serves_is_picked_not_the_first_listed() {
+        use crate::remote::{Stream, UploadOutcome, UploadRequest};
+        use crate::testing::{FakeRemote, ok};
+        /// A host whose answers take this long (a frozen dockerd never answers).
+        struct Slow(FakeRemote, Duration);
+        impl Remote for Slow {
+            fn host(&self) -> &str {
+                &self.0.name
+            }
+            async fn exec(&self, req: ExecRequest) -> Result<Output, RemoteError> {
+                tokio::time::sleep(self.1).await;
+                self.0.exec(req).await
+            }
+            async fn exec_streaming(
+                &self,
+                req: ExecRequest,
+                _: &mut (dyn FnMut(Stream, &str) + Send),
+            ) -> Result<Output, RemoteError> {
+                self.exec(req).await
+            }
+            async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
+                self.0.upload(req).await
+            }
+        }
+        let host = |name: &str, answer: &str, delay: u64| {
+            let f = FakeRemote::new(name);
+            f.on("LocalNodeState", ok(answer));
+            (
+                name.to_string(),
+                Arc::new(Slow(f, Duration::from_millis(delay))),
+            )
+        };
+        let managers = vec![
+            host("pi1", "active true\n", 60_000),
+            host("pi2", "active false\n", 0),
+            host("pi3", "active true\n", 10),
+        ];
+        let t = std::time::Instant::now();
+        let picked = pick_manager(managers.clone(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(picked.host(), "pi3");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // None serves: each one's reason, in inventory order.
+        let err = pick_manager(managers[..2].to_vec(), Duration::from_millis(200))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            err,
+            vec![
+                (
+                    "pi1".to_string(),
+                    "docker did not answer within 0.2s".to_string()
+                ),
+                ("pi2".to_string(), "not a manager of its swarm".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::{Advertise, Host, InstallMethod, Network, Role};
 use crate::docker::engine::merge_daemon_json;
 use crate::docker::network::{Verdict, compare};
-use crate::docker::node::SwarmNode;
+use crate::docker::node::{Change, SwarmNode, quorum_after};
 use crate::docker::probe::Facts;
 
 /// One thing to do on one host.
@@ -412,6 +412,7 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
         }
     }
     let mut j = Joins::default();
+    let mut demoted: Vec<&str> = Vec::new();
     for host in input.hosts {
         let Some(f) = facts.get(&host.name) else {
             continue;
@@ -461,6 +462,20 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
         if in_our_swarm {
             let node = swarm.nodes[f.swarm.node_id.as_str()];
             if node.role != host.role.as_str() {
+                // Demotions one after another: each must leave the managers a quorum.
+                if host.role == Role::Worker {
+                    demoted.push(node.id.as_str());
+                    if let Err(why) = quorum_after(&lf.nodes, &demoted, Change::Remove)
+                        && !input.force
+                    {
+                        demoted.pop();
+                        j.set_roles.push(Step::Refuse(format!(
+                            "demoting {} to worker refused: {why}; or run with --force",
+                            host.name
+                        )));
+                        continue;
+                    }
+                }
                 j.set_roles.push(Step::SetRole {
                     host: host.name.clone(),
                     role: host.role,

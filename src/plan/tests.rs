@@ -440,3 +440,38 @@ fn dropped_hosts_lose_their_work_and_their_labels() {
         }]
     );
 }
+
+/// Issue 13: demoting a manager while another one is down would leave one manager up of
+/// two: refused, saying why, unless forced.
+#[test]
+fn a_demotion_that_would_lose_quorum_is_refused_unless_forced() {
+    let mut hosts = vec![
+        host("pi1", Role::Manager),
+        host("pi2", Role::Worker),
+        host("pi3", Role::Manager),
+    ];
+    hosts.truncate(3);
+    let mut lead = in_swarm(docker_up("pi1", "198.18.0.11"), "n1", "c1", true);
+    lead.nodes = vec![
+        node("n1", "pi1", "manager", "ready"),
+        node("n2", "pi2", "manager", "ready"),
+        node("n3", "pi3", "manager", "down"),
+    ];
+    let mut case = Case::new(hosts).facts("pi1", lead).facts(
+        "pi2",
+        in_swarm(docker_up("pi2", "198.18.0.12"), "n2", "c1", true),
+    );
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::Refuse("demoting pi2 to worker refused: the swarm would lose quorum: 1 of its 2 managers would be up (pi3 down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down); or run with --force".into())]
+    );
+    case.force = true;
+    assert_eq!(
+        case.plan().steps_of("pi1"),
+        vec![&Step::SetRole {
+            host: "pi2".into(),
+            role: Role::Worker
+        }]
+    );
+}
