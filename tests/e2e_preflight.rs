@@ -3,7 +3,8 @@
 //! rule in its own network namespace, as a Pi's firewall would), `doctor` and `bootstrap`
 //! name the port and the peers, bootstrap refuses that node and forms the swarm without
 //! it; once the rule is gone, bootstrap joins it, and a formed fleet's second bootstrap
-//! runs no port test. Nothing is left listening on any node.
+//! runs no port test. Nothing is left listening on any node. Then an image archive built
+//! for arm64 is refused by deploy before it is shipped to these amd64 nodes.
 
 mod support;
 
@@ -107,6 +108,60 @@ fn a_node_whose_gossip_port_is_dropped_is_refused_with_the_port_and_the_peers() 
     let all = text(&out);
     assert!(all.contains("no change on any host"), "{all}");
     assert!(!all.contains("test ports"), "{all}");
+
+    // An archive of another architecture is refused before it is shipped: a root file
+    // system whose busybox is an arm64 ELF binary.
+    let mut elf = [0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little-endian
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(elf.len() as u64);
+    h.set_mode(0o755);
+    h.set_cksum();
+    tar.append_data(&mut h, "bin/busybox", &elf[..]).unwrap();
+    std::fs::write(
+        fleet.dir.join("images/arm64.tar"),
+        tar.into_inner().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.dir.join("stacks/arm.yml"),
+        "version: \"3.8\"\nservices:\n  web:\n    image: rpiprov-lab/arm64:1\n    deploy:\n      replicas: 1\n      endpoint_mode: dnsrr\n",
+    )
+    .unwrap();
+    std::fs::write(
+        fleet.dir.join("arm.toml"),
+        "[[image]]\nname = \"rpiprov-lab/arm64:1\"\narchive = \"images/arm64.tar\"\nformat = \"rootfs\"\ncmd = [\"/bin/busybox\"]\n\n[[stack]]\nname = \"arm\"\nfile = \"stacks/arm.yml\"\n",
+    )
+    .unwrap();
+    let arm = fleet.dir.join("arm.toml");
+    let out = rpiprov(&fleet, &["deploy", "-p", arm.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("the archive is built for arm64 (the ELF header of bin/busybox), and pi1 runs amd64: not shipped"),
+        "{all}"
+    );
+    for node in ["pi1", "pi2", "pi3"] {
+        let images = inside(
+            &fleet,
+            node,
+            &["docker", "image", "ls", "-q", "rpiprov-lab/arm64"],
+        );
+        assert_eq!(images, "", "{node} got the image");
+    }
+    assert_eq!(
+        inside(
+            &fleet,
+            "pi1",
+            &["docker", "stack", "ls", "--format", "{{.Name}}"]
+        ),
+        "",
+        "the stack was deployed"
+    );
 
     // No listener of the test is left on any node (the swarm's own are dockerd's and the
     // kernel's VXLAN socket), nor its folder.

@@ -27,12 +27,18 @@ pub struct PreparedImage {
     pub archive: Arc<Vec<u8>>,
     /// Hex sha256 of the archive.
     pub sha256: String,
+    /// The platform read from the archive, when it tells
+    /// ([`image::archive_platform`]): a node of another architecture does not get it.
+    pub platform: Option<image::Platform>,
 }
 
 impl PreparedImage {
     pub fn new(name: &str, format: ImageFormat, cmd: Vec<String>, archive: Vec<u8>) -> Self {
         let sha256 = hex::encode(Sha256::digest(&archive));
+        // An archive this cannot read (bzip2, xz) is not refused: Docker may still load it.
+        let platform = image::archive_platform(format, &archive).ok().flatten();
         PreparedImage {
+            platform,
             name: name.to_string(),
             format,
             cmd,
@@ -103,15 +109,38 @@ pub async fn ship<R: Remote + 'static>(
             let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
             let check = root(&*remote, image::images_check(&refs), command_timeout)
                 .await
-                .and_then(|o| parse_missing(&o.stdout_str(), images.len()).map_err(StepError));
+                .and_then(|o| {
+                    let text = o.stdout_str();
+                    let arch = image::parse_node_arch(&text).map(str::to_string);
+                    parse_missing(&text, images.len())
+                        .map(|m| (m, arch))
+                        .map_err(StepError)
+                });
             match check {
                 Err(e) => {
                     res.failed = Some(("check images".into(), e.0));
                     res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
                 }
-                Ok(missing) => {
+                Ok((missing, arch)) => {
                     for (k, &i) in missing.iter().enumerate() {
                         let img = &images[i];
+                        // Refused before a byte is sent: it could not run there.
+                        if let (Some(p), Some(a)) = (&img.platform, &arch)
+                            && !image::runs_on(p, a)
+                        {
+                            res.failed = Some((
+                                img.name.clone(),
+                                format!(
+                                    "the archive is built for {p} ({}), and {host} runs {a}: not shipped; build the image for {} (docker buildx build --platform linux/{})",
+                                    p.from,
+                                    image::docker_arch(a),
+                                    image::docker_arch(a)
+                                ),
+                            ));
+                            res.not_loaded =
+                                missing[k..].iter().map(|&j| images[j].name.clone()).collect();
+                            break;
+                        }
                         rows.step(&row, &format!("load image {}", img.name));
                         let req = ExecRequest::new(img.load_command())
                             .privileged()
@@ -150,6 +179,41 @@ mod tests {
             img.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// Issue 13: an archive built for arm64 is not sent to an amd64 node, and the node's
+    /// row says which architectures and what to do.
+    #[tokio::test]
+    async fn an_archive_of_another_architecture_is_refused_before_it_is_sent() {
+        let mut img = PreparedImage::new("lab/a:1", ImageFormat::Rootfs, vec![], vec![]);
+        img.platform = Some(image::Platform {
+            arch: "arm64".into(),
+            variant: String::new(),
+            from: "the ELF header of bin/busybox".into(),
+        });
+        let pi1 = FakeRemote::new("pi1");
+        pi1.on("image 0", ok("arch amd64\nimage 0 missing\n"))
+            .on("docker import", ok(""));
+        let nodes: HashMap<String, Arc<FakeRemote>> = [(pi1.name.clone(), Arc::new(pi1.clone()))]
+            .into_iter()
+            .collect();
+        let res = ship(
+            &nodes,
+            &[img],
+            4,
+            Duration::from_secs(5),
+            &Rows::new(Arc::new(Recorder::default()), &[]),
+        )
+        .await;
+        assert_eq!(
+            res[0].failed,
+            Some((
+                "lab/a:1".into(),
+                "the archive is built for arm64 (the ELF header of bin/busybox), and pi1 runs amd64: not shipped; build the image for amd64 (docker buildx build --platform linux/amd64)".into()
+            ))
+        );
+        assert_eq!(res[0].not_loaded, vec!["lab/a:1"]);
+        assert_eq!(pi1.count("docker import"), 0, "nothing was sent");
     }
 
     #[tokio::test]
