@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::context::{Ctx, Done, Needs, Opts, Style, connect, with_fleet};
 use crate::bootstrap::{Bootstrapped, Check};
 use crate::config::Host;
+use crate::ui::term;
 
 /// Managers are connected whatever `--on` selects: joins and labels go through them.
 pub const NEEDS: Needs = Needs {
@@ -26,7 +27,7 @@ pub fn bootstrap(opts: &Opts, force: bool, skip_preflight: &[String]) -> u8 {
                 } else {
                     ""
                 };
-                eprintln!("{}{skipped}", f.line());
+                term::errln(&format!("{}{skipped}", f.line()));
             }
             finish(ctx, done, Style::Table)
         })

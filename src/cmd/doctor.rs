@@ -5,6 +5,7 @@
 
 use super::bootstrap::{NEEDS, checks, finish, run};
 use super::context::{Opts, Style, with_fleet};
+use crate::ui::term;
 
 pub fn doctor(opts: &Opts, skip_preflight: &[String]) -> u8 {
     let skip = checks(skip_preflight);
@@ -14,10 +15,10 @@ pub fn doctor(opts: &Opts, skip_preflight: &[String]) -> u8 {
             done.findings.retain(|f| !skip.contains(&f.check));
             if !ctx.json {
                 for f in &done.findings {
-                    println!("{}", f.line());
+                    term::outln(&f.line());
                 }
                 if done.findings.is_empty() {
-                    println!("doctor: nothing to report");
+                    term::outln("doctor: nothing to report");
                 }
             }
             finish(ctx, done, Style::Tally)

@@ -7,6 +7,10 @@
 //! ([`docker_phase`]), the leader ([`pick_leader`]), the joins ([`joins`]), then the
 //! leader's swarm settings: stale node entries ([`prune`]), labels ([`labels`]) and the
 //! playbook's networks ([`networks`]). The executor is `crate::bootstrap`.
+//!
+//! Beside it, bootstrap's other pure judgements: [`preflight`] (each host's clock,
+//! kernel, memory cgroup, disk and architecture to findings) and [`ports`] (which node
+//! must reach which port, and what the port test found).
 
 pub mod ports;
 pub mod preflight;
