@@ -12,7 +12,8 @@
 # enabled, and fails if anything listens on port 22 afterwards that did not before.
 # An openssh-server that was already installed is the administrator's and is left alone.
 set -euo pipefail
-pkgs=(openssh-client docker.io iptables iproute2 debootstrap busybox-static sudo procps util-linux ca-certificates)
+# faketime/libfaketime: `rpiprov lab clock` skews a node's clock with it.
+pkgs=(openssh-client docker.io iptables iproute2 debootstrap busybox-static sudo procps util-linux ca-certificates faketime libfaketime)
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }

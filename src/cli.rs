@@ -287,6 +287,103 @@ pub enum LabCommand {
     /// Show the nodes and whether their sshd and dockerd run.
     #[command(after_help = "Example:\n  rpiprov lab status")]
     Status(LabDirArg),
+    /// Cut or restore nodes' network links (the node's veth goes down or up).
+    #[command(after_help = "Examples:\n  rpiprov lab link down pi2\n  rpiprov lab link up pi2")]
+    Link(LabLinkArgs),
+    /// Packet filters inside nodes: drop ports, lose packets at random, or clear them.
+    #[command(
+        after_help = "Examples:\n  rpiprov lab filter pi2 --drop 7946/udp --drop 2377/tcp\n  rpiprov lab filter pi2 --loss 30\n  rpiprov lab filter pi2 --clear"
+    )]
+    Filter(LabFilterArgs),
+    /// Freeze, thaw, kill or start nodes' sshd or dockerd.
+    #[command(
+        after_help = "Examples:\n  rpiprov lab daemon freeze dockerd pi2\n  rpiprov lab daemon thaw dockerd pi2\n  rpiprov lab daemon kill sshd pi3\n  rpiprov lab daemon start sshd pi3"
+    )]
+    Daemon(LabDaemonArgs),
+    /// Reboot nodes: all their processes stop, a new boot id, sshd and dockerd start again.
+    #[command(after_help = "Example:\n  rpiprov lab reboot pi2")]
+    Reboot(LabNodesArgs),
+    /// Set nodes' clocks off by SECONDS for the commands of their sessions, or clear that.
+    #[command(
+        after_help = "Examples:\n  rpiprov lab clock pi3 --skew 300\n  rpiprov lab clock pi3 --skew -90\n  rpiprov lab clock pi3 --clear"
+    )]
+    Clock(LabClockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabNodesArgs {
+    /// Node names (pi1, pi2...).
+    #[arg(required = true, value_name = "NODE")]
+    pub nodes: Vec<String>,
+    #[command(flatten)]
+    pub dir: LabDirArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkState {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Args)]
+pub struct LabLinkArgs {
+    #[arg(value_enum)]
+    pub state: LinkState,
+    #[command(flatten)]
+    pub nodes: LabNodesArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("filter").required(true).multiple(true).args(["drop", "loss", "clear"])))]
+pub struct LabFilterArgs {
+    #[command(flatten)]
+    pub nodes: LabNodesArgs,
+    /// Drop this port, both ways (repeatable).
+    #[arg(long, value_name = "PORT/PROTO")]
+    pub drop: Vec<crate::lab::Port>,
+    /// Drop this percentage of packets at random (0 stops it).
+    #[arg(long, value_name = "PERCENT")]
+    pub loss: Option<f64>,
+    /// Remove the dropped ports and the loss (first, when given with others).
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DaemonAction {
+    Freeze,
+    Thaw,
+    Kill,
+    Start,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DaemonArg {
+    Sshd,
+    Dockerd,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDaemonArgs {
+    #[arg(value_enum)]
+    pub action: DaemonAction,
+    #[arg(value_enum)]
+    pub daemon: DaemonArg,
+    #[command(flatten)]
+    pub nodes: LabNodesArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("clock").required(true).args(["skew", "clear"])))]
+pub struct LabClockArgs {
+    #[command(flatten)]
+    pub nodes: LabNodesArgs,
+    /// Seconds ahead (negative: behind).
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub skew: Option<i64>,
+    /// Put the clock right again.
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Args)]
@@ -313,4 +410,8 @@ pub struct LabUpArgs {
     /// past 244 nodes).
     #[arg(long, value_name = "CIDR")]
     pub subnet: Option<crate::lab::Subnet>,
+    /// Cap each node at this share of one CPU (0.25: a quarter), sessions, dockerd and
+    /// containers included, to feel a Pi's speed.
+    #[arg(long, value_name = "FRACTION")]
+    pub cpu: Option<f64>,
 }

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rpiprov::lab::Lab;
+use rpiprov::lab::{Daemon, Lab};
 use support::fleet::{Fleet, http_get, require_root, text};
 
 fn stdout(out: &std::process::Output) -> String {
@@ -448,4 +448,275 @@ fn lab_refuses_folders_it_cannot_trust_and_follows_no_planted_link() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains(".lock is a symlink"), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// A TCP connection from this host to `addr`, within `ms` milliseconds.
+fn connects(addr: &str, port: u16, ms: u64) -> bool {
+    let addr = std::net::SocketAddr::new(addr.parse().unwrap(), port);
+    TcpStream::connect_timeout(&addr, Duration::from_millis(ms)).is_ok()
+}
+
+/// The SSH banner of `addr`, if it comes within a second (a frozen sshd accepts the TCP
+/// connection in the kernel but never speaks).
+fn ssh_banner(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect((addr, 22)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// From inside node `from` (over SSH), whether a TCP connection to `to:port` opens.
+fn opens_from(fleet: &Fleet, from: &str, to: &str, port: u16) -> bool {
+    let out = fleet.ssh_ok(
+        from,
+        &format!(
+            "timeout 3 bash -c '</dev/tcp/{to}/{port}' 2>/dev/null && echo open || echo closed"
+        ),
+    );
+    out.trim() == "open"
+}
+
+/// How many of `n` parallel connections from this host to `addr:22` open.
+fn opened_of(addr: &str, n: usize) -> usize {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| s.spawn(|| connects(addr, 22, 400)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|o| *o)
+            .count()
+    })
+}
+
+fn seconds_on(fleet: &Fleet, addr: &str, command: &str) -> i64 {
+    fleet.ssh_ok(addr, command).trim().parse().unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Faults and Pi realities, each on one node of the default fleet, checked by their real
+/// effect: a cut link, dropped ports and random loss, frozen/killed/restarted daemons, a
+/// reboot with a new boot id, a skewed clock. The commands and the library API both.
+#[test]
+fn faults_act_on_one_node_and_are_undone() {
+    let fleet = Fleet::up(&[]);
+    let lab = Lab::open(&fleet.dir).unwrap();
+    let (pi1, pi2, pi3) = (fleet.addr("pi1"), fleet.addr("pi2"), fleet.addr("pi3"));
+    let password = format!("{}\n", fleet.read("sudo-password").trim());
+    let ok = |args: &[&str]| {
+        let out = fleet.lab(args[0], &args[1..]);
+        assert!(out.status.success(), "lab {args:?}: {}", text(&out));
+        stdout(&out)
+    };
+
+    // Link: cut, nothing answers; restored, SSH works again.
+    assert_eq!(ok(&["link", "down", "pi3"]), "lab: pi3: link down\n");
+    assert!(!connects(&pi3, 22, 1000), "pi3 answers with its link cut");
+    assert!(!opens_from(&fleet, &pi1, &pi3, 22));
+    ok(&["link", "up", "pi3"]);
+    assert_eq!(fleet.ssh_ok(&pi3, "hostname").trim(), "pi3");
+
+    // Packet filters in pi2's namespace: a dropped port fails from another node and from
+    // here; the rest of pi2 and the other nodes are untouched; cleared, it works again.
+    let out = ok(&["filter", "pi2", "--drop", "22/tcp", "--drop", "7946/udp"]);
+    assert!(out.contains("--dport 22 -j DROP"), "{out}");
+    assert!(out.contains("-p udp -m udp --dport 7946 -j DROP"), "{out}");
+    assert!(
+        !opens_from(&fleet, &pi1, &pi2, 22),
+        "22/tcp still open on pi2"
+    );
+    assert!(!connects(&pi2, 22, 1000));
+    assert!(opens_from(&fleet, &pi1, &pi3, 22));
+    assert_eq!(ok(&["filter", "pi2", "--clear"]), "lab: pi2: no filter\n");
+    assert!(opens_from(&fleet, &pi1, &pi2, 22));
+    // Random loss: all, some, none (each connection needs a SYN in and a SYN-ACK out).
+    lab.set_loss("pi2", 100.0).unwrap();
+    assert_eq!(opened_of(&pi2, 20), 0);
+    lab.set_loss("pi2", 50.0).unwrap();
+    assert_eq!(
+        lab.filters("pi2").unwrap().len(),
+        1,
+        "a new rate replaces the old"
+    );
+    let some = opened_of(&pi2, 60);
+    assert!((1..60).contains(&some), "{some} of 60 opened at 50 % loss");
+    lab.clear_filters("pi2").unwrap();
+    assert_eq!(opened_of(&pi2, 20), 20);
+
+    // Daemons. A frozen sshd accepts connections but never speaks; thawed, it does.
+    assert!(ssh_banner(&pi1).is_some_and(|b| b.starts_with("SSH-2.0-")));
+    assert_eq!(
+        ok(&["daemon", "freeze", "sshd", "pi1"]),
+        "lab: pi1: sshd frozen\n"
+    );
+    assert_eq!(ssh_banner(&pi1), None);
+    ok(&["daemon", "thaw", "sshd", "pi1"]);
+    assert!(ssh_banner(&pi1).is_some_and(|b| b.starts_with("SSH-2.0-")));
+    // A frozen dockerd does not answer `docker info`; a killed one is down until started.
+    lab.freeze("pi1", Daemon::Dockerd).unwrap();
+    let frozen = fleet.ssh(&pi1, "timeout 3 sudo -n docker info >/dev/null", None);
+    assert_eq!(frozen.status.code(), Some(124), "{}", text(&frozen));
+    lab.thaw("pi1", Daemon::Dockerd).unwrap();
+    fleet.ssh_ok(&pi1, "timeout 10 sudo -n docker info >/dev/null");
+    ok(&["daemon", "kill", "dockerd", "pi1"]);
+    assert!(stdout(&fleet.lab("status", &[])).contains(&format!(
+        "pi1      {pi1:<15} manager  docker     up    down"
+    )));
+    let dead = fleet.ssh(&pi1, "sudo -n docker info >/dev/null 2>&1", None);
+    assert!(!dead.status.success());
+    ok(&["daemon", "start", "dockerd", "pi1"]);
+    fleet.ssh_ok(&pi1, "sudo -n docker info >/dev/null");
+    // A killed sshd refuses connections; started again, SSH works.
+    lab.kill("pi3", Daemon::Sshd).unwrap();
+    assert!(!connects(&pi3, 22, 1000));
+    lab.start("pi3", Daemon::Sshd).unwrap();
+    assert_eq!(fleet.ssh_ok(&pi3, "hostname").trim(), "pi3");
+
+    // Boot ids: each node its own, none the host's; a reboot gives a new one, and sshd and
+    // dockerd come back.
+    let boot_id = |addr: &str| fleet.ssh_ok(addr, "cat /proc/sys/kernel/random/boot_id");
+    let host_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let before: Vec<String> = [&pi1, &pi2, &pi3].iter().map(|a| boot_id(a)).collect();
+    assert!(before[0] != before[1] && before[1] != before[2] && before[0] != before[2]);
+    assert!(
+        !before.contains(&host_id),
+        "a node shows the host's boot id"
+    );
+    let out = ok(&["reboot", "pi2"]);
+    let after = boot_id(&pi2);
+    assert_ne!(after, before[1]);
+    assert_eq!(
+        out,
+        format!("lab: pi2: rebooted (boot id {})\n", after.trim())
+    );
+    assert_eq!(after.trim(), lab.boot_id("pi2").unwrap());
+    let docker = fleet.ssh(
+        &pi2,
+        "sudo -S -p '' docker info --format '{{.Name}}'",
+        Some(&password),
+    );
+    assert_eq!(stdout(&docker).trim(), "pi2", "{}", text(&docker));
+    assert_eq!(boot_id(&pi1), before[0], "another node rebooted");
+    let again = lab.reboot("pi3").unwrap();
+    assert_eq!(boot_id(&pi3).trim(), again);
+    assert_ne!(boot_id(&pi3), before[2]);
+
+    // Clock: skewed for the sessions' commands (sudo included), on that node only.
+    lab.skew_clock("pi3", 3600).unwrap();
+    let skew = seconds_on(&fleet, &pi3, "date +%s") - now();
+    assert!((3595..=3605).contains(&skew), "pi3 is {skew} s off");
+    let skew = seconds_on(&fleet, &pi3, "sudo -n date +%s") - now();
+    assert!((3595..=3605).contains(&skew), "sudo on pi3 is {skew} s off");
+    assert!((seconds_on(&fleet, &pi1, "date +%s") - now()).abs() <= 5);
+    assert_eq!(
+        ok(&["clock", "pi1", "--skew", "-600"]),
+        "lab: pi1: clock -600 s\n"
+    );
+    let skew = seconds_on(&fleet, &pi1, "date +%s") - now();
+    assert!((-605..=-595).contains(&skew), "pi1 is {skew} s off");
+    fleet.ssh_ok(&pi1, "sudo -n docker info >/dev/null");
+    ok(&["clock", "pi1", "--clear"]);
+    lab.clear_clock("pi3").unwrap();
+    for a in [&pi1, &pi3] {
+        assert!(
+            (seconds_on(&fleet, a, "date +%s") - now()).abs() <= 5,
+            "{a}"
+        );
+    }
+
+    // Only this lab's nodes: an unknown node is a usage error.
+    let out = fleet.lab("reboot", &["pi9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no node pi9 in this lab"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `--cpu`: each node in a cgroup capped at that share of one CPU, its sessions, dockerd and
+/// containers included; a busy loop is throttled; another `--cpu` changes the cap in place;
+/// `down` removes the cgroups.
+#[test]
+fn cpu_cap_throttles_everything_of_a_node() {
+    let mut fleet = Fleet::up(&["--nodes", "1", "--bare", "0", "--cpu", "0.25"]);
+    let lab = Lab::open(&fleet.dir).unwrap();
+    let pi1 = fleet.addr("pi1");
+    let cg = lab.cpu_cgroup("pi1").unwrap().expect("a cpu cgroup");
+    let quota = |cg: &std::path::Path| {
+        std::fs::read_to_string(cg.join("cpu.cfs_quota_us"))
+            .or_else(|_| std::fs::read_to_string(cg.join("cpu.max")))
+            .unwrap()
+    };
+    assert!(quota(&cg).starts_with("25000"), "{}", quota(&cg));
+    let node_cgroup = format!(
+        ":{}",
+        cg.to_str()
+            .unwrap()
+            .rsplit_once("/rpiprov-lab/")
+            .map(|(_, t)| format!("/rpiprov-lab/{t}"))
+            .unwrap()
+    );
+    // The session, dockerd, and a container are all under the node's cgroup.
+    let session = fleet.ssh_ok(&pi1, "cat /proc/self/cgroup");
+    assert!(
+        session.contains(&node_cgroup),
+        "{node_cgroup} not in\n{session}"
+    );
+    let dockerd = lab.daemon_pid("pi1", Daemon::Dockerd).unwrap().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", dockerd.pid)).unwrap();
+    assert!(cgroups.contains(&node_cgroup), "{cgroups}");
+    lab.load_image("pi1").unwrap();
+    let pid = fleet.ssh_ok(
+        &pi1,
+        "sudo -n docker run -d --name spin rpiprov-lab/busybox:1 sleep 600 >/dev/null \
+         && sudo -n docker inspect -f '{{.State.Pid}}' spin",
+    );
+    let container = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    assert!(
+        container.contains(&format!("{node_cgroup}/")),
+        "the container is not under the node's cgroup:\n{container}"
+    );
+    // A busy loop of 3 s gets about a quarter of a CPU.
+    let times = fleet.ssh_ok(
+        &pi1,
+        "bash -c 'TIMEFORMAT=\"%R %U %S\"; time timeout 3 sh -c \"while :; do :; done\"; true' 2>&1",
+    );
+    let t: Vec<f64> = times
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (real, cpu) = (t[0], t[1] + t[2]);
+    assert!(real >= 2.9, "{times}");
+    assert!(
+        cpu <= 3.0 * 0.25 * 1.5,
+        "not throttled: {cpu} s of CPU in {real} s"
+    );
+    let stat = std::fs::read_to_string(cg.join("cpu.stat")).unwrap();
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttled > 0, "{stat}");
+    // Another cap, in place.
+    let out = fleet.lab("up", &["--nodes", "1", "--bare", "0", "--cpu", "1"]);
+    assert!(
+        stdout(&out).contains("cpu cap 1 (was 0.25)"),
+        "{}",
+        text(&out)
+    );
+    assert!(quota(&cg).starts_with("100000"), "{}", quota(&cg));
+    let out = fleet.down();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(lab.cgroups(), Vec::<std::path::PathBuf>::new());
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::cgroup;
 use super::error::{LabError, Result};
 use super::net;
 use super::procs::{self, Targets};
@@ -62,6 +63,9 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
     };
     let n = procs::stop(targets(&state));
     say(&format!("stopped {n} processes"));
+    if state.cpu.is_some() {
+        cgroup::remove(&state.layout.tag);
+    }
     for spec in state.layout.nodes.iter().rev() {
         if state
             .nodes

@@ -5,8 +5,10 @@
 //! parallel and is idempotent; `down` removes what the state names; `status` reports.
 //! See docs/LAB.md for the design and the traps of this kind of machine.
 
+mod cgroup;
 mod down;
 mod error;
+mod fault;
 mod files;
 mod images;
 mod layout;
@@ -22,8 +24,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{LabCommand, LabUpArgs};
+use crate::cli::{
+    DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabNodesArgs, LabUpArgs, LinkState,
+};
 pub use error::{LabError, Result};
+pub use fault::{Daemon, Port, Proto};
 pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
 pub use images::{IMAGE_ARCHIVE, IMAGE_CMD, IMAGE_NAME};
 pub use layout::{Kind, NodeSpec, Shape, Subnet};
@@ -70,6 +75,41 @@ pub fn run(command: &LabCommand) -> u8 {
                 Err(LabError::Other("some nodes are down".into()))
             }
         }),
+        LabCommand::Link(a) => on_nodes(&a.nodes, |lab, node| {
+            lab.set_link(node, a.state == LinkState::Up)?;
+            Ok(format!(
+                "link {}",
+                if a.state == LinkState::Up {
+                    "up"
+                } else {
+                    "down"
+                }
+            ))
+        }),
+        LabCommand::Filter(a) => on_nodes(&a.nodes, |lab, node| filter(lab, node, a)),
+        LabCommand::Daemon(a) => on_nodes(&a.nodes, |lab, node| {
+            let d = match a.daemon {
+                DaemonArg::Sshd => Daemon::Sshd,
+                DaemonArg::Dockerd => Daemon::Dockerd,
+            };
+            let done = match a.action {
+                DaemonAction::Freeze => lab.freeze(node, d).map(|()| "frozen"),
+                DaemonAction::Thaw => lab.thaw(node, d).map(|()| "thawed"),
+                DaemonAction::Kill => lab.kill(node, d).map(|()| "killed"),
+                DaemonAction::Start => lab.start(node, d).map(|()| "running"),
+            }?;
+            Ok(format!("{} {done}", d.name()))
+        }),
+        LabCommand::Reboot(a) => on_nodes(a, |lab, node| {
+            let id = lab.reboot(node)?;
+            Ok(format!("rebooted (boot id {id})"))
+        }),
+        LabCommand::Clock(a) => on_nodes(&a.nodes, |lab, node| match a.skew {
+            Some(s) => lab
+                .skew_clock(node, s)
+                .map(|()| format!("clock {} s", fault::faketime_offset(s))),
+            None => lab.clear_clock(node).map(|()| "clock right".to_string()),
+        }),
     };
     match result {
         Ok(()) => crate::exit::EXIT_OK,
@@ -78,6 +118,46 @@ pub fn run(command: &LabCommand) -> u8 {
             e.exit_code()
         }
     }
+}
+
+/// Runs a fault command on each node named, in order, under the lab's lock (not during an
+/// `up` or `down` of the same lab); says what it did per node, stops at the first failure.
+fn on_nodes(a: &LabNodesArgs, f: impl Fn(&Lab, &str) -> Result<String>) -> Result<()> {
+    preflight(&[])?;
+    let lab = Lab::open(&a.dir.dir)?;
+    let _lock = lock_dir(&lab.dir)?;
+    for node in &a.nodes {
+        lab.node(node)?;
+    }
+    for node in &a.nodes {
+        let done = f(&lab, node).map_err(|e| match e {
+            LabError::Node { .. } | LabError::Usage(_) => e,
+            other => LabError::Node {
+                node: node.clone(),
+                message: other.to_string().trim_start_matches("lab: ").to_string(),
+            },
+        })?;
+        say(&format!("{node}: {done}"));
+    }
+    Ok(())
+}
+
+fn filter(lab: &Lab, node: &str, a: &LabFilterArgs) -> Result<String> {
+    if a.clear {
+        lab.clear_filters(node)?;
+    }
+    for port in &a.drop {
+        lab.drop_port(node, *port)?;
+    }
+    if let Some(p) = a.loss {
+        lab.set_loss(node, p)?;
+    }
+    let now = lab.filters(node)?;
+    Ok(if now.is_empty() {
+        "no filter".to_string()
+    } else {
+        format!("filters: {}", now.join("; "))
+    })
 }
 
 /// Checks everything `up` needs before touching anything, and names all that is missing.
@@ -260,13 +340,19 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
         let pw = std::fs::read(&pw_path).map_err(|e| LabError::io(&pw_path, e))?;
         sys::write_file(&nd.join(PASSWORD_FILE), &pw, 0o600)?;
     }
-    if spec.kind == Kind::Docker {
-        sys::write_file(
-            &nd.join("daemon.json"),
-            node::daemon_json().as_bytes(),
-            0o644,
-        )?;
+    let cpu = state.read(|s| s.cpu);
+    let parent = cpu.map(|_| cgroup::node_path(&layout.tag, &spec.name));
+    if let Some(json) = node::daemon_json(spec.kind, parent.as_deref()) {
+        sys::write_file(&nd.join("daemon.json"), json.as_bytes(), 0o644)?;
     }
+    let cgroup_procs = match cpu {
+        Some(fraction) => {
+            let h = cgroup::detect()?;
+            h.create(&layout.tag, &spec.name, fraction)?;
+            Some(h.procs_file(&layout.tag, &spec.name))
+        }
+        None => None,
+    };
     let script = node::boot_script(
         spec,
         &node::BootInputs {
@@ -276,7 +362,7 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
     );
     sys::write_file(&nd.join("boot.sh"), script.as_bytes(), 0o700)?;
     net::create_node_net(state, &layout, spec)?;
-    let holder = node::spawn(spec, &nd)?;
+    let holder = node::spawn(spec, &nd, cgroup_procs.as_deref())?;
     state.record(|s| s.nodes.entry(spec.name.clone()).or_default().holder = Some(holder))?;
     Ok(holder)
 }
@@ -297,6 +383,10 @@ fn up(args: &LabUpArgs) -> Result<()> {
     let _lock = lock_dir(&dir)?;
     if let Some(s) = args.subnet {
         layout::validate_subnet(s, shape)?;
+    }
+    if let Some(f) = args.cpu {
+        cgroup::validate(f)?;
+        cgroup::detect()?;
     }
     let mut created: Vec<String> = Vec::new();
     // Under the machine lock, from choosing the subnet until the bridge holds it: a `lab up`
@@ -321,6 +411,13 @@ fn up(args: &LabUpArgs) -> Result<()> {
                 args.dir.dir.display()
             )));
         }
+        Some(s) if args.cpu.is_some() && s.cpu.is_none() => {
+            return Err(LabError::Usage(format!(
+                "{} holds a lab made without --cpu; run `rpiprov lab down --dir {}` first to cap it",
+                dir.display(),
+                args.dir.dir.display()
+            )));
+        }
         Some(s) => s,
         None => {
             let taken = net::taken_subnets("")?;
@@ -329,7 +426,9 @@ fn up(args: &LabUpArgs) -> Result<()> {
                 let _ = std::fs::remove_file(dir.join(".lock"));
                 let _ = std::fs::remove_dir(&dir);
             })?;
-            let s = State::new(&dir, shape, layout::plan(&dir, shape, subnet)?);
+            let mut s = State::new(&dir, shape, layout::plan(&dir, shape, subnet)?);
+            // Recorded before any cgroup is made, like every other resource.
+            s.cpu = args.cpu;
             s.save()?;
             s
         }
@@ -367,6 +466,17 @@ fn up(args: &LabUpArgs) -> Result<()> {
     let n = net::ensure_rules(&state, &layout)?;
     if n > 0 {
         created.push(format!("{n} iptables rules"));
+    }
+    // Another --cpu for a capped lab: a Pi of another speed, without a restart.
+    if let (Some(new), Some(old)) = (args.cpu, state.read(|s| s.cpu))
+        && new != old
+    {
+        state.record(|s| s.cpu = Some(new))?;
+        let h = cgroup::detect()?;
+        for spec in &layout.nodes {
+            h.set(&layout.tag, &spec.name, new)?;
+        }
+        created.push(format!("cpu cap {new} (was {old})"));
     }
 
     // Phase 1, in parallel: namespaces, veths and boot processes of the nodes not up.
@@ -549,7 +659,200 @@ impl Lab {
             .get(name)
             .and_then(|n| n.holder)
             .ok_or_else(|| LabError::Usage(format!("node {name} was never started")))?;
-        Ok(node::enter(holder))
+        let cgroup_procs = match self.state.cpu {
+            Some(_) => Some(cgroup::detect()?.procs_file(&self.state.layout.tag, name)),
+            None => None,
+        };
+        node::enter(holder, cgroup_procs.as_deref())
+    }
+
+    fn holder(&self, name: &str) -> Result<ProcId> {
+        self.node(name)?;
+        self.state
+            .nodes
+            .get(name)
+            .and_then(|n| n.holder)
+            .filter(|h| h.is_alive())
+            .ok_or_else(|| {
+                LabError::Usage(format!(
+                    "node {name} is not running; `rpiprov lab up` restarts it"
+                ))
+            })
+    }
+
+    /// The node's cgroups, in every hierarchy (empty without `--cpu`).
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        cgroup::remaining(&self.state.layout.tag)
+    }
+
+    /// The node's cpu cgroup directory, with `--cpu`.
+    pub fn cpu_cgroup(&self, name: &str) -> Result<Option<PathBuf>> {
+        self.node(name)?;
+        match self.state.cpu {
+            Some(_) => Ok(Some(cgroup::detect()?.dir(&self.state.layout.tag, name))),
+            None => Ok(None),
+        }
+    }
+
+    /// Cuts (`up` false) or restores the node's network link (its veth goes down/up).
+    pub fn set_link(&self, name: &str, up: bool) -> Result<()> {
+        net::set_link(&self.node(name)?.veth, up)
+    }
+
+    /// Drops a port in the node, both ways (`7946/udp`, `2377/tcp`).
+    pub fn drop_port(&self, name: &str, port: Port) -> Result<()> {
+        fault::drop_port(&self.node(name)?.netns, port)
+    }
+
+    /// Drops `percent` % of the node's packets at random (0 stops it).
+    pub fn set_loss(&self, name: &str, percent: f64) -> Result<()> {
+        fault::loss(&self.node(name)?.netns, percent)
+    }
+
+    /// Removes every dropped port and the loss of the node.
+    pub fn clear_filters(&self, name: &str) -> Result<()> {
+        fault::clear_filters(&self.node(name)?.netns)
+    }
+
+    /// The node's filters as `iptables -S` shows them.
+    pub fn filters(&self, name: &str) -> Result<Vec<String>> {
+        fault::list_filters(&self.node(name)?.netns)
+    }
+
+    /// The running daemon's process, read from its pid file inside the node.
+    pub fn daemon_pid(&self, name: &str, daemon: Daemon) -> Result<Option<ProcId>> {
+        Ok(node::pid_in_node(self.holder(name)?, daemon.pid_file()))
+    }
+
+    fn signal_daemon(&self, name: &str, daemon: Daemon, sig: i32) -> Result<()> {
+        let pid = self
+            .daemon_pid(name, daemon)?
+            .ok_or_else(|| LabError::Usage(format!("{} does not run on {name}", daemon.name())))?;
+        sys::signal(pid, sig);
+        Ok(())
+    }
+
+    /// Freezes the daemon (SIGSTOP): it holds its sockets and answers nothing.
+    pub fn freeze(&self, name: &str, daemon: Daemon) -> Result<()> {
+        self.signal_daemon(name, daemon, libc::SIGSTOP)
+    }
+
+    /// Thaws a frozen daemon (SIGCONT).
+    pub fn thaw(&self, name: &str, daemon: Daemon) -> Result<()> {
+        self.signal_daemon(name, daemon, libc::SIGCONT)
+    }
+
+    /// Kills the daemon (SIGKILL), as a crash would; waits until it is gone.
+    pub fn kill(&self, name: &str, daemon: Daemon) -> Result<()> {
+        let pid = self.daemon_pid(name, daemon)?;
+        self.signal_daemon(name, daemon, libc::SIGKILL)?;
+        fault::wait_for(
+            &format!("{} on {name} still runs", daemon.name()),
+            Duration::from_secs(10),
+            || pid.is_none_or(|p| !p.is_alive()),
+        )
+    }
+
+    /// Starts the daemon if it is not running, and waits until it answers (sshd: port 22
+    /// accepts; dockerd: `docker info`).
+    pub fn start(&self, name: &str, daemon: Daemon) -> Result<()> {
+        let spec = self.node(name)?;
+        if self.daemon_pid(name, daemon)?.is_none() {
+            // A killed daemon (and dockerd's containerd, killed with it) may linger as a
+            // zombie until the machine's init reaps it; Debian's init script and dockerd
+            // take a zombie's pid file for a running daemon and wait on it forever.
+            let holder = self.holder(name)?;
+            for stale in daemon.pid_files() {
+                if node::pid_in_node(holder, stale).is_none() {
+                    let root = PathBuf::from(format!("/proc/{}/root", holder.pid));
+                    let _ = std::fs::remove_file(root.join(stale));
+                }
+            }
+            fault::run_in(self.enter(name)?, daemon.start_script(), &[], None)?;
+        }
+        let what = format!("{} on {name} does not answer", daemon.name());
+        match daemon {
+            Daemon::Sshd => fault::wait_for(&what, Duration::from_secs(30), || {
+                std::net::TcpStream::connect_timeout(
+                    &std::net::SocketAddr::from((spec.address, 22)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            }),
+            Daemon::Dockerd => fault::wait_for(&what, Duration::from_secs(120), || {
+                self.enter(name).is_ok_and(|mut c| {
+                    c.args(["docker", "info"]);
+                    sys::succeeds(c)
+                })
+            }),
+        }
+    }
+
+    /// The boot id the node shows in `/proc/sys/kernel/random/boot_id`.
+    pub fn boot_id(&self, name: &str) -> Result<String> {
+        self.node(name)?;
+        let path = node::node_dir(&self.dir, name).join(node::BOOT_ID);
+        Ok(std::fs::read_to_string(&path)
+            .map_err(|e| LabError::io(&path, e))?
+            .trim()
+            .to_string())
+    }
+
+    /// Reboots the node: every process of it stops (dockerd first, which stops its
+    /// containers), it gets a new boot id, then sshd and (where installed) dockerd start
+    /// again, as after a power cycle of a Pi whose disk stays. Returns the new boot id.
+    pub fn reboot(&self, name: &str) -> Result<String> {
+        let spec = self.node(name)?;
+        let holder = self.holder(name)?;
+        let mut t = procs::Targets::default();
+        t.net_ns
+            .extend(sys::ns_inode(&Path::new("/run/netns").join(&spec.netns)));
+        t.mnt_ns
+            .extend(self.state.nodes.get(name).and_then(|n| n.mnt_ns));
+        t.keep.push(holder);
+        procs::stop(t);
+        let id = fault::new_boot_id(&node::node_dir(&self.dir, name).join(node::BOOT_ID))?;
+        self.start(name, Daemon::Sshd)?;
+        let root = PathBuf::from(format!("/proc/{}/root", holder.pid));
+        if spec.kind == Kind::Docker || root.join("etc/init.d/docker").exists() {
+            self.start(name, Daemon::Dockerd)?;
+        }
+        Ok(id)
+    }
+
+    /// Makes the node's clock read `seconds` off (negative: behind) for the commands run
+    /// in its sessions: libfaketime, preloaded through the node's own /etc. The daemons
+    /// keep real time.
+    pub fn skew_clock(&self, name: &str, seconds: i64) -> Result<()> {
+        let lib = fault::host_libfaketime()?;
+        fault::run_in(
+            self.enter(name)?,
+            fault::SKEW_SCRIPT,
+            &[&fault::faketime_offset(seconds)],
+            Some(&lib),
+        )?;
+        self.restart_sshd(name)
+    }
+
+    /// Puts the node's clock right again.
+    pub fn clear_clock(&self, name: &str) -> Result<()> {
+        fault::run_in(self.enter(name)?, fault::CLEAR_CLOCK_SCRIPT, &[], None)?;
+        self.restart_sshd(name)
+    }
+
+    /// A new sshd listener (open sessions stay): one started before libfaketime was
+    /// preloaded lets its connection processes die in the seccomp sandbox (measured: every
+    /// login failed), one started after it, with the lab's FAKETIME_SKIP_CMDS, works.
+    fn restart_sshd(&self, name: &str) -> Result<()> {
+        if let Some(pid) = self.daemon_pid(name, Daemon::Sshd)? {
+            sys::signal(pid, libc::SIGTERM);
+            fault::wait_for(
+                &format!("sshd on {name} did not stop"),
+                Duration::from_secs(10),
+                || !pid.is_alive(),
+            )?;
+        }
+        self.start(name, Daemon::Sshd)
     }
 
     /// Loads the lab image (`images/busybox.tar`) into a node's dockerd, as `deploy` will.

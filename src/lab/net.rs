@@ -291,6 +291,19 @@ pub fn remove_node_net(node: &NodeSpec) {
     }
 }
 
+/// Cuts (`up` false) or restores a node's link: the host side of its veth pair.
+pub fn set_link(veth: &str, up: bool) -> Result<()> {
+    run(cmd([
+        "ip",
+        "link",
+        "set",
+        "dev",
+        veth,
+        if up { "up" } else { "down" },
+    ]))
+    .map(drop)
+}
+
 pub fn remove_bridge(layout: &Layout) {
     if link_exists(&layout.bridge) {
         let _ = run(cmd(["ip", "link", "del", &layout.bridge]));

@@ -85,11 +85,36 @@ pub fn sshd_config(node: &NodeSpec) -> String {
     )
 }
 
-pub fn daemon_json() -> String {
-    format!(
-        "{{\n  \"bip\": \"{DOCKER_BIP}\",\n  \"default-address-pools\": [{{ \"base\": \"{DOCKER_POOL}\", \"size\": 24 }}],\n  \"data-root\": \"/var/lib/docker\",\n  \"exec-root\": \"/run/docker\"\n}}\n"
-    )
+/// The node's first `/etc/docker/daemon.json`: the lab's ranges on Docker nodes; with
+/// `--cpu`, the `cgroup-parent` that puts containers under the node's capped cgroup (bare
+/// nodes get that key alone, for the dockerd that `bootstrap` will install).
+pub fn daemon_json(kind: Kind, cgroup_parent: Option<&str>) -> Option<String> {
+    let mut doc = match kind {
+        Kind::Docker => serde_json::json!({
+            "bip": DOCKER_BIP,
+            "default-address-pools": [{ "base": DOCKER_POOL, "size": 24 }],
+            "data-root": "/var/lib/docker",
+            "exec-root": "/run/docker",
+        }),
+        Kind::Bare if cgroup_parent.is_some() => serde_json::json!({}),
+        Kind::Bare | Kind::SshdOnly => return None,
+    };
+    if let Some(parent) = cgroup_parent {
+        doc["cgroup-parent"] = parent.into();
+    }
+    Some(serde_json::to_string_pretty(&doc).expect("json serialises") + "\n")
 }
+
+/// Commands libfaketime must leave alone when a node's clock is skewed (`lab clock`): sshd
+/// dies in its seccomp sandbox with libfaketime loaded, and the daemons keep real time as
+/// a Pi's do (Go reads the clock without libc anyway). Set in the daemons' environment; the
+/// sessions sshd starts get a fresh one, so their commands see the skew.
+pub const FAKETIME_SKIP: &str =
+    "sshd,dockerd,containerd,containerd-shim,containerd-shim-runc-v2,runc,docker-proxy,docker-init";
+
+/// Inside the node, the file that `/proc/sys/kernel/random/boot_id` shows (bind-mounted
+/// over it at boot): each node has its own boot id, and `lab reboot` writes a new one.
+pub const BOOT_ID: &str = "boot_id";
 
 /// The paths a boot script needs from the host. Everything else it reads is in the node
 /// directory (`authorized_keys`, `sudo-password`, `sshd_config`...), written before boot.
@@ -109,7 +134,11 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
         name = node.name,
         kind = node.kind.as_str()
     );
-    let _ = writeln!(s, "hostname {}", quote(&node.name));
+    let _ = writeln!(
+        s,
+        "export FAKETIME_SKIP_CMDS={FAKETIME_SKIP}\nhostname {}",
+        quote(&node.name)
+    );
     // R: the node's root seen from here; C: how to run a command inside it.
     match node.kind {
         Kind::Docker | Kind::SshdOnly => {
@@ -159,7 +188,11 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                  mount -t tmpfs -o mode=0755 lab-run $R/run\n\
                  mkdir -p $R/run/lock $R/run/rpiprov-node\n\
                  mount --bind $N $R/run/rpiprov-node\n\
-                 cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
+                 cp -L /etc/resolv.conf $R/etc/resolv.conf\n\
+                 # With --cpu: the cgroup-parent for the dockerd that bootstrap installs.\n\
+                 if [ -e $N/daemon.json ] && [ ! -e $R/etc/docker/daemon.json ]; then\n\
+                 \x20 mkdir -p $R/etc/docker && cp $N/daemon.json $R/etc/docker/daemon.json\n\
+                 fi\n",
             );
             s.push_str(NOFILE_SHIM);
         }
@@ -214,7 +247,13 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
              C=\n",
         );
     }
-    s.push_str("$C /usr/sbin/sshd\n");
+    s.push_str(
+        "# This boot's id, shown by /proc/sys/kernel/random/boot_id inside the node only.\n\
+         cat /proc/sys/kernel/random/uuid > $N/boot_id\n\
+         chmod 444 $N/boot_id\n\
+         mount --bind $N/boot_id /proc/sys/kernel/random/boot_id\n\
+         $C /usr/sbin/sshd\n",
+    );
     if node.kind == Kind::Docker {
         s.push_str(
             "# Through the distribution's init script when there is one, so that `service docker\n\
@@ -258,8 +297,33 @@ pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts the node's holder process, detached from this process; returns its identity.
-pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
+/// Makes the command's process join a cgroup (writes `0` to its `cgroup.procs`) between
+/// fork and exec, so that it and everything it starts are in the cgroup from the start.
+fn join_cgroup(c: &mut Command, procs: Option<&Path>) -> Result<()> {
+    let Some(path) = procs else {
+        return Ok(());
+    };
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| LabError::io(path, e))?;
+    // SAFETY: only async-signal-safe calls (write) between fork and exec; `file` is moved
+    // into the closure and stays open until the command is dropped.
+    unsafe {
+        c.pre_exec(move || {
+            use std::os::fd::AsRawFd;
+            if libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Starts the node's holder process, detached from this process, in the node's cgroup
+/// (`cgroup_procs`, with `--cpu`); returns its identity.
+pub fn spawn(node: &NodeSpec, dir: &Path, cgroup_procs: Option<&Path>) -> Result<ProcId> {
     let log_path = dir.join("boot.log");
     let log = sys::create_fresh(&log_path, 0o644)?;
     let log2 = log.try_clone().map_err(|e| LabError::io(&log_path, e))?;
@@ -286,6 +350,7 @@ pub fn spawn(node: &NodeSpec, dir: &Path) -> Result<ProcId> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
+    join_cgroup(&mut c, cgroup_procs)?;
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         c.pre_exec(|| {
@@ -356,7 +421,7 @@ pub fn wait_ready(node: &NodeSpec, dir: &Path, holder: ProcId, timeout: Duration
 
 /// A pid file inside the node, read through the holder's view of the file system (its
 /// root is the node's root, bare nodes included).
-fn pid_in_node(holder: ProcId, file: &str) -> Option<ProcId> {
+pub fn pid_in_node(holder: ProcId, file: &str) -> Option<ProcId> {
     let path = PathBuf::from(format!("/proc/{}/root", holder.pid)).join(file);
     let pid: i32 = fs::read_to_string(path).ok()?.trim().parse().ok()?;
     sys::proc_id(pid).filter(|p| sys::alive(*p))
@@ -371,8 +436,10 @@ pub fn dockerd_running(holder: ProcId) -> bool {
 }
 
 /// A command run inside a node (its mount, UTS and network namespaces; entering the mount
-/// namespace also enters the node's root): how the lab and the tests reach a node without SSH.
-pub fn enter(holder: ProcId) -> Command {
+/// namespace also enters the node's root, and with `--cpu` its cgroup): how the lab and
+/// the tests reach a node without SSH. Daemons started this way keep real time (see
+/// [`FAKETIME_SKIP`]).
+pub fn enter(holder: ProcId, cgroup_procs: Option<&Path>) -> Result<Command> {
     let mut c = cmd([
         "nsenter".to_string(),
         "--target".into(),
@@ -382,8 +449,12 @@ pub fn enter(holder: ProcId) -> Command {
         "--net".into(),
         "--".into(),
     ]);
-    c.env_clear().env("PATH", PATH);
-    c
+    c.env_clear()
+        .env("PATH", PATH)
+        .env("LANG", "C.UTF-8")
+        .env("FAKETIME_SKIP_CMDS", FAKETIME_SKIP);
+    join_cgroup(&mut c, cgroup_procs)?;
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -454,7 +525,10 @@ mod tests {
             .find("cd $R\npivot_root . .\numount -l .\ncd /\n")
             .unwrap();
         assert!(pivot < s.find("/usr/sbin/sshd").unwrap());
-        assert!(!s.contains("dockerd"));
+        assert!(
+            !s.contains("dockerd -p") && !s.contains("init.d/docker start"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -467,8 +541,43 @@ mod tests {
 
     #[test]
     fn docker_ranges_stay_inside_the_benchmark_block() {
-        let j: serde_json::Value = serde_json::from_str(&daemon_json()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&daemon_json(Kind::Docker, None).unwrap()).unwrap();
         assert_eq!(j["bip"], "198.18.254.1/24");
         assert_eq!(j["default-address-pools"][0]["base"], "198.18.128.0/18");
+        assert!(j.get("cgroup-parent").is_none());
+    }
+
+    #[test]
+    fn with_a_cpu_cap_containers_go_under_the_node_cgroup_even_on_bare_nodes() {
+        let parent = Some("/rpiprov-lab/abc/pi1");
+        let j: serde_json::Value =
+            serde_json::from_str(&daemon_json(Kind::Docker, parent).unwrap()).unwrap();
+        assert_eq!(j["cgroup-parent"], "/rpiprov-lab/abc/pi1");
+        assert_eq!(j["bip"], "198.18.254.1/24");
+        assert_eq!(
+            daemon_json(Kind::Bare, parent).unwrap(),
+            "{\n  \"cgroup-parent\": \"/rpiprov-lab/abc/pi1\"\n}\n"
+        );
+        assert_eq!(daemon_json(Kind::Bare, None), None);
+        assert_eq!(daemon_json(Kind::SshdOnly, parent), None);
+        assert!(script(&nodes()[2]).contains("cp $N/daemon.json $R/etc/docker/daemon.json"));
+    }
+
+    #[test]
+    fn every_boot_gets_its_own_boot_id_and_daemons_keep_real_time() {
+        for n in nodes() {
+            let s = script(&n);
+            let bind = s
+                .find("mount --bind $N/boot_id /proc/sys/kernel/random/boot_id\n")
+                .unwrap();
+            assert!(
+                s.find("cat /proc/sys/kernel/random/uuid > $N/boot_id\n")
+                    .unwrap()
+                    < bind
+            );
+            assert!(bind < s.find("/usr/sbin/sshd").unwrap(), "{s}");
+            assert!(s.contains(&format!("export FAKETIME_SKIP_CMDS={FAKETIME_SKIP}\n")));
+        }
     }
 }

@@ -14,6 +14,8 @@ pub struct Targets {
     pub net_ns: HashSet<u64>,
     pub mnt_ns: HashSet<u64>,
     pub holders: Vec<ProcId>,
+    /// Processes spared although they are in the namespaces (a node's holder on reboot).
+    pub keep: Vec<ProcId>,
 }
 
 impl Targets {
@@ -53,6 +55,9 @@ fn members(t: &Targets) -> Vec<ProcInfo> {
         }
     }
     set.remove(&me);
+    for k in &t.keep {
+        set.remove(&k.pid);
+    }
     all.into_iter()
         .filter(|p| set.contains(&p.id.pid))
         .collect()

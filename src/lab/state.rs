@@ -45,6 +45,9 @@ pub struct State {
     /// `/proc/sys/net/ipv4/ip_forward` before the lab set it to 1; restored by `down`.
     pub ip_forward_before: Option<String>,
     pub rules: Vec<Rule>,
+    /// `--cpu`: each node's share of one CPU; its cgroups exist (or are about to).
+    #[serde(default)]
+    pub cpu: Option<f64>,
     pub nodes: std::collections::BTreeMap<String, NodeState>,
 }
 
@@ -59,6 +62,7 @@ impl State {
             bridge: false,
             ip_forward_before: None,
             rules: Vec::new(),
+            cpu: None,
             nodes: Default::default(),
         }
     }
