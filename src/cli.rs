@@ -1,6 +1,6 @@
 //! The command line's flags and subcommands (clap derive), and nothing else: no logic,
 //! and nothing of the rest of the crate but the value types flags parse into
-//! (`lab::Subnet`). Parsing and dispatch are in [`crate::cmd`].
+//! (`lab::Subnet`, `lab::Port`). Parsing and dispatch are in [`crate::cmd`].
 
 use std::path::PathBuf;
 

@@ -34,10 +34,9 @@
 //! | `testing` | tests only: the fake transport, the one script runner, shared builders, and the check of these import rules |
 //!
 //! The direction is checked by a test (`testing::layout`): `cli` imports nothing of the
-//! crate but the value types its flags parse into (`lab::Subnet`), no module imports
-//! `cmd`, no executor imports another, nothing below `cmd` imports `ui`, and there is no
-//! cycle. One edge is on its way out and listed there as such: `lab` still takes clap's
-//! `cli::LabCommand` (its own options are coming).
+//! crate but the value types its flags parse into (`lab::Subnet`, `lab::Port`), no module
+//! imports `cmd`, no executor imports another, nothing below `cmd` imports `ui`, and there
+//! is no cycle.
 //!
 //! # Where to look
 //!

@@ -50,13 +50,18 @@ impl std::str::FromStr for Port {
     }
 }
 
-impl std::fmt::Display for Port {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
-        };
-        write!(f, "{}/{proto}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.proto.as_str())
     }
 }
 
@@ -72,9 +77,8 @@ pub fn hooks(chain: &str) -> [Vec<String>; 2] {
 /// The rule of [`DROP_CHAIN`] that drops a port: packets to it, whichever way (a
 /// connection to the node's port, or from the node to that port elsewhere).
 pub fn drop_rule(port: Port) -> Vec<String> {
-    let proto = port.to_string();
-    let proto = proto.split('/').nth(1).unwrap_or("tcp");
-    ["-p", proto, "--dport", &port.port.to_string(), "-j", "DROP"]
+    let dport = port.port.to_string();
+    ["-p", port.proto.as_str(), "--dport", &dport, "-j", "DROP"]
         .iter()
         .map(|s| s.to_string())
         .collect()

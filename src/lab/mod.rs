@@ -24,9 +24,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{
-    DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabNodesArgs, LabUpArgs, LinkState,
-};
 pub use error::{LabError, Result};
 pub use fault::{Daemon, Port, Proto};
 pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
@@ -53,64 +50,20 @@ fn warn(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// Runs a `lab` subcommand; returns the exit code.
-pub fn run(command: &LabCommand) -> u8 {
-    let result = match command {
-        LabCommand::Up(args) => up(args),
-        LabCommand::Down(d) => preflight(&[]).and_then(|()| {
-            let Some(dir) = trusted_existing(&d.dir)? else {
-                say(&format!("no lab in {} (nothing to do)", d.dir.display()));
-                return Ok(());
-            };
-            let _lock = lock_dir(&dir)?;
-            down::down(&dir, &say)
-        }),
-        LabCommand::Status(d) => trusted_existing(&d.dir).and_then(|dir| {
-            let dir =
-                dir.ok_or_else(|| LabError::Usage(format!("no lab in {}", d.dir.display())))?;
-            let healthy = status::status(&dir)?;
-            if healthy {
-                Ok(())
-            } else {
-                Err(LabError::Other("some nodes are down".into()))
-            }
-        }),
-        LabCommand::Link(a) => on_nodes(&a.nodes, |lab, node| {
-            lab.set_link(node, a.state == LinkState::Up)?;
-            Ok(format!(
-                "link {}",
-                if a.state == LinkState::Up {
-                    "up"
-                } else {
-                    "down"
-                }
-            ))
-        }),
-        LabCommand::Filter(a) => on_nodes(&a.nodes, |lab, node| filter(lab, node, a)),
-        LabCommand::Daemon(a) => on_nodes(&a.nodes, |lab, node| {
-            let d = match a.daemon {
-                DaemonArg::Sshd => Daemon::Sshd,
-                DaemonArg::Dockerd => Daemon::Dockerd,
-            };
-            let done = match a.action {
-                DaemonAction::Freeze => lab.freeze(node, d).map(|()| "frozen"),
-                DaemonAction::Thaw => lab.thaw(node, d).map(|()| "thawed"),
-                DaemonAction::Kill => lab.kill(node, d).map(|()| "killed"),
-                DaemonAction::Start => lab.start(node, d).map(|()| "running"),
-            }?;
-            Ok(format!("{} {done}", d.name()))
-        }),
-        LabCommand::Reboot(a) => on_nodes(a, |lab, node| {
-            let id = lab.reboot(node)?;
-            Ok(format!("rebooted (boot id {id})"))
-        }),
-        LabCommand::Clock(a) => on_nodes(&a.nodes, |lab, node| match a.skew {
-            Some(s) => lab
-                .skew_clock(node, s)
-                .map(|()| format!("clock {} s", fault::faketime_offset(s))),
-            None => lab.clear_clock(node).map(|()| "clock right".to_string()),
-        }),
-    };
+/// What `lab up` is asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The lab directory, as the user named it.
+    pub dir: PathBuf,
+    pub shape: Shape,
+    /// `--subnet`: otherwise the first free /24 (see [`layout::choose_subnet`]).
+    pub subnet: Option<Subnet>,
+    /// `--cpu`: each node's share of one CPU.
+    pub cpu: Option<f64>,
+}
+
+/// Prints a lab command's error and turns its result into the process exit code.
+pub fn exit_code(result: Result<()>) -> u8 {
     match result {
         Ok(()) => crate::exit::EXIT_OK,
         Err(e) => {
@@ -120,16 +73,43 @@ pub fn run(command: &LabCommand) -> u8 {
     }
 }
 
-/// Runs a fault command on each node named, in order, under the lab's lock (not during an
-/// `up` or `down` of the same lab); says what it did per node, stops at the first failure.
-fn on_nodes(a: &LabNodesArgs, f: impl Fn(&Lab, &str) -> Result<String>) -> Result<()> {
+/// `lab down`: removes everything the lab in `dir` made (nothing to do when there is none).
+pub fn down_dir(dir: &Path) -> Result<()> {
     preflight(&[])?;
-    let lab = Lab::open(&a.dir.dir)?;
+    let Some(dir) = trusted_existing(dir)? else {
+        say(&format!("no lab in {} (nothing to do)", dir.display()));
+        return Ok(());
+    };
+    let _lock = lock_dir(&dir)?;
+    down::down(&dir, &say)
+}
+
+/// `lab status`: one line per node; an error when a node is down.
+pub fn status_dir(dir: &Path) -> Result<()> {
+    let real = trusted_existing(dir)?
+        .ok_or_else(|| LabError::Usage(format!("no lab in {}", dir.display())))?;
+    if status::status(&real)? {
+        Ok(())
+    } else {
+        Err(LabError::Other("some nodes are down".into()))
+    }
+}
+
+/// Runs a fault command on each node named, in order, under the lab's lock (not during an
+/// `up` or `down` of the same lab); says what it did per node (`f` returns that), stops at
+/// the first failure. Every name is checked to be one of this lab's nodes first.
+pub fn on_nodes(
+    dir: &Path,
+    nodes: &[String],
+    f: impl Fn(&Lab, &str) -> Result<String>,
+) -> Result<()> {
+    preflight(&[])?;
+    let lab = Lab::open(dir)?;
     let _lock = lock_dir(&lab.dir)?;
-    for node in &a.nodes {
+    for node in nodes {
         lab.node(node)?;
     }
-    for node in &a.nodes {
+    for node in nodes {
         let done = f(&lab, node).map_err(|e| match e {
             LabError::Node { .. } | LabError::Usage(_) => e,
             other => LabError::Node {
@@ -140,24 +120,6 @@ fn on_nodes(a: &LabNodesArgs, f: impl Fn(&Lab, &str) -> Result<String>) -> Resul
         say(&format!("{node}: {done}"));
     }
     Ok(())
-}
-
-fn filter(lab: &Lab, node: &str, a: &LabFilterArgs) -> Result<String> {
-    if a.clear {
-        lab.clear_filters(node)?;
-    }
-    for port in &a.drop {
-        lab.drop_port(node, *port)?;
-    }
-    if let Some(p) = a.loss {
-        lab.set_loss(node, p)?;
-    }
-    let now = lab.filters(node)?;
-    Ok(if now.is_empty() {
-        "no filter".to_string()
-    } else {
-        format!("filters: {}", now.join("; "))
-    })
 }
 
 /// Checks everything `up` needs before touching anything, and names all that is missing.
@@ -186,21 +148,6 @@ fn missing_error(root: bool, tools: &[&str]) -> Option<LabError> {
     }
     missing.extend(tools.iter().map(|t| format!("`{t}`")));
     (!missing.is_empty()).then(|| LabError::Missing(format!("missing {}", missing.join(", "))))
-}
-
-fn shape_of(args: &LabUpArgs) -> Shape {
-    match args.sshd_only {
-        Some(n) => Shape {
-            docker: 0,
-            bare: 0,
-            sshd_only: n,
-        },
-        None => Shape {
-            docker: args.nodes,
-            bare: args.bare,
-            sshd_only: 0,
-        },
-    }
 }
 
 /// Runs `f` on every item with at most `workers` at once; results in item order.
@@ -367,8 +314,9 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
     Ok(holder)
 }
 
-fn up(args: &LabUpArgs) -> Result<()> {
-    let shape = shape_of(args);
+/// `lab up`: creates the fleet, or what of it is missing (idempotent).
+pub fn up(args: &UpOptions) -> Result<()> {
+    let shape = args.shape;
     layout::validate(shape)?;
     let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
     if shape.docker > 0 {
@@ -379,7 +327,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
     }
     preflight(&tools)?;
     let started = Instant::now();
-    let dir = absolute_dir(&args.dir.dir)?;
+    let dir = absolute_dir(&args.dir)?;
     let _lock = lock_dir(&dir)?;
     if let Some(s) = args.subnet {
         layout::validate_subnet(s, shape)?;
@@ -400,7 +348,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
                 s.shape.docker,
                 s.shape.bare,
                 s.shape.sshd_only,
-                args.dir.dir.display()
+                args.dir.display()
             )));
         }
         Some(s) if args.subnet.is_some_and(|n| n != s.layout.subnet()) => {
@@ -408,14 +356,14 @@ fn up(args: &LabUpArgs) -> Result<()> {
                 "{} holds a lab in {}; run `rpiprov lab down --dir {}` first to move it",
                 dir.display(),
                 s.layout.subnet(),
-                args.dir.dir.display()
+                args.dir.display()
             )));
         }
         Some(s) if args.cpu.is_some() && s.cpu.is_none() => {
             return Err(LabError::Usage(format!(
                 "{} holds a lab made without --cpu; run `rpiprov lab down --dir {}` first to cap it",
                 dir.display(),
-                args.dir.dir.display()
+                args.dir.display()
             )));
         }
         Some(s) => s,
@@ -567,7 +515,7 @@ fn up(args: &LabUpArgs) -> Result<()> {
             "{} of {} nodes failed to come up; `rpiprov lab down --dir {}` removes the lab",
             failures.len(),
             layout.nodes.len(),
-            args.dir.dir.display()
+            args.dir.display()
         )));
     }
     if created.is_empty() {

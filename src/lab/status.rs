@@ -44,11 +44,9 @@ pub fn collect(state: &State) -> Vec<NodeStatus> {
         .collect()
 }
 
+/// Prints the table for the lab in `dir` (canonical, checked); whether every node is up.
 pub fn status(dir: &Path) -> Result<bool> {
-    let dir = dir
-        .canonicalize()
-        .map_err(|_| LabError::Usage(format!("no lab in {}", dir.display())))?;
-    let state = State::load(&dir)?
+    let state = State::load(dir)?
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
     let rows = collect(&state);
     print_line(&format!(
