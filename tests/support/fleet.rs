@@ -51,6 +51,10 @@ fn parallel() -> usize {
 /// Slot files of the semaphore: in a directory of root's only (in /tmp, anyone could
 /// otherwise plant a symlink at a slot's name), opened without following links.
 fn slot_file(i: usize) -> File {
+    slots_file(&format!("slot-{i}"))
+}
+
+fn slots_file(name: &str) -> File {
     let dir = Path::new(SLOTS_DIR);
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
@@ -70,8 +74,8 @@ fn slot_file(i: usize) -> File {
         .create(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .mode(0o600)
-        .open(dir.join(format!("slot-{i}")))
-        .unwrap_or_else(|e| panic!("{SLOTS_DIR}/slot-{i}: {e}"))
+        .open(dir.join(name))
+        .unwrap_or_else(|e| panic!("{SLOTS_DIR}/{name}: {e}"))
 }
 
 fn try_lock(f: &File) -> bool {
@@ -83,25 +87,38 @@ fn try_lock(f: &File) -> bool {
 pub struct Slots(Vec<File>);
 
 impl Slots {
-    /// Takes `want` slots (at most all there are) all at once: a test that needs two labs
-    /// never holds one while waiting for the other, so two such tests cannot deadlock.
+    /// Takes `want` slots (at most all there are). One slot: the first free one. More:
+    /// under a machine-wide `multi` lock, so that only one taker at a time holds slots
+    /// while waiting for more (no two of them can deadlock), and it keeps what it got (it
+    /// is not starved by takers of one slot, who never wait holding one).
     pub fn acquire(want: usize) -> Slots {
         let n = parallel();
         let want = want.clamp(1, n);
+        let _multi = (want > 1).then(|| {
+            let f = slots_file("multi");
+            // SAFETY: flock on a descriptor we own; released when the file is closed.
+            assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+            f
+        });
         let started = Instant::now();
         let mut told = false;
+        let mut held: Vec<(usize, File)> = Vec::new();
         loop {
-            let mut held = Vec::new();
             for i in 0..n {
+                if held.len() == want {
+                    return Slots(held.into_iter().map(|(_, f)| f).collect());
+                }
+                if held.iter().any(|(h, _)| *h == i) {
+                    continue;
+                }
                 let f = slot_file(i);
                 if try_lock(&f) {
-                    held.push(f);
-                    if held.len() == want {
-                        return Slots(held);
-                    }
+                    held.push((i, f));
                 }
             }
-            drop(held);
+            if held.len() == want {
+                return Slots(held.into_iter().map(|(_, f)| f).collect());
+            }
             if !told && started.elapsed() > Duration::from_secs(30) {
                 eprintln!(
                     "waiting for a lab slot: {n} labs of tests run on this machine ({PARALLEL_ENV}={n})"
