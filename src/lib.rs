@@ -13,7 +13,7 @@
 //!               │        └──> remote, config
 //!               ├──> ui ──> exec::report           (renderers only)
 //!               └──> lab                           (the virtual fleet)
-//!  shell, secret, select, exit: leaves everyone may use
+//!  shell, secret, select, exit, clock: leaves everyone may use
 //! ```
 //!
 //! | module | what it owns |
@@ -31,6 +31,7 @@
 //! | [`ui`] | progress bars, plain lines, the summary table, the `--json` document |
 //! | [`lab`] | the virtual Pi fleet (`rpiprov lab`) |
 //! | [`shell`], [`secret`] | shell quoting; a value that never reaches output |
+//! | [`clock`] | wall-clock times in messages (RFC 3339, UTC) |
 //! | `testing` | tests only: the fake transport, the one script runner, shared builders, and the check of these import rules |
 //!
 //! The direction is checked by a test (`testing::layout`): `cli` imports nothing of the
@@ -56,6 +57,7 @@
 
 pub mod bootstrap;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod deploy;

@@ -903,6 +903,173 @@ async fn a_server_that_stalls_after_the_key_exchange_fails_within_the_connect_ti
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 }
 
+// ---------------------------------------------------------------- lost connections
+
+/// The pids of `root`'s descendants (not `root` itself), read from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut out: Vec<u32> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// Processes of the test's sshd stopped with SIGSTOP (a host that stops answering while
+/// the kernel still holds its sockets, as a frozen or unplugged Pi looks from here), and
+/// let go again when dropped: a stopped process would otherwise outlive the test.
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn pids(pids: Vec<u32>) -> Frozen {
+        for &p in &pids {
+            // SAFETY: a signal to a process of the sshd this test started.
+            unsafe { libc::kill(p as i32, libc::SIGSTOP) };
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            // SAFETY: as above; they resume and end with their closed connections.
+            unsafe { libc::kill(p as i32, libc::SIGCONT) };
+        }
+    }
+}
+
+/// Keepalives every second: a lost connection is noticed in about 4 s.
+fn fast_keepalive(f: &Fixture, reconnect: Duration) -> ConnectOptions {
+    let mut o = f.options(HostKeyPolicy::Strict);
+    o.keepalive_interval = Duration::from_secs(1);
+    o.reconnect_timeout = reconnect;
+    o.connect_timeout = Duration::from_secs(2);
+    o
+}
+
+/// Issue 14: a connection that stops answering in the middle of a command is noticed by
+/// keepalives within seconds; the command fails saying the connection was lost (it may
+/// have run or not), and the next command runs on a new connection. A command marked
+/// idempotent runs again on the new connection instead of failing.
+#[tokio::test]
+async fn a_lost_connection_is_noticed_and_the_next_command_reconnects() {
+    let f = fixture();
+    let s = connect(&f.target(), &fast_keepalive(&f, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.exec(ExecRequest::new("echo one"))
+            .await
+            .unwrap()
+            .stdout_str(),
+        "one\n"
+    );
+
+    let (r, _frozen) = tokio::join!(
+        async {
+            let started = Instant::now();
+            (
+                s.exec(ExecRequest::new("sleep 30; echo never")).await,
+                started.elapsed(),
+            )
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Frozen::pids(descendants(f.sshd.pid()))
+        }
+    );
+    let (r, took) = r;
+    let err = r.unwrap_err();
+    assert!(matches!(err, RemoteError::ConnectionLost { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "pi-test: connection lost while running sleep 30; echo never (it may or may not have finished there); rpiprov reconnects for the next step, and a rerun repairs what is left"
+    );
+    assert!(took < Duration::from_secs(10), "noticed after {took:?}");
+    assert!(s.is_closed());
+
+    let out = s.exec(ExecRequest::new("echo two")).await.unwrap();
+    assert_eq!(out.stdout_str(), "two\n");
+    assert_eq!(f.sshd.log().matches("Accepted publickey").count(), 2);
+
+    // The same loss under an idempotent command: it simply runs again.
+    let (r, _frozen) = tokio::join!(
+        s.exec(ExecRequest::new("sleep 2; echo again").idempotent()),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let before = descendants(f.sshd.pid());
+            Frozen::pids(before)
+        }
+    );
+    assert_eq!(r.unwrap().stdout_str(), "again\n");
+    assert_eq!(f.sshd.log().matches("Accepted publickey").count(), 3);
+}
+
+/// Issue 14: a host that does not come back within the reconnect time is given up, with
+/// since when, long before any command's own time limit; later commands fail at once.
+#[tokio::test]
+async fn a_host_that_stays_away_is_unreachable_since_the_loss() {
+    let f = fixture();
+    let s = connect(&f.target(), &fast_keepalive(&f, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    s.exec(ExecRequest::new("true")).await.unwrap();
+    // The listener too: new connections get no banner, as from a frozen host.
+    let mut pids = vec![f.sshd.pid()];
+    pids.extend(descendants(f.sshd.pid()));
+    let _frozen = Frozen::pids(pids);
+    let started = Instant::now();
+    let err = s
+        .exec(
+            ExecRequest::new("echo x")
+                .idempotent()
+                .timeout(Duration::from_secs(120)),
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    let text = err.to_string();
+    assert!(err.is_unreachable(), "{text}");
+    assert!(text.starts_with("pi-test unreachable since 20"), "{text}");
+    assert!(
+        text.contains("did not complete authentication") || text.contains("no answer from"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("check its power and network, then run again"),
+        "{text}"
+    );
+    // Noticed (about 4 s), then 5 s of reconnection, the last attempt up to its 2 s.
+    assert!(took < Duration::from_secs(15), "gave up after {took:?}");
+
+    let started = Instant::now();
+    let again = s.exec(ExecRequest::new("echo y")).await.unwrap_err();
+    assert_eq!(again.to_string(), text);
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
 #[tokio::test]
 async fn a_closed_port_is_a_connect_error() {
     let port = sshd::free_port("127.0.0.1");

@@ -24,6 +24,7 @@ const DEFAULT_USER: &str = "pi";
 const DEFAULT_PARALLEL: usize = 16;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +70,7 @@ struct RawSsh {
     host_key_policy: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     command_timeout: Option<Spanned<String>>,
+    reconnect_timeout: Option<Spanned<String>>,
     config: Option<Spanned<toml::Value>>,
     parallel: Option<Spanned<i64>>,
 }
@@ -586,6 +588,7 @@ impl Ctx<'_, '_> {
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
             config_file: default_config,
             parallel: DEFAULT_PARALLEL,
         };
@@ -611,6 +614,7 @@ impl Ctx<'_, '_> {
         for (raw_value, slot) in [
             (&raw.connect_timeout, &mut ssh.connect_timeout),
             (&raw.command_timeout, &mut ssh.command_timeout),
+            (&raw.reconnect_timeout, &mut ssh.reconnect_timeout),
         ] {
             if let Some(t) = raw_value {
                 match duration::parse(t.get_ref()) {
@@ -857,6 +861,7 @@ address = "198.18.255.253"
         assert_eq!(ssh.host_key_policy, HostKeyPolicy::Strict);
         assert_eq!(ssh.connect_timeout, Duration::from_secs(10));
         assert_eq!(ssh.command_timeout, Duration::from_secs(600));
+        assert_eq!(ssh.reconnect_timeout, Duration::from_secs(30));
         // No ~/.ssh/config in this home: none is used.
         assert_eq!(ssh.config_file, None);
         assert_eq!(ssh.parallel, 16);
@@ -879,6 +884,7 @@ known_hosts = "lab/known_hosts"
 host_key_policy = "accept-new"
 connect_timeout = "3s"
 command_timeout = "1h"
+reconnect_timeout = "2m"
 config = "none"
 parallel = 4
 [swarm]
@@ -895,6 +901,7 @@ docker = {{ install = {{ command = "apk add docker" }} }}
         assert_eq!(inv.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
         assert_eq!(inv.ssh.connect_timeout, Duration::from_secs(3));
         assert_eq!(inv.ssh.command_timeout, Duration::from_secs(3600));
+        assert_eq!(inv.ssh.reconnect_timeout, Duration::from_secs(120));
         assert_eq!(inv.ssh.config_file, None);
         assert_eq!(inv.ssh.parallel, 4);
         assert_eq!(

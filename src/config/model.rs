@@ -115,6 +115,8 @@ pub struct SshSettings {
     pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// How long a host whose connection was lost is reconnected to before its steps fail.
+    pub reconnect_timeout: Duration,
     /// `~/.ssh/config` or another file; `None` disables it.
     pub config_file: Option<PathBuf>,
     /// How many hosts are worked on at once.

@@ -8,8 +8,10 @@
 //! deadlock on a full window), in 256 KiB chunks, then EOF.
 
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use russh::client::Msg;
 use russh::{Channel, ChannelMsg, Sig};
 use tokio::sync::mpsc;
@@ -39,7 +41,7 @@ pub(crate) struct Plan {
     /// The caller's command, for error messages (without any wrapper).
     pub display: String,
     pub sudo: Option<(Watch, Option<Secret>)>,
-    pub stdin: Option<Vec<u8>>,
+    pub stdin: Option<Bytes>,
     pub gate: Option<Gate>,
     pub deadline: Instant,
     pub timeout: Duration,
@@ -54,14 +56,16 @@ enum ToWriter {
     Stop,
 }
 
-pub(crate) type OnLine<'a> = Option<&'a mut (dyn FnMut(Stream, &str) + Send)>;
+/// Where output lines go as they arrive. Two lifetimes, so that a caller may lend its
+/// callback to several attempts of a command in turn.
+pub(crate) type OnLine<'a, 'f> = Option<&'a mut (dyn FnMut(Stream, &str) + Send + 'f)>;
 
 /// Runs `plan` on a freshly opened session channel.
 pub(crate) async fn run(
     host: &str,
     channel: Channel<Msg>,
     plan: Plan,
-    mut on_line: OnLine<'_>,
+    mut on_line: OnLine<'_, '_>,
 ) -> Result<Output, RemoteError> {
     let Plan {
         command,
@@ -83,9 +87,14 @@ pub(crate) async fn run(
         .await
         .map_err(|e| channel_err("cannot start the command", e))?;
     let (mut rd, wr) = channel.split();
+    let hangup = Hangup {
+        wr: Some(wr),
+        armed: AtomicBool::new(true),
+    };
+    let wr = hangup.wr.as_ref().expect("just set");
 
     let (to_writer, mut from_reader) = mpsc::unbounded_channel::<ToWriter>();
-    let wr_ref = &wr;
+    let wr_ref = wr;
     let writer = async move {
         let stdin = stdin.unwrap_or_default();
         while let Some(msg) = from_reader.recv().await {
@@ -97,12 +106,15 @@ pub(crate) async fn run(
                     }
                 }
                 ToWriter::Start => {
-                    for chunk in stdin.chunks(STDIN_CHUNK) {
+                    let mut at = 0;
+                    while at < stdin.len() {
+                        let end = (at + STDIN_CHUNK).min(stdin.len());
                         // A command that exits without reading all of its stdin closes
                         // the channel; its exit status tells the story, not this error.
-                        if wr_ref.data_bytes(chunk.to_vec()).await.is_err() {
+                        if wr_ref.data_bytes(stdin.slice(at..end)).await.is_err() {
                             return;
                         }
+                        at = end;
                     }
                     let _ = wr_ref.eof().await;
                     return;
@@ -135,7 +147,7 @@ pub(crate) async fn run(
     let mut sleep = pin!(tokio::time::sleep_until(deadline));
 
     // Command output is kept and streamed here; `gate` is checked on whole stdout lines.
-    let mut stdout = |bytes: &[u8], gate: &mut Option<Gate>, on_line: &mut OnLine<'_>| {
+    let mut stdout = |bytes: &[u8], gate: &mut Option<Gate>, on_line: &mut OnLine<'_, '_>| {
         stdout_kept.push(bytes);
         if let Some(f) = on_line.as_deref_mut() {
             out_lines.push(bytes, |l, _| f(Stream::Stdout, &redact_str(l, secret)));
@@ -164,6 +176,7 @@ pub(crate) async fn run(
                 // (dropping its read half makes russh discard whatever still arrives).
                 let _ = wr.signal(Sig::TERM).await;
                 let _ = wr.close().await;
+                hangup.armed.store(false, Ordering::Relaxed);
                 return Err(RemoteError::CommandTimeout {
                     host: host.to_string(),
                     secs: timeout.as_secs().max(1),
@@ -172,7 +185,11 @@ pub(crate) async fn run(
             }
             () = &mut writer, if !writer_done => writer_done = true,
             msg = rd.wait() => {
-                let Some(msg) = msg else { break };
+                let Some(msg) = msg else {
+                    // Closed by the server: nothing left to hang up.
+                    hangup.armed.store(false, Ordering::Relaxed);
+                    break;
+                };
                 match msg {
                     ChannelMsg::Data { data } => stdout(&data, &mut gate, &mut on_line),
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
@@ -274,6 +291,31 @@ pub(crate) async fn run(
         }
     }
     Ok(out)
+}
+
+/// Closes the channel when the command is abandoned before the server closed it: the caller
+/// stopped waiting (its future was dropped on Ctrl-C) or the server refused to run it. The
+/// command then sees its stdin end, as when rpiprov exits, instead of waiting for data that
+/// never comes: an upload's script removes its temporary file right away rather than when
+/// the connection ends.
+struct Hangup {
+    wr: Option<russh::ChannelWriteHalf<Msg>>,
+    armed: AtomicBool,
+}
+
+impl Drop for Hangup {
+    fn drop(&mut self) {
+        let Some(wr) = self.wr.take().filter(|_| *self.armed.get_mut()) else {
+            return;
+        };
+        // Dropped outside a runtime only at process exit, when the connection goes anyway.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = wr.eof().await;
+                let _ = wr.close().await;
+            });
+        }
+    }
 }
 
 fn signal_text(sig: &Sig) -> String {

@@ -28,6 +28,16 @@ use std::time::Duration;
 use crate::config::{Host, HostKeyPolicy, SshSettings};
 use crate::secret::Secret;
 
+/// Keepalive after this much silence: with [`KEEPALIVE_MAX`], a lost connection is noticed
+/// about 12 s after the host's last word, where TCP alone would wait for many minutes.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Unanswered keepalives in a row after which the connection counts as lost.
+pub const KEEPALIVE_MAX: usize = 3;
+
+/// How long reconnections are tried once a connection was lost (`ssh.reconnect_timeout`).
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How to connect: settings shared by all hosts of a run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -36,7 +46,13 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Default limit for one remote command; a request may set its own.
     pub command_timeout: Duration,
+    /// Silence after which a keepalive is sent; [`KEEPALIVE_MAX`] unanswered ones in a row
+    /// mean the connection is lost (a pulled cable, a Pi without power).
     pub keepalive_interval: Duration,
+    /// How long a host whose connection was lost may stay unreachable: reconnections are
+    /// tried with backoff until then, after which its commands fail at once
+    /// ([`RemoteError::Unreachable`]).
+    pub reconnect_timeout: Duration,
     /// `~/.ssh/config` or another file; `None` disables it.
     pub ssh_config: Option<PathBuf>,
     /// A terminal is attached: passphrases and passwords may be prompted for.
@@ -56,6 +72,7 @@ impl ConnectOptions {
         ConnectOptions {
             connect_timeout: ssh.connect_timeout,
             command_timeout: ssh.command_timeout,
+            reconnect_timeout: ssh.reconnect_timeout,
             ssh_config: ssh.config_file.clone(),
             interactive,
             ..ConnectOptions::new(ssh.known_hosts.clone(), ssh.host_key_policy)
@@ -63,14 +80,16 @@ impl ConnectOptions {
     }
 
     /// Options with rpiprov's defaults: 10 s connect timeout, 10 min per command, keepalive
-    /// every 15 s, no ssh config, not interactive, the agent from `SSH_AUTH_SOCK`.
+    /// after 3 s of silence, reconnections for 30 s, no ssh config, not interactive, the
+    /// agent from `SSH_AUTH_SOCK`.
     pub fn new(known_hosts: PathBuf, policy: HostKeyPolicy) -> Self {
         ConnectOptions {
             known_hosts,
             policy,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
-            keepalive_interval: Duration::from_secs(15),
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
             ssh_config: None,
             interactive: false,
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
@@ -156,6 +175,10 @@ pub struct ExecRequest {
     pub stdin: Option<Vec<u8>>,
     /// Overrides [`ConnectOptions::command_timeout`].
     pub timeout: Option<Duration>,
+    /// Running it twice does no harm (a read, or a command that converges on a state):
+    /// when the connection is lost while it runs, the session reconnects and runs it
+    /// again instead of failing with [`RemoteError::ConnectionLost`].
+    pub idempotent: bool,
 }
 
 impl ExecRequest {
@@ -175,6 +198,11 @@ impl ExecRequest {
     }
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+    /// See [`ExecRequest::idempotent`].
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
 }
@@ -223,7 +251,7 @@ pub struct UploadRequest {
 }
 
 /// Transport errors. Each says which host and what happened; none carries a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     #[error("{host}: cannot connect to {addr}: {reason}")]
     Connect {
@@ -311,6 +339,45 @@ pub enum RemoteError {
         dest: String,
         reason: String,
     },
+    /// The connection died while this command ran: it may or may not have run to its end
+    /// on the host. The next command reconnects.
+    #[error(
+        "{host}: connection lost while running {command} (it may or may not have finished there); rpiprov reconnects for the next step, and a rerun repairs what is left"
+    )]
+    ConnectionLost { host: String, command: String },
+    /// The connection was lost and could not be made again within
+    /// [`ConnectOptions::reconnect_timeout`]; every later command on the host fails with
+    /// this at once.
+    #[error(
+        "{host} unreachable since {since} ({attempts} reconnection attempt(s) in {secs}s; last: {reason}); check its power and network, then run again"
+    )]
+    Unreachable {
+        host: String,
+        /// When the loss was noticed, RFC 3339 in UTC.
+        since: String,
+        attempts: u32,
+        secs: u64,
+        reason: String,
+    },
+}
+
+impl RemoteError {
+    /// The host is gone for the rest of the run: waiting for it is pointless.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RemoteError::Unreachable { .. })
+    }
+
+    /// A failure of the connection rather than of the command or the host's answer: the
+    /// host may well come back (after a reconnection).
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            RemoteError::Unreachable { .. }
+                | RemoteError::ConnectionLost { .. }
+                | RemoteError::Connect { .. }
+                | RemoteError::ConnectTimeout { .. }
+        )
+    }
 }
 
 /// What the rest of rpiprov needs from a connected host.

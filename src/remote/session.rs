@@ -7,13 +7,25 @@
 //! commands at once as they like. The connect timeout bounds each hop as a whole: TCP
 //! connect, SSH handshake and authentication, except the time a prompt waits for a human
 //! (see [`super::auth::AuthClock`]).
+//!
+//! A connection can die in the middle of a run (a pulled cable, a Pi losing power, a
+//! laptop's Wi-Fi): keepalives notice it within seconds of the host's last word (TCP alone
+//! would wait many minutes). The session then reconnects, with backoff, for at most
+//! [`ConnectOptions::reconnect_timeout`] from the moment the loss was noticed, and swaps
+//! the new connection in for every later command. A command the loss interrupted fails
+//! with [`RemoteError::ConnectionLost`] (it may have run on the host or not), unless it is
+//! marked [idempotent](ExecRequest::idempotent): then it runs again on the new connection.
+//! A host that cannot be reached again within that time is given up for the rest of the
+//! run: its commands fail at once with [`RemoteError::Unreachable`], which says since when.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelOpenFailure, Disconnect, Preferred};
@@ -25,9 +37,10 @@ use super::exec::{self, Gate, OnLine, Plan};
 use super::known_hosts::{HostKeyCheck, lookup_name, preferred_algorithms};
 use super::ssh_config::{Config, Endpoint};
 use super::{
-    ConnectOptions, ExecRequest, Output, Remote, RemoteError, Stream, Target, UploadOutcome,
-    UploadRequest,
+    ConnectOptions, ExecRequest, KEEPALIVE_MAX, Output, Remote, RemoteError, Stream, Target,
+    UploadOutcome, UploadRequest,
 };
+use crate::clock::rfc3339;
 use crate::secret::Secret;
 
 /// Concurrent channels per connection: OpenSSH's default `MaxSessions` is 10; two stay
@@ -36,6 +49,19 @@ pub const MAX_CHANNELS: usize = 8;
 
 /// Longest ProxyJump chain followed; a longer one is almost surely a loop in ssh config.
 const MAX_JUMPS: usize = 8;
+
+/// Waits between reconnection attempts: doubling from the first to the last.
+const RECONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// An error's text without the `HOST: ` it starts with (the message around it names the
+/// host already).
+fn without_host(text: &str, host: &str) -> String {
+    text.strip_prefix(host)
+        .and_then(|t| t.strip_prefix(": "))
+        .unwrap_or(text)
+        .to_string()
+}
 
 /// A connected, authenticated host. Cheap to clone: clones share the connection.
 #[derive(Clone)]
@@ -46,7 +72,21 @@ pub struct Session {
 struct Inner {
     name: String,
     user: String,
-    link: Link,
+    /// The connection commands use now; replaced after a loss by a new one.
+    link: Mutex<Arc<Link>>,
+    /// How to connect again: the target and options of the first connection.
+    target: Target,
+    opts: ConnectOptions,
+    /// Held while reconnecting, so that commands that find the connection dead at the
+    /// same time make one reconnection and share its result.
+    redialing: tokio::sync::Mutex<()>,
+    /// When the current loss was noticed (monotonic, and wall clock for messages); `None`
+    /// while connected.
+    lost: Mutex<Option<(Instant, SystemTime)>>,
+    /// Set when reconnecting gave up: every later command fails with it at once.
+    gave_up: Mutex<Option<RemoteError>>,
+    /// [`Session::close`] was called: no reconnection.
+    closed: AtomicBool,
     permits: Semaphore,
     sudo: bool,
     sudo_password: Option<Secret>,
@@ -57,6 +97,13 @@ struct Inner {
 struct Link {
     handle: Handle<Verifier>,
     _via: Option<Box<Link>>,
+}
+
+impl Link {
+    /// The peer closed it, keepalives went unanswered, or a jump host's connection died.
+    fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -105,10 +152,13 @@ fn client_config(opts: &ConnectOptions, keys: Vec<russh::keys::Algorithm>) -> Ar
     } else {
         opts.keepalive_interval
     };
+    // russh sends a keepalive after `keepalive` of silence and gives up after
+    // `KEEPALIVE_MAX` more: the loss is noticed `keepalive * (KEEPALIVE_MAX + 1)` after the
+    // host's last word.
     Arc::new(client::Config {
         keepalive_interval: Some(keepalive),
-        keepalive_max: 3,
-        // Without keepalive answers for this long the peer is gone (a Pi lost power).
+        keepalive_max: KEEPALIVE_MAX,
+        // Keepalives decide first; this only bounds a connection stuck some other way.
         inactivity_timeout: Some(Duration::from_secs(60).max(keepalive * 4)),
         nodelay: true,
         preferred: Preferred {
@@ -121,6 +171,28 @@ fn client_config(opts: &ConnectOptions, keys: Vec<russh::keys::Algorithm>) -> Ar
 
 /// Connects to `target`, verifies its host key and authenticates.
 pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, RemoteError> {
+    let (link, user) = dial(target, opts).await?;
+    Ok(Session {
+        inner: Arc::new(Inner {
+            name: target.name.clone(),
+            user,
+            link: Mutex::new(Arc::new(link)),
+            target: target.clone(),
+            opts: opts.clone(),
+            redialing: tokio::sync::Mutex::new(()),
+            lost: Mutex::new(None),
+            gave_up: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            permits: Semaphore::new(MAX_CHANNELS),
+            sudo: target.sudo,
+            sudo_password: target.sudo_password.clone(),
+            command_timeout: opts.command_timeout,
+        }),
+    })
+}
+
+/// One connection to `target` (through its jump hosts), and the user logged in as.
+async fn dial(target: &Target, opts: &ConnectOptions) -> Result<(Link, String), RemoteError> {
     let cfg = Config::load(opts.ssh_config.as_deref(), &target.name)?;
     let ep = cfg.resolve_target(target)?;
     let creds = Credentials {
@@ -131,17 +203,7 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
         password: target.password_auth.then(|| target.login_password.clone()),
     };
     let link = establish(&cfg, &ep, &target.name, opts, &creds, 0).await?;
-    Ok(Session {
-        inner: Arc::new(Inner {
-            name: target.name.clone(),
-            user: ep.user.clone(),
-            link,
-            permits: Semaphore::new(MAX_CHANNELS),
-            sudo: target.sudo,
-            sudo_password: target.sudo_password.clone(),
-            command_timeout: opts.command_timeout,
-        }),
-    })
+    Ok((link, ep.user.clone()))
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -269,30 +331,170 @@ impl Session {
         &self.inner.user
     }
 
-    /// Whether the connection is gone (the peer closed it or keepalives went unanswered).
+    /// Whether the connection in use is gone (the peer closed it or keepalives went
+    /// unanswered). The next command reconnects.
     pub fn is_closed(&self) -> bool {
-        self.inner.link.handle.is_closed()
+        self.current().is_closed()
     }
 
-    /// Says goodbye to the server. Other clones of this session stop working.
+    /// Says goodbye to the server. Other clones of this session stop working: no command
+    /// reconnects after this.
     pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
         let _ = self
-            .inner
-            .link
+            .current()
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
 
-    /// Runs one request on its own channel, within the channel limit and the time limit.
+    fn current(&self) -> Arc<Link> {
+        self.inner
+            .link
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records that the connection was found dead now, unless an earlier moment is known.
+    fn notice_loss(&self) -> (Instant, SystemTime) {
+        *self
+            .inner
+            .lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(|| (Instant::now(), SystemTime::now()))
+    }
+
+    /// A live connection: the current one, or a new one when it died. Reconnects with
+    /// backoff until [`ConnectOptions::reconnect_timeout`] after the loss was noticed;
+    /// then the host is given up for the rest of the run ([`RemoteError::Unreachable`]).
+    /// An error that waiting cannot mend (a changed host key, refused authentication)
+    /// gives up at once, with that error.
+    async fn link(&self) -> Result<Arc<Link>, RemoteError> {
+        let host = &self.inner.name;
+        let closed = || RemoteError::Channel {
+            host: host.clone(),
+            reason: "the session is closed".into(),
+        };
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        let link = self.current();
+        if !link.is_closed() {
+            return Ok(link);
+        }
+        let _one_at_a_time = self.inner.redialing.lock().await;
+        let link = self.current();
+        if !link.is_closed() {
+            return Ok(link);
+        }
+        if let Some(e) = self
+            .inner
+            .gave_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(e);
+        }
+        let (noticed, since) = self.notice_loss();
+        let window_end = noticed + self.inner.opts.reconnect_timeout;
+        let mut backoff = RECONNECT_BACKOFF_FIRST;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match dial(&self.inner.target, &self.inner.opts).await {
+                Ok((link, _)) => {
+                    let link = Arc::new(link);
+                    *self.inner.link.lock().unwrap_or_else(|e| e.into_inner()) = link.clone();
+                    *self.inner.lost.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Ok(link);
+                }
+                Err(e) => e,
+            };
+            let waiting_helps = matches!(
+                error,
+                RemoteError::Connect { .. }
+                    | RemoteError::ConnectTimeout { .. }
+                    | RemoteError::AuthTimeout { .. }
+            );
+            let next = Instant::now() + backoff;
+            if !waiting_helps || next >= window_end {
+                let given_up = if waiting_helps {
+                    RemoteError::Unreachable {
+                        host: host.clone(),
+                        since: rfc3339(since),
+                        attempts,
+                        secs: noticed.elapsed().as_secs(),
+                        reason: without_host(&error.to_string(), host),
+                    }
+                } else {
+                    error
+                };
+                *self.inner.gave_up.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(given_up.clone());
+                return Err(given_up);
+            }
+            tokio::time::sleep_until(next).await;
+            backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+        }
+    }
+
+    /// Runs one request on its own channel, within the channel limit and the time limit;
+    /// again on a new connection when the connection died under an idempotent request.
     pub(crate) async fn run(
         &self,
         req: ExecRequest,
         gate: Option<Gate>,
-        on_line: OnLine<'_>,
+        mut on_line: OnLine<'_, '_>,
     ) -> Result<Output, RemoteError> {
         let host = &self.inner.name;
         let timeout = req.timeout.unwrap_or(self.inner.command_timeout);
+        // Shared, not copied, by the attempts (image archives are large).
+        let stdin = req.stdin.map(Bytes::from);
+        loop {
+            let link = self.link().await?;
+            let attempt = self
+                .run_on(
+                    &link,
+                    &req.command,
+                    req.privileged,
+                    stdin.clone(),
+                    timeout,
+                    gate.clone(),
+                    on_line.as_deref_mut(),
+                )
+                .await;
+            match attempt {
+                Err(e) if link.is_closed() && !matches!(e, RemoteError::CommandTimeout { .. }) => {
+                    self.notice_loss();
+                    if req.idempotent && !self.inner.closed.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    return Err(RemoteError::ConnectionLost {
+                        host: host.clone(),
+                        command: exec::short(&req.command),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of a request on `link`.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_on(
+        &self,
+        link: &Link,
+        command: &str,
+        privileged: bool,
+        stdin: Option<Bytes>,
+        timeout: Duration,
+        gate: Option<Gate>,
+        on_line: OnLine<'_, '_>,
+    ) -> Result<Output, RemoteError> {
+        let host = &self.inner.name;
         // The time limit starts once a channel slot is ours: queueing is not running.
         let _permit = self
             .inner
@@ -304,19 +506,15 @@ impl Session {
                 reason: "the session is closed".into(),
             })?;
         let deadline = Instant::now() + timeout;
-        let channel = self.open_channel(deadline, timeout, &req.command).await?;
-        let use_sudo = req.privileged && self.inner.sudo && self.inner.user != "root";
-        let (command, sudo) = exec::command_line(
-            &req.command,
-            timeout,
-            use_sudo,
-            self.inner.sudo_password.clone(),
-        );
+        let channel = self.open_channel(link, deadline, timeout, command).await?;
+        let use_sudo = privileged && self.inner.sudo && self.inner.user != "root";
+        let (wrapped, sudo) =
+            exec::command_line(command, timeout, use_sudo, self.inner.sudo_password.clone());
         let plan = Plan {
-            command,
-            display: req.command,
+            command: wrapped,
+            display: command.to_string(),
             sudo,
-            stdin: req.stdin,
+            stdin,
             gate,
             deadline,
             timeout,
@@ -334,6 +532,7 @@ impl Session {
     /// the same makes servers configured with a lower `MaxSessions` work, only slower.
     async fn open_channel(
         &self,
+        link: &Link,
         deadline: Instant,
         timeout: Duration,
         command: &str,
@@ -341,9 +540,7 @@ impl Session {
         let host = &self.inner.name;
         let mut backoff = Duration::from_millis(5);
         loop {
-            match tokio::time::timeout_at(deadline, self.inner.link.handle.channel_open_session())
-                .await
-            {
+            match tokio::time::timeout_at(deadline, link.handle.channel_open_session()).await {
                 Ok(Ok(c)) => return Ok(c),
                 Ok(Err(russh::Error::ChannelOpenFailure(
                     ChannelOpenFailure::ConnectFailed | ChannelOpenFailure::ResourceShortage,

@@ -5,6 +5,9 @@
 //! temporary file next to the destination, says "send", receives the bytes on stdin,
 //! checks their sha256 (a cut connection must not install half a file), sets the mode and
 //! renames over the destination: readers see the old file or the new one, never a mix.
+//! The temporary file is removed on every other way out: a failed check, and the signals
+//! a lost or abandoned session brings (the client killed or interrupted: sshd closes the
+//! pipes, and the script's next write to them raises SIGPIPE).
 
 use sha2::{Digest, Sha256};
 
@@ -55,14 +58,16 @@ if [ -f \"$f\" ] && [ \"$(sha256sum <\"$f\" | cut -c1-64)\" = {h} ]; then
 fi
 if [ -d \"$f\" ]; then echo \"rpiprov: $f is a directory\" >&2; exit 1; fi
 mkdir -p {d}
-t=$(mktemp {t})
+t=
 trap 'rm -f \"$t\"' EXIT
+trap 'rm -f \"$t\"; exit 1' HUP INT TERM PIPE
+t=$(mktemp {t})
 echo {SEND}
 cat >\"$t\"
 if [ \"$(sha256sum <\"$t\" | cut -c1-64)\" != {h} ]; then echo 'rpiprov: the data arrived incomplete' >&2; exit 1; fi
 chmod {m} \"$t\"
 mv -f \"$t\" \"$f\"
-trap - EXIT
+trap - EXIT HUP INT TERM PIPE
 echo {WRITTEN}
 "
     ))
@@ -86,6 +91,8 @@ pub(crate) async fn upload(s: &Session, req: UploadRequest) -> Result<UploadOutc
         // Image archives can be large: moved, not copied.
         stdin: Some(req.contents),
         timeout: Some(s.command_timeout()),
+        // The sha256 check makes a second run of the script harmless.
+        idempotent: true,
     };
     let gate = Gate {
         go: SEND.into(),
@@ -126,6 +133,19 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// The script for `dest`, run by a local `sh` as the remote side would, its three
+    /// streams piped.
+    fn start(dest: &std::path::Path, mode: u32, sha: &str) -> std::process::Child {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script(dest.to_str().unwrap(), mode, sha).unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     #[test]
     fn destinations_must_be_absolute_files() {
         assert_eq!(
@@ -156,19 +176,11 @@ mod tests {
     fn script_writes_atomically_then_skips() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("new dir/conf.json");
-        let dest_s = dest.to_str().unwrap();
         let data = b"{\"a\":1}\n".to_vec();
         let sha = hex::encode(Sha256::digest(&data));
         let run = |stdin: &[u8]| {
             use std::io::Write;
-            let mut child = Command::new("sh")
-                .arg("-c")
-                .arg(script(dest_s, 0o600, &sha).unwrap())
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut child = start(&dest, 0o600, &sha);
             child.stdin.take().unwrap().write_all(stdin).unwrap();
             child.wait_with_output().unwrap()
         };
@@ -194,6 +206,41 @@ mod tests {
         assert_eq!(names.len(), 1);
     }
 
+    /// What a session that vanished mid-upload leaves: sshd closes the script's pipes, so
+    /// its stdin ends early and its next write to stderr raises SIGPIPE. The old file
+    /// stays, and no temporary file.
+    #[test]
+    fn an_upload_cut_off_with_its_pipes_closed_leaves_the_old_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("web.yml");
+        std::fs::write(&dest, b"old").unwrap();
+        let sha = hex::encode(Sha256::digest(b"the full new contents"));
+        use std::io::{Read, Write};
+        let mut child = start(&dest, 0o644, &sha);
+        let mut stdout = child.stdout.take().unwrap();
+        let mut said = [0u8; SEND.len() + 1];
+        stdout.read_exact(&mut said).unwrap();
+        assert_eq!(&said[..SEND.len()], SEND.as_bytes());
+        // The temporary file exists now, half written.
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"the full")
+            .unwrap();
+        drop(child.stderr.take());
+        drop(stdout);
+        drop(child.stdin.take());
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["web.yml"]);
+    }
+
     #[test]
     fn truncated_data_is_not_installed() {
         let dir = tempfile::tempdir().unwrap();
@@ -201,14 +248,7 @@ mod tests {
         std::fs::write(&dest, b"old").unwrap();
         let sha = hex::encode(Sha256::digest(b"the full new contents"));
         use std::io::Write;
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script(dest.to_str().unwrap(), 0o644, &sha).unwrap())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = start(&dest, 0o644, &sha);
         child.stdin.take().unwrap().write_all(b"the full").unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(!out.status.success());

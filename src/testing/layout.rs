@@ -20,13 +20,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("exit", &[]),
     ("shell", &[]),
     ("secret", &[]),
+    ("clock", &[]),
     // Only value types its flags parse into (`lab::Subnet`, `lab::Port`).
     ("cli", &["lab"]),
     ("config", &["secret"]),
     ("select", &["config"]),
-    ("remote", &["config", "secret", "shell"]),
+    ("remote", &["clock", "config", "secret", "shell"]),
     ("docker", &["config", "shell"]),
-    ("exec", &["docker", "remote", "secret"]),
+    ("exec", &["clock", "docker", "remote", "secret"]),
     ("plan", &["config", "docker"]),
     (
         "bootstrap",

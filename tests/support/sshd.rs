@@ -428,6 +428,11 @@ impl Sshd {
         panic!("sshd did not start");
     }
 
+    /// The listener's pid (its connections are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the sshd still runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
