@@ -29,12 +29,17 @@ fn exclusive(body: &str) -> String {
 /// in the same critical section. Prints `@@acquired`, or `@@held` followed by the
 /// holder's owner file (empty only when a run was killed between the two).
 pub fn lock_acquire(owner_file: &str) -> String {
-    exclusive(&format!(
+    exclusive(&take(owner_file))
+}
+
+/// The body of [`lock_acquire`], inside a critical section.
+fn take(owner_file: &str) -> String {
+    format!(
         "if mkdir {dir} 2>/dev/null; then printf '%s' {content} > {owner} && echo '@@acquired'; else echo '@@held'; cat {owner} 2>/dev/null; true; fi",
         dir = quote(&lock_dir()),
         owner = quote(&lock_owner()),
         content = quote(owner_file),
-    ))
+    )
 }
 
 /// Releases the lock only if it is still ours (same owner file), comparing and removing
@@ -47,6 +52,20 @@ pub fn lock_release(owner_file: &str) -> String {
         owner = quote(&lock_owner()),
         content = quote(owner_file.trim_end_matches('\n')),
         dir = quote(&lock_dir()),
+    ))
+}
+
+/// Takes over a lock whose holder is gone: removes it only if its owner file still is
+/// `stale` (the holder judged gone; another run may have taken it over first), then takes
+/// the lock as [`lock_acquire`] does, in the same critical section. Prints what
+/// [`lock_acquire`] prints.
+pub fn lock_take_over(stale: &str, owner_file: &str) -> String {
+    exclusive(&format!(
+        "if [ \"$(cat {owner} 2>/dev/null)\" = {stale} ]; then rm -rf {dir}; fi; {acquire}",
+        owner = quote(&lock_owner()),
+        stale = quote(stale.trim_end_matches('\n')),
+        dir = quote(&lock_dir()),
+        acquire = take(owner_file),
     ))
 }
 
@@ -91,7 +110,18 @@ mod tests {
                 "if [ -d /var/lib/rpiprov/lock ]; then echo '@@held'; cat /var/lib/rpiprov/lock/owner 2>/dev/null; rm -rf /var/lib/rpiprov/lock; else echo '@@none'; fi"
             )
         );
-        for s in [lock_acquire(owner), lock_release(owner), lock_remove()] {
+        assert_eq!(
+            lock_take_over("user=a\npid=1\n", "user=b\n"),
+            under_flock(
+                "if [ \"$(cat /var/lib/rpiprov/lock/owner 2>/dev/null)\" = 'user=a\npid=1' ]; then rm -rf /var/lib/rpiprov/lock; fi; if mkdir /var/lib/rpiprov/lock 2>/dev/null; then printf '%s' 'user=b\n' > /var/lib/rpiprov/lock/owner && echo '@@acquired'; else echo '@@held'; cat /var/lib/rpiprov/lock/owner 2>/dev/null; true; fi"
+            )
+        );
+        for s in [
+            lock_acquire(owner),
+            lock_release(owner),
+            lock_remove(),
+            lock_take_over(owner, owner),
+        ] {
             syntax_ok(&s);
         }
     }
@@ -112,6 +142,18 @@ mod tests {
         assert_eq!(run(lock_acquire(b)), "@@acquired\n");
         assert_eq!(run(lock_remove()), format!("@@held\n{b}"));
         assert_eq!(run(lock_remove()), "@@none\n");
+
+        // Taking over: only from the holder judged gone, and nothing is left aside.
+        let c = "user=pi\nhost=c\npid=3\n";
+        assert_eq!(run(lock_acquire(a)), "@@acquired\n");
+        assert_eq!(run(lock_take_over(b, c)), format!("@@held\n{a}"));
+        assert_eq!(run(lock_take_over(a, c)), "@@acquired\n");
+        assert_eq!(run(lock_release(c)), "@@released\n");
+        // A free lock is simply taken.
+        assert_eq!(run(lock_take_over(a, c)), "@@acquired\n");
+        assert_eq!(run(lock_release(c)), "@@released\n");
+        let left: Vec<_> = std::fs::read_dir(host.root()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     /// Issue 9 item 10: run A's release is held up just after it found its own owner file,

@@ -5,12 +5,16 @@
 //! runs a command's work while watching for Ctrl-C, and releases it on every path; every
 //! command that locks goes through it.
 //!
-//! A refused run names the holder; when the holder is a run of this same machine whose
-//! process is gone, it says the lock was left by a killed run. Nothing clears a lock
-//! silently: `rpiprov deploy --unlock` does it on request ([`unlock`]). Taking, releasing
-//! and removing the lock are each one atomic step on the manager (under `flock`, see
-//! [`crate::docker::lock`]): a release removes the lock only if it is still ours, and no
-//! other run's lock command can come between the check and the removal.
+//! A refused run names the holder. A lock whose holder is provably gone is taken over,
+//! saying so: the holder was a process of this very machine (same machine id, not merely
+//! the same host name) and it no longer runs (no such pid, a pid that now belongs to a
+//! process started later, or the machine restarted since). Nothing else clears a lock: a
+//! lock of another machine, or one written without a machine id, may belong to a live run
+//! that cannot be checked from here, and `rpiprov deploy --unlock` clears it on request
+//! ([`unlock`]). Taking, taking over, releasing and removing the lock are each one atomic
+//! step on the manager (under `flock`, see [`crate::docker::lock`]): a release removes
+//! the lock only if it is still ours, a takeover only if it still is the dead holder's,
+//! and no other run's lock command can come between the check and the change.
 //!
 //! # Which manager holds the lock
 //!
@@ -30,7 +34,8 @@ use crate::clock::rfc3339;
 
 use crate::docker::{self, paths};
 use crate::exec::report::{RowId, Rows};
-use crate::exec::{StepError, root};
+use crate::exec::{StepError, root, run_ok};
+use crate::remote::ExecRequest;
 use crate::remote::Remote;
 
 /// Who holds (or wants) the lock. Written to the owner file as `key=value` lines.
@@ -44,6 +49,15 @@ pub struct LockOwner {
     pub since: String,
     /// `deploy` or `teardown`.
     pub command: String,
+    /// This machine, as a hash of its machine id made for rpiprov's locks (the id itself
+    /// is not to be shared); empty where there is none.
+    pub machine: String,
+    /// The boot id of the machine when the lock was taken: a process of an earlier boot
+    /// is gone whatever its pid.
+    pub boot: String,
+    /// The process's start time (clock ticks since boot): a pid reused by a later process
+    /// is told from the holder.
+    pub start: String,
 }
 
 impl LockOwner {
@@ -52,12 +66,17 @@ impl LockOwner {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
             .unwrap_or_else(|_| "unknown".into());
+        let here = Here::now();
+        let pid = std::process::id();
         LockOwner {
             user,
-            host: local_hostname(),
-            pid: std::process::id(),
+            host: here.host,
+            pid,
             since: rfc3339(SystemTime::now()),
             command: command.to_string(),
+            machine: here.machine,
+            boot: here.boot,
+            start: process_start(pid).unwrap_or_default(),
         }
     }
 
@@ -65,12 +84,15 @@ impl LockOwner {
     pub fn to_file(&self) -> String {
         let clean = |s: &str| s.replace(['\n', '\r'], " ");
         format!(
-            "user={}\nhost={}\npid={}\nsince={}\ncommand={}\n",
+            "user={}\nhost={}\npid={}\nsince={}\ncommand={}\nmachine={}\nboot={}\nstart={}\n",
             clean(&self.user),
             clean(&self.host),
             self.pid,
             clean(&self.since),
-            clean(&self.command)
+            clean(&self.command),
+            clean(&self.machine),
+            clean(&self.boot),
+            clean(&self.start),
         )
     }
 
@@ -82,6 +104,9 @@ impl LockOwner {
             pid: 0,
             since: String::new(),
             command: String::new(),
+            machine: String::new(),
+            boot: String::new(),
+            start: String::new(),
         };
         let mut any = false;
         for line in text.lines() {
@@ -95,6 +120,9 @@ impl LockOwner {
                 "pid" => o.pid = v.trim().parse().unwrap_or(0),
                 "since" => o.since = v.to_string(),
                 "command" => o.command = v.to_string(),
+                "machine" => o.machine = v.to_string(),
+                "boot" => o.boot = v.to_string(),
+                "start" => o.start = v.to_string(),
                 _ => {}
             }
         }
@@ -119,18 +147,113 @@ impl std::fmt::Display for LockError {
     }
 }
 
-/// True when the holder is a process of this machine that no longer runs: a run killed
-/// before it could release. A holder on another machine cannot be checked from here.
-pub fn is_stale(holder: &LockOwner, local_host: &str, alive: impl Fn(u32) -> bool) -> bool {
-    holder.host == local_host && holder.pid != 0 && !alive(holder.pid)
+/// What this machine is, for telling its own processes apart from others'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Here {
+    pub host: String,
+    /// See [`LockOwner::machine`].
+    pub machine: String,
+    pub boot: String,
+}
+
+impl Here {
+    /// This machine now. On systems without `/etc/machine-id` or `/proc` (macOS) the
+    /// machine and boot are empty, and no lock is ever taken over from there.
+    pub fn now() -> Here {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let id = read("/etc/machine-id");
+        Here {
+            host: local_hostname(),
+            machine: if id.is_empty() {
+                String::new()
+            } else {
+                machine_hash(&id)
+            },
+            boot: read("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+}
+
+/// The machine id as locks record it: hashed with rpiprov's own prefix, so that the lock
+/// file does not give away the id other software may use (systemd's advice).
+pub fn machine_hash(machine_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("rpiprov deploy lock\n{machine_id}"));
+    hex::encode(&digest[..16])
+}
+
+/// What can be said of a lock's holder from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// The holder may be running: a process of this machine that runs, or a process of
+    /// another machine (which cannot be checked from here).
+    Maybe,
+    /// The holder was a process of this machine and is provably gone (the text says why):
+    /// the lock may be taken over.
+    Gone(&'static str),
+    /// The holder's host name is this machine's and its pid does not run, but the lock
+    /// names no machine id (an older rpiprov wrote it, or a machine without one): a killed
+    /// run most likely, not proven; `--unlock` clears it.
+    LikelyGone,
+}
+
+/// Judges a holder. `start_of(pid)` is the start time of a running process of this machine
+/// (empty when unknown), `None` when no process has that pid.
+pub fn holding(
+    holder: &LockOwner,
+    here: &Here,
+    start_of: impl Fn(u32) -> Option<String>,
+) -> Holding {
+    if holder.pid == 0 {
+        return Holding::Maybe;
+    }
+    if holder.machine.is_empty() || here.machine.is_empty() {
+        return if holder.host == here.host && start_of(holder.pid).is_none() {
+            Holding::LikelyGone
+        } else {
+            Holding::Maybe
+        };
+    }
+    if holder.machine != here.machine {
+        return Holding::Maybe;
+    }
+    if !holder.boot.is_empty() && !here.boot.is_empty() && holder.boot != here.boot {
+        return Holding::Gone("this machine restarted since");
+    }
+    match start_of(holder.pid) {
+        None => Holding::Gone("no longer running"),
+        Some(start) if !holder.start.is_empty() && !start.is_empty() && start != holder.start => {
+            Holding::Gone("no longer running; its pid is another process's now")
+        }
+        Some(_) => Holding::Maybe,
+    }
+}
+
+/// Who a holder is, for messages: `deploy by pi@laptop pid 1234`.
+fn who(h: &LockOwner) -> String {
+    let what = if h.command.is_empty() {
+        "deploy"
+    } else {
+        h.command.as_str()
+    };
+    format!("{what} by {}@{} pid {}", h.user, h.host, h.pid)
+}
+
+/// What a run says when it takes over the lock of a holder that is gone.
+pub fn takeover_message(holder: &LockOwner, why: &str) -> String {
+    format!(
+        "took over the deploy lock left by a killed run: {} ({why}) since {}",
+        who(holder),
+        holder.since
+    )
 }
 
 /// The refusal message for a held lock. `holder` is `None` when the owner file was empty.
-pub fn held_message(
-    holder: Option<&LockOwner>,
-    local_host: &str,
-    alive: impl Fn(u32) -> bool,
-) -> String {
+pub fn held_message(holder: Option<&LockOwner>, holding: &Holding) -> String {
     const HINT: &str = "rpiprov deploy --unlock";
     let Some(h) = holder else {
         return format!(
@@ -138,40 +261,97 @@ pub fn held_message(
             paths::lock_dir()
         );
     };
-    let what = if h.command.is_empty() {
-        "deploy".to_string()
-    } else {
-        h.command.clone()
-    };
-    if is_stale(h, local_host, alive) {
-        format!(
-            "deploy lock left by a killed run: {what} by {}@{} pid {} (no longer running) since {}; clear it with `{HINT}`",
-            h.user, h.host, h.pid, h.since
-        )
-    } else {
-        format!(
-            "{what} already running: locked by {}@{} pid {} since {}; if that run was killed, clear it with `{HINT}`",
-            h.user, h.host, h.pid, h.since
-        )
+    match holding {
+        Holding::LikelyGone => format!(
+            "deploy lock left by a killed run: {} (no longer running) since {}; clear it with `{HINT}`",
+            who(h),
+            h.since
+        ),
+        Holding::Maybe | Holding::Gone(_) => {
+            let what = if h.command.is_empty() {
+                "deploy"
+            } else {
+                h.command.as_str()
+            };
+            format!(
+                "{what} already running: locked by {}@{} pid {} since {}; if that run was killed, clear it with `{HINT}`",
+                h.user, h.host, h.pid, h.since
+            )
+        }
     }
 }
 
-/// Takes the lock on the manager, or says who holds it.
+/// How the lock was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// It was free (or already ours: the answer to an earlier attempt was lost).
+    Free,
+    /// From a holder that is gone; the message says whose.
+    TakenOver(String),
+}
+
+/// Takes the lock on the manager, or says who holds it; takes it over from a holder that
+/// is provably gone.
 pub async fn acquire<R: Remote>(
     remote: &R,
     owner: &LockOwner,
     timeout: Duration,
-) -> Result<(), LockError> {
-    let out = root(
+) -> Result<Taken, LockError> {
+    let holder = match try_lock(
         remote,
         docker::lock::lock_acquire(&owner.to_file()),
         timeout,
     )
-    .await
-    .map_err(|e| LockError::Remote(format!("cannot take the deploy lock: {e}")))?;
+    .await?
+    {
+        None => return Ok(Taken::Free),
+        Some(h) => h,
+    };
+    // Our own owner file: an earlier attempt took it, and its answer was lost with the
+    // connection (the acquire is rerun after a reconnection).
+    if holder.as_ref() == Some(owner) {
+        return Ok(Taken::Free);
+    }
+    let here = Here::now();
+    let judged = holder
+        .as_ref()
+        .map(|h| holding(h, &here, process_start))
+        .unwrap_or(Holding::Maybe);
+    if let (Some(h), Holding::Gone(why)) = (&holder, &judged) {
+        let cmd = docker::lock::lock_take_over(&h.to_file(), &owner.to_file());
+        match try_lock(remote, cmd, timeout).await? {
+            None => return Ok(Taken::TakenOver(takeover_message(h, why))),
+            // Another run was quicker: it holds the lock now.
+            Some(other) => {
+                let judged = other
+                    .as_ref()
+                    .map(|o| holding(o, &here, process_start))
+                    .unwrap_or(Holding::Maybe);
+                return Err(LockError::Held(held_message(other.as_ref(), &judged)));
+            }
+        }
+    }
+    Err(LockError::Held(held_message(holder.as_ref(), &judged)))
+}
+
+/// Runs a command that takes the lock: `None` when it did, else the holder it found
+/// (`Some(None)` when the holder's file was empty).
+async fn try_lock<R: Remote>(
+    remote: &R,
+    cmd: String,
+    timeout: Duration,
+) -> Result<Option<Option<LockOwner>>, LockError> {
+    // Safe to repeat: a second attempt finds our own owner file (see `acquire`).
+    let req = ExecRequest::new(cmd)
+        .privileged()
+        .timeout(timeout)
+        .idempotent();
+    let out = run_ok(remote, req)
+        .await
+        .map_err(|e| LockError::Remote(format!("cannot take the deploy lock: {e}")))?;
     let text = out.stdout_str();
     if text.lines().next() == Some("@@acquired") {
-        return Ok(());
+        return Ok(None);
     }
     let Some(rest) = text
         .strip_prefix("@@held\n")
@@ -182,12 +362,7 @@ pub async fn acquire<R: Remote>(
             text.trim()
         )));
     };
-    let holder = LockOwner::parse(rest);
-    Err(LockError::Held(held_message(
-        holder.as_ref(),
-        &local_hostname(),
-        pid_alive,
-    )))
+    Ok(Some(LockOwner::parse(rest)))
 }
 
 /// Releases the lock if it is still ours. Safe to call when it was never taken (after a
@@ -198,12 +373,12 @@ pub async fn release<R: Remote>(
     owner: &LockOwner,
     timeout: Duration,
 ) -> Result<bool, StepError> {
-    let out = root(
-        remote,
-        docker::lock::lock_release(&owner.to_file()),
-        timeout,
-    )
-    .await?;
+    // Safe to repeat: it removes the lock only while it is ours.
+    let req = ExecRequest::new(docker::lock::lock_release(&owner.to_file()))
+        .privileged()
+        .timeout(timeout)
+        .idempotent();
+    let out = run_ok(remote, req).await?;
     Ok(out.stdout_str().trim() == "@@released")
 }
 
@@ -249,9 +424,16 @@ pub async fn with_lock<R: Remote, T>(
     } = lock;
     let guarded = async {
         rows.step(row, "take the deploy lock");
-        if let Err(e) = acquire(remote, owner, timeout).await {
-            rows.fail(row, "lock", &e.to_string());
-            return None;
+        match acquire(remote, owner, timeout).await {
+            Ok(Taken::Free) => {}
+            Ok(Taken::TakenOver(said)) => {
+                rows.note(row, &said);
+                rows.changed(row, said);
+            }
+            Err(e) => {
+                rows.fail(row, "lock", &e.to_string());
+                return None;
+            }
         }
         Some(work.await)
     };
@@ -312,6 +494,28 @@ pub fn pid_alive(pid: u32) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// When a process of this machine started (clock ticks since boot, field 22 of
+/// `/proc/PID/stat`): `None` when no process has that pid; empty when it runs but the
+/// system has no `/proc` to tell more.
+pub fn process_start(pid: u32) -> Option<String> {
+    if !pid_alive(pid) {
+        return None;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Some(String::new());
+    };
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses; fields count on
+    // after its last `)`, where the state is field 3.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    Some(
+        after
+            .split_whitespace()
+            .nth(19)
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
 /// This machine's host name, as the lock records it.
 pub fn local_hostname() -> String {
     let mut buf = [0u8; 256];
@@ -339,45 +543,99 @@ mod tests {
         let o = owner();
         assert_eq!(
             o.to_file(),
-            "user=pi\nhost=laptop\npid=1234\nsince=2026-11-25T16:00:00Z\ncommand=deploy\n"
+            "user=pi\nhost=laptop\npid=1234\nsince=2026-11-25T16:00:00Z\ncommand=deploy\nmachine=0123456789abcdef0123456789abcdef\nboot=b0\nstart=4242\n"
         );
         assert_eq!(LockOwner::parse(&o.to_file()), Some(o));
         assert_eq!(LockOwner::parse(""), None);
         let mut forged = owner();
         forged.user = "pi\npid=1".into();
         assert_eq!(LockOwner::parse(&forged.to_file()).unwrap().pid, 1234);
+        // A file of an older rpiprov, without machine, boot and start, still reads.
+        let old = LockOwner::parse("user=pi\nhost=laptop\npid=7\n").unwrap();
+        assert_eq!((old.pid, old.machine.as_str()), (7, ""));
+    }
+
+    fn laptop() -> Here {
+        Here {
+            host: "laptop".into(),
+            machine: owner().machine,
+            boot: "b0".into(),
+        }
+    }
+
+    /// Issue 14: only a holder of this very machine that provably no longer runs is gone.
+    #[test]
+    fn a_holder_is_gone_only_when_this_machine_can_tell() {
+        let o = owner();
+        let here = laptop();
+        let runs = |start: &'static str| move |p: u32| (p == 1234).then(|| start.to_string());
+        let none = |_: u32| None;
+        assert_eq!(holding(&o, &here, runs("4242")), Holding::Maybe);
+        assert_eq!(holding(&o, &here, none), Holding::Gone("no longer running"));
+        assert_eq!(
+            holding(&o, &here, runs("9999")),
+            Holding::Gone("no longer running; its pid is another process's now")
+        );
+        // Without /proc (macOS) the start is unknown: a running pid is the holder.
+        assert_eq!(holding(&o, &here, runs("")), Holding::Maybe);
+        let rebooted = Here {
+            boot: "b1".into(),
+            ..laptop()
+        };
+        assert_eq!(
+            holding(&o, &rebooted, runs("4242")),
+            Holding::Gone("this machine restarted since")
+        );
+        // Another machine, even one with the same host name: never gone from here.
+        let twin = Here {
+            machine: "fedcba9876543210fedcba9876543210".into(),
+            ..laptop()
+        };
+        assert_eq!(holding(&o, &twin, none), Holding::Maybe);
+        // A lock without a machine id (an older rpiprov): a dead pid of the same host
+        // name is likely a killed run, not proven.
+        let old = LockOwner {
+            machine: String::new(),
+            boot: String::new(),
+            start: String::new(),
+            ..owner()
+        };
+        assert_eq!(holding(&old, &here, none), Holding::LikelyGone);
+        assert_eq!(holding(&old, &here, runs("")), Holding::Maybe);
+        let desktop = Here {
+            host: "desktop".into(),
+            ..laptop()
+        };
+        assert_eq!(holding(&old, &desktop, none), Holding::Maybe);
+        assert_eq!(
+            machine_hash("3d1219c7c4c5404aaa1f6d2a48adfda4").len(),
+            32,
+            "128 bits, in hex"
+        );
+        assert_ne!(machine_hash("a"), machine_hash("b"));
     }
 
     #[test]
-    fn held_by_a_running_or_remote_process() {
+    fn messages_for_a_held_lock() {
         let o = owner();
-        let msg = held_message(Some(&o), "laptop", |_| true);
         assert_eq!(
-            msg,
+            held_message(Some(&o), &Holding::Maybe),
             "deploy already running: locked by pi@laptop pid 1234 since 2026-11-25T16:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
         );
-        // Another machine: its pid cannot be checked from here, so never called stale.
-        let msg = held_message(Some(&o), "desktop", |_| false);
-        assert!(msg.starts_with("deploy already running: locked by pi@laptop"));
-    }
-
-    #[test]
-    fn kamal_656_held_by_a_killed_run_of_this_machine() {
-        let mut o = owner();
-        o.command = "teardown".into();
-        assert!(is_stale(&o, "laptop", |_| false));
-        assert!(!is_stale(&o, "laptop", |p| p == 1234));
+        let mut t = owner();
+        t.command = "teardown".into();
+        // Kamal #656: a lock left by a killed run is named as such.
         assert_eq!(
-            held_message(Some(&o), "laptop", |_| false),
+            held_message(Some(&t), &Holding::LikelyGone),
             "deploy lock left by a killed run: teardown by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z; clear it with `rpiprov deploy --unlock`"
         );
-    }
-
-    #[test]
-    fn held_without_an_owner_file() {
         assert_eq!(
-            held_message(None, "laptop", |_| true),
+            held_message(None, &Holding::Maybe),
             "deploy lock /var/lib/rpiprov/lock is held but names no owner (a run is taking it right now, or was killed while taking it); if no other run is going on, clear it with `rpiprov deploy --unlock`"
+        );
+        assert_eq!(
+            takeover_message(&t, "no longer running"),
+            "took over the deploy lock left by a killed run: teardown by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z"
         );
     }
 
@@ -401,18 +659,43 @@ mod tests {
         // Above the kernel's pid_max (at most 2^22): never a live process.
         assert!(!pid_alive(4_194_305));
         assert!(!local_hostname().is_empty());
+        let mine = process_start(std::process::id()).unwrap();
+        assert!(mine.parse::<u64>().is_ok(), "{mine:?}");
+        assert_eq!(process_start(4_194_305), None);
+        // A child started later has a later start time, never ours.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = process_start(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(theirs.parse::<u64>().unwrap() >= mine.parse::<u64>().unwrap());
+        assert_eq!(process_start(child.id()), None);
     }
 
-    /// What `with_lock` leaves on a manager's row, and whether the work ran.
+    /// A pid that ran on this machine and is gone now.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    /// What `with_lock` leaves on a manager's row, and whether the work ran. The manager
+    /// answers commands that contain a rule's text with its answer (the first that
+    /// matches), and grants a release.
     async fn locked(
-        answer: &str,
+        rules: &[(&str, &str)],
         interrupt: impl Future<Output = ()>,
     ) -> (Locked<&'static str>, Vec<String>, Row) {
         use crate::testing::{FakeRemote, Recorder, ok};
         use std::sync::Arc;
         let m = FakeRemote::new("pi1");
-        m.on("mkdir /var/lib/rpiprov/lock", ok(answer))
-            .on("@@released", ok("@@released\n"));
+        for (text, answer) in rules {
+            m.on(text, ok(answer));
+        }
+        m.on("@@released", ok("@@released\n"));
         let row = RowId::host("pi1");
         let rows = Rows::new(Arc::new(Recorder::default()), std::slice::from_ref(&row));
         let o = owner();
@@ -432,31 +715,93 @@ mod tests {
         (end, m.commands(), row)
     }
 
+    const ACQUIRE: &str = "mkdir /var/lib/rpiprov/lock";
+    const TAKE_OVER: &str = "then rm -rf /var/lib/rpiprov/lock; fi";
+
     #[tokio::test]
     async fn with_lock_releases_on_every_path_and_never_a_lock_it_did_not_take() {
-        let (end, cmds, _) = locked("@@acquired\n", std::future::pending()).await;
+        let (end, cmds, _) = locked(&[(ACQUIRE, "@@acquired\n")], std::future::pending()).await;
         assert_eq!(end, Locked::Done("worked"));
         assert_eq!(cmds.len(), 2);
         assert!(cmds[1].contains("@@released"));
 
         // Ctrl-C during the work.
         let ctrl_c = tokio::time::sleep(Duration::from_millis(5));
-        let (end, cmds, row) = locked("@@acquired\n", ctrl_c).await;
+        let (end, cmds, row) = locked(&[(ACQUIRE, "@@acquired\n")], ctrl_c).await;
         assert_eq!(end, Locked::Interrupted);
         assert_eq!(cmds.len(), 2, "released after Ctrl-C");
         assert!(cmds[1].contains("@@released"));
         assert_eq!(row.detail(), "interrupted: interrupted (Ctrl-C)");
 
-        let held = format!("@@held\n{}", owner().to_file());
-        let (end, cmds, row) = locked(&held, std::future::pending()).await;
+        // Held by another run (another machine's: nothing can be said of it from here).
+        let other = LockOwner {
+            host: "desktop".into(),
+            machine: "fedcba9876543210fedcba9876543210".into(),
+            ..owner()
+        };
+        let held = format!("@@held\n{}", other.to_file());
+        let (end, cmds, row) = locked(&[(ACQUIRE, &held)], std::future::pending()).await;
         assert_eq!(end, Locked::Refused);
         assert_eq!(cmds.len(), 1, "the holder's lock is left alone");
-        let detail = row.detail();
-        assert!(detail.starts_with("lock: "), "{detail}");
+        assert_eq!(
+            row.detail(),
+            "lock: deploy already running: locked by pi@desktop pid 1234 since 2026-11-25T16:00:00Z; if that run was killed, clear it with `rpiprov deploy --unlock`"
+        );
+
+        // Our own owner file: an earlier attempt took it and its answer was lost.
+        let ours = format!("@@held\n{}", owner().to_file());
+        let (end, cmds, _) = locked(&[(ACQUIRE, &ours)], std::future::pending()).await;
+        assert_eq!(end, Locked::Done("worked"));
+        assert_eq!(cmds.len(), 2);
+    }
+
+    /// Issue 14: the lock of a run of this machine that was killed is taken over, saying
+    /// so on the manager's row; only while the owner file is still the dead holder's.
+    #[tokio::test]
+    async fn the_lock_of_a_killed_run_of_this_machine_is_taken_over() {
+        let here = Here::now();
+        assert!(!here.machine.is_empty(), "this test needs /etc/machine-id");
+        let killed = LockOwner {
+            host: here.host.clone(),
+            machine: here.machine.clone(),
+            boot: here.boot.clone(),
+            pid: dead_pid(),
+            start: "1".into(),
+            ..owner()
+        };
+        let held = format!("@@held\n{}", killed.to_file());
+        let rules = [(TAKE_OVER, "@@acquired\n"), (ACQUIRE, held.as_str())];
+        let (end, cmds, row) = locked(&rules, std::future::pending()).await;
+        assert_eq!(end, Locked::Done("worked"));
+        assert_eq!(cmds.len(), 3, "{cmds:#?}");
+        assert_eq!(
+            cmds[1],
+            crate::docker::lock::lock_take_over(&killed.to_file(), &owner().to_file())
+        );
+        assert_eq!(
+            row.detail(),
+            format!(
+                "took over the deploy lock left by a killed run: deploy by pi@{} pid {} (no longer running) since 2026-11-25T16:00:00Z",
+                here.host, killed.pid
+            )
+        );
+        assert!(cmds[2].contains("@@released"));
+
+        // Another run took the lock over first: refused, naming that run.
+        let quicker = LockOwner {
+            host: "desktop".into(),
+            machine: "fedcba9876543210fedcba9876543210".into(),
+            ..owner()
+        };
+        let quicker_held = format!("@@held\n{}", quicker.to_file());
+        let rules = [(TAKE_OVER, quicker_held.as_str()), (ACQUIRE, held.as_str())];
+        let (end, cmds, row) = locked(&rules, std::future::pending()).await;
+        assert_eq!(end, Locked::Refused);
+        assert_eq!(cmds.len(), 2);
         assert!(
-            detail.contains("deploy by pi@laptop pid 1234")
-                || detail.contains("locked by pi@laptop pid 1234"),
-            "{detail}"
+            row.detail().contains("locked by pi@desktop"),
+            "{}",
+            row.detail()
         );
     }
 }

@@ -89,6 +89,9 @@ pub fn lock_owner(command: &str) -> LockOwner {
         pid: 1234,
         since: "2026-11-25T16:00:00Z".into(),
         command: command.into(),
+        machine: "0123456789abcdef0123456789abcdef".into(),
+        boot: "b0".into(),
+        start: "4242".into(),
     }
 }
 
