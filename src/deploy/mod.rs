@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::docker::network::{self, Verdict};
+use crate::docker::node::SwarmNode;
 use crate::docker::paths::{deployed_record, stack_file};
-use crate::docker::service::ServiceState;
+use crate::docker::service::{self, ServiceState};
 use crate::docker::stack::{self, StackState};
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows};
@@ -380,7 +381,11 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        let state = match self.root(stack::stacks_state(&names)).await {
+        let read = ExecRequest::new(stack::stacks_state(&names))
+            .privileged()
+            .timeout(self.opts.command_timeout)
+            .idempotent();
+        let state = match run_ok(&*self.leader, read).await {
             Ok(out) => stack::parse_state(&out.stdout_str()),
             Err(e) => {
                 self.rows.fail(leader, "read stack state", &e.0);
@@ -408,6 +413,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 blocked = Some(st.name.clone());
             }
         }
+        self.report_down_nodes().await;
         let unchanged = self
             .stacks
             .lock()
@@ -425,7 +431,73 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
-    /// Uploads, decides, deploys and waits for one stack; false when it failed.
+    /// Nodes that swarm marks down: a global service the playbook puts there does not
+    /// run there, whatever swarm's own count says (it leaves such nodes out). Each such
+    /// node's row fails naming those services, and so does each stack that holds one,
+    /// unchanged stacks included. One read of the nodes; the stacks are polled only when
+    /// a node is down.
+    async fn report_down_nodes(&self) {
+        let Ok(nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
+            // The stacks' own results stand.
+            return;
+        };
+        let down: Vec<&SwarmNode> = nodes.iter().filter(|n| n.is_down()).collect();
+        if down.is_empty() {
+            return;
+        }
+        // node -> services that do not run there
+        let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (i, st) in self.prepared.stacks.iter().enumerate() {
+            let status = self.stacks.lock().unwrap()[i].status;
+            if status == StackStatus::Skipped {
+                continue;
+            }
+            let Ok(out) = self.root(service::stack_poll(&st.name)).await else {
+                continue;
+            };
+            let Ok(poll) = service::parse_poll(&out.stdout_str()) else {
+                continue;
+            };
+            let gaps = service::missing_on_down_nodes(&poll.specs, &nodes);
+            for (svc, hosts) in &gaps {
+                for h in hosts {
+                    missing.entry(h.clone()).or_default().push(svc.clone());
+                }
+            }
+            if !gaps.is_empty() && status != StackStatus::Failed {
+                let mut states = service::assess(&st.name, &st.services, &poll);
+                service::judge_down_nodes(&mut states, &poll.specs, &nodes);
+                let text = format!(
+                    "global services do not run on nodes down in the swarm\n{}",
+                    service::failure_text(&states)
+                );
+                self.set_stack(i, |s| s.services = states);
+                self.fail_stack(i, "converge", &text);
+            }
+        }
+        for n in down {
+            let row = RowId::host(&n.hostname);
+            match missing.get(&n.hostname) {
+                Some(services) => self.rows.fail(
+                    &row,
+                    "swarm",
+                    &format!(
+                        "down in the swarm (swarm says {}): {} not running there; bring the node back (power, network, dockerd), then deploy again",
+                        n.state,
+                        services.join(", ")
+                    ),
+                ),
+                None => self.rows.note(
+                    &row,
+                    &format!("down in the swarm (swarm says {}); the playbook puts nothing there that swarm does not move", n.state),
+                ),
+            }
+        }
+    }
+
+    /// Uploads, decides, deploys and waits for one stack. Returns whether the stacks after
+    /// it may be deployed: false when it failed, unless all it misses is nodes down in the
+    /// swarm.
     async fn deploy_stack(
         &self,
         i: usize,
@@ -495,7 +567,10 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         ))
         .privileged()
         .stdin(stdin.into_bytes())
-        .timeout(self.opts.command_timeout);
+        .timeout(self.opts.command_timeout)
+        // `stack deploy` converges on the file: a second run after a lost connection
+        // changes nothing the first did not.
+        .idempotent();
         match run_ok(&*self.leader, req).await {
             Ok(out) => {
                 for line in out.stdout_str().lines().filter(|l| !l.trim().is_empty()) {
@@ -518,10 +593,12 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         .await;
         let states = match waited {
             Ok(states) => states,
-            Err((states, text)) => {
-                self.set_stack(i, |s| s.services = states);
-                self.fail_stack(i, "converge", &text);
-                return false;
+            Err(stuck) => {
+                self.set_stack(i, |s| s.services = stuck.states);
+                self.fail_stack(i, "converge", &stuck.text);
+                // Down nodes are the nodes' failure, not this stack's: it runs everywhere
+                // else, and what depends on it may go on.
+                return stuck.nodes_down;
             }
         };
         let n = states.len();

@@ -249,10 +249,33 @@ fn rejected_poll(stack: &str, svc: &str, error: &str) -> String {
     )
 }
 
+/// `docker node inspect` lines of the lab's three nodes, `down` ones down in the swarm.
+fn swarm_nodes(down: &[&str]) -> String {
+    ["pi1", "pi2", "pi3"]
+        .iter()
+        .map(|n| {
+            let state = if down.contains(n) { "down" } else { "ready" };
+            format!(
+                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\"}},\"Status\":{{\"State\":\"{state}\"}}}}\n"
+            )
+        })
+        .collect()
+}
+
+fn global_poll(stack: &str, svc: &str, running: u64) -> String {
+    let tasks: String = (1..=running)
+        .map(|i| format!("{stack}_{svc}.n{i}\tpi{i}\tRunning\tRunning 9 seconds ago\t\n"))
+        .collect();
+    format!(
+        "@@services\nid1\t{stack}_{svc}\tglobal\t{running}/{running}\n@@inspect\n[{{\"Spec\":{{\"Name\":\"{stack}_{svc}\",\"Mode\":{{\"Global\":{{}}}}}}}}]\n@@tasks\n{tasks}"
+    )
+}
+
 /// A manager that grants the lock and says which stacks exist with which records.
 fn manager(state: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
     m.grants_the_lock()
+        .on("docker node inspect", ok(&swarm_nodes(&[])))
         .on("docker stack ls --format 'stack", ok(state))
         .on("image 0 present", ok("image 0 present\n"))
         .on("docker stack deploy", ok("Creating service x\n"));
@@ -515,6 +538,81 @@ async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
     assert_eq!(json["stacks"][0]["status"], "failed");
     assert_eq!(json["stacks"][0]["services"][0]["replicas"], "0/1");
     assert_eq!(json["stacks"][1]["status"], "skipped");
+}
+
+/// Issue 14, measured: a worker's link cut during a deploy; swarm marks it down and counts
+/// the global service 2/2. The stack fails naming the node and the service, within its
+/// time; the stacks after it still deploy (they do not need a task on a dead node); the
+/// node's row fails saying what does not run there.
+#[tokio::test]
+async fn a_global_service_missing_on_a_down_node_fails_its_stack_and_names_the_node() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    m.first("docker node inspect", ok(&swarm_nodes(&["pi3"])))
+        .on("services -q web)", ok(&global_poll("web", "app", 2)))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(res.failed());
+    let web = &res.stacks[0];
+    assert_eq!(web.status, StackStatus::Failed);
+    assert_eq!(web.failed_step.as_deref(), Some("converge"));
+    let text = web.error.as_deref().unwrap();
+    assert!(
+        text.starts_with("global services do not run on nodes down in the swarm"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("\nweb_app 2/2: not running on pi3: the node is down in the swarm"),
+        "{text}"
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Deployed);
+    // Not recorded: the next deploy deploys it again and waits for it.
+    assert!(
+        !m.uploads
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|u| u.dest.ends_with("/web/deployed"))
+    );
+    let pi3 = res
+        .rows
+        .iter()
+        .find(|r| r.label() == "pi3")
+        .expect("pi3's row");
+    assert_eq!(
+        pi3.detail(),
+        "swarm: down in the swarm (swarm says down): web_app not running there; bring the node back (power, network, dockerd), then deploy again"
+    );
+}
+
+/// The same with nothing to deploy: a deploy that changes nothing still says that the
+/// global service does not run on the down node, and exits 1.
+#[tokio::test]
+async fn an_unchanged_deploy_still_names_a_down_node_and_what_misses_it() {
+    let p = prepared();
+    let probe = FakeRemote::new("probe");
+    let state = already_deployed(&probe, &p);
+    let m = manager(&state);
+    m.first("docker node inspect", ok(&swarm_nodes(&["pi2"])))
+        .on("services -q web)", ok(&global_poll("web", "app", 2)))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(res.failed());
+    assert_eq!(m.count("docker stack deploy"), 0);
+    assert_eq!(
+        res.stacks[0].error.as_deref(),
+        Some(
+            "global services do not run on nodes down in the swarm\nweb_app 2/2: not running on pi2: the node is down in the swarm"
+        )
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Unchanged);
+    let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
+    assert!(
+        pi2.detail().starts_with("swarm: down in the swarm"),
+        "{}",
+        pi2.detail()
+    );
 }
 
 #[tokio::test]

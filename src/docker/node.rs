@@ -11,7 +11,7 @@ use crate::docker::{json_lines, null_as_default};
 use crate::shell::join;
 
 /// One node as a manager's `docker node inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SwarmNode {
     pub id: String,
     pub hostname: String,
@@ -20,6 +20,22 @@ pub struct SwarmNode {
     /// `ready`, `down`, `unknown` ...
     pub state: String,
     pub addr: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// Docker's name for the node's architecture (`x86_64`, `aarch64`, `armv7l`).
+    pub architecture: String,
+    /// `linux` on a Pi.
+    pub os: String,
+    /// The labels of the node's Docker daemon (`daemon.json`'s `labels`).
+    pub engine_labels: BTreeMap<String, String>,
+}
+
+impl SwarmNode {
+    /// Swarm counts the node out: it stopped hearing from it (down, or not known yet),
+    /// although it is meant to take tasks (not drained or paused by hand).
+    pub fn is_down(&self) -> bool {
+        self.state != "ready" && self.availability == "active"
+    }
 }
 
 #[derive(Deserialize)]
@@ -40,11 +56,29 @@ struct RawNodeSpec {
     #[serde(deserialize_with = "null_as_default")]
     labels: BTreeMap<String, String>,
     role: String,
+    availability: String,
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct RawNodeDescription {
     hostname: String,
+    #[serde(deserialize_with = "null_as_default")]
+    platform: RawPlatform,
+    #[serde(deserialize_with = "null_as_default")]
+    engine: RawEngine,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawPlatform {
+    architecture: String,
+    #[serde(rename = "OS")]
+    os: String,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawEngine {
+    #[serde(deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -65,6 +99,10 @@ pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
             labels: raw.spec.labels,
             state: raw.status.state,
             addr: raw.status.addr,
+            availability: raw.spec.availability,
+            architecture: raw.description.platform.architecture,
+            os: raw.description.platform.os,
+            engine_labels: raw.description.engine.labels,
         })
         .collect())
 }
@@ -113,6 +151,12 @@ pub fn quorum_after(nodes: &[SwarmNode], ids: &[&str], change: Change) -> Result
         "the swarm would lose quorum: {after_up} of its {after_total} managers would be up{already}, and raft needs {}; bring managers back or add some first (3 managers keep quorum with one down)",
         after_total / 2 + 1
     ))
+}
+
+/// Every node of the swarm, one `{{json .}}` line each, for [`parse_nodes`]; run on a
+/// manager.
+pub fn nodes_inspect() -> String {
+    "docker node inspect --format '{{json .}}' $(docker node ls -q)".to_string()
 }
 
 /// Adds or updates node labels (never removes labels the user set by hand).
@@ -208,9 +252,8 @@ mod tests {
             id: id.into(),
             hostname: format!("pi-{id}"),
             role: "manager".into(),
-            labels: BTreeMap::new(),
             state: state.into(),
-            addr: String::new(),
+            ..Default::default()
         }
     }
 
@@ -242,6 +285,47 @@ mod tests {
         assert!(quorum_after(&one, &["a"], Change::Down).is_err());
         assert_eq!(quorum_after(&one, &["a"], Change::Remove), Ok(()));
         assert_eq!(quorum_after(&three, &["worker"], Change::Down), Ok(()));
+    }
+
+    /// Fields as Docker 20.10's `docker node inspect` prints them (trimmed).
+    #[test]
+    fn a_node_s_state_availability_and_platform_are_read() {
+        let nodes = parse_nodes(concat!(
+            r#"{"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Platform":{"Architecture":"aarch64","OS":"linux"},"Engine":{"EngineVersion":"20.10.24+dfsg1","Labels":{"disk":"ssd"}}},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
+            "\n",
+            r#"{"ID":"n2","Spec":{"Labels":null,"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2","Engine":{"Labels":null}},"Status":{"State":"down","Addr":"198.18.0.12"}}"#,
+            "\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            nodes[0],
+            SwarmNode {
+                id: "n1".into(),
+                hostname: "pi1".into(),
+                role: "manager".into(),
+                labels: [("zone".to_string(), "a".to_string())].into(),
+                state: "ready".into(),
+                addr: "198.18.0.11".into(),
+                availability: "active".into(),
+                architecture: "aarch64".into(),
+                os: "linux".into(),
+                engine_labels: [("disk".to_string(), "ssd".to_string())].into(),
+            }
+        );
+        assert!(!nodes[0].is_down());
+        assert!(nodes[1].is_down());
+        let drained = SwarmNode {
+            availability: "drain".into(),
+            ..nodes[1].clone()
+        };
+        assert!(
+            !drained.is_down(),
+            "drained by hand: not expected to run tasks"
+        );
+        assert_eq!(
+            nodes_inspect(),
+            "docker node inspect --format '{{json .}}' $(docker node ls -q)"
+        );
     }
 
     #[test]

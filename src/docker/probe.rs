@@ -45,12 +45,13 @@ echo "docker_running=yes"
 echo "docker_version=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"
 echo '@@begin swarm'; docker info --format '{{{{json .Swarm}}}}'; echo '@@end swarm'
 if [ "$(docker info --format '{{{{.Swarm.ControlAvailable}}}}')" = true ]; then
-echo '@@begin nodes'; docker node inspect --format '{{{{json .}}}}' $(docker node ls -q) 2>/dev/null; echo '@@end nodes'
+echo '@@begin nodes'; {nodes} 2>/dev/null; echo '@@end nodes'
 {inspect}fi
 droot=$(docker info --format '{{{{.DockerRootDir}}}}' 2>/dev/null)
 echo "docker_memory_limit=$(docker info --format '{{{{.MemoryLimit}}}}' 2>/dev/null)"
 else echo "docker_running=no"; fi
-{PREFLIGHT}"#
+{PREFLIGHT}"#,
+        nodes = crate::docker::node::nodes_inspect(),
     )
 }
 

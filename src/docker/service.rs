@@ -7,11 +7,18 @@
 //! Converged means, per service: no update in progress or rolled back; replicated and
 //! global services at their desired count of running tasks; one-shot services (jobs, and
 //! `restart_policy: none` / `on-failure`) with their tasks completed.
+//!
+//! Swarm's count of a global service leaves out the nodes it marks down: with a worker's
+//! cable pulled, `web` shows `2/2` while the inventory puts it on 3 nodes. So a global
+//! service is also judged against the swarm's nodes ([`judge_down_nodes`]): every node
+//! down in the swarm that its placement constraints admit ([`constraint_allows`]) is a
+//! node it does not run on, named in its reasons.
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::docker::node::SwarmNode;
 use crate::shell::quote;
 
 /// One poll of a stack's convergence, in one round trip: the services with their replica
@@ -65,6 +72,8 @@ pub struct ServiceSpec {
     pub restart_condition: String,
     /// `UpdateStatus.State` and `.Message`, when an update ever ran.
     pub update: Option<(String, String)>,
+    /// Placement constraints (`node.role==manager`), as given.
+    pub constraints: Vec<String>,
 }
 
 /// One task line of `docker service ps --no-trunc --format
@@ -181,6 +190,13 @@ struct RawJob {
 #[serde(rename_all = "PascalCase", default)]
 struct RawTaskTemplate {
     restart_policy: Option<RawRestart>,
+    placement: Option<RawPlacement>,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawPlacement {
+    #[serde(deserialize_with = "crate::docker::null_as_default")]
+    constraints: Vec<String>,
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -218,12 +234,15 @@ pub fn parse_inspect(json: &str) -> Result<Vec<ServiceSpec>, String> {
             } else {
                 Mode::Replicated(1)
             };
+            let template = s.spec.task_template;
             ServiceSpec {
                 name: s.spec.name,
                 mode,
-                restart_condition: s
-                    .spec
-                    .task_template
+                constraints: template
+                    .placement
+                    .map(|p| p.constraints)
+                    .unwrap_or_default(),
+                restart_condition: template
                     .restart_policy
                     .and_then(|r| r.condition)
                     .filter(|c| !c.is_empty())
@@ -452,6 +471,93 @@ pub fn all_converged(states: &[ServiceState]) -> bool {
     states.iter().all(|s| s.converged)
 }
 
+/// Whether a placement constraint (`node.role == manager`, `node.labels.disk!=hdd`) admits
+/// `node`, the way swarm decides: `==` or `!=`, values compared without regard to case,
+/// a missing label read as empty. Swarm refuses a service with any other key, so one
+/// here admits no node.
+pub fn constraint_allows(constraint: &str, node: &SwarmNode) -> bool {
+    let (key, equal, value) = if let Some((k, v)) = constraint.split_once("!=") {
+        (k, false, v)
+    } else if let Some((k, v)) = constraint.split_once("==") {
+        (k, true, v)
+    } else {
+        return false;
+    };
+    let (key, value) = (key.trim(), value.trim());
+    let label = |labels: &std::collections::BTreeMap<String, String>, name: &str| {
+        labels.get(name).cloned().unwrap_or_default()
+    };
+    let actual = match key {
+        "node.id" => node.id.clone(),
+        "node.hostname" => node.hostname.clone(),
+        "node.role" => node.role.clone(),
+        "node.platform.os" => node.os.clone(),
+        "node.platform.arch" => node.architecture.clone(),
+        _ => {
+            if let Some(name) = key.strip_prefix("node.labels.") {
+                label(&node.labels, name)
+            } else if let Some(name) = key.strip_prefix("engine.labels.") {
+                label(&node.engine_labels, name)
+            } else {
+                return false;
+            }
+        }
+    };
+    actual.eq_ignore_ascii_case(value) == equal
+}
+
+/// For each global service of `specs`, the nodes down in the swarm that its placement
+/// admits: where the playbook puts it and it does not run, although swarm's own count
+/// looks complete. Services without such a node are left out.
+pub fn missing_on_down_nodes(
+    specs: &[ServiceSpec],
+    nodes: &[SwarmNode],
+) -> Vec<(String, Vec<String>)> {
+    specs
+        .iter()
+        .filter(|s| s.mode == Mode::Global)
+        .filter_map(|s| {
+            let missing: Vec<String> = nodes
+                .iter()
+                .filter(|n| n.is_down())
+                .filter(|n| s.constraints.iter().all(|c| constraint_allows(c, n)))
+                .map(|n| n.hostname.clone())
+                .collect();
+            (!missing.is_empty()).then(|| (s.name.clone(), missing))
+        })
+        .collect()
+}
+
+/// Marks the global services that do not run on nodes down in the swarm (see
+/// [`missing_on_down_nodes`]) as not converged, naming the nodes. Returns whether any was.
+pub fn judge_down_nodes(
+    states: &mut [ServiceState],
+    specs: &[ServiceSpec],
+    nodes: &[SwarmNode],
+) -> bool {
+    let missing = missing_on_down_nodes(specs, nodes);
+    for (service, hosts) in &missing {
+        if let Some(state) = states.iter_mut().find(|s| &s.name == service) {
+            state.converged = false;
+            state.reasons.push(down_reason(hosts));
+        }
+    }
+    !missing.is_empty()
+}
+
+/// Why a global service does not run on these nodes.
+fn down_reason(hosts: &[String]) -> String {
+    let (noun, verb) = if hosts.len() == 1 {
+        ("node", "is")
+    } else {
+        ("nodes", "are")
+    };
+    format!(
+        "not running on {}: the {noun} {verb} down in the swarm",
+        hosts.join(", ")
+    )
+}
+
 /// The failure text for a stack: one line per service that did not converge.
 pub fn failure_text(states: &[ServiceState]) -> String {
     states
@@ -561,8 +667,10 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
                 mode: Mode::Replicated(2),
                 restart_condition: "any".into(),
                 update: None,
+                constraints: vec![],
             }
         );
+        assert_eq!(p.specs[3].constraints, vec!["node.labels.disk==ssd"]);
         assert_eq!(
             p.specs[1].update,
             Some(("completed".into(), "update completed".into()))
@@ -624,6 +732,7 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
             mode: Mode::Replicated(1),
             restart_condition: "any".into(),
             update: Some(("updating".into(), "update in progress".into())),
+            constraints: vec![],
         };
         let line = ServiceLine {
             name: "web_app".into(),
@@ -707,5 +816,107 @@ s_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
         assert_eq!(states[0].replicas, "2/2 completed");
         // An empty stack (nothing found) parses to nothing.
         assert_eq!(parse_poll("@@services\n").unwrap(), Poll::default());
+    }
+
+    fn swarm_node(hostname: &str, role: &str, state: &str) -> SwarmNode {
+        SwarmNode {
+            id: format!("id-{hostname}"),
+            hostname: hostname.into(),
+            role: role.into(),
+            state: state.into(),
+            availability: "active".into(),
+            architecture: "aarch64".into(),
+            os: "linux".into(),
+            labels: [("zone".to_string(), "r1".to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn placement_constraints_as_swarm_reads_them() {
+        let n = swarm_node("pi3", "worker", "down");
+        for (c, admits) in [
+            ("node.role==worker", true),
+            ("node.role == manager", false),
+            ("node.role!=manager", true),
+            ("node.hostname==PI3", true),
+            ("node.id==id-pi3", true),
+            ("node.platform.os==linux", true),
+            ("node.platform.arch!=aarch64", false),
+            ("node.labels.zone==r1", true),
+            ("node.labels.disk==ssd", false),
+            // A label the node lacks is empty: `!=` admits it.
+            ("node.labels.disk!=ssd", true),
+            ("engine.labels.disk==", true),
+            ("node.ip==198.18.0.13", false),
+            ("nonsense", false),
+        ] {
+            assert_eq!(constraint_allows(c, &n), admits, "{c}");
+        }
+    }
+
+    /// Issue 14, measured: a worker's link cut during a deploy; swarm marks it down, stops
+    /// counting it, and the global `web` shows 2/2. The node is named, with each global
+    /// service its placement puts there; replicated services and a global service kept to
+    /// managers are not concerned, nor is a node drained by hand.
+    #[test]
+    fn a_global_service_missing_on_a_down_node_is_not_converged() {
+        let text = "@@services
+a1\tweb_web\tglobal\t2/2
+a2\tweb_agent\tglobal\t1/1
+a3\tweb_api\treplicated\t2/2
+@@inspect
+[{\"Spec\": {\"Name\": \"web_web\", \"Mode\": {\"Global\": {}}}},
+ {\"Spec\": {\"Name\": \"web_agent\", \"Mode\": {\"Global\": {}}, \"TaskTemplate\": {\"Placement\": {\"Constraints\": [\"node.role==manager\"]}}}},
+ {\"Spec\": {\"Name\": \"web_api\", \"Mode\": {\"Replicated\": {\"Replicas\": 2}}}}]
+@@tasks
+web_web.n1\tpi1\tRunning\tRunning 9 seconds ago\t
+web_web.n2\tpi2\tRunning\tRunning 9 seconds ago\t
+web_agent.n1\tpi1\tRunning\tRunning 9 seconds ago\t
+web_api.1\tpi1\tRunning\tRunning 9 seconds ago\t
+web_api.2\tpi2\tRunning\tRunning 3 seconds ago\t
+";
+        let poll = parse_poll(text).unwrap();
+        let expected: Vec<String> = vec!["web".into(), "agent".into(), "api".into()];
+        let mut states = assess("web", &expected, &poll);
+        assert!(all_converged(&states), "swarm's own count: {states:?}");
+        let mut nodes = vec![
+            swarm_node("pi1", "manager", "ready"),
+            swarm_node("pi2", "worker", "ready"),
+            swarm_node("pi3", "worker", "down"),
+        ];
+        assert!(judge_down_nodes(&mut states, &poll.specs, &nodes));
+        assert!(!all_converged(&states));
+        assert_eq!(
+            failure_text(&states),
+            "web_web 2/2: not running on pi3: the node is down in the swarm"
+        );
+        // Two nodes down, one of them drained by hand (not expected to run anything).
+        nodes.push(swarm_node("pi4", "worker", "unknown"));
+        nodes.push(SwarmNode {
+            availability: "drain".into(),
+            ..swarm_node("pi5", "worker", "down")
+        });
+        assert_eq!(
+            missing_on_down_nodes(&poll.specs, &nodes),
+            vec![(
+                "web_web".to_string(),
+                vec!["pi3".to_string(), "pi4".to_string()]
+            )]
+        );
+        let mut states = assess("web", &expected, &poll);
+        judge_down_nodes(&mut states, &poll.specs, &nodes);
+        assert_eq!(
+            states[0].reasons,
+            vec!["not running on pi3, pi4: the nodes are down in the swarm"]
+        );
+        // Every node back: nothing to say.
+        let up: Vec<SwarmNode> = ["pi1", "pi2", "pi3"]
+            .iter()
+            .map(|n| swarm_node(n, "worker", "ready"))
+            .collect();
+        let mut states = assess("web", &expected, &poll);
+        assert!(!judge_down_nodes(&mut states, &poll.specs, &up));
+        assert!(all_converged(&states));
     }
 }

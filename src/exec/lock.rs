@@ -453,7 +453,9 @@ pub async fn with_lock<R: Remote, T>(
         rows.fail(
             row,
             "release lock",
-            &format!("{e}; clear it with `rpiprov deploy --unlock`"),
+            &format!(
+                "{e}; the next run from this machine takes the lock over (from another machine, clear it with `rpiprov deploy --unlock`)"
+            ),
         );
     }
     end

@@ -37,7 +37,7 @@ fn node(id: &str, hostname: &str, role: &str, state: &str) -> SwarmNode {
         role: role.into(),
         labels: BTreeMap::new(),
         state: state.into(),
-        addr: String::new(),
+        ..Default::default()
     }
 }
 
