@@ -152,6 +152,33 @@ pub fn row_names(prepared: &Prepared, leader: &str, nodes: &[String]) -> Vec<Str
         .collect()
 }
 
+/// Where a stack's deploy is, so that an interruption says what was done and what not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Upload,
+    Deploy,
+    Converge,
+    Record,
+}
+
+impl Phase {
+    /// What an interruption in this phase leaves.
+    fn interrupted(self) -> &'static str {
+        match self {
+            Phase::Upload => {
+                "during the upload of its file (the manager holds the old file or the new one, never a part of one); not deployed"
+            }
+            Phase::Deploy => {
+                "during docker stack deploy (swarm took the new file or kept the old one)"
+            }
+            Phase::Converge => {
+                "during the wait for convergence (deployed; swarm goes on converging it)"
+            }
+            Phase::Record => "while recording the deploy (it had converged)",
+        }
+    }
+}
+
 /// How the run behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -200,7 +227,7 @@ pub async fn execute<R: Remote + 'static>(
     match with_lock(holder, interrupt, d.deploy()).await {
         Locked::Done(()) => {}
         Locked::Refused => d.skip_pending("not attempted: the deploy lock is held"),
-        Locked::Interrupted => d.skip_pending("interrupted"),
+        Locked::Interrupted => d.interrupted(),
     }
     d.finish()
 }
@@ -214,7 +241,7 @@ struct Deploy<'a, R> {
     rows: Rows,
     stacks: Mutex<Vec<StackResult>>,
     /// The stack being deployed, so an interruption names it.
-    current: Mutex<Option<usize>>,
+    current: Mutex<Option<(usize, Phase)>>,
     started: Instant,
 }
 
@@ -307,19 +334,35 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         });
     }
 
-    /// Marks the stacks not attempted yet (and the one in progress, as failed).
+    /// Marks the stacks not attempted yet.
     fn skip_pending(&self, reason: &str) {
-        let current = *self.current.lock().unwrap();
         let mut stacks = self.stacks.lock().unwrap();
-        for (i, s) in stacks.iter_mut().enumerate() {
-            if Some(i) == current && s.status == StackStatus::Skipped && s.error.is_none() {
-                s.status = StackStatus::Failed;
-                s.failed_step = Some("interrupted".into());
-                s.error = Some(format!("{reason} while deploying"));
-            } else if s.status == StackStatus::Skipped && s.error.is_none() {
+        for s in stacks.iter_mut() {
+            if s.status == StackStatus::Skipped && s.error.is_none() {
                 s.error = Some(reason.to_string());
             }
         }
+    }
+
+    /// Ctrl-C: the stack in progress failed, saying how far it got; the others after it
+    /// were not attempted. The summary then shows what was done (the rows' changes, the
+    /// stacks deployed) and what was not.
+    fn interrupted(&self) {
+        if let Some((i, phase)) = *self.current.lock().unwrap() {
+            let mut stacks = self.stacks.lock().unwrap();
+            let s = &mut stacks[i];
+            if s.status == StackStatus::Skipped && s.error.is_none() {
+                s.status = StackStatus::Failed;
+                s.failed_step = Some("interrupted".into());
+                s.error = Some(format!("interrupted {}", phase.interrupted()));
+            }
+        }
+        self.skip_pending("not attempted: interrupted");
+    }
+
+    /// The stack being deployed is now in this phase.
+    fn phase(&self, i: usize, phase: Phase) {
+        *self.current.lock().unwrap() = Some((i, phase));
     }
 
     async fn root(&self, cmd: String) -> Result<Output, StepError> {
@@ -402,7 +445,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 });
                 continue;
             }
-            *self.current.lock().unwrap() = Some(i);
+            self.phase(i, Phase::Upload);
             let ok = self.deploy_stack(i, st, &state, &lacking).await;
             *self.current.lock().unwrap() = None;
             // The stack's row ends now, with its own time.
@@ -522,6 +565,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return false;
         }
 
+        self.phase(i, Phase::Upload);
         self.rows.step(&row, "upload");
         let upload = self
             .leader
@@ -553,6 +597,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         };
         self.set_stack(i, |s| s.why = Some(why.to_string()));
 
+        self.phase(i, Phase::Deploy);
         self.rows
             .step(&row, &format!("docker stack deploy ({why})"));
         let stdin: String = st
@@ -583,6 +628,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             }
         }
 
+        self.phase(i, Phase::Converge);
         let waited = wait::converge(
             &*self.leader,
             st,
@@ -605,6 +651,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         self.set_stack(i, |s| s.services = states);
 
         // Recorded only once converged, so that a stack that failed is retried next time.
+        self.phase(i, Phase::Record);
         self.rows.step(&row, "record the deploy");
         let record = self
             .leader

@@ -727,9 +727,16 @@ async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
     assert_eq!(res.stacks[0].status, StackStatus::Failed);
     assert_eq!(
         res.stacks[0].error.as_deref(),
-        Some("interrupted while deploying")
+        Some("interrupted during the wait for convergence (deployed; swarm goes on converging it)")
     );
-    assert_eq!(res.stacks[1].error.as_deref(), Some("interrupted"));
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: interrupted")
+    );
+    // The summary says what was done and what not.
+    let summary = crate::ui::summary::summary("deploy", &res.rows, Duration::from_secs(1));
+    assert!(summary.contains("upload web/web.yml"), "{summary}");
+    assert!(summary.contains("stack db"), "{summary}");
     assert_eq!(res.rows[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
     assert!(m.commands().last().unwrap().contains("@@released"));
 }

@@ -162,12 +162,22 @@ impl Row {
 
     /// What the row's end says, in the progress display and the summary alike: the failed
     /// step and its error, `no change`, or what changed.
+    ///
+    /// A failed row that had changed things says those too, after the failure: an
+    /// interrupted or half-done run must say what it did as well as what it did not.
     pub fn detail(&self) -> String {
         match (&self.error, self.changed.is_empty()) {
-            (Some(e), _) => match &self.failed_step {
-                Some(step) => format!("{step}: {e}"),
-                None => e.clone(),
-            },
+            (Some(e), changed) => {
+                let failure = match &self.failed_step {
+                    Some(step) => format!("{step}: {e}"),
+                    None => e.clone(),
+                };
+                if changed {
+                    failure
+                } else {
+                    format!("{failure}\ndone before: {}", self.changed.join("; "))
+                }
+            }
             (None, true) => "no change".to_string(),
             (None, false) => self.changed.join("; "),
         }
