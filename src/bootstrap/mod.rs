@@ -3,7 +3,9 @@
 //! before joins), hosts in parallel within a phase. One row per host; a host that fails
 //! stops there while the others go on, and the swarm steps of hosts that depend on a
 //! failed manager are skipped. Join tokens are fetched once from the leader and go to the
-//! joining node on stdin only.
+//! joining node on stdin only. A host's role or labels are changed only on the node the
+//! leader confirms is that host's ([`crate::docker::node::check_claim`]); otherwise the
+//! host's row says why and the leader goes on with its other steps.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,10 @@ pub struct Options<'a> {
     /// `rpiprov doctor`: probe and run the preflight, the port test among every node
     /// included, and change nothing.
     pub preflight_only: bool,
+    /// Each host's addresses as this machine knows them (not as the host says): the
+    /// inventory's `address`, what it resolves to here, `advertise`. A host missing here
+    /// is known by its inventory `address` only.
+    pub addresses: HashMap<String, Vec<String>>,
 }
 
 /// What a bootstrap (or a doctor) found and did.
@@ -66,6 +72,9 @@ struct Shared<R> {
     leader: Option<String>,
     /// Host name -> the addresses that machine is known by (for stale entries).
     machines: HashMap<String, Vec<String>>,
+    /// Host -> the host name it reported and its addresses as this machine knows them:
+    /// what the leader's node entry must show before the host's node is changed.
+    known: HashMap<String, (String, Vec<String>)>,
     command_timeout: Duration,
 }
 
@@ -232,8 +241,23 @@ pub async fn execute<R: Remote + 'static>(
             addrs.push(h.address.clone());
         }
     }
+    let known = opts
+        .hosts
+        .iter()
+        .chain(opts.managers.iter())
+        .filter_map(|h| {
+            let f = all_facts.get(&h.name)?;
+            let addresses = opts
+                .addresses
+                .get(&h.name)
+                .cloned()
+                .unwrap_or_else(|| vec![h.address.clone()]);
+            Some((h.name.clone(), (f.hostname.clone(), addresses)))
+        })
+        .collect();
     let shared = Arc::new(Shared {
         machines,
+        known,
         sessions,
         rows: rows.clone(),
         node_ids: Mutex::new(node_ids),
@@ -386,6 +410,62 @@ impl<R: Remote + 'static> Shared<R> {
             })
     }
 
+    /// The node of `target` to change from `leader`, once the leader's entry of the node
+    /// `target` reports confirms it is `target`'s ([`node::check_claim`]). The leader's
+    /// own report is as good as its node list and is taken as it is. When the claim does
+    /// not hold, `target`'s row fails with why (the step `what`) and `None` comes back:
+    /// the leader goes on with its other steps.
+    async fn claimed_node(
+        &self,
+        leader: &str,
+        target: &str,
+        what: &str,
+    ) -> Result<Option<String>, StepError> {
+        let row = RowId::host(target);
+        if self.rows.failed(&row) == Some(true) {
+            // Refused already (or failed otherwise): its row says why once.
+            return Ok(None);
+        }
+        let id = self.node_id(target)?;
+        if self.leader.as_deref() == Some(target) {
+            return Ok(Some(id));
+        }
+        let also_claimed_by: Vec<String> = {
+            let ids = self.node_ids.lock().unwrap();
+            let mut others: Vec<String> = ids
+                .iter()
+                .filter(|(h, i)| h.as_str() != target && **i == id)
+                .map(|(h, _)| h.clone())
+                .collect();
+            others.sort();
+            others
+        };
+        let entry = match self.root(leader, node::node_inspect(&id)).await {
+            Ok(out) => node::parse_nodes(&out.stdout_str())
+                .map_err(StepError)?
+                .into_iter()
+                .next(),
+            Err(e) if e.0.contains("No such node") => None,
+            Err(e) => return Err(e),
+        };
+        let (hostname, addresses) = self.known.get(target).cloned().unwrap_or_default();
+        let claim = node::Claim {
+            host: target,
+            node_id: &id,
+            hostname: &hostname,
+            addresses: &addresses,
+            also_claimed_by: &also_claimed_by,
+        };
+        match node::check_claim(&claim, entry.as_ref()) {
+            Ok(()) => Ok(Some(id)),
+            Err(why) => {
+                self.rows.fail(&row, what, &why);
+                self.rows.close(&row);
+                Ok(None)
+            }
+        }
+    }
+
     async fn root(&self, host: &str, cmd: String) -> Result<Output, StepError> {
         root(&*self.session(host)?, cmd, self.command_timeout).await
     }
@@ -489,7 +569,9 @@ impl<R: Remote + 'static> Shared<R> {
                 Ok(removed)
             }
             Step::SetRole { host: target, role } => {
-                let id = self.node_id(target)?;
+                let Some(id) = self.claimed_node(host, target, &step.describe()).await? else {
+                    return Ok(false);
+                };
                 let cmd = match role {
                     Role::Manager => node::node_promote(&id),
                     Role::Worker => node::node_demote(&id),
@@ -500,7 +582,9 @@ impl<R: Remote + 'static> Shared<R> {
                 host: target,
                 labels,
             } => {
-                let id = self.node_id(target)?;
+                let Some(id) = self.claimed_node(host, target, &step.describe()).await? else {
+                    return Ok(false);
+                };
                 self.root(host, node::node_labels(&id, labels))
                     .await
                     .map(|_| true)

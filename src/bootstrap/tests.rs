@@ -23,7 +23,21 @@ async fn bootstrap(
     hosts: &[Host],
     unreachable: Vec<(String, String)>,
 ) -> (Vec<Row>, Vec<String>) {
-    let refs: Vec<&Host> = hosts.iter().collect();
+    let all: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    bootstrap_on(fakes, hosts, &all, unreachable).await
+}
+
+/// As [`bootstrap`], acting on the hosts `on` names (`--on`); managers are always there.
+async fn bootstrap_on(
+    fakes: &[FakeRemote],
+    hosts: &[Host],
+    on: &[&str],
+    unreachable: Vec<(String, String)>,
+) -> (Vec<Row>, Vec<String>) {
+    let refs: Vec<&Host> = hosts
+        .iter()
+        .filter(|h| on.contains(&h.name.as_str()))
+        .collect();
     let managers: Vec<&Host> = hosts.iter().filter(|h| h.role == Role::Manager).collect();
     let opts = Options {
         hosts: refs,
@@ -35,6 +49,10 @@ async fn bootstrap(
         command_timeout: Duration::from_secs(5),
         skip: vec![Check::Ports],
         preflight_only: false,
+        addresses: hosts
+            .iter()
+            .map(|h| (h.name.clone(), vec![h.address.clone()]))
+            .collect(),
     };
     let sessions = fakes
         .iter()
@@ -265,6 +283,7 @@ async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
         command_timeout: Duration::from_secs(5),
         skip: vec![],
         preflight_only: true,
+        addresses: HashMap::new(),
     };
     let sessions = fakes
         .iter()
@@ -301,4 +320,146 @@ async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
         assert_eq!(f.count("mktemp -d"), 1);
         assert_eq!(f.count("cat \"$d/log\""), 1);
     }
+}
+
+/// A node entry as `docker node inspect --format '{{json .}}'` prints it.
+fn node_json(id: &str, hostname: &str, role: &str, zone: &str, addr: &str) -> String {
+    format!(
+        r#"{{"ID":"{id}","Spec":{{"Role":"{role}","Labels":{{"zone":"{zone}"}}}},"Description":{{"Hostname":"{hostname}"}},"Status":{{"State":"ready","Addr":"{addr}"}}}}"#
+    )
+}
+
+/// The leader of a formed swarm of three nodes, labelled as the inventory wants: pi1
+/// (manager, n1), pi2 and pi3 (workers, n2 and n3).
+fn formed_leader() -> FakeRemote {
+    let nodes = [
+        node_json("n1", "pi1", "manager", "a", "198.18.0.11"),
+        node_json("n2", "pi2", "worker", "b", "198.18.0.12"),
+        node_json("n3", "pi3", "worker", "c", "198.18.0.13"),
+    ];
+    let m = FakeRemote::new("pi1");
+    m.on(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n@@end nodes\n",
+            r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+            nodes.join("\n")
+        )),
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        m.on(
+            &format!("node inspect --format '{{{{json .}}}}' n{}", i + 1),
+            ok(&format!("{n}\n")),
+        );
+    }
+    m.on("docker node", ok(""));
+    m
+}
+
+/// A worker whose Docker says it is node `id`, under the host name `hostname`.
+fn worker_claiming(name: &str, hostname: &str, id: &str) -> FakeRemote {
+    let w = FakeRemote::new(name);
+    w.on(
+        "@@begin",
+        ok(&format!(
+            "hostname={hostname}\nreach_addr=whatever-it-says\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{{\"NodeID\":\"{id}\",\"LocalNodeState\":\"active\",\"Cluster\":{{\"ID\":\"c1\"}}}}\n@@end swarm\n"
+        )),
+    );
+    w
+}
+
+/// The inventory: pi1 manager, pi2 and pi3 workers, zones a, b, c; pi2 wants `pi2_zone`.
+fn lab_hosts(pi2_zone: &str) -> Vec<Host> {
+    [
+        ("pi1", Role::Manager, "a"),
+        ("pi2", Role::Worker, pi2_zone),
+        ("pi3", Role::Worker, "c"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (name, role, zone))| {
+        let mut h = host(name, *role);
+        h.address = format!("198.18.0.1{}", i + 1);
+        h.labels.insert("zone".into(), zone.to_string());
+        h
+    })
+    .collect()
+}
+
+/// The commands that would change a node.
+fn node_changes(leader: &FakeRemote) -> Vec<String> {
+    leader
+        .commands()
+        .into_iter()
+        .filter(|c| {
+            c.contains("node demote") || c.contains("node promote") || c.contains("node update")
+        })
+        .collect()
+}
+
+const LEFT_ALONE: &str = "its role and labels are left alone (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+
+/// Issue 9 item 7: pi2 (a worker) says it is pi1's node. Acting on its word would demote
+/// the manager and label it as pi2's.
+#[tokio::test]
+async fn a_pi_that_claims_the_managers_node_demotes_and_labels_nothing() {
+    let m = formed_leader();
+    let w = worker_claiming("pi2", "pi2", "n1");
+    let (reports, _) =
+        bootstrap_on(&[m.clone(), w], &lab_hosts("b"), &["pi1", "pi2"], vec![]).await;
+    assert_eq!(node_changes(&m), Vec::<String>::new());
+    let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
+    assert_eq!(pi2.outcome, Outcome::Failed, "{pi2:?}");
+    assert_eq!(pi2.failed_step.as_deref(), Some("make pi2 a worker"));
+    assert_eq!(
+        pi2.error.as_deref(),
+        Some(format!("pi2 and pi1 report the same swarm node n1: {LEFT_ALONE}").as_str())
+    );
+    // The leader did nothing wrong and went on.
+    let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
+    assert!(!pi1.failed(), "{pi1:?}");
+}
+
+/// With `--on pi2`, no other connected host names pi3's node: the leader's entry tells,
+/// by host name, and by address when pi2 lies about its host name too.
+#[tokio::test]
+async fn a_pi_that_claims_a_node_of_another_host_labels_nothing() {
+    for (hostname, why) in [
+        (
+            "pi2",
+            format!(
+                "pi2 (host name pi2) reports swarm node n3, which the leader lists as host name pi3 at 198.18.0.13: {LEFT_ALONE}"
+            ),
+        ),
+        (
+            "pi3",
+            format!(
+                "pi2 reports swarm node n3, which the swarm sees at 198.18.0.13, not at pi2's 198.18.0.12: {LEFT_ALONE}; if 198.18.0.13 is pi2's own address, set `advertise = \"198.18.0.13\"` for it in the inventory"
+            ),
+        ),
+    ] {
+        let m = formed_leader();
+        let w = worker_claiming("pi2", hostname, "n3");
+        let (reports, _) = bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi2"], vec![]).await;
+        assert_eq!(node_changes(&m), Vec::<String>::new());
+        let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
+        assert_eq!(pi2.failed_step.as_deref(), Some("label pi2 zone=z"));
+        assert_eq!(pi2.error.as_deref(), Some(why.as_str()));
+    }
+}
+
+/// The same check lets an honest node be labelled, and says nothing.
+#[tokio::test]
+async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
+    let m = formed_leader();
+    let w = worker_claiming("pi2", "pi2", "n2");
+    let (reports, _) =
+        bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
+    assert_eq!(
+        node_changes(&m),
+        vec!["docker node update --label-add zone=z n2"]
+    );
+    let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
+    assert_eq!(pi1.changed, vec!["label pi2 zone=z"]);
+    assert!(!reports.iter().any(Row::failed), "{reports:?}");
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::context::{Ctx, Done, Needs, Opts, Style, connect, with_fleet};
+use super::context::{Ctx, Done, Needs, Opts, Style, connect, known_addresses, with_fleet};
 use crate::bootstrap::{Bootstrapped, Check};
 use crate::config::Host;
 use crate::ui::term;
@@ -44,9 +44,14 @@ pub async fn run(ctx: &Ctx, force: bool, skip: Vec<Check>, preflight_only: bool)
     let inv = &ctx.loaded.inventory;
     let names = ctx.ordered_targets();
     let reporter = ctx.reporter(&names);
-    let (sessions, failed) = connect(ctx, &names, &reporter).await;
     let hosts: Vec<&Host> = ctx.selected.iter().map(|n| ctx.host(n)).collect();
     let managers: Vec<&Host> = inv.managers().collect();
+    let all: Vec<&Host> = names.iter().map(|n| ctx.host(n)).collect();
+    // Names are resolved while the connections are made.
+    let ((sessions, failed), addresses) = tokio::join!(
+        connect(ctx, &names, &reporter),
+        known_addresses(&all, ctx.connect.connect_timeout)
+    );
     let networks = ctx
         .loaded
         .playbook
@@ -63,6 +68,7 @@ pub async fn run(ctx: &Ctx, force: bool, skip: Vec<Check>, preflight_only: bool)
         command_timeout: ctx.connect.command_timeout,
         skip,
         preflight_only,
+        addresses,
     };
     let done = crate::bootstrap::execute(&opts, sessions, failed, reporter.clone()).await;
     reporter.finish();

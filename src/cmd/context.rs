@@ -347,6 +347,44 @@ fn targets_for(
     Ok(out)
 }
 
+/// Each host's addresses as this machine knows them, not as the host says: the
+/// inventory's `address`, what it resolves to here (when it is a name), and `advertise`
+/// when it is an address. What a swarm node entry's address is compared with before the
+/// node is changed for that host ([`crate::docker::node::check_claim`]). A name that does
+/// not resolve within `timeout` counts as itself only.
+pub async fn known_addresses(hosts: &[&Host], timeout: Duration) -> HashMap<String, Vec<String>> {
+    let mut lookups = tokio::task::JoinSet::new();
+    let mut out = HashMap::new();
+    for h in hosts {
+        let mut addresses = vec![h.address.clone()];
+        if let config::Advertise::Address(ip) = &h.advertise {
+            addresses.push(ip.to_string());
+        }
+        out.insert(h.name.clone(), addresses);
+        if h.address.parse::<std::net::IpAddr>().is_err() {
+            let (name, address, port) = (h.name.clone(), h.address.clone(), h.port);
+            lookups.spawn(async move {
+                let found = tokio::time::timeout(
+                    timeout,
+                    tokio::net::lookup_host((address.as_str(), port)),
+                )
+                .await;
+                let ips: Vec<String> = match found {
+                    Ok(Ok(addrs)) => addrs.map(|a| a.ip().to_string()).collect(),
+                    _ => vec![],
+                };
+                (name, ips)
+            });
+        }
+    }
+    while let Some(Ok((name, ips))) = lookups.join_next().await {
+        if let Some(addresses) = out.get_mut(&name) {
+            addresses.extend(ips);
+        }
+    }
+    out
+}
+
 /// Connects to these hosts, bounded by `--parallel`.
 pub async fn connect(
     ctx: &Ctx,

@@ -2,8 +2,16 @@
 //! (the probe asks for it on managers), labels, promotion and demotion, and the node
 //! entries a Pi leaves behind when it leaves or is reinstalled ([`node_entries`],
 //! [`node_rm`]).
+//!
+//! A Pi names its own node: the node ID its `docker info` reports. That is the Pi's word,
+//! and a Pi that lies (compromised, or cloned with another's swarm state) would have its
+//! role and labels applied to another node: demote a manager, attract another node's
+//! services. So before a node is promoted, demoted or labelled for a host, [`check_claim`]
+//! compares the leader's entry of that ID ([`node_inspect`]) with what rpiprov knows of
+//! the host without its word.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +178,83 @@ pub fn node_labels(node_id: &str, labels: &[(String, String)]) -> String {
     join(args)
 }
 
+/// One node as the leader sees it, read by [`parse_nodes`] (one line).
+pub fn node_inspect(node_id: &str) -> String {
+    join([
+        "docker",
+        "node",
+        "inspect",
+        "--format",
+        "{{json .}}",
+        node_id,
+    ])
+}
+
+/// What a host says of itself in the swarm, and what rpiprov knows of it otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim<'a> {
+    /// The host's name in the inventory.
+    pub host: &'a str,
+    /// The node ID the host's Docker reports as its own.
+    pub node_id: &'a str,
+    /// The host name the host reports.
+    pub hostname: &'a str,
+    /// The host's addresses as this machine knows them, not as the host says: the
+    /// inventory's `address` (and what it resolves to here) and `advertise`.
+    pub addresses: &'a [String],
+    /// Other hosts that report the same node ID.
+    pub also_claimed_by: &'a [String],
+}
+
+/// Whether the leader's entry of the node a host claims (`entry`, `None` when the leader
+/// lists no such node) is that host's: the ID claimed by no other host, the same host
+/// name, and an address the swarm sees it at (`Status.Addr`, the address the node's
+/// connection to the managers comes from, which the node cannot choose) that is one of
+/// the host's. The error says what differs and that the node is left alone.
+pub fn check_claim(claim: &Claim, entry: Option<&SwarmNode>) -> Result<(), String> {
+    let Claim {
+        host,
+        node_id: id,
+        hostname,
+        addresses,
+        also_claimed_by,
+    } = claim;
+    let left_alone = "its role and labels are left alone (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+    if !also_claimed_by.is_empty() {
+        return Err(format!(
+            "{host} and {} report the same swarm node {id}: {left_alone}",
+            also_claimed_by.join(", ")
+        ));
+    }
+    let Some(entry) = entry else {
+        return Err(format!(
+            "{host} reports swarm node {id}, which the leader does not list: {left_alone}"
+        ));
+    };
+    let seen_at = if entry.addr.is_empty() {
+        "no address".to_string()
+    } else {
+        entry.addr.clone()
+    };
+    if entry.hostname != *hostname {
+        return Err(format!(
+            "{host} (host name {hostname}) reports swarm node {id}, which the leader lists as host name {} at {seen_at}: {left_alone}",
+            entry.hostname
+        ));
+    }
+    let same = |a: &String| match (a.parse::<IpAddr>(), entry.addr.parse::<IpAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.eq_ignore_ascii_case(&entry.addr),
+    };
+    if !addresses.iter().any(same) {
+        return Err(format!(
+            "{host} reports swarm node {id}, which the swarm sees at {seen_at}, not at {host}'s {}: {left_alone}; if {seen_at} is {host}'s own address, set `advertise = \"{seen_at}\"` for it in the inventory",
+            addresses.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 pub fn node_promote(node_id: &str) -> String {
     join(["docker", "node", "promote", node_id])
 }
@@ -257,6 +342,17 @@ mod tests {
         }
     }
 
+    fn entry(hostname: &str, addr: &str) -> SwarmNode {
+        SwarmNode {
+            id: "n1".into(),
+            hostname: hostname.into(),
+            role: "manager".into(),
+            labels: BTreeMap::new(),
+            state: "ready".into(),
+            addr: addr.into(),
+        }
+    }
+
     #[test]
     fn quorum_is_kept_or_the_refusal_says_why() {
         let three = vec![
@@ -325,6 +421,82 @@ mod tests {
         assert_eq!(
             nodes_inspect(),
             "docker node inspect --format '{{json .}}' $(docker node ls -q)"
+        );
+    }
+
+    #[test]
+    fn a_claim_holds_when_the_leader_sees_that_node_at_one_of_the_hosts_addresses() {
+        let addresses = vec!["pi3.local".to_string(), "198.18.0.13".to_string()];
+        let claim = Claim {
+            host: "pi3",
+            node_id: "n1",
+            hostname: "pi3",
+            addresses: &addresses,
+            also_claimed_by: &[],
+        };
+        assert_eq!(
+            check_claim(&claim, Some(&entry("pi3", "198.18.0.13"))),
+            Ok(())
+        );
+        let v6 = vec!["2001:db8::0:13".to_string()];
+        let claim = Claim {
+            addresses: &v6,
+            ..claim
+        };
+        assert_eq!(
+            check_claim(&claim, Some(&entry("pi3", "2001:db8::13"))),
+            Ok(())
+        );
+        assert_eq!(
+            node_inspect("n1"),
+            "docker node inspect --format '{{json .}}' n1"
+        );
+    }
+
+    /// Issue 9 item 7: pi3 reports pi1's node ID (and even pi1's host name).
+    #[test]
+    fn a_host_that_reports_another_nodes_id_is_refused_saying_why() {
+        let addresses = vec!["198.18.0.13".to_string()];
+        let left_alone = "its role and labels are left alone (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+        let claim = Claim {
+            host: "pi3",
+            node_id: "n1",
+            hostname: "pi3",
+            addresses: &addresses,
+            also_claimed_by: &[],
+        };
+        assert_eq!(
+            check_claim(&claim, Some(&entry("pi1", "198.18.0.11"))),
+            Err(format!(
+                "pi3 (host name pi3) reports swarm node n1, which the leader lists as host name pi1 at 198.18.0.11: {left_alone}"
+            ))
+        );
+        let lying_name = Claim {
+            hostname: "pi1",
+            ..claim.clone()
+        };
+        assert_eq!(
+            check_claim(&lying_name, Some(&entry("pi1", "198.18.0.11"))),
+            Err(format!(
+                "pi3 reports swarm node n1, which the swarm sees at 198.18.0.11, not at pi3's 198.18.0.13: {left_alone}; if 198.18.0.11 is pi3's own address, set `advertise = \"198.18.0.11\"` for it in the inventory"
+            ))
+        );
+        assert_eq!(
+            check_claim(&claim, None),
+            Err(format!(
+                "pi3 reports swarm node n1, which the leader does not list: {left_alone}"
+            ))
+        );
+        let twice = vec!["pi1".to_string()];
+        let cloned = Claim {
+            also_claimed_by: &twice,
+            ..claim
+        };
+        assert_eq!(
+            check_claim(&cloned, Some(&entry("pi3", "198.18.0.13"))),
+            Err(format!(
+                "pi3 and pi1 report the same swarm node n1: {left_alone}"
+            ))
         );
     }
 
