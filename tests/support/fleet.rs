@@ -297,6 +297,34 @@ impl Fleet {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Runs the real binary with `-i` this lab's inventory, as a script would: no
+    /// terminal, the sudo password of the node that asks for one in the environment.
+    pub fn rpiprov(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("-i")
+            .arg(self.dir.join("inventory.toml"))
+            .args(args)
+            .env("RPIPROV_SUDO_PASSWORD", self.read("sudo-password").trim())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rpiprov")
+    }
+
+    /// A root shell command on node `name`, over SSH and sudo (the sudo password on
+    /// stdin, which nodes with password-less sudo ignore); returns stdout, panics with
+    /// everything when it fails.
+    pub fn root(&self, name: &str, cmd: &str) -> String {
+        let quoted = rpiprov::shell::quote(cmd);
+        let password = format!("{}\n", self.read("sudo-password").trim());
+        let out = self.ssh(
+            &self.addr(name),
+            &format!("sudo -S -p '' sh -c {quoted}"),
+            Some(&password),
+        );
+        assert!(out.status.success(), "{cmd} on {name}:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for Fleet {
