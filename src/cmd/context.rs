@@ -405,7 +405,8 @@ pub async fn connect(
 
 /// The sessions of a command that acts through the swarm's leader.
 pub struct Swarm {
-    /// The first manager that said it serves the swarm ([`crate::exec::pick_manager`]).
+    /// The first manager of the inventory that said it serves the swarm
+    /// ([`crate::exec::pick_manager`]); the deploy lock is on it.
     pub leader: Arc<remote::Session>,
     /// Every host that answered, the leader included.
     pub sessions: HashMap<String, Arc<remote::Session>>,
@@ -413,8 +414,9 @@ pub struct Swarm {
     pub unreachable: Vec<(String, String)>,
 }
 
-/// Connects to every host and picks the manager to act through: the first that says it
-/// serves the swarm (a manager reachable over SSH whose Docker hangs is passed over).
+/// Connects to every host and picks the manager to act through: the first of the
+/// inventory that says it serves the swarm (a manager reachable over SSH whose Docker
+/// hangs is passed over).
 /// When none does, the command ends here with the hosts that could not be reached.
 pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Swarm, Done> {
     let names = ctx.ordered_targets();

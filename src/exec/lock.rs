@@ -18,14 +18,14 @@
 //!
 //! # Which manager holds the lock
 //!
-//! The lock is on one manager: the first manager of the inventory, in inventory order,
-//! that answered (`deploy` and `teardown` pick it the same way, as the one they act
-//! through; see `cmd::context::connect_swarm`). With one manager, or while the first one
-//! answers everyone, every run locks the same folder. It is not a lock of the whole swarm:
-//! a run that cannot reach the first manager locks the next one, and does not see a lock
-//! held on the first (nor a run that reaches the first see its lock). So when a manager is
-//! down or reachable from some machines only, two runs can both proceed; the swarm itself
-//! stays consistent (Raft orders the changes) but what ends up deployed is the last run's.
+//! The lock is on one manager: the one `deploy` and `teardown` act through, the first
+//! manager of the inventory, in inventory order, that answers and says it serves the swarm
+//! ([`crate::exec::pick_manager`]; one whose Docker hangs is passed over after a moment).
+//! With one manager, or while the first one serves everyone, every run locks the same
+//! folder. It is not a lock of the whole swarm: a run that cannot reach the first manager
+//! (down, frozen, or cut from that run's machine only) locks the next one, and neither run
+//! sees the other's lock. Then two runs can both proceed; the swarm stays consistent (Raft
+//! orders the changes), and what ends up deployed is the last run's.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};

@@ -107,14 +107,23 @@ where
 /// How long a manager has to say it serves the swarm before another is asked.
 pub const MANAGER_ANSWER: Duration = Duration::from_secs(8);
 
+/// How long, once a manager said it serves, the managers before it in the inventory still
+/// have to say so too.
+pub const EARLIER_MANAGER_GRACE: Duration = Duration::from_secs(1);
+
 /// The manager a command acts through: of `managers` (in inventory order, those with a
-/// session), the first to answer that it manages an active swarm, all asked at once. A
+/// session), the first in inventory order that says it manages an active swarm, all asked
+/// at once. Inventory order, not the first to answer: the deploy lock is on this manager
+/// (`exec::lock`), so runs that all reach the same managers must pick the same one. A
 /// manager whose Docker hangs (frozen, or cut from the others' quorum) is passed over
-/// after `wait` rather than holding the command. `Err` names why each one was not taken.
+/// rather than holding the command: once a later manager serves, the earlier ones have
+/// [`EARLIER_MANAGER_GRACE`] more; and none waits past `wait`. `Err` names why each one was
+/// not taken.
 pub async fn pick_manager<R: Remote + 'static>(
     managers: Vec<(String, Arc<R>)>,
     wait: Duration,
 ) -> Result<Arc<R>, Vec<(String, String)>> {
+    let count = managers.len();
     let mut set = JoinSet::new();
     for (i, (name, remote)) in managers.into_iter().enumerate() {
         set.spawn(async move {
@@ -134,22 +143,53 @@ pub async fn pick_manager<R: Remote + 'static>(
             (i, name, remote, verdict)
         });
     }
-    let mut refused = Vec::new();
-    while let Some(done) = set.join_next().await {
-        let (i, name, remote, verdict) = match done {
-            Ok(d) => d,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        match verdict {
-            Ok(()) => {
-                set.abort_all();
-                return Ok(remote);
+    // Per manager, in inventory order: not answered yet (`None`), serving, or why not.
+    type Answer<R> = Result<Arc<R>, (String, String)>;
+    let mut answers: Vec<Option<Answer<R>>> = (0..count).map(|_| None).collect();
+    let mut grace: Option<tokio::time::Instant> = None;
+    loop {
+        // The first that serves, once every one before it has said it does not.
+        for a in &answers {
+            match a {
+                None => break,
+                Some(Ok(remote)) => {
+                    set.abort_all();
+                    return Ok(remote.clone());
+                }
+                Some(Err(_)) => {}
             }
-            Err(why) => refused.push((i, name, why)),
+        }
+        let grace_over = async {
+            match grace {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            done = set.join_next() => {
+                let Some(done) = done else { break };
+                let (i, name, remote, verdict) = match done {
+                    Ok(d) => d,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                answers[i] = Some(verdict.map(|()| remote).map_err(|why| (name, why)));
+                if answers[i].as_ref().is_some_and(Result::is_ok) && grace.is_none() {
+                    grace = Some(tokio::time::Instant::now() + EARLIER_MANAGER_GRACE);
+                }
+            }
+            () = grace_over => {
+                // The earlier ones took too long: the first that serves.
+                set.abort_all();
+                let first = answers.iter().flatten().find_map(|a| a.as_ref().ok());
+                return Ok(first.expect("a manager served").clone());
+            }
         }
     }
-    refused.sort_by_key(|(i, _, _)| *i);
-    Err(refused.into_iter().map(|(_, n, w)| (n, w)).collect())
+    Err(answers
+        .into_iter()
+        .flatten()
+        .filter_map(Result::err)
+        .collect())
 }
 
 /// A failed remote step: what the user needs to see to fix it.
@@ -283,6 +323,15 @@ mod tests {
             .unwrap();
         assert_eq!(picked.host(), "pi3");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Every manager healthy, the first a little slower than the third: the first is
+        // picked all the same, as every run picks it (the deploy lock is there).
+        let healthy = vec![
+            host("pi1", "active true\n", 300),
+            host("pi2", "active false\n", 0),
+            host("pi3", "active true\n", 10),
+        ];
+        let picked = pick_manager(healthy, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(picked.host(), "pi1");
         // None serves: each one's reason, in inventory order.
         let err = pick_manager(managers[..2].to_vec(), Duration::from_millis(200))
             .await
