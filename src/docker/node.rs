@@ -347,9 +347,9 @@ mod tests {
             id: "n1".into(),
             hostname: hostname.into(),
             role: "manager".into(),
-            labels: BTreeMap::new(),
             state: "ready".into(),
             addr: addr.into(),
+            ..Default::default()
         }
     }
 
