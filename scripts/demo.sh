@@ -30,13 +30,14 @@ RPIPROV_SUDO_PASSWORD="$(cat "$lab/sudo-password")"
 export RPIPROV_SUDO_PASSWORD
 $bin -i "$lab/inventory.toml" bootstrap
 $bin -i "$lab/inventory.toml" deploy
-$bin lab status --dir "$lab"
-# The swarm's services, as the manager sees them.
-$bin -i "$lab/inventory.toml" run --on @manager --sudo -- docker service ls
+# The fleet as rpiprov sees it: nodes, quorum, stacks and their services.
+$bin status -i "$lab/inventory.toml" || true
 cat <<EOT
 
 The fleet is up. Go on with:
   export RPIPROV_SUDO_PASSWORD="\$(cat $lab/sudo-password)"
+  $bin -i $lab/inventory.toml plan deploy    # what a deploy would change, with diffs
+  $bin -i $lab/inventory.toml logs echo      # the echo service's logs
   $bin -i $lab/inventory.toml bootstrap      # again: changes nothing
   $bin -i $lab/inventory.toml teardown --yes # removes the stacks and networks
   $bin lab down --dir $lab                   # removes the whole lab

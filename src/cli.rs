@@ -17,7 +17,7 @@ then installs Docker where it is missing, forms the swarm, creates the overlay n
 and deploys or removes the stacks. Every command is idempotent.",
     after_help = "Each command lists the options it reads (rpiprov COMMAND --help); they may also \
 come before the command, as in `rpiprov -i lab/inventory.toml deploy`.\n\
-Exit codes: 0 success, 1 a host or step failed, 2 bad input or usage."
+Exit codes: 0 success, 1 a host or step failed (for status: something differs or is down), 2 bad input or usage."
 )]
 pub struct Cli {
     /// The options of the commands, given before the command (`rpiprov -i FILE deploy`):
@@ -131,19 +131,19 @@ pub enum Command {
 
     /// Install Docker where missing, form the swarm, create the playbook's networks.
     #[command(
-        after_help = "Examples:\n  rpiprov bootstrap\n  rpiprov bootstrap --on @manager,pi-02\n  rpiprov bootstrap --json > result.json"
+        after_help = "Examples:\n  rpiprov bootstrap\n  rpiprov bootstrap --on @manager,pi-02\n  rpiprov bootstrap --dry-run   # the steps it would take, nothing done\n  rpiprov bootstrap --json > result.json"
     )]
     Bootstrap(BootstrapArgs),
 
     /// Upload the stack files, deploy the stacks in order, wait until they converge.
     #[command(
-        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --unlock    # clear a lock left by a killed run"
+        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --dry-run   # what would be deployed, and why, with a diff\n  rpiprov deploy --unlock    # clear a lock left by a killed run"
     )]
     Deploy(DeployArgs),
 
     /// Remove the stacks in reverse order, wait until they are gone, remove the networks.
     #[command(
-        after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --yes --leave-swarm --purge"
+        after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --dry-run\n  rpiprov teardown --yes --leave-swarm --purge"
     )]
     Teardown(TeardownArgs),
 
@@ -153,6 +153,31 @@ pub enum Command {
         after_help = "Examples:\n  rpiprov doctor\n  rpiprov doctor --on pi-03 --json\n\nExit code 1 when a check finds an error (one bootstrap would refuse)."
     )]
     Doctor(DoctorArgs),
+
+    /// Show the fleet: nodes, swarm, quorum, stacks and their services, and what differs from the playbook.
+    #[command(
+        after_help = "Read-only: one connection per host, nothing is changed.\n\
+Exit codes: 0 everything matches the playbook and is up, 1 something differs or is down, 2 bad input.\n\n\
+Examples:\n  rpiprov status\n  rpiprov status --json | jq .swarm"
+    )]
+    Status(StatusArgs),
+
+    /// Show what bootstrap, deploy or teardown would do, without changing anything.
+    #[command(
+        subcommand,
+        after_help = "The same probe and the same decisions as the command itself; nothing is written, \
+no lock is taken. `rpiprov plan deploy` is `rpiprov deploy --dry-run`.\n\n\
+Examples:\n  rpiprov plan bootstrap\n  rpiprov plan deploy --json"
+    )]
+    Plan(PlanCommand),
+
+    /// Print a service's logs (or every service of a stack), from the manager.
+    #[command(
+        after_help = "Lines are prefixed with the task and the node they come from. With --follow, \
+Ctrl-C ends it: the remote `docker service logs` is stopped and rpiprov exits with 130.\n\n\
+Examples:\n  rpiprov logs web            # every service of stack web\n  rpiprov logs web_web --since 10m\n  rpiprov logs echo --follow"
+    )]
+    Logs(LogsArgs),
 
     /// Run a shell command on the selected hosts, in parallel, and print each host's output.
     #[command(
@@ -203,6 +228,9 @@ pub struct BootstrapArgs {
     /// skips the port test.
     #[arg(long, value_name = "CHECK", value_parser = PREFLIGHT_CHECKS)]
     pub skip_preflight: Vec<String>,
+    /// Print the steps it would take, per host, and change nothing (= `rpiprov plan bootstrap`).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -241,8 +269,12 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
     /// Remove a deploy lock left on the manager by a killed run, then exit.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub unlock: bool,
+    /// Print what it would do, per stack, why, and a diff of each file; change nothing
+    /// (= `rpiprov plan deploy`).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +290,94 @@ pub struct TeardownArgs {
     /// Also remove what rpiprov uploaded to the manager.
     #[arg(long)]
     pub purge: bool,
+    /// Print what it would remove, in order, and change nothing (= `rpiprov plan teardown`).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// `rpiprov plan COMMAND`: the command's own options, less those that only matter when
+/// it acts.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// The steps bootstrap would take, per host.
+    Bootstrap(PlanBootstrapArgs),
+    /// What deploy would do, per stack, why, and a diff of each file.
+    Deploy(PlanDeployArgs),
+    /// What teardown would remove, in order.
+    Teardown(PlanTeardownArgs),
+}
+
+/// What a plan reads: the configuration, how to connect, `--json` (it shows no progress).
+#[derive(Debug, Default, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanBootstrapArgs {
+    #[command(flatten)]
+    pub fleet: PlanArgs,
+    #[command(flatten)]
+    pub on: OnArg,
+    /// Plan as `bootstrap --force` would.
+    #[arg(long)]
+    pub force: bool,
+    /// Plan as `bootstrap --skip-preflight CHECK` would.
+    #[arg(long, value_name = "CHECK", value_parser = PREFLIGHT_CHECKS)]
+    pub skip_preflight: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanDeployArgs {
+    #[command(flatten)]
+    pub fleet: PlanArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanTeardownArgs {
+    #[command(flatten)]
+    pub fleet: PlanArgs,
+    /// Plan as `teardown --leave-swarm` would.
+    #[arg(long)]
+    pub leave_swarm: bool,
+    /// Plan as `teardown --purge` would.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// A service (`web_web`) or a stack (`web`: every service of it).
+    #[arg(value_name = "SERVICE|STACK")]
+    pub name: String,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines since this time: a duration (`10m`, `1h30m`) or a timestamp (`2026-11-25T16:00:00`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only the last N lines of each task (default: all).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u32>,
 }
 
 #[derive(Debug, Args)]

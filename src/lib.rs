@@ -5,13 +5,13 @@
 //! ```text
 //!  main.rs ──> cmd ──> cli                      (flags only)
 //!               │
-//!               ├──> bootstrap, deploy, teardown   (executors: never each other)
+//!               ├──> bootstrap, deploy, teardown, status, logs   (executors: never each other)
 //!               │        │
 //!               │        ├──> plan                 (pure: facts -> steps; bootstrap's)
 //!               │        ├──> docker               (pure: command lines and their parsers)
 //!               │        ├──> exec                 (parallelism, rows, lock) ──> docker, remote
 //!               │        └──> remote, config
-//!               ├──> ui ──> exec::report           (renderers only)
+//!               ├──> ui ──> exec::report, status   (renderers only)
 //!               └──> lab                           (the virtual fleet)
 //!  shell, secret, select, exit, clock: leaves everyone may use
 //! ```
@@ -19,16 +19,18 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`cli`] | clap definitions of the flags and subcommands; no logic |
-//! | [`cmd`] | one file per command (`check`, `bootstrap`, `deploy`, `teardown`, `run`, `lab`), the dispatch, and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
+//! | [`cmd`] | one file per command (`check`, `bootstrap`, `doctor`, `deploy`, `teardown`, `status`, `logs`, `run`, `lab`, `completions`/`man`), the dispatch (with `plan X` as `X --dry-run`), and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
 //! | [`exit`] | the exit codes |
 //! | [`config`] | the inventory and playbook: read, validated, errors with file, line and key |
 //! | [`select`] | the `--on` grammar |
 //! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, upload |
 //! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages |
-//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]) |
+//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`) |
 //! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase |
 //! | [`bootstrap`], [`deploy`], [`teardown`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
-//! | [`ui`] | progress bars, plain lines, the summary table, the `--json` document |
+//! | [`logs`] | the executor of `rpiprov logs`: `docker service logs` on a manager, streamed, interruptible |
+//! | [`status`] | the read-only executor of `rpiprov status`: one probe per host, and what the status says, a pure function of the answers |
+//! | [`ui`] | progress bars, plain lines, the summary table, the status and plan tables, the `--json` document |
 //! | [`lab`] | the virtual Pi fleet (`rpiprov lab`) |
 //! | [`shell`], [`secret`] | shell quoting; a value that never reaches output |
 //! | [`clock`] | wall-clock times in messages (RFC 3339, UTC) |
@@ -50,6 +52,12 @@
 //!   Ctrl-C and releases it, for `deploy` and `teardown`.
 //! - What does `rpiprov run` do? [`cmd::run`]: one command on every selected host, output
 //!   per host in inventory order.
+//! - What does `plan` (`--dry-run`) share with the command? The same reads and decisions:
+//!   `bootstrap::preview` runs bootstrap's own probe, preflight and planner;
+//!   `deploy::preview` the same network, image and stack checks and [`deploy::decide`];
+//!   `teardown::preview` the same survey. None takes the lock or writes.
+//! - What does `status` show? [`status::assess`], a pure function of each host's probe and
+//!   a manager's overview ([`docker::overview`]), rendered by `ui::status`.
 
 // Output goes through `ui::term` (cleaned of what a terminal would obey; a closed pipe is
 // no panic): the print macros would skip both.
@@ -65,11 +73,13 @@ pub mod docker;
 pub mod exec;
 pub mod exit;
 pub mod lab;
+pub mod logs;
 pub mod plan;
 pub mod remote;
 pub mod secret;
 pub mod select;
 pub mod shell;
+pub mod status;
 pub mod teardown;
 #[cfg(test)]
 pub mod testing;

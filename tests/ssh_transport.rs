@@ -471,23 +471,33 @@ fn processes_like(args: &str) -> usize {
         .count()
 }
 
+/// A session to the fixture's sudo user, with its password.
+async fn sudo_session(f: &Fixture) -> Session {
+    connect(
+        &f.sudo_target(Some(test_password())),
+        &f.options(HostKeyPolicy::Strict),
+    )
+    .await
+    .unwrap()
+}
+
+/// `sleep N.UNIQUE` commands with durations unique to this run, so that nothing else on
+/// the machine matches them.
+fn unique_sleeps(ns: std::ops::Range<u32>) -> Vec<String> {
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_micros();
+    ns.map(|n| format!("sleep {n}.{unique:06}")).collect()
+}
+
 /// Commands with children, and root commands under sudo, are stopped as a whole when
 /// they run over their time (a signal to the login shell alone would leave them running).
 #[tokio::test]
 async fn timed_out_process_trees_are_stopped_also_under_sudo() {
     let f = fixture();
-    let s = connect(
-        &f.sudo_target(Some(test_password())),
-        &f.options(HostKeyPolicy::Strict),
-    )
-    .await
-    .unwrap();
-    // Durations unique to this run, so that nothing else on the machine matches.
-    let unique = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_micros();
-    let sleeps: Vec<String> = (43..47).map(|n| format!("sleep {n}.{unique:06}")).collect();
+    let s = sudo_session(&f).await;
+    let sleeps = unique_sleeps(43..47);
     let (a, b) = (s.clone(), s.clone());
     let (ra, rb) = tokio::join!(
         a.exec(
@@ -506,6 +516,45 @@ async fn timed_out_process_trees_are_stopped_also_under_sudo() {
     }
     // TERM is passed on at once; the remote limit (one second later) is the backstop.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    for p in &sleeps {
+        assert_eq!(processes_like(p), 0, "{p} is still running");
+    }
+}
+
+/// An interrupted command (Ctrl-C on `rpiprov logs --follow`) is stopped on the host as
+/// a whole, under sudo too, and the request says it was interrupted; the caller may exit
+/// right after.
+#[tokio::test]
+async fn interrupted_process_trees_are_stopped_also_under_sudo() {
+    let f = fixture();
+    let s = sudo_session(&f).await;
+    let sleeps = unique_sleeps(53..55);
+    let (stop, interrupt) = tokio::sync::watch::channel(false);
+    let run = s.exec(
+        ExecRequest::new(format!("{} & {}; echo never", sleeps[0], sleeps[1]))
+            .privileged()
+            .timeout(Duration::from_secs(60))
+            .interrupt(interrupt),
+    );
+    let stopper = async {
+        // Both sleeps run before the interruption.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sleeps.iter().any(|p| processes_like(p) == 0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(true).unwrap();
+    };
+    let started = std::time::Instant::now();
+    let (res, ()) = tokio::join!(run, stopper);
+    let err = res.unwrap_err();
+    assert!(matches!(err, RemoteError::Interrupted { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    s.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     for p in &sleeps {
         assert_eq!(processes_like(p), 0, "{p} is still running");
     }

@@ -16,7 +16,8 @@ use crate::docker::engine::{self, DAEMON_JSON};
 use crate::docker::probe::{self, Facts};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{network, node};
-use crate::exec::report::{Reporter, Row, RowId, Rows};
+use crate::exec::preview::{Planned, Preview};
+use crate::exec::report::{Reporter, Row, RowId, Rows, Silent};
 use crate::exec::{StepError, check, parallel_map, root};
 use crate::plan::ports::Node;
 use crate::plan::preflight::{Finding, Probed, Window, errors};
@@ -95,122 +96,11 @@ pub async fn execute<R: Remote + 'static>(
         rows.close(&RowId::host(&host));
     }
 
-    // Facts first: one probe per host, all at once.
-    let net_names: Vec<&str> = opts.networks.iter().map(|n| n.name.as_str()).collect();
-    let probe = probe::probe(&net_names);
-    let names: Vec<String> = sessions.keys().cloned().collect();
-    let timeout = opts.command_timeout.min(Duration::from_secs(120));
-    let results = parallel_map(names, opts.parallel, |name| {
-        let session = sessions[&name].clone();
-        let rows = rows.clone();
-        let probe = probe.clone();
-        async move {
-            rows.step(&RowId::host(&name), "probe");
-            let sent = preflight::now();
-            let res = root(&*session, probe, timeout)
-                .await
-                .and_then(|out| probe::parse(&out.stdout_str()).map_err(StepError));
-            (name, res.map(|f| (f, preflight::window(sent))))
-        }
-    })
-    .await;
-    let mut all_facts = HashMap::new();
-    let mut windows: HashMap<String, Window> = HashMap::new();
-    for (name, res) in results {
-        let id = RowId::host(&name);
-        match res {
-            Ok((f, window)) => {
-                windows.insert(name.clone(), window);
-                // Until its first step (or its end), a host waits on the others.
-                rows.step(&id, "probed; waiting for the plan's turn");
-                all_facts.insert(name, f);
-                rows.add(&id);
-            }
-            Err(e) => {
-                rows.fail(&id, "probe", &e.0);
-                rows.close(&id);
-            }
-        }
-    }
-
-    let acted_on: Vec<&Host> = opts
-        .hosts
-        .iter()
-        .filter(|h| all_facts.contains_key(&h.name))
-        .copied()
-        .collect();
-    let probed: Vec<Probed> = acted_on
-        .iter()
-        .map(|h| Probed {
-            host: &h.name,
-            facts: &all_facts[&h.name],
-            window: windows.get(&h.name).copied(),
-        })
-        .collect();
-    let mut findings = plan::preflight::judge(&probed);
-
-    let mut plan = plan::plan(&plan::Input {
-        hosts: &opts.hosts,
-        managers: &opts.managers,
-        facts: &all_facts,
-        networks: opts.networks,
-        default_addr_pool: opts.default_addr_pool,
-        force: opts.force,
-    });
-
-    // The port test: only when the swarm forms or grows (a formed fleet's second run
-    // stays one probe per host), or for doctor.
-    let forming = plan
-        .phases
-        .iter()
-        .flat_map(|p| p.work.iter())
-        .flat_map(|w| w.steps.iter())
-        .any(|s| matches!(s, Step::InitSwarm { .. } | Step::JoinSwarm { .. }));
-    if (opts.preflight_only || forming) && !opts.skip.contains(&Check::Ports) {
-        let mut members: Vec<&Host> = acted_on.clone();
-        for m in &opts.managers {
-            if all_facts.contains_key(&m.name) && !members.iter().any(|h| h.name == m.name) {
-                members.push(m);
-            }
-        }
-        let addrs: Vec<String> = members
-            .iter()
-            .map(|h| test_addr(h, &all_facts[&h.name]))
-            .collect();
-        let nodes: Vec<Node> = members
-            .iter()
-            .zip(&addrs)
-            .map(|(h, addr)| {
-                let f = &all_facts[&h.name];
-                Node {
-                    host: &h.name,
-                    addr,
-                    manager: h.role == Role::Manager,
-                    in_swarm: f.swarm.is_active(),
-                }
-            })
-            .collect();
-        for h in &members {
-            rows.step(&RowId::host(&h.name), "test ports");
-        }
-        findings.extend(preflight::ports(&sessions, &nodes, opts.parallel).await);
-    }
-    let stopped = errors(&findings, &opts.skip);
-    let mut refused = Vec::new();
-    for h in opts.hosts.iter().chain(opts.managers.iter()) {
-        let mine: Vec<String> = stopped
-            .iter()
-            .filter(|f| f.host == h.name)
-            .map(|f| format!("{}: {}; what to do: {}", f.check.name(), f.message, f.fix))
-            .collect();
-        let id = RowId::host(&h.name);
-        if !mine.is_empty() && rows.failed(&id) == Some(false) {
-            rows.fail(&id, "preflight", &mine.join("\n"));
-            rows.close(&id);
-            refused.push(h.name.clone());
-        }
-    }
-    plan.drop_hosts(&refused);
+    let Decided {
+        facts: all_facts,
+        findings,
+        plan,
+    } = decide(opts, &sessions, &rows).await;
 
     let node_ids = all_facts
         .iter()
@@ -312,6 +202,210 @@ fn test_addr(host: &Host, f: &Facts) -> String {
         _ if !f.swarm.node_addr.is_empty() => f.swarm.node_addr.clone(),
         _ if !f.reach_addr.is_empty() => f.reach_addr.clone(),
         _ => host.address.clone(),
+    }
+}
+
+/// What bootstrap decided before acting: the facts, the preflight's findings, and the
+/// plan without the hosts the preflight refused.
+pub struct Decided {
+    pub facts: HashMap<String, Facts>,
+    pub findings: Vec<Finding>,
+    pub plan: Plan,
+}
+
+/// Probes every connected host at once (one round trip each), judges the preflight (and
+/// tests the ports when the swarm forms or grows, or for doctor), and plans: what
+/// `execute` runs and `preview` shows. A host whose probe failed, or that the preflight
+/// refuses, has its row failed and closed.
+async fn decide<R: Remote + 'static>(
+    opts: &Options<'_>,
+    sessions: &HashMap<String, Arc<R>>,
+    rows: &Rows,
+) -> Decided {
+    // Facts first: one probe per host, all at once.
+    let net_names: Vec<&str> = opts.networks.iter().map(|n| n.name.as_str()).collect();
+    let probe = probe::probe(&net_names);
+    let names: Vec<String> = sessions.keys().cloned().collect();
+    let timeout = opts.command_timeout.min(Duration::from_secs(120));
+    let results = parallel_map(names, opts.parallel, |name| {
+        let session = sessions[&name].clone();
+        let rows = rows.clone();
+        let probe = probe.clone();
+        async move {
+            rows.step(&RowId::host(&name), "probe");
+            let sent = preflight::now();
+            let res = root(&*session, probe, timeout)
+                .await
+                .and_then(|out| probe::parse(&out.stdout_str()).map_err(StepError));
+            (name, res.map(|f| (f, preflight::window(sent))))
+        }
+    })
+    .await;
+    let mut all_facts = HashMap::new();
+    let mut windows: HashMap<String, Window> = HashMap::new();
+    for (name, res) in results {
+        let id = RowId::host(&name);
+        match res {
+            Ok((f, window)) => {
+                windows.insert(name.clone(), window);
+                // Until its first step (or its end), a host waits on the others.
+                rows.step(&id, "probed; waiting for the plan's turn");
+                all_facts.insert(name, f);
+                rows.add(&id);
+            }
+            Err(e) => {
+                rows.fail(&id, "probe", &e.0);
+                rows.close(&id);
+            }
+        }
+    }
+
+    let acted_on: Vec<&Host> = opts
+        .hosts
+        .iter()
+        .filter(|h| all_facts.contains_key(&h.name))
+        .copied()
+        .collect();
+    let probed: Vec<Probed> = acted_on
+        .iter()
+        .map(|h| Probed {
+            host: &h.name,
+            facts: &all_facts[&h.name],
+            window: windows.get(&h.name).copied(),
+        })
+        .collect();
+    let mut findings = plan::preflight::judge(&probed);
+
+    let mut plan = plan::plan(&plan::Input {
+        hosts: &opts.hosts,
+        managers: &opts.managers,
+        facts: &all_facts,
+        networks: opts.networks,
+        default_addr_pool: opts.default_addr_pool,
+        force: opts.force,
+    });
+
+    // The port test: only when the swarm forms or grows (a formed fleet's second run
+    // stays one probe per host), or for doctor.
+    let forming = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.work.iter())
+        .flat_map(|w| w.steps.iter())
+        .any(|s| matches!(s, Step::InitSwarm { .. } | Step::JoinSwarm { .. }));
+    if (opts.preflight_only || forming) && !opts.skip.contains(&Check::Ports) {
+        let mut members: Vec<&Host> = acted_on.clone();
+        for m in &opts.managers {
+            if all_facts.contains_key(&m.name) && !members.iter().any(|h| h.name == m.name) {
+                members.push(m);
+            }
+        }
+        let addrs: Vec<String> = members
+            .iter()
+            .map(|h| test_addr(h, &all_facts[&h.name]))
+            .collect();
+        let nodes: Vec<Node> = members
+            .iter()
+            .zip(&addrs)
+            .map(|(h, addr)| {
+                let f = &all_facts[&h.name];
+                Node {
+                    host: &h.name,
+                    addr,
+                    manager: h.role == Role::Manager,
+                    in_swarm: f.swarm.is_active(),
+                }
+            })
+            .collect();
+        for h in &members {
+            rows.step(&RowId::host(&h.name), "test ports");
+        }
+        findings.extend(preflight::ports(sessions, &nodes, opts.parallel).await);
+    }
+    let stopped = errors(&findings, &opts.skip);
+    let mut refused = Vec::new();
+    for h in opts.hosts.iter().chain(opts.managers.iter()) {
+        let mine: Vec<String> = stopped
+            .iter()
+            .filter(|f| f.host == h.name)
+            .map(|f| format!("{}: {}; what to do: {}", f.check.name(), f.message, f.fix))
+            .collect();
+        let id = RowId::host(&h.name);
+        if !mine.is_empty() && rows.failed(&id) == Some(false) {
+            rows.fail(&id, "preflight", &mine.join("\n"));
+            rows.close(&id);
+            refused.push(h.name.clone());
+        }
+    }
+    plan.drop_hosts(&refused);
+    Decided {
+        facts: all_facts,
+        findings,
+        plan,
+    }
+}
+
+/// What `execute` would do, without doing it (`bootstrap --dry-run`): the same probe,
+/// preflight and plan ([`decide`]), shown per host and phase. Hosts that could not be
+/// reached, probed, or that the preflight refuses, and refused steps, are the preview's
+/// problems.
+pub async fn preview<R: Remote + 'static>(
+    opts: &Options<'_>,
+    sessions: HashMap<String, Arc<R>>,
+    failed: Vec<(String, String)>,
+) -> (Preview, HashMap<String, Facts>) {
+    let rows = Rows::new(Arc::new(Silent), &[]);
+    for (host, err) in failed {
+        rows.connect_failed(&host, err);
+    }
+    let Decided { facts, plan, .. } = decide(opts, &sessions, &rows).await;
+    let mut problems: Vec<String> = rows
+        .finish()
+        .into_iter()
+        .filter(|r| r.failed())
+        .map(|r| format!("{}: {}", r.label(), r.detail()))
+        .collect();
+    (preview_of(&plan, &mut problems, &opts.hosts), facts)
+}
+
+/// The preview of a plan: a row per host with steps, in the order the phases run them.
+pub fn preview_of(plan: &Plan, problems: &mut Vec<String>, hosts: &[&Host]) -> Preview {
+    let mut rows: Vec<Planned> = Vec::new();
+    for phase in &plan.phases {
+        for w in &phase.work {
+            let id = RowId::host(&w.host);
+            let i = match rows.iter().position(|r| r.row == id.label()) {
+                Some(i) => i,
+                None => {
+                    rows.push(Planned::new(&id));
+                    rows.len() - 1
+                }
+            };
+            for step in &w.steps {
+                if let Step::Refuse(msg) = step {
+                    problems.push(format!("{}: {msg}", w.host));
+                } else {
+                    rows[i].steps.push(step.describe());
+                }
+            }
+        }
+    }
+    rows.retain(|r| !r.steps.is_empty());
+    let unchanged = hosts
+        .iter()
+        .filter(|h| !rows.iter().any(|r| r.row == h.name))
+        .filter(|h| {
+            !problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{}: ", h.name)))
+        })
+        .map(|h| h.name.clone())
+        .collect();
+    Preview {
+        command: "bootstrap".into(),
+        rows,
+        unchanged,
+        problems: std::mem::take(problems),
     }
 }
 

@@ -463,3 +463,69 @@ async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
     assert_eq!(pi1.changed, vec!["label pi2 zone=z"]);
     assert!(!reports.iter().any(Row::failed), "{reports:?}");
 }
+
+/// `--dry-run`: the same probe, preflight and plan as the run, shown per host; only the
+/// probe is sent (the port test is skipped here, as in the other tests); what the run
+/// then does is what the preview said.
+#[tokio::test]
+async fn the_preview_lists_the_steps_the_run_then_takes_and_sends_only_the_probe() {
+    let (fakes, hosts) = fleet();
+    let opts = Options {
+        hosts: hosts.iter().collect(),
+        managers: hosts.iter().filter(|h| h.role == Role::Manager).collect(),
+        networks: &[],
+        default_addr_pool: None,
+        force: false,
+        parallel: 4,
+        command_timeout: Duration::from_secs(5),
+        skip: vec![Check::Ports],
+        preflight_only: false,
+        addresses: hosts
+            .iter()
+            .map(|h| (h.name.clone(), vec![h.address.clone()]))
+            .collect(),
+    };
+    let sessions = fakes
+        .iter()
+        .map(|f| (f.name.clone(), Arc::new(f.clone())))
+        .collect();
+    let failed = vec![("pi9".to_string(), "no answer".to_string())];
+    let (p, facts) = preview(&opts, sessions, failed).await;
+    assert_eq!(facts.len(), 2);
+    let steps: Vec<(&str, Vec<&str>)> = p
+        .rows
+        .iter()
+        .map(|r| (r.row.as_str(), r.steps.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (
+                "pi2",
+                vec![
+                    "install docker (docker.io package)",
+                    "start docker",
+                    "join swarm as worker"
+                ]
+            ),
+            ("pi1", vec!["swarm init (advertise 198.18.0.11)"]),
+        ]
+    );
+    assert_eq!(p.problems, vec!["pi9: connect: no answer"]);
+    for f in &fakes {
+        let cmds = f.commands();
+        assert_eq!(cmds.len(), 1, "{}: {cmds:?}", f.name);
+        assert!(cmds[0].contains("@@begin"), "{cmds:?}");
+    }
+    // The run on the same facts does exactly those steps.
+    let (fakes, hosts) = fleet();
+    let (reports, _) = bootstrap(&fakes, &hosts, vec![]).await;
+    let done: Vec<(String, Vec<String>)> = reports
+        .iter()
+        .map(|r| (r.label(), r.changed.clone()))
+        .collect();
+    for (row, planned) in steps {
+        let did = &done.iter().find(|(l, _)| l == row).unwrap().1;
+        assert_eq!(did, &planned, "{row}");
+    }
+}

@@ -457,6 +457,21 @@ pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Sw
     }
 }
 
+/// The end of a `--dry-run` (or `rpiprov plan`): the preview as a table, or with `--json`
+/// as one document; exit 1 when something stands in the way, 0 otherwise.
+pub fn show_preview(ctx: &Ctx, preview: &crate::exec::preview::Preview) -> Done {
+    if ctx.json {
+        ui::json::print(preview, true);
+    } else {
+        term::out(&ui::plan::render(preview));
+    }
+    Done::Exit(if preview.problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
 /// Ctrl-C: the locking commands stop and release the lock when it fires.
 pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;

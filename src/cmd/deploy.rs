@@ -2,7 +2,8 @@
 //! or variable is a usage error, before any connection), connects to the whole swarm, and
 //! hands over to the executor ([`crate::deploy`]) with Ctrl-C as its interruption.
 
-use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
+use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, show_preview, with_fleet};
+use crate::exec::report::{Reporter, Silent};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::ui::term;
 
@@ -12,11 +13,13 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn deploy(opts: &Opts, unlock: bool) -> u8 {
-    with_fleet(opts, "deploy", NEEDS, |ctx| Box::pin(body(ctx, unlock)))
+pub fn deploy(opts: &Opts, unlock: bool, dry_run: bool) -> u8 {
+    with_fleet(opts, "deploy", NEEDS, |ctx| {
+        Box::pin(body(ctx, unlock, dry_run))
+    })
 }
 
-async fn body(ctx: &Ctx, unlock: bool) -> Done {
+async fn body(ctx: &Ctx, unlock: bool, dry_run: bool) -> Done {
     let playbook = match ctx.playbook() {
         Ok(p) => p,
         Err(code) => return Done::Exit(code),
@@ -46,6 +49,20 @@ async fn body(ctx: &Ctx, unlock: bool) -> Done {
                 Done::Exit(EXIT_FAILED)
             }
         };
+    }
+    if dry_run {
+        let quiet: std::sync::Arc<dyn Reporter> = std::sync::Arc::new(Silent);
+        let swarm = match connect_swarm(ctx, &quiet).await {
+            Ok(s) => s,
+            Err(done) => return done,
+        };
+        let opts = crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout);
+        let mut preview =
+            crate::deploy::preview(&opts, &prepared, swarm.leader, swarm.sessions).await;
+        for (host, e) in swarm.unreachable {
+            preview.problems.insert(0, format!("{host}: {e}"));
+        }
+        return show_preview(ctx, &preview);
     }
     let names = ctx.ordered_targets();
     let leader_name = ctx.manager_names().into_iter().next().unwrap_or_default();

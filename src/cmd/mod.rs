@@ -7,10 +7,12 @@
 //! | command | file | executor |
 //! |---|---|---|
 //! | `check` | [`check`] | none: it connects nowhere |
-//! | `bootstrap` | [`bootstrap`] | [`crate::bootstrap`] |
+//! | `bootstrap` (and `plan bootstrap`) | [`bootstrap`] | [`crate::bootstrap`] |
 //! | `doctor` | [`doctor`] | [`crate::bootstrap`], its preflight alone |
-//! | `deploy` | [`deploy`] | [`crate::deploy`] |
-//! | `teardown` | [`teardown`] | [`crate::teardown`] |
+//! | `deploy` (and `plan deploy`) | [`deploy`] | [`crate::deploy`] |
+//! | `teardown` (and `plan teardown`) | [`teardown`] | [`crate::teardown`] |
+//! | `status` | [`status`] | [`crate::status`] |
+//! | `logs` | [`logs`] | [`crate::logs`]: one `docker service logs` on a manager |
 //! | `run` | [`run`] | itself: one command on every selected host |
 //! | `completions`, `man` | [`docs`] | none: generated from [`crate::cli`] |
 //! | `lab` | [`lab`] | [`crate::lab`] |
@@ -22,14 +24,18 @@ pub mod deploy;
 pub mod docs;
 pub mod doctor;
 pub mod lab;
+pub mod logs;
 pub mod run;
+pub mod status;
 pub mod teardown;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, InventoryArg};
+use crate::cli::{
+    Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, InventoryArg, PlanArgs, PlanCommand,
+};
 use crate::exit::EXIT_USAGE;
 use crate::ui::term;
 
@@ -145,6 +151,9 @@ impl Opts {
         self.verbose |= verbose > 0;
         self
     }
+    fn plan(self, p: &PlanArgs) -> Opts {
+        self.config(&p.config).connect(&p.connect).json(p.json.json)
+    }
     fn fleet(self, f: &FleetArgs) -> Opts {
         self.config(&f.config)
             .connect(&f.connect)
@@ -167,7 +176,25 @@ pub fn dispatch(cli: &Cli) -> u8 {
             on: true,
             ..Reads::FLEET
         },
+        Command::Plan(PlanCommand::Bootstrap(_)) => Reads {
+            on: true,
+            verbose: false,
+            ..Reads::FLEET
+        },
         Command::Deploy(_) | Command::Teardown(_) => Reads::FLEET,
+        Command::Plan(PlanCommand::Deploy(_) | PlanCommand::Teardown(_)) => Reads {
+            verbose: false,
+            ..Reads::FLEET
+        },
+        Command::Status(_) => Reads {
+            verbose: false,
+            ..Reads::FLEET
+        },
+        Command::Logs(_) => Reads {
+            inventory: true,
+            connect: true,
+            ..Reads::NONE
+        },
         Command::Run(_) => Reads {
             playbook: false,
             on: true,
@@ -191,7 +218,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Bootstrap(args) => {
             let o = before.fleet(&args.fleet).on(&args.on.on);
-            bootstrap::bootstrap(&o, args.force, &args.skip_preflight)
+            bootstrap::bootstrap(&o, args.force, &args.skip_preflight, args.dry_run)
         }
         Command::Doctor(args) => {
             let o = before.fleet(&args.fleet).on(&args.on.on);
@@ -199,7 +226,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Deploy(args) => {
             let o = before.fleet(&args.fleet);
-            deploy::deploy(&o, args.unlock)
+            deploy::deploy(&o, args.unlock, args.dry_run)
         }
         Command::Teardown(args) => {
             let o = before.fleet(&args.fleet);
@@ -208,7 +235,33 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 leave_swarm: args.leave_swarm,
                 purge: args.purge,
             };
-            teardown::teardown(&o, t)
+            teardown::teardown(&o, t, args.dry_run)
+        }
+        Command::Plan(PlanCommand::Bootstrap(args)) => {
+            let o = before.plan(&args.fleet).on(&args.on.on);
+            bootstrap::bootstrap(&o, args.force, &args.skip_preflight, true)
+        }
+        Command::Plan(PlanCommand::Deploy(args)) => {
+            deploy::deploy(&before.plan(&args.fleet), false, true)
+        }
+        Command::Plan(PlanCommand::Teardown(args)) => {
+            let t = teardown::Asked {
+                yes: true,
+                leave_swarm: args.leave_swarm,
+                purge: args.purge,
+            };
+            teardown::teardown(&before.plan(&args.fleet), t, true)
+        }
+        Command::Status(args) => {
+            let o = before
+                .config(&args.config)
+                .connect(&args.connect)
+                .json(args.json.json);
+            status::status(&o)
+        }
+        Command::Logs(args) => {
+            let o = before.inventory(&args.inventory).connect(&args.connect);
+            logs::logs(&o, args)
         }
         Command::Run(args) => {
             let o = before

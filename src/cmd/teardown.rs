@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, with_fleet};
+use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, show_preview, with_fleet};
 use crate::exec::report::Reporter;
 use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 use crate::remote::Remote;
@@ -26,20 +26,24 @@ pub struct Asked {
     pub purge: bool,
 }
 
-pub fn teardown(opts: &Opts, asked: Asked) -> u8 {
-    let (yes, leave, purge) = (asked.yes, asked.leave_swarm, asked.purge);
+pub fn teardown(opts: &Opts, asked: Asked, dry_run: bool) -> u8 {
     with_fleet(opts, "teardown", NEEDS, |ctx| {
-        Box::pin(body(ctx, yes, leave, purge))
+        Box::pin(body(ctx, asked, dry_run))
     })
 }
 
-async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
+async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
+    let Asked {
+        yes,
+        leave_swarm,
+        purge,
+    } = asked;
     let playbook = match ctx.playbook() {
         Ok(p) => p,
         Err(code) => return Done::Exit(code),
     };
     let interactive = std::io::stdin().is_terminal();
-    if !yes && !interactive {
+    if !yes && !interactive && !dry_run {
         term::errln(
             "error: teardown removes stacks and networks: confirm with --yes when not on a terminal",
         );
@@ -50,6 +54,22 @@ async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
         Ok(s) => s,
         Err(done) => return done,
     };
+    let opts = crate::teardown::Options::new(
+        ctx.parallel,
+        ctx.connect.command_timeout,
+        ctx.manager_names(),
+        leave_swarm,
+        purge,
+    );
+    let node_names: Vec<String> = swarm.sessions.keys().cloned().collect();
+    if dry_run {
+        let mut preview =
+            crate::teardown::preview(&*swarm.leader, playbook, &opts, &node_names).await;
+        for (host, e) in swarm.unreachable {
+            preview.problems.insert(0, format!("{host}: {e}"));
+        }
+        return show_preview(ctx, &preview);
+    }
     let found = match crate::teardown::survey(&*swarm.leader, playbook, ctx.connect.command_timeout)
         .await
     {
@@ -77,14 +97,6 @@ async fn body(ctx: &Ctx, yes: bool, leave_swarm: bool, purge: bool) -> Done {
     } else {
         term::errln(&format!("teardown: {what}"));
     }
-    let opts = crate::teardown::Options::new(
-        ctx.parallel,
-        ctx.connect.command_timeout,
-        ctx.manager_names(),
-        leave_swarm,
-        purge,
-    );
-    let node_names: Vec<String> = swarm.sessions.keys().cloned().collect();
     let rows = crate::teardown::row_names(&found, swarm.leader.host(), &node_names, &opts);
     let reporter = ctx.reporter(&rows);
     let res = crate::teardown::execute(

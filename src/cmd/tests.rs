@@ -63,6 +63,24 @@ fn each_command_lists_the_options_it_reads() {
     for absent in ["--on", "--parallel", "--host-key-policy", "--verbose"] {
         assert!(!check.contains(absent), "check lists {absent}:\n{check}");
     }
+    let plan = help(&["plan", "deploy"]);
+    assert!(
+        plan.contains("--json") && !plan.contains("--verbose") && !plan.contains("--unlock"),
+        "{plan}"
+    );
+    let logs = help(&["logs"]);
+    for o in ["--follow", "--since", "--tail", "--inventory"] {
+        assert!(logs.contains(o), "logs lacks {o}:\n{logs}");
+    }
+    assert!(
+        !logs.contains("--json") && !logs.contains("--playbook"),
+        "{logs}"
+    );
+    let status = help(&["status"]);
+    assert!(
+        status.contains("--json") && !status.contains("--on"),
+        "{status}"
+    );
     let run = help(&["run"]);
     assert!(!run.contains("--playbook") && run.contains("--on"), "{run}");
 }

@@ -78,6 +78,40 @@ pub struct NodeImages {
     pub seconds: f64,
 }
 
+/// Which of `images` a node lacks (or holds from another archive), by index, and the
+/// node's architecture when it said: what `ship` loads there, and what `deploy --dry-run`
+/// says it would.
+pub async fn missing_on<R: Remote>(
+    remote: &R,
+    images: &[PreparedImage],
+    timeout: Duration,
+) -> Result<(Vec<usize>, Option<String>), StepError> {
+    let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
+    root(remote, image::images_check(&refs), timeout)
+        .await
+        .and_then(|o| {
+            let text = o.stdout_str();
+            let arch = image::parse_node_arch(&text).map(str::to_string);
+            parse_missing(&text, images.len())
+                .map(|m| (m, arch))
+                .map_err(StepError)
+        })
+}
+
+/// Why an image is not shipped to a node of architecture `arch`, or `None` when it runs
+/// there (or either is unknown).
+pub fn refusal(img: &PreparedImage, arch: Option<&str>, host: &str) -> Option<String> {
+    let (p, a) = (img.platform.as_ref()?, arch?);
+    (!image::runs_on(p, a)).then(|| {
+        format!(
+            "the archive is built for {p} ({}), and {host} runs {a}: not shipped; build the image for {} (docker buildx build --platform linux/{})",
+            p.from,
+            image::docker_arch(a),
+            image::docker_arch(a)
+        )
+    })
+}
+
 /// Ships every image to every node that lacks it. One result per node, sorted by name.
 pub async fn ship<R: Remote + 'static>(
     nodes: &HashMap<String, Arc<R>>,
@@ -106,17 +140,7 @@ pub async fn ship<R: Remote + 'static>(
                 ..Default::default()
             };
             rows.step(&row, "check images");
-            let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
-            let check = root(&*remote, image::images_check(&refs), command_timeout)
-                .await
-                .and_then(|o| {
-                    let text = o.stdout_str();
-                    let arch = image::parse_node_arch(&text).map(str::to_string);
-                    parse_missing(&text, images.len())
-                        .map(|m| (m, arch))
-                        .map_err(StepError)
-                });
-            match check {
+            match missing_on(&*remote, &images, command_timeout).await {
                 Err(e) => {
                     res.failed = Some(("check images".into(), e.0));
                     res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
@@ -125,20 +149,12 @@ pub async fn ship<R: Remote + 'static>(
                     for (k, &i) in missing.iter().enumerate() {
                         let img = &images[i];
                         // Refused before a byte is sent: it could not run there.
-                        if let (Some(p), Some(a)) = (&img.platform, &arch)
-                            && !image::runs_on(p, a)
-                        {
-                            res.failed = Some((
-                                img.name.clone(),
-                                format!(
-                                    "the archive is built for {p} ({}), and {host} runs {a}: not shipped; build the image for {} (docker buildx build --platform linux/{})",
-                                    p.from,
-                                    image::docker_arch(a),
-                                    image::docker_arch(a)
-                                ),
-                            ));
-                            res.not_loaded =
-                                missing[k..].iter().map(|&j| images[j].name.clone()).collect();
+                        if let Some(why) = refusal(img, arch.as_deref(), &host) {
+                            res.failed = Some((img.name.clone(), why));
+                            res.not_loaded = missing[k..]
+                                .iter()
+                                .map(|&j| images[j].name.clone())
+                                .collect();
                             break;
                         }
                         rows.step(&row, &format!("load image {}", img.name));

@@ -10,6 +10,7 @@
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);
 //! - [`wait`]: the convergence wait (the judgement is [`crate::docker::service`]'s);
+//! - [`preview()`] (`preview.rs`): `--dry-run`, the same reads and decisions, no write;
 //! - this file: the flow, and the result: one row per manager, node and stack, plus a
 //!   per-stack detail for `--json`.
 
@@ -32,9 +33,11 @@ use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
 
 pub mod images;
 mod prepare;
+mod preview;
 pub mod wait;
 
 pub use prepare::{EnvVar, Prepared, PreparedStack, fingerprint, prepare, prepare_with};
+pub use preview::{StackFile, preview, stack_files};
 
 /// Whether a stack is deployed, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

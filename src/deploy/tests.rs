@@ -4,26 +4,12 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Compose, Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
+use crate::config::{Image, ImageFormat, Playbook, Variable, VariableValue};
 use crate::deploy::prepare::interpolate;
 use crate::docker::paths::stack_file;
-use crate::testing::{FakeRemote, Recorder, fail, ok};
+use crate::testing::{FakeRemote, Recorder, fail, ok, stack};
 
 const SECRET: &str = "s3cr3t-VALUE";
-
-fn stack(name: &str, order: i64, services: &[&str], images: &[&str]) -> Stack {
-    Stack {
-        name: name.into(),
-        file: PathBuf::from(format!("stacks/{name}.yml")),
-        order,
-        timeout: Duration::from_millis(200),
-        compose: Compose {
-            services: services.iter().map(|s| s.to_string()).collect(),
-            images: images.iter().map(|s| s.to_string()).collect(),
-            external_networks: vec![],
-        },
-    }
-}
 
 fn playbook() -> Playbook {
     Playbook {
@@ -813,4 +799,79 @@ async fn a_network_with_other_options_stops_the_deploy_before_any_stack() {
     assert!(res.stacks.iter().all(|s| s.status == StackStatus::Skipped));
     // The lock is released all the same.
     assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+/// A manager that answers `files_read` from the files it holds, as `od` prints them.
+fn serves_its_files(m: &FakeRemote) {
+    let files = m.files.clone();
+    m.on_fn("od -An -v -tx1", move |req| {
+        let held = files.lock().unwrap();
+        let mut out = String::new();
+        for part in req.command.split("echo '@@begin file ").skip(1) {
+            let path = part.split('\'').next().unwrap();
+            out.push_str(&format!("@@begin file {path}\n"));
+            match held.get(path) {
+                Some(bytes) => {
+                    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    out.push_str(&format!(" {}\n", hex.join(" ")));
+                }
+                None => out.push_str("@@missing\n"),
+            }
+            out.push_str(&format!("@@end file {path}\n"));
+        }
+        ok(&out)
+    });
+}
+
+/// `--dry-run`: what would be uploaded and deployed, why, and the diff of the changed
+/// file, from the same reads as the run; not one write, no lock.
+#[tokio::test]
+async fn the_preview_shows_the_changed_stack_with_its_diff_and_writes_nothing() {
+    let p = prepared();
+    let probe = FakeRemote::new("probe");
+    let state = already_deployed(&probe, &p);
+    let web_fp = &p.stacks[0].fingerprint;
+    let m = manager(&state.replace(web_fp.as_str(), "an-older-fingerprint"));
+    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let web_file = stack_file("web", "web.yml");
+    let old = String::from_utf8(p.stacks[0].contents.clone())
+        .unwrap()
+        .replace("image: lab/httpd:1", "image: lab/httpd:0");
+    m.files.lock().unwrap().insert(web_file, old.into_bytes());
+    serves_its_files(&m);
+    let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
+    let preview = preview(&options(), &p, leader, nodes).await;
+    assert_eq!(preview.problems, Vec::<String>::new());
+    let rows: Vec<(&str, Vec<&str>)> = preview
+        .rows
+        .iter()
+        .map(|r| (r.row.as_str(), r.steps.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("pi1", vec!["upload web/web.yml"]),
+            (
+                "stack web",
+                vec!["docker stack deploy (changed since its last deploy)"]
+            ),
+        ]
+    );
+    assert_eq!(preview.unchanged, vec!["pi2", "stack db"]);
+    let web = &preview.rows[1];
+    assert_eq!(web.files.len(), 1);
+    assert_eq!(web.files[0].change, "changed");
+    let diff = web.files[0].diff.as_deref().unwrap();
+    assert!(
+        diff.contains("-    image: lab/httpd:0\n+    image: lab/httpd:1\n"),
+        "{diff}"
+    );
+    // Nothing written, no lock taken, nothing deployed.
+    assert!(m.uploads.lock().unwrap().is_empty());
+    for c in m.commands() {
+        assert!(
+            !c.contains("mkdir") && !c.contains("stack deploy") && !c.contains("network create"),
+            "{c}"
+        );
+    }
 }

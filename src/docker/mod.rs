@@ -13,6 +13,7 @@
 //! |---|---|
 //! | [`probe`] | the read-only probe of a host, and [`probe::Facts`] parsed from it |
 //! | [`ports`] | the ports swarm needs between nodes, tested from the nodes before it forms |
+//! | [`overview`] | what a manager adds to its probe for `status`: stacks, records, networks, services |
 //! | [`engine`] | the daemon: install, start, restart, `daemon.json` merge |
 //! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
 //! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |
@@ -30,6 +31,7 @@ pub mod lock;
 pub mod network;
 pub mod node;
 pub mod notices;
+pub mod overview;
 pub mod paths;
 pub mod ports;
 pub mod probe;

@@ -36,6 +36,11 @@ pub struct SwarmNode {
     pub os: String,
     /// The labels of the node's Docker daemon (`daemon.json`'s `labels`).
     pub engine_labels: BTreeMap<String, String>,
+    /// A manager's standing in the raft: `leader`, `reachable` or `unreachable`; empty
+    /// for a worker.
+    pub manager: String,
+    /// The node's Docker Engine version, as it last told the managers.
+    pub engine_version: String,
 }
 
 impl SwarmNode {
@@ -57,6 +62,8 @@ struct RawNode {
     description: RawNodeDescription,
     #[serde(default)]
     status: RawNodeStatus,
+    #[serde(default, deserialize_with = "null_as_default")]
+    manager_status: Option<RawManagerStatus>,
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -87,6 +94,13 @@ struct RawPlatform {
 struct RawEngine {
     #[serde(deserialize_with = "null_as_default")]
     labels: BTreeMap<String, String>,
+    engine_version: String,
+}
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawManagerStatus {
+    leader: bool,
+    reachability: String,
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -111,6 +125,12 @@ pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
             architecture: raw.description.platform.architecture,
             os: raw.description.platform.os,
             engine_labels: raw.description.engine.labels,
+            manager: match raw.manager_status {
+                Some(m) if m.leader => "leader".to_string(),
+                Some(m) => m.reachability,
+                None => String::new(),
+            },
+            engine_version: raw.description.engine.engine_version,
         })
         .collect())
 }
@@ -406,6 +426,8 @@ mod tests {
                 architecture: "aarch64".into(),
                 os: "linux".into(),
                 engine_labels: [("disk".to_string(), "ssd".to_string())].into(),
+                manager: String::new(),
+                engine_version: "20.10.24+dfsg1".into(),
             }
         );
         assert!(!nodes[0].is_down());
@@ -510,6 +532,29 @@ mod tests {
                 state: "ready",
                 addr: "198.18.0.11"
             }]
+        );
+    }
+
+    /// A manager's standing in the raft and the engine version, as Docker 20.10 prints
+    /// them (trimmed): what `status` shows.
+    #[test]
+    fn a_manager_s_standing_and_the_engine_version_are_read() {
+        let nodes = parse_nodes(concat!(
+            r#"{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Engine":{"EngineVersion":"20.10.24+dfsg1"}},"Status":{"State":"ready"},"ManagerStatus":{"Leader":true,"Reachability":"reachable","Addr":"198.18.0.11:2377"}}"#,
+            "\n",
+            r#"{"ID":"n2","Spec":{"Role":"manager"},"Description":{"Hostname":"pi2"},"Status":{"State":"down"},"ManagerStatus":{"Reachability":"unreachable"}}"#,
+            "\n",
+            r#"{"ID":"n3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready"}}"#,
+            "\n",
+        ))
+        .unwrap();
+        let got: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.manager.as_str(), n.engine_version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("leader", "20.10.24+dfsg1"), ("unreachable", ""), ("", "")]
         );
     }
 }

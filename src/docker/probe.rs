@@ -153,23 +153,11 @@ pub struct PreflightFacts {
 /// the probe of a newer one; malformed JSON is an error naming the section.
 pub fn parse(output: &str) -> Result<Facts, String> {
     let mut f = Facts::default();
-    let mut section: Option<(&str, Vec<&str>)> = None;
-    for line in output.lines() {
-        if let Some((name, body)) = section.as_mut() {
-            if line.strip_prefix("@@end ") == Some(*name) {
-                let name = *name;
-                let text = body.join("\n");
-                section = None;
-                parse_section(&mut f, name, &text)?;
-            } else {
-                body.push(line);
-            }
-            continue;
-        }
-        if let Some(name) = line.strip_prefix("@@begin ") {
-            section = Some((name, Vec::new()));
-            continue;
-        }
+    let (lines, sections) = split(output)?;
+    for (name, text) in &sections {
+        parse_section(&mut f, name, text)?;
+    }
+    for line in lines {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
@@ -188,9 +176,6 @@ pub fn parse(output: &str) -> Result<Facts, String> {
             "docker_version" if !value.is_empty() => f.docker_version = Some(value),
             _ => read_preflight(&mut f.preflight, key, value),
         }
-    }
-    if let Some((name, _)) = section {
-        return Err(format!("probe output ended inside section {name}"));
     }
     if f.hostname.is_empty() {
         return Err("probe output has no hostname: the probe did not run".to_string());
@@ -222,6 +207,37 @@ fn read_preflight(p: &mut PreflightFacts, key: &str, value: String) {
         "perl" => p.perl = yes,
         _ => {}
     }
+}
+
+/// The lines outside any section, and each section's name and text.
+pub type Split<'a> = (Vec<&'a str>, Vec<(&'a str, String)>);
+
+/// The parts of a probe's output (or of anything appended to it, as
+/// [`crate::docker::overview`] is): the lines outside any section, and each
+/// `@@begin NAME` ... `@@end NAME` section's name and text, in order. A section that
+/// does not end is an error: the output was cut.
+pub fn split(output: &str) -> Result<Split<'_>, String> {
+    let mut lines = Vec::new();
+    let mut sections = Vec::new();
+    let mut section: Option<(&str, Vec<&str>)> = None;
+    for line in output.lines() {
+        if let Some((name, body)) = section.as_mut() {
+            if line.strip_prefix("@@end ") == Some(*name) {
+                sections.push((*name, body.join("\n")));
+                section = None;
+            } else {
+                body.push(line);
+            }
+        } else if let Some(name) = line.strip_prefix("@@begin ") {
+            section = Some((name, Vec::new()));
+        } else {
+            lines.push(line);
+        }
+    }
+    if let Some((name, _)) = section {
+        return Err(format!("probe output ended inside section {name}"));
+    }
+    Ok((lines, sections))
 }
 
 fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {

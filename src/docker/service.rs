@@ -19,7 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::docker::node::SwarmNode;
-use crate::shell::quote;
+use crate::shell::{join, quote};
 
 /// One poll of a stack's convergence, in one round trip: the services with their replica
 /// counts, their full `inspect` (mode, restart policy, update status), and their tasks
@@ -568,6 +568,56 @@ pub fn failure_text(states: &[ServiceState]) -> String {
         .join("\n")
 }
 
+/// What `rpiprov logs` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogsRequest {
+    /// A service (`web_web`) or a stack (`web`): every service of it.
+    pub name: String,
+    pub follow: bool,
+    /// `10m`, `2026-11-25T16:00:00`: Docker's `--since`.
+    pub since: Option<String>,
+    /// The last N lines of each task.
+    pub tail: Option<u32>,
+}
+
+/// Whether `--since` is something Docker reads (a duration or a timestamp), checked here
+/// so that a typo is a usage error rather than a remote one.
+pub fn valid_since(since: &str) -> bool {
+    !since.is_empty()
+        && since
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":.+-".contains(c))
+}
+
+/// `docker service logs` of a service, or of every service of a stack at once (each in
+/// the background, their lines interleaved as they come), each line prefixed by Docker
+/// with its task and node (`web_web.1.x2k@pi1 | ...`). Prints `@@none` and exits 3 when
+/// there is no such service or stack.
+pub fn service_logs(req: &LogsRequest) -> String {
+    let mut opts = vec!["docker".to_string(), "service".into(), "logs".into()];
+    if req.follow {
+        opts.push("--follow".into());
+    }
+    if let Some(since) = &req.since {
+        opts.push("--since".into());
+        opts.push(since.clone());
+    }
+    if let Some(n) = req.tail {
+        opts.push("--tail".into());
+        opts.push(n.to_string());
+    }
+    format!(
+        "n={name}; if docker service inspect \"$n\" >/dev/null 2>&1; then s=$n; else s=$(docker stack services --format '{{{{.Name}}}}' \"$n\" 2>/dev/null); fi; if [ -z \"$s\" ]; then echo '@@none'; exit 3; fi; for x in $s; do {cmd} \"$x\" & done; wait",
+        name = quote(&req.name),
+        cmd = join(&opts),
+    )
+}
+
+/// Whether [`service_logs`] found nothing of that name.
+pub fn logs_found_nothing(stdout: &str) -> bool {
+    stdout.lines().next() == Some("@@none")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +685,59 @@ web_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
 web_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
 web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
 ";
+
+    #[test]
+    fn the_logs_command() {
+        let req = LogsRequest {
+            name: "web".into(),
+            follow: true,
+            since: Some("10m".into()),
+            tail: Some(5),
+        };
+        assert_eq!(
+            service_logs(&req),
+            "n=web; if docker service inspect \"$n\" >/dev/null 2>&1; then s=$n; else s=$(docker stack services --format '{{.Name}}' \"$n\" 2>/dev/null); fi; if [ -z \"$s\" ]; then echo '@@none'; exit 3; fi; for x in $s; do docker service logs --follow --since 10m --tail 5 \"$x\" & done; wait"
+        );
+        assert!(valid_since("2026-11-25T16:00:00.5+01:00") && valid_since("1h30m"));
+        assert!(!valid_since("10m; reboot") && !valid_since(""));
+    }
+
+    /// Against the stand-in docker: a service is asked by its name, a stack's services
+    /// each, and a name that is neither says so.
+    #[test]
+    fn logs_of_a_service_or_of_each_service_of_a_stack() {
+        let d = crate::testing::script::ScratchHost::new();
+        d.answer(("service", "logs"), "web_web.1.abc@pi1    | hello\n");
+        let logs = |name: &str| {
+            let req = LogsRequest {
+                name: name.into(),
+                ..Default::default()
+            };
+            d.run(&service_logs(&req), b"")
+        };
+        std::fs::write(d.docker_file("service_web_web"), "").unwrap();
+        let out = logs("web_web").ok();
+        assert_eq!(out, "web_web.1.abc@pi1    | hello\n");
+        assert!(
+            d.calls().ends_with("service logs web_web\n"),
+            "{}",
+            d.calls()
+        );
+        // A stack: the stand-in's `stack services` names two, `stack` and `web`, each
+        // asked at once.
+        let out = logs("web").ok();
+        assert_eq!(out.lines().count(), 2, "{out}");
+        let calls = d.calls();
+        let last: Vec<&str> = calls.lines().rev().take(2).collect();
+        assert!(
+            last.contains(&"service logs stack") && last.contains(&"service logs web"),
+            "{calls}"
+        );
+        std::fs::write(d.docker_file("down"), "").unwrap();
+        let ran = logs("nope");
+        assert_eq!((ran.code, ran.stdout.as_str()), (3, "@@none\n"));
+        assert!(logs_found_nothing(&ran.stdout));
+    }
 
     #[test]
     fn the_poll_command() {

@@ -220,6 +220,46 @@ pub fn parse_purged(output: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Reads files on the manager, for `deploy --dry-run`'s diffs: each between
+/// `@@begin file PATH` and `@@end file PATH`, as hexadecimal bytes (`od`, in every
+/// userland, and safe for any content), or `@@missing`. Read by [`parse_files`].
+pub fn files_read(paths: &[String]) -> String {
+    paths
+        .iter()
+        .map(|p| {
+            let q = quote(p);
+            format!(
+                "echo {begin}; if [ -f {q} ]; then od -An -v -tx1 {q}; else echo '@@missing'; fi; echo {end}",
+                begin = quote(&format!("@@begin file {p}")),
+                end = quote(&format!("@@end file {p}")),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The files [`files_read`] found, by path: their bytes, or `None` when missing.
+pub fn parse_files(output: &str) -> Result<HashMap<String, Option<Vec<u8>>>, String> {
+    let (_, sections) = crate::docker::probe::split(output)?;
+    let mut files = HashMap::new();
+    for (name, text) in sections {
+        let Some(path) = name.strip_prefix("file ") else {
+            continue;
+        };
+        let bytes = if text.trim() == "@@missing" {
+            None
+        } else {
+            let bytes: Result<Vec<u8>, _> = text
+                .split_whitespace()
+                .map(|h| u8::from_str_radix(h, 16))
+                .collect();
+            Some(bytes.map_err(|e| format!("cannot read {path} from the manager: {e}"))?)
+        };
+        files.insert(path.to_string(), bytes);
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +308,26 @@ mod tests {
             host.run(&script, b"A= $(id) 'x' \\n \nB=a=b\n").ok(),
             " $(id) 'x' \\n |a=b"
         );
+    }
+
+    /// Read back through a real shell: any byte survives, a missing file says so.
+    #[test]
+    fn files_are_read_back_byte_for_byte() {
+        let d = ScratchHost::new();
+        let root = d.root();
+        std::fs::create_dir_all(format!("{root}/stacks/web")).unwrap();
+        let content: Vec<u8> = (0..=255u8).chain(*b"\n@@end file x\n").collect();
+        std::fs::write(format!("{root}/stacks/web/web.yml"), &content).unwrap();
+        let paths = vec![stack_file("web", "web.yml"), stack_file("web", "gone.yml")];
+        assert_eq!(
+            files_read(&paths[..1]),
+            "echo '@@begin file /var/lib/rpiprov/stacks/web/web.yml'; if [ -f /var/lib/rpiprov/stacks/web/web.yml ]; then od -An -v -tx1 /var/lib/rpiprov/stacks/web/web.yml; else echo '@@missing'; fi; echo '@@end file /var/lib/rpiprov/stacks/web/web.yml'"
+        );
+        let out = d.run(&files_read(&paths), b"").ok();
+        // The scratch host moved ROOT: map its paths back.
+        let files = parse_files(&out.replace(&root, crate::docker::paths::ROOT)).unwrap();
+        assert_eq!(files[&paths[0]], Some(content));
+        assert_eq!(files[&paths[1]], None);
     }
 
     #[test]

@@ -7,12 +7,15 @@
 //!   `Reporter` they go to, and [`report::Rows`], the per-row
 //!   bookkeeping every command uses;
 //! - [`lock`]: the deploy lock, and [`lock::with_lock`]: take it, watch Ctrl-C,
-//!   release it, for every command that locks.
+//!   release it, for every command that locks;
+//! - [`preview`]: what a command would do (`rpiprov plan`, `--dry-run`), per row, with
+//!   the diff of a stack's files.
 //!
 //! The executors (`bootstrap`, `deploy`, `teardown`, and `rpiprov run` in
 //! `crate::cmd::run`) are built on this; renderers (`crate::ui`) read its report types.
 
 pub mod lock;
+pub mod preview;
 pub mod report;
 
 use std::future::Future;

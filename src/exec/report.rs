@@ -201,6 +201,13 @@ pub trait Reporter: Send + Sync {
     fn finish(&self) {}
 }
 
+/// Shows nothing: for work whose result is reported at its end (a preview).
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn event(&self, _: &str, _: Event) {}
+}
+
 /// One row and whether its end was shown already.
 struct Entry {
     row: Row,

@@ -48,6 +48,8 @@ pub(crate) struct Plan {
     /// Taken out of everything returned or streamed (the session's sudo password: a
     /// command, or sudo itself, may echo it).
     pub redact: Option<Secret>,
+    /// Stops the command when it turns true (see [`super::ExecRequest::interrupt`]).
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 enum ToWriter {
@@ -76,7 +78,20 @@ pub(crate) async fn run(
         deadline,
         timeout,
         redact,
+        interrupt,
     } = plan;
+    let interrupted = async move {
+        match interrupt {
+            Some(mut rx) => {
+                // A dropped sender never interrupts.
+                if rx.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut interrupted = pin!(interrupted);
     let secret = redact.as_ref();
     let channel_err = |what: &str, e: russh::Error| RemoteError::Channel {
         host: host.to_string(),
@@ -180,6 +195,21 @@ pub(crate) async fn run(
                 return Err(RemoteError::CommandTimeout {
                     host: host.to_string(),
                     secs: timeout.as_secs().max(1),
+                    command: short(&display),
+                });
+            }
+            () = &mut interrupted => {
+                // As at the deadline: the whole remote process group is stopped. Then the
+                // channel is read to its end (briefly): the caller may exit right after,
+                // and the signal must have reached the server by then.
+                let _ = wr.signal(Sig::TERM).await;
+                let _ = wr.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while rd.wait().await.is_some() {}
+                })
+                .await;
+                return Err(RemoteError::Interrupted {
+                    host: host.to_string(),
                     command: short(&display),
                 });
             }

@@ -179,6 +179,11 @@ pub struct ExecRequest {
     /// when the connection is lost while it runs, the session reconnects and runs it
     /// again instead of failing with [`RemoteError::ConnectionLost`].
     pub idempotent: bool,
+    /// Stops the command when this becomes true (Ctrl-C on `logs --follow`): as at a
+    /// timeout, the remote command and its children are stopped (TERM to its process
+    /// group), then the channel is closed; the request ends with
+    /// [`RemoteError::Interrupted`].
+    pub interrupt: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl ExecRequest {
@@ -203,6 +208,10 @@ impl ExecRequest {
     /// See [`ExecRequest::idempotent`].
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+    pub fn interrupt(mut self, rx: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.interrupt = Some(rx);
         self
     }
 }
@@ -331,6 +340,8 @@ pub enum RemoteError {
     },
     #[error("{host}: {reason}")]
     Channel { host: String, reason: String },
+    #[error("{host}: interrupted: {command}")]
+    Interrupted { host: String, command: String },
     #[error("{host}: ssh config: {reason}")]
     Config { host: String, reason: String },
     #[error("{host}: upload to {dest} failed: {reason}")]

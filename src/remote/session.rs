@@ -463,6 +463,7 @@ impl Session {
                     stdin.clone(),
                     timeout,
                     gate.clone(),
+                    req.interrupt.clone(),
                     on_line.as_deref_mut(),
                 )
                 .await;
@@ -492,6 +493,7 @@ impl Session {
         stdin: Option<Bytes>,
         timeout: Duration,
         gate: Option<Gate>,
+        interrupt: Option<tokio::sync::watch::Receiver<bool>>,
         on_line: OnLine<'_, '_>,
     ) -> Result<Output, RemoteError> {
         let host = &self.inner.name;
@@ -519,6 +521,7 @@ impl Session {
             deadline,
             timeout,
             redact: self.inner.sudo_password.clone(),
+            interrupt,
         };
         exec::run(host, channel, plan, on_line).await
     }

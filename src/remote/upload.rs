@@ -93,6 +93,7 @@ pub(crate) async fn upload(s: &Session, req: UploadRequest) -> Result<UploadOutc
         timeout: Some(s.command_timeout()),
         // The sha256 check makes a second run of the script harmless.
         idempotent: true,
+        interrupt: None,
     };
     let gate = Gate {
         go: SEND.into(),

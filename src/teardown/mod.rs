@@ -22,6 +22,7 @@ use crate::docker::network::{self, RmFailure};
 use crate::docker::stack::{self, Survey};
 use crate::docker::swarm::{self, Leave};
 use crate::exec::lock::{Holder, LockOwner, with_lock};
+use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
 use crate::exec::{POLL_INTERVAL, StepError, parallel_map, root};
 use crate::remote::{Output, Remote};
@@ -34,6 +35,79 @@ pub async fn survey<R: Remote>(
 ) -> Result<Survey, StepError> {
     let out = root(leader, stack::survey(), timeout).await?;
     Ok(stack::parse_survey(&out.stdout_str(), playbook))
+}
+
+/// What `execute` would do, from what exists now (`teardown --dry-run`): the same survey,
+/// no lock, no write.
+pub async fn preview<R: Remote>(
+    leader: &R,
+    playbook: &Playbook,
+    opts: &Options,
+    nodes: &[String],
+) -> Preview {
+    match survey(leader, playbook, opts.command_timeout).await {
+        Ok(found) => preview_of(&found, playbook, opts, leader.host(), nodes),
+        Err(e) => Preview {
+            command: "teardown".into(),
+            problems: vec![format!("{}: list what exists: {e}", leader.host())],
+            ..Default::default()
+        },
+    }
+}
+
+/// The steps of a teardown of what `found` holds, in the order `execute` takes them:
+/// stacks (reverse playbook order), networks, then with `--purge` the uploaded files and
+/// shipped images, with `--leave-swarm` workers, other managers, then the leader.
+pub fn preview_of(
+    found: &Survey,
+    playbook: &Playbook,
+    opts: &Options,
+    leader: &str,
+    nodes: &[String],
+) -> Preview {
+    let mut rows: Vec<Planned> = Vec::new();
+    let mut on = |id: RowId, step: &str| match rows.iter_mut().find(|r| r.row == id.label()) {
+        Some(r) => r.steps.push(step.to_string()),
+        None => {
+            let mut r = Planned::new(&id);
+            r.steps.push(step.to_string());
+            rows.push(r);
+        }
+    };
+    for s in &found.stacks {
+        on(
+            RowId::stack(s),
+            "remove (docker stack rm, then wait until gone)",
+        );
+    }
+    for n in &found.networks {
+        on(RowId::network(n), "remove (docker network rm)");
+    }
+    let mut others: Vec<&String> = nodes.iter().filter(|n| *n != leader).collect();
+    others.sort();
+    if opts.purge {
+        on(RowId::host(leader), "purge stack files and deploy records");
+        if !playbook.images.is_empty() {
+            on(RowId::host(leader), "purge shipped images");
+            for n in &others {
+                on(RowId::host(n), "purge shipped images");
+            }
+        }
+    }
+    if opts.leave_swarm {
+        let (managers, workers): (Vec<&String>, Vec<&String>) =
+            others.iter().partition(|n| opts.managers.contains(n));
+        for n in workers.into_iter().chain(managers) {
+            on(RowId::host(n), "leave the swarm");
+        }
+        on(RowId::host(leader), "leave the swarm (last manager)");
+    }
+    Preview {
+        command: "teardown".into(),
+        rows,
+        unchanged: vec![],
+        problems: vec![],
+    }
 }
 
 /// How the run behaves.
@@ -248,6 +322,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                     stuck.get_or_insert(name.clone());
                 }
             }
+            // The stack's row ends now, with its own time, while the others go on.
+            self.rows.close(&row);
         }
 
         for net in &found.networks {
@@ -266,6 +342,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 Ok(false) => {}
                 Err(e) => self.rows.fail(&row, "docker network rm", &e),
             }
+            self.rows.close(&row);
         }
 
         if self.opts.purge || self.opts.leave_swarm {

@@ -77,6 +77,62 @@ fn rows_for_the_progress_display() {
     assert_eq!(row_names(&s, "pi1", &nodes, &opts)[..2], ["pi1", "pi2"]);
 }
 
+/// `--dry-run`: what exists, in the order the run removes it, then purge and leave as
+/// asked, each on the host that does it.
+#[test]
+fn the_preview_follows_the_run_s_order() {
+    let s = parse_survey(SURVEY, &playbook());
+    let nodes = vec!["pi3".to_string(), "pi1".to_string(), "pi2".to_string()];
+    let mut opts = options();
+    opts.managers = vec!["pi1".into(), "pi2".into()];
+    let p = preview_of(&s, &playbook(), &opts, "pi1", &nodes);
+    let rows: Vec<(&str, Vec<&str>)> = p
+        .rows
+        .iter()
+        .map(|r| (r.row.as_str(), r.steps.iter().map(String::as_str).collect()))
+        .collect();
+    let remove = "remove (docker stack rm, then wait until gone)";
+    let net = "remove (docker network rm)";
+    assert_eq!(
+        rows,
+        vec![
+            ("stack db", vec![remove]),
+            ("stack web", vec![remove]),
+            ("network INTERCO", vec![net]),
+            ("network DATA", vec![net]),
+        ]
+    );
+    opts.purge = true;
+    opts.leave_swarm = true;
+    let p = preview_of(&s, &playbook(), &opts, "pi1", &nodes);
+    let hosts: Vec<(&str, Vec<&str>)> = p
+        .rows
+        .iter()
+        .skip(4)
+        .map(|r| (r.row.as_str(), r.steps.iter().map(String::as_str).collect()))
+        .collect();
+    assert_eq!(
+        hosts,
+        vec![
+            (
+                "pi1",
+                vec![
+                    "purge stack files and deploy records",
+                    "purge shipped images",
+                    "leave the swarm (last manager)"
+                ]
+            ),
+            ("pi2", vec!["purge shipped images", "leave the swarm"]),
+            ("pi3", vec!["purge shipped images", "leave the swarm"]),
+        ]
+    );
+    assert!(
+        preview_of(&Survey::default(), &playbook(), &options(), "pi1", &nodes)
+            .rows
+            .is_empty()
+    );
+}
+
 fn options() -> Options {
     Options {
         parallel: 4,

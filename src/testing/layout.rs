@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The executors: each runs one command's remote work, and none may name another.
-const EXECUTORS: &[&str] = &["bootstrap", "deploy", "teardown"];
+const EXECUTORS: &[&str] = &["bootstrap", "deploy", "teardown", "status", "logs"];
 
 /// Each top-level module and the top-level modules its code may name. The direction is
 /// `cli <- cmd -> executors -> {plan, docker, exec, remote, config}`, with `ui` reading
@@ -35,7 +35,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("deploy", &["config", "docker", "exec", "remote", "secret"]),
     ("teardown", &["config", "docker", "exec", "remote"]),
-    ("ui", &["exec"]),
+    ("status", &["config", "docker", "exec", "remote"]),
+    ("logs", &["docker", "exec", "remote"]),
+    ("ui", &["exec", "status"]),
     (
         "lab",
         &["exit", "shell", "config", "remote", "secret", "exec"],
@@ -54,6 +56,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "bootstrap",
             "deploy",
             "teardown",
+            "status",
+            "logs",
             "lab",
         ],
     ),

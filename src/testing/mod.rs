@@ -51,6 +51,22 @@ pub fn network(name: &str) -> crate::config::Network {
     }
 }
 
+/// A playbook stack with these services and images, file `stacks/NAME.yml`, a 200 ms
+/// timeout.
+pub fn stack(name: &str, order: i64, services: &[&str], images: &[&str]) -> crate::config::Stack {
+    crate::config::Stack {
+        name: name.into(),
+        file: std::path::PathBuf::from(format!("stacks/{name}.yml")),
+        order,
+        timeout: std::time::Duration::from_millis(200),
+        compose: crate::config::Compose {
+            services: services.iter().map(|s| s.to_string()).collect(),
+            images: images.iter().map(|s| s.to_string()).collect(),
+            external_networks: vec![],
+        },
+    }
+}
+
 /// The sessions an executor gets: the leader, and every node (the leader among them).
 pub fn fleet(
     leader: &FakeRemote,

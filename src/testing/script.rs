@@ -71,7 +71,8 @@ pub fn syntax_ok(script: &str) {
 }
 
 /// The stand-in `docker`: appends its arguments to `$FAKE/calls`, then answers the few
-/// subcommands the builders use, from files in `$FAKE` that a test writes or removes; any
+/// subcommands the builders use, from files in `$FAKE` that a test writes or removes
+/// (`docker service inspect NAME` succeeds when `service_NAME` exists); any
 /// other `docker A B ...` prints `$FAKE/answer_A_B` if there is one (see
 /// [`ScratchHost::answer`]).
 const STAND_IN_DOCKER: &str = r#"#!/bin/sh
@@ -79,6 +80,7 @@ echo "$*" >> "$FAKE/calls"
 key=$(printf '%s' "$3" | tr '/:' '__')
 case "$1 $2" in
   "image inspect") [ -e "$FAKE/image_$key" ] ;;
+  "service inspect") if [ "$3" = "--format" ] || [ -e "$FAKE/service_$3" ]; then cat "$FAKE/answer_service_inspect" 2>/dev/null; true; else echo "Error: no such service: $3" >&2; exit 1; fi ;;
   "load "*) cat > "$FAKE/archive"; touch "$FAKE/image_lab_a_1"; echo "Loaded image: lab/a:1" ;;
   "stack deploy") echo "DB_PASSWORD=$DB_PASSWORD"; pwd ;;
   "info --format") cat "$FAKE/state" 2>/dev/null || echo active ;;

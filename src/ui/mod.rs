@@ -2,12 +2,16 @@
 //! [`Event`](crate::exec::report::Event)s to a [`Reporter`]; [`reporter`] picks the one
 //! that shows them ([`progress::Bars`] on a terminal, [`progress::Plain`] lines otherwise).
 //! At the end, the rows become a table ([`summary`]) or, with `--json`, one document
-//! ([`json`]). Nothing here decides anything about hosts; it reads `crate::exec::report`.
+//! ([`json`]); `status` has its own table ([`status`]), `plan` and `--dry-run` theirs
+//! ([`plan`]). Nothing here decides anything
+//! about hosts; it reads `crate::exec::report` and `crate::status`.
 //! Every byte any of them writes, and every message of the commands, goes through
 //! [`term`]: remote text made safe for a terminal, and a closed pipe never a panic.
 
 pub mod json;
+pub mod plan;
 pub mod progress;
+pub mod status;
 pub mod summary;
 pub mod term;
 

@@ -1,0 +1,184 @@
+//! `deploy --dry-run` (`rpiprov plan deploy`): what [`super::execute`] would do, read with
+//! the same commands and decided by the same functions, without the lock and without a
+//! single write: the networks it would create ([`network::compare`]), the images it would
+//! load on each node ([`super::images::missing_on`]), the files it would upload, and the
+//! stacks it would deploy and why ([`super::decide`]), each with the diff of its files
+//! between the manager and here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::images::{missing_on, refusal};
+use super::{Decision, Options, Prepared, PreparedStack, decide};
+use crate::docker::network::{self, Verdict};
+use crate::docker::paths::stack_file;
+use crate::docker::stack;
+use crate::exec::preview::{FileDiff, Planned, Preview, file_diff};
+use crate::exec::report::RowId;
+use crate::exec::{StepError, parallel_map, root};
+use crate::remote::Remote;
+
+/// One file of a stack's set: where it lives on the manager, how it is named here, its
+/// bytes, and whether it is a secret (its content is never shown).
+pub struct StackFile<'a> {
+    pub remote: String,
+    pub shown: String,
+    pub local: &'a [u8],
+    pub secret: bool,
+}
+
+/// The files that travel with a stack: today its compose file.
+pub fn stack_files(st: &PreparedStack) -> Vec<StackFile<'_>> {
+    vec![StackFile {
+        remote: stack_file(&st.name, &st.file_name),
+        shown: format!("{}/{}", st.name, st.file_name),
+        local: &st.contents,
+        secret: false,
+    }]
+}
+
+/// What `execute` would do. `leader` and `nodes` as for [`super::execute`].
+pub async fn preview<R: Remote + 'static>(
+    opts: &Options,
+    prepared: &Prepared,
+    leader: Arc<R>,
+    nodes: HashMap<String, Arc<R>>,
+) -> Preview {
+    let timeout = opts.command_timeout;
+    let leader_id = RowId::host(leader.host());
+    let mut lead = Planned::new(&leader_id);
+    let mut problems = Vec::new();
+
+    if !prepared.networks.is_empty() {
+        let names: Vec<&str> = prepared.networks.iter().map(|n| n.name.as_str()).collect();
+        let read = root(&*leader, network::network_inspect(&names), timeout)
+            .await
+            .and_then(|o| network::parse_networks(&o.stdout_str()).map_err(StepError));
+        match read {
+            Ok(existing) => {
+                for v in network::compare(&prepared.networks, &existing) {
+                    match v {
+                        Verdict::Missing(net) => {
+                            lead.steps.push(format!("create network {}", net.name))
+                        }
+                        Verdict::Conflict(msg) => {
+                            problems.push(format!("{}: networks: {msg}", leader_id.name))
+                        }
+                        Verdict::Matches => {}
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{}: networks: {e}", leader_id.name)),
+        }
+    }
+
+    // Images, node by node.
+    let mut node_rows: Vec<Planned> = Vec::new();
+    if !prepared.images.is_empty() {
+        let mut names: Vec<String> = nodes.keys().cloned().collect();
+        names.sort();
+        let images = Arc::new(prepared.images.clone());
+        let checked = parallel_map(names, opts.parallel, |n| {
+            let remote = nodes[&n].clone();
+            let images = images.clone();
+            async move {
+                let r = missing_on(&*remote, &images, timeout).await;
+                (n, r)
+            }
+        })
+        .await;
+        for (n, r) in checked {
+            let mut row = Planned::new(&RowId::host(&n));
+            match r {
+                Ok((missing, arch)) => {
+                    for &i in &missing {
+                        let img = &prepared.images[i];
+                        match refusal(img, arch.as_deref(), &n) {
+                            Some(why) => {
+                                problems.push(format!("{n}: load image {}: {why}", img.name))
+                            }
+                            None => row.steps.push(format!("load image {}", img.name)),
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("{n}: check images: {e}")),
+            }
+            if n == leader_id.name {
+                // The leader's images go before its uploads, as they run.
+                let mut steps = row.steps;
+                steps.append(&mut lead.steps);
+                lead.steps = steps;
+            } else {
+                node_rows.push(row);
+            }
+        }
+    }
+
+    // The stacks: state, then the files on the manager, in one command each.
+    let names: Vec<&str> = prepared.stacks.iter().map(|s| s.name.as_str()).collect();
+    let state = match root(&*leader, stack::stacks_state(&names), timeout).await {
+        Ok(o) => stack::parse_state(&o.stdout_str()),
+        Err(e) => {
+            problems.push(format!("{}: read the stacks' state: {e}", leader_id.name));
+            return finish(lead, node_rows, vec![], problems);
+        }
+    };
+    let paths: Vec<String> = prepared
+        .stacks
+        .iter()
+        .flat_map(|s| stack_files(s).into_iter().map(|f| f.remote))
+        .collect();
+    let remote_files = match root(&*leader, stack::files_read(&paths), timeout)
+        .await
+        .and_then(|o| stack::parse_files(&o.stdout_str()).map_err(StepError))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(format!("{}: read the stacks' files: {e}", leader_id.name));
+            HashMap::new()
+        }
+    };
+    let mut stack_rows = Vec::new();
+    for st in &prepared.stacks {
+        let mut row = Planned::new(&RowId::stack(&st.name));
+        let mut diffs: Vec<FileDiff> = Vec::new();
+        for f in stack_files(st) {
+            let remote = remote_files.get(&f.remote).cloned().flatten();
+            if let Some(d) = file_diff(&f.shown, remote.as_deref(), f.local, f.secret) {
+                // The upload is the leader's step, as the real run reports it.
+                lead.steps.push(format!("upload {}", f.shown));
+                diffs.push(d);
+            }
+        }
+        if let Decision::Deploy(why) = decide(&st.fingerprint, &state, &st.name) {
+            row.steps.push(format!("docker stack deploy ({why})"));
+            row.why = Some(why.to_string());
+            row.files = diffs;
+        }
+        stack_rows.push(row);
+    }
+    finish(lead, node_rows, stack_rows, problems)
+}
+
+/// The preview's rows in the order the run works on them: the manager, the nodes, the
+/// stacks; those with nothing to do are listed as unchanged.
+fn finish(
+    lead: Planned,
+    nodes: Vec<Planned>,
+    stacks: Vec<Planned>,
+    problems: Vec<String>,
+) -> Preview {
+    let mut p = Preview {
+        command: "deploy".into(),
+        problems,
+        ..Default::default()
+    };
+    for r in std::iter::once(lead).chain(nodes).chain(stacks) {
+        if r.steps.is_empty() {
+            p.unchanged.push(r.row);
+        } else {
+            p.rows.push(r);
+        }
+    }
+    p
+}
