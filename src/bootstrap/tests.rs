@@ -34,14 +34,25 @@ async fn bootstrap_on(
     on: &[&str],
     unreachable: Vec<(String, String)>,
 ) -> (Vec<Row>, Vec<String>) {
-    let refs: Vec<&Host> = hosts
-        .iter()
-        .filter(|h| on.contains(&h.name.as_str()))
-        .collect();
-    let managers: Vec<&Host> = hosts.iter().filter(|h| h.role == Role::Manager).collect();
-    let opts = Options {
-        hosts: refs,
-        managers,
+    let opts = options_on(hosts, on);
+    let sessions = sessions_of(fakes);
+    let rec = Arc::new(Recorder::default());
+    let reports = execute(&opts, sessions, unreachable, rec.clone())
+        .await
+        .rows;
+    let events = rec.0.lock().unwrap().clone();
+    (reports, events)
+}
+
+/// The options of a run acting on the hosts `on` names, the port test skipped (the fakes
+/// do not answer it).
+fn options_on<'a>(hosts: &'a [Host], on: &[&str]) -> Options<'a> {
+    Options {
+        hosts: hosts
+            .iter()
+            .filter(|h| on.contains(&h.name.as_str()))
+            .collect(),
+        managers: hosts.iter().filter(|h| h.role == Role::Manager).collect(),
         networks: &[],
         default_addr_pool: None,
         force: false,
@@ -53,17 +64,14 @@ async fn bootstrap_on(
             .iter()
             .map(|h| (h.name.clone(), vec![h.address.clone()]))
             .collect(),
-    };
-    let sessions = fakes
+    }
+}
+
+fn sessions_of(fakes: &[FakeRemote]) -> HashMap<String, Arc<FakeRemote>> {
+    fakes
         .iter()
         .map(|f| (f.name.clone(), Arc::new(f.clone())))
-        .collect();
-    let rec = Arc::new(Recorder::default());
-    let reports = execute(&opts, sessions, unreachable, rec.clone())
-        .await
-        .rows;
-    let events = rec.0.lock().unwrap().clone();
-    (reports, events)
+        .collect()
 }
 
 fn fleet() -> (Vec<FakeRemote>, Vec<Host>) {
@@ -470,27 +478,9 @@ async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
 #[tokio::test]
 async fn the_preview_lists_the_steps_the_run_then_takes_and_sends_only_the_probe() {
     let (fakes, hosts) = fleet();
-    let opts = Options {
-        hosts: hosts.iter().collect(),
-        managers: hosts.iter().filter(|h| h.role == Role::Manager).collect(),
-        networks: &[],
-        default_addr_pool: None,
-        force: false,
-        parallel: 4,
-        command_timeout: Duration::from_secs(5),
-        skip: vec![Check::Ports],
-        preflight_only: false,
-        addresses: hosts
-            .iter()
-            .map(|h| (h.name.clone(), vec![h.address.clone()]))
-            .collect(),
-    };
-    let sessions = fakes
-        .iter()
-        .map(|f| (f.name.clone(), Arc::new(f.clone())))
-        .collect();
+    let opts = options_on(&hosts, &["pi1", "pi2"]);
     let failed = vec![("pi9".to_string(), "no answer".to_string())];
-    let (p, facts) = preview(&opts, sessions, failed).await;
+    let (p, facts) = preview(&opts, sessions_of(&fakes), failed).await;
     assert_eq!(facts.len(), 2);
     let steps: Vec<(&str, Vec<&str>)> = p
         .rows
