@@ -1,77 +1,208 @@
 #!/usr/bin/env bash
-# Benchmarks rpiprov's SSH layer beside its peers, on the same virtual Pis (lab nodes that
-# run only sshd), and prints the figures side by side. As root:
-#   scripts/bench.sh [NODES] [COMMANDS] [PARALLEL]     (defaults: 100 20 16)
-# Workloads:
-#   fan-out:    one command (`true`) on every node;
-#   sequential: COMMANDS commands one after another on every node (as a bootstrap or a
-#               deploy does its steps; the Ansible forum measurement was 20 mkdir calls).
-# Peers: OpenSSH (one `ssh` per command), OpenSSH with ControlMaster (one master per host,
-# as Ansible sets it up), Ansible (ansible-core from PyPI, in target/bench-venv).
-# Figures: wall seconds, and the peak resident memory of the largest process (GNU time).
+# The benchmark of the whole job, as root: rpiprov beside a careful shell script over
+# OpenSSH ControlMaster (scripts/bench/*.sh: the same work, in the same order, with the
+# same waits) and Ansible with community.docker (scripts/bench/ansible/), each on a lab
+# of its own of the same shape, one after another; one table from one run.
+#
+#   scripts/bench.sh [CPU]      CPU: also at Pi speed, each node capped to this fraction
+#                               of a core (`lab up --cpu`, when the lab has it), e.g. 0.25
+#
+# Parts:
+#   1. 3 nodes (pi1 manager and pi2 with Docker, pi3 bare): bootstrap cold and no-op;
+#      deploy cold (image shipped), no-op, one stack changed; teardown. Full speed, then at
+#      Pi speed when asked and available.
+#   2. bootstrap of 12 nodes that have Docker (swarm init, 11 joins, labels, networks).
+#   3. `run -- true` on 200 sshd-only nodes beside `xargs -P 16 ssh`, with peak RSS.
+# Figures: wall seconds (GNU time), the ratio to the shell script, and what rpiprov's
+# command cost the hosts (its --json `remote`: connections, round trips, docker CLI calls,
+# Engine API requests). Takes about 25 minutes on a 2-core machine (Docker's apt install
+# on the bare nodes dominates; a slow mirror makes it longer). Not part of CI.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
-N=${1:-100}
-K=${2:-20}
-P=${3:-16}
+CPU=${1:-}
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the lab needs root: run with sudo" >&2
   exit 2
 fi
 scripts/deps.sh
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
+# Ansible's docker modules run on the nodes and need the Docker SDK for Python there (and
+# jsondiff and PyYAML for docker_stack). The lab's Docker nodes run on this machine's
+# /usr: Debian's packages installed here serve them; the bare node gets them from its own
+# apt in the playbook's first task, as a fresh Pi would.
+/usr/bin/python3 -c 'import docker, jsondiff, yaml' 2>/dev/null ||
+  apt-get install -y -qq python3-docker python3-jsondiff python3-yaml >/dev/null
 venv=target/bench-venv
-if [ ! -x "$venv/bin/ansible" ]; then
+if [ ! -x "$venv/bin/ansible-playbook" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q ansible-core
+  "$venv/bin/pip" install -q ansible # brings community.docker
 fi
-cargo build --release --quiet --bin rpiprov --example exec_bench
-bin=target/release/rpiprov
-lab=target/bench-lab
+cargo build --release --quiet --bin rpiprov
+bin=$PWD/target/release/rpiprov
+export RPIPROV_LAB_CACHE="${RPIPROV_LAB_CACHE:-$PWD/target/lab-cache}"
 work=$(mktemp -d)
-cleanup() { "$bin" lab down --dir "$lab" >/dev/null 2>&1 || true; rm -rf "$work"; }
+labs=()
+cleanup() {
+  for l in "${labs[@]}"; do "$bin" lab down --dir "$l" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
-"$bin" lab up --dir "$lab" --sshd-only "$N" >/dev/null
-inv="$lab/inventory.toml"
-mapfile -t addrs < <(sed -n 's/^address = "\(.*\)"/\1/p' "$inv")
-[ "${#addrs[@]}" -eq "$N" ] || { echo "error: expected $N nodes in $inv" >&2; exit 1; }
+export ANSIBLE_STDOUT_CALLBACK=minimal ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_HOST_KEY_CHECKING=True
 
-ssh_opts="-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$lab/known_hosts -i $lab/id_ed25519"
-cm_opts="$ssh_opts -o ControlMaster=auto -o ControlPath=$work/cm-%h -o ControlPersist=60"
-{
-  echo "[pis]"
-  printf '%s\n' "${addrs[@]}"
-  echo "[pis:vars]"
-  echo "ansible_user=pi"
-  echo "ansible_ssh_private_key_file=$lab/id_ed25519"
-  echo "ansible_ssh_common_args='-o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$lab/known_hosts'"
-} > "$work/hosts.ini"
-cat > "$work/seq.yml" <<EOT
-- hosts: pis
-  gather_facts: false
-  tasks:
-    - raw: mkdir -p /tmp/ansible-bench/{{ item }}
-      loop: "{{ range($K) | list }}"
-EOT
-export ANSIBLE_FORKS=$P ANSIBLE_STDOUT_CALLBACK=minimal ANSIBLE_LOCALHOST_WARNING=False
-
-# Runs a command, prints "seconds peak_rss_MiB", fails loudly if the command failed.
+# Runs a command; prints "seconds peak_rss_MiB"; fails loudly if the command failed.
 measure() {
   if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1; then
     echo "error: failed: $*" >&2
-    tail -5 "$work/out" >&2
+    tail -15 "$work/out" >&2
     exit 1
   fi
   awk '{ printf "%.2f %.0f", $1, $2 / 1024 }' "$work/time"
 }
-row() { printf '%-44s %10s %10s\n' "$1" "$2" "$3"; }
+# rpiprov's cost from its --json (in $work/out): "connections/hosts round_trips docker api".
+cost() {
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[1])); r=d["remote"]; hosts=len([h for h in d["hosts"] if h["kind"]=="host"]) or 1
+print("%.1f %d %d %d" % (r["connections"]/hosts, r["round_trips"], r["docker_cli"], r["api_requests"]))' "$work/out"
+}
+lab_up() { # DIR ARGS...
+  local dir=$1
+  shift
+  labs+=("$dir")
+  "$bin" lab up --dir "$dir" "$@" >/dev/null
+}
+lab_down() {
+  "$bin" lab down --dir "$1" >/dev/null
+}
+# The Ansible inventory of a lab: hosts by address, manager and workers, pi2's password.
+ansible_inventory() { # LAB
+  python3 - "$1" <<'PY'
+import sys, tomllib
+lab = sys.argv[1]
+inv = tomllib.load(open(f"{lab}/inventory.toml", "rb"))
+pw = open(f"{lab}/sudo-password").read().strip()
+lines = {"managers": [], "workers": []}
+for h in inv["host"]:
+    extra = f" node_name={h['name']} zone={h['labels']['zone']}"
+    if "become_password" in h:
+        extra += f" ansible_become_password={pw}"
+    lines["managers" if h["role"] == "manager" else "workers"].append(h["address"] + extra)
+print("[managers]\n" + "\n".join(lines["managers"]))
+print("[workers]\n" + "\n".join(lines["workers"]))
+print("[pis:children]\nmanagers\nworkers")
+print(f"""[pis:vars]
+ansible_user=pi
+ansible_python_interpreter=/usr/bin/python3
+ansible_ssh_private_key_file={lab}/id_ed25519
+ansible_ssh_common_args='-o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={lab}/known_hosts'
+lab={lab}""")
+PY
+}
+rp() { # LAB ARGS...: rpiprov on a lab, with its sudo password
+  local lab=$1
+  shift
+  RPIPROV_SUDO_PASSWORD=$(cat "$lab/sudo-password") measure "$bin" -i "$lab/inventory.toml" --json "$@"
+}
+ap() { # LAB PLAYBOOK
+  measure "$venv/bin/ansible-playbook" -i "$work/$(basename "$1").ini" -f 16 "scripts/bench/ansible/$2.yml"
+}
+edit_echo() { # LAB: the same change of one stack for every tool
+  sed -i 's/^    deploy:$/    environment:\n      BENCH: "1"\n    deploy:/' "$1/stacks/echo.yml"
+}
+# The seconds of a measured command (set -e stops the benchmark when it failed).
+secs() {
+  local v
+  v=$("$@")
+  echo "${v%% *}"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
+header() {
+  echo
+  echo "$1"
+  echo
+  echo "| job | rpiprov | shell (ControlMaster) | rpiprov / shell | Ansible | rpiprov / Ansible | rpiprov: connections per host, round trips, docker CLI calls, API requests |"
+  echo "|---|---|---|---|---|---|---|"
+}
+result() { # JOB RPIPROV_SECS COST SHELL_SECS ANSIBLE_SECS
+  local a=${5:--}
+  local ra=-
+  [ "$a" != - ] && ra=$(ratio "$2" "$a")
+  row "$1" "$2 s" "$4 s" "$(ratio "$2" "$4")" "$a${5:+ s}" "$ra" "$3"
+}
 
-echo "rpiprov SSH benchmark: $N lab nodes (sshd only), $K sequential commands, $P at once"
-row "tool / workload" "seconds" "peak MiB"
-row "fan-out: rpiprov run -- true" $(measure "$bin" -i "$inv" --parallel "$P" run -- true)
-row "fan-out: OpenSSH, ssh per host" $(measure sh -c "printf '%s\n' ${addrs[*]} | xargs -P $P -I{} ssh $ssh_opts pi@{} true")
-row "fan-out: Ansible raw" $(measure "$venv/bin/ansible" pis -i "$work/hosts.ini" -m raw -a true)
-row "sequential: rpiprov (one connection/host)" $(measure target/release/examples/exec_bench "$inv" "$K" "$P")
-row "sequential: OpenSSH, ssh per command" $(measure sh -c "printf '%s\n' ${addrs[*]} | xargs -P $P -I{} sh -c 'for i in \$(seq $K); do ssh $ssh_opts pi@{} mkdir -p /tmp/ssh-bench/\$i || exit 1; done'")
-row "sequential: OpenSSH ControlMaster" $(measure sh -c "printf '%s\n' ${addrs[*]} | xargs -P $P -I{} sh -c 'for i in \$(seq $K); do ssh $cm_opts pi@{} mkdir -p /tmp/cm-bench/\$i || exit 1; done; ssh $cm_opts -O exit pi@{} 2>/dev/null; true'")
-row "sequential: Ansible playbook" $(measure "$venv/bin/ansible-playbook" -i "$work/hosts.ini" "$work/seq.yml")
+# Part 1: the whole job on 3 nodes.
+jobs3() { # LABEL LAB_ARGS...
+  local label=$1
+  shift
+  local r=$work/r3 s=$work/s3 a=$work/a3
+  for l in "$r" "$s" "$a"; do lab_up "$l" "$@"; done
+  ansible_inventory "$a" >"$work/a3.ini"
+  header "$label"
+  declare -A R S A C
+  R[bc]=$(secs rp "$r" bootstrap); C[bc]=$(cost)
+  S[bc]=$(secs measure scripts/bench/bootstrap.sh "$s")
+  A[bc]=$(secs ap "$a" bootstrap)
+  R[bn]=$(secs rp "$r" bootstrap); C[bn]=$(cost)
+  S[bn]=$(secs measure scripts/bench/bootstrap.sh "$s")
+  A[bn]=$(secs ap "$a" bootstrap)
+  R[dc]=$(secs rp "$r" deploy); C[dc]=$(cost)
+  S[dc]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  A[dc]=$(secs ap "$a" deploy)
+  R[dn]=$(secs rp "$r" deploy); C[dn]=$(cost)
+  S[dn]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  A[dn]=$(secs ap "$a" deploy)
+  for l in "$r" "$s" "$a"; do edit_echo "$l"; done
+  R[d1]=$(secs rp "$r" deploy); C[d1]=$(cost)
+  S[d1]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  A[d1]=$(secs ap "$a" deploy)
+  R[td]=$(secs rp "$r" teardown --yes); C[td]=$(cost)
+  S[td]=$(secs measure scripts/bench/stacks.sh "$s" teardown)
+  A[td]=$(secs ap "$a" teardown)
+  result "bootstrap, cold (Docker installed on pi3)" "${R[bc]}" "${C[bc]}" "${S[bc]}" "${A[bc]}"
+  result "bootstrap, no-op" "${R[bn]}" "${C[bn]}" "${S[bn]}" "${A[bn]}"
+  result "deploy, cold (image shipped, 3 stacks)" "${R[dc]}" "${C[dc]}" "${S[dc]}" "${A[dc]}"
+  result "deploy, no-op" "${R[dn]}" "${C[dn]}" "${S[dn]}" "${A[dn]}"
+  result "deploy, one stack changed" "${R[d1]}" "${C[d1]}" "${S[d1]}" "${A[d1]}"
+  result "teardown" "${R[td]}" "${C[td]}" "${S[td]}" "${A[td]}"
+  for l in "$r" "$s" "$a"; do lab_down "$l"; done
+}
+
+echo "rpiprov benchmark: $(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GiB, $(uname -sr), $(date -u +%Y-%m-%d)"
+jobs3 "3 nodes, full speed" --nodes 2 --bare 1
+if [ -n "$CPU" ]; then
+  if "$bin" lab up --help | grep -q -- '--cpu'; then
+    jobs3 "3 nodes, Pi speed (lab up --cpu $CPU)" --nodes 2 --bare 1 --cpu "$CPU"
+  else
+    echo
+    echo "Pi speed: not measured (this lab has no --cpu)"
+  fi
+fi
+
+# Part 2: bootstrap of 12 nodes with Docker.
+header "bootstrap of 12 nodes (all with Docker)"
+for t in r s a; do lab_up "$work/${t}12" --nodes 12 --bare 0; done
+ansible_inventory "$work/a12" >"$work/a12.ini"
+r12=$(secs rp "$work/r12" bootstrap)
+c12=$(cost)
+s12=$(secs measure scripts/bench/bootstrap.sh "$work/s12")
+a12=$(secs ap "$work/a12" bootstrap)
+result "bootstrap, cold (swarm init, 11 joins, labels, networks)" "$r12" "$c12" "$s12" "$a12"
+for t in r s a; do lab_down "$work/${t}12"; done
+
+# Part 3: fan-out on 200 sshd-only nodes.
+lab=$work/fan
+lab_up "$lab" --sshd-only 200
+mapfile -t addrs < <(sed -n 's/^address = "\(.*\)"/\1/p' "$lab/inventory.toml")
+ssh_opts="-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$lab/known_hosts -i $lab/id_ed25519"
+v=$(measure "$bin" -i "$lab/inventory.toml" --parallel 16 run -- true)
+read -r fr fm <<<"$v"
+v=$(measure sh -c "printf '%s\n' ${addrs[*]} | xargs -P 16 -I{} ssh $ssh_opts pi@{} true")
+read -r fs fsm <<<"$v"
+echo
+echo "fan-out on 200 sshd-only nodes, 16 at once"
+echo
+echo "| job | rpiprov | xargs -P 16 ssh | rpiprov / ssh | rpiprov peak RSS | ssh peak RSS (per process) |"
+echo "|---|---|---|---|---|---|"
+echo "| \`run -- true\` | $fr s | $fs s | $(ratio "$fr" "$fs") | $fm MiB | $fsm MiB |"
+lab_down "$lab"

@@ -9,7 +9,7 @@
 //!               │        │
 //!               │        ├──> plan                 (pure: facts -> steps; bootstrap's)
 //!               │        ├──> docker               (pure: command lines and their parsers)
-//!               │        ├──> exec                 (parallelism, rows, lock) ──> docker, remote
+//!               │        ├──> exec                 (parallelism, rows, lock, Engine API) ──> docker, remote
 //!               │        └──> remote, config
 //!               ├──> ui ──> exec::report, status   (renderers only)
 //!               └──> lab                           (the virtual fleet)
@@ -23,9 +23,9 @@
 //! | [`exit`] | the exit codes |
 //! | [`config`] | the inventory and playbook: read, validated, errors with file, line and key |
 //! | [`select`] | the `--on` grammar |
-//! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, upload |
-//! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages |
-//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`) |
+//! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, streams, upload; what a command cost ([`remote::stats`]) |
+//! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages; the Engine API's requests and answers ([`docker::api`]) |
+//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`), a host's Docker Engine API over one SSH channel ([`exec::engine`]) |
 //! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase |
 //! | [`bootstrap`], [`deploy`], [`teardown`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
 //! | [`logs`] | the executor of `rpiprov logs`: `docker service logs` on a manager, streamed, interruptible |
@@ -47,7 +47,11 @@
 //!   builds the command, and [`docker::network::compare`] decides which playbook networks
 //!   are missing or differ, for `bootstrap`'s planner and `deploy` alike.
 //! - Where is a stack's convergence judged? [`docker::service`]: the poll, its parse, and
-//!   per service whether it converged and why not (`deploy/wait.rs` only polls until then).
+//!   per service whether it is ready and converged, and why not (`deploy/wait.rs` only polls
+//!   until then, every deployed stack in one round trip).
+//! - How does rpiprov talk to Docker without a `docker` process per question?
+//!   [`exec::engine::Engine`]: `docker system dial-stdio` on one SSH channel
+//!   ([`remote::Remote::open_stream`]), HTTP on it ([`docker::http`], [`docker::api`]).
 //! - Where is the lock taken? [`exec::lock`]: [`exec::lock::with_lock`] takes it, watches
 //!   Ctrl-C and releases it, for `deploy` and `teardown`.
 //! - What does `rpiprov run` do? [`cmd::run`]: one command on every selected host, output

@@ -1432,6 +1432,54 @@ async fn sudo_with_a_password_runs_as_root_and_keeps_stdin_intact() {
     }
 }
 
+/// Issue 11: a long-lived command written to while it runs (what `docker system
+/// dial-stdio` needs), as root through sudo with a password: the password goes to sudo
+/// alone, each write is answered before the next is sent, and the end is seen.
+#[tokio::test]
+async fn a_stream_under_sudo_is_written_and_read_while_it_runs() {
+    let f = fixture();
+    let s = connect(
+        &f.sudo_target(Some(test_password())),
+        &f.options(HostKeyPolicy::Strict),
+    )
+    .await
+    .unwrap();
+    let before = rpiprov::remote::stats::snapshot();
+    let mut stream = s
+        .open_stream(
+            ExecRequest::new(
+                "id -un; while IFS= read -r l; do echo \"got $l\"; done; echo bye >&2; exit 3",
+            )
+            .privileged()
+            .timeout(Duration::from_secs(20)),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let mut read_line = async || {
+        let mut got = Vec::new();
+        while !got.ends_with(b"\n") {
+            got.extend(stream.reader.read().await.expect("more output"));
+        }
+        String::from_utf8(got).unwrap()
+    };
+    assert_eq!(read_line().await, "root\n");
+    for word in ["one", "two"] {
+        assert!(stream.writer.write(format!("{word}\n").into_bytes()));
+        assert_eq!(read_line().await, format!("got {word}\n"));
+    }
+    // Dropping the writer is EOF: the command ends, and its stderr and status are kept.
+    drop(stream.writer);
+    assert_eq!(stream.reader.read().await, None);
+    let end = stream.reader.end();
+    assert_eq!((end.status, end.stderr.as_str()), (Some(3), "bye\n"));
+    assert_no_password(&format!("{end:?}"));
+    assert!(rpiprov::remote::stats::snapshot().round_trips > before.round_trips);
+    // The channel slot is free again: a plain command still runs.
+    let out = s.exec(ExecRequest::new("echo ok")).await.unwrap();
+    assert_eq!(out.stdout_str(), "ok\n");
+}
+
 /// Issue 9, item 6: the sudo password is taken out of what every command of the session
 /// returns and streams, privileged or not (a script on the host may echo it).
 #[tokio::test]

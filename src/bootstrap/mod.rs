@@ -3,11 +3,13 @@
 //! before joins), hosts in parallel within a phase. One row per host; a host that fails
 //! stops there while the others go on, and the swarm steps of hosts that depend on a
 //! failed manager are skipped. Join tokens are fetched once from the leader and go to the
-//! joining node on stdin only. A host's role or labels are changed only on the node the
-//! leader confirms is that host's ([`crate::docker::node::check_claim`]); otherwise the
-//! host's row says why and the leader goes on with its other steps.
+//! joining node in the body of an Engine API request (`docker system dial-stdio`), never
+//! in a process's argv or environment; a run that joined nodes ends by rotating the
+//! tokens it used. A host's role or labels are changed only on the node the leader
+//! confirms is that host's ([`crate::docker::node::check_claim`]); otherwise the host's
+//! row says why and the leader goes on with its other steps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,13 +17,14 @@ use crate::config::{Advertise, Host, Network, Role};
 use crate::docker::engine::{self, DAEMON_JSON};
 use crate::docker::probe::{self, Facts};
 use crate::docker::swarm::{self, Leave};
-use crate::docker::{network, node};
+use crate::docker::{api, network, node};
+use crate::exec::engine::Engine;
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, Rows, Silent};
 use crate::exec::{StepError, check, parallel_map, root};
 use crate::plan::ports::Node;
 use crate::plan::preflight::{Finding, Probed, Window, errors};
-use crate::plan::{self, Plan, Step};
+use crate::plan::{self, Phase, Plan, Step, Work};
 use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
 use crate::secret::Secret;
 
@@ -409,8 +412,12 @@ pub fn preview_of(plan: &Plan, problems: &mut Vec<String>, hosts: &[&Host]) -> P
     }
 }
 
-/// Runs the phases one after another; within a phase, hosts at once (bounded) or one by
-/// one as the phase says.
+/// Runs the phases: the Docker phase on every host at once, and beside it the swarm
+/// phases one after another, each host's swarm work waiting only for that host's own
+/// Docker work. The leader initialises the swarm, and the hosts that have Docker join it,
+/// while a fresh Pi still installs Docker; that Pi joins once its install is done, and the
+/// leader's settings (labels, networks) come after every join. Within a phase, hosts at
+/// once (bounded) or one by one as the phase says.
 async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, parallel: usize) {
     // A host's row ends after the last phase it has work in (at once when it has none),
     // so that it shows its outcome and time while the others go on.
@@ -426,39 +433,81 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
         }
     };
     close_after(None);
-    for (i, phase) in plan.phases.iter().enumerate() {
-        let runnable: Vec<_> = phase
+    let runnable = |phase: &Phase| -> Vec<Work> {
+        phase
             .work
             .iter()
             .filter(|w| !w.steps.is_empty())
             .cloned()
-            .collect();
-        let limit = if phase.parallel { parallel } else { 1 };
-        parallel_map(runnable, limit, |work| {
-            let shared = shared.clone();
-            async move {
-                let id = RowId::host(&work.host);
-                if let Some(reason) = shared.blocked(&id, &work.depends_on) {
-                    shared.skip(&id, &reason);
-                    return;
+            .collect()
+    };
+    let has_docker = plan
+        .phases
+        .first()
+        .is_some_and(|p| p.name == plan::DOCKER_PHASE);
+    let docker = plan.phases.first().filter(|_| has_docker).map(|p| (0, p));
+    let swarm_phases = plan.phases.iter().enumerate().skip(usize::from(has_docker));
+    // The hosts whose Docker work is not done yet.
+    let pending: HashSet<String> = docker
+        .map(|(_, p)| runnable(p).into_iter().map(|w| w.host).collect())
+        .unwrap_or_default();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(pending);
+    let docker_phase = async {
+        if let Some((i, phase)) = docker {
+            let limit = if phase.parallel { parallel } else { 1 };
+            let done_tx = Arc::new(done_tx);
+            parallel_map(runnable(phase), limit, |work| {
+                let shared = shared.clone();
+                let done_tx = done_tx.clone();
+                async move {
+                    run_work(&shared, &work).await;
+                    done_tx.send_modify(|p| {
+                        p.remove(&work.host);
+                    });
                 }
-                for step in &work.steps {
-                    let desc = step.describe();
-                    shared.rows.step(&id, &desc);
-                    match shared.do_step(&work.host, step).await {
-                        Ok(true) => shared.rows.changed(&id, desc),
-                        Ok(false) => {}
-                        Err(e) => {
-                            shared.rows.fail(&id, &desc, &e.0);
-                            shared.rows.close(&id);
-                            break;
-                        }
-                    }
+            })
+            .await;
+            close_after(Some(i));
+        }
+    };
+    let swarm = async {
+        for (i, phase) in swarm_phases {
+            let limit = if phase.parallel { parallel } else { 1 };
+            parallel_map(runnable(phase), limit, |work| {
+                let shared = shared.clone();
+                let mut done_rx = done_rx.clone();
+                async move {
+                    // This host's Docker first: its failure then skips the rest.
+                    let _ = done_rx.wait_for(|p| !p.contains(&work.host)).await;
+                    run_work(&shared, &work).await;
                 }
+            })
+            .await;
+            close_after(Some(i));
+        }
+    };
+    tokio::join!(docker_phase, swarm);
+}
+
+/// One host's steps of one phase, stopping at the first that fails.
+async fn run_work<R: Remote + 'static>(shared: &Shared<R>, work: &Work) {
+    let id = RowId::host(&work.host);
+    if let Some(reason) = shared.blocked(&id, &work.depends_on) {
+        shared.skip(&id, &reason);
+        return;
+    }
+    for step in &work.steps {
+        let desc = step.describe();
+        shared.rows.step(&id, &desc);
+        match shared.do_step(&work.host, step).await {
+            Ok(true) => shared.rows.changed(&id, desc),
+            Ok(false) => {}
+            Err(e) => {
+                shared.rows.fail(&id, &desc, &e.0);
+                shared.rows.close(&id);
+                break;
             }
-        })
-        .await;
-        close_after(Some(i));
+        }
     }
 }
 
@@ -683,6 +732,10 @@ impl<R: Remote + 'static> Shared<R> {
                     .await
                     .map(|_| true)
             }
+            Step::RotateJoinTokens { worker, manager } => self
+                .root(host, swarm::rotate_join_tokens(*worker, *manager))
+                .await
+                .map(|_| true),
             Step::CreateNetwork(net) => self
                 .root(host, network::network_create(net))
                 .await
@@ -690,7 +743,9 @@ impl<R: Remote + 'static> Shared<R> {
         }
     }
 
-    /// Joins a node. The token comes from the leader once and goes to the node on stdin.
+    /// Joins a node through its Docker Engine API: the token comes from the leader once
+    /// (on the channel's stdout) and goes to the node in the body of `POST /swarm/join`
+    /// on the relay's stdin: in no process's argv or environment, on either host.
     async fn join(&self, host: &str, role: Role, advertise: &str) -> Result<bool, StepError> {
         let (addr, token) = {
             let leader = self
@@ -724,40 +779,48 @@ impl<R: Remote + 'static> Shared<R> {
             (addr, token)
         };
         let s = self.session(host)?;
-        let stdin = format!("{}\n", token.expose()).into_bytes();
-        let out = s
-            .exec(
-                ExecRequest::new(swarm::swarm_join(advertise, &addr))
-                    .privileged()
-                    .stdin(stdin)
-                    .timeout(Duration::from_secs(120)),
+        let engine = Engine::open_any(&*s, self.command_timeout)
+            .await
+            .map_err(|e| {
+                StepError(format!(
+                    "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
+                ))
+            })?;
+        let redact = |e: String| e.replace(token.expose(), "<redacted>");
+        let answer = engine
+            .call(
+                api::swarm_join(advertise, &addr, &token),
+                Duration::from_secs(120),
             )
-            .await?;
-        // Joins are asynchronous: `swarm join` may time out while the node joins in the
+            .await
+            .map_err(|e| StepError(redact(e)))?;
+        let refused = (!answer.ok()).then(|| redact(api::error_message(&answer)));
+        // Joins are asynchronous: the daemon may answer that it goes on joining in the
         // background, so the local state decides.
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut interval = Duration::from_millis(100);
         loop {
-            let state = self.root(host, swarm::local_swarm_state()).await?;
-            let text = state.stdout_str();
-            let local = swarm::parse_local_node(&text);
-            match (local.state, local.id) {
-                ("active", Some(id)) => {
+            let info = engine
+                .call(api::info(), self.command_timeout)
+                .await
+                .and_then(|r| api::parse_info(&r.body))
+                .map_err(StepError)?;
+            match info.local_node_state.as_str() {
+                "active" if !info.node_id.is_empty() => {
                     self.node_ids
                         .lock()
                         .unwrap()
-                        .insert(host.to_string(), id.to_string());
+                        .insert(host.to_string(), info.node_id);
                     return Ok(true);
                 }
-                ("pending", _) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                "pending" if Instant::now() < deadline => {
+                    tokio::time::sleep(interval).await;
+                    interval = (interval * 2).min(Duration::from_secs(1));
                 }
-                _ => {
-                    let err = check(out)
-                        .err()
-                        .map(|e| e.0)
-                        .unwrap_or_else(|| format!("node state is {}", text.trim()));
-                    // Docker does not echo tokens, but no error may ever carry one.
-                    return Err(StepError(err.replace(token.expose(), "<redacted>")));
+                state => {
+                    return Err(StepError(refused.unwrap_or_else(|| {
+                        format!("the node's swarm state is {state:?} after the join")
+                    })));
                 }
             }
         }

@@ -18,6 +18,26 @@ fn probe_of(hostname: &str, addr: &str, docker: bool) -> String {
 
 const TOKEN: &str = "SWMTKN-1-secret-token-value";
 
+/// A node's daemon as the join sees it through the Engine API: the join "times out"
+/// although the node joined (the state decides), and its error quotes the token.
+fn joins_as(w: &FakeRemote, node_id: &str) {
+    w.on_api(
+        "GET /version",
+        200,
+        r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
+    )
+    .on_api(
+        "POST /swarm/join",
+        503,
+        &format!(r#"{{"message":"Timeout was reached before node joined (token {TOKEN})"}}"#),
+    )
+    .on_api(
+        "GET /info",
+        200,
+        &format!(r#"{{"Swarm":{{"LocalNodeState":"active","NodeID":"{node_id}"}}}}"#),
+    );
+}
+
 async fn bootstrap(
     fakes: &[FakeRemote],
     hosts: &[Host],
@@ -79,17 +99,13 @@ fn fleet() -> (Vec<FakeRemote>, Vec<Host>) {
     m.on("@@begin", ok(&probe_of("pi1", "198.18.0.11", true)))
         .on("swarm init", ok(""))
         .on("{{.Swarm.NodeAddr}}", ok("198.18.0.11 n1\n"))
+        .on("join-token --rotate", ok(""))
         .on("join-token -q worker", ok(&format!("{TOKEN}\n")));
     let w = FakeRemote::new("pi2");
     w.on("@@begin", ok(&probe_of("pi2", "198.18.0.12", false)))
         .on("apt-get install", ok("Setting up docker.io\n"))
-        .on("docker info >/dev/null", ok(""))
-        // The join "times out" although the node joined: the state decides.
-        .on(
-            "swarm join",
-            fail(1, &format!("Timeout was reached (token {TOKEN})")),
-        )
-        .on("LocalNodeState", ok("active n2\n"));
+        .on("docker info >/dev/null", ok(""));
+    joins_as(&w, "n2");
     (
         vec![m, w],
         vec![host("pi1", Role::Manager), host("pi2", Role::Worker)],
@@ -97,13 +113,20 @@ fn fleet() -> (Vec<FakeRemote>, Vec<Host>) {
 }
 
 #[tokio::test]
-async fn installs_inits_and_joins_with_the_token_on_stdin_only() {
+async fn installs_inits_joins_through_the_api_and_rotates_the_token() {
     let (fakes, hosts) = fleet();
     let (reports, events) = bootstrap(&fakes, &hosts, vec![]).await;
     assert_eq!(reports[0].outcome, Outcome::Changed);
     assert_eq!(
         reports[0].changed,
-        vec!["swarm init (advertise 198.18.0.11)"]
+        vec![
+            "swarm init (advertise 198.18.0.11)",
+            "rotate the worker join token"
+        ]
+    );
+    assert_eq!(
+        fakes[0].commands().last().map(String::as_str),
+        Some("docker swarm join-token --rotate -q worker >/dev/null")
     );
     assert_eq!(reports[1].outcome, Outcome::Changed, "{:?}", reports[1]);
     assert_eq!(
@@ -114,16 +137,18 @@ async fn installs_inits_and_joins_with_the_token_on_stdin_only() {
             "join swarm as worker"
         ]
     );
-    // Every command ran as root; the join command line has no token, stdin has it.
+    // Every command ran as root, the relay too; no command line holds the token, the
+    // body of the API request does.
     let log = fakes[1].log.lock().unwrap().clone();
     assert!(log.iter().all(|r| r.privileged));
-    let join = log
-        .iter()
-        .find(|r| r.command.contains("swarm join"))
-        .unwrap();
-    assert!(join.command.contains("198.18.0.11:2377"));
-    assert!(!join.command.contains(TOKEN));
-    assert_eq!(join.stdin.as_deref(), Some(format!("{TOKEN}\n").as_bytes()));
+    assert!(log.iter().any(|r| r.command == "docker system dial-stdio"));
+    assert!(log.iter().all(|r| !r.command.contains(TOKEN)));
+    let join = fakes[1].api_calls("POST /swarm/join");
+    assert_eq!(join.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&join[0].body).unwrap();
+    assert_eq!(body["JoinToken"], TOKEN);
+    assert_eq!(body["RemoteAddrs"][0], "198.18.0.11:2377");
+    assert_eq!(body["AdvertiseAddr"], "198.18.0.12");
     // The token appears in no event and no report.
     assert!(events.iter().all(|e| !e.contains(TOKEN)), "{events:?}");
     assert!(!format!("{reports:?}").contains(TOKEN));
@@ -155,7 +180,7 @@ async fn a_failed_manager_stops_the_swarm_steps_before_any_worker_joins() {
         reports[1].error.as_deref(),
         Some("manager pi1 failed; swarm steps not attempted")
     );
-    assert!(!fakes[1].commands().iter().any(|c| c.contains("swarm join")));
+    assert!(fakes[1].api_calls("/swarm/join").is_empty());
     assert!(
         fakes[1]
             .commands()
@@ -200,15 +225,15 @@ async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
         )),
     )
     .on("join-token -q worker", ok(&format!("{TOKEN}\n")))
+    .on("join-token --rotate", ok(""))
     .on(
         "{{.Status.Addr}}",
         ok("n1 pi1 ready 198.18.0.11\nold3 pi3 ready 198.18.0.13\nfar3 pi3 ready 10.0.0.3\nnew3 pi3 ready 198.18.0.13\n"),
     )
     .on("docker node rm", ok(""));
     let w3 = FakeRemote::new("pi3");
-    w3.on("@@begin", ok(&probe_of("pi3", "198.18.0.13", true)))
-        .on("swarm join", ok(""))
-        .on("LocalNodeState", ok("active new3\n"));
+    w3.on("@@begin", ok(&probe_of("pi3", "198.18.0.13", true)));
+    joins_as(&w3, "new3");
     let (reports, _) = bootstrap(&[m.clone(), w3, fakes[1].clone()], &hosts[..], vec![]).await;
     let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
     assert_eq!(pi2.outcome, Outcome::Changed, "{pi2:?}");
@@ -498,7 +523,13 @@ async fn the_preview_lists_the_steps_the_run_then_takes_and_sends_only_the_probe
                     "join swarm as worker"
                 ]
             ),
-            ("pi1", vec!["swarm init (advertise 198.18.0.11)"]),
+            (
+                "pi1",
+                vec![
+                    "swarm init (advertise 198.18.0.11)",
+                    "rotate the worker join token"
+                ]
+            ),
         ]
     );
     assert_eq!(p.problems, vec!["pi9: connect: no answer"]);
@@ -518,4 +549,43 @@ async fn the_preview_lists_the_steps_the_run_then_takes_and_sends_only_the_probe
         let did = &done.iter().find(|(l, _)| l == row).unwrap().1;
         assert_eq!(did, &planned, "{row}");
     }
+}
+
+/// Issue 12, section 4: the manager and the workers that have Docker do not wait for the
+/// slowest Docker install: the swarm is initialised and pi2 joins while pi3 installs;
+/// pi3 joins once its install is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_with_docker_join_while_a_fresh_pi_installs_it() {
+    let (fakes, mut hosts) = fleet();
+    // pi2 has Docker; pi3 is the fresh Pi, and its apt takes a while.
+    let pi2 = FakeRemote::new("pi2");
+    pi2.on("@@begin", ok(&probe_of("pi2", "198.18.0.12", true)));
+    joins_as(&pi2, "n2");
+    let pi3 = FakeRemote::new("pi3");
+    pi3.on("@@begin", ok(&probe_of("pi3", "198.18.0.13", false)))
+        .on_fn("apt-get install", |_| {
+            std::thread::sleep(Duration::from_millis(400));
+            ok("Setting up docker.io\n")
+        })
+        .on("docker info >/dev/null", ok(""));
+    joins_as(&pi3, "n3");
+    hosts.push(host("pi3", Role::Worker));
+    let (reports, events) = bootstrap(&[fakes[0].clone(), pi2, pi3], &hosts, vec![]).await;
+    assert!(
+        reports.iter().all(|r| r.outcome == Outcome::Changed),
+        "{reports:#?}"
+    );
+    let at = |e: &str| {
+        events
+            .iter()
+            .position(|x| x.starts_with(e))
+            .unwrap_or_else(|| panic!("no {e}: {events:#?}"))
+    };
+    let installed = at("pi3: Step(\"start docker\")");
+    assert!(at("pi1: Step(\"swarm init") < installed, "{events:#?}");
+    assert!(
+        at("pi2: Step(\"join swarm as worker") < installed,
+        "{events:#?}"
+    );
+    assert!(installed < at("pi3: Step(\"join swarm as worker"));
 }

@@ -262,7 +262,13 @@ pub fn with_fleet(
             rows,
             details,
             style,
-        } => finish(command, &rows, details, style, start.elapsed(), opts.json),
+        } => {
+            let code = finish(command, &rows, details, style, start.elapsed(), opts.json);
+            if opts.verbose {
+                term::errln(&format!("{command}: {}", remote::stats::snapshot().line()));
+            }
+            code
+        }
         Done::Exit(code) => code,
     }
 }
@@ -285,6 +291,7 @@ fn finish(
             seconds: elapsed.as_secs_f64(),
             hosts: rows,
             details,
+            remote: serde_json::to_value(remote::stats::snapshot()).ok(),
         };
         ui::json::print(&doc, true);
     } else {

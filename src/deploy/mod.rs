@@ -2,14 +2,19 @@
 //! missing networks, ship the images to the nodes that lack them, upload the stack files,
 //! then deploy the stacks in playbook order, each one only when its fingerprint (compose
 //! bytes, shipped image archives, variable values) differs from the one recorded at its
-//! last converged deploy, and wait until it converges. A failed stack stops the stacks
-//! after it: the order is a dependency order.
+//! last converged deploy. The order is a dependency order: a stack is deployed once the
+//! one before it is *ready* (every slot runs a task of its current spec), and a stack that
+//! does not get there stops the stacks after it (unless all it misses is nodes down in the
+//! swarm). The rest of each stack's convergence (tasks that stay up, swarm's update
+//! monitoring) overlaps with the next deploys; the run ends when every stack converged or
+//! failed, and a stack's deploy is recorded only then.
 //!
 //! - [`prepare()`] (`prepare.rs`): the local half, before any connection; its errors are
 //!   usage errors;
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);
-//! - [`wait`]: the convergence wait (the judgement is [`crate::docker::service`]'s);
+//! - [`wait`]: the convergence wait of all the deployed stacks, one poll for all (the
+//!   judgement is [`crate::docker::service`]'s);
 //! - [`preview()`] (`preview.rs`): `--dry-run`, the same reads and decisions, no write;
 //! - this file: the flow, and the result: one row per manager, node and stack, plus a
 //!   per-stack detail for `--json`.
@@ -26,6 +31,7 @@ use crate::docker::node::SwarmNode;
 use crate::docker::paths::{deployed_record, stack_file};
 use crate::docker::service::{self, ServiceState};
 use crate::docker::stack::{self, StackState};
+use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows};
 use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
@@ -35,6 +41,8 @@ pub mod images;
 mod prepare;
 mod preview;
 pub mod wait;
+
+use wait::{NotConverged, Pace, Watch};
 
 pub use prepare::{EnvVar, Prepared, PreparedStack, fingerprint, prepare, prepare_with};
 pub use preview::{StackFile, preview, stack_files};
@@ -191,6 +199,8 @@ pub struct Options {
     pub command_timeout: Duration,
     /// Time between two convergence polls (2 s).
     pub poll_interval: Duration,
+    /// How long a task must have been seen running to count ([`wait::SETTLE`]).
+    pub settle: Duration,
     /// Who takes the lock: [`LockOwner::current`]`("deploy")`.
     pub owner: LockOwner,
 }
@@ -202,6 +212,7 @@ impl Options {
             parallel,
             command_timeout,
             poll_interval: POLL_INTERVAL,
+            settle: wait::SETTLE,
             owner: LockOwner::current("deploy"),
         }
     }
@@ -243,8 +254,9 @@ struct Deploy<'a, R> {
     nodes: HashMap<String, Arc<R>>,
     rows: Rows,
     stacks: Mutex<Vec<StackResult>>,
-    /// The stack being deployed, so an interruption names it.
-    current: Mutex<Option<(usize, Phase)>>,
+    /// The stacks deployed and not done yet, each in its phase, so that an interruption
+    /// names them and how far each got.
+    in_flight: Mutex<BTreeMap<usize, Phase>>,
     started: Instant,
 }
 
@@ -291,7 +303,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             nodes,
             rows: Rows::with_secrets(reporter, &ids, secrets),
             stacks: Mutex::new(stacks),
-            current: Mutex::new(None),
+            in_flight: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
         }
     }
@@ -347,12 +359,13 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
-    /// Ctrl-C: the stack in progress failed, saying how far it got; the others after it
-    /// were not attempted. The summary then shows what was done (the rows' changes, the
-    /// stacks deployed) and what was not.
+    /// Ctrl-C: the stacks in progress failed, each saying how far it got; the others
+    /// after them were not attempted. The summary then shows what was done (the rows'
+    /// changes, the stacks deployed) and what was not.
     fn interrupted(&self) {
-        if let Some((i, phase)) = *self.current.lock().unwrap() {
-            let mut stacks = self.stacks.lock().unwrap();
+        let in_flight = self.in_flight.lock().unwrap().clone();
+        let mut stacks = self.stacks.lock().unwrap();
+        for (i, phase) in in_flight {
             let s = &mut stacks[i];
             if s.status == StackStatus::Skipped && s.error.is_none() {
                 s.status = StackStatus::Failed;
@@ -360,12 +373,23 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 s.error = Some(format!("interrupted {}", phase.interrupted()));
             }
         }
+        drop(stacks);
         self.skip_pending("not attempted: interrupted");
     }
 
-    /// The stack being deployed is now in this phase.
+    /// A stack in progress is now in this phase.
     fn phase(&self, i: usize, phase: Phase) {
-        *self.current.lock().unwrap() = Some((i, phase));
+        self.in_flight.lock().unwrap().insert(i, phase);
+    }
+
+    /// A stack is done (converged, unchanged or failed): its row ends now, with its own
+    /// time and outcome.
+    fn done(&self, i: usize) {
+        self.in_flight.lock().unwrap().remove(&i);
+        let row = self.stacks.lock().unwrap()[i].row();
+        let id = row.id.clone();
+        self.rows.put(row);
+        self.rows.close(&id);
     }
 
     async fn root(&self, cmd: String) -> Result<Output, StepError> {
@@ -440,6 +464,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             }
         };
 
+        let mut watch: Option<Watch<'_, R>> = None;
         let mut blocked: Option<String> = None;
         for (i, st) in self.prepared.stacks.iter().enumerate() {
             if let Some(b) = &blocked {
@@ -449,14 +474,25 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 continue;
             }
             self.phase(i, Phase::Upload);
-            let ok = self.deploy_stack(i, st, &state, &lacking).await;
-            *self.current.lock().unwrap() = None;
-            // The stack's row ends now, with its own time.
-            let row = self.stacks.lock().unwrap()[i].row();
-            self.rows.put(row);
-            self.rows.close(&RowId::stack(&st.name));
+            let ok = self.deploy_stack(i, st, &state, &lacking, &mut watch).await;
+            // A stack that is done ends its row now; one still converging when it does.
+            if self.in_flight.lock().unwrap().get(&i) != Some(&Phase::Converge) {
+                self.done(i);
+            }
             if !ok {
                 blocked = Some(st.name.clone());
+            }
+            // Stacks that converged (or failed) meanwhile are recorded and end now.
+            if let Some(w) = watch.as_mut() {
+                for (name, states, end) in w.take_ended() {
+                    self.converged(&name, states, end).await;
+                }
+            }
+        }
+        // Every stack deployed now converges, or fails, before the run ends.
+        if let Some(w) = watch {
+            for (name, states, end) in w.until_all_converged().await {
+                self.converged(&name, states, end).await;
             }
         }
         self.report_down_nodes().await;
@@ -511,7 +547,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 }
             }
             if !gaps.is_empty() && status != StackStatus::Failed {
-                let mut states = service::assess(&st.name, &st.services, &poll);
+                let mut states = service::assess_once(&st.name, &st.services, &poll);
                 service::judge_down_nodes(&mut states, &poll.specs, &nodes);
                 let text = format!(
                     "global services do not run on nodes down in the swarm\n{}",
@@ -541,15 +577,16 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
-    /// Uploads, decides, deploys and waits for one stack. Returns whether the stacks after
-    /// it may be deployed: false when it failed, unless all it misses is nodes down in the
-    /// swarm.
-    async fn deploy_stack(
-        &self,
+    /// Uploads, decides, deploys and waits until one stack is ready (see [`wait`]).
+    /// Returns whether the stacks after it may be deployed: false when it failed, unless
+    /// all it misses is nodes down in the swarm. Its convergence goes on in `watch`.
+    async fn deploy_stack<'s>(
+        &'s self,
         i: usize,
-        st: &PreparedStack,
+        st: &'s PreparedStack,
         state: &StackState,
         lacking: &BTreeMap<String, Vec<String>>,
+        watch: &mut Option<Watch<'s, R>>,
     ) -> bool {
         let row = RowId::stack(&st.name);
         if let Some((img, hosts)) = st
@@ -619,7 +656,33 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         // `stack deploy` converges on the file: a second run after a lost connection
         // changes nothing the first did not.
         .idempotent();
-        match run_ok(&*self.leader, req).await {
+        // The manager's Engine API serves every poll of this run; its relay starts while
+        // the first stack deploys.
+        let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
+            match watch {
+                Some(_) => None,
+                None => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
+            }
+        });
+        if let Some(opened) = opened {
+            let engine = match opened {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.rows.note(
+                        &self.leader_row,
+                        &format!("{e}: polling with the docker CLI"),
+                    );
+                    None
+                }
+            };
+            let pace = Pace {
+                command_timeout: self.opts.command_timeout,
+                max_interval: self.opts.poll_interval,
+                settle: self.opts.settle,
+            };
+            *watch = Some(Watch::new(&*self.leader, engine, &self.rows, pace));
+        }
+        match deployed {
             Ok(out) => {
                 for line in out.stdout_str().lines().filter(|l| !l.trim().is_empty()) {
                     self.rows.output(&row, line.trim());
@@ -632,29 +695,45 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
 
         self.phase(i, Phase::Converge);
-        let waited = wait::converge(
-            &*self.leader,
-            st,
-            &self.rows,
-            self.opts.command_timeout,
-            self.opts.poll_interval,
-        )
-        .await;
-        let states = match waited {
-            Ok(states) => states,
+        let watch = watch.as_mut().expect("made above");
+        watch.add(st);
+        match watch.until_ready(&st.name).await {
+            Ok(()) => true,
             Err(stuck) => {
                 self.set_stack(i, |s| s.services = stuck.states);
                 self.fail_stack(i, "converge", &stuck.text);
                 // Down nodes are the nodes' failure, not this stack's: it runs everywhere
                 // else, and what depends on it may go on.
-                return stuck.nodes_down;
+                stuck.nodes_down
             }
+        }
+    }
+
+    /// A watched stack's end: recorded when it converged (so that a stack that failed is
+    /// retried next time), failed otherwise; its row ends.
+    async fn converged(
+        &self,
+        name: &str,
+        states: Vec<ServiceState>,
+        end: Result<(), NotConverged>,
+    ) {
+        let Some(i) = self.prepared.stacks.iter().position(|s| s.name == name) else {
+            return;
         };
+        if self.stacks.lock().unwrap()[i].status == StackStatus::Failed {
+            // Failed while the deploy waited for it to be ready: said and ended then.
+            return;
+        }
+        let st = &self.prepared.stacks[i];
         let n = states.len();
         self.set_stack(i, |s| s.services = states);
-
-        // Recorded only once converged, so that a stack that failed is retried next time.
+        if let Err(stuck) = end {
+            self.fail_stack(i, "converge", &stuck.text);
+            self.done(i);
+            return;
+        }
         self.phase(i, Phase::Record);
+        let row = RowId::stack(name);
         self.rows.step(&row, "record the deploy");
         let record = self
             .leader
@@ -667,14 +746,14 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             .await;
         if let Err(e) = record {
             self.fail_stack(i, "record", &e.to_string());
-            return false;
+        } else {
+            self.set_stack(i, |s| {
+                s.status = StackStatus::Deployed;
+                s.error = None;
+            });
+            self.rows.note(&row, &format!("{n} service(s) converged"));
         }
-        self.set_stack(i, |s| {
-            s.status = StackStatus::Deployed;
-            s.error = None;
-        });
-        self.rows.note(&row, &format!("{n} service(s) converged"));
-        true
+        self.done(i);
     }
 
     /// The rows with their outcomes (the stacks' from their results); emits each row's end.

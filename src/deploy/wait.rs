@@ -1,25 +1,60 @@
-//! The convergence wait of one deployed stack: polls the manager until every service has
-//! converged, twice in a row, or the stack's timeout has passed, showing progress on the
-//! stack's row. Whether a service converged, and why not, is judged by
-//! [`crate::docker::service`]; this file only decides when to ask again and when to stop.
+//! The convergence wait of the deployed stacks: one loop ([`Watch`]) polls every stack
+//! being waited for at once, in one round trip per poll, and says when each is *ready*
+//! (the next stack may be deployed) and when each has *converged* (see
+//! [`crate::docker::service`] for both, judged there). This file only decides when to ask
+//! again, what a poll asks, and when to give up.
 //!
-//! It stops early when waiting cannot help: the manager unreachable (the transport gave
-//! up reconnecting), or a global service missing on nodes down in the swarm for
-//! [`DOWN_NODE_GRACE`] (a node that rebooted is back well within it).
+//! - **What a poll asks**: through the manager's Engine API when it is reachable
+//!   ([`crate::exec::engine`]: services, tasks and nodes, three requests in one round trip,
+//!   no process on the Pi), else `docker` CLI polls ([`service::stack_poll`], one per
+//!   stack, and the nodes once all look converged; their task lists cannot tell a task of
+//!   the previous spec, so right after a redeploy they rely on swarm's update status and
+//!   the settle time alone).
+//! - **When**: at once after a deploy, then backing off from 0.1 s to 0.5 s (API) or the
+//!   poll interval (1 s, CLI); sooner when a task becomes settled (seen running [`SETTLE`]
+//!   ago) or a deadline falls.
+//! - **Order**: the deploy waits until a stack is ready before it deploys the next one
+//!   (the playbook's order is a dependency order); the settle time and swarm's update
+//!   monitoring of a ready stack go on while the next ones deploy, and the deploy ends
+//!   when every stack converged or failed.
+//! - **When to give up**: at a stack's timeout (from its deploy), with swarm's reasons;
+//!   at once for every stack when the manager is unreachable (the transport gave up
+//!   reconnecting); for a stack whose global services miss nodes down in the swarm, after
+//!   [`DOWN_NODE_GRACE`] (a node that rebooted is back well within it).
+//!
+//! Where more checks plug in: [`Watch::poll`] is the one place that sees each stack's
+//! fresh states (and the swarm's nodes); a judgement that a stack cannot converge (fail
+//! fast) belongs in `docker::service` and is called there, next to [`service::assess`]
+//! and [`service::judge_down_nodes`].
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::docker::api;
 use crate::docker::node::{self, SwarmNode};
-use crate::docker::service::{self, ServiceState};
+use crate::docker::service::{self, Poll, ServiceState};
+use crate::exec::engine::Engine;
 use crate::exec::report::{RowId, Rows, secs};
 use crate::exec::{StepError, check};
 use crate::remote::{ExecRequest, Remote, RemoteError};
 
 use super::PreparedStack;
 
+/// How long a task must have been seen running to count: a task that starts and dies at
+/// once (a crash loop) must not be taken for a converged service.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
 /// How long a global service may miss nodes that swarm marks down before the wait gives
 /// up on it: swarm notices a node is back within seconds of its dockerd answering.
 pub const DOWN_NODE_GRACE: Duration = Duration::from_secs(20);
+
+/// The first poll after a deploy.
+const FIRST_POLL: Duration = Duration::from_millis(100);
+
+/// The longest time between two polls through the Engine API.
+const API_POLL_MAX: Duration = Duration::from_millis(500);
 
 /// Why a read of the manager failed.
 #[derive(Debug)]
@@ -63,110 +98,335 @@ pub struct NotConverged {
     pub nodes_down: bool,
 }
 
-fn not_converged(states: Vec<ServiceState>, text: String) -> NotConverged {
-    NotConverged {
-        states,
-        text,
-        nodes_down: false,
+/// One stack waited for.
+struct Watched<'a> {
+    st: &'a PreparedStack,
+    deadline: Instant,
+    states: Vec<ServiceState>,
+    last_error: Option<String>,
+    /// Since when swarm's count was complete but global services missed down nodes.
+    blocked_since: Option<Instant>,
+    /// Set once it converged (`Ok`) or gave up.
+    end: Option<Result<(), NotConverged>>,
+    /// Its end was handed out by [`Watch::take_ended`].
+    reported: bool,
+}
+
+/// How a watched stack ended: its name, its last states, converged or why not.
+pub type Ended = (String, Vec<ServiceState>, Result<(), NotConverged>);
+
+/// The wait of every deployed stack.
+pub struct Watch<'a, R> {
+    leader: &'a R,
+    /// The manager's Engine API; `None` when polls go through the `docker` CLI.
+    engine: Option<Engine>,
+    rows: &'a Rows,
+    command_timeout: Duration,
+    max_interval: Duration,
+    settle: Duration,
+    stacks: Vec<Watched<'a>>,
+    /// Task id -> when it was first seen running.
+    first_running: HashMap<String, Instant>,
+    interval: Duration,
+}
+
+/// How a [`Watch`] polls.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub command_timeout: Duration,
+    /// The longest time between two polls.
+    pub max_interval: Duration,
+    /// See [`SETTLE`].
+    pub settle: Duration,
+}
+
+impl<'a, R: Remote> Watch<'a, R> {
+    pub fn new(leader: &'a R, engine: Option<Engine>, rows: &'a Rows, pace: Pace) -> Self {
+        Watch {
+            leader,
+            engine,
+            rows,
+            command_timeout: pace.command_timeout,
+            max_interval: pace.max_interval,
+            settle: pace.settle,
+            stacks: Vec::new(),
+            first_running: HashMap::new(),
+            interval: FIRST_POLL,
+        }
+    }
+
+    /// Starts waiting for a stack just deployed; its timeout runs from now.
+    pub fn add(&mut self, st: &'a PreparedStack) {
+        self.rows
+            .step(&RowId::stack(&st.name), "wait for convergence");
+        self.stacks.push(Watched {
+            st,
+            deadline: Instant::now() + st.timeout,
+            states: Vec::new(),
+            last_error: None,
+            blocked_since: None,
+            end: None,
+            reported: false,
+        });
+        self.interval = FIRST_POLL;
+    }
+
+    /// Polls until the stack is ready (or converged): `Ok`, or why not when it failed or
+    /// its timeout passed. Other stacks may converge or fail meanwhile.
+    pub async fn until_ready(&mut self, name: &str) -> Result<(), NotConverged> {
+        loop {
+            self.poll().await;
+            let w = self
+                .stacks
+                .iter()
+                .find(|w| w.st.name == name)
+                .expect("the stack is watched");
+            match &w.end {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => return Err(e.clone()),
+                None if !w.states.is_empty() && service::all_ready(&w.states) => return Ok(()),
+                None => {}
+            }
+            self.sleep().await;
+        }
+    }
+
+    /// The stacks that ended (converged or failed) since the last call, so that the
+    /// deploy records them and ends their rows at once.
+    pub fn take_ended(&mut self) -> Vec<Ended> {
+        let mut out = Vec::new();
+        for w in self
+            .stacks
+            .iter_mut()
+            .filter(|w| w.end.is_some() && !w.reported)
+        {
+            w.reported = true;
+            out.push((
+                w.st.name.clone(),
+                w.states.clone(),
+                w.end.clone().unwrap_or(Ok(())),
+            ));
+        }
+        out
+    }
+
+    /// Polls until every stack converged or failed, and says how each ended (those not
+    /// taken already with [`Watch::take_ended`]).
+    pub async fn until_all_converged(mut self) -> Vec<Ended> {
+        while self.stacks.iter().any(|w| w.end.is_none()) {
+            self.poll().await;
+            if self.stacks.iter().all(|w| w.end.is_some()) {
+                break;
+            }
+            self.sleep().await;
+        }
+        self.take_ended()
+    }
+
+    /// Waits for the next poll: the backoff, or sooner when a task becomes settled or
+    /// a deadline falls.
+    async fn sleep(&mut self) {
+        let now = Instant::now();
+        let mut until = now + self.interval;
+        for first in self.first_running.values() {
+            let due = *first + self.settle;
+            if due > now && due < until {
+                until = due;
+            }
+        }
+        for w in self.stacks.iter().filter(|w| w.end.is_none()) {
+            until = until.min(w.deadline.max(now));
+        }
+        tokio::time::sleep_until(until).await;
+        // An API poll costs the Pi no process: it may come twice as often.
+        let max = if self.engine.is_some() {
+            self.max_interval.min(API_POLL_MAX)
+        } else {
+            self.max_interval
+        };
+        self.interval = (self.interval * 3 / 2).min(max);
+    }
+
+    /// One poll of every stack still waited for; updates their states and ends.
+    async fn poll(&mut self) {
+        let open: Vec<String> = self
+            .stacks
+            .iter()
+            .filter(|w| w.end.is_none())
+            .map(|w| w.st.name.clone())
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let (polls, mut swarm_nodes) = match self.fetch(&open).await {
+            Ok(x) => x,
+            Err(e) => return self.unreachable(&e),
+        };
+        let now = Instant::now();
+        for i in 0..self.stacks.len() {
+            if self.stacks[i].end.is_some() {
+                continue;
+            }
+            let name = self.stacks[i].st.name.clone();
+            match polls.get(&name) {
+                Some(Ok(p)) => {
+                    let mut p = p.clone();
+                    for t in &mut p.tasks {
+                        if t.desired == "running" && t.state == "running" {
+                            let first = *self.first_running.entry(t.id.clone()).or_insert(now);
+                            t.settled = now.duration_since(first) >= self.settle;
+                        }
+                    }
+                    let w = &mut self.stacks[i];
+                    w.states = service::assess(&name, &w.st.services, &p);
+                    w.last_error = None;
+                    if service::all_converged(&w.states) {
+                        // Swarm's count leaves out nodes it marks down: ask which they
+                        // are (the CLI way: only now; the API poll brought them).
+                        if swarm_nodes.is_none() {
+                            swarm_nodes = match nodes(self.leader, self.command_timeout).await {
+                                Ok(n) => Some(n),
+                                Err(ReadError::Unreachable(e)) => return self.unreachable(&e),
+                                Err(ReadError::Failed(e)) => {
+                                    self.rows.note(
+                                        &RowId::stack(&name),
+                                        &format!("cannot read the swarm's nodes: {e}"),
+                                    );
+                                    Some(Vec::new())
+                                }
+                            };
+                        }
+                        let w = &mut self.stacks[i];
+                        let down = service::judge_down_nodes(
+                            &mut w.states,
+                            &p.specs,
+                            swarm_nodes.as_deref().unwrap_or_default(),
+                        );
+                        if !down {
+                            w.end = Some(Ok(()));
+                            continue;
+                        }
+                        let since = *w.blocked_since.get_or_insert(now);
+                        // At the stack's timeout, the down nodes are the reason too.
+                        if now.duration_since(since) >= DOWN_NODE_GRACE.min(w.st.timeout)
+                            || now >= w.deadline
+                        {
+                            let mut text = format!(
+                                "global services do not run on nodes down in the swarm (for {})",
+                                secs(now.duration_since(since))
+                            );
+                            text.push('\n');
+                            text.push_str(&service::failure_text(&w.states));
+                            w.end = Some(Err(NotConverged {
+                                states: w.states.clone(),
+                                text,
+                                nodes_down: true,
+                            }));
+                            continue;
+                        }
+                    } else {
+                        w.blocked_since = None;
+                    }
+                    let w = &self.stacks[i];
+                    let done = w.states.iter().filter(|s| s.converged).count();
+                    self.rows.output(
+                        &RowId::stack(&name),
+                        &format!("{done}/{} services converged", w.states.len()),
+                    );
+                }
+                // A poll that fails (a manager busy electing) is retried until the end.
+                Some(Err(e)) => self.stacks[i].last_error = Some(e.clone()),
+                None => {}
+            }
+            let w = &mut self.stacks[i];
+            if now >= w.deadline {
+                w.end = Some(Err(timed_out(w)));
+            }
+        }
+    }
+
+    /// The manager is gone for good: every stack still waited for ends now.
+    fn unreachable(&mut self, e: &RemoteError) {
+        for w in self.stacks.iter_mut().filter(|w| w.end.is_none()) {
+            let mut text = format!("{e}; the stack's state there is unknown");
+            let failing = service::failure_text(&w.states);
+            if !failing.is_empty() {
+                text.push_str(&format!("\nat the last poll:\n{failing}"));
+            }
+            w.end = Some(Err(NotConverged {
+                states: w.states.clone(),
+                text,
+                nodes_down: false,
+            }));
+        }
+    }
+
+    /// The polls of these stacks, and the swarm's nodes when the poll brought them: one
+    /// API round trip for all, or one CLI poll each. `Err` only when the manager is
+    /// unreachable; a poll that failed is in the map.
+    async fn fetch(&mut self, stacks: &[String]) -> Result<Fetched, RemoteError> {
+        if let Some(engine) = &self.engine {
+            let reqs = [api::stack_services(), api::stack_tasks(), api::nodes()];
+            let answer = engine.batch(&reqs, self.command_timeout).await;
+            let parsed = answer.and_then(|r| {
+                if let Some(bad) = r.iter().find(|r| !r.ok()) {
+                    return Err(api::error_message(bad));
+                }
+                let polls = api::parse_stack_polls(&r[0].body, &r[1].body, &r[2].body)?;
+                Ok((polls, node::parse_node_list(&r[2].body)?))
+            });
+            match parsed {
+                Ok((mut all, nodes)) => {
+                    let polls = stacks
+                        .iter()
+                        .map(|s| (s.clone(), Ok(all.remove(s).unwrap_or_default())))
+                        .collect();
+                    return Ok((polls, Some(nodes)));
+                }
+                Err(e) => {
+                    // The channel is gone or the daemon answers oddly: the CLI still
+                    // works (and the transport reconnects it).
+                    self.rows.note(
+                        &RowId::host(self.leader.host()),
+                        &format!("{e}; polling with the docker CLI from now on"),
+                    );
+                    self.engine = None;
+                }
+            }
+        }
+        let mut out = HashMap::new();
+        for s in stacks {
+            let poll = match read(self.leader, service::stack_poll(s), self.command_timeout).await {
+                Ok(text) => service::parse_poll(&text),
+                Err(ReadError::Unreachable(e)) => return Err(*e),
+                Err(ReadError::Failed(e)) => Err(e.0),
+            };
+            out.insert(s.clone(), poll);
+        }
+        Ok((out, None))
     }
 }
 
-/// Polls until every service converged or the stack's timeout passed. On timeout: the
-/// last states and the failure text, one line per failing service.
-pub async fn converge<R: Remote>(
-    leader: &R,
-    st: &PreparedStack,
-    rows: &Rows,
-    command_timeout: Duration,
-    poll_interval: Duration,
-) -> Result<Vec<ServiceState>, NotConverged> {
-    let row = RowId::stack(&st.name);
-    rows.step(&row, "wait for convergence");
-    let deadline = Instant::now() + st.timeout;
-    let mut states: Vec<ServiceState> = Vec::new();
-    let mut last_error: Option<String>;
-    let mut seen_converged = false;
-    // Since when swarm's count was complete but global services missed down nodes.
-    let mut blocked_since: Option<Instant> = None;
-    let unreachable = |states: Vec<ServiceState>, e: RemoteError| {
-        let mut text = format!("{e}; the stack's state there is unknown");
-        let failing = service::failure_text(&states);
-        if !failing.is_empty() {
-            text.push_str(&format!("\nat the last poll:\n{failing}"));
-        }
-        Err(not_converged(states, text))
-    };
-    loop {
-        let poll = read(leader, service::stack_poll(&st.name), command_timeout)
-            .await
-            .and_then(|o| service::parse_poll(&o).map_err(|e| ReadError::Failed(StepError(e))));
-        match poll {
-            Ok(p) => {
-                states = service::assess(&st.name, &st.services, &p);
-                last_error = None;
-                if service::all_converged(&states) {
-                    // Swarm's count leaves out nodes it marks down: ask which they are.
-                    let down = match nodes(leader, command_timeout).await {
-                        Ok(nodes) => service::judge_down_nodes(&mut states, &p.specs, &nodes),
-                        Err(ReadError::Unreachable(e)) => return unreachable(states, *e),
-                        // Swarm's count stands alone: a node list that cannot be read
-                        // must not hold a converged stack back.
-                        Err(ReadError::Failed(e)) => {
-                            rows.note(&row, &format!("cannot read the swarm's nodes: {e}"));
-                            false
-                        }
-                    };
-                    if down {
-                        seen_converged = false;
-                        let since = *blocked_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= DOWN_NODE_GRACE.min(st.timeout) {
-                            let mut text = format!(
-                                "global services do not run on nodes down in the swarm (for {})",
-                                secs(since.elapsed())
-                            );
-                            text.push('\n');
-                            text.push_str(&service::failure_text(&states));
-                            return Err(NotConverged {
-                                states,
-                                text,
-                                nodes_down: true,
-                            });
-                        }
-                    } else {
-                        // Twice in a row: right after `stack deploy` swarm may not have
-                        // started the update yet (old tasks still running, no update
-                        // status), and a crash-looping task can look running once.
-                        if seen_converged {
-                            return Ok(states);
-                        }
-                        seen_converged = true;
-                        blocked_since = None;
-                    }
-                } else {
-                    seen_converged = false;
-                    blocked_since = None;
-                }
-                let done = states.iter().filter(|s| s.converged).count();
-                rows.output(&row, &format!("{done}/{} services converged", states.len()));
-            }
-            Err(ReadError::Unreachable(e)) => return unreachable(states, *e),
-            // A poll that fails (a manager busy electing) is retried until the end.
-            Err(ReadError::Failed(e)) => last_error = Some(e.0),
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        tokio::time::sleep(poll_interval.min(deadline - now)).await;
-    }
-    let mut text = format!("not converged after {}", secs(st.timeout));
-    let failing = service::failure_text(&states);
+/// Per stack its poll (or why it failed), and the swarm's nodes if the poll brought them.
+type Fetched = (
+    HashMap<String, Result<Poll, String>>,
+    Option<Vec<SwarmNode>>,
+);
+
+/// Why a stack did not converge in time: one line per failing service, in swarm's words.
+fn timed_out(w: &Watched) -> NotConverged {
+    let mut text = format!("not converged after {}", secs(w.st.timeout));
+    let failing = service::failure_text(&w.states);
     if !failing.is_empty() {
         text.push('\n');
         text.push_str(&failing);
     }
-    if let Some(e) = last_error {
+    if let Some(e) = &w.last_error {
         text.push_str(&format!("\nlast poll failed: {e}"));
     }
-    Err(not_converged(states, text))
+    NotConverged {
+        states: w.states.clone(),
+        text,
+        nodes_down: false,
+    }
 }

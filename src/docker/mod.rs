@@ -1,5 +1,6 @@
 //! Docker, as rpiprov speaks to it over SSH: pure builders of the remote command lines and
-//! pure parsers of their output, one file per thing Docker manages. Nothing here opens a
+//! pure parsers of their output, one file per thing Docker manages; and where the Engine
+//! API is reachable (`docker system dial-stdio`), the API's requests and answers ([`api`]). Nothing here opens a
 //! connection, sleeps or reports progress; the executors (`bootstrap`, `deploy`,
 //! `teardown`) run these commands through [`crate::exec`] and decide what to do with the
 //! parsed answers.
@@ -24,8 +25,12 @@
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
 //! | [`notices`] | Docker's own notices, kept out of error text |
 //! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
+//! | [`api`] | the same things through the Docker Engine API: requests and the JSON read back |
+//! | [`http`] | HTTP/1.1 framing of those requests and answers, for the API's byte stream |
 
+pub mod api;
 pub mod engine;
+pub mod http;
 pub mod image;
 pub mod lock;
 pub mod network;

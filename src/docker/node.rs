@@ -109,12 +109,9 @@ struct RawNodeStatus {
     addr: String,
 }
 
-/// Parses `docker node inspect --format '{{json .}}'` output: one node per line.
-pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
-    let raw: Vec<RawNode> = json_lines(text, "docker node inspect")?;
-    Ok(raw
-        .into_iter()
-        .map(|raw| SwarmNode {
+impl From<RawNode> for SwarmNode {
+    fn from(raw: RawNode) -> SwarmNode {
+        SwarmNode {
             id: raw.id,
             hostname: raw.description.hostname,
             role: raw.spec.role,
@@ -131,8 +128,21 @@ pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
                 None => String::new(),
             },
             engine_version: raw.description.engine.engine_version,
-        })
-        .collect())
+        }
+    }
+}
+
+/// Parses `docker node inspect --format '{{json .}}'` output: one node per line.
+pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
+    let raw: Vec<RawNode> = json_lines(text, "docker node inspect")?;
+    Ok(raw.into_iter().map(SwarmNode::from).collect())
+}
+
+/// Parses the Engine API's node list (`GET /nodes`): the same objects, in one array.
+pub fn parse_node_list(json: &[u8]) -> Result<Vec<SwarmNode>, String> {
+    let raw: Vec<RawNode> =
+        serde_json::from_slice(json).map_err(|e| format!("cannot read the nodes: {e}"))?;
+    Ok(raw.into_iter().map(SwarmNode::from).collect())
 }
 
 /// What an operation does to managers.

@@ -92,7 +92,7 @@ mod tests {
             "if [ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]; then\n\
              echo '@@begin records'; (set -e; docker stack ls --format 'stack {{.Name}}'; echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"); echo '@@end records'\n\
              echo '@@begin swarm_networks'; docker network ls --filter scope=swarm --format '{{.Name}}\\t{{.Label \"com.docker.stack.namespace\"}}'; echo '@@end swarm_networks'\n\
-             echo '@@begin poll web'; (set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi) 2>&1; echo '@@end poll web'\n\
+             echo '@@begin poll web'; (set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.ID}}\\t{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi) 2>&1; echo '@@end poll web'\n\
              fi\n"
         );
         crate::testing::script::syntax_ok(&o);
@@ -137,7 +137,7 @@ mod tests {
         let out = "hostname=pi1\n@@begin records\nstack web\ndeployed web fp\n@@end records\n\
                    @@begin poll web\n@@services\na1\tweb_web\tglobal\t3/3\n@@inspect\n\
                    [{\"Spec\": {\"Name\": \"web_web\", \"Mode\": {\"Global\": {}}}}]\n@@tasks\n\
-                   web_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n@@end poll web\n\
+                   t1\tweb_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n@@end poll web\n\
                    @@begin poll api\nNothing found in stack: api\n@@end poll api\n";
         let o = parse(out).unwrap().unwrap();
         let web = o.polls["web"].as_ref().unwrap();

@@ -1,12 +1,24 @@
 //! A stack's services and their convergence: the poll command ([`stack_poll`]), the pure
-//! parse of its output into per-service states ([`parse_poll`]), and the judgement of
-//! whether each service has reached what was asked of it, and if not, why, in swarm's own
-//! words ([`assess`], [`all_converged`], [`failure_text`]). The wait loop that polls until
-//! then is `deploy`'s (`crate::deploy::wait`). Tested on output in Docker 20.10's formats.
+//! parse of its output into per-service states ([`parse_poll`]; the Engine API's answers
+//! give the same [`Poll`], see [`crate::docker::api::parse_stack_polls`]), and the
+//! judgement of whether each service has reached what was asked of it, and if not, why,
+//! in swarm's own words ([`assess`], [`all_converged`], [`failure_text`]). The wait loop
+//! that polls until then is `deploy`'s (`crate::deploy::wait`). Tested on output in
+//! Docker 20.10's formats.
 //!
-//! Converged means, per service: no update in progress or rolled back; replicated and
-//! global services at their desired count of running tasks; one-shot services (jobs, and
-//! `restart_policy: none` / `on-failure`) with their tasks completed.
+//! Per service, two stages:
+//! - *ready*: every slot runs a task of the service's **current** spec (a task made
+//!   before the last `stack deploy` whose spec differs is the previous version still
+//!   running: the update has not reached it yet), replicated and global services at
+//!   their desired count, one-shot services (jobs, and `restart_policy: none` /
+//!   `on-failure`) with their tasks completed, and no update paused or rolled back;
+//! - *converged*: ready, every running task counted has stayed up for a while
+//!   ([`Task::settled`]: seen running on polls at least the settle time apart, see
+//!   `crate::deploy::wait`), and swarm's own update, if one ran, `completed` (swarm marks
+//!   it so only after watching the new tasks for the update's `monitor` period).
+//!
+//! Exact, not "converged twice in a row": which tasks run the current spec is read, not
+//! guessed from a delay; the settle time only covers a task that starts and dies at once.
 //!
 //! Swarm's count of a global service leaves out the nodes it marks down: with a worker's
 //! cable pulled, `web` shows `2/2` while the inventory puts it on 3 nodes. So a global
@@ -29,7 +41,7 @@ use crate::shell::{join, quote};
 pub fn stack_poll(stack: &str) -> String {
     let q = quote(stack);
     format!(
-        "set -e; echo '@@services'; docker stack services --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Mode}}}}\\t{{{{.Replicas}}}}' {q}; ids=$(docker stack services -q {q}); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{{{.Name}}}}\\t{{{{.Node}}}}\\t{{{{.DesiredState}}}}\\t{{{{.CurrentState}}}}\\t{{{{.Error}}}}' $ids; fi"
+        "set -e; echo '@@services'; docker stack services --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Mode}}}}\\t{{{{.Replicas}}}}' {q}; ids=$(docker stack services -q {q}); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{{{.ID}}}}\\t{{{{.Name}}}}\\t{{{{.Node}}}}\\t{{{{.DesiredState}}}}\\t{{{{.CurrentState}}}}\\t{{{{.Error}}}}' $ids; fi"
     )
 }
 
@@ -77,9 +89,11 @@ pub struct ServiceSpec {
 }
 
 /// One task line of `docker service ps --no-trunc --format
-/// '{{.Name}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}'`.
+/// '{{.ID}}\t{{.Name}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}'`, or
+/// one task of the Engine API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    pub id: String,
     pub service: String,
     /// `web_app.1` (replicated) or `web_agent.<node id>` (global).
     pub slot: String,
@@ -89,6 +103,11 @@ pub struct Task {
     /// Lower case first word of the current state: `running`, `rejected`, `pending` ...
     pub state: String,
     pub error: String,
+    /// Made from the service's current spec. Only the Engine API tells; the CLI's poll
+    /// says true (and its waits are less exact: see `crate::deploy::wait`).
+    pub current: bool,
+    /// Running long enough to count: set by the wait loop, which sees tasks over time.
+    pub settled: bool,
 }
 
 /// One poll of one stack.
@@ -109,6 +128,9 @@ pub struct ServiceState {
     pub converged: bool,
     /// Why not, as swarm says it; empty when converged.
     pub reasons: Vec<String>,
+    /// Ready (see the module doc): the stacks after this one may be deployed.
+    #[serde(skip)]
+    pub ready: bool,
 }
 
 /// Running and desired task counts, and for replicated jobs (completed, total).
@@ -259,7 +281,8 @@ pub fn parse_inspect(json: &str) -> Result<Vec<ServiceSpec>, String> {
 pub fn parse_tasks(text: &str) -> Vec<Task> {
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut f = line.splitn(5, '\t');
+        let mut f = line.splitn(6, '\t');
+        let id = f.next().unwrap_or_default().trim();
         let name = f.next().unwrap_or_default().trim();
         // The table format indents a slot's older tasks with `\_`; custom formats do not,
         // but accept both.
@@ -278,6 +301,7 @@ pub fn parse_tasks(text: &str) -> Vec<Task> {
             None => name,
         };
         out.push(Task {
+            id: id.to_string(),
             service: service.to_string(),
             slot: name.to_string(),
             node: node.to_string(),
@@ -288,6 +312,8 @@ pub fn parse_tasks(text: &str) -> Vec<Task> {
                 .unwrap_or_default()
                 .to_lowercase(),
             error: error.to_string(),
+            current: true,
+            settled: false,
         });
     }
     out
@@ -340,6 +366,7 @@ pub fn assess(stack: &str, expected: &[String], poll: &Poll) -> Vec<ServiceState
                     replicas: "0/0".into(),
                     converged: false,
                     reasons: vec!["service not created".into()],
+                    ready: false,
                 },
             }
         })
@@ -354,12 +381,21 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
             .map(|t| t.slot.as_str())
             .collect()
     };
-    let running = slots(&|t| t.desired == "running" && t.state == "running");
+    let live = |t: &Task| t.desired == "running" && t.state == "running" && t.current;
+    let running = slots(&live);
     // A slot that completed and runs nothing now counts as done for one-shot services.
     let done: BTreeSet<&str> = slots(&|t| t.state == "complete")
         .difference(&running)
         .copied()
         .collect();
+    // Tasks swarm still wants running that were made from the previous spec: the update
+    // has not reached them yet.
+    let stale = tasks
+        .iter()
+        .filter(|t| t.desired == "running" && !t.current)
+        .count();
+    // Running tasks not seen up for the settle time yet.
+    let unsettled = tasks.iter().any(|t| live(t) && !t.settled);
     let one_shot = spec.restart_condition != "any";
     let mut replicas = format!("{}/{}", line.running, line.desired);
     let counts_ok = match &spec.mode {
@@ -386,15 +422,16 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
             !wanted.is_empty() && completed == wanted.len()
         }
     };
-    let update_ok = match &spec.update {
-        None => true,
-        Some((state, _)) => state == "completed",
-    };
-    let converged = counts_ok && update_ok;
+    let update = spec.update.as_ref().map(|(state, _)| state.as_str());
+    // Updating is fine for the next stack to start once no task of the old spec runs;
+    // paused and rolled back are not fine at all.
+    let update_failing = matches!(update, Some(s) if s != "completed" && s != "updating");
+    let ready = counts_ok && stale == 0 && !update_failing;
+    let converged = ready && !unsettled && update.is_none_or(|s| s == "completed");
     let mut reasons = Vec::new();
     if !converged {
         if let Some((state, msg)) = &spec.update
-            && !update_ok
+            && state != "completed"
         {
             let state = state.replace('_', " ");
             reasons.push(if msg.is_empty() {
@@ -403,11 +440,20 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
                 format!("update {state}: {msg}")
             });
         }
+        if stale > 0 {
+            reasons.push(format!(
+                "{stale} task(s) of the previous spec still running (the update has not reached them)"
+            ));
+        }
         if !counts_ok {
             reasons.extend(task_reasons(tasks));
             if reasons.is_empty() {
                 reasons.push(format!("{replicas} tasks running"));
             }
+        } else if unsettled && reasons.is_empty() {
+            reasons.push(format!(
+                "{replicas} tasks running, not yet for long: checking that they stay up"
+            ));
         }
     }
     ServiceState {
@@ -416,6 +462,7 @@ fn assess_service(line: &ServiceLine, spec: &ServiceSpec, tasks: &[&Task]) -> Se
         replicas,
         converged,
         reasons,
+        ready,
     }
 }
 
@@ -558,6 +605,22 @@ fn down_reason(hosts: &[String]) -> String {
     )
 }
 
+/// [`assess`] of one look (`rpiprov status`, a report after the wait): a task running
+/// now counts, however long it has run; the settle time is the wait's, which sees tasks
+/// over time.
+pub fn assess_once(stack: &str, expected: &[String], poll: &Poll) -> Vec<ServiceState> {
+    let mut p = poll.clone();
+    for t in &mut p.tasks {
+        t.settled = true;
+    }
+    assess(stack, expected, &p)
+}
+
+/// Every service ready: the next stack may go.
+pub fn all_ready(states: &[ServiceState]) -> bool {
+    states.iter().all(|s| s.ready)
+}
+
 /// The failure text for a stack: one line per service that did not converge.
 pub fn failure_text(states: &[ServiceState]) -> String {
     states
@@ -622,6 +685,14 @@ pub fn logs_found_nothing(stdout: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The poll with every task counted as up for long enough.
+    fn settled(mut p: Poll) -> Poll {
+        for t in &mut p.tasks {
+            t.settled = true;
+        }
+        p
+    }
+
     /// In the formats Docker 20.10 prints (IDs shortened; not captured from a live run:
     /// the lab end-to-end tests check that), a stack `web` with a replicated
     /// service whose image is missing, a global service up on both nodes, a replicated
@@ -677,13 +748,13 @@ c3poc3poc3po\tweb_db\treplicated\t0/1
     }
 ]
 @@tasks
-web_app.1\tpi2\tRunning\tRejected 2 seconds ago\t\"No such image: foo:1\"
-web_app.1\tpi1\tShutdown\tRejected 7 seconds ago\t\"No such image: foo:1\"
-web_app.2\tpi1\tRunning\tRejected 3 seconds ago\t\"No such image: foo:1\"
-web_agent.x1y2z3\tpi1\tRunning\tRunning 10 seconds ago\t
-web_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
-web_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
-web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
+id1\tweb_app.1\tpi2\tRunning\tRejected 2 seconds ago\t\"No such image: foo:1\"
+id2\tweb_app.1\tpi1\tShutdown\tRejected 7 seconds ago\t\"No such image: foo:1\"
+id3\tweb_app.2\tpi1\tRunning\tRejected 3 seconds ago\t\"No such image: foo:1\"
+id4\tweb_agent.x1y2z3\tpi1\tRunning\tRunning 10 seconds ago\t
+id5\tweb_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
+id6\tweb_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
+id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
 ";
 
     #[test]
@@ -743,7 +814,7 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
     fn the_poll_command() {
         assert_eq!(
             stack_poll("web"),
-            "set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi"
+            "set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.ID}}\\t{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi"
         );
         crate::testing::script::syntax_ok(&stack_poll("a"));
     }
@@ -783,12 +854,15 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
         assert_eq!(
             p.tasks[0],
             Task {
+                id: "id1".into(),
                 service: "web_app".into(),
                 slot: "web_app.1".into(),
                 node: "pi2".into(),
                 desired: "running".into(),
                 state: "rejected".into(),
                 error: "No such image: foo:1".into(),
+                current: true,
+                settled: false,
             }
         );
         assert_eq!(p.tasks[6].node, "");
@@ -796,7 +870,7 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
 
     #[test]
     fn assesses_each_service_with_swarm_s_reason() {
-        let p = parse_poll(POLL).unwrap();
+        let p = settled(parse_poll(POLL).unwrap());
         let states = assess(
             "web",
             &["app".into(), "agent".into(), "migrate".into(), "db".into()],
@@ -811,6 +885,7 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
                 replicas: "0/2".into(),
                 converged: false,
                 reasons: vec!["No such image: foo:1 (on pi2, pi1)".into()],
+                ready: false,
             }
         );
         assert!(by("web_agent").converged);
@@ -828,6 +903,20 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
         );
     }
 
+    fn task(id: &str, slot: &str, state: &str, current: bool, settled: bool) -> Task {
+        Task {
+            id: id.into(),
+            service: "web_app".into(),
+            slot: slot.into(),
+            node: "pi1".into(),
+            desired: "running".into(),
+            state: state.into(),
+            error: String::new(),
+            current,
+            settled,
+        }
+    }
+
     #[test]
     fn update_in_progress_or_rolled_back_is_not_converged() {
         let mut spec = ServiceSpec {
@@ -843,20 +932,63 @@ web_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling cons
             desired: 1,
             completed: None,
         };
-        let s = assess_service(&line, &spec, &[]);
-        assert!(!s.converged);
+        let up = task("t1", "web_app.1", "running", true, true);
+        let s = assess_service(&line, &spec, &[&up]);
+        // The new task runs: the next stack may go; swarm still watches it.
+        assert!(s.ready && !s.converged);
         assert_eq!(s.reasons, vec!["update updating: update in progress"]);
         spec.update = Some((
             "rollback_completed".into(),
             "rollback completed: task failed".into(),
         ));
-        let s = assess_service(&line, &spec, &[]);
+        let s = assess_service(&line, &spec, &[&up]);
+        assert!(!s.ready);
         assert_eq!(
             s.reasons,
             vec!["update rollback completed: rollback completed: task failed"]
         );
         spec.update = Some(("completed".into(), "update completed".into()));
-        assert!(assess_service(&line, &spec, &[]).converged);
+        assert!(assess_service(&line, &spec, &[&up]).converged);
+    }
+
+    /// Right after `stack deploy`, before swarm started the update: the old task still
+    /// runs and the counts look right. Not ready, and it says why.
+    #[test]
+    fn a_task_of_the_previous_spec_is_not_convergence() {
+        let spec = ServiceSpec {
+            name: "web_app".into(),
+            mode: Mode::Replicated(1),
+            restart_condition: "any".into(),
+            update: None,
+            constraints: vec![],
+        };
+        let line = ServiceLine {
+            name: "web_app".into(),
+            running: 1,
+            desired: 1,
+            completed: None,
+        };
+        let old = task("t0", "web_app.1", "running", false, true);
+        let s = assess_service(&line, &spec, &[&old]);
+        assert!(!s.ready && !s.converged);
+        assert_eq!(
+            s.reasons,
+            vec!["1 task(s) of the previous spec still running (the update has not reached them)"]
+        );
+        // The new one started: ready at once, converged once it stayed up.
+        let mut old_gone = old.clone();
+        old_gone.desired = "shutdown".into();
+        old_gone.state = "shutdown".into();
+        let new = task("t1", "web_app.1", "running", true, false);
+        let s = assess_service(&line, &spec, &[&new, &old_gone]);
+        assert!(s.ready && !s.converged);
+        assert_eq!(
+            s.reasons,
+            vec!["1/1 tasks running, not yet for long: checking that they stay up"]
+        );
+        let new = task("t1", "web_app.1", "running", true, true);
+        let s = assess_service(&line, &spec, &[&new, &old_gone]);
+        assert!(s.ready && s.converged, "{s:?}");
     }
 
     #[test]
@@ -866,10 +998,11 @@ a1\tjobs_once\treplicated\t0/1
 @@inspect
 [{\"Spec\": {\"Name\": \"jobs_once\", \"TaskTemplate\": {\"RestartPolicy\": {\"Condition\": \"none\"}}, \"Mode\": {\"Replicated\": {\"Replicas\": 1}}}}]
 @@tasks
-jobs_once.1\tpi1\tShutdown\tComplete 3 seconds ago\t
+id8\tjobs_once.1\tpi1\tShutdown\tComplete 3 seconds ago\t
 ";
         let states = assess("jobs", &["once".into()], &parse_poll(text).unwrap());
         assert!(states[0].converged, "{states:?}");
+        assert!(states[0].ready);
         // The same service still starting is not.
         let text = text.replace("Shutdown\tComplete", "Running\tStarting");
         let states = assess("jobs", &["once".into()], &parse_poll(&text).unwrap());
@@ -884,8 +1017,8 @@ a1\tweb_app\treplicated\t0/1
 @@inspect
 [{\"Spec\": {\"Name\": \"web_app\", \"Mode\": {\"Replicated\": {\"Replicas\": 1}}}}]
 @@tasks
-web_app.1\tpi1\tRunning\tStarting 1 second ago\t
-web_app.1\tpi1\tShutdown\tFailed 6 seconds ago\t\"task: non-zero exit (127)\"
+id9\tweb_app.1\tpi1\tRunning\tStarting 1 second ago\t
+id10\tweb_app.1\tpi1\tShutdown\tFailed 6 seconds ago\t\"task: non-zero exit (127)\"
 ";
         let states = assess("web", &["app".into()], &parse_poll(text).unwrap());
         assert_eq!(
@@ -901,8 +1034,8 @@ a1\ts_gj\tglobal job\t0/2
 @@inspect
 [{\"Spec\": {\"Name\": \"s_gj\", \"Mode\": {\"GlobalJob\": {}}}}]
 @@tasks
-s_gj.n1\tpi1\tComplete\tComplete 1 second ago\t
-s_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
+id11\ts_gj.n1\tpi1\tComplete\tComplete 1 second ago\t
+id12\ts_gj.n2\tpi2\tComplete\tRunning 1 second ago\t
 ";
         let states = assess(
             "s",
@@ -973,13 +1106,13 @@ a3\tweb_api\treplicated\t2/2
  {\"Spec\": {\"Name\": \"web_agent\", \"Mode\": {\"Global\": {}}, \"TaskTemplate\": {\"Placement\": {\"Constraints\": [\"node.role==manager\"]}}}},
  {\"Spec\": {\"Name\": \"web_api\", \"Mode\": {\"Replicated\": {\"Replicas\": 2}}}}]
 @@tasks
-web_web.n1\tpi1\tRunning\tRunning 9 seconds ago\t
-web_web.n2\tpi2\tRunning\tRunning 9 seconds ago\t
-web_agent.n1\tpi1\tRunning\tRunning 9 seconds ago\t
-web_api.1\tpi1\tRunning\tRunning 9 seconds ago\t
-web_api.2\tpi2\tRunning\tRunning 3 seconds ago\t
+d1\tweb_web.n1\tpi1\tRunning\tRunning 9 seconds ago\t
+d2\tweb_web.n2\tpi2\tRunning\tRunning 9 seconds ago\t
+d3\tweb_agent.n1\tpi1\tRunning\tRunning 9 seconds ago\t
+d4\tweb_api.1\tpi1\tRunning\tRunning 9 seconds ago\t
+d5\tweb_api.2\tpi2\tRunning\tRunning 3 seconds ago\t
 ";
-        let poll = parse_poll(text).unwrap();
+        let poll = settled(parse_poll(text).unwrap());
         let expected: Vec<String> = vec!["web".into(), "agent".into(), "api".into()];
         let mut states = assess("web", &expected, &poll);
         assert!(all_converged(&states), "swarm's own count: {states:?}");

@@ -1,5 +1,6 @@
-//! The swarm, as one node takes part in it: `docker swarm init`, the join tokens, `docker
-//! swarm join` (the token on stdin), leaving ([`swarm_leave`], one command for every
+//! The swarm, as one node takes part in it: `docker swarm init`, the join tokens and their
+//! rotation (the join itself goes through the Engine API: [`crate::docker::api::swarm_join`],
+//! so that the token is in no process's argv), leaving ([`swarm_leave`], one command for every
 //! case), the local node's state, and [`SwarmInfo`]: the swarm as one node's `docker
 //! info` sees it (parsed by the probe, [`crate::docker::probe`]). Nodes as the manager
 //! lists them are in [`crate::docker::node`].
@@ -7,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::docker::null_as_default;
-use crate::shell::{join, quote};
+use crate::shell::join;
 
 /// The swarm as one node's `docker info` sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -89,37 +90,19 @@ pub fn join_token(manager: bool) -> String {
     )
 }
 
-/// `docker swarm join`: the token is read from stdin so that it never appears in a process
-/// list, a log line or an error message that echoes the command.
-pub fn swarm_join(advertise: &str, manager_addr: &str) -> String {
-    format!(
-        "IFS= read -r token; docker swarm join --advertise-addr {} --token \"$token\" {}",
-        quote(advertise),
-        quote(manager_addr)
-    )
-}
-
-/// Reads the local swarm state after a join; joins are asynchronous and `swarm join` can
-/// report a timeout while the join completes in the background. Read by
-/// [`parse_local_node`].
-pub fn local_swarm_state() -> String {
-    "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'".to_string()
-}
-
-/// The local node as [`local_swarm_state`] prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalNode<'a> {
-    /// `inactive`, `pending`, `active` ...; empty when Docker printed nothing.
-    pub state: &'a str,
-    pub id: Option<&'a str>,
-}
-
-pub fn parse_local_node(output: &str) -> LocalNode<'_> {
-    let mut it = output.split_whitespace();
-    LocalNode {
-        state: it.next().unwrap_or_default(),
-        id: it.next(),
-    }
+/// New join tokens for these roles (`docker swarm join-token --rotate`); the new tokens
+/// are printed on the manager and thrown away there: a later join fetches them again.
+pub fn rotate_join_tokens(worker: bool, manager: bool) -> String {
+    let roles: Vec<&str> = [(worker, "worker"), (manager, "manager")]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, r)| r)
+        .collect();
+    roles
+        .iter()
+        .map(|r| format!("docker swarm join-token --rotate -q {r} >/dev/null"))
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 /// Whether this node is a manager that can serve the swarm's API right now: prints
@@ -192,30 +175,19 @@ mod tests {
             "docker swarm init --advertise-addr eth0"
         );
         assert_eq!(
-            swarm_join("198.18.0.12", "198.18.0.11:2377"),
-            "IFS= read -r token; docker swarm join --advertise-addr 198.18.0.12 --token \"$token\" 198.18.0.11:2377"
+            rotate_join_tokens(true, true),
+            "docker swarm join-token --rotate -q worker >/dev/null && docker swarm join-token --rotate -q manager >/dev/null"
+        );
+        assert_eq!(
+            rotate_join_tokens(false, true),
+            "docker swarm join-token --rotate -q manager >/dev/null"
         );
         assert_eq!(join_token(false), "docker swarm join-token -q worker");
         assert_eq!(join_token(true), "docker swarm join-token -q manager");
     }
 
     #[test]
-    fn the_local_node_is_read() {
-        assert_eq!(
-            parse_local_node("active n2\n"),
-            LocalNode {
-                state: "active",
-                id: Some("n2")
-            }
-        );
-        assert_eq!(
-            parse_local_node("pending\n"),
-            LocalNode {
-                state: "pending",
-                id: None
-            }
-        );
-        assert_eq!(parse_local_node("").state, "");
+    fn the_leader_s_address_is_read() {
         assert_eq!(
             parse_addr_and_id("198.18.0.11 n1\n"),
             Some(("198.18.0.11", "n1"))

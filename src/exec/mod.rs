@@ -9,11 +9,15 @@
 //! - [`lock`]: the deploy lock, and [`lock::with_lock`]: take it, watch Ctrl-C,
 //!   release it, for every command that locks;
 //! - [`preview`]: what a command would do (`rpiprov plan`, `--dry-run`), per row, with
-//!   the diff of a stack's files.
+//!   the diff of a stack's files;
+//! - [`engine`]: a host's Docker Engine API over one SSH channel (`docker system
+//!   dial-stdio`), for the executors' polls and the swarm join: no `docker` process per
+//!   request.
 //!
 //! The executors (`bootstrap`, `deploy`, `teardown`, and `rpiprov run` in
 //! `crate::cmd::run`) are built on this; renderers (`crate::ui`) read its report types.
 
+pub mod engine;
 pub mod lock;
 pub mod preview;
 pub mod report;
@@ -28,9 +32,10 @@ use tokio::task::JoinSet;
 use crate::remote::{ExecRequest, Output, Remote, RemoteError};
 use report::{Event, Reporter};
 
-/// Time between two polls of remote state (a stack converging, a stack going away, a
-/// network still in use).
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// The longest time between two polls of remote state (a stack converging, a stack going
+/// away, a network still in use): polls start at a tenth of a second after a change and
+/// back off to this.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs `f` on every item with at most `limit` at once; results come back in item order.
 pub async fn parallel_map<T, F, Fut, O>(items: Vec<T>, limit: usize, f: F) -> Vec<O>

@@ -59,6 +59,12 @@ pub enum Step {
         labels: Vec<(String, String)>,
     },
     CreateNetwork(Network),
+    /// On the leader, last: new join tokens for the roles that joined nodes in this run
+    /// (the tokens went to those nodes; `docker swarm join-token --rotate`).
+    RotateJoinTokens {
+        worker: bool,
+        manager: bool,
+    },
     /// A step that cannot be done; executing it fails the host with this message.
     Refuse(String),
 }
@@ -93,6 +99,14 @@ impl Step {
                     .join(",")
             ),
             Step::CreateNetwork(n) => format!("create network {}", n.name),
+            Step::RotateJoinTokens { worker, manager } => format!(
+                "rotate the {} join token",
+                match (worker, manager) {
+                    (true, true) => "worker and manager",
+                    (true, false) => "worker",
+                    _ => "manager",
+                }
+            ),
             Step::Refuse(_) => "refused".into(),
         }
     }
@@ -107,7 +121,13 @@ pub struct Work {
     pub depends_on: Vec<String>,
 }
 
-/// A phase runs after the previous one has finished on every host.
+/// The name of the first phase: Docker installed, configured and running on each host.
+/// The executor runs the swarm phases beside it, each host's swarm work after its own
+/// Docker work (`crate::bootstrap`).
+pub const DOCKER_PHASE: &str = "docker";
+
+/// A phase runs after the previous one has finished on every host (the Docker phase
+/// aside: see [`DOCKER_PHASE`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phase {
     pub name: &'static str,
@@ -216,6 +236,16 @@ pub fn plan(input: &Input) -> Plan {
     leader_steps.extend(j.set_roles);
     leader_steps.extend(labels(input, &swarm, &j.blocked));
     leader_steps.extend(networks(input, &swarm));
+    // The tokens that go to joining nodes are worth nothing once they joined.
+    let joins = |works: &[Work]| {
+        works
+            .iter()
+            .any(|w| w.steps.iter().any(|s| matches!(s, Step::JoinSwarm { .. })))
+    };
+    let (worker, manager) = (joins(&j.workers), joins(&j.managers));
+    if worker || manager {
+        leader_steps.push(Step::RotateJoinTokens { worker, manager });
+    }
 
     // Leaves go first, in the docker phase, so that joins find the node free.
     for (host, step) in leaves {
@@ -274,7 +304,7 @@ fn phases(
         })
     };
     [
-        phase("docker", true, docker),
+        phase(DOCKER_PHASE, true, docker),
         phase("swarm init", false, init.into_iter().collect()),
         // Managers join one at a time so that raft never loses quorum mid-join.
         phase("manager joins", false, manager_joins),

@@ -187,6 +187,11 @@ fn fresh_fleet_installs_inits_joins_labels_and_creates_networks() {
                             labels: vec![("zone".into(), "a".into())]
                         },
                         Step::CreateNetwork(net("DATA")),
+                        // The token that went to the workers, last.
+                        Step::RotateJoinTokens {
+                            worker: true,
+                            manager: false
+                        },
                     ]
                 )]
             ),
@@ -285,9 +290,15 @@ fn force_makes_it_leave_then_join() {
     );
     assert_eq!(
         p.steps_of("pi1"),
-        vec![&Step::PruneStaleNodes {
-            hostnames: vec!["pi3".into()]
-        }]
+        vec![
+            &Step::PruneStaleNodes {
+                hostnames: vec!["pi3".into()]
+            },
+            &Step::RotateJoinTokens {
+                worker: true,
+                manager: false
+            }
+        ]
     );
 }
 
@@ -404,9 +415,15 @@ fn a_reinstalled_pi_rejoins_and_its_old_entry_is_pruned() {
     );
     assert_eq!(
         p.steps_of("pi1"),
-        vec![&Step::PruneStaleNodes {
-            hostnames: vec!["pi3".into()]
-        }]
+        vec![
+            &Step::PruneStaleNodes {
+                hostnames: vec!["pi3".into()]
+            },
+            &Step::RotateJoinTokens {
+                worker: true,
+                manager: false
+            }
+        ]
     );
 }
 

@@ -34,13 +34,17 @@ pub(crate) struct Gate {
     pub skip: Vec<String>,
 }
 
+/// The sudo handshake of a command, when it runs through sudo: the watch of its stderr and
+/// the password to answer with.
+pub(crate) type SudoWatch = Option<(Watch, Option<Secret>)>;
+
 /// How to run one command.
 pub(crate) struct Plan {
     /// Sent to the server as is (already wrapped for sudo if needed).
     pub command: String,
     /// The caller's command, for error messages (without any wrapper).
     pub display: String,
-    pub sudo: Option<(Watch, Option<Secret>)>,
+    pub sudo: SudoWatch,
     pub stdin: Option<Bytes>,
     pub gate: Option<Gate>,
     pub deadline: Instant,
@@ -291,15 +295,7 @@ pub(crate) async fn run(
         });
     }
     if let Some(w) = watch {
-        let said = redact_str(&w.said(), secret);
-        return Err(RemoteError::Sudo {
-            host: host.to_string(),
-            reason: if said.is_empty() {
-                format!("sudo on {host} exited before running the command")
-            } else {
-                format!("sudo on {host}: {said}")
-            },
-        });
+        return Err(sudo_ended(host, &w, secret));
     }
     if let Some(f) = on_line {
         out_lines.finish(|l, _| f(Stream::Stdout, &redact_str(l, secret)));
@@ -345,6 +341,19 @@ impl Drop for Hangup {
                 let _ = wr.close().await;
             });
         }
+    }
+}
+
+/// sudo ended before the command started: what it said, if anything.
+pub(crate) fn sudo_ended(host: &str, w: &Watch, secret: Option<&Secret>) -> RemoteError {
+    let said = redact_str(&w.said(), secret);
+    RemoteError::Sudo {
+        host: host.to_string(),
+        reason: if said.is_empty() {
+            format!("sudo on {host} exited before running the command")
+        } else {
+            format!("sudo on {host}: {said}")
+        },
     }
 }
 
@@ -407,7 +416,7 @@ pub(crate) fn command_line(
     timeout: Duration,
     use_sudo: bool,
     password: Option<Secret>,
-) -> (String, Option<(Watch, Option<Secret>)>) {
+) -> (String, SudoWatch) {
     let limited = with_remote_limit(command, timeout);
     if !use_sudo {
         return (limited, None);

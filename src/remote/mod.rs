@@ -7,8 +7,10 @@
 //! Files, one concept each: `session` (connect, jump hosts, channel limit), `known_hosts`
 //! (host key verification), `auth` (agent, keys, passwords), `ssh_config` (what
 //! `~/.ssh/config` contributes), `exec` (running one command on a channel), `output` (what
-//! is kept of its output: a bounded tail, lines, redaction), `sudo` (the privileged
-//! wrapper and its password handshake), `upload` (atomic file writes).
+//! is kept of its output: a bounded tail, lines, redaction), `stream` (a long-lived command
+//! written to and read from while it runs: `docker system dial-stdio`), `sudo` (the
+//! privileged wrapper and its password handshake), `upload` (atomic file writes), `stats`
+//! (connections, round trips and `docker` calls of the whole command).
 
 mod auth;
 mod exec;
@@ -16,10 +18,13 @@ mod known_hosts;
 mod output;
 mod session;
 mod ssh_config;
+pub mod stats;
+mod stream;
 mod sudo;
 mod upload;
 
 pub use session::{MAX_CHANNELS, Session, connect};
+pub use stream::{ExecStream, StreamEnd, StreamReader, StreamWriter};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -411,4 +416,22 @@ pub trait Remote: Send + Sync {
         &self,
         req: UploadRequest,
     ) -> impl Future<Output = Result<UploadOutcome, RemoteError>> + Send;
+
+    /// Starts a long-lived command whose stdin is written while it runs (`req.stdin` is
+    /// ignored); `lifetime` bounds it on the remote side. Transports without streams (the
+    /// default) say so, and callers fall back to one command per request.
+    fn open_stream(
+        &self,
+        req: ExecRequest,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<ExecStream, RemoteError>> + Send {
+        let _ = (req, lifetime);
+        let host = self.host().to_string();
+        async move {
+            Err(RemoteError::Channel {
+                host,
+                reason: "this transport cannot stream".into(),
+            })
+        }
+    }
 }

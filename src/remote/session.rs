@@ -37,8 +37,8 @@ use super::exec::{self, Gate, OnLine, Plan};
 use super::known_hosts::{HostKeyCheck, lookup_name, preferred_algorithms};
 use super::ssh_config::{Config, Endpoint};
 use super::{
-    ConnectOptions, ExecRequest, KEEPALIVE_MAX, Output, Remote, RemoteError, Stream, Target,
-    UploadOutcome, UploadRequest,
+    ConnectOptions, ExecRequest, ExecStream, KEEPALIVE_MAX, Output, Remote, RemoteError, Stream,
+    Target, UploadOutcome, UploadRequest,
 };
 use crate::clock::rfc3339;
 use crate::secret::Secret;
@@ -87,7 +87,7 @@ struct Inner {
     gave_up: Mutex<Option<RemoteError>>,
     /// [`Session::close`] was called: no reconnection.
     closed: AtomicBool,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     sudo: bool,
     sudo_password: Option<Secret>,
     command_timeout: Duration,
@@ -183,7 +183,7 @@ pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, 
             lost: Mutex::new(None),
             gave_up: Mutex::new(None),
             closed: AtomicBool::new(false),
-            permits: Semaphore::new(MAX_CHANNELS),
+            permits: Arc::new(Semaphore::new(MAX_CHANNELS)),
             sudo: target.sudo,
             sudo_password: target.sudo_password.clone(),
             command_timeout: opts.command_timeout,
@@ -203,6 +203,7 @@ async fn dial(target: &Target, opts: &ConnectOptions) -> Result<(Link, String), 
         password: target.password_auth.then(|| target.login_password.clone()),
     };
     let link = establish(&cfg, &ep, &target.name, opts, &creds, 0).await?;
+    super::stats::connection();
     Ok((link, ep.user.clone()))
 }
 
@@ -498,20 +499,11 @@ impl Session {
     ) -> Result<Output, RemoteError> {
         let host = &self.inner.name;
         // The time limit starts once a channel slot is ours: queueing is not running.
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| RemoteError::Channel {
-                host: host.clone(),
-                reason: "the session is closed".into(),
-            })?;
+        let _permit = self.permit().await?;
         let deadline = Instant::now() + timeout;
-        let channel = self.open_channel(link, deadline, timeout, command).await?;
-        let use_sudo = privileged && self.inner.sudo && self.inner.user != "root";
-        let (wrapped, sudo) =
-            exec::command_line(command, timeout, use_sudo, self.inner.sudo_password.clone());
+        let (channel, wrapped, sudo) = self
+            .start(link, command, privileged, deadline, timeout, timeout)
+            .await?;
         let plan = Plan {
             command: wrapped,
             display: command.to_string(),
@@ -524,6 +516,73 @@ impl Session {
             interrupt,
         };
         exec::run(host, channel, plan, on_line).await
+    }
+
+    /// Starts a long-lived command and hands out its two halves (see `super::stream`).
+    /// `lifetime` bounds the command on the remote side (as [`ExecRequest::timeout`] does
+    /// for others); the sudo handshake must be done within the request's timeout. Not run
+    /// again after a lost connection: the stream ends, and its owner decides.
+    pub(crate) async fn stream(
+        &self,
+        req: ExecRequest,
+        lifetime: Duration,
+    ) -> Result<ExecStream, RemoteError> {
+        let link = self.link().await?;
+        let permit = self.permit().await?;
+        let timeout = req.timeout.unwrap_or(self.inner.command_timeout);
+        let deadline = Instant::now() + timeout;
+        let (channel, command, sudo) = self
+            .start(
+                &link,
+                &req.command,
+                req.privileged,
+                deadline,
+                timeout,
+                lifetime,
+            )
+            .await?;
+        super::stream::open(
+            &self.inner.name,
+            channel,
+            command,
+            sudo,
+            deadline,
+            self.inner.sudo_password.clone(),
+            permit,
+        )
+        .await
+    }
+
+    /// A slot of the connection's channel limit, held until dropped.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RemoteError> {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RemoteError::Channel {
+                host: self.inner.name.clone(),
+                reason: "the session is closed".into(),
+            })
+    }
+
+    /// Opens the channel of a command and the command line to send on it: limited to
+    /// `limit` on the remote side, wrapped for sudo when it runs as root.
+    async fn start(
+        &self,
+        link: &Link,
+        command: &str,
+        privileged: bool,
+        deadline: Instant,
+        timeout: Duration,
+        limit: Duration,
+    ) -> Result<(russh::Channel<client::Msg>, String, exec::SudoWatch), RemoteError> {
+        let channel = self.open_channel(link, deadline, timeout, command).await?;
+        super::stats::command(command);
+        let use_sudo = privileged && self.inner.sudo && self.inner.user != "root";
+        let (wrapped, sudo) =
+            exec::command_line(command, limit, use_sudo, self.inner.sudo_password.clone());
+        Ok((channel, wrapped, sudo))
     }
 
     /// Opens a session channel, retrying while the server refuses for lack of sessions.
@@ -592,5 +651,13 @@ impl Remote for Session {
 
     async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
         super::upload::upload(self, req).await
+    }
+
+    async fn open_stream(
+        &self,
+        req: ExecRequest,
+        lifetime: Duration,
+    ) -> Result<ExecStream, RemoteError> {
+        self.stream(req, lifetime).await
     }
 }

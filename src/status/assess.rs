@@ -9,7 +9,7 @@ use crate::config::{Host, Playbook};
 use crate::docker::network::{Verdict, compare};
 use crate::docker::node::SwarmNode;
 use crate::docker::overview::Overview;
-use crate::docker::service::{Task, assess as assess_services};
+use crate::docker::service::{Task, assess_once as assess_services};
 
 /// What [`assess`] is given.
 pub struct Input<'a> {

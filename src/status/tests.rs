@@ -120,7 +120,7 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                     "web_web",
                     "global",
                     "3/3",
-                    "web_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n",
+                    "s1\tweb_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n",
                 )),
             ),
             (
@@ -129,9 +129,9 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                     "api_api",
                     "replicated",
                     "2/2",
-                    "api_api.1\tpi2\tRunning\tRunning 1 minute ago\t\n\
-                     api_api.1\tpi2\tShutdown\tFailed 2 minutes ago\t\"task: non-zero exit (1)\"\n\
-                     api_api.2\tpi3\tRunning\tRunning 1 minute ago\t\n",
+                    "s2\tapi_api.1\tpi2\tRunning\tRunning 1 minute ago\t\n\
+                     s3\tapi_api.1\tpi2\tShutdown\tFailed 2 minutes ago\t\"task: non-zero exit (1)\"\n\
+                     s4\tapi_api.2\tpi3\tRunning\tRunning 1 minute ago\t\n",
                 )),
             ),
         ]
@@ -395,7 +395,7 @@ fn a_service_that_does_not_converge_shows_swarm_s_reason() {
             "api_api",
             "replicated",
             "0/2",
-            "api_api.1\tpi2\tRunning\tRejected 1 second ago\t\"No such image: lab/api:1\"\n",
+            "s5\tapi_api.1\tpi2\tRunning\tRejected 1 second ago\t\"No such image: lab/api:1\"\n",
         )),
     );
     let s = status_of(&answers);

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Playbook;
-use crate::docker::image;
 use crate::docker::network::{self, RmFailure};
 use crate::docker::stack::{self, Survey};
 use crate::docker::swarm::{self, Leave};
+use crate::docker::{api, image};
+use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
@@ -207,6 +208,7 @@ pub async fn execute<R: Remote + 'static>(
         found: Mutex::new(Survey::default()),
         removed_stacks: Mutex::new(Vec::new()),
         removed_networks: Mutex::new(Vec::new()),
+        engines: Mutex::new(HashMap::new()),
     };
     t.rows.with(&t.leader_row, |_| {});
     let holder = Holder {
@@ -230,7 +232,15 @@ struct Teardown<'a, R> {
     found: Mutex<Survey>,
     removed_stacks: Mutex<Vec<String>>,
     removed_networks: Mutex<Vec<String>>,
+    /// Each node's Engine API, where it could be opened: what is left of a stack is asked
+    /// there, without a `docker` process per poll.
+    engines: Mutex<HashMap<String, Arc<Engine>>>,
 }
+
+/// The first check that a stack is gone, or the first retry of a network removal; then
+/// backing off to the poll interval (0.5 s when every check goes through the API).
+const FIRST_POLL: Duration = Duration::from_millis(100);
+const API_POLL_MAX: Duration = Duration::from_millis(500);
 
 impl<R: Remote + 'static> Teardown<'_, R> {
     async fn root(&self, cmd: String) -> Result<Output, StepError> {
@@ -278,6 +288,44 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         names
     }
 
+    /// Opens the Engine API of every node; a node where it fails is asked through the CLI.
+    async fn open_engines(&self) {
+        let timeout = self.opts.command_timeout;
+        let opened = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
+            let remote = self.nodes[&n].clone();
+            async move {
+                let e = Engine::open(&*remote, timeout).await;
+                (n, e)
+            }
+        })
+        .await;
+        let mut engines = self.engines.lock().unwrap();
+        for (n, e) in opened {
+            match e {
+                Ok(e) => {
+                    engines.insert(n, Arc::new(e));
+                }
+                Err(e) => self.rows.note(
+                    &RowId::host(&n),
+                    &format!("{e}: asking with the docker CLI"),
+                ),
+            }
+        }
+    }
+
+    fn engine(&self, node: &str) -> Option<Arc<Engine>> {
+        self.engines.lock().unwrap().get(node).cloned()
+    }
+
+    /// The longest wait between two polls.
+    fn max_interval(&self) -> Duration {
+        if self.engines.lock().unwrap().len() == self.nodes.len() {
+            self.opts.poll_interval.min(API_POLL_MAX)
+        } else {
+            self.opts.poll_interval
+        }
+    }
+
     async fn teardown(&self) {
         let leader = &self.leader_row;
         self.rows.step(leader, "list what exists");
@@ -294,10 +342,17 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
 
         let mut stuck: Option<String> = None;
-        for name in &found.stacks {
+        for (k, name) in found.stacks.iter().enumerate() {
             let row = RowId::stack(name);
             self.rows.step(&row, "docker stack rm");
-            if let Err(e) = self.root(stack::stack_rm(name)).await {
+            // The nodes' API relays are only worth starting when there is something to
+            // wait for: they start while the first stack is being removed.
+            let (removed, ()) = tokio::join!(self.root(stack::stack_rm(name)), async {
+                if k == 0 {
+                    self.open_engines().await;
+                }
+            });
+            if let Err(e) = removed {
                 self.rows.fail(&row, "docker stack rm", &e.0);
                 stuck.get_or_insert(name.clone());
                 continue;
@@ -376,41 +431,13 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     /// on any node.
     async fn wait_gone(&self, name: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
+        let mut interval = FIRST_POLL;
         loop {
-            let mut left: Vec<String> = Vec::new();
-            match self.root(stack::stack_leftovers(name)).await {
-                Ok(out) => {
-                    let l = stack::parse_leftovers(&out.stdout_str());
-                    if l.services > 0 {
-                        left.push(format!("{} service(s)", l.services));
-                    }
-                    if l.networks > 0 {
-                        left.push(format!("{} network(s)", l.networks));
-                    }
-                }
-                Err(e) => left.push(format!("{}: {e}", self.leader_row.name)),
-            }
+            let mut left = self.manager_leftovers(name).await;
             // Containers stop after their services are removed; only worth asking once
             // the manager side is clean.
             if left.is_empty() {
-                let results = self
-                    .on_every_node(
-                        stack::stack_containers(name),
-                        None,
-                        self.opts.command_timeout,
-                    )
-                    .await;
-                for (n, r) in results {
-                    match r {
-                        Ok(out) => {
-                            let c = stack::count_containers(&out.stdout_str());
-                            if c > 0 {
-                                left.push(format!("{c} container(s) on {n}"));
-                            }
-                        }
-                        Err(e) => left.push(format!("{n}: {e}")),
-                    }
-                }
+                left = self.node_leftovers(name).await;
             }
             if left.is_empty() {
                 return Ok(());
@@ -423,14 +450,90 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                     left.join(", ")
                 ));
             }
-            tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
+            tokio::time::sleep(interval.min(deadline - now)).await;
+            interval = (interval * 3 / 2).min(self.max_interval());
         }
+    }
+
+    /// What is left of a stack on the manager: services and networks.
+    async fn manager_leftovers(&self, name: &str) -> Vec<String> {
+        let leader = self.leader_row.name.as_str();
+        let counts = match self.engine(leader) {
+            Some(e) => e
+                .batch(&api::stack_leftovers(name), self.opts.command_timeout)
+                .await
+                .and_then(|r| {
+                    if let Some(bad) = r.iter().find(|r| !r.ok()) {
+                        return Err(api::error_message(bad));
+                    }
+                    Ok((api::count_list(&r[0].body)?, api::count_list(&r[1].body)?))
+                }),
+            None => self
+                .root(stack::stack_leftovers(name))
+                .await
+                .map(|out| {
+                    let l = stack::parse_leftovers(&out.stdout_str());
+                    (l.services, l.networks)
+                })
+                .map_err(|e| e.0),
+        };
+        let mut left = Vec::new();
+        match counts {
+            Ok((services, networks)) => {
+                if services > 0 {
+                    left.push(format!("{services} service(s)"));
+                }
+                if networks > 0 {
+                    left.push(format!("{networks} network(s)"));
+                }
+            }
+            Err(e) => left.push(format!("{leader}: {e}")),
+        }
+        left
+    }
+
+    /// A stack's containers left on the nodes, all asked at once.
+    async fn node_leftovers(&self, name: &str) -> Vec<String> {
+        let timeout = self.opts.command_timeout;
+        let results = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
+            let engine = self.engine(&n);
+            let remote = self.nodes[&n].clone();
+            let req = api::stack_containers(name);
+            let cmd = stack::stack_containers(name);
+            async move {
+                let count = match engine {
+                    Some(e) => e.call(req, timeout).await.and_then(|r| {
+                        if r.ok() {
+                            api::count_list(&r.body)
+                        } else {
+                            Err(api::error_message(&r))
+                        }
+                    }),
+                    None => root(&*remote, cmd, timeout)
+                        .await
+                        .map(|out| stack::count_containers(&out.stdout_str()))
+                        .map_err(|e| e.0),
+                };
+                (n, count)
+            }
+        })
+        .await;
+        let mut left = Vec::new();
+        for (n, r) in results {
+            match r {
+                Ok(0) => {}
+                Ok(c) => left.push(format!("{c} container(s) on {n}")),
+                Err(e) => left.push(format!("{n}: {e}")),
+            }
+        }
+        left
     }
 
     /// Removes a network, retrying while Docker says it still has endpoints (tasks of a
     /// just removed stack detach asynchronously). `Ok(false)` when it was already gone.
     async fn remove_network(&self, net: &str) -> Result<bool, String> {
         let deadline = Instant::now() + self.opts.network_timeout;
+        let mut interval = FIRST_POLL;
         loop {
             let e = match self.root(network::network_rm(net)).await {
                 Ok(_) => return Ok(true),
@@ -448,7 +551,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                         ));
                     }
                     self.rows.output(&RowId::network(net), &e);
-                    tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
+                    tokio::time::sleep(interval.min(deadline - now)).await;
+                    interval = (interval * 3 / 2).min(self.opts.poll_interval);
                 }
             }
         }

@@ -7,10 +7,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::remote::{
-    ExecRequest, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
+    ExecRequest, ExecStream, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
 };
 
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
+
+/// An Engine API answer: `(method and path contains, status, body)`.
+type ApiRule = (String, u16, String);
+
+/// An Engine API request the fake daemon received: `METHOD PATH` and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    pub line: String,
+    pub body: String,
+}
 
 /// A fake host. Rules match when the command contains their text; the first wins.
 #[derive(Clone)]
@@ -22,6 +32,10 @@ pub struct FakeRemote {
     /// What uploads left on the host: an upload of the same bytes is `Unchanged`, as the
     /// real transport's sha256 check makes it.
     pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// The fake daemon's answers; without any, the host has no stream (no dial-stdio).
+    api_rules: Arc<Mutex<Vec<ApiRule>>>,
+    /// Every API request received, in order.
+    pub api_log: Arc<Mutex<Vec<ApiCall>>>,
 }
 
 pub fn ok(stdout: &str) -> Output {
@@ -47,7 +61,30 @@ impl FakeRemote {
             log: Arc::default(),
             uploads: Arc::default(),
             files: Arc::default(),
+            api_rules: Arc::default(),
+            api_log: Arc::default(),
         }
+    }
+
+    /// The host's daemon answers requests whose `METHOD PATH` contains `contains` (the
+    /// first rule that matches wins); with any such rule, streams open (`dial-stdio`).
+    pub fn on_api(&self, contains: &str, status: u16, body: &str) -> &Self {
+        self.api_rules
+            .lock()
+            .unwrap()
+            .push((contains.into(), status, body.into()));
+        self
+    }
+
+    /// The API requests received whose `METHOD PATH` contains `text`.
+    pub fn api_calls(&self, text: &str) -> Vec<ApiCall> {
+        self.api_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.line.contains(text))
+            .cloned()
+            .collect()
     }
 
     pub fn on(&self, contains: &str, out: Output) -> &Self {
@@ -128,6 +165,46 @@ impl Remote for FakeRemote {
         Ok(out)
     }
 
+    async fn open_stream(
+        &self,
+        req: ExecRequest,
+        _lifetime: std::time::Duration,
+    ) -> Result<ExecStream, RemoteError> {
+        self.log.lock().unwrap().push(req);
+        if self.api_rules.lock().unwrap().is_empty() {
+            return Err(RemoteError::Channel {
+                host: self.name.clone(),
+                reason: "docker: 'system dial-stdio' is not a docker command".into(),
+            });
+        }
+        let (stream, (mut written, stdout, _end)) = ExecStream::pair();
+        let rules = self.api_rules.clone();
+        let log = self.api_log.clone();
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(bytes) = written.recv().await {
+                buf.extend(bytes);
+                while let Some((call, used)) = parse_request(&buf) {
+                    buf.drain(..used);
+                    let (status, body) = rules
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(pat, _, _)| call.line.contains(pat.as_str()))
+                        .map(|(_, st, b)| (*st, b.clone()))
+                        .unwrap_or((404, "{\"message\":\"fake: no rule\"}".into()));
+                    log.lock().unwrap().push(call);
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stdout.send(answer.into_bytes());
+                }
+            }
+        });
+        Ok(stream)
+    }
+
     async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
         let mut files = self.files.lock().unwrap();
         let outcome = if files.get(&req.dest) == Some(&req.contents) {
@@ -139,6 +216,30 @@ impl Remote for FakeRemote {
         self.uploads.lock().unwrap().push(req);
         Ok(outcome)
     }
+}
+
+/// One whole request at the start of `buf`, and its length.
+fn parse_request(buf: &[u8]) -> Option<(ApiCall, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let len: usize = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+        .unwrap_or(0);
+    if buf.len() < head + len {
+        return None;
+    }
+    let call = ApiCall {
+        line: format!("{} {}", req.method?, req.path?),
+        body: String::from_utf8_lossy(&buf[head..head + len]).into_owned(),
+    };
+    Some((call, head + len))
 }
 
 impl FakeRemote {

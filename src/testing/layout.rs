@@ -26,7 +26,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["secret"]),
     ("select", &["config"]),
     ("remote", &["clock", "config", "secret", "shell"]),
-    ("docker", &["config", "shell"]),
+    // `secret`: the join request carries the token as a Secret until it is encoded.
+    ("docker", &["config", "secret", "shell"]),
     ("exec", &["clock", "docker", "remote", "secret"]),
     ("plan", &["config", "docker"]),
     (

@@ -23,6 +23,10 @@ pub struct JsonResult<'a, T: Serialize> {
     pub hosts: &'a [Row],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<T>,
+    /// What the command cost the hosts: connections, round trips, `docker` CLI calls and
+    /// Engine API requests (`crate::remote::stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<serde_json::Value>,
 }
 
 /// Serialises `value` (indented when `pretty`), every string terminal-safe.

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The careful shell script rpiprov's deploy and teardown are measured against: the lab
+# playbook's work, done over OpenSSH with one ControlMaster connection per host, in the
+# same order and with the same guarantees (see the README's benchmark section).
+#   scripts/bench/stacks.sh LAB_DIR deploy     networks, images, files, stacks in order,
+#                                              each converged before the next
+#   scripts/bench/stacks.sh LAB_DIR teardown   stacks in reverse order, each gone (services
+#                                              and networks on the manager, containers on
+#                                              every node) before the next; then the
+#                                              networks, until really gone
+# Convergence, as rpiprov checks it: every service at its replicas (running/desired),
+# no update in progress, and still so a second later (a task that dies at once).
+set -euo pipefail
+# Commands read stdin only where given a file.
+exec </dev/null
+lab=$1
+job=$2
+cd "$lab"
+mapfile -t addrs < <(sed -n 's/^address = "\(.*\)"/\1/p' inventory.toml)
+manager=${addrs[0]}
+password=$(cat sudo-password)
+sockets=${BENCH_SOCKETS:-$(mktemp -d)}
+ssh_opts=(-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes
+  -o UserKnownHostsFile="$PWD/known_hosts" -i "$PWD/id_ed25519"
+  -o ControlMaster=auto -o ControlPath="$sockets/%h" -o ControlPersist=60)
+# Which hosts' sudo asks for the password (asked once, over each host's master
+# connection, which this opens).
+declare -A asks
+for a in "${addrs[@]}"; do
+  ssh "${ssh_opts[@]}" "pi@$a" 'sudo -n true' 2>/dev/null && asks[$a]=no || asks[$a]=yes
+done
+# A root command on a host, its stdin passed on; the password first where sudo asks.
+on() {
+  local host=$1
+  shift
+  if [ "${asks[$host]}" = yes ]; then
+    { printf '%s\n' "$password"; cat; } | ssh "${ssh_opts[@]}" "pi@$host" "sudo -S -p '' sh -c $(printf '%q' "$*")"
+  else
+    ssh "${ssh_opts[@]}" "pi@$host" "sudo sh -c $(printf '%q' "$*")"
+  fi
+}
+stacks=(web api echo)
+
+# Every `running/desired` at its count, every update state `completed` (or none).
+converged() {
+  [ -n "$1" ] && echo "$1" | awk '{ for (i = 1; i <= NF; i++) { if ($i ~ /^[0-9]+\/[0-9]+$/) { split($i, r, "/"); if (r[1] != r[2]) bad = 1 } else if ($i != "completed") bad = 1 } } END { exit bad }'
+}
+
+deploy() {
+  on "$manager" 'docker network inspect DATA >/dev/null 2>&1 || docker network create --driver overlay --internal --subnet 198.19.10.0/24 --label io.rpiprov.managed=true DATA >/dev/null
+docker network inspect INTERCO >/dev/null 2>&1 || docker network create --driver overlay --attachable --subnet 198.19.11.0/24 --label io.rpiprov.managed=true INTERCO >/dev/null'
+  for a in "${addrs[@]}"; do
+    if ! on "$a" 'docker image inspect rpiprov-lab/busybox:1 >/dev/null 2>&1'; then
+      on "$a" "docker import --change 'CMD [\"/bin/httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]' - rpiprov-lab/busybox:1 >/dev/null" <images/busybox.tar
+    fi
+  done
+  for s in "${stacks[@]}"; do
+    on "$manager" "mkdir -p /var/lib/bench/$s && cat > /var/lib/bench/$s/$s.yml" <"stacks/$s.yml"
+  done
+  for s in "${stacks[@]}"; do
+    on "$manager" "cd /var/lib/bench/$s && docker stack deploy --prune --resolve-image never -c $s.yml $s >/dev/null"
+    local seen=0
+    for _ in $(seq 1 240); do
+      state=$(on "$manager" "docker stack services --format '{{.Replicas}}' $s | cut -d' ' -f1; for id in \$(docker stack services -q $s); do docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' \$id; done")
+      if converged "$state"; then
+        seen=$((seen + 1))
+        # Converged on three polls in a row, over a second: as rpiprov's settle time.
+        [ "$seen" -ge 3 ] && break
+      else
+        seen=0
+      fi
+      sleep 0.5
+    done
+    [ "$seen" -ge 3 ] || { echo "stack $s did not converge" >&2; exit 1; }
+  done
+}
+
+teardown() {
+  for s in echo api web; do
+    on "$manager" "docker stack rm $s >/dev/null 2>&1 || true"
+    for _ in $(seq 1 240); do
+      left=$(on "$manager" "docker service ls -q --filter label=com.docker.stack.namespace=$s; docker network ls -q --filter label=com.docker.stack.namespace=$s")
+      if [ -z "$left" ]; then
+        for a in "${addrs[@]}"; do
+          left="$left$(on "$a" "docker ps -aq --filter label=com.docker.stack.namespace=$s")"
+        done
+      fi
+      [ -z "$left" ] && break
+      sleep 0.5
+    done
+    [ -z "$left" ] || { echo "stack $s is not gone" >&2; exit 1; }
+  done
+  for n in INTERCO DATA; do
+    for _ in $(seq 1 120); do
+      on "$manager" "docker network rm $n >/dev/null 2>&1; ! docker network inspect $n >/dev/null 2>&1" && break
+      sleep 0.5
+    done
+  done
+}
+
+"$job"
+for a in "${addrs[@]}"; do ssh "${ssh_opts[@]}" -O exit "pi@$a" 2>/dev/null || true; done

@@ -1,0 +1,547 @@
+//! The Docker Engine API requests rpiprov sends (over `docker system dial-stdio`, see
+//! `crate::exec::engine`), and the JSON shapes of the answers it reads: only the fields
+//! used. Pure: requests are built as values ([`Request`]) and tested as exact text;
+//! answers are parsed from bytes.
+//!
+//! rpiprov speaks API version [`VERSION`] (Docker 20.10, the docker.io of Debian 12 and
+//! Raspberry Pi OS Bookworm): `GET /services?status=true` (the replica counts without a
+//! task list) needs it. A daemon that speaks less is driven through the `docker` CLI
+//! instead ([`supported`]).
+//!
+//! | what | requests | read by |
+//! |---|---|---|
+//! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
+//! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
+//! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
+//! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`] |
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use crate::docker::http::Request;
+use crate::docker::http::{Response, encode_query};
+use crate::docker::node;
+use crate::docker::service::{self, Poll, ServiceLine, Task};
+use crate::docker::stack::NAMESPACE_LABEL;
+use crate::docker::swarm::SwarmInfo;
+use crate::secret::Secret;
+
+/// The API version rpiprov speaks.
+pub const VERSION: &str = "1.41";
+
+fn v(path: &str) -> String {
+    format!("/v{VERSION}{path}")
+}
+
+/// `filters={"label":{"KEY":true}}` (or `KEY=VALUE`), encoded.
+fn label_filter(label: &str) -> String {
+    let json = serde_json::json!({ "label": { label: true } });
+    format!("filters={}", encode_query(&json.to_string()))
+}
+
+/// The daemon's versions; unversioned, so that any daemon answers.
+pub fn version() -> Request {
+    Request::get("/version")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawVersion {
+    #[serde(default)]
+    version: String,
+    #[serde(default, rename = "ApiVersion")]
+    api_version: String,
+}
+
+/// `(docker version, API version)` from [`version`]'s answer.
+pub fn parse_version(body: &[u8]) -> Result<(String, String), String> {
+    let v: RawVersion = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot read the Engine API version: {e}"))?;
+    Ok((v.version, v.api_version))
+}
+
+/// Whether an API version is at least [`VERSION`].
+pub fn supported(api_version: &str) -> bool {
+    let num = |s: &str| -> Option<(u32, u32)> {
+        let (a, b) = s.split_once('.')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    match (num(api_version), num(VERSION)) {
+        (Some(have), Some(want)) => have >= want,
+        _ => false,
+    }
+}
+
+/// What `docker info` shows; only the swarm part is read. Unversioned: the same on
+/// every daemon (see `crate::exec::engine::Engine::open_any`).
+pub fn info() -> Request {
+    Request::get("/info")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawInfo {
+    #[serde(default)]
+    swarm: SwarmInfo,
+}
+
+pub fn parse_info(body: &[u8]) -> Result<SwarmInfo, String> {
+    let i: RawInfo =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the daemon's info: {e}"))?;
+    Ok(i.swarm)
+}
+
+/// The swarm as a manager sees it: its version, spec and join tokens.
+pub fn swarm_inspect() -> Request {
+    Request::get(v("/swarm"))
+}
+
+/// What [`swarm_inspect`] answers. The tokens are secrets from the start.
+#[derive(Debug, Clone)]
+pub struct SwarmSpec {
+    pub version: u64,
+    /// The spec as Docker sent it: sent back unchanged to rotate the tokens.
+    pub spec: Value,
+    pub worker_token: Secret,
+    pub manager_token: Secret,
+}
+
+pub fn parse_swarm(body: &[u8]) -> Result<SwarmSpec, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        version: RawIndex,
+        spec: Value,
+        join_tokens: Tokens,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct RawIndex {
+        index: u64,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Tokens {
+        worker: String,
+        manager: String,
+    }
+    // The error never quotes the body: it holds the tokens.
+    let raw: Raw = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot read the swarm's inspect (line {})", e.line()))?;
+    Ok(SwarmSpec {
+        version: raw.version.index,
+        spec: raw.spec,
+        worker_token: Secret::new(raw.join_tokens.worker),
+        manager_token: Secret::new(raw.join_tokens.manager),
+    })
+}
+
+/// Joins a swarm: the token travels in the body of the request, on the channel's stdin,
+/// and is in no process's argv or environment (issue 9, item 2). `advertise` is an
+/// address or an interface name, as for `docker swarm join --advertise-addr`.
+/// Unversioned, like [`info`]. Docker answers once the node joined, or with a 503 whose
+/// message says the join goes on in the background: the node's state decides.
+pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Request {
+    let body = serde_json::json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "AdvertiseAddr": advertise,
+        "RemoteAddrs": [manager_addr],
+        "JoinToken": token.expose(),
+    });
+    Request::post("/swarm/join", Some(body.to_string().into_bytes()))
+}
+
+/// New join tokens for both roles: the old ones, which went to the nodes that joined,
+/// stop working (`docker swarm join-token --rotate`).
+pub fn swarm_rotate_tokens(s: &SwarmSpec) -> Request {
+    Request::post(
+        v(&format!(
+            "/swarm/update?version={}&rotateWorkerToken=true&rotateManagerToken=true",
+            s.version
+        )),
+        Some(s.spec.to_string().into_bytes()),
+    )
+}
+
+/// Every stack service (any stack), with its running and desired task counts.
+pub fn stack_services() -> Request {
+    Request::get(v(&format!(
+        "/services?status=true&{}",
+        label_filter(NAMESPACE_LABEL)
+    )))
+}
+
+/// Every task of every stack service, their history included (the errors are there).
+pub fn stack_tasks() -> Request {
+    Request::get(v(&format!("/tasks?{}", label_filter(NAMESPACE_LABEL))))
+}
+
+/// The swarm's nodes: task errors name nodes by host name, as `docker service ps` does.
+pub fn nodes() -> Request {
+    Request::get(v("/nodes"))
+}
+
+/// A stack's services and networks on a manager (what `docker stack rm` leaves until
+/// swarm is done): two requests, answered by two lists.
+pub fn stack_leftovers(stack: &str) -> [Request; 2] {
+    let f = label_filter(&format!("{NAMESPACE_LABEL}={stack}"));
+    [
+        Request::get(v(&format!("/services?{f}"))),
+        Request::get(v(&format!("/networks?{f}"))),
+    ]
+}
+
+/// A stack's containers on one node, stopped ones too.
+pub fn stack_containers(stack: &str) -> Request {
+    let f = label_filter(&format!("{NAMESPACE_LABEL}={stack}"));
+    Request::get(v(&format!("/containers/json?all=1&{f}")))
+}
+
+/// How many items a list answer holds.
+pub fn count_list(body: &[u8]) -> Result<usize, String> {
+    let items: Vec<serde::de::IgnoredAny> =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read a list: {e}"))?;
+    Ok(items.len())
+}
+
+/// The error Docker gives in a failed answer (`{"message": ...}`), or the body.
+pub fn error_message(r: &Response) -> String {
+    #[derive(Deserialize)]
+    struct Msg {
+        message: String,
+    }
+    match serde_json::from_slice::<Msg>(&r.body) {
+        Ok(m) => m.message.trim().to_string(),
+        Err(_) => format!("status {}: {}", r.status, r.text().trim()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawService {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    updated_at: String,
+    spec: RawServiceSpec,
+    #[serde(default)]
+    service_status: Option<RawStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawServiceSpec {
+    name: String,
+    #[serde(default)]
+    labels: HashMap<String, String>,
+    #[serde(default)]
+    task_template: Value,
+    #[serde(default)]
+    mode: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawStatus {
+    running_tasks: u64,
+    desired_tasks: u64,
+    completed_tasks: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawTask {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    created_at: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(default)]
+    slot: u64,
+    #[serde(default, rename = "NodeID")]
+    node_id: String,
+    #[serde(default)]
+    spec: Value,
+    #[serde(default)]
+    status: RawTaskStatus,
+    #[serde(default)]
+    desired_state: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct RawTaskStatus {
+    state: String,
+    err: String,
+}
+
+/// One poll of every stack, from the answers to [`stack_services`], [`stack_tasks`] and
+/// [`nodes`]: per stack name, the same [`Poll`] the CLI's poll gives
+/// ([`crate::docker::service::stack_poll`]), plus what only the API tells: whether each
+/// task runs the service's current spec ([`Task::current`]).
+pub fn parse_stack_polls(
+    services: &[u8],
+    tasks: &[u8],
+    nodes: &[u8],
+) -> Result<BTreeMap<String, Poll>, String> {
+    let services_json: Vec<Value> =
+        serde_json::from_slice(services).map_err(|e| format!("cannot read the services: {e}"))?;
+    let raw_services: Vec<RawService> = serde_json::from_value(Value::Array(services_json.clone()))
+        .map_err(|e| format!("cannot read the services: {e}"))?;
+    let raw_tasks: Vec<RawTask> =
+        serde_json::from_slice(tasks).map_err(|e| format!("cannot read the tasks: {e}"))?;
+    let nodes = node::parse_node_list(nodes)?;
+    let hostnames: HashMap<&str, &str> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.hostname.as_str()))
+        .collect();
+    // The spec judgement reads the same JSON `docker service inspect` prints.
+    let specs = service::parse_inspect(&Value::Array(services_json).to_string())?;
+
+    let mut polls: BTreeMap<String, Poll> = BTreeMap::new();
+    let mut by_id: HashMap<&str, (&RawService, &str)> = HashMap::new();
+    for (s, spec) in raw_services.iter().zip(specs) {
+        let Some(stack) = s.spec.labels.get(NAMESPACE_LABEL) else {
+            continue;
+        };
+        by_id.insert(s.id.as_str(), (s, stack.as_str()));
+        let st = s.service_status.as_ref();
+        let job_total = s.spec.mode.get("ReplicatedJob").map(|j| {
+            j.get("TotalCompletions")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+        });
+        let poll = polls.entry(stack.clone()).or_default();
+        poll.services.push(ServiceLine {
+            name: s.spec.name.clone(),
+            running: st.map_or(0, |x| x.running_tasks),
+            desired: st.map_or(0, |x| x.desired_tasks),
+            completed: job_total.map(|t| (st.map_or(0, |x| x.completed_tasks), t)),
+        });
+        poll.specs.push(spec);
+    }
+    for t in &raw_tasks {
+        let Some((s, stack)) = by_id.get(t.service_id.as_str()) else {
+            continue;
+        };
+        let name = &s.spec.name;
+        let slot = if s.spec.mode.get("Global").is_some() || t.slot == 0 {
+            format!("{name}.{}", t.node_id)
+        } else {
+            format!("{name}.{}", t.slot)
+        };
+        let node = hostnames
+            .get(t.node_id.as_str())
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| t.node_id.clone());
+        polls
+            .entry(stack.to_string())
+            .or_default()
+            .tasks
+            .push(Task {
+                id: t.id.clone(),
+                service: name.clone(),
+                slot,
+                node,
+                desired: t.desired_state.to_lowercase(),
+                state: t.status.state.to_lowercase(),
+                error: t.status.err.clone(),
+                current: runs_current_spec(t, s),
+                settled: false,
+            });
+    }
+    Ok(polls)
+}
+
+/// Whether a task was made from its service's current spec. Created after the service's
+/// last change: surely. Otherwise its spec is compared with the service's task template
+/// the way swarm decides a task is outdated (moby's `IsTaskDirty`), leaving out what
+/// Docker shows on one side only (`Runtime`) and what swarm changes without replacing a
+/// task: placement (a running task stays where it still may run) and pull options.
+fn runs_current_spec(t: &RawTask, s: &RawService) -> bool {
+    if later(&t.created_at, &s.updated_at) {
+        return true;
+    }
+    normalized(&t.spec) == normalized(&s.spec.task_template)
+}
+
+fn normalized(spec: &Value) -> Value {
+    let mut v = spec.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("Runtime");
+        o.remove("Placement");
+        if let Some(c) = o.get_mut("ContainerSpec").and_then(Value::as_object_mut) {
+            c.remove("PullOptions");
+        }
+    }
+    drop_nulls(&mut v);
+    v
+}
+
+/// Null and empty values are absent values: either side may leave them out.
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for x in o.values_mut() {
+                drop_nulls(x);
+            }
+            o.retain(|_, x| match x {
+                Value::Null => false,
+                Value::Object(m) => !m.is_empty(),
+                Value::Array(a) => !a.is_empty(),
+                _ => true,
+            });
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// `a` is at or after `b`; both RFC 3339 in UTC as Docker writes them (the fraction has
+/// no trailing zeros, so it is padded before comparing).
+fn later(a: &str, b: &str) -> bool {
+    fn key(t: &str) -> Option<(String, u32)> {
+        let t = t.strip_suffix('Z')?;
+        let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        Some((secs.to_string(), digits.parse().ok()?))
+    }
+    match (key(a), key(b)) {
+        (Some(a), Some(b)) => a >= b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests() {
+        assert_eq!(
+            stack_services().path,
+            "/v1.41/services?status=true&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+        );
+        assert_eq!(
+            stack_containers("web").path,
+            "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%3Dweb%22%3Atrue%7D%7D"
+        );
+        let join = swarm_join(
+            "198.18.0.12",
+            "198.18.0.11:2377",
+            &Secret::new("SWMTKN-1-x"),
+        );
+        assert_eq!((join.method, join.path.as_str()), ("POST", "/swarm/join"));
+        let body: Value = serde_json::from_slice(join.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.0.12",
+                "RemoteAddrs": ["198.18.0.11:2377"], "JoinToken": "SWMTKN-1-x"})
+        );
+        assert!(supported("1.41") && supported("1.43") && supported("2.0"));
+        assert!(!supported("1.40") && !supported("x"));
+    }
+
+    #[test]
+    fn the_swarm_and_its_rotation() {
+        let body = br#"{"ID":"c1","Version":{"Index":17},"Spec":{"Name":"default","Raft":{"SnapshotInterval":10000}},"JoinTokens":{"Worker":"SWMTKN-w","Manager":"SWMTKN-m"}}"#;
+        let s = parse_swarm(body).unwrap();
+        assert_eq!(s.version, 17);
+        assert_eq!(s.worker_token.expose(), "SWMTKN-w");
+        let r = swarm_rotate_tokens(&s);
+        assert_eq!(
+            r.path,
+            "/v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=true"
+        );
+        assert_eq!(
+            String::from_utf8(r.body.unwrap()).unwrap(),
+            r#"{"Name":"default","Raft":{"SnapshotInterval":10000}}"#
+        );
+        // A bad answer's error does not quote it (it may hold the tokens).
+        let e = parse_swarm(br#"{"JoinTokens":{"Worker":"SWMTKN-w"}}"#).unwrap_err();
+        assert!(!e.contains("SWMTKN"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_compare_with_their_fractions() {
+        assert!(later("2026-11-29T20:32:36.452Z", "2026-11-29T20:32:36.45Z"));
+        assert!(!later(
+            "2026-11-29T20:32:36.45Z",
+            "2026-11-29T20:32:36.452Z"
+        ));
+        assert!(later(
+            "2026-11-29T20:32:37Z",
+            "2026-11-29T20:32:36.999999999Z"
+        ));
+        assert!(!later("bad", "2026-11-29T20:32:36Z"));
+    }
+
+    /// Shapes from Docker 20.10.24 in the lab (trimmed): a replicated service updated
+    /// after its tasks were made, one task of the current spec (Docker leaves `Runtime`
+    /// out of a task's spec) and one of the previous spec, and a global service.
+    #[test]
+    fn a_poll_of_every_stack() {
+        let services = br#"[
+ {"ID":"s1","UpdatedAt":"2026-11-29T20:33:11.67Z","Spec":{"Name":"api_api","Labels":{"com.docker.stack.namespace":"api"},
+  "TaskTemplate":{"ContainerSpec":{"Image":"rpiprov-lab/busybox:1","Args":["/bin/httpd"],"Env":["X=1"]},"Resources":{},"Placement":{"MaxReplicas":1},"ForceUpdate":0,"Runtime":"container"},
+  "Mode":{"Replicated":{"Replicas":2}}},
+  "UpdateStatus":{"State":"updating","Message":"update in progress"},
+  "ServiceStatus":{"RunningTasks":2,"DesiredTasks":2,"CompletedTasks":0}},
+ {"ID":"s2","UpdatedAt":"2026-11-29T20:32:30Z","Spec":{"Name":"web_web","Labels":{"com.docker.stack.namespace":"web"},
+  "TaskTemplate":{"ContainerSpec":{"Image":"b"},"Runtime":"container"},"Mode":{"Global":{}}},
+  "ServiceStatus":{"RunningTasks":1,"DesiredTasks":1,"CompletedTasks":0}},
+ {"ID":"s3","Spec":{"Name":"other","TaskTemplate":{}, "Mode":{"Replicated":{"Replicas":1}}}}
+]"#;
+        let tasks = br#"[
+ {"ID":"t1","CreatedAt":"2026-11-29T20:33:12Z","ServiceID":"s1","Slot":1,"NodeID":"n1","Spec":{"ContainerSpec":{"Image":"rpiprov-lab/busybox:1","Args":["/bin/httpd"],"Env":["X=1"]},"Resources":{},"Placement":{"MaxReplicas":1},"ForceUpdate":0},
+  "Status":{"State":"running","Message":"started"},"DesiredState":"running"},
+ {"ID":"t2","CreatedAt":"2026-11-29T20:32:36Z","ServiceID":"s1","Slot":2,"NodeID":"n2","Spec":{"ContainerSpec":{"Image":"rpiprov-lab/busybox:1","Args":["/bin/httpd"]},"Resources":{},"ForceUpdate":0},
+  "Status":{"State":"running"},"DesiredState":"running"},
+ {"ID":"t3","CreatedAt":"2026-11-29T20:32:31Z","ServiceID":"s2","NodeID":"n2","Spec":{"ContainerSpec":{"Image":"b"}},
+  "Status":{"State":"rejected","Err":"No such image: b"},"DesiredState":"shutdown"},
+ {"ID":"t4","ServiceID":"s3","Status":{"State":"running"},"DesiredState":"running"}
+]"#;
+        let nodes = br#"[{"ID":"n1","Description":{"Hostname":"pi1"}},{"ID":"n2","Description":{"Hostname":"pi2"}}]"#;
+        let polls = parse_stack_polls(services, tasks, nodes).unwrap();
+        assert_eq!(polls.keys().collect::<Vec<_>>(), ["api", "web"]);
+        let api = &polls["api"];
+        assert_eq!(
+            api.services,
+            vec![ServiceLine {
+                name: "api_api".into(),
+                running: 2,
+                desired: 2,
+                completed: None
+            }]
+        );
+        assert_eq!(
+            api.specs[0].update,
+            Some(("updating".into(), "update in progress".into()))
+        );
+        let current: Vec<(&str, &str, &str, bool)> = api
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.slot.as_str(), t.node.as_str(), t.current))
+            .collect();
+        assert_eq!(
+            current,
+            [
+                ("t1", "api_api.1", "pi1", true),
+                ("t2", "api_api.2", "pi2", false)
+            ]
+        );
+        let web = &polls["web"].tasks[0];
+        assert_eq!(
+            (
+                web.slot.as_str(),
+                web.state.as_str(),
+                web.error.as_str(),
+                web.current
+            ),
+            ("web_web.n2", "rejected", "No such image: b", true)
+        );
+    }
+}
