@@ -6,34 +6,13 @@
 # host (the manager); the others join (at once); the leader sets the labels and creates
 # the lab playbook's networks where missing. A second run changes nothing.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 exec </dev/null
-lab=$1
-cd "$lab"
-mapfile -t addrs < <(sed -n 's/^address = "\(.*\)"/\1/p' inventory.toml)
+cd "$1"
+# shellcheck source=scripts/bench/lib.sh
+. "$here/lib.sh"
 mapfile -t zones < <(sed -n 's/^labels = { zone = "\(.*\)" }/\1/p' inventory.toml)
 mapfile -t names < <(sed -n 's/^name = "\(.*\)"/\1/p' inventory.toml)
-manager=${addrs[0]}
-password=$(cat sudo-password)
-sockets=$(mktemp -d)
-ssh_opts=(-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes
-  -o UserKnownHostsFile="$PWD/known_hosts" -i "$PWD/id_ed25519"
-  -o ControlMaster=auto -o ControlPath="$sockets/%h" -o ControlPersist=120)
-# One master connection per host, all at once; which hosts' sudo asks for the password.
-for a in "${addrs[@]}"; do
-  { ssh "${ssh_opts[@]}" "pi@$a" 'sudo -n true' 2>/dev/null && echo no || echo yes; } >"$sockets/$a.asks" &
-done
-wait
-declare -A asks
-for a in "${addrs[@]}"; do asks[$a]=$(cat "$sockets/$a.asks"); done
-on() {
-  local host=$1
-  shift
-  if [ "${asks[$host]}" = yes ]; then
-    { printf '%s\n' "$password"; cat; } | ssh "${ssh_opts[@]}" "pi@$host" "sudo -S -p '' sh -c $(printf '%q' "$*")"
-  else
-    ssh "${ssh_opts[@]}" "pi@$host" "sudo sh -c $(printf '%q' "$*")"
-  fi
-}
 
 # Docker on every host at once (the lab's bare node needs the dpkg options docs/LAB.md
 # explains; rpiprov gets them from the node's apt configuration the same way).
@@ -58,5 +37,4 @@ for i in "${!names[@]}"; do
 done
 on "$manager" 'docker network inspect DATA >/dev/null 2>&1 || docker network create --driver overlay --internal --subnet 198.19.10.0/24 --label io.rpiprov.managed=true DATA >/dev/null
 docker network inspect INTERCO >/dev/null 2>&1 || docker network create --driver overlay --attachable --subnet 198.19.11.0/24 --label io.rpiprov.managed=true INTERCO >/dev/null'
-for a in "${addrs[@]}"; do ssh "${ssh_opts[@]}" -O exit "pi@$a" 2>/dev/null || true; done
-rm -rf "$sockets"
+bench_done

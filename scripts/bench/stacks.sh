@@ -11,34 +11,14 @@
 # Convergence, as rpiprov checks it: every service at its replicas (running/desired),
 # no update in progress, and still so a second later (a task that dies at once).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 # Commands read stdin only where given a file.
 exec </dev/null
 lab=$1
 job=$2
 cd "$lab"
-mapfile -t addrs < <(sed -n 's/^address = "\(.*\)"/\1/p' inventory.toml)
-manager=${addrs[0]}
-password=$(cat sudo-password)
-sockets=${BENCH_SOCKETS:-$(mktemp -d)}
-ssh_opts=(-o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes
-  -o UserKnownHostsFile="$PWD/known_hosts" -i "$PWD/id_ed25519"
-  -o ControlMaster=auto -o ControlPath="$sockets/%h" -o ControlPersist=60)
-# Which hosts' sudo asks for the password (asked once, over each host's master
-# connection, which this opens).
-declare -A asks
-for a in "${addrs[@]}"; do
-  ssh "${ssh_opts[@]}" "pi@$a" 'sudo -n true' 2>/dev/null && asks[$a]=no || asks[$a]=yes
-done
-# A root command on a host, its stdin passed on; the password first where sudo asks.
-on() {
-  local host=$1
-  shift
-  if [ "${asks[$host]}" = yes ]; then
-    { printf '%s\n' "$password"; cat; } | ssh "${ssh_opts[@]}" "pi@$host" "sudo -S -p '' sh -c $(printf '%q' "$*")"
-  else
-    ssh "${ssh_opts[@]}" "pi@$host" "sudo sh -c $(printf '%q' "$*")"
-  fi
-}
+# shellcheck source=scripts/bench/lib.sh
+. "$here/lib.sh"
 stacks=(web api echo)
 
 # Every `running/desired` at its count, every update state `completed` (or none).
@@ -99,4 +79,4 @@ teardown() {
 }
 
 "$job"
-for a in "${addrs[@]}"; do ssh "${ssh_opts[@]}" -O exit "pi@$a" 2>/dev/null || true; done
+bench_done

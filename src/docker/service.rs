@@ -903,6 +903,24 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
         );
     }
 
+    /// `web_app`, one replica, with this update status; swarm counts one running.
+    fn one_replica(update: Option<(String, String)>) -> (ServiceSpec, ServiceLine) {
+        let spec = ServiceSpec {
+            name: "web_app".into(),
+            mode: Mode::Replicated(1),
+            restart_condition: "any".into(),
+            update,
+            constraints: vec![],
+        };
+        let line = ServiceLine {
+            name: "web_app".into(),
+            running: 1,
+            desired: 1,
+            completed: None,
+        };
+        (spec, line)
+    }
+
     fn task(id: &str, slot: &str, state: &str, current: bool, settled: bool) -> Task {
         Task {
             id: id.into(),
@@ -919,19 +937,7 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
 
     #[test]
     fn update_in_progress_or_rolled_back_is_not_converged() {
-        let mut spec = ServiceSpec {
-            name: "web_app".into(),
-            mode: Mode::Replicated(1),
-            restart_condition: "any".into(),
-            update: Some(("updating".into(), "update in progress".into())),
-            constraints: vec![],
-        };
-        let line = ServiceLine {
-            name: "web_app".into(),
-            running: 1,
-            desired: 1,
-            completed: None,
-        };
+        let (mut spec, line) = one_replica(Some(("updating".into(), "update in progress".into())));
         let up = task("t1", "web_app.1", "running", true, true);
         let s = assess_service(&line, &spec, &[&up]);
         // The new task runs: the next stack may go; swarm still watches it.
@@ -955,19 +961,7 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
     /// runs and the counts look right. Not ready, and it says why.
     #[test]
     fn a_task_of_the_previous_spec_is_not_convergence() {
-        let spec = ServiceSpec {
-            name: "web_app".into(),
-            mode: Mode::Replicated(1),
-            restart_condition: "any".into(),
-            update: None,
-            constraints: vec![],
-        };
-        let line = ServiceLine {
-            name: "web_app".into(),
-            running: 1,
-            desired: 1,
-            completed: None,
-        };
+        let (spec, line) = one_replica(None);
         let old = task("t0", "web_app.1", "running", false, true);
         let s = assess_service(&line, &spec, &[&old]);
         assert!(!s.ready && !s.converged);
