@@ -58,6 +58,10 @@ pub struct ConfigArgs {
     /// Playbook file; overrides the inventory's `playbook`.
     #[arg(short, long, value_name = "FILE")]
     pub playbook: Option<PathBuf>,
+    /// Local files (stack files, the files they refer to, image archives) may also come
+    /// from this folder, not only from the playbook's; repeat for several.
+    #[arg(long, value_name = "DIR")]
+    pub allow_outside: Vec<PathBuf>,
 }
 
 /// The inventory alone, for commands that use no playbook.
@@ -275,6 +279,10 @@ pub struct DeployArgs {
     /// (= `rpiprov plan deploy`).
     #[arg(long)]
     pub dry_run: bool,
+    /// Deploy without first checking that bind-mount sources exist on the nodes where
+    /// each service may run.
+    #[arg(long)]
+    pub skip_bind_check: bool,
 }
 
 #[derive(Debug, Args)]

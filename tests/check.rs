@@ -217,7 +217,7 @@ fn missing_compose() {
     fails(
         "missing-compose",
         &[
-            "error: playbook.toml:3:8: stack[0].file: stacks/web.yml: cannot read: No such file or directory",
+            "error: playbook.toml:3:8: stack[0].file: stacks/web.yml: no such file",
             "check failed: 1 error",
         ],
     );
@@ -262,7 +262,7 @@ fn bad_images() {
         "bad-image",
         &[
             "error: playbook.toml:2:8: image[0].name: invalid image reference \"Lab/httpd:1\": the repository path uses lowercase letters, digits and single '.', '_', '__' or '-' separators",
-            "error: playbook.toml:3:11: image[0].archive: no such file: images/httpd.tar",
+            "error: playbook.toml:3:11: image[0].archive: images/httpd.tar: no such file",
             "error: web.yml:4:5: services.web.image: invalid image reference \"httpd:2.4;reboot\": a tag is at most 128 letters, digits, '_', '.' and '-'",
             "error: web.yml:5:3: services.api: no image: docker stack deploy does not build images, set image:",
             "check failed: 4 errors",
@@ -305,6 +305,39 @@ fn ignored_keys_are_warnings() {
         run.stdout,
         "inventory.toml: 1 host (1 manager, 0 workers)\nplaybook.toml: 0 networks, 1 stack\n"
     );
+    assert_eq!(run.code, 0);
+}
+
+/// Issue 10 items 1 and 4 (and issue 9 item 12): files a stack file refers to are
+/// resolved against its folder; a missing one, a folder and one outside the playbook's
+/// folder are errors, as is a variable the playbook does not define; variables with a
+/// default are accepted.
+#[test]
+fn referenced_files_and_variables() {
+    fails(
+        "referenced-files",
+        &[
+            "error: book/stacks/web.yml:6:9: services.web.env_file[0]: book/stacks/missing.env: no such file",
+            "error: book/stacks/web.yml:7:9: services.web.env_file[1]: book/stacks/conf: is a folder, not a file",
+            "error: book/stacks/web.yml:8:9: services.web.env_file[2]: outside.env: outside the playbook's folder book: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
+            "error: book/stacks/web.yml:10:13: services.web.environment.HOST: variable DB_HOST is not defined in the playbook: docker stack deploy would put an empty string here; define it under [variables], or write ${DB_HOST:-default}",
+            "check failed: 4 errors",
+        ],
+    );
+}
+
+/// A file outside the playbook's folder is accepted once its folder is allowed on the
+/// command line.
+#[test]
+fn a_folder_outside_may_be_allowed() {
+    let dir = fixture("outside-allowed");
+    let run = rpiprov(&dir, &["check"]);
+    assert_eq!(
+        run.stderr,
+        "error: book/stacks/web.yml:5:15: services.web.env_file: shared/common.env: outside the playbook's folder book: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR\ncheck failed: 1 error\n"
+    );
+    let run = rpiprov(&dir, &["check", "--allow-outside", "shared"]);
+    assert_eq!(run.stderr, "");
     assert_eq!(run.code, 0);
 }
 

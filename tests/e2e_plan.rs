@@ -160,21 +160,21 @@ fn plan_says_what_the_command_then_does_and_changes_nothing() {
     // 3. A stack file edited here: the plan shows that file's diff, and only it.
     let echo = lab.fleet.dir.join("stacks/echo.yml");
     let original = std::fs::read_to_string(&echo).unwrap();
-    std::fs::write(
-        &echo,
-        original.replace(
-            "replicas: 1\n",
-            "replicas: 1\n      labels: {edited: \"yes\"}\n",
-        ),
-    )
-    .unwrap();
+    let edited = original.replace(
+        "replicas: 1\n",
+        "replicas: 1\n      labels: {edited: \"yes\"}\n",
+    );
+    std::fs::write(&echo, &edited).unwrap();
     let before = snapshot(&lab);
     let doc = json(&lab.ok(&["plan", "deploy", "--json"], 0));
     assert_eq!(snapshot(&lab), before, "plan deploy changed the fleet");
     assert_eq!(
         planned(&doc),
         vec![
-            ("pi1".to_string(), vec!["upload echo/echo.yml".to_string()]),
+            (
+                "pi1".to_string(),
+                vec![format!("upload echo (1 file(s), {} bytes)", edited.len())]
+            ),
             (
                 "stack echo".to_string(),
                 vec!["docker stack deploy (changed since its last deploy)".to_string()]

@@ -8,32 +8,17 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use support::fleet::{BIN, Fleet, text};
+use support::fleet::{Fleet, text};
 
 fn rpiprov(fleet: &Fleet, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("-i")
-        .arg(fleet.dir.join("inventory.toml"))
-        .args(args)
-        .env("RPIPROV_SUDO_PASSWORD", fleet.read("sudo-password").trim())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rpiprov")
+    fleet.rpiprov(args)
 }
 
 /// Runs a command inside a lab node's namespaces, as root.
 fn inside(fleet: &Fleet, node: &str, args: &[&str]) -> String {
-    let lab = rpiprov::lab::Lab::open(&fleet.dir).expect("the lab opens");
-    let out = lab
-        .enter(node)
-        .expect("the node exists")
-        .args(args)
-        .output()
-        .expect("run inside the node");
-    assert!(out.status.success(), "{args:?} in {node}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    fleet.inside(node, args)
 }
 
 fn swarm_state(fleet: &Fleet, node: &str) -> String {

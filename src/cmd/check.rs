@@ -7,8 +7,13 @@ use crate::config::{self, Diagnostic, Loaded, Role, Severity};
 use crate::exit::{EXIT_OK, EXIT_USAGE};
 use crate::ui::{json, term};
 
-pub fn check(inventory: &Path, playbook: Option<&Path>, json: bool) -> u8 {
-    let result = config::load(inventory, playbook);
+pub fn check(
+    inventory: &Path,
+    playbook: Option<&Path>,
+    options: &config::Options,
+    json: bool,
+) -> u8 {
+    let result = config::load_with(inventory, playbook, options);
     if json {
         return print_json(&result);
     }

@@ -32,6 +32,8 @@ pub struct Opts {
     pub json: bool,
     pub host_key_policy: Option<PolicyArg>,
     pub parallel: Option<usize>,
+    /// `--allow-outside`: folders local files may come from besides the playbook's.
+    pub allow_outside: Vec<PathBuf>,
 }
 
 impl Opts {
@@ -40,6 +42,13 @@ impl Opts {
         self.inventory
             .clone()
             .unwrap_or_else(|| PathBuf::from("inventory.toml"))
+    }
+
+    /// How the configuration is read: what the command line allows.
+    pub fn config_options(&self) -> config::Options {
+        config::Options {
+            allow_outside: self.allow_outside.clone(),
+        }
     }
 }
 
@@ -99,7 +108,7 @@ pub fn print_diagnostics(diags: &[Diagnostic], kind: &str) {
 /// Loads the configuration or says why not. Errors are printed; `Err` holds the exit code.
 pub fn load(opts: &Opts) -> Result<Loaded, u8> {
     let inventory = opts.inventory_path();
-    match config::load(&inventory, opts.playbook.as_deref()) {
+    match config::load_with(&inventory, opts.playbook.as_deref(), &opts.config_options()) {
         Ok(loaded) => {
             print_diagnostics(&loaded.warnings, "warning");
             Ok(loaded)

@@ -13,13 +13,13 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn deploy(opts: &Opts, unlock: bool, dry_run: bool) -> u8 {
+pub fn deploy(opts: &Opts, unlock: bool, dry_run: bool, skip_bind_check: bool) -> u8 {
     with_fleet(opts, "deploy", NEEDS, |ctx| {
-        Box::pin(body(ctx, unlock, dry_run))
+        Box::pin(body(ctx, unlock, dry_run, skip_bind_check))
     })
 }
 
-async fn body(ctx: &Ctx, unlock: bool, dry_run: bool) -> Done {
+async fn body(ctx: &Ctx, unlock: bool, dry_run: bool, skip_bind_check: bool) -> Done {
     let playbook = match ctx.playbook() {
         Ok(p) => p,
         Err(code) => return Done::Exit(code),
@@ -72,7 +72,10 @@ async fn body(ctx: &Ctx, unlock: bool, dry_run: bool) -> Done {
         Ok(s) => s,
         Err(done) => return done,
     };
-    let opts = crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout);
+    let opts = crate::deploy::Options {
+        skip_bind_check,
+        ..crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout)
+    };
     let res = crate::deploy::execute(
         &opts,
         &prepared,

@@ -123,11 +123,13 @@ impl Opts {
             json: b.json,
             host_key_policy: b.host_key_policy,
             parallel: b.parallel,
+            allow_outside: Vec::new(),
         }
     }
     fn config(mut self, c: &ConfigArgs) -> Opts {
         self.inventory = c.inventory.clone().or(self.inventory);
         self.playbook = c.playbook.clone().or(self.playbook);
+        self.allow_outside.extend(c.allow_outside.iter().cloned());
         self
     }
     fn inventory(mut self, i: &InventoryArg) -> Opts {
@@ -214,7 +216,12 @@ pub fn dispatch(cli: &Cli) -> u8 {
     match &cli.command {
         Command::Check(args) => {
             let o = before.config(&args.config).json(args.json.json);
-            check::check(&o.inventory_path(), o.playbook.as_deref(), o.json)
+            check::check(
+                &o.inventory_path(),
+                o.playbook.as_deref(),
+                &o.config_options(),
+                o.json,
+            )
         }
         Command::Bootstrap(args) => {
             let o = before.fleet(&args.fleet).on(&args.on.on);
@@ -226,7 +233,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Deploy(args) => {
             let o = before.fleet(&args.fleet);
-            deploy::deploy(&o, args.unlock, args.dry_run)
+            deploy::deploy(&o, args.unlock, args.dry_run, args.skip_bind_check)
         }
         Command::Teardown(args) => {
             let o = before.fleet(&args.fleet);
@@ -242,7 +249,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
             bootstrap::bootstrap(&o, args.force, &args.skip_preflight, true)
         }
         Command::Plan(PlanCommand::Deploy(args)) => {
-            deploy::deploy(&before.plan(&args.fleet), false, true)
+            deploy::deploy(&before.plan(&args.fleet), false, true, false)
         }
         Command::Plan(PlanCommand::Teardown(args)) => {
             let t = teardown::Asked {

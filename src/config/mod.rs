@@ -6,9 +6,10 @@
 //! them are collected, not only the first. Key paths use 0-based indexes in file order:
 //! `host[0]` is the first `[[host]]` table.
 
-mod compose;
+pub mod compose;
 mod diag;
 pub mod duration;
+pub mod interpolate;
 mod inventory;
 pub mod model;
 pub mod names;
@@ -17,10 +18,11 @@ mod playbook;
 mod toml_file;
 mod yaml;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
+pub use paths::normalize as normalize_path;
 
 /// A configuration that passed every check, with the warnings found on the way.
 #[derive(Debug)]
@@ -31,12 +33,35 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// How the files are read, beyond the files themselves: what the user allowed on the
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Folders outside the playbook's from which local files (stack files, the files they
+    /// refer to, image archives) may be sent to hosts (`--allow-outside DIR`).
+    pub allow_outside: Vec<PathBuf>,
+}
+
 /// Reads and checks the inventory, the playbook it names (or `playbook_override`,
 /// relative to the current folder), and every compose file of the playbook.
 ///
 /// On failure the list holds every error and every warning, in file order.
 pub fn load(inventory: &Path, playbook_override: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
-    load_with_home(inventory, playbook_override, paths::home_dir().as_deref())
+    load_with(inventory, playbook_override, &Options::default())
+}
+
+/// [`load`] with the user's options.
+pub fn load_with(
+    inventory: &Path,
+    playbook_override: Option<&Path>,
+    options: &Options,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    load_all(
+        inventory,
+        playbook_override,
+        paths::home_dir().as_deref(),
+        options,
+    )
 }
 
 /// [`load`] with `~` standing for `home`.
@@ -45,15 +70,30 @@ pub fn load_with_home(
     playbook_override: Option<&Path>,
     home: Option<&Path>,
 ) -> Result<Loaded, Vec<Diagnostic>> {
+    load_all(inventory, playbook_override, home, &Options::default())
+}
+
+fn load_all(
+    inventory: &Path,
+    playbook_override: Option<&Path>,
+    home: Option<&Path>,
+    options: &Options,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let outcome = inventory::load(inventory, home, &mut diags);
     let (playbook_path, named_at) = match playbook_override {
         Some(p) => (Some(p.to_path_buf()), None),
         None => (outcome.playbook, outcome.playbook_at),
     };
-    let playbook = playbook_path
-        .as_deref()
-        .and_then(|p| playbook::load(p, named_at.as_ref(), home, &mut diags));
+    let playbook = playbook_path.as_deref().and_then(|p| {
+        playbook::load(
+            p,
+            named_at.as_ref(),
+            home,
+            &options.allow_outside,
+            &mut diags,
+        )
+    });
     let mut first_files = vec![inventory.to_path_buf()];
     first_files.extend(playbook_path.clone());
     sort_by_file(&mut diags, first_files);

@@ -166,10 +166,90 @@ pub struct Network {
 pub struct Compose {
     /// Service names, in file order.
     pub services: Vec<String>,
-    /// Images the services use.
+    /// Images the services use, as written (`${TAG}` not interpolated).
     pub images: Vec<String>,
     /// Networks declared `external: true` (their real names).
     pub external_networks: Vec<String>,
+    /// The file's `version:` as written (`"3.8"`), empty when missing.
+    pub version: String,
+    /// The variables the file's interpolation reads, in order of first use: only these
+    /// are sent to `docker stack deploy`.
+    pub variables: Vec<String>,
+    /// The local files the compose file refers to (`env_file`, `configs.*.file`,
+    /// `secrets.*.file`), resolved against its folder as `docker stack deploy` resolves
+    /// them; each once, in file order. They travel with the stack.
+    pub files: Vec<ReferencedFile>,
+    /// The configs and secrets made from a file that rpiprov names after the file's
+    /// content, so that a changed file rolls the services onto a new version.
+    pub objects: Vec<FileObject>,
+    /// Each service's bind mounts and placement constraints, for the check on the nodes
+    /// before deploying (services without bind mounts are left out).
+    pub mounts: Vec<ServiceMounts>,
+}
+
+/// A local file a compose file refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferencedFile {
+    /// Resolved against the compose file's folder (lexically, as Docker does).
+    pub path: PathBuf,
+    /// A secret's file or an env file: its content is never shown.
+    pub secret: bool,
+}
+
+/// A config or a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    Config,
+    Secret,
+}
+
+impl ObjectKind {
+    /// The top-level key of the compose file, and Docker's command (`docker config`).
+    pub fn section(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "configs",
+            ObjectKind::Secret => "secrets",
+        }
+    }
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Config => "config",
+            ObjectKind::Secret => "secret",
+        }
+    }
+}
+
+/// A config or secret whose content comes from a local file, and that rpiprov names after
+/// that content (see [`crate::config::compose::object_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileObject {
+    pub kind: ObjectKind,
+    /// Its key under `configs:` or `secrets:`.
+    pub key: String,
+    /// The local file (one of [`Compose::files`]).
+    pub file: PathBuf,
+    /// The entry's keys other than `name`, each with its value written as a YAML flow
+    /// value, in file order: the entry is written again with a `name:` added.
+    pub fields: Vec<(String, String)>,
+}
+
+/// A service's bind mounts, as written (interpolated at deploy, with the values sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceMounts {
+    pub service: String,
+    pub volumes: Vec<Volume>,
+    /// `deploy.placement.constraints`, as written.
+    pub constraints: Vec<String>,
+}
+
+/// One `volumes:` entry of a service that is, or may be once interpolated, a bind mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Volume {
+    /// The short syntax, `SOURCE:TARGET[:MODE]`, as written.
+    Short(String),
+    /// The long syntax with `type: bind`: its `source`, as written.
+    Bind(String),
 }
 
 /// A stack: one compose file deployed under one name.

@@ -1,6 +1,7 @@
 //! How paths written in the files become paths on this machine: `~` expansion and
-//! resolution against the folder of the file that names them. Lexical only: nothing here
-//! touches the file system.
+//! resolution against the folder of the file that names them (lexical), and the rule of
+//! which local files rpiprov may send to a host ([`Containment`]): only those inside the
+//! playbook's folder, or inside a folder the user allowed on the command line.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -47,6 +48,83 @@ pub fn normalize(path: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// Where the local files that rpiprov sends to hosts (stack files, the files they refer
+/// to, image archives) may come from: the playbook's folder, and the folders the user
+/// allowed with `--allow-outside`. Symbolic links are followed before deciding, so a link
+/// inside the folder to a file outside it is outside: a playbook from elsewhere cannot make
+/// rpiprov stream an SSH key or a cloud credential to a host.
+#[derive(Debug, Clone)]
+pub struct Containment {
+    /// The playbook's folder as the user named it, for messages.
+    shown: PathBuf,
+    /// The same, and each allowed folder, with links resolved (`None`: it does not exist).
+    roots: Vec<Option<PathBuf>>,
+}
+
+impl Containment {
+    /// The playbook's folder `root` (as written) and the allowed folders.
+    pub fn new(root: &Path, allowed: &[PathBuf]) -> Containment {
+        let real = |p: &Path| {
+            let p = if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            };
+            std::fs::canonicalize(p).ok()
+        };
+        let mut roots = vec![real(root)];
+        roots.extend(allowed.iter().map(|a| real(a)));
+        Containment {
+            shown: root.to_path_buf(),
+            roots,
+        }
+    }
+
+    /// Checks that `path` names a readable regular file inside one of the roots. The
+    /// message names the path as given and says what to do.
+    pub fn file(&self, path: &Path) -> Result<(), String> {
+        let shown = path.display();
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("{shown}: no such file"));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{shown}: cannot read: {}",
+                    super::diag::io_message(&e)
+                ));
+            }
+        };
+        if meta.is_dir() {
+            return Err(format!("{shown}: is a folder, not a file"));
+        }
+        if !meta.is_file() {
+            return Err(format!("{shown}: not a regular file"));
+        }
+        let real = std::fs::canonicalize(path)
+            .map_err(|e| format!("{shown}: cannot read: {}", super::diag::io_message(&e)))?;
+        if self.roots.iter().flatten().any(|r| real.starts_with(r)) {
+            return Ok(());
+        }
+        let folder = if self.shown.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            self.shown.display().to_string()
+        };
+        let through_link =
+            real != normalize(&std::env::current_dir().unwrap_or_default().join(path));
+        let how = if through_link {
+            format!(" (it leads to {})", real.display())
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "{shown}: outside the playbook's folder {folder}{how}: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR"
+        ))
+    }
+}
+
 /// `$HOME`, read once by the caller so that tests can pass their own.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")
@@ -83,5 +161,47 @@ mod tests {
         );
         assert!(resolve("~bob/k", Path::new(""), Some(home)).is_err());
         assert_eq!(folder_of(Path::new("inventory.toml")), PathBuf::from(""));
+    }
+
+    #[test]
+    fn containment_follows_links_and_allowed_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = dir.path().join("book");
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(book.join("conf")).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(book.join("conf/app.env"), "A=1\n").unwrap();
+        std::fs::write(other.join("key"), "secret").unwrap();
+        std::os::unix::fs::symlink(other.join("key"), book.join("conf/key")).unwrap();
+        let c = Containment::new(&book, &[]);
+        assert_eq!(c.file(&book.join("conf/app.env")), Ok(()));
+        let b = book.display();
+        assert_eq!(
+            c.file(&book.join("conf/none")).unwrap_err(),
+            format!("{b}/conf/none: no such file")
+        );
+        assert_eq!(
+            c.file(&book.join("conf")).unwrap_err(),
+            format!("{b}/conf: is a folder, not a file")
+        );
+        let real = std::fs::canonicalize(other.join("key")).unwrap();
+        assert_eq!(
+            c.file(&book.join("conf/key")).unwrap_err(),
+            format!(
+                "{b}/conf/key: outside the playbook's folder {b} (it leads to {}): rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
+                real.display()
+            )
+        );
+        assert_eq!(
+            c.file(&other.join("key")).unwrap_err(),
+            format!(
+                "{}: outside the playbook's folder {b}: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
+                other.join("key").display()
+            )
+        );
+        // An allowed folder admits its files, links into it included.
+        let c = Containment::new(&book, std::slice::from_ref(&other));
+        assert_eq!(c.file(&book.join("conf/key")), Ok(()));
+        assert_eq!(c.file(&other.join("key")), Ok(()));
     }
 }

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Source};
 use super::model::{Image, ImageFormat, Network, Playbook, Stack, Variable, VariableValue};
+use super::paths::Containment;
 use super::toml_file::TomlFile;
 use super::{compose, duration, names, paths};
 
@@ -76,6 +77,7 @@ pub(crate) fn load(
     path: &Path,
     named_at: Option<&Diagnostic>,
     home: Option<&Path>,
+    allow_outside: &[PathBuf],
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Playbook> {
     let src = match Source::read(path) {
@@ -95,18 +97,30 @@ pub(crate) fn load(
     let raw = file.deserialize::<RawPlaybook>(diags)?;
     let errors_before = diags.iter().filter(|d| d.is_error()).count();
     let base = paths::folder_of(path);
+    let containment = Containment::new(&base, allow_outside);
     let mut p = Checker {
         file: &file,
         diags,
         base,
         home,
+        containment: &containment,
     };
 
     let networks = p.networks(&raw.network);
     let declared: BTreeSet<String> = networks.iter().map(|n| n.name.clone()).collect();
-    let stacks = p.stacks(&raw.stack, &declared);
-    let images = p.images(&raw.image, &stacks);
     let variables = p.variables(&raw);
+    let values: BTreeMap<String, Option<String>> = variables
+        .iter()
+        .map(|v| {
+            let value = match &v.value {
+                VariableValue::Plain(s) => Some(s.clone()),
+                VariableValue::SecretEnv(_) | VariableValue::Secret(_) => None,
+            };
+            (v.name.clone(), value)
+        })
+        .collect();
+    let stacks = p.stacks(&raw.stack, &declared, &values);
+    let images = p.images(&raw.image, &stacks);
 
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then(|| Playbook {
@@ -123,6 +137,8 @@ struct Checker<'f, 'a, 'd> {
     diags: &'d mut Vec<Diagnostic>,
     base: PathBuf,
     home: Option<&'f Path>,
+    /// Where the files it names (and those they name) may come from.
+    containment: &'f Containment,
 }
 
 impl Checker<'_, '_, '_> {
@@ -210,7 +226,12 @@ impl Checker<'_, '_, '_> {
         out
     }
 
-    fn stacks(&mut self, raw: &[Spanned<RawStack>], declared: &BTreeSet<String>) -> Vec<Stack> {
+    fn stacks(
+        &mut self,
+        raw: &[Spanned<RawStack>],
+        declared: &BTreeSet<String>,
+        variables: &BTreeMap<String, Option<String>>,
+    ) -> Vec<Stack> {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
         for (position, s) in raw.iter().enumerate() {
@@ -245,10 +266,19 @@ impl Checker<'_, '_, '_> {
                     continue;
                 }
             };
+            if let Err(e) = self.containment.file(&path) {
+                self.err(&file.span(), e);
+                continue;
+            }
             let compose = match Source::read(&path) {
                 Ok(src) => {
-                    let stack_name = if name_ok { name.get_ref().as_str() } else { "" };
-                    compose::check(&src, stack_name, declared, self.diags)
+                    let ctx = compose::Context {
+                        stack: if name_ok { name.get_ref().as_str() } else { "" },
+                        networks: declared,
+                        variables,
+                        containment: self.containment,
+                    };
+                    compose::check(&src, &ctx, self.diags)
                 }
                 Err(d) => {
                     self.err(&file.span(), format!("{}: {}", path.display(), d.message));
@@ -314,8 +344,8 @@ impl Checker<'_, '_, '_> {
                     continue;
                 }
             };
-            if !path.is_file() {
-                self.err(&archive.span(), format!("no such file: {}", path.display()));
+            if let Err(e) = self.containment.file(&path) {
+                self.err(&archive.span(), e);
             }
             out.push(Image {
                 name: name.get_ref().clone(),
@@ -473,7 +503,7 @@ mod tests {
         let path = dir.path().join("playbook.toml");
         std::fs::write(&path, text).unwrap();
         let mut diags = Vec::new();
-        let playbook = load(&path, None, None, &mut diags);
+        let playbook = load(&path, None, None, &[], &mut diags);
         let lines = diags
             .iter()
             .map(|d| {

@@ -50,6 +50,8 @@ const MAX_ALIAS_NODES: usize = 100_000;
 pub(crate) struct Entry {
     pub key: String,
     pub key_mark: Mark,
+    /// The key's type: Docker refuses a key that is not a string (`n:` is `false`).
+    pub key_ty: Ty,
     pub value: Node,
 }
 
@@ -93,9 +95,21 @@ impl Node {
         self.entries()?.iter().find(|e| e.key == key)
     }
 
-    /// `true`, `True` or `TRUE`, the YAML 1.1 spellings Docker's parser reads as true.
+    /// The YAML 1.1 spellings Docker's parser reads as true (`y`, `yes`, `on`, `true`...).
     pub fn is_true(&self) -> bool {
-        matches!(self, Node::Scalar { value, plain: true, .. } if matches!(value.as_str(), "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON"))
+        self.ty() == Ty::Bool
+            && matches!(self, Node::Scalar { value, .. } if matches!(value.as_str(), "y" | "Y" | "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON"))
+    }
+
+    /// The type Docker's YAML parser (YAML 1.1, go-yaml v2) gives the value: a quoted or
+    /// block scalar is a string; a plain one may be null, a boolean, an integer or a float.
+    pub fn ty(&self) -> Ty {
+        match self {
+            Node::Seq { .. } => Ty::List,
+            Node::Map { .. } => Ty::Map,
+            Node::Scalar { plain: false, .. } => Ty::Str,
+            Node::Scalar { value, .. } => plain_type(value),
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -106,6 +120,131 @@ impl Node {
             Node::Map { .. } => "a mapping",
         }
     }
+}
+
+/// The node written again as a YAML flow value that a YAML 1.1 parser (Docker's) reads as
+/// the same value: strings double-quoted (JSON escapes are YAML escapes), plain scalars
+/// that may be numbers, booleans or null kept plain (their text is unchanged, so they
+/// resolve as they did), nulls as `null`, lists and mappings in flow style.
+pub(crate) fn flow(node: &Node) -> String {
+    fn quoted(s: &str) -> String {
+        serde_json::to_string(s).expect("a string serialises")
+    }
+    match node {
+        _ if node.is_null() => "null".to_string(),
+        // `-` alone would read as a list's dash.
+        Node::Scalar {
+            value, plain: true, ..
+        } if value != "-"
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.+-".contains(c)) =>
+        {
+            value.clone()
+        }
+        Node::Scalar { value, .. } => quoted(value),
+        Node::Seq { items, .. } => {
+            let items: Vec<String> = items.iter().map(flow).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Node::Map { entries, .. } => {
+            let entries: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{}: {}", quoted(&e.key), flow(&e.value)))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+    }
+}
+
+/// A value's type as JSON schema sees it once Docker parsed the YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    List,
+    Map,
+}
+
+/// What go-yaml v2 makes of a plain scalar: null (`~`, `null`, empty), a boolean (`y`,
+/// `n`, `yes`, `no`, `on`, `off`, `true`, `false`, in three cases each), an integer (Go's
+/// `ParseInt` with base prefixes, `_` ignored), a float (`1.5`, `1e3`, `.inf`, `.nan`),
+/// else a string.
+pub(crate) fn plain_type(v: &str) -> Ty {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return Ty::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "true" | "True"
+        | "TRUE" | "false" | "False" | "FALSE" | "on" | "On" | "ON" | "off" | "Off" | "OFF" => {
+            return Ty::Bool;
+        }
+        ".nan" | ".NaN" | ".NAN" | ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF"
+        | "-.inf" | "-.Inf" | "-.INF" => return Ty::Float,
+        _ => {}
+    }
+    let plain: String = v.chars().filter(|c| *c != '_').collect();
+    let digits = plain.trim_start_matches(['+', '-']);
+    let int = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())
+    } else if let Some(b) = digits
+        .strip_prefix("0b")
+        .or_else(|| digits.strip_prefix("0B"))
+    {
+        !b.is_empty() && b.chars().all(|c| c == '0' || c == '1')
+    } else if let Some(o) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
+        !o.is_empty() && o.chars().all(|c| ('0'..='7').contains(&c))
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        digits.chars().all(|c| ('0'..='7').contains(&c))
+    } else {
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    };
+    // A sign only once, and only in front.
+    let signs = plain.len() - digits.len();
+    if int && signs <= 1 {
+        return Ty::Int;
+    }
+    // `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
+    let b = v.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let whole = i - start;
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        let f = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if whole == 0 && i == f {
+            return Ty::Str;
+        }
+    } else if whole == 0 {
+        return Ty::Str;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let e = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == e {
+            return Ty::Str;
+        }
+    }
+    if i == b.len() { Ty::Float } else { Ty::Str }
 }
 
 /// A problem found while reading the YAML.
@@ -140,7 +279,7 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
-        key: Option<(String, Mark)>,
+        key: Option<(String, Mark, Ty)>,
         mark: Mark,
         anchor: usize,
     },
@@ -175,6 +314,7 @@ impl Builder {
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => {
                     let mark = node.mark();
+                    let ty = node.ty();
                     let text = match &node {
                         Node::Scalar { value, .. } => value.clone(),
                         _ => {
@@ -186,9 +326,9 @@ impl Builder {
                             String::new()
                         }
                     };
-                    *key = Some((text, mark));
+                    *key = Some((text, mark, ty));
                 }
-                Some((text, key_mark)) => {
+                Some((text, key_mark, key_ty)) => {
                     if text != "<<" && entries.iter().any(|e| e.key == text) {
                         let mut path = here.clone();
                         if !path.is_empty() {
@@ -204,6 +344,7 @@ impl Builder {
                     entries.push(Entry {
                         key: text,
                         key_mark,
+                        key_ty,
                         value: node,
                     });
                 }
@@ -225,7 +366,8 @@ impl Builder {
     fn pending_key(&self) -> Option<String> {
         match self.stack.last() {
             Some(Frame::Map {
-                key: Some((k, _)), ..
+                key: Some((k, _, _)),
+                ..
             }) => Some(k.clone()),
             _ => None,
         }
@@ -400,6 +542,57 @@ mod tests {
         assert!(!n.get("c").unwrap().value.is_null());
         assert!(n.get("d").unwrap().value.is_true());
         assert!(!n.get("e").unwrap().value.is_true());
+    }
+
+    #[test]
+    fn plain_scalars_take_yaml_1_1_types() {
+        for (v, t) in [
+            ("", Ty::Null),
+            ("~", Ty::Null),
+            ("n", Ty::Bool),
+            ("Yes", Ty::Bool),
+            ("off", Ty::Bool),
+            ("nope", Ty::Str),
+            ("42", Ty::Int),
+            ("-7", Ty::Int),
+            ("0x1F", Ty::Int),
+            ("0755", Ty::Int),
+            ("1_000", Ty::Int),
+            ("3.8", Ty::Float),
+            ("1e3", Ty::Float),
+            (".5", Ty::Float),
+            ("-.inf", Ty::Float),
+            ("1.2.3", Ty::Str),
+            ("512M", Ty::Str),
+            ("0.5s", Ty::Str),
+            ("+-1", Ty::Str),
+            ("e3", Ty::Str),
+        ] {
+            assert_eq!(plain_type(v), t, "{v:?}");
+        }
+        let n = doc("a: \"3.8\"\nb: 3.8\nc: |\n  x\n");
+        assert_eq!(n.get("a").unwrap().value.ty(), Ty::Str);
+        assert_eq!(n.get("b").unwrap().value.ty(), Ty::Float);
+        assert_eq!(n.get("c").unwrap().value.ty(), Ty::Str);
+        assert!(doc("a: y\n").get("a").unwrap().value.is_true());
+    }
+
+    #[test]
+    fn flow_keeps_every_value() {
+        let n = doc(
+            "a: \"x: y\"\nb: 5\nc: true\nd:\ne: [1, \"two\", {f: 'g\"h'}]\ng: |\n  line 1\n  line 2\nh: -1.5e3\ni: \"$X\"\n",
+        );
+        assert_eq!(
+            flow(&n),
+            r#"{"a": "x: y", "b": 5, "c": true, "d": null, "e": [1, "two", {"f": "g\"h"}], "g": "line 1\nline 2\n", "h": -1.5e3, "i": "$X"}"#
+        );
+        // Read back, it is the same tree.
+        let again = doc(&flow(&n));
+        assert_eq!(flow(&again), flow(&n));
+        assert_eq!(
+            again.get("g").unwrap().value.as_str(),
+            Some("line 1\nline 2\n")
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The `rpiprov deploy` executor: under the lock on the manager, recreate the playbook's
-//! missing networks, ship the images to the nodes that lack them, upload the stack files,
-//! then deploy the stacks in playbook order, each one only when its fingerprint (compose
-//! bytes, shipped image archives, variable values) differs from the one recorded at its
-//! last converged deploy. The order is a dependency order: a stack is deployed once the
+//! missing networks, ship the images to the nodes that lack them, check the bind sources
+//! of the stacks about to be deployed on the nodes where their services may run, then
+//! deploy the stacks in playbook order, each one only when its fingerprint (its file set,
+//! shipped image archives, variable values) differs from the one recorded at its last
+//! converged deploy: its file set is uploaded when the manager lacks it, and the stack is
+//! deployed from it. The order is a dependency order: a stack is deployed once the
 //! one before it is *ready* (every slot runs a task of its current spec), and a stack that
 //! does not get there stops the stacks after it (unless all it misses is nodes down in the
 //! swarm). The rest of each stack's convergence (tasks that stay up, swarm's update
@@ -11,6 +13,9 @@
 //!
 //! - [`prepare()`] (`prepare.rs`): the local half, before any connection; its errors are
 //!   usage errors;
+//! - [`release`]: a stack's file set (compose file, the files it refers to, the names of
+//!   its configs and secrets) as one tar stream;
+//! - [`binds`]: the bind-mount check on the nodes;
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);
 //! - [`wait`]: the convergence wait of all the deployed stacks, one poll for all (the
@@ -28,23 +33,27 @@ use serde::Serialize;
 
 use crate::docker::network::{self, Verdict};
 use crate::docker::node::SwarmNode;
-use crate::docker::paths::{deployed_record, stack_file};
+use crate::docker::release::{self as remote_release, EXTRACTED, Record};
 use crate::docker::service::{self, ServiceState};
-use crate::docker::stack::{self, StackState};
+use crate::docker::stack::{self, DeployFiles, StackState};
 use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows};
 use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
-use crate::remote::{ExecRequest, Output, Remote, UploadOutcome, UploadRequest};
+use crate::remote::{ExecRequest, Output, Remote};
 
+pub mod binds;
 pub mod images;
 mod prepare;
 mod preview;
+pub mod release;
 pub mod wait;
 
 use wait::{NotConverged, Pace, Watch};
 
-pub use prepare::{EnvVar, Prepared, PreparedStack, fingerprint, prepare, prepare_with};
+pub use prepare::{
+    EnvVar, Prepared, PreparedStack, ServiceBinds, fingerprint, prepare, prepare_with,
+};
 pub use preview::{StackFile, preview, stack_files};
 
 /// Whether a stack is deployed, and why.
@@ -91,6 +100,10 @@ pub struct StackResult {
     pub error: Option<String>,
     /// The services as the last poll saw them (empty when not deployed now).
     pub services: Vec<ServiceState>,
+    /// Config and secret versions removed once it converged (`config NAME`): no service
+    /// uses them any more.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
     pub seconds: f64,
 }
 
@@ -107,6 +120,8 @@ impl StackResult {
                     "deployed ({why}); {} service(s) converged",
                     self.services.len()
                 ));
+                r.changed
+                    .extend(self.removed.iter().map(|x| format!("removed unused {x}")));
             }
             StackStatus::Unchanged => {}
             StackStatus::Failed => {
@@ -177,7 +192,7 @@ impl Phase {
     fn interrupted(self) -> &'static str {
         match self {
             Phase::Upload => {
-                "during the upload of its file (the manager holds the old file or the new one, never a part of one); not deployed"
+                "during the upload of its files (the manager holds the whole new set or none of it); not deployed"
             }
             Phase::Deploy => {
                 "during docker stack deploy (swarm took the new file or kept the old one)"
@@ -203,6 +218,8 @@ pub struct Options {
     pub settle: Duration,
     /// Who takes the lock: [`LockOwner::current`]`("deploy")`.
     pub owner: LockOwner,
+    /// Deploy without checking that bind-mount sources exist on the nodes.
+    pub skip_bind_check: bool,
 }
 
 impl Options {
@@ -214,6 +231,7 @@ impl Options {
             poll_interval: POLL_INTERVAL,
             settle: wait::SETTLE,
             owner: LockOwner::current("deploy"),
+            skip_bind_check: false,
         }
     }
 }
@@ -285,6 +303,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 failed_step: None,
                 error: None,
                 services: vec![],
+                removed: vec![],
                 seconds: 0.0,
             })
             .collect();
@@ -451,18 +470,39 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        let read = ExecRequest::new(stack::stacks_state(&names))
-            .privileged()
-            .timeout(self.opts.command_timeout)
-            .idempotent();
-        let state = match run_ok(&*self.leader, read).await {
-            Ok(out) => stack::parse_state(&out.stdout_str()),
+        let sets: Vec<(&str, &str)> = self
+            .prepared
+            .stacks
+            .iter()
+            .map(|s| (s.name.as_str(), s.release.id.as_str()))
+            .collect();
+        // One round trip: the stacks, their records, and which file sets are there.
+        let read = ExecRequest::new(format!(
+            "{}; {}",
+            stack::stacks_state(&names),
+            remote_release::releases_present(&sets)
+        ))
+        .privileged()
+        .timeout(self.opts.command_timeout)
+        .idempotent();
+        let (state, present) = match run_ok(&*self.leader, read).await {
+            Ok(out) => {
+                let text = out.stdout_str();
+                (
+                    stack::parse_state(&text),
+                    remote_release::parse_releases(&text),
+                )
+            }
             Err(e) => {
                 self.rows.fail(leader, "read stack state", &e.0);
                 self.skip_pending("not attempted: the stack state could not be read");
                 return;
             }
         };
+
+        if !self.opts.skip_bind_check && !self.binds_ok(&state).await {
+            return;
+        }
 
         let mut watch: Option<Watch<'_, R>> = None;
         let mut blocked: Option<String> = None;
@@ -474,7 +514,12 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 continue;
             }
             self.phase(i, Phase::Upload);
-            let ok = self.deploy_stack(i, st, &state, &lacking, &mut watch).await;
+            let uploaded = present
+                .iter()
+                .any(|(n, id)| *n == st.name && *id == st.release.id);
+            let ok = self
+                .deploy_stack(i, st, &state, uploaded, &lacking, &mut watch)
+                .await;
             // A stack that is done ends its row now; one still converging when it does.
             if self.in_flight.lock().unwrap().get(&i) != Some(&Phase::Converge) {
                 self.done(i);
@@ -577,14 +622,72 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
-    /// Uploads, decides, deploys and waits until one stack is ready (see [`wait`]).
-    /// Returns whether the stacks after it may be deployed: false when it failed, unless
-    /// all it misses is nodes down in the swarm. Its convergence goes on in `watch`.
+    /// Checks the bind sources of the stacks about to be deployed on the nodes where their
+    /// services may run; when some are missing, fails those stacks, skips the others and
+    /// returns false: nothing is deployed.
+    async fn binds_ok(&self, state: &StackState) -> bool {
+        let leader = &self.leader_row;
+        let (indexes, stacks): (Vec<usize>, Vec<&PreparedStack>) = self
+            .prepared
+            .stacks
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| !st.binds.is_empty())
+            .filter(|(_, st)| decide(&st.fingerprint, state, &st.name) != Decision::Unchanged)
+            .unzip();
+        if stacks.is_empty() {
+            return true;
+        }
+        self.rows.step(leader, "check bind mounts on the nodes");
+        let found = binds::check(
+            &*self.leader,
+            &self.nodes,
+            &stacks,
+            self.opts.parallel,
+            self.opts.command_timeout,
+        )
+        .await;
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                self.rows.fail(leader, "bind check", &e.0);
+                self.skip_pending("not attempted: the bind mounts could not be checked");
+                return false;
+            }
+        };
+        for u in &found.unchecked {
+            self.rows.note(leader, &format!("bind mounts: {u}"));
+        }
+        if found.failed.is_empty() {
+            return true;
+        }
+        let mut names = Vec::new();
+        for (k, lines) in &found.failed {
+            let i = indexes[*k];
+            names.push(self.prepared.stacks[i].name.clone());
+            let text = format!(
+                "{}\nnothing deployed (deploy --skip-bind-check deploys anyway)",
+                lines.join("\n")
+            );
+            self.fail_stack(i, "bind check", &text);
+        }
+        self.skip_pending(&format!(
+            "not attempted: bind mount sources are missing for stack {}",
+            names.join(", ")
+        ));
+        false
+    }
+
+    /// Decides, uploads (when the manager lacks its file set), deploys and waits until one
+    /// stack is ready (see [`wait`]). Returns whether the stacks after it may be deployed:
+    /// false when it failed, unless all it misses is nodes down in the swarm. Its
+    /// convergence goes on in `watch`.
     async fn deploy_stack<'s>(
         &'s self,
         i: usize,
         st: &'s PreparedStack,
         state: &StackState,
+        uploaded: bool,
         lacking: &BTreeMap<String, Vec<String>>,
         watch: &mut Option<Watch<'s, R>>,
     ) -> bool {
@@ -605,29 +708,6 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return false;
         }
 
-        self.phase(i, Phase::Upload);
-        self.rows.step(&row, "upload");
-        let upload = self
-            .leader
-            .upload(UploadRequest {
-                contents: st.contents.clone(),
-                dest: stack_file(&st.name, &st.file_name),
-                mode: 0o644,
-                privileged: true,
-            })
-            .await;
-        match upload {
-            Ok(UploadOutcome::Written) => self.rows.changed(
-                &self.leader_row,
-                format!("upload {}/{}", st.name, st.file_name),
-            ),
-            Ok(UploadOutcome::Unchanged) => {}
-            Err(e) => {
-                self.fail_stack(i, "upload", &e.to_string());
-                return false;
-            }
-        }
-
         let why = match decide(&st.fingerprint, state, &st.name) {
             Decision::Unchanged => {
                 self.set_stack(i, |s| s.status = StackStatus::Unchanged);
@@ -637,6 +717,43 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         };
         self.set_stack(i, |s| s.why = Some(why.to_string()));
 
+        if !uploaded {
+            self.phase(i, Phase::Upload);
+            self.rows.step(&row, "upload");
+            let r = &st.release;
+            let req = ExecRequest::new(remote_release::release_extract(&st.name, &r.id, &r.sha256))
+                .privileged()
+                .stdin(r.tar.clone())
+                .timeout(self.opts.command_timeout)
+                // A set is renamed into place whole: sending it again after a lost
+                // connection finds it there or makes it.
+                .idempotent();
+            match run_ok(&*self.leader, req).await {
+                Ok(out) if out.stdout_str().lines().any(|l| l == EXTRACTED) => {
+                    self.rows.changed(
+                        &self.leader_row,
+                        format!(
+                            "upload {} ({} file(s), {} bytes)",
+                            st.name, r.files, r.bytes
+                        ),
+                    );
+                }
+                Ok(out) => {
+                    let said = out.stdout_str();
+                    self.fail_stack(
+                        i,
+                        "upload",
+                        &format!("unexpected answer from the manager: {}", said.trim()),
+                    );
+                    return false;
+                }
+                Err(e) => {
+                    self.fail_stack(i, "upload", &e.0);
+                    return false;
+                }
+            }
+        }
+
         self.phase(i, Phase::Deploy);
         self.rows
             .step(&row, &format!("docker stack deploy ({why})"));
@@ -645,17 +762,18 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             .iter()
             .map(|v| format!("{}={}\n", v.name, v.value.expose()))
             .collect();
-        let req = ExecRequest::new(stack::stack_deploy(
-            &st.name,
-            &st.file_name,
-            !st.images.is_empty(),
-        ))
-        .privileged()
-        .stdin(stdin.into_bytes())
-        .timeout(self.opts.command_timeout)
-        // `stack deploy` converges on the file: a second run after a lost connection
-        // changes nothing the first did not.
-        .idempotent();
+        let files = DeployFiles {
+            release: &st.release.id,
+            compose: &st.release.compose,
+            names: st.release.names.as_deref(),
+        };
+        let req = ExecRequest::new(stack::stack_deploy(&st.name, &files, !st.images.is_empty()))
+            .privileged()
+            .stdin(stdin.into_bytes())
+            .timeout(self.opts.command_timeout)
+            // `stack deploy` converges on the files: a second run after a lost connection
+            // changes nothing the first did not.
+            .idempotent();
         // The manager's Engine API serves every poll of this run; its relay starts while
         // the first stack deploys.
         let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
@@ -732,26 +850,33 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             self.done(i);
             return;
         }
+        // What the new deploy no longer uses goes only now, too.
         self.phase(i, Phase::Record);
         let row = RowId::stack(name);
         self.rows.step(&row, "record the deploy");
-        let record = self
-            .leader
-            .upload(UploadRequest {
-                contents: format!("{}\n", st.fingerprint).into_bytes(),
-                dest: deployed_record(&st.name),
-                mode: 0o600,
-                privileged: true,
-            })
-            .await;
-        if let Err(e) = record {
-            self.fail_stack(i, "record", &e.to_string());
-        } else {
-            self.set_stack(i, |s| {
-                s.status = StackStatus::Deployed;
-                s.error = None;
-            });
-            self.rows.note(&row, &format!("{n} service(s) converged"));
+        let record = Record {
+            stack: &st.name,
+            fingerprint: &st.fingerprint,
+            release: &st.release.id,
+            objects: &st.release.objects,
+        };
+        match self.root(remote_release::record_deploy(&record)).await {
+            Ok(out) => {
+                let pruned = remote_release::parse_record(&out.stdout_str());
+                for x in &pruned.in_use {
+                    self.rows.note(
+                        &row,
+                        &format!("{x} is not named by this deploy but still in use: kept"),
+                    );
+                }
+                self.set_stack(i, |s| {
+                    s.status = StackStatus::Deployed;
+                    s.error = None;
+                    s.removed = pruned.removed;
+                });
+                self.rows.note(&row, &format!("{n} service(s) converged"));
+            }
+            Err(e) => self.fail_stack(i, "record", &e.0),
         }
         self.done(i);
     }

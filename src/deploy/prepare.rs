@@ -1,7 +1,9 @@
-//! The local half of `deploy`: reads the stack files, image archives and variables once,
-//! before any connection, checks what would break a remote command (path-unsafe names,
-//! values with newlines), and computes each stack's deploy fingerprint. Its errors are
-//! usage errors: nothing was touched.
+//! The local half of `deploy`: reads the stack files (with the files they refer to, as
+//! one set: [`super::release`]), image archives and variables once, before any
+//! connection, checks what would break a remote command (path-unsafe names, values with
+//! newlines), interpolates what must be known before deploying (shipped image names, bind
+//! sources, placement constraints) with the values that will be sent, and computes each
+//! stack's deploy fingerprint. Its errors are usage errors: nothing was touched.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,7 +11,10 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::images::PreparedImage;
-use crate::config::{ImageFormat, Playbook, VariableValue};
+use super::release::{self, Release};
+use crate::config::compose::bind_source;
+use crate::config::{ImageFormat, Playbook, VariableValue, Volume, interpolate};
+use crate::docker::paths::current_release;
 use crate::secret::Secret;
 
 /// A variable for `docker stack deploy`'s environment. Every value is held as a
@@ -26,9 +31,6 @@ pub struct EnvVar {
 #[derive(Debug, Clone)]
 pub struct PreparedStack {
     pub name: String,
-    /// The compose file's name, kept on the manager under the stack's folder.
-    pub file_name: String,
-    pub contents: Vec<u8>,
     pub timeout: Duration,
     /// The compose file's service names (without the stack prefix).
     pub services: Vec<String>,
@@ -36,8 +38,21 @@ pub struct PreparedStack {
     pub images: Vec<String>,
     /// The variables the compose file refers to; only these are sent.
     pub variables: Vec<EnvVar>,
+    /// The compose file and the files it refers to, as one set.
+    pub release: Release,
+    /// The services' bind mounts, interpolated, for the check on the nodes.
+    pub binds: Vec<ServiceBinds>,
     /// sha256 of everything the deploy depends on; see [`fingerprint`].
     pub fingerprint: String,
+}
+
+/// One service's bind-mount sources (absolute, as `docker stack deploy` makes them on the
+/// manager; `~` left for the node's shell) and its placement constraints, interpolated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceBinds {
+    pub service: String,
+    pub sources: Vec<String>,
+    pub constraints: Vec<String>,
 }
 
 /// Everything `deploy` needs from this machine, read once before any connection.
@@ -50,7 +65,8 @@ pub struct Prepared {
     pub images: Vec<PreparedImage>,
 }
 
-/// Reads the playbook's stack files, image archives and variables.
+/// Reads the playbook's stack files (with the files they refer to), image archives and
+/// variables.
 pub fn prepare(playbook: &Playbook) -> Result<Prepared, String> {
     prepare_with(playbook, |p| std::fs::read(p), |k| std::env::var(k).ok())
 }
@@ -120,49 +136,78 @@ pub fn prepare_with(
                 st.name
             ));
         }
-        let file_name = st
-            .file
-            .file_name()
-            .and_then(|f| f.to_str())
-            .filter(|f| !f.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "stack {}: {} has no usable file name",
-                    st.name,
-                    st.file.display()
-                )
-            })?
-            .to_string();
-        let contents = read(&st.file)
-            .map_err(|e| format!("stack {}: cannot read {}: {e}", st.name, st.file.display()))?;
-        let text = String::from_utf8_lossy(&contents);
         let variables: Vec<EnvVar> = vars
             .iter()
-            .filter(|v| refers_to(&text, &v.name))
+            .filter(|v| st.compose.variables.contains(&v.name))
             .cloned()
             .collect();
-        // `image: lab/httpd:${TAG}` names a shipped image once interpolated.
+        // What `docker stack deploy` will read, with the values it will be sent.
         let lookup = |name: &str| {
-            vars.iter()
+            variables
+                .iter()
                 .find(|v| v.name == name)
                 .map(|v| v.value.expose().to_string())
         };
-        let refs: Vec<String> = st
-            .compose
-            .images
-            .iter()
-            .map(|i| interpolate(i, &lookup))
-            .collect();
+        let interpolate = |text: &str| {
+            interpolate::substitute(text, &lookup)
+                .map_err(|e| format!("stack {}: {text:?}: {e}", st.name))
+        };
+        // `image: lab/httpd:${TAG}` names a shipped image once interpolated.
+        let mut refs = Vec::new();
+        for i in &st.compose.images {
+            refs.push(interpolate(i)?);
+        }
         let used: Vec<&PreparedImage> = images.iter().filter(|i| refs.contains(&i.name)).collect();
-        let fingerprint = fingerprint(&st.name, &contents, &used, &variables);
+        let release = release::build(&st.name, &st.file, &st.compose, &|p: &Path| read(p))?;
+        let compose_dir = format!(
+            "{}/{}",
+            current_release(&st.name),
+            release.compose.rsplit_once('/').map_or("", |(d, _)| d)
+        );
+        let mut binds = Vec::new();
+        for m in &st.compose.mounts {
+            let mut sources = Vec::new();
+            for v in &m.volumes {
+                let text = match v {
+                    Volume::Short(t) | Volume::Bind(t) => interpolate(t)?,
+                };
+                if let Some(src) = bind_source(v, &text) {
+                    // Relative sources are the manager's compose folder's, as the CLI
+                    // makes them; `~` is the home of whoever runs the check there.
+                    let src = if src.starts_with('/') || src.starts_with('~') {
+                        src
+                    } else {
+                        crate::config::normalize_path(&Path::new(&compose_dir).join(&src))
+                            .display()
+                            .to_string()
+                    };
+                    if !sources.contains(&src) {
+                        sources.push(src);
+                    }
+                }
+            }
+            if sources.is_empty() {
+                continue;
+            }
+            let mut constraints = Vec::new();
+            for c in &m.constraints {
+                constraints.push(interpolate(c)?);
+            }
+            binds.push(ServiceBinds {
+                service: m.service.clone(),
+                sources,
+                constraints,
+            });
+        }
+        let fingerprint = fingerprint(&st.name, &release.id, &used, &variables);
         stacks.push(PreparedStack {
             name: st.name.clone(),
-            file_name,
-            contents,
             timeout: st.timeout,
             services: st.compose.services.clone(),
             images: used.iter().map(|i| i.name.clone()).collect(),
             variables,
+            release,
+            binds,
             fingerprint,
         });
     }
@@ -188,70 +233,14 @@ fn is_path_component(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
 }
 
-/// Whether compose interpolation in `text` may read `name`: `$NAME` or `${NAME...}`.
-/// A false positive (`$NAMESPACE` for `NAME`) only sends one variable too many.
-fn refers_to(text: &str, name: &str) -> bool {
-    text.contains(&format!("${name}")) || text.contains(&format!("${{{name}"))
-}
-
-/// Compose-style interpolation of one value, enough for image references: `$NAME`,
-/// `${NAME}`, `${NAME:-default}` / `${NAME-default}` (unset -> default), `$$` for `$`.
-/// Unknown variables become empty, as compose makes them.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{') {
-            let Some(end) = r.find('}') else {
-                out.push_str(&rest[i..]);
-                return out;
-            };
-            let inner = &r[..end];
-            let (name, op) = match inner.find([':', '-', '?']) {
-                Some(k) => (&inner[..k], &inner[k..]),
-                None => (inner, ""),
-            };
-            let value = lookup(name);
-            // `:-` replaces an unset or empty value, `-` only an unset one.
-            let value = if let Some(d) = op.strip_prefix(":-") {
-                value
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| d.to_string())
-            } else if let Some(d) = op.strip_prefix('-') {
-                value.unwrap_or_else(|| d.to_string())
-            } else {
-                value.unwrap_or_default()
-            };
-            out.push_str(&value);
-            rest = &r[end + 1..];
-        } else {
-            let n = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if n == 0 {
-                out.push('$');
-            } else {
-                out.push_str(&lookup(&after[..n]).unwrap_or_default());
-            }
-            rest = &after[n..];
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The deploy fingerprint of a stack: a sha256 over its name, its compose file's bytes,
-/// the archives of the shipped images it uses, and the names and values of the variables
-/// it refers to. Values enter only as their own sha256, and the record lives in a
-/// root-only file; independent of the order images and variables are given in.
+/// The deploy fingerprint of a stack: a sha256 over its name, its file set (the compose
+/// file and every file it refers to, through the release's id), the archives of the
+/// shipped images it uses, and the names and values of the variables it refers to. Values
+/// enter only as their own sha256, and the record lives in a root-only file; independent
+/// of the order images and variables are given in.
 pub fn fingerprint(
     stack: &str,
-    compose: &[u8],
+    release: &str,
     images: &[&PreparedImage],
     variables: &[EnvVar],
 ) -> String {
@@ -263,8 +252,8 @@ pub fn fingerprint(
         }
         h.update(b"\n");
     };
-    field(&["rpiprov-deploy-v1", stack]);
-    field(&["compose", &hex::encode(Sha256::digest(compose))]);
+    field(&["rpiprov-deploy-v2", stack]);
+    field(&["release", release]);
     let mut imgs: Vec<&&PreparedImage> = images.iter().collect();
     imgs.sort_by(|a, b| a.name.cmp(&b.name));
     for i in imgs {

@@ -1,9 +1,9 @@
 //! `deploy --dry-run` (`rpiprov plan deploy`): what [`super::execute`] would do, read with
 //! the same commands and decided by the same functions, without the lock and without a
 //! single write: the networks it would create ([`network::compare`]), the images it would
-//! load on each node ([`super::images::missing_on`]), the files it would upload, and the
+//! load on each node ([`super::images::missing_on`]), the file sets it would upload, and the
 //! stacks it would deploy and why ([`super::decide`]), each with the diff of its files
-//! between the manager and here.
+//! between the set the manager deployed last and here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use super::images::{missing_on, refusal};
 use super::{Decision, Options, Prepared, PreparedStack, decide};
 use crate::docker::network::{self, Verdict};
-use crate::docker::paths::stack_file;
+use crate::docker::paths::current_release;
+use crate::docker::release as remote_release;
 use crate::docker::stack;
 use crate::exec::preview::{FileDiff, Planned, Preview, file_diff};
 use crate::exec::report::RowId;
@@ -27,14 +28,24 @@ pub struct StackFile<'a> {
     pub secret: bool,
 }
 
-/// The files that travel with a stack: today its compose file.
+/// The files that travel with a stack: its set (the compose file, the files it refers
+/// to, the names of its configs and secrets), each against the same file of the set the
+/// manager deployed last.
 pub fn stack_files(st: &PreparedStack) -> Vec<StackFile<'_>> {
-    vec![StackFile {
-        remote: stack_file(&st.name, &st.file_name),
-        shown: format!("{}/{}", st.name, st.file_name),
-        local: &st.contents,
-        secret: false,
-    }]
+    st.release
+        .entries
+        .iter()
+        .map(|e| StackFile {
+            remote: format!("{}/{}", current_release(&st.name), e.path),
+            shown: format!(
+                "{}/{}",
+                st.name,
+                e.path.strip_prefix("files/").unwrap_or(&e.path)
+            ),
+            local: &e.bytes,
+            secret: e.secret,
+        })
+        .collect()
 }
 
 /// What `execute` would do. `leader` and `nodes` as for [`super::execute`].
@@ -116,8 +127,24 @@ pub async fn preview<R: Remote + 'static>(
 
     // The stacks: state, then the files on the manager, in one command each.
     let names: Vec<&str> = prepared.stacks.iter().map(|s| s.name.as_str()).collect();
-    let state = match root(&*leader, stack::stacks_state(&names), timeout).await {
-        Ok(o) => stack::parse_state(&o.stdout_str()),
+    let sets: Vec<(&str, &str)> = prepared
+        .stacks
+        .iter()
+        .map(|s| (s.name.as_str(), s.release.id.as_str()))
+        .collect();
+    let read = format!(
+        "{}; {}",
+        stack::stacks_state(&names),
+        remote_release::releases_present(&sets)
+    );
+    let (state, present) = match root(&*leader, read, timeout).await {
+        Ok(o) => {
+            let text = o.stdout_str();
+            (
+                stack::parse_state(&text),
+                remote_release::parse_releases(&text),
+            )
+        }
         Err(e) => {
             problems.push(format!("{}: read the stacks' state: {e}", leader_id.name));
             return finish(lead, node_rows, vec![], problems);
@@ -145,12 +172,18 @@ pub async fn preview<R: Remote + 'static>(
         for f in stack_files(st) {
             let remote = remote_files.get(&f.remote).cloned().flatten();
             if let Some(d) = file_diff(&f.shown, remote.as_deref(), f.local, f.secret) {
-                // The upload is the leader's step, as the real run reports it.
-                lead.steps.push(format!("upload {}", f.shown));
                 diffs.push(d);
             }
         }
         if let Decision::Deploy(why) = decide(&st.fingerprint, &state, &st.name) {
+            let r = &st.release;
+            if !present.iter().any(|(n, id)| *n == st.name && *id == r.id) {
+                // The upload is the leader's step, as the real run reports it.
+                lead.steps.push(format!(
+                    "upload {} ({} file(s), {} bytes)",
+                    st.name, r.files, r.bytes
+                ));
+            }
             row.steps.push(format!("docker stack deploy ({why})"));
             row.why = Some(why.to_string());
             row.files = diffs;

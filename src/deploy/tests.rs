@@ -4,20 +4,27 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::{Image, ImageFormat, Playbook, Variable, VariableValue};
-use crate::deploy::prepare::interpolate;
-use crate::docker::paths::stack_file;
-use crate::testing::{FakeRemote, Recorder, fail, ok, stack};
+use crate::config::interpolate::substitute;
+use crate::config::{Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
+use crate::docker::paths::current_release;
+use crate::testing::{FakeRemote, Recorder, fail, ok};
 
 const SECRET: &str = "s3cr3t-VALUE";
+
+/// A stack of the shared builder, whose compose file reads these variables.
+fn stack(name: &str, order: i64, services: &[&str], images: &[&str], vars: &[&str]) -> Stack {
+    let mut s = crate::testing::stack(name, order, services, images);
+    s.compose.variables = vars.iter().map(|v| v.to_string()).collect();
+    s
+}
 
 fn playbook() -> Playbook {
     Playbook {
         path: PathBuf::from("playbook.toml"),
         networks: vec![],
         stacks: vec![
-            stack("web", 1, &["app"], &["lab/httpd:1"]),
-            stack("db", 2, &["pg"], &["postgres:16"]),
+            stack("web", 1, &["app"], &["lab/httpd:1"], &["TAG"]),
+            stack("db", 2, &["pg"], &["postgres:16"], &["DB_PASSWORD"]),
         ],
         images: vec![Image {
             name: "lab/httpd:1".into(),
@@ -79,7 +86,7 @@ fn prepared() -> Prepared {
 #[test]
 fn prepare_reads_files_and_sends_each_stack_only_its_variables() {
     let p = prepared();
-    assert_eq!(p.stacks[0].file_name, "web.yml");
+    assert_eq!(p.stacks[0].release.compose, "files/web.yml");
     assert_eq!(p.stacks[0].images, vec!["lab/httpd:1"]);
     assert_eq!(p.stacks[1].images, Vec::<String>::new());
     let names = |s: &PreparedStack| {
@@ -174,19 +181,11 @@ fn fingerprint_is_stable_and_moves_with_every_input() {
 
 #[test]
 fn image_references_are_interpolated_to_find_shipped_images() {
-    let look = |n: &str| match n {
-        "TAG" => Some("1".to_string()),
-        "EMPTY" => Some(String::new()),
-        _ => None,
-    };
-    assert_eq!(interpolate("lab/httpd:${TAG}", &look), "lab/httpd:1");
-    assert_eq!(interpolate("lab/httpd:$TAG", &look), "lab/httpd:1");
-    assert_eq!(interpolate("a:${NOPE:-2}", &look), "a:2");
-    assert_eq!(interpolate("a:${EMPTY:-3}", &look), "a:3");
-    assert_eq!(interpolate("a:${EMPTY-3}", &look), "a:");
-    assert_eq!(interpolate("a:${NOPE-4}", &look), "a:4");
-    assert_eq!(interpolate("a:${TAG?missing}", &look), "a:1");
-    assert_eq!(interpolate("a$$b:${NOPE}", &look), "a$b:");
+    let look = |n: &str| (n == "TAG").then(|| "1".to_string());
+    assert_eq!(
+        substitute("lab/httpd:${TAG}", &look).unwrap(),
+        "lab/httpd:1"
+    );
     let mut pb = playbook();
     pb.stacks[0].compose.images = vec!["lab/httpd:${TAG}".into()];
     let p = prepared_from(&pb, &files(), SECRET);
@@ -264,8 +263,38 @@ fn manager(state: &str) -> FakeRemote {
         .on("docker node inspect", ok(&swarm_nodes(&[])))
         .on("docker stack ls --format 'stack", ok(state))
         .on("image 0 present", ok("image 0 present\n"))
-        .on("docker stack deploy", ok("Creating service x\n"));
+        .on("tar -x -o", ok("@@extracted\n"))
+        .on("docker stack deploy", ok("Creating service x\n"))
+        .on(".deployed.new", ok(""));
     m
+}
+
+/// The commands that recorded a deploy, one per stack.
+fn records(m: &FakeRemote) -> Vec<String> {
+    m.commands()
+        .into_iter()
+        .filter(|c| c.contains(".deployed.new"))
+        .collect()
+}
+
+/// The stacks whose file set was sent, with what was sent.
+fn sent_sets(m: &FakeRemote) -> Vec<(String, Vec<u8>)> {
+    m.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.command.contains("tar -x -o"))
+        .map(|r| {
+            let stack = r
+                .command
+                .split("/var/lib/rpiprov/stacks/")
+                .nth(1)
+                .and_then(|x| x.split('/').next())
+                .unwrap_or_default()
+                .to_string();
+            (stack, r.stdin.clone().unwrap_or_default())
+        })
+        .collect()
 }
 
 fn options() -> Options {
@@ -275,6 +304,7 @@ fn options() -> Options {
         poll_interval: Duration::from_millis(2),
         settle: Duration::from_millis(5),
         owner: crate::testing::lock_owner("deploy"),
+        skip_bind_check: false,
     }
 }
 
@@ -299,17 +329,14 @@ async fn deploy_until(
     (res, events)
 }
 
-/// The manager's files as a previous successful deploy left them.
-fn already_deployed(m: &FakeRemote, p: &Prepared) -> String {
+/// The manager's state as a previous successful deploy left it: every stack recorded with
+/// its fingerprint, its file set there.
+fn already_deployed(p: &Prepared) -> String {
     let mut state = String::new();
     for s in &p.stacks {
-        m.files
-            .lock()
-            .unwrap()
-            .insert(stack_file(&s.name, &s.file_name), s.contents.clone());
         state.push_str(&format!(
-            "stack {}\ndeployed {} {}\n",
-            s.name, s.name, s.fingerprint
+            "stack {}\ndeployed {} {}\nrelease {} {}\n",
+            s.name, s.name, s.fingerprint, s.name, s.release.id
         ));
     }
     state
@@ -324,14 +351,12 @@ fn worker() -> FakeRemote {
 #[tokio::test]
 async fn an_unchanged_playbook_deploys_nothing_and_says_so() {
     let p = prepared();
-    let probe = FakeRemote::new("probe");
-    let state = already_deployed(&probe, &p);
-    let m = manager(&state);
-    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let m = manager(&already_deployed(&p));
     let (res, events) = deploy_on(&p, &m, &[worker()]).await;
     assert!(!res.failed() && !res.changed(), "{res:?}");
     assert_eq!(m.count("docker stack deploy"), 0);
     assert_eq!(m.count("@@services"), 0);
+    assert!(sent_sets(&m).is_empty() && records(&m).is_empty());
     assert!(
         res.stacks
             .iter()
@@ -360,10 +385,7 @@ async fn an_unchanged_playbook_deploys_nothing_and_says_so() {
 async fn only_the_changed_stack_is_redeployed_and_waited_for() {
     let old = prepared_from(&playbook(), &files(), "old-password");
     let p = prepared();
-    let probe = FakeRemote::new("probe");
-    let state = already_deployed(&probe, &old);
-    let m = manager(&state);
-    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let m = manager(&already_deployed(&old));
     // The db stack converges on the third poll.
     m.on_seq(
         "services -q db)",
@@ -380,12 +402,15 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
         .into_iter()
         .filter(|c| c.contains("docker stack deploy"))
         .collect();
+    let id = &p.stacks[1].release.id;
     assert_eq!(
         deploys,
-        vec![
-            "cd /var/lib/rpiprov/stacks/db && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db"
-        ]
+        vec![format!(
+            "cd /var/lib/rpiprov/stacks/db && ln -sfn releases/{id} .current.new && mv -T .current.new current && cd /var/lib/rpiprov/stacks/db/current/files && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/current/files/db.yml db"
+        )]
     );
+    // Only a variable changed: the file set is there already, nothing is sent.
+    assert!(sent_sets(&m).is_empty());
     // Ready on the third poll; converged on a later one, once its task had been seen
     // running for the settle time.
     assert!(
@@ -400,21 +425,15 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
         Some("changed since its last deploy")
     );
     assert_eq!(res.stacks[1].services[0].replicas, "1/1");
-    // The new fingerprint is recorded, root-only.
-    let rec = m
-        .uploads
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|u| u.dest == "/var/lib/rpiprov/stacks/db/deployed")
-        .cloned()
-        .unwrap();
-    assert_eq!(
-        rec.contents,
-        format!("{}\n", p.stacks[1].fingerprint).into_bytes()
+    // The new fingerprint is recorded, and the other file sets go.
+    let rec = records(&m);
+    assert_eq!(rec.len(), 1);
+    assert!(
+        rec[0].contains(&format!("printf '%s\\n' {} >", p.stacks[1].fingerprint)),
+        "{}",
+        rec[0]
     );
-    assert_eq!(rec.mode, 0o600);
-    assert!(rec.privileged);
+    assert!(rec[0].contains(&format!("!= /var/lib/rpiprov/stacks/db/releases/{id} ]")));
     // The secret went on stdin only.
     let req = m
         .log
@@ -460,25 +479,21 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     assert!(at("stack web: Step(\"wait for convergence") < at("stack db: Step(\"upload\")"));
     assert!(at("stack web: Done(Changed") < at("pi1: Step(\"release the deploy lock"));
     assert!(m.commands().iter().any(|c| c.ends_with(
-        "exec docker stack deploy --prune --resolve-image never -c /var/lib/rpiprov/stacks/web/web.yml web"
+        "exec docker stack deploy --prune --resolve-image never -c /var/lib/rpiprov/stacks/web/current/files/web.yml web"
     )));
-    let uploads: Vec<String> = m
-        .uploads
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|u| u.dest.clone())
-        .collect();
+    // Each stack's file set went as one tar stream, before its deploy; nothing else was
+    // uploaded (the records are written by a command).
+    let sets = sent_sets(&m);
     assert_eq!(
-        uploads,
-        vec![
-            // Each stack file before its deploy; the records once all converged.
-            "/var/lib/rpiprov/stacks/web/web.yml",
-            "/var/lib/rpiprov/stacks/db/db.yml",
-            "/var/lib/rpiprov/stacks/web/deployed",
-            "/var/lib/rpiprov/stacks/db/deployed",
-        ]
+        sets.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["web", "db"]
     );
+    assert_eq!(sets[0].1, p.stacks[0].release.tar);
+    assert!(m.uploads.lock().unwrap().is_empty());
+    let cmds = m.commands();
+    let pos = |t: &str| cmds.iter().position(|c| c.contains(t)).unwrap();
+    assert!(pos("releases/.incoming") < pos("exec docker stack deploy"));
+    assert_eq!(records(&m).len(), 2);
     let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
     assert_eq!(
@@ -486,7 +501,19 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
         Some(&b"ROOTFS-TAR-BYTES"[..])
     );
     let pi1 = res.rows.iter().find(|r| r.label() == "pi1").unwrap();
-    assert_eq!(pi1.changed, vec!["upload web/web.yml", "upload db/db.yml"]);
+    assert_eq!(
+        pi1.changed,
+        vec![
+            format!(
+                "upload web (1 file(s), {} bytes)",
+                files()[&PathBuf::from("stacks/web.yml")].len()
+            ),
+            format!(
+                "upload db (1 file(s), {} bytes)",
+                files()[&PathBuf::from("stacks/db.yml")].len()
+            ),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -585,13 +612,10 @@ async fn a_global_service_missing_on_a_down_node_fails_its_stack_and_names_the_n
 #[tokio::test]
 async fn an_unchanged_deploy_still_names_a_down_node_and_what_misses_it() {
     let p = prepared();
-    let probe = FakeRemote::new("probe");
-    let state = already_deployed(&probe, &p);
-    let m = manager(&state);
+    let m = manager(&already_deployed(&p));
     m.first("docker node inspect", ok(&swarm_nodes(&["pi2"])))
         .on("services -q web)", ok(&global_poll("web", "app", 2)))
         .on("services -q db)", ok(&converged_poll("db", "pg")));
-    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     assert!(res.failed());
     assert_eq!(m.count("docker stack deploy"), 0);
@@ -608,6 +632,158 @@ async fn an_unchanged_deploy_still_names_a_down_node_and_what_misses_it() {
         "{}",
         pi2.detail()
     );
+}
+
+/// Issue 10 item 5: an error that retrying cannot fix, on two attempts, ends the wait
+/// long before the stack's timeout, naming the service, the error and the nodes; while
+/// waiting, each service's latest error is shown.
+#[tokio::test]
+async fn an_error_retrying_cannot_fix_ends_the_wait_early() {
+    let mut p = prepared();
+    p.stacks[0].timeout = Duration::from_secs(60);
+    let m = manager("deployed web \ndeployed db \n");
+    // Nothing failed yet when the wait begins; then one attempt, then a second.
+    let starting = starting_poll("web", "app");
+    let one = rejected_poll("web", "app", "No such image: lab/httpd:1");
+    let two = format!(
+        "{one}t-again\tweb_app.1\tpi3\tShutdown\tRejected 1 second ago\t\"No such image: lab/httpd:1\"\n"
+    );
+    m.on_seq("services -q web)", vec![ok(&starting), ok(&one), ok(&two)]);
+    let started = std::time::Instant::now();
+    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let web = &res.stacks[0];
+    assert_eq!(web.status, StackStatus::Failed);
+    assert_eq!(web.failed_step.as_deref(), Some("converge"));
+    let error = web.error.as_deref().unwrap();
+    assert!(
+        error.starts_with("gave up after ")
+            && error.ends_with(": swarm rejects the tasks with an error that retrying cannot fix\nweb_app 0/1: No such image: lab/httpd:1 (on pi2, pi3; 2 attempts)"),
+        "{error}"
+    );
+    // The second poll showed one attempt: the error, not yet a verdict.
+    assert!(
+        events.iter().any(|e| e
+            == "stack web: Output(\"0/1 services converged; web_app: No such image: lab/httpd:1 (on pi2)\")"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "stack web: Note(\"web_app: No such image: lab/httpd:1 (on pi2)\")"),
+        "{events:?}"
+    );
+    assert_eq!(m.count("services -q web)"), 3);
+}
+
+/// The swarm's nodes as `docker node inspect` prints them: pi1 manager, pi2 and pi3
+/// workers.
+const NODES: &str = r#"{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready"}}
+{"ID":"n2","Spec":{"Role":"worker","Availability":"active","Labels":{"disk":"ssd"}},"Description":{"Hostname":"pi2"},"Status":{"State":"ready"}}
+{"ID":"n3","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready"}}
+"#;
+
+fn with_binds(constraints: &[&str]) -> Prepared {
+    let mut p = prepared();
+    p.stacks[0].binds = vec![crate::deploy::ServiceBinds {
+        service: "app".into(),
+        sources: vec!["/srv/data".into(), "/srv/conf".into()],
+        constraints: constraints.iter().map(|c| c.to_string()).collect(),
+    }];
+    p
+}
+
+/// A node that says which swarm node it is and which paths it lacks.
+fn node_with(name: &str, id: &str, missing: &[&str]) -> FakeRemote {
+    let n = FakeRemote::new(name);
+    let mut said = format!("@@node {id}\n");
+    for m in missing {
+        said.push_str(&format!("missing {m}\n"));
+    }
+    n.on("@@node", ok(&said))
+        .on("image 0 present", ok("image 0 present\n"));
+    n
+}
+
+/// Issue 10 item 6: a bind source missing on a node where the service may run is
+/// reported per path and node before anything is deployed; a node the constraints rule
+/// out is not asked about.
+#[tokio::test]
+async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
+    let p = with_binds(&["node.role == worker"]);
+    let m = manager("deployed web \ndeployed db \n");
+    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
+        .on(
+            "@@node",
+            ok("@@node n1\nmissing /srv/data\nmissing /srv/conf\n"),
+        );
+    let pi2 = node_with("pi2", "n2", &["/srv/data"]);
+    let pi3 = node_with("pi3", "n3", &["/srv/data", "/srv/conf"]);
+    let (res, _) = deploy_on(&p, &m, &[pi2.clone(), pi3]).await;
+    assert!(res.failed());
+    let web = &res.stacks[0];
+    assert_eq!(web.status, StackStatus::Failed);
+    assert_eq!(web.failed_step.as_deref(), Some("bind check"));
+    assert_eq!(
+        web.error.as_deref(),
+        Some(
+            "web_app: bind source /srv/data does not exist on pi2, pi3\nweb_app: bind source /srv/conf does not exist on pi3\nnothing deployed (deploy --skip-bind-check deploys anyway)"
+        )
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Skipped);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: bind mount sources are missing for stack web")
+    );
+    assert_eq!(m.count("docker stack deploy") + m.count("tar -x -o"), 0);
+    // One question per node, all paths at once.
+    assert_eq!(pi2.count("@@node"), 1);
+    assert!(
+        pi2.commands()
+            .iter()
+            .any(|c| c.contains("for p in /srv/data /srv/conf;"))
+    );
+}
+
+#[tokio::test]
+async fn bind_sources_present_where_the_service_may_run_let_it_deploy() {
+    // Only pi2 (disk=ssd) may run it, and it has both paths; pi3 lacks them: no matter.
+    let p = with_binds(&["node.labels.disk == ssd"]);
+    let m = manager("deployed web \ndeployed db \n");
+    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
+        .on("@@node", ok("@@node n1\n"))
+        .on("services -q web)", ok(&converged_poll("web", "app")))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    let pi2 = node_with("pi2", "n2", &[]);
+    let pi3 = node_with("pi3", "n3", &["/srv/data", "/srv/conf"]);
+    let (res, _) = deploy_on(&p, &m, &[pi2, pi3]).await;
+    assert!(!res.failed(), "{res:?}");
+    assert_eq!(m.count("docker stack deploy"), 2);
+
+    // The same with the check skipped: nobody is asked.
+    let mut opts = options();
+    opts.skip_bind_check = true;
+    let p = with_binds(&["node.role == worker"]);
+    let m = manager("deployed web \ndeployed db \n");
+    m.on("services -q web)", ok(&converged_poll("web", "app")))
+        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    let pi3 = node_with("pi3", "n3", &["/srv/data"]);
+    let (leader, nodes) = crate::testing::fleet(&m, std::slice::from_ref(&pi3));
+    let res = execute(
+        &opts,
+        &p,
+        leader,
+        nodes,
+        Arc::new(Recorder::default()),
+        std::future::pending(),
+    )
+    .await;
+    assert!(!res.failed(), "{res:?}");
+    assert_eq!(pi3.count("@@node") + m.count("@@node"), 0);
 }
 
 #[tokio::test]
@@ -646,7 +822,7 @@ async fn secrets_never_reach_a_command_line_an_event_or_the_report() {
     // Docker echoing the value in an error must not carry it further.
     let failing = FakeRemote::new("pi1");
     failing.on(
-        "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db",
+        "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/current/files/db.yml db",
         fail(
             1,
             &format!(
@@ -730,7 +906,7 @@ async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
     );
     // The summary says what was done and what not.
     let summary = crate::ui::summary::summary("deploy", &res.rows, Duration::from_secs(1));
-    assert!(summary.contains("upload web/web.yml"), "{summary}");
+    assert!(summary.contains("upload web (1 file(s)"), "{summary}");
     assert!(summary.contains("stack db"), "{summary}");
     assert_eq!(res.rows[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
     assert!(m.commands().last().unwrap().contains("@@released"));
@@ -762,10 +938,7 @@ fn with_networks() -> Prepared {
 #[tokio::test]
 async fn a_missing_network_is_created_before_any_stack() {
     let p = with_networks();
-    let probe = FakeRemote::new("probe");
-    let state = already_deployed(&probe, &p);
-    let m = manager(&state);
-    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
+    let m = manager(&already_deployed(&p));
     // Inspect finds nothing: the network was removed by a teardown.
     m.on("docker network inspect", ok(""))
         .on("docker network create", ok("abc\n"));
@@ -837,16 +1010,25 @@ fn serves_its_files(m: &FakeRemote) {
 #[tokio::test]
 async fn the_preview_shows_the_changed_stack_with_its_diff_and_writes_nothing() {
     let p = prepared();
-    let probe = FakeRemote::new("probe");
-    let state = already_deployed(&probe, &p);
-    let web_fp = &p.stacks[0].fingerprint;
-    let m = manager(&state.replace(web_fp.as_str(), "an-older-fingerprint"));
-    *m.files.lock().unwrap() = probe.files.lock().unwrap().clone();
-    let web_file = stack_file("web", "web.yml");
-    let old = String::from_utf8(p.stacks[0].contents.clone())
+    let web = &p.stacks[0];
+    // web's deployed set is an older one: its compose file named another image.
+    let state = already_deployed(&p)
+        .replace(web.fingerprint.as_str(), "an-older-fingerprint")
+        .replace(&format!("release web {}\n", web.release.id), "");
+    let m = manager(&state);
+    let old = String::from_utf8(web.release.entries[0].bytes.clone())
         .unwrap()
         .replace("image: lab/httpd:1", "image: lab/httpd:0");
-    m.files.lock().unwrap().insert(web_file, old.into_bytes());
+    for s in &p.stacks {
+        for e in &s.release.entries {
+            let path = format!("{}/{}", current_release(&s.name), e.path);
+            m.files.lock().unwrap().insert(path, e.bytes.clone());
+        }
+    }
+    m.files.lock().unwrap().insert(
+        format!("{}/files/web.yml", current_release("web")),
+        old.into_bytes(),
+    );
     serves_its_files(&m);
     let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
     let preview = preview(&options(), &p, leader, nodes).await;
@@ -859,7 +1041,10 @@ async fn the_preview_shows_the_changed_stack_with_its_diff_and_writes_nothing() 
     assert_eq!(
         rows,
         vec![
-            ("pi1", vec!["upload web/web.yml"]),
+            (
+                "pi1",
+                vec![format!("upload web (1 file(s), {} bytes)", web.release.bytes).as_str()]
+            ),
             (
                 "stack web",
                 vec!["docker stack deploy (changed since its last deploy)"]

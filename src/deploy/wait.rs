@@ -19,13 +19,17 @@
 //!   when every stack converged or failed.
 //! - **When to give up**: at a stack's timeout (from its deploy), with swarm's reasons;
 //!   at once for every stack when the manager is unreachable (the transport gave up
-//!   reconnecting); for a stack whose global services miss nodes down in the swarm, after
-//!   [`DOWN_NODE_GRACE`] (a node that rebooted is back well within it).
+//!   reconnecting); as soon as swarm rejects a stack's tasks with an error that retrying
+//!   cannot fix, on repeated attempts ([`service::doomed`]); for a stack whose global
+//!   services miss nodes down in the swarm, after [`DOWN_NODE_GRACE`] (a node that
+//!   rebooted is back well within it).
+//! - **What it shows**: per stack, how many services converged and each other service's
+//!   latest task error (a plain line too, each time that error changes).
 //!
 //! Where more checks plug in: [`Watch::poll`] is the one place that sees each stack's
-//! fresh states (and the swarm's nodes); a judgement that a stack cannot converge (fail
-//! fast) belongs in `docker::service` and is called there, next to [`service::assess`]
-//! and [`service::judge_down_nodes`].
+//! fresh states (and the swarm's nodes); a judgement that a stack cannot converge belongs
+//! in `docker::service` and is called there, next to [`service::assess`],
+//! [`service::doomed`] and [`service::judge_down_nodes`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,7 +105,13 @@ pub struct NotConverged {
 /// One stack waited for.
 struct Watched<'a> {
     st: &'a PreparedStack,
+    /// When it was deployed (the wait began).
+    started: Instant,
     deadline: Instant,
+    /// Its failing tasks over the polls, for [`service::doomed`].
+    attempts: service::Attempts,
+    /// Each service's latest task error, as last shown.
+    shown: Vec<(String, String)>,
     states: Vec<ServiceState>,
     last_error: Option<String>,
     /// Since when swarm's count was complete but global services missed down nodes.
@@ -159,9 +169,13 @@ impl<'a, R: Remote> Watch<'a, R> {
     pub fn add(&mut self, st: &'a PreparedStack) {
         self.rows
             .step(&RowId::stack(&st.name), "wait for convergence");
+        let now = Instant::now();
         self.stacks.push(Watched {
             st,
-            deadline: Instant::now() + st.timeout,
+            started: now,
+            deadline: now + st.timeout,
+            attempts: service::Attempts::default(),
+            shown: Vec::new(),
             states: Vec::new(),
             last_error: None,
             blocked_since: None,
@@ -280,6 +294,38 @@ impl<'a, R: Remote> Watch<'a, R> {
                     let w = &mut self.stacks[i];
                     w.states = service::assess(&name, &w.st.services, &p);
                     w.last_error = None;
+                    let waited = now.duration_since(w.started);
+                    w.attempts.observe(&p, waited);
+                    let errors = service::latest_errors(&w.states, &p);
+                    for (svc, e) in &errors {
+                        // A plain line when an error is new, for logs and non-terminal output.
+                        if !w.shown.iter().any(|(s, x)| s == svc && x == e) {
+                            self.rows.note(&RowId::stack(&name), &format!("{svc}: {e}"));
+                        }
+                    }
+                    let w = &mut self.stacks[i];
+                    w.shown = errors;
+                    let doomed = service::doomed(&w.states, &p, &w.attempts, waited);
+                    if !doomed.is_empty() {
+                        let mut text = format!(
+                            "gave up after {}: swarm rejects the tasks with an error that retrying cannot fix",
+                            secs(waited)
+                        );
+                        for d in &doomed {
+                            let replicas = w
+                                .states
+                                .iter()
+                                .find(|s| s.name == d.service)
+                                .map_or("", |s| s.replicas.as_str());
+                            text.push_str(&format!("\n{} {replicas}: {}", d.service, d.reason));
+                        }
+                        w.end = Some(Err(NotConverged {
+                            states: w.states.clone(),
+                            text,
+                            nodes_down: false,
+                        }));
+                        continue;
+                    }
                     if service::all_converged(&w.states) {
                         // Swarm's count leaves out nodes it marks down: ask which they
                         // are (the CLI way: only now; the API poll brought them).
@@ -329,10 +375,11 @@ impl<'a, R: Remote> Watch<'a, R> {
                     }
                     let w = &self.stacks[i];
                     let done = w.states.iter().filter(|s| s.converged).count();
-                    self.rows.output(
-                        &RowId::stack(&name),
-                        &format!("{done}/{} services converged", w.states.len()),
-                    );
+                    let mut line = format!("{done}/{} services converged", w.states.len());
+                    for (svc, e) in &w.shown {
+                        line.push_str(&format!("; {svc}: {e}"));
+                    }
+                    self.rows.output(&RowId::stack(&name), &line);
                 }
                 // A poll that fails (a manager busy electing) is retried until the end.
                 Some(Err(e)) => self.stacks[i].last_error = Some(e.clone()),

@@ -18,8 +18,10 @@
 //! | [`engine`] | the daemon: install, start, restart, `daemon.json` merge |
 //! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
 //! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |
+//! | [`bind`] | bind-mount sources as a node holds them |
 //! | [`network`] | overlay networks: inspect, create, remove, and which are missing or differ |
 //! | [`stack`] | stacks: state and deploy records, deploy, remove, what is left, the survey |
+//! | [`release`] | a stack's uploaded file set: present or not, extracted whole, recorded, pruned |
 //! | [`service`] | a stack's services: the convergence poll and its judgement |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
@@ -29,6 +31,7 @@
 //! | [`http`] | HTTP/1.1 framing of those requests and answers, for the API's byte stream |
 
 pub mod api;
+pub mod bind;
 pub mod engine;
 pub mod http;
 pub mod image;
@@ -40,6 +43,7 @@ pub mod overview;
 pub mod paths;
 pub mod ports;
 pub mod probe;
+pub mod release;
 pub mod service;
 pub mod stack;
 pub mod swarm;

@@ -1,6 +1,8 @@
 //! Everything rpiprov keeps on a host, under [`ROOT`]:
 //! - `lock/owner` (manager): the deploy lock, see [`crate::docker::lock`];
-//! - `stacks/<stack>/<file>` (manager): the uploaded compose file;
+//! - `stacks/<stack>/releases/<id>/` (manager): a stack's file set as uploaded, one folder
+//!   per set (`files/...` and `names.yml`, see `deploy::release`), root only;
+//! - `stacks/<stack>/current` (manager): a link to the release deployed last;
 //! - `stacks/<stack>/deployed` (manager): fingerprint of the last converged deploy;
 //! - `images/<name>.sha256` (every node): the archive a shipped image was loaded from.
 //!
@@ -27,10 +29,21 @@ pub fn stack_dir(stack: &str) -> String {
     format!("{}/{stack}", stacks_dir())
 }
 
-/// The uploaded compose file of a stack. `stack` and `file_name` are checked to be single
-/// path components before they get here (see `deploy::prepare`).
-pub fn stack_file(stack: &str, file_name: &str) -> String {
-    format!("{}/{file_name}", stack_dir(stack))
+/// The folder of a stack's uploaded file sets.
+pub fn releases_dir(stack: &str) -> String {
+    format!("{}/releases", stack_dir(stack))
+}
+
+/// One uploaded file set; `id` is hex digits (see `deploy::release`).
+pub fn release_dir(stack: &str, id: &str) -> String {
+    format!("{}/{id}", releases_dir(stack))
+}
+
+/// The link to the release deployed last: `docker stack deploy` reads the files through
+/// it, so that the paths it records (a relative bind source) stay the same from one
+/// release to the next.
+pub fn current_release(stack: &str) -> String {
+    format!("{}/current", stack_dir(stack))
 }
 
 pub fn deployed_record(stack: &str) -> String {
@@ -70,12 +83,16 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(
-            stack_file("web", "web.yml"),
-            "/var/lib/rpiprov/stacks/web/web.yml"
-        );
-        assert_eq!(
             deployed_record("web"),
             "/var/lib/rpiprov/stacks/web/deployed"
+        );
+        assert_eq!(
+            release_dir("web", "0123abcd"),
+            "/var/lib/rpiprov/stacks/web/releases/0123abcd"
+        );
+        assert_eq!(
+            current_release("web"),
+            "/var/lib/rpiprov/stacks/web/current"
         );
         assert_eq!(
             image_record("lab/httpd:1"),

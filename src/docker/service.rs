@@ -2,9 +2,11 @@
 //! parse of its output into per-service states ([`parse_poll`]; the Engine API's answers
 //! give the same [`Poll`], see [`crate::docker::api::parse_stack_polls`]), and the
 //! judgement of whether each service has reached what was asked of it, and if not, why,
-//! in swarm's own words ([`assess`], [`all_converged`], [`failure_text`]). The wait loop
-//! that polls until then is `deploy`'s (`crate::deploy::wait`). Tested on output in
-//! Docker 20.10's formats.
+//! in swarm's own words ([`assess`], [`all_converged`], [`failure_text`]), each service's
+//! latest task error ([`latest_errors`]), and whether a service can still converge at all
+//! ([`doomed`]: an error that retrying cannot fix, seen on repeated attempts; what the
+//! wait saw over time is [`Attempts`]). The wait loop that polls until then is `deploy`'s
+//! (`crate::deploy::wait`). Tested on output in Docker 20.10's formats.
 //!
 //! Per service, two stages:
 //! - *ready*: every slot runs a task of the service's **current** spec (a task made
@@ -26,7 +28,8 @@
 //! down in the swarm that its placement constraints admit ([`constraint_allows`]) is a
 //! node it does not run on, named in its reasons.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -513,44 +516,232 @@ fn task_reasons(tasks: &[&Task]) -> Vec<String> {
     stuck.into_iter().map(|s| format!("task {s}")).collect()
 }
 
+/// Whether retrying cannot fix a task error: swarm will reject every attempt the same way
+/// until someone changes the stack or the nodes. A missing image (`No such image`, `pull
+/// access denied`, `manifest unknown`, `repository does not exist`, an invalid
+/// reference), a bind source that does not exist or another invalid mount, and no node
+/// that may run the task (placement constraints, platform) are such errors. A node
+/// without room (`insufficient resources`) or at its `max_replicas_per_node` is not:
+/// an update that stops old tasks frees it.
+pub fn is_permanent(error: &str) -> bool {
+    let e = error.to_lowercase();
+    const PERMANENT: &[&str] = &[
+        "no such image",
+        "pull access denied",
+        "manifest unknown",
+        "repository does not exist",
+        "invalid reference format",
+        "bind source path does not exist",
+        "invalid mount config",
+        "unsupported platform",
+        "scheduling constraints not satisfied",
+    ];
+    if e.contains("insufficient resources") || e.contains("max replicas per node") {
+        return false;
+    }
+    PERMANENT.iter().any(|p| e.contains(p)) || e.starts_with("no suitable node")
+}
+
+/// How long a task may stay pending with an error that retrying cannot fix (no node may
+/// run it) before the wait gives up: long enough for a node that is still joining or
+/// being labelled.
+pub const PENDING_GRACE: Duration = Duration::from_secs(10);
+
+/// What the wait has seen of one stack's failing tasks, over its polls: which failures
+/// were there before it began (not this deploy's attempts: a stack deployed again after
+/// a fix must not be judged on them), and since when each task pending with an error that
+/// retrying cannot fix has been seen so. Times are the wait's own clock, as durations
+/// from any fixed point.
+#[derive(Debug, Clone, Default)]
+pub struct Attempts {
+    polled: bool,
+    before: HashSet<String>,
+    pending_since: HashMap<String, Duration>,
+}
+
+impl Attempts {
+    /// Takes in a poll made at `now`.
+    pub fn observe(&mut self, poll: &Poll, now: Duration) {
+        if !self.polled {
+            self.polled = true;
+            self.before = poll
+                .tasks
+                .iter()
+                .filter(|t| matches!(t.state.as_str(), "rejected" | "failed"))
+                .map(|t| t.id.clone())
+                .collect();
+        }
+        let pending: HashSet<&str> = poll
+            .tasks
+            .iter()
+            .filter(|t| t.state == "pending" && is_permanent(&t.error))
+            .map(|t| t.id.as_str())
+            .collect();
+        self.pending_since
+            .retain(|id, _| pending.contains(id.as_str()));
+        for id in pending {
+            self.pending_since.entry(id.to_string()).or_insert(now);
+        }
+    }
+}
+
+/// A service that cannot converge, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doomed {
+    pub service: String,
+    /// `No such image: foo:1 (on pi2, pi3; 3 attempts)`.
+    pub reason: String,
+}
+
+/// The services of a poll that cannot converge: tasks of the current spec rejected or
+/// failed during the wait with an error that retrying cannot fix ([`is_permanent`]), on at
+/// least two attempts; or a task that should run, seen pending with such an error for
+/// [`PENDING_GRACE`] (no node may take it; swarm retries the same task). `now` on the
+/// clock of [`Attempts::observe`]. A service that converged is never doomed, and
+/// transient errors (a container that exits, a node without room) are left to the
+/// stack's timeout.
+pub fn doomed(
+    states: &[ServiceState],
+    poll: &Poll,
+    attempts: &Attempts,
+    now: Duration,
+) -> Vec<Doomed> {
+    let mut out = Vec::new();
+    for st in states.iter().filter(|s| !s.converged) {
+        let tasks: Vec<&Task> = poll.tasks.iter().filter(|t| t.service == st.name).collect();
+        let failures: Vec<&&Task> = tasks
+            .iter()
+            .filter(|t| t.current && matches!(t.state.as_str(), "rejected" | "failed"))
+            .filter(|t| is_permanent(&t.error) && !attempts.before.contains(&t.id))
+            .collect();
+        let stuck = tasks.iter().find(|t| {
+            t.desired == "running"
+                && attempts
+                    .pending_since
+                    .get(&t.id)
+                    .is_some_and(|since| now.saturating_sub(*since) >= PENDING_GRACE)
+        });
+        let (error, seen): (&str, Vec<&&Task>) = if failures.len() >= 2 {
+            // The most frequent error, with the nodes of every attempt that had it.
+            let error = failures[0].error.as_str();
+            let same: Vec<&&Task> = failures
+                .iter()
+                .filter(|t| t.error == error)
+                .copied()
+                .collect();
+            (error, same)
+        } else if let Some(t) = stuck {
+            (t.error.as_str(), vec![t])
+        } else {
+            continue;
+        };
+        let mut nodes: Vec<&str> = seen
+            .iter()
+            .map(|t| t.node.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut detail = Vec::new();
+        if !nodes.is_empty() {
+            detail.push(format!("on {}", nodes.join(", ")));
+        }
+        detail.push(if seen.len() >= 2 {
+            format!("{} attempts", seen.len())
+        } else {
+            "still pending".to_string()
+        });
+        out.push(Doomed {
+            service: st.name.clone(),
+            reason: format!("{error} ({})", detail.join("; ")),
+        });
+    }
+    out
+}
+
+/// The latest task error of each service that has not converged, as `(service, "error
+/// (on node)")`, for the progress display while waiting: the error of a task that should
+/// run (the attempt in progress) before one of a task already shut down.
+pub fn latest_errors(states: &[ServiceState], poll: &Poll) -> Vec<(String, String)> {
+    states
+        .iter()
+        .filter(|s| !s.converged)
+        .filter_map(|s| {
+            let with_error = || {
+                poll.tasks
+                    .iter()
+                    .filter(|t| t.service == s.name && !t.error.is_empty())
+            };
+            let t = with_error()
+                .find(|t| t.desired == "running")
+                .or_else(|| with_error().next())?;
+            let text = if t.node.is_empty() {
+                t.error.clone()
+            } else {
+                format!("{} (on {})", t.error, t.node)
+            };
+            Some((s.name.clone(), text))
+        })
+        .collect()
+}
+
 /// Every service converged.
 pub fn all_converged(states: &[ServiceState]) -> bool {
     states.iter().all(|s| s.converged)
 }
 
 /// Whether a placement constraint (`node.role == manager`, `node.labels.disk!=hdd`) admits
-/// `node`, the way swarm decides: `==` or `!=`, values compared without regard to case,
-/// a missing label read as empty. Swarm refuses a service with any other key, so one
-/// here admits no node.
+/// `node`, the way swarm decides: `==` or `!=`, keys and values compared without regard
+/// to case (a label's name excepted), a missing label read as empty. Swarm refuses a
+/// service with any other key, so one here admits no node.
 pub fn constraint_allows(constraint: &str, node: &SwarmNode) -> bool {
-    let (key, equal, value) = if let Some((k, v)) = constraint.split_once("!=") {
-        (k, false, v)
-    } else if let Some((k, v)) = constraint.split_once("==") {
+    let (key, equal, value) = if let Some((k, v)) = constraint.split_once("==") {
         (k, true, v)
+    } else if let Some((k, v)) = constraint.split_once("!=") {
+        (k, false, v)
     } else {
         return false;
     };
     let (key, value) = (key.trim(), value.trim());
+    let is = |k: &str| key.eq_ignore_ascii_case(k);
+    let prefixed = |prefix: &str| {
+        (key.len() > prefix.len() && key[..prefix.len()].eq_ignore_ascii_case(prefix))
+            .then(|| &key[prefix.len()..])
+    };
     let label = |labels: &std::collections::BTreeMap<String, String>, name: &str| {
         labels.get(name).cloned().unwrap_or_default()
     };
-    let actual = match key {
-        "node.id" => node.id.clone(),
-        "node.hostname" => node.hostname.clone(),
-        "node.role" => node.role.clone(),
-        "node.platform.os" => node.os.clone(),
-        "node.platform.arch" => node.architecture.clone(),
-        _ => {
-            if let Some(name) = key.strip_prefix("node.labels.") {
-                label(&node.labels, name)
-            } else if let Some(name) = key.strip_prefix("engine.labels.") {
-                label(&node.engine_labels, name)
-            } else {
-                return false;
-            }
-        }
+    let actual = if is("node.id") {
+        node.id.clone()
+    } else if is("node.hostname") {
+        node.hostname.clone()
+    } else if is("node.role") {
+        node.role.clone()
+    } else if is("node.platform.os") {
+        node.os.clone()
+    } else if is("node.platform.arch") {
+        node.architecture.clone()
+    } else if let Some(name) = prefixed("node.labels.") {
+        label(&node.labels, name)
+    } else if let Some(name) = prefixed("engine.labels.") {
+        label(&node.engine_labels, name)
+    } else {
+        return false;
     };
     actual.eq_ignore_ascii_case(value) == equal
+}
+
+/// The nodes that may get a new task of a service with these constraints: ready, active
+/// (not drained or paused), admitted by every constraint.
+pub fn placement_candidates<'n>(
+    constraints: &[String],
+    nodes: &'n [SwarmNode],
+) -> Vec<&'n SwarmNode> {
+    nodes
+        .iter()
+        .filter(|n| n.state == "ready" && (n.availability.is_empty() || n.availability == "active"))
+        .filter(|n| constraints.iter().all(|c| constraint_allows(c, n)))
+        .collect()
 }
 
 /// For each global service of `specs`, the nodes down in the swarm that its placement
@@ -756,6 +947,161 @@ id5\tweb_agent.a9b8c7\tpi2\tRunning\tRunning 10 seconds ago\t
 id6\tweb_migrate.1\tpi2\tComplete\tComplete 8 seconds ago\t
 id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling constraints not satisfied on 3 nodes)\"
 ";
+
+    /// The placement keys as swarm reads them, against nodes as a manager reports them.
+    #[test]
+    fn placement_candidates_are_the_ready_active_nodes_the_constraints_admit() {
+        let node = |id: &str, host: &str, role: &str, labels: &[(&str, &str)]| SwarmNode {
+            id: id.into(),
+            hostname: host.into(),
+            role: role.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            state: "ready".into(),
+            availability: "active".into(),
+            os: "linux".into(),
+            architecture: "aarch64".into(),
+            engine_labels: [("storage".to_string(), "ssd".to_string())].into(),
+            ..Default::default()
+        };
+        let fleet = vec![
+            node("n1", "pi1", "manager", &[("zone", "a")]),
+            node("n2", "pi2", "worker", &[("zone", "b"), ("Disk", "big")]),
+            SwarmNode {
+                architecture: "x86_64".into(),
+                engine_labels: Default::default(),
+                ..node("n3", "pi3", "worker", &[])
+            },
+            SwarmNode {
+                availability: "drain".into(),
+                ..node("n4", "pi4", "worker", &[("zone", "a")])
+            },
+            SwarmNode {
+                state: "down".into(),
+                ..node("n5", "pi5", "worker", &[("zone", "a")])
+            },
+        ];
+        let on = |c: &[&str]| -> Vec<String> {
+            let c: Vec<String> = c.iter().map(|x| x.to_string()).collect();
+            placement_candidates(&c, &fleet)
+                .into_iter()
+                .map(|n| n.hostname.clone())
+                .collect()
+        };
+        assert_eq!(on(&[]), ["pi1", "pi2", "pi3"]);
+        assert_eq!(on(&["node.role == manager"]), ["pi1"]);
+        assert_eq!(on(&["node.role==WORKER"]), ["pi2", "pi3"]);
+        assert_eq!(on(&["node.role != manager"]), ["pi2", "pi3"]);
+        assert_eq!(on(&["node.hostname == PI2"]), ["pi2"]);
+        assert_eq!(on(&["node.id == n3"]), ["pi3"]);
+        assert_eq!(on(&["node.labels.zone != a"]), ["pi2", "pi3"]);
+        // Label names are case sensitive, values and keys are not.
+        assert_eq!(on(&["node.labels.Disk == BIG"]), ["pi2"]);
+        assert_eq!(on(&["node.labels.disk == big"]), Vec::<String>::new());
+        assert_eq!(
+            on(&["Node.Labels.zone == b", "node.role == worker"]),
+            ["pi2"]
+        );
+        assert_eq!(
+            on(&["node.platform.os == linux", "node.platform.arch == aarch64"]),
+            ["pi1", "pi2"]
+        );
+        assert_eq!(on(&["engine.labels.storage == ssd"]), ["pi1", "pi2"]);
+        assert_eq!(on(&["node.rack == 1"]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn which_errors_retrying_cannot_fix() {
+        for e in [
+            "No such image: foo:1",
+            "pull access denied for foo, repository does not exist or may require 'docker login'",
+            "manifest unknown: manifest unknown",
+            "invalid mount config for type \"bind\": bind source path does not exist: /srv/data",
+            "no suitable node (scheduling constraints not satisfied on 3 nodes)",
+            "no suitable node (unsupported platform on 2 nodes)",
+        ] {
+            assert!(is_permanent(e), "{e}");
+        }
+        for e in [
+            "task: non-zero exit (1)",
+            "no suitable node (insufficient resources on 2 nodes)",
+            "no suitable node (max replicas per node limit exceed)",
+            "starting container failed: context deadline exceeded",
+            "",
+        ] {
+            assert!(!is_permanent(e), "{e}");
+        }
+    }
+
+    /// Issue 10 item 5: repeated attempts with an error retrying cannot fix, or a task
+    /// that finds no node for long enough, end the wait; failures from before the wait
+    /// (a deploy again after a fix) and transient ones do not.
+    #[test]
+    fn a_permanent_error_on_repeated_attempts_dooms_the_service() {
+        let secs = Duration::from_secs;
+        let services = ["app".into(), "agent".into(), "migrate".into(), "db".into()];
+        // The wait's first poll saw none of these failures yet.
+        let first = parse_poll(
+            &POLL
+                .replace("id1\t", "x1\t")
+                .replace("id2\t", "x2\t")
+                .replace("id3\t", "x3\t"),
+        )
+        .unwrap();
+        let first = Poll {
+            tasks: first
+                .tasks
+                .into_iter()
+                .filter(|t| !t.id.starts_with('x'))
+                .collect(),
+            ..first
+        };
+        let p = parse_poll(POLL).unwrap();
+        let states = assess_once("web", &services, &p);
+        let mut seen = Attempts::default();
+        seen.observe(&first, secs(0));
+        seen.observe(&p, secs(1));
+        assert_eq!(
+            doomed(&states, &p, &seen, secs(1)),
+            vec![Doomed {
+                service: "web_app".into(),
+                reason: "No such image: foo:1 (on pi1, pi2; 3 attempts)".into(),
+            }]
+        );
+        // web_db finds no node: given PENDING_GRACE from when the wait first saw it.
+        seen.observe(&p, secs(11));
+        let d = doomed(&states, &p, &seen, secs(11));
+        assert_eq!(
+            d[1],
+            Doomed {
+                service: "web_db".into(),
+                reason: "no suitable node (scheduling constraints not satisfied on 3 nodes) (still pending)".into(),
+            }
+        );
+        // Failures that were there at the wait's first poll are not this deploy's.
+        let mut before = Attempts::default();
+        before.observe(&p, secs(0));
+        assert!(doomed(&states, &p, &before, secs(5)).is_empty());
+        // Nor are tasks of another spec than the service's current one.
+        let mut old = p.clone();
+        for t in &mut old.tasks {
+            t.current = false;
+        }
+        assert!(
+            doomed(&states, &old, &seen, secs(1))
+                .iter()
+                .all(|d| d.service != "web_app")
+        );
+        assert_eq!(
+            latest_errors(&states, &p)[0],
+            (
+                "web_app".to_string(),
+                "No such image: foo:1 (on pi2)".to_string()
+            )
+        );
+    }
 
     #[test]
     fn the_logs_command() {
@@ -1005,7 +1351,7 @@ id8\tjobs_once.1\tpi1\tShutdown\tComplete 3 seconds ago\t
     }
 
     #[test]
-    fn a_failing_container_reports_its_exit() {
+    fn a_failing_container_reports_its_exit_and_is_given_the_full_timeout() {
         let text = "@@services
 a1\tweb_app\treplicated\t0/1
 @@inspect
@@ -1013,11 +1359,25 @@ a1\tweb_app\treplicated\t0/1
 @@tasks
 id9\tweb_app.1\tpi1\tRunning\tStarting 1 second ago\t
 id10\tweb_app.1\tpi1\tShutdown\tFailed 6 seconds ago\t\"task: non-zero exit (127)\"
+id11\tweb_app.1\tpi2\tShutdown\tFailed 12 seconds ago\t\"task: non-zero exit (127)\"
 ";
-        let states = assess("web", &["app".into()], &parse_poll(text).unwrap());
+        let p = parse_poll(text).unwrap();
+        let states = assess("web", &["app".into()], &p);
         assert_eq!(
             states[0].reasons,
-            vec!["task: non-zero exit (127) (on pi1)"]
+            vec!["task: non-zero exit (127) (on pi1, pi2)"]
+        );
+        // Retrying may fix a container that exits: never a reason to give up early.
+        let mut seen = Attempts::default();
+        seen.observe(&Poll::default(), Duration::ZERO);
+        seen.observe(&p, Duration::from_secs(20));
+        assert!(doomed(&states, &p, &seen, Duration::from_secs(20)).is_empty());
+        assert_eq!(
+            latest_errors(&states, &p),
+            vec![(
+                "web_app".to_string(),
+                "task: non-zero exit (127) (on pi1)".to_string()
+            )]
         );
     }
 

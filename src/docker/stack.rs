@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::config::Playbook;
-use crate::docker::paths::{deployed_record, stack_dir, stack_file, stacks_dir};
+use crate::docker::paths::{current_release, deployed_record, stack_dir, stacks_dir};
 use crate::shell::{join, quote};
 
 /// The label `docker stack deploy` puts on everything of a stack.
@@ -55,11 +55,25 @@ pub fn parse_state(text: &str) -> StackState {
     s
 }
 
-/// Deploys a stack. Variables arrive on stdin as `NAME=value` lines and are exported
-/// before `docker stack deploy` runs, so that their values (secrets among them) never
-/// appear on a command line or in a process list. `--resolve-image never` when the stack
-/// uses images shipped over SSH: there is no registry to ask about them.
-pub fn stack_deploy(stack: &str, file_name: &str, resolve_never: bool) -> String {
+/// The files a deploy reads, in the stack's uploaded set (see [`super::release`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeployFiles<'a> {
+    /// The set's id (hex digits).
+    pub release: &'a str,
+    /// The compose file, relative to the set's folder (`files/stacks/web.yml`).
+    pub compose: &'a str,
+    /// The file that names configs and secrets, relative to the set's folder.
+    pub names: Option<&'a str>,
+}
+
+/// Switches the stack's `current` link to the uploaded set (one atomic rename) and deploys
+/// from it, through the link, so that the paths the CLI resolves stay the same from one set
+/// to the next. Variables arrive on stdin as `NAME=value` lines and are exported before
+/// `docker stack deploy` runs, so that their values (secrets among them) never appear on
+/// a command line or in a process list. `--resolve-image never` when the stack uses images
+/// shipped over SSH: there is no registry to ask about them.
+pub fn stack_deploy(stack: &str, files: &DeployFiles, resolve_never: bool) -> String {
+    let current = current_release(stack);
     let mut args: Vec<String> = vec![
         "docker".into(),
         "stack".into(),
@@ -71,11 +85,21 @@ pub fn stack_deploy(stack: &str, file_name: &str, resolve_never: bool) -> String
         args.push("never".into());
     }
     args.push("-c".into());
-    args.push(stack_file(stack, file_name));
+    args.push(format!("{current}/{}", files.compose));
+    if let Some(names) = files.names {
+        args.push("-c".into());
+        args.push(format!("{current}/{names}"));
+    }
     args.push(stack.to_string());
+    let compose_dir = match files.compose.rsplit_once('/') {
+        Some((dir, _)) => format!("{current}/{dir}"),
+        None => current.clone(),
+    };
     format!(
-        "cd {dir} && while IFS= read -r kv; do export \"$kv\"; done; exec {cmd}",
+        "cd {dir} && ln -sfn {target} .current.new && mv -T .current.new current && cd {compose_dir} && while IFS= read -r kv; do export \"$kv\"; done; exec {cmd}",
         dir = quote(&stack_dir(stack)),
+        target = quote(&format!("releases/{}", files.release)),
+        compose_dir = quote(&compose_dir),
         cmd = join(args),
     )
 }
@@ -272,15 +296,25 @@ mod tests {
             stacks_state(&["web", "db"]),
             "set -e; docker stack ls --format 'stack {{.Name}}'; echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"; echo 'deployed db '\"$(cat /var/lib/rpiprov/stacks/db/deployed 2>/dev/null || true)\""
         );
+        let files = DeployFiles {
+            release: "00aa",
+            compose: "files/stacks/web stack.yml",
+            names: Some("names.yml"),
+        };
         assert_eq!(
-            stack_deploy("web", "web stack.yml", true),
-            "cd /var/lib/rpiprov/stacks/web && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune --resolve-image never -c '/var/lib/rpiprov/stacks/web/web stack.yml' web"
+            stack_deploy("web", &files, true),
+            "cd /var/lib/rpiprov/stacks/web && ln -sfn releases/00aa .current.new && mv -T .current.new current && cd /var/lib/rpiprov/stacks/web/current/files/stacks && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune --resolve-image never -c '/var/lib/rpiprov/stacks/web/current/files/stacks/web stack.yml' -c /var/lib/rpiprov/stacks/web/current/names.yml web"
         );
+        let files = DeployFiles {
+            release: "11bb",
+            compose: "db.yml",
+            names: None,
+        };
         assert_eq!(
-            stack_deploy("db", "db.yml", false),
-            "cd /var/lib/rpiprov/stacks/db && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/db.yml db"
+            stack_deploy("db", &files, false),
+            "cd /var/lib/rpiprov/stacks/db && ln -sfn releases/11bb .current.new && mv -T .current.new current && cd /var/lib/rpiprov/stacks/db/current && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/current/db.yml db"
         );
-        for s in [stacks_state(&["a"]), stack_deploy("a", "b", true)] {
+        for s in [stacks_state(&["a"]), stack_deploy("a", &files, true)] {
             syntax_ok(&s);
         }
     }
@@ -297,10 +331,16 @@ mod tests {
     /// all, without evaluating them.
     #[test]
     fn stdin_variables_reach_the_environment_unevaluated() {
-        let cmd = stack_deploy("s", "f.yml", false);
-        let (_, tail) = cmd.split_once("&& ").unwrap();
+        let files = DeployFiles {
+            release: "00aa",
+            compose: "f.yml",
+            names: None,
+        };
+        let cmd = stack_deploy("s", &files, false);
+        let (_, tail) = cmd.split_once("current && ").unwrap();
+        let (_, tail) = tail.split_once("&& ").unwrap();
         let script = tail.replace(
-            "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/s/f.yml s",
+            "exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/s/current/f.yml s",
             "printf '%s|%s' \"$A\" \"$B\"",
         );
         let host = ScratchHost::new();
@@ -318,7 +358,8 @@ mod tests {
         std::fs::create_dir_all(format!("{root}/stacks/web")).unwrap();
         let content: Vec<u8> = (0..=255u8).chain(*b"\n@@end file x\n").collect();
         std::fs::write(format!("{root}/stacks/web/web.yml"), &content).unwrap();
-        let paths = vec![stack_file("web", "web.yml"), stack_file("web", "gone.yml")];
+        let file = |name: &str| format!("{}/{name}", stack_dir("web"));
+        let paths = vec![file("web.yml"), file("gone.yml")];
         assert_eq!(
             files_read(&paths[..1]),
             "echo '@@begin file /var/lib/rpiprov/stacks/web/web.yml'; if [ -f /var/lib/rpiprov/stacks/web/web.yml ]; then od -An -v -tx1 /var/lib/rpiprov/stacks/web/web.yml; else echo '@@missing'; fi; echo '@@end file /var/lib/rpiprov/stacks/web/web.yml'"
@@ -425,19 +466,32 @@ mod tests {
     }
 
     #[test]
-    fn stack_deploy_runs_in_the_stack_folder_with_the_variables_of_stdin() {
+    fn stack_deploy_switches_to_the_set_and_runs_there_with_the_variables_of_stdin() {
         let d = ScratchHost::new();
-        std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
+        let stack = format!("{}/stacks/web", d.root());
+        std::fs::create_dir_all(format!("{stack}/releases/00aa/files")).unwrap();
+        std::fs::create_dir_all(format!("{stack}/releases/old")).unwrap();
+        std::os::unix::fs::symlink("releases/old", format!("{stack}/current")).unwrap();
+        let files = DeployFiles {
+            release: "00aa",
+            compose: "files/web.yml",
+            names: None,
+        };
         let ran = d.run(
-            &stack_deploy("web", "web.yml", true),
+            &stack_deploy("web", &files, true),
             b"DB_PASSWORD=p4ss word $(id)\n",
         );
-        assert_eq!(ran.code, 0);
-        let dir = std::fs::canonicalize(format!("{}/stacks/web", d.root())).unwrap();
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        // Run from the compose file's folder, reached through the switched link.
         assert_eq!(
             ran.stdout,
-            format!("DB_PASSWORD=p4ss word $(id)\n{}\n", dir.display())
+            format!("DB_PASSWORD=p4ss word $(id)\n{stack}/current/files\n")
         );
+        assert_eq!(
+            std::fs::read_link(format!("{stack}/current")).unwrap(),
+            std::path::PathBuf::from("releases/00aa")
+        );
+        assert!(!std::path::Path::new(&format!("{stack}/.current.new")).exists());
         let calls = d.calls();
         assert!(calls.starts_with("stack deploy --prune --resolve-image never -c "));
         assert!(!calls.contains("p4ss"));

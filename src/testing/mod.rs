@@ -62,7 +62,8 @@ pub fn stack(name: &str, order: i64, services: &[&str], images: &[&str]) -> crat
         compose: crate::config::Compose {
             services: services.iter().map(|s| s.to_string()).collect(),
             images: images.iter().map(|s| s.to_string()).collect(),
-            external_networks: vec![],
+            version: "3.8".into(),
+            ..Default::default()
         },
     }
 }

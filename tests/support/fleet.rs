@@ -287,6 +287,20 @@ impl Fleet {
         child.wait_with_output().expect("ssh output")
     }
 
+    /// Runs a command inside a node's namespaces, as root, without SSH; returns stdout
+    /// and panics with everything when it fails.
+    pub fn inside(&self, node: &str, args: &[&str]) -> String {
+        let lab = rpiprov::lab::Lab::open(&self.dir).expect("the lab opens");
+        let out = lab
+            .enter(node)
+            .expect("the node exists")
+            .args(args)
+            .output()
+            .expect("run inside the node");
+        assert!(out.status.success(), "{args:?} in {node}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs over SSH and returns stdout; panics with everything when it fails.
     pub fn ssh_ok(&self, address: &str, command: &str) -> String {
         let out = self.ssh(address, command, None);

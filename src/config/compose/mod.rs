@@ -2,13 +2,45 @@
 //! parses as a version 3 file with a `services` mapping, names are valid, every network a
 //! service uses is declared, external networks are the playbook's, and keys that swarm
 //! mode ignores or refuses are reported.
+//!
+//! Beside this file, one concern each:
+//! - `files`: the local files the compose file refers to (`env_file`, `configs.*.file`,
+//!   `secrets.*.file`), resolved as `docker stack deploy` resolves them, and the configs
+//!   and secrets rpiprov names after their content ([`object_name`]);
+//! - `variables`: `${VAR}` interpolation, checked against the playbook's variables
+//!   (the rules are [`super::interpolate`]'s, shared with `deploy`);
+//! - `mounts`: bind mounts and placement constraints, for the check on the nodes;
+//! - `schema`: the keys and types of each file format version (3.0 to 3.9), as the Docker
+//!   CLI 20.10 validates them.
 
-use std::collections::BTreeSet;
+mod files;
+mod mounts;
+mod schema;
+mod variables;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::diag::{Diagnostic, Severity, Source};
 use super::model::Compose;
 use super::names;
-use super::yaml::{self, Entry, Mark, Node};
+use super::paths::Containment;
+use super::yaml::{self, Entry, Mark, Node, Ty};
+
+pub use files::{HASH_LEN, object_name};
+pub use mounts::bind_source;
+
+/// What a compose file is checked against: the playbook around it.
+pub(crate) struct Context<'a> {
+    /// The stack's name (empty when the name itself is invalid).
+    pub stack: &'a str,
+    /// The playbook's network names.
+    pub networks: &'a BTreeSet<String>,
+    /// The playbook's variables: the value when it is written in the playbook, `None`
+    /// when it is read from the environment at deploy (a secret).
+    pub variables: &'a BTreeMap<String, Option<String>>,
+    /// Where the files it refers to may come from.
+    pub containment: &'a Containment,
+}
 
 /// Service keys `docker stack deploy` ignores, with what to do instead. The list follows
 /// the Docker CLI's compose loader (its unsupported and deprecated properties) and what
@@ -71,15 +103,12 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
-/// Checks one compose file of stack `stack`; `declared` holds the playbook's network
-/// names. Returns what the rest of rpiprov needs to know of the file.
-pub(crate) fn check(
-    src: &Source,
-    stack: &str,
-    declared: &BTreeSet<String>,
-    diags: &mut Vec<Diagnostic>,
-) -> Compose {
-    let mut c = Checker { src, diags };
+/// Checks one compose file of a stack. Returns what the rest of rpiprov needs to know of
+/// the file.
+pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) -> Compose {
+    let stack = ctx.stack;
+    let declared = ctx.networks;
+    let mut c = Checker { src, ctx, diags };
     let mut compose = Compose::default();
     let root = match yaml::parse(&src.text) {
         Err(e) => {
@@ -110,9 +139,29 @@ pub(crate) fn check(
         return compose;
     };
 
+    let mut minor = None;
     match top.iter().find(|e| e.key == "version") {
         Some(v) => match v.value.as_str() {
-            Some(text) if text == "3" || text.starts_with("3.") => {}
+            Some(text) if text == "3" || text.starts_with("3.") => {
+                compose.version = text.to_string();
+                if v.value.ty() != Ty::Str {
+                    c.error(
+                        Some(v.key_mark),
+                        "version",
+                        format!("must be a string: docker stack deploy refuses a number; write version: \"{text}\""),
+                    );
+                }
+                match text.strip_prefix("3.").map_or(Some(0), |m| m.parse::<u8>().ok()) {
+                    Some(m) if m <= LATEST_MINOR => minor = Some(m),
+                    _ => c.error(
+                        Some(v.key_mark),
+                        "version",
+                        format!(
+                            "version {text} is unknown to Docker CLI 20.10 (Debian 12's docker.io), which reads 3.0 to 3.{LATEST_MINOR}: use version: \"3.{LATEST_MINOR}\" or lower"
+                        ),
+                    ),
+                }
+            }
             _ => c.error(
                 Some(v.key_mark),
                 "version",
@@ -122,7 +171,7 @@ pub(crate) fn check(
                 ),
             ),
         },
-        None => c.warning(
+        None => c.error(
             None,
             "version",
             "missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\"",
@@ -158,6 +207,7 @@ pub(crate) fn check(
             Some(services) if !services.is_empty() => {
                 for e in services {
                     c.service(e, stack, &defined, &mut compose);
+                    c.deploy_semantics(e, top);
                 }
             }
             Some(_) => c.error(
@@ -172,8 +222,18 @@ pub(crate) fn check(
             ),
         },
     }
+    c.variables(&root, &mut compose);
+    c.files(top, &mut compose);
+    c.mounts(top, &mut compose);
+    c.non_string_keys(&root, "");
+    if let Some(minor) = minor {
+        c.schema(&root, minor);
+    }
     compose
 }
+
+/// The last file format version the Docker CLI 20.10 reads: 3.9.
+const LATEST_MINOR: u8 = 9;
 
 fn describe(node: &Node) -> String {
     match node.as_str() {
@@ -184,6 +244,7 @@ fn describe(node: &Node) -> String {
 
 struct Checker<'a> {
     src: &'a Source,
+    ctx: &'a Context<'a>,
     diags: &'a mut Vec<Diagnostic>,
 }
 
@@ -211,6 +272,129 @@ impl Checker<'_> {
 
     fn warning(&mut self, mark: Option<Mark>, key_path: &str, message: impl Into<String>) {
         self.push(Severity::Warning, mark, key_path, message);
+    }
+
+    /// Keys Docker's YAML parser does not read as strings (`n:` is `false`, `80:` a
+    /// number): the CLI refuses the file.
+    fn non_string_keys(&mut self, node: &Node, path: &str) {
+        match node {
+            Node::Map { entries, .. } => {
+                for e in entries {
+                    let sub = if path.is_empty() {
+                        e.key.clone()
+                    } else {
+                        format!("{path}.{}", e.key)
+                    };
+                    if e.key_ty != Ty::Str && e.key != "<<" {
+                        self.error(
+                            Some(e.key_mark),
+                            &sub,
+                            format!("YAML reads the key {:?} as {}, not a string, and docker stack deploy refuses it: quote it", e.key, match e.key_ty {
+                                Ty::Bool => "a boolean",
+                                Ty::Null => "null",
+                                _ => "a number",
+                            }),
+                        );
+                    }
+                    self.non_string_keys(&e.value, &sub);
+                }
+            }
+            Node::Seq { items, .. } => {
+                for (i, it) in items.iter().enumerate() {
+                    self.non_string_keys(it, &format!("{path}[{i}]"));
+                }
+            }
+            Node::Scalar { .. } => {}
+        }
+    }
+
+    /// The file against the keys and types of its version. A place the checks above
+    /// already found in error is not reported twice.
+    fn schema(&mut self, root: &Node, minor: u8) {
+        let before = self.diags.len();
+        schema::Walk { c: self, minor }.node(root, &schema::Shape::Object(&schema::FILE), "", &[]);
+        let found = self.diags.split_off(before);
+        for d in found {
+            let known = self
+                .diags
+                .iter()
+                .any(|k| k.file == d.file && k.key_path == d.key_path && k.is_error());
+            if !known {
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// What the CLI refuses when it turns a service into a swarm service, beyond the
+    /// schema: a deploy mode or restart condition swarm does not have, `replicas` on a
+    /// global service, a secret or config the file does not declare.
+    fn deploy_semantics(&mut self, e: &Entry, top: &[Entry]) {
+        let path = format!("services.{}", e.key);
+        let literal = |n: &Node| n.as_str().filter(|s| !s.contains('$')).map(str::to_string);
+        if let Some(deploy) = e.value.get("deploy") {
+            let mode = deploy.value.get("mode");
+            let mode_text = mode.and_then(|m| literal(&m.value));
+            if let (Some(m), Some(text)) = (mode, &mode_text)
+                && !matches!(text.as_str(), "replicated" | "global")
+            {
+                self.error(
+                    Some(m.value.mark()),
+                    &format!("{path}.deploy.mode"),
+                    format!("unknown deploy mode {text:?}: use replicated or global"),
+                );
+            }
+            if mode_text.as_deref() == Some("global")
+                && let Some(r) = deploy.value.get("replicas")
+            {
+                self.error(
+                    Some(r.key_mark),
+                    &format!("{path}.deploy.replicas"),
+                    "replicas can only be used with mode: replicated",
+                );
+            }
+            if let Some(c) = deploy
+                .value
+                .get("restart_policy")
+                .and_then(|r| r.value.get("condition"))
+                && let Some(text) = literal(&c.value)
+                && !matches!(text.as_str(), "none" | "on-failure" | "any")
+            {
+                self.error(
+                    Some(c.value.mark()),
+                    &format!("{path}.deploy.restart_policy.condition"),
+                    format!("unknown restart condition {text:?}: use none, on-failure or any"),
+                );
+            }
+        }
+        for kind in ["secrets", "configs"] {
+            let declared: Vec<&str> = top
+                .iter()
+                .find(|t| t.key == kind)
+                .and_then(|t| t.value.entries())
+                .map(|es| es.iter().map(|x| x.key.as_str()).collect())
+                .unwrap_or_default();
+            let Some(Node::Seq { items, .. }) = e.value.get(kind).map(|x| &x.value) else {
+                continue;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let source = match item {
+                    Node::Map { .. } => item.get("source").and_then(|s| s.value.as_str()),
+                    _ => item.as_str(),
+                };
+                if let Some(name) = source
+                    && !declared.contains(&name)
+                {
+                    self.error(
+                        Some(item.mark()),
+                        &format!("{path}.{kind}[{i}]"),
+                        format!(
+                            "{} {name:?} is not declared in the top-level {kind}: of this file",
+                            &kind[..kind.len() - 1]
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// One entry of the top-level `networks:`.
@@ -376,15 +560,47 @@ impl Checker<'_> {
     }
 }
 
+/// Checks `text` as the compose file `path` of stack `web`, with these playbook networks
+/// and variables (`None`: a secret), files allowed from `root`: for the tests of this
+/// module and its files.
+#[cfg(test)]
+pub(crate) fn check_text(
+    path: &std::path::Path,
+    text: &str,
+    networks: &[&str],
+    variables: &[(&str, Option<&str>)],
+    root: &std::path::Path,
+) -> (Compose, Vec<Diagnostic>) {
+    let src = Source::new(path.to_path_buf(), text.into());
+    let networks = networks.iter().map(ToString::to_string).collect();
+    let variables = variables
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.map(String::from)))
+        .collect();
+    let containment = Containment::new(root, &[]);
+    let ctx = Context {
+        stack: "web",
+        networks: &networks,
+        variables: &variables,
+        containment: &containment,
+    };
+    let mut diags = Vec::new();
+    let compose = check(&src, &ctx, &mut diags);
+    (compose, diags)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(text: &str, declared: &[&str]) -> (Compose, Vec<String>) {
-        let src = Source::new("web.yml".into(), text.into());
-        let declared = declared.iter().map(ToString::to_string).collect();
-        let mut diags = Vec::new();
-        let compose = check(&src, "web", &declared, &mut diags);
+        let (compose, diags) = check_text(
+            std::path::Path::new("web.yml"),
+            text,
+            declared,
+            &[],
+            std::path::Path::new("."),
+        );
         let lines = diags
             .iter()
             .map(|d| format!("{}: {d}", if d.is_error() { "error" } else { "warning" }))
@@ -450,13 +666,42 @@ mod tests {
         );
     }
 
+    /// Issue 10 item 7: keys and types per file version, with the CLI's own reading of
+    /// YAML (booleans such as `n`, integers that are not strings) and of interpolation.
+    #[test]
+    fn the_schema_of_each_version() {
+        let (_, d) = run(
+            "version: \"3.4\"\nservices:\n  app:\n    image: a\n    init: true\n    replica: 2\n    cap_add: [A, A]\n    deploy:\n      replicas: \"2\"\n      update_config:\n        order: sideways\n    healthcheck:\n      interval: \"10\"\n    ports: [{target: 80}]\n    ulimits:\n      nofile: {soft: 1}\n  n:\n    image: a\n",
+            &[],
+        );
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:17:3: services.n: YAML reads the key \"n\" as a boolean, not a string, and docker stack deploy refuses it: quote it",
+                "error: web.yml:5:5: services.app.init: needs version: \"3.7\" or later (the file says 3.4)",
+                "error: web.yml:6:5: services.app.replica: unknown key: docker stack deploy refuses it (file format 3.4 has no such key here)",
+                "error: web.yml:7:18: services.app.cap_add[1]: the same as item 0: items must be unique",
+                "error: web.yml:9:17: services.app.deploy.replicas: expected an integer, found a string (\"2\")",
+                "error: web.yml:11:16: services.app.deploy.update_config.order: \"sideways\" is not one of start-first, stop-first",
+                "error: web.yml:13:17: services.app.healthcheck.interval: invalid duration \"10\": use a number and a unit (ns, us, ms, s, m, h), e.g. \"10s\" or \"1m30s\"",
+                "error: web.yml:16:15: services.app.ulimits.nofile: hard: required key is missing",
+            ]
+        );
+        // Interpolated, `replicas` becomes a number; long ports are 3.2's; x- keys 3.7's.
+        let (_, d) = run(
+            "version: \"3.8\"\nx-base: {a: 1}\nservices:\n  app:\n    image: a\n    x-note: 1\n    deploy:\n      replicas: ${N:-2}\n    ports: [{target: 80, published: 8080}]\n",
+            &[],
+        );
+        assert_eq!(d, Vec::<String>::new());
+    }
+
     #[test]
     fn shape_errors() {
         let (_, d) = run("services:\n  app:\n    image: a\n", &[]);
         assert_eq!(
             d,
             [
-                "warning: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""
+                "error: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""
             ]
         );
         let (_, d) = run("version: \"2.4\"\nservices: []\n", &[]);

@@ -1,0 +1,117 @@
+//! The bind-mount check before deploying: every bind source of a service that is about to
+//! be deployed must exist on each node where the service may run (its placement
+//! constraints evaluated against the swarm's nodes, by
+//! [`crate::docker::service::placement_candidates`]).
+//! One round trip to the manager for the nodes, then one per node, all at once, for the
+//! paths ([`crate::docker::bind`]). What is missing is reported per service, path and
+//! node; `deploy --skip-bind-check` skips this.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::PreparedStack;
+use crate::docker::bind::{parse_sources, sources_check};
+use crate::docker::node::{SwarmNode, nodes_inspect, parse_nodes};
+use crate::docker::service::placement_candidates;
+use crate::exec::{StepError, parallel_map, root};
+use crate::remote::Remote;
+
+/// What the check found for the stacks it was given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Per stack (by index in the list given): one line per service and missing path,
+    /// naming the nodes (`web_app: bind source /srv/data does not exist on pi2, pi3`).
+    pub failed: BTreeMap<usize, Vec<String>>,
+    /// Nodes that could not be checked, and why (not connected, the check failed).
+    pub unchecked: Vec<String>,
+}
+
+/// Checks the bind sources of `stacks` on the nodes where their services may run.
+/// `nodes`: the sessions by inventory name. An error only when the manager cannot list
+/// the nodes.
+pub async fn check<R: Remote + 'static>(
+    leader: &R,
+    nodes: &HashMap<String, Arc<R>>,
+    stacks: &[&PreparedStack],
+    parallel: usize,
+    timeout: Duration,
+) -> Result<Findings, StepError> {
+    let out = root(leader, nodes_inspect(), timeout).await?;
+    let swarm = parse_nodes(&out.stdout_str()).map_err(StepError)?;
+    let mut findings = Findings::default();
+
+    // Per stack and service: the candidate nodes' IDs, and its sources.
+    let mut wanted: Vec<(usize, String, Vec<String>, Vec<&SwarmNode>)> = Vec::new();
+    let mut all_paths: Vec<String> = Vec::new();
+    for (i, st) in stacks.iter().enumerate() {
+        for b in &st.binds {
+            let service = format!("{}_{}", st.name, b.service);
+            let on = placement_candidates(&b.constraints, &swarm);
+            for p in &b.sources {
+                if !all_paths.contains(p) {
+                    all_paths.push(p.clone());
+                }
+            }
+            wanted.push((i, service, b.sources.clone(), on));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(findings);
+    }
+
+    // Every connected node says which node it is and what it lacks.
+    let mut sessions: Vec<(String, Arc<R>)> =
+        nodes.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+    sessions.sort_by(|a, b| a.0.cmp(&b.0));
+    let cmd = sources_check(&all_paths);
+    let answers = parallel_map(sessions, parallel, |(name, s)| {
+        let cmd = cmd.clone();
+        async move {
+            let res = root(&*s, cmd, timeout).await;
+            (name, res)
+        }
+    })
+    .await;
+    // node ID -> (inventory name, missing paths)
+    let mut by_id: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    for (name, res) in answers {
+        match res {
+            Ok(out) => {
+                let found = parse_sources(&out.stdout_str());
+                by_id.insert(found.node_id, (name, found.missing));
+            }
+            Err(e) => findings
+                .unchecked
+                .push(format!("{name}: the check failed: {}", e.0)),
+        }
+    }
+
+    for (i, service, sources, on) in wanted {
+        // path -> nodes where it is missing
+        let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+        for node in on {
+            let Some((name, lacks)) = by_id.get(&node.id) else {
+                let line = format!("{}: not connected, not checked", node.hostname);
+                if !findings.unchecked.contains(&line) {
+                    findings.unchecked.push(line);
+                }
+                continue;
+            };
+            for p in sources.iter().filter(|p| lacks.contains(p)) {
+                match missing.iter_mut().find(|(q, _)| q == p) {
+                    Some((_, names)) => names.push(name.clone()),
+                    None => missing.push((p.clone(), vec![name.clone()])),
+                }
+            }
+        }
+        for (p, mut names) in missing {
+            names.sort();
+            findings.failed.entry(i).or_default().push(format!(
+                "{service}: bind source {p} does not exist on {}",
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(findings)
+}
