@@ -47,8 +47,15 @@
 //!   builds the command, and [`docker::network::compare`] decides which playbook networks
 //!   are missing or differ, for `bootstrap`'s planner and `deploy` alike.
 //! - Where is a stack's convergence judged? [`docker::service`]: the poll, its parse, and
-//!   per service whether it is ready and converged, and why not (`deploy/wait.rs` only polls
-//!   until then, every deployed stack in one round trip).
+//!   per service whether it is ready and converged, and why not, and whether it still can
+//!   converge ([`docker::service::doomed`]) (`deploy/wait.rs` only polls until then, every
+//!   deployed stack in one round trip).
+//! - What does `check` know of a compose file? [`config::compose`]: its keys and types per
+//!   file version, the files it refers to, its variables ([`config::interpolate`], shared
+//!   with `deploy`), its bind mounts.
+//! - How do a stack's files reach the manager? As one set: [`deploy::release`] builds it
+//!   here (the layout, the tar stream, the names of configs and secrets),
+//!   [`docker::release`] extracts, records and prunes it there.
 //! - How does rpiprov talk to Docker without a `docker` process per question?
 //!   [`exec::engine::Engine`]: `docker system dial-stdio` on one SSH channel
 //!   ([`remote::Remote::open_stream`]), HTTP on it ([`docker::http`], [`docker::api`]).

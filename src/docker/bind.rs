@@ -1,6 +1,7 @@
 //! Bind-mount sources as a node holds them: one round trip per node says which node of the
 //! swarm it is and which of the given paths do not exist there ([`sources_check`], read by
-//! [`parse_sources`]). Which nodes a service may run on is [`super::placement`]'s.
+//! [`parse_sources`]). Which nodes a service may run on is
+//! [`super::service::placement_candidates`]'s.
 
 use crate::shell::quote;
 
