@@ -15,8 +15,8 @@
 #   3. `run -- true` on 200 sshd-only nodes beside `xargs -P 16 ssh`, with peak RSS.
 # Figures: wall seconds (GNU time), the ratio to the shell script, and what rpiprov's
 # command cost the hosts (its --json `remote`: connections, round trips, docker CLI calls,
-# Engine API requests). Takes about 25 minutes on a 2-core machine (Docker's apt install
-# on the bare nodes dominates; a slow mirror makes it longer). Not part of CI.
+# Engine API requests). Took 17 minutes with CPU=0.25 on a 2-core machine (Docker's apt
+# install on the bare nodes dominates; a slow mirror makes it longer). Not part of CI.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -52,18 +52,20 @@ export ANSIBLE_STDOUT_CALLBACK=minimal ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_H
 
 # Runs a command; prints "seconds peak_rss_MiB"; fails loudly if the command failed.
 measure() {
-  if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>&1; then
+  if ! /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err"; then
     echo "error: failed: $*" >&2
-    tail -15 "$work/out" >&2
+    tail -15 "$work/out" "$work/err" >&2
     exit 1
   fi
   awk '{ printf "%.2f %.0f", $1, $2 / 1024 }' "$work/time"
 }
-# rpiprov's cost from its --json (in $work/out): "connections/hosts round_trips docker api".
-cost() {
-  python3 -c 'import json,sys
-d=json.load(open(sys.argv[1])); r=d["remote"]; hosts=len([h for h in d["hosts"] if h["kind"]=="host"]) or 1
-print("%.1f %d %d %d" % (r["connections"]/hosts, r["round_trips"], r["docker_cli"], r["api_requests"]))' "$work/out"
+# rpiprov's cost from its --json (its stdout, in $work/out) on a lab: "connections per
+# host of the lab, round trips, docker CLI calls, API requests".
+cost() { # LAB
+  python3 -c 'import json,sys,tomllib
+d=json.load(open(sys.argv[1])); r=d["remote"]
+hosts=len(tomllib.load(open(sys.argv[2] + "/inventory.toml", "rb"))["host"])
+print("%.1f, %d, %d, %d" % (r["connections"]/hosts, r["round_trips"], r["docker_cli"], r["api_requests"]))' "$work/out" "$1"
 }
 lab_up() { # DIR ARGS...
   local dir=$1
@@ -140,23 +142,23 @@ jobs3() { # LABEL LAB_ARGS...
   ansible_inventory "$a" >"$work/a3.ini"
   header "$label"
   declare -A R S A C
-  R[bc]=$(secs rp "$r" bootstrap); C[bc]=$(cost)
+  R[bc]=$(secs rp "$r" bootstrap); C[bc]=$(cost "$r")
   S[bc]=$(secs measure scripts/bench/bootstrap.sh "$s")
   A[bc]=$(secs ap "$a" bootstrap)
-  R[bn]=$(secs rp "$r" bootstrap); C[bn]=$(cost)
+  R[bn]=$(secs rp "$r" bootstrap); C[bn]=$(cost "$r")
   S[bn]=$(secs measure scripts/bench/bootstrap.sh "$s")
   A[bn]=$(secs ap "$a" bootstrap)
-  R[dc]=$(secs rp "$r" deploy); C[dc]=$(cost)
+  R[dc]=$(secs rp "$r" deploy); C[dc]=$(cost "$r")
   S[dc]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
   A[dc]=$(secs ap "$a" deploy)
-  R[dn]=$(secs rp "$r" deploy); C[dn]=$(cost)
+  R[dn]=$(secs rp "$r" deploy); C[dn]=$(cost "$r")
   S[dn]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
   A[dn]=$(secs ap "$a" deploy)
   for l in "$r" "$s" "$a"; do edit_echo "$l"; done
-  R[d1]=$(secs rp "$r" deploy); C[d1]=$(cost)
+  R[d1]=$(secs rp "$r" deploy); C[d1]=$(cost "$r")
   S[d1]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
   A[d1]=$(secs ap "$a" deploy)
-  R[td]=$(secs rp "$r" teardown --yes); C[td]=$(cost)
+  R[td]=$(secs rp "$r" teardown --yes); C[td]=$(cost "$r")
   S[td]=$(secs measure scripts/bench/stacks.sh "$s" teardown)
   A[td]=$(secs ap "$a" teardown)
   result "bootstrap, cold (Docker installed on pi3)" "${R[bc]}" "${C[bc]}" "${S[bc]}" "${A[bc]}"
@@ -184,7 +186,7 @@ header "bootstrap of 12 nodes (all with Docker)"
 for t in r s a; do lab_up "$work/${t}12" --nodes 12 --bare 0; done
 ansible_inventory "$work/a12" >"$work/a12.ini"
 r12=$(secs rp "$work/r12" bootstrap)
-c12=$(cost)
+c12=$(cost "$work/r12")
 s12=$(secs measure scripts/bench/bootstrap.sh "$work/s12")
 a12=$(secs ap "$work/a12" bootstrap)
 result "bootstrap, cold (swarm init, 11 joins, labels, networks)" "$r12" "$c12" "$s12" "$a12"
