@@ -28,6 +28,24 @@ pub fn install_docker(method: &InstallMethod) -> Option<String> {
     }
 }
 
+/// Upgrades Docker by the inventory's install method, for `maintain --upgrade-docker`
+/// (the node is drained first). The packages' own scripts restart the daemon; `maintain`
+/// then waits until it answers and the node is back in the swarm. `None` for `skip`:
+/// rpiprov does not manage that Docker.
+pub fn upgrade_docker(method: &InstallMethod) -> Option<String> {
+    const APT: &str = "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --only-upgrade -o Dpkg::Options::=--force-confold";
+    match method {
+        InstallMethod::Distro => Some(format!("{APT} docker.io")),
+        // get.docker.com installs Docker's own packages from its apt repository.
+        InstallMethod::GetDocker => Some(format!(
+            "{APT} docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
+        )),
+        // The user's installer, run again: it is theirs to install the newest.
+        InstallMethod::Command(_) => install_docker(method),
+        InstallMethod::Skip => None,
+    }
+}
+
 /// Waits until the daemon answers, up to 60 s.
 const WAIT_FOR_DAEMON: &str = concat!(
     "i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); ",
@@ -108,6 +126,24 @@ fn merge_into(doc: &mut Map<String, Value>, wanted: &Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrades_follow_the_install_method() {
+        assert_eq!(
+            upgrade_docker(&InstallMethod::Distro).unwrap(),
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --only-upgrade -o Dpkg::Options::=--force-confold docker.io"
+        );
+        assert!(
+            upgrade_docker(&InstallMethod::GetDocker)
+                .unwrap()
+                .ends_with("--only-upgrade -o Dpkg::Options::=--force-confold docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin")
+        );
+        assert_eq!(
+            upgrade_docker(&InstallMethod::Command("my-installer --latest".into())).unwrap(),
+            "sh -c 'my-installer --latest'"
+        );
+        assert_eq!(upgrade_docker(&InstallMethod::Skip), None);
+    }
     use serde_json::json;
 
     #[test]

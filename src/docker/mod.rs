@@ -15,7 +15,7 @@
 //! | [`probe`] | the read-only probe of a host, and [`probe::Facts`] parsed from it |
 //! | [`ports`] | the ports swarm needs between nodes, tested from the nodes before it forms |
 //! | [`overview`] | what a manager adds to its probe for `status`: stacks, records, networks, services |
-//! | [`engine`] | the daemon: install, start, restart, `daemon.json` merge |
+//! | [`engine`] | the daemon: install, upgrade, start, restart, `daemon.json` merge |
 //! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
 //! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |
 //! | [`bind`] | bind-mount sources as a node holds them |
@@ -23,6 +23,8 @@
 //! | [`stack`] | stacks: state and deploy records, deploy, remove, what is left, the survey |
 //! | [`release`] | a stack's uploaded file set: present or not, extracted whole, recorded, pruned |
 //! | [`service`] | a stack's services: the convergence poll and its judgement |
+//! | [`task`] | where tasks run, swarm-wide and on one node: what `maintain` drains and waits on |
+//! | [`machine`] | the Pi under Docker: its boot id, a reboot |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
 //! | [`notices`] | Docker's own notices, kept out of error text |
@@ -36,6 +38,7 @@ pub mod engine;
 pub mod http;
 pub mod image;
 pub mod lock;
+pub mod machine;
 pub mod network;
 pub mod node;
 pub mod notices;
@@ -47,6 +50,7 @@ pub mod release;
 pub mod service;
 pub mod stack;
 pub mod swarm;
+pub mod task;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;

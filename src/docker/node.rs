@@ -1,7 +1,7 @@
 //! Swarm nodes as a manager manages them: [`SwarmNode`] parsed from `docker node inspect`
 //! (the probe asks for it on managers), labels, promotion and demotion, and the node
 //! entries a Pi leaves behind when it leaves or is reinstalled ([`node_entries`],
-//! [`node_rm`]).
+//! [`node_rm`]), and whether a node takes tasks ([`node_availability`], for `maintain`).
 //!
 //! A Pi names its own node: the node ID its `docker info` reports. That is the Pi's word,
 //! and a Pi that lies (compromised, or cloned with another's swarm state) would have its
@@ -285,6 +285,23 @@ pub fn check_claim(claim: &Claim, entry: Option<&SwarmNode>) -> Result<(), Strin
     Ok(())
 }
 
+/// What a node takes: new tasks (`Active`), or none, its tasks moved elsewhere (`Drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Active,
+    Drain,
+}
+
+/// Sets a node's availability. Returns once the manager recorded it, long before a
+/// drained node's tasks have moved: `crate::docker::task` polls for that.
+pub fn node_availability(node_id: &str, availability: Availability) -> String {
+    let a = match availability {
+        Availability::Active => "active",
+        Availability::Drain => "drain",
+    };
+    join(["docker", "node", "update", "--availability", a, node_id])
+}
+
 pub fn node_promote(node_id: &str) -> String {
     join(["docker", "node", "promote", node_id])
 }
@@ -346,6 +363,18 @@ mod tests {
     fn node_removal() {
         assert_eq!(node_rm("abc", false), "docker node rm abc");
         assert_eq!(node_rm("abc", true), "docker node rm --force abc");
+    }
+
+    #[test]
+    fn availability_commands() {
+        assert_eq!(
+            node_availability("n2", Availability::Drain),
+            "docker node update --availability drain n2"
+        );
+        assert_eq!(
+            node_availability("n2", Availability::Active),
+            "docker node update --availability active n2"
+        );
     }
 
     #[test]

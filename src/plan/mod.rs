@@ -10,8 +10,10 @@
 //!
 //! Beside it, bootstrap's other pure judgements: [`preflight`] (each host's clock,
 //! kernel, memory cgroup, disk and architecture to findings) and [`ports`] (which node
-//! must reach which port, and what the port test found).
+//! must reach which port, and what the port test found); and `maintain`'s ([`maintain`]:
+//! the order nodes are taken out of the swarm in, and when a drain is really over).
 
+pub mod maintain;
 pub mod ports;
 pub mod preflight;
 
