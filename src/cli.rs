@@ -183,6 +183,13 @@ Examples:\n  rpiprov logs web            # every service of stack web\n  rpiprov
     )]
     Logs(LogsArgs),
 
+    /// Rolling maintenance, one node at a time: drain it, wait until its tasks moved, reboot
+    /// it (or upgrade Docker, or run a command), wait until it is back, make it active.
+    #[command(
+        after_help = "Examples:\n  rpiprov maintain --reboot\n  rpiprov maintain --on @worker --batch 2 --upgrade-docker\n  rpiprov maintain --on pi-03 -- apt-get -y full-upgrade\n\nThe first failure stops the run and leaves that node drained, saying so. Managers go one at a time (or more while quorum holds); the only manager is taken only with --force."
+    )]
+    Maintain(MaintainArgs),
+
     /// Run a shell command on the selected hosts, in parallel, and print each host's output.
     #[command(
         after_help = "Examples:\n  rpiprov run -- uptime\n  rpiprov run --on @manager --sudo -- docker node ls"
@@ -265,6 +272,46 @@ pub struct RunArgs {
     pub sudo: bool,
     /// The command, run by the remote user's shell as written (it is yours: not quoted).
     #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("work").required(true).args(["reboot", "upgrade_docker", "command"])))]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArg,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[command(flatten)]
+    pub on: OnArg,
+    #[command(flatten)]
+    pub json: JsonArg,
+    #[command(flatten)]
+    pub verbose: VerboseArg,
+    /// Reboot each node; it is back when its boot id changed.
+    #[arg(long)]
+    pub reboot: bool,
+    /// How a node reboots, run as root [default: `systemctl reboot`; without systemd,
+    /// this is required].
+    #[arg(long, value_name = "COMMAND", requires = "reboot")]
+    pub reboot_command: Option<String>,
+    /// Upgrade Docker by the host's install method.
+    #[arg(long)]
+    pub upgrade_docker: bool,
+    /// Nodes taken out at once, as long as quorum and --max-unavailable allow.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub batch: usize,
+    /// Tasks of one replicated service that a batch may take down at once.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub max_unavailable: u64,
+    /// Take a manager whose absence loses quorum (the only one) anyway.
+    #[arg(long)]
+    pub force: bool,
+    /// How long each wait may last (tasks moving, a node coming back).
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub timeout: String,
+    /// A command to run as root on each node while it is drained.
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

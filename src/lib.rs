@@ -85,6 +85,7 @@ pub mod exec;
 pub mod exit;
 pub mod lab;
 pub mod logs;
+pub mod maintain;
 pub mod plan;
 pub mod remote;
 pub mod secret;

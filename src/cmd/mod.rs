@@ -13,6 +13,7 @@
 //! | `teardown` (and `plan teardown`) | [`teardown`] | [`crate::teardown`] |
 //! | `status` | [`status`] | [`crate::status`] |
 //! | `logs` | [`logs`] | [`crate::logs`]: one `docker service logs` on a manager |
+//! | `maintain` | [`maintain`] | [`crate::maintain`] |
 //! | `run` | [`run`] | itself: one command on every selected host |
 //! | `completions`, `man` | [`docs`] | none: generated from [`crate::cli`] |
 //! | `lab` | [`lab`] | [`crate::lab`] |
@@ -25,6 +26,7 @@ pub mod docs;
 pub mod doctor;
 pub mod lab;
 pub mod logs;
+pub mod maintain;
 pub mod run;
 pub mod status;
 pub mod teardown;
@@ -197,7 +199,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
             connect: true,
             ..Reads::NONE
         },
-        Command::Run(_) => Reads {
+        Command::Run(_) | Command::Maintain(_) => Reads {
             playbook: false,
             on: true,
             ..Reads::FLEET
@@ -278,6 +280,15 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 .json(args.json.json)
                 .verbose(args.verbose.verbose);
             run::run_command(&o, args)
+        }
+        Command::Maintain(args) => {
+            let o = before
+                .inventory(&args.inventory)
+                .connect(&args.connect)
+                .on(&args.on.on)
+                .json(args.json.json)
+                .verbose(args.verbose.verbose);
+            maintain::maintain(&o, args)
         }
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),

@@ -302,6 +302,25 @@ pub fn node_availability(node_id: &str, availability: Availability) -> String {
     join(["docker", "node", "update", "--availability", a, node_id])
 }
 
+/// A node's state and availability as the managers see them: `ready active`. Read by
+/// [`parse_node_state`].
+pub fn node_state(node_id: &str) -> String {
+    join([
+        "docker",
+        "node",
+        "inspect",
+        "--format",
+        "{{.Status.State}} {{.Spec.Availability}}",
+        node_id,
+    ])
+}
+
+/// (state, availability) from [`node_state`].
+pub fn parse_node_state(output: &str) -> Option<(&str, &str)> {
+    let mut it = output.split_whitespace();
+    Some((it.next()?, it.next()?))
+}
+
 pub fn node_promote(node_id: &str) -> String {
     join(["docker", "node", "promote", node_id])
 }
@@ -375,6 +394,12 @@ mod tests {
             node_availability("n2", Availability::Active),
             "docker node update --availability active n2"
         );
+        assert_eq!(
+            node_state("n2"),
+            "docker node inspect --format '{{.Status.State}} {{.Spec.Availability}}' n2"
+        );
+        assert_eq!(parse_node_state("ready drain\n"), Some(("ready", "drain")));
+        assert_eq!(parse_node_state("\n"), None);
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub struct Input<'a> {
 pub struct Order {
     /// Host names, one batch after another.
     pub batches: Vec<Vec<String>>,
-    pub warnings: Vec<String>,
+    /// (host, what to know about it).
+    pub warnings: Vec<(String, String)>,
 }
 
 /// The order of a maintenance, or, per host refused, why (nothing is done then).
@@ -82,9 +83,11 @@ pub fn order(input: &Input) -> Result<Order, Vec<(String, String)>> {
             && let Err(why) = quorum_after(&input.swarm.nodes, &[t.node_id], Change::Down)
         {
             if input.force {
-                warnings.push(format!(
-                    "{}: while it is down {why}; going on (--force): its services keep running, but the swarm takes no change until it is back",
-                    t.host
+                warnings.push((
+                    t.host.to_string(),
+                    format!(
+                        "while it is down {why}; going on (--force): its services keep running, but the swarm takes no change until it is back"
+                    ),
                 ));
             } else {
                 refused.push((
@@ -119,10 +122,12 @@ pub fn order(input: &Input) -> Result<Order, Vec<(String, String)>> {
         for (svc, count) in replicated_tasks_on(input.swarm, &n.hostname) {
             if count > max {
                 let desired = service(input.swarm, svc).map_or(count, |s| s.desired);
-                warnings.push(format!(
-                    "{} runs {count} of {svc}'s {desired} replicas: while it drains, {svc} runs {} (swarm starts them elsewhere once they stopped)",
-                    t.host,
-                    desired.saturating_sub(count)
+                warnings.push((
+                    t.host.to_string(),
+                    format!(
+                        "it runs {count} of {svc}'s {desired} replicas: while it drains, {svc} runs {} (swarm starts them elsewhere once they stopped)",
+                        desired.saturating_sub(count)
+                    ),
                 ));
             }
         }
@@ -354,9 +359,10 @@ mod tests {
         );
         assert_eq!(
             o.warnings,
-            vec![
-                "pi4 runs 2 of api's 3 replicas: while it drains, api runs 1 (swarm starts them elsewhere once they stopped)"
-            ]
+            vec![(
+                "pi4".to_string(),
+                "it runs 2 of api's 3 replicas: while it drains, api runs 1 (swarm starts them elsewhere once they stopped)".to_string()
+            )]
         );
     }
 
@@ -440,7 +446,12 @@ mod tests {
         i.force = true;
         let o = order(&i).unwrap();
         assert_eq!(o.batches, vec![vec!["pi2"], vec!["pi1"]]);
-        assert!(o.warnings[0].starts_with("pi1: while it is down the swarm would lose quorum"));
+        assert_eq!(o.warnings[0].0, "pi1");
+        assert!(
+            o.warnings[0]
+                .1
+                .starts_with("while it is down the swarm would lose quorum")
+        );
     }
 
     #[test]

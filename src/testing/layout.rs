@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The executors: each runs one command's remote work, and none may name another.
-const EXECUTORS: &[&str] = &["bootstrap", "deploy", "teardown", "status", "logs"];
+const EXECUTORS: &[&str] = &["bootstrap", "deploy", "teardown", "status", "logs", "maintain"];
 
 /// Each top-level module and the top-level modules its code may name. The direction is
 /// `cli <- cmd -> executors -> {plan, docker, exec, remote, config}`, with `ui` reading
@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("status", &["config", "docker", "exec", "remote"]),
     ("logs", &["docker", "exec", "remote"]),
     ("ui", &["exec", "status"]),
+    ("maintain", &["config", "docker", "exec", "plan", "remote"]),
     (
         "lab",
         &["exit", "shell", "config", "remote", "secret", "exec"],
@@ -59,6 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "teardown",
             "status",
             "logs",
+            "maintain",
             "lab",
         ],
     ),
