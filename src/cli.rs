@@ -339,9 +339,14 @@ pub struct TeardownArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
-    /// Also dissolve the swarm: workers leave, then managers.
+    /// Also dissolve the swarm: workers leave, then managers one at a time, in an order
+    /// that keeps quorum (a manager whose Docker does not answer is demoted first).
     #[arg(long)]
     pub leave_swarm: bool,
+    /// With --leave-swarm: dissolve what can be even when that loses quorum (refused
+    /// otherwise).
+    #[arg(long, requires = "leave_swarm")]
+    pub force: bool,
     /// Also remove what rpiprov uploaded to the manager.
     #[arg(long)]
     pub purge: bool,

@@ -500,7 +500,20 @@ async fn run_work<R: Remote + 'static>(shared: &Shared<R>, work: &Work) {
         let desc = step.describe();
         shared.rows.step(&id, &desc);
         match shared.do_step(&work.host, step).await {
-            Ok(true) => shared.rows.changed(&id, desc),
+            Ok(true) => {
+                // Managers join one at a time: the output shows each one in before the
+                // next begins.
+                if matches!(
+                    step,
+                    Step::JoinSwarm {
+                        role: Role::Manager,
+                        ..
+                    }
+                ) {
+                    shared.rows.note(&id, "joined; a manager now");
+                }
+                shared.rows.changed(&id, desc)
+            }
             Ok(false) => {}
             Err(e) => {
                 shared.rows.fail(&id, &desc, &e.0);

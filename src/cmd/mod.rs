@@ -243,6 +243,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 yes: args.yes,
                 leave_swarm: args.leave_swarm,
                 purge: args.purge,
+                force: args.force,
             };
             teardown::teardown(&o, t, args.dry_run)
         }

@@ -24,6 +24,8 @@ pub struct Asked {
     pub yes: bool,
     pub leave_swarm: bool,
     pub purge: bool,
+    /// `--force`: dissolve even where that loses quorum.
+    pub force: bool,
 }
 
 pub fn teardown(opts: &Opts, asked: Asked, dry_run: bool) -> u8 {
@@ -37,6 +39,7 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
         yes,
         leave_swarm,
         purge,
+        force,
     } = asked;
     let playbook = match ctx.playbook() {
         Ok(p) => p,
@@ -54,13 +57,14 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
         Ok(s) => s,
         Err(done) => return done,
     };
-    let opts = crate::teardown::Options::new(
+    let mut opts = crate::teardown::Options::new(
         ctx.parallel,
         ctx.connect.command_timeout,
         ctx.manager_names(),
         leave_swarm,
         purge,
     );
+    opts.force = force;
     let node_names: Vec<String> = swarm.sessions.keys().cloned().collect();
     if dry_run {
         let mut preview =

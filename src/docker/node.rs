@@ -340,6 +340,86 @@ pub fn node_rm(node_id: &str, force: bool) -> String {
     }
 }
 
+/// One step of dissolving the swarm ([`dissolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dissolve {
+    /// These workers leave, all at once (inventory names).
+    WorkersLeave(Vec<String>),
+    /// A manager that cannot leave by itself (its Docker does not answer, or it is none
+    /// of ours) is demoted by the leader first, so that the managers left keep quorum as
+    /// they go. It still believes it is in the swarm until someone makes it leave.
+    Demote { hostname: String, id: String },
+    /// A manager leaves, demoting itself first (inventory name).
+    ManagerLeaves(String),
+    /// The leader leaves last, with `--force` (inventory name).
+    LeaderLeaves(String),
+}
+
+/// The plan of a dissolution, and where it would lose quorum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dissolution {
+    pub steps: Vec<Dissolve>,
+    /// Each step that would leave the managers without quorum, and why: the whole
+    /// dissolution is refused then, unless forced.
+    pub quorum: Vec<String>,
+}
+
+/// Dissolves the swarm in an order that keeps quorum until the end: workers leave; then
+/// the managers that cannot leave by themselves are demoted, one at a time (removing one
+/// that is down keeps a quorum that holds); then the other managers leave one at a time;
+/// the leader last. `nodes` is the leader's list; `answered` the hosts whose Docker said
+/// which node it is (inventory name, node id); `leader` the leader's inventory name and
+/// node id. A host that did not answer has no step: the caller reports it.
+pub fn dissolve(
+    nodes: &[SwarmNode],
+    answered: &[(String, String)],
+    leader: (&str, &str),
+) -> Dissolution {
+    let listed = |id: &str| nodes.iter().find(|n| n.id == id);
+    let mut d = Dissolution::default();
+    let workers: Vec<String> = answered
+        .iter()
+        .filter(|(h, id)| h != leader.0 && listed(id).is_none_or(|n| n.role != "manager"))
+        .map(|(h, _)| h.clone())
+        .collect();
+    if !workers.is_empty() {
+        d.steps.push(Dissolve::WorkersLeave(workers));
+    }
+    let mut current: Vec<SwarmNode> = nodes.to_vec();
+    let remove = |current: &mut Vec<SwarmNode>, id: &str, who: &str, d: &mut Dissolution| {
+        if let Err(why) = quorum_after(current, &[id], Change::Remove) {
+            d.quorum
+                .push(format!("when {who} stops being a manager, {why}"));
+        }
+        current.retain(|n| n.id != id);
+    };
+    let ours = |id: &str| {
+        answered
+            .iter()
+            .find(|(_, a)| a == id)
+            .map(|(h, _)| h.clone())
+    };
+    for n in nodes
+        .iter()
+        .filter(|n| n.role == "manager" && n.id != leader.1 && ours(&n.id).is_none())
+    {
+        remove(&mut current, &n.id, &n.hostname, &mut d);
+        d.steps.push(Dissolve::Demote {
+            hostname: n.hostname.clone(),
+            id: n.id.clone(),
+        });
+    }
+    for (h, id) in answered {
+        let is_manager = listed(id).is_some_and(|n| n.role == "manager");
+        if is_manager && h != leader.0 {
+            remove(&mut current, id, h, &mut d);
+            d.steps.push(Dissolve::ManagerLeaves(h.clone()));
+        }
+    }
+    d.steps.push(Dissolve::LeaderLeaves(leader.0.to_string()));
+    d
+}
+
 /// Every node entry: id, host name, state, address; for pruning stale entries. Read by
 /// [`parse_node_entries`].
 pub fn node_entries() -> String {
@@ -377,6 +457,57 @@ pub fn parse_node_entries(output: &str) -> Vec<NodeEntry<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(id: &str, host: &str, role: &str, state: &str) -> SwarmNode {
+        SwarmNode {
+            id: id.into(),
+            hostname: host.into(),
+            role: role.into(),
+            state: state.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 13: three managers, one of them frozen (listed down, its Docker silent): it
+    /// is demoted first, then the others leave one at a time; no step loses quorum.
+    #[test]
+    fn a_dissolution_keeps_quorum_to_the_end() {
+        let nodes = vec![
+            member("n1", "pi1", "manager", "down"),
+            member("n2", "pi2", "manager", "ready"),
+            member("n3", "pi3", "manager", "ready"),
+            member("n4", "pi4", "worker", "ready"),
+        ];
+        let answered = vec![
+            ("pi2".to_string(), "n2".to_string()),
+            ("pi3".to_string(), "n3".to_string()),
+            ("pi4".to_string(), "n4".to_string()),
+        ];
+        let d = dissolve(&nodes, &answered, ("pi2", "n2"));
+        assert_eq!(
+            d.steps,
+            vec![
+                Dissolve::WorkersLeave(vec!["pi4".into()]),
+                Dissolve::Demote {
+                    hostname: "pi1".into(),
+                    id: "n1".into()
+                },
+                Dissolve::ManagerLeaves("pi3".into()),
+                Dissolve::LeaderLeaves("pi2".into()),
+            ]
+        );
+        assert!(d.quorum.is_empty(), "{:?}", d.quorum);
+        // Two of three down: quorum is gone already, and raft commits no demotion.
+        let mut two_down = nodes.clone();
+        two_down[2].state = "down".into();
+        let d = dissolve(&two_down, &answered[..1], ("pi2", "n2"));
+        assert_eq!(
+            d.quorum,
+            vec![
+                "when pi1 stops being a manager, the swarm would lose quorum: 1 of its 2 managers would be up (pi3 down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down)"
+            ]
+        );
+    }
 
     #[test]
     fn node_removal() {

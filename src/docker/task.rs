@@ -5,7 +5,7 @@
 //! counts by [`crate::docker::service::parse_replicas`]; the judgement of what a snapshot
 //! means for a maintenance is `crate::plan::maintain`'s.
 
-use crate::docker::node::{SwarmNode, parse_nodes};
+use crate::docker::node::{SwarmNode, nodes_inspect, parse_nodes};
 use crate::docker::service::{Task, parse_replicas, parse_tasks};
 use crate::shell::quote;
 
@@ -22,7 +22,8 @@ const TASK_FORMAT: &str =
 /// on). Parsed by [`parse_snapshot`].
 pub fn snapshot() -> String {
     format!(
-        "set -e; echo '@@nodes'; docker node inspect --format '{{{{json .}}}}' $(docker node ls -q); echo '@@services'; {SERVICE_LS}; ids=$(docker service ls -q); echo '@@tasks'; if [ -n \"$ids\" ]; then docker service ps --no-trunc --filter desired-state=running --format {TASK_FORMAT} $ids; fi"
+        "set -e; echo '@@nodes'; {}; echo '@@services'; {SERVICE_LS}; ids=$(docker service ls -q); echo '@@tasks'; if [ -n \"$ids\" ]; then docker service ps --no-trunc --filter desired-state=running --format {TASK_FORMAT} $ids; fi",
+        nodes_inspect()
     )
 }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::Playbook;
 use crate::docker::network::{self, RmFailure};
+use crate::docker::node::{self, Dissolution, Dissolve};
 use crate::docker::stack::{self, Survey};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{api, image};
@@ -25,7 +26,7 @@ use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
-use crate::exec::{POLL_INTERVAL, StepError, parallel_map, root};
+use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, StepError, parallel_map, root};
 use crate::remote::{Output, Remote};
 
 /// Asks the manager what exists of the playbook.
@@ -120,8 +121,11 @@ pub struct Options {
     pub poll_interval: Duration,
     /// How long a network's removal is retried while Docker reports active endpoints.
     pub network_timeout: Duration,
-    /// Workers leave, then the other managers, then the leader (`--force`).
+    /// Dissolve the swarm: workers leave, then the other managers, then the leader
+    /// (`--force`), in an order that keeps quorum ([`node::dissolve`]).
     pub leave_swarm: bool,
+    /// Dissolve the swarm even where that loses quorum (managers down).
+    pub force: bool,
     /// Remove the stack folders and deploy records on the manager, and the shipped
     /// images and their records on the nodes.
     pub purge: bool,
@@ -146,6 +150,7 @@ impl Options {
             poll_interval: POLL_INTERVAL,
             network_timeout: Duration::from_secs(60),
             leave_swarm,
+            force: false,
             purge,
             managers,
             owner: LockOwner::current("teardown"),
@@ -328,6 +333,22 @@ impl<R: Remote + 'static> Teardown<'_, R> {
 
     async fn teardown(&self) {
         let leader = &self.leader_row;
+        // A dissolution that would lose quorum is refused before anything is removed.
+        if self.opts.leave_swarm {
+            self.rows.step(leader, "plan the swarm's dissolution");
+            match self.dissolution().await {
+                Err(e) => {
+                    self.rows.fail(leader, "leave the swarm", &e);
+                    return;
+                }
+                Ok((plan, _)) => {
+                    if let Some(why) = self.quorum_refusal(&plan) {
+                        self.rows.fail(leader, "leave the swarm", &why);
+                        return;
+                    }
+                }
+            }
+        }
         self.rows.step(leader, "list what exists");
         let found = match survey(&*self.leader, self.playbook, self.opts.command_timeout).await {
             Ok(s) => s,
@@ -606,38 +627,125 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
     }
 
-    /// Workers leave (in parallel), then the other managers one by one, then the leader.
-    async fn leave(&self) {
-        let leader = self.leader_row.name.clone();
-        let (managers, workers): (Vec<String>, Vec<String>) = self
-            .sorted_nodes()
-            .into_iter()
-            .filter(|n| *n != leader)
-            .partition(|n| self.opts.managers.contains(n));
-        let timeout = self.opts.command_timeout.max(Duration::from_secs(60));
-        let mut order = self
+    /// How the swarm would be dissolved, from the leader's list of nodes and each node's
+    /// word on which node it is ([`node::dissolve`]), and the hosts whose Docker did not
+    /// answer (they cannot leave), with why.
+    async fn dissolution(&self) -> Result<(Dissolution, Vec<(String, String)>), String> {
+        let asked = self
             .on_nodes(
-                workers,
-                |_| swarm::swarm_leave(Leave::Worker),
-                Some("leave the swarm"),
-                timeout,
+                self.sorted_nodes(),
+                |_| swarm::local_swarm_state(),
+                None,
+                MANAGER_ANSWER,
             )
             .await;
-        for m in managers {
-            let mut r = self
-                .on_nodes(
-                    vec![m],
-                    |_| swarm::swarm_leave(Leave::Manager),
-                    Some("leave the swarm"),
-                    timeout,
-                )
-                .await;
-            order.append(&mut r);
+        let mut answered = Vec::new();
+        let mut silent = Vec::new();
+        for (host, r) in asked {
+            match r {
+                Ok(out) => {
+                    let text = out.stdout_str();
+                    let local = swarm::parse_local_node(&text);
+                    match (local.state, local.id) {
+                        ("active", Some(id)) => answered.push((host, id.to_string())),
+                        // In no swarm: nothing to leave.
+                        ("inactive", _) => {}
+                        (state, _) => silent.push((host, format!("its swarm state is {state:?}"))),
+                    }
+                }
+                Err(e) => silent.push((host, e.0)),
+            }
         }
-        self.rows
-            .step(&self.leader_row, "leave the swarm (last manager)");
-        let r = root(&*self.leader, swarm::swarm_leave(Leave::Force), timeout).await;
-        order.push((leader, r));
+        let leader = self.leader_row.name.clone();
+        let Some(leader_id) = answered
+            .iter()
+            .find(|(h, _)| *h == leader)
+            .map(|(_, id)| id.clone())
+        else {
+            return Err(format!(
+                "{leader}, the manager acted through, did not say which node it is"
+            ));
+        };
+        let out = self
+            .root(node::nodes_inspect())
+            .await
+            .map_err(|e| format!("cannot list the nodes: {e}"))?;
+        let nodes = node::parse_nodes(&out.stdout_str())?;
+        Ok((
+            node::dissolve(&nodes, &answered, (&leader, &leader_id)),
+            silent,
+        ))
+    }
+
+    /// The refusal of a dissolution that would lose quorum (unless forced), for the
+    /// leader's row.
+    fn quorum_refusal(&self, d: &Dissolution) -> Option<String> {
+        (!d.quorum.is_empty() && !self.opts.force).then(|| {
+            format!(
+                "refused: {}; bring the managers back first, or run with --force to dissolve what can be",
+                d.quorum.join("; ")
+            )
+        })
+    }
+
+    /// Dissolves the swarm in an order that keeps quorum to the end
+    /// ([`node::dissolve`]): workers leave (in parallel), the managers that cannot leave
+    /// by themselves are demoted, the other managers leave one by one, the leader last.
+    async fn leave(&self) {
+        let leader = self.leader_row.name.clone();
+        let (plan, silent) = match self.dissolution().await {
+            Ok(p) => p,
+            Err(e) => {
+                self.rows.fail(&self.leader_row, "leave the swarm", &e);
+                return;
+            }
+        };
+        if let Some(why) = self.quorum_refusal(&plan) {
+            self.rows.fail(&self.leader_row, "leave the swarm", &why);
+            return;
+        }
+        let timeout = self.opts.command_timeout.max(Duration::from_secs(60));
+        let mut order = Vec::new();
+        for step in plan.steps {
+            match step {
+                Dissolve::WorkersLeave(workers) => {
+                    let mut r = self
+                        .on_nodes(
+                            workers,
+                            |_| swarm::swarm_leave(Leave::Worker),
+                            Some("leave the swarm"),
+                            timeout,
+                        )
+                        .await;
+                    order.append(&mut r);
+                }
+                Dissolve::Demote { hostname, id } => {
+                    let what = format!("demote {hostname} (it cannot leave by itself)");
+                    self.rows.step(&self.leader_row, &what);
+                    match self.root(node::node_demote(&id)).await {
+                        Ok(_) => self.rows.changed(&self.leader_row, what),
+                        Err(e) => self.rows.fail(&self.leader_row, &what, &e.0),
+                    }
+                }
+                Dissolve::ManagerLeaves(m) => {
+                    let mut r = self
+                        .on_nodes(
+                            vec![m],
+                            |_| swarm::swarm_leave(Leave::Manager),
+                            Some("leave the swarm"),
+                            timeout,
+                        )
+                        .await;
+                    order.append(&mut r);
+                }
+                Dissolve::LeaderLeaves(_) => {
+                    self.rows
+                        .step(&self.leader_row, "leave the swarm (last manager)");
+                    let r = root(&*self.leader, swarm::swarm_leave(Leave::Force), timeout).await;
+                    order.push((leader.clone(), r));
+                }
+            }
+        }
         for (n, r) in order {
             let row = RowId::host(&n);
             match r {
@@ -645,6 +753,15 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 Ok(_) => self.rows.changed(&row, "left the swarm".into()),
                 Err(e) => self.rows.fail(&row, "leave the swarm", &e.0),
             }
+        }
+        for (host, why) in silent {
+            self.rows.fail(
+                &RowId::host(&host),
+                "leave the swarm",
+                &format!(
+                    "its Docker did not answer ({why}): it still believes it is in the swarm; once it answers, run `docker swarm leave --force` on it"
+                ),
+            );
         }
     }
 

@@ -140,6 +140,7 @@ fn options() -> Options {
         poll_interval: Duration::from_millis(2),
         network_timeout: Duration::from_millis(300),
         leave_swarm: false,
+        force: false,
         purge: false,
         managers: vec!["pi1".into()],
         owner: crate::testing::lock_owner("teardown"),
@@ -174,6 +175,29 @@ fn worker(name: &str) -> FakeRemote {
     let w = FakeRemote::new(name);
     w.on("docker ps -aq", ok(""));
     w
+}
+
+/// The host's Docker says it is node `id` of an active swarm (or in none, for "").
+fn is_node(f: &FakeRemote, id: &str) {
+    let answer = if id.is_empty() {
+        "inactive\n".to_string()
+    } else {
+        format!("active {id}\n")
+    };
+    f.first("{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}", ok(&answer));
+}
+
+/// The leader's list of nodes: (id, host name, role, state).
+fn lists(m: &FakeRemote, nodes: &[(&str, &str, &str, &str)]) {
+    let text: String = nodes
+        .iter()
+        .map(|(id, host, role, state)| {
+            format!(
+                "{{\"ID\":\"{id}\",\"Spec\":{{\"Role\":\"{role}\"}},\"Description\":{{\"Hostname\":\"{host}\"}},\"Status\":{{\"State\":\"{state}\"}}}}\n"
+            )
+        })
+        .collect();
+    m.first("docker node inspect --format '{{json .}}'", ok(&text));
 }
 
 async fn teardown_with(
@@ -336,6 +360,15 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
     opts.leave_swarm = true;
     opts.purge = true;
     let w = worker("pi2");
+    is_node(&m, "n1");
+    is_node(&w, "n2");
+    lists(
+        &m,
+        &[
+            ("n1", "pi1", "manager", "ready"),
+            ("n2", "pi2", "worker", "ready"),
+        ],
+    );
     let (res, _) = teardown_with(&opts, &m, std::slice::from_ref(&w)).await;
     assert!(res.failed());
     // Neither purge nor swarm dissolution follows a stack that would not go.
@@ -401,6 +434,17 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     w.on("purged 0", ok(""));
     m3.on("purged 0", ok("purged 0\n"));
     gone.on("purged 0", ok(""));
+    for (f, id) in [(&m, "n1"), (&w, "n2"), (&m3, "n3"), (&gone, "")] {
+        is_node(f, id);
+    }
+    lists(
+        &m,
+        &[
+            ("n1", "pi1", "manager", "ready"),
+            ("n2", "pi2", "worker", "ready"),
+            ("n3", "pi3", "manager", "ready"),
+        ],
+    );
     let (res, _) = teardown_with(&opts, &m, &[w.clone(), m3.clone(), gone.clone()]).await;
     assert!(!res.failed(), "{res:#?}");
     let leave = |f: &FakeRemote| {
@@ -412,13 +456,10 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     assert!(leave(&w).ends_with("else docker swarm leave; fi"));
     assert!(leave(&m3).contains("docker node demote"));
     assert!(leave(&m).ends_with("else docker swarm leave --force; fi"));
-    // Workers first (in parallel, any order), then the other manager, then the leader.
+    // Workers first, then the other manager, then the leader; pi4, in no swarm, is not
+    // asked to leave.
     let j = journal.lock().unwrap().clone();
-    assert_eq!(j.len(), 4);
-    let mut workers = j[..2].to_vec();
-    workers.sort();
-    assert_eq!(workers, vec!["pi2 leave", "pi4 leave"]);
-    assert_eq!(j[2..], ["pi3 leave", "pi1 leave"]);
+    assert_eq!(j, ["pi2 leave", "pi3 leave", "pi1 leave"]);
     let row = |n: &str| res.rows.iter().find(|r| r.label() == n).unwrap().clone();
     assert_eq!(
         row("pi1").changed,
@@ -519,4 +560,93 @@ async fn a_held_lock_refuses_teardown_and_removes_nothing() {
         )
     );
     assert_eq!(m.commands().len(), 1);
+}
+
+/// Issue 13: with one of three managers frozen (listed down, its Docker silent), the
+/// swarm is dissolved in an order that keeps quorum: the leader demotes the frozen one
+/// first, the other manager leaves, the leader last; the frozen one's row says it could
+/// not leave and what to do.
+#[tokio::test]
+async fn a_frozen_manager_is_demoted_first_and_the_others_leave_keeping_quorum() {
+    let mut opts = options();
+    opts.leave_swarm = true;
+    opts.managers = vec!["pi1".into(), "pi2".into(), "pi3".into()];
+    let journal: Journal = Arc::default();
+    let m = manager("network bridge \n");
+    let frozen = worker("pi2");
+    frozen.on(
+        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+        fail(137, "killed by timeout"),
+    );
+    let m3 = worker("pi3");
+    is_node(&m, "n1");
+    is_node(&m3, "n3");
+    for f in [&m, &m3] {
+        let front = FakeRemote::new(&f.name);
+        journal_rule(
+            &front,
+            "swarm leave",
+            &journal,
+            &format!("{} leave", f.name),
+            ok(""),
+        );
+        f.prepend(&front);
+    }
+    journal_rule(&m, "docker node demote n2", &journal, "demote pi2", ok(""));
+    lists(
+        &m,
+        &[
+            ("n1", "pi1", "manager", "ready"),
+            ("n2", "pi2", "manager", "down"),
+            ("n3", "pi3", "manager", "ready"),
+        ],
+    );
+    let (res, _) = teardown_with(&opts, &m, &[frozen.clone(), m3.clone()]).await;
+    let j = journal.lock().unwrap().clone();
+    assert_eq!(j, ["demote pi2", "pi3 leave", "pi1 leave"]);
+    assert_eq!(frozen.count("swarm leave"), 0);
+    let row = |n: &str| res.rows.iter().find(|r| r.label() == n).unwrap().clone();
+    assert_eq!(
+        row("pi1").changed,
+        vec!["demote pi2 (it cannot leave by itself)", "left the swarm"]
+    );
+    assert_eq!(
+        row("pi2").error.as_deref(),
+        Some(
+            "its Docker did not answer (exit 137: killed by timeout): it still believes it is in the swarm; once it answers, run `docker swarm leave --force` on it"
+        )
+    );
+    assert!(res.failed());
+}
+
+/// With two of three managers down, quorum is gone and no order keeps it: teardown
+/// --leave-swarm is refused before anything is removed, unless forced.
+#[tokio::test]
+async fn a_dissolution_that_loses_quorum_is_refused_before_anything_is_removed() {
+    let mut opts = options();
+    opts.leave_swarm = true;
+    let m = manager(SURVEY);
+    is_node(&m, "n1");
+    lists(
+        &m,
+        &[
+            ("n1", "pi1", "manager", "ready"),
+            ("n2", "pi2", "manager", "down"),
+            ("n3", "pi3", "manager", "down"),
+        ],
+    );
+    let (res, _) = teardown_with(&opts, &m, &[]).await;
+    assert_eq!(res.rows[0].failed_step.as_deref(), Some("leave the swarm"));
+    assert_eq!(
+        res.rows[0].error.as_deref(),
+        Some(
+            "refused: when pi2 stops being a manager, the swarm would lose quorum: 1 of its 2 managers would be up (pi3 down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down); bring the managers back first, or run with --force to dissolve what can be"
+        )
+    );
+    assert_eq!(m.count("docker stack rm"), 0);
+    assert_eq!(m.count("swarm leave"), 0);
+    // Forced: it goes on (the stacks first).
+    opts.force = true;
+    let (_, _) = teardown_with(&opts, &m, &[]).await;
+    assert!(m.count("docker stack rm") > 0);
 }
