@@ -48,7 +48,15 @@ pub struct Options<'a> {
     /// inventory's `address`, what it resolves to here, `advertise`. A host missing here
     /// is known by its inventory `address` only.
     pub addresses: HashMap<String, Vec<String>>,
+    /// How long a half-joined node is given to complete its join by itself before it is
+    /// made to leave and join again ([`REJOIN_GRACE`]).
+    pub rejoin_grace: Duration,
 }
+
+/// A node whose Docker just restarted is listed down for a few seconds (until its next
+/// heartbeat), and a join that timed out may still complete: this long is waited before
+/// a half-joined node is repaired.
+pub const REJOIN_GRACE: Duration = Duration::from_secs(20);
 
 /// What a bootstrap (or a doctor) found and did.
 pub struct Bootstrapped {
@@ -80,6 +88,7 @@ struct Shared<R> {
     /// what the leader's node entry must show before the host's node is changed.
     known: HashMap<String, (String, Vec<String>)>,
     command_timeout: Duration,
+    rejoin_grace: Duration,
 }
 
 /// Probes, judges the preflight, plans and bootstraps. `sessions` holds the hosts that
@@ -157,6 +166,7 @@ pub async fn execute<R: Remote + 'static>(
         swarm: tokio::sync::Mutex::new(swarm),
         leader: plan.leader.clone(),
         command_timeout: opts.command_timeout,
+        rejoin_grace: opts.rejoin_grace,
     });
     if !opts.preflight_only {
         run_phases(&shared, &plan, opts.parallel).await;
@@ -295,7 +305,12 @@ async fn decide<R: Remote + 'static>(
         .iter()
         .flat_map(|p| p.work.iter())
         .flat_map(|w| w.steps.iter())
-        .any(|s| matches!(s, Step::InitSwarm { .. } | Step::JoinSwarm { .. }));
+        .any(|s| {
+            matches!(
+                s,
+                Step::InitSwarm { .. } | Step::JoinSwarm { .. } | Step::Rejoin { .. }
+            )
+        });
     if (opts.preflight_only || forming) && !opts.skip.contains(&Check::Ports) {
         let mut members: Vec<&Host> = acted_on.clone();
         for m in &opts.managers {
@@ -699,6 +714,12 @@ impl<R: Remote + 'static> Shared<R> {
                 Ok(true)
             }
             Step::JoinSwarm { role, advertise } => self.join(host, *role, advertise).await,
+            Step::Rejoin {
+                role,
+                advertise,
+                stale,
+                why,
+            } => self.rejoin(host, *role, advertise, stale.as_deref(), why).await,
             Step::PruneStaleNodes { hostnames } => {
                 let out = self.root(host, node::node_entries()).await?;
                 let current: Vec<String> =
@@ -753,6 +774,67 @@ impl<R: Remote + 'static> Shared<R> {
                 .root(host, network::network_create(net))
                 .await
                 .map(|_| true),
+        }
+    }
+
+    /// Repairs a half-joined node: unless it completes by itself within the grace
+    /// period, it leaves, the leader removes the entry it still lists, and it joins again.
+    async fn rejoin(
+        &self,
+        host: &str,
+        role: Role,
+        advertise: &str,
+        stale: Option<&str>,
+        why: &str,
+    ) -> Result<bool, StepError> {
+        let id = RowId::host(host);
+        self.rows.note(&id, &format!("half-joined: {why}"));
+        if self.healed(host).await? {
+            self.rows.note(&id, "it completed its join by itself");
+            return Ok(false);
+        }
+        self.root(host, swarm::swarm_leave(Leave::Force)).await?;
+        self.node_ids.lock().unwrap().remove(host);
+        if let Some(stale) = stale {
+            let leader = self
+                .leader
+                .clone()
+                .ok_or_else(|| StepError("no manager to remove its entry".into()))?;
+            // A manager's entry is demoted first: swarm removes no member of the raft.
+            // Either may be gone already (the leader pruned it): that is no failure.
+            let _ = self.root(&leader, node::node_demote(stale)).await;
+            if let Err(e) = self.root(&leader, node::node_rm(stale, true)).await
+                && !e.0.contains("not found")
+            {
+                return Err(StepError(format!("cannot remove its entry {stale}: {e}")));
+            }
+        }
+        self.join(host, role, advertise).await
+    }
+
+    /// Whether a half-joined node completes by itself within the grace period: its own
+    /// Docker says active and the leader lists it ready.
+    async fn healed(&self, host: &str) -> Result<bool, StepError> {
+        let deadline = Instant::now() + self.rejoin_grace;
+        loop {
+            let out = self.root(host, swarm::local_swarm_state()).await?;
+            let text = out.stdout_str();
+            let local = swarm::parse_local_node(&text);
+            if let (Some(leader), ("active", Some(node_id))) =
+                (&self.leader, (local.state, local.id))
+                && let Ok(out) = self.root(leader, node::node_state(node_id)).await
+                && node::parse_node_state(&out.stdout_str()).is_some_and(|(s, _)| s == "ready")
+            {
+                self.node_ids
+                    .lock()
+                    .unwrap()
+                    .insert(host.to_string(), node_id.to_string());
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_secs(2).min(self.rejoin_grace)).await;
         }
     }
 

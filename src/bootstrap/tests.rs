@@ -80,6 +80,7 @@ fn options_on<'a>(hosts: &'a [Host], on: &[&str]) -> Options<'a> {
         command_timeout: Duration::from_secs(5),
         skip: vec![Check::Ports],
         preflight_only: false,
+        rejoin_grace: Duration::from_millis(10),
         addresses: hosts
             .iter()
             .map(|h| (h.name.clone(), vec![h.address.clone()]))
@@ -316,6 +317,7 @@ async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
         command_timeout: Duration::from_secs(5),
         skip: vec![],
         preflight_only: true,
+        rejoin_grace: Duration::from_millis(10),
         addresses: HashMap::new(),
     };
     let sessions = fakes
@@ -588,4 +590,75 @@ async fn hosts_with_docker_join_while_a_fresh_pi_installs_it() {
         "{events:#?}"
     );
     assert!(installed < at("pi3: Step(\"join swarm as worker"));
+
+/// Issue 13: a node the managers list down while it answers (it believes it is in the
+/// swarm) is given the grace period, then leaves, its stale entry goes, and it joins
+/// again, without --force; the row says why.
+#[tokio::test]
+async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
+    let m = FakeRemote::new("pi1");
+    m.on(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n{}\n@@end nodes\n",
+            r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+            r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
+            r#"{"ID":"n3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"down","Addr":"198.18.0.13"}}"#,
+        )),
+    )
+    .on("join-token -q worker", ok(&format!("{TOKEN}\n")))
+    .on("{{.Status.State}} {{.Spec.Availability}}", ok("down active\n"))
+    .on(
+        "{{.Status.Addr}}",
+        ok("n1 pi1 ready 198.18.0.11\nnew3 pi3 ready 198.18.0.13\n"),
+    )
+    .on("docker node", ok(""));
+    let w3 = FakeRemote::new("pi3");
+    w3.on(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi3\nreach_addr=198.18.0.13\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n",
+            r#"{"NodeID":"n3","NodeAddr":"198.18.0.13","LocalNodeState":"active","ControlAvailable":false,"RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}]}"#
+        )),
+    )
+    .on("swarm leave", ok("Node left the swarm.\n"))
+    .on("swarm join", ok("This node joined a swarm as a worker.\n"))
+    .on_seq(
+        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+        vec![ok("active n3\n"), ok("active new3\n")],
+    );
+    let hosts = vec![host("pi1", Role::Manager), host("pi3", Role::Worker)];
+    let (reports, events) = bootstrap(&[m.clone(), w3.clone()], &hosts, vec![]).await;
+    let pi3 = reports.iter().find(|r| r.id.name == "pi3").unwrap();
+    assert_eq!(pi3.outcome, Outcome::Changed, "{pi3:?}");
+    assert_eq!(
+        pi3.changed,
+        vec!["rejoin swarm as worker (it was half-joined)"]
+    );
+    let on_pi3: Vec<String> = w3
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("swarm leave") || c.contains("swarm join"))
+        .collect();
+    assert_eq!(on_pi3.len(), 2);
+    assert!(
+        on_pi3[0].contains("docker swarm leave --force"),
+        "{on_pi3:?}"
+    );
+    assert!(on_pi3[1].contains("docker swarm join"), "{on_pi3:?}");
+    let removals: Vec<String> = m
+        .commands()
+        .into_iter()
+        .filter(|c| c.contains("node rm") || c.contains("node demote"))
+        .collect();
+    assert_eq!(
+        removals,
+        vec!["docker node demote n3", "docker node rm --force n3"]
+    );
+    assert!(
+        events.iter().any(|e| e.contains(
+            "half-joined: the managers list it down under its node id n3 while it answers"
+        )),
+        "{events:?}"
+    );
 }

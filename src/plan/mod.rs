@@ -45,6 +45,15 @@ pub enum Step {
         role: Role,
         advertise: String,
     },
+    /// A half-joined node ([`half_joined`]): unless it completes by itself within a grace
+    /// period, it leaves (`--force`), the leader removes the entry it still lists
+    /// (`stale`), and it joins again.
+    Rejoin {
+        role: Role,
+        advertise: String,
+        stale: Option<String>,
+        why: String,
+    },
     /// On the leader: removes node entries left by these hosts' earlier lives (a node that
     /// left or was reinstalled): same host name, not the host's current node.
     PruneStaleNodes {
@@ -90,6 +99,9 @@ impl Step {
             Step::LeaveSwarm { .. } => "leave the other swarm".into(),
             Step::InitSwarm { advertise, .. } => format!("swarm init (advertise {advertise})"),
             Step::JoinSwarm { role, .. } => format!("join swarm as {}", role.as_str()),
+            Step::Rejoin { role, .. } => {
+                format!("rejoin swarm as {} (it was half-joined)", role.as_str())
+            }
             Step::PruneStaleNodes { .. } => "remove stale node entries".into(),
             Step::SetRole { host, role } => format!("make {host} a {}", role.as_str()),
             Step::SetLabels { host, labels } => format!(
@@ -236,7 +248,7 @@ pub fn plan(input: &Input) -> Plan {
     let mut leader_steps = Vec::new();
     leader_steps.extend(prune(input, &swarm, j.prune));
     leader_steps.extend(j.set_roles);
-    leader_steps.extend(labels(input, &swarm, &j.blocked));
+    leader_steps.extend(labels(input, &swarm, &j.blocked, &j.rejoined));
     leader_steps.extend(networks(input, &swarm));
     // The tokens that go to joining nodes are worth nothing once they joined.
     let joins = |works: &[Work]| {
@@ -429,6 +441,83 @@ pub struct Joins {
     pub prune: Vec<String>,
     /// Hosts that leave another swarm first (`--force`).
     pub leaves: Vec<(String, Step)>,
+    /// Half-joined hosts that join again under a new node id: their labels are set anew.
+    pub rejoined: Vec<String>,
+}
+
+/// Why a node of ours is half-joined, and the entry the leader still lists for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HalfJoined {
+    pub why: String,
+    pub stale: Option<String>,
+}
+
+/// A node that is neither in the swarm nor out of it: its join timed out and it is still
+/// trying (`pending`, or `error`), it believes it is in the swarm but the managers list
+/// it down while it answers, or it believes it is a node that the swarm no longer lists.
+/// It must be one of ours: it names one of our managers (by node id or address) as its
+/// manager; a node of another swarm is not half-joined (that needs `--force`).
+pub fn half_joined(f: &Facts, swarm: &Swarm) -> Option<HalfJoined> {
+    if !swarm.exists {
+        return None;
+    }
+    let ours = names_our_managers(f, swarm);
+    let id = f.swarm.node_id.as_str();
+    let listed = swarm.nodes.get(id).filter(|_| !id.is_empty());
+    match f.swarm.local_node_state.as_str() {
+        state @ ("pending" | "error") if ours || f.swarm.remote_managers.is_empty() => {
+            Some(HalfJoined {
+                why: format!(
+                    "its join did not complete (its swarm state is {state}); it is still trying in the background"
+                ),
+                stale: listed.map(|n| n.id.clone()),
+            })
+        }
+        "active" => match listed {
+            Some(n) if n.state == "down" => Some(HalfJoined {
+                why: format!(
+                    "the managers list it down under its node id {id} while it answers: it believes it is in the swarm but takes no part"
+                ),
+                stale: Some(n.id.clone()),
+            }),
+            None if ours => Some(HalfJoined {
+                why: format!(
+                    "it believes it is node {id} of this swarm, which no longer lists it (its entry was removed while it was away)"
+                ),
+                stale: None,
+            }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether the node names one of our managers as its manager, by node id or address
+/// (a manager of another cluster, which says its cluster id, never).
+fn names_our_managers(f: &Facts, swarm: &Swarm) -> bool {
+    if !f.swarm.cluster.id.is_empty() && f.swarm.cluster.id != swarm.facts.swarm.cluster.id {
+        return false;
+    }
+    let managers: Vec<&SwarmNode> = swarm
+        .nodes
+        .values()
+        .filter(|n| n.role == "manager")
+        .copied()
+        .collect();
+    let host = |addr: &str| -> String {
+        match addr.rsplit_once(':') {
+            Some((h, _)) => h.trim_matches(['[', ']']).to_string(),
+            None => addr.to_string(),
+        }
+    };
+    f.swarm.remote_managers.iter().any(|m| {
+        let ip = host(&m.addr);
+        (!m.node_id.is_empty()
+            && (managers.iter().any(|n| n.id == m.node_id)
+                || m.node_id == swarm.facts.swarm.node_id))
+            || (!ip.is_empty()
+                && (managers.iter().any(|n| n.addr == ip) || swarm.facts.swarm.node_addr == ip))
+    })
 }
 
 /// Joins, role changes, and the refusals that stop a host from joining: a host name shared
@@ -457,8 +546,10 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
             continue;
         }
         let dup = &by_hostname[f.hostname.as_str()];
-        let in_our_swarm =
-            f.swarm.is_active() && swarm.nodes.contains_key(f.swarm.node_id.as_str());
+        let half = half_joined(f, swarm);
+        let in_our_swarm = half.is_none()
+            && f.swarm.is_active()
+            && swarm.nodes.contains_key(f.swarm.node_id.as_str());
         let mut refuse = None;
         if dup.len() > 1 {
             refuse = Some(format!(
@@ -466,6 +557,42 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
                 f.hostname,
                 dup.join(", ")
             ));
+        } else if let Some(h) = half {
+            // Its stale entry goes before it joins again: a manager's only while the
+            // managers keep quorum without it.
+            let stale_manager = h
+                .stale
+                .as_deref()
+                .filter(|id| swarm.nodes.get(id).is_some_and(|n| n.role == "manager"));
+            if let Some(id) = stale_manager
+                && let Err(why) = quorum_after(&lf.nodes, &[id], Change::Remove)
+                && !input.force
+            {
+                refuse = Some(format!(
+                    "half-joined ({}), and removing its manager entry is refused: {why}; or run with --force",
+                    h.why
+                ));
+            } else if will_run_docker[host.name.as_str()] {
+                j.rejoined.push(host.name.clone());
+                if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
+                    j.prune.push(f.hostname.clone());
+                }
+                let work = Work {
+                    host: host.name.clone(),
+                    steps: vec![Step::Rejoin {
+                        role: host.role,
+                        advertise: advertise_of(host, f),
+                        stale: h.stale,
+                        why: h.why,
+                    }],
+                    depends_on: vec![swarm.leader.name.clone()],
+                };
+                match host.role {
+                    Role::Manager => j.managers.push(work),
+                    Role::Worker => j.workers.push(work),
+                }
+                continue;
+            }
         } else if f.swarm.is_active() && !in_our_swarm {
             let which = if f.swarm.cluster.id.is_empty() {
                 format!("managed by {}", f.swarm.manager_addrs().join(", "))
@@ -560,8 +687,8 @@ pub fn prune(input: &Input, swarm: &Swarm, mut hostnames: Vec<String>) -> Option
 }
 
 /// Labels: what the inventory wants and the node does not have yet (never for a host
-/// refused by [`joins`]).
-pub fn labels(input: &Input, swarm: &Swarm, blocked: &[String]) -> Vec<Step> {
+/// refused by [`joins`]; all of them for one that joins again under a new node id).
+pub fn labels(input: &Input, swarm: &Swarm, blocked: &[String], rejoined: &[String]) -> Vec<Step> {
     let mut steps = Vec::new();
     for host in input.hosts {
         if host.labels.is_empty() {
@@ -570,7 +697,11 @@ pub fn labels(input: &Input, swarm: &Swarm, blocked: &[String]) -> Vec<Step> {
         let Some(f) = input.facts.get(&host.name) else {
             continue;
         };
-        let current = swarm.nodes.get(f.swarm.node_id.as_str()).map(|n| &n.labels);
+        let current = swarm
+            .nodes
+            .get(f.swarm.node_id.as_str())
+            .filter(|_| !rejoined.contains(&host.name))
+            .map(|n| &n.labels);
         let missing: Vec<(String, String)> = host
             .labels
             .iter()

@@ -256,7 +256,10 @@ fn a_node_of_another_swarm_is_refused_naming_it() {
         "pi3".into(),
         in_swarm(docker_up("pi3", "198.18.0.13"), "x9", "", false),
     );
-    case.facts.get_mut("pi3").unwrap().swarm.remote_managers[0].addr = "10.9.9.9:2377".into();
+    case.facts.get_mut("pi3").unwrap().swarm.remote_managers[0] = RemoteManager {
+        node_id: "other-m".into(),
+        addr: "10.9.9.9:2377".into(),
+    };
     let p = case.plan();
     assert_eq!(
         p.steps_of("pi3"),
@@ -490,5 +493,112 @@ fn a_demotion_that_would_lose_quorum_is_refused_unless_forced() {
             host: "pi2".into(),
             role: Role::Worker
         }]
+    );
+}
+
+/// Issue 13: the three ways a node of ours is half-joined, each repaired without
+/// `--force` by one step in the joins phase (leave, remove the stale entry, join), its
+/// labels set anew on its new node; the leader prunes entries left under its name.
+#[test]
+fn half_joined_nodes_are_rejoined_without_force() {
+    // A join that timed out and still tries: pending, no node id yet, our manager named
+    // by address only.
+    let mut case = formed();
+    let mut pending = docker_up("pi3", "198.18.0.13");
+    pending.swarm.local_node_state = "pending".into();
+    pending.swarm.remote_managers = vec![RemoteManager {
+        node_id: String::new(),
+        addr: "198.18.0.11:2377".into(),
+    }];
+    case.facts.insert("pi3".into(), pending);
+    case.facts.get_mut("pi1").unwrap().nodes.pop();
+    case.hosts[2].labels.insert("zone".into(), "c".into());
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Rejoin {
+            role: Role::Worker,
+            advertise: "198.18.0.13".into(),
+            stale: None,
+            why: "its join did not complete (its swarm state is pending); it is still trying in the background".into()
+        }]
+    );
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::SetLabels {
+            host: "pi3".into(),
+            labels: vec![("zone".into(), "c".into())]
+        }]
+    );
+
+    // It believes it is in the swarm; the managers list it down under that id.
+    let mut case = formed();
+    case.facts.get_mut("pi1").unwrap().nodes[2].state = "down".into();
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Rejoin {
+            role: Role::Worker,
+            advertise: "198.18.0.13".into(),
+            stale: Some("w3".into()),
+            why: "the managers list it down under its node id w3 while it answers: it believes it is in the swarm but takes no part".into()
+        }]
+    );
+    assert_eq!(
+        p.steps_of("pi1"),
+        vec![&Step::PruneStaleNodes {
+            hostnames: vec!["pi3".into()]
+        }]
+    );
+
+    // It believes it is a node the swarm no longer lists (removed while it was away).
+    let mut case = formed();
+    case.facts.get_mut("pi1").unwrap().nodes.pop();
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Rejoin {
+            role: Role::Worker,
+            advertise: "198.18.0.13".into(),
+            stale: None,
+            why: "it believes it is node w3 of this swarm, which no longer lists it (its entry was removed while it was away)".into()
+        }]
+    );
+    assert!(p.steps_of("pi2").is_empty());
+}
+
+/// A half-joined manager whose stale entry is a manager: removing that entry must keep
+/// quorum, or the repair is refused (unless forced).
+#[test]
+fn a_half_joined_manager_is_repaired_only_while_quorum_holds() {
+    let mut case = formed();
+    for h in &mut case.hosts {
+        h.role = Role::Manager;
+    }
+    {
+        let nodes = &mut case.facts.get_mut("pi1").unwrap().nodes;
+        for n in nodes.iter_mut() {
+            n.role = "manager".into();
+        }
+        nodes[1].state = "down".into();
+        nodes[2].state = "down".into();
+    }
+    let p = case.plan();
+    assert_eq!(
+        p.steps_of("pi3"),
+        vec![&Step::Refuse("half-joined (the managers list it down under its node id w3 while it answers: it believes it is in the swarm but takes no part), and removing its manager entry is refused: the swarm would lose quorum: 1 of its 2 managers would be up (pi2 down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down); or run with --force".into())]
+    );
+    // One of three down: its removal keeps two of two.
+    case.facts.get_mut("pi1").unwrap().nodes[1].state = "ready".into();
+    let p = case.plan();
+    assert!(
+        matches!(
+            p.steps_of("pi3")[..],
+            [Step::Rejoin {
+                role: Role::Manager,
+                ..
+            }]
+        ),
+        "{p:#?}"
     );
 }
