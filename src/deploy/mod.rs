@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::docker::manifest;
 use crate::docker::network::{self, Verdict};
 use crate::docker::node::SwarmNode;
 use crate::docker::release::{self as remote_release, EXTRACTED, Record};
@@ -463,6 +464,8 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             }
         }
 
+        self.check_pulled_images().await;
+
         self.rows.step(leader, "read the stacks' state");
         let names: Vec<&str> = self
             .prepared
@@ -555,6 +558,52 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                     self.prepared.stacks.len()
                 ),
             );
+        }
+    }
+
+    /// Images the stacks pull from a registry (the playbook ships the others): which
+    /// nodes cannot run them, when the manager can read their manifests; and which could
+    /// not be checked. Notes on the manager's row only: nothing is refused on them
+    /// ([`manifest`]).
+    async fn check_pulled_images(&self) {
+        let shipped: Vec<&str> = self
+            .prepared
+            .images
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        let mut pulled: Vec<&str> = self
+            .prepared
+            .stacks
+            .iter()
+            .flat_map(|s| s.images.iter().map(String::as_str))
+            .filter(|i| !shipped.contains(i))
+            .collect();
+        pulled.sort_unstable();
+        pulled.dedup();
+        if pulled.is_empty() {
+            return;
+        }
+        let leader = &self.leader_row;
+        let Ok(nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
+            return;
+        };
+        self.rows
+            .step(leader, "read the manifests of pulled images");
+        let out = match self.root(manifest::manifests(&pulled)).await {
+            Ok(out) => out,
+            Err(e) => {
+                self.rows.note(
+                    leader,
+                    &format!("warning: the images' manifests could not be read ({e}): their architectures are not checked"),
+                );
+                return;
+            }
+        };
+        for (image, m) in manifest::parse_manifests(&out.stdout_str()) {
+            if let Some(said) = manifest::verdict(&image, &m, &nodes, &leader.name) {
+                self.rows.note(leader, &format!("warning: {said}"));
+            }
         }
     }
 

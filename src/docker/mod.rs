@@ -26,6 +26,7 @@
 //! | [`task`] | where tasks run, swarm-wide and on one node: what `maintain` drains and waits on |
 //! | [`machine`] | the Pi under Docker: its boot id, a reboot |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
+//! | [`manifest`] | images pulled from a registry: their platforms, the nodes that cannot run them |
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
 //! | [`notices`] | Docker's own notices, kept out of error text |
 //! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
@@ -39,6 +40,7 @@ pub mod http;
 pub mod image;
 pub mod lock;
 pub mod machine;
+pub mod manifest;
 pub mod network;
 pub mod node;
 pub mod notices;
