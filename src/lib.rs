@@ -5,7 +5,8 @@
 //! ```text
 //!  main.rs ──> cmd ──> cli                      (flags only)
 //!               │
-//!               ├──> bootstrap, deploy, teardown, status, logs   (executors: never each other)
+//!               ├──> bootstrap, deploy, teardown, status, logs,  (executors: never each other)
+//!               │    maintain
 //!               │        │
 //!               │        ├──> plan                 (pure: facts -> steps; bootstrap's)
 //!               │        ├──> docker               (pure: command lines and their parsers)
@@ -19,15 +20,15 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`cli`] | clap definitions of the flags and subcommands; no logic |
-//! | [`cmd`] | one file per command (`check`, `bootstrap`, `doctor`, `deploy`, `teardown`, `status`, `logs`, `run`, `lab`, `completions`/`man`), the dispatch (with `plan X` as `X --dry-run`), and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
+//! | [`cmd`] | one file per command (`check`, `bootstrap`, `doctor`, `deploy`, `teardown`, `status`, `logs`, `maintain`, `run`, `lab`, `completions`/`man`), the dispatch (with `plan X` as `X --dry-run`), and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
 //! | [`exit`] | the exit codes |
 //! | [`config`] | the inventory and playbook: read, validated, errors with file, line and key |
 //! | [`select`] | the `--on` grammar |
 //! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, streams, upload; what a command cost ([`remote::stats`]) |
 //! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages; the Engine API's requests and answers ([`docker::api`]) |
 //! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`), a host's Docker Engine API over one SSH channel ([`exec::engine`]) |
-//! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase |
-//! | [`bootstrap`], [`deploy`], [`teardown`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
+//! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase; the preflight's and `maintain`'s decisions |
+//! | [`bootstrap`], [`deploy`], [`teardown`], [`maintain`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
 //! | [`logs`] | the executor of `rpiprov logs`: `docker service logs` on a manager, streamed, interruptible |
 //! | [`status`] | the read-only executor of `rpiprov status`: one probe per host, and what the status says, a pure function of the answers |
 //! | [`ui`] | progress bars, plain lines, the summary table, the status and plan tables, the `--json` document |
