@@ -13,38 +13,16 @@
 
 mod support;
 
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rpiprov::lab::{Daemon, Lab};
-use support::fleet::{Fleet, http_get, text};
+use support::fleet::{Fleet, http_get, json_of as json, row_of as row, run_in as inside, text};
 
 const NODES: [&str; 3] = ["pi1", "pi2", "pi3"];
 /// What the nodes' reboot command leaves for the power button below.
 const REBOOT_REQUEST: &str = "/tmp/rpiprov-reboot";
-
-/// A command inside a node's namespaces, as root; `None` when it fails.
-fn inside(lab: &Lab, node: &str, args: &[&str]) -> Option<String> {
-    let out = lab.enter(node).ok()?.args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
-}
-
-fn row<'a>(doc: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["host"] == host)
-        .unwrap_or_else(|| panic!("no row {host}: {doc:#}"))
-}
 
 /// Waits until `node`'s dockerd lists `who` with this status (`Ready`, `Down`).
 fn wait_listed(lab: &Lab, node: &str, who: &str, status: &str) {

@@ -445,6 +445,22 @@ pub struct Joins {
     pub rejoined: Vec<String>,
 }
 
+impl Joins {
+    /// A join (or rejoin) of `host`: managers one at a time, workers in parallel, after
+    /// the leader.
+    fn join(&mut self, host: &Host, step: Step, swarm: &Swarm) {
+        let work = Work {
+            host: host.name.clone(),
+            steps: vec![step],
+            depends_on: vec![swarm.leader.name.clone()],
+        };
+        match host.role {
+            Role::Manager => self.managers.push(work),
+            Role::Worker => self.workers.push(work),
+        }
+    }
+}
+
 /// Why a node of ours is half-joined, and the entry the leader still lists for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HalfJoined {
@@ -577,20 +593,13 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
                 if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
                     j.prune.push(f.hostname.clone());
                 }
-                let work = Work {
-                    host: host.name.clone(),
-                    steps: vec![Step::Rejoin {
-                        role: host.role,
-                        advertise: advertise_of(host, f),
-                        stale: h.stale,
-                        why: h.why,
-                    }],
-                    depends_on: vec![swarm.leader.name.clone()],
+                let step = Step::Rejoin {
+                    role: host.role,
+                    advertise: advertise_of(host, f),
+                    stale: h.stale,
+                    why: h.why,
                 };
-                match host.role {
-                    Role::Manager => j.managers.push(work),
-                    Role::Worker => j.workers.push(work),
-                }
+                j.join(host, step, swarm);
                 continue;
             }
         } else if f.swarm.is_active() && !in_our_swarm {
@@ -649,18 +658,11 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
             if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
                 j.prune.push(f.hostname.clone());
             }
-            let work = Work {
-                host: host.name.clone(),
-                steps: vec![Step::JoinSwarm {
-                    role: host.role,
-                    advertise: advertise_of(host, f),
-                }],
-                depends_on: vec![swarm.leader.name.clone()],
+            let step = Step::JoinSwarm {
+                role: host.role,
+                advertise: advertise_of(host, f),
             };
-            match host.role {
-                Role::Manager => j.managers.push(work),
-                Role::Worker => j.workers.push(work),
-            }
+            j.join(host, step, swarm);
         }
     }
     j

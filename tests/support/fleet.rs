@@ -341,6 +341,52 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// A command inside node `name`'s namespaces, as root (no SSH: it works with the
+    /// node's link cut or its sshd down); `None` when it fails or cannot start.
+    pub fn try_inside(&self, name: &str, args: &[&str]) -> Option<String> {
+        run_in(&rpiprov::lab::Lab::open(&self.dir).ok()?, name, args)
+    }
+
+    /// As [`Fleet::try_inside`]; panics with everything when it fails.
+    pub fn inside(&self, name: &str, args: &[&str]) -> String {
+        let lab = rpiprov::lab::Lab::open(&self.dir).expect("the lab opens");
+        let out = lab
+            .enter(name)
+            .expect("the node exists")
+            .args(args)
+            .output()
+            .expect("run inside the node");
+        assert!(out.status.success(), "{args:?} in {name}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A command inside node `name` of an open lab, as root (for threads of a test, which
+/// open their own); `None` when it fails or cannot start.
+pub fn run_in(lab: &rpiprov::lab::Lab, name: &str, args: &[&str]) -> Option<String> {
+    let out = lab.enter(name).ok()?.args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `--json` document a command printed on stdout; panics with everything when there
+/// is none.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
+}
+
+/// The row of `host` (a label: `pi2`, `stack web`) in a `--json` document.
+pub fn row_of<'a>(doc: &'a serde_json::Value, host: &str) -> &'a serde_json::Value {
+    doc["hosts"]
+        .as_array()
+        .expect("rows in the document")
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("no row {host}: {doc:#}"))
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         if !self.down_done {
