@@ -107,11 +107,12 @@ fn far_off_clocks_are_refused_and_half_joined_nodes_are_rejoined() {
         "{said}"
     );
     assert_eq!(row(&doc, "pi2")["outcome"], "changed", "{doc:#}");
+    // (The node's own docker commands read the skewed clock too: asked once put right.)
+    lab.clear_clock("pi3").unwrap();
+    lab.clear_clock("pi2").unwrap();
     assert!(swarm_state(&lab, "pi2").starts_with("active "));
     assert_eq!(swarm_state(&lab, "pi3"), "inactive");
     // Put right, pi3 joins.
-    lab.clear_clock("pi3").unwrap();
-    lab.clear_clock("pi2").unwrap();
     let out = fleet.rpiprov(&["bootstrap"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(listed(&lab), ["pi1 Ready", "pi2 Ready", "pi3 Ready"]);

@@ -719,7 +719,10 @@ impl<R: Remote + 'static> Shared<R> {
                 advertise,
                 stale,
                 why,
-            } => self.rejoin(host, *role, advertise, stale.as_deref(), why).await,
+            } => {
+                self.rejoin(host, *role, advertise, stale.as_deref(), why)
+                    .await
+            }
             Step::PruneStaleNodes { hostnames } => {
                 let out = self.root(host, node::node_entries()).await?;
                 let current: Vec<String> =

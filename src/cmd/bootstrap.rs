@@ -83,6 +83,7 @@ fn options(
         skip,
         preflight_only,
         addresses,
+        rejoin_grace: crate::bootstrap::REJOIN_GRACE,
     }
 }
 

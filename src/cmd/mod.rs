@@ -259,6 +259,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 yes: true,
                 leave_swarm: args.leave_swarm,
                 purge: args.purge,
+                force: false,
             };
             teardown::teardown(&before.plan(&args.fleet), t, true)
         }

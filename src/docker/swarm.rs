@@ -105,6 +105,29 @@ pub fn rotate_join_tokens(worker: bool, manager: bool) -> String {
         .join(" && ")
 }
 
+/// This node's swarm state and node id, as its Docker says: `active n2`. Read by
+/// [`parse_local_node`] (`maintain`, `teardown --leave-swarm` and the repair of a
+/// half-joined node ask each node which node it is).
+pub fn local_swarm_state() -> String {
+    "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'".to_string()
+}
+
+/// The local node as [`local_swarm_state`] prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalNode<'a> {
+    /// `inactive`, `pending`, `active` ...; empty when Docker printed nothing.
+    pub state: &'a str,
+    pub id: Option<&'a str>,
+}
+
+pub fn parse_local_node(output: &str) -> LocalNode<'_> {
+    let mut it = output.split_whitespace();
+    LocalNode {
+        state: it.next().unwrap_or_default(),
+        id: it.next(),
+    }
+}
+
 /// Whether this node is a manager that can serve the swarm's API right now: prints
 /// `LocalNodeState ControlAvailable`. Read by [`parse_serving`].
 pub fn manager_serving() -> String {
@@ -193,6 +216,29 @@ mod tests {
             Some(("198.18.0.11", "n1"))
         );
         assert_eq!(parse_addr_and_id(" \n"), None);
+    }
+
+    #[test]
+    fn the_local_node_is_read() {
+        assert_eq!(
+            local_swarm_state(),
+            "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'"
+        );
+        assert_eq!(
+            parse_local_node("active n2\n"),
+            LocalNode {
+                state: "active",
+                id: Some("n2")
+            }
+        );
+        assert_eq!(
+            parse_local_node("pending\n"),
+            LocalNode {
+                state: "pending",
+                id: None
+            }
+        );
+        assert_eq!(parse_local_node("").state, "");
     }
 
     #[test]

@@ -15,7 +15,7 @@ const SERVICE_LS: &str =
 
 /// The task format [`parse_tasks`] reads.
 const TASK_FORMAT: &str =
-    "'{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}'";
+    "'{{.ID}}\\t{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}'";
 
 /// The swarm as a manager sees it, in one round trip: every node, every service with its
 /// running and desired counts, and every task swarm wants running (with the node it is
@@ -123,10 +123,10 @@ mod tests {
     fn commands() {
         assert_eq!(
             node_poll("n2"),
-            "set -e; echo '@@services'; docker service ls --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}'; echo '@@tasks'; docker node ps --no-trunc --format '{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' n2"
+            "set -e; echo '@@services'; docker service ls --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}'; echo '@@tasks'; docker node ps --no-trunc --format '{{.ID}}\\t{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' n2"
         );
         assert!(snapshot().contains(
-            "docker service ps --no-trunc --filter desired-state=running --format '{{.Name}}\\t{{.Node}}"
+            "docker service ps --no-trunc --filter desired-state=running --format '{{.ID}}\\t{{.Name}}\\t{{.Node}}"
         ));
         syntax_ok(&snapshot());
         syntax_ok(&node_poll("n2"));
@@ -142,9 +142,9 @@ kimu8gvny01j\tglob\tglobal\t3/2\n\
 iaktiu82ic0w\trep\treplicated\t2/2\n\
 x1\tonce\treplicated job\t0/1 (1/1 completed)\n\
 @@tasks\n\
-glob.b9g4sidwnx08kxwc1jhgdrt9e\tpi2\tShutdown\tRunning 6 seconds ago\t\n\
-rep.1\tpi2\tShutdown\tRunning 6 seconds ago\t\n\
-rep.3\tpi2\tShutdown\tShutdown 2 minutes ago\t\n";
+t1\tglob.b9g4sidwnx08kxwc1jhgdrt9e\tpi2\tShutdown\tRunning 6 seconds ago\t\n\
+t2\trep.1\tpi2\tShutdown\tRunning 6 seconds ago\t\n\
+t3\trep.3\tpi2\tShutdown\tShutdown 2 minutes ago\t\n";
         let s = parse_snapshot(text).unwrap();
         assert_eq!(
             s.services,

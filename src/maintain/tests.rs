@@ -9,11 +9,11 @@ const SNAPSHOT: &str = r#"@@nodes
 s1	api	replicated	2/2
 s2	web	global	3/3
 @@tasks
-api.1	pi2	Running	Running 1 hour ago	
-api.2	pi3	Running	Running 1 hour ago	
-web.n1	pi1	Running	Running 1 hour ago	
-web.n2	pi2	Running	Running 1 hour ago	
-web.n3	pi3	Running	Running 1 hour ago	
+t1	api.1	pi2	Running	Running 1 hour ago	
+t2	api.2	pi3	Running	Running 1 hour ago	
+t3	web.n1	pi1	Running	Running 1 hour ago	
+t4	web.n2	pi2	Running	Running 1 hour ago	
+t5	web.n3	pi3	Running	Running 1 hour ago	
 "#;
 
 fn manager() -> FakeRemote {
@@ -33,7 +33,7 @@ fn poll(host: &str, tasks: &[(&str, &str, &str)]) -> crate::remote::Output {
         "@@services\ns1\tapi\treplicated\t2/2\ns2\tweb\tglobal\t3/3\n@@tasks\n".to_string();
     for (slot, desired, state) in tasks {
         text.push_str(&format!(
-            "{slot}\t{host}\t{desired}\t{state} 1 second ago\t\n"
+            "t-{slot}\t{slot}\t{host}\t{desired}\t{state} 1 second ago\t\n"
         ));
     }
     ok(&text)

@@ -293,7 +293,10 @@ mod tests {
             node: node.into(),
             desired: "running".into(),
             state: state.into(),
+            id: format!("t-{slot}"),
             error: String::new(),
+            current: true,
+            settled: false,
         }
     }
 

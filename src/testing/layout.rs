@@ -11,7 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The executors: each runs one command's remote work, and none may name another.
-const EXECUTORS: &[&str] = &["bootstrap", "deploy", "teardown", "status", "logs", "maintain"];
+const EXECUTORS: &[&str] = &[
+    "bootstrap",
+    "deploy",
+    "teardown",
+    "status",
+    "logs",
+    "maintain",
+];
 
 /// Each top-level module and the top-level modules its code may name. The direction is
 /// `cli <- cmd -> executors -> {plan, docker, exec, remote, config}`, with `ui` reading
