@@ -25,7 +25,7 @@ use crate::config::InstallMethod;
 use crate::docker::node::{self, Availability};
 use crate::docker::task::{self, Snapshot};
 use crate::docker::{engine, machine, swarm};
-use crate::exec::lock::{Holder, LockOwner, with_lock};
+use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Reporter, Row, RowId, Rows, secs};
 use crate::exec::{MANAGER_ANSWER, StepError, check, parallel_map, pick_manager, root};
 use crate::plan::maintain::{Target, drained, globals_back, globals_on, order};
@@ -165,6 +165,7 @@ pub async fn execute<R: Remote + 'static>(
         rows,
         connect,
         report: Mutex::new(Maintained::default()),
+        drained: Mutex::new(Vec::new()),
     });
     let through = match m.manager(&[]).await {
         Ok(t) => t,
@@ -183,7 +184,20 @@ pub async fn execute<R: Remote + 'static>(
         rows: &m.rows,
         row: &row,
     };
-    with_lock(holder, interrupt, m.run(&through)).await;
+    if with_lock(holder, interrupt, m.run(&through)).await == Locked::Interrupted {
+        // Ctrl-C stopped the work where it was: each node drained then stays so.
+        let left: Vec<(String, String)> =
+            m.drained.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (host, id) in left {
+            m.rows.fail(
+                &RowId::host(&host),
+                "interrupted",
+                &format!(
+                    "interrupted (Ctrl-C) while {host} was drained: it is left drained; run rpiprov maintain --on {host} again, or make it take tasks with `docker node update --availability active {id}` on a manager"
+                ),
+            );
+        }
+    }
     Maintenance::finish(m)
 }
 
@@ -193,6 +207,8 @@ struct Maintenance<R> {
     rows: Rows,
     connect: Connect<R>,
     report: Mutex<Maintained>,
+    /// Nodes drained and not active again yet (host, node id): what Ctrl-C leaves so.
+    drained: Mutex<Vec<(String, String)>>,
 }
 
 /// Why a node's maintenance stopped, and whether it was left drained.
@@ -510,6 +526,10 @@ impl<R: Remote + 'static> Maintenance<R> {
         .await
         .map_err(fail("drain", true))?;
         self.rows.changed(&row, "drained".into());
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((host.to_string(), id.to_string()));
 
         self.rows.step(&row, "wait until its tasks moved");
         self.poll(batch, id, |now| drained(&hostname, &before.services, now))
@@ -545,6 +565,10 @@ impl<R: Remote + 'static> Maintenance<R> {
         .await
         .map_err(fail("make it active", true))?;
         self.rows.changed(&row, "active again".into());
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(h, _)| h != host);
 
         if !wanted_globals.is_empty() {
             self.rows.step(&row, "wait until its global services run");

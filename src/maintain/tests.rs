@@ -271,3 +271,34 @@ async fn the_only_manager_is_refused_without_force() {
     assert_eq!(pi1.count("--availability"), 0);
     assert_eq!(pi1.count("@@released"), 1);
 }
+
+/// Ctrl-C while a node is drained: the work stops, the lock is released, and the node's
+/// row says it is left drained and what to do.
+#[tokio::test]
+async fn ctrl_c_names_the_node_left_drained() {
+    let pi1 = manager();
+    // The tasks never move: the drain wait goes on until interrupted.
+    pi1.on(
+        "docker node ps",
+        poll("pi2", &[("api.1", "Shutdown", "Running")]),
+    );
+    let pi2 = worker("pi2", "n2");
+    let res = execute(
+        &options(&["pi2"], Work::Command("true".into())),
+        sessions(&[&pi1, &pi2]),
+        no_reconnect(),
+        Arc::new(Recorder::default()),
+        tokio::time::sleep(Duration::from_millis(300)),
+    )
+    .await;
+    let row = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
+    assert_eq!(
+        row.error.as_deref(),
+        Some(
+            "interrupted (Ctrl-C) while pi2 was drained: it is left drained; run rpiprov maintain --on pi2 again, or make it take tasks with `docker node update --availability active n2` on a manager"
+        )
+    );
+    assert_eq!(pi1.count("--availability active"), 0);
+    assert_eq!(pi1.count("@@released"), 1);
+    assert!(res.done.is_empty());
+}
