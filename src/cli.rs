@@ -255,8 +255,10 @@ pub struct DoctorArgs {
     pub skip_preflight: Vec<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
+/// What the commands that act on selected hosts without a playbook read (`run`,
+/// `maintain`): the inventory, how to connect, `--on`, `--json`, `-v`.
+#[derive(Debug, Default, Clone, Args)]
+pub struct HostsArgs {
     #[command(flatten)]
     pub inventory: InventoryArg,
     #[command(flatten)]
@@ -267,6 +269,12 @@ pub struct RunArgs {
     pub json: JsonArg,
     #[command(flatten)]
     pub verbose: VerboseArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub hosts: HostsArgs,
     /// Run as root (through sudo where the inventory says so).
     #[arg(long)]
     pub sudo: bool,
@@ -279,15 +287,7 @@ pub struct RunArgs {
 #[command(group(clap::ArgGroup::new("work").required(true).args(["reboot", "upgrade_docker", "command"])))]
 pub struct MaintainArgs {
     #[command(flatten)]
-    pub inventory: InventoryArg,
-    #[command(flatten)]
-    pub connect: ConnectArgs,
-    #[command(flatten)]
-    pub on: OnArg,
-    #[command(flatten)]
-    pub json: JsonArg,
-    #[command(flatten)]
-    pub verbose: VerboseArg,
+    pub hosts: HostsArgs,
     /// Reboot each node; it is back when its boot id changed.
     #[arg(long)]
     pub reboot: bool,

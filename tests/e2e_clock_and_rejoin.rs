@@ -14,12 +14,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use rpiprov::lab::Lab;
-use support::fleet::{Fleet, json_of as json, row_of as row, run_in, text};
-
-/// A command inside a node's namespaces, as root; panics when it fails.
-fn inside(lab: &Lab, node: &str, args: &[&str]) -> String {
-    run_in(lab, node, args).unwrap_or_else(|| panic!("{args:?} in {node} failed"))
-}
+use support::fleet::{Fleet, in_node as inside, json_of as json, row_of as row, text};
 
 fn swarm_state(lab: &Lab, node: &str) -> String {
     inside(

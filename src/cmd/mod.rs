@@ -36,7 +36,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, InventoryArg, PlanArgs, PlanCommand,
+    Before, Cli, Command, ConfigArgs, ConnectArgs, FleetArgs, HostsArgs, InventoryArg, PlanArgs,
+    PlanCommand,
 };
 use crate::exit::EXIT_USAGE;
 use crate::ui::term;
@@ -158,6 +159,13 @@ impl Opts {
     fn plan(self, p: &PlanArgs) -> Opts {
         self.config(&p.config).connect(&p.connect).json(p.json.json)
     }
+    fn hosts(self, h: &HostsArgs) -> Opts {
+        self.inventory(&h.inventory)
+            .connect(&h.connect)
+            .on(&h.on.on)
+            .json(h.json.json)
+            .verbose(h.verbose.verbose)
+    }
     fn fleet(self, f: &FleetArgs) -> Opts {
         self.config(&f.config)
             .connect(&f.connect)
@@ -274,24 +282,8 @@ pub fn dispatch(cli: &Cli) -> u8 {
             let o = before.inventory(&args.inventory).connect(&args.connect);
             logs::logs(&o, args)
         }
-        Command::Run(args) => {
-            let o = before
-                .inventory(&args.inventory)
-                .connect(&args.connect)
-                .on(&args.on.on)
-                .json(args.json.json)
-                .verbose(args.verbose.verbose);
-            run::run_command(&o, args)
-        }
-        Command::Maintain(args) => {
-            let o = before
-                .inventory(&args.inventory)
-                .connect(&args.connect)
-                .on(&args.on.on)
-                .json(args.json.json)
-                .verbose(args.verbose.verbose);
-            maintain::maintain(&o, args)
-        }
+        Command::Run(args) => run::run_command(&before.hosts(&args.hosts), args),
+        Command::Maintain(args) => maintain::maintain(&before.hosts(&args.hosts), args),
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),
         Command::Lab(command) => lab::lab(command),

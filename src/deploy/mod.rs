@@ -566,18 +566,11 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
     /// not be checked. Notes on the manager's row only: nothing is refused on them
     /// ([`manifest`]).
     async fn check_pulled_images(&self) {
-        let shipped: Vec<&str> = self
-            .prepared
-            .images
-            .iter()
-            .map(|i| i.name.as_str())
-            .collect();
         let mut pulled: Vec<&str> = self
             .prepared
             .stacks
             .iter()
-            .flat_map(|s| s.images.iter().map(String::as_str))
-            .filter(|i| !shipped.contains(i))
+            .flat_map(|s| s.pulled.iter().map(String::as_str))
             .collect();
         pulled.sort_unstable();
         pulled.dedup();

@@ -36,6 +36,8 @@ pub struct PreparedStack {
     pub services: Vec<String>,
     /// The shipped images this stack uses.
     pub images: Vec<String>,
+    /// The images it pulls from a registry (those the playbook does not ship).
+    pub pulled: Vec<String>,
     /// The variables the compose file refers to; only these are sent.
     pub variables: Vec<EnvVar>,
     /// The compose file and the files it refers to, as one set.
@@ -205,6 +207,11 @@ pub fn prepare_with(
             timeout: st.timeout,
             services: st.compose.services.clone(),
             images: used.iter().map(|i| i.name.clone()).collect(),
+            pulled: refs
+                .iter()
+                .filter(|r| !used.iter().any(|i| &i.name == *r))
+                .cloned()
+                .collect(),
             variables,
             release,
             binds,

@@ -350,15 +350,11 @@ impl Fleet {
 
     /// As [`Fleet::try_inside`]; panics with everything when it fails.
     pub fn inside(&self, name: &str, args: &[&str]) -> String {
-        let lab = rpiprov::lab::Lab::open(&self.dir).expect("the lab opens");
-        let out = lab
-            .enter(name)
-            .expect("the node exists")
-            .args(args)
-            .output()
-            .expect("run inside the node");
-        assert!(out.status.success(), "{args:?} in {name}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        in_node(
+            &rpiprov::lab::Lab::open(&self.dir).expect("the lab opens"),
+            name,
+            args,
+        )
     }
 }
 
@@ -369,6 +365,18 @@ pub fn run_in(lab: &rpiprov::lab::Lab, name: &str, args: &[&str]) -> Option<Stri
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// As [`run_in`]; panics with everything when it fails.
+pub fn in_node(lab: &rpiprov::lab::Lab, name: &str, args: &[&str]) -> String {
+    let out = lab
+        .enter(name)
+        .expect("the node exists")
+        .args(args)
+        .output()
+        .expect("run inside the node");
+    assert!(out.status.success(), "{args:?} in {name}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `--json` document a command printed on stdout; panics with everything when there
