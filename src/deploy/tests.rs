@@ -1123,3 +1123,46 @@ async fn polls_go_through_the_engine_api_and_a_task_of_the_previous_spec_is_not_
     assert!(polls >= 2, "{polls}");
     assert_eq!(m.api_calls("GET /v1.41/services").len(), polls);
 }
+
+/// Issue 13: an image a stack pulls from a registry is checked against the nodes'
+/// architectures when the manager reads its manifest: the nodes that cannot run it are
+/// named; one whose manifest cannot be read is said; neither is refused.
+#[tokio::test]
+async fn pulled_images_name_the_nodes_that_cannot_run_them_and_refuse_nothing() {
+    let p = prepared();
+    assert_eq!(p.stacks[1].pulled, vec!["postgres:16"]);
+    assert!(p.stacks[0].pulled.is_empty());
+    let m = manager("");
+    let nodes: String = [("pi1", "aarch64"), ("pi2", "armv7l")]
+        .iter()
+        .map(|(n, arch)| {
+            format!(
+                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\",\"Platform\":{{\"Architecture\":\"{arch}\"}}}},\"Status\":{{\"State\":\"ready\"}}}}\n"
+            )
+        })
+        .collect();
+    m.first("docker node inspect", ok(&nodes)).first(
+        "docker manifest inspect",
+        ok("@@image postgres:16\n[{\"Descriptor\":{\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\"}}},{\"Descriptor\":{\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}}]\n@@status 0\n"),
+    );
+    m.on("@@services", ok(&converged_poll("web", "app")));
+    let (_, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(
+        events.iter().any(|e| e == "pi1: Note(\"warning: postgres:16 is published for linux/arm64, linux/amd64 only: pi2 (arm) cannot run it (swarm leaves its tasks there pending: \\\"no suitable node (unsupported platform)\\\"); use an image built for them, or keep the service off them with a placement constraint\")"),
+        "{events:#?}"
+    );
+    assert_eq!(m.count("docker manifest inspect -v \"$i\""), 1);
+    // Unreadable: said, and the deploy goes on.
+    let m = manager("");
+    m.first(
+        "docker manifest inspect",
+        ok("@@image postgres:16\nerror pinging v2 registry: dial tcp: lookup registry-1.docker.io: no such host\n@@status 1\n"),
+    );
+    m.on("@@services", ok(&converged_poll("web", "app")));
+    let (_, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(
+        events.iter().any(|e| e.contains("warning: the manifest of postgres:16 could not be read from pi1 (error pinging v2 registry: dial tcp: lookup registry-1.docker.io: no such host): which architectures it is built for is not checked, and nothing is refused for it")),
+        "{events:#?}"
+    );
+    assert!(m.count("docker stack deploy") > 0);
+}
