@@ -277,8 +277,9 @@ impl<R: Remote + 'static> Maintenance<R> {
         let hosts: Vec<String> = self.opts.hosts.iter().map(|(h, _)| h.clone()).collect();
         // Each host's node, in its own words.
         let mut asked: Vec<String> = hosts.clone();
-        asked.push(through.host().to_string());
-        asked.dedup();
+        if !asked.iter().any(|h| h == through.host()) {
+            asked.push(through.host().to_string());
+        }
         let answers = parallel_map(asked, self.opts.hosts.len().max(1), |h| {
             let slot = self.slot(&h);
             let timeout = self.opts.command_timeout;
