@@ -290,15 +290,11 @@ impl Fleet {
     /// Runs a command inside a node's namespaces, as root, without SSH; returns stdout
     /// and panics with everything when it fails.
     pub fn inside(&self, node: &str, args: &[&str]) -> String {
-        let lab = rpiprov::lab::Lab::open(&self.dir).expect("the lab opens");
-        let out = lab
-            .enter(node)
-            .expect("the node exists")
-            .args(args)
-            .output()
-            .expect("run inside the node");
-        assert!(out.status.success(), "{args:?} in {node}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        in_node(
+            &rpiprov::lab::Lab::open(&self.dir).expect("the lab opens"),
+            node,
+            args,
+        )
     }
 
     /// Runs over SSH and returns stdout; panics with everything when it fails.
@@ -346,15 +342,6 @@ impl Fleet {
     /// node's link cut or its sshd down); `None` when it fails or cannot start.
     pub fn try_inside(&self, name: &str, args: &[&str]) -> Option<String> {
         run_in(&rpiprov::lab::Lab::open(&self.dir).ok()?, name, args)
-    }
-
-    /// As [`Fleet::try_inside`]; panics with everything when it fails.
-    pub fn inside(&self, name: &str, args: &[&str]) -> String {
-        in_node(
-            &rpiprov::lab::Lab::open(&self.dir).expect("the lab opens"),
-            name,
-            args,
-        )
     }
 }
 
