@@ -4,7 +4,8 @@
 //! - `maintain --reboot` takes one node at a time through a real drain and a lab reboot
 //!   (every process of the node restarted, a new boot id), while this test samples the
 //!   replicated `api` service from the managers and finds it never below its replicas
-//!   minus one; every node is back, active, with a new boot id;
+//!   minus one; every node is back, active, with a new boot id; a failing command stops
+//!   `maintain` and leaves its node drained, and a run that succeeds makes it active;
 //! - with one manager's dockerd frozen, the swarm keeps serving and `deploy` works through
 //!   another manager (whose try at reading the manifest of an image no registry serves
 //!   is said, and refuses nothing);
@@ -192,6 +193,37 @@ fn three_managers_keep_the_swarm_serving_through_maintenance_and_a_frozen_manage
     )
     .unwrap();
     assert_eq!(availability, "Active\nActive\nActive\n");
+
+    // A failing command stops the run and leaves its node drained, saying so; a run that
+    // succeeds makes it active again.
+    let availability_of = |node: &str| {
+        inside(
+            &lab,
+            "pi1",
+            &[
+                "docker",
+                "node",
+                "inspect",
+                "--format",
+                "{{.Spec.Availability}}",
+                node,
+            ],
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let out = fleet.rpiprov(&["maintain", "--on", "pi3", "--", "exit 3"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("run the command: exit 3") && all.contains("pi3 is left drained"),
+        "{all}"
+    );
+    assert_eq!(availability_of("pi3"), "drain");
+    let out = fleet.rpiprov(&["maintain", "--on", "pi3", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(availability_of("pi3"), "active");
 
     // One manager frozen: the swarm keeps serving, and deploy goes through another one.
     lab.freeze("pi1", Daemon::Dockerd).unwrap();
