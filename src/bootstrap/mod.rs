@@ -332,6 +332,7 @@ async fn decide<R: Remote + 'static>(
                     addr,
                     manager: h.role == Role::Manager,
                     in_swarm: f.swarm.is_active(),
+                    docker: f.docker_running,
                 }
             })
             .collect();

@@ -24,6 +24,11 @@ pub struct Node<'a> {
     pub manager: bool,
     /// Already in the swarm: Docker holds its ports, which is expected.
     pub in_swarm: bool,
+    /// Docker runs there. A node that left a swarm moments ago still has its overlay's
+    /// VXLAN socket on 4789/udp: the kernel keeps it (no process holds it) until the
+    /// overlay's last sandbox is gone, so that port being taken is Docker's, not another
+    /// program's, and cannot be tested rather than being an error.
+    pub docker: bool,
 }
 
 /// The ports a node listens on for the test.
@@ -120,7 +125,8 @@ pub fn judge(nodes: &[Node], nonce: &str, report: &Report) -> Vec<Finding> {
         }
         if let Some(Ok(l)) = report.listening.get(n.host) {
             for (port, why) in &l.busy {
-                if !n.in_swarm {
+                let dockers_own = n.in_swarm || (n.docker && *port == VXLAN);
+                if !dockers_own {
                     out.push(Finding {
                         host: n.host.to_string(),
                         check: Check::Ports,
@@ -285,18 +291,21 @@ mod tests {
                 addr: "10.0.0.1",
                 manager: true,
                 in_swarm: false,
+                docker: true,
             },
             Node {
                 host: "pi2",
                 addr: "10.0.0.2",
                 manager: false,
                 in_swarm: false,
+                docker: true,
             },
             Node {
                 host: "pi3",
                 addr: "10.0.0.3",
                 manager: false,
                 in_swarm: false,
+                docker: true,
             },
         ]
     }
@@ -425,23 +434,38 @@ mod tests {
                 ],
             }),
         );
-        // Another program holds pi3's 7946/tcp; pi2 has no perl.
+        // Other programs hold pi3's 7946/tcp and, with no Docker there, its 4789/udp;
+        // pi2 has no perl.
+        nodes[2].docker = false;
         report.listening.insert(
             "pi3".into(),
             Ok(Listening {
                 dir: "/tmp/rpiprov-ports.z".into(),
-                bound: vec![GOSSIP_UDP, VXLAN],
-                busy: vec![(GOSSIP_TCP, "Address already in use".into())],
+                bound: vec![GOSSIP_UDP],
+                busy: vec![
+                    (GOSSIP_TCP, "Address already in use".into()),
+                    (VXLAN, "Address already in use".into()),
+                ],
             }),
         );
         report
             .sent
             .insert("pi2".into(), Err("sh: 1: perl: not found".into()));
+        // pi2 left a swarm a moment ago: the kernel still holds its VXLAN port for Docker.
+        report.listening.insert(
+            "pi2".into(),
+            Ok(Listening {
+                dir: "/tmp/rpiprov-ports.w".into(),
+                bound: vec![GOSSIP_TCP, GOSSIP_UDP],
+                busy: vec![(VXLAN, "Address already in use".into())],
+            }),
+        );
         assert_eq!(
             lines(&judge(&nodes, "n1", &report)),
             vec![
                 "warning: pi2: ports: cannot test its ports: sh: 1: perl: not found; what to do: install perl (the perl-base package) so that the port test can run there, or open 2377/tcp, 7946/tcp+udp and 4789/udp between the Pis by hand",
                 "error: pi3: ports: its 7946/tcp is held by another program (Address already in use): swarm needs it for gossip between the nodes (who is in the swarm); what to do: stop what holds it (`sudo ss -lntup 'sport = :7946'` names it)",
+                "error: pi3: ports: its 4789/udp is held by another program (Address already in use): swarm needs it for overlay network traffic (VXLAN); what to do: stop what holds it (`sudo ss -lntup 'sport = :4789'` names it)",
             ]
         );
     }
