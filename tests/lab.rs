@@ -62,6 +62,15 @@ fn default_fleet_works_as_three_pis_and_down_leaves_nothing() {
     // Docker nodes: their own dockerd, reached via sudo.
     let info = fleet.ssh_ok(&addr(0), "sudo -n docker info --format '{{.Name}}'");
     assert_eq!(info.trim(), "pi1");
+    // The node's `docker` is Debian's CLI, as on a Pi, whatever this machine has first in
+    // PATH; for sudo and for the user alike.
+    for cmd in ["sudo -n docker", "docker"] {
+        let client = fleet.ssh_ok(
+            &addr(0),
+            &format!("{cmd} version --format '{{{{.Client.Version}}}}' 2>/dev/null; true"),
+        );
+        assert!(client.starts_with("20.10."), "{cmd}: client {client:?}");
+    }
     // pi2's sudo wants the password: refused without, accepted with it.
     let no_pw = fleet.ssh(&addr(1), "sudo -n true", None);
     assert!(!no_pw.status.success());

@@ -116,6 +116,14 @@ pub const FAKETIME_SKIP: &str =
 /// over it at boot): each node has its own boot id, and `lab reboot` writes a new one.
 pub const BOOT_ID: &str = "boot_id";
 
+/// A Pi with Raspberry Pi OS runs Debian's `docker` CLI (docker.io, 20.10) against
+/// Debian's dockerd; a Docker node runs on this machine's `/usr`, where another `docker`
+/// may sit first in `PATH` (and in sudo's `secure_path`): `/usr/local/bin`. The node sees
+/// Debian's under both names, so that what rpiprov's commands print, and what they cost,
+/// is what a Pi's CLI gives. Only inside the node's mount namespace: the host keeps its own.
+const DISTRO_CLI: &str = "# The distribution's docker CLI, as on a Pi, even where another one comes first in PATH.\n\
+     if [ -x /usr/bin/docker ] && [ -e /usr/local/bin/docker ]; then mount --bind /usr/bin/docker /usr/local/bin/docker; fi\n";
+
 /// The paths a boot script needs from the host. Everything else it reads is in the node
 /// directory (`authorized_keys`, `sudo-password`, `sshd_config`...), written before boot.
 pub struct BootInputs<'a> {
@@ -165,6 +173,7 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
                      # restarts); never the host's, which the /etc overlay would show.\n\
                      [ -e $N/etc.upper/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
                 );
+                s.push_str(DISTRO_CLI);
                 s.push_str(NOFILE_SHIM);
             }
             s.push_str(
@@ -499,6 +508,12 @@ mod tests {
         assert!(s.contains("mount --bind $N/docker /var/lib/docker\n"));
         assert!(s.contains("dockerd -p /run/docker.pid"));
         assert!(s.contains("NOPASSWD"));
+        // Debian's docker CLI under every name, before sshd serves a session.
+        let cli = s
+            .find("mount --bind /usr/bin/docker /usr/local/bin/docker")
+            .unwrap();
+        assert!(cli < s.find("/usr/sbin/sshd").unwrap());
+        assert!(!script(&nodes()[2]).contains("/usr/local/bin/docker"));
         assert!(s.ends_with("touch $N/ready\nexec sleep infinity\n"));
     }
 
