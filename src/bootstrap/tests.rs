@@ -4,7 +4,7 @@ use super::*;
 use crate::exec::report::Outcome;
 use crate::testing::{FakeRemote, Recorder, fail, host, ok};
 
-const INACTIVE: &str = "@@begin swarm\n{\"LocalNodeState\":\"inactive\"}\n@@end swarm\n";
+const INACTIVE: &str = "@@begin info\n{\"Swarm\":{\"LocalNodeState\":\"inactive\"}}\n@@end info\n";
 
 fn probe_of(hostname: &str, addr: &str, docker: bool) -> String {
     if docker {
@@ -218,7 +218,7 @@ async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
     m.on(
         "@@begin",
         ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n{}\n{}\n@@end nodes\n",
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n@@begin nodes\n{}\n{}\n{}\n@@end nodes\n",
             r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
             r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
             r#"{"ID":"old3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}"#,
@@ -376,7 +376,7 @@ fn formed_leader() -> FakeRemote {
     m.on(
         "@@begin",
         ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n@@end nodes\n",
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n@@begin nodes\n{}\n@@end nodes\n",
             r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
             nodes.join("\n")
         )),
@@ -397,7 +397,7 @@ fn worker_claiming(name: &str, hostname: &str, id: &str) -> FakeRemote {
     w.on(
         "@@begin",
         ok(&format!(
-            "hostname={hostname}\nreach_addr=whatever-it-says\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{{\"NodeID\":\"{id}\",\"LocalNodeState\":\"active\",\"Cluster\":{{\"ID\":\"c1\"}}}}\n@@end swarm\n"
+            "hostname={hostname}\nreach_addr=whatever-it-says\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{{\"NodeID\":\"{id}\",\"LocalNodeState\":\"active\",\"Cluster\":{{\"ID\":\"c1\"}}}}}}\n@@end info\n"
         )),
     );
     w

@@ -74,23 +74,33 @@ pub fn supported(api_version: &str) -> bool {
     }
 }
 
-/// What `docker info` shows; only the swarm part is read. Unversioned: the same on
-/// every daemon (see `crate::exec::engine::Engine::open_any`).
+/// What `docker info` shows. Unversioned: the same on every daemon (see
+/// `crate::exec::engine::Engine::open_any`).
 pub fn info() -> Request {
     Request::get("/info")
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawInfo {
-    #[serde(default)]
-    swarm: SwarmInfo,
+/// The parts of the daemon's info rpiprov reads: the answer to [`info`], and the same
+/// object `docker info --format '{{json .}}'` prints (the probe's, one `docker` call for
+/// all of it: [`crate::docker::probe`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DaemonInfo {
+    pub server_version: String,
+    #[serde(deserialize_with = "crate::docker::null_as_default")]
+    pub swarm: SwarmInfo,
+    /// Where Docker keeps its data (`data-root`).
+    pub docker_root_dir: String,
+    /// Whether the kernel lets Docker limit a container's memory (the memory cgroup).
+    pub memory_limit: Option<bool>,
+}
+
+pub fn parse_daemon_info(body: &[u8]) -> Result<DaemonInfo, String> {
+    serde_json::from_slice(body).map_err(|e| format!("cannot read the daemon's info: {e}"))
 }
 
 pub fn parse_info(body: &[u8]) -> Result<SwarmInfo, String> {
-    let i: RawInfo =
-        serde_json::from_slice(body).map_err(|e| format!("cannot read the daemon's info: {e}"))?;
-    Ok(i.swarm)
+    parse_daemon_info(body).map(|i| i.swarm)
 }
 
 /// The swarm as a manager sees it: its version, spec and join tokens.

@@ -12,11 +12,11 @@ use crate::docker::probe::split;
 use crate::docker::service::{Poll, parse_poll, stack_poll};
 use crate::docker::stack::{NAMESPACE_LABEL, StackState, parse_state, stacks_state};
 
-/// The manager's view, read-only. Runs as root, after the probe, in the same command.
+/// The manager's view, read-only. Runs as root, after the probe, in the same command: the
+/// probe's `docker info` already said whether this host manages a swarm
+/// (`swarm_manager=yes`), which is not asked again.
 pub fn overview(stacks: &[&str]) -> String {
-    let mut s = String::from(
-        "if [ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]; then\n",
-    );
+    let mut s = String::from("if [ \"${swarm_manager:-}\" = yes ]; then\n");
     // Each part in a subshell: their `set -e` must not end the rest.
     s.push_str(&format!(
         "echo '@@begin records'; ({}); echo '@@end records'\n",
@@ -89,7 +89,7 @@ mod tests {
         let o = overview(&["web"]);
         assert_eq!(
             o,
-            "if [ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]; then\n\
+            "if [ \"${swarm_manager:-}\" = yes ]; then\n\
              echo '@@begin records'; (set -e; docker stack ls --format 'stack {{.Name}}'; echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"); echo '@@end records'\n\
              echo '@@begin swarm_networks'; docker network ls --filter scope=swarm --format '{{.Name}}\\t{{.Label \"com.docker.stack.namespace\"}}'; echo '@@end swarm_networks'\n\
              echo '@@begin poll web'; (set -e; echo '@@services'; docker stack services --format '{{.ID}}\\t{{.Name}}\\t{{.Mode}}\\t{{.Replicas}}' web; ids=$(docker stack services -q web); if [ -n \"$ids\" ]; then echo '@@inspect'; docker service inspect $ids; echo '@@tasks'; docker service ps --no-trunc --format '{{.ID}}\\t{{.Name}}\\t{{.Node}}\\t{{.DesiredState}}\\t{{.CurrentState}}\\t{{.Error}}' $ids; fi) 2>&1; echo '@@end poll web'\n\
@@ -107,8 +107,12 @@ mod tests {
         std::fs::create_dir_all(format!("{root}/stacks/web")).unwrap();
         std::fs::write(format!("{root}/stacks/web/deployed"), "fp1\n").unwrap();
         d.answer(("network", "ls"), "DATA\t\nweb_default\tweb\nold\t\n");
-        std::fs::write(d.docker_file("state"), "true\n").unwrap();
-        let out = d.run(&overview(&["web", "db"]), b"").ok();
+        let out = d
+            .run(
+                &format!("swarm_manager=yes\n{}", overview(&["web", "db"])),
+                b"",
+            )
+            .ok();
         let o = parse(&out).unwrap().expect("a manager's view");
         assert!(o.state.existing.contains("web"), "{out}");
         assert_eq!(o.state.recorded.get("web").map(String::as_str), Some("fp1"));
@@ -128,8 +132,8 @@ mod tests {
             Err("cannot read a service line: stack web".to_string())
         );
 
-        std::fs::write(d.docker_file("state"), "false\n").unwrap();
-        assert_eq!(parse(&d.run(&overview(&["web"]), b"").ok()).unwrap(), None);
+        let worker = format!("swarm_manager=no\n{}", overview(&["web"]));
+        assert_eq!(parse(&d.run(&worker, b"").ok()).unwrap(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::docker::api::parse_daemon_info;
 use crate::docker::network::{NetworkInfo, parse_networks};
 use crate::docker::node::{SwarmNode, parse_nodes};
 use crate::docker::swarm::SwarmInfo;
@@ -17,6 +18,12 @@ use crate::shell::join;
 /// (reading the Docker socket needs it). Each fact is a `key=value` line; multi-line facts
 /// sit between `@@begin NAME` and `@@end NAME` so that their contents cannot be mistaken
 /// for keys. `networks` lists the playbook's network names to inspect.
+///
+/// A `docker` call costs a Pi a visible fraction of a second, so they are counted: one
+/// `docker info --format '{{json .}}'` gives the daemon's version, the swarm state and
+/// the data root at once (and proves the daemon answers); only a manager adds its nodes
+/// (two calls) and the playbook's networks (one). It leaves `swarm_manager=yes` in the
+/// shell for what is appended to it ([`crate::docker::overview`]).
 pub fn probe(networks: &[&str]) -> String {
     let inspect = if networks.is_empty() {
         String::new()
@@ -40,15 +47,15 @@ if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other";
 if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
 if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then echo "docker_installed=yes"; else echo "docker_installed=no"; fi
 if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; fi
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+swarm_manager=no
+if command -v docker >/dev/null 2>&1 && info=$(docker info --format '{{{{json .}}}}' 2>/dev/null); then
 echo "docker_running=yes"
-echo "docker_version=$(docker version --format '{{{{.Server.Version}}}}' 2>/dev/null)"
-echo '@@begin swarm'; docker info --format '{{{{json .Swarm}}}}'; echo '@@end swarm'
-if [ "$(docker info --format '{{{{.Swarm.ControlAvailable}}}}')" = true ]; then
+echo '@@begin info'; printf '%s\n' "$info"; echo '@@end info'
+droot=$(printf '%s\n' "$info" | sed -n 's/.*"DockerRootDir":"\([^"]*\)".*/\1/p')
+case "$info" in *'"ControlAvailable":true'*)
+swarm_manager=yes
 echo '@@begin nodes'; {nodes} 2>/dev/null; echo '@@end nodes'
-{inspect}fi
-droot=$(docker info --format '{{{{.DockerRootDir}}}}' 2>/dev/null)
-echo "docker_memory_limit=$(docker info --format '{{{{.MemoryLimit}}}}' 2>/dev/null)"
+{inspect};; esac
 else echo "docker_running=no"; fi
 {PREFLIGHT}"#,
         nodes = crate::docker::node::nodes_inspect(),
@@ -173,7 +180,6 @@ pub fn parse(output: &str) -> Result<Facts, String> {
             "apt" => f.apt = value == "yes",
             "docker_installed" => f.docker_installed = value == "yes",
             "docker_running" => f.docker_running = value == "yes",
-            "docker_version" if !value.is_empty() => f.docker_version = Some(value),
             _ => read_preflight(&mut f.preflight, key, value),
         }
     }
@@ -246,9 +252,13 @@ fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
             // The probe adds a newline after the file in case it has none.
             f.daemon_json = Some(text.strip_suffix('\n').unwrap_or(text).to_string());
         }
-        "swarm" => {
-            f.swarm = serde_json::from_str(text.trim())
+        "info" => {
+            let info = parse_daemon_info(text.trim().as_bytes())
                 .map_err(|e| format!("cannot read the swarm state from docker info: {e}"))?;
+            f.swarm = info.swarm;
+            f.docker_version = Some(info.server_version).filter(|v| !v.is_empty());
+            f.preflight.docker_memory_limit =
+                info.memory_limit.map(|m| m.to_string()).unwrap_or_default();
         }
         "nodes" => f.nodes.extend(parse_nodes(text)?),
         "networks" => f.networks.extend(parse_networks(text)?),
@@ -260,7 +270,7 @@ fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::script::{sh_env, syntax_ok};
+    use crate::testing::script::{ScratchHost, sh_env, syntax_ok};
 
     const MANAGER: &str = r#"os_id=debian
 os_version=12
@@ -275,10 +285,9 @@ docker_installed=yes
 {"insecure-registries": ["pi1:5000"]}
 @@end daemon_json
 docker_running=yes
-docker_version=20.10.24+dfsg1
-@@begin swarm
-{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}],"Nodes":2,"Managers":1,"Cluster":{"ID":"c1","Version":{"Index":10}}}
-@@end swarm
+@@begin info
+{"ID":"X","ServerVersion":"20.10.24+dfsg1","MemoryLimit":true,"DockerRootDir":"/var/lib/docker","Swarm":{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}],"Nodes":2,"Managers":1,"Cluster":{"ID":"c1","Version":{"Index":10}}},"ClientInfo":{"Debug":false}}
+@@end info
 @@begin nodes
 {"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}
 {"ID":"n2","Spec":{"Labels":{},"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2"},"Status":{"State":"down","Addr":"198.18.0.12"}}
@@ -297,6 +306,7 @@ docker_version=20.10.24+dfsg1
         assert!(!f.systemd);
         assert!(f.docker_running);
         assert_eq!(f.docker_version.as_deref(), Some("20.10.24+dfsg1"));
+        assert_eq!(f.preflight.docker_memory_limit, "true");
         assert_eq!(
             f.daemon_json.as_deref(),
             Some(r#"{"insecure-registries": ["pi1:5000"]}"#)
@@ -327,7 +337,7 @@ docker_version=20.10.24+dfsg1
         assert!(!f.docker_installed);
         assert_eq!(f.swarm, SwarmInfo::default());
 
-        let inactive = "hostname=pi2\ndocker_running=yes\n@@begin swarm\n{\"NodeID\":\"\",\"NodeAddr\":\"\",\"LocalNodeState\":\"inactive\",\"ControlAvailable\":false,\"Error\":\"\",\"RemoteManagers\":null}\n@@end swarm\n";
+        let inactive = "hostname=pi2\ndocker_running=yes\n@@begin info\n{\"Swarm\":{\"NodeID\":\"\",\"NodeAddr\":\"\",\"LocalNodeState\":\"inactive\",\"ControlAvailable\":false,\"Error\":\"\",\"RemoteManagers\":null}}\n@@end info\n";
         let f = parse(inactive).unwrap();
         assert!(!f.swarm.is_active());
         assert!(f.swarm.remote_managers.is_empty());
@@ -340,7 +350,7 @@ docker_version=20.10.24+dfsg1
             "probe output has no hostname: the probe did not run"
         );
         assert!(
-            parse("hostname=x\n@@begin swarm\n{not json\n@@end swarm\n")
+            parse("hostname=x\n@@begin info\n{not json\n@@end info\n")
                 .unwrap_err()
                 .starts_with("cannot read the swarm state from docker info:")
         );
@@ -373,6 +383,52 @@ docker_version=20.10.24+dfsg1
         if p.kernel_config {
             assert!(["y", "m", ""].contains(&p.config_vxlan.as_str()), "{p:?}");
         }
+    }
+
+    /// Run by a real shell against the stand-in docker: a manager's probe costs four
+    /// `docker` calls (info, its nodes, the playbook's networks), a worker's one, and
+    /// the daemon's version, swarm state and data root come from that one `docker info`.
+    #[test]
+    fn the_probe_asks_docker_once_on_a_worker_and_four_times_on_a_manager() {
+        let info = |manager: bool| {
+            format!(
+                r#"{{"ServerVersion":"20.10.24+dfsg1","DockerRootDir":"/srv/docker","MemoryLimit":false,"Swarm":{{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":{manager}}},"Labels":["x=\"ControlAvailable\":true"]}}"#
+            )
+        };
+        let d = ScratchHost::new();
+        std::fs::write(d.docker_file("state"), info(true) + "\n").unwrap();
+        d.answer(("node", "ls"), "n1\n");
+        d.answer(
+            ("node", "inspect"),
+            r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}
+"#,
+        );
+        d.answer(
+            ("network", "inspect"),
+            "{\"Name\":\"DATA\",\"Driver\":\"overlay\",\"Scope\":\"swarm\"}\n",
+        );
+        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
+        let calls = d.calls();
+        assert_eq!(
+            calls,
+            "info --format {{json .}}\nnode ls -q\nnode inspect --format {{json .}} n1\nnetwork inspect --format {{json .}} DATA\n"
+        );
+        assert_eq!(f.docker_version.as_deref(), Some("20.10.24+dfsg1"));
+        assert!(f.swarm.control_available);
+        assert_eq!(f.nodes[0].hostname, "pi1");
+        assert_eq!(f.networks[0].name, "DATA");
+        assert_eq!(f.preflight.docker_memory_limit, "false");
+        // The free space is measured where Docker keeps its data (its nearest folder).
+        assert_ne!(f.preflight.disk_path, "/var/lib/docker");
+        assert!("/srv/docker".starts_with(&f.preflight.disk_path), "{f:?}");
+
+        // A worker: one call, and nothing a label says makes it a manager.
+        let d = ScratchHost::new();
+        std::fs::write(d.docker_file("state"), info(false) + "\n").unwrap();
+        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
+        assert_eq!(d.calls(), "info --format {{json .}}\n");
+        assert!(f.docker_running && !f.swarm.control_available);
+        assert!(f.nodes.is_empty() && f.networks.is_empty());
     }
 
     #[test]
