@@ -13,6 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OnceCell;
+
 use crate::config::{Advertise, Host, Network, Role};
 use crate::docker::engine::{self, DAEMON_JSON};
 use crate::docker::probe::{self, Facts};
@@ -89,6 +91,8 @@ struct Shared<R> {
     known: HashMap<String, (String, Vec<String>)>,
     command_timeout: Duration,
     rejoin_grace: Duration,
+    /// Each host's Engine API, opened at its first use (a join, the leader's settings).
+    engines: HashMap<String, OnceCell<Result<Arc<Engine>, String>>>,
 }
 
 /// Probes, judges the preflight, plans and bootstraps. `sessions` holds the hosts that
@@ -157,7 +161,12 @@ pub async fn execute<R: Remote + 'static>(
             Some((h.name.clone(), (f.hostname.clone(), addresses)))
         })
         .collect();
+    let engines = sessions
+        .keys()
+        .map(|h| (h.clone(), OnceCell::new()))
+        .collect();
     let shared = Arc::new(Shared {
+        engines,
         machines,
         known,
         sessions,
@@ -475,8 +484,9 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
             parallel_map(runnable(phase), limit, |work| {
                 let shared = shared.clone();
                 let done_tx = done_tx.clone();
+                let name = phase.name;
                 async move {
-                    run_work(&shared, &work).await;
+                    run_work(&shared, &work, name).await;
                     done_tx.send_modify(|p| {
                         p.remove(&work.host);
                     });
@@ -492,10 +502,11 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
             parallel_map(runnable(phase), limit, |work| {
                 let shared = shared.clone();
                 let mut done_rx = done_rx.clone();
+                let name = phase.name;
                 async move {
                     // This host's Docker first: its failure then skips the rest.
                     let _ = done_rx.wait_for(|p| !p.contains(&work.host)).await;
-                    run_work(&shared, &work).await;
+                    run_work(&shared, &work, name).await;
                 }
             })
             .await;
@@ -505,11 +516,15 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
     tokio::join!(docker_phase, swarm);
 }
 
-/// One host's steps of one phase, stopping at the first that fails.
-async fn run_work<R: Remote + 'static>(shared: &Shared<R>, work: &Work) {
+/// One host's steps of one phase, stopping at the first that fails; the leader's
+/// settings together over its Engine API where it can ([`settings`]).
+async fn run_work<R: Remote + 'static>(shared: &Shared<R>, work: &Work, phase: &str) {
     let id = RowId::host(&work.host);
     if let Some(reason) = shared.blocked(&id, &work.depends_on) {
         shared.skip(&id, &reason);
+        return;
+    }
+    if phase == plan::SETTINGS_PHASE && shared.settings_by_api(work).await {
         return;
     }
     for step in &work.steps {
@@ -861,14 +876,44 @@ impl<R: Remote + 'static> Shared<R> {
             let token = match cached {
                 Some(t) => t.clone(),
                 None => {
-                    let out = self.root(&leader, swarm::join_token(manager)).await?;
-                    let t = Secret::new(out.stdout_str().trim());
-                    if manager {
-                        ctx.manager_token = Some(t.clone());
-                    } else {
-                        ctx.worker_token = Some(t.clone());
+                    // Both tokens in one answer from the leader's Engine API (opened
+                    // now, it serves the settings after the joins), else the CLI.
+                    let by_api = match self.engine(&leader).await {
+                        Ok(e) if e.current_api() => e
+                            .call(api::swarm_inspect(), self.command_timeout)
+                            .await
+                            .and_then(|r| {
+                                if r.ok() {
+                                    api::parse_swarm(&r.body)
+                                } else {
+                                    Err(api::error_message(&r))
+                                }
+                            })
+                            .ok(),
+                        _ => None,
+                    };
+                    match by_api {
+                        Some(s) => {
+                            ctx.worker_token = Some(s.worker_token);
+                            ctx.manager_token = Some(s.manager_token);
+                        }
+                        None => {
+                            let out = self.root(&leader, swarm::join_token(manager)).await?;
+                            let t = Secret::new(out.stdout_str().trim());
+                            if manager {
+                                ctx.manager_token = Some(t);
+                            } else {
+                                ctx.worker_token = Some(t);
+                            }
+                        }
                     }
-                    t
+                    let t = if manager {
+                        &ctx.manager_token
+                    } else {
+                        &ctx.worker_token
+                    };
+                    t.clone()
+                        .ok_or_else(|| StepError("the leader gave no join token".into()))?
                 }
             };
             let addr = ctx
@@ -877,10 +922,7 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
             (addr, token)
         };
-        let s = self.session(host)?;
-        let engine = Engine::open_any(&*s, self.command_timeout)
-            .await
-            .map_err(|e| {
+        let engine = self.engine(host).await.map_err(|e| {
                 StepError(format!(
                     "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
                 ))
@@ -927,6 +969,7 @@ impl<R: Remote + 'static> Shared<R> {
 }
 
 pub mod preflight;
+mod settings;
 
 pub use crate::plan::preflight::{Check, Severity};
 

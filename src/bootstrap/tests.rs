@@ -391,6 +391,39 @@ fn formed_leader() -> FakeRemote {
     m
 }
 
+/// [`formed_leader`] whose Docker speaks the Engine API: its settings go there, in two
+/// round trips (the nodes, then every change), and no `docker node` command runs.
+fn formed_leader_api() -> FakeRemote {
+    let m = formed_leader();
+    let nodes = [
+        ("n1", "pi1", "manager", "a", "198.18.0.11"),
+        ("n2", "pi2", "worker", "b", "198.18.0.12"),
+        ("n3", "pi3", "worker", "c", "198.18.0.13"),
+    ]
+    .map(|(id, h, role, zone, addr)| {
+        node_json(id, h, role, zone, addr).replacen('{', r#"{"Version":{"Index":7},"#, 1)
+    });
+    m.on_api(
+        "GET /version",
+        200,
+        r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
+    )
+    .on_api("GET /v1.41/nodes", 200, &format!("[{}]", nodes.join(",")))
+    .on_api("POST /v1.41/nodes/", 200, "");
+    m
+}
+
+/// The node changes a leader was asked for: `docker node` commands (CLI) or node
+/// updates through its Engine API (the path and the labels sent).
+fn changes_of(leader: &FakeRemote) -> Vec<String> {
+    let mut all = node_changes(leader);
+    for c in leader.api_calls("/update") {
+        let spec: serde_json::Value = serde_json::from_str(&c.body).unwrap();
+        all.push(format!("{} {}", c.line, spec["Labels"]));
+    }
+    all
+}
+
 /// A worker whose Docker says it is node `id`, under the host name `hostname`.
 fn worker_claiming(name: &str, hostname: &str, id: &str) -> FakeRemote {
     let w = FakeRemote::new(name);
@@ -438,11 +471,16 @@ const LEFT_ALONE: &str = "its role and labels are left alone (a Pi that reports 
 /// the manager and label it as pi2's.
 #[tokio::test]
 async fn a_pi_that_claims_the_managers_node_demotes_and_labels_nothing() {
-    let m = formed_leader();
+    for m in [formed_leader(), formed_leader_api()] {
+        claims_the_managers_node(m).await;
+    }
+}
+
+async fn claims_the_managers_node(m: FakeRemote) {
     let w = worker_claiming("pi2", "pi2", "n1");
     let (reports, _) =
         bootstrap_on(&[m.clone(), w], &lab_hosts("b"), &["pi1", "pi2"], vec![]).await;
-    assert_eq!(node_changes(&m), Vec::<String>::new());
+    assert_eq!(changes_of(&m), Vec::<String>::new());
     let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
     assert_eq!(pi2.outcome, Outcome::Failed, "{pi2:?}");
     assert_eq!(pi2.failed_step.as_deref(), Some("make pi2 a worker"));
@@ -473,13 +511,15 @@ async fn a_pi_that_claims_a_node_of_another_host_labels_nothing() {
             ),
         ),
     ] {
-        let m = formed_leader();
-        let w = worker_claiming("pi2", hostname, "n3");
-        let (reports, _) = bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi2"], vec![]).await;
-        assert_eq!(node_changes(&m), Vec::<String>::new());
-        let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
-        assert_eq!(pi2.failed_step.as_deref(), Some("label pi2 zone=z"));
-        assert_eq!(pi2.error.as_deref(), Some(why.as_str()));
+        for m in [formed_leader(), formed_leader_api()] {
+            let w = worker_claiming("pi2", hostname, "n3");
+            let (reports, _) =
+                bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi2"], vec![]).await;
+            assert_eq!(changes_of(&m), Vec::<String>::new());
+            let pi2 = reports.iter().find(|r| r.id.name == "pi2").unwrap();
+            assert_eq!(pi2.failed_step.as_deref(), Some("label pi2 zone=z"));
+            assert_eq!(pi2.error.as_deref(), Some(why.as_str()));
+        }
     }
 }
 
@@ -497,6 +537,56 @@ async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
     let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
     assert_eq!(pi1.changed, vec!["label pi2 zone=z"]);
     assert!(!reports.iter().any(Row::failed), "{reports:?}");
+
+    // Through the Engine API: the node read once, its update sent at its version with
+    // the label added to those it had, reported as the same step; no docker call.
+    let m = formed_leader_api();
+    let w = worker_claiming("pi2", "pi2", "n2");
+    let (reports, _) =
+        bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
+    assert_eq!(
+        changes_of(&m),
+        vec![r#"POST /v1.41/nodes/n2/update?version=7 {"zone":"z"}"#]
+    );
+    assert_eq!(m.api_calls("GET /v1.41/nodes").len(), 1);
+    let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
+    assert_eq!(pi1.changed, vec!["label pi2 zone=z"]);
+    assert!(!reports.iter().any(Row::failed), "{reports:?}");
+    // The probe, and the relay that carried everything else.
+    assert_eq!(m.commands().len(), 2, "{:?}", m.commands());
+    assert_eq!(m.commands()[1], "docker system dial-stdio");
+}
+
+/// A change the leader's Docker refuses fails that step on the leader's row, named;
+/// the other changes, sent with it, are still reported as made.
+#[tokio::test]
+async fn a_refused_change_is_named_and_the_others_still_count() {
+    let m = formed_leader_api();
+    // The leader's probe lists the three nodes without labels: each gets one.
+    let bare = |id: &str, h: &str, role: &str, addr: &str| {
+        node_json(id, h, role, "-", addr).replace(r#"{"zone":"-"}"#, "{}")
+    };
+    m.first(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n@@begin nodes\n{}\n{}\n{}\n@@end nodes\n",
+            r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+            bare("n1", "pi1", "manager", "198.18.0.11"),
+            bare("n2", "pi2", "worker", "198.18.0.12"),
+            bare("n3", "pi3", "worker", "198.18.0.13"),
+        )),
+    );
+    let bad = r#"{"message":"update out of sequence"}"#;
+    m.on_api_first("POST /v1.41/nodes/n2/update", 500, bad);
+    let w2 = worker_claiming("pi2", "pi2", "n2");
+    let w3 = worker_claiming("pi3", "pi3", "n3");
+    let (reports, _) = bootstrap(&[m.clone(), w2, w3], &lab_hosts("b")[..], vec![]).await;
+    let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
+    assert_eq!(pi1.outcome, Outcome::Failed, "{pi1:?}");
+    assert_eq!(pi1.failed_step.as_deref(), Some("label pi2 zone=b"));
+    assert_eq!(pi1.error.as_deref(), Some("update out of sequence"));
+    assert_eq!(pi1.changed, vec!["label pi1 zone=a", "label pi3 zone=c"]);
+    assert_eq!(m.api_calls("/update").len(), 3);
 }
 
 /// `--dry-run`: the same probe, preflight and plan as the run, shown per host; only the

@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
+//! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
+//! | networks | [`network_create`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
 //! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`] |
 
@@ -163,16 +165,113 @@ pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Reques
     Request::post("/swarm/join", Some(body.to_string().into_bytes()))
 }
 
-/// New join tokens for both roles: the old ones, which went to the nodes that joined,
-/// stop working (`docker swarm join-token --rotate`).
-pub fn swarm_rotate_tokens(s: &SwarmSpec) -> Request {
+/// New join tokens for these roles: the old ones, which went to the nodes that joined,
+/// stop working (`docker swarm join-token --rotate`). The spec goes back unchanged.
+pub fn swarm_rotate_tokens(s: &SwarmSpec, worker: bool, manager: bool) -> Request {
     Request::post(
         v(&format!(
-            "/swarm/update?version={}&rotateWorkerToken=true&rotateManagerToken=true",
+            "/swarm/update?version={}&rotateWorkerToken={worker}&rotateManagerToken={manager}",
             s.version
         )),
         Some(s.spec.to_string().into_bytes()),
     )
+}
+
+/// A node as an update needs it: its version (swarm refuses an update made from an older
+/// one) and its spec as Docker sent it (everything rpiprov does not change goes back
+/// unchanged). From the answer to [`nodes`], beside [`node::parse_node_list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    pub id: String,
+    pub version: u64,
+    pub spec: Value,
+}
+
+pub fn parse_node_specs(body: &[u8]) -> Result<Vec<NodeSpec>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        #[serde(rename = "ID")]
+        id: String,
+        version: Index,
+        #[serde(default)]
+        spec: Value,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Index {
+        index: u64,
+    }
+    let raw: Vec<Raw> =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the nodes: {e}"))?;
+    Ok(raw
+        .into_iter()
+        .map(|r| NodeSpec {
+            id: r.id,
+            version: r.version.index,
+            spec: r.spec,
+        })
+        .collect())
+}
+
+/// Changes a node's role and adds or updates labels (never removes a label set by hand):
+/// what `docker node promote`/`demote` and `docker node update --label-add` do, in one
+/// update.
+pub fn node_update(
+    n: &NodeSpec,
+    role: Option<crate::config::Role>,
+    labels: &[(String, String)],
+) -> Request {
+    let mut spec = n.spec.clone();
+    if !spec.is_object() {
+        spec = serde_json::json!({});
+    }
+    if let Some(role) = role {
+        spec["Role"] = role.as_str().into();
+    }
+    if !labels.is_empty() {
+        if !spec["Labels"].is_object() {
+            spec["Labels"] = serde_json::json!({});
+        }
+        for (k, val) in labels {
+            spec["Labels"][k] = val.as_str().into();
+        }
+    }
+    Request::post(
+        v(&format!(
+            "/nodes/{}/update?version={}",
+            encode_query(&n.id),
+            n.version
+        )),
+        Some(spec.to_string().into_bytes()),
+    )
+}
+
+/// Removes a node entry (`docker node rm`, `--force` for one swarm still thinks is up).
+pub fn node_remove(id: &str, force: bool) -> Request {
+    Request::delete(v(&format!("/nodes/{}?force={force}", encode_query(id))))
+}
+
+/// Creates a playbook network, labelled as rpiprov's: what
+/// [`crate::docker::network::network_create`] asks the `docker` CLI for.
+pub fn network_create(net: &crate::config::Network) -> Request {
+    let mut body = serde_json::json!({
+        "Name": net.name,
+        "CheckDuplicate": true,
+        "Driver": net.driver,
+        "Scope": "swarm",
+        "Attachable": net.attachable,
+        "Internal": net.internal,
+        "IPAM": {
+            "Driver": "default",
+            "Config": net.subnet.iter().map(|s| serde_json::json!({ "Subnet": s })).collect::<Vec<_>>(),
+        },
+        "Labels": { crate::docker::network::MANAGED_LABEL: "true" },
+    });
+    if net.encrypted {
+        body["Options"] = serde_json::json!({ "encrypted": "" });
+    }
+    Request::post(v("/networks/create"), Some(body.to_string().into_bytes()))
 }
 
 /// Every stack service (any stack), with its running and desired task counts.
@@ -461,10 +560,10 @@ mod tests {
         let s = parse_swarm(body).unwrap();
         assert_eq!(s.version, 17);
         assert_eq!(s.worker_token.expose(), "SWMTKN-w");
-        let r = swarm_rotate_tokens(&s);
+        let r = swarm_rotate_tokens(&s, true, false);
         assert_eq!(
             r.path,
-            "/v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=true"
+            "/v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false"
         );
         assert_eq!(
             String::from_utf8(r.body.unwrap()).unwrap(),

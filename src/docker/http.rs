@@ -45,6 +45,14 @@ impl Request {
         }
     }
 
+    pub fn delete(path: impl Into<String>) -> Request {
+        Request {
+            method: "DELETE",
+            path: path.into(),
+            body: None,
+        }
+    }
+
     /// The bytes on the wire. The host name is a placeholder: the socket decides.
     pub fn encode(&self) -> Vec<u8> {
         let mut head = format!(
@@ -56,7 +64,7 @@ impl Request {
                 "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 b.len()
             )),
-            None if self.method == "GET" => head.push_str("\r\n"),
+            None if matches!(self.method, "GET" | "DELETE") => head.push_str("\r\n"),
             None => head.push_str("Content-Length: 0\r\n\r\n"),
         }
         let mut bytes = head.into_bytes();

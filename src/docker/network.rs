@@ -79,7 +79,11 @@ pub fn parse_networks(text: &str) -> Result<Vec<NetworkInfo>, String> {
         .collect())
 }
 
-/// Creates a playbook network, labelled as rpiprov's.
+/// The label that marks a network rpiprov created.
+pub const MANAGED_LABEL: &str = "io.rpiprov.managed";
+
+/// Creates a playbook network, labelled as rpiprov's (the Engine API's request that does
+/// the same: [`crate::docker::api::network_create`]).
 pub fn network_create(net: &Network) -> String {
     let mut args = vec![
         "docker".to_string(),
@@ -105,7 +109,7 @@ pub fn network_create(net: &Network) -> String {
         args.push("encrypted".into());
     }
     args.push("--label".into());
-    args.push("io.rpiprov.managed=true".into());
+    args.push(format!("{MANAGED_LABEL}=true"));
     args.push(net.name.clone());
     join(args)
 }

@@ -435,6 +435,42 @@ pub struct NodeEntry<'a> {
     pub addr: &'a str,
 }
 
+/// The entries to remove among `entries` (with whether the removal must be forced):
+/// those whose host name is one of `hostnames` (hosts that rejoin, left another swarm,
+/// or are listed down) and that are not a host's current node (`current`). An entry
+/// still up is removed only when it is this very machine, at an address `machines`
+/// (host name -> addresses) knows it by: never another Pi that shares the name.
+pub fn stale<'a>(
+    entries: &[NodeEntry<'a>],
+    hostnames: &[String],
+    current: &[String],
+    machines: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<(&'a str, bool)> {
+    entries
+        .iter()
+        .filter(|e| hostnames.iter().any(|h| h == e.hostname))
+        .filter(|e| !current.iter().any(|c| c == e.id))
+        .filter(|e| {
+            e.state == "down"
+                || machines
+                    .get(e.hostname)
+                    .is_some_and(|addrs| addrs.iter().any(|a| a == e.addr))
+        })
+        .map(|e| (e.id, e.state != "down"))
+        .collect()
+}
+
+impl<'a> From<&'a SwarmNode> for NodeEntry<'a> {
+    fn from(n: &'a SwarmNode) -> NodeEntry<'a> {
+        NodeEntry {
+            id: &n.id,
+            hostname: &n.hostname,
+            state: &n.state,
+            addr: &n.addr,
+        }
+    }
+}
+
 /// The entries of [`node_entries`]; lines that are not four words are left out.
 pub fn parse_node_entries(output: &str) -> Vec<NodeEntry<'_>> {
     output
@@ -506,6 +542,34 @@ mod tests {
             vec![
                 "when pi1 stops being a manager, the swarm would lose quorum: 1 of its 2 managers would be up (pi3 down already), and raft needs 2; bring managers back or add some first (3 managers keep quorum with one down)"
             ]
+        );
+    }
+
+    #[test]
+    fn stale_entries_are_those_of_our_host_names_down_or_of_this_very_machine() {
+        let e = |id, hostname, state, addr| NodeEntry {
+            id,
+            hostname,
+            state,
+            addr,
+        };
+        let entries = [
+            e("old", "pi2", "down", "198.18.0.12"),
+            e("new", "pi2", "ready", "198.18.0.12"),
+            e("same", "pi3", "ready", "198.18.0.13"),
+            e("twin", "pi3", "ready", "10.0.0.3"),
+            e("other", "pi4", "down", "198.18.0.14"),
+        ];
+        let machines =
+            std::collections::HashMap::from([("pi3".to_string(), vec!["198.18.0.13".to_string()])]);
+        assert_eq!(
+            stale(
+                &entries,
+                &["pi2".into(), "pi3".into()],
+                &["new".into()],
+                &machines
+            ),
+            [("old", false), ("same", true)]
         );
     }
 

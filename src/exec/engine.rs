@@ -38,6 +38,8 @@ pub struct Engine {
     broken: Mutex<Option<String>>,
     /// The daemon's version, e.g. `20.10.24`.
     pub docker_version: String,
+    /// The Engine API version the daemon speaks, e.g. `1.41`.
+    pub api_version: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -79,6 +81,7 @@ impl Engine {
             reader: AsyncMutex::new((stream.reader, Decoder::default())),
             broken: Mutex::new(None),
             docker_version: String::new(),
+            api_version: String::new(),
         };
         let answer = engine.call(api::version(), timeout).await?;
         if !answer.ok() {
@@ -96,12 +99,19 @@ impl Engine {
         }
         Ok(Engine {
             docker_version: docker,
+            api_version,
             ..engine
         })
     }
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Whether the daemon speaks [`api::VERSION`] (an engine opened by
+    /// [`Engine::open_any`] may not).
+    pub fn current_api(&self) -> bool {
+        api::supported(&self.api_version)
     }
 
     /// One request, one answer.
@@ -211,6 +221,7 @@ mod tests {
             reader: AsyncMutex::new((stream.reader, Decoder::default())),
             broken: Mutex::new(None),
             docker_version: "20.10.24".into(),
+            api_version: "1.41".into(),
         };
         (engine, task)
     }
@@ -251,6 +262,7 @@ mod tests {
             reader: AsyncMutex::new((stream.reader, Decoder::default())),
             broken: Mutex::new(None),
             docker_version: String::new(),
+            api_version: String::new(),
         };
         let e = engine
             .call(Request::get("/version"), Duration::from_secs(5))

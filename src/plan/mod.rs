@@ -140,6 +140,10 @@ pub struct Work {
 /// Docker work (`crate::bootstrap`).
 pub const DOCKER_PHASE: &str = "docker";
 
+/// The name of the last phase: the leader's swarm settings (stale entries, roles, labels,
+/// networks, the rotation of the join tokens), which the executor sends together.
+pub const SETTINGS_PHASE: &str = "swarm settings";
+
 /// A phase runs after the previous one has finished on every host (the Docker phase
 /// aside: see [`DOCKER_PHASE`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -323,7 +327,7 @@ fn phases(
         // Managers join one at a time so that raft never loses quorum mid-join.
         phase("manager joins", false, manager_joins),
         phase("worker joins", true, worker_joins),
-        phase("swarm settings", false, settings),
+        phase(SETTINGS_PHASE, false, settings),
     ]
     .into_iter()
     .flatten()

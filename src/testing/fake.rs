@@ -76,6 +76,15 @@ impl FakeRemote {
         self
     }
 
+    /// As [`FakeRemote::on_api`], before the rules given so far.
+    pub fn on_api_first(&self, contains: &str, status: u16, body: &str) -> &Self {
+        self.api_rules
+            .lock()
+            .unwrap()
+            .insert(0, (contains.into(), status, body.into()));
+        self
+    }
+
     /// The API requests received whose `METHOD PATH` contains `text`.
     pub fn api_calls(&self, text: &str) -> Vec<ApiCall> {
         self.api_log
