@@ -155,6 +155,19 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
     Batch { requests, actions }
 }
 
+/// A step [`batch`] turns into requests.
+fn is_setting(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Refuse(_)
+            | Step::PruneStaleNodes { .. }
+            | Step::SetRole { .. }
+            | Step::SetLabels { .. }
+            | Step::CreateNetwork(_)
+            | Step::RotateJoinTokens { .. }
+    )
+}
+
 /// The node spec of `host`'s node once the leader's entry confirms the host's claim
 /// ([`node::check_claim`]); the leader's own claim is taken as it is.
 fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String> {
@@ -192,6 +205,9 @@ impl<R: Remote + 'static> Shared<R> {
     /// the steps one by one.
     pub(super) async fn settings_by_api(&self, work: &Work) -> bool {
         let id = RowId::host(&work.host);
+        if !work.steps.iter().all(is_setting) {
+            return false;
+        }
         let engine = match self.engine(&work.host).await {
             Ok(e) if e.current_api() => e,
             Ok(e) => {

@@ -691,7 +691,7 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
     m.on(
         "@@begin",
         ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n@@begin nodes\n{}\n{}\n@@end nodes\n",
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n@@begin nodes\n{}\n{}\n@@end nodes\n",
             r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
             r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
             r#"{"ID":"n3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"down","Addr":"198.18.0.13"}}"#,
@@ -708,7 +708,7 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
     w3.on(
         "@@begin",
         ok(&format!(
-            "hostname=pi3\nreach_addr=198.18.0.13\ndocker_installed=yes\ndocker_running=yes\n@@begin swarm\n{}\n@@end swarm\n",
+            "hostname=pi3\nreach_addr=198.18.0.13\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n",
             r#"{"NodeID":"n3","NodeAddr":"198.18.0.13","LocalNodeState":"active","ControlAvailable":false,"RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}]}"#
         )),
     )
