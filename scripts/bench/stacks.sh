@@ -4,10 +4,10 @@
 # same order and with the same guarantees (see the README's benchmark section).
 #   scripts/bench/stacks.sh LAB_DIR deploy     networks, images, files, stacks in order,
 #                                              each converged before the next
-#   scripts/bench/stacks.sh LAB_DIR teardown   stacks in reverse order, each gone (services
-#                                              and networks on the manager, containers on
-#                                              every node) before the next; then the
-#                                              networks, until really gone
+#   scripts/bench/stacks.sh LAB_DIR teardown   stacks in reverse order, each one's services
+#                                              and networks gone before the next; then
+#                                              their containers on every node, all at
+#                                              once; then the networks, until really gone
 # Convergence, as rpiprov checks it: every service at its replicas (running/desired),
 # no update in progress, and still so a second later (a task that dies at once).
 set -euo pipefail
@@ -55,21 +55,35 @@ docker network inspect INTERCO >/dev/null 2>&1 || docker network create --driver
   done
 }
 
+# Reverse order: each stack's services and networks gone from the swarm before the
+# previous stack is removed; then the containers of every removed stack, on every node
+# at once, until none is left; then the networks, until really gone. What rpiprov's
+# teardown does (see the README's benchmark section).
 teardown() {
+  local removed=()
   for s in echo api web; do
     on "$manager" "docker stack rm $s >/dev/null 2>&1 || true"
     for _ in $(seq 1 240); do
       left=$(on "$manager" "docker service ls -q --filter label=com.docker.stack.namespace=$s; docker network ls -q --filter label=com.docker.stack.namespace=$s")
-      if [ -z "$left" ]; then
-        for a in "${addrs[@]}"; do
-          left="$left$(on "$a" "docker ps -aq --filter label=com.docker.stack.namespace=$s")"
-        done
-      fi
       [ -z "$left" ] && break
       sleep 0.5
     done
     [ -z "$left" ] || { echo "stack $s is not gone" >&2; exit 1; }
+    removed+=("-e" "$s")
   done
+  local out
+  out=$(mktemp -d)
+  for _ in $(seq 1 240); do
+    for a in "${addrs[@]}"; do
+      on "$a" "docker ps -a --filter label=com.docker.stack.namespace --format '{{.Label \"com.docker.stack.namespace\"}}'" >"$out/$a" &
+    done
+    wait
+    left=$(cat "$out"/* | grep -x "${removed[@]}" || true)
+    [ -z "$left" ] && break
+    sleep 0.5
+  done
+  rm -rf "$out"
+  [ -z "$left" ] || { echo "containers left: $left" >&2; exit 1; }
   for n in INTERCO DATA; do
     for _ in $(seq 1 120); do
       on "$manager" "docker network rm $n >/dev/null 2>&1; ! docker network inspect $n >/dev/null 2>&1" && break

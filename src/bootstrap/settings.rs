@@ -4,7 +4,8 @@
 //! reads the swarm's nodes (and the swarm's spec when the tokens rotate), [`batch`]
 //! turns the steps into requests (a pure function of those answers, tested as exact
 //! requests), and the second sends them all at once. Docker answers requests on one
-//! connection in the order written, so the changes are made in the plan's order.
+//! connection in the order written, so the changes are made in the plan's order, the
+//! rotation of the join tokens aside: it goes first (see [`batch`]).
 //!
 //! What a step-by-step run guaranteed still holds: a host's role or labels change only
 //! on the node the leader confirms is that host's ([`node::check_claim`], against the
@@ -150,6 +151,30 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
         actions.push(action);
         if stop {
             break;
+        }
+    }
+    // The rotation goes first: removing a node changes the swarm's version (swarm
+    // blacklists the node's certificate in its spec), and an update made from the
+    // version read before would be refused as out of sequence. Nothing else in the
+    // batch depends on the tokens: the joins are over.
+    if let Some(r) = requests
+        .iter()
+        .position(|q| q.path.contains("/swarm/update"))
+    {
+        let rotation = requests.remove(r);
+        requests.insert(0, rotation);
+        for a in &mut actions {
+            if let Action::Send(idx) = a {
+                for i in idx.iter_mut() {
+                    *i = if *i == r {
+                        0
+                    } else if *i < r {
+                        *i + 1
+                    } else {
+                        *i
+                    };
+                }
+            }
         }
     }
     Batch { requests, actions }
@@ -463,25 +488,25 @@ mod tests {
         assert_eq!(
             lines,
             [
+                "POST /v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
                 "DELETE /v1.41/nodes/n9?force=true",
                 "POST /v1.41/nodes/n2/update?version=9",
                 "POST /v1.41/nodes/n1/update?version=5",
                 "POST /v1.41/networks/create",
-                "POST /v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
             ]
         );
         assert_eq!(
-            body(&b.requests[1]),
+            body(&b.requests[2]),
             serde_json::json!({"Role": "manager", "Availability": "active", "Labels": {"own": "x", "zone": "a"}})
         );
         assert_eq!(
-            body(&b.requests[3]),
+            body(&b.requests[4]),
             serde_json::json!({"Name": "DATA", "CheckDuplicate": true, "Driver": "overlay", "Scope": "swarm",
                 "Attachable": false, "Internal": true,
                 "IPAM": {"Driver": "default", "Config": [{"Subnet": "198.19.10.0/24"}]},
                 "Labels": {"io.rpiprov.managed": "true"}})
         );
-        assert_eq!(body(&b.requests[4]), serde_json::json!({"Name": "default"}));
+        assert_eq!(body(&b.requests[0]), serde_json::json!({"Name": "default"}));
         let Action::Unclaimed { target, why } = &b.actions[3] else {
             panic!("{:?}", b.actions);
         };
@@ -493,13 +518,13 @@ mod tests {
         assert_eq!(
             b.actions,
             vec![
-                Action::Send(vec![0]),
                 Action::Send(vec![1]),
-                Action::Send(vec![1]),
-                b.actions[3].clone(),
                 Action::Send(vec![2]),
+                Action::Send(vec![2]),
+                b.actions[3].clone(),
                 Action::Send(vec![3]),
                 Action::Send(vec![4]),
+                Action::Send(vec![0]),
                 Action::Refused("no".into()),
             ]
         );

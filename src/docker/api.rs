@@ -15,7 +15,7 @@
 //! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
 //! | networks | [`network_create`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
-//! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`] |
+//! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`], [`count_by_stack`] |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -302,10 +302,28 @@ pub fn stack_leftovers(stack: &str) -> [Request; 2] {
     ]
 }
 
-/// A stack's containers on one node, stopped ones too.
-pub fn stack_containers(stack: &str) -> Request {
-    let f = label_filter(&format!("{NAMESPACE_LABEL}={stack}"));
+/// Every stack's containers on one node, stopped ones too: counted per stack by
+/// [`count_by_stack`].
+pub fn stack_containers() -> Request {
+    let f = label_filter(NAMESPACE_LABEL);
     Request::get(v(&format!("/containers/json?all=1&{f}")))
+}
+
+/// How many of the listed containers each stack has.
+pub fn count_by_stack(body: &[u8]) -> Result<BTreeMap<String, usize>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        #[serde(default, deserialize_with = "crate::docker::null_as_default")]
+        labels: HashMap<String, String>,
+    }
+    let items: Vec<Raw> =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the containers: {e}"))?;
+    let mut counts = BTreeMap::new();
+    for stack in items.iter().filter_map(|c| c.labels.get(NAMESPACE_LABEL)) {
+        *counts.entry(stack.clone()).or_default() += 1;
+    }
+    Ok(counts)
 }
 
 /// How many items a list answer holds.
@@ -535,8 +553,12 @@ mod tests {
             "/v1.41/services?status=true&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
         );
         assert_eq!(
-            stack_containers("web").path,
-            "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%3Dweb%22%3Atrue%7D%7D"
+            stack_containers().path,
+            "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+        );
+        assert_eq!(
+            count_by_stack(br#"[{"Id":"a","Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"api","x":"y"}},{"Labels":null}]"#).unwrap(),
+            BTreeMap::from([("api".to_string(), 1), ("web".to_string(), 2)])
         );
         let join = swarm_join(
             "198.18.0.12",

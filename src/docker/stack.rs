@@ -1,12 +1,13 @@
 //! Stacks, as `docker stack` manages them on the manager: what exists and what rpiprov
 //! recorded of its deploys ([`stacks_state`] and [`parse_state`]), the deploy itself with
 //! the variables on stdin ([`stack_deploy`]), removal ([`stack_rm`]), what is left of a
-//! removed stack ([`stack_leftovers`], [`stack_containers`]), the teardown's survey of
+//! removed stack ([`stack_leftovers`]; every stack's containers on a node:
+//! [`stack_containers`]), the teardown's survey of
 //! what exists of a playbook ([`survey`] and [`parse_survey`]), and `--purge` of the
 //! uploaded files. A stack's services and their convergence are in
 //! [`crate::docker::service`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -132,20 +133,21 @@ pub fn parse_leftovers(output: &str) -> Leftovers {
     }
 }
 
-/// What is left of a stack on one node: `container ID` lines (stopped ones too). Read by
-/// [`count_containers`].
-pub fn stack_containers(stack: &str) -> String {
-    let filter = quote(&format!("label={NAMESPACE_LABEL}={stack}"));
+/// What is left of every stack on one node, in one `docker` call: a `container STACK`
+/// line per container of a stack (stopped ones too). Read by [`count_containers`].
+pub fn stack_containers() -> String {
     format!(
-        "set -e; c=$(docker ps -aq --filter {filter}); for x in $c; do echo \"container $x\"; done"
+        "docker ps -a --filter label={NAMESPACE_LABEL} --format 'container {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
     )
 }
 
-pub fn count_containers(output: &str) -> usize {
-    output
-        .lines()
-        .filter(|l| l.starts_with("container "))
-        .count()
+/// How many containers each stack has left on the node.
+pub fn count_containers(output: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for stack in output.lines().filter_map(|l| l.strip_prefix("container ")) {
+        *counts.entry(stack.trim().to_string()).or_default() += 1;
+    }
+    counts
 }
 
 /// What exists on the manager: stacks (`stack NAME`) and networks with their stack label
@@ -383,8 +385,8 @@ mod tests {
             "set -e; s=$(docker service ls -q --filter label=com.docker.stack.namespace=web); n=$(docker network ls -q --filter label=com.docker.stack.namespace=web); for x in $s; do echo \"service $x\"; done; for x in $n; do echo \"network $x\"; done"
         );
         assert_eq!(
-            stack_containers("web"),
-            "set -e; c=$(docker ps -aq --filter label=com.docker.stack.namespace=web); for x in $c; do echo \"container $x\"; done"
+            stack_containers(),
+            "docker ps -a --filter label=com.docker.stack.namespace --format 'container {{.Label \"com.docker.stack.namespace\"}}'"
         );
         assert_eq!(
             stacks_purge(&["web", "a b"]),
@@ -393,7 +395,7 @@ mod tests {
         for s in [
             survey(),
             stack_leftovers("a"),
-            stack_containers("a"),
+            stack_containers(),
             stacks_purge(&["a"]),
         ] {
             syntax_ok(&s);
@@ -410,7 +412,10 @@ mod tests {
             }
         );
         assert_eq!(parse_leftovers(""), Leftovers::default());
-        assert_eq!(count_containers("container c1\ncontainer c2\n"), 2);
+        assert_eq!(
+            count_containers("container web\ncontainer api\ncontainer web\n"),
+            BTreeMap::from([("api".to_string(), 1), ("web".to_string(), 2)])
+        );
         assert_eq!(
             parse_purged("purged /var/lib/rpiprov/stacks/web\n"),
             vec!["/var/lib/rpiprov/stacks/web"]
@@ -435,9 +440,9 @@ mod tests {
             d.calls()
                 .contains("service ls -q --filter label=com.docker.stack.namespace=web\n")
         );
-        d.answer(("ps", "-aq"), "c1\n");
-        let out = d.run(&stack_containers("web"), b"").ok();
-        assert_eq!(count_containers(&out), 1);
+        d.answer(("ps", "-a"), "container web\n");
+        let out = d.run(&stack_containers(), b"").ok();
+        assert_eq!(count_containers(&out)["web"], 1);
 
         // The survey lists stacks and networks, and nothing at all outside a swarm.
         d.answer(

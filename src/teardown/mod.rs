@@ -1,9 +1,28 @@
 //! The `rpiprov teardown` executor: under the deploy lock, remove the playbook's stacks in
-//! reverse order, each waited for until its services, networks and containers (on every
-//! node) are really gone (`docker stack rm` returns before: moby #29293, #30942), then the
+//! reverse order, wait until their services, networks and containers (on every node) are
+//! really gone (`docker stack rm` returns before: moby #29293, #30942), then the
 //! playbook's networks, retried while Docker still holds endpoints on them. Optionally
 //! purge what rpiprov left on the hosts and dissolve the swarm. Only what the playbook
 //! declares is touched.
+//!
+//! # What "reverse order" guarantees
+//!
+//! Each stack's `docker stack rm` is sent only once the stack after it in the playbook
+//! has no service and no network left in the swarm (as the manager lists them): from
+//! then on swarm neither schedules nor restarts a task of it, and its services' names
+//! no longer resolve. Its containers are not waited for one stack at a time: swarm stops
+//! a removed service's containers on its own schedule (on Docker 20.10, measured in the
+//! lab: the node gets the task's removal at once, stops the container 3 s later, of
+//! which 2 s are a fixed wait of Docker's for gossip to converge before a container on
+//! an overlay network is stopped, `defaultGossipConvergeDelay` in moby's swarm
+//! executor; then the stop grace period; and removes the stopped container some 2.5 s
+//! after that: about 7 s per stack, on every node), so the containers of consecutive
+//! stacks may be stopping at the same time: a stack's processes are not known to have
+//! exited before the previous stack's are told to stop. They are all waited for
+//! together once every stack is removed from the swarm (every node asked at once, one
+//! request each per poll), and the playbook's networks go only after the last container
+//! of every stack is gone. The end state is the same: no service, container or network
+//! of the playbook left, and a deploy right after works.
 //!
 //! [`survey`] lists what would be removed, for the confirmation prompt (`crate::cmd`);
 //! the commands and the parse of their answers are in [`crate::docker::stack`],
@@ -242,6 +261,14 @@ struct Teardown<'a, R> {
     engines: Mutex<HashMap<String, Arc<Engine>>>,
 }
 
+/// A stack being removed: its time is up at `deadline` (its `timeout` after its
+/// `docker stack rm`).
+struct Removing {
+    name: String,
+    deadline: Instant,
+    timeout: Duration,
+}
+
 /// The first check that a stack is gone, or the first retry of a network removal; then
 /// backing off to the poll interval (0.5 s when every check goes through the API).
 const FIRST_POLL: Duration = Duration::from_millis(100);
@@ -363,6 +390,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
 
         let mut stuck: Option<String> = None;
+        // The stacks whose services and networks are gone, with when their wait ends.
+        let mut removing: Vec<Removing> = Vec::new();
         for (k, name) in found.stacks.iter().enumerate() {
             let row = RowId::stack(name);
             self.rows.step(&row, "docker stack rm");
@@ -375,12 +404,10 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             });
             if let Err(e) = removed {
                 self.rows.fail(&row, "docker stack rm", &e.0);
+                self.rows.close(&row);
                 stuck.get_or_insert(name.clone());
                 continue;
             }
-            // Each stack is gone before the one it depends on is removed: reverse order
-            // means something only if removals do not overlap.
-            self.rows.step(&row, "wait until gone");
             let timeout = self
                 .playbook
                 .stacks
@@ -388,18 +415,30 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 .find(|s| &s.name == name)
                 .map(|s| s.timeout)
                 .unwrap_or(self.opts.network_timeout);
-            match self.wait_gone(name, timeout).await {
+            let stack = Removing {
+                name: name.clone(),
+                deadline: Instant::now() + timeout,
+                timeout,
+            };
+            // Reverse order: this stack's services and networks are gone from the swarm
+            // before the one before it is removed (see the module header).
+            self.rows
+                .step(&row, "wait until its services and networks are gone");
+            match self.wait_manager_side(&stack).await {
                 Ok(()) => {
-                    self.rows.changed(&row, "removed".into());
-                    self.removed_stacks.lock().unwrap().push(name.clone());
+                    self.rows.step(&row, "wait until its containers are gone");
+                    removing.push(stack);
                 }
                 Err(e) => {
                     self.rows.fail(&row, "wait until gone", &e);
+                    self.rows.close(&row);
                     stuck.get_or_insert(name.clone());
                 }
             }
-            // The stack's row ends now, with its own time, while the others go on.
-            self.rows.close(&row);
+        }
+        // Their containers, on every node, all at once.
+        if let Some(s) = self.wait_containers(&removing).await {
+            stuck.get_or_insert(s);
         }
 
         for net in &found.networks {
@@ -448,32 +487,79 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
     }
 
-    /// Waits until the stack has no service or network on the manager and no container
-    /// on any node.
-    async fn wait_gone(&self, name: &str, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
+    /// Waits until the stack has no service or network on the manager.
+    async fn wait_manager_side(&self, stack: &Removing) -> Result<(), String> {
         let mut interval = FIRST_POLL;
         loop {
-            let mut left = self.manager_leftovers(name).await;
-            // Containers stop after their services are removed; only worth asking once
-            // the manager side is clean.
-            if left.is_empty() {
-                left = self.node_leftovers(name).await;
-            }
+            let left = self.manager_leftovers(&stack.name).await;
             if left.is_empty() {
                 return Ok(());
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= stack.deadline {
                 return Err(format!(
                     "still present after {}: {}",
-                    secs(timeout),
+                    secs(stack.timeout),
                     left.join(", ")
                 ));
             }
-            tokio::time::sleep(interval.min(deadline - now)).await;
+            tokio::time::sleep(interval.min(stack.deadline - now)).await;
             interval = (interval * 3 / 2).min(self.max_interval());
         }
+    }
+
+    /// Waits until none of these stacks has a container left on any node, every node
+    /// asked at once, once per poll for all of them. Each stack's row ends as soon as its
+    /// last container is gone (removed), or when its time is up (failed, naming what is
+    /// left where); the first stack that failed is returned.
+    async fn wait_containers(&self, stacks: &[Removing]) -> Option<String> {
+        let mut pending: Vec<&Removing> = stacks.iter().collect();
+        let mut stuck = None;
+        let mut interval = FIRST_POLL;
+        while !pending.is_empty() {
+            let left = self.node_leftovers().await;
+            let now = Instant::now();
+            pending.retain(|s| {
+                let row = RowId::stack(&s.name);
+                let here: Vec<&str> = left
+                    .iter()
+                    .filter(|(stack, _)| stack.as_deref().is_none_or(|x| x == s.name))
+                    .map(|(_, what)| what.as_str())
+                    .collect();
+                if here.is_empty() {
+                    self.rows.changed(&row, "removed".into());
+                    self.removed_stacks.lock().unwrap().push(s.name.clone());
+                } else if now >= s.deadline {
+                    self.rows.fail(
+                        &row,
+                        "wait until gone",
+                        &format!(
+                            "still present after {}: {}",
+                            secs(s.timeout),
+                            here.join(", ")
+                        ),
+                    );
+                    stuck.get_or_insert(s.name.clone());
+                } else {
+                    return true;
+                }
+                // The stack's row ends now, with its own time, while the others go on.
+                self.rows.close(&row);
+                false
+            });
+            let Some(next) = pending.iter().map(|s| s.deadline).min() else {
+                break;
+            };
+            let now = Instant::now();
+            tokio::time::sleep(interval.min(next.saturating_duration_since(now))).await;
+            interval = (interval * 3 / 2).min(self.max_interval());
+        }
+        // In the stacks' order, as a stack-by-stack wait would have found them.
+        self.removed_stacks
+            .lock()
+            .unwrap()
+            .sort_by_key(|n| stacks.iter().position(|s| &s.name == n));
+        stuck
     }
 
     /// What is left of a stack on the manager: services and networks.
@@ -513,38 +599,45 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         left
     }
 
-    /// A stack's containers left on the nodes, all asked at once.
-    async fn node_leftovers(&self, name: &str) -> Vec<String> {
+    /// The stacks' containers left on the nodes, all asked at once (one request or one
+    /// `docker` call per node for every stack): `(Some(stack), "N container(s) on
+    /// NODE")`, or `(None, "NODE: error")` for a node that could not say (it holds up
+    /// every stack).
+    async fn node_leftovers(&self) -> Vec<(Option<String>, String)> {
         let timeout = self.opts.command_timeout;
         let results = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
             let engine = self.engine(&n);
             let remote = self.nodes[&n].clone();
-            let req = api::stack_containers(name);
-            let cmd = stack::stack_containers(name);
             async move {
-                let count = match engine {
-                    Some(e) => e.call(req, timeout).await.and_then(|r| {
-                        if r.ok() {
-                            api::count_list(&r.body)
-                        } else {
-                            Err(api::error_message(&r))
-                        }
-                    }),
-                    None => root(&*remote, cmd, timeout)
+                let counts = match engine {
+                    Some(e) => e
+                        .call(api::stack_containers(), timeout)
+                        .await
+                        .and_then(|r| {
+                            if r.ok() {
+                                api::count_by_stack(&r.body)
+                            } else {
+                                Err(api::error_message(&r))
+                            }
+                        }),
+                    None => root(&*remote, stack::stack_containers(), timeout)
                         .await
                         .map(|out| stack::count_containers(&out.stdout_str()))
                         .map_err(|e| e.0),
                 };
-                (n, count)
+                (n, counts)
             }
         })
         .await;
         let mut left = Vec::new();
         for (n, r) in results {
             match r {
-                Ok(0) => {}
-                Ok(c) => left.push(format!("{c} container(s) on {n}")),
-                Err(e) => left.push(format!("{n}: {e}")),
+                Ok(counts) => left.extend(
+                    counts
+                        .into_iter()
+                        .map(|(stack, c)| (Some(stack), format!("{c} container(s) on {n}"))),
+                ),
+                Err(e) => left.push((None, format!("{n}: {e}"))),
             }
         }
         left

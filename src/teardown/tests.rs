@@ -165,7 +165,7 @@ fn manager(survey: &str) -> FakeRemote {
     m.grants_the_lock()
         .on("docker stack ls --format 'stack", ok(survey))
         .on("docker stack rm", ok("Removing service x\n"))
-        .on("docker ps -aq", ok(""))
+        .on("docker ps -a --filter", ok(""))
         .on("docker network rm", ok(""))
         .on("docker service ls -q", ok(""));
     m
@@ -173,7 +173,7 @@ fn manager(survey: &str) -> FakeRemote {
 
 fn worker(name: &str) -> FakeRemote {
     let w = FakeRemote::new(name);
-    w.on("docker ps -aq", ok(""));
+    w.on("docker ps -a --filter", ok(""));
     w
 }
 
@@ -290,10 +290,12 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
     {
         let j = journal.clone();
         let n = std::sync::atomic::AtomicUsize::new(0);
-        wf.on_fn("label=com.docker.stack.namespace=web); for", move |_| {
-            j.lock().unwrap().push("pi2 containers web".into());
+        wf.on_fn("docker ps -a --filter", move |_| {
+            j.lock().unwrap().push("pi2 containers".into());
             if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                ok("container 9f8e7d\n")
+                ok("container web\ncontainer db\n")
+            } else if n.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+                ok("container web\n")
             } else {
                 ok("")
             }
@@ -310,15 +312,19 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
             .unwrap_or_else(|| panic!("{s} not in {j:?}"))
     };
     let last = |s: &str| j.iter().rposition(|l| l == s).unwrap();
-    // Reverse order, each gone before the next is removed.
+    // Reverse order: each stack's services and networks gone before the next is
+    // removed; the containers of both are waited for together, after the last removal.
     assert!(pos("pi1 docker stack rm db") < last("pi1 leftovers db"));
     assert!(last("pi1 leftovers db") < pos("pi1 docker stack rm web"));
-    // Networks only after web's last container on pi2 is gone; DATA retried.
+    assert!(pos("pi1 docker stack rm web") < pos("pi2 containers"));
+    // Networks only after the last container on pi2 is gone (three polls: db's and
+    // web's, web's, none); DATA retried.
     let first_net = j
         .iter()
         .position(|l| l.contains("docker network rm"))
         .unwrap();
-    assert!(last("pi2 containers web") < first_net);
+    assert_eq!(j.iter().filter(|l| *l == "pi2 containers").count(), 3);
+    assert!(last("pi2 containers") < first_net);
     assert_eq!(
         j[first_net..],
         [
@@ -401,6 +407,39 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
     );
     assert_eq!(m.count("docker network rm"), 0);
     assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+/// The containers of the removed stacks are waited for together: web's go, and web's
+/// row ends removed; one of db's stays on pi2, and db's row fails when its time is up,
+/// naming it; the networks are not attempted.
+#[tokio::test]
+async fn a_container_that_stays_fails_its_stack_alone_and_keeps_the_networks() {
+    let m = manager(SURVEY);
+    let w = worker("pi2");
+    w.first("docker ps -a --filter", ok("container db\n"));
+    let (res, events) = teardown_with(&options(), &m, std::slice::from_ref(&w)).await;
+    let row = |name: &str| res.rows.iter().find(|r| r.label() == name).unwrap().clone();
+    let db = row("stack db");
+    assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
+    assert_eq!(
+        db.error.as_deref(),
+        Some("still present after 0.2s: 1 container(s) on pi2")
+    );
+    assert_eq!(row("stack web").outcome, Outcome::Changed);
+    assert_eq!(res.removed_stacks, vec!["web"]);
+    // web's row ended as soon as its containers were gone, before db's time was up.
+    let end = |name: &str| {
+        events
+            .iter()
+            .position(|e| e.starts_with(&format!("stack {name}: Done")))
+            .unwrap_or_else(|| panic!("{events:#?}"))
+    };
+    assert!(end("web") < end("db"), "{events:#?}");
+    assert_eq!(
+        row("network DATA").error.as_deref(),
+        Some("not attempted: stack db is not gone")
+    );
+    assert_eq!(m.count("docker network rm"), 0);
 }
 
 #[tokio::test]
