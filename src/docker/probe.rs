@@ -21,8 +21,10 @@ use crate::shell::join;
 ///
 /// A `docker` call costs a Pi a visible fraction of a second, so they are counted: one
 /// `docker info --format '{{json .}}'` gives the daemon's version, the swarm state and
-/// the data root at once (and proves the daemon answers); only a manager adds its nodes
-/// (two calls) and the playbook's networks (one). It leaves `swarm_manager=yes` in the
+/// the data root at once; only a manager adds its nodes (two calls) and the playbook's
+/// networks (one). That call does not say by its exit status that the daemon is down:
+/// Docker 20.10's CLI (Debian's, a Pi's) exits 0 and lists `ServerErrors`, which the
+/// probe reads as Docker not running. It leaves `swarm_manager=yes` in the
 /// shell for what is appended to it ([`crate::docker::overview`]).
 pub fn probe(networks: &[&str]) -> String {
     let inspect = if networks.is_empty() {
@@ -48,7 +50,10 @@ if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; 
 if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then echo "docker_installed=yes"; else echo "docker_installed=no"; fi
 if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; fi
 swarm_manager=no
-if command -v docker >/dev/null 2>&1 && info=$(docker info --format '{{{{json .}}}}' 2>/dev/null); then
+info=
+if command -v docker >/dev/null 2>&1; then info=$(docker info --format '{{{{json .}}}}' 2>/dev/null) || info=; fi
+case "$info" in ''|*'"ServerErrors":'*|*'"ServerVersion":""'*) info= ;; esac
+if [ -n "$info" ]; then
 echo "docker_running=yes"
 echo '@@begin info'; printf '%s\n' "$info"; echo '@@end info'
 droot=$(printf '%s\n' "$info" | sed -n 's/.*"DockerRootDir":"\([^"]*\)".*/\1/p')
@@ -421,6 +426,17 @@ docker_running=yes
         // The free space is measured where Docker keeps its data (its nearest folder).
         assert_ne!(f.preflight.disk_path, "/var/lib/docker");
         assert!("/srv/docker".starts_with(&f.preflight.disk_path), "{f:?}");
+
+        // A daemon that does not answer: Docker 20.10's CLI says so in the JSON, exit 0.
+        let d = ScratchHost::new();
+        std::fs::write(
+            d.docker_file("state"),
+            "{\"ServerErrors\":[\"Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\"],\"ClientInfo\":{\"Debug\":false}}\n",
+        )
+        .unwrap();
+        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
+        assert!(f.docker_installed && !f.docker_running, "{f:?}");
+        assert_eq!(f.docker_version, None);
 
         // A worker: one call, and nothing a label says makes it a manager.
         let d = ScratchHost::new();
