@@ -25,6 +25,18 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "error: the lab needs root: run with sudo" >&2
   exit 2
 fi
+# The benchmark's labs take every slot of the machine's lab semaphore (the one the tests'
+# labs take: tests/support/fleet.rs), under its `multi` lock: it starts once the test labs
+# running now are down, and test labs that would start meanwhile wait for it, so that
+# the figures are not another lab's. Set RPIPROV_BENCH_SLOTS=held to run without.
+if [ "${RPIPROV_BENCH_SLOTS:-}" != held ]; then
+  slots=/tmp/rpiprov-lab-slots
+  install -d -m 700 "$slots"
+  cmd=("$PWD/scripts/bench.sh" "$@")
+  for i in $(seq $((${RPIPROV_LAB_PARALLEL:-2} - 1)) -1 0); do cmd=(flock "$slots/slot-$i" "${cmd[@]}"); done
+  echo "waiting for the machine's lab slots ($slots)" >&2
+  RPIPROV_BENCH_SLOTS=held exec flock "$slots/multi" "${cmd[@]}"
+fi
 scripts/deps.sh
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 # Ansible's docker modules run on the nodes and need the Docker SDK for Python there (and

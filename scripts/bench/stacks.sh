@@ -74,10 +74,12 @@ teardown() {
   local out
   out=$(mktemp -d)
   for _ in $(seq 1 240); do
+    local pids=()
     for a in "${addrs[@]}"; do
       on "$a" "docker ps -a --filter label=com.docker.stack.namespace --format '{{.Label \"com.docker.stack.namespace\"}}'" >"$out/$a" &
+      pids+=($!)
     done
-    wait
+    for p in "${pids[@]}"; do wait "$p"; done
     left=$(cat "$out"/* | grep -x "${removed[@]}" || true)
     [ -z "$left" ] && break
     sleep 0.5
