@@ -882,13 +882,7 @@ impl<R: Remote + 'static> Shared<R> {
                         Ok(e) if e.current_api() => e
                             .call(api::swarm_inspect(), self.command_timeout)
                             .await
-                            .and_then(|r| {
-                                if r.ok() {
-                                    api::parse_swarm(&r.body)
-                                } else {
-                                    Err(api::error_message(&r))
-                                }
-                            })
+                            .and_then(|r| api::read(&r, api::parse_swarm))
                             .ok(),
                         _ => None,
                     };

@@ -333,6 +333,15 @@ pub fn count_list(body: &[u8]) -> Result<usize, String> {
     Ok(items.len())
 }
 
+/// An answer's body read by `parse`, or the error Docker gave instead.
+pub fn read<T>(r: &Response, parse: impl FnOnce(&[u8]) -> Result<T, String>) -> Result<T, String> {
+    if r.ok() {
+        parse(&r.body)
+    } else {
+        Err(error_message(r))
+    }
+}
+
 /// The error Docker gives in a failed answer (`{"message": ...}`), or the body.
 pub fn error_message(r: &Response) -> String {
     #[derive(Deserialize)]

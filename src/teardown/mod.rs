@@ -613,13 +613,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                     Some(e) => e
                         .call(api::stack_containers(), timeout)
                         .await
-                        .and_then(|r| {
-                            if r.ok() {
-                                api::count_by_stack(&r.body)
-                            } else {
-                                Err(api::error_message(&r))
-                            }
-                        }),
+                        .and_then(|r| api::read(&r, api::count_by_stack)),
                     None => root(&*remote, stack::stack_containers(), timeout)
                         .await
                         .map(|out| stack::count_containers(&out.stdout_str()))
