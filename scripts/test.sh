@@ -21,7 +21,13 @@ scripts/deps.sh
 # The debootstrap base of bare nodes is made once and reused by every lab the tests start.
 export RPIPROV_LAB_CACHE="${RPIPROV_LAB_CACHE:-$PWD/target/lab-cache}"
 status=0
-cargo test --all-targets "$@" || status=$?
+# cargo-nextest runs the test binaries side by side (.config/nextest.toml); cargo test runs
+# them one after another.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-targets "$@" || status=$?
+else
+  cargo test --all-targets "$@" || status=$?
+fi
 
 # The transport tests' users and sudo rules exist only inside their sshd's mount namespace
 # (tests/support/sshd.rs): whatever the outcome above, this machine must hold none of them.

@@ -38,6 +38,8 @@ use report::{Event, Reporter};
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs `f` on every item with at most `limit` at once; results come back in item order.
+/// With a limit of one the items run in their order (managers join in the inventory's
+/// order, as the user wrote it), not in whichever order spawned tasks reach the semaphore.
 pub async fn parallel_map<T, F, Fut, O>(items: Vec<T>, limit: usize, f: F) -> Vec<O>
 where
     T: Send + 'static,
@@ -45,6 +47,13 @@ where
     Fut: Future<Output = O> + Send + 'static,
     O: Send + 'static,
 {
+    if limit <= 1 {
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(f(item).await);
+        }
+        return out;
+    }
     let sem = Arc::new(Semaphore::new(limit.max(1)));
     let mut set = JoinSet::new();
     let n = items.len();
@@ -283,6 +292,24 @@ mod tests {
         .await;
         assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
         assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// One at a time means in the items' order, even when every item is ready at once
+    /// (the managers' joins: the e2e test saw pi3 join before pi2 without this).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_map_with_a_limit_of_one_runs_items_in_order() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = parallel_map((0..10).collect(), 1, |i: u64| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(10 - i)).await;
+                i
+            }
+        })
+        .await;
+        assert_eq!(out, (0..10).collect::<Vec<_>>());
+        assert_eq!(*seen.lock().unwrap(), (0..10).collect::<Vec<_>>());
     }
 
     /// Issue 13: with the first manager's Docker frozen, the command goes through another
