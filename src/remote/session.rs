@@ -169,6 +169,42 @@ fn client_config(opts: &ConnectOptions, keys: Vec<russh::keys::Algorithm>) -> Ar
     })
 }
 
+/// How long after the host's last word a connection counts as lost (see
+/// [`client_config`]).
+fn lost_after(opts: &ConnectOptions) -> Duration {
+    let keepalive = if opts.keepalive_interval.is_zero() {
+        Duration::from_secs(15)
+    } else {
+        opts.keepalive_interval
+    };
+    keepalive * (KEEPALIVE_MAX as u32 + 1)
+}
+
+/// Keepalives cannot notice a link cut while data is being sent (an upload, an image):
+/// russh waits for its writes to drain before it looks at its keepalive timer, and they
+/// never drain, so the loss would wait for the inactivity timeout. The kernel can tell:
+/// `TCP_USER_TIMEOUT` fails the socket when what it sent stays unacknowledged this long
+/// (a slow link still acknowledges, a cut one does not).
+fn unacked_timeout(socket: &tokio::net::TcpStream, after: Duration) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let ms = libc::c_uint::try_from(after.as_millis()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: setsockopt on a socket we own, with a pointer to a local of the size given.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                (&raw const ms).cast(),
+                std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, after);
+}
+
 /// Connects to `target`, verifies its host key and authenticates.
 pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<Session, RemoteError> {
     let (link, user) = dial(target, opts).await?;
@@ -256,10 +292,14 @@ fn establish<'a>(
         };
 
         let (mut handle, via, deadline) = if ep.jumps.is_empty() {
-            let h = tokio::time::timeout_at(
-                deadline,
-                client::connect(config, (ep.host.as_str(), ep.port), verifier),
-            )
+            let h = tokio::time::timeout_at(deadline, async {
+                let socket = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+                    .await
+                    .map_err(|e| HandlerError::Ssh(e.into()))?;
+                let _ = socket.set_nodelay(config.nodelay);
+                unacked_timeout(&socket, lost_after(opts));
+                client::connect_stream(config, socket, verifier).await
+            })
             .await
             .map_err(|_| timed_out())?
             .map_err(failed)?;
