@@ -39,7 +39,7 @@ use crate::docker::service::{self, ServiceState};
 use crate::docker::stack::{self, DeployFiles, StackState};
 use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
-use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows};
+use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows, secs};
 use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
 use crate::remote::{ExecRequest, Output, Remote};
 
@@ -264,6 +264,12 @@ pub async fn execute<R: Remote + 'static>(
     }
     d.finish()
 }
+
+/// How long a node has to answer at the end of a deploy before it counts as silent.
+const SILENT_AFTER: Duration = Duration::from_secs(5);
+
+/// The state given to a node that swarm still says is ready but does not answer.
+const SILENT_STATE: &str = "silent";
 
 struct Deploy<'a, R> {
     opts: &'a Options,
@@ -605,11 +611,36 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
     /// node's row fails naming those services, and so does each stack that holds one,
     /// unchanged stacks included. One read of the nodes; the stacks are polled only when
     /// a node is down.
+    ///
+    /// Swarm takes some 15 s to mark a node down once it stops hearing from it: a node
+    /// cut off just before the end would still count as ready. So every node is asked
+    /// first whether it answers (at once, [`SILENT_AFTER`] each); for one that does not,
+    /// the run waits up to [`wait::DOWN_NODE_GRACE`] for swarm to say down or the node to
+    /// answer, and one silent and still ready to swarm after that counts as down.
     async fn report_down_nodes(&self) {
-        let Ok(nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
+        let silent = self.silent_nodes().await;
+        let Ok(mut nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
             // The stacks' own results stand.
             return;
         };
+        let deadline = Instant::now() + wait::DOWN_NODE_GRACE;
+        let undecided = |nodes: &[SwarmNode]| {
+            nodes
+                .iter()
+                .any(|n| silent.contains(&n.hostname) && !n.is_down() && n.availability == "active")
+        };
+        while undecided(&nodes) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match wait::nodes(&*self.leader, self.opts.command_timeout).await {
+                Ok(n) => nodes = n,
+                Err(_) => break,
+            }
+        }
+        for n in nodes.iter_mut() {
+            if silent.contains(&n.hostname) && !n.is_down() && n.availability == "active" {
+                n.state = SILENT_STATE.to_string();
+            }
+        }
         let down: Vec<&SwarmNode> = nodes.iter().filter(|n| n.is_down()).collect();
         if down.is_empty() {
             return;
@@ -646,22 +677,61 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
         for n in down {
             let row = RowId::host(&n.hostname);
+            let said = if n.state == SILENT_STATE {
+                format!(
+                    "does not answer (for {}; swarm still says ready)",
+                    secs(wait::DOWN_NODE_GRACE)
+                )
+            } else {
+                format!("down in the swarm (swarm says {})", n.state)
+            };
             match missing.get(&n.hostname) {
                 Some(services) => self.rows.fail(
                     &row,
                     "swarm",
                     &format!(
-                        "down in the swarm (swarm says {}): {} not running there; bring the node back (power, network, dockerd), then deploy again",
-                        n.state,
+                        "{said}: {} not running there; bring the node back (power, network, dockerd), then deploy again",
                         services.join(", ")
                     ),
                 ),
                 None => self.rows.note(
                     &row,
-                    &format!("down in the swarm (swarm says {}); the playbook puts nothing there that swarm does not move", n.state),
+                    &format!(
+                        "{said}; the playbook puts nothing there that swarm does not move"
+                    ),
                 ),
             }
         }
+    }
+
+    /// The nodes (the leader aside: it just answered) that do not answer a trivial command
+    /// within [`SILENT_AFTER`] or whose connection is lost, all asked at once.
+    async fn silent_nodes(&self) -> Vec<String> {
+        let leader = self.leader.host().to_string();
+        let mut names: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|n| **n != leader)
+            .cloned()
+            .collect();
+        names.sort();
+        let answers = crate::exec::parallel_map(names, self.opts.parallel, |n| {
+            let remote = self.nodes[&n].clone();
+            async move {
+                let req = ExecRequest::new("true".to_string()).timeout(SILENT_AFTER);
+                // An error of the command is an answer; a lost connection is not.
+                let answered = tokio::time::timeout(SILENT_AFTER, remote.exec(req))
+                    .await
+                    .is_ok_and(|r| r.is_ok() || r.is_err_and(|e| !e.is_connection()));
+                (n, answered)
+            }
+        })
+        .await;
+        answers
+            .into_iter()
+            .filter(|(_, answered)| !answered)
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Checks the bind sources of the stacks about to be deployed on the nodes where their
