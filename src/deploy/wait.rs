@@ -22,7 +22,8 @@
 //!   reconnecting); as soon as swarm rejects a stack's tasks with an error that retrying
 //!   cannot fix, on repeated attempts ([`service::doomed`]); for a stack whose global
 //!   services miss nodes down in the swarm, after [`DOWN_NODE_GRACE`] (a node that
-//!   rebooted is back well within it).
+//!   rebooted is back well within it), whether swarm counts them complete or their
+//!   update still waits for such a node.
 //! - **What it shows**: per stack, how many services converged and each other service's
 //!   latest task error (a plain line too, each time that error changes).
 //!
@@ -326,7 +327,21 @@ impl<'a, R: Remote> Watch<'a, R> {
                         }));
                         continue;
                     }
-                    if service::all_converged(&w.states) {
+                    // What is left may be global services whose update still waits
+                    // for a node swarm marks down: that node will not take it, and the
+                    // stack is judged on the down nodes as a converged one is.
+                    let left_global = w
+                        .states
+                        .iter()
+                        .filter(|s| !s.converged)
+                        .all(|s| global_in(&p.specs, &s.name));
+                    let converged = service::all_converged(&w.states);
+                    let only_down = !converged
+                        && left_global
+                        && swarm_nodes
+                            .as_deref()
+                            .is_some_and(|nodes| only_down_nodes_left(&w.states, &p.specs, nodes));
+                    if converged || only_down {
                         // Swarm's count leaves out nodes it marks down: ask which they
                         // are (the CLI way: only now; the API poll brought them).
                         if swarm_nodes.is_none() {
@@ -460,6 +475,26 @@ type Fetched = (
     Option<Vec<SwarmNode>>,
 );
 
+/// Whether `service` is a global one.
+fn global_in(specs: &[service::ServiceSpec], service: &str) -> bool {
+    specs
+        .iter()
+        .any(|s| s.name == service && s.mode == service::Mode::Global)
+}
+
+/// Every service not converged is a global one that misses nodes down in the swarm.
+fn only_down_nodes_left(
+    states: &[ServiceState],
+    specs: &[service::ServiceSpec],
+    nodes: &[SwarmNode],
+) -> bool {
+    let missing = service::missing_on_down_nodes(specs, nodes);
+    states
+        .iter()
+        .filter(|s| !s.converged)
+        .all(|s| missing.iter().any(|(m, _)| *m == s.name))
+}
+
 /// Why a stack did not converge in time: one line per failing service, in swarm's words.
 fn timed_out(w: &Watched) -> NotConverged {
     let mut text = format!("not converged after {}", secs(w.st.timeout));
@@ -475,5 +510,61 @@ fn timed_out(w: &Watched) -> NotConverged {
         states: w.states.clone(),
         text,
         nodes_down: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::service::{Mode, ServiceSpec};
+
+    fn spec(name: &str, mode: Mode) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            mode,
+            restart_condition: "any".into(),
+            update: Some(("updating".into(), "update in progress".into())),
+            constraints: vec![],
+        }
+    }
+
+    fn state(name: &str, converged: bool) -> ServiceState {
+        ServiceState {
+            name: name.into(),
+            mode: String::new(),
+            replicas: String::new(),
+            converged,
+            reasons: vec![],
+            ready: converged,
+        }
+    }
+
+    fn node(name: &str, state: &str) -> SwarmNode {
+        SwarmNode {
+            hostname: name.into(),
+            state: state.into(),
+            availability: "active".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 14: web's update waits for pi2, whose dockerd was killed: only a global
+    /// service that misses a down node is left, so the stack is judged on the down nodes.
+    #[test]
+    fn an_update_waiting_only_for_a_down_node_is_judged_on_it() {
+        let specs = [
+            spec("web_web", Mode::Global),
+            spec("api_api", Mode::Replicated(2)),
+        ];
+        let nodes = [node("pi1", "ready"), node("pi2", "down")];
+        let waiting = [state("web_web", false), state("api_api", true)];
+        assert!(only_down_nodes_left(&waiting, &specs, &nodes));
+        assert!(global_in(&specs, "web_web") && !global_in(&specs, "api_api"));
+        // A replicated service not converged yet is waited for as usual.
+        let both = [state("web_web", false), state("api_api", false)];
+        assert!(!only_down_nodes_left(&both, &specs, &nodes));
+        // Every node ready: the global service's update is simply in progress.
+        let ready = [node("pi1", "ready"), node("pi2", "ready")];
+        assert!(!only_down_nodes_left(&waiting, &specs, &ready));
     }
 }
