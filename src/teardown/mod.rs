@@ -45,8 +45,8 @@ use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
-use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, StepError, parallel_map, root};
-use crate::remote::{Output, Remote};
+use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, StepError, check, parallel_map, root};
+use crate::remote::{ExecRequest, Output, Remote};
 
 /// Asks the manager what exists of the playbook.
 pub async fn survey<R: Remote>(
@@ -269,6 +269,15 @@ struct Removing {
     timeout: Duration,
 }
 
+/// What holds a removed stack up on a node (see [`Teardown::node_leftovers`]).
+struct Leftover {
+    /// `None`: every stack (the node could not say).
+    stack: Option<String>,
+    what: String,
+    /// The node was given up as unreachable: no later poll will answer.
+    gone: bool,
+}
+
 /// The first check that a stack is gone, or the first retry of a network removal; then
 /// backing off to the poll interval (0.5 s when every check goes through the API).
 const FIRST_POLL: Duration = Duration::from_millis(100);
@@ -436,6 +445,37 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 }
             }
         }
+        // A teardown cut short (a node given up as unreachable) leaves stacks gone from
+        // the swarm whose containers that node still runs; its dockerd removes them once
+        // it hears from the managers again. The rerun finds the networks still there,
+        // and waits for those containers too. (Nothing found: nothing was cut short.)
+        if !found.is_empty() {
+            let gone: Vec<&crate::config::Stack> = self
+                .playbook
+                .stacks
+                .iter()
+                .filter(|s| !found.stacks.contains(&s.name))
+                .collect();
+            if !gone.is_empty() {
+                let left = self.node_leftovers().await;
+                for st in gone {
+                    if left
+                        .iter()
+                        .any(|l| l.stack.as_deref() == Some(st.name.as_str()))
+                    {
+                        self.rows.step(
+                            &RowId::stack(&st.name),
+                            "wait until its containers are gone",
+                        );
+                        removing.push(Removing {
+                            name: st.name.clone(),
+                            deadline: Instant::now() + st.timeout,
+                            timeout: st.timeout,
+                        });
+                    }
+                }
+            }
+        }
         // Their containers, on every node, all at once.
         if let Some(s) = self.wait_containers(&removing).await {
             stuck.get_or_insert(s);
@@ -521,14 +561,26 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             let now = Instant::now();
             pending.retain(|s| {
                 let row = RowId::stack(&s.name);
-                let here: Vec<&str> = left
+                let mine: Vec<&Leftover> = left
                     .iter()
-                    .filter(|(stack, _)| stack.as_deref().is_none_or(|x| x == s.name))
-                    .map(|(_, what)| what.as_str())
+                    .filter(|l| l.stack.as_deref().is_none_or(|x| x == s.name))
                     .collect();
+                let here: Vec<&str> = mine.iter().map(|l| l.what.as_str()).collect();
                 if here.is_empty() {
                     self.rows.changed(&row, "removed".into());
                     self.removed_stacks.lock().unwrap().push(s.name.clone());
+                } else if mine.iter().all(|l| l.gone) {
+                    // All that holds it up is nodes given up as unreachable: no later
+                    // poll will see them.
+                    self.rows.fail(
+                        &row,
+                        "wait until gone",
+                        &format!(
+                            "whether its containers are gone there is unknown: {}",
+                            here.join(", ")
+                        ),
+                    );
+                    stuck.get_or_insert(s.name.clone());
                 } else if now >= s.deadline {
                     self.rows.fail(
                         &row,
@@ -600,24 +652,42 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     }
 
     /// The stacks' containers left on the nodes, all asked at once (one request or one
-    /// `docker` call per node for every stack): `(Some(stack), "N container(s) on
-    /// NODE")`, or `(None, "NODE: error")` for a node that could not say (it holds up
-    /// every stack).
-    async fn node_leftovers(&self) -> Vec<(Option<String>, String)> {
+    /// `docker` call per node for every stack): "N container(s) on NODE" for a stack, or
+    /// "NODE: error" for no stack in particular when a node could not say (it holds up
+    /// every stack; for good when the node was given up as unreachable). A node whose
+    /// Engine API failed (its channel breaks with a lost connection) is asked with the
+    /// `docker` CLI, over the connection the transport makes again, or gives up.
+    async fn node_leftovers(&self) -> Vec<Leftover> {
         let timeout = self.opts.command_timeout;
         let results = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
             let engine = self.engine(&n);
             let remote = self.nodes[&n].clone();
             async move {
-                let counts = match engine {
-                    Some(e) => e
-                        .call(api::stack_containers(), timeout)
-                        .await
-                        .and_then(|r| api::read(&r, api::count_by_stack)),
-                    None => root(&*remote, stack::stack_containers(), timeout)
-                        .await
-                        .map(|out| stack::count_containers(&out.stdout_str()))
-                        .map_err(|e| e.0),
+                let api = match engine {
+                    Some(e) => Some(
+                        e.call(api::stack_containers(), timeout)
+                            .await
+                            .and_then(|r| api::read(&r, api::count_by_stack)),
+                    ),
+                    None => None,
+                };
+                let counts = match api {
+                    Some(Ok(counts)) => Ok(counts),
+                    _ => {
+                        let req = ExecRequest::new(stack::stack_containers())
+                            .privileged()
+                            .timeout(timeout)
+                            .idempotent();
+                        match remote.exec(req).await {
+                            Ok(out) => check(out)
+                                .map(|out| stack::count_containers(&out.stdout_str()))
+                                .map_err(|e| (e.0, false)),
+                            Err(e) => {
+                                let gone = e.is_unreachable();
+                                Err((e.to_string(), gone))
+                            }
+                        }
+                    }
                 };
                 (n, counts)
             }
@@ -626,12 +696,17 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         let mut left = Vec::new();
         for (n, r) in results {
             match r {
-                Ok(counts) => left.extend(
-                    counts
-                        .into_iter()
-                        .map(|(stack, c)| (Some(stack), format!("{c} container(s) on {n}"))),
-                ),
-                Err(e) => left.push((None, format!("{n}: {e}"))),
+                Ok(counts) => left.extend(counts.into_iter().map(|(stack, c)| Leftover {
+                    stack: Some(stack),
+                    what: format!("{c} container(s) on {n}"),
+                    gone: false,
+                })),
+                Err((e, gone)) => left.push(Leftover {
+                    stack: None,
+                    // The transport's words name the host already.
+                    what: if gone { e } else { format!("{n}: {e}") },
+                    gone,
+                }),
             }
         }
         left
