@@ -916,11 +916,20 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
             (addr, token)
         };
-        let engine = self.engine(host).await.map_err(|e| {
-                StepError(format!(
-                    "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
-                ))
-            })?;
+        let engine = match self.engine(host).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                // A lost connection breaks the relay too (issue 14: a link cut during the
+                // join): that is what to say then, not that Docker is too old.
+                let alive = ExecRequest::new("true".to_string()).timeout(self.command_timeout);
+                return Err(match self.session(host)?.exec(alive).await {
+                    Err(lost) if lost.is_connection() => StepError(lost.to_string()),
+                    _ => StepError(format!(
+                        "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
+                    )),
+                });
+            }
+        };
         let redact = |e: String| e.replace(token.expose(), "<redacted>");
         let answer = engine
             .call(
