@@ -243,10 +243,11 @@ fn who(h: &LockOwner) -> String {
     format!("{what} by {}@{} pid {}", h.user, h.host, h.pid)
 }
 
-/// What a run says when it takes over the lock of a holder that is gone.
+/// What a run says when it takes over the lock of a holder that is gone: killed, or
+/// ended without reaching the manager to release it (its link cut), so not "killed".
 pub fn takeover_message(holder: &LockOwner, why: &str) -> String {
     format!(
-        "took over the deploy lock left by a killed run: {} ({why}) since {}",
+        "took over the deploy lock left by a run that is gone: {} ({why}) since {}",
         who(holder),
         holder.since
     )
@@ -637,7 +638,7 @@ mod tests {
         );
         assert_eq!(
             takeover_message(&t, "no longer running"),
-            "took over the deploy lock left by a killed run: teardown by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z"
+            "took over the deploy lock left by a run that is gone: teardown by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z"
         );
     }
 
@@ -783,7 +784,7 @@ mod tests {
         assert_eq!(
             row.detail(),
             format!(
-                "took over the deploy lock left by a killed run: deploy by pi@{} pid {} (no longer running) since 2026-11-25T16:00:00Z",
+                "took over the deploy lock left by a run that is gone: deploy by pi@{} pid {} (no longer running) since 2026-11-25T16:00:00Z",
                 here.host, killed.pid
             )
         );
