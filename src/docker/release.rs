@@ -46,7 +46,10 @@ pub const EXTRACTED: &str = "@@extracted";
 /// Receives a set's tar stream on stdin, checks its sha256 (a cut connection must not
 /// leave half a set), extracts it into a fresh folder and renames that into place:
 /// readers see no set or the whole set. Folders 0700 and files as the stream says (0600),
-/// owned by root. Says [`EXTRACTED`].
+/// owned by root. Says [`EXTRACTED`]. The fresh folder goes however the script ends: a
+/// session that vanished mid-upload ends it by a signal (the complaint about the short
+/// stream hits a closed pipe: SIGPIPE), and a shell killed by a signal runs no EXIT trap.
+/// The traps come before the folder (an empty `$t` removes nothing).
 pub fn release_extract(stack: &str, id: &str, sha256: &str) -> String {
     let (d, r, target) = (
         quote(&stack_dir(stack)),
@@ -58,8 +61,9 @@ pub fn release_extract(stack: &str, id: &str, sha256: &str) -> String {
 umask 077
 mkdir -p {r}
 chmod 700 {d} {r}
-t=$(mktemp -d {r}/.incoming.XXXXXX)
 trap 'rm -rf \"$t\"' EXIT
+trap 'rm -rf \"$t\"; exit 1' HUP INT TERM PIPE
+t=$(mktemp -d {r}/.incoming.XXXXXX)
 cat >\"$t/set.tar\"
 if [ \"$(sha256sum <\"$t/set.tar\" | cut -c1-64)\" != {sha} ]; then echo 'rpiprov: the file set arrived incomplete' >&2; exit 1; fi
 mkdir \"$t/set\"
@@ -174,8 +178,9 @@ mod tests {
 umask 077
 mkdir -p /var/lib/rpiprov/stacks/web/releases
 chmod 700 /var/lib/rpiprov/stacks/web /var/lib/rpiprov/stacks/web/releases
-t=$(mktemp -d /var/lib/rpiprov/stacks/web/releases/.incoming.XXXXXX)
 trap 'rm -rf \"$t\"' EXIT
+trap 'rm -rf \"$t\"; exit 1' HUP INT TERM PIPE
+t=$(mktemp -d /var/lib/rpiprov/stacks/web/releases/.incoming.XXXXXX)
 cat >\"$t/set.tar\"
 if [ \"$(sha256sum <\"$t/set.tar\" | cut -c1-64)\" != ff ]; then echo 'rpiprov: the file set arrived incomplete' >&2; exit 1; fi
 mkdir \"$t/set\"
@@ -258,6 +263,19 @@ echo @@extracted
                 .count(),
             1
         );
+
+        // Issue 14: the session vanished mid-upload: the stream ends short and the
+        // complaint hits a closed pipe (SIGPIPE, which runs no EXIT trap). Nothing is left.
+        let vanished = format!(
+            "{{ sh -c {} ; }} 2>&1 | true",
+            quote(&release_extract("web", "22cc", &sha))
+        );
+        host.run(&vanished, &tar[..700]);
+        let names: Vec<String> = std::fs::read_dir(format!("{root}/stacks/web/releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["00aa"]);
     }
 
     #[test]
