@@ -15,7 +15,7 @@
 #   3. `run -- true` on 200 sshd-only nodes beside `xargs -P 16 ssh`, with peak RSS.
 # Figures: wall seconds (GNU time), the ratio to the shell script, and what rpiprov's
 # command cost the hosts (its --json `remote`: connections, round trips, docker CLI calls,
-# Engine API requests). Took 17 minutes with CPU=0.25 on a 2-core machine (Docker's apt
+# Engine API requests) and its peak RSS. Took 17 minutes with CPU=0.25 on a 2-core machine (Docker's apt
 # install on the bare nodes dominates; a slow mirror makes it longer). Not part of CI.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -70,14 +70,17 @@ measure() {
     exit 1
   fi
   awk '{ printf "%.2f %.0f", $1, $2 / 1024 }' "$work/time"
+  # Kept for cost(): measure runs in a command substitution, whose variables are lost.
+  awk '{ printf "%.0f", $2 / 1024 }' "$work/time" >"$work/rss"
 }
 # rpiprov's cost from its --json (its stdout, in $work/out) on a lab: "connections per
-# host of the lab, round trips, docker CLI calls, API requests".
+# host of the lab, round trips, docker CLI calls, API requests, peak RSS" (the RSS of the
+# last measured command, rpiprov's).
 cost() { # LAB
   python3 -c 'import json,sys,tomllib
 d=json.load(open(sys.argv[1])); r=d["remote"]
 hosts=len(tomllib.load(open(sys.argv[2] + "/inventory.toml", "rb"))["host"])
-print("%.1f, %d, %d, %d" % (r["connections"]/hosts, r["round_trips"], r["docker_cli"], r["api_requests"]))' "$work/out" "$1"
+print("%.1f, %d, %d, %d, %s MiB" % (r["connections"]/hosts, r["round_trips"], r["docker_cli"], r["api_requests"], open(sys.argv[3]).read()))' "$work/out" "$1" "$work/rss"
 }
 lab_up() { # DIR ARGS...
   local dir=$1
@@ -135,7 +138,7 @@ header() {
   echo
   echo "$1"
   echo
-  echo "| job | rpiprov | shell (ControlMaster) | rpiprov / shell | Ansible | rpiprov / Ansible | rpiprov: connections per host, round trips, docker CLI calls, API requests |"
+  echo "| job | rpiprov | shell (ControlMaster) | rpiprov / shell | Ansible | rpiprov / Ansible | rpiprov: connections per host, round trips, docker CLI calls, API requests, peak RSS |"
   echo "|---|---|---|---|---|---|---|"
 }
 result() { # JOB RPIPROV_SECS COST SHELL_SECS ANSIBLE_SECS
