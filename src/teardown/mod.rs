@@ -279,9 +279,11 @@ struct Leftover {
 }
 
 /// The first check that a stack is gone, or the first retry of a network removal; then
-/// backing off to the poll interval (0.5 s when every check goes through the API).
+/// backing off to the poll interval (a quarter of a second when every check goes through
+/// the API: a teardown is mostly waiting for Docker, so the end of each wait is seen
+/// sooner; a poll is one request per node over a stream already open, no process there).
 const FIRST_POLL: Duration = Duration::from_millis(100);
-const API_POLL_MAX: Duration = Duration::from_millis(500);
+const API_POLL_MAX: Duration = Duration::from_millis(250);
 
 impl<R: Remote + 'static> Teardown<'_, R> {
     async fn root(&self, cmd: String) -> Result<Output, StepError> {
