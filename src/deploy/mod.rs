@@ -704,8 +704,9 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
     }
 
-    /// The nodes (the leader aside: it just answered) that do not answer a trivial command
-    /// within [`SILENT_AFTER`] or whose connection is lost, all asked at once.
+    /// The nodes (the leader aside: it just answered) that do not answer within
+    /// [`SILENT_AFTER`] or whose connection is lost, all asked at once (an SSH ping: no
+    /// process on the nodes).
     async fn silent_nodes(&self) -> Vec<String> {
         let leader = self.leader.host().to_string();
         let mut names: Vec<String> = self
@@ -718,11 +719,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         let answers = crate::exec::parallel_map(names, self.opts.parallel, |n| {
             let remote = self.nodes[&n].clone();
             async move {
-                let req = ExecRequest::new("true".to_string()).timeout(SILENT_AFTER);
-                // An error of the command is an answer; a lost connection is not.
-                let answered = tokio::time::timeout(SILENT_AFTER, remote.exec(req))
-                    .await
-                    .is_ok_and(|r| r.is_ok() || r.is_err_and(|e| !e.is_connection()));
+                let answered = remote.answers(SILENT_AFTER).await;
                 (n, answered)
             }
         })

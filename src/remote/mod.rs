@@ -417,6 +417,19 @@ pub trait Remote: Send + Sync {
         req: UploadRequest,
     ) -> impl Future<Output = Result<UploadOutcome, RemoteError>> + Send;
 
+    /// Whether the host answers within `within`, on the connection in use: a lost one is
+    /// not made again. The SSH transport asks with a ping of the protocol (no process on
+    /// the host); the default runs `true`, where an error of the command still counts as
+    /// an answer and a failure of the connection does not.
+    fn answers(&self, within: Duration) -> impl Future<Output = bool> + Send {
+        async move {
+            let req = ExecRequest::new("true".to_string()).timeout(within);
+            tokio::time::timeout(within, self.exec(req))
+                .await
+                .is_ok_and(|r| r.is_ok() || r.is_err_and(|e| !e.is_connection()))
+        }
+    }
+
     /// Starts a long-lived command whose stdin is written while it runs (`req.stdin` is
     /// ignored); `lifetime` bounds it on the remote side. Transports without streams (the
     /// default) say so, and callers fall back to one command per request.

@@ -693,6 +693,21 @@ impl Remote for Session {
         super::upload::upload(self, req).await
     }
 
+    async fn answers(&self, within: Duration) -> bool {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let link = self.current();
+        if link.is_closed() {
+            return false;
+        }
+        // russh's ping also returns when the connection dies meanwhile: look again.
+        tokio::time::timeout(within, link.handle.send_ping())
+            .await
+            .is_ok_and(|r| r.is_ok())
+            && !link.is_closed()
+    }
+
     async fn open_stream(
         &self,
         req: ExecRequest,
