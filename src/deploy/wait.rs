@@ -55,6 +55,13 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// up on it: swarm notices a node is back within seconds of its dockerd answering.
 pub const DOWN_NODE_GRACE: Duration = Duration::from_secs(20);
 
+/// How long a service must look [left behind](service::left_behind) before it is updated
+/// again with `--force`: swarm starts a deploy's update within a second, but the status
+/// of a killed run's update may read over before its last task is replaced (seen once
+/// after 5 s, in a run that then converged without the force); a task really left behind
+/// stays so for good.
+const LEFT_BEHIND_AFTER: Duration = Duration::from_secs(15);
+
 /// The first poll after a deploy.
 const FIRST_POLL: Duration = Duration::from_millis(100);
 
@@ -117,6 +124,10 @@ struct Watched<'a> {
     last_error: Option<String>,
     /// Since when swarm's count was complete but global services missed down nodes.
     blocked_since: Option<Instant>,
+    /// Since when each service was seen [left behind](service::left_behind) by an
+    /// update, and those already updated again with `--force`.
+    behind_since: HashMap<String, Instant>,
+    forced: Vec<String>,
     /// Set once it converged (`Ok`) or gave up.
     end: Option<Result<(), NotConverged>>,
     /// Its end was handed out by [`Watch::take_ended`].
@@ -180,6 +191,8 @@ impl<'a, R: Remote> Watch<'a, R> {
             states: Vec::new(),
             last_error: None,
             blocked_since: None,
+            behind_since: HashMap::new(),
+            forced: Vec::new(),
             end: None,
             reported: false,
         });
@@ -292,6 +305,7 @@ impl<'a, R: Remote> Watch<'a, R> {
                             t.settled = now.duration_since(first) >= self.settle;
                         }
                     }
+                    self.force_left_behind(i, &p, now).await;
                     let w = &mut self.stacks[i];
                     w.states = service::assess(&name, &w.st.services, &p);
                     w.last_error = None;
@@ -404,6 +418,39 @@ impl<'a, R: Remote> Watch<'a, R> {
             if now >= w.deadline {
                 w.end = Some(Err(timed_out(w)));
             }
+        }
+    }
+
+    /// Updates again, with `--force`, once each, the services an earlier update left
+    /// behind (see [`service::left_behind`]) for [`LEFT_BEHIND_AFTER`]: swarm would never
+    /// replace their old tasks, and the wait would run out its timeout.
+    async fn force_left_behind(&mut self, i: usize, p: &Poll, now: Instant) {
+        let behind = service::left_behind(p);
+        let w = &mut self.stacks[i];
+        w.behind_since.retain(|s, _| behind.contains(s));
+        let mut due = Vec::new();
+        for svc in behind {
+            let since = *w.behind_since.entry(svc.clone()).or_insert(now);
+            if now.duration_since(since) >= LEFT_BEHIND_AFTER && !w.forced.contains(&svc) {
+                w.forced.push(svc.clone());
+                due.push(svc);
+            }
+        }
+        let row = RowId::stack(&self.stacks[i].st.name);
+        for svc in due {
+            let said = match crate::exec::root(
+                self.leader,
+                service::force_update(&svc),
+                self.command_timeout,
+            )
+            .await
+            {
+                Ok(_) => format!(
+                    "{svc}: a task of an older spec was left behind by an earlier update (a killed run, a node away): updated again with --force"
+                ),
+                Err(e) => format!("{svc}: docker service update --force failed: {e}"),
+            };
+            self.rows.note(&row, &said);
         }
     }
 

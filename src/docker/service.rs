@@ -766,6 +766,35 @@ pub fn missing_on_down_nodes(
         .collect()
 }
 
+/// The services an update left behind: swarm's update is over (completed, or none ever
+/// ran) while a task of an older spec still runs. Swarm will not come back to that task:
+/// a run killed before its service converged, or an update that went on while a node was
+/// away, leaves such a service, and the rerun's `stack deploy` of the same spec changes
+/// nothing. Right after a deploy the same holds for a moment, until swarm starts the
+/// update: the caller waits before it believes this.
+pub fn left_behind(poll: &Poll) -> Vec<String> {
+    poll.specs
+        .iter()
+        .filter(|s| {
+            s.update
+                .as_ref()
+                .is_none_or(|(state, _)| state == "completed")
+        })
+        .filter(|s| {
+            poll.tasks
+                .iter()
+                .any(|t| t.service == s.name && t.desired == "running" && !t.current)
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Starts a service's update again, every task replaced by one of the current spec:
+/// for a service [`left_behind`].
+pub fn force_update(service: &str) -> String {
+    format!("docker service update --force --detach {}", quote(service))
+}
+
 /// Marks the global services that do not run on nodes down in the swarm (see
 /// [`missing_on_down_nodes`]) as not converged, naming the nodes. Returns whether any was.
 pub fn judge_down_nodes(
@@ -1301,6 +1330,31 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
         );
         spec.update = Some(("completed".into(), "update completed".into()));
         assert!(assess_service(&line, &spec, &[&up]).converged);
+    }
+
+    /// Issue 14: an update that is over while a task of an older spec still runs was left
+    /// behind (a killed run, a node away during the update); one still going is not.
+    #[test]
+    fn a_task_left_behind_by_a_finished_update_is_found() {
+        let (mut spec, _) = one_replica(Some(("completed".into(), "update completed".into())));
+        let old = task("t0", "web_app.1", "running", false, true);
+        let new = task("t1", "web_app.2", "running", true, true);
+        let poll = |spec: &ServiceSpec, tasks: Vec<Task>| Poll {
+            services: vec![],
+            specs: vec![spec.clone()],
+            tasks,
+        };
+        assert_eq!(
+            left_behind(&poll(&spec, vec![old.clone(), new.clone()])),
+            ["web_app"]
+        );
+        assert!(left_behind(&poll(&spec, vec![new])).is_empty());
+        spec.update = Some(("updating".into(), "update in progress".into()));
+        assert!(left_behind(&poll(&spec, vec![old])).is_empty());
+        assert_eq!(
+            force_update("web_app"),
+            "docker service update --force --detach web_app"
+        );
     }
 
     /// Right after `stack deploy`, before swarm started the update: the old task still
