@@ -18,7 +18,7 @@ use std::time::Duration;
 use rpiprov::lab::{Daemon, Lab};
 use support::faults::{
     CONVERGED, Running, current_compose, lock_held, replicas, run, running_on, short_timeouts,
-    temp_files, throttle, touch_stack, wait_listed,
+    temp_files, throttle, touch_stack, wait_listed, wait_until,
 };
 use support::fleet::Fleet;
 
@@ -40,7 +40,11 @@ fn clean(fleet: &Fleet) {
 fn rerun_converges(fleet: &Fleet) {
     let ended = run(fleet, &["-v", "deploy"], 120 * SECOND);
     ended.expect_code(0);
-    assert_eq!(replicas(fleet, "pi1"), CONVERGED, "{}", ended.all());
+    // After an outage of the manager swarm may briefly run one task too many (api 3/2)
+    // while it reconciles, on its own: every service at its count within seconds.
+    wait_until("every service at its count", 30 * SECOND, || {
+        replicas(fleet, "pi1") == CONVERGED
+    });
     clean(fleet);
 }
 

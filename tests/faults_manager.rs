@@ -88,7 +88,11 @@ fn clean(fleet: &Fleet) {
 fn rerun_converges(fleet: &Fleet) -> support::faults::Ended {
     let ended = run(fleet, &["-v", "deploy"], 150 * SECOND);
     ended.expect_code(0);
-    assert_eq!(replicas(fleet, "pi1"), CONVERGED, "{}", ended.all());
+    // After an outage of the manager swarm may briefly run one task too many (api 3/2)
+    // while it reconciles, on its own: every service at its count within seconds.
+    wait_until("every service at its count", 30 * SECOND, || {
+        replicas(fleet, "pi1") == CONVERGED
+    });
     clean(fleet);
     ended
 }
