@@ -17,36 +17,12 @@ use std::time::Duration;
 
 use rpiprov::lab::{Daemon, Lab};
 use support::faults::{
-    CONVERGED, Running, current_compose, lock_held, replicas, run, running_on, short_timeouts,
-    temp_files, throttle, touch_stack, wait_listed, wait_until,
+    CONVERGED, Running, clean, current_compose, replicas, rerun_converges, run, running_on,
+    short_timeouts, throttle, touch_stack, wait_listed,
 };
 use support::fleet::Fleet;
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// What the manager must hold after any run, however it ended: no temporary file, no lock.
-fn clean(fleet: &Fleet) {
-    for node in ["pi1", "pi2", "pi3"] {
-        assert_eq!(
-            temp_files(fleet, node),
-            "",
-            "temporary files left on {node}"
-        );
-    }
-    assert!(!lock_held(fleet, "pi1"), "the deploy lock is still held");
-}
-
-/// The rerun after recovery: exit 0 and every service where it should be.
-fn rerun_converges(fleet: &Fleet) {
-    let ended = run(fleet, &["-v", "deploy"], 120 * SECOND);
-    ended.expect_code(0);
-    // After an outage of the manager swarm may briefly run one task too many (api 3/2)
-    // while it reconciles, on its own: every service at its count within seconds.
-    wait_until("every service at its count", 30 * SECOND, || {
-        replicas(fleet, "pi1") == CONVERGED
-    });
-    clean(fleet);
-}
 
 #[test]
 fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
@@ -77,7 +53,7 @@ fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
     lab.set_link("pi3", true).unwrap();
     throttle(&fleet, "pi3", None);
     wait_listed(&fleet, "pi1", "pi3", "Ready");
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 120 * SECOND, &CONVERGED);
     assert_eq!(running_on(&fleet, "pi1", "web_web"), ["pi1", "pi2", "pi3"]);
 
     // 2. pi3's link cut during a deploy that ships nothing to it (echo changed, on the
@@ -101,7 +77,7 @@ fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
     clean(&fleet);
     lab.set_link("pi3", true).unwrap();
     wait_listed(&fleet, "pi1", "pi3", "Ready");
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 120 * SECOND, &CONVERGED);
 
     // 3. pi2's dockerd killed while web updates: web fails naming pi2, the stacks after it
     //    are deployed all the same.
@@ -128,7 +104,7 @@ fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
     clean(&fleet);
     lab.start("pi2", Daemon::Dockerd).unwrap();
     wait_listed(&fleet, "pi1", "pi2", "Ready");
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 120 * SECOND, &CONVERGED);
 
     // 4. 30 s of 30 % packet loss on pi2 during a deploy of web (global, so pi2's task
     //    updates too): the run ends by the stack's timeout (60 s), converged or naming
@@ -160,5 +136,5 @@ fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
         _ => panic!("{}", ended.all()),
     }
     clean(&fleet);
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 120 * SECOND, &CONVERGED);
 }

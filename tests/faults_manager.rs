@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use rpiprov::lab::Lab;
 use support::faults::{
-    Running, current_compose, lock_held, replicas, run, sh, short_timeouts, temp_files, throttle,
-    touch_stack, wait_listed, wait_until,
+    Running, clean, current_compose, lock_held, replicas, rerun_converges, run, sh, short_timeouts,
+    temp_files, throttle, touch_stack, wait_listed, wait_until,
 };
 use support::fleet::Fleet;
 
@@ -74,29 +74,6 @@ fn deployed_mark(fleet: &Fleet) -> String {
         .to_string()
 }
 
-fn clean(fleet: &Fleet) {
-    for node in ["pi1", "pi2", "pi3"] {
-        assert_eq!(
-            temp_files(fleet, node),
-            "",
-            "temporary files left on {node}"
-        );
-    }
-    assert!(!lock_held(fleet, "pi1"), "the deploy lock is still held");
-}
-
-fn rerun_converges(fleet: &Fleet) -> support::faults::Ended {
-    let ended = run(fleet, &["-v", "deploy"], 150 * SECOND);
-    ended.expect_code(0);
-    // After an outage of the manager swarm may briefly run one task too many (api 3/2)
-    // while it reconciles, on its own: every service at its count within seconds.
-    wait_until("every service at its count", 30 * SECOND, || {
-        replicas(fleet, "pi1") == CONVERGED
-    });
-    clean(fleet);
-    ended
-}
-
 #[test]
 fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     let fleet = Fleet::up(&["--nodes", "3", "--bare", "0"]);
@@ -104,7 +81,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     add_big_stack(&fleet);
     let lab = Lab::open(&fleet.dir).expect("the lab opens");
     run(&fleet, &["bootstrap"], 120 * SECOND).expect_code(0);
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 150 * SECOND, &CONVERGED);
     assert_eq!(deployed_mark(&fleet), "# first");
 
     // 1. pi1's link cut for 16 s during the convergence wait: noticed by keepalives,
@@ -139,7 +116,8 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     // The run could not release its lock on pi1; its process is gone, so the rerun takes
     // it over, saying so.
     assert!(lock_held(&fleet, "pi1"), "{}", ended.all());
-    rerun_converges(&fleet).says("took over the deploy lock left by a run that is gone");
+    rerun_converges(&fleet, 150 * SECOND, &CONVERGED)
+        .says("took over the deploy lock left by a run that is gone");
 
     // 3. SIGINT while big's file set is uploaded (pi1's link throttled): the run stops,
     //    releases the lock, leaves no temporary file, and says what it did not do.
@@ -173,7 +151,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
         .says("interrupted during the wait for convergence");
     assert_eq!(deployed_mark(&fleet), "# second", "{}", ended.all());
     clean(&fleet);
-    rerun_converges(&fleet);
+    rerun_converges(&fleet, 150 * SECOND, &CONVERGED);
 
     // 5. SIGKILL while big's file set is uploaded: pi1 keeps the set it had, whole; the
     //    lock stays (nothing could release it) and the next run from here takes it over,
@@ -195,7 +173,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     });
     assert!(lock_held(&fleet, "pi1"));
     let owner = sh(&fleet, "pi1", "cat /var/lib/rpiprov/lock/owner");
-    let ended = rerun_converges(&fleet);
+    let ended = rerun_converges(&fleet, 150 * SECOND, &CONVERGED);
     ended.says("took over the deploy lock left by a run that is gone");
     assert_eq!(deployed_mark(&fleet), "# third", "{}", ended.all());
     assert!(killed.elapsed() < 200 * SECOND, "{owner}");
@@ -207,7 +185,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     deploy.wait_for("stack web: wait for convergence", 60 * SECOND);
     deploy.signal(SIGKILL);
     assert_eq!(deploy.finish(20 * SECOND).code(), None);
-    let ended = rerun_converges(&fleet);
+    let ended = rerun_converges(&fleet, 150 * SECOND, &CONVERGED);
     ended
         .says("took over the deploy lock left by a run that is gone")
         .says("stack web   changed");

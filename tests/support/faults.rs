@@ -389,3 +389,32 @@ pub fn wait_converged(fleet: &Fleet) {
         replicas(fleet, "pi1") == CONVERGED
     });
 }
+
+/// What the manager must hold after any run, however it ended: no temporary file on any
+/// node, no lock.
+pub fn clean(fleet: &Fleet) {
+    for node in ["pi1", "pi2", "pi3"] {
+        assert_eq!(
+            temp_files(fleet, node),
+            "",
+            "temporary files left on {node}"
+        );
+    }
+    assert!(!lock_held(fleet, "pi1"), "the deploy lock is still held");
+}
+
+/// The rerun after recovery: exit 0 within `within`, every service at its count (as
+/// `replicas` lists them: `converged`), nothing left behind.
+pub fn rerun_converges(fleet: &Fleet, within: Duration, converged: &[&str]) -> Ended {
+    let ended = run(fleet, &["-v", "deploy"], within);
+    ended.expect_code(0);
+    // After an outage of the manager swarm may briefly run one task too many (api 3/2)
+    // while it reconciles, on its own: every service at its count within seconds.
+    wait_until(
+        "every service at its count",
+        Duration::from_secs(30),
+        || replicas(fleet, "pi1") == converged,
+    );
+    clean(fleet);
+    ended
+}
