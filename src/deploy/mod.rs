@@ -624,12 +624,11 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return;
         };
         let deadline = Instant::now() + wait::DOWN_NODE_GRACE;
-        let undecided = |nodes: &[SwarmNode]| {
-            nodes
-                .iter()
-                .any(|n| silent.contains(&n.hostname) && !n.is_down() && n.availability == "active")
+        // Silent to us, still ready and active to swarm: not decided yet.
+        let undecided = |n: &SwarmNode| {
+            silent.contains(&n.hostname) && !n.is_down() && n.availability == "active"
         };
-        while undecided(&nodes) && Instant::now() < deadline {
+        while nodes.iter().any(undecided) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
             match wait::nodes(&*self.leader, self.opts.command_timeout).await {
                 Ok(n) => nodes = n,
@@ -637,7 +636,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             }
         }
         for n in nodes.iter_mut() {
-            if silent.contains(&n.hostname) && !n.is_down() && n.availability == "active" {
+            if undecided(n) {
                 n.state = SILENT_STATE.to_string();
             }
         }

@@ -42,8 +42,8 @@ use crate::docker::node::{self, SwarmNode};
 use crate::docker::service::{self, Poll, ServiceState};
 use crate::exec::engine::Engine;
 use crate::exec::report::{RowId, Rows, secs};
-use crate::exec::{StepError, check};
-use crate::remote::{ExecRequest, Remote, RemoteError};
+use crate::exec::{ReadError, StepError, read};
+use crate::remote::{Remote, RemoteError};
 
 use super::PreparedStack;
 
@@ -67,30 +67,6 @@ const FIRST_POLL: Duration = Duration::from_millis(100);
 
 /// The longest time between two polls through the Engine API.
 const API_POLL_MAX: Duration = Duration::from_millis(500);
-
-/// Why a read of the manager failed.
-#[derive(Debug)]
-pub enum ReadError {
-    /// This time: the next poll may do better.
-    Failed(StepError),
-    /// The transport gave the manager up: no poll will.
-    Unreachable(Box<RemoteError>),
-}
-
-/// A read on the manager, run again after a lost connection.
-async fn read<R: Remote>(leader: &R, cmd: String, timeout: Duration) -> Result<String, ReadError> {
-    let req = ExecRequest::new(cmd)
-        .privileged()
-        .timeout(timeout)
-        .idempotent();
-    match leader.exec(req).await {
-        Ok(out) => check(out)
-            .map(|o| o.stdout_str())
-            .map_err(ReadError::Failed),
-        Err(e) if e.is_unreachable() => Err(ReadError::Unreachable(Box::new(e))),
-        Err(e) => Err(ReadError::Failed(e.into())),
-    }
-}
 
 /// The swarm's nodes, for the judgement of global services.
 pub async fn nodes<R: Remote>(leader: &R, timeout: Duration) -> Result<Vec<SwarmNode>, ReadError> {

@@ -243,6 +243,35 @@ pub async fn root<R: Remote>(
     run_ok(remote, ExecRequest::new(cmd).privileged().timeout(timeout)).await
 }
 
+/// Why a read (a command that changes nothing) failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// This time: the next poll may do better.
+    Failed(StepError),
+    /// The transport gave the host up: no poll will.
+    Unreachable(Box<RemoteError>),
+}
+
+/// A read as root with a time limit, run again after a lost connection (it changes
+/// nothing); tells a host the transport gave up on from a failure of this time.
+pub async fn read<R: Remote>(
+    remote: &R,
+    cmd: String,
+    timeout: Duration,
+) -> Result<String, ReadError> {
+    let req = ExecRequest::new(cmd)
+        .privileged()
+        .timeout(timeout)
+        .idempotent();
+    match remote.exec(req).await {
+        Ok(out) => check(out)
+            .map(|o| o.stdout_str())
+            .map_err(ReadError::Failed),
+        Err(e) if e.is_unreachable() => Err(ReadError::Unreachable(Box::new(e))),
+        Err(e) => Err(ReadError::Failed(e.into())),
+    }
+}
+
 /// Turns a non-zero exit into an error with the exit code and the end of stderr (or stdout,
 /// when stderr is empty: apt and the init scripts write errors to stdout), without Docker's
 /// notices ([`crate::docker::notices`]) unless they are all there is.

@@ -45,8 +45,8 @@ use crate::exec::engine::Engine;
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
-use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, StepError, check, parallel_map, root};
-use crate::remote::{ExecRequest, Output, Remote};
+use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, ReadError, StepError, parallel_map, read, root};
+use crate::remote::{Output, Remote};
 
 /// Asks the manager what exists of the playbook.
 pub async fn survey<R: Remote>(
@@ -675,21 +675,11 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 };
                 let counts = match api {
                     Some(Ok(counts)) => Ok(counts),
-                    _ => {
-                        let req = ExecRequest::new(stack::stack_containers())
-                            .privileged()
-                            .timeout(timeout)
-                            .idempotent();
-                        match remote.exec(req).await {
-                            Ok(out) => check(out)
-                                .map(|out| stack::count_containers(&out.stdout_str()))
-                                .map_err(|e| (e.0, false)),
-                            Err(e) => {
-                                let gone = e.is_unreachable();
-                                Err((e.to_string(), gone))
-                            }
-                        }
-                    }
+                    _ => match read(&*remote, stack::stack_containers(), timeout).await {
+                        Ok(text) => Ok(stack::count_containers(&text)),
+                        Err(ReadError::Failed(e)) => Err((e.0, false)),
+                        Err(ReadError::Unreachable(e)) => Err((e.to_string(), true)),
+                    },
                 };
                 (n, counts)
             }
