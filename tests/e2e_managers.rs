@@ -224,6 +224,24 @@ fn three_managers_keep_the_swarm_serving_through_maintenance_and_a_frozen_manage
     let out = fleet.rpiprov(&["maintain", "--on", "pi3", "--", "true"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(availability_of("pi3"), "active");
+    // The rerun found pi3 drained, running nothing: it still ends only once pi3 runs the
+    // global service it ran before (its history says so), not as soon as it is active.
+    let running = inside(
+        &lab,
+        "pi3",
+        &[
+            "docker",
+            "ps",
+            "--filter",
+            "label=com.docker.swarm.service.name=web_web",
+            "--filter",
+            "status=running",
+            "--format",
+            "{{.Names}}",
+        ],
+    )
+    .unwrap();
+    assert!(running.starts_with("web_web."), "pi3 runs no web task: {running:?}");
 
     // One manager frozen: the swarm keeps serving, and deploy goes through another one.
     lab.freeze("pi1", Daemon::Dockerd).unwrap();

@@ -28,7 +28,7 @@ use crate::docker::{engine, machine, swarm};
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Reporter, Row, RowId, Rows, secs};
 use crate::exec::{MANAGER_ANSWER, StepError, check, parallel_map, pick_manager, root};
-use crate::plan::maintain::{Target, drained, globals_back, globals_on, order};
+use crate::plan::maintain::{Target, drained, globals_back, globals_on, globals_ran, order};
 use crate::remote::{
     ExecRequest, Output, Remote, RemoteError, Stream, UploadOutcome, UploadRequest,
 };
@@ -515,7 +515,25 @@ impl<R: Remote + 'static> Maintenance<R> {
         } else {
             None
         };
-        let wanted_globals = globals_on(before, &hostname);
+        let mut wanted_globals = globals_on(before, &hostname);
+        let was_drained = before
+            .nodes
+            .iter()
+            .any(|n| n.id == id && n.availability == "drain");
+        if was_drained {
+            // Left drained (a failed run, or by hand): nothing runs on it, so what it must
+            // run again once active is what it ran before.
+            let m = self
+                .manager(batch)
+                .await
+                .map_err(fail("read its task history", false))?;
+            let out = root(&*m, task::node_poll(id), self.opts.command_timeout)
+                .await
+                .map_err(fail("read its task history", false))?;
+            let history = task::parse_snapshot(&out.stdout_str())
+                .map_err(|e| fail("read its task history", false)(StepError(e)))?;
+            wanted_globals = globals_ran(&history, &hostname);
+        }
 
         self.rows.step(&row, "drain");
         let m = self.manager(batch).await.map_err(fail("drain", false))?;

@@ -238,6 +238,23 @@ pub fn globals_on(swarm: &Snapshot, hostname: &str) -> Vec<String> {
     out
 }
 
+/// The global services a node already drained ran before (its task history, a
+/// [`crate::docker::task::node_poll`] of it): a drained node runs none, so [`globals_on`]
+/// finds nothing to wait for once it is active again, and a rerun after a failed
+/// maintenance would end before the node serves. Only services still global count.
+pub fn globals_ran(history: &Snapshot, hostname: &str) -> Vec<String> {
+    let mut out: Vec<String> = history
+        .tasks
+        .iter()
+        .filter(|t| t.node == hostname)
+        .filter(|t| service(history, &t.service).is_some_and(|s| s.global))
+        .map(|t| t.service.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Whether the node runs a task of each of `wanted` again (a
 /// [`crate::docker::task::node_poll`] of it). `Err` names those not running yet.
 pub fn globals_back(hostname: &str, wanted: &[String], now: &Snapshot) -> Result<(), String> {
@@ -509,5 +526,25 @@ mod tests {
         );
         now.tasks.push(task("web.w1", "pi4", "running"));
         assert_eq!(globals_back("pi4", &["web".into()], &now), Ok(()));
+    }
+
+    #[test]
+    fn a_node_drained_before_is_waited_for_the_global_services_it_ran() {
+        // pi4 left drained by a failed run: nothing live on it, its history still says web.
+        let mut history = Snapshot {
+            services: vec![svc("web", true, 5, 5), svc("api", false, 3, 3)],
+            tasks: vec![
+                task("web.w1", "pi4", "shutdown"),
+                task("api.1", "pi4", "shutdown"),
+                task("gone.w1", "pi4", "shutdown"),
+            ],
+            ..Default::default()
+        };
+        for t in &mut history.tasks {
+            t.desired = "shutdown".into();
+        }
+        assert!(globals_on(&history, "pi4").is_empty());
+        assert_eq!(globals_ran(&history, "pi4"), vec!["web"]);
+        assert!(globals_ran(&history, "pi5").is_empty());
     }
 }
