@@ -241,7 +241,10 @@ fn three_managers_keep_the_swarm_serving_through_maintenance_and_a_frozen_manage
         ],
     )
     .unwrap();
-    assert!(running.starts_with("web_web."), "pi3 runs no web task: {running:?}");
+    assert!(
+        running.starts_with("web_web."),
+        "pi3 runs no web task: {running:?}"
+    );
 
     // One manager frozen: the swarm keeps serving, and deploy goes through another one.
     lab.freeze("pi1", Daemon::Dockerd).unwrap();

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, show_preview, with_fleet};
+use crate::exec::engine::Engine;
 use crate::exec::report::Reporter;
 use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 use crate::remote::Remote;
@@ -74,8 +75,18 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
         }
         return show_preview(ctx, &preview);
     }
-    let found = match crate::teardown::survey(&*swarm.leader, playbook, ctx.connect.command_timeout)
+    // The leader's Engine API serves this survey, the one under the lock and the waits
+    // (without it, each survey is three `docker` processes on the manager).
+    let engine = Engine::open(&*swarm.leader, ctx.connect.command_timeout)
         .await
+        .ok();
+    let found = match crate::teardown::survey(
+        &*swarm.leader,
+        engine.as_ref(),
+        playbook,
+        ctx.connect.command_timeout,
+    )
+    .await
     {
         Ok(f) => f,
         Err(e) => {
@@ -107,6 +118,7 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
         &opts,
         playbook,
         swarm.leader,
+        engine,
         swarm.sessions,
         reporter.clone(),
         ctrl_c(),

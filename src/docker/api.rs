@@ -13,8 +13,9 @@
 //! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
 //! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
-//! | networks | [`network_create`] | |
+//! | networks | [`network_create`], [`network_remove`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
+//! | what of a playbook exists | [`survey`] | [`parse_survey`] |
 //! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`], [`count_by_stack`] |
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +27,7 @@ pub use crate::docker::http::Request;
 use crate::docker::http::{Response, encode_query};
 use crate::docker::node;
 use crate::docker::service::{self, Poll, ServiceLine, Task};
-use crate::docker::stack::NAMESPACE_LABEL;
+use crate::docker::stack::{NAMESPACE_LABEL, Seen};
 use crate::docker::swarm::SwarmInfo;
 use crate::secret::Secret;
 
@@ -274,6 +275,13 @@ pub fn network_create(net: &crate::config::Network) -> Request {
     Request::post(v("/networks/create"), Some(body.to_string().into_bytes()))
 }
 
+/// Removes a network by name: what [`crate::docker::network::network_rm`] asks the
+/// `docker` CLI for; a failure's message is classified by
+/// [`crate::docker::network::rm_failure`] the same way.
+pub fn network_remove(name: &str) -> Request {
+    Request::delete(v(&format!("/networks/{}", encode_query(name))))
+}
+
 /// Every stack service (any stack), with its running and desired task counts.
 pub fn stack_services() -> Request {
     Request::get(v(&format!(
@@ -300,6 +308,54 @@ pub fn stack_leftovers(stack: &str) -> [Request; 2] {
         Request::get(v(&format!("/services?{f}"))),
         Request::get(v(&format!("/networks?{f}"))),
     ]
+}
+
+/// What of a playbook exists on a manager, for a teardown: every stack service and every
+/// network (the playbook's own carry no stack label). Read by [`parse_survey`].
+pub fn survey() -> [Request; 2] {
+    [
+        Request::get(v(&format!("/services?{}", label_filter(NAMESPACE_LABEL)))),
+        Request::get(v("/networks")),
+    ]
+}
+
+/// The stacks named by the services' and networks' stack labels, and every network's
+/// name, from the answers to [`survey`].
+pub fn parse_survey(services: &[u8], networks: &[u8]) -> Result<Seen, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Labels {
+        #[serde(default, deserialize_with = "crate::docker::null_as_default")]
+        labels: HashMap<String, String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct RawService {
+        spec: Labels,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct RawNetwork {
+        name: String,
+        #[serde(flatten)]
+        labels: Labels,
+    }
+    let services: Vec<RawService> =
+        serde_json::from_slice(services).map_err(|e| format!("cannot read the services: {e}"))?;
+    let networks: Vec<RawNetwork> =
+        serde_json::from_slice(networks).map_err(|e| format!("cannot read the networks: {e}"))?;
+    let mut seen = Seen::default();
+    for labels in services
+        .iter()
+        .map(|s| &s.spec)
+        .chain(networks.iter().map(|n| &n.labels))
+    {
+        if let Some(stack) = labels.labels.get(NAMESPACE_LABEL) {
+            seen.stacks.push(stack.clone());
+        }
+    }
+    seen.networks = networks.into_iter().map(|n| n.name).collect();
+    Ok(seen)
 }
 
 /// Every stack's containers on one node, stopped ones too: counted per stack by
@@ -565,6 +621,17 @@ mod tests {
             stack_containers().path,
             "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
         );
+        let rm = network_remove("my net");
+        assert_eq!(
+            (rm.method, rm.path.as_str()),
+            ("DELETE", "/v1.41/networks/my%20net")
+        );
+        let [services, networks] = survey();
+        assert_eq!(
+            services.path,
+            "/v1.41/services?filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+        );
+        assert_eq!(networks.path, "/v1.41/networks");
         assert_eq!(
             count_by_stack(br#"[{"Id":"a","Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"api","x":"y"}},{"Labels":null}]"#).unwrap(),
             BTreeMap::from([("api".to_string(), 1), ("web".to_string(), 2)])

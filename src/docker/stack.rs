@@ -193,36 +193,51 @@ impl Survey {
 /// What would be removed, from the output of [`survey`]. A stack whose services are gone
 /// but whose networks linger (an interrupted `stack rm`) counts.
 pub fn parse_survey(output: &str, playbook: &Playbook) -> Survey {
-    let mut stacks_seen: Vec<&str> = Vec::new();
-    let mut networks_seen: Vec<&str> = Vec::new();
+    let mut seen = Seen::default();
     for line in output.lines() {
         if let Some(name) = line.strip_prefix("stack ") {
-            stacks_seen.push(name.trim());
+            seen.stacks.push(name.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("network ") {
             let mut it = rest.split_whitespace();
             if let Some(name) = it.next() {
-                networks_seen.push(name);
+                seen.networks.push(name.to_string());
             }
             if let Some(ns) = it.next() {
-                stacks_seen.push(ns);
+                seen.stacks.push(ns.to_string());
             }
         }
     }
-    Survey {
-        stacks: playbook
-            .stacks
-            .iter()
-            .rev()
-            .filter(|s| stacks_seen.contains(&s.name.as_str()))
-            .map(|s| s.name.clone())
-            .collect(),
-        networks: playbook
-            .networks
-            .iter()
-            .rev()
-            .filter(|n| networks_seen.contains(&n.name.as_str()))
-            .map(|n| n.name.clone())
-            .collect(),
+    seen.survey(playbook)
+}
+
+/// The stack and network names found on a manager, by the `docker` CLI ([`survey`]) or
+/// the Engine API (`crate::docker::api::survey`): a stack is named by its services'
+/// or its networks' stack label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub stacks: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+impl Seen {
+    /// What of the playbook exists, in the order a teardown removes it.
+    pub fn survey(&self, playbook: &Playbook) -> Survey {
+        Survey {
+            stacks: playbook
+                .stacks
+                .iter()
+                .rev()
+                .filter(|s| self.stacks.contains(&s.name))
+                .map(|s| s.name.clone())
+                .collect(),
+            networks: playbook
+                .networks
+                .iter()
+                .rev()
+                .filter(|n| self.networks.contains(&n.name))
+                .map(|n| n.name.clone())
+                .collect(),
+        }
     }
 }
 

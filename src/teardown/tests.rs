@@ -59,6 +59,34 @@ fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
 }
 
 #[test]
+fn the_engine_api_survey_finds_what_the_cli_survey_finds() {
+    // SURVEY's swarm as the Engine API lists it (services without labels have null).
+    let services = br#"[
+        {"ID": "s1", "Spec": {"Name": "db_pg", "Labels": {"com.docker.stack.namespace": "db"}}},
+        {"ID": "s2", "Spec": {"Name": "other_x", "Labels": {"com.docker.stack.namespace": "other"}}},
+        {"ID": "s3", "Spec": {"Name": "web_web", "Labels": {"com.docker.stack.namespace": "web"}}}
+    ]"#;
+    let networks = br#"[
+        {"Name": "bridge", "Labels": {}},
+        {"Name": "DATA", "Labels": {"io.rpiprov.managed": "true"}},
+        {"Name": "INTERCO", "Labels": null},
+        {"Name": "foreign"},
+        {"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}},
+        {"Name": "ingress", "Labels": {}}
+    ]"#;
+    let seen = crate::docker::api::parse_survey(services, networks).unwrap();
+    assert_eq!(seen.survey(&playbook()), parse_survey(SURVEY, &playbook()));
+    // A stack whose services are gone but whose network lingers still counts.
+    let seen = crate::docker::api::parse_survey(
+        b"[]",
+        br#"[{"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}}]"#,
+    )
+    .unwrap();
+    assert_eq!(seen.survey(&playbook()).stacks, vec!["web"]);
+    assert!(crate::docker::api::parse_survey(b"{}", b"[]").is_err());
+}
+
+#[test]
 fn rows_for_the_progress_display() {
     let s = parse_survey(SURVEY, &playbook());
     let mut opts = options();
@@ -211,6 +239,7 @@ async fn teardown_with(
         opts,
         &playbook(),
         leader,
+        None,
         nodes,
         rec.clone(),
         std::future::pending(),
@@ -571,6 +600,7 @@ async fn ctrl_c_during_a_wait_releases_the_lock() {
         &options(),
         &pb,
         leader,
+        None,
         nodes,
         Arc::new(Recorder::default()),
         tokio::time::sleep(Duration::from_millis(40)),
