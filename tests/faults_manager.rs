@@ -129,7 +129,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     deploy.signal(SIGINT);
     let ended = deploy.finish(60 * SECOND);
     ended
-        .expect_code(1)
+        .expect_code(130)
         .within(50 * SECOND)
         .says("interrupted during the upload of its files");
     assert_eq!(deployed_mark(&fleet), "# first", "{}", ended.all());
@@ -146,7 +146,7 @@ fn manager_cut_or_rpiprov_interrupted_leave_nothing_a_rerun_cannot_repair() {
     deploy.signal(SIGINT);
     let ended = deploy.finish(60 * SECOND);
     ended
-        .expect_code(1)
+        .expect_code(130)
         .within(50 * SECOND)
         .says("interrupted during the wait for convergence");
     assert_eq!(deployed_mark(&fleet), "# second", "{}", ended.all());

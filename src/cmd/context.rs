@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::cli::PolicyArg;
 use crate::config::{self, Diagnostic, Host, HostKeyPolicy, Loaded, PasswordSource};
 use crate::exec::report::{Reporter, Row, any_failed};
-use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 use crate::remote::{self, ConnectOptions, Target};
 use crate::secret::Secret;
 use crate::select::Selection;
@@ -309,7 +309,13 @@ fn finish(
             Style::Tally => term::err(&ui::summary::tally(command, rows, elapsed)),
         }
     }
-    if ok { EXIT_OK } else { EXIT_FAILED }
+    if crate::exit::interrupted() {
+        EXIT_INTERRUPTED
+    } else if ok {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// Builds the SSH targets, resolving sudo passwords from the environment or a prompt.
@@ -491,4 +497,5 @@ pub fn show_preview(ctx: &Ctx, preview: &crate::exec::preview::Preview) -> Done 
 /// Ctrl-C: the locking commands stop and release the lock when it fires.
 pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
+    crate::exit::set_interrupted();
 }

@@ -16,14 +16,11 @@ use std::time::Duration;
 use super::context::{Ctx, Done, Needs, Opts, connect, ctrl_c, with_fleet};
 use crate::cli::LogsArgs;
 use crate::exec::report::Reporter;
-use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::exit::{EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 use crate::logs::{Ended, LogsRequest, read, valid_since};
 use crate::remote::Stream;
 use crate::ui::Plain;
 use crate::ui::term;
-
-/// The exit code of a run ended by Ctrl-C.
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// How long `--follow` may run: `docker service logs` is stopped after that (the remote
 /// side is always time-limited, see `remote::exec`), long enough to read a month of logs.
