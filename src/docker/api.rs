@@ -16,7 +16,7 @@
 //! | networks | [`network_create`], [`network_remove`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
 //! | what of a playbook exists | [`survey`] | [`parse_survey`] |
-//! | what a stack left | [`stack_leftovers`], [`stack_containers`] | [`count_list`], [`count_by_stack`] |
+//! | what a stack left | [`stack_leftovers`], [`stack_containers`], [`stack_container_removals`] | [`count_list`], [`count_by_stack`] |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -363,6 +363,20 @@ pub fn parse_survey(services: &[u8], networks: &[u8]) -> Result<Seen, String> {
 pub fn stack_containers() -> Request {
     let f = label_filter(NAMESPACE_LABEL);
     Request::get(v(&format!("/containers/json?all=1&{f}")))
+}
+
+/// The removal of stack containers on one node, as it happens (`GET /events`, an answer
+/// that never ends): what a wait for them to be gone listens to between its polls.
+pub fn stack_container_removals() -> Request {
+    let filters = serde_json::json!({
+        "type": { "container": true },
+        "event": { "destroy": true },
+        "label": { NAMESPACE_LABEL: true },
+    });
+    Request::get(v(&format!(
+        "/events?filters={}",
+        encode_query(&filters.to_string())
+    )))
 }
 
 /// How many of the listed containers each stack has.

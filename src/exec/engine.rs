@@ -21,7 +21,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::docker::api::{self, Request};
 use crate::docker::http::{Decoder, Response};
-use crate::remote::{ExecRequest, Remote, StreamReader, StreamWriter, stats};
+use crate::remote::{ExecRequest, ExecStream, Remote, StreamReader, StreamWriter, stats};
 
 /// How long the relay may live on the host: longer than any command (its remote time
 /// limit only matters for a relay whose connection died without closing its stdin).
@@ -186,10 +186,95 @@ impl Engine {
     }
 }
 
+/// A stream of the daemon's events (`GET /events` with a filter), on a channel and relay
+/// of its own: an events answer never ends, so it cannot share an [`Engine`]'s channel.
+/// Nothing of an event is read: [`Watch::next`] says that the daemon reported one (or
+/// several) since the last call, which is all a wait needs to look again at once rather
+/// than at its next poll. Dropping it ends the relay (EOF; the daemon ends the answer
+/// when its client goes).
+pub struct Watch {
+    reader: StreamReader,
+    _writer: StreamWriter,
+    /// Bytes that came with the answer's head: an event already.
+    pending: bool,
+}
+
+impl Watch {
+    /// Starts the relay and subscribes; `timeout` bounds the start and the answer's head
+    /// (sent at once by the daemon, before any event).
+    pub async fn open<R: Remote>(
+        remote: &R,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Watch, String> {
+        let stream = remote
+            .open_stream(
+                ExecRequest::new(DIAL_STDIO).privileged().timeout(timeout),
+                LIFETIME,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Watch::subscribe(remote.host(), stream, req, timeout).await
+    }
+
+    /// Sends the request on a relay and reads the answer's head.
+    async fn subscribe(
+        host: &str,
+        stream: ExecStream,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Watch, String> {
+        let (writer, mut reader) = (stream.writer, stream.reader);
+        if !writer.write(req.encode()) {
+            return Err(format!("{host}: the events relay closed"));
+        }
+        let head = async {
+            let mut bytes = Vec::new();
+            loop {
+                match reader.read().await {
+                    Some(chunk) => bytes.extend(chunk),
+                    None => return Err("the events relay closed".to_string()),
+                }
+                if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&bytes[..end]);
+                    let status = head.lines().next().unwrap_or_default();
+                    if status.split_whitespace().nth(1) != Some("200") {
+                        return Err(format!("the events request was answered {status}"));
+                    }
+                    return Ok(bytes.len() > end + 4);
+                }
+            }
+        };
+        let pending = match tokio::time::timeout(timeout, head).await {
+            Ok(Ok(pending)) => pending,
+            Ok(Err(e)) => return Err(format!("{host}: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "{host}: no answer to the events request within {}s",
+                    timeout.as_secs().max(1)
+                ));
+            }
+        };
+        Ok(Watch {
+            reader,
+            _writer: writer,
+            pending,
+        })
+    }
+
+    /// Waits until the daemon reports an event; `false` once the stream ended (the host
+    /// lost, or its daemon gone): no event will come from it any more.
+    pub async fn next(&mut self) -> bool {
+        if std::mem::take(&mut self.pending) {
+            return true;
+        }
+        self.reader.read().await.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::ExecStream;
 
     /// A fake daemon on a stream pair: answers each request it reads with the next
     /// canned answer, in order.
@@ -248,6 +333,47 @@ mod tests {
         assert!(after.round_trips > before.round_trips);
         drop(engine);
         assert_eq!(task.await.unwrap(), ["/a HTTP/1.1", "/b HTTP/1.1"]);
+    }
+
+    /// A watch on a fake relay: `said` is what the daemon answers first.
+    async fn watch(said: &str) -> (Result<Watch, String>, crate::remote::FarEnd) {
+        let (stream, far) = ExecStream::pair();
+        let _ = far.1.send(said.as_bytes().to_vec());
+        let w = Watch::subscribe(
+            "pi1",
+            stream,
+            Request::get("/events"),
+            Duration::from_secs(5),
+        )
+        .await;
+        (w, far)
+    }
+
+    #[tokio::test]
+    async fn a_watch_wakes_on_each_event_and_ends_with_its_stream() {
+        let (w, (_written, stdout, _end)) =
+            watch("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+        let mut w = w.unwrap();
+        // Nothing yet: no wake-up.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), w.next())
+                .await
+                .is_err()
+        );
+        let _ =
+            stdout.send(b"5c\r\n{\"Type\":\"container\",\"Action\":\"destroy\"}\n\r\n".to_vec());
+        assert!(w.next().await);
+        drop(stdout);
+        assert!(!w.next().await);
+        // An event that came with the head counts.
+        let (w, _far) = watch("HTTP/1.1 200 OK\r\n\r\n5c\r\n{}").await;
+        assert!(w.unwrap().next().await);
+        // A refused subscription says so.
+        let (w, _far) = watch("HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}").await;
+        assert_eq!(
+            w.err().unwrap(),
+            "pi1: the events request was answered HTTP/1.1 400 Bad Request"
+        );
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ mod sudo;
 mod upload;
 
 pub use session::{MAX_CHANNELS, Session, connect};
-pub use stream::{ExecStream, StreamEnd, StreamReader, StreamWriter};
+pub use stream::{ExecStream, FarEnd, StreamEnd, StreamReader, StreamWriter};
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -20,8 +20,9 @@
 //! stacks may be stopping at the same time: a stack's processes are not known to have
 //! exited before the previous stack's are told to stop. They are all waited for
 //! together once every stack is removed from the swarm (every node asked at once, one
-//! request each per poll), and the playbook's networks go only after the last container
-//! of every stack is gone. The end state is the same: no service, container or network
+//! request each per poll, and asked again as soon as a node's event stream reports a
+//! stack container removed), and the playbook's networks go only after the last
+//! container of every stack is gone. The end state is the same: no service, container or network
 //! of the playbook left, and a deploy right after works.
 //!
 //! [`survey`] lists what would be removed, for the confirmation prompt (`crate::cmd`);
@@ -30,6 +31,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,7 +43,7 @@ use crate::docker::node::{self, Dissolution, Dissolve};
 use crate::docker::stack::{self, Survey};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{api, image};
-use crate::exec::engine::Engine;
+use crate::exec::engine::{Engine, Watch};
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
@@ -253,6 +255,7 @@ pub async fn execute<R: Remote + 'static>(
         removed_stacks: Mutex::new(Vec::new()),
         removed_networks: Mutex::new(Vec::new()),
         engines: Mutex::new(engines),
+        watches: Mutex::new(Vec::new()),
     };
     t.rows.with(&t.leader_row, |_| {});
     let holder = Holder {
@@ -279,6 +282,9 @@ struct Teardown<'a, R> {
     /// Each node's Engine API, where it could be opened: what is left of a stack is asked
     /// there, without a `docker` process per poll.
     engines: Mutex<HashMap<String, Arc<Engine>>>,
+    /// Each node's watch of its stack containers' removals, where it could be opened;
+    /// taken by the wait for the containers.
+    watches: Mutex<Vec<Watch>>,
 }
 
 /// A stack being removed: its time is up at `deadline` (its `timeout` after its
@@ -351,30 +357,44 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         names
     }
 
-    /// Opens the Engine API of every node not open yet; a node where it fails is asked
-    /// through the CLI.
+    /// Opens the Engine API of every node not open yet (a node where it fails is asked
+    /// through the CLI), and on every node a watch of its stack containers' removals.
     async fn open_engines(&self) {
         let timeout = self.opts.command_timeout;
-        let mut closed = self.sorted_nodes();
-        closed.retain(|n| self.engine(n).is_none());
-        let opened = parallel_map(closed, self.opts.parallel, |n| {
+        let opened = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
             let remote = self.nodes[&n].clone();
+            let open = self.engine(&n).is_none();
             async move {
-                let e = Engine::open(&*remote, timeout).await;
-                (n, e)
+                let (e, w) = tokio::join!(
+                    async {
+                        if open {
+                            Some(Engine::open(&*remote, timeout).await)
+                        } else {
+                            None
+                        }
+                    },
+                    Watch::open(&*remote, api::stack_container_removals(), timeout)
+                );
+                (n, e, w)
             }
         })
         .await;
         let mut engines = self.engines.lock().unwrap();
-        for (n, e) in opened {
+        let mut watches = self.watches.lock().unwrap();
+        for (n, e, w) in opened {
             match e {
-                Ok(e) => {
-                    engines.insert(n, Arc::new(e));
+                Some(Ok(e)) => {
+                    engines.insert(n.clone(), Arc::new(e));
                 }
-                Err(e) => self.rows.note(
+                Some(Err(e)) => self.rows.note(
                     &RowId::host(&n),
                     &format!("{e}: asking with the docker CLI"),
                 ),
+                None => {}
+            }
+            // Without it the node's containers are still polled, as often as before.
+            if let Ok(w) = w {
+                watches.push(w);
             }
         }
     }
@@ -585,10 +605,29 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     /// asked at once, once per poll for all of them. Each stack's row ends as soon as its
     /// last container is gone (removed), or when its time is up (failed, naming what is
     /// left where); the first stack that failed is returned.
+    ///
+    /// Between polls it listens to every node's watch: a removed container wakes it at
+    /// once, so the end of the wait is seen as it happens. While every node is watched,
+    /// the polls back off to the poll interval (they only guard against a lost event);
+    /// a node without a watch, or whose watch ended, is polled as often as before.
     async fn wait_containers(&self, stacks: &[Removing]) -> Option<String> {
         let mut pending: Vec<&Removing> = stacks.iter().collect();
         let mut stuck = None;
         let mut interval = FIRST_POLL;
+        let removed = Arc::new(tokio::sync::Notify::new());
+        let watched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Dropped at the end of the wait: each task stops and its relay ends.
+        let mut listening = tokio::task::JoinSet::new();
+        for mut w in std::mem::take(&mut *self.watches.lock().unwrap()) {
+            let (removed, watched) = (removed.clone(), watched.clone());
+            watched.fetch_add(1, Ordering::SeqCst);
+            listening.spawn(async move {
+                while w.next().await {
+                    removed.notify_one();
+                }
+                watched.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
         while !pending.is_empty() {
             let left = self.node_leftovers().await;
             let now = Instant::now();
@@ -636,9 +675,18 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 break;
             };
             let now = Instant::now();
-            tokio::time::sleep(interval.min(next.saturating_duration_since(now))).await;
-            interval = (interval * 3 / 2).min(self.max_interval());
+            tokio::select! {
+                () = tokio::time::sleep(interval.min(next.saturating_duration_since(now))) => {}
+                () = removed.notified() => {}
+            }
+            let max = if watched.load(Ordering::SeqCst) == self.nodes.len() {
+                self.opts.poll_interval
+            } else {
+                self.max_interval()
+            };
+            interval = (interval * 3 / 2).min(max);
         }
+        listening.abort_all();
         // In the stacks' order, as a stack-by-stack wait would have found them.
         self.removed_stacks
             .lock()
