@@ -347,6 +347,23 @@ fn deploy_and_teardown_end_to_end() {
             here.trim()
         ),
     );
+    // `plan` says it too, and leaves the lock as it was: the runs it previews would be
+    // refused.
+    for command in ["deploy", "teardown"] {
+        let planned = lab.ok(&["plan", command], 1);
+        assert!(
+            planned.contains(&format!(
+                "pi1: deploy lock left by a killed run: deploy by ci@{} pid {dead}",
+                here.trim()
+            )),
+            "plan {command}:\n{planned}"
+        );
+    }
+    assert!(
+        lab.on_raw("pi1", "test -d /var/lib/rpiprov/lock")
+            .status
+            .success()
+    );
     let out = lab.ok(&["deploy"], 1);
     let all = format!("{out}{}", text(&lab.run(&["deploy"])));
     assert!(

@@ -55,6 +55,21 @@ pub async fn preview<R: Remote + 'static>(
     leader: Arc<R>,
     nodes: HashMap<String, Arc<R>>,
 ) -> Preview {
+    let (mut p, lock) = tokio::join!(
+        changes(opts, prepared, leader.clone(), nodes),
+        crate::exec::lock::peek(&*leader, opts.command_timeout)
+    );
+    p.add_lock(leader.host(), lock.map_err(|e| e.0));
+    p
+}
+
+/// What `execute` would change, and what stands in its way, the lock aside.
+async fn changes<R: Remote + 'static>(
+    opts: &Options,
+    prepared: &Prepared,
+    leader: Arc<R>,
+    nodes: HashMap<String, Arc<R>>,
+) -> Preview {
     let timeout = opts.command_timeout;
     let leader_id = RowId::host(leader.host());
     let mut lead = Planned::new(&leader_id);

@@ -69,6 +69,17 @@ pub fn lock_take_over(stale: &str, owner_file: &str) -> String {
     ))
 }
 
+/// Who holds the lock, changing nothing (`rpiprov plan`): prints `@@held` and the owner
+/// file, or `@@none`; what [`lock_acquire`] would have found. Outside the critical
+/// section: a read, and a lock being taken right now shows as held by no owner.
+pub fn lock_peek() -> String {
+    format!(
+        "if [ -d {dir} ]; then echo '@@held'; cat {owner} 2>/dev/null; true; else echo '@@none'; fi",
+        dir = quote(&lock_dir()),
+        owner = quote(&lock_owner()),
+    )
+}
+
 /// `deploy --unlock`: removes the lock whoever holds it. Prints `@@held` and the owner file
 /// it removed, or `@@none`.
 pub fn lock_remove() -> String {

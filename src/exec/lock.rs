@@ -335,6 +335,40 @@ pub async fn acquire<R: Remote>(
     Err(LockError::Held(held_message(holder.as_ref(), &judged)))
 }
 
+/// What a run would find of the lock, when it is not free (see [`peek`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peeked {
+    /// The run would be refused: the sentence it would say.
+    Held(String),
+    /// The run would take it over from a holder that is gone: what it would say.
+    TakenOver(String),
+}
+
+/// What a deploy or teardown started now would find of the lock, changing nothing (for
+/// `rpiprov plan`): `None` when it is free.
+pub async fn peek<R: Remote>(remote: &R, timeout: Duration) -> Result<Option<Peeked>, StepError> {
+    let out = root(remote, docker::lock::lock_peek(), timeout).await?;
+    Ok(peeked(&out.stdout_str(), &Here::now(), process_start))
+}
+
+/// [`peek`]'s judgement of the owner file it read, as [`acquire`] judges it.
+pub fn peeked(
+    output: &str,
+    here: &Here,
+    start_of: impl Fn(u32) -> Option<String>,
+) -> Option<Peeked> {
+    let rest = output.strip_prefix("@@held")?;
+    let holder = LockOwner::parse(rest);
+    let judged = holder
+        .as_ref()
+        .map(|h| holding(h, here, start_of))
+        .unwrap_or(Holding::Maybe);
+    Some(match (&holder, &judged) {
+        (Some(h), Holding::Gone(why)) => Peeked::TakenOver(takeover_message(h, why)),
+        _ => Peeked::Held(held_message(holder.as_ref(), &judged)),
+    })
+}
+
 /// Runs a command that takes the lock: `None` when it did, else the holder it found
 /// (`Some(None)` when the holder's file was empty).
 async fn try_lock<R: Remote>(
@@ -616,6 +650,30 @@ mod tests {
             "128 bits, in hex"
         );
         assert_ne!(machine_hash("a"), machine_hash("b"));
+    }
+
+    #[test]
+    fn plan_says_what_a_run_would_find_of_the_lock() {
+        let here = laptop();
+        let none = |_: u32| None;
+        let runs = |p: u32| (p == 1234).then(|| "4242".to_string());
+        assert_eq!(peeked("@@none\n", &here, none), None);
+        let file = format!("@@held\n{}", owner().to_file());
+        assert_eq!(
+            peeked(&file, &here, runs),
+            Some(Peeked::Held(held_message(Some(&owner()), &Holding::Maybe)))
+        );
+        assert_eq!(
+            peeked(&file, &here, none),
+            Some(Peeked::TakenOver(
+                "took over the deploy lock left by a run that is gone: deploy by pi@laptop pid 1234 (no longer running) since 2026-11-25T16:00:00Z".into()
+            ))
+        );
+        // Being taken right now: no owner yet.
+        assert_eq!(
+            peeked("@@held\n", &here, none),
+            Some(Peeked::Held(held_message(None, &Holding::Maybe)))
+        );
     }
 
     #[test]

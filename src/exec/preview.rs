@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::lock::Peeked;
 use super::report::{RowId, RowKind};
 
 /// What a command would do.
@@ -36,6 +37,35 @@ pub struct Planned {
     /// For a stack: what differs in its files.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileDiff>,
+}
+
+impl Preview {
+    /// What the deploy lock would do to the run ([`crate::exec::lock::peek`]): a lock
+    /// held stops it (a problem); one that a run now gone left is taken over, the
+    /// leader's first step. `Err`: the lock could not be read, which the run would meet
+    /// too.
+    pub fn add_lock(&mut self, leader: &str, peeked: Result<Option<Peeked>, String>) {
+        match peeked {
+            Ok(None) => {}
+            Ok(Some(Peeked::Held(why))) => self.problems.push(format!("{leader}: {why}")),
+            Ok(Some(Peeked::TakenOver(said))) => {
+                let label = RowId::host(leader).label();
+                let at = match self.rows.iter().position(|r| r.row == label) {
+                    Some(at) => at,
+                    None => {
+                        self.unchanged.retain(|u| *u != label);
+                        self.rows.insert(0, Planned::new(&RowId::host(leader)));
+                        0
+                    }
+                };
+                let step = said.replacen("took over", "take over", 1);
+                self.rows[at].steps.insert(0, step);
+            }
+            Err(e) => self
+                .problems
+                .push(format!("{leader}: read the deploy lock: {e}")),
+        }
+    }
 }
 
 impl Planned {
@@ -100,6 +130,43 @@ pub fn file_diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lock_stops_the_run_or_is_its_first_step() {
+        let base = Preview {
+            command: "deploy".into(),
+            rows: vec![Planned {
+                steps: vec!["docker stack deploy (new)".into()],
+                ..Planned::new(&RowId::stack("web"))
+            }],
+            unchanged: vec!["pi1".into()],
+            problems: vec![],
+        };
+        let mut p = base.clone();
+        p.add_lock("pi1", Ok(None));
+        assert_eq!(p, base);
+        p.add_lock(
+            "pi1",
+            Ok(Some(Peeked::Held("deploy already running".into()))),
+        );
+        assert_eq!(p.problems, ["pi1: deploy already running"]);
+        let mut p = base.clone();
+        p.add_lock(
+            "pi1",
+            Ok(Some(Peeked::TakenOver(
+                "took over the deploy lock left by a run that is gone: x".into(),
+            ))),
+        );
+        assert!(p.unchanged.is_empty() && p.problems.is_empty());
+        assert_eq!(p.rows[0].row, "pi1");
+        assert_eq!(
+            p.rows[0].steps,
+            ["take over the deploy lock left by a run that is gone: x"]
+        );
+        let mut p = base;
+        p.add_lock("pi1", Err("exit 1".into()));
+        assert_eq!(p.problems, ["pi1: read the deploy lock: exit 1"]);
+    }
 
     #[test]
     fn a_changed_file_is_a_unified_diff_manager_first() {

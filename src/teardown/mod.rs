@@ -82,14 +82,17 @@ pub async fn preview<R: Remote>(
     opts: &Options,
     nodes: &[String],
 ) -> Preview {
-    match survey(leader, None, playbook, opts.command_timeout).await {
+    let mut p = match survey(leader, None, playbook, opts.command_timeout).await {
         Ok(found) => preview_of(&found, playbook, opts, leader.host(), nodes),
         Err(e) => Preview {
             command: "teardown".into(),
             problems: vec![format!("{}: list what exists: {e}", leader.host())],
             ..Default::default()
         },
-    }
+    };
+    let lock = crate::exec::lock::peek(leader, opts.command_timeout).await;
+    p.add_lock(leader.host(), lock.map_err(|e| e.0));
+    p
 }
 
 /// The steps of a teardown of what `found` holds, in the order `execute` takes them:

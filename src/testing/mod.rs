@@ -117,5 +117,6 @@ impl FakeRemote {
     pub fn grants_the_lock(&self) -> &Self {
         self.on("mkdir /var/lib/rpiprov/lock", ok("@@acquired\n"))
             .on("@@released", ok("@@released\n"))
+            .on("true; else echo '@@none'", ok("@@none\n"))
     }
 }
