@@ -222,6 +222,31 @@ fn bootstrap_end_to_end() {
     );
     lab.ok(&["bootstrap", "--force"], 0);
     lab.assert_formed();
+
+    // 7. Docker upgraded on pi3, which bootstrap gave the distribution's docker.io: the
+    //    node is drained, the distribution's upgrade really runs (apt, the newest already
+    //    here, so the same version after), the daemon answers, the node is back and
+    //    active again.
+    let version = "docker version --format '{{.Server.Version}}'";
+    let before = lab.on("pi3", version);
+    let out = lab.run(&["-v", "maintain", "--on", "pi3", "--upgrade-docker"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    for step in [
+        "pi3: drain",
+        "pi3: upgrade docker",
+        "pi3: wait until it is back in the swarm",
+        "pi3: make it active",
+    ] {
+        assert!(all.contains(step), "{step:?} not in:\n{all}");
+    }
+    assert_eq!(lab.on("pi3", version), before);
+    let availability = lab.on(
+        "pi1",
+        "docker node inspect --format '{{.Spec.Availability}}' pi3",
+    );
+    assert_eq!(availability.trim(), "active");
+    lab.assert_formed();
 }
 
 /// Issue 5: deploy ships images, deploys in order, waits for convergence, is idempotent,

@@ -30,6 +30,17 @@ const LIFETIME: Duration = Duration::from_secs(6 * 3600);
 /// The command on the host.
 pub const DIAL_STDIO: &str = "docker system dial-stdio";
 
+/// Starts `dial-stdio` on the host, as root; `timeout` bounds the start (sudo included).
+async fn relay<R: Remote>(remote: &R, timeout: Duration) -> Result<ExecStream, String> {
+    remote
+        .open_stream(
+            ExecRequest::new(DIAL_STDIO).privileged().timeout(timeout),
+            LIFETIME,
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// One host's Engine API.
 pub struct Engine {
     host: String,
@@ -68,13 +79,7 @@ impl Engine {
         current_api: bool,
     ) -> Result<Engine, String> {
         let host = remote.host().to_string();
-        let stream = remote
-            .open_stream(
-                ExecRequest::new(DIAL_STDIO).privileged().timeout(timeout),
-                LIFETIME,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = relay(remote, timeout).await?;
         let engine = Engine {
             host,
             writer: stream.writer,
@@ -207,13 +212,7 @@ impl Watch {
         req: Request,
         timeout: Duration,
     ) -> Result<Watch, String> {
-        let stream = remote
-            .open_stream(
-                ExecRequest::new(DIAL_STDIO).privileged().timeout(timeout),
-                LIFETIME,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = relay(remote, timeout).await?;
         Watch::subscribe(remote.host(), stream, req, timeout).await
     }
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::docker::node::{Change, SwarmNode, quorum_after};
+use crate::docker::service::Task;
 use crate::docker::task::{Service, Snapshot, is_live};
 
 /// A host to maintain and the swarm node it is.
@@ -226,16 +227,7 @@ pub fn drained(hostname: &str, before: &[Service], now: &Snapshot) -> Result<(),
 
 /// The global services with a live task on this node: those it must run again once back.
 pub fn globals_on(swarm: &Snapshot, hostname: &str) -> Vec<String> {
-    let mut out: Vec<String> = swarm
-        .tasks
-        .iter()
-        .filter(|t| t.node == hostname && is_live(t))
-        .filter(|t| service(swarm, &t.service).is_some_and(|s| s.global))
-        .map(|t| t.service.clone())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+    globals_with(swarm, hostname, is_live)
 }
 
 /// The global services a node already drained ran before (its task history, a
@@ -243,11 +235,16 @@ pub fn globals_on(swarm: &Snapshot, hostname: &str) -> Vec<String> {
 /// finds nothing to wait for once it is active again, and a rerun after a failed
 /// maintenance would end before the node serves. Only services still global count.
 pub fn globals_ran(history: &Snapshot, hostname: &str) -> Vec<String> {
-    let mut out: Vec<String> = history
+    globals_with(history, hostname, |_| true)
+}
+
+/// The global services with a task on this node that `counts`, sorted, once each.
+fn globals_with(swarm: &Snapshot, hostname: &str, counts: impl Fn(&Task) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = swarm
         .tasks
         .iter()
-        .filter(|t| t.node == hostname)
-        .filter(|t| service(history, &t.service).is_some_and(|s| s.global))
+        .filter(|t| t.node == hostname && counts(t))
+        .filter(|t| service(swarm, &t.service).is_some_and(|s| s.global))
         .map(|t| t.service.clone())
         .collect();
     out.sort();
@@ -280,7 +277,6 @@ pub fn globals_back(hostname: &str, wanted: &[String], now: &Snapshot) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::service::Task;
 
     fn node(id: &str, host: &str, role: &str, state: &str) -> SwarmNode {
         SwarmNode {
