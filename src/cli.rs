@@ -17,7 +17,8 @@ then installs Docker where it is missing, forms the swarm, creates the overlay n
 and deploys or removes the stacks. Every command is idempotent.",
     after_help = "Each command lists the options it reads (rpiprov COMMAND --help); they may also \
 come before the command, as in `rpiprov -i lab/inventory.toml deploy`.\n\
-Exit codes: 0 success, 1 a host or step failed (for status: something differs or is down), 2 bad input or usage."
+Exit codes: 0 success, 1 a host or step failed (for status: something differs or is down), 2 bad input or usage, \
+130 interrupted by Ctrl-C (after a clean stop: the deploy lock released)."
 )]
 pub struct Cli {
     /// The options of the commands, given before the command (`rpiprov -i FILE deploy`):
