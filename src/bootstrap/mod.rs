@@ -627,13 +627,24 @@ impl<R: Remote + 'static> Shared<R> {
             others.sort();
             others
         };
-        let entry = match self.root(leader, node::node_inspect(&id)).await {
-            Ok(out) => node::parse_nodes(&out.stdout_str())
-                .map_err(StepError)?
-                .into_iter()
-                .next(),
-            Err(e) if e.0.contains("No such node") => None,
-            Err(e) => return Err(e),
+        // A node that has just joined may be listed before it reported itself
+        // ([`node::reported`]): asked again, for a while, before its claim is judged.
+        let deadline = Instant::now() + node::REPORTED_WITHIN;
+        let entry = loop {
+            let entry = match self.root(leader, node::node_inspect(&id)).await {
+                Ok(out) => node::parse_nodes(&out.stdout_str())
+                    .map_err(StepError)?
+                    .into_iter()
+                    .next(),
+                Err(e) if e.0.contains("No such node") => None,
+                Err(e) => return Err(e),
+            };
+            match &entry {
+                Some(n) if !node::reported(n) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                _ => break entry,
+            }
         };
         let (hostname, addresses) = self.known.get(target).cloned().unwrap_or_default();
         let claim = node::Claim {

@@ -262,21 +262,39 @@ impl<R: Remote + 'static> Shared<R> {
         if rotates {
             asks.push(api::swarm_inspect());
         }
-        let read = engine
-            .batch(&asks, self.command_timeout)
-            .await
-            .and_then(|answers| {
-                if let Some(bad) = answers.iter().find(|r| !r.ok()) {
-                    return Err(api::error_message(bad));
+        // A node that has just joined may be listed before it reported itself: read
+        // again, for a while, rather than judge its claim on an empty entry.
+        let deadline = tokio::time::Instant::now() + node::REPORTED_WITHIN;
+        let read = loop {
+            let read = engine
+                .batch(&asks, self.command_timeout)
+                .await
+                .and_then(|answers| {
+                    if let Some(bad) = answers.iter().find(|r| !r.ok()) {
+                        return Err(api::error_message(bad));
+                    }
+                    let nodes = node::parse_node_list(&answers[0].body)?;
+                    let specs = api::parse_node_specs(&answers[0].body)?;
+                    let swarm = answers
+                        .get(1)
+                        .map(|r| api::parse_swarm(&r.body))
+                        .transpose()?;
+                    Ok((nodes, specs, swarm))
+                });
+            let unreported = match &read {
+                Ok((nodes, _, _)) => {
+                    let ids = self.node_ids.lock().unwrap();
+                    nodes
+                        .iter()
+                        .any(|n| ids.values().any(|i| *i == n.id) && !node::reported(n))
                 }
-                let nodes = node::parse_node_list(&answers[0].body)?;
-                let specs = api::parse_node_specs(&answers[0].body)?;
-                let swarm = answers
-                    .get(1)
-                    .map(|r| api::parse_swarm(&r.body))
-                    .transpose()?;
-                Ok((nodes, specs, swarm))
-            });
+                Err(_) => false,
+            };
+            if !unreported || tokio::time::Instant::now() >= deadline {
+                break read;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
         let (nodes, specs, swarm) = match read {
             Ok(x) => x,
             Err(e) => {

@@ -557,6 +557,56 @@ async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
     assert_eq!(m.commands()[1], "docker system dial-stdio");
 }
 
+/// A node that has just joined is listed by the leader before it reported its host name
+/// and address (seen in CI): its claim is judged once the entry is filled in, not refused
+/// for a host name of "".
+#[tokio::test]
+async fn a_node_listed_before_it_reported_itself_is_read_again() {
+    let unreported = node_json("n2", "", "worker", "b", "");
+    // The docker CLI: node inspect answers the empty entry first.
+    let m = formed_leader();
+    let front = FakeRemote::new("pi1");
+    front.on_seq(
+        "node inspect --format '{{json .}}' n2",
+        vec![
+            ok(&format!("{unreported}\n")),
+            ok(&format!(
+                "{}\n",
+                node_json("n2", "pi2", "worker", "b", "198.18.0.12")
+            )),
+        ],
+    );
+    m.prepend(&front);
+    let w = worker_claiming("pi2", "pi2", "n2");
+    let (reports, _) =
+        bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
+    assert!(!reports.iter().any(Row::failed), "{reports:?}");
+    assert_eq!(
+        node_changes(&m),
+        vec!["docker node update --label-add zone=z n2"]
+    );
+    assert_eq!(m.count("node inspect --format '{{json .}}' n2"), 2);
+
+    // The Engine API: the node list read again.
+    let m = formed_leader_api();
+    let listed = [
+        node_json("n1", "pi1", "manager", "a", "198.18.0.11"),
+        unreported.clone(),
+        node_json("n3", "pi3", "worker", "c", "198.18.0.13"),
+    ]
+    .map(|n| n.replacen('{', r#"{"Version":{"Index":7},"#, 1));
+    m.on_api_once("GET /v1.41/nodes", 200, &format!("[{}]", listed.join(",")));
+    let w = worker_claiming("pi2", "pi2", "n2");
+    let (reports, _) =
+        bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
+    assert!(!reports.iter().any(Row::failed), "{reports:?}");
+    assert_eq!(
+        changes_of(&m),
+        vec![r#"POST /v1.41/nodes/n2/update?version=7 {"zone":"z"}"#]
+    );
+    assert_eq!(m.api_calls("GET /v1.41/nodes").len(), 2);
+}
+
 /// A change the leader's Docker refuses fails that step on the leader's row, named;
 /// the other changes, sent with it, are still reported as made.
 #[tokio::test]

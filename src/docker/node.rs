@@ -236,6 +236,19 @@ pub struct Claim<'a> {
     pub also_claimed_by: &'a [String],
 }
 
+/// How long a node that has just joined may be listed by the leader before it has
+/// reported itself (see [`reported`]).
+pub const REPORTED_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether the leader's entry of a node is filled in: a node that has just joined is
+/// listed at once, but its host name comes with its first report to the managers and its
+/// address once they see its connection (seen in a CI run on the lab: an entry with
+/// neither just after the join had returned, on a busy machine). Until then it says nothing
+/// of whose node it is, and [`check_claim`] would refuse it for a host name of "".
+pub fn reported(entry: &SwarmNode) -> bool {
+    !entry.hostname.is_empty() && !entry.addr.is_empty() && entry.addr != "0.0.0.0"
+}
+
 /// Whether the leader's entry of the node a host claims (`entry`, `None` when the leader
 /// lists no such node) is that host's: the ID claimed by no other host, the same host
 /// name, and an address the swarm sees it at (`Status.Addr`, the address the node's

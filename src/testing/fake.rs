@@ -13,7 +13,8 @@ use crate::remote::{
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 
 /// An Engine API answer: `(method and path contains, status, body)`.
-type ApiRule = (String, u16, String);
+/// `METHOD PATH` text, status, body, and whether the rule answers once only.
+type ApiRule = (String, u16, String, bool);
 
 /// An Engine API request the fake daemon received: `METHOD PATH` and the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +73,7 @@ impl FakeRemote {
         self.api_rules
             .lock()
             .unwrap()
-            .push((contains.into(), status, body.into()));
+            .push((contains.into(), status, body.into(), false));
         self
     }
 
@@ -81,7 +82,17 @@ impl FakeRemote {
         self.api_rules
             .lock()
             .unwrap()
-            .insert(0, (contains.into(), status, body.into()));
+            .insert(0, (contains.into(), status, body.into(), false));
+        self
+    }
+
+    /// As [`FakeRemote::on_api_first`], for the first matching request only: later ones
+    /// get the other rules' answer (a list that changes between two reads).
+    pub fn on_api_once(&self, contains: &str, status: u16, body: &str) -> &Self {
+        self.api_rules
+            .lock()
+            .unwrap()
+            .insert(0, (contains.into(), status, body.into(), true));
         self
     }
 
@@ -195,13 +206,22 @@ impl Remote for FakeRemote {
                 buf.extend(bytes);
                 while let Some((call, used)) = parse_request(&buf) {
                     buf.drain(..used);
-                    let (status, body) = rules
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .find(|(pat, _, _)| call.line.contains(pat.as_str()))
-                        .map(|(_, st, b)| (*st, b.clone()))
-                        .unwrap_or((404, "{\"message\":\"fake: no rule\"}".into()));
+                    let (status, body) = {
+                        let mut rules = rules.lock().unwrap();
+                        match rules
+                            .iter()
+                            .position(|(pat, ..)| call.line.contains(pat.as_str()))
+                        {
+                            Some(i) => {
+                                let (_, st, b, once) = rules[i].clone();
+                                if once {
+                                    rules.remove(i);
+                                }
+                                (st, b)
+                            }
+                            None => (404, "{\"message\":\"fake: no rule\"}".into()),
+                        }
+                    };
                     log.lock().unwrap().push(call);
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
