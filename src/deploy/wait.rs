@@ -398,22 +398,42 @@ impl<'a, R: Remote> Watch<'a, R> {
     }
 
     /// Updates again, with `--force`, once each, the services an earlier update left
-    /// behind (see [`service::left_behind`]) for [`LEFT_BEHIND_AFTER`]: swarm would never
-    /// replace their old tasks, and the wait would run out its timeout.
+    /// behind (see [`service::left_behind`]) for [`LEFT_BEHIND_AFTER`], or whose update
+    /// swarm paused: swarm would never replace their old tasks or go on with the update,
+    /// and the wait would run out its timeout.
     async fn force_left_behind(&mut self, i: usize, p: &Poll, now: Instant) {
         let behind = service::left_behind(p);
+        let paused = |svc: &str| {
+            p.specs.iter().any(|s| {
+                s.name == svc
+                    && s.update
+                        .as_ref()
+                        .is_some_and(|(state, _)| state == "paused")
+            })
+        };
         let w = &mut self.stacks[i];
         w.behind_since.retain(|s, _| behind.contains(s));
         let mut due = Vec::new();
         for svc in behind {
             let since = *w.behind_since.entry(svc.clone()).or_insert(now);
-            if now.duration_since(since) >= LEFT_BEHIND_AFTER && !w.forced.contains(&svc) {
+            // A paused update is swarm's last word, not a reading taken too early.
+            let after = if paused(&svc) {
+                Duration::ZERO
+            } else {
+                LEFT_BEHIND_AFTER
+            };
+            if now.duration_since(since) >= after && !w.forced.contains(&svc) {
                 w.forced.push(svc.clone());
                 due.push(svc);
             }
         }
         let row = RowId::stack(&self.stacks[i].st.name);
         for svc in due {
+            let why = if paused(&svc) {
+                "swarm paused its update after a task failed (a node away, or an old task still holding its port)"
+            } else {
+                "a task of an older spec was left behind by an earlier update (a killed run, a node away)"
+            };
             let said = match crate::exec::root(
                 self.leader,
                 service::force_update(&svc),
@@ -421,9 +441,7 @@ impl<'a, R: Remote> Watch<'a, R> {
             )
             .await
             {
-                Ok(_) => format!(
-                    "{svc}: a task of an older spec was left behind by an earlier update (a killed run, a node away): updated again with --force"
-                ),
+                Ok(_) => format!("{svc}: {why}: updated again with --force"),
                 Err(e) => format!("{svc}: docker service update --force failed: {e}"),
             };
             self.rows.note(&row, &said);
