@@ -270,9 +270,7 @@ impl<R: Remote + 'static> Shared<R> {
                 .batch(&asks, self.command_timeout)
                 .await
                 .and_then(|answers| {
-                    if let Some(bad) = answers.iter().find(|r| !r.ok()) {
-                        return Err(api::error_message(bad));
-                    }
+                    api::all_ok(&answers)?;
                     let nodes = node::parse_node_list(&answers[0].body)?;
                     let specs = api::parse_node_specs(&answers[0].body)?;
                     let swarm = answers

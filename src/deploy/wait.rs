@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use crate::docker::api;
 use crate::docker::node::{self, SwarmNode};
-use crate::docker::service::{self, Poll, ServiceState};
+use crate::docker::service::{self, Behind, Poll, ServiceState};
 use crate::exec::engine::Engine;
 use crate::exec::report::{RowId, Rows, secs};
 use crate::exec::{ReadError, StepError, read};
@@ -403,37 +403,24 @@ impl<'a, R: Remote> Watch<'a, R> {
     /// and the wait would run out its timeout.
     async fn force_left_behind(&mut self, i: usize, p: &Poll, now: Instant) {
         let behind = service::left_behind(p);
-        let paused = |svc: &str| {
-            p.specs.iter().any(|s| {
-                s.name == svc
-                    && s.update
-                        .as_ref()
-                        .is_some_and(|(state, _)| state == "paused")
-            })
-        };
         let w = &mut self.stacks[i];
-        w.behind_since.retain(|s, _| behind.contains(s));
+        w.behind_since
+            .retain(|s, _| behind.iter().any(|(b, _)| b == s));
         let mut due = Vec::new();
-        for svc in behind {
+        for (svc, why) in behind {
             let since = *w.behind_since.entry(svc.clone()).or_insert(now);
-            // A paused update is swarm's last word, not a reading taken too early.
-            let after = if paused(&svc) {
-                Duration::ZERO
-            } else {
-                LEFT_BEHIND_AFTER
+            let after = match why {
+                Behind::Paused => Duration::ZERO,
+                Behind::OlderTask => LEFT_BEHIND_AFTER,
             };
             if now.duration_since(since) >= after && !w.forced.contains(&svc) {
                 w.forced.push(svc.clone());
-                due.push(svc);
+                due.push((svc, why));
             }
         }
         let row = RowId::stack(&self.stacks[i].st.name);
-        for svc in due {
-            let why = if paused(&svc) {
-                "swarm paused its update after a task failed (a node away, or an old task still holding its port)"
-            } else {
-                "a task of an older spec was left behind by an earlier update (a killed run, a node away)"
-            };
+        for (svc, why) in due {
+            let why = why.describe();
             let said = match crate::exec::root(
                 self.leader,
                 service::force_update(&svc),
@@ -472,9 +459,7 @@ impl<'a, R: Remote> Watch<'a, R> {
             let reqs = [api::stack_services(), api::stack_tasks(), api::nodes()];
             let answer = engine.batch(&reqs, self.command_timeout).await;
             let parsed = answer.and_then(|r| {
-                if let Some(bad) = r.iter().find(|r| !r.ok()) {
-                    return Err(api::error_message(bad));
-                }
+                api::all_ok(&r)?;
                 let polls = api::parse_stack_polls(&r[0].body, &r[1].body, &r[2].body)?;
                 Ok((polls, node::parse_node_list(&r[2].body)?))
             });

@@ -412,6 +412,14 @@ pub fn read<T>(r: &Response, parse: impl FnOnce(&[u8]) -> Result<T, String>) -> 
     }
 }
 
+/// `Ok` when every answer of a batch succeeded, else the error of the first that did not.
+pub fn all_ok(answers: &[Response]) -> Result<(), String> {
+    match answers.iter().find(|r| !r.ok()) {
+        Some(bad) => Err(error_message(bad)),
+        None => Ok(()),
+    }
+}
+
 /// The error Docker gives in a failed answer (`{"message": ...}`), or the body.
 pub fn error_message(r: &Response) -> String {
     #[derive(Deserialize)]

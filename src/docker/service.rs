@@ -779,21 +779,47 @@ pub fn missing_on_down_nodes(
 /// ones started ("port already in use"), and the update paused with every task running
 /// again. One more try settles a failure of that kind; a failure of the new spec itself
 /// pauses it again, and the wait reports it.
-pub fn left_behind(poll: &Poll) -> Vec<String> {
+pub fn left_behind(poll: &Poll) -> Vec<(String, Behind)> {
+    let older_runs = |name: &str| {
+        poll.tasks
+            .iter()
+            .any(|t| t.service == name && t.desired == "running" && !t.current)
+    };
     poll.specs
         .iter()
-        .filter(
-            |s| match s.update.as_ref().map(|(state, _)| state.as_str()) {
-                Some("paused") => true,
-                None | Some("completed") => poll
-                    .tasks
-                    .iter()
-                    .any(|t| t.service == s.name && t.desired == "running" && !t.current),
-                Some(_) => false,
-            },
-        )
-        .map(|s| s.name.clone())
+        .filter_map(|s| {
+            let why = match s.update.as_ref().map(|(state, _)| state.as_str()) {
+                Some("paused") => Behind::Paused,
+                None | Some("completed") if older_runs(&s.name) => Behind::OlderTask,
+                _ => return None,
+            };
+            Some((s.name.clone(), why))
+        })
         .collect()
+}
+
+/// Why a service is [`left_behind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// Swarm's update is over while a task of an older spec still runs.
+    OlderTask,
+    /// Swarm paused the update after a task failed: its last word, not a reading taken
+    /// before the update started.
+    Paused,
+}
+
+impl Behind {
+    /// What the wait says when it updates the service again.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Behind::OlderTask => {
+                "a task of an older spec was left behind by an earlier update (a killed run, a node away)"
+            }
+            Behind::Paused => {
+                "swarm paused its update after a task failed (a node away, or an old task still holding its port)"
+            }
+        }
+    }
 }
 
 /// Starts a service's update again, every task replaced by one of the current spec:
@@ -1353,7 +1379,7 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
         };
         assert_eq!(
             left_behind(&poll(&spec, vec![old.clone(), new.clone()])),
-            ["web_app"]
+            [("web_app".to_string(), Behind::OlderTask)]
         );
         assert!(left_behind(&poll(&spec, vec![new.clone()])).is_empty());
         spec.update = Some(("updating".into(), "update in progress".into()));
@@ -1363,7 +1389,10 @@ id7\tweb_db.1\t\tRunning\tPending 12 seconds ago\t\"no suitable node (scheduling
             "paused".into(),
             "update paused due to failure or early termination of task t2".into(),
         ));
-        assert_eq!(left_behind(&poll(&spec, vec![new])), ["web_app"]);
+        assert_eq!(
+            left_behind(&poll(&spec, vec![new])),
+            [("web_app".to_string(), Behind::Paused)]
+        );
         spec.update = Some(("rollback_completed".into(), "rollback completed".into()));
         assert!(left_behind(&poll(&spec, vec![old])).is_empty());
         assert_eq!(

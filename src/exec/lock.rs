@@ -233,6 +233,16 @@ pub fn holding(
     }
 }
 
+/// [`holding`] of the holder a lock command found; an owner file that was empty (a run
+/// killed while taking the lock, or taking it right now) may belong to a live run.
+fn judge(
+    holder: Option<&LockOwner>,
+    here: &Here,
+    start_of: impl Fn(u32) -> Option<String>,
+) -> Holding {
+    holder.map_or(Holding::Maybe, |h| holding(h, here, start_of))
+}
+
 /// Who a holder is, for messages: `deploy by pi@laptop pid 1234`.
 fn who(h: &LockOwner) -> String {
     let what = if h.command.is_empty() {
@@ -314,20 +324,14 @@ pub async fn acquire<R: Remote>(
         return Ok(Taken::Free);
     }
     let here = Here::now();
-    let judged = holder
-        .as_ref()
-        .map(|h| holding(h, &here, process_start))
-        .unwrap_or(Holding::Maybe);
+    let judged = judge(holder.as_ref(), &here, process_start);
     if let (Some(h), Holding::Gone(why)) = (&holder, &judged) {
         let cmd = docker::lock::lock_take_over(&h.to_file(), &owner.to_file());
         match try_lock(remote, cmd, timeout).await? {
             None => return Ok(Taken::TakenOver(takeover_message(h, why))),
             // Another run was quicker: it holds the lock now.
             Some(other) => {
-                let judged = other
-                    .as_ref()
-                    .map(|o| holding(o, &here, process_start))
-                    .unwrap_or(Holding::Maybe);
+                let judged = judge(other.as_ref(), &here, process_start);
                 return Err(LockError::Held(held_message(other.as_ref(), &judged)));
             }
         }
@@ -359,10 +363,7 @@ pub fn peeked(
 ) -> Option<Peeked> {
     let rest = output.strip_prefix("@@held")?;
     let holder = LockOwner::parse(rest);
-    let judged = holder
-        .as_ref()
-        .map(|h| holding(h, here, start_of))
-        .unwrap_or(Holding::Maybe);
+    let judged = judge(holder.as_ref(), here, start_of);
     Some(match (&holder, &judged) {
         (Some(h), Holding::Gone(why)) => Peeked::TakenOver(takeover_message(h, why)),
         _ => Peeked::Held(held_message(holder.as_ref(), &judged)),

@@ -62,9 +62,8 @@ pub async fn survey<R: Remote>(
 ) -> Result<Survey, StepError> {
     if let Some(e) = engine {
         let api = e.batch(&api::survey(), timeout).await.and_then(|r| {
-            let services = api::read(&r[0], |b| Ok(b.to_vec()))?;
-            let networks = api::read(&r[1], |b| Ok(b.to_vec()))?;
-            api::parse_survey(&services, &networks)
+            api::all_ok(&r)?;
+            api::parse_survey(&r[0].body, &r[1].body)
         });
         if let Ok(seen) = api {
             return Ok(seen.survey(playbook));
@@ -706,9 +705,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 .batch(&api::stack_leftovers(name), self.opts.command_timeout)
                 .await
                 .and_then(|r| {
-                    if let Some(bad) = r.iter().find(|r| !r.ok()) {
-                        return Err(api::error_message(bad));
-                    }
+                    api::all_ok(&r)?;
                     Ok((api::count_list(&r[0].body)?, api::count_list(&r[1].body)?))
                 }),
             None => self
