@@ -13,14 +13,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
-
 use crate::config::{Advertise, Host, Network, Role};
 use crate::docker::engine::{self, DAEMON_JSON};
 use crate::docker::probe::{self, Facts};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{api, network, node};
-use crate::exec::engine::Engine;
+use crate::exec::engine::{EngineError, Engines};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, Rows, Silent};
 use crate::exec::{StepError, check, parallel_map, root};
@@ -92,7 +90,7 @@ struct Shared<R> {
     command_timeout: Duration,
     rejoin_grace: Duration,
     /// Each host's Engine API, opened at its first use (a join, the leader's settings).
-    engines: HashMap<String, OnceCell<Result<Arc<Engine>, String>>>,
+    engines: Engines<R>,
 }
 
 /// Probes, judges the preflight, plans and bootstraps. `sessions` holds the hosts that
@@ -161,10 +159,7 @@ pub async fn execute<R: Remote + 'static>(
             Some((h.name.clone(), (f.hostname.clone(), addresses)))
         })
         .collect();
-    let engines = sessions
-        .keys()
-        .map(|h| (h.clone(), OnceCell::new()))
-        .collect();
+    let engines = Engines::new(&sessions, opts.command_timeout);
     let shared = Arc::new(Shared {
         engines,
         machines,
@@ -889,13 +884,14 @@ impl<R: Remote + 'static> Shared<R> {
                 None => {
                     // Both tokens in one answer from the leader's Engine API (opened
                     // now, it serves the settings after the joins), else the CLI.
-                    let by_api = match self.engine(&leader).await {
-                        Ok(e) if e.current_api() => e
+                    let by_api = match self.engines.get(&leader).await {
+                        Ok(e) => e
                             .call(api::swarm_inspect(), self.command_timeout)
                             .await
+                            .map_err(String::from)
                             .and_then(|r| api::read(&r, api::parse_swarm))
                             .ok(),
-                        _ => None,
+                        Err(_) => None,
                     };
                     match by_api {
                         Some(s) => {
@@ -927,19 +923,18 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
             (addr, token)
         };
-        let engine = match self.engine(host).await {
+        let engine = match self.engines.get(host).await {
             Ok(engine) => engine,
-            Err(e) => {
-                // A lost connection breaks the relay too (issue 14: a link cut during the
-                // join): that is what to say then, not that Docker is too old.
+            // A lost connection breaks the relay too (issue 14: a link cut during the
+            // join): that is what to say then, not that Docker does not answer.
+            Err(e @ EngineError::Relay { .. }) => {
                 let alive = ExecRequest::new("true".to_string()).timeout(self.command_timeout);
-                return Err(match self.session(host)?.exec(alive).await {
-                    Err(lost) if lost.is_connection() => StepError(lost.to_string()),
-                    _ => StepError(format!(
-                        "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
-                    )),
-                });
+                return Err(StepError(match self.session(host)?.exec(alive).await {
+                    Err(lost) if lost.is_connection() => lost.to_string(),
+                    _ => e.to_string(),
+                }));
             }
+            Err(e) => return Err(StepError(e.to_string())),
         };
         let redact = |e: String| e.replace(token.expose(), "<redacted>");
         let answer = engine
@@ -948,7 +943,7 @@ impl<R: Remote + 'static> Shared<R> {
                 Duration::from_secs(120),
             )
             .await
-            .map_err(|e| StepError(redact(e)))?;
+            .map_err(|e| StepError(redact(e.to_string())))?;
         let refused = (!answer.ok()).then(|| redact(api::error_message(&answer)));
         // Joins are asynchronous: the daemon may answer that it goes on joining in the
         // background, so the local state decides.
@@ -958,7 +953,8 @@ impl<R: Remote + 'static> Shared<R> {
             let info = engine
                 .call(api::info(), self.command_timeout)
                 .await
-                .and_then(|r| api::parse_info(&r.body))
+                .map_err(String::from)
+                .and_then(|r| api::read(&r, api::parse_info))
                 .map_err(StepError)?;
             match info.local_node_state.as_str() {
                 "active" if !info.node_id.is_empty() => {

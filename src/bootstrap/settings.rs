@@ -19,11 +19,9 @@
 //! one through the `docker` CLI (`Shared::do_step`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::docker::api::{self, NodeSpec, Request, SwarmSpec};
+use crate::docker::api::{self, ApiVersion, NodeSpec, Request, SwarmSpec};
 use crate::docker::node::{self, NodeEntry, SwarmNode};
-use crate::exec::engine::Engine;
 use crate::exec::report::RowId;
 use crate::plan::{Step, Work};
 use crate::remote::Remote;
@@ -68,6 +66,8 @@ pub struct Known<'a> {
     pub machines: &'a HashMap<String, Vec<String>>,
     /// Hosts whose row failed already: their claim is not checked again.
     pub failed: &'a [String],
+    /// The API version the leader is spoken to at (a network's body depends on it).
+    pub version: ApiVersion,
 }
 
 /// The requests of the leader's settings steps, in the steps' order (pure).
@@ -132,7 +132,7 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
                 }
             },
             Step::CreateNetwork(net) => {
-                requests.push(api::network_create(net));
+                requests.push(api::network_create(net, k.version));
                 Action::Send(vec![requests.len() - 1])
             }
             Step::RotateJoinTokens { worker, manager } => match k.swarm {
@@ -233,18 +233,8 @@ impl<R: Remote + 'static> Shared<R> {
         if !work.steps.iter().all(is_setting) {
             return false;
         }
-        let engine = match self.engine(&work.host).await {
-            Ok(e) if e.current_api() => e,
-            Ok(e) => {
-                self.rows.note(
-                    &id,
-                    &format!(
-                        "Docker {} speaks Engine API {}: the swarm settings go one by one through the docker CLI",
-                        e.docker_version, e.api_version
-                    ),
-                );
-                return false;
-            }
+        let engine = match self.engines.get(&work.host).await {
+            Ok(e) => e,
             Err(e) => {
                 self.rows.note(
                     &id,
@@ -269,6 +259,7 @@ impl<R: Remote + 'static> Shared<R> {
             let read = engine
                 .batch(&asks, self.command_timeout)
                 .await
+                .map_err(String::from)
                 .and_then(|answers| {
                     api::all_ok(&answers)?;
                     let nodes = node::parse_node_list(&answers[0].body)?;
@@ -319,6 +310,7 @@ impl<R: Remote + 'static> Shared<R> {
                 known: &self.known,
                 machines: &self.machines,
                 failed: &failed,
+                version: engine.version,
             },
         );
         let sending = format!("{} change(s) in one round trip", b.requests.len());
@@ -326,7 +318,10 @@ impl<R: Remote + 'static> Shared<R> {
             Ok(Vec::new())
         } else {
             self.rows.step(&id, &sending);
-            engine.batch(&b.requests, self.command_timeout).await
+            engine
+                .batch(&b.requests, self.command_timeout)
+                .await
+                .map_err(String::from)
         };
         let answers = match answers {
             Ok(a) => a,
@@ -377,23 +372,6 @@ impl<R: Remote + 'static> Shared<R> {
             self.rows.close(&id);
         }
         true
-    }
-
-    /// The host's Engine API, opened once per run (any daemon with `dial-stdio`; see
-    /// [`Engine::current_api`]).
-    pub(super) async fn engine(&self, host: &str) -> Result<Arc<Engine>, String> {
-        let cell = self
-            .engines
-            .get(host)
-            .ok_or_else(|| format!("{host} is not connected"))?;
-        cell.get_or_init(|| async {
-            let s = self.session(host).map_err(|e| e.0)?;
-            Engine::open_any(&*s, self.command_timeout)
-                .await
-                .map(Arc::new)
-        })
-        .await
-        .clone()
     }
 }
 
@@ -494,6 +472,7 @@ mod tests {
             known: &known,
             machines: &machines,
             failed: &[],
+            version: api::OLDEST,
         };
         let b = batch(&steps, &k);
         let lines: Vec<String> = b
@@ -504,11 +483,11 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "POST /v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
-                "DELETE /v1.41/nodes/n9?force=true",
-                "POST /v1.41/nodes/n2/update?version=9",
-                "POST /v1.41/nodes/n1/update?version=5",
-                "POST /v1.41/networks/create",
+                "POST /swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
+                "DELETE /nodes/n9?force=true",
+                "POST /nodes/n2/update?version=9",
+                "POST /nodes/n1/update?version=5",
+                "POST /networks/create",
             ]
         );
         assert_eq!(

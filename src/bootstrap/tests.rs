@@ -408,8 +408,8 @@ fn formed_leader_api() -> FakeRemote {
         200,
         r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
     )
-    .on_api("GET /v1.41/nodes", 200, &format!("[{}]", nodes.join(",")))
-    .on_api("POST /v1.41/nodes/", 200, "");
+    .on_api("GET /nodes", 200, &format!("[{}]", nodes.join(",")))
+    .on_api("POST /nodes/", 200, "");
     m
 }
 
@@ -546,9 +546,9 @@ async fn a_pi_whose_node_the_leader_confirms_is_labelled() {
         bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
     assert_eq!(
         changes_of(&m),
-        vec![r#"POST /v1.41/nodes/n2/update?version=7 {"zone":"z"}"#]
+        vec![r#"POST /nodes/n2/update?version=7 {"zone":"z"}"#]
     );
-    assert_eq!(m.api_calls("GET /v1.41/nodes").len(), 1);
+    assert_eq!(m.api_calls("GET /nodes").len(), 1);
     let pi1 = reports.iter().find(|r| r.id.name == "pi1").unwrap();
     assert_eq!(pi1.changed, vec!["label pi2 zone=z"]);
     assert!(!reports.iter().any(Row::failed), "{reports:?}");
@@ -595,16 +595,16 @@ async fn a_node_listed_before_it_reported_itself_is_read_again() {
         node_json("n3", "pi3", "worker", "c", "198.18.0.13"),
     ]
     .map(|n| n.replacen('{', r#"{"Version":{"Index":7},"#, 1));
-    m.on_api_once("GET /v1.41/nodes", 200, &format!("[{}]", listed.join(",")));
+    m.on_api_once("GET /nodes", 200, &format!("[{}]", listed.join(",")));
     let w = worker_claiming("pi2", "pi2", "n2");
     let (reports, _) =
         bootstrap_on(&[m.clone(), w], &lab_hosts("z"), &["pi1", "pi2"], vec![]).await;
     assert!(!reports.iter().any(Row::failed), "{reports:?}");
     assert_eq!(
         changes_of(&m),
-        vec![r#"POST /v1.41/nodes/n2/update?version=7 {"zone":"z"}"#]
+        vec![r#"POST /nodes/n2/update?version=7 {"zone":"z"}"#]
     );
-    assert_eq!(m.api_calls("GET /v1.41/nodes").len(), 2);
+    assert_eq!(m.api_calls("GET /nodes").len(), 2);
 }
 
 /// A change the leader's Docker refuses fails that step on the leader's row, named;
@@ -627,7 +627,7 @@ async fn a_refused_change_is_named_and_the_others_still_count() {
         )),
     );
     let bad = r#"{"message":"update out of sequence"}"#;
-    m.on_api_first("POST /v1.41/nodes/n2/update", 500, bad);
+    m.on_api_first("POST /nodes/n2/update", 500, bad);
     let w2 = worker_claiming("pi2", "pi2", "n2");
     let w3 = worker_claiming("pi3", "pi3", "n3");
     let (reports, _) = bootstrap(&[m.clone(), w2, w3], &lab_hosts("b")[..], vec![]).await;

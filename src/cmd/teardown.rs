@@ -77,7 +77,7 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
     }
     // The leader's Engine API serves this survey, the one under the lock and the waits
     // (without it, each survey is three `docker` processes on the manager).
-    let engine = Engine::open(&*swarm.leader, ctx.connect.command_timeout)
+    let engine = Engine::open(swarm.leader.clone(), ctx.connect.command_timeout)
         .await
         .ok();
     let found = match crate::teardown::survey(

@@ -887,7 +887,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
             match watch {
                 Some(_) => None,
-                None => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
+                None => Some(Engine::open(self.leader.clone(), self.opts.command_timeout).await),
             }
         });
         if let Some(opened) = opened {

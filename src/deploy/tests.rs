@@ -1098,10 +1098,10 @@ async fn polls_go_through_the_engine_api_and_a_task_of_the_previous_spec_is_not_
         200,
         r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
     )
-    .on_api("GET /v1.41/services", 200, &services)
-    .on_api("GET /v1.41/tasks", 200, tasks)
+    .on_api("GET /services", 200, &services)
+    .on_api("GET /tasks", 200, tasks)
     .on_api(
-        "GET /v1.41/nodes",
+        "GET /nodes",
         200,
         r#"[{"ID":"n1","Description":{"Hostname":"pi1"}}]"#,
     );
@@ -1119,9 +1119,9 @@ async fn polls_go_through_the_engine_api_and_a_task_of_the_previous_spec_is_not_
     assert_eq!(res.stacks[1].status, StackStatus::Skipped);
     assert_eq!(m.count("docker stack services"), 0, "{:#?}", m.commands());
     assert!(m.count("docker system dial-stdio") == 1);
-    let polls = m.api_calls("GET /v1.41/tasks").len();
+    let polls = m.api_calls("GET /tasks").len();
     assert!(polls >= 2, "{polls}");
-    assert_eq!(m.api_calls("GET /v1.41/services").len(), polls);
+    assert_eq!(m.api_calls("GET /services").len(), polls);
 }
 
 /// Issue 13: an image a stack pulls from a registry is checked against the nodes'

@@ -458,7 +458,7 @@ impl<'a, R: Remote> Watch<'a, R> {
         if let Some(engine) = &self.engine {
             let reqs = [api::stack_services(), api::stack_tasks(), api::nodes()];
             let answer = engine.batch(&reqs, self.command_timeout).await;
-            let parsed = answer.and_then(|r| {
+            let parsed = answer.map_err(String::from).and_then(|r| {
                 api::all_ok(&r)?;
                 let polls = api::parse_stack_polls(&r[0].body, &r[1].body, &r[2].body)?;
                 Ok((polls, node::parse_node_list(&r[2].body)?))

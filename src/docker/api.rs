@@ -1,16 +1,42 @@
 //! The Docker Engine API requests rpiprov sends (over `docker system dial-stdio`, see
 //! `crate::exec::engine`), and the JSON shapes of the answers it reads: only the fields
-//! used. Pure: requests are built as values ([`Request`]) and tested as exact text;
-//! answers are parsed from bytes.
+//! used. Pure: requests are built as values ([`Request`]) without a version and tested as
+//! exact text; the engine puts the version it negotiated on each ([`at`]); answers are
+//! parsed from bytes.
 //!
-//! rpiprov speaks API version [`VERSION`] (Docker 20.10, the docker.io of Debian 12 and
-//! Raspberry Pi OS Bookworm): `GET /services?status=true` (the replica counts without a
-//! task list) needs it. A daemon that speaks less is driven through the `docker` CLI
-//! instead ([`supported`]).
+//! # The version
+//!
+//! One unversioned `GET /version` per host ([`version`], [`parse_version`]) says which
+//! API versions the daemon speaks: its `ApiVersion` and its `MinAPIVersion`. rpiprov then
+//! speaks the newest version both know ([`negotiate`]): the daemon's `ApiVersion`, or
+//! [`NEWEST`] when the daemon is newer, never below the daemon's minimum nor below
+//! [`OLDEST`]; a daemon with no version in common is refused, both ranges named
+//! ([`Unsupported`]). Docker 29.0 to 29.2 refuse clients below 1.44 by default, and any
+//! daemon from 25 on does when `DOCKER_MIN_API_VERSION` says so: a fixed version would
+//! lose them.
+//!
+//! What rpiprov reads and sends was checked against moby's API history (its changelog,
+//! the swagger file of each version, the daemon's routers) from 1.41 (Docker 20.10) to
+//! 1.55 (Docker 29): the fields read of `/version`, `/info`, `/nodes`, `/services`,
+//! `/tasks`, `/networks`, `/containers/json` and `/swarm`, and the bodies sent (node,
+//! swarm and service updates, the swarm join, a network's creation) mean the same in
+//! every one of them. Where the versions differ:
+//!
+//! - a network's `CheckDuplicate` is deprecated from 1.44 on and gone from the schema
+//!   later (the daemon refuses a duplicate name whatever it is sent): sent below 1.44
+//!   only ([`network_create`]);
+//! - a service or node update is taken at the version it is sent at: moby strips a
+//!   service spec of the fields added after that version (`adjustForAPIVersion`:
+//!   seccomp and AppArmor settings before 1.44, `OomScoreAdj` and tmpfs options before
+//!   1.46, swap limits before 1.52), so a spec read and sent back below the daemon's own
+//!   version may lose them. Requests go at the negotiated version, the daemon's own up to
+//!   [`NEWEST`], and no service field was added after 1.52;
+//! - `/events` answers as `application/x-ndjson` from 1.52 on (before, as
+//!   `application/json`, the same lines): rpiprov reads only that an event came.
 //!
 //! | what | requests | read by |
 //! |---|---|---|
-//! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
+//! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_daemon_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
 //! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
 //! | networks | [`network_create`], [`network_remove`] | |
@@ -31,11 +57,99 @@ use crate::docker::stack::{NAMESPACE_LABEL, Seen};
 use crate::docker::swarm::SwarmInfo;
 use crate::secret::Secret;
 
-/// The API version rpiprov speaks.
-pub const VERSION: &str = "1.41";
+/// An Engine API version, `MAJOR.MINOR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiVersion {
+    pub major: u32,
+    pub minor: u32,
+}
 
-fn v(path: &str) -> String {
-    format!("/v{VERSION}{path}")
+impl ApiVersion {
+    pub const fn new(major: u32, minor: u32) -> ApiVersion {
+        ApiVersion { major, minor }
+    }
+
+    /// `1.41`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<ApiVersion> {
+        let (a, b) = text.split_once('.')?;
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 6 && s.bytes().all(|c| c.is_ascii_digit());
+        if !digits(a) || !digits(b) {
+            return None;
+        }
+        Some(ApiVersion::new(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl serde::Serialize for ApiVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The oldest version rpiprov speaks: Docker 20.10's, the docker.io of Debian 12 and
+/// Raspberry Pi OS Bookworm (`GET /services?status=true`, the replica counts without a
+/// task list, needs it).
+pub const OLDEST: ApiVersion = ApiVersion::new(1, 41);
+
+/// The newest version rpiprov was written for, and checked against (see the module
+/// header): Docker 29's.
+pub const NEWEST: ApiVersion = ApiVersion::new(1, 55);
+
+/// What a daemon says of itself in answer to [`version`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    /// Docker's version, e.g. `20.10.24+dfsg1`.
+    pub docker: String,
+    /// The newest API version it speaks.
+    pub api: ApiVersion,
+    /// The oldest it accepts.
+    pub min_api: ApiVersion,
+}
+
+/// A daemon that shares no API version with rpiprov: both ranges, for the refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    pub daemon: Daemon,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.daemon;
+        let what = if d.api < OLDEST {
+            "upgrade Docker there (rpiprov needs Docker 20.10 or later)"
+        } else {
+            "this Docker is newer than rpiprov knows: upgrade rpiprov"
+        };
+        write!(
+            f,
+            "Docker {} speaks Engine API {} to {}, rpiprov {OLDEST} to {NEWEST}: no version in common; {what}",
+            d.docker, d.min_api, d.api
+        )
+    }
+}
+
+/// The version to speak with a daemon: the newest both know, at least both minimums.
+pub fn negotiate(d: &Daemon) -> Result<ApiVersion, Unsupported> {
+    let speak = d.api.min(NEWEST);
+    if speak < d.min_api.max(OLDEST) {
+        return Err(Unsupported { daemon: d.clone() });
+    }
+    Ok(speak)
+}
+
+/// `req` as sent at API version `v`: its path under `/vMAJOR.MINOR`.
+pub fn at(req: &Request, v: ApiVersion) -> Request {
+    Request {
+        path: format!("/v{v}{}", req.path),
+        ..req.clone()
+    }
 }
 
 /// `filters={"label":{"KEY":true}}` (or `KEY=VALUE`), encoded.
@@ -44,48 +158,50 @@ fn label_filter(label: &str) -> String {
     format!("filters={}", encode_query(&json.to_string()))
 }
 
-/// The daemon's versions; unversioned, so that any daemon answers.
+/// The daemon's versions: the one request sent without a version, which any daemon
+/// answers. Read by [`parse_version`].
 pub fn version() -> Request {
     Request::get("/version")
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawVersion {
-    #[serde(default)]
-    version: String,
-    #[serde(default, rename = "ApiVersion")]
-    api_version: String,
-}
-
-/// `(docker version, API version)` from [`version`]'s answer.
-pub fn parse_version(body: &[u8]) -> Result<(String, String), String> {
-    let v: RawVersion = serde_json::from_slice(body)
-        .map_err(|e| format!("cannot read the Engine API version: {e}"))?;
-    Ok((v.version, v.api_version))
-}
-
-/// Whether an API version is at least [`VERSION`].
-pub fn supported(api_version: &str) -> bool {
-    let num = |s: &str| -> Option<(u32, u32)> {
-        let (a, b) = s.split_once('.')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    };
-    match (num(api_version), num(VERSION)) {
-        (Some(have), Some(want)) => have >= want,
-        _ => false,
+/// The daemon's word on itself, from [`version`]'s answer. A daemon that leaves out its
+/// minimum (before API 1.25) accepts anything back to 1.12.
+pub fn parse_version(body: &[u8]) -> Result<Daemon, String> {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default, rename = "Version")]
+        version: String,
+        #[serde(default, rename = "ApiVersion")]
+        api: String,
+        #[serde(default, rename = "MinAPIVersion")]
+        min_api: String,
     }
+    let v: Raw = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot read the Engine API version: {e}"))?;
+    let api = ApiVersion::parse(&v.api).ok_or_else(|| {
+        format!(
+            "the daemon's Engine API version is {:?}, not a version",
+            v.api
+        )
+    })?;
+    let min_api = match v.min_api.as_str() {
+        "" => ApiVersion::new(1, 12),
+        m => ApiVersion::parse(m)
+            .ok_or_else(|| format!("the daemon's minimum API version is {m:?}, not a version"))?,
+    };
+    Ok(Daemon {
+        docker: v.version,
+        api,
+        min_api,
+    })
 }
 
-/// What `docker info` shows. Unversioned: the same on every daemon (see
-/// `crate::exec::engine::Engine::open_any`).
+/// What `docker info` shows: the daemon, and the swarm as this node sees it.
 pub fn info() -> Request {
     Request::get("/info")
 }
 
-/// The parts of the daemon's info rpiprov reads: the answer to [`info`], and the same
-/// object `docker info --format '{{json .}}'` prints (the probe's, one `docker` call for
-/// all of it: [`crate::docker::probe`]).
+/// The parts of the daemon's info rpiprov reads: the answer to [`info`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DaemonInfo {
@@ -108,7 +224,7 @@ pub fn parse_info(body: &[u8]) -> Result<SwarmInfo, String> {
 
 /// The swarm as a manager sees it: its version, spec and join tokens.
 pub fn swarm_inspect() -> Request {
-    Request::get(v("/swarm"))
+    Request::get("/swarm")
 }
 
 /// What [`swarm_inspect`] answers. The tokens are secrets from the start.
@@ -170,10 +286,10 @@ pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Reques
 /// stop working (`docker swarm join-token --rotate`). The spec goes back unchanged.
 pub fn swarm_rotate_tokens(s: &SwarmSpec, worker: bool, manager: bool) -> Request {
     Request::post(
-        v(&format!(
+        format!(
             "/swarm/update?version={}&rotateWorkerToken={worker}&rotateManagerToken={manager}",
             s.version
-        )),
+        ),
         Some(s.spec.to_string().into_bytes()),
     )
 }
@@ -239,26 +355,25 @@ pub fn node_update(
         }
     }
     Request::post(
-        v(&format!(
+        format!(
             "/nodes/{}/update?version={}",
             encode_query(&n.id),
             n.version
-        )),
+        ),
         Some(spec.to_string().into_bytes()),
     )
 }
 
 /// Removes a node entry (`docker node rm`, `--force` for one swarm still thinks is up).
 pub fn node_remove(id: &str, force: bool) -> Request {
-    Request::delete(v(&format!("/nodes/{}?force={force}", encode_query(id))))
+    Request::delete(format!("/nodes/{}?force={force}", encode_query(id)))
 }
 
-/// Creates a playbook network, labelled as rpiprov's: what
-/// [`crate::docker::network::network_create`] asks the `docker` CLI for.
-pub fn network_create(net: &crate::config::Network) -> Request {
+/// Creates a playbook network, labelled as rpiprov's, as sent at API version `v`:
+/// `CheckDuplicate` only below 1.44, which made it the daemon's rule and dropped it.
+pub fn network_create(net: &crate::config::Network, v: ApiVersion) -> Request {
     let mut body = serde_json::json!({
         "Name": net.name,
-        "CheckDuplicate": true,
         "Driver": net.driver,
         "Scope": "swarm",
         "Attachable": net.attachable,
@@ -272,32 +387,35 @@ pub fn network_create(net: &crate::config::Network) -> Request {
     if net.encrypted {
         body["Options"] = serde_json::json!({ "encrypted": "" });
     }
-    Request::post(v("/networks/create"), Some(body.to_string().into_bytes()))
+    if v < ApiVersion::new(1, 44) {
+        body["CheckDuplicate"] = true.into();
+    }
+    Request::post("/networks/create", Some(body.to_string().into_bytes()))
 }
 
 /// Removes a network by name: what [`crate::docker::network::network_rm`] asks the
 /// `docker` CLI for; a failure's message is classified by
 /// [`crate::docker::network::rm_failure`] the same way.
 pub fn network_remove(name: &str) -> Request {
-    Request::delete(v(&format!("/networks/{}", encode_query(name))))
+    Request::delete(format!("/networks/{}", encode_query(name)))
 }
 
 /// Every stack service (any stack), with its running and desired task counts.
 pub fn stack_services() -> Request {
-    Request::get(v(&format!(
+    Request::get(format!(
         "/services?status=true&{}",
         label_filter(NAMESPACE_LABEL)
-    )))
+    ))
 }
 
 /// Every task of every stack service, their history included (the errors are there).
 pub fn stack_tasks() -> Request {
-    Request::get(v(&format!("/tasks?{}", label_filter(NAMESPACE_LABEL))))
+    Request::get(format!("/tasks?{}", label_filter(NAMESPACE_LABEL)))
 }
 
 /// The swarm's nodes: task errors name nodes by host name, as `docker service ps` does.
 pub fn nodes() -> Request {
-    Request::get(v("/nodes"))
+    Request::get("/nodes")
 }
 
 /// A stack's services and networks on a manager (what `docker stack rm` leaves until
@@ -305,8 +423,8 @@ pub fn nodes() -> Request {
 pub fn stack_leftovers(stack: &str) -> [Request; 2] {
     let f = label_filter(&format!("{NAMESPACE_LABEL}={stack}"));
     [
-        Request::get(v(&format!("/services?{f}"))),
-        Request::get(v(&format!("/networks?{f}"))),
+        Request::get(format!("/services?{f}")),
+        Request::get(format!("/networks?{f}")),
     ]
 }
 
@@ -314,8 +432,8 @@ pub fn stack_leftovers(stack: &str) -> [Request; 2] {
 /// network (the playbook's own carry no stack label). Read by [`parse_survey`].
 pub fn survey() -> [Request; 2] {
     [
-        Request::get(v(&format!("/services?{}", label_filter(NAMESPACE_LABEL)))),
-        Request::get(v("/networks")),
+        Request::get(format!("/services?{}", label_filter(NAMESPACE_LABEL))),
+        Request::get("/networks"),
     ]
 }
 
@@ -362,7 +480,7 @@ pub fn parse_survey(services: &[u8], networks: &[u8]) -> Result<Seen, String> {
 /// [`count_by_stack`].
 pub fn stack_containers() -> Request {
     let f = label_filter(NAMESPACE_LABEL);
-    Request::get(v(&format!("/containers/json?all=1&{f}")))
+    Request::get(format!("/containers/json?all=1&{f}"))
 }
 
 /// The removal of stack containers on one node, as it happens (`GET /events`, an answer
@@ -373,10 +491,10 @@ pub fn stack_container_removals() -> Request {
         "event": { "destroy": true },
         "label": { NAMESPACE_LABEL: true },
     });
-    Request::get(v(&format!(
+    Request::get(format!(
         "/events?filters={}",
         encode_query(&filters.to_string())
-    )))
+    ))
 }
 
 /// How many of the listed containers each stack has.
@@ -637,23 +755,23 @@ mod tests {
     fn requests() {
         assert_eq!(
             stack_services().path,
-            "/v1.41/services?status=true&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+            "/services?status=true&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
         );
         assert_eq!(
             stack_containers().path,
-            "/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+            "/containers/json?all=1&filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
         );
         let rm = network_remove("my net");
         assert_eq!(
             (rm.method, rm.path.as_str()),
-            ("DELETE", "/v1.41/networks/my%20net")
+            ("DELETE", "/networks/my%20net")
         );
         let [services, networks] = survey();
         assert_eq!(
             services.path,
-            "/v1.41/services?filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
+            "/services?filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue%7D%7D"
         );
-        assert_eq!(networks.path, "/v1.41/networks");
+        assert_eq!(networks.path, "/networks");
         assert_eq!(
             count_by_stack(br#"[{"Id":"a","Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"web"}},{"Labels":{"com.docker.stack.namespace":"api","x":"y"}},{"Labels":null}]"#).unwrap(),
             BTreeMap::from([("api".to_string(), 1), ("web".to_string(), 2)])
@@ -670,8 +788,114 @@ mod tests {
             serde_json::json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "198.18.0.12",
                 "RemoteAddrs": ["198.18.0.11:2377"], "JoinToken": "SWMTKN-1-x"})
         );
-        assert!(supported("1.41") && supported("1.43") && supported("2.0"));
-        assert!(!supported("1.40") && !supported("x"));
+    }
+
+    fn daemon(docker: &str, min: (u32, u32), max: (u32, u32)) -> Daemon {
+        Daemon {
+            docker: docker.into(),
+            api: ApiVersion::new(max.0, max.1),
+            min_api: ApiVersion::new(min.0, min.1),
+        }
+    }
+
+    /// The `/version` answers of the Dockers rpiprov meets, and the version spoken with
+    /// each: the daemon's own up to the newest rpiprov knows, never below either floor.
+    #[test]
+    fn the_version_spoken_is_the_newest_both_know() {
+        let got = parse_version(
+            br#"{"Platform":{"Name":""},"Version":"20.10.24+dfsg1","ApiVersion":"1.41","MinAPIVersion":"1.12","Os":"linux"}"#,
+        )
+        .unwrap();
+        assert_eq!(got, daemon("20.10.24+dfsg1", (1, 12), (1, 41)));
+        let v = |d: &Daemon| negotiate(d).map(|v| v.to_string());
+        assert_eq!(v(&got), Ok("1.41".into()));
+        // Debian 13's docker.io, Debian unstable's, Docker 29.0 (its floor raised to 1.44),
+        // and a Docker 29 whose daemon reports more than rpiprov knows.
+        assert_eq!(
+            v(&daemon("26.1.5+dfsg1", (1, 24), (1, 45))),
+            Ok("1.45".into())
+        );
+        assert_eq!(
+            v(&daemon("28.5.2+dfsg1", (1, 24), (1, 51))),
+            Ok("1.51".into())
+        );
+        assert_eq!(v(&daemon("29.0.0", (1, 44), (1, 52))), Ok("1.52".into()));
+        assert_eq!(v(&daemon("29.4.0", (1, 40), (1, 55))), Ok("1.55".into()));
+        assert_eq!(v(&daemon("30.0.0", (1, 44), (1, 58))), Ok("1.55".into()));
+        // The 1.44 floor a daemon's DOCKER_MIN_API_VERSION sets: still its own version.
+        assert_eq!(
+            v(&daemon("28.5.2+dfsg1", (1, 44), (1, 51))),
+            Ok("1.51".into())
+        );
+        assert_eq!(
+            v(&daemon("26.1.5+dfsg1", (1, 44), (1, 45))),
+            Ok("1.45".into())
+        );
+        // Exactly at both edges.
+        assert_eq!(v(&daemon("x", (1, 41), (1, 41))), Ok("1.41".into()));
+        assert_eq!(v(&daemon("x", (1, 55), (1, 60))), Ok("1.55".into()));
+        // A minimum over the maximum: nothing in common.
+        assert!(v(&daemon("x", (1, 44), (1, 43))).is_err());
+    }
+
+    /// Too old, or too new, for any version in common: refused with both ranges named.
+    #[test]
+    fn a_daemon_with_no_version_in_common_is_refused_naming_both_ranges() {
+        let old = negotiate(&daemon("19.03.15", (1, 12), (1, 40))).unwrap_err();
+        assert_eq!(
+            old.to_string(),
+            "Docker 19.03.15 speaks Engine API 1.12 to 1.40, rpiprov 1.41 to 1.55: no version in common; upgrade Docker there (rpiprov needs Docker 20.10 or later)"
+        );
+        let new = negotiate(&daemon("31.0.0", (1, 56), (1, 60))).unwrap_err();
+        assert_eq!(
+            new.to_string(),
+            "Docker 31.0.0 speaks Engine API 1.56 to 1.60, rpiprov 1.41 to 1.55: no version in common; this Docker is newer than rpiprov knows: upgrade rpiprov"
+        );
+        // A daemon that says nothing of its minimum accepts anything back to 1.12.
+        assert_eq!(
+            parse_version(br#"{"Version":"1.12.6","ApiVersion":"1.24"}"#).unwrap(),
+            daemon("1.12.6", (1, 12), (1, 24))
+        );
+        assert_eq!(
+            parse_version(br#"{"Version":"x","ApiVersion":"v1"}"#).unwrap_err(),
+            "the daemon's Engine API version is \"v1\", not a version"
+        );
+        assert!(ApiVersion::parse("1.41 ").is_none() && ApiVersion::parse("1.").is_none());
+    }
+
+    /// Requests are built without a version; the engine puts it on the path.
+    #[test]
+    fn a_request_is_sent_at_the_version_negotiated() {
+        let r = at(&stack_tasks(), ApiVersion::new(1, 45));
+        assert!(r.path.starts_with("/v1.45/tasks?filters="), "{}", r.path);
+        assert_eq!(at(&info(), OLDEST).path, "/v1.41/info");
+        assert_eq!(at(&version(), NEWEST).path, "/v1.55/version");
+        // CheckDuplicate goes below 1.44 only.
+        let net = crate::config::Network {
+            name: "DATA".into(),
+            driver: "overlay".into(),
+            attachable: true,
+            internal: false,
+            subnet: None,
+            encrypted: true,
+        };
+        let body = |v| -> Value {
+            serde_json::from_slice(network_create(&net, v).body.as_ref().unwrap()).unwrap()
+        };
+        assert_eq!(
+            body(ApiVersion::new(1, 43)),
+            serde_json::json!({"Name": "DATA", "CheckDuplicate": true, "Driver": "overlay",
+                "Scope": "swarm", "Attachable": true, "Internal": false,
+                "IPAM": {"Driver": "default", "Config": []}, "Options": {"encrypted": ""},
+                "Labels": {"io.rpiprov.managed": "true"}})
+        );
+        assert_eq!(
+            body(ApiVersion::new(1, 44)),
+            serde_json::json!({"Name": "DATA", "Driver": "overlay",
+                "Scope": "swarm", "Attachable": true, "Internal": false,
+                "IPAM": {"Driver": "default", "Config": []}, "Options": {"encrypted": ""},
+                "Labels": {"io.rpiprov.managed": "true"}})
+        );
     }
 
     #[test]
@@ -683,7 +907,7 @@ mod tests {
         let r = swarm_rotate_tokens(&s, true, false);
         assert_eq!(
             r.path,
-            "/v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false"
+            "/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false"
         );
         assert_eq!(
             String::from_utf8(r.body.unwrap()).unwrap(),

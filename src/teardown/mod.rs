@@ -61,10 +61,14 @@ pub async fn survey<R: Remote>(
     timeout: Duration,
 ) -> Result<Survey, StepError> {
     if let Some(e) = engine {
-        let api = e.batch(&api::survey(), timeout).await.and_then(|r| {
-            api::all_ok(&r)?;
-            api::parse_survey(&r[0].body, &r[1].body)
-        });
+        let api = e
+            .batch(&api::survey(), timeout)
+            .await
+            .map_err(String::from)
+            .and_then(|r| {
+                api::all_ok(&r)?;
+                api::parse_survey(&r[0].body, &r[1].body)
+            });
         if let Ok(seen) = api {
             return Ok(seen.survey(playbook));
         }
@@ -365,18 +369,16 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         let timeout = self.opts.command_timeout;
         let opened = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
             let remote = self.nodes[&n].clone();
-            let open = self.engine(&n).is_none();
+            let open = self.engine(&n);
             async move {
-                let (e, w) = tokio::join!(
-                    async {
-                        if open {
-                            Some(Engine::open(&*remote, timeout).await)
-                        } else {
-                            None
-                        }
+                let req = api::stack_container_removals();
+                let (e, w) = match open {
+                    Some(e) => (None, e.watch(&req, timeout).await),
+                    None => match Engine::open_watching(remote, &req, timeout).await {
+                        Ok((e, w)) => (Some(Ok(e)), w),
+                        Err(e) => (Some(Err(e.clone())), Err(e)),
                     },
-                    Watch::open(&*remote, api::stack_container_removals(), timeout)
-                );
+                };
                 (n, e, w)
             }
         })
@@ -704,6 +706,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             Some(e) => e
                 .batch(&api::stack_leftovers(name), self.opts.command_timeout)
                 .await
+                .map_err(String::from)
                 .and_then(|r| {
                     api::all_ok(&r)?;
                     Ok((api::count_list(&r[0].body)?, api::count_list(&r[1].body)?))
@@ -748,6 +751,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                     Some(e) => Some(
                         e.call(api::stack_containers(), timeout)
                             .await
+                            .map_err(String::from)
                             .and_then(|r| api::read(&r, api::count_by_stack)),
                     ),
                     None => None,
