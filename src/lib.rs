@@ -26,7 +26,7 @@
 //! | [`select`] | the `--on` grammar |
 //! | [`remote`] | the SSH transport: connect, verify host keys, sudo, exec, streams, upload; what a command cost ([`remote::stats`]) |
 //! | [`docker`] | pure builders of remote command lines and parsers of their output, one file per thing Docker manages; the Engine API's requests and answers ([`docker::api`]) |
-//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`), a host's Docker Engine API over one SSH channel ([`exec::engine`]) |
+//! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`), a host's Docker Engine API over one SSH channel, its version negotiated ([`exec::engine`]), the probe of a host ([`exec::probe`]) |
 //! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase; the preflight's and `maintain`'s decisions |
 //! | [`bootstrap`], [`deploy`], [`teardown`], [`maintain`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
 //! | [`logs`] | the executor of `rpiprov logs`: `docker service logs` on a manager, streamed, interruptible |
@@ -68,8 +68,11 @@
 //!   `bootstrap::preview` runs bootstrap's own probe, preflight and planner;
 //!   `deploy::preview` the same network, image and stack checks and [`deploy::decide`];
 //!   `teardown::preview` the same survey. None takes the lock or writes.
-//! - What does `status` show? [`status::assess`], a pure function of each host's probe and
-//!   a manager's overview ([`docker::overview`]), rendered by `ui::status`.
+//! - What does `status` show? [`status::assess`], a pure function of each host's probe
+//!   ([`exec::probe`]) and a manager's overview ([`docker::overview`]), rendered by
+//!   `ui::status`.
+//! - Which Engine API version is spoken? [`docker::api::negotiate`], once per host, from
+//!   its `GET /version`; [`exec::engine::Engine`] puts it on every request.
 
 // Output goes through `ui::term` (cleaned of what a terminal would obey; a closed pipe is
 // no panic): the print macros would skip both.

@@ -14,9 +14,6 @@
 //! target's. One difference, said in the row: the changes are sent together, so one that
 //! fails does not stop the others (they are independent), whereas a refused step of the
 //! plan still stops the leader before anything after it is sent.
-//!
-//! A leader whose Docker has no `dial-stdio` or speaks an older API gets the steps one by
-//! one through the `docker` CLI (`Shared::do_step`).
 
 use std::collections::HashMap;
 
@@ -180,19 +177,6 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
     Batch { requests, actions }
 }
 
-/// A step [`batch`] turns into requests.
-fn is_setting(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::Refuse(_)
-            | Step::PruneStaleNodes { .. }
-            | Step::SetRole { .. }
-            | Step::SetLabels { .. }
-            | Step::CreateNetwork(_)
-            | Step::RotateJoinTokens { .. }
-    )
-}
-
 /// The node spec of `host`'s node once the leader's entry confirms the host's claim
 /// ([`node::check_claim`]); the leader's own claim is taken as it is.
 fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String> {
@@ -226,21 +210,15 @@ fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String
 
 impl<R: Remote + 'static> Shared<R> {
     /// Runs the leader's settings through its Engine API (see the module header).
-    /// `false` when the API cannot be used there: nothing was done, and the caller runs
-    /// the steps one by one.
-    pub(super) async fn settings_by_api(&self, work: &Work) -> bool {
+    pub(super) async fn settings(&self, work: &Work) {
         let id = RowId::host(&work.host);
-        if !work.steps.iter().all(is_setting) {
-            return false;
-        }
         let engine = match self.engines.get(&work.host).await {
             Ok(e) => e,
             Err(e) => {
-                self.rows.note(
-                    &id,
-                    &format!("{e}: the swarm settings go one by one through the docker CLI"),
-                );
-                return false;
+                self.rows
+                    .fail(&id, "read the swarm's nodes", &e.to_string());
+                self.rows.close(&id);
+                return;
             }
         };
         self.rows.step(&id, "read the swarm's nodes");
@@ -289,7 +267,7 @@ impl<R: Remote + 'static> Shared<R> {
             Err(e) => {
                 self.rows.fail(&id, "read the swarm's nodes", &e);
                 self.rows.close(&id);
-                return true;
+                return;
             }
         };
         let node_ids = self.node_ids.lock().unwrap().clone();
@@ -342,7 +320,7 @@ impl<R: Remote + 'static> Shared<R> {
                     ),
                 );
                 self.rows.close(&id);
-                return true;
+                return;
             }
         };
         let mut failed = false;
@@ -371,7 +349,6 @@ impl<R: Remote + 'static> Shared<R> {
         if failed {
             self.rows.close(&id);
         }
-        true
     }
 }
 

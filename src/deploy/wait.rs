@@ -460,8 +460,11 @@ impl<'a, R: Remote> Watch<'a, R> {
             let answer = engine.batch(&reqs, self.command_timeout).await;
             let parsed = answer.map_err(String::from).and_then(|r| {
                 api::all_ok(&r)?;
-                let polls = api::parse_stack_polls(&r[0].body, &r[1].body, &r[2].body)?;
-                Ok((polls, node::parse_node_list(&r[2].body)?))
+                let nodes = node::parse_node_list(&r[2].body)?;
+                Ok((
+                    api::parse_stack_polls(&r[0].body, &r[1].body, &nodes)?,
+                    nodes,
+                ))
             });
             match parsed {
                 Ok((mut all, nodes)) => {

@@ -267,11 +267,40 @@ pub fn parse_swarm(body: &[u8]) -> Result<SwarmSpec, String> {
     })
 }
 
+/// Forms a swarm with this node as its first manager, as `docker swarm init` asks for it:
+/// listening on every address, advertising `advertise` (an address or an interface
+/// name), the swarm's spec left to Docker's defaults, and its networks' subnets taken from
+/// `default_addr_pool` in /24s when one is given. Answered by the new node's id
+/// ([`parse_node_id`]).
+pub fn swarm_init(advertise: &str, default_addr_pool: Option<&str>) -> Request {
+    let mut body = serde_json::json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "AdvertiseAddr": advertise,
+        "Spec": {},
+        "SubnetSize": 24,
+    });
+    if let Some(pool) = default_addr_pool {
+        body["DefaultAddrPool"] = serde_json::json!([pool]);
+    }
+    Request::post("/swarm/init", Some(body.to_string().into_bytes()))
+}
+
+/// The node id a swarm init answers (a JSON string).
+pub fn parse_node_id(body: &[u8]) -> Result<String, String> {
+    serde_json::from_slice(body).map_err(|e| format!("cannot read the new node's id: {e}"))
+}
+
+/// Leaves the swarm; `force` for the last manager or a node whose swarm is gone. A node in
+/// no swarm is refused (`crate::docker::swarm::in_no_swarm` tells).
+pub fn swarm_leave(force: bool) -> Request {
+    Request::post(format!("/swarm/leave?force={force}"), None)
+}
+
 /// Joins a swarm: the token travels in the body of the request, on the channel's stdin,
 /// and is in no process's argv or environment (issue 9, item 2). `advertise` is an
-/// address or an interface name, as for `docker swarm join --advertise-addr`.
-/// Unversioned, like [`info`]. Docker answers once the node joined, or with a 503 whose
-/// message says the join goes on in the background: the node's state decides.
+/// address or an interface name, as for `docker swarm join --advertise-addr`. Docker
+/// answers once the node joined, or with a 503 whose message says the join goes on in the
+/// background: the node's state decides.
 pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Request {
     let body = serde_json::json!({
         "ListenAddr": "0.0.0.0:2377",
@@ -302,6 +331,22 @@ pub struct NodeSpec {
     pub id: String,
     pub version: u64,
     pub spec: Value,
+}
+
+/// One node of the swarm (`GET /nodes/{id}`): read by [`node::parse_node`] and
+/// [`parse_node_spec`].
+pub fn node_inspect(id: &str) -> Request {
+    Request::get(format!("/nodes/{}", encode_query(id)))
+}
+
+/// The spec of the node [`node_inspect`] answered.
+pub fn parse_node_spec(body: &[u8]) -> Result<NodeSpec, String> {
+    let mut list = body.to_vec();
+    list.insert(0, b'[');
+    list.push(b']');
+    parse_node_specs(&list)?
+        .pop()
+        .ok_or_else(|| "no node in the answer".to_string())
 }
 
 pub fn parse_node_specs(body: &[u8]) -> Result<Vec<NodeSpec>, String> {
@@ -393,6 +438,12 @@ pub fn network_create(net: &crate::config::Network, v: ApiVersion) -> Request {
     Request::post("/networks/create", Some(body.to_string().into_bytes()))
 }
 
+/// Every network the node knows: on a manager, the swarm's too. Read by
+/// [`crate::docker::network::parse_network_list`].
+pub fn networks() -> Request {
+    Request::get("/networks")
+}
+
 /// Removes a network by name: what [`crate::docker::network::network_rm`] asks the
 /// `docker` CLI for; a failure's message is classified by
 /// [`crate::docker::network::rm_failure`] the same way.
@@ -474,6 +525,28 @@ pub fn parse_survey(services: &[u8], networks: &[u8]) -> Result<Seen, String> {
     }
     seen.networks = networks.into_iter().map(|n| n.name).collect();
     Ok(seen)
+}
+
+/// The stacks that exist: those named by the stack label of a service listed by
+/// [`stack_services`] (what `docker stack ls` lists).
+pub fn stacks_of(services: &[u8]) -> Result<std::collections::HashSet<String>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        spec: Labels,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Labels {
+        #[serde(default, deserialize_with = "crate::docker::null_as_default")]
+        labels: HashMap<String, String>,
+    }
+    let raw: Vec<Raw> =
+        serde_json::from_slice(services).map_err(|e| format!("cannot read the services: {e}"))?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|s| s.spec.labels.get(NAMESPACE_LABEL).cloned())
+        .collect())
 }
 
 /// Every stack's containers on one node, stopped ones too: counted per stack by
@@ -610,14 +683,14 @@ struct RawTaskStatus {
     err: String,
 }
 
-/// One poll of every stack, from the answers to [`stack_services`], [`stack_tasks`] and
-/// [`nodes`]: per stack name, the same [`Poll`] the CLI's poll gives
+/// One poll of every stack, from the answers to [`stack_services`] and [`stack_tasks`], and
+/// the swarm's nodes (tasks name their nodes by host name, as `docker service ps` does): per stack name, the same [`Poll`] the CLI's poll gives
 /// ([`crate::docker::service::stack_poll`]), plus what only the API tells: whether each
 /// task runs the service's current spec ([`Task::current`]).
 pub fn parse_stack_polls(
     services: &[u8],
     tasks: &[u8],
-    nodes: &[u8],
+    nodes: &[node::SwarmNode],
 ) -> Result<BTreeMap<String, Poll>, String> {
     let services_json: Vec<Value> =
         serde_json::from_slice(services).map_err(|e| format!("cannot read the services: {e}"))?;
@@ -625,7 +698,6 @@ pub fn parse_stack_polls(
         .map_err(|e| format!("cannot read the services: {e}"))?;
     let raw_tasks: Vec<RawTask> =
         serde_json::from_slice(tasks).map_err(|e| format!("cannot read the tasks: {e}"))?;
-    let nodes = node::parse_node_list(nodes)?;
     let hostnames: HashMap<&str, &str> = nodes
         .iter()
         .map(|n| (n.id.as_str(), n.hostname.as_str()))
@@ -958,7 +1030,8 @@ mod tests {
  {"ID":"t4","ServiceID":"s3","Status":{"State":"running"},"DesiredState":"running"}
 ]"#;
         let nodes = br#"[{"ID":"n1","Description":{"Hostname":"pi1"}},{"ID":"n2","Description":{"Hostname":"pi2"}}]"#;
-        let polls = parse_stack_polls(services, tasks, nodes).unwrap();
+        let nodes = node::parse_node_list(nodes).unwrap();
+        let polls = parse_stack_polls(services, tasks, &nodes).unwrap();
         assert_eq!(polls.keys().collect::<Vec<_>>(), ["api", "web"]);
         let api = &polls["api"];
         assert_eq!(

@@ -12,9 +12,9 @@
 //!
 //! | file | what Docker manages |
 //! |---|---|
-//! | [`probe`] | the read-only probe of a host, and [`probe::Facts`] parsed from it |
+//! | [`probe`] | the read-only probe of a host: its shell half, what it asks the daemon, and [`probe::Facts`] read from both |
 //! | [`ports`] | the ports swarm needs between nodes, tested from the nodes before it forms |
-//! | [`overview`] | what a manager adds to its probe for `status`: stacks, records, networks, services |
+//! | [`overview`] | what a manager adds to its probe for `status`: deploy records, stacks, networks, services |
 //! | [`engine`] | the daemon: install, upgrade, start, restart, `daemon.json` merge |
 //! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
 //! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |

@@ -12,7 +12,8 @@ use crate::config::Network;
 use crate::docker::{json_lines, null_as_default};
 use crate::shell::join;
 
-/// A network as `docker network inspect` reports it.
+/// A network as a manager lists it (`GET /networks`; the same object as `docker network
+/// inspect`'s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NetworkInfo {
     pub name: String,
@@ -22,6 +23,8 @@ pub struct NetworkInfo {
     pub internal: bool,
     pub subnets: Vec<String>,
     pub encrypted: bool,
+    /// The stack it belongs to (its `com.docker.stack.namespace` label); empty for none.
+    pub stack: String,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +43,34 @@ struct RawNetwork {
     ipam: RawIpam,
     #[serde(default, deserialize_with = "null_as_default")]
     options: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    labels: BTreeMap<String, String>,
+}
+
+impl From<RawNetwork> for NetworkInfo {
+    fn from(raw: RawNetwork) -> NetworkInfo {
+        NetworkInfo {
+            encrypted: raw.options.contains_key("encrypted"),
+            stack: raw
+                .labels
+                .get(crate::docker::stack::NAMESPACE_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            name: raw.name,
+            driver: raw.driver,
+            scope: raw.scope,
+            attachable: raw.attachable,
+            internal: raw.internal,
+            subnets: raw.ipam.config.into_iter().map(|c| c.subnet).collect(),
+        }
+    }
+}
+
+/// Parses the Engine API's network list (`crate::docker::api::networks`).
+pub fn parse_network_list(body: &[u8]) -> Result<Vec<NetworkInfo>, String> {
+    let raw: Vec<RawNetwork> =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the networks: {e}"))?;
+    Ok(raw.into_iter().map(NetworkInfo::from).collect())
 }
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -65,18 +96,7 @@ pub fn network_inspect(names: &[&str]) -> String {
 /// Parses `docker network inspect --format '{{json .}}'` output: one network per line.
 pub fn parse_networks(text: &str) -> Result<Vec<NetworkInfo>, String> {
     let raw: Vec<RawNetwork> = json_lines(text, "docker network inspect")?;
-    Ok(raw
-        .into_iter()
-        .map(|raw| NetworkInfo {
-            encrypted: raw.options.contains_key("encrypted"),
-            name: raw.name,
-            driver: raw.driver,
-            scope: raw.scope,
-            attachable: raw.attachable,
-            internal: raw.internal,
-            subnets: raw.ipam.config.into_iter().map(|c| c.subnet).collect(),
-        })
-        .collect())
+    Ok(raw.into_iter().map(NetworkInfo::from).collect())
 }
 
 /// The label that marks a network rpiprov created.

@@ -138,11 +138,18 @@ pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
     Ok(raw.into_iter().map(SwarmNode::from).collect())
 }
 
-/// Parses the Engine API's node list (`GET /nodes`): the same objects, in one array.
+/// Parses the Engine API's node list (`GET /nodes`).
 pub fn parse_node_list(json: &[u8]) -> Result<Vec<SwarmNode>, String> {
     let raw: Vec<RawNode> =
         serde_json::from_slice(json).map_err(|e| format!("cannot read the nodes: {e}"))?;
     Ok(raw.into_iter().map(SwarmNode::from).collect())
+}
+
+/// Parses one node as the Engine API answers it (`GET /nodes/{id}`).
+pub fn parse_node(json: &[u8]) -> Result<SwarmNode, String> {
+    let raw: RawNode =
+        serde_json::from_slice(json).map_err(|e| format!("cannot read the node: {e}"))?;
+    Ok(SwarmNode::from(raw))
 }
 
 /// What an operation does to managers.

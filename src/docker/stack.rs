@@ -22,15 +22,30 @@ pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 /// recorded fingerprint of each playbook stack (`deployed NAME FINGERPRINT`, empty when
 /// never deployed). Read by [`parse_state`].
 pub fn stacks_state(stacks: &[&str]) -> String {
-    let mut s = String::from("set -e; docker stack ls --format 'stack {{.Name}}'");
-    for name in stacks {
-        s.push_str(&format!(
-            "; echo {prefix}\"$(cat {rec} 2>/dev/null || true)\"",
-            prefix = quote(&format!("deployed {name} ")),
-            rec = quote(&deployed_record(name)),
-        ));
+    format!(
+        "set -e; docker stack ls --format 'stack {{{{.Name}}}}'; {}",
+        records_read(stacks)
+    )
+}
+
+/// The recorded fingerprint of each of these stacks (`deployed NAME FINGERPRINT`, empty
+/// when never deployed): files on the manager, read by [`parse_state`]; which stacks exist
+/// the Engine API says (`crate::docker::api::stacks_of`).
+pub fn records_read(stacks: &[&str]) -> String {
+    if stacks.is_empty() {
+        return "true".into();
     }
-    s
+    stacks
+        .iter()
+        .map(|name| {
+            format!(
+                "echo {prefix}\"$(cat {rec} 2>/dev/null || true)\"",
+                prefix = quote(&format!("deployed {name} ")),
+                rec = quote(&deployed_record(name)),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What the manager says of the stacks: those that exist, and the recorded fingerprints.

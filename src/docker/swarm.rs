@@ -45,6 +45,17 @@ impl SwarmInfo {
     pub fn is_active(&self) -> bool {
         self.local_node_state == "active"
     }
+
+    /// `Ok(())` when this node manages an active swarm and can serve its API now, else
+    /// what it is instead.
+    pub fn serving(&self) -> Result<(), String> {
+        match (self.local_node_state.as_str(), self.control_available) {
+            ("active", true) => Ok(()),
+            ("active", false) => Err("not a manager of its swarm".into()),
+            ("", _) => Err("its Docker said nothing of its swarm".into()),
+            (state, _) => Err(format!("its swarm state is {state}")),
+        }
+    }
     /// Addresses of the managers this node knows, for messages.
     pub fn manager_addrs(&self) -> Vec<String> {
         self.remote_managers
@@ -52,6 +63,12 @@ impl SwarmInfo {
             .map(|m| m.addr.clone())
             .collect()
     }
+}
+
+/// Whether Docker refused a request because the node is in no swarm (a leave of a node
+/// that left already, a node read on a node that never joined): Docker's words for it.
+pub fn in_no_swarm(message: &str) -> bool {
+    message.contains("not part of a swarm")
 }
 
 /// `docker swarm init`. The advertise address may be an IP or an interface name; Docker
@@ -243,6 +260,24 @@ mod tests {
 
     #[test]
     fn a_serving_manager_is_told_from_the_rest() {
+        let info = |state: &str, manager: bool| SwarmInfo {
+            local_node_state: state.into(),
+            control_available: manager,
+            ..Default::default()
+        };
+        assert_eq!(info("active", true).serving(), Ok(()));
+        assert_eq!(
+            info("active", false).serving(),
+            Err("not a manager of its swarm".into())
+        );
+        assert_eq!(
+            info("inactive", false).serving(),
+            Err("its swarm state is inactive".into())
+        );
+        assert_eq!(
+            info("", false).serving(),
+            Err("its Docker said nothing of its swarm".into())
+        );
         assert_eq!(parse_serving("active true\n"), Ok(()));
         assert_eq!(
             parse_serving("active false\n"),

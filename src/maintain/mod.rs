@@ -25,6 +25,7 @@ use crate::config::InstallMethod;
 use crate::docker::node::{self, Availability};
 use crate::docker::task::{self, Snapshot};
 use crate::docker::{engine, machine, swarm};
+use crate::exec::engine::Engines;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Reporter, Row, RowId, Rows, secs};
 use crate::exec::{MANAGER_ANSWER, StepError, check, parallel_map, pick_manager, root};
@@ -141,6 +142,14 @@ impl<R: Remote> Remote for Slot<R> {
         let r = self.get();
         r.upload(req).await
     }
+    async fn open_stream(
+        &self,
+        req: ExecRequest,
+        lifetime: Duration,
+    ) -> Result<crate::remote::ExecStream, RemoteError> {
+        let r = self.get();
+        r.open_stream(req, lifetime).await
+    }
 }
 
 /// Maintains the hosts. `sessions` holds every host that connected (targets and
@@ -159,8 +168,10 @@ pub async fn execute<R: Remote + 'static>(
         .into_iter()
         .map(|(name, s)| (name.clone(), Arc::new(Slot::new(&name, s))))
         .collect();
+    let engines = Arc::new(Engines::new(&slots, opts.command_timeout));
     let m = Arc::new(Maintenance {
         opts: opts.clone(),
+        engines,
         slots,
         rows,
         connect,
@@ -204,6 +215,9 @@ pub async fn execute<R: Remote + 'static>(
 struct Maintenance<R> {
     opts: Options,
     slots: HashMap<String, Arc<Slot<R>>>,
+    /// Each host's Engine API, on its slot: a relay after a reboot starts on the new
+    /// connection.
+    engines: Arc<Engines<Slot<R>>>,
     rows: Rows,
     connect: Connect<R>,
     report: Mutex<Maintained>,
@@ -237,12 +251,12 @@ impl<R: Remote + 'static> Maintenance<R> {
                 .filter_map(|m| self.slots.get(m).map(|s| (m.clone(), s.clone())))
                 .collect()
         };
-        let mut why = match pick_manager(candidates(avoid), MANAGER_ANSWER).await {
+        let mut why = match pick_manager(&self.engines, candidates(avoid), MANAGER_ANSWER).await {
             Ok(m) => return Ok(m),
             Err(why) => why,
         };
         if !avoid.is_empty() {
-            match pick_manager(candidates(&[]), MANAGER_ANSWER).await {
+            match pick_manager(&self.engines, candidates(&[]), MANAGER_ANSWER).await {
                 Ok(m) => return Ok(m),
                 Err(more) => why = more,
             }

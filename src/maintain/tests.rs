@@ -18,12 +18,17 @@ t5	web.n3	pi3	Running	Running 1 hour ago
 
 fn manager() -> FakeRemote {
     let m = FakeRemote::new("pi1");
-    m.on("ControlAvailable", ok("active true\n"))
-        .on("Swarm.NodeID", ok("active n1\n"))
-        .grants_the_lock()
-        .on("@@nodes", ok(SNAPSHOT))
-        .on("--availability", ok(""))
-        .on("Spec.Availability", ok("ready drain\n"));
+    m.on_api(
+        "GET /info",
+        200,
+        r#"{"Swarm":{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":true}}"#,
+    )
+    .on("ControlAvailable", ok("active true\n"))
+    .on("Swarm.NodeID", ok("active n1\n"))
+    .grants_the_lock()
+    .on("@@nodes", ok(SNAPSHOT))
+    .on("--availability", ok(""))
+    .on("Spec.Availability", ok("ready drain\n"));
     m
 }
 

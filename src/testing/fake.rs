@@ -25,6 +25,13 @@ enum ApiAnswer {
     Once(u16, String),
     /// Successive answers; the last one repeats.
     Seq(Arc<Mutex<std::collections::VecDeque<(u16, String)>>>),
+    /// One answer until the daemon received a request whose line contains the text,
+    /// the other after: a state that a request changes (a node's swarm state, a join).
+    After {
+        trigger: String,
+        before: (u16, String),
+        after: (u16, String),
+    },
 }
 
 /// An Engine API request the fake daemon received: `METHOD PATH` without the version,
@@ -101,6 +108,9 @@ pub struct FakeRemote {
     /// no stream (no dial-stdio).
     api_rules: Arc<Mutex<Vec<ApiRule>>>,
     daemon: Arc<Mutex<Option<FakeDaemon>>>,
+    /// The daemon answers only once a command holding this text ran (Docker installed or
+    /// started by then); until, a relay fails as on a host whose daemon is down.
+    daemon_after: Arc<Mutex<Option<String>>>,
     /// Every API request received, in order.
     pub api_log: Arc<Mutex<Vec<ApiCall>>>,
 }
@@ -130,6 +140,7 @@ impl FakeRemote {
             files: Arc::default(),
             api_rules: Arc::default(),
             daemon: Arc::default(),
+            daemon_after: Arc::default(),
             api_log: Arc::default(),
         }
     }
@@ -167,6 +178,37 @@ impl FakeRemote {
             .lock()
             .unwrap()
             .insert(0, (contains.into(), ApiAnswer::Once(status, body.into())));
+        self
+    }
+
+    /// The daemon answers once a command holding `command` ran (`apt-get install`,
+    /// `service docker start`): a fresh Pi, or a daemon that is down until started.
+    pub fn daemon_after(&self, command: &str) -> &Self {
+        *self.daemon_after.lock().unwrap() = Some(command.into());
+        self
+    }
+
+    /// Before the rules given so far: requests get `before` until the daemon received
+    /// one whose line contains `trigger`, `after` from then on (`GET /info` says inactive
+    /// until `POST /swarm/join`).
+    pub fn on_api_after(
+        &self,
+        contains: &str,
+        trigger: &str,
+        before: (u16, &str),
+        after: (u16, &str),
+    ) -> &Self {
+        self.api_rules.lock().unwrap().insert(
+            0,
+            (
+                contains.into(),
+                ApiAnswer::After {
+                    trigger: trigger.into(),
+                    before: (before.0, before.1.into()),
+                    after: (after.0, after.1.into()),
+                },
+            ),
+        );
         self
     }
 
@@ -279,6 +321,16 @@ impl Remote for FakeRemote {
         _lifetime: std::time::Duration,
     ) -> Result<ExecStream, RemoteError> {
         self.log.lock().unwrap().push(req);
+        let gate = self.daemon_after.lock().unwrap().clone();
+        if let Some(gate) = gate
+            && !self.commands().iter().any(|c| c.contains(&gate))
+        {
+            let (stream, (_written, stdout, end)) = ExecStream::pair();
+            end.lock().unwrap().stderr = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n".into();
+            end.lock().unwrap().closed = true;
+            drop(stdout);
+            return Ok(stream);
+        }
         let daemon = {
             let set = self.daemon.lock().unwrap().clone();
             match set {
@@ -301,7 +353,10 @@ impl Remote for FakeRemote {
                 buf.extend(bytes);
                 while let Some((call, used)) = parse_request(&buf) {
                     buf.drain(..used);
-                    let (status, body) = answer_api(&daemon, &rules, &call);
+                    let (status, body) = {
+                        let seen = log.lock().unwrap();
+                        answer_api(&daemon, &rules, &call, &seen)
+                    };
                     log.lock().unwrap().push(call);
                     let answer = format!(
                         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
@@ -365,7 +420,12 @@ fn parse_request(buf: &[u8]) -> Option<(ApiCall, usize)> {
 /// The daemon's answer to one request: a version out of its range is refused as Docker
 /// refuses it; then the first rule that matches; `GET /version` from the daemon's word
 /// on itself; else a 404.
-fn answer_api(daemon: &FakeDaemon, rules: &Mutex<Vec<ApiRule>>, call: &ApiCall) -> (u16, String) {
+fn answer_api(
+    daemon: &FakeDaemon,
+    rules: &Mutex<Vec<ApiRule>>,
+    call: &ApiCall,
+    seen: &[ApiCall],
+) -> (u16, String) {
     let message = |m: &str| serde_json::json!({ "message": m }).to_string();
     if let Some(v) = &call.version {
         let parsed = v
@@ -395,6 +455,17 @@ fn answer_api(daemon: &FakeDaemon, rules: &Mutex<Vec<ApiRule>>, call: &ApiCall) 
                     q.pop_front().expect("not empty")
                 } else {
                     q.front().cloned().expect("not empty")
+                }
+            }
+            ApiAnswer::After {
+                trigger,
+                before,
+                after,
+            } => {
+                if seen.iter().any(|c| c.line.contains(&trigger)) {
+                    after
+                } else {
+                    before
                 }
             }
         };
