@@ -1,5 +1,7 @@
 //! Shipping images over SSH instead of pulling them from a registry (the Pis have none):
-//! each node is asked in one round trip which images it lacks, then each missing archive
+//! each node is asked which images it lacks (its records by a shell command, whether its
+//! Docker still has the recorded ones through its Engine API, beside it), then each
+//! missing archive
 //! is streamed to the node's stdin and loaded (`docker load` or `docker import`). A node
 //! that already has an image from the same archive (same sha256 recorded, image still
 //! present) is skipped. Nodes run in parallel, bounded. The commands and the parse of
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::config::ImageFormat;
+use crate::docker::api::{self, Request};
 use crate::docker::image::{self, ImageRef, parse_missing};
+use crate::exec::engine::Engines;
 use crate::exec::report::{RowId, Rows};
 use crate::exec::{StepError, parallel_map, root, run_ok};
 use crate::remote::{ExecRequest, Remote};
@@ -80,22 +84,45 @@ pub struct NodeImages {
 
 /// Which of `images` a node lacks (or holds from another archive), by index, and the
 /// node's architecture when it said: what `ship` loads there, and what `deploy --dry-run`
-/// says it would.
-pub async fn missing_on<R: Remote>(
+/// says it would. The records are read by a shell command and the node's engine opened at
+/// once; the images recorded are then asked of its daemon in one round trip.
+pub async fn missing_on<R: Remote + 'static>(
     remote: &R,
+    engines: &Engines<R>,
     images: &[PreparedImage],
     timeout: Duration,
 ) -> Result<(Vec<usize>, Option<String>), StepError> {
     let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
-    root(remote, image::images_check(&refs), timeout)
+    let (shell, engine) = tokio::join!(
+        root(remote, image::images_check(&refs), timeout),
+        engines.get(remote.host())
+    );
+    let text = shell?.stdout_str();
+    let arch = image::parse_node_arch(&text).map(str::to_string);
+    let mut missing = parse_missing(&text, images.len()).map_err(StepError)?;
+    let recorded: Vec<usize> = (0..images.len()).filter(|i| !missing.contains(i)).collect();
+    if recorded.is_empty() {
+        return Ok((missing, arch));
+    }
+    let asks: Vec<Request> = recorded
+        .iter()
+        .map(|&i| api::image_inspect(&images[i].name))
+        .collect();
+    let answers = engine
+        .map_err(|e| StepError(e.to_string()))?
+        .batch(&asks, timeout)
         .await
-        .and_then(|o| {
-            let text = o.stdout_str();
-            let arch = image::parse_node_arch(&text).map(str::to_string);
-            parse_missing(&text, images.len())
-                .map(|m| (m, arch))
-                .map_err(StepError)
-        })
+        .map_err(|e| StepError(e.to_string()))?;
+    for (&i, r) in recorded.iter().zip(&answers) {
+        match r.status {
+            200..=299 => {}
+            // Removed since it was loaded: loaded again.
+            404 => missing.push(i),
+            _ => return Err(StepError(api::error_message(r))),
+        }
+    }
+    missing.sort_unstable();
+    Ok((missing, arch))
 }
 
 /// Why an image is not shipped to a node of architecture `arch`, or `None` when it runs
@@ -115,6 +142,7 @@ pub fn refusal(img: &PreparedImage, arch: Option<&str>, host: &str) -> Option<St
 /// Ships every image to every node that lacks it. One result per node, sorted by name.
 pub async fn ship<R: Remote + 'static>(
     nodes: &HashMap<String, Arc<R>>,
+    engines: &Arc<Engines<R>>,
     images: &[PreparedImage],
     parallel: usize,
     command_timeout: Duration,
@@ -132,6 +160,7 @@ pub async fn ship<R: Remote + 'static>(
         let remote = nodes[&host].clone();
         let images = images.clone();
         let rows = rows.clone();
+        let engines = engines.clone();
         async move {
             let row = RowId::host(&host);
             let started = Instant::now();
@@ -140,7 +169,7 @@ pub async fn ship<R: Remote + 'static>(
                 ..Default::default()
             };
             rows.step(&row, "check images");
-            match missing_on(&*remote, &images, command_timeout).await {
+            match missing_on(&*remote, &engines, &images, command_timeout).await {
                 Err(e) => {
                     res.failed = Some(("check images".into(), e.0));
                     res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
@@ -215,6 +244,7 @@ mod tests {
             .collect();
         let res = ship(
             &nodes,
+            &Arc::new(Engines::new(&nodes, Duration::from_secs(5))),
             &[img],
             4,
             Duration::from_secs(5),
@@ -243,9 +273,16 @@ mod tests {
                 b"BBBB".to_vec(),
             ),
         ];
+        // pi1's records name both archives, but its Docker lost lab/b:1 since.
         let pi1 = FakeRemote::new("pi1");
-        pi1.on("image 0", ok("image 0 present\nimage 1 missing\n"))
-            .on("docker import", ok("sha256:123\n"));
+        pi1.on("image 0", ok("image 0 recorded\nimage 1 recorded\n"))
+            .on("docker import", ok("sha256:123\n"))
+            .on_api("GET /images/lab/a:1/json", 200, "{}")
+            .on_api(
+                "GET /images/lab/b:1/json",
+                404,
+                r#"{"message":"No such image: lab/b:1"}"#,
+            );
         let pi2 = FakeRemote::new("pi2");
         pi2.on("image 0", ok("image 0 missing\nimage 1 missing\n"))
             .on(
@@ -258,6 +295,7 @@ mod tests {
             .collect();
         let res = ship(
             &nodes,
+            &Arc::new(Engines::new(&nodes, Duration::from_secs(5))),
             &images,
             4,
             Duration::from_secs(5),
@@ -267,14 +305,17 @@ mod tests {
         assert_eq!(res[0].host, "pi1");
         assert_eq!(res[0].loaded, vec!["lab/b:1"]);
         assert_eq!(res[0].failed, None);
+        // The records' check, the relay that asked for both images, then the import.
         let log = pi1.log.lock().unwrap().clone();
-        assert_eq!(log.len(), 2);
+        assert_eq!(log.len(), 3);
+        assert_eq!(log[1].command, "docker system dial-stdio");
+        assert_eq!(pi1.api_calls("GET /images/").len(), 2);
         assert!(
-            log[1]
+            log[2]
                 .command
                 .contains("docker import --change 'CMD [\"httpd\",\"-f\"]' - lab/b:1")
         );
-        assert_eq!(log[1].stdin.as_deref(), Some(&b"BBBB"[..]));
+        assert_eq!(log[2].stdin.as_deref(), Some(&b"BBBB"[..]));
         assert!(log.iter().all(|r| r.privileged));
         // pi2's first load fails: the error is reported, its second image not attempted.
         assert_eq!(
@@ -284,7 +325,9 @@ mod tests {
                 "exit 1: open /var/lib/docker/tmp: no space left on device".into()
             ))
         );
-        assert_eq!(pi2.commands().len(), 2);
+        // Its check (no record: no image asked), its relay, its first load.
+        assert_eq!(pi2.commands().len(), 3);
+        assert!(pi2.api_calls("GET /images/").is_empty());
         assert_eq!(res[1].not_loaded, vec!["lab/a:1", "lab/b:1"]);
     }
 }

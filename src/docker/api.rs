@@ -459,6 +459,80 @@ pub fn stack_services() -> Request {
     ))
 }
 
+/// One service, by name or id, as an update needs it: read by [`parse_service_spec`].
+pub fn service_inspect(name: &str) -> Request {
+    Request::get(format!("/services/{}", encode_query(name)))
+}
+
+/// A service as an update needs it: its id, its version (swarm refuses an update made
+/// from an older one) and its spec as Docker sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub id: String,
+    pub version: u64,
+    pub spec: Value,
+}
+
+pub fn parse_service_spec(body: &[u8]) -> Result<ServiceSpec, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        #[serde(rename = "ID")]
+        id: String,
+        version: Index,
+        spec: Value,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Index {
+        index: u64,
+    }
+    let raw: Raw =
+        serde_json::from_slice(body).map_err(|e| format!("cannot read the service: {e}"))?;
+    Ok(ServiceSpec {
+        id: raw.id,
+        version: raw.version.index,
+        spec: raw.spec,
+    })
+}
+
+/// Starts a service's update again, every task replaced by one of the current spec: what
+/// `docker service update --force` does (its task template's `ForceUpdate` counter goes
+/// up by one, the rest of the spec goes back unchanged; no image is resolved anew).
+pub fn service_force_update(s: &ServiceSpec) -> Request {
+    let mut spec = s.spec.clone();
+    if !spec["TaskTemplate"].is_object() {
+        spec["TaskTemplate"] = serde_json::json!({});
+    }
+    let n = spec["TaskTemplate"]["ForceUpdate"].as_u64().unwrap_or(0);
+    spec["TaskTemplate"]["ForceUpdate"] = (n + 1).into();
+    Request::post(
+        format!(
+            "/services/{}/update?version={}",
+            encode_query(&s.id),
+            s.version
+        ),
+        Some(spec.to_string().into_bytes()),
+    )
+}
+
+/// An image as the node holds it: 200 when it has it, 404 when not. The reference's `/`,
+/// `:` and `@` stay as they are in the path, as Docker's own client sends them (its route
+/// takes the rest of the path as the name).
+pub fn image_inspect(name: &str) -> Request {
+    let path: String = name
+        .split_inclusive(['/', ':', '@'])
+        .map(|part| {
+            let (word, sep) = match part.char_indices().last() {
+                Some((i, c)) if "/:@".contains(c) => (&part[..i], &part[i..]),
+                _ => (part, ""),
+            };
+            format!("{}{sep}", encode_query(word))
+        })
+        .collect();
+    Request::get(format!("/images/{path}/json"))
+}
+
 /// Every task of every stack service, their history included (the errors are there).
 pub fn stack_tasks() -> Request {
     Request::get(format!("/tasks?{}", label_filter(NAMESPACE_LABEL)))
@@ -933,6 +1007,31 @@ mod tests {
             "the daemon's Engine API version is \"v1\", not a version"
         );
         assert!(ApiVersion::parse("1.41 ").is_none() && ApiVersion::parse("1.").is_none());
+    }
+
+    /// `docker service update --force`: the counter goes up, the rest goes back as read.
+    #[test]
+    fn a_forced_update_raises_the_counter_and_keeps_the_spec() {
+        let s = parse_service_spec(
+            br#"{"ID":"s1","Version":{"Index":42},"Spec":{"Name":"web_web","TaskTemplate":{"ContainerSpec":{"Image":"b"},"ForceUpdate":2},"Mode":{"Global":{}}}}"#,
+        )
+        .unwrap();
+        let r = service_force_update(&s);
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            ("POST", "/services/s1/update?version=42")
+        );
+        let body: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"Name": "web_web", "TaskTemplate": {"ContainerSpec": {"Image": "b"},
+                "ForceUpdate": 3}, "Mode": {"Global": {}}})
+        );
+        assert_eq!(service_inspect("web_web").path, "/services/web_web");
+        assert_eq!(
+            image_inspect("rpiprov-lab/busybox:1").path,
+            "/images/rpiprov-lab/busybox:1/json"
+        );
     }
 
     /// Requests are built without a version; the engine puts it on the path.

@@ -19,12 +19,17 @@ type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 /// and the answer: fixed, once only, or made from the request.
 type ApiRule = (String, ApiAnswer);
 
+/// An answer a test's function makes from the request.
+type MadeAnswer = Arc<dyn Fn(&ApiCall) -> (u16, String) + Send + Sync>;
+
 #[derive(Clone)]
 enum ApiAnswer {
     Always(u16, String),
     Once(u16, String),
     /// Successive answers; the last one repeats.
     Seq(Arc<Mutex<std::collections::VecDeque<(u16, String)>>>),
+    /// Made from the request by the test's function (a swarm that changes between polls).
+    Made(MadeAnswer),
     /// One answer until the daemon received a request whose line contains the text,
     /// the other after: a state that a request changes (a node's swarm state, a join).
     After {
@@ -178,6 +183,19 @@ impl FakeRemote {
             .lock()
             .unwrap()
             .insert(0, (contains.into(), ApiAnswer::Once(status, body.into())));
+        self
+    }
+
+    /// Before the rules given so far: requests answered by `f`, from the request.
+    pub fn on_api_fn(
+        &self,
+        contains: &str,
+        f: impl Fn(&ApiCall) -> (u16, String) + Send + Sync + 'static,
+    ) -> &Self {
+        self.api_rules
+            .lock()
+            .unwrap()
+            .insert(0, (contains.into(), ApiAnswer::Made(Arc::new(f))));
         self
     }
 
@@ -456,6 +474,10 @@ fn answer_api(
                 } else {
                     q.front().cloned().expect("not empty")
                 }
+            }
+            ApiAnswer::Made(f) => {
+                drop(rules);
+                f(call)
             }
             ApiAnswer::After {
                 trigger,
