@@ -374,6 +374,32 @@ impl<R: Remote + 'static> Engines<R> {
         Ok(e)
     }
 
+    /// The host's engine and beside it a watch of its daemon's events (`req`), their
+    /// relays started at once when the engine is not open yet ([`Engine::open_watching`]).
+    pub async fn get_watching(
+        &self,
+        host: &str,
+        req: &Request,
+    ) -> Result<(Arc<Engine>, Result<Watch, EngineError>), EngineError> {
+        let (Some(cell), Some(remote)) = (self.open.get(host), self.sessions.get(host)) else {
+            return Err(EngineError::Transport {
+                text: format!("{host} is not connected"),
+                unreachable: false,
+            });
+        };
+        let mut slot = cell.lock().await;
+        if let Some(e) = slot.as_ref() {
+            let e = e.clone();
+            drop(slot);
+            let w = e.watch(req, self.timeout).await;
+            return Ok((e, w));
+        }
+        let (e, w) = Engine::open_watching(remote.clone(), req, self.timeout).await?;
+        let e = Arc::new(e);
+        *slot = Some(e.clone());
+        Ok((e, w))
+    }
+
     /// Drops the host's engine (its daemon restarted): the next use opens a new one.
     pub async fn forget(&self, host: &str) {
         if let Some(cell) = self.open.get(host) {
