@@ -409,6 +409,24 @@ pub fn node_update(
     )
 }
 
+/// Makes a node take new tasks (`active`) or none, its tasks moved elsewhere (`drain`):
+/// `docker node update --availability`, the rest of its spec sent back unchanged.
+pub fn node_availability(n: &NodeSpec, availability: node::Availability) -> Request {
+    let mut spec = n.spec.clone();
+    if !spec.is_object() {
+        spec = serde_json::json!({});
+    }
+    spec["Availability"] = availability.as_str().into();
+    Request::post(
+        format!(
+            "/nodes/{}/update?version={}",
+            encode_query(&n.id),
+            n.version
+        ),
+        Some(spec.to_string().into_bytes()),
+    )
+}
+
 /// Removes a node entry (`docker node rm`, `--force` for one swarm still thinks is up).
 pub fn node_remove(id: &str, force: bool) -> Request {
     Request::delete(format!("/nodes/{}?force={force}", encode_query(id)))
@@ -805,33 +823,104 @@ pub fn parse_stack_polls(
         let Some((s, stack)) = by_id.get(t.service_id.as_str()) else {
             continue;
         };
-        let name = &s.spec.name;
-        let slot = if s.spec.mode.get("Global").is_some() || t.slot == 0 {
-            format!("{name}.{}", t.node_id)
-        } else {
-            format!("{name}.{}", t.slot)
-        };
-        let node = hostnames
-            .get(t.node_id.as_str())
-            .map(|h| h.to_string())
-            .unwrap_or_else(|| t.node_id.clone());
         polls
             .entry(stack.to_string())
             .or_default()
             .tasks
-            .push(Task {
-                id: t.id.clone(),
-                service: name.clone(),
-                slot,
-                node,
-                desired: t.desired_state.to_lowercase(),
-                state: t.status.state.to_lowercase(),
-                error: t.status.err.clone(),
-                current: runs_current_spec(t, s),
-                settled: false,
-            });
+            .push(task_of(t, s, &hostnames));
     }
     Ok(polls)
+}
+
+/// A task as rpiprov judges it: named by its slot as `docker service ps` names it
+/// (`web_app.1`, a global service's `web_agent.NODEID`), its node by host name.
+fn task_of(t: &RawTask, s: &RawService, hostnames: &HashMap<&str, &str>) -> Task {
+    let name = &s.spec.name;
+    let slot = if s.spec.mode.get("Global").is_some() || t.slot == 0 {
+        format!("{name}.{}", t.node_id)
+    } else {
+        format!("{name}.{}", t.slot)
+    };
+    let node = hostnames
+        .get(t.node_id.as_str())
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| t.node_id.clone());
+    Task {
+        id: t.id.clone(),
+        service: name.clone(),
+        slot,
+        node,
+        desired: t.desired_state.to_lowercase(),
+        state: t.status.state.to_lowercase(),
+        error: t.status.err.clone(),
+        current: runs_current_spec(t, s),
+        settled: false,
+    }
+}
+
+/// Every service (of a stack or not), with its counts: what a maintenance weighs.
+pub fn services() -> Request {
+    Request::get("/services?status=true")
+}
+
+/// The tasks swarm wants running, swarm-wide (`docker service ps --filter
+/// desired-state=running`).
+pub fn running_tasks() -> Request {
+    let filters = serde_json::json!({ "desired-state": { "running": true } });
+    Request::get(format!(
+        "/tasks?filters={}",
+        encode_query(&filters.to_string())
+    ))
+}
+
+/// Every task of one node, those being stopped included (`docker node ps NODE`).
+pub fn node_tasks(node_id: &str) -> Request {
+    let filters = serde_json::json!({ "node": { node_id: true } });
+    Request::get(format!(
+        "/tasks?filters={}",
+        encode_query(&filters.to_string())
+    ))
+}
+
+/// Every service with its kind and counts, and the tasks, from the answers to
+/// [`services`] and [`running_tasks`] or [`node_tasks`] and the swarm's nodes.
+pub fn parse_swarm_tasks(
+    services: &[u8],
+    tasks: &[u8],
+    nodes: &[node::SwarmNode],
+) -> Result<(Vec<crate::docker::task::Service>, Vec<Task>), String> {
+    let raw_services: Vec<RawService> =
+        serde_json::from_slice(services).map_err(|e| format!("cannot read the services: {e}"))?;
+    let raw_tasks: Vec<RawTask> =
+        serde_json::from_slice(tasks).map_err(|e| format!("cannot read the tasks: {e}"))?;
+    let hostnames: HashMap<&str, &str> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.hostname.as_str()))
+        .collect();
+    let by_id: HashMap<&str, &RawService> =
+        raw_services.iter().map(|s| (s.id.as_str(), s)).collect();
+    let listed = raw_services
+        .iter()
+        .map(|s| {
+            let st = s.service_status.as_ref();
+            crate::docker::task::Service {
+                name: s.spec.name.clone(),
+                global: s.spec.mode.get("Global").is_some(),
+                replicated: s.spec.mode.get("Replicated").is_some(),
+                running: st.map_or(0, |x| x.running_tasks),
+                desired: st.map_or(0, |x| x.desired_tasks),
+            }
+        })
+        .collect();
+    let tasks = raw_tasks
+        .iter()
+        .filter_map(|t| {
+            by_id
+                .get(t.service_id.as_str())
+                .map(|s| task_of(t, s, &hostnames))
+        })
+        .collect();
+    Ok((listed, tasks))
 }
 
 /// Whether a task was made from its service's current spec. Created after the service's

@@ -312,6 +312,16 @@ pub enum Availability {
     Drain,
 }
 
+impl Availability {
+    /// Docker's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
 /// Sets a node's availability. Returns once the manager recorded it, long before a
 /// drained node's tasks have moved: `crate::docker::task` polls for that.
 pub fn node_availability(node_id: &str, availability: Availability) -> String {

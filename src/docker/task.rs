@@ -5,7 +5,9 @@
 //! counts by [`crate::docker::service::parse_replicas`]; the judgement of what a snapshot
 //! means for a maintenance is `crate::plan::maintain`'s.
 
-use crate::docker::node::{SwarmNode, nodes_inspect, parse_nodes};
+use crate::docker::api::{self, Request};
+use crate::docker::http::Response;
+use crate::docker::node::{SwarmNode, nodes_inspect, parse_node_list, parse_nodes};
 use crate::docker::service::{Task, parse_replicas, parse_tasks};
 use crate::shell::quote;
 
@@ -47,6 +49,37 @@ pub struct Service {
     pub replicated: bool,
     pub running: u64,
     pub desired: u64,
+}
+
+/// The swarm as a manager's Engine API tells it, in one round trip: every node, every
+/// service with its counts, and every task swarm wants running. Read by [`read`].
+pub fn snapshot_reads() -> Vec<Request> {
+    vec![api::nodes(), api::services(), api::running_tasks()]
+}
+
+/// One node's tasks, old ones included (a task being stopped shows with desired state
+/// `shutdown` and current state `running` until it has stopped), the swarm's nodes and
+/// every service's counts: what a drain and a return are judged on. Read by [`read`].
+pub fn node_poll_reads(node_id: &str) -> Vec<Request> {
+    vec![api::nodes(), api::services(), api::node_tasks(node_id)]
+}
+
+/// The snapshot the answers to [`snapshot_reads`] or [`node_poll_reads`] make.
+pub fn read(answers: &[Response]) -> Result<Snapshot, String> {
+    let [nodes, services, tasks] = answers else {
+        return Err(format!(
+            "the manager answered {} of 3 requests",
+            answers.len()
+        ));
+    };
+    api::all_ok(answers)?;
+    let nodes = parse_node_list(&nodes.body)?;
+    let (services, tasks) = api::parse_swarm_tasks(&services.body, &tasks.body, &nodes)?;
+    Ok(Snapshot {
+        nodes,
+        services,
+        tasks,
+    })
 }
 
 /// What [`snapshot`] or [`node_poll`] found; sections a command does not print are empty.
