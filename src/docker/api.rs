@@ -36,13 +36,15 @@
 //!
 //! | what | requests | read by |
 //! |---|---|---|
-//! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_daemon_info`] |
-//! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
-//! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
-//! | networks | [`network_create`], [`network_remove`] | |
-//! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
+//! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_daemon_info`], [`parse_info`] |
+//! | the swarm | [`swarm_inspect`], [`swarm_init`], [`swarm_join`], [`swarm_leave`], [`swarm_rotate_tokens`] | [`parse_swarm`], [`parse_node_id`] |
+//! | nodes | [`nodes`], [`node_inspect`], [`node_update`], [`node_availability`], [`node_remove`] | [`node::parse_node_list`], [`node::parse_node`], [`parse_node_specs`], [`parse_node_spec`] |
+//! | networks | [`networks`], [`network_create`], [`network_remove`] | `crate::docker::network::parse_network_list` |
+//! | stacks | [`stack_services`], [`stack_tasks`] | [`parse_stack_polls`], [`stacks_of`] |
+//! | services | [`service_inspect`], [`service_force_update`], [`services`], [`running_tasks`], [`node_tasks`] | [`parse_service_spec`], [`parse_swarm_tasks`] |
 //! | what of a playbook exists | [`survey`] | [`parse_survey`] |
 //! | what a stack left | [`stack_leftovers`], [`stack_containers`], [`stack_container_removals`] | [`count_list`], [`count_by_stack`] |
+//! | images | [`image_inspect`] | the answer's status |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -462,9 +464,8 @@ pub fn networks() -> Request {
     Request::get("/networks")
 }
 
-/// Removes a network by name: what [`crate::docker::network::network_rm`] asks the
-/// `docker` CLI for; a failure's message is classified by
-/// [`crate::docker::network::rm_failure`] the same way.
+/// Removes a network by name; a failure's message is classified by
+/// [`crate::docker::network::rm_failure`].
 pub fn network_remove(name: &str) -> Request {
     Request::delete(format!("/networks/{}", encode_query(name)))
 }
@@ -776,9 +777,9 @@ struct RawTaskStatus {
 }
 
 /// One poll of every stack, from the answers to [`stack_services`] and [`stack_tasks`], and
-/// the swarm's nodes (tasks name their nodes by host name, as `docker service ps` does): per stack name, the same [`Poll`] the CLI's poll gives
-/// ([`crate::docker::service::stack_poll`]), plus what only the API tells: whether each
-/// task runs the service's current spec ([`Task::current`]).
+/// the swarm's nodes (tasks name their nodes by host name, as `docker service ps` does):
+/// per stack name, its services' counts and specs and its tasks, each with whether it runs
+/// its service's current spec ([`Task::current`]).
 pub fn parse_stack_polls(
     services: &[u8],
     tasks: &[u8],
@@ -1096,6 +1097,55 @@ mod tests {
             "the daemon's Engine API version is \"v1\", not a version"
         );
         assert!(ApiVersion::parse("1.41 ").is_none() && ApiVersion::parse("1.").is_none());
+    }
+
+    /// A node's role, labels and availability change in its spec, the rest sent back as
+    /// read, at its version; label values are JSON, whatever they hold.
+    #[test]
+    fn node_changes_keep_the_rest_of_the_spec() {
+        let n = parse_node_spec(
+            br#"{"ID":"n2","Version":{"Index":7},"Spec":{"Role":"worker","Availability":"active","Labels":{"own":"x"},"Name":"kept"}}"#,
+        )
+        .unwrap();
+        let r = node_update(
+            &n,
+            Some(crate::config::Role::Manager),
+            &[("zone".into(), "rack 1; rm -rf /".into())],
+        );
+        assert_eq!(
+            (r.method, r.path.as_str()),
+            ("POST", "/nodes/n2/update?version=7")
+        );
+        let body: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"Role": "manager", "Availability": "active", "Name": "kept",
+                "Labels": {"own": "x", "zone": "rack 1; rm -rf /"}})
+        );
+        let r = node_availability(&n, node::Availability::Drain);
+        let body: Value = serde_json::from_slice(r.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"Role": "worker", "Availability": "drain", "Name": "kept",
+                "Labels": {"own": "x"}})
+        );
+        assert_eq!(node_remove("abc", true).path, "/nodes/abc?force=true");
+        assert_eq!(node_remove("abc", false).path, "/nodes/abc?force=false");
+        assert_eq!(node_inspect("n 1").path, "/nodes/n%201");
+        assert_eq!(swarm_leave(false).path, "/swarm/leave?force=false");
+        let init: Value = serde_json::from_slice(
+            swarm_init("eth0", Some("198.19.0.0/16"))
+                .body
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            init,
+            serde_json::json!({"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "eth0", "Spec": {},
+                "SubnetSize": 24, "DefaultAddrPool": ["198.19.0.0/16"]})
+        );
+        assert_eq!(parse_node_id(br#""n1abc""#).unwrap(), "n1abc");
     }
 
     /// `docker service update --force`: the counter goes up, the rest goes back as read.

@@ -7,7 +7,6 @@ use crate::config::{Playbook, Role};
 use crate::docker::network::NetworkInfo;
 use crate::docker::node::SwarmNode;
 use crate::docker::probe::DockerProblem;
-use crate::docker::service::parse_poll;
 use crate::docker::stack::StackState;
 use crate::docker::swarm::{ClusterInfo, SwarmInfo};
 use crate::testing::{host, network, stack};
@@ -68,15 +67,47 @@ fn facts(hostname: &str, node_id: &str) -> Facts {
     }
 }
 
-fn poll(service: &str, mode: &str, replicas: &str, tasks: &str) -> crate::docker::service::Poll {
+/// One service's poll as a manager's Engine API answers it: its counts, and its tasks as
+/// `(id, slot, node, desired state, state, error)`, each of its current spec.
+fn poll(
+    service: &str,
+    mode: &str,
+    (running, desired): (u64, u64),
+    tasks: &[(&str, u64, &str, &str, &str, &str)],
+) -> crate::docker::service::Poll {
+    let stack = service.split('_').next().unwrap();
     let spec_mode = if mode == "global" {
-        "{\"Global\": {}}"
+        serde_json::json!({"Global": {}})
     } else {
-        "{\"Replicated\": {\"Replicas\": 2}}"
+        serde_json::json!({"Replicated": {"Replicas": 2}})
     };
-    parse_poll(&format!(
-        "@@services\nid\t{service}\t{mode}\t{replicas}\n@@inspect\n[{{\"Spec\": {{\"Name\": \"{service}\", \"Mode\": {spec_mode}}}}}]\n@@tasks\n{tasks}"
-    ))
+    let services = serde_json::json!([{
+        "ID": "s", "Spec": {"Name": service, "Labels": {"com.docker.stack.namespace": stack},
+            "Mode": spec_mode, "TaskTemplate": {}},
+        "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired},
+    }]);
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|(id, slot, node, desired, state, err)| {
+            serde_json::json!({"ID": id, "ServiceID": "s", "Slot": slot, "NodeID": format!("id-{node}"),
+                "Spec": {}, "Status": {"State": state, "Err": err}, "DesiredState": desired})
+        })
+        .collect();
+    let nodes: Vec<SwarmNode> = ["pi1", "pi2", "pi3"]
+        .iter()
+        .map(|h| SwarmNode {
+            id: format!("id-{h}"),
+            hostname: h.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    crate::docker::api::parse_stack_polls(
+        services.to_string().as_bytes(),
+        serde_json::to_string(&tasks).unwrap().as_bytes(),
+        &nodes,
+    )
+    .unwrap()
+    .remove(stack)
     .unwrap()
 }
 
@@ -121,8 +152,8 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                 Ok(poll(
                     "web_web",
                     "global",
-                    "3/3",
-                    "s1\tweb_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n",
+                    (3, 3),
+                    &[("s1", 0, "pi1", "running", "running", "")],
                 )),
             ),
             (
@@ -130,10 +161,19 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                 Ok(poll(
                     "api_api",
                     "replicated",
-                    "2/2",
-                    "s2\tapi_api.1\tpi2\tRunning\tRunning 1 minute ago\t\n\
-                     s3\tapi_api.1\tpi2\tShutdown\tFailed 2 minutes ago\t\"task: non-zero exit (1)\"\n\
-                     s4\tapi_api.2\tpi3\tRunning\tRunning 1 minute ago\t\n",
+                    (2, 2),
+                    &[
+                        ("s2", 1, "pi2", "running", "running", ""),
+                        (
+                            "s3",
+                            1,
+                            "pi2",
+                            "shutdown",
+                            "failed",
+                            "task: non-zero exit (1)",
+                        ),
+                        ("s4", 2, "pi3", "running", "running", ""),
+                    ],
                 )),
             ),
         ]
@@ -403,8 +443,15 @@ fn a_service_that_does_not_converge_shows_swarm_s_reason() {
         Ok(poll(
             "api_api",
             "replicated",
-            "0/2",
-            "s5\tapi_api.1\tpi2\tRunning\tRejected 1 second ago\t\"No such image: lab/api:1\"\n",
+            (0, 2),
+            &[(
+                "s5",
+                1,
+                "pi2",
+                "running",
+                "rejected",
+                "No such image: lab/api:1",
+            )],
         )),
     );
     let s = status_of(&answers);

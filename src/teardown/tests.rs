@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{Compose, Image, ImageFormat, Stack};
-use crate::docker::stack::parse_survey;
 use crate::exec::report::Outcome;
 use crate::testing::{FakeRemote, Recorder, network, ok};
 
@@ -33,12 +32,17 @@ fn playbook() -> Playbook {
     }
 }
 
-/// Everything exists, plus a stack and a network the playbook does not declare.
-const SURVEY: &str = "stack db\nstack other\nstack web\nnetwork bridge \nnetwork DATA \nnetwork INTERCO \nnetwork foreign \nnetwork web_default web\nnetwork ingress \n";
+/// What a teardown of SERVICES and NETWORKS finds: everything of the playbook, plus a
+/// stack and a network it does not declare (left alone).
+fn found() -> Survey {
+    crate::docker::api::parse_survey(SERVICES.as_bytes(), NETWORKS.as_bytes())
+        .unwrap()
+        .survey(&playbook())
+}
 
 #[test]
 fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     assert_eq!(s.stacks, vec!["db", "web"]);
     assert_eq!(s.networks, vec!["INTERCO", "DATA"]);
     assert_eq!(
@@ -46,48 +50,26 @@ fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
         "will remove, in this order: stacks db, web; then networks INTERCO, DATA"
     );
     // A stack whose services are gone but whose network lingers still counts.
-    let s = parse_survey("network web_default web\n", &playbook());
-    assert_eq!(s.stacks, vec!["web"]);
-    let s = parse_survey("network bridge \n", &playbook());
-    assert!(s.is_empty());
-    assert!(parse_survey("@@no-swarm\n", &playbook()).is_empty());
-    assert_eq!(
-        s.describe(),
-        "nothing to remove: no stack or network of the playbook exists"
-    );
-}
-
-#[test]
-fn the_engine_api_survey_finds_what_the_cli_survey_finds() {
-    // SURVEY's swarm as the Engine API lists it (services without labels have null).
-    let services = br#"[
-        {"ID": "s1", "Spec": {"Name": "db_pg", "Labels": {"com.docker.stack.namespace": "db"}}},
-        {"ID": "s2", "Spec": {"Name": "other_x", "Labels": {"com.docker.stack.namespace": "other"}}},
-        {"ID": "s3", "Spec": {"Name": "web_web", "Labels": {"com.docker.stack.namespace": "web"}}}
-    ]"#;
-    let networks = br#"[
-        {"Name": "bridge", "Labels": {}},
-        {"Name": "DATA", "Labels": {"io.rpiprov.managed": "true"}},
-        {"Name": "INTERCO", "Labels": null},
-        {"Name": "foreign"},
-        {"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}},
-        {"Name": "ingress", "Labels": {}}
-    ]"#;
-    let seen = crate::docker::api::parse_survey(services, networks).unwrap();
-    assert_eq!(seen.survey(&playbook()), parse_survey(SURVEY, &playbook()));
-    // A stack whose services are gone but whose network lingers still counts.
     let seen = crate::docker::api::parse_survey(
         b"[]",
         br#"[{"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}}]"#,
     )
     .unwrap();
     assert_eq!(seen.survey(&playbook()).stacks, vec!["web"]);
+    let s = crate::docker::api::parse_survey(b"[]", br#"[{"Name": "bridge"}]"#)
+        .unwrap()
+        .survey(&playbook());
+    assert!(s.is_empty());
+    assert_eq!(
+        s.describe(),
+        "nothing to remove: no stack or network of the playbook exists"
+    );
     assert!(crate::docker::api::parse_survey(b"{}", b"[]").is_err());
 }
 
 #[test]
 fn rows_for_the_progress_display() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     let mut opts = options();
     let nodes = vec!["pi2".to_string(), "pi1".to_string()];
     assert_eq!(
@@ -108,7 +90,7 @@ fn rows_for_the_progress_display() {
 /// asked, each on the host that does it.
 #[test]
 fn the_preview_follows_the_run_s_order() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     let nodes = vec!["pi3".to_string(), "pi1".to_string(), "pi2".to_string()];
     let mut opts = options();
     opts.managers = vec!["pi1".into(), "pi2".into()];
