@@ -798,6 +798,21 @@ impl<R: Remote + 'static> Shared<R> {
         }
     }
 
+    /// A relay that broke: a lost connection breaks it too (issue 14: a link cut during
+    /// the join), which is what to say then; the host is asked whether it still answers
+    /// (an SSH ping, no process there).
+    async fn relay_error(&self, host: &str, e: EngineError) -> StepError {
+        if let EngineError::Relay { .. } = e
+            && let Ok(s) = self.session(host)
+            && !s
+                .answers(self.command_timeout.min(Duration::from_secs(5)))
+                .await
+        {
+            return StepError(format!("{host}: connection lost ({e})"));
+        }
+        StepError(e.to_string())
+    }
+
     /// Joins a node through its Docker Engine API: the token comes from the leader once
     /// (on the channel's stdout) and goes to the node in the body of `POST /swarm/join`
     /// on the relay's stdin: in no process's argv or environment, on either host.
@@ -839,18 +854,10 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
             (addr, token)
         };
-        let engine = match self.engines.get(host).await {
-            Ok(engine) => engine,
-            // A lost connection breaks the relay too (issue 14: a link cut during the
-            // join): that is what to say then, not that Docker does not answer.
-            Err(e @ EngineError::Relay { .. }) => {
-                let alive = ExecRequest::new("true".to_string()).timeout(self.command_timeout);
-                return Err(StepError(match self.session(host)?.exec(alive).await {
-                    Err(lost) if lost.is_connection() => lost.to_string(),
-                    _ => e.to_string(),
-                }));
-            }
-            Err(e) => return Err(StepError(e.to_string())),
+        let engine = self.engines.get(host).await;
+        let engine = match engine {
+            Ok(e) => e,
+            Err(e) => return Err(self.relay_error(host, e).await),
         };
         let redact = |e: String| e.replace(token.expose(), "<redacted>");
         let answer = engine
@@ -858,20 +865,21 @@ impl<R: Remote + 'static> Shared<R> {
                 api::swarm_join(advertise, &addr, &token),
                 Duration::from_secs(120),
             )
-            .await
-            .map_err(|e| StepError(redact(e.to_string())))?;
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => return Err(StepError(redact(self.relay_error(host, e).await.0))),
+        };
         let refused = (!answer.ok()).then(|| redact(api::error_message(&answer)));
         // Joins are asynchronous: the daemon may answer that it goes on joining in the
         // background, so the local state decides.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut interval = Duration::from_millis(100);
         loop {
-            let info = engine
-                .call(api::info(), self.command_timeout)
-                .await
-                .map_err(String::from)
-                .and_then(|r| api::read(&r, api::parse_info))
-                .map_err(StepError)?;
+            let info = match engine.call(api::info(), self.command_timeout).await {
+                Ok(r) => api::read(&r, api::parse_info).map_err(StepError)?,
+                Err(e) => return Err(self.relay_error(host, e).await),
+            };
             match info.local_node_state.as_str() {
                 "active" if !info.node_id.is_empty() => {
                     self.node_ids
