@@ -6,12 +6,13 @@
 //! - `<release>-minbase/`: `debootstrap --variant=minbase` of the release, with sshd, sudo,
 //!   iproute2...: a fresh Pi, what bare nodes boot.
 //! - `<release>-docker/`: the release's docker.io (and what it depends on: containerd, runc,
-//!   iptables, tini), installed by apt over the minbase, kept as an overlay layer of its own
+//!   iptables, tini; its CLI; perl), installed by apt over the minbase, kept as an overlay layer of its own
 //!   (the upper directory of that install): Docker nodes boot `docker:minbase`, so the
 //!   minbase is on disk once and the layer costs one `apt-get install` (about 10 s).
 //!
 //! Each is built under a temporary name (`.partial`) and renamed into place, then marked
-//! done (`<name>.done`); everything happens under the cache's lock, which the build's own
+//! done (`<name>.done`, which holds what the layer was made from: another list of packages
+//! builds it again); everything happens under the cache's lock, which the build's own
 //! processes inherit, so a `lab up` that dies mid-build keeps it until they are gone, and the
 //! next one throws the half-made tree away. The builds' mounts are made in a mount
 //! namespace of their own and vanish with it, whatever becomes of `lab up`.
@@ -65,8 +66,33 @@ fn done_mark(tree: &Path) -> PathBuf {
     tree.with_file_name(name)
 }
 
-fn is_done(tree: &Path) -> bool {
-    done_mark(tree).exists() && tree.is_dir()
+/// The tree is built, and from `recipe` (what its mark holds): a tree made from another
+/// list of packages is built again.
+fn is_done(tree: &Path, recipe: &str) -> bool {
+    fs::read_to_string(done_mark(tree)).is_ok_and(|r| r == recipe) && tree.is_dir()
+}
+
+/// What a base's mark holds: nothing (as it always has).
+const BASE_RECIPE: &str = "";
+
+/// Besides the release's Docker: perl, which Raspberry Pi OS has and this machine's
+/// bookworm Docker nodes have from the machine (bootstrap's port test is a perl one-liner
+/// that needs Time::HiRes, which the minbase's perl-base lacks).
+const LAYER_EXTRA: &[&str] = &["perl"];
+
+/// The packages of the release's Docker layer.
+fn layer_packages(distro: Distro) -> Vec<&'static str> {
+    let mut p = distro.docker_packages().to_vec();
+    p.extend_from_slice(LAYER_EXTRA);
+    p
+}
+
+/// What a Docker layer's mark holds.
+fn layer_recipe(distro: Distro) -> String {
+    format!(
+        "apt-get install --no-install-recommends {}\n",
+        layer_packages(distro).join(" ")
+    )
 }
 
 /// A tree's work names: the tree being built, and what else its build needs.
@@ -115,8 +141,10 @@ pub fn ensure(
     wanted: &BTreeSet<(Distro, bool)>,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
-    let ready =
-        |(d, docker): &(Distro, bool)| lower_dirs(cache, *d, *docker).iter().all(|t| is_done(t));
+    let ready = |(d, docker): &(Distro, bool)| {
+        is_done(&base_dir(cache, *d), BASE_RECIPE)
+            && (!docker || is_done(&docker_layer_dir(cache, *d), &layer_recipe(*d)))
+    };
     if wanted.iter().all(ready) {
         return Ok(());
     }
@@ -198,20 +226,20 @@ fn clear_leftovers(tree: &Path, extra: &[&str]) -> Result<()> {
 }
 
 /// Puts a finished build in place: its data on disk first, then the rename, then the mark.
-fn finish(partial: &Path, tree: &Path) -> Result<()> {
+fn finish(partial: &Path, tree: &Path, recipe: &str) -> Result<()> {
     if let Ok(f) = fs::File::open(partial) {
         use std::os::fd::AsRawFd;
         // SAFETY: syncfs on a descriptor we own.
         unsafe { libc::syncfs(f.as_raw_fd()) };
     }
     fs::rename(partial, tree).map_err(|e| LabError::io(tree, e))?;
-    sys::write_file(&done_mark(tree), b"", 0o644)
+    sys::write_file(&done_mark(tree), recipe.as_bytes(), 0o644)
 }
 
 /// `debootstrap --variant=minbase` of the release, unless it is done.
 fn build_base(cache: &Path, distro: Distro, lock: &fs::File, say: &dyn Fn(&str)) -> Result<()> {
     let base = base_dir(cache, distro);
-    if is_done(&base) {
+    if is_done(&base, BASE_RECIPE) {
         return Ok(());
     }
     // A Docker layer made over an earlier base of this name belongs to that base.
@@ -251,7 +279,7 @@ fn build_base(cache: &Path, distro: Distro, lock: &fs::File, say: &dyn Fn(&str))
             0o644,
         )?;
     }
-    finish(&partial, &base)?;
+    finish(&partial, &base, BASE_RECIPE)?;
     say(&format!(
         "debootstrap {distro} done in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -297,7 +325,8 @@ fn build_docker_layer(
     say: &dyn Fn(&str),
 ) -> Result<()> {
     let layer = docker_layer_dir(cache, distro);
-    if is_done(&layer) {
+    let recipe = layer_recipe(distro);
+    if is_done(&layer, &recipe) {
         return Ok(());
     }
     clear_leftovers(&layer, &[".work", ".mnt"])?;
@@ -309,7 +338,7 @@ fn build_docker_layer(
     for d in [&partial, &work, &mnt] {
         sys::mkdir(d, 0o755)?;
     }
-    let packages = distro.docker_packages();
+    let packages = layer_packages(distro);
     say(&format!(
         "installing {distro}'s {} into {}: some 10 s, once",
         packages.join(" "),
@@ -343,7 +372,7 @@ fn build_docker_layer(
     for d in [&work, &mnt] {
         fs::remove_dir_all(d).map_err(|e| LabError::io(d, e))?;
     }
-    finish(&partial, &layer)?;
+    finish(&partial, &layer, &recipe)?;
     say(&format!(
         "{distro}'s Docker layer done in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -378,6 +407,27 @@ mod tests {
             sibling(&docker_layer_dir(c, Distro::Sid), ".partial"),
             Path::new("/c/sid-docker.partial")
         );
+    }
+
+    #[test]
+    fn a_layer_is_done_only_when_made_from_todays_list_of_packages() {
+        assert_eq!(
+            layer_recipe(Distro::Sid),
+            "apt-get install --no-install-recommends docker.io docker-cli perl\n"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = docker_layer_dir(tmp.path(), Distro::Trixie);
+        fs::create_dir(&layer).unwrap();
+        assert!(!is_done(&layer, &layer_recipe(Distro::Trixie)));
+        fs::write(done_mark(&layer), "apt-get install docker.io\n").unwrap();
+        assert!(!is_done(&layer, &layer_recipe(Distro::Trixie)));
+        fs::write(done_mark(&layer), layer_recipe(Distro::Trixie)).unwrap();
+        assert!(is_done(&layer, &layer_recipe(Distro::Trixie)));
+        // A base's mark is empty, as the bookworm base's has always been.
+        let base = base_dir(tmp.path(), Distro::Bookworm);
+        fs::create_dir(&base).unwrap();
+        fs::write(done_mark(&base), "").unwrap();
+        assert!(is_done(&base, BASE_RECIPE));
     }
 
     #[test]
