@@ -299,6 +299,9 @@ pub fn apt_valid_until_conf() -> String {
 /// directory becomes the layer. Run with `sh -c` in a mount namespace of its own, with
 /// `$1` the base, `$2` the upper directory, `$3` the overlay's work directory, `$4` the
 /// mount point and the packages after them. No service starts (policy-rc.d says no).
+/// dpkg skips its fsync of every file (`--force-unsafe-io`: 12 s instead of 18-25 s here):
+/// a build that does not finish is thrown away, one that does is synced before it is
+/// renamed into place.
 pub const DOCKER_LAYER_SCRIPT: &str = r#"set -eu
 B=$1 U=$2 W=$3 M=$4
 shift 4
@@ -312,7 +315,7 @@ printf '#!/bin/sh\nexit 101\n' > $M/usr/sbin/policy-rc.d
 chmod 755 $M/usr/sbin/policy-rc.d
 export DEBIAN_FRONTEND=noninteractive
 chroot $M apt-get update -q
-chroot $M apt-get install -y -q --no-install-recommends "$@"
+chroot $M apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io "$@"
 chroot $M apt-get clean
 rm -f $M/usr/sbin/policy-rc.d
 "#;
@@ -440,7 +443,9 @@ mod tests {
         let policy = s.find("exit 101").unwrap();
         assert!(policy < s.find("apt-get install").unwrap());
         assert!(s.ends_with("rm -f $M/usr/sbin/policy-rc.d\n"));
-        assert!(s.contains("apt-get install -y -q --no-install-recommends \"$@\"\n"));
+        assert!(s.contains(
+            "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-unsafe-io \"$@\"\n"
+        ));
         assert!(s.contains("chroot $M apt-get clean\n"));
         assert!(apt_valid_until_conf().contains("Acquire::Check-Valid-Until \"false\";\n"));
     }
