@@ -306,6 +306,12 @@ async fn decide<R: Remote + 'static>(
         })
         .collect();
     let mut findings = plan::preflight::judge(&probed);
+    let managers: Vec<(&str, &Facts)> = opts
+        .managers
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), all_facts.get(&m.name)?)))
+        .collect();
+    findings.extend(plan::preflight::manager_versions(&managers));
 
     let mut plan = plan::plan(&plan::Input {
         hosts: &opts.hosts,

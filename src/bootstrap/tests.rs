@@ -823,3 +823,39 @@ async fn each_daemon_is_spoken_to_at_its_own_version() {
         );
     }
 }
+
+/// Issue 17: doctor warns when the managers run different major versions of Docker, each
+/// named with its version as its daemon says it.
+#[tokio::test]
+async fn doctor_warns_of_managers_of_different_major_versions() {
+    use crate::testing::fake::FakeDaemon;
+    let m1 = plain_host("pi1", "198.18.0.11", true);
+    m1.daemon(FakeDaemon::new("28.5.2+dfsg4", (1, 24), (1, 51)));
+    let m2 = plain_host("pi2", "198.18.0.12", true);
+    m2.daemon(FakeDaemon::new("26.1.5+dfsg1", (1, 24), (1, 45)));
+    let hosts = vec![host("pi1", Role::Manager), host("pi2", Role::Manager)];
+    let mut opts = options_on(&hosts, &["pi1", "pi2"]);
+    opts.preflight_only = true;
+    let done = execute(
+        &opts,
+        sessions_of(&[m1.clone(), m2.clone()]),
+        vec![],
+        Arc::new(Recorder::default()),
+    )
+    .await;
+    let lines: Vec<String> = done
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Docker)
+        .map(|f| f.line())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "warning: fleet: docker: the managers run different major versions of Docker (pi2 26.1.5+dfsg1; pi1 28.5.2+dfsg4): a swarm of mixed managers is meant for the time of an upgrade; what to do: bring them to one major version, one manager at a time so that the swarm keeps quorum (rpiprov maintain --on MANAGER --upgrade-docker, or -- CMD for another OS release)"
+        ]
+    );
+    // A warning: nothing fails for it, and doctor changes nothing.
+    assert!(!done.rows.iter().any(Row::failed), "{:?}", done.rows);
+    assert_eq!(changes(&m1), Vec::<String>::new());
+}
