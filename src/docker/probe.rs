@@ -38,6 +38,7 @@ echo "reach_addr=$(echo "${{SSH_CONNECTION:-}}" | cut -d' ' -f3)"
 if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other"; fi
 if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
 if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then echo "docker_installed=yes"; else echo "docker_installed=no"; fi
+echo "docker_package=$(dpkg-query -W -f='${{Status}} ${{Version}}\n' docker.io docker-ce moby-engine 2>/dev/null | sed -n 's/^install ok installed //p' | head -n 1)"
 droot=
 if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; droot=$(sed -n 's/.*"data-root"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' /etc/docker/daemon.json | head -n 1); fi
 {PREFLIGHT}"#
@@ -101,6 +102,11 @@ pub struct Facts {
     pub docker_running: bool,
     /// Docker's version, as the daemon says (also when rpiprov cannot speak to it).
     pub docker_version: Option<String>,
+    /// The version of the Docker package installed (`docker.io`, `docker-ce` or
+    /// `moby-engine`, as `dpkg` has it, its epoch and Debian revision left out: what the
+    /// daemon would say), read from the files: what there is to show of a Docker whose
+    /// daemon does not answer.
+    pub docker_package: Option<String>,
     /// The API version rpiprov speaks with it.
     pub docker_api: Option<ApiVersion>,
     /// Why the daemon could not be read, when Docker is installed.
@@ -226,6 +232,7 @@ pub fn parse(output: &str) -> Result<Facts, String> {
             "init" => f.systemd = value == "systemd",
             "apt" => f.apt = value == "yes",
             "docker_installed" => f.docker_installed = value == "yes",
+            "docker_package" => f.docker_package = upstream_version(&value),
             _ => read_preflight(&mut f.preflight, key, value),
         }
     }
@@ -259,6 +266,15 @@ fn read_preflight(p: &mut PreflightFacts, key: &str, value: String) {
         "perl" => p.perl = yes,
         _ => {}
     }
+}
+
+/// The upstream part of a Debian package version (`[epoch:]upstream[-revision]`): Docker's
+/// own version, as its daemon says it. `20.10.24+dfsg1-1+deb12u1` is `20.10.24+dfsg1`,
+/// `5:28.5.2-1~debian.12~bookworm` is `28.5.2`; empty is `None`.
+fn upstream_version(v: &str) -> Option<String> {
+    let v = v.split_once(':').map_or(v, |(_, rest)| rest);
+    let v = v.rsplit_once('-').map_or(v, |(upstream, _)| upstream);
+    Some(v.to_string()).filter(|v| !v.is_empty())
 }
 
 /// The lines outside any section, and each section's name and text.
@@ -420,6 +436,30 @@ docker_installed=yes
         assert!(f.nodes.is_empty() && f.networks.is_empty());
     }
 
+    /// The installed package's version is Docker's own, as its daemon would say it.
+    #[test]
+    fn the_docker_package_is_read_as_its_upstream_version() {
+        let version = |line: &str| {
+            parse(&format!("hostname=pi2\n{line}\n"))
+                .unwrap()
+                .docker_package
+        };
+        assert_eq!(
+            version("docker_package=20.10.24+dfsg1-1+deb12u1").as_deref(),
+            Some("20.10.24+dfsg1")
+        );
+        assert_eq!(
+            version("docker_package=5:28.5.2-1~debian.12~bookworm").as_deref(),
+            Some("28.5.2")
+        );
+        assert_eq!(
+            version("docker_package=26.1.5+dfsg1").as_deref(),
+            Some("26.1.5+dfsg1")
+        );
+        assert_eq!(version("docker_package="), None);
+        assert_eq!(version("docker_installed=no"), None);
+    }
+
     #[test]
     fn broken_output_is_an_error_not_a_guess() {
         assert_eq!(
@@ -462,6 +502,16 @@ docker_installed=yes
         assert!(["builtin", "module", "none"].contains(&p.module_vxlan.as_str()));
         if p.kernel_config {
             assert!(["y", "m", ""].contains(&p.config_vxlan.as_str()), "{p:?}");
+        }
+        // The Docker package, as dpkg has it here (none on a machine without one).
+        let dpkg = std::process::Command::new("sh")
+            .args(["-c", "dpkg-query -W -f='${Status} ${Version}\\n' docker.io 2>/dev/null | sed -n 's/^install ok installed //p'"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        match dpkg.split_once('-') {
+            Some((upstream, _)) => assert_eq!(f.docker_package.as_deref(), Some(upstream)),
+            None => assert_eq!(f.docker_package, None, "{dpkg:?}"),
         }
     }
 

@@ -176,7 +176,14 @@ pub fn assess(input: &Input) -> Status {
         }
         let (state, why) = match answer {
             Some(Ok(a)) => {
-                n.docker = a.facts.docker_version.clone().or(n.docker);
+                // The daemon's own word, else what it last told the managers, else the
+                // package installed (a daemon that does not answer, outside a swarm).
+                n.docker = a
+                    .facts
+                    .docker_version
+                    .clone()
+                    .or(n.docker)
+                    .or_else(|| a.facts.docker_package.clone());
                 n.arch = Some(a.facts.arch.clone())
                     .filter(|v| !v.is_empty())
                     .or(n.arch);

@@ -319,6 +319,16 @@ fn a_worker_whose_docker_is_stopped_or_that_cannot_be_reached_is_down() {
     assert_eq!(s.nodes[2].arch.as_deref(), Some("aarch64"));
     assert_eq!(s.nodes[1].docker.as_deref(), Some("20.10.24+dfsg1"));
     assert_eq!(s.nodes[2].docker.as_deref(), Some("20.10.24+dfsg1"));
+    // Outside the swarm, a Docker that does not answer shows its package's version.
+    if let Ok(a) = answers.get_mut("pi2").unwrap() {
+        a.facts.docker_package = Some("26.1.5+dfsg1".into());
+    }
+    answers.remove("pi1");
+    let s2 = status_of(&answers);
+    assert_eq!(
+        (s2.nodes[1].state.as_str(), s2.nodes[1].docker.as_deref()),
+        ("down", Some("26.1.5+dfsg1"))
+    );
     assert_eq!(
         s.problems,
         vec![
