@@ -172,6 +172,10 @@ pub struct Compose {
     pub external_networks: Vec<String>,
     /// The file's `version:` as written (`"3.8"`), empty when missing.
     pub version: String,
+    /// What the file needs of the Docker CLI that deploys it, beyond Debian 12's 20.10
+    /// (a missing `version:`, a newer file format, keys or modes of newer releases):
+    /// `deploy` refuses the file where the manager's CLI does not meet one.
+    pub needs: Vec<super::compose::Need>,
     /// The variables the file's interpolation reads, in order of first use: only these
     /// are sent to `docker stack deploy`.
     pub variables: Vec<String>,

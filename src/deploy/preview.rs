@@ -75,6 +75,22 @@ async fn changes<R: Remote + 'static>(
     let mut lead = Planned::new(&leader_id);
     let mut problems = Vec::new();
 
+    // The run stops before any change where the manager's CLI cannot read a file.
+    if super::cli::needed(prepared) {
+        match super::cli::read(&*leader, timeout).await {
+            Ok(found) => {
+                for (i, why) in super::cli::judge(prepared, &leader_id.name, &found) {
+                    let stack = &prepared.stacks[i].name;
+                    problems.push(format!("stack {stack}: {why}; deploy changes nothing"));
+                }
+            }
+            Err(e) => problems.push(format!(
+                "{}: read the Docker CLI's release: {e}",
+                leader_id.name
+            )),
+        }
+    }
+
     if !prepared.networks.is_empty() {
         let names: Vec<&str> = prepared.networks.iter().map(|n| n.name.as_str()).collect();
         let read = root(&*leader, network::network_inspect(&names), timeout)

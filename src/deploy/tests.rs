@@ -1166,3 +1166,84 @@ async fn pulled_images_name_the_nodes_that_cannot_run_them_and_refuse_nothing() 
     );
     assert!(m.count("docker stack deploy") > 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// The manager's Docker CLI and what the stack files need of it (issue 17 item 4)
+
+/// The playbook of [`prepared`], its web stack's file without `version:` (so it needs CLI
+/// 23), the manager answering which `docker` it has with `cli`.
+fn versionless(cli: &str) -> (Prepared, FakeRemote) {
+    let mut p = prepared();
+    let (compose, _) = crate::config::compose::check_text(
+        std::path::Path::new("stacks/web.yml"),
+        "services:\n  app:\n    image: lab/httpd:1\n",
+        &[],
+        &[],
+        std::path::Path::new("."),
+    );
+    p.stacks[0].needs = compose.needs;
+    let m = manager(&already_deployed(&p));
+    m.on("dpkg-query", ok(cli));
+    (p, m)
+}
+
+#[tokio::test]
+async fn a_file_the_manager_s_cli_cannot_read_is_refused_before_any_change() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let w = worker();
+    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert!(res.failed());
+    assert_eq!(m.commands(), [crate::docker::cli::CLI_PACKAGE]);
+    assert!(w.commands().is_empty(), "nothing was asked of the nodes");
+    let web = &res.stacks[0];
+    assert_eq!(
+        (web.status, web.failed_step.as_deref()),
+        (StackStatus::Failed, Some("docker cli"))
+    );
+    assert_eq!(
+        web.error.as_deref(),
+        Some(
+            "pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\""
+        )
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Skipped);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: pi1's Docker CLI 20.10 cannot deploy web; nothing was changed")
+    );
+}
+
+#[tokio::test]
+async fn a_manager_whose_cli_reads_the_file_deploys_it_as_before() {
+    let (p, m) = versionless("cli package docker.io 26.1.5+dfsg1-9+b9\n");
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed() && !res.changed(), "{res:?}");
+    let cmds = m.commands();
+    assert_eq!(cmds[0], crate::docker::cli::CLI_PACKAGE);
+    assert!(cmds[1].contains("mkdir /var/lib/rpiprov/lock"), "{cmds:?}");
+    // A docker no package owns is asked itself.
+    let (p, m) = versionless("cli unpackaged /usr/local/bin/docker\n");
+    m.on(
+        "docker --version",
+        ok("Docker version 28.2.2, build e6534b4\n"),
+    );
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:?}");
+    assert_eq!(m.commands()[1], "docker --version");
+    // Files every CLI reads: the manager is not asked.
+    let p = prepared();
+    let m = manager(&already_deployed(&p));
+    deploy_on(&p, &m, &[worker()]).await;
+    assert_eq!(m.count("dpkg-query") + m.count("docker --version"), 0);
+}
+
+#[tokio::test]
+async fn the_preview_says_which_file_the_manager_s_cli_refuses() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
+    let preview = super::preview(&options(), &p, leader, nodes).await;
+    assert_eq!(
+        preview.problems[0],
+        "stack web: pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\"; deploy changes nothing"
+    );
+}
