@@ -288,6 +288,8 @@ struct Deploy<'a, R> {
     /// The stacks deployed and not done yet, each in its phase, so that an interruption
     /// names them and how far each got.
     in_flight: Mutex<BTreeMap<usize, Phase>>,
+    /// The manager's Engine API as the image check opened it: the convergence wait's.
+    leader_engine: Mutex<Option<Engine>>,
     started: Instant,
 }
 
@@ -336,6 +338,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             rows: Rows::with_secrets(reporter, &ids, secrets),
             stacks: Mutex::new(stacks),
             in_flight: Mutex::new(BTreeMap::new()),
+            leader_engine: Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -481,14 +484,16 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
 
         // Images first: a stack must not start before its images are on the nodes.
-        let shipped = images::ship(
+        let (shipped, leader_engine) = images::ship(
             &self.nodes,
             &self.prepared.images,
             self.opts.parallel,
             self.opts.command_timeout,
             &self.rows,
+            &leader.name,
         )
         .await;
+        *self.leader_engine.lock().unwrap() = leader_engine;
         // image name -> nodes that may lack it
         let mut lacking: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in &shipped {
@@ -926,12 +931,14 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             // `stack deploy` converges on the files: a second run after a lost connection
             // changes nothing the first did not.
             .idempotent();
-        // The manager's Engine API serves every poll of this run; its relay starts while
-        // the first stack deploys.
+        // The manager's Engine API serves every poll of this run: the one the image check
+        // opened, or one whose relay starts while the first stack deploys.
+        let opened_before = self.leader_engine.lock().unwrap().take();
         let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
-            match watch {
-                Some(_) => None,
-                None => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
+            match (watch.is_some(), opened_before) {
+                (true, _) => None,
+                (false, Some(engine)) => Some(Ok(engine)),
+                (false, None) => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
             }
         });
         if let Some(opened) = opened {

@@ -124,7 +124,8 @@ async fn changes<R: Remote + 'static>(
             let remote = nodes[&n].clone();
             let images = images.clone();
             async move {
-                let r = missing_on(&*remote, &images, timeout).await;
+                // The engine's relay ends here: a preview loads nothing.
+                let r = missing_on(&*remote, &images, timeout).await.map(|(_, s)| s);
                 (n, r)
             }
         })
@@ -132,10 +133,10 @@ async fn changes<R: Remote + 'static>(
         for (n, r) in checked {
             let mut row = Planned::new(&RowId::host(&n));
             match r {
-                Ok((missing, arch)) => {
-                    for &i in &missing {
+                Ok(survey) => {
+                    for &i in &survey.missing {
                         let img = &prepared.images[i];
-                        match refusal(img, arch.as_deref(), &n) {
+                        match refusal(img, &survey.store, &n) {
                             Some(why) => {
                                 problems.push(format!("{n}: load image {}: {why}", img.name))
                             }
