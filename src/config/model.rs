@@ -272,9 +272,10 @@ pub struct Stack {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageFormat {
-    /// `docker save` output, loaded with `docker load`.
+    /// `docker save` output, loaded as `docker load` does (`POST /images/load`).
     DockerSave,
-    /// A root file system tarball, loaded with `docker import`.
+    /// A root file system tarball, imported as `docker import` does
+    /// (`POST /images/create`).
     Rootfs,
 }
 
@@ -285,7 +286,7 @@ pub struct Image {
     pub name: String,
     pub archive: PathBuf,
     pub format: ImageFormat,
-    /// For `rootfs` images: the `CMD` given to `docker import --change`.
+    /// For `rootfs` images: the `CMD` of the import (`docker import --change`'s).
     pub cmd: Vec<String>,
 }
 
