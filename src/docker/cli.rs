@@ -7,7 +7,7 @@
 //! `docker-ce-cli`) whose version is the CLI's. That costs no `docker` process: on a Pi,
 //! one is 0.2-0.5 s of CPU, and a no-op deploy starts none but its Engine API relay. Only
 //! a `docker` no package owns (a static binary, another system) is asked itself:
-//! [`cli_version`], `docker --version`, which does not contact the daemon.
+//! [`CLI_VERSION`], `docker --version`, which does not contact the daemon.
 
 use crate::config::compose::CliVersion;
 
