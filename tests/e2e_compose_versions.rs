@@ -2,7 +2,9 @@
 //! a stack file without `version:` is refused by `deploy` before any change (no network
 //! created, no image loaded, no lock, no file set uploaded), naming the manager's CLI
 //! release and the file, and `plan deploy` says the same; once the file says
-//! `version: "3.9"`, the same playbook deploys and converges.
+//! `version: "3.9"`, the same playbook deploys and converges. On a Debian 13 node (CLI
+//! 26.1), the file without `version:` deploys (read as 3.12, `start_interval` and all),
+//! and one with `oom_score_adj` (CLI 28's) is refused before any change, naming 26.1.
 
 mod support;
 
@@ -146,4 +148,85 @@ fn a_file_without_version_is_refused_by_a_20_10_manager_before_any_change() {
         ],
     );
     assert_eq!(services.trim(), "hello_hello 1/1");
+}
+
+/// A one-node lab of this release, its swarm formed by hand.
+fn swarm_of(release: rpiprov::lab::Distro) -> Fleet {
+    let fleet = Fleet::up_with(&[release], &["--nodes", "1", "--bare", "0"]);
+    let addr = fleet.addr("pi1");
+    fleet.inside(
+        "pi1",
+        &[
+            "docker",
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--default-addr-pool",
+            "198.19.0.0/16",
+        ],
+    );
+    fleet
+}
+
+#[test]
+fn a_file_without_version_deploys_on_docker_26_and_a_key_of_28_is_refused() {
+    let fleet = swarm_of(rpiprov::lab::Distro::Trixie);
+    let client = fleet.inside(
+        "pi1",
+        &["docker", "version", "--format", "{{.Client.Version}}"],
+    );
+    assert!(client.starts_with("26.1."), "trixie's CLI is {client}");
+    write(&fleet.dir, "versions.toml", PLAYBOOK);
+    // Without version: and with 3.12's start_interval: 26.1 reads it as 3.12.
+    let interval = "    healthcheck:\n      test: [\"CMD\", \"true\"]\n      start_interval: 2s\n";
+    write(
+        &fleet.dir,
+        "stacks/hello.yml",
+        &hello("").replace(
+            "    stop_grace_period: 1s\n",
+            &format!("    stop_grace_period: 1s\n{interval}"),
+        ),
+    );
+    let book = fleet.dir.join("versions.toml");
+    let book = book.to_str().unwrap();
+    let out = fleet.rpiprov(&["-p", book, "--json", "deploy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let services = fleet.inside(
+        "pi1",
+        &[
+            "docker",
+            "service",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Replicas}}",
+        ],
+    );
+    assert_eq!(services.trim(), "hello_hello 1/1");
+    eprintln!("deploy on 26.1: {}", json_of(&out)["remote"]);
+
+    // oom_score_adj: CLI 28's, refused before any change.
+    write(
+        &fleet.dir,
+        "stacks/hello.yml",
+        &hello("").replace(
+            "    stop_grace_period: 1s\n",
+            "    stop_grace_period: 1s\n    oom_score_adj: 100\n",
+        ),
+    );
+    let before = snapshot(&fleet);
+    let out = fleet.rpiprov(&["-p", book, "--json", "deploy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc = json_of(&out);
+    let error = doc["details"][0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("pi1's Docker CLI 26.1 (package docker-cli 26.1.5")
+            && error.ends_with("stacks/hello.yml:7:5: services.hello.oom_score_adj: Docker CLI 26.1 reads the file as version 3.12, which has no such key (version 3.13 has it since Docker CLI 28.0)"),
+        "{error}"
+    );
+    assert_eq!(
+        snapshot(&fleet),
+        before,
+        "the refused deploy changed the node"
+    );
 }

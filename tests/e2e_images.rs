@@ -1,7 +1,7 @@
 //! Issue 17 item 5, end to end: image archives shipped to a node's Docker through its
 //! Engine API, judged by what that Docker then holds, on both image stores.
 //!
-//! - the classic store (Debian 12's Docker 20.10, today's lab): the lab's root file
+//! - the classic store (Debian 12's Docker 20.10 and Debian 13's 26.1): the lab's root file
 //!   system image is imported and its stack converges, and a second deploy loads nothing;
 //!   a multi-platform archive whose `manifest.json` names arm64 is refused before it is
 //!   sent (the store would load that one), saying how to save one for the node; an arm64
@@ -21,6 +21,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use rpiprov::lab::Distro;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::fleet::{Fleet, json_of, row_of, text};
@@ -325,10 +326,16 @@ fn images_on_one_node(fleet: &Fleet, containerd: bool) {
     );
 }
 
-/// Today's lab: Debian 12's Docker, its classic image store.
+/// Debian 12's Docker (20.10) and Debian 13's (26.1): the classic image store.
 #[test]
 fn archives_on_the_classic_image_store() {
-    let fleet = Fleet::up(&["--nodes", "1", "--bare", "0"]);
+    for release in [Distro::Bookworm, Distro::Trixie] {
+        eprintln!("{}:", release.as_str());
+        classic(Fleet::up_with(&[release], &["--nodes", "1", "--bare", "0"]));
+    }
+}
+
+fn classic(fleet: Fleet) {
     let addr = fleet.addr("pi1");
     fleet.inside(
         "pi1",
@@ -349,7 +356,7 @@ fn archives_on_the_classic_image_store() {
 /// inventory's daemon settings, which bootstrap writes.
 #[test]
 fn archives_on_the_containerd_image_store() {
-    let fleet = Fleet::up(&["--nodes", "1", "--bare", "0", "--distro", "sid"]);
+    let fleet = Fleet::up_with(&[Distro::Sid], &["--nodes", "1", "--bare", "0"]);
     let mut inventory = std::fs::read_to_string(fleet.dir.join("inventory.toml")).unwrap();
     inventory.push_str("\n[defaults.docker.daemon.features]\n\"containerd-snapshotter\" = true\n");
     std::fs::write(fleet.dir.join("inventory.toml"), inventory).unwrap();

@@ -369,6 +369,9 @@ impl Need {
             Feature::Key { minor, .. } => format!(
                 "Docker CLI {found} reads the file as version 3.{knows}, which has no such key (it is version 3.{minor}'s, Docker CLI {cli} or later)"
             ),
+            Feature::Added { minor } if knows < *minor => format!(
+                "Docker CLI {found} reads the file as version 3.{knows}, which has no such key (version 3.{minor} has it since Docker CLI {cli})"
+            ),
             Feature::Added { minor } => format!(
                 "Docker CLI {found}'s version 3.{minor} has no such key (Docker CLI {cli} added it)"
             ),
@@ -387,9 +390,17 @@ impl Need {
 }
 
 /// Why a manager whose CLI is `found` cannot deploy a stack of these needs, one line per
-/// need it does not meet; empty when it can.
+/// need it does not meet; empty when it can. A CLI that refuses the file's version reads
+/// none of it: that alone is said.
 pub fn refusals(needs: &[Need], found: CliVersion) -> Vec<String> {
-    needs.iter().filter_map(|n| n.refusal(found)).collect()
+    let unmet: Vec<&Need> = needs.iter().filter(|n| !n.reads.by(found)).collect();
+    let whole = |n: &&Need| matches!(n.feature, Feature::NoVersion | Feature::Version { .. });
+    let said: Vec<&Need> = if unmet.iter().any(whole) {
+        unmet.into_iter().filter(whole).collect()
+    } else {
+        unmet
+    };
+    said.iter().filter_map(|n| n.refusal(found)).collect()
 }
 
 #[cfg(test)]
@@ -535,6 +546,10 @@ mod tests {
             "stacks/web.yml:5:7: services.app.oom_score_adj: Docker CLI 27.0's version 3.13 has no such key (Docker CLI 28.0 added it)"
         );
         assert_eq!(oom.refusal(v(28, 5)), None);
+        assert_eq!(
+            oom.refusal(v(26, 1)).unwrap(),
+            "stacks/web.yml:5:7: services.app.oom_score_adj: Docker CLI 26.1 reads the file as version 3.12, which has no such key (version 3.13 has it since Docker CLI 28.0)"
+        );
 
         let job = need(
             v(23, 0),
@@ -587,8 +602,12 @@ mod tests {
         );
 
         let all = [none, v12, init, interval, oom, job, yes, n];
-        assert_eq!(refusals(&all, v(20, 10)).len(), 7);
-        assert_eq!(refusals(&all, v(24, 0)).len(), 4);
+        // 20.10 refuses the version: that alone is said.
+        assert_eq!(refusals(&all, v(20, 10)).len(), 2);
+        let keys = &all[2..];
+        assert_eq!(refusals(keys, v(20, 10)).len(), 5);
+        assert_eq!(refusals(&all, v(24, 0)).len(), 1);
+        assert_eq!(refusals(keys, v(24, 0)).len(), 3);
         assert_eq!(refusals(&all, v(27, 0)).len(), 2);
         assert_eq!(refusals(&all, v(28, 5)).len(), 1);
     }
