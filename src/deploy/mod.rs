@@ -15,6 +15,7 @@
 //!   usage errors;
 //! - [`release`]: a stack's file set (compose file, the files it refers to, the names of
 //!   its configs and secrets) as one tar stream;
+//! - [`cli`]: whether the manager's Docker CLI reads each stack's file, before any change;
 //! - [`binds`]: the bind-mount check on the nodes;
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);
@@ -46,6 +47,7 @@ use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
 use crate::remote::{ExecRequest, Output, Remote};
 
 pub mod binds;
+pub mod cli;
 pub mod images;
 mod prepare;
 mod preview;
@@ -254,6 +256,10 @@ pub async fn execute<R: Remote + 'static>(
     interrupt: impl Future<Output = ()>,
 ) -> DeployResult {
     let d = Deploy::new(opts, prepared, leader, engines, nodes, reporter);
+    // Before the lock and any change: a file the manager's CLI refuses stops the run.
+    if !d.cli_reads_the_stacks().await {
+        return d.finish();
+    }
     let holder = Holder {
         remote: &*d.leader,
         owner: &opts.owner,
@@ -434,6 +440,44 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
 
     async fn root(&self, cmd: String) -> Result<Output, StepError> {
         root(&*self.leader, cmd, self.opts.command_timeout).await
+    }
+
+    /// Whether the manager's Docker CLI reads every stack's file; when it does not, each
+    /// such stack fails saying why and the others are not attempted. Asks the manager only
+    /// when some file needs more than CLI 20.10 reads.
+    async fn cli_reads_the_stacks(&self) -> bool {
+        if !cli::needed(self.prepared) {
+            return true;
+        }
+        let leader = &self.leader_row;
+        self.rows.step(leader, "read the Docker CLI's release");
+        let found = match cli::read(&*self.leader, self.opts.command_timeout).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.rows
+                    .fail(leader, "read the Docker CLI's release", &e.0);
+                self.skip_pending("not attempted: the manager's Docker CLI release is unknown");
+                return false;
+            }
+        };
+        let refused = cli::judge(self.prepared, &leader.name, &found);
+        if refused.is_empty() {
+            return true;
+        }
+        for (i, why) in &refused {
+            self.fail_stack(*i, "docker cli", why);
+        }
+        let names: Vec<&str> = refused
+            .iter()
+            .map(|(i, _)| self.prepared.stacks[*i].name.as_str())
+            .collect();
+        self.skip_pending(&format!(
+            "not attempted: {}'s Docker CLI {} cannot deploy {}; nothing was changed",
+            leader.name,
+            found.cli,
+            names.join(", ")
+        ));
+        false
     }
 
     /// Everything done under the lock.
@@ -896,10 +940,17 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             // `stack deploy` converges on the files: a second run after a lost connection
             // changes nothing the first did not.
             .idempotent();
-        let deployed = run_ok(&*self.leader, req).await;
-        if watch.is_none() {
-            // The manager's Engine API serves every poll of this run.
-            let engine = match self.engine().await {
+        // The manager's Engine API serves every poll of this run: the command's, open
+        // since the networks or the images were checked, or one whose relay starts while
+        // the first stack deploys.
+        let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
+            match watch.is_some() {
+                true => None,
+                false => Some(self.engine().await),
+            }
+        });
+        if let Some(opened) = opened {
+            let engine = match opened {
                 Ok(e) => e,
                 Err(e) => {
                     self.fail_stack(i, "converge", &e.0);

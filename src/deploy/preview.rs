@@ -84,6 +84,22 @@ async fn changes<R: Remote + 'static>(
         }
     };
 
+    // The run stops before any change where the manager's CLI cannot read a file.
+    if super::cli::needed(prepared) {
+        match super::cli::read(&*leader, timeout).await {
+            Ok(found) => {
+                for (i, why) in super::cli::judge(prepared, &leader_id.name, &found) {
+                    let stack = &prepared.stacks[i].name;
+                    problems.push(format!("stack {stack}: {why}; deploy changes nothing"));
+                }
+            }
+            Err(e) => problems.push(format!(
+                "{}: read the Docker CLI's release: {e}",
+                leader_id.name
+            )),
+        }
+    }
+
     if !prepared.networks.is_empty() {
         match super::networks(&engine, timeout).await {
             Ok(existing) => {
@@ -122,10 +138,10 @@ async fn changes<R: Remote + 'static>(
         for (n, r) in checked {
             let mut row = Planned::new(&RowId::host(&n));
             match r {
-                Ok((missing, arch)) => {
-                    for &i in &missing {
+                Ok(survey) => {
+                    for &i in &survey.missing {
                         let img = &prepared.images[i];
-                        match refusal(img, arch.as_deref(), &n) {
+                        match refusal(img, &survey.store, &n) {
                             Some(why) => {
                                 problems.push(format!("{n}: load image {}: {why}", img.name))
                             }

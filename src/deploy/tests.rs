@@ -387,20 +387,53 @@ fn swarm_nodes(down: &[&str]) -> String {
     format!("[{}]", nodes.join(","))
 }
 
+/// The playbook's image, as a node's Engine API and records say: `held` when the node
+/// has it from the same archive (amd64, on the classic store). The node's engine of the
+/// command serves the check and the load; a bind check's `GET /info` (set first) answers
+/// the image store's question too.
+fn images_on(n: &FakeRemote, held: bool) {
+    use sha2::{Digest, Sha256};
+    let sha = hex::encode(Sha256::digest(b"ROOTFS-TAR-BYTES"));
+    let record = if held {
+        format!("record 0 {sha} lab/httpd:1\n")
+    } else {
+        "record 0 \n".to_string()
+    };
+    n.on("printf 'record 0", ok(&record))
+        .on("mkdir -p /var/lib/rpiprov/images", ok(""));
+    let version =
+        r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Arch":"amd64"}"#;
+    n.on_api("GET /version", 200, version)
+        .on_api("GET /info", 200, r#"{"DriverStatus":[]}"#);
+    if held {
+        n.on_api(
+            "GET /images/lab/httpd:1/json",
+            200,
+            r#"{"Architecture":"amd64"}"#,
+        );
+    } else {
+        n.on_api_once("GET /images/lab/httpd:1/json", 404, "{}")
+            .on_api(
+                "GET /images/lab/httpd:1/json",
+                200,
+                r#"{"Architecture":"amd64"}"#,
+            );
+    }
+}
+
 /// A manager that grants the lock and says which stacks are recorded and which file sets
 /// it holds (`state`: `deployed NAME FP` and `release NAME ID` lines); its swarm holds the
 /// stacks named by `stack NAME` lines, each with one converged service, until the test
 /// serves other polls; its three nodes are ready.
 fn manager(state: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
+    images_on(&m, true);
     m.grants_the_lock()
         .on("echo 'deployed ", ok(state))
-        .on("image 0 recorded", ok("image 0 recorded\n"))
         .on("tar -x -o", ok("@@extracted\n"))
         .on("docker stack deploy", ok("Creating service x\n"))
         .on(".deployed.new", ok(""))
         .on_api("GET /nodes", 200, &swarm_nodes(&[]))
-        .on_api("GET /images/", 200, "{}")
         .on_api("GET /networks", 200, "[]");
     let existing: Vec<Svc> = state
         .lines()
@@ -507,8 +540,7 @@ fn already_deployed(p: &Prepared) -> String {
 /// A node that holds the shipped image.
 fn worker() -> FakeRemote {
     let w = FakeRemote::new("pi2");
-    w.on("image 0 recorded", ok("image 0 recorded\n"))
-        .on_api("GET /images/", 200, "{}");
+    images_on(&w, true);
     w
 }
 
@@ -636,8 +668,8 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
         vec![vec![converged("web", "app"), converged("db", "pg")]],
     );
     let w = FakeRemote::new("pi2");
-    w.on("image 0 recorded", ok("image 0 missing\n"))
-        .on("docker import", ok("sha256:abc\n"));
+    images_on(&w, false);
+    w.on_api("POST /images/create", 200, "{\"status\":\"sha256:abc\"}\n");
     let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:?}");
     // Each row ends as soon as its part is done, not when the run ends: the node once
@@ -670,11 +702,11 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     assert_eq!(records(&m).len(), 2);
     let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
-    // Its check, the relay tried beside it (it has no daemon in this test), the import.
-    assert_eq!(
-        w.log.lock().unwrap()[2].stdin.as_deref(),
-        Some(&b"ROOTFS-TAR-BYTES"[..])
-    );
+    // The archive went as the body of an import on the node's Engine API.
+    let imports = w.api_calls("POST /images/create");
+    assert_eq!(imports.len(), 1);
+    assert_eq!(imports[0].body, "ROOTFS-TAR-BYTES");
+    assert_eq!(imports[0].version.as_deref(), Some("1.41"));
     let pi1 = res.rows.iter().find(|r| r.label() == "pi1").unwrap();
     assert_eq!(
         pi1.changed,
@@ -882,16 +914,17 @@ fn with_binds(constraints: &[&str]) -> Prepared {
 
 /// A node whose daemon says which swarm node it is, and whose shell which paths it lacks.
 fn node_with(name: &str, id: &str, missing: &[&str]) -> FakeRemote {
-    let mut n = worker();
-    n.name = name.into();
+    let n = FakeRemote::new(name);
     lacks(&n, id, missing);
+    images_on(&n, true);
     n
 }
 
 /// `n` is swarm node `id` and lacks these paths.
 fn lacks(n: &FakeRemote, id: &str, missing: &[&str]) {
     let said: String = missing.iter().map(|m| format!("missing {m}\n")).collect();
-    n.on("for p in", ok(&said)).on_api(
+    // First: the image check's rule for it may be set already.
+    n.on("for p in", ok(&said)).on_api_first(
         "GET /info",
         200,
         &format!(r#"{{"Swarm":{{"NodeID":"{id}","LocalNodeState":"active"}}}}"#),
@@ -926,9 +959,15 @@ async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
         Some("not attempted: bind mount sources are missing for stack web")
     );
     assert_eq!(m.count("docker stack deploy") + m.count("tar -x -o"), 0);
-    // One question per node, all paths at once, and its node id from its daemon.
+    // One question per node, all paths at once, and its node id from its daemon (its
+    // other `GET /info` is the image check's, which reads the image store).
     assert_eq!(pi2.count("for p in"), 1);
-    assert_eq!(pi2.api_calls("GET /info").len(), 1);
+    assert_eq!(pi2.api_calls("GET /info").len(), 2);
+    assert_eq!(
+        pi2.count("docker system dial-stdio"),
+        1,
+        "on the same engine"
+    );
     assert!(
         pi2.commands()
             .iter()
@@ -973,7 +1012,8 @@ async fn bind_sources_present_where_the_service_may_run_let_it_deploy() {
     .await;
     assert!(!res.failed(), "{res:?}");
     assert_eq!(pi3.count("for p in") + m.count("for p in"), 0);
-    assert!(pi3.api_calls("GET /info").is_empty());
+    // Its daemon is asked only the image check's questions.
+    assert_eq!(pi3.api_calls("GET /info").len(), 1);
 }
 
 #[tokio::test]
@@ -1052,12 +1092,11 @@ async fn an_image_that_failed_to_load_stops_the_stacks_that_use_it() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
     let w = FakeRemote::new("pi2");
-    w.on("image 0 recorded", ok("image 0 missing\n")).on(
-        "docker import",
-        fail(
-            1,
-            "Error processing tar file(exit status 1): unexpected EOF",
-        ),
+    images_on(&w, false);
+    w.on_api(
+        "POST /images/create",
+        200,
+        "{\"errorDetail\":{\"message\":\"Error processing tar file(exit status 1): unexpected EOF\"}}\n",
     );
     let (res, _) = deploy_on(&p, &m, &[w]).await;
     assert_eq!(res.stacks[0].status, StackStatus::Failed);
@@ -1411,4 +1450,86 @@ async fn a_paused_update_is_forced_again_through_the_engine_api() {
         "{events:#?}"
     );
     assert_eq!(m.count("docker service update"), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The manager's Docker CLI and what the stack files need of it (issue 17 item 4)
+
+/// The playbook of [`prepared`], its web stack's file without `version:` (so it needs CLI
+/// 23), the manager answering which `docker` it has with `cli`.
+fn versionless(cli: &str) -> (Prepared, FakeRemote) {
+    let mut p = prepared();
+    let (compose, _) = crate::config::compose::check_text(
+        std::path::Path::new("stacks/web.yml"),
+        "services:\n  app:\n    image: lab/httpd:1\n",
+        &[],
+        &[],
+        std::path::Path::new("."),
+    );
+    p.stacks[0].needs = compose.needs;
+    let m = manager(&already_deployed(&p));
+    m.on("dpkg-query", ok(cli));
+    (p, m)
+}
+
+#[tokio::test]
+async fn a_file_the_manager_s_cli_cannot_read_is_refused_before_any_change() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let w = worker();
+    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert!(res.failed());
+    assert_eq!(m.commands(), [crate::docker::cli::CLI_PACKAGE]);
+    assert!(w.commands().is_empty(), "nothing was asked of the nodes");
+    let web = &res.stacks[0];
+    assert_eq!(
+        (web.status, web.failed_step.as_deref()),
+        (StackStatus::Failed, Some("docker cli"))
+    );
+    assert_eq!(
+        web.error.as_deref(),
+        Some(
+            "pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\""
+        )
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Skipped);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: pi1's Docker CLI 20.10 cannot deploy web; nothing was changed")
+    );
+}
+
+#[tokio::test]
+async fn a_manager_whose_cli_reads_the_file_deploys_it_as_before() {
+    let (p, m) = versionless("cli package docker.io 26.1.5+dfsg1-9+b9\n");
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed() && !res.changed(), "{res:?}");
+    let cmds = m.commands();
+    assert_eq!(cmds[0], crate::docker::cli::CLI_PACKAGE);
+    assert!(cmds[1].contains("mkdir /var/lib/rpiprov/lock"), "{cmds:?}");
+    // A docker no package owns is asked itself.
+    let (p, m) = versionless("cli unpackaged /usr/local/bin/docker\n");
+    m.on(
+        "docker --version",
+        ok("Docker version 28.2.2, build e6534b4\n"),
+    );
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:?}");
+    assert_eq!(m.commands()[1], "docker --version");
+    // Files every CLI reads: the manager is not asked.
+    let p = prepared();
+    let m = manager(&already_deployed(&p));
+    deploy_on(&p, &m, &[worker()]).await;
+    assert_eq!(m.count("dpkg-query") + m.count("docker --version"), 0);
+}
+
+#[tokio::test]
+async fn the_preview_says_which_file_the_manager_s_cli_refuses() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
+    let engines = Arc::new(Engines::new(&nodes, Duration::from_secs(5)));
+    let preview = super::preview(&options(), &p, leader, engines, nodes).await;
+    assert_eq!(
+        preview.problems[0],
+        "stack web: pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\"; deploy changes nothing"
+    );
 }

@@ -44,7 +44,7 @@
 //! | services | [`service_inspect`], [`service_force_update`], [`services`], [`running_tasks`], [`node_tasks`] | [`parse_service_spec`], [`parse_swarm_tasks`] |
 //! | what of a playbook exists | [`survey`] | [`parse_survey`] |
 //! | what a stack left | [`stack_leftovers`], [`stack_containers`], [`stack_container_removals`] | [`count_list`], [`count_by_stack`] |
-//! | images | [`image_inspect`] | the answer's status |
+//! | shipped images | [`version`], [`info`], [`image_inspect`], [`image_load`], [`image_import`] | [`image::ImageStore::parse`], [`image::parse_inspected`], [`image::parse_progress`] |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -53,10 +53,10 @@ use serde_json::Value;
 
 pub use crate::docker::http::Request;
 use crate::docker::http::{Response, encode_query};
-use crate::docker::node;
 use crate::docker::service::{self, Poll, ServiceLine, Task};
 use crate::docker::stack::{NAMESPACE_LABEL, Seen};
 use crate::docker::swarm::SwarmInfo;
+use crate::docker::{image, node};
 use crate::secret::Secret;
 
 /// An Engine API version, `MAJOR.MINOR`.
@@ -535,7 +535,8 @@ pub fn service_force_update(s: &ServiceSpec) -> Request {
     )
 }
 
-/// An image as the node holds it: 200 when it has it, 404 when not. The reference's `/`,
+/// An image as the node holds it: 200 when it has it (for the daemon's own platform),
+/// 404 when not. The reference's `/`,
 /// `:` and `@` stay as they are in the path, as Docker's own client sends them (its route
 /// takes the rest of the path as the name).
 pub fn image_inspect(name: &str) -> Request {
@@ -966,6 +967,34 @@ fn drop_nulls(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(drop_nulls),
         _ => {}
     }
+}
+
+/// Loads a `docker save` archive, sent as the body. The answer is a JSON stream, status
+/// 200 even when the load failed ([`image::parse_progress`]). The body goes out as the
+/// request builder frames every body, `Content-Type: application/json`: the daemon reads
+/// the body as it is, whatever the type says.
+pub fn image_load(archive: Vec<u8>) -> Request {
+    Request::post("/images/load?quiet=1", Some(archive))
+}
+
+/// Imports a root file system tarball, sent as the body, as `name`, with its `CMD`
+/// given as a JSON array (exec form: no shell needed in the image). Answered as
+/// [`image_load`] is.
+pub fn image_import(name: &str, cmd: &[String], rootfs: Vec<u8>) -> Request {
+    let (repo, tag) = image::repo_and_tag(name);
+    let mut query = format!(
+        "fromSrc=-&repo={}&tag={}",
+        encode_query(repo),
+        encode_query(tag)
+    );
+    if !cmd.is_empty() {
+        let json = serde_json::to_string(cmd).expect("strings serialise");
+        query.push_str(&format!(
+            "&changes={}",
+            encode_query(&format!("CMD {json}"))
+        ));
+    }
+    Request::post(format!("/images/create?{query}"), Some(rootfs))
 }
 
 /// `a` is at or after `b`; both RFC 3339 in UTC as Docker writes them (the fraction has

@@ -24,6 +24,7 @@
 //! | [`bind`] | bind-mount sources as a node holds them |
 //! | [`network`] | overlay networks: as listed, and which are missing or differ |
 //! | [`stack`] | stacks: deploy records, deploy, remove, the survey of what exists |
+//! | [`cli`] | the `docker` command `docker stack deploy` runs on a manager: its release |
 //! | [`release`] | a stack's uploaded file set: present or not, extracted whole, recorded, pruned |
 //! | [`service`] | a stack's services: the judgement of their convergence |
 //! | [`task`] | where tasks run, swarm-wide and on one node: what `maintain` drains and waits on |
@@ -38,6 +39,7 @@
 
 pub mod api;
 pub mod bind;
+pub mod cli;
 pub mod engine;
 pub mod http;
 pub mod image;
