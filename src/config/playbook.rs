@@ -191,6 +191,13 @@ impl Checker<'_, '_, '_> {
             if let Err(e) = names::network_name(name.get_ref()) {
                 self.err(&name.span(), e);
                 ok = false;
+            } else if let Some(p) = names::Predefined::of(name.get_ref()) {
+                let p = p.name();
+                self.err(
+                    &name.span(),
+                    format!("\"{p}\" is one of Docker's own networks (host, bridge, none): every node has it already, and Docker can neither create nor remove it; a stack uses it without a [[network]], as external: true with name: {p}"),
+                );
+                ok = false;
             }
             self.unique(&mut seen, name, "network");
             let driver = r
@@ -644,6 +651,12 @@ env = "DB_PASSWORD"
                 "[[network]]\nname = \"my.net\"",
                 &[
                     "error: 2:8: network[0].name: invalid network name \"my.net\": use letters, digits, '-' and '_', starting and ending with a letter or digit",
+                ],
+            ),
+            (
+                "[[network]]\nname = \"host\"",
+                &[
+                    "error: 2:8: network[0].name: \"host\" is one of Docker's own networks (host, bridge, none): every node has it already, and Docker can neither create nor remove it; a stack uses it without a [[network]], as external: true with name: host",
                 ],
             ),
             (
