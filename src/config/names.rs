@@ -227,6 +227,18 @@ pub fn variable_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Variables the deploy on the manager reads for itself (its shell and the `docker`
+/// CLI): a value from this machine would change what runs there (`PATH`, `HOME`,
+/// `DOCKER_HOST`, `LD_PRELOAD`...), so an `environment:` entry of such a name is never
+/// filled from here.
+pub fn deploy_own_variable(s: &str) -> bool {
+    matches!(
+        s,
+        "PATH" | "HOME" | "IFS" | "ENV" | "CDPATH" | "PWD" | "OLDPWD" | "SHELL" | "USER"
+    ) || s.starts_with("LD_")
+        || s.starts_with("DOCKER_")
+}
+
 /// An image reference, after Docker's grammar (`[DOMAIN[:PORT]/]PATH[:TAG][@DIGEST]`),
 /// a little stricter: no IPv6 registry addresses.
 pub fn image_reference(s: &str) -> Result<(), String> {

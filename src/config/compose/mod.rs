@@ -195,6 +195,7 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
         },
     }
     c.variables(&root, &mut compose);
+    c.environment_from_here(top, &mut compose);
     c.files(top, &mut compose);
     c.mounts(top, &mut compose);
     c.non_string_keys(&root, "", &mut compose.needs);
