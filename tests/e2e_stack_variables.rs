@@ -5,7 +5,8 @@
 //! 2. a variable from the playbook's dotenv file, a secret variable from a command's
 //!    output and an `environment:` entry without a value (taken from the environment
 //!    rpiprov runs in) reach the container; neither secret shows in what rpiprov says;
-//! 3. the same run again changes nothing; a changed value from the environment deploys
+//! 3. the same run again changes nothing, and `status` and `plan deploy` find nothing
+//!    that differs (the host network is Docker's, not compared); a changed value from the environment deploys
 //!    the stack again;
 //! 4. a command that fails stops the deploy before any connection, naming the variable.
 
@@ -174,6 +175,11 @@ fn values_from_the_laptop_and_the_host_network() {
 
     // 3. Nothing changed; then the laptop's value changes.
     assert_eq!(deployed(&fleet, LAPTOP), "unchanged");
+    // Docker's own host network is neither compared nor created by status and plan.
+    let status = run(&fleet, Some(LAPTOP), &["status"], 0);
+    assert!(!status.contains("network host"), "{status}");
+    let plan = run(&fleet, Some(LAPTOP), &["plan", "deploy"], 0);
+    assert!(!plan.contains("network host"), "{plan}");
     assert_eq!(deployed(&fleet, "changed-on-laptop"), "deployed");
     let env = container_env(&fleet, "vars_app");
     assert!(env.contains("FROM_LAPTOP=changed-on-laptop"), "{env}");
