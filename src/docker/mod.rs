@@ -38,6 +38,7 @@ pub mod api;
 pub mod bind;
 pub mod cli;
 pub mod engine;
+pub mod hardware;
 pub mod http;
 pub mod image;
 pub mod lock;
