@@ -37,6 +37,7 @@
 pub mod api;
 pub mod bind;
 pub mod cli;
+pub mod disk;
 pub mod engine;
 pub mod hardware;
 pub mod http;

@@ -348,6 +348,25 @@ fn size(kib: u64) -> String {
     }
 }
 
+/// A file system the node needs (`what`: "the root file system", "Docker's data root
+/// /var/lib/docker") mounted read-only: nothing can be written there, Docker fails. On a
+/// Pi it is most often the SD card at its end (the kernel remounts ext4 read-only on I/O
+/// errors).
+pub fn read_only(host: &str, what: &str, m: &crate::docker::disk::Mount) -> Option<Finding> {
+    m.read_only.then(|| {
+        Finding::new(
+            host,
+            Check::Disk,
+            Severity::Error,
+            format!(
+                "{what} is on {} ({} {}), mounted read-only: Docker cannot write its data",
+                m.mount_point, m.fs_type, m.source
+            ),
+            "check the card or disk (`sudo dmesg | grep -iE 'mmc|ext4|I/O error'`): a failing SD card turns read-only; back up what you need and replace it, then bootstrap the node again",
+        )
+    })
+}
+
 /// Above this SoC temperature (°C) a warning: a Pi 4 or 5 starts to throttle near it.
 pub const HOT_CELSIUS: f64 = 80.0;
 
@@ -521,6 +540,28 @@ mod tests {
             None
         );
         assert_eq!(power("pc", &Signals::default()), None);
+    }
+
+    #[test]
+    fn a_read_only_root_or_data_root_is_an_error_naming_the_mount() {
+        let m = crate::docker::disk::Mount {
+            source: "/dev/mmcblk0p2".into(),
+            mount_point: "/".into(),
+            fs_type: "ext4".into(),
+            read_only: true,
+        };
+        assert_eq!(
+            read_only("pi2", "the root file system", &m).unwrap().line(),
+            "error: pi2: disk: the root file system is on / (ext4 /dev/mmcblk0p2), mounted read-only: \
+             Docker cannot write its data; what to do: check the card or disk \
+             (`sudo dmesg | grep -iE 'mmc|ext4|I/O error'`): a failing SD card turns read-only; \
+             back up what you need and replace it, then bootstrap the node again"
+        );
+        let rw = crate::docker::disk::Mount {
+            read_only: false,
+            ..m
+        };
+        assert_eq!(read_only("pi2", "the root file system", &rw), None);
     }
 
     #[test]
