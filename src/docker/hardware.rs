@@ -101,7 +101,7 @@ pub enum Board {
 }
 
 /// What the host shows of its own hardware.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Signals {
     /// The raw flags (`None`: no such file).
     #[serde(serialize_with = "hex")]
@@ -159,7 +159,17 @@ pub fn parse(output: &str) -> Signals {
         if line.trim().is_empty() {
             continue;
         }
-        match section {
+        s.take(section, line);
+    }
+    s
+}
+
+impl Signals {
+    /// One signal's text (`throttled`, `temp` or `model`), as read: the first valid one
+    /// counts.
+    pub fn take(&mut self, name: &str, line: &str) {
+        let s = self;
+        match name {
             "throttled" => s.throttled = s.throttled.or(Throttled::parse(line)),
             "temp" => {
                 s.temp_millicelsius = s.temp_millicelsius.or(line
@@ -180,7 +190,6 @@ pub fn parse(output: &str) -> Signals {
             _ => {}
         }
     }
-    s
 }
 
 #[cfg(test)]

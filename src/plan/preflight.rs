@@ -149,6 +149,8 @@ pub fn judge(hosts: &[Probed]) -> Vec<Finding> {
         mine.extend(memory_cgroup(h.host, &h.facts.preflight));
         mine.extend(disk(h.host, &h.facts.preflight));
         mine.extend(arch(h.host, h.facts));
+        mine.extend(power(h.host, &h.facts.preflight.signals));
+        mine.extend(heat(h.host, &h.facts.preflight.signals));
         mine.sort_by_key(|f| f.severity);
         out.extend(mine);
     }
