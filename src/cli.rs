@@ -496,6 +496,44 @@ pub enum LabCommand {
         after_help = "Examples:\n  rpiprov lab clock pi3 --skew 300\n  rpiprov lab clock pi3 --skew -90\n  rpiprov lab clock pi3 --clear"
     )]
     Clock(LabClockArgs),
+    /// Make nodes show a Pi's own signals, as a Pi's kernel does: the firmware's
+    /// under-voltage and throttling flags, the SoC temperature, the board's model, a
+    /// read-only file system (in the node's mount namespace only).
+    #[command(
+        after_help = "Examples:\n  rpiprov lab hardware pi2 --under-voltage --temp 83\n  rpiprov lab hardware pi2 --throttled --model 'Raspberry Pi 5 Model B Rev 1.0'\n  rpiprov lab hardware pi3 --read-only /var/lib/docker\n  rpiprov lab hardware pi2 --json          # what pi2 fakes, changing nothing\n  rpiprov lab hardware pi2 pi3 --clear\n\n\
+Files: /sys/devices/platform/soc/soc:firmware/get_throttled (hex: bit 0 under-voltage, 2 throttled; \
+bits 16-19 the same since boot), /sys/class/thermal/thermal_zone0/temp (millidegrees), \
+/sys/firmware/devicetree/base/model (the target of /proc/device-tree, NUL-terminated). \
+Each change adds to what the node fakes; --clear removes everything first. A restarted node fakes nothing."
+    )]
+    Hardware(LabHardwareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabHardwareArgs {
+    #[command(flatten)]
+    pub nodes: LabNodesArgs,
+    /// The firmware says under-voltage, now and since boot (bits 0 and 16).
+    #[arg(long)]
+    pub under_voltage: bool,
+    /// The firmware says throttled, now and since boot (bits 2 and 18).
+    #[arg(long)]
+    pub throttled: bool,
+    /// The SoC temperature, in °C (thermal_zone0).
+    #[arg(long, value_name = "CELSIUS", allow_negative_numbers = true)]
+    pub temp: Option<f64>,
+    /// The board's model, as the device tree says it ("Raspberry Pi 4 Model B Rev 1.4").
+    #[arg(long, value_name = "TEXT")]
+    pub model: Option<String>,
+    /// Turn this file system read-only in the node (repeatable): `/`, `/var/lib/docker`...
+    #[arg(long, value_name = "PATH")]
+    pub read_only: Vec<String>,
+    /// Remove everything the node fakes (first, when given with others).
+    #[arg(long)]
+    pub clear: bool,
+    /// What each node fakes afterwards, as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -204,3 +204,43 @@ fn doctor_tests_the_ports_of_a_bare_minbase_node_without_a_warning() {
         assert_eq!(left, "", "{node}");
     }
 }
+
+/// Issue 21 item 4: a node whose firmware says under-voltage and whose SoC is at 83 °C
+/// (`lab hardware`, the files a Pi's kernel shows) is warned about by `doctor`: its power
+/// supply (a Pi 4's 5.1 V / 3 A) and its cooling; warnings only, exit 0; cleared, nothing.
+#[test]
+fn doctor_warns_of_a_pis_under_voltage_and_heat_with_what_to_do() {
+    let fleet = Fleet::up(&["--nodes", "3", "--bare", "0"]);
+    let hw = fleet.lab(
+        "hardware",
+        &[
+            "pi2",
+            "--under-voltage",
+            "--temp",
+            "83",
+            "--model",
+            "Raspberry Pi 4 Model B Rev 1.4",
+        ],
+    );
+    assert!(hw.status.success(), "{}", text(&hw));
+    let out = rpiprov(&fleet, &["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "warning: pi2: power: the firmware reports under-voltage now (get_throttled 0x10001): the power supply sags under load, which slows the SoC and can corrupt the SD card; what to do: use a 5.1 V / 3 A supply (the official Raspberry Pi 4 USB-C one) and a short cable; the since-boot flag clears at the next reboot\n\
+         warning: pi2: heat: the SoC is at 83 °C, above 80 °C: a hot Pi slows down every container on it; what to do: cool it: a heatsink or a fan (the Active Cooler or the case fan on a Pi 5), air through the rack, away from other heat\n"
+    );
+    let out = rpiprov(&fleet, &["doctor", "--json"]);
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doc.contains("\"power\"") && doc.contains("0x10001"),
+        "{doc}"
+    );
+    assert!(fleet.lab("hardware", &["pi2", "--clear"]).status.success());
+    let out = rpiprov(&fleet, &["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "doctor: nothing to report\n"
+    );
+}

@@ -957,3 +957,161 @@ fn cpu_cap_throttles_everything_of_a_node() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(lab.cgroups(), Vec::<std::path::PathBuf>::new());
 }
+
+#[test]
+fn hardware_fakes_show_what_a_pi_shows_in_one_node_only_and_clear_undoes_them() {
+    let fleet = Fleet::up(&["--nodes", "1", "--bare", "1"]);
+    let (pi1, pi2) = (fleet.addr("pi1"), fleet.addr("pi2"));
+    let ok = |args: &[&str]| {
+        let out = fleet.lab("hardware", args);
+        assert!(
+            out.status.success(),
+            "lab hardware {args:?}: {}",
+            text(&out)
+        );
+        stdout(&out)
+    };
+    let model = "Raspberry Pi 4 Model B Rev 1.4";
+    let said = ok(&[
+        "pi1",
+        "--under-voltage",
+        "--throttled",
+        "--temp",
+        "83",
+        "--model",
+        model,
+    ]);
+    assert_eq!(
+        said,
+        format!(
+            "lab: pi1: under-voltage, throttled (get_throttled 50005), 83 °C, model \"{model}\"\n"
+        )
+    );
+    // As the Pi's kernel prints them, to the node's user (no sudo).
+    let read = "cat /sys/devices/platform/soc/soc:firmware/get_throttled \
+                /sys/class/thermal/thermal_zone0/temp /sys/class/thermal/thermal_zone0/type; \
+                tr '\\0' '#' < /sys/firmware/devicetree/base/model";
+    assert_eq!(
+        fleet.ssh_ok(&pi1, read),
+        format!("50005\n83000\ncpu-thermal\n{model}#")
+    );
+    // The kernel's own entries stay beside the fakes; the other node and this machine
+    // show none of them.
+    assert!(fleet.ssh_ok(&pi1, "ls /sys/class/net").contains("eth0"));
+    let none = fleet.ssh(
+        &pi2,
+        "ls /sys/devices/platform/soc /sys/class/thermal/thermal_zone0",
+        None,
+    );
+    assert!(!none.status.success(), "{}", text(&none));
+    assert!(!std::path::Path::new("/sys/devices/platform/soc/soc:firmware").exists());
+    assert!(!tool(&["cat", "/proc/mounts"]).contains("rpiprov-hw"));
+    assert_eq!(
+        ok(&["pi1", "--under-voltage", "--temp", "83"]),
+        format!(
+            "lab: pi1: under-voltage, throttled (get_throttled 50005), 83 °C, model \"{model}\" (unchanged)\n"
+        )
+    );
+
+    // Read-only file systems, as an SD card's end: Docker's data root on the Docker node
+    // (a mount point), the whole root of the bare one; this machine's copies stay writable.
+    ok(&["pi1", "--read-only", "/var/lib/docker"]);
+    ok(&["pi2", "--read-only", "/"]);
+    let mounts = |addr: &str, at: &str| {
+        fleet
+            .ssh_ok(
+                addr,
+                &format!("awk '$2 == \"{at}\" {{o = $4}} END {{print o}}' /proc/mounts"),
+            )
+            .trim()
+            .to_string()
+    };
+    assert!(mounts(&pi1, "/var/lib/docker").starts_with("ro,"));
+    assert!(mounts(&pi2, "/").starts_with("ro,"));
+    let touch = fleet.ssh(&pi1, "sudo -n touch /var/lib/docker/x", None);
+    assert!(
+        text(&touch).contains("Read-only file system"),
+        "{}",
+        text(&touch)
+    );
+    assert_eq!(
+        fleet
+            .ssh_ok(
+                &pi1,
+                "sudo -n docker info --format '{{.ServerVersion}}' >/dev/null; echo up"
+            )
+            .trim(),
+        "up"
+    );
+    std::fs::write(fleet.dir.join("nodes/pi1/docker/host-side"), b"x").unwrap();
+    std::fs::remove_file(fleet.dir.join("nodes/pi1/docker/host-side")).unwrap();
+
+    let status = stdout(&fleet.lab("status", &[]));
+    assert!(
+        status
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("RELEASE  HARDWARE"),
+        "{status}"
+    );
+    let row = |n: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("pi1").ends_with("bookworm under-voltage,throttled,83°C,model,ro:/var/lib/docker"),
+        "{status}"
+    );
+    assert!(row("pi2").ends_with("bookworm ro:/"), "{status}");
+    let out = fleet.lab("hardware", &["pi1", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = &doc["nodes"][0];
+    assert_eq!(
+        (
+            n["node"].as_str(),
+            n["get_throttled"].as_str(),
+            n["temp_celsius"].as_f64(),
+            n["changed"].as_bool()
+        ),
+        (Some("pi1"), Some("0x50005"), Some(83.0), Some(false)),
+        "{doc:#}"
+    );
+
+    // Bad input touches nothing.
+    for bad in [
+        &["pi1", "--temp", "300"][..],
+        &["pi1", "--read-only", "var"],
+        &["pi9", "--clear"],
+    ] {
+        assert_eq!(fleet.lab("hardware", bad).status.code(), Some(2), "{bad:?}");
+    }
+
+    // Cleared: the files are gone, the mounts writable again, status as before.
+    ok(&["pi1", "pi2", "--clear"]);
+    let gone = fleet.ssh(
+        &pi1,
+        "cat /sys/devices/platform/soc/soc:firmware/get_throttled",
+        None,
+    );
+    assert!(!gone.status.success());
+    assert!(mounts(&pi1, "/var/lib/docker").starts_with("rw,"));
+    assert!(mounts(&pi2, "/").starts_with("rw,"));
+    fleet.ssh_ok(
+        &pi1,
+        "sudo -n touch /var/lib/docker/x && sudo -n rm /var/lib/docker/x",
+    );
+    let status = stdout(&fleet.lab("status", &[]));
+    assert!(!status.contains("HARDWARE"), "{status}");
+    assert!(row_ends(&status, "pi1", "bookworm"), "{status}");
+}
+
+fn row_ends(status: &str, node: &str, end: &str) -> bool {
+    status
+        .lines()
+        .find(|l| l.starts_with(node))
+        .is_some_and(|l| l.ends_with(end))
+}

@@ -1,8 +1,10 @@
 //! `rpiprov lab ...`: the virtual fleet's subcommands, from clap's flags to [`crate::lab`]
 //! (which knows nothing of the command line).
 
-use crate::cli::{DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabUpArgs, LinkState};
-use crate::lab::{self, Daemon, Lab, Shape, UpOptions};
+use crate::cli::{
+    DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabHardwareArgs, LabUpArgs, LinkState,
+};
+use crate::lab::{self, Daemon, HardwareChange, Lab, Shape, UpOptions};
 
 pub fn lab(command: &LabCommand) -> u8 {
     lab::exit_code(match command {
@@ -40,6 +42,7 @@ pub fn lab(command: &LabCommand) -> u8 {
                 None => lab.clear_clock(node).map(|()| "clock right".to_string()),
             })
         }
+        LabCommand::Hardware(a) => hardware(a),
     })
 }
 
@@ -82,4 +85,42 @@ fn filter(lab: &Lab, node: &str, a: &LabFilterArgs) -> crate::lab::Result<String
     } else {
         format!("filters: {}", now.join("; "))
     })
+}
+
+/// `lab hardware`: the change on each node, then what it fakes (a line each, or JSON).
+fn hardware(a: &LabHardwareArgs) -> crate::lab::Result<()> {
+    let change = HardwareChange {
+        clear: a.clear,
+        under_voltage: a.under_voltage,
+        throttled: a.throttled,
+        temp_celsius: a.temp,
+        model: a.model.clone(),
+        read_only: a.read_only.clone(),
+    };
+    change.validate()?;
+    let (dir, nodes) = (&a.nodes.dir.dir, &a.nodes.nodes);
+    if !a.json {
+        return lab::on_nodes(dir, nodes, |lab, node| {
+            let (now, changed) = lab.set_hardware(node, &change)?;
+            Ok(if changed {
+                now.summary()
+            } else {
+                format!("{} (unchanged)", now.summary())
+            })
+        });
+    }
+    let done = lab::each_node(dir, nodes, |lab, node| lab.set_hardware(node, &change))?;
+    let nodes: Vec<serde_json::Value> = done
+        .iter()
+        .map(|(node, (now, changed))| {
+            let mut v = now.to_json();
+            v["node"] = node.as_str().into();
+            v["changed"] = (*changed).into();
+            v
+        })
+        .collect();
+    let doc = serde_json::json!({ "nodes": nodes });
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, format!("{doc:#}\n").as_bytes());
+    Ok(())
 }

@@ -40,7 +40,9 @@
 pub mod api;
 pub mod bind;
 pub mod cli;
+pub mod disk;
 pub mod engine;
+pub mod hardware;
 pub mod http;
 pub mod image;
 pub mod lock;

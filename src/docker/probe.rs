@@ -81,6 +81,9 @@ echo "disk_path=$d"
 echo "disk_free_kib=$(df -Pk "$d" 2>/dev/null | awk 'NR == 2 {print $4}')"
 echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 if command -v perl >/dev/null 2>&1; then echo "perl=yes"; else echo "perl=no"; fi
+echo "hw_throttled=$(head -c 64 /sys/devices/platform/soc/soc:firmware/get_throttled 2>/dev/null)"
+echo "hw_temp=$(head -c 64 /sys/class/thermal/thermal_zone0/temp 2>/dev/null)"
+echo "hw_model=$({ head -c 100 /proc/device-tree/model 2>/dev/null || head -c 100 /sys/firmware/devicetree/base/model 2>/dev/null; } | tr -d '\000\n')"
 "#;
 
 /// Everything the probe reports of one host.
@@ -168,6 +171,8 @@ pub struct PreflightFacts {
     pub disk_free_kib: Option<u64>,
     pub boot_id: String,
     pub perl: bool,
+    /// The firmware's flags, the SoC temperature and the model, where the host has them.
+    pub signals: crate::docker::hardware::Signals,
 }
 
 impl Facts {
@@ -264,6 +269,10 @@ fn read_preflight(p: &mut PreflightFacts, key: &str, value: String) {
         "disk_free_kib" => p.disk_free_kib = value.parse().ok(),
         "boot_id" => p.boot_id = value,
         "perl" => p.perl = yes,
+        // The Pi's own signals (crate::docker::hardware's files).
+        "hw_throttled" => p.signals.take("throttled", &value),
+        "hw_temp" => p.signals.take("temp", &value),
+        "hw_model" => p.signals.take("model", &value),
         _ => {}
     }
 }

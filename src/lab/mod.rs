@@ -12,6 +12,7 @@ mod down;
 mod error;
 mod fault;
 mod files;
+mod hardware;
 mod images;
 mod layout;
 mod net;
@@ -30,6 +31,7 @@ pub use distro::{Distro, Distros};
 pub use error::{LabError, Result};
 pub use fault::{Daemon, Port, Proto};
 pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
+pub use hardware::{Change as HardwareChange, Faked};
 pub use images::{IMAGE_ARCHIVE, IMAGE_CMD, IMAGE_NAME};
 pub use layout::{Kind, NodeSpec, Shape, Subnet};
 pub use rootfs::CACHE_ENV;
@@ -108,12 +110,26 @@ pub fn on_nodes(
     nodes: &[String],
     f: impl Fn(&Lab, &str) -> Result<String>,
 ) -> Result<()> {
+    for (node, done) in each_node(dir, nodes, f)? {
+        say(&format!("{node}: {done}"));
+    }
+    Ok(())
+}
+
+/// As [`on_nodes`], saying nothing: each node's result, in order, for the caller to show
+/// (`--json`).
+pub fn each_node<T>(
+    dir: &Path,
+    nodes: &[String],
+    f: impl Fn(&Lab, &str) -> Result<T>,
+) -> Result<Vec<(String, T)>> {
     preflight(&[])?;
     let lab = Lab::open(dir)?;
     let _lock = lock_dir(&lab.dir)?;
     for node in nodes {
         lab.node(node)?;
     }
+    let mut done_all = Vec::new();
     for node in nodes {
         let done = f(&lab, node).map_err(|e| match e {
             LabError::Node { .. } | LabError::Usage(_) => e,
@@ -122,9 +138,9 @@ pub fn on_nodes(
                 message: other.to_string().trim_start_matches("lab: ").to_string(),
             },
         })?;
-        say(&format!("{node}: {done}"));
+        done_all.push((node.clone(), done));
     }
-    Ok(())
+    Ok(done_all)
 }
 
 /// Checks everything `up` needs before touching anything, and names all that is missing.
@@ -908,6 +924,48 @@ impl Lab {
             )?;
         }
         self.start(name, Daemon::Sshd)
+    }
+
+    /// Makes the node show a Pi's own signals (see `hardware`): `change.clear` first, then
+    /// what it names on top of what the node fakes already. Returns what the node fakes
+    /// now, and whether anything changed (the same change twice changes nothing).
+    pub fn set_hardware(&self, name: &str, change: &HardwareChange) -> Result<(Faked, bool)> {
+        change.validate()?;
+        self.holder(name)?;
+        let nd = node::node_dir(&self.dir, name);
+        let old = hardware::load(&nd);
+        let mut new = hardware::merged(&old, change);
+        if new == old {
+            return Ok((new, false));
+        }
+        let staging = hardware::staging(&nd);
+        if std::fs::symlink_metadata(&staging).is_ok() {
+            std::fs::remove_dir_all(&staging).map_err(|e| LabError::io(&staging, e))?;
+        }
+        for (layer, rel, bytes) in new.layer_files() {
+            let path = staging.join(layer).join(rel);
+            let parent = path.parent().expect("a layer file has a directory");
+            std::fs::create_dir_all(parent).map_err(|e| LabError::io(parent, e))?;
+            sys::write_file(&path, &bytes, 0o444)?;
+        }
+        let ops = hardware::mount_ops(&old, &new);
+        let args: Vec<&str> = ops.iter().map(String::as_str).collect();
+        let printed = fault::run_in(self.enter(name)?, &hardware::apply_script(), &args, None)?;
+        hardware::record_mounts(&mut new, &printed);
+        let record = nd.join(hardware::RECORD);
+        if new.is_empty() {
+            let _ = std::fs::remove_file(&record);
+        } else {
+            let json = serde_json::to_vec_pretty(&new).expect("the record serialises");
+            sys::write_file(&record, &json, 0o644)?;
+        }
+        Ok((new, true))
+    }
+
+    /// What the node fakes (nothing when it never did, or was restarted since).
+    pub fn hardware(&self, name: &str) -> Result<Faked> {
+        self.node(name)?;
+        Ok(hardware::load(&node::node_dir(&self.dir, name)))
     }
 
     /// Loads the lab image (`images/busybox.tar`) into a node's dockerd, as `deploy` will.

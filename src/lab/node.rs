@@ -221,6 +221,13 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     );
     let _ = writeln!(
         s,
+        "# What `lab hardware` faked lived in the namespace of the last boot.\n\
+         rm -rf $N/{layers} $N/{layers}.new $N/{record}",
+        layers = super::hardware::LAYERS_DIR,
+        record = super::hardware::RECORD,
+    );
+    let _ = writeln!(
+        s,
         "export FAKETIME_SKIP_CMDS={FAKETIME_SKIP}\nhostname {}",
         quote(&node.name)
     );

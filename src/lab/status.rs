@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::error::{LabError, Result};
 use super::layout::{Kind, NodeSpec};
 use super::state::State;
-use super::{node, print_line};
+use super::{hardware, node, print_line};
 
 pub struct NodeStatus {
     pub spec: NodeSpec,
@@ -49,27 +49,42 @@ pub fn status(dir: &Path) -> Result<bool> {
     let state = State::load(dir)?
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
     let rows = collect(&state);
-    print_line(&format!(
-        "{:<8} {:<15} {:<8} {:<10} {:<5} {:<7} RELEASE",
-        "NODE", "ADDRESS", "ROLE", "KIND", "SSHD", "DOCKERD"
-    ));
+    // What `lab hardware` fakes, in a last column that shows only when a node fakes some.
+    let faked: Vec<String> = rows
+        .iter()
+        .map(|r| hardware::load(&node::node_dir(dir, &r.spec.name)).cell())
+        .collect();
+    let any = faked.iter().any(|f| !f.is_empty());
+    let header = format!(
+        "{:<8} {:<15} {:<8} {:<10} {:<5} {:<7} {:<8} {}",
+        "NODE",
+        "ADDRESS",
+        "ROLE",
+        "KIND",
+        "SSHD",
+        "DOCKERD",
+        "RELEASE",
+        if any { "HARDWARE" } else { "" }
+    );
+    print_line(header.trim_end());
     let mut healthy = true;
-    for r in &rows {
+    for (r, faked) in rows.iter().zip(&faked) {
         let docker = match r.dockerd {
             Some(true) => "up",
             Some(false) => "down",
             None => "-",
         };
         healthy &= r.sshd && r.dockerd != Some(false);
-        print_line(&format!(
-            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {}",
+        let line = format!(
+            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {:<8} {faked}",
             r.spec.name,
             r.spec.address.to_string(),
             r.spec.role,
             r.spec.kind.as_str(),
             if r.sshd { "up" } else { "down" },
-            r.spec.distro,
-        ));
+            r.spec.distro.to_string(),
+        );
+        print_line(line.trim_end());
     }
     Ok(healthy)
 }

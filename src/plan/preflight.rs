@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::docker::hardware::{Board, Signals, Throttled};
 use crate::docker::probe::{Facts, PreflightFacts};
 
 /// A clock further off than this from this machine is a warning.
@@ -35,10 +36,12 @@ pub enum Check {
     /// The Docker versions the fleet runs.
     Docker,
     Ports,
+    Power,
+    Heat,
 }
 
 impl Check {
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 9] = [
         Check::Clock,
         Check::Kernel,
         Check::MemoryCgroup,
@@ -46,6 +49,8 @@ impl Check {
         Check::Arch,
         Check::Docker,
         Check::Ports,
+        Check::Power,
+        Check::Heat,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +62,8 @@ impl Check {
             Check::Arch => "arch",
             Check::Docker => "docker",
             Check::Ports => "ports",
+            Check::Power => "power",
+            Check::Heat => "heat",
         }
     }
 
@@ -142,6 +149,8 @@ pub fn judge(hosts: &[Probed]) -> Vec<Finding> {
         mine.extend(memory_cgroup(h.host, &h.facts.preflight));
         mine.extend(disk(h.host, &h.facts.preflight));
         mine.extend(arch(h.host, h.facts));
+        mine.extend(power(h.host, &h.facts.preflight.signals));
+        mine.extend(heat(h.host, &h.facts.preflight.signals));
         mine.sort_by_key(|f| f.severity);
         out.extend(mine);
     }
@@ -345,6 +354,96 @@ fn size(kib: u64) -> String {
     }
 }
 
+/// A file system the node needs (`what`: "the root file system", "Docker's data root
+/// /var/lib/docker") mounted read-only: nothing can be written there, Docker fails. On a
+/// Pi it is most often the SD card at its end (the kernel remounts ext4 read-only on I/O
+/// errors).
+pub fn read_only(host: &str, what: &str, m: &crate::docker::disk::Mount) -> Option<Finding> {
+    m.read_only.then(|| {
+        Finding::new(
+            host,
+            Check::Disk,
+            Severity::Error,
+            format!(
+                "{what} is on {} ({} {}), mounted read-only: Docker cannot write its data",
+                m.mount_point, m.fs_type, m.source
+            ),
+            "check the card or disk (`sudo dmesg | grep -iE 'mmc|ext4|I/O error'`): a failing SD card turns read-only; back up what you need and replace it, then bootstrap the node again",
+        )
+    })
+}
+
+/// Above this SoC temperature (°C) a warning: a Pi 4 or 5 starts to throttle near it.
+pub const HOT_CELSIUS: f64 = 80.0;
+
+/// Under-voltage now or since boot (the firmware's flags): the supply sags under load,
+/// which throttles the SoC and corrupts SD cards. What to do depends on the board.
+pub fn power(host: &str, s: &Signals) -> Option<Finding> {
+    let t = s.throttled?;
+    if !t.ever(Throttled::UNDER_VOLTAGE) {
+        return None;
+    }
+    let fix = match s.board() {
+        Board::Pi4 => {
+            "use a 5.1 V / 3 A supply (the official Raspberry Pi 4 USB-C one) and a short cable; the since-boot flag clears at the next reboot"
+        }
+        Board::Pi5 => {
+            "use a 5.1 V / 5 A USB-C PD supply (the official 27 W one) and a short cable; the since-boot flag clears at the next reboot"
+        }
+        Board::Other => {
+            "use a supply of 5.1 V at the board's current (3 A for a Pi 4, 5 A for a Pi 5) and a short cable; the since-boot flag clears at the next reboot"
+        }
+    };
+    Some(Finding::new(
+        host,
+        Check::Power,
+        Severity::Warning,
+        format!(
+            "the firmware reports {} (get_throttled 0x{:x}): the power supply sags under load, which slows the SoC and can corrupt the SD card",
+            t.describe().join(", "),
+            t.0
+        ),
+        fix,
+    ))
+}
+
+/// Too hot: above [`HOT_CELSIUS`], or throttled by the firmware without under-voltage to
+/// explain it (that is [`power`]'s).
+pub fn heat(host: &str, s: &Signals) -> Option<Finding> {
+    let hot = s.celsius().filter(|c| *c > HOT_CELSIUS);
+    let t = s.throttled.unwrap_or(Throttled(0));
+    let slowed = !t.ever(Throttled::UNDER_VOLTAGE)
+        && (t.ever(Throttled::THROTTLED)
+            || t.ever(Throttled::FREQ_CAPPED)
+            || t.ever(Throttled::SOFT_TEMP_LIMIT));
+    let mut said = Vec::new();
+    if let Some(c) = hot {
+        said.push(format!(
+            "the SoC is at {c:.0} °C, above {HOT_CELSIUS:.0} °C"
+        ));
+    }
+    if slowed {
+        said.push(format!(
+            "the firmware reports {} (get_throttled 0x{:x})",
+            t.describe().join(", "),
+            t.0
+        ));
+    }
+    if said.is_empty() {
+        return None;
+    }
+    Some(Finding::new(
+        host,
+        Check::Heat,
+        Severity::Warning,
+        format!(
+            "{}: a hot Pi slows down every container on it",
+            said.join("; ")
+        ),
+        "cool it: a heatsink or a fan (the Active Cooler or the case fan on a Pi 5), air through the rack, away from other heat",
+    ))
+}
+
 /// A 32-bit userland: Docker runs images of the userland's architecture, whatever the
 /// kernel (`uname -m` says `aarch64` under 32-bit Raspberry Pi OS with a 64-bit kernel).
 pub fn arch(host: &str, f: &Facts) -> Option<Finding> {
@@ -437,6 +536,99 @@ pub fn errors<'a>(findings: &'a [Finding], skip: &[Check]) -> Vec<&'a Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pi(throttled: u32, milli: Option<i64>, model: &str) -> Signals {
+        Signals {
+            throttled: Some(Throttled(throttled)),
+            temp_millicelsius: milli,
+            model: Some(model.into()),
+        }
+    }
+
+    #[test]
+    fn under_voltage_asks_for_the_supply_its_board_needs() {
+        let pi4 = pi(0x50005, Some(83000), "Raspberry Pi 4 Model B Rev 1.4");
+        assert_eq!(
+            power("pi2", &pi4).unwrap().line(),
+            "warning: pi2: power: the firmware reports under-voltage now, throttled now (get_throttled 0x50005): \
+             the power supply sags under load, which slows the SoC and can corrupt the SD card; \
+             what to do: use a 5.1 V / 3 A supply (the official Raspberry Pi 4 USB-C one) and a short cable; \
+             the since-boot flag clears at the next reboot"
+        );
+        let pi5 = pi(0x10000, None, "Raspberry Pi 5 Model B Rev 1.0");
+        let f = power("pi5", &pi5).unwrap();
+        assert!(
+            f.message.contains("under-voltage since boot"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.fix.starts_with("use a 5.1 V / 5 A USB-C PD supply"),
+            "{}",
+            f.fix
+        );
+        let unknown = Signals {
+            throttled: Some(Throttled(0x1)),
+            ..Signals::default()
+        };
+        assert!(
+            power("x", &unknown)
+                .unwrap()
+                .fix
+                .contains("3 A for a Pi 4, 5 A for a Pi 5")
+        );
+        assert_eq!(
+            power("pi1", &pi(0, Some(50000), "Raspberry Pi 4 Model B")),
+            None
+        );
+        assert_eq!(power("pc", &Signals::default()), None);
+    }
+
+    #[test]
+    fn a_read_only_root_or_data_root_is_an_error_naming_the_mount() {
+        let m = crate::docker::disk::Mount {
+            source: "/dev/mmcblk0p2".into(),
+            mount_point: "/".into(),
+            fs_type: "ext4".into(),
+            read_only: true,
+        };
+        assert_eq!(
+            read_only("pi2", "the root file system", &m).unwrap().line(),
+            "error: pi2: disk: the root file system is on / (ext4 /dev/mmcblk0p2), mounted read-only: \
+             Docker cannot write its data; what to do: check the card or disk \
+             (`sudo dmesg | grep -iE 'mmc|ext4|I/O error'`): a failing SD card turns read-only; \
+             back up what you need and replace it, then bootstrap the node again"
+        );
+        let rw = crate::docker::disk::Mount {
+            read_only: false,
+            ..m
+        };
+        assert_eq!(read_only("pi2", "the root file system", &rw), None);
+    }
+
+    #[test]
+    fn heat_is_above_80_degrees_or_throttling_without_under_voltage() {
+        let hot = pi(0x50005, Some(83000), "Raspberry Pi 4 Model B Rev 1.4");
+        assert_eq!(
+            heat("pi2", &hot).unwrap().line(),
+            "warning: pi2: heat: the SoC is at 83 °C, above 80 °C: a hot Pi slows down every container on it; \
+             what to do: cool it: a heatsink or a fan (the Active Cooler or the case fan on a Pi 5), air through the rack, away from other heat"
+        );
+        let soft = pi(0x80008, Some(79000), "Raspberry Pi 4 Model B");
+        assert_eq!(
+            heat("pi3", &soft).unwrap().message,
+            "the firmware reports soft temperature limit now (get_throttled 0x80008): a hot Pi slows down every container on it"
+        );
+        assert_eq!(
+            heat("pi1", &pi(0, Some(80000), "Raspberry Pi 4 Model B")),
+            None
+        );
+        assert_eq!(
+            heat("pi1", &pi(0x50005, Some(60000), "Raspberry Pi 4 Model B")),
+            None
+        );
+        assert_eq!(heat("pc", &Signals::default()), None);
+    }
 
     fn healthy() -> PreflightFacts {
         PreflightFacts {
