@@ -459,7 +459,7 @@ pub enum ShellArg {
 pub enum LabCommand {
     /// Create the fleet (idempotent).
     #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
+        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --registry    # and a registry on the bridge: DIR/registry\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
     )]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
@@ -605,4 +605,9 @@ pub struct LabUpArgs {
         conflicts_with = "sshd_only"
     )]
     pub distro: crate::lab::Distros,
+    /// Also run an image registry (Debian's docker-registry, TLS with a lab CA every node
+    /// trusts) on the lab bridge's address; writes its host:port to DIR/registry and pushes
+    /// the lab image there as REGISTRY/rpiprov-lab/busybox:1.
+    #[arg(long)]
+    pub registry: bool,
 }
