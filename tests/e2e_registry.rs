@@ -5,7 +5,8 @@
 //!    playbook) deploys and converges: each node pulled it from the registry, its tasks
 //!    run it; deploy read its manifest (no warning); deployed again, it is unchanged;
 //! 2. an image the registry holds for arm64 only: deploy's architecture check, reading
-//!    its manifest from the registry, names the nodes that cannot run it;
+//!    its manifest from the registry, names the nodes that cannot run it, and the deploy
+//!    fails fast on swarm's "no suitable node (unsupported platform)";
 //! 3. a tag the registry does not hold: the manifest read says so, and the deploy gives
 //!    up in well under a minute with the default timeout, naming the image and the error.
 
@@ -110,13 +111,21 @@ fn images_from_the_lab_registry_deploy_are_checked_and_fail_fast() {
         .unwrap();
     let foreign_image = format!("{registry}/rpiprov-lab/busybox:arm64");
     let foreign = playbook(&fleet.dir, "foreign", &foreign_image);
-    let out = fleet.rpiprov(&["-p", &foreign, "deploy"]);
-    let said = text(&out);
+    // Said before the deploy, naming every node; swarm then leaves the tasks pending (the
+    // Engine API deploy sends the platform), and the deploy fails fast on that.
+    let t = Instant::now();
+    let said = run(&fleet, &["-p", &foreign, "deploy"], 1);
+    assert!(t.elapsed() < Duration::from_secs(45), "{said}");
     let arch = rpiprov::lab::host_arch();
     assert!(
         said.contains(&format!(
-            "warning: {foreign_image} is published for linux/arm64 only: pi1 ({arch}), pi2 ({arch}) cannot run it"
-        )),
+            "warning: {foreign_image} is published for linux/arm64 only: "
+        )) && said.contains(&format!("pi1 ({arch})"))
+            && said.contains(&format!("pi2 ({arch})")),
+        "{said}"
+    );
+    assert!(
+        said.contains("foreign_app 0/2: no suitable node (unsupported platform on 2 nodes)"),
         "{said}"
     );
     run(&fleet, &["-p", &foreign, "teardown", "--yes", "--purge"], 0);
