@@ -76,7 +76,7 @@ fn named_stacks_deploy_and_tear_down_alone() {
         !out.contains("stack web") && !out.contains("stack echo"),
         "{out}"
     );
-    assert_eq!(grace(&fleet, "api_api"), "3000000000");
+    assert_eq!(grace(&fleet, "api_api"), "3s");
     assert_eq!(grace(&fleet, "web_web"), before);
 
     // 3.
