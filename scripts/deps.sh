@@ -13,7 +13,7 @@
 # An openssh-server that was already installed is the administrator's and is left alone.
 set -euo pipefail
 # faketime/libfaketime: `rpiprov lab clock` skews a node's clock with it.
-pkgs=(openssh-client docker.io iptables iproute2 debootstrap busybox-static sudo procps util-linux ca-certificates faketime libfaketime)
+pkgs=(openssh-client docker.io iptables iproute2 debootstrap busybox-static sudo procps util-linux ca-certificates faketime libfaketime curl openssl)
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
@@ -60,6 +60,27 @@ if ! installed openssh-server; then
     exit 1
   fi
   echo "openssh-server installed; its service is disabled (/etc/ssh/sshd_not_to_be_run): remove that file and enable ssh.service to run an SSH server on this machine" >&2
+fi
+
+# docker-registry: `rpiprov lab up --registry` runs its binary on the lab bridge's address,
+# with a configuration of its own. The packaged service (every interface, port 5000) must
+# not run: installed with service starts forbidden, then disabled, as openssh-server above.
+if ! installed docker-registry; then
+  echo "installing: docker-registry (for its binary; the system's registry service stays off)" >&2
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Written by rpiprov scripts/deps.sh for one install: no service starts.\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  [ "$updated" = yes ] || apt-get update -qq
+  apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+  if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --quiet --now docker-registry.service >/dev/null 2>&1 || true
+  fi
+  if command -v update-rc.d >/dev/null 2>&1; then
+    update-rc.d docker-registry disable >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

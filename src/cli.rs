@@ -142,13 +142,13 @@ pub enum Command {
 
     /// Upload the stack files, deploy the stacks in order, wait until they converge.
     #[command(
-        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy --dry-run   # what would be deployed, and why, with a diff\n  rpiprov deploy --unlock    # clear a lock left by a killed run"
+        after_help = "Examples:\n  rpiprov deploy\n  rpiprov deploy api web     # only these stacks (the lock and the rest as for all)\n  rpiprov deploy --dry-run   # what would be deployed, and why, with a diff\n  rpiprov deploy --unlock    # clear a lock left by a killed run"
     )]
     Deploy(DeployArgs),
 
     /// Remove the stacks in reverse order, wait until they are gone, remove the networks.
     #[command(
-        after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --dry-run\n  rpiprov teardown --yes --leave-swarm --purge"
+        after_help = "Examples:\n  rpiprov teardown\n  rpiprov teardown --yes api # only api: the networks other stacks use stay\n  rpiprov teardown --dry-run\n  rpiprov teardown --yes --leave-swarm --purge"
     )]
     Teardown(TeardownArgs),
 
@@ -172,7 +172,7 @@ Examples:\n  rpiprov status\n  rpiprov status --json | jq .swarm"
         subcommand,
         after_help = "The same probe and the same decisions as the command itself; nothing is written, \
 no lock is taken. `rpiprov plan deploy` is `rpiprov deploy --dry-run`.\n\n\
-Examples:\n  rpiprov plan bootstrap\n  rpiprov plan deploy --json"
+Examples:\n  rpiprov plan bootstrap\n  rpiprov plan deploy --json\n  rpiprov plan teardown api"
     )]
     Plan(PlanCommand),
 
@@ -327,6 +327,9 @@ pub struct MaintainArgs {
 pub struct DeployArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Only these stacks of the playbook (default: all), in playbook order.
+    #[arg(value_name = "STACK")]
+    pub stacks: Vec<String>,
     /// Remove a deploy lock left on the manager by a killed run, then exit.
     #[arg(long, conflicts_with = "dry_run")]
     pub unlock: bool,
@@ -344,12 +347,16 @@ pub struct DeployArgs {
 pub struct TeardownArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Only these stacks of the playbook (default: all), in reverse playbook order; the
+    /// networks and shipped images other stacks of the playbook use stay.
+    #[arg(value_name = "STACK")]
+    pub stacks: Vec<String>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
     /// Also dissolve the swarm: workers leave, then managers one at a time, in an order
     /// that keeps quorum (a manager whose Docker does not answer is demoted first).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stacks")]
     pub leave_swarm: bool,
     /// With --leave-swarm: dissolve what can be even when that loses quorum (refused
     /// otherwise).
@@ -414,14 +421,20 @@ pub struct PlanBootstrapArgs {
 pub struct PlanDeployArgs {
     #[command(flatten)]
     pub fleet: PlanArgs,
+    /// Only these stacks of the playbook (default: all), in playbook order.
+    #[arg(value_name = "STACK")]
+    pub stacks: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanTeardownArgs {
     #[command(flatten)]
     pub fleet: PlanArgs,
+    /// Only these stacks of the playbook (default: all), in playbook order.
+    #[arg(value_name = "STACK")]
+    pub stacks: Vec<String>,
     /// Plan as `teardown --leave-swarm` would.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stacks")]
     pub leave_swarm: bool,
     /// Plan as `teardown --purge` would.
     #[arg(long)]
@@ -466,7 +479,7 @@ pub enum ShellArg {
 pub enum LabCommand {
     /// Create the fleet (idempotent).
     #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
+        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --registry    # and a registry on the bridge: DIR/registry\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
     )]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
@@ -650,4 +663,9 @@ pub struct LabUpArgs {
         conflicts_with = "sshd_only"
     )]
     pub distro: crate::lab::Distros,
+    /// Also run an image registry (Debian's docker-registry, TLS with a lab CA every node
+    /// trusts) on the lab bridge's address; writes its host:port to DIR/registry and pushes
+    /// the lab image there as REGISTRY/rpiprov-lab/busybox:1.
+    #[arg(long)]
+    pub registry: bool,
 }

@@ -1115,3 +1115,100 @@ fn row_ends(status: &str, node: &str, end: &str) -> bool {
         .find(|l| l.starts_with(node))
         .is_some_and(|l| l.ends_with(end))
 }
+
+/// Whether anything on this machine listens on TCP `port` (any address).
+fn listening(port: u16) -> Vec<String> {
+    tool(&["ss", "-Hltn", &format!("sport = :{port}")])
+        .lines()
+        .map(|l| l.split_whitespace().nth(3).unwrap_or_default().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+#[test]
+fn registry_serves_the_lab_image_to_every_node_and_down_removes_it() {
+    require_root();
+    let mut fleet = Fleet::up(&["--registry"]);
+    let lab = Lab::open(&fleet.dir).unwrap();
+    let registry = fleet.read("registry").trim().to_string();
+    // On the bridge's address (the nodes' gateway), port 5000; nowhere else.
+    assert_eq!(registry, format!("{}:5000", lab.subnet().gateway()));
+    assert_eq!(lab.registry(), Some(registry.as_str()));
+    assert!(listening(5000).contains(&registry), "{:?}", listening(5000));
+    assert!(
+        !listening(5000)
+            .iter()
+            .any(|a| a.starts_with("0.0.0.0:") || a.starts_with("*:"))
+    );
+    let image = format!("{registry}/rpiprov-lab/busybox:1");
+    // Both Docker nodes pull it over TLS (the lab CA in certs.d, no insecure registry) and
+    // run it; the CLI reads its manifest (deploy's architecture check) for this machine's
+    // architecture.
+    for node in ["pi1", "pi2"] {
+        let pulled = fleet.root(node, &format!("docker pull -q {image}"));
+        assert_eq!(pulled.trim(), image, "{node}");
+        let served = fleet.root(
+            node,
+            &format!("docker run --rm {image} /bin/cat /www/index.html"),
+        );
+        assert!(served.contains("rpiprov lab"), "{node}: {served}");
+        let daemon = fleet.root(node, "cat /etc/docker/daemon.json");
+        assert!(!daemon.contains("insecure"), "{daemon}");
+    }
+    let manifest = fleet.root(
+        "pi1",
+        &format!("DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect -v {image}"),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(
+        doc["Descriptor"]["platform"]["architecture"],
+        rpiprov::lab::host_arch()
+    );
+    // A test's own push: another architecture under another tag.
+    let digest = lab
+        .push_image("rpiprov-lab/busybox:arm64", "arm64")
+        .unwrap();
+    let other = fleet.root(
+        "pi1",
+        &format!("DOCKER_CLI_EXPERIMENTAL=enabled docker manifest inspect -v {registry}/rpiprov-lab/busybox:arm64"),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&other).unwrap();
+    assert_eq!(doc["Descriptor"]["platform"]["architecture"], "arm64");
+    assert_eq!(doc["Descriptor"]["digest"], digest.as_str());
+    // The bare node trusts it too, for the Docker that bootstrap installs.
+    let ca = fleet.root("pi3", &format!("cat /etc/docker/certs.d/{registry}/ca.crt"));
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+
+    let status = fleet.lab("status", &[]);
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        stdout(&status).contains(&format!("registry {registry} up\n")),
+        "{}",
+        text(&status)
+    );
+    // Idempotent: nothing recreated, the same registry process.
+    let again = fleet.lab("up", &["--registry"]);
+    assert!(
+        stdout(&again).contains("nothing recreated: all 3 nodes already up"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(Lab::open(&fleet.dir).unwrap().processes(), lab.processes());
+    assert!(fleet.dir.join("registry.d").exists());
+    assert_down_leaves_nothing(&mut fleet, &lab);
+    assert!(listening(5000).iter().all(|a| *a != registry));
+}
+
+#[test]
+fn registry_is_not_added_to_a_lab_made_without_it() {
+    require_root();
+    let fleet = Fleet::up(&["--nodes", "1", "--bare", "0"]);
+    let out = fleet.lab("up", &["--nodes", "1", "--bare", "0", "--registry"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds a lab made without --registry"),
+        "{}",
+        text(&out)
+    );
+    assert!(!fleet.dir.join("registry").exists());
+}

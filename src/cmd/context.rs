@@ -179,6 +179,21 @@ impl Ctx {
         })
     }
 
+    /// The playbook cut down to `stacks` (all when empty; see
+    /// [`config::Playbook::select_stacks`]); an unknown name is a usage error.
+    pub fn playbook_of(
+        &self,
+        stacks: &[String],
+        purpose: config::Purpose,
+    ) -> Result<config::Playbook, u8> {
+        self.playbook()?
+            .select_stacks(stacks, purpose)
+            .map_err(|e| {
+                term::errln(&format!("error: {e}"));
+                EXIT_USAGE
+            })
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.loaded
             .inventory

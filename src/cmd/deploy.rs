@@ -13,17 +13,33 @@ const NEEDS: Needs = Needs {
     root: true,
 };
 
-pub fn deploy(opts: &Opts, unlock: bool, dry_run: bool, skip_bind_check: bool) -> u8 {
-    with_fleet(opts, "deploy", NEEDS, |ctx| {
-        Box::pin(body(ctx, unlock, dry_run, skip_bind_check))
+/// `stacks`: only these of the playbook (all when empty).
+pub fn deploy(
+    opts: &Opts,
+    unlock: bool,
+    dry_run: bool,
+    skip_bind_check: bool,
+    stacks: &[String],
+) -> u8 {
+    let stacks = stacks.to_vec();
+    with_fleet(opts, "deploy", NEEDS, move |ctx| {
+        let stacks = stacks.clone();
+        Box::pin(async move { body(ctx, unlock, dry_run, skip_bind_check, &stacks).await })
     })
 }
 
-async fn body(ctx: &Ctx, unlock: bool, dry_run: bool, skip_bind_check: bool) -> Done {
-    let playbook = match ctx.playbook() {
+async fn body(
+    ctx: &Ctx,
+    unlock: bool,
+    dry_run: bool,
+    skip_bind_check: bool,
+    stacks: &[String],
+) -> Done {
+    let playbook = match ctx.playbook_of(stacks, crate::config::Purpose::Deploy) {
         Ok(p) => p,
         Err(code) => return Done::Exit(code),
     };
+    let playbook = &playbook;
     // Local files and variables first: a missing secret is a usage error, and nothing
     // remote has been touched yet.
     let prepared = match crate::deploy::prepare(playbook) {

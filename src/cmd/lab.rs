@@ -65,6 +65,7 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         subnet: a.subnet,
         cpu: a.cpu,
         distros: a.distro.clone(),
+        registry: a.registry,
     }
 }
 

@@ -243,7 +243,13 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Deploy(args) => {
             let o = before.fleet(&args.fleet);
-            deploy::deploy(&o, args.unlock, args.dry_run, args.skip_bind_check)
+            deploy::deploy(
+                &o,
+                args.unlock,
+                args.dry_run,
+                args.skip_bind_check,
+                &args.stacks,
+            )
         }
         Command::Teardown(args) => {
             let o = before.fleet(&args.fleet);
@@ -253,14 +259,14 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 purge: args.purge,
                 force: args.force,
             };
-            teardown::teardown(&o, t, args.dry_run)
+            teardown::teardown(&o, t, args.dry_run, &args.stacks)
         }
         Command::Plan(PlanCommand::Bootstrap(args)) => {
             let o = before.plan(&args.fleet).on(&args.on.on);
             bootstrap::bootstrap(&o, args.force, &args.skip_preflight, true)
         }
         Command::Plan(PlanCommand::Deploy(args)) => {
-            deploy::deploy(&before.plan(&args.fleet), false, true, false)
+            deploy::deploy(&before.plan(&args.fleet), false, true, false, &args.stacks)
         }
         Command::Plan(PlanCommand::Teardown(args)) => {
             let t = teardown::Asked {
@@ -269,7 +275,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
                 purge: args.purge,
                 force: false,
             };
-            teardown::teardown(&before.plan(&args.fleet), t, true)
+            teardown::teardown(&before.plan(&args.fleet), t, true, &args.stacks)
         }
         Command::Status(args) => {
             let o = before

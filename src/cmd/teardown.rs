@@ -28,23 +28,27 @@ pub struct Asked {
     pub force: bool,
 }
 
-pub fn teardown(opts: &Opts, asked: Asked, dry_run: bool) -> u8 {
-    with_fleet(opts, "teardown", NEEDS, |ctx| {
-        Box::pin(body(ctx, asked, dry_run))
+/// `stacks`: only these of the playbook (all when empty).
+pub fn teardown(opts: &Opts, asked: Asked, dry_run: bool, stacks: &[String]) -> u8 {
+    let stacks = stacks.to_vec();
+    with_fleet(opts, "teardown", NEEDS, move |ctx| {
+        let stacks = stacks.clone();
+        Box::pin(async move { body(ctx, asked, dry_run, &stacks).await })
     })
 }
 
-async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
+async fn body(ctx: &Ctx, asked: Asked, dry_run: bool, stacks: &[String]) -> Done {
     let Asked {
         yes,
         leave_swarm,
         purge,
         force,
     } = asked;
-    let playbook = match ctx.playbook() {
+    let playbook = match ctx.playbook_of(stacks, crate::config::Purpose::Teardown) {
         Ok(p) => p,
         Err(code) => return Done::Exit(code),
     };
+    let playbook = &playbook;
     let interactive = std::io::stdin().is_terminal();
     if !yes && !interactive && !dry_run {
         term::errln(

@@ -16,6 +16,7 @@ pub mod model;
 pub mod names;
 mod paths;
 mod playbook;
+mod selection;
 mod toml_file;
 mod yaml;
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
 pub use paths::normalize as normalize_path;
+pub use selection::Purpose;
 
 /// A configuration that passed every check, with the warnings found on the way.
 #[derive(Debug)]

@@ -7,6 +7,7 @@ use super::cgroup;
 use super::error::{LabError, Result};
 use super::net;
 use super::procs::{self, Targets};
+use super::registry;
 use super::rootfs;
 use super::state::State;
 use super::sys;
@@ -23,6 +24,8 @@ const LAB_ENTRIES: &[&str] = &[
     "id_ed25519",
     "id_ed25519.pub",
     "sudo-password",
+    "registry",
+    "registry.d",
     ".lock",
     "state.json",
 ];
@@ -61,6 +64,10 @@ pub fn down(dir: &Path, say: &dyn Fn(&str)) -> Result<()> {
         ));
         return Ok(());
     };
+    if let Some(r) = &state.registry {
+        registry::stop(r);
+        say(&format!("stopped the registry {}", r.addr));
+    }
     let n = procs::stop(targets(&state));
     say(&format!("stopped {n} processes"));
     if state.cpu.is_some() {

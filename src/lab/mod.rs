@@ -18,6 +18,7 @@ mod layout;
 mod net;
 mod node;
 mod procs;
+mod registry;
 mod rootfs;
 mod state;
 mod status;
@@ -34,6 +35,7 @@ pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
 pub use hardware::{Change as HardwareChange, Faked};
 pub use images::{IMAGE_ARCHIVE, IMAGE_CMD, IMAGE_NAME};
 pub use layout::{Kind, NodeSpec, Shape, Subnet};
+pub use registry::{REGISTRY_FILE, host_arch};
 pub use rootfs::CACHE_ENV;
 use state::{Shared, State};
 pub use sys::ProcId;
@@ -67,6 +69,8 @@ pub struct UpOptions {
     pub cpu: Option<f64>,
     /// `--distro`: the Debian releases of the Docker and bare nodes, in node order.
     pub distros: Distros,
+    /// `--registry`: a registry on the bridge, trusted by every node (see [`registry`]).
+    pub registry: bool,
 }
 
 /// Prints a lab command's error and turns its result into the process exit code.
@@ -98,7 +102,9 @@ pub fn status_dir(dir: &Path) -> Result<()> {
     if status::status(&real)? {
         Ok(())
     } else {
-        Err(LabError::Other("some nodes are down".into()))
+        Err(LabError::Other(
+            "some nodes or the registry are down".into(),
+        ))
     }
 }
 
@@ -313,6 +319,9 @@ fn start_node(state: &Shared, dir: &Path, cache: Option<&Path>, spec: &NodeSpec)
     if let Some(json) = node::daemon_json(spec.kind, parent.as_deref()) {
         sys::write_file(&nd.join("daemon.json"), json.as_bytes(), 0o644)?;
     }
+    if let Some(r) = state.read(|s| s.registry.clone()) {
+        registry::install_ca(dir, &nd, &r.addr)?;
+    }
     let cgroup_procs = match cpu {
         Some(fraction) => {
             let h = cgroup::detect()?;
@@ -375,6 +384,11 @@ fn same_lab(s: &State, args: &UpOptions) -> Result<()> {
             "{dir} holds a lab made without --cpu; {down} to cap it"
         )));
     }
+    if args.registry && s.registry.is_none() {
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab made without --registry (its nodes do not trust one); {down}"
+        )));
+    }
     let with_release = s.layout.nodes.iter().filter(|n| n.kind != Kind::SshdOnly);
     let differs = with_release
         .clone()
@@ -412,12 +426,53 @@ fn ensure_roots(state: &Shared, dir: &Path, layout: &layout::Layout) -> Result<O
     Ok(Some(cache))
 }
 
+/// The registry running (started, or restarted if its process is gone) and holding the lab
+/// image; what it made, for `up`'s summary.
+fn ensure_registry(state: &Shared, dir: &Path, layout: &layout::Layout) -> Result<Vec<String>> {
+    let addr = registry::addr(layout.gateway());
+    let mut made = Vec::new();
+    let known = state.read(|s| s.registry.clone());
+    if !known.as_ref().is_some_and(registry::running) {
+        if let Some(old) = &known {
+            registry::stop(old);
+        }
+        state.record(|s| {
+            s.registry = Some(registry::RegistryState {
+                addr: addr.clone(),
+                proc_id: None,
+            })
+        })?;
+        registry::start(dir, &addr, |id| {
+            state.record(|s| {
+                if let Some(r) = s.registry.as_mut() {
+                    r.proc_id = Some(id);
+                }
+            })
+        })?;
+        made.push(format!("registry {addr}"));
+    }
+    sys::write_file(
+        &dir.join(REGISTRY_FILE),
+        format!("{addr}\n").as_bytes(),
+        0o644,
+    )?;
+    if !registry::has(dir, &addr, IMAGE_NAME)? {
+        registry::push(dir, &addr, IMAGE_NAME, host_arch())?;
+        made.push(registry::lab_image(&addr));
+    }
+    Ok(made)
+}
+
 /// `lab up`: creates the fleet, or what of it is missing (idempotent).
 pub fn up(args: &UpOptions) -> Result<()> {
     let shape = args.shape;
     layout::validate(shape)?;
     layout::validate_distros(shape, &args.distros)?;
-    preflight(&needed_tools(shape, &args.distros))?;
+    let mut tools = needed_tools(shape, &args.distros);
+    if args.registry {
+        tools.extend(["docker-registry", "openssl", "curl", "setsid"]);
+    }
+    preflight(&tools)?;
     let started = Instant::now();
     let dir = absolute_dir(&args.dir)?;
     let _lock = lock_dir(&dir)?;
@@ -492,6 +547,10 @@ pub fn up(args: &UpOptions) -> Result<()> {
             h.set(&layout.tag, &spec.name, new)?;
         }
         created.push(format!("cpu cap {new} (was {old})"));
+    }
+
+    if args.registry || state.read(|s| s.registry.is_some()) {
+        created.extend(ensure_registry(&state, &dir, &layout)?);
     }
 
     // Phase 1, in parallel: namespaces, veths and boot processes of the nodes not up.
@@ -660,9 +719,12 @@ impl Lab {
         self.state.layout.subnet()
     }
 
-    /// Processes still alive in the lab's namespaces (holders included).
+    /// Processes still alive in the lab's namespaces (holders included), and its registry.
     pub fn processes(&self) -> Vec<ProcId> {
-        procs::remaining(down::targets(&self.state))
+        let mut all = procs::remaining(down::targets(&self.state));
+        let registry = self.state.registry.as_ref().and_then(|r| r.proc_id);
+        all.extend(registry.filter(|p| p.is_alive()));
+        all
     }
 
     /// A command that runs inside the node (its namespaces and root file system).
@@ -976,6 +1038,21 @@ impl Lab {
             IMAGE_NAME,
             IMAGE_CMD,
         )
+    }
+
+    /// The lab registry's `host:port` (`lab up --registry`), if it has one.
+    pub fn registry(&self) -> Option<&str> {
+        self.state.registry.as_ref().map(|r| r.addr.as_str())
+    }
+
+    /// Pushes the lab image's root file system to the lab registry as `REPO:TAG`, its
+    /// config naming `arch` (another architecture than this machine's, for the checks of
+    /// images that cannot run here); returns the manifest's digest.
+    pub fn push_image(&self, reference: &str, arch: &str) -> Result<String> {
+        let addr = self.registry().ok_or_else(|| {
+            LabError::Usage("this lab has no registry (lab up --registry)".into())
+        })?;
+        registry::push(&self.dir, addr, reference, arch)
     }
 }
 

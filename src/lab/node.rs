@@ -237,6 +237,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     } else {
         s.push_str(&host_fs_mounts(node));
     }
+    // The lab registry's CA (`lab up --registry`), for the daemon and the CLI alike.
+    s.push_str(
+        "if [ -d $N/certs.d ]; then mkdir -p $R/etc/docker && cp -r $N/certs.d $R/etc/docker/; fi\n",
+    );
     let _ = writeln!(
         s,
         "mkdir -p $R/run/sshd\n\

@@ -48,6 +48,9 @@ pub struct State {
     /// `--cpu`: each node's share of one CPU; its cgroups exist (or are about to).
     #[serde(default)]
     pub cpu: Option<f64>,
+    /// `--registry`: the lab's registry (recorded before its process is spawned).
+    #[serde(default)]
+    pub registry: Option<super::registry::RegistryState>,
     pub nodes: std::collections::BTreeMap<String, NodeState>,
 }
 
@@ -63,6 +66,7 @@ impl State {
             ip_forward_before: None,
             rules: Vec::new(),
             cpu: None,
+            registry: None,
             nodes: Default::default(),
         }
     }

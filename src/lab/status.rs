@@ -86,5 +86,14 @@ pub fn status(dir: &Path) -> Result<bool> {
         );
         print_line(line.trim_end());
     }
+    if let Some(r) = &state.registry {
+        let up = super::registry::running(r);
+        healthy &= up;
+        print_line(&format!(
+            "registry {} {}",
+            r.addr,
+            if up { "up" } else { "down" }
+        ));
+    }
     Ok(healthy)
 }
