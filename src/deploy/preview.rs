@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::images::{missing_on, refusal};
+use super::images::{for_node, missing_on, refusal};
 use super::{Decision, Options, Prepared, PreparedStack, decide};
 use crate::docker::network::{self, Verdict};
 use crate::docker::paths::current_release;
@@ -117,6 +117,13 @@ async fn changes<R: Remote + 'static>(
             let mut row = Planned::new(&RowId::host(&n));
             match r {
                 Ok((missing, arch)) => {
+                    let missing = match for_node(&prepared.images, &missing, arch.as_deref()) {
+                        Ok(m) => m,
+                        Err((name, why)) => {
+                            problems.push(format!("{n}: load image {name}: {why}"));
+                            Vec::new()
+                        }
+                    };
                     for &i in &missing {
                         let img = &prepared.images[i];
                         match refusal(img, arch.as_deref(), &n) {
