@@ -2,7 +2,7 @@
 //! (which knows nothing of the command line).
 
 use crate::cli::{DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabUpArgs, LinkState};
-use crate::lab::{self, Daemon, Lab, Shape, UpOptions};
+use crate::lab::{self, Daemon, Lab, Shape, UpOptions, VmOptions};
 
 pub fn lab(command: &LabCommand) -> u8 {
     lab::exit_code(match command {
@@ -61,6 +61,12 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         shape,
         subnet: a.subnet,
         cpu: a.cpu,
+        vm: a.vm.then(|| VmOptions {
+            archs: a.arch.clone(),
+            releases: Vec::new(),
+            kernel_args: a.kernel_args.clone(),
+            without_modules: a.without_module.clone(),
+        }),
     }
 }
 

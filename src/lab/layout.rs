@@ -170,11 +170,15 @@ pub struct NodeSpec {
     pub address: Ipv4Addr,
     /// Network namespace name (`ip netns`).
     pub netns: String,
-    /// Host side of the node's veth pair, plugged into the lab bridge.
+    /// Host side of the node's link, plugged into the lab bridge: its veth pair's, or a VM
+    /// node's tap.
     pub veth: String,
     /// sudo asks this node's `pi` for the password in `DIR/sudo-password`.
     pub sudo_password: bool,
     pub zone: String,
+    /// A VM node (`lab up --vm`): its architecture, release, kernel arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<super::vm::VmNode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -333,6 +337,7 @@ pub fn plan(dir: &Path, shape: Shape, subnet: Subnet) -> Result<Layout> {
                 zone: ["a", "b", "c"][i % 3].to_string(),
                 name,
                 kind,
+                vm: None,
             }
         })
         .collect();

@@ -11,7 +11,7 @@ use super::sys::{self, cmd, run};
 
 pub const CACHE_ENV: &str = "RPIPROV_LAB_CACHE";
 pub const MIRROR_ENV: &str = "RPIPROV_LAB_MIRROR";
-const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const SUITE: &str = "bookworm";
 const INCLUDE: &str = "openssh-server,sudo,iproute2,ca-certificates,procps";
 const BASE: &str = "bookworm-minbase";

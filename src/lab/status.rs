@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::error::{LabError, Result};
 use super::layout::{Kind, NodeSpec};
 use super::state::State;
-use super::{node, print_line};
+use super::{node, print_line, vm};
 
 pub struct NodeStatus {
     pub spec: NodeSpec,
@@ -27,6 +27,14 @@ pub fn collect(state: &State) -> Vec<NodeStatus> {
         .iter()
         .map(|spec| {
             let holder = state.nodes.get(&spec.name).and_then(|n| n.holder);
+            if spec.vm.is_some() {
+                let (sshd, dockerd) = vm::status(&state.dir, spec, holder);
+                return NodeStatus {
+                    spec: spec.clone(),
+                    sshd,
+                    dockerd,
+                };
+            }
             let sshd = holder.is_some_and(node::sshd_running) && port_open(spec);
             let dockerd = match (spec.kind, holder) {
                 (Kind::SshdOnly, _) => None,
@@ -49,9 +57,20 @@ pub fn status(dir: &Path) -> Result<bool> {
     let state = State::load(dir)?
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
     let rows = collect(&state);
+    // A VM lab says what each machine is; a namespace lab's table stays as it was.
+    let vms = rows.iter().any(|r| r.spec.vm.is_some());
+    let machine = |r: &NodeStatus| match &r.spec.vm {
+        Some(v) => format!("vm {} {}", v.arch, v.release),
+        None => "netns".to_string(),
+    };
     print_line(&format!(
-        "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD",
-        "NODE", "ADDRESS", "ROLE", "KIND", "SSHD"
+        "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD{}",
+        "NODE",
+        "ADDRESS",
+        "ROLE",
+        "KIND",
+        "SSHD",
+        if vms { " MACHINE" } else { "" }
     ));
     let mut healthy = true;
     for r in &rows {
@@ -61,6 +80,11 @@ pub fn status(dir: &Path) -> Result<bool> {
             None => "-",
         };
         healthy &= r.sshd && r.dockerd != Some(false);
+        let docker = if vms {
+            format!("{docker:<7} {}", machine(r))
+        } else {
+            docker.to_string()
+        };
         print_line(&format!(
             "{:<8} {:<15} {:<8} {:<10} {:<5} {docker}",
             r.spec.name,
