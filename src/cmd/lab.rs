@@ -61,9 +61,9 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         shape,
         subnet: a.subnet,
         cpu: a.cpu,
+        distros: a.distro.clone(),
         vm: a.vm.then(|| VmOptions {
             archs: a.arch.clone(),
-            releases: Vec::new(),
             kernel_args: a.kernel_args.clone(),
             without_modules: a.without_module.clone(),
         }),

@@ -60,17 +60,18 @@ pub fn status(dir: &Path) -> Result<bool> {
     // A VM lab says what each machine is; a namespace lab's table stays as it was.
     let vms = rows.iter().any(|r| r.spec.vm.is_some());
     let machine = |r: &NodeStatus| match &r.spec.vm {
-        Some(v) => format!("vm {} {}", v.arch, v.release),
-        None => "netns".to_string(),
+        Some(v) => format!(" vm {}", v.arch),
+        None => String::new(),
     };
     print_line(&format!(
-        "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD{}",
+        "{:<8} {:<15} {:<8} {:<10} {:<5} {:<7} RELEASE{}",
         "NODE",
         "ADDRESS",
         "ROLE",
         "KIND",
         "SSHD",
-        if vms { " MACHINE" } else { "" }
+        "DOCKERD",
+        if vms { "  MACHINE" } else { "" }
     ));
     let mut healthy = true;
     for r in &rows {
@@ -80,13 +81,13 @@ pub fn status(dir: &Path) -> Result<bool> {
             None => "-",
         };
         healthy &= r.sshd && r.dockerd != Some(false);
-        let docker = if vms {
-            format!("{docker:<7} {}", machine(r))
+        let release = if vms {
+            format!("{:<8}{}", r.spec.distro.as_str(), machine(r))
         } else {
-            docker.to_string()
+            r.spec.distro.to_string()
         };
         print_line(&format!(
-            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker}",
+            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {release}",
             r.spec.name,
             r.spec.address.to_string(),
             r.spec.role,

@@ -22,6 +22,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::distro::Distros;
 use super::error::{LabError, Result};
 use super::images as lab_images;
 use super::layout::{Kind, Layout, NodeSpec, Shape, plan};
@@ -36,8 +37,6 @@ pub use node::{is_up, status, wait_ready};
 /// machine runs several at once.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The Debian release of VM nodes when none is asked for.
-pub const DEFAULT_RELEASE: &str = "bookworm";
 /// More would not fit this kind of machine (2 cores, 24 GiB; see docs/LAB.md).
 pub const MAX_VMS: usize = 12;
 /// What one VM takes of this machine's memory, measured (its guest memory, qemu's
@@ -130,8 +129,6 @@ impl FromStr for NodeValue {
 pub struct VmOptions {
     /// `--arch`: amd64 when empty.
     pub archs: Vec<Arch>,
-    /// Debian releases: [`DEFAULT_RELEASE`] when empty.
-    pub releases: Vec<String>,
     /// `--kernel-args NODE=ARGS`: added to that node's kernel command line.
     pub kernel_args: Vec<NodeValue>,
     /// `--without-module NODE=MODULE`: a module that node's kernel does not have.
@@ -183,15 +180,11 @@ pub fn apply(layout: &mut Layout, opts: &VmOptions) -> Result<()> {
             "{n} VM nodes asked, at most {MAX_VMS} fit on one machine"
         )));
     }
-    for (flag, len) in [
-        ("--arch", opts.archs.len()),
-        ("--distro", opts.releases.len()),
-    ] {
-        if len > n {
-            return Err(LabError::Usage(format!(
-                "{flag} names {len} nodes, the lab has {n}"
-            )));
-        }
+    if opts.archs.len() > n {
+        return Err(LabError::Usage(format!(
+            "--arch names {} nodes, the lab has {n}",
+            opts.archs.len()
+        )));
     }
     let names: Vec<String> = layout.nodes.iter().map(|s| s.name.clone()).collect();
     let kernel_args = per_node(&names, &opts.kernel_args, "--kernel-args", kernel_words)?;
@@ -206,7 +199,8 @@ pub fn apply(layout: &mut Layout, opts: &VmOptions) -> Result<()> {
         spec.veth = format!("rpl{tag}t{}", i + 1);
         spec.vm = Some(VmNode {
             arch: nth(&opts.archs, i).unwrap_or(Arch::Amd64),
-            release: nth(&opts.releases, i).unwrap_or_else(|| DEFAULT_RELEASE.to_string()),
+            // `--distro`, as for namespace nodes: the release of the node's image.
+            release: spec.distro.as_str().to_string(),
             kernel_args: kernel_args[i].clone(),
             without_modules: modules[i].clone(),
             mac: mac(&tag, i),
@@ -221,9 +215,10 @@ pub fn same_machines(
     dir: &Path,
     recorded: &Layout,
     shape: Shape,
+    distros: &Distros,
     opts: Option<&VmOptions>,
 ) -> Result<bool> {
-    let mut l = plan(dir, shape, recorded.subnet())?;
+    let mut l = plan(dir, shape, recorded.subnet(), distros)?;
     if let Some(o) = opts {
         apply(&mut l, o)?;
     }
@@ -445,6 +440,8 @@ pub fn check_memory(starting: usize) -> Result<()> {
 /// The host tools `lab up --vm` needs for these architectures.
 pub fn tools(archs: &[Arch]) -> Vec<&'static str> {
     let mut t = vec![
+        "ssh-keygen",
+        "tar",
         "qemu-img",
         "debootstrap",
         "mkfs.ext4",
@@ -479,6 +476,7 @@ mod tests {
                 sshd_only: 0,
             },
             "198.18.0.0/24".parse().unwrap(),
+            &Distros::default(),
         )
         .unwrap()
     }
