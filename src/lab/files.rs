@@ -81,8 +81,12 @@ pub fn inventory(layout: &Layout) -> String {
          [ssh]\n\
          known_hosts = \"known_hosts\"\n\
          host_key_policy = \"strict\"\n\
-         connect_timeout = \"5s\"\n\n",
+         connect_timeout = \"@TIMEOUT@\"\n\n",
     );
+    // An emulated machine on a busy 2-core host takes more than 5 s to finish an SSH
+    // login (seen: bootstrap's connect to a VM node at load average 19).
+    let vm = layout.nodes.iter().any(|n| n.vm.is_some());
+    s = s.replace("@TIMEOUT@", if vm { "30s" } else { "5s" });
     let _ = write!(
         s,
         "[swarm]\ndefault_addr_pool = \"{SWARM_POOL}\"\n\n\
@@ -182,6 +186,12 @@ mod tests {
             Some("RPIPROV_SUDO_PASSWORD")
         );
         assert!(hosts[2].get("become_password").is_none());
+        assert_eq!(v["ssh"]["connect_timeout"].as_str(), Some("5s"));
+        // VM nodes: an emulated login on a busy machine takes longer.
+        let mut l = l;
+        crate::lab::vm::apply(&mut l, &crate::lab::VmOptions::default()).unwrap();
+        let v: toml::Value = toml::from_str(&inventory(&l)).unwrap();
+        assert_eq!(v["ssh"]["connect_timeout"].as_str(), Some("30s"));
     }
 
     #[test]
