@@ -30,6 +30,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# VM nodes (`lab up --vm`): Debian's qemu 7.2, qemu-user-static for the
+# arm64 image build, cpio and mkfs.ext4 for the images. A machine whose qemu-utils came
+# from bookworm-backports cannot install qemu-system 7.2 beside it: qemu-utils is asked at
+# the version of bookworm's qemu-system-common (a downgrade where needed).
+vm_pkgs=(qemu-system-x86 qemu-system-arm qemu-user-static qemu-utils cpio e2fsprogs)
+vm_missing=no
+for p in "${vm_pkgs[@]}"; do
+  installed "$p" || vm_missing=yes
+done
+if [ "$vm_missing" = yes ]; then
+  echo "installing: ${vm_pkgs[*]} (VM nodes)" >&2
+  [ "$updated" = yes ] || apt-get update -qq
+  updated=yes
+  qemu_version=$(apt-cache policy qemu-system-common | awk '/Candidate:/ {print $2}')
+  apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    qemu-system-x86 qemu-system-arm qemu-user-static "qemu-utils=$qemu_version" cpio e2fsprogs >/dev/null
+fi
+
 # Listening sockets on TCP port 22, one per line ("" when none).
 port22() {
   ss -Hltn 'sport = :22' | awk '{print $4}' | sort

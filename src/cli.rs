@@ -479,7 +479,7 @@ pub enum ShellArg {
 pub enum LabCommand {
     /// Create the fleet (idempotent).
     #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --registry    # and a registry on the bridge: DIR/registry\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
+        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --registry    # and a registry on the bridge: DIR/registry\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24\n  rpiprov lab up --vm --arch amd64,arm64 --nodes 1 --bare 1\n  rpiprov lab up --vm --nodes 2 --bare 0 --kernel-args pi2='cgroup_disable=memory' --without-module pi2=vxlan"
     )]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
@@ -666,6 +666,19 @@ pub struct LabUpArgs {
     /// Also run an image registry (Debian's docker-registry, TLS with a lab CA every node
     /// trusts) on the lab bridge's address; writes its host:port to DIR/registry and pushes
     /// the lab image there as REGISTRY/rpiprov-lab/busybox:1.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "vm")]
     pub registry: bool,
+    /// Make the nodes virtual machines (emulated by qemu, Debian's kernel and systemd):
+    /// the routing mesh, real reboots, their own kernels and clocks, arm64.
+    #[arg(long, conflicts_with_all = ["sshd_only", "cpu"])]
+    pub vm: bool,
+    /// The VMs' architectures, per node in order (the last for the rest).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "vm")]
+    pub arch: Vec<crate::lab::Arch>,
+    /// Words added to a VM's kernel command line (repeatable).
+    #[arg(long, value_name = "NODE=ARGS", requires = "vm")]
+    pub kernel_args: Vec<crate::lab::NodeValue>,
+    /// A kernel module that VM does not have (removed from its disk; repeatable).
+    #[arg(long, value_name = "NODE=MODULE", requires = "vm")]
+    pub without_module: Vec<crate::lab::NodeValue>,
 }

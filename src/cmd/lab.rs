@@ -4,7 +4,7 @@
 use crate::cli::{
     DaemonAction, DaemonArg, LabCommand, LabFilterArgs, LabHardwareArgs, LabUpArgs, LinkState,
 };
-use crate::lab::{self, Daemon, HardwareChange, Lab, Shape, UpOptions};
+use crate::lab::{self, Daemon, HardwareChange, Lab, Shape, UpOptions, VmOptions};
 
 pub fn lab(command: &LabCommand) -> u8 {
     lab::exit_code(match command {
@@ -66,6 +66,11 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         cpu: a.cpu,
         distros: a.distro.clone(),
         registry: a.registry,
+        vm: a.vm.then(|| VmOptions {
+            archs: a.arch.clone(),
+            kernel_args: a.kernel_args.clone(),
+            without_modules: a.without_module.clone(),
+        }),
     }
 }
 

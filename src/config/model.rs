@@ -302,11 +302,21 @@ pub enum ImageFormat {
 pub struct Image {
     /// The reference the stacks use (`lab/httpd:1`).
     pub name: String,
+    /// The archive (with an archive per architecture: the first of [`Image::by_arch`]).
     pub archive: PathBuf,
+    /// `archive = { amd64 = "...", arm64 = "..." }`: each node gets the archive of its
+    /// architecture (Docker's or Debian's name, as written); empty for one archive.
+    pub by_arch: Vec<(String, PathBuf)>,
     pub format: ImageFormat,
     /// For `rootfs` images: the `CMD` of the import (`docker import --change`'s).
     pub cmd: Vec<String>,
 }
+
+/// The architectures an image archive may be given for: Docker's names and Debian's.
+pub const IMAGE_ARCHS: &[&str] = &[
+    "amd64", "arm64", "arm", "armhf", "armel", "386", "i386", "ppc64le", "ppc64el", "s390x",
+    "riscv64",
+];
 
 /// A variable passed to `docker stack deploy`'s environment.
 #[derive(Debug, Clone)]

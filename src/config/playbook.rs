@@ -11,7 +11,8 @@ use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity, Source};
 use super::model::{
-    Compose, Image, ImageFormat, Network, Playbook, Stack, ValueCommand, Variable, VariableValue,
+    Compose, IMAGE_ARCHS, Image, ImageFormat, Network, Playbook, Stack, ValueCommand, Variable,
+    VariableValue,
 };
 use super::paths::Containment;
 use super::toml_file::TomlFile;
@@ -58,9 +59,17 @@ struct RawStack {
 #[serde(deny_unknown_fields)]
 struct RawImage {
     name: Option<Spanned<String>>,
-    archive: Option<Spanned<String>>,
+    archive: Option<Spanned<RawArchive>>,
     format: Option<Spanned<String>>,
     cmd: Option<Spanned<Vec<String>>>,
+}
+
+/// `archive = "x.tar"`, or one per architecture: `archive = { amd64 = "a.tar", arm64 = "b.tar" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawArchive {
+    One(String),
+    PerArch(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,8 +354,13 @@ impl Checker<'_, '_, '_> {
         for i in raw {
             let r = i.get_ref();
             let name = self.required(i, &r.name, "name");
-            let archive = self.required(i, &r.archive, "archive");
-            let (Some(name), Some(archive)) = (name, archive) else {
+            if r.archive.is_none() {
+                self.diags.push(
+                    self.file
+                        .missing(&i.span(), "archive", "required key is missing"),
+                );
+            }
+            let (Some(name), Some(archive)) = (name, r.archive.as_ref()) else {
                 continue;
             };
             let name_ok = names::image_reference(name.get_ref())
@@ -370,19 +384,20 @@ impl Checker<'_, '_, '_> {
             {
                 self.err(&cmd.span(), "cmd is only used with format = \"rootfs\" (a docker-save archive keeps its own)");
             }
-            let path = match paths::resolve(archive.get_ref(), &self.base, self.home) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.err(&archive.span(), e);
-                    continue;
-                }
+            let Some(mut archives) = self.archives(archive) else {
+                continue;
             };
-            if let Err(e) = self.containment.file(&path) {
-                self.err(&archive.span(), e);
+            let (_, path) = archives[0].clone();
+            if archives[0].0.is_none() {
+                archives.clear();
             }
             out.push(Image {
                 name: name.get_ref().clone(),
                 archive: path,
+                by_arch: archives
+                    .into_iter()
+                    .map(|(a, p)| (a.unwrap_or_default(), p))
+                    .collect(),
                 format,
                 cmd: r
                     .cmd
@@ -392,6 +407,47 @@ impl Checker<'_, '_, '_> {
             });
         }
         out
+    }
+
+    /// An image's archive, or its archives per architecture (`None` after an error),
+    /// each resolved and kept inside the playbook's folder.
+    fn archives(
+        &mut self,
+        archive: &Spanned<RawArchive>,
+    ) -> Option<Vec<(Option<String>, PathBuf)>> {
+        let given: Vec<(Option<String>, &String)> = match archive.get_ref() {
+            RawArchive::One(p) => vec![(None, p)],
+            RawArchive::PerArch(m) if m.is_empty() => {
+                self.err(&archive.span(), "an empty table: give an archive per architecture, such as { amd64 = \"web-amd64.tar\", arm64 = \"web-arm64.tar\" }");
+                return None;
+            }
+            RawArchive::PerArch(m) => m.iter().map(|(a, p)| (Some(a.clone()), p)).collect(),
+        };
+        let unknown = given
+            .iter()
+            .filter_map(|(a, _)| a.as_ref())
+            .find(|a| !IMAGE_ARCHS.contains(&a.as_str()));
+        if let Some(a) = unknown {
+            let known = IMAGE_ARCHS.join(", ");
+            let message = format!("unknown architecture {a:?}, expected one of: {known}");
+            self.err(&archive.span(), message);
+            return None;
+        }
+        let mut out = Vec::new();
+        for (arch, rel) in given {
+            let path = match paths::resolve(rel, &self.base, self.home) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.err(&archive.span(), e);
+                    return None;
+                }
+            };
+            if let Err(e) = self.containment.file(&path) {
+                self.err(&archive.span(), e);
+            }
+            out.push((arch, path));
+        }
+        Some(out)
     }
 
     fn variables(&mut self, raw: &RawPlaybook) -> Vec<Variable> {
@@ -717,6 +773,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("web.yml"), WEB).unwrap();
         std::fs::write(dir.path().join("httpd.tar"), "").unwrap();
+        std::fs::write(dir.path().join("httpd-arm64.tar"), "").unwrap();
         let path = dir.path().join("playbook.toml");
         std::fs::write(&path, text).unwrap();
         let mut diags = Vec::new();
@@ -831,6 +888,7 @@ timeout = "2m"
         );
         assert_eq!(p.images.len(), 1);
         assert_eq!(p.images[0].archive, dir.path().join("httpd.tar"));
+        assert!(p.images[0].by_arch.is_empty());
         assert_eq!(p.images[0].format, ImageFormat::Rootfs);
         assert_eq!(p.images[0].cmd, ["httpd-foreground"]);
         let vars: Vec<String> = p
@@ -941,6 +999,27 @@ timeout = "2m"
         );
     }
 
+    /// Issue 25: an archive per architecture, each node getting its own.
+    #[test]
+    fn an_image_may_have_an_archive_per_architecture() {
+        let (dir, p, diags) = load_text(
+            "[[image]]\nname = \"lab/httpd:1\"\nformat = \"rootfs\"\n\
+             archive = { arm64 = \"httpd-arm64.tar\", amd64 = \"httpd.tar\" }\n\
+             [[stack]]\nname = \"web\"\nfile = \"web.yml\"",
+        );
+        assert_eq!(diags, Vec::<String>::new());
+        let img = &p.unwrap().images[0];
+        let d = dir.path();
+        assert_eq!(
+            img.by_arch,
+            [
+                ("amd64".to_string(), d.join("httpd.tar")),
+                ("arm64".to_string(), d.join("httpd-arm64.tar"))
+            ]
+        );
+        assert_eq!(img.archive, d.join("httpd.tar"));
+    }
+
     #[test]
     fn each_error_message() {
         let cases: &[(&str, &[&str])] = &[
@@ -986,6 +1065,18 @@ timeout = "2m"
             (
                 "[[image]]\nname = \"other:1\"\narchive = \"httpd.tar\"",
                 &["warning: 2:8: image[0].name: no stack uses image \"other:1\""],
+            ),
+            (
+                "[[image]]\nname = \"lab/httpd:1\"\narchive = { arm64 = \"a.tar\", sparc = \"b.tar\" }\n[[stack]]\nname = \"web\"\nfile = \"web.yml\"",
+                &[
+                    "error: 3:11: image[0].archive: unknown architecture \"sparc\", expected one of: amd64, arm64, arm, armhf, armel, 386, i386, ppc64le, ppc64el, s390x, riscv64",
+                ],
+            ),
+            (
+                "[[image]]\nname = \"lab/httpd:1\"\narchive = {}\n[[stack]]\nname = \"web\"\nfile = \"web.yml\"",
+                &[
+                    "error: 3:11: image[0].archive: an empty table: give an archive per architecture, such as { amd64 = \"web-amd64.tar\", arm64 = \"web-arm64.tar\" }",
+                ],
             ),
             (
                 "[[variable]]\nname = \"A\"\nvalue = \"1\"\nenv = \"B\"",

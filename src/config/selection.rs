@@ -115,6 +115,7 @@ mod tests {
                 .map(|n| Image {
                     name: n.to_string(),
                     archive: PathBuf::from("x.tar"),
+                    by_arch: Vec::new(),
                     format: ImageFormat::DockerSave,
                     cmd: Vec::new(),
                 })

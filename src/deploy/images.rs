@@ -40,6 +40,9 @@ pub struct PreparedImage {
     /// The platforms read from the archive, as each image store loads it
     /// ([`image::archive_platforms`]): a node of another architecture does not get it.
     pub platforms: ArchivePlatforms,
+    /// The architecture the playbook gives this archive for (`archive = { arm64 = "..." }`):
+    /// only nodes of it get it. `None`: every node.
+    pub arch: Option<String>,
 }
 
 impl PreparedImage {
@@ -54,7 +57,14 @@ impl PreparedImage {
             cmd,
             archive: Arc::new(archive),
             sha256,
+            arch: None,
         }
+    }
+
+    /// The archive of one architecture of an image that has one per architecture.
+    pub fn for_arch(mut self, arch: &str) -> Self {
+        self.arch = Some(arch.to_string());
+        self
     }
 
     fn as_ref(&self) -> ImageRef<'_> {
@@ -135,6 +145,49 @@ pub async fn missing_on<R: Remote + 'static>(
 /// What to do instead, for a node of architecture `arch`.
 fn build_for(arch: &str) -> String {
     format!("build the image for {arch} (docker buildx build --platform linux/{arch})")
+}
+
+/// Which of the `missing` images (indices) a node of `arch` gets: every image of one
+/// archive; of an image with an archive per architecture, the one of the node's (Docker's
+/// and Debian's names alike). An error names the first missing image that has archives
+/// per architecture but none for this node, and why.
+pub fn for_node(
+    images: &[PreparedImage],
+    missing: &[usize],
+    arch: Option<&str>,
+) -> Result<Vec<usize>, (String, String)> {
+    let mut chosen = Vec::new();
+    for &i in missing {
+        let img = &images[i];
+        let Some(for_arch) = &img.arch else {
+            chosen.push(i);
+            continue;
+        };
+        let Some(node) = arch else {
+            let why = "the node did not say its architecture, and the playbook gives an archive per architecture".to_string();
+            return Err((img.name.clone(), why));
+        };
+        if image::docker_arch(for_arch) == image::docker_arch(node) {
+            chosen.push(i);
+            continue;
+        }
+        let given: Vec<&str> = images
+            .iter()
+            .filter(|o| o.name == img.name)
+            .filter_map(|o| o.arch.as_deref())
+            .collect();
+        if !given
+            .iter()
+            .any(|a| image::docker_arch(a) == image::docker_arch(node))
+        {
+            let why = format!(
+                "the playbook gives archives for {}, none for {node}",
+                given.join(", ")
+            );
+            return Err((img.name.clone(), why));
+        }
+    }
+    Ok(chosen)
 }
 
 /// Why an image is not shipped to the node `host`, or `None` when the archive has an
@@ -254,7 +307,16 @@ pub async fn ship<R: Remote + 'static>(
                 }
                 Ok(survey) => {
                     let timeouts = (command_timeout, load_timeout);
-                    for (k, &i) in survey.missing.iter().enumerate() {
+                    let arch = Some(survey.store.arch.as_str()).filter(|a| !a.is_empty());
+                    let missing = match for_node(&images, &survey.missing, arch) {
+                        Ok(m) => m,
+                        Err((name, why)) => {
+                            res.failed = Some((name.clone(), why));
+                            res.not_loaded = vec![name];
+                            Vec::new()
+                        }
+                    };
+                    for (k, &i) in missing.iter().enumerate() {
                         let img = &images[i];
                         // Refused before a byte is sent: it could not run there.
                         let loaded = match refusal(img, &survey.store, &host) {
@@ -268,7 +330,7 @@ pub async fn ship<R: Remote + 'static>(
                             Ok(()) => res.loaded.push(img.name.clone()),
                             Err(e) => {
                                 res.failed = Some((img.name.clone(), e.0));
-                                res.not_loaded = survey.missing[k..]
+                                res.not_loaded = missing[k..]
                                     .iter()
                                     .map(|&j| images[j].name.clone())
                                     .collect();
@@ -377,6 +439,39 @@ mod tests {
             refusal(&img, &store(false), "pi1").unwrap(),
             "the archive is built for arm64 (the image config), and pi1 runs amd64: not shipped; its OCI index holds amd64 too, but pi1's image store (not containerd's) loads only the image manifest.json names: save the archive for amd64 alone (docker save --platform linux/amd64)"
         );
+    }
+
+    /// Issue 25: an image with an archive per architecture; each node gets its own, and a
+    /// node of an architecture the playbook has none for is told so.
+    #[test]
+    fn each_node_gets_the_archive_of_its_architecture() {
+        let img = |arch: Option<&str>| {
+            let i = PreparedImage::new(
+                "lab/a:1",
+                ImageFormat::Rootfs,
+                vec![],
+                arch.unwrap_or("").into(),
+            );
+            match arch {
+                Some(a) => i.for_arch(a),
+                None => i,
+            }
+        };
+        let images = [img(Some("amd64")), img(Some("arm64")), img(None)];
+        assert_eq!(for_node(&images, &[0, 1, 2], Some("amd64")), Ok(vec![0, 2]));
+        assert_eq!(
+            for_node(&images, &[0, 1, 2], Some("aarch64")),
+            Ok(vec![1, 2])
+        );
+        assert_eq!(for_node(&images, &[2], None), Ok(vec![2]));
+        assert_eq!(
+            for_node(&images, &[0, 1], Some("armhf")),
+            Err((
+                "lab/a:1".into(),
+                "the playbook gives archives for amd64, arm64, none for armhf".into()
+            ))
+        );
+        assert!(for_node(&images, &[0], None).is_err());
     }
 
     #[tokio::test]

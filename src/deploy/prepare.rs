@@ -84,19 +84,23 @@ pub fn prepare_with(
 ) -> Result<Prepared, String> {
     let mut images = Vec::new();
     for img in &playbook.images {
-        let bytes = read(&img.archive).map_err(|e| {
-            format!(
-                "image {}: cannot read {}: {e}",
-                img.name,
-                img.archive.display()
-            )
-        })?;
-        images.push(PreparedImage::new(
-            &img.name,
-            img.format,
-            img.cmd.clone(),
-            bytes,
-        ));
+        // One archive, or one per architecture (each node gets its own: `images::for_node`).
+        let one = [(String::new(), img.archive.clone())];
+        let archives = if img.by_arch.is_empty() {
+            &one[..]
+        } else {
+            &img.by_arch[..]
+        };
+        for (arch, path) in archives {
+            let bytes = read(path)
+                .map_err(|e| format!("image {}: cannot read {}: {e}", img.name, path.display()))?;
+            let prepared = PreparedImage::new(&img.name, img.format, img.cmd.clone(), bytes);
+            images.push(if arch.is_empty() {
+                prepared
+            } else {
+                prepared.for_arch(arch)
+            });
+        }
     }
     // Only what a stack reads is resolved: a command runs when its output is used.
     let used: std::collections::BTreeSet<&str> = playbook

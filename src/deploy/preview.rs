@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::images::{missing_on, refusal};
+use super::images::{for_node, missing_on, refusal};
 use super::{Decision, Options, Prepared, PreparedStack, decide};
 use crate::docker::network::{self, Verdict};
 use crate::docker::paths::current_release;
@@ -139,7 +139,15 @@ async fn changes<R: Remote + 'static>(
             let mut row = Planned::new(&RowId::host(&n));
             match r {
                 Ok(survey) => {
-                    for &i in &survey.missing {
+                    let arch = Some(survey.store.arch.as_str()).filter(|a| !a.is_empty());
+                    let missing = match for_node(&prepared.images, &survey.missing, arch) {
+                        Ok(m) => m,
+                        Err((name, why)) => {
+                            problems.push(format!("{n}: load image {name}: {why}"));
+                            Vec::new()
+                        }
+                    };
+                    for &i in &missing {
                         let img = &prepared.images[i];
                         match refusal(img, &survey.store, &n) {
                             Some(why) => {

@@ -30,6 +30,7 @@ fn playbook() -> Playbook {
         images: vec![Image {
             name: "lab/httpd:1".into(),
             archive: PathBuf::from("images/httpd.tar"),
+            by_arch: vec![],
             format: ImageFormat::Rootfs,
             cmd: vec!["httpd".into(), "-f".into()],
         }],

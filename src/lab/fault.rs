@@ -113,20 +113,45 @@ pub fn validate_loss(percent: f64) -> Result<()> {
     }
 }
 
-/// `iptables -w -t raw ARGS` in the network namespace `netns` (the host's binary, as the
-/// node's own dockerd uses on Docker nodes).
-fn iptables(netns: &str, args: &[String]) -> Command {
-    let mut c = cmd([
-        "nsenter".to_string(),
-        format!("--net=/run/netns/{netns}"),
-        "--".into(),
-        "iptables".into(),
-        "-w".into(),
-        "-t".into(),
-        "raw".into(),
-    ]);
-    c.args(args);
-    c
+/// Where the lab's filter commands run: a namespace node's network namespace, or a VM's
+/// own kernel (through its guest agent). The rules and chains are the same.
+pub trait Iptables {
+    /// `iptables -w -t raw ARGS` there; its stdout, or an error with its stderr.
+    fn raw(&self, args: &[String]) -> Result<String>;
+
+    fn holds(&self, args: &[String]) -> bool {
+        self.raw(args).is_ok()
+    }
+}
+
+/// A namespace node's network namespace (the host's binary, as the node's own dockerd
+/// uses on Docker nodes).
+pub struct Netns<'a>(pub &'a str);
+
+impl Netns<'_> {
+    fn command(&self, args: &[String]) -> Command {
+        let mut c = cmd([
+            "nsenter".to_string(),
+            format!("--net=/run/netns/{}", self.0),
+            "--".into(),
+            "iptables".into(),
+            "-w".into(),
+            "-t".into(),
+            "raw".into(),
+        ]);
+        c.args(args);
+        c
+    }
+}
+
+impl Iptables for Netns<'_> {
+    fn raw(&self, args: &[String]) -> Result<String> {
+        run(self.command(args))
+    }
+
+    fn holds(&self, args: &[String]) -> bool {
+        succeeds(self.command(args))
+    }
 }
 
 fn with(op: &str, chain: &str, rule: &[String]) -> Vec<String> {
@@ -136,59 +161,56 @@ fn with(op: &str, chain: &str, rule: &[String]) -> Vec<String> {
 }
 
 /// Creates and hooks the lab's chains in the node, once.
-fn ensure_chains(netns: &str) -> Result<()> {
+fn ensure_chains(t: &dyn Iptables) -> Result<()> {
     for chain in [DROP_CHAIN, LOSS_CHAIN] {
-        if !succeeds(iptables(netns, &["-n".into(), "-L".into(), chain.into()])) {
-            run(iptables(netns, &["-N".into(), chain.into()]))?;
+        if !t.holds(&["-n".into(), "-L".into(), chain.into()]) {
+            t.raw(&["-N".into(), chain.into()])?;
         }
         for hook in hooks(chain) {
             let (builtin, rest) = hook.split_first().expect("hook has a chain");
-            if !succeeds(iptables(netns, &with("-C", builtin, rest))) {
-                run(iptables(netns, &with("-I", builtin, rest)))?;
+            if !t.holds(&with("-C", builtin, rest)) {
+                t.raw(&with("-I", builtin, rest))?;
             }
         }
     }
     Ok(())
 }
 
-pub fn drop_port(netns: &str, port: Port) -> Result<()> {
-    ensure_chains(netns)?;
+pub fn drop_port(t: &dyn Iptables, port: Port) -> Result<()> {
+    ensure_chains(t)?;
     let rule = drop_rule(port);
-    if !succeeds(iptables(netns, &with("-C", DROP_CHAIN, &rule))) {
-        run(iptables(netns, &with("-A", DROP_CHAIN, &rule)))?;
+    if !t.holds(&with("-C", DROP_CHAIN, &rule)) {
+        t.raw(&with("-A", DROP_CHAIN, &rule))?;
     }
     Ok(())
 }
 
 /// Random loss of `percent` % of the node's packets, replacing an earlier rate; 0 clears it.
-pub fn loss(netns: &str, percent: f64) -> Result<()> {
+pub fn loss(t: &dyn Iptables, percent: f64) -> Result<()> {
     validate_loss(percent)?;
-    ensure_chains(netns)?;
-    run(iptables(netns, &["-F".into(), LOSS_CHAIN.into()]))?;
+    ensure_chains(t)?;
+    t.raw(&["-F".into(), LOSS_CHAIN.into()])?;
     if percent > 0.0 {
-        run(iptables(
-            netns,
-            &with("-A", LOSS_CHAIN, &loss_rule(percent)),
-        ))?;
+        t.raw(&with("-A", LOSS_CHAIN, &loss_rule(percent)))?;
     }
     Ok(())
 }
 
 /// Removes every filter the lab put in the node (the empty, hooked chains stay).
-pub fn clear_filters(netns: &str) -> Result<()> {
+pub fn clear_filters(t: &dyn Iptables) -> Result<()> {
     for chain in [DROP_CHAIN, LOSS_CHAIN] {
-        if succeeds(iptables(netns, &["-n".into(), "-L".into(), chain.into()])) {
-            run(iptables(netns, &["-F".into(), chain.into()]))?;
+        if t.holds(&["-n".into(), "-L".into(), chain.into()]) {
+            t.raw(&["-F".into(), chain.into()])?;
         }
     }
     Ok(())
 }
 
 /// The filters in place, as `iptables -S` prints them (for `lab filter` to show).
-pub fn list_filters(netns: &str) -> Result<Vec<String>> {
+pub fn list_filters(t: &dyn Iptables) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for chain in [DROP_CHAIN, LOSS_CHAIN] {
-        if let Ok(out) = run(iptables(netns, &["-S".into(), chain.into()])) {
+        if let Ok(out) = t.raw(&["-S".into(), chain.into()]) {
             lines.extend(
                 out.lines()
                     .filter(|l| l.starts_with("-A"))

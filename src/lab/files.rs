@@ -19,6 +19,14 @@ pub const STACKS: &[(&str, &str)] = &[
     ("stacks/api.yml", include_str!("assets/stacks/api.yml")),
     ("stacks/echo.yml", include_str!("assets/stacks/echo.yml")),
 ];
+/// A VM lab's playbook: the same networks, image and stacks, published the ordinary way.
+/// `@ARCHIVES@` becomes the table of the image's archive per architecture.
+pub const VM_PLAYBOOK: &str = include_str!("vm/assets/playbook.toml");
+pub const VM_STACKS: &[(&str, &str)] = &[
+    ("stacks/web.yml", include_str!("vm/assets/stacks/web.yml")),
+    ("stacks/api.yml", include_str!("vm/assets/stacks/api.yml")),
+    ("stacks/echo.yml", include_str!("vm/assets/stacks/echo.yml")),
+];
 
 /// An ed25519 key pair without passphrase; nothing is done when the private key exists.
 /// ssh-keygen writes into a fresh directory of a random name (it would follow a symlink
@@ -73,8 +81,12 @@ pub fn inventory(layout: &Layout) -> String {
          [ssh]\n\
          known_hosts = \"known_hosts\"\n\
          host_key_policy = \"strict\"\n\
-         connect_timeout = \"5s\"\n\n",
+         connect_timeout = \"@TIMEOUT@\"\n\n",
     );
+    // An emulated machine on a busy 2-core host takes more than 5 s to finish an SSH
+    // login (seen: bootstrap's connect to a VM node at load average 19).
+    let vm = layout.nodes.iter().any(|n| n.vm.is_some());
+    s = s.replace("@TIMEOUT@", if vm { "30s" } else { "5s" });
     let _ = write!(
         s,
         "[swarm]\ndefault_addr_pool = \"{SWARM_POOL}\"\n\n\
@@ -113,11 +125,25 @@ pub fn known_hosts(layout: &Layout, dir: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// The VM lab's playbook, its image archive per architecture filled in.
+pub fn vm_playbook(archives: &[(super::Arch, String)]) -> String {
+    let table: Vec<String> = archives
+        .iter()
+        .map(|(arch, rel)| format!("{arch} = \"{rel}\""))
+        .collect();
+    VM_PLAYBOOK.replace("@ARCHIVES@", &format!("{{ {} }}", table.join(", ")))
+}
+
 /// Writes the playbook and stack files, replacing older copies: they belong to the binary.
-pub fn write_playbook(dir: &Path) -> Result<()> {
-    sys::write_file(&dir.join("playbook.toml"), PLAYBOOK.as_bytes(), 0o644)?;
+/// A VM lab (`archives` per architecture) gets the VM lab's.
+pub fn write_playbook(dir: &Path, archives: Option<&[(super::Arch, String)]>) -> Result<()> {
+    let (playbook, stacks) = match archives {
+        Some(a) => (vm_playbook(a), VM_STACKS),
+        None => (PLAYBOOK.to_string(), STACKS),
+    };
+    sys::write_file(&dir.join("playbook.toml"), playbook.as_bytes(), 0o644)?;
     sys::mkdir(&dir.join("stacks"), 0o755)?;
-    for (rel, text) in STACKS {
+    for (rel, text) in stacks {
         sys::write_file(&dir.join(rel), text.as_bytes(), 0o644)?;
     }
     Ok(())
@@ -160,6 +186,12 @@ mod tests {
             Some("RPIPROV_SUDO_PASSWORD")
         );
         assert!(hosts[2].get("become_password").is_none());
+        assert_eq!(v["ssh"]["connect_timeout"].as_str(), Some("5s"));
+        // VM nodes: an emulated login on a busy machine takes longer.
+        let mut l = l;
+        crate::lab::vm::apply(&mut l, &crate::lab::VmOptions::default()).unwrap();
+        let v: toml::Value = toml::from_str(&inventory(&l)).unwrap();
+        assert_eq!(v["ssh"]["connect_timeout"].as_str(), Some("30s"));
     }
 
     #[test]
@@ -219,5 +251,41 @@ mod tests {
             }
         }
         assert_eq!(global, 1);
+    }
+
+    /// A VM lab's playbook: the same networks, image and stacks as a namespace lab's, but
+    /// ports published through the routing mesh and services with virtual IPs; the image's
+    /// archive per architecture.
+    #[test]
+    fn vm_lab_playbook_publishes_the_ordinary_way_with_an_archive_per_architecture() {
+        use crate::lab::Arch;
+        let text = vm_playbook(&[
+            (Arch::Amd64, "images/busybox-amd64.tar".into()),
+            (Arch::Arm64, "images/busybox-arm64.tar".into()),
+        ]);
+        let pb: toml::Value = toml::from_str(&text).unwrap();
+        let ns: toml::Value = toml::from_str(PLAYBOOK).unwrap();
+        assert_eq!(pb["network"], ns["network"]);
+        assert_eq!(pb["stack"], ns["stack"]);
+        assert_eq!(
+            pb["image"][0]["archive"]["arm64"].as_str(),
+            Some("images/busybox-arm64.tar")
+        );
+        assert_eq!(pb["image"][0]["cmd"], ns["image"][0]["cmd"]);
+        let mut published = Vec::new();
+        for ((vm_rel, vm_text), (ns_rel, _)) in VM_STACKS.iter().zip(STACKS) {
+            assert_eq!(vm_rel, ns_rel);
+            let doc = &YamlLoader::load_from_str(vm_text).unwrap()[0];
+            for (_, svc) in doc["services"].as_hash().unwrap() {
+                assert!(
+                    svc["deploy"]["endpoint_mode"].is_badvalue(),
+                    "the default: a VIP"
+                );
+                for p in svc["ports"].as_vec().into_iter().flatten() {
+                    published.push(p.as_str().unwrap().to_string());
+                }
+            }
+        }
+        assert_eq!(published, ["18080:8080", "19000:9000"]);
     }
 }

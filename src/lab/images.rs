@@ -25,19 +25,28 @@ pub const INDEX_HTML: &str = "<html><body><h1>rpiprov lab</h1></body></html>\n";
 
 /// Writes `DIR/images/busybox.tar` if it is not there; returns whether it was built.
 pub fn ensure_busybox(lab_dir: &Path) -> Result<bool> {
-    let archive = lab_dir.join(IMAGE_ARCHIVE);
-    if archive.exists() {
+    if lab_dir.join(IMAGE_ARCHIVE).exists() {
         return Ok(false);
     }
     let busybox = sys::find_in_path("busybox").ok_or_else(|| {
         LabError::Missing("no busybox binary (apt-get install busybox-static)".into())
     })?;
+    ensure_archive(lab_dir, &busybox, IMAGE_ARCHIVE)
+}
+
+/// Writes the image archive `rel` (under `DIR/images/`) from this `busybox` binary (of any
+/// architecture: VM labs have one per architecture) if it is not there; whether it was.
+pub fn ensure_archive(lab_dir: &Path, busybox: &Path, rel: &str) -> Result<bool> {
+    let archive = lab_dir.join(rel);
+    if archive.exists() {
+        return Ok(false);
+    }
     let images = lab_dir.join("images");
     sys::mkdir(&images, 0o755)?;
     // Built in a fresh directory of a random name, then renamed into place; `down` removes
     // one a crash left.
     let work = sys::temp_dir(&images, "busybox")?;
-    let built = build_archive(&busybox, &work, &archive);
+    let built = build_archive(busybox, &work, &archive);
     let _ = fs::remove_dir_all(&work);
     built.map(|()| true)
 }

@@ -171,7 +171,8 @@ pub struct NodeSpec {
     pub address: Ipv4Addr,
     /// Network namespace name (`ip netns`).
     pub netns: String,
-    /// Host side of the node's veth pair, plugged into the lab bridge.
+    /// Host side of the node's link, plugged into the lab bridge: its veth pair's, or a VM
+    /// node's tap.
     pub veth: String,
     /// sudo asks this node's `pi` for the password in `DIR/sudo-password`.
     pub sudo_password: bool,
@@ -180,6 +181,9 @@ pub struct NodeSpec {
     /// choice ran bookworm only. sshd-only nodes run the machine's own (bookworm).
     #[serde(default)]
     pub distro: Distro,
+    /// A VM node (`lab up --vm`): its architecture, release, kernel arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<super::vm::VmNode>,
 }
 
 impl NodeSpec {
@@ -380,6 +384,7 @@ pub fn plan(dir: &Path, shape: Shape, subnet: Subnet, distros: &Distros) -> Resu
                 },
                 name,
                 kind,
+                vm: None,
             }
         })
         .collect();

@@ -23,6 +23,7 @@ mod rootfs;
 mod state;
 mod status;
 mod sys;
+mod vm;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use registry::{REGISTRY_FILE, host_arch};
 pub use rootfs::CACHE_ENV;
 use state::{Shared, State};
 pub use sys::ProcId;
+pub use vm::{Arch, NodeValue, VmOptions};
 
 fn say(msg: &str) {
     print_line(&format!("lab: {msg}"));
@@ -71,6 +73,8 @@ pub struct UpOptions {
     pub distros: Distros,
     /// `--registry`: a registry on the bridge, trusted by every node (see [`registry`]).
     pub registry: bool,
+    /// `--vm`: the nodes are virtual machines (see [`vm`]).
+    pub vm: Option<VmOptions>,
 }
 
 /// Prints a lab command's error and turns its result into the process exit code.
@@ -266,7 +270,11 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
 
 /// A node already running as recorded (holder, sshd, and dockerd where it belongs).
 fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
-    let Some(holder) = state.read(|s| s.nodes.get(&spec.name).and_then(|n| n.holder)) else {
+    let holder = state.read(|s| s.nodes.get(&spec.name).and_then(|n| n.holder));
+    if spec.vm.is_some() {
+        return vm::is_up(dir, spec, holder);
+    }
+    let Some(holder) = holder else {
         return false;
     };
     node::node_dir(dir, &spec.name).join("ready").exists()
@@ -275,7 +283,13 @@ fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
 }
 
 /// Starts one node (after removing what a previous, broken start left); returns its holder.
-fn start_node(state: &Shared, dir: &Path, cache: Option<&Path>, spec: &NodeSpec) -> Result<ProcId> {
+fn start_node(
+    state: &Shared,
+    dir: &Path,
+    cache: Option<&Path>,
+    vms: Option<&vm::Prepared>,
+    spec: &NodeSpec,
+) -> Result<ProcId> {
     let layout = state.read(|s| s.layout.clone());
     if let Some(old) = state.read(|s| s.nodes.get(&spec.name).cloned()) {
         // A node that was up once and is broken now: its processes and network go, its
@@ -293,6 +307,9 @@ fn start_node(state: &Shared, dir: &Path, cache: Option<&Path>, spec: &NodeSpec)
             n.holder = None;
             n.mnt_ns = None;
         })?;
+    }
+    if let Some(vms) = vms {
+        return vms.start(state, dir, spec);
     }
     let nd = node::node_dir(dir, &spec.name);
     node::prepare_dirs(spec, &nd)?;
@@ -389,6 +406,11 @@ fn same_lab(s: &State, args: &UpOptions) -> Result<()> {
             "{dir} holds a lab made without --registry (its nodes do not trust one); {down}"
         )));
     }
+    if !vm::same_machines(&s.dir, &s.layout, s.shape, &args.distros, args.vm.as_ref())? {
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab of other machines (namespaces or VMs, architectures, kernel arguments); {down}"
+        )));
+    }
     let with_release = s.layout.nodes.iter().filter(|n| n.kind != Kind::SshdOnly);
     let differs = with_release
         .clone()
@@ -463,12 +485,27 @@ fn ensure_registry(state: &Shared, dir: &Path, layout: &layout::Layout) -> Resul
     Ok(made)
 }
 
+/// The cache of a VM lab's images: the one it was made with (its nodes' disks are
+/// copies-on-write of images there, whatever RPIPROV_LAB_CACHE says now), recorded.
+fn vm_cache(state: &Shared, dir: &Path) -> Result<PathBuf> {
+    if let Some(c) = state.read(|s| s.cache.clone()) {
+        return Ok(c);
+    }
+    let cache = rootfs::cache_dir(dir)?;
+    check_path(&cache)?;
+    state.record(|s| s.cache = Some(cache.clone()))?;
+    Ok(cache)
+}
+
 /// `lab up`: creates the fleet, or what of it is missing (idempotent).
 pub fn up(args: &UpOptions) -> Result<()> {
     let shape = args.shape;
     layout::validate(shape)?;
     layout::validate_distros(shape, &args.distros)?;
-    let mut tools = needed_tools(shape, &args.distros);
+    let mut tools = match &args.vm {
+        Some(v) => vm::tools(&v.archs),
+        None => needed_tools(shape, &args.distros),
+    };
     if args.registry {
         tools.extend(["docker-registry", "openssl", "curl", "setsid"]);
     }
@@ -478,6 +515,11 @@ pub fn up(args: &UpOptions) -> Result<()> {
     let _lock = lock_dir(&dir)?;
     if let Some(s) = args.subnet {
         layout::validate_subnet(s, shape)?;
+    }
+    if args.vm.is_some() && args.cpu.is_some() {
+        return Err(LabError::Usage(
+            "--cpu and --vm do not go together: VM nodes are emulated, at about a Pi's speed already".into(),
+        ));
     }
     if let Some(f) = args.cpu {
         cgroup::validate(f)?;
@@ -499,11 +541,11 @@ pub fn up(args: &UpOptions) -> Result<()> {
                 let _ = std::fs::remove_file(dir.join(".lock"));
                 let _ = std::fs::remove_dir(&dir);
             })?;
-            let mut s = State::new(
-                &dir,
-                shape,
-                layout::plan(&dir, shape, subnet, &args.distros)?,
-            );
+            let mut planned = layout::plan(&dir, shape, subnet, &args.distros)?;
+            if let Some(v) = &args.vm {
+                vm::apply(&mut planned, v)?;
+            }
+            let mut s = State::new(&dir, shape, planned);
             // Recorded before any cgroup is made, like every other resource.
             s.cpu = args.cpu;
             s.save()?;
@@ -522,11 +564,22 @@ pub fn up(args: &UpOptions) -> Result<()> {
     if files::ensure_password(&dir)? {
         created.push("sudo password".into());
     }
-    let cache = ensure_roots(&state, &dir, &layout)?;
-    if images::ensure_busybox(&dir)? {
-        created.push(IMAGE_ARCHIVE.into());
-    }
-    files::write_playbook(&dir)?;
+    let (cache, vms) = match &args.vm {
+        Some(_) => {
+            let cache = vm_cache(&state, &dir)?;
+            let vms = vm::prepare(&cache, &dir, &layout.nodes, &say)?;
+            created.extend(vms.write_images(&dir)?);
+            (Some(cache), Some(vms))
+        }
+        None => {
+            let cache = ensure_roots(&state, &dir, &layout)?;
+            if images::ensure_busybox(&dir)? {
+                created.push(IMAGE_ARCHIVE.into());
+            }
+            (cache, None)
+        }
+    };
+    files::write_playbook(&dir, vms.as_ref().map(vm::Prepared::archives).as_deref())?;
     if bridge_created {
         created.push(format!("bridge {} ({})", layout.bridge, layout.subnet()));
     }
@@ -568,8 +621,11 @@ pub fn up(args: &UpOptions) -> Result<()> {
         say(&format!("starting {} nodes", todo.len()));
     }
     let started_count = std::sync::atomic::AtomicUsize::new(0);
+    if vms.is_some() {
+        vm::check_memory(todo.len())?;
+    }
     let spawned = parallel(&todo, 8, |spec| {
-        let r = start_node(&state, &dir, cache.as_deref(), spec).map(|h| (*spec, h));
+        let r = start_node(&state, &dir, cache.as_deref(), vms.as_ref(), spec).map(|h| (*spec, h));
         let k = started_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if todo.len() > 20 && k.is_multiple_of(50) {
             say(&format!(
@@ -591,10 +647,14 @@ pub fn up(args: &UpOptions) -> Result<()> {
     }
     let results = parallel(&waiting, 32, |(spec, holder)| {
         let nd = node::node_dir(&dir, &spec.name);
-        let timeout = Duration::from_secs(if spec.kind == Kind::Docker { 180 } else { 120 });
-        node::wait_ready(spec, &nd, *holder, timeout)?;
-        let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
-        state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
+        if spec.vm.is_some() {
+            vm::wait_ready(&dir, spec, *holder, vm::BOOT_TIMEOUT)?;
+        } else {
+            let timeout = Duration::from_secs(if spec.kind == Kind::Docker { 180 } else { 120 });
+            node::wait_ready(spec, &nd, *holder, timeout)?;
+            let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
+            state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
+        }
         if todo.len() <= 20 {
             say(&format!(
                 "{} up ({}, {}) after {:.1} s",
@@ -727,9 +787,39 @@ impl Lab {
         all
     }
 
-    /// A command that runs inside the node (its namespaces and root file system).
+    /// A VM node's handle for the fault commands (`None` for a namespace node).
+    fn guest(&self, name: &str) -> Result<Option<vm::Guest>> {
+        let spec = self.node(name)?;
+        let holder = self.state.nodes.get(name).and_then(|n| n.holder);
+        Ok(spec
+            .vm
+            .as_ref()
+            .map(|_| vm::Guest::new(&self.dir, spec, holder)))
+    }
+
+    /// The node's architecture (amd64 for namespace nodes: this machine's).
+    pub fn arch(&self, name: &str) -> Result<Option<Arch>> {
+        let spec = self.node(name)?;
+        Ok(spec.vm.as_ref().map(|v| v.arch).or_else(Arch::host))
+    }
+
+    /// Runs `sh -c SCRIPT sh ARGS...` as root in the node, without SSH (inside its
+    /// namespaces, or through a VM's guest agent); its stdout.
+    pub fn run(&self, name: &str, script: &str, args: &[&str]) -> Result<String> {
+        match self.guest(name)? {
+            Some(g) => g.run(script, args),
+            None => fault::run_in(self.enter(name)?, script, args, None),
+        }
+    }
+
+    /// A command that runs inside the node (its namespaces and root file system); a VM has
+    /// none of this machine's to enter: see [`Lab::run`].
     pub fn enter(&self, name: &str) -> Result<std::process::Command> {
-        self.node(name)?;
+        if self.node(name)?.vm.is_some() {
+            return Err(LabError::Usage(format!(
+                "{name} is a VM: it has no namespace of this machine to enter (Lab::run goes through its guest agent)"
+            )));
+        }
         let holder = self
             .state
             .nodes
@@ -778,26 +868,43 @@ impl Lab {
 
     /// Drops a port in the node, both ways (`7946/udp`, `2377/tcp`).
     pub fn drop_port(&self, name: &str, port: Port) -> Result<()> {
-        fault::drop_port(&self.node(name)?.netns, port)
+        self.filtering(name, |t| fault::drop_port(t, port))
+    }
+
+    /// Runs `f` with the node's filter tables: its network namespace's, or a VM's own.
+    fn filtering<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&dyn fault::Iptables) -> Result<T>,
+    ) -> Result<T> {
+        match self.guest(name)? {
+            Some(g) => f(&g),
+            None => f(&fault::Netns(&self.node(name)?.netns)),
+        }
     }
 
     /// Drops `percent` % of the node's packets at random (0 stops it).
     pub fn set_loss(&self, name: &str, percent: f64) -> Result<()> {
-        fault::loss(&self.node(name)?.netns, percent)
+        self.filtering(name, |t| fault::loss(t, percent))
     }
 
     /// Removes every dropped port and the loss of the node.
     pub fn clear_filters(&self, name: &str) -> Result<()> {
-        fault::clear_filters(&self.node(name)?.netns)
+        self.filtering(name, fault::clear_filters)
     }
 
     /// The node's filters as `iptables -S` shows them.
     pub fn filters(&self, name: &str) -> Result<Vec<String>> {
-        fault::list_filters(&self.node(name)?.netns)
+        self.filtering(name, fault::list_filters)
     }
 
     /// The running daemon's process, read from its pid file inside the node.
     pub fn daemon_pid(&self, name: &str, daemon: Daemon) -> Result<Option<ProcId>> {
+        if self.guest(name)?.is_some() {
+            return Err(LabError::Usage(format!(
+                "{name} is a VM: its processes are its own kernel's, not this machine's"
+            )));
+        }
         Ok(node::pid_in_node(self.holder(name)?, daemon.pid_file()))
     }
 
@@ -811,16 +918,25 @@ impl Lab {
 
     /// Freezes the daemon (SIGSTOP): it holds its sockets and answers nothing.
     pub fn freeze(&self, name: &str, daemon: Daemon) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.freeze(daemon);
+        }
         self.signal_daemon(name, daemon, libc::SIGSTOP)
     }
 
     /// Thaws a frozen daemon (SIGCONT).
     pub fn thaw(&self, name: &str, daemon: Daemon) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.thaw(daemon);
+        }
         self.signal_daemon(name, daemon, libc::SIGCONT)
     }
 
     /// Kills the daemon (SIGKILL), as a crash would; waits until it is gone.
     pub fn kill(&self, name: &str, daemon: Daemon) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.kill(daemon);
+        }
         let pid = self.daemon_pid(name, daemon)?;
         self.signal_daemon(name, daemon, libc::SIGKILL)?;
         fault::wait_for(
@@ -833,6 +949,9 @@ impl Lab {
     /// Starts the daemon if it is not running, and waits until it answers (sshd: port 22
     /// accepts; dockerd: `docker info`).
     pub fn start(&self, name: &str, daemon: Daemon) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.start(daemon);
+        }
         let spec = self.node(name)?;
         if self.daemon_pid(name, daemon)?.is_none() {
             self.remove_stale_pid_files(name, daemon)?;
@@ -923,7 +1042,9 @@ impl Lab {
 
     /// The boot id the node shows in `/proc/sys/kernel/random/boot_id`.
     pub fn boot_id(&self, name: &str) -> Result<String> {
-        self.node(name)?;
+        if let Some(g) = self.guest(name)? {
+            return g.boot_id();
+        }
         let path = node::node_dir(&self.dir, name).join(node::BOOT_ID);
         Ok(std::fs::read_to_string(&path)
             .map_err(|e| LabError::io(&path, e))?
@@ -933,8 +1054,12 @@ impl Lab {
 
     /// Reboots the node: every process of it stops (dockerd first, which stops its
     /// containers), it gets a new boot id, then sshd and (where installed) dockerd start
-    /// again, as after a power cycle of a Pi whose disk stays. Returns the new boot id.
+    /// again, as after a power cycle of a Pi whose disk stays. A VM reboots for real (its
+    /// systemd, its kernel). Returns the new boot id.
     pub fn reboot(&self, name: &str) -> Result<String> {
+        if let Some(g) = self.guest(name)? {
+            return g.reboot();
+        }
         let spec = self.node(name)?;
         let holder = self.holder(name)?;
         let mut t = procs::Targets::default();
@@ -955,8 +1080,11 @@ impl Lab {
 
     /// Makes the node's clock read `seconds` off (negative: behind) for the commands run
     /// in its sessions: libfaketime, preloaded through the node's own /etc. The daemons
-    /// keep real time.
+    /// keep real time. A VM's own clock moves, for every process of it.
     pub fn skew_clock(&self, name: &str, seconds: i64) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.skew_clock(seconds);
+        }
         let lib = fault::host_libfaketime()?;
         fault::run_in(
             self.enter(name)?,
@@ -969,6 +1097,9 @@ impl Lab {
 
     /// Puts the node's clock right again.
     pub fn clear_clock(&self, name: &str) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            return g.clear_clock();
+        }
         fault::run_in(self.enter(name)?, fault::CLEAR_CLOCK_SCRIPT, &[], None)?;
         self.restart_sshd(name)
     }
@@ -1032,6 +1163,10 @@ impl Lab {
 
     /// Loads the lab image (`images/busybox.tar`) into a node's dockerd, as `deploy` will.
     pub fn load_image(&self, name: &str) -> Result<()> {
+        if let Some(g) = self.guest(name)? {
+            let arch = self.arch(name)?.unwrap_or(Arch::Amd64);
+            return g.import_image(&self.dir.join(vm::archive_of(arch)), IMAGE_NAME, IMAGE_CMD);
+        }
         images::import(
             self.enter(name)?,
             &self.dir.join(IMAGE_ARCHIVE),

@@ -13,7 +13,7 @@ use super::sys::{self, cmd, run, succeeds};
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// What the labs of this machine share, in root's /run: gone at reboot, like the bridges
 /// and namespaces it is about.
-const MACHINE_DIR: &str = "/run/rpiprov-lab";
+pub const MACHINE_DIR: &str = "/run/rpiprov-lab";
 /// `ip_forward` as it was before the first lab of the machine set it; the last lab to go
 /// down restores it (a lab going down while another runs must not cut that one's NAT).
 const FORWARD_BEFORE: &str = "ip_forward.before";

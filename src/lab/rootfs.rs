@@ -29,7 +29,7 @@ use super::sys::{self, cmd, run};
 
 pub const CACHE_ENV: &str = "RPIPROV_LAB_CACHE";
 pub const MIRROR_ENV: &str = "RPIPROV_LAB_MIRROR";
-const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 const INCLUDE: &str = "openssh-server,sudo,iproute2,ca-certificates,procps";
 /// What the lab writes into the base of a release whose `Release` file expires (sid).
 pub const APT_VALID_UNTIL: &str = "etc/apt/apt.conf.d/99rpiprov-lab-mirror";

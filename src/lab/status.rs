@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::error::{LabError, Result};
 use super::layout::{Kind, NodeSpec};
 use super::state::State;
-use super::{hardware, node, print_line};
+use super::{hardware, node, print_line, vm};
 
 pub struct NodeStatus {
     pub spec: NodeSpec,
@@ -27,6 +27,14 @@ pub fn collect(state: &State) -> Vec<NodeStatus> {
         .iter()
         .map(|spec| {
             let holder = state.nodes.get(&spec.name).and_then(|n| n.holder);
+            if spec.vm.is_some() {
+                let (sshd, dockerd) = vm::status(&state.dir, spec, holder);
+                return NodeStatus {
+                    spec: spec.clone(),
+                    sshd,
+                    dockerd,
+                };
+            }
             let sshd = holder.is_some_and(node::sshd_running) && port_open(spec);
             let dockerd = match (spec.kind, holder) {
                 (Kind::SshdOnly, _) => None,
@@ -55,6 +63,12 @@ pub fn status(dir: &Path) -> Result<bool> {
         .map(|r| hardware::load(&node::node_dir(dir, &r.spec.name)).cell())
         .collect();
     let any = faked.iter().any(|f| !f.is_empty());
+    // A VM lab says what each machine is; a namespace lab's table stays as it was.
+    let vms = rows.iter().any(|r| r.spec.vm.is_some());
+    let machine = |r: &NodeStatus| match &r.spec.vm {
+        Some(v) => format!(" vm {}", v.arch),
+        None => String::new(),
+    };
     let header = format!(
         "{:<8} {:<15} {:<8} {:<10} {:<5} {:<7} {:<8} {}",
         "NODE",
@@ -63,7 +77,7 @@ pub fn status(dir: &Path) -> Result<bool> {
         "KIND",
         "SSHD",
         "DOCKERD",
-        "RELEASE",
+        if vms { "RELEASE  MACHINE" } else { "RELEASE" },
         if any { "HARDWARE" } else { "" }
     );
     print_line(header.trim_end());
@@ -75,14 +89,18 @@ pub fn status(dir: &Path) -> Result<bool> {
             None => "-",
         };
         healthy &= r.sshd && r.dockerd != Some(false);
+        let release = if vms {
+            format!("{:<8}{}", r.spec.distro.as_str(), machine(r))
+        } else {
+            r.spec.distro.to_string()
+        };
         let line = format!(
-            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {:<8} {faked}",
+            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {release:<8} {faked}",
             r.spec.name,
             r.spec.address.to_string(),
             r.spec.role,
             r.spec.kind.as_str(),
             if r.sshd { "up" } else { "down" },
-            r.spec.distro.to_string(),
         );
         print_line(line.trim_end());
     }

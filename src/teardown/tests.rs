@@ -25,6 +25,7 @@ fn playbook() -> Playbook {
         images: vec![Image {
             name: "lab/httpd:1".into(),
             archive: PathBuf::from("httpd.tar"),
+            by_arch: vec![],
             format: ImageFormat::Rootfs,
             cmd: vec![],
         }],

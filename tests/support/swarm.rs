@@ -24,7 +24,12 @@ pub type NodeRow = (String, String, String, String);
 
 impl Lab {
     pub fn up() -> Lab {
-        let fleet = Fleet::up(&[]);
+        Lab::up_with(&[])
+    }
+
+    /// A lab of another shape (`lab up ARGS`), such as VM nodes.
+    pub fn up_with(args: &[&str]) -> Lab {
+        let fleet = Fleet::up(args);
         let password = fleet.read("sudo-password").trim().to_string();
         let loaded = rpiprov::config::load(&fleet.dir.join("inventory.toml"), None)
             .unwrap_or_else(|e| panic!("the lab's inventory does not load: {e:?}"));
