@@ -30,7 +30,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# VM nodes (`lab up --vm`): Debian's qemu 7.2, qemu-user-static for the
+# VM nodes (`lab up --vm`), only with `scripts/deps.sh --vm` (no test of the suite runs a VM
+# yet, so CI does not install them): Debian's qemu 7.2, qemu-user-static for the
 # arm64 image build, cpio and mkfs.ext4 for the images. A machine whose qemu-utils came
 # from bookworm-backports cannot install qemu-system 7.2 beside it: qemu-utils is asked at
 # the version of bookworm's qemu-system-common (a downgrade where needed).
@@ -39,7 +40,7 @@ vm_missing=no
 for p in "${vm_pkgs[@]}"; do
   installed "$p" || vm_missing=yes
 done
-if [ "$vm_missing" = yes ]; then
+if [ "${1:-}" = "--vm" ] && [ "$vm_missing" = yes ]; then
   echo "installing: ${vm_pkgs[*]} (VM nodes)" >&2
   [ "$updated" = yes ] || apt-get update -qq
   updated=yes

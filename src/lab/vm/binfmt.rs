@@ -90,7 +90,7 @@ pub fn enable(arch: Arch) -> Result<Option<Foreign>> {
         let conf_path = format!("/usr/lib/binfmt.d/qemu-{}.conf", qemu_name(arch));
         let conf = fs::read_to_string(&conf_path).map_err(|_| {
             LabError::Missing(format!(
-                "no {conf_path}: apt-get install qemu-user-static (scripts/deps.sh does) to build {arch} images"
+                "no {conf_path}: apt-get install qemu-user-static (scripts/deps.sh --vm does) to build {arch} images"
             ))
         })?;
         fs::write(Path::new(BINFMT).join("register"), rule(&conf, arch)?)
