@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
+//! | a swarm put back | [`swarm_force_new_cluster`], [`swarm_unlock`] | [`reset_on_init`] |
 //! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
 //! | networks | [`network_create`], [`network_remove`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
@@ -164,6 +165,51 @@ pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Reques
         "JoinToken": token.expose(),
     });
     Request::post("/swarm/join", Some(body.to_string().into_bytes()))
+}
+
+/// What a swarm's spec says that `docker swarm init --force-new-cluster` would reset:
+/// Docker merges only the non-zero values of the request's spec into the swarm's, but sets
+/// these two from it whatever they were (moby's `MergeSwarmSpecToGRPC`): whether the
+/// managers autolock, and the CA's rotation counter (a change starts a root rotation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ResetOnInit {
+    pub autolock: bool,
+    pub ca_force_rotate: u64,
+}
+
+/// [`ResetOnInit`] from the spec [`swarm_inspect`] answered ([`SwarmSpec::spec`]).
+pub fn reset_on_init(spec: &Value) -> ResetOnInit {
+    ResetOnInit {
+        autolock: spec["EncryptionConfig"]["AutoLockManagers"]
+            .as_bool()
+            .unwrap_or(false),
+        ca_force_rotate: spec["CAConfig"]["ForceRotate"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Starts a swarm of one manager from the state this node holds (`docker swarm init
+/// --force-new-cluster`): the raft membership becomes this node alone, at `advertise`; the
+/// services, networks, configs, secrets and nodes stay. `keep` goes in the spec, so that
+/// autolock and the CA stay as they were (see [`ResetOnInit`]). The answer is the node
+/// id; no join token is in it (the CLI would print one).
+pub fn swarm_force_new_cluster(advertise: &str, keep: ResetOnInit) -> Request {
+    let body = serde_json::json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "AdvertiseAddr": advertise,
+        "ForceNewCluster": true,
+        "Spec": {
+            "EncryptionConfig": { "AutoLockManagers": keep.autolock },
+            "CAConfig": { "ForceRotate": keep.ca_force_rotate },
+        },
+    });
+    Request::post(v("/swarm/init"), Some(body.to_string().into_bytes()))
+}
+
+/// Unlocks an autolocked manager after its Docker started: the key travels in the body,
+/// on the channel's stdin, never in argv, environment or output.
+pub fn swarm_unlock(key: &Secret) -> Request {
+    let body = serde_json::json!({ "UnlockKey": key.expose() });
+    Request::post(v("/swarm/unlock"), Some(body.to_string().into_bytes()))
 }
 
 /// New join tokens for these roles: the old ones, which went to the nodes that joined,
@@ -692,6 +738,41 @@ mod tests {
         // A bad answer's error does not quote it (it may hold the tokens).
         let e = parse_swarm(br#"{"JoinTokens":{"Worker":"SWMTKN-w"}}"#).unwrap_err();
         assert!(!e.contains("SWMTKN"), "{e}");
+    }
+
+    #[test]
+    fn a_swarm_put_back_keeps_what_init_would_reset() {
+        let spec: Value = serde_json::from_str(
+            r#"{"Name":"default","EncryptionConfig":{"AutoLockManagers":true},"CAConfig":{"NodeCertExpiry":7776000000000000,"ForceRotate":2}}"#,
+        )
+        .unwrap();
+        let keep = reset_on_init(&spec);
+        assert_eq!(
+            keep,
+            ResetOnInit {
+                autolock: true,
+                ca_force_rotate: 2
+            }
+        );
+        assert_eq!(
+            reset_on_init(&serde_json::json!({})),
+            ResetOnInit::default()
+        );
+        let init = swarm_force_new_cluster("198.18.0.11", keep);
+        assert_eq!(
+            (init.method, init.path.as_str()),
+            ("POST", "/v1.41/swarm/init")
+        );
+        assert_eq!(
+            String::from_utf8(init.body.unwrap()).unwrap(),
+            r#"{"AdvertiseAddr":"198.18.0.11","ForceNewCluster":true,"ListenAddr":"0.0.0.0:2377","Spec":{"CAConfig":{"ForceRotate":2},"EncryptionConfig":{"AutoLockManagers":true}}}"#
+        );
+        let unlock = swarm_unlock(&Secret::new("SWMKEY-1-abc"));
+        assert_eq!(unlock.path, "/v1.41/swarm/unlock");
+        assert_eq!(
+            String::from_utf8(unlock.body.unwrap()).unwrap(),
+            r#"{"UnlockKey":"SWMKEY-1-abc"}"#
+        );
     }
 
     #[test]

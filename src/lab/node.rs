@@ -283,10 +283,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     s
 }
 
-/// Directories the boot script mounts or copies from; created before the first boot and
-/// kept across node restarts (they are the node's "disk").
-pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
-    let subdirs: &[&str] = match node.kind {
+/// The node's disk: the directories that hold what it wrote (its overlays' upper layers,
+/// Docker's data, homes, /tmp), which `lab wipe` empties.
+pub fn disk(kind: Kind) -> &'static [&'static str] {
+    match kind {
         Kind::Docker => &[
             "etc.upper",
             "etc.work",
@@ -297,10 +297,19 @@ pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
             "docker",
         ],
         Kind::SshdOnly => &["etc.upper", "etc.work", "home", "tmp"],
-        Kind::Bare => &["root", "root.upper", "root.work"],
-    };
+        Kind::Bare => &["root.upper", "root.work"],
+    }
+}
+
+/// Directories the boot script mounts or copies from; created before the first boot and
+/// kept across node restarts (they are the node's "disk").
+pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
     sys::mkdir(dir, 0o700)?;
-    for d in subdirs {
+    for d in ["root"]
+        .iter()
+        .filter(|_| node.kind == Kind::Bare)
+        .chain(disk(node.kind))
+    {
         sys::mkdir(&dir.join(d), if *d == "tmp" { 0o1777 } else { 0o755 })?;
     }
     Ok(())
