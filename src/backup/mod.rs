@@ -22,13 +22,17 @@ pub mod choose;
 pub mod restore;
 pub mod take;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::docker::api;
 use crate::docker::backup::{self as remote, Stage, Staged};
+use crate::docker::swarm::SwarmInfo;
 use crate::exec::StepError;
+use crate::exec::engine::Engine;
 use crate::remote::{ExecRequest, Remote};
+use crate::secret::Secret;
 
 /// How long a detached stop-copy-start (or stop-swap-start) may take before the session
 /// stops waiting for it (the script itself goes on): [`remote::snapshot`]'s own bound,
@@ -114,4 +118,43 @@ pub async fn failure<R: Remote>(
     } else {
         format!("{what}; its log ends:\n{log}")
     })
+}
+
+/// The node's swarm state once it settled after Docker's start (not `pending`), up to 60 s.
+pub async fn settled(engine: &Engine, timeout: Duration) -> Result<SwarmInfo, StepError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = engine
+            .call(api::info(), timeout)
+            .await
+            .and_then(|r| api::read(&r, api::parse_info))
+            .map_err(StepError)?;
+        let waiting = matches!(info.local_node_state.as_str(), "pending" | "")
+            || (info.is_active() && !info.control_available);
+        if !waiting || Instant::now() >= deadline {
+            return Ok(info);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Unlocks an autolocked manager whose Docker just started (it is `locked` until then);
+/// the key goes in the request's body and out of every error. Its state once settled.
+pub async fn unlock(
+    engine: &Engine,
+    key: &Secret,
+    timeout: Duration,
+) -> Result<SwarmInfo, StepError> {
+    let hide = |e: String| e.replace(key.expose(), "<redacted>");
+    let answer = engine
+        .call(api::swarm_unlock(key), timeout)
+        .await
+        .map_err(|e| StepError(hide(e)))?;
+    if !answer.ok() {
+        return Err(StepError(format!(
+            "the swarm did not unlock: {}",
+            hide(api::error_message(&answer))
+        )));
+    }
+    settled(engine, timeout).await
 }

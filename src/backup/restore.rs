@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::SCRIPT_WAIT;
 use super::archive::Archive;
+use super::{SCRIPT_WAIT, settled, unlock};
 use crate::config::{Host, Role};
 use crate::docker::api::{self, NodeSpec};
 use crate::docker::backup::{self as remote, Kind, RECORDS_KEPT, RECORDS_RESTORED};
@@ -176,7 +176,7 @@ pub async fn put_back<R: Remote + 'static>(
     }
     swap_in(o, a, &docker_root, rows).await?;
     let advertise = crate::plan::advertise_of(o.host, &facts);
-    start_swarm(o, a, &advertise, rows).await?;
+    start_swarm(o, a, &docker_root, &advertise, rows).await?;
     Ok(PutBack::Restored)
 }
 
@@ -256,29 +256,12 @@ async fn swap_in<R: Remote>(
     Ok(())
 }
 
-/// The node's swarm state once it settled after Docker's start (not `pending`), up to 60 s.
-async fn settled(engine: &Engine, timeout: Duration) -> Result<SwarmInfo, StepError> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let info = engine
-            .call(api::info(), timeout)
-            .await
-            .and_then(|r| api::read(&r, api::parse_info))
-            .map_err(StepError)?;
-        let waiting = matches!(info.local_node_state.as_str(), "pending" | "")
-            || (info.is_active() && !info.control_available);
-        if !waiting || Instant::now() >= deadline {
-            return Ok(info);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Unlocks the restored state if the swarm is autolocked, then starts the swarm again as
 /// one manager at `advertise`, keeping autolock and the CA as they were.
 async fn start_swarm<R: Remote>(
     o: &Onto<'_, R>,
     a: &Archive,
+    docker_root: &str,
     advertise: &str,
     rows: &Rows,
 ) -> Result<(), StepError> {
@@ -290,16 +273,8 @@ async fn start_swarm<R: Remote>(
         let key = o.key.ok_or_else(|| {
             StepError("the swarm is autolocked and no unlock key was given".into())
         })?;
-        let answer = engine
-            .call(api::swarm_unlock(key), o.timeout)
-            .await
-            .map_err(|e| StepError(e.replace(key.expose(), "<redacted>")))?;
-        if !answer.ok() {
-            let said = api::error_message(&answer).replace(key.expose(), "<redacted>");
-            return Err(StepError(format!("the swarm did not unlock: {said}")));
-        }
+        state = unlock(&engine, key, o.timeout).await?;
         rows.changed(&row, "swarm unlocked".into());
-        state = settled(&engine, o.timeout).await?;
     }
     if state.local_node_state == "inactive" {
         return Err(StepError(
@@ -307,9 +282,30 @@ async fn start_swarm<R: Remote>(
                 .into(),
         ));
     }
+    let keep = a.manifest.swarm.keep;
+    if keep.autolock && state.is_active() && state.node_addr == advertise {
+        // Docker cannot start a new cluster from a locked state (moby/moby#36852); one
+        // manager back at its own address needs none: it leads itself, key unchanged.
+        rows.changed(
+            &row,
+            "swarm started again as it was: autolocked, back at its own address (no --force-new-cluster needed), the unlock key unchanged".into(),
+        );
+        nodes_known(&engine, o.timeout).await;
+        return Ok(());
+    }
+    if keep.autolock {
+        autolock_off(o.remote, &engine, docker_root, o.timeout).await?;
+        rows.changed(
+            &row,
+            format!(
+                "the swarm's unlock key changed (autolock off for --force-new-cluster, which Docker cannot do on a locked swarm, then on again): read the new one with `docker swarm unlock-key` on {} and keep it",
+                o.host.name
+            ),
+        );
+    }
     let answer = engine
         .call(
-            api::swarm_force_new_cluster(advertise, a.manifest.swarm.keep),
+            api::swarm_force_new_cluster(advertise, keep),
             Duration::from_secs(120),
         )
         .await
@@ -334,7 +330,82 @@ async fn start_swarm<R: Remote>(
             state.cluster.id
         ),
     );
+    rows.step(&row, "wait for the nodes to report");
+    nodes_known(&engine, o.timeout).await;
     Ok(())
+}
+
+/// Turns autolock off on the unlocked manager of a one-manager swarm (it has quorum), and
+/// waits (up to 30 s) until the manager rewrote its key unencrypted: `--force-new-cluster`
+/// restarts the node without the unlock key.
+async fn autolock_off<R: Remote>(
+    remote: &R,
+    engine: &Engine,
+    docker_root: &str,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let r = engine
+        .call(api::swarm_inspect(), timeout)
+        .await
+        .map_err(StepError)?;
+    let spec = api::read(&r, api::parse_swarm).map_err(StepError)?;
+    let r = engine
+        .call(api::swarm_autolock_off(&spec), timeout)
+        .await
+        .map_err(StepError)?;
+    api::read(&r, |_| Ok(()))
+        .map_err(|e| StepError(format!("cannot turn autolock off for the restart: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let header = root(remote, remote::key_header(docker_root), timeout).await?;
+        if !remote::key_encrypted(&header.stdout_str()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StepError(
+                "the manager's key is still encrypted 30 s after autolock was turned off".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Whether the archive can be restored at all: Docker cannot start a new cluster from an
+/// autolocked state of a manager that had peers (moby/moby#36852: `--force-new-cluster`
+/// restarts it without its key, and with peers it has no quorum to turn autolock off).
+pub fn restorable(a: &Archive) -> Result<(), String> {
+    let s = &a.manifest.swarm;
+    if s.keep.autolock && s.managers > 1 {
+        return Err(format!(
+            "swarm {} was autolocked with {} managers: Docker cannot start a swarm again from such a copy (moby/moby#36852); bring one of its managers back instead",
+            s.id, s.managers
+        ));
+    }
+    Ok(())
+}
+
+/// How long the nodes of a swarm started again may stay `unknown`: swarm marks one that
+/// has not reported `down` after a few heartbeat periods.
+const NODES_KNOWN_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until swarm knows of every node whether it is up (ready) or down, up to
+/// [`NODES_KNOWN_WITHIN`]: a node that reconnects by itself (its managers' address did
+/// not change) is then not taken for a half-joined one, and one that cannot is listed
+/// down, as bootstrap's repair of half-joined nodes needs it.
+async fn nodes_known(engine: &Engine, timeout: Duration) {
+    let deadline = Instant::now() + NODES_KNOWN_WITHIN;
+    while Instant::now() < deadline {
+        let nodes = engine
+            .call(api::nodes(), timeout)
+            .await
+            .and_then(|r| api::read(&r, node::parse_node_list));
+        match nodes {
+            Ok(n) if n.iter().all(|n| n.state == "ready" || n.state == "down") => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The node ID each host's Docker reports, for the hosts that answer.

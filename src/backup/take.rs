@@ -18,6 +18,7 @@ use crate::exec::engine::Engine;
 use crate::exec::report::{RowId, Rows, secs};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::{ExecRequest, Remote};
+use crate::secret::Secret;
 
 /// What the swarm is, and where its state will be copied from.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct Survey {
     pub records_from: String,
     /// Managers not copied from, and why (no answer, not confirmed as their node).
     pub passed_over: Vec<(String, String)>,
+    /// An autolocked swarm's key, read from the manager: the source comes back locked
+    /// from Docker's restart and is unlocked with it. Never stored nor shown.
+    pub unlock_key: Option<Secret>,
 }
 
 impl Survey {
@@ -136,6 +140,13 @@ pub async fn survey<R: Remote + 'static>(
     let spec = api::parse_swarm(&r[1].body)?;
     let polls = api::parse_stack_polls(&r[2].body, &r[3].body, &r[4].body)?;
     let nodes = node::parse_node_list(&r[4].body)?;
+    let keep = api::reset_on_init(&spec.spec);
+    let unlock_key = if keep.autolock {
+        let r = engine.call(api::swarm_unlock_key(), timeout).await?;
+        Some(api::read(&r, api::parse_unlock_key)?)
+    } else {
+        None
+    };
     drop(engine);
 
     let infos: Vec<(String, Result<DaemonInfo, String>)> =
@@ -202,7 +213,8 @@ pub async fn survey<R: Remote + 'static>(
     };
     Ok(Survey {
         swarm_id: info.swarm.cluster.id,
-        keep: api::reset_on_init(&spec.spec),
+        keep,
+        unlock_key,
         stacks: stacks_of(&polls),
         nodes,
         choice,
@@ -228,11 +240,13 @@ pub struct Taken {
 pub async fn take<R: Remote>(
     source: &R,
     records: &R,
-    docker_root: &str,
+    survey: &Survey,
     rows: &Rows,
     timeout: Duration,
 ) -> Option<Taken> {
-    let swarm = match copy_swarm(source, docker_root, rows, timeout).await {
+    let docker_root = &survey.source.docker_root;
+    let key = survey.unlock_key.as_ref();
+    let swarm = match copy_swarm(source, docker_root, key, rows, timeout).await {
         Ok(b) => b,
         Err(e) => {
             rows.fail(&RowId::host(source.host()), "copy", &e.0);
@@ -252,6 +266,7 @@ pub async fn take<R: Remote>(
 async fn copy_swarm<R: Remote>(
     source: &R,
     docker_root: &str,
+    key: Option<&Secret>,
     rows: &Rows,
     timeout: Duration,
 ) -> Result<Vec<u8>, StepError> {
@@ -262,9 +277,17 @@ async fn copy_swarm<R: Remote>(
     let staged = remote::parse_staged(Kind::Snapshot, &out.stdout_str()).map_err(StepError)?;
     let took = started.elapsed();
     let host = source.host();
+    let locked = match (staged.ok("start"), key) {
+        (true, Some(key)) => unlock_again(source, key, rows, timeout).await.err(),
+        _ => None,
+    };
     let problem = if !staged.ok("start") {
         Some(format!(
             "Docker did not start again on {host} after the copy: start it (`sudo systemctl start docker`, or `sudo service docker start`)"
+        ))
+    } else if let Some(e) = locked {
+        Some(format!(
+            "{host} stays locked after Docker's restart ({e}): unlock it (`docker swarm unlock`)"
         ))
     } else if !staged.ok("stop") {
         Some(format!(
@@ -297,6 +320,31 @@ async fn copy_swarm<R: Remote>(
     Ok(swarm)
 }
 
+/// An autolocked manager comes back from Docker's restart locked: unlocks it again.
+async fn unlock_again<R: Remote>(
+    source: &R,
+    key: &Secret,
+    rows: &Rows,
+    timeout: Duration,
+) -> Result<(), StepError> {
+    let engine = Engine::open(source, timeout).await.map_err(StepError)?;
+    let state = super::settled(&engine, timeout).await?;
+    if state.local_node_state == "locked" {
+        let state = super::unlock(&engine, key, timeout).await?;
+        if !state.is_active() {
+            return Err(StepError(format!(
+                "its swarm state is {}",
+                state.local_node_state
+            )));
+        }
+        rows.note(
+            &RowId::host(source.host()),
+            "unlocked again (the swarm is autolocked)",
+        );
+    }
+    Ok(())
+}
+
 /// rpiprov's records on `records`, packed there; nothing is stopped.
 async fn copy_records<R: Remote>(
     records: &R,
@@ -319,7 +367,12 @@ async fn copy_records<R: Remote>(
 
 /// After Ctrl-C during a copy: waits for the Pi's script to end (it starts Docker again by
 /// itself), says how it ended, and removes its stage.
-pub async fn after_interrupt<R: Remote>(source: &R, rows: &Rows) {
+pub async fn after_interrupt<R: Remote>(
+    source: &R,
+    survey: &Survey,
+    rows: &Rows,
+    timeout: Duration,
+) {
     let row = RowId::host(source.host());
     rows.step(&row, "wait for the copy's script to start Docker again");
     let req = ExecRequest::new(remote::settle(Kind::Snapshot))
@@ -339,6 +392,15 @@ pub async fn after_interrupt<R: Remote>(source: &R, rows: &Rows) {
                 );
             } else if !ended.is_empty() {
                 rows.note(&row, "the copy's script ran to its end: Docker runs again");
+                if let Some(key) = &survey.unlock_key
+                    && let Err(e) = unlock_again(source, key, rows, timeout).await
+                {
+                    rows.fail(
+                        &row,
+                        "unlock",
+                        &format!("{e}: unlock it (`docker swarm unlock`)"),
+                    );
+                }
             }
         }
         Err(e) => rows.fail(

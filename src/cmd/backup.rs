@@ -135,9 +135,17 @@ fn announce(survey: &Survey, yes: bool) -> Result<(), Done> {
     for (host, why) in &survey.passed_over {
         term::errln(&format!("backup: not copied from {host}: {why}"));
     }
+    if survey.keep.autolock && survey.managers() > 1 {
+        term::errln(&format!(
+            "error: swarm {} is autolocked and has {} managers: Docker cannot start a swarm again from a copy of such a manager (moby/moby#36852: `swarm init --force-new-cluster` restarts it locked), so this backup could not be restored; nothing was touched",
+            survey.swarm_id,
+            survey.managers()
+        ));
+        return Err(Done::Exit(EXIT_FAILED));
+    }
     if survey.keep.autolock {
         term::errln(
-            "backup: the swarm is autolocked: a restore needs its unlock key (`docker swarm unlock-key` on a manager shows it); keep it apart: the archive does not hold it",
+            "backup: the swarm is autolocked: the copy's manager is unlocked again after Docker's restart, and a restore needs the unlock key (`docker swarm unlock-key` on a manager shows it); keep it apart: the archive does not hold it",
         );
     }
     term::errln(&format!("backup: {}", survey.choice.why));
@@ -220,18 +228,12 @@ async fn body(ctx: &Ctx, output: Option<PathBuf>, yes: bool) -> Done {
         rows: &rows,
         row: &lock_row,
     };
-    let work = take::take(
-        &*source,
-        &*records,
-        &survey.source.docker_root,
-        &rows,
-        timeout,
-    );
+    let work = take::take(&*source, &*records, &survey, &rows, timeout);
     let taken = match with_lock(holder, ctrl_c(), work).await {
         Locked::Done(t) => t,
         Locked::Refused => None,
         Locked::Interrupted => {
-            take::after_interrupt(&*source, &rows).await;
+            take::after_interrupt(&*source, &survey, &rows, timeout).await;
             None
         }
     };

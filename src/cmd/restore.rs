@@ -54,6 +54,10 @@ pub fn restore(opts: &Opts, args: &RestoreArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if let Err(e) = restore::restorable(&archive) {
+        term::errln(&format!("error: {e}; nothing was touched"));
+        return EXIT_USAGE;
+    }
     let key = match unlock_key(&archive) {
         Ok(k) => k,
         Err(e) => {
@@ -197,7 +201,12 @@ async fn body(ctx: &Ctx, args: Asked, a: Archive, key: Option<Secret>) -> Done {
     let rows = Rows::new(reporter.clone(), &[RowId::host(&host.name)]);
     let Some(remote) = sessions.get(&host.name).cloned() else {
         reporter.finish();
-        return ctx.done(unreachable, rows.finish(), &details(&a, host, None));
+        return end(
+            ctx,
+            unreachable,
+            vec![rows.finish()],
+            &details(&a, host, None),
+        );
     };
     let others: Vec<(String, Arc<Session>)> = ctx
         .manager_names()
@@ -220,7 +229,7 @@ async fn body(ctx: &Ctx, args: Asked, a: Archive, key: Option<Secret>) -> Done {
     reporter.finish();
     let first = rows.finish();
     let Ok(outcome) = outcome else {
-        return ctx.done(unreachable, first, &details(&a, host, None));
+        return end(ctx, unreachable, vec![first], &details(&a, host, None));
     };
 
     // 2. The other hosts join again: bootstrap's joins and repairs.
@@ -228,13 +237,31 @@ async fn body(ctx: &Ctx, args: Asked, a: Archive, key: Option<Secret>) -> Done {
 
     // 3. Gone nodes, records, images, and the wait for the stacks.
     let last = after_joins(ctx, &a, host, &remote, &sessions, &images, outcome).await;
-    let unreached = unreachable
-        .into_iter()
-        .map(|(h, e)| Row::connect_failed(&h, e))
-        .collect();
+    end(
+        ctx,
+        unreachable,
+        vec![first, joined.rows, last],
+        &details(&a, host, Some(outcome)),
+    )
+}
+
+/// The end: the hosts not reached, then the parts' rows, merged per host.
+fn end(
+    ctx: &Ctx,
+    unreachable: Vec<(String, String)>,
+    parts: Vec<Vec<Row>>,
+    details: &serde_json::Value,
+) -> Done {
+    let mut all = vec![
+        unreachable
+            .into_iter()
+            .map(|(h, e)| Row::connect_failed(&h, e))
+            .collect(),
+    ];
+    all.extend(parts);
     Done::Rows {
-        rows: merge(vec![unreached, first, joined.rows, last]),
-        details: ctx.details(&details(&a, host, Some(outcome))),
+        rows: merge(all),
+        details: ctx.details(details),
         style: Style::Table,
     }
 }
@@ -326,6 +353,8 @@ pub fn merge(parts: Vec<Vec<Row>>) -> Vec<Row> {
         have.seconds = have.seconds.max(row.seconds);
         if row.outcome == Outcome::Failed {
             have.error = Some(match (have.error.take(), row.error) {
+                // The same failure seen twice (a host that none of the parts reached).
+                (Some(a), Some(b)) if a == b => a,
                 (Some(a), Some(b)) => {
                     format!("{a}\n{}: {b}", row.failed_step.clone().unwrap_or_default())
                 }

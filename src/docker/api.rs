@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_join`], [`swarm_rotate_tokens`] | [`parse_swarm`] |
-//! | a swarm put back | [`swarm_force_new_cluster`], [`swarm_unlock`] | [`reset_on_init`] |
+//! | a swarm put back | [`swarm_force_new_cluster`], [`swarm_unlock`], [`swarm_unlock_key`], [`swarm_autolock_off`] | [`reset_on_init`], [`parse_unlock_key`] |
 //! | nodes | [`nodes`], [`node_update`], [`node_remove`] | [`parse_node_specs`], [`node::parse_node_list`] |
 //! | networks | [`network_create`], [`network_remove`] | |
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
@@ -205,6 +205,25 @@ pub fn swarm_force_new_cluster(advertise: &str, keep: ResetOnInit) -> Request {
     Request::post(v("/swarm/init"), Some(body.to_string().into_bytes()))
 }
 
+/// The swarm's current unlock key, from a manager (`docker swarm unlock-key`): what a
+/// backup unlocks its source with after Docker's restart. Read by [`parse_unlock_key`].
+pub fn swarm_unlock_key() -> Request {
+    Request::get(v("/swarm/unlockkey"))
+}
+
+/// The key from [`swarm_unlock_key`]'s answer, a secret from the start; the error never
+/// quotes the body.
+pub fn parse_unlock_key(body: &[u8]) -> Result<Secret, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        unlock_key: String,
+    }
+    let raw: Raw = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot read the swarm's unlock key (line {})", e.line()))?;
+    Ok(Secret::new(raw.unlock_key))
+}
+
 /// Unlocks an autolocked manager after its Docker started: the key travels in the body,
 /// on the channel's stdin, never in argv, environment or output.
 pub fn swarm_unlock(key: &Secret) -> Request {
@@ -221,6 +240,25 @@ pub fn swarm_rotate_tokens(s: &SwarmSpec, worker: bool, manager: bool) -> Reques
             s.version
         )),
         Some(s.spec.to_string().into_bytes()),
+    )
+}
+
+/// Turns autolock off, the rest of the spec as Docker sent it: what a restore of an
+/// autolocked swarm onto another address does before `--force-new-cluster`, which Docker
+/// cannot do on a locked state (moby/moby#36852), and which turns autolock on again (with
+/// a new key).
+pub fn swarm_autolock_off(s: &SwarmSpec) -> Request {
+    let mut spec = s.spec.clone();
+    if !spec.is_object() {
+        spec = serde_json::json!({});
+    }
+    spec["EncryptionConfig"] = serde_json::json!({ "AutoLockManagers": false });
+    Request::post(
+        v(&format!(
+            "/swarm/update?version={}&rotateWorkerToken=false&rotateManagerToken=false",
+            s.version
+        )),
+        Some(spec.to_string().into_bytes()),
     )
 }
 
@@ -767,6 +805,21 @@ mod tests {
             String::from_utf8(init.body.unwrap()).unwrap(),
             r#"{"AdvertiseAddr":"198.18.0.11","ForceNewCluster":true,"ListenAddr":"0.0.0.0:2377","Spec":{"CAConfig":{"ForceRotate":2},"EncryptionConfig":{"AutoLockManagers":true}}}"#
         );
+        assert_eq!(swarm_unlock_key().path, "/v1.41/swarm/unlockkey");
+        let s = parse_swarm(br#"{"ID":"c1","Version":{"Index":9},"Spec":{"Name":"default","EncryptionConfig":{"AutoLockManagers":true}},"JoinTokens":{"Worker":"w","Manager":"m"}}"#).unwrap();
+        let off = swarm_autolock_off(&s);
+        assert_eq!(
+            off.path,
+            "/v1.41/swarm/update?version=9&rotateWorkerToken=false&rotateManagerToken=false"
+        );
+        assert_eq!(
+            String::from_utf8(off.body.unwrap()).unwrap(),
+            r#"{"EncryptionConfig":{"AutoLockManagers":false},"Name":"default"}"#
+        );
+        let key = parse_unlock_key(br#"{"UnlockKey":"SWMKEY-1-abc"}"#).unwrap();
+        assert_eq!(key.expose(), "SWMKEY-1-abc");
+        let e = parse_unlock_key(br#"{"UnlockKey": SWMKEY-1-abc}"#).unwrap_err();
+        assert!(!e.contains("SWMKEY"), "{e}");
         let unlock = swarm_unlock(&Secret::new("SWMKEY-1-abc"));
         assert_eq!(unlock.path, "/v1.41/swarm/unlock");
         assert_eq!(

@@ -322,6 +322,22 @@ pub fn put_records(sha256: &str, keep_existing: bool) -> String {
     )
 }
 
+/// The first line of the manager's TLS key (`swarm/certificates/swarm-node.key`), whose PEM
+/// type says whether the key is encrypted with the unlock key: once autolock is turned
+/// off, the manager rewrites it unencrypted, shortly after the change (asynchronously).
+/// Read by [`key_encrypted`].
+pub fn key_header(docker_root: &str) -> String {
+    format!(
+        "head -n 1 -- {}/{SWARM_DIR}/certificates/swarm-node.key",
+        quote(docker_root)
+    )
+}
+
+/// Whether [`key_header`] shows an encrypted key (`-----BEGIN ENCRYPTED PRIVATE KEY-----`).
+pub fn key_encrypted(header: &str) -> bool {
+    header.contains("ENCRYPTED")
+}
+
 /// What a staged script said: its stage and its `key value` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Staged {
@@ -533,6 +549,12 @@ fi
                 vec![("stop".into(), "failed".into())]
             ]
         );
+        assert_eq!(
+            key_header("/var/lib/docker"),
+            "head -n 1 -- /var/lib/docker/swarm/certificates/swarm-node.key"
+        );
+        assert!(key_encrypted("-----BEGIN ENCRYPTED PRIVATE KEY-----\n"));
+        assert!(!key_encrypted("-----BEGIN PRIVATE KEY-----\n"));
         for s in [
             snapshot("/var/lib/docker"),
             pack_records(),

@@ -81,6 +81,17 @@ pub fn wipe_disk(node_dir: &Path, disk: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Forgets a node's link address where the lab's other hosts learnt it: in the machine's
+/// own namespace and in each of `netns`. A wiped node boots on a new veth pair, so with a
+/// new MAC address, which its neighbours would keep sending to the old one of for seconds;
+/// a Pi with a new SD card keeps its MAC. Best effort.
+pub fn forget_address(addr: &str, netns: &[String]) {
+    let _ = run(cmd(["ip", "neigh", "flush", "to", addr]));
+    for ns in netns {
+        let _ = run(cmd(["ip", "-n", ns, "neigh", "flush", "to", addr]));
+    }
+}
+
 /// `iptables -t raw` argument lists that hook `chain` into the node's traffic.
 pub fn hooks(chain: &str) -> [Vec<String>; 2] {
     let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();

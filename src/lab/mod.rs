@@ -795,6 +795,13 @@ impl Lab {
             _ => None,
         };
         let holder = start_node(&state, &self.dir, base.as_deref(), &spec)?;
+        let others: Vec<String> = self
+            .nodes()
+            .iter()
+            .filter(|n| n.name != spec.name)
+            .map(|n| n.netns.clone())
+            .collect();
+        fault::forget_address(&spec.address.to_string(), &others);
         node::wait_ready(&spec, &nd, holder, Duration::from_secs(180))?;
         let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
         state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
