@@ -382,12 +382,13 @@ fn check_members(tgz: &[u8], top: &str, links: bool) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod samples {
+    //! Archives for the tests of this module and of the executor.
     use super::*;
 
     /// A gzipped tar with these members (a link when a target is given), the names and
     /// targets written as they are (`..` included: the tar crate would refuse them).
-    fn tgz(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+    pub fn tgz(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let mut b = tar::Builder::new(gz);
         for (name, link) in entries {
@@ -463,6 +464,12 @@ mod tests {
             records,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samples::{sample, tgz};
 
     #[test]
     fn an_archive_is_written_0600_and_read_back_whole() {

@@ -158,3 +158,6 @@ pub async fn unlock(
     }
     settled(engine, timeout).await
 }
+
+#[cfg(test)]
+mod tests;
