@@ -448,3 +448,27 @@ async fn a_pi_in_another_swarm_is_refused_before_anything_is_touched() {
     assert_eq!(pi.commands().len(), 1, "{:?}", pi.commands());
     assert!(pi.api_calls("").is_empty());
 }
+
+/// Ctrl-C during a copy: the Pi's script is waited for and its end said; a Docker that
+/// did not start again is the row's failure, with what to do.
+#[tokio::test]
+async fn after_an_interruption_the_pi_s_script_is_waited_for_and_its_end_said() {
+    let survey = survey_from("pi1");
+    for (settled, failed) in [
+        ("@@settled\nstop ok\ncopy ok\nstart ok\n", None),
+        (
+            "@@settled\nstop ok\ncopy ok\nstart failed\n",
+            Some(
+                "Docker did not start again after the interrupted copy: start it (`sudo systemctl start docker`, or `sudo service docker start`)",
+            ),
+        ),
+    ] {
+        let pi = FakeRemote::new("pi1");
+        pi.on("@@settled", ok(settled));
+        let rows = Rows::new(Arc::new(Silent), &[]);
+        take::after_interrupt(&pi, &survey, &rows, T).await;
+        assert_eq!(pi.count("@@settled"), 1);
+        let row = rows.finish().pop();
+        assert_eq!(row.and_then(|r| r.error).as_deref(), failed);
+    }
+}
