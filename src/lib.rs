@@ -39,7 +39,7 @@
 //! | `testing` | tests only: the fake transport, the one script runner, shared builders, and the check of these import rules |
 //!
 //! The direction is checked by a test (`testing::layout`): `cli` imports nothing of the
-//! crate but the value types its flags parse into (`lab::Subnet`, `lab::Port`), no module
+//! crate but the value types its flags parse into (`lab::Subnet`, `lab::Port`, `lab::Distros`), no module
 //! imports `cmd`, no executor imports another, nothing below `cmd` imports `ui`, and there
 //! is no cycle.
 //!

@@ -62,6 +62,7 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         shape,
         subnet: a.subnet,
         cpu: a.cpu,
+        distros: a.distro.clone(),
     }
 }
 
