@@ -120,8 +120,23 @@ pub async fn failure<R: Remote>(
     })
 }
 
-/// The node's swarm state once it settled after Docker's start (not `pending`), up to 60 s.
-pub async fn settled(engine: &Engine, timeout: Duration) -> Result<SwarmInfo, StepError> {
+/// What a node's swarm state is waited for after Docker's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Await {
+    /// A manager with quorum (alone in its raft, or with its peers up): until it serves
+    /// (not `pending`, control available).
+    Serving,
+    /// A manager whose raft peers are gone: it stays `pending` without a leader, and
+    /// only its node has to be running (`--force-new-cluster` comes next).
+    Running,
+}
+
+/// The node's swarm state once it settled after Docker's start, up to 60 s.
+pub async fn settled(
+    engine: &Engine,
+    timeout: Duration,
+    wait: Await,
+) -> Result<SwarmInfo, StepError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let info = engine
@@ -129,8 +144,13 @@ pub async fn settled(engine: &Engine, timeout: Duration) -> Result<SwarmInfo, St
             .await
             .and_then(|r| api::read(&r, api::parse_info))
             .map_err(StepError)?;
-        let waiting = matches!(info.local_node_state.as_str(), "pending" | "")
-            || (info.is_active() && !info.control_available);
+        let waiting = match wait {
+            Await::Serving => {
+                matches!(info.local_node_state.as_str(), "pending" | "")
+                    || (info.is_active() && !info.control_available)
+            }
+            Await::Running => info.local_node_state.is_empty(),
+        };
         if !waiting || Instant::now() >= deadline {
             return Ok(info);
         }
@@ -144,6 +164,7 @@ pub async fn unlock(
     engine: &Engine,
     key: &Secret,
     timeout: Duration,
+    wait: Await,
 ) -> Result<SwarmInfo, StepError> {
     let hide = |e: String| e.replace(key.expose(), "<redacted>");
     let answer = engine
@@ -156,7 +177,7 @@ pub async fn unlock(
             hide(api::error_message(&answer))
         )));
     }
-    settled(engine, timeout).await
+    settled(engine, timeout, wait).await
 }
 
 #[cfg(test)]

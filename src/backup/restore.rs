@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::archive::Archive;
-use super::{SCRIPT_WAIT, settled, unlock};
+use super::{Await, SCRIPT_WAIT, settled, unlock};
 use crate::config::{Host, Role};
 use crate::docker::api::{self, NodeSpec};
 use crate::docker::backup::{self as remote, Kind, RECORDS_KEPT, RECORDS_RESTORED};
@@ -268,12 +268,18 @@ async fn start_swarm<R: Remote>(
     let row = RowId::host(&o.host.name);
     rows.step(&row, "start the swarm again");
     let engine = Engine::open(o.remote, o.timeout).await.map_err(StepError)?;
-    let mut state = settled(&engine, o.timeout).await?;
+    // A state of several managers never gets quorum back on its own: no use waiting.
+    let wait = if a.manifest.swarm.managers > 1 {
+        Await::Running
+    } else {
+        Await::Serving
+    };
+    let mut state = settled(&engine, o.timeout, wait).await?;
     if state.local_node_state == "locked" {
         let key = o.key.ok_or_else(|| {
             StepError("the swarm is autolocked and no unlock key was given".into())
         })?;
-        state = unlock(&engine, key, o.timeout).await?;
+        state = unlock(&engine, key, o.timeout, wait).await?;
         rows.changed(&row, "swarm unlocked".into());
     }
     if state.local_node_state == "inactive" {
@@ -303,20 +309,8 @@ async fn start_swarm<R: Remote>(
             ),
         );
     }
-    let answer = engine
-        .call(
-            api::swarm_force_new_cluster(advertise, keep),
-            Duration::from_secs(120),
-        )
-        .await
-        .map_err(StepError)?;
-    if !answer.ok() {
-        return Err(StepError(format!(
-            "swarm init --force-new-cluster failed: {}",
-            api::error_message(&answer)
-        )));
-    }
-    let state = settled(&engine, o.timeout).await?;
+    force_new_cluster(&engine, advertise, keep).await?;
+    let state = settled(&engine, o.timeout, Await::Serving).await?;
     if !(state.is_active() && state.control_available) {
         return Err(StepError(format!(
             "after swarm init --force-new-cluster the node's swarm state is {}",
@@ -382,6 +376,35 @@ pub fn restorable(a: &Archive) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `POST /swarm/init` with `ForceNewCluster`; again for up to 60 s while Docker says the
+/// node is no manager yet (its manager is still starting).
+async fn force_new_cluster(
+    engine: &Engine,
+    advertise: &str,
+    keep: crate::docker::api::ResetOnInit,
+) -> Result<(), StepError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = engine
+            .call(
+                api::swarm_force_new_cluster(advertise, keep),
+                Duration::from_secs(120),
+            )
+            .await
+            .map_err(StepError)?;
+        if answer.ok() {
+            return Ok(());
+        }
+        let said = api::error_message(&answer);
+        if !said.contains("not a swarm manager") || Instant::now() >= deadline {
+            return Err(StepError(format!(
+                "swarm init --force-new-cluster failed: {said}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// How long the nodes of a swarm started again may stay `unknown`: swarm marks one that

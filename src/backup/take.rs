@@ -328,9 +328,9 @@ async fn unlock_again<R: Remote>(
     timeout: Duration,
 ) -> Result<(), StepError> {
     let engine = Engine::open(source, timeout).await.map_err(StepError)?;
-    let state = super::settled(&engine, timeout).await?;
+    let state = super::settled(&engine, timeout, super::Await::Serving).await?;
     if state.local_node_state == "locked" {
-        let state = super::unlock(&engine, key, timeout).await?;
+        let state = super::unlock(&engine, key, timeout, super::Await::Serving).await?;
         if !state.is_active() {
             return Err(StepError(format!(
                 "its swarm state is {}",

@@ -421,6 +421,58 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
     assert_eq!(row.changed.len(), 2, "{:?}", row.changed);
 }
 
+/// A copy of a swarm of three managers: its raft never gets quorum back on the target, so
+/// the swarm is not waited for before `--force-new-cluster` (which Docker refuses while the
+/// node's manager is still starting, and is sent again then).
+#[tokio::test]
+async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum() {
+    let mut a = sample();
+    a.manifest.swarm.managers = 3;
+    a.manifest.swarm.keep.autolock = false;
+    let mut target = host("pi1", Role::Manager);
+    target.address = "198.18.0.11".into();
+    let pi = FakeRemote::new("pi1");
+    pi.on(
+        "@@begin",
+        ok(&format!(
+            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{INACTIVE}\n@@end info\n"
+        )),
+    )
+    .on(
+        "RPIPROV_WORKER",
+        ok("@@stage /var/lib/rpiprov/stage/restore.Zz9\nstop ok\nswap ok\nstart ok\n"),
+    )
+    .on("rm -rf -- /var/lib/rpiprov/stage/restore.Zz9", ok(""));
+    daemon(&pi, "n1");
+    let pending = r#"{"ServerVersion":"20.10.24","DockerRootDir":"/var/lib/docker","Swarm":{"LocalNodeState":"pending","NodeID":"n1"}}"#;
+    // The data root's read, then the state after Docker's start: pending, no leader.
+    pi.on_api_once("GET /info", 200, pending)
+        .on_api_once("GET /info", 200, pending)
+        .on_api("POST /v1.41/swarm/init", 200, r#""n1""#)
+        .on_api_once(
+            "POST /v1.41/swarm/init",
+            503,
+            r#"{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}"#,
+        )
+        .on_api("GET /v1.41/nodes", 200, "[]");
+    let rows = Rows::new(Arc::new(Silent), &[]);
+    let onto = Onto {
+        host: &target,
+        remote: &pi,
+        others: &[],
+        force: false,
+        key: None,
+        timeout: T,
+    };
+    let done = restore::put_back(&onto, &a, &rows).await.unwrap();
+    assert_eq!(done, PutBack::Restored);
+    assert_eq!(pi.api_calls("POST /v1.41/swarm/init").len(), 2);
+    // The data root, the one pending state (not waited on), the state after the init.
+    assert_eq!(pi.api_calls("GET /info").len(), 3);
+    let row = rows.finish().remove(0);
+    assert_eq!(row.outcome, Outcome::Changed, "{row:?}");
+}
+
 /// A Pi in another swarm is refused, naming it, before anything is sent to it.
 #[tokio::test]
 async fn a_pi_in_another_swarm_is_refused_before_anything_is_touched() {
