@@ -55,6 +55,12 @@
 //! - What does `check` know of a compose file? [`config::compose`]: its keys and types per
 //!   file version, the files it refers to, its variables ([`config::interpolate`], shared
 //!   with `deploy`), its bind mounts.
+//! - Which Docker reads a stack file? [`config::compose`] knows which CLI release reads
+//!   what (file versions, keys, job modes, YAML 1.1 booleans): each difference is a
+//!   [`config::compose::Need`], warned of by `check`; [`deploy::cli`] holds the manager's
+//!   release ([`docker::cli`]) to them before any change.
+//! - How do shipped images reach the nodes? [`deploy::images`]: records and the Engine
+//!   API ([`docker::image`] reads both image stores' answers and an archive's platforms).
 //! - How do a stack's files reach the manager? As one set: [`deploy::release`] builds it
 //!   here (the layout, the tar stream, the names of configs and secrets),
 //!   [`docker::release`] extracts, records and prunes it there.

@@ -309,7 +309,16 @@ async fn after_joins(
     if let Err(e) = restore::put_records(&*leader, a, keep, &rows, timeout).await {
         rows.fail(&RowId::host(leader.host()), "records", &e.0);
     }
-    let shipped = crate::deploy::images::ship(sessions, images, ctx.parallel, timeout, &rows).await;
+    // The leader's Engine API, opened for the images, serves the wait too (one relay).
+    let (shipped, kept) = crate::deploy::images::ship(
+        sessions,
+        images,
+        ctx.parallel,
+        timeout,
+        &rows,
+        leader.host(),
+    )
+    .await;
     for n in shipped {
         let row = RowId::host(&n.host);
         for img in &n.loaded {
@@ -319,7 +328,10 @@ async fn after_joins(
             rows.fail(&row, "images", &format!("{what}: {why}"));
         }
     }
-    let engine = Engine::open(&*leader, timeout).await.ok();
+    let engine = match kept {
+        Some(e) => Some(e),
+        None => Engine::open(&*leader, timeout).await.ok(),
+    };
     let pace = Pace {
         command_timeout: timeout,
         max_interval: crate::exec::POLL_INTERVAL,
