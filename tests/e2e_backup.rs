@@ -135,12 +135,18 @@ fn one_manager_survives_its_sd_card() {
         text(&out)
     );
     assert!(!archive.exists());
+    let t = Instant::now();
     let out = run(
         &fleet,
         &["backup", "-o", file, "--yes", "--json"],
         &[],
         0,
         &[key],
+    );
+    eprintln!(
+        "backup took {:?}, {} bytes",
+        t.elapsed(),
+        std::fs::metadata(&archive).unwrap().len()
     );
     let said = text(&out);
     assert!(said.contains("pi1 is the swarm's only manager"), "{said}");
@@ -331,6 +337,7 @@ fn three_managers_keep_every_service_up_during_the_backup() {
     };
     std::thread::sleep(Duration::from_secs(1));
     let archive = fleet.dir.join("swarm.tar");
+    let t = Instant::now();
     let out = run(
         &fleet,
         &["backup", "-o", archive.to_str().unwrap(), "--json"],
@@ -338,6 +345,7 @@ fn three_managers_keep_every_service_up_during_the_backup() {
         0,
         &[],
     );
+    eprintln!("backup of 3 managers took {:?}", t.elapsed());
     stop.store(true, Ordering::SeqCst);
     let samples = sampler.join().unwrap();
     let doc = json_of(&out);
