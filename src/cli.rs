@@ -239,8 +239,15 @@ Examples:\n  rpiprov restore rpiprov-backup-zgg1nt9l53jt-20261207T101500Z.tar\n 
 }
 
 /// The preflight's checks, as `--skip-preflight` names them.
-pub const PREFLIGHT_CHECKS: [&str; 6] =
-    ["clock", "kernel", "memory-cgroup", "disk", "arch", "ports"];
+pub const PREFLIGHT_CHECKS: [&str; 7] = [
+    "clock",
+    "kernel",
+    "memory-cgroup",
+    "disk",
+    "arch",
+    "docker",
+    "ports",
+];
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

@@ -30,7 +30,7 @@ use crate::docker::api;
 use crate::docker::backup::{self as remote, Stage, Staged};
 use crate::docker::swarm::SwarmInfo;
 use crate::exec::StepError;
-use crate::exec::engine::Engine;
+use crate::exec::engine::{Engine, EngineError};
 use crate::remote::{ExecRequest, Remote};
 use crate::secret::Secret;
 
@@ -120,6 +120,11 @@ pub async fn failure<R: Remote>(
     })
 }
 
+/// An Engine API failure as a step's error.
+pub fn engine_error(e: EngineError) -> StepError {
+    StepError(e.to_string())
+}
+
 /// What a node's swarm state is waited for after Docker's start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Await {
@@ -142,6 +147,7 @@ pub async fn settled(
         let info = engine
             .call(api::info(), timeout)
             .await
+            .map_err(String::from)
             .and_then(|r| api::read(&r, api::parse_info))
             .map_err(StepError)?;
         let waiting = match wait {
@@ -170,7 +176,7 @@ pub async fn unlock(
     let answer = engine
         .call(api::swarm_unlock(key), timeout)
         .await
-        .map_err(|e| StepError(hide(e)))?;
+        .map_err(|e| StepError(hide(e.to_string())))?;
     if !answer.ok() {
         return Err(StepError(format!(
             "the swarm did not unlock: {}",

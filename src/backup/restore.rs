@@ -12,7 +12,6 @@
 //!    and that no unreachable host of it may come back as, are removed;
 //! 3. [`put_records`]: rpiprov's records go to the manager `deploy` acts through.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use crate::docker::node::{self, SwarmNode};
 use crate::docker::probe::{self, Facts};
 use crate::docker::swarm::SwarmInfo;
 use crate::exec::engine::Engine;
+use crate::exec::engine::Engines;
 use crate::exec::report::{RowId, Rows};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::{ExecRequest, Remote};
@@ -125,6 +125,8 @@ pub enum PutBack {
 pub struct Onto<'a, R> {
     pub host: &'a Host,
     pub remote: &'a R,
+    /// The command's engines, one per host that answered.
+    pub engines: &'a Arc<Engines<R>>,
     /// The inventory's other managers that answered.
     pub others: &'a [(String, Arc<R>)],
     pub force: bool,
@@ -143,11 +145,12 @@ pub async fn put_back<R: Remote + 'static>(
     let row = RowId::host(&o.host.name);
     let swarm_id = &a.manifest.swarm.id;
     rows.step(&row, "probe");
-    let out = root(o.remote, probe::probe(&[]), o.timeout).await?;
-    let facts = probe::parse(&out.stdout_str()).map_err(StepError)?;
+    let facts = crate::exec::probe::probe(o.remote, o.engines, probe::probe(), &[], &[], o.timeout)
+        .await?
+        .facts;
     let verdict = judge_target(&o.host.name, &facts, swarm_id, o.force);
     rows.step(&row, "ask the other managers");
-    let others = other_swarms(o.others, o.timeout).await;
+    let others = other_swarms(o.engines, o.others, o.timeout).await;
     judge_others(&others, swarm_id, o.force).map_err(StepError)?;
     match verdict {
         Verdict::Refused(why) => return Err(StepError(why)),
@@ -161,10 +164,15 @@ pub async fn put_back<R: Remote + 'static>(
         Verdict::Replace(was) => rows.note(&row, &format!("--force: it was {was}")),
         Verdict::Free => {}
     }
-    let engine = Engine::open(o.remote, o.timeout).await.map_err(StepError)?;
+    let engine = o
+        .engines
+        .get(&o.host.name)
+        .await
+        .map_err(super::engine_error)?;
     let info = engine
         .call(api::info(), o.timeout)
         .await
+        .map_err(String::from)
         .and_then(|r| api::read(&r, api::parse_daemon_info))
         .map_err(StepError)?;
     drop(engine);
@@ -183,16 +191,22 @@ pub async fn put_back<R: Remote + 'static>(
 /// The swarm state of each other manager that answers (those that do not cannot serve a
 /// swarm to split from).
 async fn other_swarms<R: Remote + 'static>(
+    engines: &Arc<Engines<R>>,
     others: &[(String, Arc<R>)],
     timeout: Duration,
 ) -> Vec<(String, SwarmInfo)> {
-    let asked = parallel_map(others.to_vec(), 8, move |(host, remote)| async move {
-        let info = async {
-            let e = Engine::open(&*remote, timeout).await?;
-            let r = e.call(api::info(), timeout).await?;
-            api::read(&r, api::parse_info)
-        };
-        (host, info.await)
+    let all = engines.clone();
+    let asked = parallel_map(others.to_vec(), 8, move |(host, _)| {
+        let engines = all.clone();
+        async move {
+            let info = async {
+                let e = engines.get(&host).await?;
+                let r = e.call(api::info(), timeout).await?;
+                api::read(&r, api::parse_info)
+            };
+            let info = info.await;
+            (host, info)
+        }
     })
     .await;
     asked
@@ -203,7 +217,7 @@ async fn other_swarms<R: Remote + 'static>(
 
 /// Sends the swarm folder and swaps it in, Docker stopped for the swap and started again
 /// by the Pi's script whatever happens.
-async fn swap_in<R: Remote>(
+async fn swap_in<R: Remote + 'static>(
     o: &Onto<'_, R>,
     a: &Archive,
     docker_root: &str,
@@ -245,6 +259,8 @@ async fn swap_in<R: Remote>(
         None => Ok(()),
     };
     super::discard(o.remote, &staged.stage, o.timeout).await;
+    // Docker restarted: its engine's relay ended with it.
+    o.engines.forget(&o.host.name).await;
     result?;
     rows.changed(
         &row,
@@ -258,7 +274,7 @@ async fn swap_in<R: Remote>(
 
 /// Unlocks the restored state if the swarm is autolocked, then starts the swarm again as
 /// one manager at `advertise`, keeping autolock and the CA as they were.
-async fn start_swarm<R: Remote>(
+async fn start_swarm<R: Remote + 'static>(
     o: &Onto<'_, R>,
     a: &Archive,
     docker_root: &str,
@@ -267,7 +283,11 @@ async fn start_swarm<R: Remote>(
 ) -> Result<(), StepError> {
     let row = RowId::host(&o.host.name);
     rows.step(&row, "start the swarm again");
-    let engine = Engine::open(o.remote, o.timeout).await.map_err(StepError)?;
+    let engine = o
+        .engines
+        .get(&o.host.name)
+        .await
+        .map_err(super::engine_error)?;
     // A state of several managers never gets quorum back on its own: no use waiting.
     let wait = if a.manifest.swarm.managers > 1 {
         Await::Running
@@ -341,12 +361,12 @@ async fn autolock_off<R: Remote>(
     let r = engine
         .call(api::swarm_inspect(), timeout)
         .await
-        .map_err(StepError)?;
+        .map_err(super::engine_error)?;
     let spec = api::read(&r, api::parse_swarm).map_err(StepError)?;
     let r = engine
         .call(api::swarm_autolock_off(&spec), timeout)
         .await
-        .map_err(StepError)?;
+        .map_err(super::engine_error)?;
     api::read(&r, |_| Ok(()))
         .map_err(|e| StepError(format!("cannot turn autolock off for the restart: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -393,7 +413,7 @@ async fn force_new_cluster(
                 Duration::from_secs(120),
             )
             .await
-            .map_err(StepError)?;
+            .map_err(super::engine_error)?;
         if answer.ok() {
             return Ok(());
         }
@@ -421,6 +441,7 @@ async fn nodes_known(engine: &Engine, timeout: Duration) {
         let nodes = engine
             .call(api::nodes(), timeout)
             .await
+            .map_err(String::from)
             .and_then(|r| api::read(&r, node::parse_node_list));
         match nodes {
             Ok(n) if n.iter().all(|n| n.state == "ready" || n.state == "down") => return,
@@ -433,17 +454,21 @@ async fn nodes_known(engine: &Engine, timeout: Duration) {
 
 /// The node ID each host's Docker reports, for the hosts that answer.
 async fn node_ids<R: Remote + 'static>(
-    sessions: &HashMap<String, Arc<R>>,
+    engines: &Arc<Engines<R>>,
     timeout: Duration,
 ) -> Vec<String> {
-    let items: Vec<Arc<R>> = sessions.values().cloned().collect();
-    parallel_map(items, 8, move |remote| async move {
-        let asked = async {
-            let e = Engine::open(&*remote, timeout).await?;
-            let r = e.call(api::info(), timeout).await?;
-            api::read(&r, api::parse_info)
-        };
-        asked.await.map(|i| i.node_id).unwrap_or_default()
+    let items: Vec<String> = engines.hosts().cloned().collect();
+    let all = engines.clone();
+    parallel_map(items, 8, move |host| {
+        let engines = all.clone();
+        async move {
+            let asked = async {
+                let e = engines.get(&host).await?;
+                let r = e.call(api::info(), timeout).await?;
+                api::read(&r, api::parse_info)
+            };
+            asked.await.map(|i| i.node_id).unwrap_or_default()
+        }
     })
     .await
     .into_iter()
@@ -470,19 +495,22 @@ pub fn gone<'a>(nodes: &'a [SwarmNode], current: &[String], away: &[&Host]) -> V
 /// a manager's entry is demoted first (swarm removes no manager).
 pub async fn remove_gone<R: Remote + 'static>(
     target: &R,
-    sessions: &HashMap<String, Arc<R>>,
+    engines: &Arc<Engines<R>>,
     away: &[&Host],
     rows: &Rows,
     timeout: Duration,
 ) -> Result<(), StepError> {
     let row = RowId::host(target.host());
     rows.step(&row, "remove the entries of nodes that are gone");
-    let current = node_ids(sessions, timeout).await;
-    let engine = Engine::open(target, timeout).await.map_err(StepError)?;
+    let current = node_ids(engines, timeout).await;
+    let engine = engines
+        .get(target.host())
+        .await
+        .map_err(super::engine_error)?;
     let answer = engine
         .call(api::nodes(), timeout)
         .await
-        .map_err(StepError)?;
+        .map_err(super::engine_error)?;
     let nodes = api::read(&answer, node::parse_node_list).map_err(StepError)?;
     let specs: Vec<NodeSpec> = api::read(&answer, api::parse_node_specs).map_err(StepError)?;
     for n in gone(&nodes, &current, away) {
@@ -492,14 +520,14 @@ pub async fn remove_gone<R: Remote + 'static>(
             let r = engine
                 .call(api::node_update(spec, Some(Role::Worker), &[]), timeout)
                 .await
-                .map_err(StepError)?;
+                .map_err(super::engine_error)?;
             api::read(&r, |_| Ok(()))
                 .map_err(|e| StepError(format!("demote {}: {e}", n.hostname)))?;
         }
         let r = engine
             .call(api::node_remove(&n.id, true), timeout)
             .await
-            .map_err(StepError)?;
+            .map_err(super::engine_error)?;
         api::read(&r, |_| Ok(())).map_err(|e| StepError(format!("remove {}: {e}", n.hostname)))?;
         rows.changed(
             &row,

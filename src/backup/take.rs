@@ -14,7 +14,7 @@ use super::{SCRIPT_WAIT, discard, failure, fetch_staged};
 use crate::docker::api::{self, DaemonInfo, ResetOnInit};
 use crate::docker::backup::{self as remote, Kind, RECORDS_FILE, SWARM_FILE};
 use crate::docker::node::{self, SwarmNode};
-use crate::exec::engine::Engine;
+use crate::exec::engine::Engines;
 use crate::exec::report::{RowId, Rows, secs};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::{ExecRequest, Remote};
@@ -122,11 +122,12 @@ fn stacks_of(polls: &BTreeMap<String, crate::docker::service::Poll>) -> Vec<Stac
 /// which node it is; chooses the manager to copy from.
 pub async fn survey<R: Remote + 'static>(
     records: &R,
+    engines: &Arc<Engines<R>>,
     managers: &[(String, Arc<R>)],
     addresses: &HashMap<String, Vec<String>>,
     timeout: Duration,
 ) -> Result<Survey, String> {
-    let engine = Engine::open(records, timeout).await?;
+    let engine = engines.get(records.host()).await?;
     let reqs = [
         api::info(),
         api::swarm_inspect(),
@@ -138,8 +139,8 @@ pub async fn survey<R: Remote + 'static>(
     api::all_ok(&r)?;
     let info = api::parse_daemon_info(&r[0].body)?;
     let spec = api::parse_swarm(&r[1].body)?;
-    let polls = api::parse_stack_polls(&r[2].body, &r[3].body, &r[4].body)?;
     let nodes = node::parse_node_list(&r[4].body)?;
+    let polls = api::parse_stack_polls(&r[2].body, &r[3].body, &nodes)?;
     let keep = api::reset_on_init(&spec.spec);
     let unlock_key = if keep.autolock {
         let r = engine.call(api::swarm_unlock_key(), timeout).await?;
@@ -149,14 +150,19 @@ pub async fn survey<R: Remote + 'static>(
     };
     drop(engine);
 
+    let all = engines.clone();
     let infos: Vec<(String, Result<DaemonInfo, String>)> =
-        parallel_map(managers.to_vec(), 8, move |(host, remote)| async move {
-            let asked = async {
-                let e = Engine::open(&*remote, timeout).await?;
-                let answer = e.call(api::info(), timeout).await?;
-                api::read(&answer, api::parse_daemon_info)
-            };
-            (host, asked.await)
+        parallel_map(managers.to_vec(), 8, move |(host, _)| {
+            let engines = all.clone();
+            async move {
+                let asked = async {
+                    let e = engines.get(&host).await?;
+                    let answer = e.call(api::info(), timeout).await?;
+                    api::read(&answer, api::parse_daemon_info)
+                };
+                let asked = asked.await;
+                (host, asked)
+            }
         })
         .await;
     let mut passed_over = Vec::new();
@@ -237,16 +243,17 @@ pub struct Taken {
 /// Pi's own script) and rpiprov's records from `records`, each checked as it arrives. The
 /// stages on the Pis are removed once read, or when the copy failed. A failure is
 /// reported on its host's row (`None`).
-pub async fn take<R: Remote>(
+pub async fn take<R: Remote + 'static>(
     source: &R,
     records: &R,
+    engines: &Engines<R>,
     survey: &Survey,
     rows: &Rows,
     timeout: Duration,
 ) -> Option<Taken> {
     let docker_root = &survey.source.docker_root;
     let key = survey.unlock_key.as_ref();
-    let swarm = match copy_swarm(source, docker_root, key, rows, timeout).await {
+    let swarm = match copy_swarm(source, engines, docker_root, key, rows, timeout).await {
         Ok(b) => b,
         Err(e) => {
             rows.fail(&RowId::host(source.host()), "copy", &e.0);
@@ -263,8 +270,9 @@ pub async fn take<R: Remote>(
 }
 
 /// The swarm folder of `source`, with Docker stopped for the copy.
-async fn copy_swarm<R: Remote>(
+async fn copy_swarm<R: Remote + 'static>(
     source: &R,
+    engines: &Engines<R>,
     docker_root: &str,
     key: Option<&Secret>,
     rows: &Rows,
@@ -278,7 +286,9 @@ async fn copy_swarm<R: Remote>(
     let took = started.elapsed();
     let host = source.host();
     let locked = match (staged.ok("start"), key) {
-        (true, Some(key)) => unlock_again(source, key, rows, timeout).await.err(),
+        (true, Some(key)) => unlock_again(source, engines, key, rows, timeout)
+            .await
+            .err(),
         _ => None,
     };
     let problem = if !staged.ok("start") {
@@ -321,13 +331,19 @@ async fn copy_swarm<R: Remote>(
 }
 
 /// An autolocked manager comes back from Docker's restart locked: unlocks it again.
-async fn unlock_again<R: Remote>(
+async fn unlock_again<R: Remote + 'static>(
     source: &R,
+    engines: &Engines<R>,
     key: &Secret,
     rows: &Rows,
     timeout: Duration,
 ) -> Result<(), StepError> {
-    let engine = Engine::open(source, timeout).await.map_err(StepError)?;
+    // Docker restarted: its engine's relay ended with it.
+    engines.forget(source.host()).await;
+    let engine = engines
+        .get(source.host())
+        .await
+        .map_err(super::engine_error)?;
     let state = super::settled(&engine, timeout, super::Await::Serving).await?;
     if state.local_node_state == "locked" {
         let state = super::unlock(&engine, key, timeout, super::Await::Serving).await?;
@@ -367,8 +383,9 @@ async fn copy_records<R: Remote>(
 
 /// After Ctrl-C during a copy: waits for the Pi's script to end (it starts Docker again by
 /// itself), says how it ended, and removes its stage.
-pub async fn after_interrupt<R: Remote>(
+pub async fn after_interrupt<R: Remote + 'static>(
     source: &R,
+    engines: &Engines<R>,
     survey: &Survey,
     rows: &Rows,
     timeout: Duration,
@@ -393,7 +410,7 @@ pub async fn after_interrupt<R: Remote>(
             } else if !ended.is_empty() {
                 rows.note(&row, "the copy's script ran to its end: Docker runs again");
                 if let Some(key) = &survey.unlock_key
-                    && let Err(e) = unlock_again(source, key, rows, timeout).await
+                    && let Err(e) = unlock_again(source, engines, key, rows, timeout).await
                 {
                     rows.fail(
                         &row,

@@ -10,22 +10,52 @@ use super::archive::samples::sample;
 use super::restore::{self, Onto, PutBack, Verdict, judge_others, judge_target};
 use super::take;
 use crate::config::Role;
+use crate::docker::api;
+use crate::docker::http::Response;
 use crate::docker::node::SwarmNode;
 use crate::docker::probe;
 use crate::docker::swarm::SwarmInfo;
+use crate::exec::engine::Engines;
 use crate::exec::report::{Outcome, Rows, Silent};
 use crate::testing::{FakeRemote, host, ok};
 
 const T: Duration = Duration::from_secs(5);
 
+/// A probe's facts: its shell half, then (when Docker runs) the daemon's `info`.
 fn facts(installed: bool, running: bool, info: &str) -> probe::Facts {
     let yes = |b: bool| if b { "yes" } else { "no" };
-    probe::parse(&format!(
-        "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed={}\ndocker_running={}\n@@begin info\n{info}\n@@end info\n",
-        yes(installed),
-        yes(running)
+    let mut f = probe::parse(&format!(
+        "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed={}\n",
+        yes(installed)
     ))
-    .unwrap()
+    .unwrap();
+    if running {
+        let answer = |status: u16, body: &str| Response {
+            status,
+            body: body.as_bytes().to_vec(),
+        };
+        let daemon = api::Daemon {
+            docker: "20.10.24".into(),
+            api: api::OLDEST,
+            min_api: api::ApiVersion::new(1, 12),
+        };
+        let answers = [
+            answer(200, info),
+            answer(503, r#"{"message":"This node is not a swarm manager."}"#),
+            answer(200, "[]"),
+        ];
+        f.read_daemon(&daemon, api::OLDEST, &answers, &[]).unwrap();
+    }
+    f
+}
+
+/// The command's engines over these fake hosts.
+fn engines_of(hosts: &[&FakeRemote]) -> Arc<Engines<FakeRemote>> {
+    let sessions: HashMap<String, Arc<FakeRemote>> = hosts
+        .iter()
+        .map(|f| (f.name.clone(), Arc::new((*f).clone())))
+        .collect();
+    Arc::new(Engines::new(&sessions, T))
 }
 
 const INACTIVE: &str = r#"{"Swarm":{"LocalNodeState":"inactive"}}"#;
@@ -143,7 +173,7 @@ fn swarm_of_three(records: &FakeRemote) {
     };
     records
         .on_api(
-            "GET /v1.41/nodes",
+            "GET /nodes",
             200,
             &format!(
                 "[{},{},{}]",
@@ -153,17 +183,17 @@ fn swarm_of_three(records: &FakeRemote) {
             ),
         )
         .on_api(
-            "GET /v1.41/swarm",
+            "GET /swarm",
             200,
             r#"{"ID":"c1","Version":{"Index":3},"Spec":{"Name":"default"},"JoinTokens":{"Worker":"SWMTKN-w","Manager":"SWMTKN-m"}}"#,
         )
         .on_api(
-            "GET /v1.41/services",
+            "GET /services",
             200,
             r#"[{"ID":"s1","Spec":{"Name":"echo_echo","Labels":{"com.docker.stack.namespace":"echo"},"TaskTemplate":{},"Mode":{"Replicated":{"Replicas":1}}},"ServiceStatus":{"RunningTasks":1,"DesiredTasks":1}}]"#,
         )
         .on_api(
-            "GET /v1.41/tasks",
+            "GET /tasks",
             200,
             r#"[{"ID":"t1","ServiceID":"s1","Slot":1,"NodeID":"n12","Status":{"State":"running"},"DesiredState":"running"}]"#,
         );
@@ -171,11 +201,6 @@ fn swarm_of_three(records: &FakeRemote) {
 
 fn daemon(f: &FakeRemote, node_id: &str) {
     f.on_api(
-        "GET /version",
-        200,
-        r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
-    )
-    .on_api(
         "GET /info",
         200,
         &format!(
@@ -202,7 +227,10 @@ async fn the_survey_copies_from_a_confirmed_follower_that_runs_no_service_alone(
     let addresses: HashMap<String, Vec<String>> = (1..=3)
         .map(|i| (format!("pi{i}"), vec![format!("198.18.0.1{i}")]))
         .collect();
-    let s = take::survey(&pi1, &managers, &addresses, T).await.unwrap();
+    let engines = engines_of(&[&pi1, &pi2, &pi3]);
+    let s = take::survey(&pi1, &engines, &managers, &addresses, T)
+        .await
+        .unwrap();
     assert_eq!(s.swarm_id, "c1");
     assert_eq!(s.choice.host, "pi3", "{}", s.choice.why);
     assert!(s.passed_over.is_empty(), "{:?}", s.passed_over);
@@ -221,7 +249,9 @@ async fn the_survey_copies_from_a_confirmed_follower_that_runs_no_service_alone(
         ("pi3".into(), vec!["10.9.9.9".into()]),
     ]
     .into();
-    let s = take::survey(&pi1, &managers, &liar, T).await.unwrap();
+    let s = take::survey(&pi1, &engines, &managers, &liar, T)
+        .await
+        .unwrap();
     assert_eq!(s.choice.host, "pi2");
     assert_eq!(s.choice.stopped, ["echo_echo"]);
     assert_eq!(
@@ -296,7 +326,7 @@ fn survey_from(source: &str) -> take::Survey {
 async fn the_copy_arrives_checked_and_its_stages_are_removed() {
     let pi = staged_pi("pi1", "stop ok\ncopy ok\nstart ok\n", b"swarm bytes");
     let rows = Rows::new(Arc::new(Silent), &[]);
-    let taken = take::take(&pi, &pi, &survey_from("pi1"), &rows, T)
+    let taken = take::take(&pi, &pi, &engines_of(&[&pi]), &survey_from("pi1"), &rows, T)
         .await
         .unwrap();
     assert_eq!(
@@ -319,7 +349,7 @@ async fn a_failed_copy_says_why_and_leaves_no_stage() {
     let pi = staged_pi("pi1", "stop ok\ncopy failed\nstart ok\n", b"x");
     let rows = Rows::new(Arc::new(Silent), &[]);
     assert!(
-        take::take(&pi, &pi, &survey_from("pi1"), &rows, T)
+        take::take(&pi, &pi, &engines_of(&[&pi]), &survey_from("pi1"), &rows, T)
             .await
             .is_none()
     );
@@ -339,7 +369,7 @@ async fn a_failed_copy_says_why_and_leaves_no_stage() {
     let pi = staged_pi("pi1", "stop ok\ncopy ok\nstart failed\n", b"x");
     let rows = Rows::new(Arc::new(Silent), &[]);
     assert!(
-        take::take(&pi, &pi, &survey_from("pi1"), &rows, T)
+        take::take(&pi, &pi, &engines_of(&[&pi]), &survey_from("pi1"), &rows, T)
             .await
             .is_none()
     );
@@ -356,7 +386,7 @@ async fn a_failed_copy_says_why_and_leaves_no_stage() {
     );
     let rows = Rows::new(Arc::new(Silent), &[]);
     assert!(
-        take::take(&pi, &pi, &survey_from("pi1"), &rows, T)
+        take::take(&pi, &pi, &engines_of(&[&pi]), &survey_from("pi1"), &rows, T)
             .await
             .is_none()
     );
@@ -374,9 +404,7 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
     let pi = FakeRemote::new("pi1");
     pi.on(
         "@@begin",
-        ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{INACTIVE}\n@@end info\n"
-        )),
+        ok("hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\n"),
     )
     .on(
         "RPIPROV_WORKER",
@@ -384,14 +412,17 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
     )
     .on("rm -rf -- /var/lib/rpiprov/stage/restore.Zz9", ok(""));
     daemon(&pi, "n1");
-    pi.on_api("POST /v1.41/swarm/init", 200, r#""n1""#)
-        .on_api("GET /v1.41/nodes", 200, "[]");
+    pi.on_api("POST /swarm/init", 200, r#""n1""#)
+        .on_api("GET /nodes", 200, "[]");
+    // The probe's read, before any other: a Docker in no swarm.
+    pi.on_api_once("GET /info", 200, INACTIVE);
     let mut unlocked = a.clone();
     unlocked.manifest.swarm.keep.autolock = false;
     let rows = Rows::new(Arc::new(Silent), &[]);
     let onto = Onto {
         host: &target,
         remote: &pi,
+        engines: &engines_of(&[&pi]),
         others: &[],
         force: false,
         key: None,
@@ -408,7 +439,7 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
         .and_then(|r| r.stdin.clone())
         .unwrap();
     assert_eq!(sent, unlocked.swarm);
-    let init = pi.api_calls("POST /v1.41/swarm/init");
+    let init = pi.api_calls("POST /swarm/init");
     let body: serde_json::Value = serde_json::from_str(&init[0].body).unwrap();
     assert_eq!(
         body,
@@ -434,9 +465,7 @@ async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum(
     let pi = FakeRemote::new("pi1");
     pi.on(
         "@@begin",
-        ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{INACTIVE}\n@@end info\n"
-        )),
+        ok("hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\n"),
     )
     .on(
         "RPIPROV_WORKER",
@@ -448,17 +477,20 @@ async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum(
     // The data root's read, then the state after Docker's start: pending, no leader.
     pi.on_api_once("GET /info", 200, pending)
         .on_api_once("GET /info", 200, pending)
-        .on_api("POST /v1.41/swarm/init", 200, r#""n1""#)
+        .on_api("POST /swarm/init", 200, r#""n1""#)
         .on_api_once(
-            "POST /v1.41/swarm/init",
+            "POST /swarm/init",
             503,
             r#"{"message":"This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again."}"#,
         )
-        .on_api("GET /v1.41/nodes", 200, "[]");
+        .on_api("GET /nodes", 200, "[]");
+    // The probe's read, before any other: a Docker in no swarm.
+    pi.on_api_once("GET /info", 200, INACTIVE);
     let rows = Rows::new(Arc::new(Silent), &[]);
     let onto = Onto {
         host: &target,
         remote: &pi,
+        engines: &engines_of(&[&pi]),
         others: &[],
         force: false,
         key: None,
@@ -466,9 +498,10 @@ async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum(
     };
     let done = restore::put_back(&onto, &a, &rows).await.unwrap();
     assert_eq!(done, PutBack::Restored);
-    assert_eq!(pi.api_calls("POST /v1.41/swarm/init").len(), 2);
-    // The data root, the one pending state (not waited on), the state after the init.
-    assert_eq!(pi.api_calls("GET /info").len(), 3);
+    assert_eq!(pi.api_calls("POST /swarm/init").len(), 2);
+    // The probe's, the data root, the one pending state (not waited on), the state after
+    // the init.
+    assert_eq!(pi.api_calls("GET /info").len(), 4);
     let row = rows.finish().remove(0);
     assert_eq!(row.outcome, Outcome::Changed, "{row:?}");
 }
@@ -480,14 +513,14 @@ async fn a_pi_in_another_swarm_is_refused_before_anything_is_touched() {
     let pi = FakeRemote::new("pi1");
     pi.on(
         "@@begin",
-        ok(&format!(
-            "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{MANAGER_OF_C1}\n@@end info\n"
-        )),
-    );
+        ok("hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\n"),
+    )
+    .on_api("GET /info", 200, MANAGER_OF_C1);
     let rows = Rows::new(Arc::new(Silent), &[]);
     let onto = Onto {
         host: &target,
         remote: &pi,
+        engines: &engines_of(&[&pi]),
         others: &[],
         force: false,
         key: None,
@@ -497,8 +530,19 @@ async fn a_pi_in_another_swarm_is_refused_before_anything_is_touched() {
         .await
         .unwrap_err();
     assert!(e.0.starts_with("pi1 is a manager of swarm c1"), "{e}");
-    assert_eq!(pi.commands().len(), 1, "{:?}", pi.commands());
-    assert!(pi.api_calls("").is_empty());
+    // The probe's shell half is the one command, beside its Engine API's relay.
+    let commands: Vec<String> = pi
+        .commands()
+        .into_iter()
+        .filter(|c| c != "docker system dial-stdio")
+        .collect();
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    // Only the probe's reads reached its daemon: nothing was changed there.
+    assert!(
+        pi.api_calls("").iter().all(|c| c.line.starts_with("GET ")),
+        "{:?}",
+        pi.api_calls("")
+    );
 }
 
 /// Ctrl-C during a copy: the Pi's script is waited for and its end said; a Docker that
@@ -518,7 +562,7 @@ async fn after_an_interruption_the_pi_s_script_is_waited_for_and_its_end_said() 
         let pi = FakeRemote::new("pi1");
         pi.on("@@settled", ok(settled));
         let rows = Rows::new(Arc::new(Silent), &[]);
-        take::after_interrupt(&pi, &survey, &rows, T).await;
+        take::after_interrupt(&pi, &engines_of(&[&pi]), &survey, &rows, T).await;
         assert_eq!(pi.count("@@settled"), 1);
         let row = rows.finish().pop();
         assert_eq!(row.and_then(|r| r.error).as_deref(), failed);

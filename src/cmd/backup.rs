@@ -16,6 +16,7 @@ use crate::backup::choose::Quorum;
 use crate::backup::take::{self, Survey, Taken};
 use crate::cli::BackupArgs;
 use crate::config::Host;
+use crate::exec::engine::Engines;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Reporter, Row, RowId, Rows};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
@@ -187,8 +188,11 @@ async fn body(ctx: &Ctx, output: Option<PathBuf>, yes: bool) -> Done {
         details: None,
         style: Style::Table,
     };
+    let engines = Arc::new(Engines::new(&sessions, timeout));
     let records =
-        match crate::exec::pick_manager(managers.clone(), crate::exec::MANAGER_ANSWER).await {
+        match crate::exec::pick_manager(&engines, managers.clone(), crate::exec::MANAGER_ANSWER)
+            .await
+        {
             Ok(r) => r,
             Err(why) => {
                 let each: Vec<String> = why.iter().map(|(m, w)| format!("{m}: {w}")).collect();
@@ -201,7 +205,7 @@ async fn body(ctx: &Ctx, output: Option<PathBuf>, yes: bool) -> Done {
         };
     let hosts: Vec<&Host> = names.iter().map(|n| ctx.host(n)).collect();
     let addresses = known_addresses(&hosts, ctx.connect.connect_timeout).await;
-    let survey = match take::survey(&*records, &managers, &addresses, timeout).await {
+    let survey = match take::survey(&*records, &engines, &managers, &addresses, timeout).await {
         Ok(s) => s,
         Err(e) => {
             term::errln(&format!("error: {e}"));
@@ -228,12 +232,12 @@ async fn body(ctx: &Ctx, output: Option<PathBuf>, yes: bool) -> Done {
         rows: &rows,
         row: &lock_row,
     };
-    let work = take::take(&*source, &*records, &survey, &rows, timeout);
+    let work = take::take(&*source, &*records, &engines, &survey, &rows, timeout);
     let taken = match with_lock(holder, ctrl_c(), work).await {
         Locked::Done(t) => t,
         Locked::Refused => None,
         Locked::Interrupted => {
-            take::after_interrupt(&*source, &survey, &rows, timeout).await;
+            take::after_interrupt(&*source, &engines, &survey, &rows, timeout).await;
             None
         }
     };

@@ -27,7 +27,7 @@ use crate::cli::RestoreArgs;
 use crate::config::{Host, Role};
 use crate::deploy::images::PreparedImage;
 use crate::deploy::wait::{Awaited, Pace, Watch};
-use crate::exec::engine::Engine;
+use crate::exec::engine::Engines;
 use crate::exec::report::{Outcome, Row, RowId, Rows};
 use crate::exit::EXIT_USAGE;
 use crate::remote::{Remote, Session};
@@ -214,9 +214,11 @@ async fn body(ctx: &Ctx, args: Asked, a: Archive, key: Option<Secret>) -> Done {
         .filter(|m| *m != host.name)
         .filter_map(|m| sessions.get(&m).map(|s| (m, s.clone())))
         .collect();
+    let engines = Arc::new(Engines::new(&sessions, timeout));
     let onto = Onto {
         host,
         remote: &*remote,
+        engines: &engines,
         others: &others,
         force: args.force,
         key: key.as_ref(),
@@ -236,7 +238,7 @@ async fn body(ctx: &Ctx, args: Asked, a: Archive, key: Option<Secret>) -> Done {
     let joined = super::bootstrap::run(ctx, false, vec![], false).await;
 
     // 3. Gone nodes, records, images, and the wait for the stacks.
-    let last = after_joins(ctx, &a, host, &remote, &sessions, &images, outcome).await;
+    let last = after_joins(ctx, &a, host, &sessions, &engines, &images, outcome).await;
     end(
         ctx,
         unreachable,
@@ -271,12 +273,14 @@ async fn after_joins(
     ctx: &Ctx,
     a: &Archive,
     host: &Host,
-    remote: &Arc<Session>,
     sessions: &HashMap<String, Arc<Session>>,
+    engines: &Arc<Engines<Session>>,
     images: &[PreparedImage],
     outcome: PutBack,
 ) -> Vec<Row> {
     let timeout = ctx.connect.command_timeout;
+    // The target's session: the body went on only with it.
+    let remote = &sessions[&host.name];
     let mut labels: Vec<String> = ctx.ordered_targets();
     labels.extend(
         a.manifest
@@ -294,7 +298,7 @@ async fn after_joins(
         .iter()
         .filter(|h| !sessions.contains_key(&h.name))
         .collect();
-    if let Err(e) = restore::remove_gone(&**remote, sessions, &away, &rows, timeout).await {
+    if let Err(e) = restore::remove_gone(&**remote, engines, &away, &rows, timeout).await {
         rows.fail(&target_row, "remove gone nodes", &e.0);
     }
     let managers: Vec<(String, Arc<Session>)> = ctx
@@ -302,23 +306,15 @@ async fn after_joins(
         .into_iter()
         .filter_map(|m| sessions.get(&m).map(|s| (m, s.clone())))
         .collect();
-    let leader = crate::exec::pick_manager(managers, crate::exec::MANAGER_ANSWER)
+    let leader = crate::exec::pick_manager(engines, managers, crate::exec::MANAGER_ANSWER)
         .await
         .unwrap_or_else(|_| remote.clone());
     let keep = outcome == PutBack::Running;
     if let Err(e) = restore::put_records(&*leader, a, keep, &rows, timeout).await {
         rows.fail(&RowId::host(leader.host()), "records", &e.0);
     }
-    // The leader's Engine API, opened for the images, serves the wait too (one relay).
-    let (shipped, kept) = crate::deploy::images::ship(
-        sessions,
-        images,
-        ctx.parallel,
-        timeout,
-        &rows,
-        leader.host(),
-    )
-    .await;
+    let shipped =
+        crate::deploy::images::ship(sessions, engines, images, ctx.parallel, timeout, &rows).await;
     for n in shipped {
         let row = RowId::host(&n.host);
         for img in &n.loaded {
@@ -328,16 +324,22 @@ async fn after_joins(
             rows.fail(&row, "images", &format!("{what}: {why}"));
         }
     }
-    let engine = match kept {
-        Some(e) => Some(e),
-        None => Engine::open(&*leader, timeout).await.ok(),
+    let engine = match engines.get(leader.host()).await {
+        Ok(e) => e,
+        Err(e) => {
+            for st in &a.manifest.stacks {
+                rows.fail(&RowId::stack(&st.name), "converge", &e.to_string());
+            }
+            reporter.finish();
+            return rows.finish();
+        }
     };
     let pace = Pace {
         command_timeout: timeout,
         max_interval: crate::exec::POLL_INTERVAL,
         settle: crate::deploy::wait::SETTLE,
     };
-    let mut watch = Watch::new(&*leader, engine, &rows, pace);
+    let mut watch = Watch::new(engine, &rows, pace);
     for st in awaited(ctx, a) {
         watch.add_awaited(st);
     }

@@ -2,8 +2,8 @@
 //! be deployed must exist on each node where the service may run (its placement
 //! constraints evaluated against the swarm's nodes, by
 //! [`crate::docker::service::placement_candidates`]).
-//! One round trip to the manager for the nodes, then one per node, all at once, for the
-//! paths ([`crate::docker::bind`]). What is missing is reported per service, path and
+//! The nodes from the manager's Engine API, then on every node at once its paths (one shell
+//! command, [`crate::docker::bind`]) and which node it is (its own Engine API, beside it). What is missing is reported per service, path and
 //! node; `deploy --skip-bind-check` skips this.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::PreparedStack;
+use crate::docker::api;
 use crate::docker::bind::{parse_sources, sources_check};
-use crate::docker::node::{SwarmNode, nodes_inspect, parse_nodes};
+use crate::docker::node::SwarmNode;
 use crate::docker::service::placement_candidates;
+use crate::exec::engine::{Engine, Engines};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::Remote;
 
@@ -31,14 +33,16 @@ pub struct Findings {
 /// `nodes`: the sessions by inventory name. An error only when the manager cannot list
 /// the nodes.
 pub async fn check<R: Remote + 'static>(
-    leader: &R,
+    leader: &Engine,
+    engines: &Arc<Engines<R>>,
     nodes: &HashMap<String, Arc<R>>,
     stacks: &[&PreparedStack],
     parallel: usize,
     timeout: Duration,
 ) -> Result<Findings, StepError> {
-    let out = root(leader, nodes_inspect(), timeout).await?;
-    let swarm = parse_nodes(&out.stdout_str()).map_err(StepError)?;
+    let swarm = super::wait::nodes(leader, timeout)
+        .await
+        .map_err(StepError)?;
     let mut findings = Findings::default();
 
     // Per stack and service: the candidate nodes' IDs, and its sources.
@@ -67,8 +71,16 @@ pub async fn check<R: Remote + 'static>(
     let cmd = sources_check(&all_paths);
     let answers = parallel_map(sessions, parallel, |(name, s)| {
         let cmd = cmd.clone();
+        let engines = engines.clone();
         async move {
-            let res = root(&*s, cmd, timeout).await;
+            let (paths, id) = tokio::join!(root(&*s, cmd, timeout), async {
+                let e = engines.get(&name).await?;
+                let r = e.call(api::info(), timeout).await?;
+                api::read(&r, api::parse_info).map(|i| i.node_id)
+            });
+            let res = paths
+                .map_err(|e| e.0)
+                .and_then(|out| Ok((id.map_err(|e: String| e)?, parse_sources(&out.stdout_str()))));
             (name, res)
         }
     })
@@ -77,13 +89,12 @@ pub async fn check<R: Remote + 'static>(
     let mut by_id: HashMap<String, (String, Vec<String>)> = HashMap::new();
     for (name, res) in answers {
         match res {
-            Ok(out) => {
-                let found = parse_sources(&out.stdout_str());
-                by_id.insert(found.node_id, (name, found.missing));
+            Ok((id, missing)) => {
+                by_id.insert(id, (name, missing));
             }
             Err(e) => findings
                 .unchecked
-                .push(format!("{name}: the check failed: {}", e.0)),
+                .push(format!("{name}: the check failed: {e}")),
         }
     }
 

@@ -1,39 +1,26 @@
-//! Bind-mount sources as a node holds them: one round trip per node says which node of the
-//! swarm it is and which of the given paths do not exist there ([`sources_check`], read by
-//! [`parse_sources`]). Which nodes a service may run on is
+//! Bind-mount sources as a node holds them: one shell command per node says which of the
+//! given paths do not exist there ([`sources_check`], read by [`parse_sources`]); which
+//! swarm node it is its Engine API says beside it. Which nodes a service may run on is
 //! [`super::service::placement_candidates`]'s.
 
 use crate::shell::quote;
 
-/// On one node, as root: its swarm node ID (`@@node ID`), then `missing PATH` for each path
-/// that does not exist. A path starting with `~` is looked up under `$HOME`, as the Docker
-/// CLI expands it (the first `~` only).
+/// On one node, as root: `missing PATH` for each path that does not exist. A path starting
+/// with `~` is looked up under `$HOME`, as the Docker CLI expands it (the first `~` only).
 pub fn sources_check(paths: &[String]) -> String {
     let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     format!(
-        "set -e; echo \"@@node $(docker info --format '{{{{.Swarm.NodeID}}}}')\"; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
+        "set -e; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
         list.join(" ")
     )
 }
 
-/// What [`sources_check`] found on one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeSources {
-    /// The node's swarm ID; empty when it is in no swarm.
-    pub node_id: String,
-    pub missing: Vec<String>,
-}
-
-pub fn parse_sources(text: &str) -> NodeSources {
-    let mut out = NodeSources::default();
-    for line in text.lines() {
-        if let Some(id) = line.strip_prefix("@@node ") {
-            out.node_id = id.trim().to_string();
-        } else if let Some(p) = line.strip_prefix("missing ") {
-            out.missing.push(p.to_string());
-        }
-    }
-    out
+/// The paths [`sources_check`] found missing on one node.
+pub fn parse_sources(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("missing "))
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]
@@ -46,7 +33,7 @@ mod tests {
         let paths = vec!["/srv/a b".to_string(), "~/data".to_string()];
         assert_eq!(
             sources_check(&paths),
-            "set -e; echo \"@@node $(docker info --format '{{.Swarm.NodeID}}')\"; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
+            "set -e; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
         );
         let host = ScratchHost::new();
         let dir = tempfile::tempdir().unwrap();
@@ -59,19 +46,13 @@ mod tests {
             "~/data".to_string(),
             "~/nope".to_string(),
         ];
-        std::fs::write(host.docker_file("state"), "n1abc\n").unwrap();
         let cmd = format!(
             "HOME={}; {}",
             quote(&dir.path().display().to_string()),
             sources_check(&paths)
         );
         let out = host.run(&cmd, b"").ok();
-        assert_eq!(
-            parse_sources(&out),
-            NodeSources {
-                node_id: "n1abc".into(),
-                missing: vec![paths[1].clone(), "~/nope".into()],
-            }
-        );
+        assert_eq!(parse_sources(&out), vec![paths[1].clone(), "~/nope".into()]);
+        assert_eq!(host.calls(), "", "no docker process");
     }
 }

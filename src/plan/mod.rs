@@ -23,7 +23,7 @@ use crate::config::{Advertise, Host, InstallMethod, Network, Role};
 use crate::docker::engine::merge_daemon_json;
 use crate::docker::network::{Verdict, compare};
 use crate::docker::node::{Change, SwarmNode, quorum_after};
-use crate::docker::probe::Facts;
+use crate::docker::probe::{DockerProblem, Facts};
 
 /// One thing to do on one host.
 #[derive(Debug, Clone, PartialEq)]
@@ -345,7 +345,9 @@ pub fn docker_phase<'a>(input: &Input<'a>) -> (Vec<Work>, HashMap<&'a str, bool>
         };
         let mut steps = Vec::new();
         let mut running = f.docker_running;
-        if !f.docker_installed {
+        if let Some(DockerProblem::Unsupported(why)) = &f.docker_problem {
+            steps.push(Step::Refuse(why.clone()));
+        } else if !f.docker_installed {
             match &host.docker.install {
                 InstallMethod::Skip => steps.push(Step::Refuse(
                     "docker is not installed and the inventory says install = \"skip\"".into(),
