@@ -191,6 +191,29 @@ Examples:\n  rpiprov logs web            # every service of stack web\n  rpiprov
     )]
     Maintain(MaintainArgs),
 
+    /// Copy the swarm's state (raft log, certificates and keys) and rpiprov's records from a
+    /// manager into one archive (mode 0600); or, with --list, show what an archive holds.
+    #[command(
+        after_help = "With 3 managers or more the copy comes from one that does not lead, and quorum and the \
+services stay up; with one manager its Docker stops for a few seconds (asked first: --yes to go \
+on). The archive holds the swarm's secrets as the raft log keeps them, encrypted, and never an \
+autolock key. Volumes' data is not in it: it is the services' own.\n\n\
+Examples:\n  rpiprov backup\n  rpiprov backup -o /srv/backups/swarm.tar --yes   # from cron\n  rpiprov backup --list swarm.tar\n  rpiprov backup --json -o swarm.tar --yes | jq .details.manifest.swarm"
+    )]
+    Backup(BackupArgs),
+
+    /// Put a backup back onto a Pi with Docker and no swarm (a new SD card, or another host of
+    /// the inventory): the swarm starts again from it, the other hosts join again, the stacks run.
+    #[command(
+        after_help = "The swarm starts again with --force-new-cluster at the host's address; node entries of \
+Pis that are gone are removed; the other hosts join again (half-joined ones are repaired as \
+bootstrap repairs them); rpiprov's records come back; the playbook's images go to the nodes \
+that lack them; the stacks are waited for. An autolocked swarm needs its unlock key: from \
+RPIPROV_UNLOCK_KEY, or asked for on a terminal.\n\n\
+Examples:\n  rpiprov restore rpiprov-backup-zgg1nt9l53jt-20261207T101500Z.tar\n  rpiprov restore swarm.tar --on pi-02   # onto another manager of the inventory\n  RPIPROV_UNLOCK_KEY=SWMKEY-1-... rpiprov restore swarm.tar --json"
+    )]
+    Restore(RestoreArgs),
+
     /// Run a shell command on the selected hosts, in parallel, and print each host's output.
     #[command(
         after_help = "Examples:\n  rpiprov run -- uptime\n  rpiprov run --on @manager --sudo -- docker node ls"
@@ -371,6 +394,41 @@ pub struct TeardownArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Write the archive here (replaced if it exists; never through a link) [default:
+    /// rpiprov-backup-<swarm>-<time>.tar in this folder].
+    #[arg(short, long, value_name = "FILE", conflicts_with = "list")]
+    pub output: Option<PathBuf>,
+    /// Go on without asking when the copy stops the only manager's Docker (or loses
+    /// quorum for its duration).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what an archive holds (swarm, nodes, stacks, when and where it was taken) and
+    /// exit; connects nowhere.
+    #[arg(long, value_name = "FILE")]
+    pub list: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// The archive `rpiprov backup` wrote.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The manager of the inventory to restore onto [default: the one the archive was
+    /// taken from, else the inventory's first manager].
+    #[arg(long, value_name = "HOST")]
+    pub on: Option<String>,
+    /// Restore onto a node that is in a swarm (its swarm state is replaced), or while
+    /// another manager still serves one.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -504,6 +562,11 @@ pub enum LabCommand {
     /// Reboot nodes: all their processes stop, a new boot id, sshd and dockerd start again.
     #[command(after_help = "Example:\n  rpiprov lab reboot pi2")]
     Reboot(LabNodesArgs),
+    /// Wipe nodes as a new SD card flashed with the same image would: Docker nodes come back
+    /// with Docker installed and running, no swarm state, no image, none of rpiprov's
+    /// files; bare nodes come back bare (no Docker). SSH host keys are kept.
+    #[command(after_help = "Example:\n  rpiprov lab wipe pi1")]
+    Wipe(LabNodesArgs),
     /// Set nodes' clocks off by SECONDS for the commands of their sessions, or clear that.
     #[command(
         after_help = "Examples:\n  rpiprov lab clock pi3 --skew 300\n  rpiprov lab clock pi3 --skew -90\n  rpiprov lab clock pi3 --clear"

@@ -6,7 +6,7 @@
 //!  main.rs ──> cmd ──> cli                      (flags only)
 //!               │
 //!               ├──> bootstrap, deploy, teardown, status, logs,  (executors: never each other)
-//!               │    maintain
+//!               │    maintain, backup
 //!               │        │
 //!               │        ├──> plan                 (pure: facts -> steps; bootstrap's)
 //!               │        ├──> docker               (pure: API requests, command lines, parsers)
@@ -20,7 +20,7 @@
 //! | module | what it owns |
 //! |---|---|
 //! | [`cli`] | clap definitions of the flags and subcommands; no logic |
-//! | [`cmd`] | one file per command (`check`, `bootstrap`, `doctor`, `deploy`, `teardown`, `status`, `logs`, `maintain`, `run`, `lab`, `completions`/`man`), the dispatch (with `plan X` as `X --dry-run`), and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
+//! | [`cmd`] | one file per command (`check`, `bootstrap`, `doctor`, `deploy`, `teardown`, `status`, `logs`, `maintain`, `run`, `backup`/`restore`, `lab`, `completions`/`man`), the dispatch (with `plan X` as `X --dry-run`), and [`cmd::context`]: configuration, `--on`, sudo passwords, connections, the end of a command and its exit code |
 //! | [`exit`] | the exit codes |
 //! | [`config`] | the inventory and playbook: read, validated, errors with file, line and key |
 //! | [`select`] | the `--on` grammar |
@@ -29,6 +29,7 @@
 //! | [`exec`] | running work across hosts: parallelism, step errors, the report rows and events ([`exec::report`]), the deploy lock ([`exec::lock`]), what a command would do ([`exec::preview`], for `plan` and `--dry-run`), a host's Docker Engine API over one SSH channel, its version negotiated ([`exec::engine`]), the probe of a host ([`exec::probe`]) |
 //! | [`plan`] | the bootstrap planner: facts to phases of steps, one function per phase; the preflight's and `maintain`'s decisions |
 //! | [`bootstrap`], [`deploy`], [`teardown`], [`maintain`] | the executors: a command's remote work, from [`docker`] commands through [`exec`] |
+//! | [`backup`] | the executor of `rpiprov backup` and of `restore`'s own steps: the copy of a manager's swarm state with Docker stopped, the archive, the state put back and the swarm started again from it |
 //! | [`logs`] | the executor of `rpiprov logs`: `docker service logs` on a manager, streamed, interruptible |
 //! | [`status`] | the read-only executor of `rpiprov status`: one probe per host, and what the status says, a pure function of the answers |
 //! | [`ui`] | progress bars, plain lines, the summary table, the status and plan tables, the `--json` document |
@@ -82,6 +83,12 @@
 //!   `bootstrap::preview` runs bootstrap's own probe, preflight and planner;
 //!   `deploy::preview` the same network, image and stack checks and [`deploy::decide`];
 //!   `teardown::preview` the same survey. None takes the lock or writes.
+//! - How does a swarm survive its manager's SD card? `rpiprov backup` ([`cmd::backup`],
+//!   [`backup::take`]) copies the manager's swarm folder with Docker stopped by one
+//!   script on the Pi ([`docker::backup`]) into one archive ([`backup::archive`]);
+//!   `rpiprov restore` ([`cmd::restore`]) puts it back ([`backup::restore`]), then runs
+//!   bootstrap's joins and repairs and deploy's wait, which the executors cannot share:
+//!   `cmd` calls each.
 //! - What does `status` show? [`status::assess`], a pure function of each host's probe
 //!   ([`exec::probe`]) and a manager's overview ([`docker::overview`]), rendered by
 //!   `ui::status`.
@@ -92,6 +99,7 @@
 // no panic): the print macros would skip both.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod backup;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;

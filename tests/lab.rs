@@ -1212,3 +1212,48 @@ fn registry_is_not_added_to_a_lab_made_without_it() {
     );
     assert!(!fleet.dir.join("registry").exists());
 }
+
+/// `lab wipe` (issue 22): a new SD card of the same image. The Docker node comes back with
+/// Docker running and nothing of its past (no swarm, no image, none of rpiprov's files, the
+/// lab's own daemon.json); the bare node comes back bare; both answer SSH at once with the
+/// host key known_hosts holds.
+#[test]
+fn wipe_gives_a_node_a_new_sd_card_of_its_image() {
+    let fleet = Fleet::up(&[]);
+    let daemon_json = fleet.root("pi1", "cat /etc/docker/daemon.json");
+    fleet.root(
+        "pi1",
+        "docker swarm init --advertise-addr eth0 >/dev/null && mkdir -p /var/lib/rpiprov/stacks && echo x > /var/lib/rpiprov/stacks/mark && echo '{}' > /etc/docker/daemon.json && echo mark > /home/pi/mark",
+    );
+    fleet.root(
+        "pi3",
+        "echo mark > /etc/mark && mkdir -p /var/lib/rpiprov && echo mark > /home/pi/mark",
+    );
+    let out = fleet.lab("wipe", &["pi1", "pi3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        stdout(&out),
+        "lab: pi1: wiped: a new SD card of the same image (Docker installed and running, no swarm, no image, none of rpiprov's files)\n\
+         lab: pi3: wiped: back to its first image, a bare Debian without Docker (bootstrap installs it)\n"
+    );
+    assert_eq!(
+        fleet.root(
+            "pi1",
+            "docker info --format '{{.Swarm.LocalNodeState}}'; docker images -q; ls -A /var/lib/rpiprov /home/pi 2>&1 | grep -c mark; true"
+        ),
+        "inactive\n0\n"
+    );
+    assert_eq!(
+        fleet.root("pi1", "cat /etc/docker/daemon.json"),
+        daemon_json
+    );
+    assert_eq!(
+        fleet.root(
+            "pi3",
+            "ls /etc/mark /var/lib/rpiprov /home/pi/mark 2>/dev/null | wc -l; command -v dockerd || echo none"
+        ),
+        "0\nnone\n"
+    );
+    // The other Docker node was not touched.
+    assert_eq!(fleet.ssh_ok(&fleet.addr("pi2"), "hostname").trim(), "pi2");
+}

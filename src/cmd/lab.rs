@@ -36,6 +36,7 @@ pub fn lab(command: &LabCommand) -> u8 {
             let id = lab.reboot(node)?;
             Ok(format!("rebooted (boot id {id})"))
         }),
+        LabCommand::Wipe(a) => lab::on_nodes(&a.dir.dir, &a.nodes, |lab, node| lab.wipe(node)),
         LabCommand::Clock(a) => {
             lab::on_nodes(&a.nodes.dir.dir, &a.nodes.nodes, |lab, node| match a.skew {
                 Some(s) => lab.skew_clock(node, s).map(|()| format!("clock {s:+} s")),

@@ -15,9 +15,12 @@
 //! | `logs` | [`logs`] | [`crate::logs`]: one `docker service logs` on a manager |
 //! | `maintain` | [`maintain`] | [`crate::maintain`] |
 //! | `run` | [`run`] | itself: one command on every selected host |
+//! | `backup` (and `backup --list`) | [`backup`] | [`crate::backup`] |
+//! | `restore` | [`restore`] | [`crate::backup`], then [`crate::bootstrap`]'s joins and [`crate::deploy`]'s image shipping and wait |
 //! | `completions`, `man` | [`docs`] | none: generated from [`crate::cli`] |
 //! | `lab` | [`lab`] | [`crate::lab`] |
 
+pub mod backup;
 pub mod bootstrap;
 pub mod check;
 pub mod context;
@@ -27,6 +30,7 @@ pub mod doctor;
 pub mod lab;
 pub mod logs;
 pub mod maintain;
+pub mod restore;
 pub mod run;
 pub mod status;
 pub mod teardown;
@@ -212,6 +216,7 @@ pub fn dispatch(cli: &Cli) -> u8 {
             on: true,
             ..Reads::FLEET
         },
+        Command::Backup(_) | Command::Restore(_) => Reads::FLEET,
         Command::Completions(_) | Command::Man | Command::Lab(_) => Reads::NONE,
     };
     let unread = unread(&cli.before, reads);
@@ -290,6 +295,8 @@ pub fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Run(args) => run::run_command(&before.hosts(&args.hosts), args),
         Command::Maintain(args) => maintain::maintain(&before.hosts(&args.hosts), args),
+        Command::Backup(args) => backup::backup(&before.fleet(&args.fleet), args),
+        Command::Restore(args) => restore::restore(&before.fleet(&args.fleet), args),
         Command::Completions(args) => docs::completions(args.shell),
         Command::Man => docs::man(),
         Command::Lab(command) => lab::lab(command),

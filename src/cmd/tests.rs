@@ -136,3 +136,122 @@ fn completions_and_the_man_page_come_from_the_definitions() {
     assert!(deploy.contains("unlock"), "{deploy}");
     assert!(!deploy.contains("\\-\\-on"), "{deploy}");
 }
+
+#[test]
+fn backup_and_restore_read_what_they_say_and_refuse_the_rest() {
+    let backup = help(&["backup"]);
+    for o in [
+        "--output",
+        "--yes",
+        "--list",
+        "--json",
+        "--inventory",
+        "Examples:",
+    ] {
+        assert!(backup.contains(o), "backup lacks {o}:\n{backup}");
+    }
+    let restore = help(&["restore"]);
+    for o in [
+        "--on <HOST>",
+        "--force",
+        "--json",
+        "RPIPROV_UNLOCK_KEY",
+        "Examples:",
+    ] {
+        assert!(restore.contains(o), "restore lacks {o}:\n{restore}");
+    }
+    assert!(
+        Cli::try_parse_from(["rpiprov", "backup", "--list", "a.tar", "-o", "b.tar"]).is_err(),
+        "--list and -o together were accepted"
+    );
+    assert!(
+        Cli::try_parse_from(["rpiprov", "restore"]).is_err(),
+        "restore without a file"
+    );
+    // The selection grammar before the command is not restore's --on.
+    let cli = parse(&["--on", "pi1", "restore", "a.tar"]);
+    assert_eq!(dispatch(&cli), EXIT_USAGE);
+    // A bad archive is a usage error before any configuration or connection.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.tar");
+    std::fs::write(&bad, b"not an archive").unwrap();
+    for args in [
+        vec!["backup", "--list", bad.to_str().unwrap()],
+        vec!["restore", bad.to_str().unwrap()],
+    ] {
+        assert_eq!(dispatch(&parse(&args)), EXIT_USAGE, "{args:?}");
+    }
+    // A link where the archive would go: refused before anything is read or copied.
+    let link = dir.path().join("link.tar");
+    std::os::unix::fs::symlink(&bad, &link).unwrap();
+    let cli = parse(&[
+        "backup",
+        "-i",
+        "/nonexistent/inventory.toml",
+        "-o",
+        link.to_str().unwrap(),
+    ]);
+    assert_eq!(dispatch(&cli), EXIT_USAGE);
+    assert_eq!(std::fs::read(&bad).unwrap(), b"not an archive");
+}
+
+#[test]
+fn backup_list_says_what_an_archive_holds() {
+    let m = crate::backup::archive::samples::sample().manifest;
+    assert_eq!(
+        backup::describe(&m),
+        format!(
+            "swarm    zgg1nt9l53jti48c9tyokrwzu (1 manager; autolocked: a restore needs its unlock key)\n\
+             taken    2026-12-07T10:15:00Z from pi1 (198.18.0.11, the leader; Docker 20.10.24, data root /var/lib/docker)\n\
+             records  from pi1\n\
+             nodes    1: pi1 (manager, ready)\n\
+             stacks   1: web (web)\n\
+             format   rpiprov-backup version 1, written by rpiprov 0.1.0\n\
+             members  swarm.tar.gz {} bytes, records.tar.gz {} bytes\n",
+            m.files[0].size, m.files[1].size
+        )
+    );
+}
+
+#[test]
+fn a_restore_s_rows_are_merged_per_host() {
+    use crate::exec::report::{Outcome, Row, RowId};
+    let row = |changed: &[&str], failed: Option<(&str, &str)>| {
+        let mut r = Row::new(RowId::host("pi1"));
+        r.changed = changed.iter().map(|s| s.to_string()).collect();
+        if !changed.is_empty() {
+            r.outcome = Outcome::Changed;
+        }
+        if let Some((step, e)) = failed {
+            r.outcome = Outcome::Failed;
+            r.failed_step = Some(step.into());
+            r.error = Some(e.into());
+        }
+        r
+    };
+    let merged = restore::merge(vec![
+        vec![Row::connect_failed("pi2", "no route".into())],
+        vec![row(&["swarm state put back"], None)],
+        vec![
+            row(&[], None),
+            Row::connect_failed("pi2", "no route".into()),
+        ],
+        vec![row(&["records put back"], Some(("images", "no space")))],
+    ]);
+    assert_eq!(merged.len(), 2);
+    let pi1 = &merged[1];
+    assert_eq!(pi1.changed, ["swarm state put back", "records put back"]);
+    assert_eq!(
+        (
+            pi1.outcome,
+            pi1.failed_step.as_deref(),
+            pi1.error.as_deref()
+        ),
+        (Outcome::Failed, Some("images"), Some("no space"))
+    );
+    // The same failure twice is said once.
+    assert_eq!(
+        merged[0].error,
+        Row::connect_failed("pi2", "no route".into()).error
+    );
+}

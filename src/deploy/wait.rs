@@ -101,9 +101,29 @@ pub struct NotConverged {
     pub nodes_down: bool,
 }
 
+/// What the wait needs of a stack: a deployed one ([`PreparedStack`]), or one that runs
+/// again from a restored swarm state (`rpiprov restore`, which has no compose file).
+#[derive(Debug, Clone)]
+pub struct Awaited {
+    pub name: String,
+    /// The compose file's service names (without the stack prefix).
+    pub services: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl From<&PreparedStack> for Awaited {
+    fn from(st: &PreparedStack) -> Awaited {
+        Awaited {
+            name: st.name.clone(),
+            services: st.services.clone(),
+            timeout: st.timeout,
+        }
+    }
+}
+
 /// One stack waited for.
-struct Watched<'a> {
-    st: &'a PreparedStack,
+struct Watched {
+    st: Awaited,
     /// When it was deployed (the wait began).
     started: Instant,
     deadline: Instant,
@@ -136,7 +156,7 @@ pub struct Watch<'a> {
     command_timeout: Duration,
     max_interval: Duration,
     settle: Duration,
-    stacks: Vec<Watched<'a>>,
+    stacks: Vec<Watched>,
     /// Task id -> when it was first seen running.
     first_running: HashMap<String, Instant>,
     interval: Duration,
@@ -167,14 +187,20 @@ impl<'a> Watch<'a> {
     }
 
     /// Starts waiting for a stack just deployed; its timeout runs from now.
-    pub fn add(&mut self, st: &'a PreparedStack) {
+    pub fn add(&mut self, st: &PreparedStack) {
+        self.add_awaited(Awaited::from(st));
+    }
+
+    /// Starts waiting for a stack; its timeout runs from now.
+    pub fn add_awaited(&mut self, st: Awaited) {
         self.rows
             .step(&RowId::stack(&st.name), "wait for convergence");
         let now = Instant::now();
+        let deadline = now + st.timeout;
         self.stacks.push(Watched {
             st,
             started: now,
-            deadline: now + st.timeout,
+            deadline,
             attempts: service::Attempts::default(),
             shown: Vec::new(),
             states: Vec::new(),

@@ -38,6 +38,7 @@
 //! |---|---|---|
 //! | the daemon | [`version`], [`info`] | [`parse_version`], [`parse_daemon_info`], [`parse_info`] |
 //! | the swarm | [`swarm_inspect`], [`swarm_init`], [`swarm_join`], [`swarm_leave`], [`swarm_rotate_tokens`] | [`parse_swarm`], [`parse_node_id`] |
+//! | a swarm put back | [`swarm_force_new_cluster`], [`swarm_unlock`], [`swarm_unlock_key`], [`swarm_autolock_off`] | [`reset_on_init`], [`parse_unlock_key`] |
 //! | nodes | [`nodes`], [`node_inspect`], [`node_update`], [`node_availability`], [`node_remove`] | [`node::parse_node_list`], [`node::parse_node`], [`parse_node_specs`], [`parse_node_spec`] |
 //! | networks | [`networks`], [`network_create`], [`network_remove`] | `crate::docker::network::parse_network_list` |
 //! | stacks | [`stack_services`], [`stack_tasks`] | [`parse_stack_polls`], [`stacks_of`] |
@@ -313,6 +314,70 @@ pub fn swarm_join(advertise: &str, manager_addr: &str, token: &Secret) -> Reques
     Request::post("/swarm/join", Some(body.to_string().into_bytes()))
 }
 
+/// What a swarm's spec says that `docker swarm init --force-new-cluster` would reset:
+/// Docker merges only the non-zero values of the request's spec into the swarm's, but sets
+/// these two from it whatever they were (moby's `MergeSwarmSpecToGRPC`): whether the
+/// managers autolock, and the CA's rotation counter (a change starts a root rotation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ResetOnInit {
+    pub autolock: bool,
+    pub ca_force_rotate: u64,
+}
+
+/// [`ResetOnInit`] from the spec [`swarm_inspect`] answered ([`SwarmSpec::spec`]).
+pub fn reset_on_init(spec: &Value) -> ResetOnInit {
+    ResetOnInit {
+        autolock: spec["EncryptionConfig"]["AutoLockManagers"]
+            .as_bool()
+            .unwrap_or(false),
+        ca_force_rotate: spec["CAConfig"]["ForceRotate"].as_u64().unwrap_or(0),
+    }
+}
+
+/// Starts a swarm of one manager from the state this node holds (`docker swarm init
+/// --force-new-cluster`): the raft membership becomes this node alone, at `advertise`; the
+/// services, networks, configs, secrets and nodes stay. `keep` goes in the spec, so that
+/// autolock and the CA stay as they were (see [`ResetOnInit`]). The answer is the node
+/// id; no join token is in it (the CLI would print one).
+pub fn swarm_force_new_cluster(advertise: &str, keep: ResetOnInit) -> Request {
+    let body = serde_json::json!({
+        "ListenAddr": "0.0.0.0:2377",
+        "AdvertiseAddr": advertise,
+        "ForceNewCluster": true,
+        "Spec": {
+            "EncryptionConfig": { "AutoLockManagers": keep.autolock },
+            "CAConfig": { "ForceRotate": keep.ca_force_rotate },
+        },
+    });
+    Request::post("/swarm/init", Some(body.to_string().into_bytes()))
+}
+
+/// The swarm's current unlock key, from a manager (`docker swarm unlock-key`): what a
+/// backup unlocks its source with after Docker's restart. Read by [`parse_unlock_key`].
+pub fn swarm_unlock_key() -> Request {
+    Request::get("/swarm/unlockkey")
+}
+
+/// The key from [`swarm_unlock_key`]'s answer, a secret from the start; the error never
+/// quotes the body.
+pub fn parse_unlock_key(body: &[u8]) -> Result<Secret, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        unlock_key: String,
+    }
+    let raw: Raw = serde_json::from_slice(body)
+        .map_err(|e| format!("cannot read the swarm's unlock key (line {})", e.line()))?;
+    Ok(Secret::new(raw.unlock_key))
+}
+
+/// Unlocks an autolocked manager after its Docker started: the key travels in the body,
+/// on the channel's stdin, never in argv, environment or output.
+pub fn swarm_unlock(key: &Secret) -> Request {
+    let body = serde_json::json!({ "UnlockKey": key.expose() });
+    Request::post("/swarm/unlock", Some(body.to_string().into_bytes()))
+}
+
 /// New join tokens for these roles: the old ones, which went to the nodes that joined,
 /// stop working (`docker swarm join-token --rotate`). The spec goes back unchanged.
 pub fn swarm_rotate_tokens(s: &SwarmSpec, worker: bool, manager: bool) -> Request {
@@ -322,6 +387,25 @@ pub fn swarm_rotate_tokens(s: &SwarmSpec, worker: bool, manager: bool) -> Reques
             s.version
         ),
         Some(s.spec.to_string().into_bytes()),
+    )
+}
+
+/// Turns autolock off, the rest of the spec as Docker sent it: what a restore of an
+/// autolocked swarm onto another address does before `--force-new-cluster`, which Docker
+/// cannot do on a locked state (moby/moby#36852), and which turns autolock on again (with
+/// a new key).
+pub fn swarm_autolock_off(s: &SwarmSpec) -> Request {
+    let mut spec = s.spec.clone();
+    if !spec.is_object() {
+        spec = serde_json::json!({});
+    }
+    spec["EncryptionConfig"] = serde_json::json!({ "AutoLockManagers": false });
+    Request::post(
+        format!(
+            "/swarm/update?version={}&rotateWorkerToken=false&rotateManagerToken=false",
+            s.version
+        ),
+        Some(spec.to_string().into_bytes()),
     )
 }
 
@@ -1255,6 +1339,53 @@ mod tests {
         // A bad answer's error does not quote it (it may hold the tokens).
         let e = parse_swarm(br#"{"JoinTokens":{"Worker":"SWMTKN-w"}}"#).unwrap_err();
         assert!(!e.contains("SWMTKN"), "{e}");
+    }
+
+    #[test]
+    fn a_swarm_put_back_keeps_what_init_would_reset() {
+        let spec: Value = serde_json::from_str(
+            r#"{"Name":"default","EncryptionConfig":{"AutoLockManagers":true},"CAConfig":{"NodeCertExpiry":7776000000000000,"ForceRotate":2}}"#,
+        )
+        .unwrap();
+        let keep = reset_on_init(&spec);
+        assert_eq!(
+            keep,
+            ResetOnInit {
+                autolock: true,
+                ca_force_rotate: 2
+            }
+        );
+        assert_eq!(
+            reset_on_init(&serde_json::json!({})),
+            ResetOnInit::default()
+        );
+        let init = swarm_force_new_cluster("198.18.0.11", keep);
+        assert_eq!((init.method, init.path.as_str()), ("POST", "/swarm/init"));
+        assert_eq!(
+            String::from_utf8(init.body.unwrap()).unwrap(),
+            r#"{"AdvertiseAddr":"198.18.0.11","ForceNewCluster":true,"ListenAddr":"0.0.0.0:2377","Spec":{"CAConfig":{"ForceRotate":2},"EncryptionConfig":{"AutoLockManagers":true}}}"#
+        );
+        assert_eq!(swarm_unlock_key().path, "/swarm/unlockkey");
+        let s = parse_swarm(br#"{"ID":"c1","Version":{"Index":9},"Spec":{"Name":"default","EncryptionConfig":{"AutoLockManagers":true}},"JoinTokens":{"Worker":"w","Manager":"m"}}"#).unwrap();
+        let off = swarm_autolock_off(&s);
+        assert_eq!(
+            off.path,
+            "/swarm/update?version=9&rotateWorkerToken=false&rotateManagerToken=false"
+        );
+        assert_eq!(
+            String::from_utf8(off.body.unwrap()).unwrap(),
+            r#"{"EncryptionConfig":{"AutoLockManagers":false},"Name":"default"}"#
+        );
+        let key = parse_unlock_key(br#"{"UnlockKey":"SWMKEY-1-abc"}"#).unwrap();
+        assert_eq!(key.expose(), "SWMKEY-1-abc");
+        let e = parse_unlock_key(br#"{"UnlockKey": SWMKEY-1-abc}"#).unwrap_err();
+        assert!(!e.contains("SWMKEY"), "{e}");
+        let unlock = swarm_unlock(&Secret::new("SWMKEY-1-abc"));
+        assert_eq!(unlock.path, "/swarm/unlock");
+        assert_eq!(
+            String::from_utf8(unlock.body.unwrap()).unwrap(),
+            r#"{"UnlockKey":"SWMKEY-1-abc"}"#
+        );
     }
 
     #[test]

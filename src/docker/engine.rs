@@ -1,5 +1,5 @@
 //! The Docker daemon on a host: installing it by the inventory's method, starting it,
-//! restarting it after its settings changed, and merging the inventory's settings into
+//! restarting it after its settings changed, stopping it for a copy of its swarm state, and merging the inventory's settings into
 //! [`DAEMON_JSON`] without losing the keys the user set by hand.
 
 use serde_json::{Map, Value};
@@ -58,6 +58,13 @@ pub fn start_docker() -> String {
     format!(
         "if [ -d /run/systemd/system ]; then systemctl enable docker >/dev/null 2>&1; systemctl start docker; else service docker start || /etc/init.d/docker start; fi; {WAIT_FOR_DAEMON}"
     )
+}
+
+/// Stops the daemon (and, under systemd, the socket that would start it again at the next
+/// client's knock), for a copy of its state (`rpiprov backup`, `restore`). Returns once
+/// it is down: both systemctl and Debian's init script wait for the process to end.
+pub fn stop_docker() -> String {
+    "if [ -d /run/systemd/system ]; then systemctl stop docker.socket >/dev/null 2>&1 || true; systemctl stop docker.service; else service docker stop || /etc/init.d/docker stop; fi".to_string()
 }
 
 /// Restarts the daemon after its settings changed, then waits until it answers.
@@ -169,7 +176,11 @@ mod tests {
             restart_docker(),
             "if [ -d /run/systemd/system ]; then systemctl restart docker; else service docker restart || /etc/init.d/docker restart; fi; i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); if [ $i -ge 60 ]; then echo 'dockerd did not answer within 60s' >&2; exit 1; fi; sleep 1; done"
         );
-        for s in [start_docker(), restart_docker()] {
+        assert_eq!(
+            stop_docker(),
+            "if [ -d /run/systemd/system ]; then systemctl stop docker.socket >/dev/null 2>&1 || true; systemctl stop docker.service; else service docker stop || /etc/init.d/docker stop; fi"
+        );
+        for s in [start_docker(), restart_docker(), stop_docker()] {
             crate::testing::script::syntax_ok(&s);
         }
     }

@@ -31,6 +31,7 @@
 //! | [`machine`] | the Pi under Docker: its boot id, a reboot |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
 //! | [`manifest`] | images pulled from a registry: their platforms, the nodes that cannot run them |
+//! | [`backup`] | the swarm's state on a manager, copied out and put back with Docker stopped; rpiprov's records with it |
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
 //! | [`notices`] | Docker's own notices, kept out of error text |
 //! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
@@ -38,6 +39,7 @@
 //! | [`http`] | HTTP/1.1 framing of those requests and answers, for the API's byte stream |
 
 pub mod api;
+pub mod backup;
 pub mod bind;
 pub mod cli;
 pub mod disk;

@@ -4,7 +4,9 @@
 //!   per set (`files/...` and `names.yml`, see `deploy::release`), root only;
 //! - `stacks/<stack>/current` (manager): a link to the release deployed last;
 //! - `stacks/<stack>/deployed` (manager): fingerprint of the last converged deploy;
-//! - `images/<name>.sha256` (every node): the archive a shipped image was loaded from.
+//! - `images/<name>.sha256` (every node): the archive a shipped image was loaded from;
+//! - `stage/<kind>.XXXXXX/` (manager): a backup's copy or a restore's upload while it is
+//!   taken or put back (see [`crate::docker::backup`]), removed once fetched or in place.
 //!
 //! `/etc/docker/daemon.json` is Docker's, not ours: see [`crate::docker::engine`].
 
@@ -48,6 +50,11 @@ pub fn current_release(stack: &str) -> String {
 
 pub fn deployed_record(stack: &str) -> String {
     format!("{}/deployed", stack_dir(stack))
+}
+
+/// The folder of a backup's and a restore's stages ([`crate::docker::backup`]).
+pub fn stage_dir() -> String {
+    format!("{ROOT}/stage")
 }
 
 /// The folder of the shipped images' records.

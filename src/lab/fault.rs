@@ -1,6 +1,7 @@
 //! Faults and Pi realities on one node of a lab, for users rehearsing failures and for the
 //! end-to-end tests: packet filters in the node's network namespace, its daemons frozen,
-//! killed or started, a reboot with a new boot id, a skewed clock. The `Lab` methods in
+//! killed or started, a reboot with a new boot id, a skewed clock, a dead SD card replaced
+//! by a new one of the same image ([`wipe_disk`]). The `Lab` methods in
 //! `mod.rs` find the node (only ever one of that lab's own) and call these.
 //!
 //! Packet filters live in the node's own `raw` table, in two chains of the lab's (hooked
@@ -62,6 +63,32 @@ impl Proto {
 impl std::fmt::Display for Port {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.port, self.proto.as_str())
+    }
+}
+
+/// Empties a stopped node's disk (`lab wipe`): these directories of its node directory go
+/// whole (`start_node` makes them again, empty). Only ever a stopped node's: its mounts
+/// went with its mount namespace.
+pub fn wipe_disk(node_dir: &Path, disk: &[&str]) -> Result<()> {
+    for d in disk {
+        let p = node_dir.join(d);
+        match fs::remove_dir_all(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(LabError::io(&p, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Forgets a node's link address where the lab's other hosts learnt it: in the machine's
+/// own namespace and in each of `netns`. A wiped node boots on a new veth pair, so with a
+/// new MAC address, which its neighbours would keep sending to the old one of for seconds;
+/// a Pi with a new SD card keeps its MAC. Best effort.
+pub fn forget_address(addr: &str, netns: &[String]) {
+    let _ = run(cmd(["ip", "neigh", "flush", "to", addr]));
+    for ns in netns {
+        let _ = run(cmd(["ip", "-n", ns, "neigh", "flush", "to", addr]));
     }
 }
 

@@ -282,6 +282,27 @@ fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
         && (spec.kind != Kind::Docker || node::dockerd_running(holder))
 }
 
+/// Stops every process of a node that was started once, its holder included, and removes
+/// its network; its disk (the node directory) stays.
+fn stop_node(state: &Shared, spec: &NodeSpec) -> Result<()> {
+    let Some(old) = state.read(|s| s.nodes.get(&spec.name).cloned()) else {
+        return Ok(());
+    };
+    let mut t = procs::Targets::default();
+    if let Some(ino) = sys::ns_inode(&Path::new("/run/netns").join(&spec.netns)) {
+        t.net_ns.insert(ino);
+    }
+    t.mnt_ns.extend(old.mnt_ns);
+    t.holders.extend(old.holder);
+    procs::stop(t);
+    net::remove_node_net(spec);
+    state.record(|s| {
+        let n = s.nodes.entry(spec.name.clone()).or_default();
+        n.holder = None;
+        n.mnt_ns = None;
+    })
+}
+
 /// Starts one node (after removing what a previous, broken start left); returns its holder.
 fn start_node(
     state: &Shared,
@@ -291,23 +312,9 @@ fn start_node(
     spec: &NodeSpec,
 ) -> Result<ProcId> {
     let layout = state.read(|s| s.layout.clone());
-    if let Some(old) = state.read(|s| s.nodes.get(&spec.name).cloned()) {
-        // A node that was up once and is broken now: its processes and network go, its
-        // disk (the node directory) stays, as after a reboot of a real Pi.
-        let mut t = procs::Targets::default();
-        if let Some(ino) = sys::ns_inode(&Path::new("/run/netns").join(&spec.netns)) {
-            t.net_ns.insert(ino);
-        }
-        t.mnt_ns.extend(old.mnt_ns);
-        t.holders.extend(old.holder);
-        procs::stop(t);
-        net::remove_node_net(spec);
-        state.record(|s| {
-            let n = s.nodes.entry(spec.name.clone()).or_default();
-            n.holder = None;
-            n.mnt_ns = None;
-        })?;
-    }
+    // A node that was up once and is broken now: its processes and network go, its disk
+    // (the node directory) stays, as after a reboot of a real Pi.
+    stop_node(state, spec)?;
     if let Some(vms) = vms {
         return vms.start(state, dir, spec);
     }
@@ -1076,6 +1083,48 @@ impl Lab {
             self.start(name, Daemon::Dockerd)?;
         }
         Ok(id)
+    }
+
+    /// Wipes the node as a new SD card flashed with the same image would (`lab wipe`): every
+    /// process of it and its network go, its disk is emptied, and it boots again from its
+    /// image. A Docker node comes back with Docker installed and running, no swarm state,
+    /// no image and none of rpiprov's files; a bare one comes back bare, without the Docker
+    /// bootstrap installed. Its SSH host key (kept beside its disk) stays, as in an image
+    /// with the keys baked in. Says what it came back as.
+    pub fn wipe(&self, name: &str) -> Result<String> {
+        let spec = self.node(name)?.clone();
+        if spec.vm.is_some() {
+            // Its disk is a copy-on-write image of a cached one, not a folder: not done yet.
+            return Err(LabError::Usage(format!(
+                "{name} is a VM node: lab wipe empties namespace nodes only (lab down and up make its disk anew)"
+            )));
+        }
+        let state = Shared::new(
+            State::load(&self.dir)?
+                .ok_or_else(|| LabError::Usage(format!("no lab in {}", self.dir.display())))?,
+        );
+        stop_node(&state, &spec)?;
+        let nd = node::node_dir(&self.dir, name);
+        fault::wipe_disk(&nd, node::disk(&spec))?;
+        // The node's image (its release's cached layers) is there since `up`.
+        let cache = state.read(|s| s.cache.clone());
+        let holder = start_node(&state, &self.dir, cache.as_deref(), None, &spec)?;
+        let others: Vec<String> = self
+            .nodes()
+            .iter()
+            .filter(|n| n.name != spec.name)
+            .map(|n| n.netns.clone())
+            .collect();
+        fault::forget_address(&spec.address.to_string(), &others);
+        node::wait_ready(&spec, &nd, holder, Duration::from_secs(180))?;
+        let mnt = sys::ns_inode(Path::new(&format!("/proc/{}/ns/mnt", holder.pid)));
+        state.record(|s| s.nodes.entry(spec.name.clone()).or_default().mnt_ns = mnt)?;
+        Ok(match spec.kind {
+            Kind::Docker => "wiped: a new SD card of the same image (Docker installed and running, no swarm, no image, none of rpiprov's files)",
+            Kind::Bare => "wiped: back to its first image, a bare Debian without Docker (bootstrap installs it)",
+            Kind::SshdOnly => "wiped: a fresh sshd-only node",
+        }
+        .to_string())
     }
 
     /// Makes the node's clock read `seconds` off (negative: behind) for the commands run

@@ -318,13 +318,11 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     s
 }
 
-/// Directories the boot script mounts or copies from; created before the first boot and
-/// kept across node restarts (they are the node's "disk").
-pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
-    let subdirs: &[&str] = match node.kind {
-        _ if node.own_root() && node.kind == Kind::Docker => {
-            &["root", "root.upper", "root.work", "docker"]
-        }
+/// The node's disk: the directories that hold what it wrote (its overlays' upper layers,
+/// Docker's data, homes, /tmp), which `lab wipe` empties.
+pub fn disk(node: &NodeSpec) -> &'static [&'static str] {
+    match node.kind {
+        _ if node.own_root() && node.kind == Kind::Docker => &["root.upper", "root.work", "docker"],
         Kind::Docker => &[
             "etc.upper",
             "etc.work",
@@ -335,10 +333,20 @@ pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
             "docker",
         ],
         Kind::SshdOnly => &["etc.upper", "etc.work", "home", "tmp"],
-        Kind::Bare => &["root", "root.upper", "root.work"],
-    };
+        Kind::Bare => &["root.upper", "root.work"],
+    }
+}
+
+/// Directories the boot script mounts or copies from; created before the first boot and
+/// kept across node restarts (they are the node's "disk", and `root` the mount point of
+/// a node with a root of its own).
+pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
     sys::mkdir(dir, 0o700)?;
-    for d in subdirs {
+    for d in ["root"]
+        .iter()
+        .filter(|_| node.own_root())
+        .chain(disk(node))
+    {
         sys::mkdir(&dir.join(d), if *d == "tmp" { 0o1777 } else { 0o755 })?;
     }
     Ok(())

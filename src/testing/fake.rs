@@ -338,6 +338,18 @@ impl Remote for FakeRemote {
         req: ExecRequest,
         _lifetime: std::time::Duration,
     ) -> Result<ExecStream, RemoteError> {
+        if !req.command.contains("dial-stdio") {
+            // Any other long-lived command (a staged file read out): its rule's stdout,
+            // then the end of the stream with its status.
+            let out = self.answer(&req)?;
+            let (stream, (_written, stdout, end)) = ExecStream::pair();
+            let _ = stdout.send(out.stdout.clone());
+            let mut e = end.lock().unwrap();
+            e.status = Some(out.status);
+            e.stderr = out.stderr_str();
+            e.closed = true;
+            return Ok(stream);
+        }
         self.log.lock().unwrap().push(req);
         let gate = self.daemon_after.lock().unwrap().clone();
         if let Some(gate) = gate

@@ -18,6 +18,7 @@ const EXECUTORS: &[&str] = &[
     "status",
     "logs",
     "maintain",
+    "backup",
 ];
 
 /// Each top-level module and the top-level modules its code may name. The direction is
@@ -48,6 +49,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ui", &["exec", "status"]),
     ("maintain", &["config", "docker", "exec", "plan", "remote"]),
     (
+        "backup",
+        &[
+            "clock", "config", "docker", "exec", "plan", "remote", "secret",
+        ],
+    ),
+    (
         "lab",
         &["exit", "shell", "config", "remote", "secret", "exec"],
     ),
@@ -68,6 +75,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "status",
             "logs",
             "maintain",
+            "backup",
             "lab",
         ],
     ),
