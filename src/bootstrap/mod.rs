@@ -84,8 +84,6 @@ struct Shared<R> {
     node_ids: Mutex<HashMap<String, String>>,
     swarm: tokio::sync::Mutex<SwarmCtx>,
     leader: Option<String>,
-    /// Host name -> the addresses that machine is known by (for stale entries).
-    machines: HashMap<String, Vec<String>>,
     /// Host -> the host name it reported and its addresses as this machine knows them:
     /// what the leader's node entry must show before the host's node is changed.
     known: HashMap<String, (String, Vec<String>)>,
@@ -130,23 +128,6 @@ pub async fn execute<R: Remote + 'static>(
             swarm.manager_addr = Some(format!("{}:2377", lf.swarm.node_addr));
         }
     }
-    let mut machines: HashMap<String, Vec<String>> = HashMap::new();
-    for (host, f) in &all_facts {
-        let addrs = machines.entry(f.hostname.clone()).or_default();
-        addrs.extend(
-            [f.reach_addr.clone(), f.swarm.node_addr.clone()]
-                .into_iter()
-                .filter(|a| !a.is_empty()),
-        );
-        if let Some(h) = opts
-            .hosts
-            .iter()
-            .chain(opts.managers.iter())
-            .find(|h| &h.name == host)
-        {
-            addrs.push(h.address.clone());
-        }
-    }
     let known = opts
         .hosts
         .iter()
@@ -167,7 +148,6 @@ pub async fn execute<R: Remote + 'static>(
         .collect();
     let shared = Arc::new(Shared {
         engines,
-        machines,
         known,
         sessions,
         rows: rows.clone(),
@@ -302,6 +282,7 @@ async fn decide<R: Remote + 'static>(
         hosts: &opts.hosts,
         managers: &opts.managers,
         facts: &all_facts,
+        addresses: &opts.addresses,
         networks: opts.networks,
         default_addr_pool: opts.default_addr_pool,
         force: opts.force,
@@ -597,6 +578,22 @@ impl<R: Remote + 'static> Shared<R> {
             })
     }
 
+    /// The owners of stale entries among `hosts` ([`node::stale`]): each host's reported
+    /// host name and its addresses as this machine knows them.
+    fn owners<'s>(&'s self, hosts: &[String]) -> Vec<node::Owner<'s>> {
+        hosts
+            .iter()
+            .filter_map(|h| {
+                let (host, (hostname, addresses)) = self.known.get_key_value(h)?;
+                Some(node::Owner {
+                    host,
+                    hostname,
+                    addresses,
+                })
+            })
+            .collect()
+    }
+
     /// The node of `target` to change from `leader`, once the leader's entry of the node
     /// `target` reports confirms it is `target`'s ([`node::check_claim`]). The leader's
     /// own report is as good as its node list and is taken as it is. When the claim does
@@ -653,8 +650,10 @@ impl<R: Remote + 'static> Shared<R> {
             hostname: &hostname,
             addresses: &addresses,
             also_claimed_by: &also_claimed_by,
+            basis: node::Basis::NodeId,
+            stake: node::Stake::RoleAndLabels,
         };
-        match node::check_claim(&claim, entry.as_ref()) {
+        match node::check_claim(&claim, entry.as_ref().map(node::NodeEntry::from)) {
             Ok(()) => Ok(Some(id)),
             Err(why) => {
                 self.rows.fail(&row, what, &why);
@@ -750,27 +749,23 @@ impl<R: Remote + 'static> Shared<R> {
                 self.rejoin(host, *role, advertise, stale.as_deref(), why)
                     .await
             }
-            Step::PruneStaleNodes { hostnames } => {
+            Step::PruneStaleNodes { hosts } => {
                 let out = self.root(host, node::node_entries()).await?;
+                let text = out.stdout_str();
+                let entries = node::parse_node_entries(&text);
                 let current: Vec<String> =
                     self.node_ids.lock().unwrap().values().cloned().collect();
+                let owners = self.owners(hosts);
                 let mut removed = false;
-                for e in node::parse_node_entries(&out.stdout_str()) {
-                    if !hostnames.iter().any(|h| h == e.hostname)
-                        || current.iter().any(|c| c == e.id)
-                    {
-                        continue;
-                    }
-                    // An entry that is still up is removed only when it is this very
-                    // machine (same address): never another Pi that shares the name.
-                    let same_machine = self
-                        .machines
-                        .get(e.hostname)
-                        .is_some_and(|addrs| addrs.iter().any(|a| a == e.addr));
-                    if e.state == "down" || same_machine {
-                        self.root(host, node::node_rm(e.id, e.state != "down"))
-                            .await?;
-                        removed = true;
+                for verdict in node::stale(&entries, &owners, &current) {
+                    match verdict {
+                        node::Stale::Remove { id, force, .. } => {
+                            self.root(host, node::node_rm(id, force)).await?;
+                            removed = true;
+                        }
+                        node::Stale::Leave { host: owner, why } => {
+                            self.rows.note(&RowId::host(owner), &why);
+                        }
                     }
                 }
                 Ok(removed)

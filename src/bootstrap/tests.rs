@@ -88,6 +88,13 @@ fn options_on<'a>(hosts: &'a [Host], on: &[&str]) -> Options<'a> {
     }
 }
 
+/// A host at its lab address (`piN` at `198.18.0.1N`): what rpiprov knows it by.
+fn at_lab(name: &str, role: Role) -> Host {
+    let mut h = host(name, role);
+    h.address = format!("198.18.0.1{}", name.trim_start_matches("pi"));
+    h
+}
+
 fn sessions_of(fakes: &[FakeRemote]) -> HashMap<String, Arc<FakeRemote>> {
     fakes
         .iter()
@@ -210,8 +217,17 @@ async fn an_unreachable_worker_fails_alone() {
 
 #[tokio::test]
 async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
-    let (fakes, mut hosts) = fleet();
-    hosts.push(host("pi3", Role::Worker));
+    let (fakes, _) = fleet();
+    let hosts = ["pi1", "pi2", "pi3"].map(|n| {
+        at_lab(
+            n,
+            if n == "pi1" {
+                Role::Manager
+            } else {
+                Role::Worker
+            },
+        )
+    });
     // The manager leads a swarm that still lists pi3's old node (up: it left seconds
     // ago) and a live machine elsewhere that is also called pi3.
     let m = FakeRemote::new("pi1");
@@ -768,7 +784,7 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
         ok("active n3\n"),
     );
     joins_as(&w3, "new3");
-    let hosts = vec![host("pi1", Role::Manager), host("pi3", Role::Worker)];
+    let hosts = vec![at_lab("pi1", Role::Manager), at_lab("pi3", Role::Worker)];
     let (reports, events) = bootstrap(&[m.clone(), w3.clone()], &hosts, vec![]).await;
     let pi3 = reports.iter().find(|r| r.id.name == "pi3").unwrap();
     assert_eq!(pi3.outcome, Outcome::Changed, "{pi3:?}");
@@ -803,4 +819,126 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
         )),
         "{events:?}"
     );
+}
+
+/// Issue 18: pi3 says its join is pending as node n2, the node of the manager pi2 (down
+/// for this run). Acting on its word would demote and remove pi2's node: nothing is
+/// sent to remove or demote any node, on the CLI or the Engine API, and pi3's row says
+/// why.
+#[tokio::test]
+async fn a_half_joined_pi_naming_another_managers_node_removes_nothing() {
+    for api in [false, true] {
+        let m = if api {
+            formed_leader_api()
+        } else {
+            formed_leader()
+        };
+        let w3 = FakeRemote::new("pi3");
+        w3.on(
+            "@@begin",
+            ok(&format!(
+                "hostname=pi3\nreach_addr=198.18.0.12\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n",
+                r#"{"NodeID":"n2","NodeAddr":"198.18.0.12","LocalNodeState":"pending","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}]}"#
+            )),
+        )
+        .on("swarm leave", ok("Node left the swarm.\n"))
+        .on(
+            "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
+            ok("pending n2\n"),
+        )
+        .on("docker node", ok(""));
+        joins_as(&w3, "new3");
+        let mut hosts = lab_hosts("b");
+        hosts[1].role = Role::Manager;
+        let unreachable = vec![("pi2".to_string(), "no answer".to_string())];
+        let (reports, _) = bootstrap_on(
+            &[m.clone(), w3.clone()],
+            &hosts,
+            &["pi1", "pi3"],
+            unreachable,
+        )
+        .await;
+        let removals: Vec<String> = m
+            .commands()
+            .into_iter()
+            .filter(|c| c.contains("node rm") || c.contains("node demote"))
+            .chain(m.api_calls("DELETE ").into_iter().map(|c| c.line))
+            .chain(m.api_calls("/update").into_iter().map(|c| c.line))
+            .collect();
+        assert_eq!(removals, Vec::<String>::new(), "api: {api}");
+        assert!(
+            !w3.commands().iter().any(|c| c.contains("swarm leave")),
+            "{:?}",
+            w3.commands()
+        );
+        let pi3 = reports.iter().find(|r| r.id.name == "pi3").unwrap();
+        assert_eq!(pi3.outcome, Outcome::Failed, "{pi3:?}");
+        assert_eq!(
+            pi3.error.as_deref(),
+            Some(
+                "half-joined (its join did not complete (its swarm state is pending); it is still trying in the background), and its repair is refused: pi3 (host name pi3) reports swarm node n2, which the leader lists as host name pi2 at 198.18.0.12: no node is removed (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)"
+            )
+        );
+    }
+}
+
+/// Issue 18: pi3 reports the host name of pi2 (down, not answering): pi2's entry is not
+/// removed as a stale entry of pi3's, and pi3's row says why.
+#[tokio::test]
+async fn a_pi_reporting_a_down_nodes_host_name_has_it_pruned_never() {
+    for api in [false, true] {
+        let m = if api {
+            formed_leader_api()
+        } else {
+            formed_leader()
+        };
+        let down2 = node_json("n2", "pi2", "worker", "b", "198.18.0.12")
+            .replace(r#""State":"ready""#, r#""State":"down""#);
+        let listed = [node_json("n1", "pi1", "manager", "a", "198.18.0.11"), down2];
+        m.first(
+            "@@begin",
+            ok(&format!(
+                "hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\ndocker_running=yes\n@@begin info\n{{\"Swarm\":{}}}\n@@end info\n@@begin nodes\n{}\n@@end nodes\n",
+                r#"{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}"#,
+                listed.join("\n")
+            )),
+        )
+        .first(
+            "{{.Status.Addr}}",
+            ok("n1 pi1 ready 198.18.0.11\nn2 pi2 down 198.18.0.12\nn3 pi2 ready 198.18.0.13\n"),
+        );
+        if api {
+            let versioned = listed.map(|n| n.replacen('{', r#"{"Version":{"Index":7},"#, 1));
+            m.on_api_first("GET /v1.41/nodes", 200, &format!("[{}]", versioned.join(",")))
+                .on_api(
+                    "GET /v1.41/swarm",
+                    200,
+                    &format!(r#"{{"Version":{{"Index":17}},"Spec":{{}},"JoinTokens":{{"Worker":"{TOKEN}","Manager":"m"}}}}"#),
+                )
+                .on_api("POST /v1.41/swarm/update", 200, "");
+        }
+        // pi3 left the swarm and joins again, under pi2's name.
+        let w3 = FakeRemote::new("pi3");
+        w3.on("@@begin", ok(&probe_of("pi2", "198.18.0.13", true)));
+        joins_as(&w3, "n3");
+        m.on("join-token", ok(&format!("{TOKEN}\n")));
+        let (reports, events) = bootstrap_on(
+            &[m.clone(), w3.clone()],
+            &lab_hosts("b"),
+            &["pi1", "pi3"],
+            vec![("pi2".to_string(), "no answer".to_string())],
+        )
+        .await;
+        let removals: Vec<String> = m
+            .commands()
+            .into_iter()
+            .filter(|c| c.contains("node rm"))
+            .chain(m.api_calls("DELETE ").into_iter().map(|c| c.line))
+            .collect();
+        assert_eq!(removals, Vec::<String>::new(), "api: {api}: {reports:?}");
+        assert!(
+            events.iter().any(|e| e.starts_with("pi3: Note(\"pi3 reports host name pi2, under which the leader lists node n2, which the swarm sees at 198.18.0.12, not at pi3's 198.18.0.13: no node is removed")),
+            "api: {api}: {events:#?}"
+        );
+    }
 }

@@ -4,7 +4,9 @@
 //! [`crate::docker::service::placement_candidates`]).
 //! One round trip to the manager for the nodes, then one per node, all at once, for the
 //! paths ([`crate::docker::bind`]). What is missing is reported per service, path and
-//! node; `deploy --skip-bind-check` skips this.
+//! node; `deploy --skip-bind-check` skips this. A node's answer names the swarm node it is:
+//! that is its word, taken for that node only when the leader's entry confirms it
+//! ([`check_claim`]); otherwise the node counts as not checked, saying why.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use std::time::Duration;
 
 use super::PreparedStack;
 use crate::docker::bind::{parse_sources, sources_check};
-use crate::docker::node::{SwarmNode, nodes_inspect, parse_nodes};
+use crate::docker::node::{
+    Basis, Claim, NodeEntry, Stake, SwarmNode, check_claim, nodes_inspect, parse_nodes,
+};
 use crate::docker::service::placement_candidates;
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::Remote;
@@ -28,11 +32,13 @@ pub struct Findings {
 }
 
 /// Checks the bind sources of `stacks` on the nodes where their services may run.
-/// `nodes`: the sessions by inventory name. An error only when the manager cannot list
-/// the nodes.
+/// `nodes`: the sessions by inventory name; `addresses`: each one's addresses as this
+/// machine knows them (what the swarm must see its node at). An error only when the
+/// manager cannot list the nodes.
 pub async fn check<R: Remote + 'static>(
     leader: &R,
     nodes: &HashMap<String, Arc<R>>,
+    addresses: &HashMap<String, Vec<String>>,
     stacks: &[&PreparedStack],
     parallel: usize,
     timeout: Duration,
@@ -73,25 +79,15 @@ pub async fn check<R: Remote + 'static>(
         }
     })
     .await;
-    // node ID -> (inventory name, missing paths)
-    let mut by_id: HashMap<String, (String, Vec<String>)> = HashMap::new();
-    for (name, res) in answers {
-        match res {
-            Ok(out) => {
-                let found = parse_sources(&out.stdout_str());
-                by_id.insert(found.node_id, (name, found.missing));
-            }
-            Err(e) => findings
-                .unchecked
-                .push(format!("{name}: the check failed: {}", e.0)),
-        }
-    }
-
+    let (by_id, refused) = confirmed(answers, &swarm, addresses, &mut findings);
     for (i, service, sources, on) in wanted {
         // path -> nodes where it is missing
         let mut missing: Vec<(String, Vec<String>)> = Vec::new();
         for node in on {
             let Some((name, lacks)) = by_id.get(&node.id) else {
+                if refused.contains(&node.id) {
+                    continue; // Said already: whose answer was not taken, and why.
+                }
                 let line = format!("{}: not connected, not checked", node.hostname);
                 if !findings.unchecked.contains(&line) {
                     findings.unchecked.push(line);
@@ -114,4 +110,59 @@ pub async fn check<R: Remote + 'static>(
         }
     }
     Ok(findings)
+}
+
+/// Node ID -> the inventory name whose answer is taken for it, and the paths it lacks.
+type ByNode = HashMap<String, (String, Vec<String>)>;
+
+/// The nodes' answers, by the node ID each names, once the leader's entry confirms the
+/// claim ([`check_claim`]); an answer that fails it is a line of `unchecked` and its node
+/// ID is returned among the refused: the node counts as not checked.
+fn confirmed(
+    answers: Vec<(String, Result<crate::remote::Output, StepError>)>,
+    swarm: &[SwarmNode],
+    addresses: &HashMap<String, Vec<String>>,
+    findings: &mut Findings,
+) -> (ByNode, Vec<String>) {
+    let mut said = Vec::new();
+    for (name, res) in answers {
+        match res {
+            Ok(out) => said.push((name, parse_sources(&out.stdout_str()))),
+            Err(e) => findings
+                .unchecked
+                .push(format!("{name}: the check failed: {}", e.0)),
+        }
+    }
+    let mut by_id = HashMap::new();
+    let mut refused = Vec::new();
+    let none = Vec::new();
+    for (name, found) in &said {
+        let also: Vec<String> = said
+            .iter()
+            .filter(|(n, f)| n != name && f.node_id == found.node_id)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let claim = Claim {
+            host: name,
+            node_id: &found.node_id,
+            hostname: &found.hostname,
+            addresses: addresses.get(name).unwrap_or(&none),
+            also_claimed_by: &also,
+            basis: Basis::NodeId,
+            stake: Stake::Answer,
+        };
+        let entry = swarm.iter().find(|n| n.id == found.node_id);
+        match check_claim(&claim, entry.map(NodeEntry::from)) {
+            Ok(()) => {
+                by_id.insert(found.node_id.clone(), (name.clone(), found.missing.clone()));
+            }
+            Err(why) => {
+                findings
+                    .unchecked
+                    .push(format!("{name}: not checked: {why}"));
+                refused.push(found.node_id.clone());
+            }
+        }
+    }
+    (by_id, refused)
 }

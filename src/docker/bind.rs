@@ -5,13 +5,13 @@
 
 use crate::shell::quote;
 
-/// On one node, as root: its swarm node ID (`@@node ID`), then `missing PATH` for each path
-/// that does not exist. A path starting with `~` is looked up under `$HOME`, as the Docker
+/// On one node, as root: its swarm node ID (`@@node ID`) and host name (`@@host NAME`),
+/// then `missing PATH` for each path that does not exist. A path starting with `~` is looked up under `$HOME`, as the Docker
 /// CLI expands it (the first `~` only).
 pub fn sources_check(paths: &[String]) -> String {
     let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     format!(
-        "set -e; echo \"@@node $(docker info --format '{{{{.Swarm.NodeID}}}}')\"; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
+        "set -e; echo \"@@node $(docker info --format '{{{{.Swarm.NodeID}}}}')\"; echo \"@@host $(hostname)\"; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
         list.join(" ")
     )
 }
@@ -21,6 +21,8 @@ pub fn sources_check(paths: &[String]) -> String {
 pub struct NodeSources {
     /// The node's swarm ID; empty when it is in no swarm.
     pub node_id: String,
+    /// The host name it reports.
+    pub hostname: String,
     pub missing: Vec<String>,
 }
 
@@ -29,6 +31,8 @@ pub fn parse_sources(text: &str) -> NodeSources {
     for line in text.lines() {
         if let Some(id) = line.strip_prefix("@@node ") {
             out.node_id = id.trim().to_string();
+        } else if let Some(name) = line.strip_prefix("@@host ") {
+            out.hostname = name.trim().to_string();
         } else if let Some(p) = line.strip_prefix("missing ") {
             out.missing.push(p.to_string());
         }
@@ -46,7 +50,7 @@ mod tests {
         let paths = vec!["/srv/a b".to_string(), "~/data".to_string()];
         assert_eq!(
             sources_check(&paths),
-            "set -e; echo \"@@node $(docker info --format '{{.Swarm.NodeID}}')\"; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
+            "set -e; echo \"@@node $(docker info --format '{{.Swarm.NodeID}}')\"; echo \"@@host $(hostname)\"; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
         );
         let host = ScratchHost::new();
         let dir = tempfile::tempdir().unwrap();
@@ -61,7 +65,7 @@ mod tests {
         ];
         std::fs::write(host.docker_file("state"), "n1abc\n").unwrap();
         let cmd = format!(
-            "HOME={}; {}",
+            "HOME={}; hostname() {{ echo pi2; }}; {}",
             quote(&dir.path().display().to_string()),
             sources_check(&paths)
         );
@@ -70,6 +74,7 @@ mod tests {
             parse_sources(&out),
             NodeSources {
                 node_id: "n1abc".into(),
+                hostname: "pi2".into(),
                 missing: vec![paths[1].clone(), "~/nope".into()],
             }
         );
