@@ -11,6 +11,7 @@ mod diag;
 pub mod duration;
 pub mod interpolate;
 mod inventory;
+pub mod local;
 pub mod model;
 pub mod names;
 mod paths;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
-pub use paths::normalize as normalize_path;
+pub use paths::{Containment, normalize as normalize_path};
 
 /// A configuration that passed every check, with the warnings found on the way.
 #[derive(Debug)]

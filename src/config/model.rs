@@ -306,6 +306,8 @@ pub enum VariableValue {
 #[derive(Debug, Clone)]
 pub struct Playbook {
     pub path: PathBuf,
+    /// Where the local files it sends may come from; `deploy` reads them through it.
+    pub containment: super::Containment,
     pub networks: Vec<Network>,
     /// Sorted by `order`, then by position in the file.
     pub stacks: Vec<Stack>,

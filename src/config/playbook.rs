@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Source};
+use super::local::Limit;
 use super::model::{Image, ImageFormat, Network, Playbook, Stack, Variable, VariableValue};
 use super::paths::Containment;
 use super::toml_file::TomlFile;
@@ -125,6 +126,7 @@ pub(crate) fn load(
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then(|| Playbook {
         path: path.to_path_buf(),
+        containment,
         networks,
         stacks,
         images,
@@ -266,7 +268,7 @@ impl Checker<'_, '_, '_> {
                     continue;
                 }
             };
-            if let Err(e) = self.containment.file(&path) {
+            if let Err(e) = self.containment.file(&path, Limit::Text) {
                 self.err(&file.span(), e);
                 continue;
             }
@@ -344,7 +346,7 @@ impl Checker<'_, '_, '_> {
                     continue;
                 }
             };
-            if let Err(e) = self.containment.file(&path) {
+            if let Err(e) = self.containment.file(&path, Limit::Image) {
                 self.err(&archive.span(), e);
             }
             out.push(Image {

@@ -21,6 +21,7 @@ fn stack(name: &str, order: i64, services: &[&str], images: &[&str], vars: &[&st
 fn playbook() -> Playbook {
     Playbook {
         path: PathBuf::from("playbook.toml"),
+        containment: Default::default(),
         networks: vec![],
         stacks: vec![
             stack("web", 1, &["app"], &["lab/httpd:1"], &["TAG"]),
@@ -69,7 +70,7 @@ fn prepared_from(pb: &Playbook, files: &HashMap<PathBuf, Vec<u8>>, secret: &str)
             files
                 .get(p)
                 .cloned()
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+                .ok_or_else(|| format!("{}: no such file", p.display()))
         },
         |k| (k == "RPIPROV_TEST_DB").then(|| secret.to_string()),
     )
@@ -128,11 +129,11 @@ fn prepare_refuses_bad_values_without_showing_them() {
     );
     let err = prepare_with(
         &playbook(),
-        |_| Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        |p| Err(format!("{}: no such file", p.display())),
         |_| Some("x".into()),
     )
     .unwrap_err();
-    assert!(err.starts_with("image lab/httpd:1: cannot read images/httpd.tar"));
+    assert_eq!(err, "image lab/httpd:1: images/httpd.tar: no such file");
 }
 
 #[test]
