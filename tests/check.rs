@@ -434,3 +434,118 @@ fn ssh_files_outside_the_inventory_folder_and_dot_ssh_are_warned_about() {
     assert_eq!(run.stderr, "");
     assert_eq!(run.code, 0);
 }
+
+/// A scratch folder with an inventory (one manager, this `[ssh]` table) and a HOME with
+/// a `.ssh` folder; `check` runs there with that HOME.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(ssh: &str) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        std::fs::write(
+            dir.path().join("inventory.toml"),
+            format!(
+                "[ssh]\n{ssh}\n\n[[host]]\nname = \"pi1\"\naddress = \"198.18.0.11\"\nrole = \"manager\"\n"
+            ),
+        )
+        .unwrap();
+        Scratch { dir }
+    }
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    fn check(&self) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_rpiprov"))
+            .arg("check")
+            .current_dir(self.dir.path())
+            .env("HOME", self.home())
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("run rpiprov");
+        Run {
+            code: out.status.code().expect("exit code"),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+}
+
+/// Issue 18 item 3: known_hosts naming sshd's authorized_keys is an error (accept-new
+/// would add the server's key as a login key), as is a file that is no known_hosts.
+#[test]
+fn known_hosts_that_is_authorized_keys_or_no_known_hosts_is_refused() {
+    let s =
+        Scratch::new("known_hosts = \"~/.ssh/authorized_keys\"\nhost_key_policy = \"accept-new\"");
+    std::fs::write(s.home().join(".ssh/authorized_keys"), "").unwrap();
+    let run = s.check();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let home = s.home();
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: inventory.toml:2:15: ssh.known_hosts: {}/.ssh/authorized_keys names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never reads host keys from it nor adds keys to it",
+                home.display()
+            ),
+            "check failed: 1 error".to_string(),
+        ]
+    );
+
+    let s = Scratch::new("known_hosts = \"~/.ssh/bashrc\"");
+    std::fs::write(s.home().join(".ssh/bashrc"), "alias ll='ls -l'\n").unwrap();
+    let run = s.check();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: inventory.toml: ssh.known_hosts: {}/.ssh/bashrc: line 1 is not a known_hosts entry: this is not a known_hosts file (rpiprov reads host keys from it, and adds keys only to a known_hosts file)",
+                s.home().display()
+            ),
+            "check failed: 1 error".to_string(),
+        ]
+    );
+}
+
+/// Issue 18 item 3: a dangling link as known_hosts is warned about (nothing to read, and
+/// rpiprov creates nothing through it).
+#[test]
+fn a_dangling_known_hosts_link_is_warned_about() {
+    let s = Scratch::new("known_hosts = \"~/.ssh/known_hosts\"");
+    let target = s.dir.path().join("elsewhere/known_hosts");
+    std::os::unix::fs::symlink(&target, s.home().join(".ssh/known_hosts")).unwrap();
+    let run = s.check();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "warning: inventory.toml:2:15: ssh.known_hosts: {}/.ssh/known_hosts is a symbolic link to {}, which does not exist: rpiprov finds no host keys there, and never creates a file through a link (accept-new cannot record keys)",
+            s.home().display(),
+            target.display()
+        )]
+    );
+}
+
+/// Issue 18 item 3: an ssh config whose HostKeyAlias is an authorized_keys option is
+/// refused by `check`, naming the host, as connecting would refuse it.
+#[test]
+fn a_host_key_alias_that_is_no_host_is_refused() {
+    let s = Scratch::new("config = \"~/.ssh/config\"");
+    let config = s.home().join(".ssh/config");
+    std::fs::write(&config, "Host pi1 198.18.0.11\n  HostKeyAlias restrict\n").unwrap();
+    let run = s.check();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: inventory.toml: host[0]: pi1: ssh config: {}: HostKeyAlias \"restrict\" cannot name a host in known_hosts: restrict is an option of sshd's authorized_keys lines, not a host (a line that starts with it grants a login)",
+                config.display()
+            ),
+            "check failed: 1 error".to_string(),
+        ]
+    );
+}

@@ -593,23 +593,35 @@ impl Ctx<'_, '_> {
             parallel: DEFAULT_PARALLEL,
         };
         let Some(raw) = raw else { return ssh };
-        if let Some(k) = &raw.known_hosts
-            && let Some(p) = self.path(k, diags)
-        {
-            self.warn_if_foreign(
-                &k.span(),
-                &p,
-                "rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it",
-                diags,
-            );
-            ssh.known_hosts = p;
-        }
         if let Some(p) = &raw.host_key_policy {
             match p.get_ref().as_str() {
                 "strict" => ssh.host_key_policy = HostKeyPolicy::Strict,
                 "accept-new" => ssh.host_key_policy = HostKeyPolicy::AcceptNew,
                 _ => self.err(&p.span(), "expected \"strict\" or \"accept-new\"", diags),
             }
+        }
+        if let Some(k) = &raw.known_hosts
+            && let Some(p) = self.path(k, diags)
+        {
+            if paths::names_authorized_keys(&p) {
+                self.err(
+                    &k.span(),
+                    format!(
+                        "{} names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never reads host keys from it nor adds keys to it",
+                        p.display()
+                    ),
+                    diags,
+                );
+            } else {
+                self.warn_if_foreign(
+                    &k.span(),
+                    &p,
+                    "rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it",
+                    diags,
+                );
+                self.warn_if_link(&k.span(), &p, ssh.host_key_policy, diags);
+            }
+            ssh.known_hosts = p;
         }
         for (raw_value, slot) in [
             (&raw.connect_timeout, &mut ssh.connect_timeout),
@@ -679,6 +691,39 @@ impl Ctx<'_, '_> {
                 ),
             ));
         }
+    }
+}
+
+impl Ctx<'_, '_> {
+    /// Warns when known_hosts is a symbolic link that accept-new would not write through:
+    /// dangling (nothing to read, and rpiprov never creates a file through a link), or
+    /// any link when the inventory asks for accept-new.
+    fn warn_if_link(
+        &self,
+        span: &Range<usize>,
+        path: &Path,
+        policy: HostKeyPolicy,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let Ok(target) = std::fs::read_link(path) else {
+            return;
+        };
+        let message = if !path.exists() {
+            format!(
+                "{} is a symbolic link to {}, which does not exist: rpiprov finds no host keys there, and never creates a file through a link (accept-new cannot record keys)",
+                path.display(),
+                target.display()
+            )
+        } else if policy == HostKeyPolicy::AcceptNew {
+            format!(
+                "{} is a symbolic link to {}: rpiprov reads host keys through it, but adds keys only to a file it opens itself, never through a link (accept-new cannot record keys); name the file itself",
+                path.display(),
+                target.display()
+            )
+        } else {
+            return;
+        };
+        diags.push(self.file.warning(span, message));
     }
 }
 

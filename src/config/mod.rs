@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
-pub use paths::{Containment, normalize as normalize_path};
+pub use paths::{Containment, names_authorized_keys, normalize as normalize_path};
 
 /// A configuration that passed every check, with the warnings found on the way.
 #[derive(Debug)]

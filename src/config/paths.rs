@@ -128,6 +128,14 @@ impl Containment {
     }
 }
 
+/// Whether a file name is sshd's list of keys that may log in (`authorized_keys`, and
+/// the older `authorized_keys2`): never a known_hosts file.
+pub fn names_authorized_keys(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("authorized_keys"))
+}
+
 /// `$HOME`, read once by the caller so that tests can pass their own.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")

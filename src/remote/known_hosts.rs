@@ -24,6 +24,7 @@ use sha1::Sha1;
 
 use super::RemoteError;
 use crate::config::HostKeyPolicy;
+use crate::config::local::{self, Limit, Refused};
 
 /// Checks that a host name, address or `HostKeyAlias` can stand in a known_hosts line as
 /// itself: no whitespace or control character (it would end the field or the line), none
@@ -31,6 +32,10 @@ use crate::config::HostKeyPolicy;
 /// hosts, `[]` another host's port, `|` a hashed name, `#` a comment, `@` a marker), and
 /// no leading `-` (it would read as an option in the `ssh-keygen`/`ssh-keyscan` commands
 /// rpiprov suggests). Letters, digits, `.`, `-`, `_` and `:` (IPv6) remain.
+/// Nor an option of sshd's authorized_keys lines that takes no argument: a known_hosts
+/// line starting with one, were it ever read as authorized_keys, would be a login entry
+/// for the host's own key (sshd(8), AUTHORIZED_KEYS FILE FORMAT; options compare
+/// without case).
 pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 255
@@ -38,12 +43,37 @@ pub(crate) fn check_host_name(name: &str) -> Result<(), String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err("use letters, digits, '.', '-', '_' and ':', not starting with '-'".into())
+    if !ok {
+        return Err("use letters, digits, '.', '-', '_' and ':', not starting with '-'".into());
     }
+    if AUTHORIZED_KEYS_OPTIONS
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "{name} is an option of sshd's authorized_keys lines, not a host (a line that starts with it grants a login)"
+        ));
+    }
+    Ok(())
 }
+
+/// sshd's authorized_keys options without an argument (OpenSSH 9.x `auth-options.c`).
+const AUTHORIZED_KEYS_OPTIONS: &[&str] = &[
+    "agent-forwarding",
+    "cert-authority",
+    "no-agent-forwarding",
+    "no-port-forwarding",
+    "no-pty",
+    "no-user-rc",
+    "no-x11-forwarding",
+    "no-touch-required",
+    "port-forwarding",
+    "pty",
+    "restrict",
+    "user-rc",
+    "verify-required",
+    "x11-forwarding",
+];
 
 /// The known_hosts name for a host: `host`, or `[host]:port` when the port is not 22.
 pub(crate) fn lookup_name(host: &str, port: u16) -> String {
@@ -64,20 +94,48 @@ pub(crate) struct Entry {
 }
 
 /// The entries of `path` whose host patterns match `name` (see [`lookup_name`]).
-/// A missing file has no entries.
+/// A missing file has no entries; a FIFO, a device or a file larger than rpiprov reads
+/// is an error ([`local::read`]).
 pub(crate) fn entries_for(path: &Path, name: &str) -> std::io::Result<Vec<Entry>> {
-    match fs::metadata(path) {
-        Ok(m) if !m.is_file() => return Err(not_a_file()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    Ok(parse_entries(&fs::read_to_string(path)?, name))
+    let bytes = match local::read(path, Limit::Text) {
+        Ok(b) => b,
+        Err(Refused::Missing) => return Ok(Vec::new()),
+        Err(e) => return Err(std::io::Error::other(e.to_string())),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| std::io::Error::other("not text"))?;
+    Ok(parse_entries(&text, name))
 }
 
-/// A FIFO or a device named as known_hosts would block a read or take a write.
-fn not_a_file() -> std::io::Error {
-    std::io::Error::other("not a regular file")
+/// What is wrong with `path` as a known_hosts file, for `rpiprov check`: a name that is
+/// sshd's authorized_keys, a file rpiprov cannot read (not a regular file, too large, not
+/// text), or a line that is not known_hosts syntax. A missing file is fine (accept-new
+/// creates it).
+pub fn known_hosts_problem(path: &Path) -> Option<String> {
+    if let Err(why) = not_authorized_keys(path) {
+        return Some(why);
+    }
+    let bytes = match local::read(path, Limit::Text) {
+        Ok(b) => b,
+        Err(Refused::Missing) => return None,
+        Err(e) => return Some(e.to_string()),
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Some("not text: not a known_hosts file".into());
+    };
+    first_foreign_line(text).map(|n| {
+        format!("line {n} is not a known_hosts entry: this is not a known_hosts file (rpiprov reads host keys from it, and adds keys only to a known_hosts file)")
+    })
+}
+
+/// Refuses a path whose file name is sshd's list of login keys (`authorized_keys`,
+/// `authorized_keys2`): a host key added there would let its holder log in.
+fn not_authorized_keys(path: &Path) -> Result<(), String> {
+    if crate::config::names_authorized_keys(path) {
+        return Err(
+            "names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never adds host keys to it".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The number of the first line of `text` that is not known_hosts syntax: not empty, not a
@@ -369,8 +427,10 @@ impl HostKeyCheck {
 }
 
 /// Appends `name key` to the file, creating its folder (0700) and the file (0600) if missing.
-/// `name` is a [`lookup_name`]; a host part that [`check_host_name`] refuses, or a file that
-/// is not known_hosts syntax (see [`first_foreign_line`]), is an error and nothing is written.
+/// `name` is a [`lookup_name`]; a host part that [`check_host_name`] refuses, a file named
+/// authorized_keys, a symbolic link (dangling or not: the file is opened without following
+/// one, or created anew, never through one), or a file that is not known_hosts syntax (see
+/// [`first_foreign_line`]) is an error and nothing is written.
 pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Result<()> {
     let host = match name.strip_prefix('[').and_then(|n| n.rsplit_once("]:")) {
         Some((host, port)) if port.parse::<u16>().is_ok() => host,
@@ -379,23 +439,30 @@ pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Resul
     check_host_name(host).map_err(|why| {
         std::io::Error::other(format!("refusing to write the host name {host:?}: {why}"))
     })?;
+    not_authorized_keys(path).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(not_a_file());
+    let mut file = open_for_append(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let limit = Limit::Text.bytes();
+    if meta.len() > limit {
+        return Err(std::io::Error::other(
+            Refused::TooLarge {
+                size: meta.len(),
+                limit,
+            }
+            .to_string(),
+        ));
     }
     let mut text = Vec::new();
-    file.read_to_end(&mut text)?;
+    (&mut file).take(limit).read_to_end(&mut text)?;
     let foreign = match std::str::from_utf8(&text) {
         Ok(text) => {
             first_foreign_line(text).map(|n| format!("line {n} is not a known_hosts entry"))
@@ -415,6 +482,43 @@ pub(crate) fn append(path: &Path, name: &str, key: &PublicKey) -> std::io::Resul
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let line = format!("{}{name} {text}\n", if needs_newline { "\n" } else { "" });
     file.write_all(line.as_bytes())
+}
+
+/// The file to append to: opened without following a link, or created anew (`O_EXCL`:
+/// never through a dangling link, whose target would be made wherever it points). A FIFO
+/// opens without waiting (and is then refused by the caller).
+fn open_for_append(path: &Path) -> std::io::Result<fs::File> {
+    let flags = libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    loop {
+        let existing = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(flags)
+            .open(path);
+        match existing {
+            Ok(f) => return Ok(f),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(std::io::Error::other(
+                    "it is a symbolic link: rpiprov adds host keys only to a file it opens itself, never through a link (point ssh.known_hosts at the file itself)",
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(f) => return Ok(f),
+            // Made meanwhile (or a dangling link): judged again as an existing file.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -687,12 +791,74 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         assert_eq!(
             entries_for(&fifo, "pi1").unwrap_err().to_string(),
-            "not a regular file"
+            "not a regular file (a FIFO)"
         );
         assert_eq!(
             append(&fifo, "pi1", &key(ED1)).unwrap_err().to_string(),
             "not a regular file"
         );
+    }
+
+    /// Issue 18 item 3: accept-new never writes into an authorized_keys file (where
+    /// `restrict KEY` would be a login entry for the server's key), never through a
+    /// link (a dangling one would create its target wherever it points), and a name that
+    /// is an authorized_keys option is no host name.
+    #[test]
+    fn append_refuses_authorized_keys_links_and_option_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        fs::create_dir(&ssh).unwrap();
+        let authorized = ssh.join("authorized_keys");
+        fs::write(&authorized, "").unwrap();
+        assert_eq!(
+            append(&authorized, "pi1", &key(ED1))
+                .unwrap_err()
+                .to_string(),
+            "names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never adds host keys to it"
+        );
+        assert_eq!(fs::read_to_string(&authorized).unwrap(), "");
+        assert!(known_hosts_problem(&authorized).is_some());
+        for name in ["restrict", "RESTRICT", "no-pty", "cert-authority"] {
+            let err = check_host_name(name).unwrap_err();
+            assert_eq!(
+                err,
+                format!(
+                    "{name} is an option of sshd's authorized_keys lines, not a host (a line that starts with it grants a login)"
+                )
+            );
+            assert!(append(&ssh.join("known_hosts"), name, &key(ED1)).is_err());
+        }
+        assert!(!ssh.join("known_hosts").exists());
+
+        let link_err = "it is a symbolic link: rpiprov adds host keys only to a file it opens itself, never through a link (point ssh.known_hosts at the file itself)";
+        let outside = dir.path().join("elsewhere/made-by-the-link");
+        let dangling = ssh.join("dangling");
+        std::os::unix::fs::symlink(&outside, &dangling).unwrap();
+        fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        assert_eq!(
+            append(&dangling, "pi1", &key(ED1)).unwrap_err().to_string(),
+            link_err
+        );
+        assert!(!outside.exists(), "the link's target was created");
+        let real = ssh.join("real_known_hosts");
+        fs::write(&real, format!("pi0 {ED2}\n")).unwrap();
+        let link = ssh.join("linked");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            append(&link, "pi1", &key(ED1)).unwrap_err().to_string(),
+            link_err
+        );
+        // Read through a link all the same.
+        assert_eq!(entries_for(&link, "pi0").unwrap().len(), 1);
+        assert_eq!(known_hosts_problem(&link), None);
+        assert_eq!(
+            known_hosts_problem(Path::new("/dev/zero")).as_deref(),
+            Some("not a regular file (a character device)")
+        );
+        // A file it creates itself: 0600, one line.
+        let new = ssh.join("known_hosts");
+        append(&new, "pi1", &key(ED1)).unwrap();
+        assert_eq!(fs::read_to_string(&new).unwrap(), format!("pi1 {ED1}\n"));
     }
 
     #[test]

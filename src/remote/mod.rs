@@ -30,8 +30,45 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Host, HostKeyPolicy, SshSettings};
+use crate::config::{Diagnostic, Host, HostKeyPolicy, Inventory, Severity, SshSettings};
 use crate::secret::Secret;
+
+/// What `rpiprov check` can tell of the SSH files without connecting: known_hosts that is
+/// no known_hosts file ([`known_hosts::known_hosts_problem`]), and an ssh config that
+/// cannot be read or whose `HostName` or `HostKeyAlias` for a host cannot name a host in
+/// known_hosts (what connecting would refuse). Errors, on the inventory's keys.
+pub fn check_ssh_files(inventory: &Inventory) -> Vec<Diagnostic> {
+    let error = |key_path: String, message: String| Diagnostic {
+        severity: Severity::Error,
+        file: inventory.path.clone(),
+        line: None,
+        column: None,
+        key_path,
+        message,
+    };
+    let ssh = &inventory.ssh;
+    let mut out = Vec::new();
+    if let Some(why) = known_hosts::known_hosts_problem(&ssh.known_hosts) {
+        out.push(error(
+            "ssh.known_hosts".into(),
+            format!("{}: {why}", ssh.known_hosts.display()),
+        ));
+    }
+    if ssh.config_file.is_none() {
+        return out;
+    }
+    match ssh_config::Config::load(ssh.config_file.as_deref(), "ssh config") {
+        Err(e) => out.push(error("ssh.config".into(), e.to_string())),
+        Ok(config) => {
+            for (i, h) in inventory.hosts.iter().enumerate() {
+                if let Err(e) = config.resolve_target(&Target::from_host(h)) {
+                    out.push(error(format!("host[{i}]"), e.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Keepalive after this much silence: with [`KEEPALIVE_MAX`], a lost connection is noticed
 /// about 12 s after the host's last word, where TCP alone would wait for many minutes.

@@ -13,13 +13,12 @@
 //! Parsing uses ssh2-config with its relaxed rules, so options it does not model are kept
 //! aside instead of rejecting real-world files. A missing file counts as empty, as for ssh.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use ssh2_config::{HostParams, ParseRule, SshConfig};
 
 use super::{RemoteError, Target, known_hosts};
+use crate::config::local::{self, Limit, Refused};
 
 /// Where and how to reach one SSH server, after ssh config was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +58,18 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        // A regular file of bounded size, read once (`/dev/zero` is refused at once).
+        let bytes = match local::read(path, Limit::Text) {
+            Ok(b) => b,
+            Err(Refused::Missing) => return Ok(Config::default()),
             Err(e) => {
                 return Err(RemoteError::Config {
                     host: host.to_string(),
-                    reason: format!("cannot read {}: {e}", path.display()),
+                    reason: format!("{}: {e}", path.display()),
                 });
             }
         };
-        Self::parse(&mut BufReader::new(file), host, path)
+        Self::parse(&mut &bytes[..], host, path)
     }
 
     fn parse(
