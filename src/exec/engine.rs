@@ -138,6 +138,8 @@ impl Engine {
         let (reader, decoder) = &mut *guard;
         let mut bytes = Vec::new();
         for r in reqs {
+            // Each answer's body is bounded by its request's kind (issue 18).
+            decoder.expect(r);
             bytes.extend(r.encode());
         }
         stats::api_batch(reqs.len());
