@@ -549,3 +549,218 @@ fn a_host_key_alias_that_is_no_host_is_refused() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile inputs (issue 18): each refused with exit 2 and a message naming the problem,
+// within seconds, no signal, in a child limited to 512 MiB of address space (a
+// regression aborts the child, not the machine).
+
+/// Runs `rpiprov ARGS` in `dir` (HOME = `dir/home`) under `RLIMIT_AS` of 512 MiB, killed
+/// after 20 s; panics on a signal or a timeout.
+fn bounded(dir: &Path, args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rpiprov"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("HOME", dir.join("home"))
+        .env_remove("SSH_AUTH_SOCK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 512 << 20,
+                rlim_max: 512 << 20,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("run rpiprov");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rpiprov {args:?} ran for 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        None,
+        "rpiprov {args:?} was killed by a signal"
+    );
+    Run {
+        code: status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A folder with an inventory (`[ssh]` and host settings as given), a playbook with one
+/// stack `stacks/web.yml` holding `compose`, and `home/.ssh`.
+fn hostile_case(ssh: &str, host: &str, compose: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("home/.ssh")).unwrap();
+    std::fs::create_dir_all(p.join("stacks")).unwrap();
+    std::fs::write(
+        p.join("inventory.toml"),
+        format!(
+            "playbook = \"playbook.toml\"\n\n[ssh]\n{ssh}\n\n[[host]]\nname = \"pi1\"\naddress = \"198.18.0.11\"\nrole = \"manager\"\n{host}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("playbook.toml"),
+        "[[stack]]\nname = \"web\"\nfile = \"stacks/web.yml\"\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("stacks/web.yml"), compose).unwrap();
+    dir
+}
+
+const COMPOSE: &str = "version: \"3.8\"\nservices:\n  app:\n    image: lab/httpd:1\n";
+
+/// `check` in the case's folder: exit 2, these stderr lines, nothing on stdout.
+fn refused(dir: &Path, args: &[&str], expected: &[String]) {
+    let run = bounded(dir, args);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines, expected, "{args:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.code, 2);
+}
+
+fn lines(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A 1.1 MB stack file whose aliases repeat a 1 MiB scalar 20,000 times (it took 4 GiB
+/// and aborted).
+#[test]
+fn hostile_alias_bomb() {
+    let mut compose = format!(
+        "version: \"3.8\"\nx-big: &big \"{}\"\nservices:\n  app:\n    image: lab/httpd:1\n    x-copies: [",
+        "x".repeat(1 << 20)
+    );
+    compose.push_str(&"*big, ".repeat(20_000));
+    compose.push_str("*big]\n");
+    let case = hostile_case("", "", &compose);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: stacks/web.yml:6:64: services.app.x-copies: aliases expand to more than 8 MiB of text",
+            "check failed: 1 error",
+        ]),
+    );
+}
+
+/// 50,000 nested block sequences (the stack overflowed: an abort).
+#[test]
+fn hostile_deep_nesting() {
+    let compose = format!("{COMPOSE}    x-deep:\n      {}y\n", "- ".repeat(50_000));
+    let case = hostile_case("", "", &compose);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: stacks/web.yml:6:129: invalid YAML: mappings and lists nested deeper than 64 levels",
+            "check failed: 1 error",
+        ]),
+    );
+}
+
+/// Devices, FIFOs and oversized files where rpiprov reads a file: refused at once,
+/// naming the file (`playbook = "/dev/zero"` read 2 GiB before failing).
+#[test]
+fn hostile_files_that_are_not_regular_or_too_large() {
+    let case = hostile_case("", "", COMPOSE);
+    let p = case.path();
+    refused(
+        p,
+        &["-p", "/dev/zero", "check"],
+        &lines(&[
+            "error: /dev/zero: not a regular file (a character device)",
+            "check failed: 1 error",
+        ]),
+    );
+    refused(
+        p,
+        &["-i", "/dev/zero", "check"],
+        &lines(&[
+            "error: /dev/zero: not a regular file (a character device) (use -i FILE)",
+            "check failed: 1 error",
+        ]),
+    );
+    let case = hostile_case("", "identity_files = [\"/dev/zero\"]", COMPOSE);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: inventory.toml:10:19: host[0].identity_files[0]: /dev/zero: not a regular file (a character device)",
+            "check failed: 1 error",
+        ]),
+    );
+    let case = hostile_case("known_hosts = \"/dev/zero\"", "", COMPOSE);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "warning: inventory.toml:4:15: ssh.known_hosts: /dev/zero is outside this inventory's folder and ~/.ssh: rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it; make sure you trust this inventory",
+            "error: inventory.toml: ssh.known_hosts: /dev/zero: not a regular file (a character device)",
+            "check failed: 1 error, 1 warning",
+        ]),
+    );
+    // An ssh config that includes /dev/zero.
+    let case = hostile_case("config = \"~/.ssh/config\"", "", COMPOSE);
+    let config = case.path().join("home/.ssh/config");
+    std::fs::write(&config, "Include /dev/zero\n").unwrap();
+    refused(
+        case.path(),
+        &["check"],
+        &[
+            format!(
+                "error: inventory.toml: ssh.config: {}: Include /dev/zero: /dev/zero: not a regular file (a character device)",
+                config.display()
+            ),
+            "check failed: 1 error".to_string(),
+        ],
+    );
+    // A file a stack refers to is a FIFO: no reader waits on it.
+    let compose = format!("{COMPOSE}    configs: [app]\nconfigs:\n  app:\n    file: ./app.conf\n");
+    let case = hostile_case("", "", &compose);
+    let fifo =
+        std::ffi::CString::new(case.path().join("stacks/app.conf").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string, a plain syscall.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: stacks/web.yml:8:11: configs.app.file: stacks/app.conf: not a regular file (a FIFO)",
+            "check failed: 1 error",
+        ]),
+    );
+    // A stack file larger than rpiprov reads (sparse: no disk used).
+    let case = hostile_case("", "", COMPOSE);
+    let big = std::fs::File::create(case.path().join("stacks/web.yml")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: playbook.toml:3:8: stack[0].file: stacks/web.yml: is 1073741824 bytes, more than the 16 MiB rpiprov reads from such a file",
+            "check failed: 1 error",
+        ]),
+    );
+}

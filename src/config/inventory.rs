@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Source};
+use super::local::{self, Limit, Refused};
 use super::model::{
     Advertise, Become, DockerSettings, Host, HostKeyPolicy, InstallMethod, Inventory,
     PasswordSource, Role, SshSettings, SwarmSettings,
@@ -442,11 +443,14 @@ impl Ctx<'_, '_> {
                 let Some(path) = self.path(f, diags) else {
                     continue;
                 };
-                if !path.exists() {
-                    diags.push(
+                // A key file rpiprov would read: a regular file of a key's size.
+                match local::open(&path, Limit::Key) {
+                    Ok(_) => {}
+                    Err(Refused::Missing) => diags.push(
                         self.file
                             .warning(&f.span(), format!("no such file: {}", path.display())),
-                    );
+                    ),
+                    Err(e) => self.err(&f.span(), format!("{}: {e}", path.display()), diags),
                 }
                 resolved.push(path);
             }

@@ -58,6 +58,7 @@ pub fn check_ssh_files(inventory: &Inventory) -> Vec<Diagnostic> {
         return out;
     }
     match ssh_config::Config::load(ssh.config_file.as_deref(), "ssh config") {
+        Err(RemoteError::Config { reason, .. }) => out.push(error("ssh.config".into(), reason)),
         Err(e) => out.push(error("ssh.config".into(), e.to_string())),
         Ok(config) => {
             for (i, h) in inventory.hosts.iter().enumerate() {

@@ -69,6 +69,14 @@ impl Config {
                 });
             }
         };
+        // ssh2-config opens the files an `Include` names itself, without a bound: each is
+        // checked first, as this one was.
+        let text = String::from_utf8_lossy(&bytes);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        check_includes(&text, home.as_deref(), 0).map_err(|reason| RemoteError::Config {
+            host: host.to_string(),
+            reason: format!("{}: {reason}", path.display()),
+        })?;
         Self::parse(&mut &bytes[..], host, path)
     }
 
@@ -214,6 +222,45 @@ impl Config {
             host_key_alias,
         })
     }
+}
+
+/// How deep `Include`s may nest (OpenSSH allows 16).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Checks every file an ssh config includes (its `Include` lines, resolved and globbed as
+/// ssh2-config does: `~/`, absolute, else under `~/.ssh`), recursively: each must be a
+/// regular file of bounded size ([`local::read`]). `Err` names the file and the line.
+fn check_includes(text: &str, home: Option<&Path>, depth: usize) -> Result<(), String> {
+    for line in text.lines() {
+        let line = line.trim();
+        let (key, rest) = line
+            .split_once(|c: char| c.is_whitespace() || c == '=')
+            .unwrap_or((line, ""));
+        if !key.eq_ignore_ascii_case("include") {
+            continue;
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            return Err(format!("Includes nest deeper than {MAX_INCLUDE_DEPTH}"));
+        }
+        let rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+        for arg in rest.split_whitespace().map(|a| a.trim_matches('"')) {
+            let pattern = match (arg.strip_prefix("~/"), home) {
+                _ if arg.starts_with('/') => arg.to_string(),
+                (Some(rest), Some(h)) => h.join(rest).display().to_string(),
+                (None, Some(h)) => h.join(".ssh").join(arg).display().to_string(),
+                (_, None) => continue,
+            };
+            let Ok(paths) = glob::glob(&pattern) else {
+                return Err(format!("cannot read Include {arg:?}"));
+            };
+            for p in paths.flatten() {
+                let bytes = local::read(&p, Limit::Text)
+                    .map_err(|e| format!("Include {arg}: {}: {e}", p.display()))?;
+                check_includes(&String::from_utf8_lossy(&bytes), home, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The local user name, ssh's default login name.
