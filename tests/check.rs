@@ -764,3 +764,37 @@ fn hostile_files_that_are_not_regular_or_too_large() {
         ]),
     );
 }
+
+/// Issue 18: `check` of an inventory of 8,000 hosts took 30-56 s (each host's key path
+/// was found by walking the whole file); it is linear now, an ssh config included.
+#[test]
+fn eight_thousand_hosts_check_in_under_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+    std::fs::write(
+        dir.path().join("home/.ssh/config"),
+        "Host pi1*\n  User pi\nHost 10.1.*\n  Port 2222\nHost *\n  ServerAliveInterval 15\n",
+    )
+    .unwrap();
+    let mut inv = String::from("[ssh]\nconfig = \"~/.ssh/config\"\n");
+    for i in 0..8000 {
+        let role = if i < 3 { "manager" } else { "worker" };
+        inv.push_str(&format!(
+            "\n[[host]]\nname = \"pi{i}\"\naddress = \"10.{}.{}.{}\"\nrole = \"{role}\"\nlabels = {{ rack = \"r{}\" }}\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            i % 40
+        ));
+    }
+    std::fs::write(dir.path().join("inventory.toml"), inv).unwrap();
+    let started = Instant::now();
+    let run = bounded(dir.path(), &["check"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        "inventory.toml: 8000 hosts (3 managers, 7997 workers)\nno playbook: set playbook = \"FILE\" in the inventory or use -p FILE\n"
+    );
+    assert!(took < Duration::from_secs(2), "check took {took:?}");
+}
