@@ -467,6 +467,15 @@ impl Checker<'_, '_, '_> {
             );
             return None;
         }
+        // One `NAME=value` per line of `docker stack deploy`'s stdin (see deploy's
+        // preparation, which refuses it too): said by `check`, not first at deploy.
+        if plain.contains(['\n', '\0']) {
+            self.err(
+                &span,
+                "the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
+            );
+            return None;
+        }
         Some(variable(VariableValue::Plain(plain)))
     }
 
@@ -677,6 +686,14 @@ env = "DB_PASSWORD"
                     "error: 2:5: variables.A: expected a string, a number, true or false",
                     "error: 3:5: variables.B: expected a value or { env = \"VAR\", secret = true }",
                     "error: 4:1: variables.\"C D\": invalid variable name \"C D\": use letters, digits and '_', not starting with a digit",
+                ],
+            ),
+            // Issue 18: said by check, not first at deploy.
+            (
+                "[variables]\nA = \"one\\ntwo\"\n[[variable]]\nname = \"B\"\nvalue = \"x\\u0000\"",
+                &[
+                    "error: 2:5: variables.A: the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
+                    "error: 5:9: variable[0].value: the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
                 ],
             ),
             (
