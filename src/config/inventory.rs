@@ -507,7 +507,12 @@ impl Ctx<'_, '_> {
             }
             if let Some(d) = &docker.daemon {
                 match to_json_object(d.get_ref(), "") {
-                    Ok(map) => s.daemon = map,
+                    Ok(map) => {
+                        if let Some(why) = open_api(&map) {
+                            diags.push(self.file.warning(&d.span(), why));
+                        }
+                        s.daemon = map;
+                    }
                     Err(e) => self.err(&d.span(), e, diags),
                 }
             }
@@ -753,6 +758,27 @@ fn real_path(path: &Path) -> PathBuf {
             _ => return paths::normalize(&abs),
         }
     }
+}
+
+/// Whether daemon.json's `hosts` makes Docker listen on TCP without verifying its
+/// clients' certificates (`tlsverify`): whoever reaches that port drives the daemon, which
+/// is root on the Pi (dockerd(8), "Daemon socket option"). Says why, naming the address.
+fn open_api(daemon: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let tcp: Vec<&str> = daemon
+        .get("hosts")?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|h| h.starts_with("tcp://") || h.starts_with("tcp:"))
+        .collect();
+    let verified = daemon.get("tlsverify") == Some(&serde_json::Value::Bool(true));
+    let first = tcp.first()?;
+    if verified {
+        return None;
+    }
+    Some(format!(
+        "hosts: {first} opens Docker's Engine API on the network without TLS client verification: whoever reaches the port is root on the Pi; set tlsverify = true with tlscacert, tlscert and tlskey, or keep to the unix socket (rpiprov needs no TCP socket)"
+    ))
 }
 
 /// `docker.daemon` is written to daemon.json; TOML dates and non-finite floats have no
@@ -1150,6 +1176,35 @@ docker = {{ install = {{ command = "apk add docker" }} }}
         );
         let three = format!("{two}[[host]]\nname = \"pi3\"\naddress = \"c\"\nrole = \"manager\"\n");
         assert!(load(&three).warnings.is_empty());
+    }
+
+    /// Issue 18: Docker's API on TCP without client verification is a warning, naming
+    /// the address and the risk; with tlsverify it is not.
+    #[test]
+    fn docker_s_api_open_to_the_network_is_a_warning() {
+        let load = |daemon: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("inventory.toml");
+            std::fs::write(&path, format!("{HOST}docker = {{ daemon = {daemon} }}\n")).unwrap();
+            load_with_home(&path, None, None)
+                .unwrap()
+                .warnings
+                .iter()
+                .map(|d| format!("{}: {}", d.key_path, d.message))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            load(r#"{ hosts = ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"] }"#),
+            [
+                "host[0].docker.daemon: hosts: tcp://0.0.0.0:2375 opens Docker's Engine API on the network without TLS client verification: whoever reaches the port is root on the Pi; set tlsverify = true with tlscacert, tlscert and tlskey, or keep to the unix socket (rpiprov needs no TCP socket)"
+            ]
+        );
+        assert_eq!(
+            load(r#"{ hosts = ["tcp://0.0.0.0:2376"], tls = true }"#).len(),
+            1
+        );
+        assert!(load(r#"{ hosts = ["tcp://0.0.0.0:2376"], tlsverify = true }"#).is_empty());
+        assert!(load(r#"{ hosts = ["unix:///var/run/docker.sock"] }"#).is_empty());
     }
 
     #[test]
