@@ -39,6 +39,14 @@ fn done_mark(cache: &Path) -> PathBuf {
     cache.join(format!("{BASE}.done"))
 }
 
+/// The base was made (its mark is there, and it is a folder: links are not followed).
+fn done(cache: &Path) -> bool {
+    let is = |p: &Path, dir: bool| {
+        fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink() && m.is_dir() == dir)
+    };
+    is(&done_mark(cache), false) && is(&base_dir(cache), true)
+}
+
 /// Unmounts (lazily, deepest first) whatever is still mounted under `dir` in this mount
 /// namespace: debootstrap mounts /proc and /sys in its target and a killed run leaves them.
 pub fn unmount_under(dir: &Path) {
@@ -60,10 +68,15 @@ pub fn unmount_under(dir: &Path) {
 }
 
 /// Returns the base directory, making it first if needed (under a lock, so two labs that
-/// share a cache do not debootstrap into the same place at once).
+/// share a cache do not debootstrap into the same place at once). A cache found made is
+/// checked as a new one is (the folder and the base in it trusted, as the lab folder is):
+/// every bare node boots from it as root, so a cache that someone else could write, or
+/// swap for a link, would be their root file system on the nodes.
 pub fn ensure_base(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
     let base = base_dir(cache);
-    if done_mark(cache).exists() && base.is_dir() {
+    if done(cache) {
+        sys::check_trusted_dir(cache)?;
+        sys::check_trusted_dir(&base)?;
         return Ok(base);
     }
     sys::mkdir(cache, 0o755)?;
@@ -71,7 +84,8 @@ pub fn ensure_base(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
     sys::check_trusted_dir(cache)?;
     let lock_path = cache.join(".lock");
     let _lock = sys::lock_file(&lock_path, true)?;
-    if done_mark(cache).exists() && base.is_dir() {
+    if done(cache) {
+        sys::check_trusted_dir(&base)?;
         return Ok(base);
     }
     let partial = cache.join(format!("{BASE}.partial"));
@@ -115,4 +129,35 @@ pub fn ensure_base(cache: &Path, say: &dyn Fn(&str)) -> Result<PathBuf> {
         started.elapsed().as_secs_f64()
     ));
     Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 18: a cache found made (`RPIPROV_LAB_CACHE`) gets the lab folder's check:
+    /// one that others may write, or whose base they may write, is refused, never booted.
+    #[test]
+    fn a_reused_cache_is_checked_as_the_lab_folder_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        fs::create_dir_all(base_dir(&cache)).unwrap();
+        fs::write(done_mark(&cache), "").unwrap();
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o755)).unwrap();
+        let say = |_: &str| {};
+        assert_eq!(ensure_base(&cache, &say).unwrap(), base_dir(&cache));
+        for open in [cache.clone(), base_dir(&cache)] {
+            fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+            let e = ensure_base(&cache, &say).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "lab: {} is writable by everyone (mode 777): the lab works there as root and trusts only a folder that is yours and that no one else can write or swap; choose another or fix it (chown, chmod go-w)",
+                    open.display()
+                )
+            );
+            fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
 }
