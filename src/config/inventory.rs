@@ -596,6 +596,7 @@ impl Ctx<'_, '_> {
             .filter(|p| p.is_file());
         let mut ssh = SshSettings {
             known_hosts: default_known_hosts,
+            known_hosts_explicit: false,
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -633,6 +634,7 @@ impl Ctx<'_, '_> {
                 self.warn_if_link(&k.span(), &p, ssh.host_key_policy, diags);
             }
             ssh.known_hosts = p;
+            ssh.known_hosts_explicit = true;
         }
         for (raw_value, slot) in [
             (&raw.connect_timeout, &mut ssh.connect_timeout),

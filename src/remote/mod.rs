@@ -81,10 +81,20 @@ pub const KEEPALIVE_MAX: usize = 3;
 /// How long reconnections are tried once a connection was lost (`ssh.reconnect_timeout`).
 pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// OpenSSH's default `GlobalKnownHostsFile`.
+pub const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
 /// How to connect: settings shared by all hosts of a run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub known_hosts: PathBuf,
+    /// `known_hosts` was chosen (in the inventory): ssh config's `UserKnownHostsFile` does
+    /// not replace it. When it was not, `known_hosts2` beside it is read too, as OpenSSH's
+    /// default is.
+    pub known_hosts_explicit: bool,
+    /// The machine's known_hosts files (OpenSSH's `GlobalKnownHostsFile`), read for keys and
+    /// `@revoked` lines, never written; ssh config's `GlobalKnownHostsFile` replaces them.
+    pub global_known_hosts: Vec<PathBuf>,
     pub policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     /// Default limit for one remote command; a request may set its own.
@@ -118,6 +128,7 @@ impl ConnectOptions {
             reconnect_timeout: ssh.reconnect_timeout,
             ssh_config: ssh.config_file.clone(),
             interactive,
+            known_hosts_explicit: ssh.known_hosts_explicit,
             ..ConnectOptions::new(ssh.known_hosts.clone(), ssh.host_key_policy)
         }
     }
@@ -128,6 +139,8 @@ impl ConnectOptions {
     pub fn new(known_hosts: PathBuf, policy: HostKeyPolicy) -> Self {
         ConnectOptions {
             known_hosts,
+            known_hosts_explicit: true,
+            global_known_hosts: GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from).collect(),
             policy,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
@@ -347,6 +360,19 @@ pub enum RemoteError {
         offered: String,
         recorded: String,
         known_hosts: String,
+    },
+    #[error(
+        "{host}: host key of {addr} is not known ({fingerprint}), and known_hosts {known_hosts} line {line} says its keys are signed by a certificate authority (@cert-authority): rpiprov does not check host certificates, so it neither trusts nor learns a plain key for this host.\n  Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add its own key with: ssh-keyscan -p {port} {address} >> {write_to}"
+    )]
+    HostKeyCertAuthority {
+        host: String,
+        addr: String,
+        address: String,
+        port: u16,
+        fingerprint: String,
+        known_hosts: String,
+        line: usize,
+        write_to: String,
     },
     #[error(
         "{host}: host key of {addr} ({fingerprint}) is marked @revoked in known_hosts {known_hosts} line {line}; refusing"

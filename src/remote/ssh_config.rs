@@ -35,6 +35,12 @@ pub(crate) struct Endpoint {
     pub jumps: Vec<JumpSpec>,
     /// The name used in known_hosts instead of the host name (without port).
     pub host_key_alias: Option<String>,
+    /// `UserKnownHostsFile`, when set (`none`: no file).
+    pub user_known_hosts: Option<Vec<PathBuf>>,
+    /// `GlobalKnownHostsFile`, when set (`none`: no file).
+    pub global_known_hosts: Option<Vec<PathBuf>>,
+    /// `HashKnownHosts yes`: learned entries are written hashed.
+    pub hash_known_hosts: bool,
 }
 
 /// One `ProxyJump` hop as written: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -208,6 +214,23 @@ impl Config {
                 ),
             })?;
         }
+        let in_file = |e: String| RemoteError::Config {
+            host: label.to_string(),
+            reason: format!(
+                "{}{e}",
+                self.path
+                    .as_ref()
+                    .map(|p| format!("{}: ", p.display()))
+                    .unwrap_or_default()
+            ),
+        };
+        let user_known_hosts = known_hosts_files(&p, "userknownhostsfile").map_err(in_file)?;
+        let global_known_hosts = known_hosts_files(&p, "globalknownhostsfile").map_err(in_file)?;
+        let hash_known_hosts = p
+            .unsupported_fields
+            .get("hashknownhosts")
+            .and_then(|v| v.first())
+            .is_some_and(|v| v.trim_matches('"').eq_ignore_ascii_case("yes"));
         Ok(Endpoint {
             label: label.to_string(),
             host,
@@ -220,8 +243,47 @@ impl Config {
             },
             jumps,
             host_key_alias,
+            user_known_hosts,
+            global_known_hosts,
+            hash_known_hosts,
         })
     }
+}
+
+/// The files of `UserKnownHostsFile` or `GlobalKnownHostsFile` (`key` in lower case), as
+/// OpenSSH reads them: several, space-separated, `~/` meaning the home folder, `none` no
+/// file at all. OpenSSH's `%` tokens and `${VAR}`s are refused rather than misread as a
+/// file name.
+fn known_hosts_files(p: &HostParams, key: &str) -> Result<Option<Vec<PathBuf>>, String> {
+    let Some(args) = p.unsupported_fields.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| a.trim_matches('"'))
+        .filter(|a| !a.is_empty())
+        .collect();
+    if args.len() == 1 && args[0].eq_ignore_ascii_case("none") {
+        return Ok(Some(Vec::new()));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    args.iter()
+        .map(|a| {
+            if a.contains('%') || a.contains("${") {
+                return Err(format!(
+                    "{key} {a:?}: rpiprov does not expand ssh's %-tokens or ${{}} variables; write the path out"
+                ));
+            }
+            match (a.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => Ok(h.join(rest)),
+                _ if a.starts_with('~') => Err(format!(
+                    "{key} {a:?}: only ~/ (your home folder) is understood"
+                )),
+                _ => Ok(PathBuf::from(a)),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// How deep `Include`s may nest (OpenSSH allows 16).
