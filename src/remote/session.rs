@@ -744,3 +744,63 @@ impl Remote for Session {
         self.stream(req, lifetime).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostKeyPolicy;
+
+    fn endpoint(user: Option<Vec<&str>>, global: Option<Vec<&str>>) -> Endpoint {
+        let paths = |v: Vec<&str>| v.into_iter().map(PathBuf::from).collect();
+        Endpoint {
+            label: "pi1".into(),
+            host: "10.0.0.5".into(),
+            port: 22,
+            user: "pi".into(),
+            identity_files: Vec::new(),
+            jumps: Vec::new(),
+            host_key_alias: None,
+            user_known_hosts: user.map(paths),
+            global_known_hosts: global.map(paths),
+            hash_known_hosts: false,
+        }
+    }
+
+    /// Issue 18: which files are read and which learns, as OpenSSH chooses them.
+    #[test]
+    fn known_hosts_files_as_openssh_chooses_them() {
+        let mut opts = ConnectOptions::new("/h/.ssh/known_hosts".into(), HostKeyPolicy::Strict);
+        let p = PathBuf::from;
+        let etc = || {
+            vec![
+                p("/etc/ssh/ssh_known_hosts"),
+                p("/etc/ssh/ssh_known_hosts2"),
+            ]
+        };
+        // The inventory named its file: ssh config's UserKnownHostsFile does not replace it.
+        let ep = endpoint(Some(vec!["/c/kh"]), None);
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), etc())
+        );
+        opts.known_hosts_explicit = false;
+        assert_eq!(known_hosts_files(&ep, &opts), (p("/c/kh"), etc()));
+        let ep = endpoint(Some(vec!["/c/kh", "/c/kh2"]), Some(vec!["/rack/kh"]));
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/c/kh"), vec![p("/c/kh2"), p("/rack/kh")])
+        );
+        let mut defaults = vec![p("/h/.ssh/known_hosts2")];
+        defaults.extend(etc());
+        let ep = endpoint(None, None);
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), defaults)
+        );
+        let ep = endpoint(None, Some(Vec::new()));
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), vec![p("/h/.ssh/known_hosts2")])
+        );
+    }
+}

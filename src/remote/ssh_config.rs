@@ -527,4 +527,39 @@ Host *
         .unwrap_err();
         assert!(matches!(err, RemoteError::Config { .. }), "{err}");
     }
+
+    /// Issue 18: the known_hosts files and hashing that ssh config chooses, per host.
+    #[test]
+    fn known_hosts_options() {
+        let c = config(
+            "Host a\n  UserKnownHostsFile /kh/one \"/kh/two\"\n  GlobalKnownHostsFile none\n  HashKnownHosts yes\n\
+             Host b\n  UserKnownHostsFile ~/mine\n  GlobalKnownHostsFile /etc/rack_known_hosts\n\
+             Host t\n  UserKnownHostsFile ~/.ssh/known_hosts_%h\n\
+             Host *\n  HashKnownHosts no\n",
+        );
+        let a = c.resolve_target(&target("a", "a")).unwrap();
+        assert_eq!(
+            a.user_known_hosts,
+            Some(vec![PathBuf::from("/kh/one"), PathBuf::from("/kh/two")])
+        );
+        assert_eq!(a.global_known_hosts, Some(Vec::new()));
+        assert!(a.hash_known_hosts);
+        let b = c.resolve_target(&target("b", "b")).unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(b.user_known_hosts, Some(vec![home.join("mine")]));
+        assert_eq!(
+            b.global_known_hosts,
+            Some(vec![PathBuf::from("/etc/rack_known_hosts")])
+        );
+        assert!(!b.hash_known_hosts);
+        let other = c.resolve_target(&target("x", "x")).unwrap();
+        assert_eq!(
+            (other.user_known_hosts, other.global_known_hosts),
+            (None, None)
+        );
+        assert_eq!(
+            c.resolve_target(&target("t", "t")).unwrap_err().to_string(),
+            "t: ssh config: cfg: userknownhostsfile \"~/.ssh/known_hosts_%h\": rpiprov does not expand ssh's %-tokens or ${} variables; write the path out"
+        );
+    }
 }
