@@ -550,6 +550,32 @@ fn a_host_key_alias_that_is_no_host_is_refused() {
     );
 }
 
+/// Issue 18: when the inventory names no known_hosts file, the one ssh config's
+/// `UserKnownHostsFile` names is the one learned into: `check` judges it as it judges
+/// `ssh.known_hosts` (here sshd's authorized_keys).
+#[test]
+fn a_user_known_hosts_file_that_is_authorized_keys_is_refused() {
+    let s = Scratch::new("config = \"~/.ssh/config\"");
+    let config = s.home().join(".ssh/config");
+    std::fs::write(
+        &config,
+        "Host *\n  UserKnownHostsFile ~/.ssh/authorized_keys\n",
+    )
+    .unwrap();
+    let run = s.check();
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "error: inventory.toml: ssh.config: UserKnownHostsFile {}/.ssh/authorized_keys: names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never adds host keys to it",
+                s.home().display()
+            ),
+            "check failed: 1 error".to_string(),
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Hostile inputs (issue 18): each refused with exit 2 and a message naming the problem,
 // within seconds, no signal, in a child limited to 512 MiB of address space (a

@@ -61,9 +61,24 @@ pub fn check_ssh_files(inventory: &Inventory) -> Vec<Diagnostic> {
         Err(RemoteError::Config { reason, .. }) => out.push(error("ssh.config".into(), reason)),
         Err(e) => out.push(error("ssh.config".into(), e.to_string())),
         Ok(config) => {
+            // The files ssh config names instead of the inventory's, each judged once.
+            let mut seen = std::collections::BTreeSet::new();
             for (i, h) in inventory.hosts.iter().enumerate() {
-                if let Err(e) = config.resolve_target(&Target::from_host(h)) {
-                    out.push(error(format!("host[{i}]"), e.to_string()));
+                match config.resolve_target(&Target::from_host(h)) {
+                    Err(e) => out.push(error(format!("host[{i}]"), e.to_string())),
+                    Ok(ep) if !ssh.known_hosts_explicit => {
+                        for file in ep.user_known_hosts.into_iter().flatten() {
+                            if seen.insert(file.clone())
+                                && let Some(why) = known_hosts::known_hosts_problem(&file)
+                            {
+                                out.push(error(
+                                    "ssh.config".into(),
+                                    format!("UserKnownHostsFile {}: {why}", file.display()),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
                 }
             }
         }
