@@ -691,6 +691,26 @@ fn hostile_alias_bomb() {
     );
 }
 
+/// A stack file whose mapping has 150,000 keys (3.4 MB): the duplicate-key check compared
+/// each key with all before it (40,000 keys took 27 s; this many, minutes).
+#[test]
+fn hostile_many_keys() {
+    let mut compose = COMPOSE.to_string();
+    for i in 0..150_000 {
+        compose.push_str(&format!("    x-{i}: {i}\n"));
+    }
+    compose.push_str("    x-7: again\n");
+    let case = hostile_case("", "", &compose);
+    refused(
+        case.path(),
+        &["check"],
+        &lines(&[
+            "error: stacks/web.yml:150005:5: services.app.x-7: duplicate key \"x-7\"",
+            "check failed: 1 error",
+        ]),
+    );
+}
+
 /// 50,000 nested block sequences (the stack overflowed: an abort).
 #[test]
 fn hostile_deep_nesting() {
