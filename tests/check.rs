@@ -814,7 +814,7 @@ fn hostile_files_that_are_not_regular_or_too_large() {
 /// Issue 18: `check` of an inventory of 8,000 hosts took 30-56 s (each host's key path
 /// was found by walking the whole file); it is linear now, an ssh config included.
 #[test]
-fn eight_thousand_hosts_check_in_under_two_seconds() {
+fn eight_thousand_hosts_check_in_under_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
     std::fs::write(
@@ -842,5 +842,46 @@ fn eight_thousand_hosts_check_in_under_two_seconds() {
         run.stdout,
         "inventory.toml: 8000 hosts (3 managers, 7997 workers)\nno playbook: set playbook = \"FILE\" in the inventory or use -p FILE\n"
     );
-    assert!(took < Duration::from_secs(2), "check took {took:?}");
+    // 0.2-1 s alone in a debug build; the bound is the issue's own (5 s) so that a machine
+    // busy with other builds does not fail it.
+    assert!(took < Duration::from_secs(5), "check took {took:?}");
+}
+
+/// Issue 18: 8,000 hosts that each have an error (one address for all): each diagnostic
+/// found its key path by walking every host (minutes); all are reported within the bound.
+#[test]
+fn eight_thousand_hosts_with_an_error_each_are_reported_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+    let mut inv = String::from("[ssh]\n");
+    for i in 0..8000 {
+        let role = if i < 3 { "manager" } else { "worker" };
+        inv.push_str(&format!(
+            "\n[[host]]\nname = \"pi{i}\"\naddress = \"198.18.0.1\"\nrole = \"{role}\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("inventory.toml"), inv).unwrap();
+    // Read while it runs (800 KB of errors would fill a pipe read only at the end).
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_rpiprov"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("HOME", dir.path().join("home"))
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(took < Duration::from_secs(20), "check took {took:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 8000, "{}", lines[..3].join("\n"));
+    assert_eq!(
+        lines[0],
+        "error: inventory.toml:10:11: host[1].address: duplicate address 198.18.0.1:22 (first in host[0])"
+    );
+    assert_eq!(
+        lines[7998],
+        "error: inventory.toml:40000:11: host[7999].address: duplicate address 198.18.0.1:22 (first in host[0])"
+    );
+    assert_eq!(lines[7999], "check failed: 7999 errors");
 }
