@@ -459,7 +459,7 @@ pub enum ShellArg {
 pub enum LabCommand {
     /// Create the fleet (idempotent).
     #[command(
-        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
+        after_help = "Examples:\n  rpiprov lab up\n  rpiprov lab up --nodes 3 --bare 2\n  rpiprov lab up --distro sid,trixie,bookworm    # Docker 28.5, 26.1 and a bare bookworm node\n  rpiprov lab up --nodes 3 --bare 0 --distro trixie\n  rpiprov lab up --sshd-only 200\n  rpiprov lab up --dir /tmp/lab2 --subnet 198.18.9.0/24"
     )]
     Up(LabUpArgs),
     /// Remove everything the lab created, from its state file.
@@ -595,4 +595,14 @@ pub struct LabUpArgs {
     /// containers included, to feel a Pi's speed.
     #[arg(long, value_name = "FRACTION")]
     pub cpu: Option<f64>,
+    /// Debian releases of the nodes, comma-separated (bookworm: Docker 20.10, trixie: 26.1,
+    /// sid: 28.5), given in node order (Docker nodes first, then bare ones), the last one
+    /// repeating: `--distro sid,trixie,bookworm` makes pi1 sid, pi2 trixie, pi3 bookworm.
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value_t,
+        conflicts_with = "sshd_only"
+    )]
+    pub distro: crate::lab::Distros,
 }

@@ -38,7 +38,7 @@
 //! | `testing` | tests only: the fake transport, the one script runner, shared builders, and the check of these import rules |
 //!
 //! The direction is checked by a test (`testing::layout`): `cli` imports nothing of the
-//! crate but the value types its flags parse into (`lab::Subnet`, `lab::Port`), no module
+//! crate but the value types its flags parse into (`lab::Subnet`, `lab::Port`, `lab::Distros`), no module
 //! imports `cmd`, no executor imports another, nothing below `cmd` imports `ui`, and there
 //! is no cycle.
 //!
@@ -54,6 +54,12 @@
 //! - What does `check` know of a compose file? [`config::compose`]: its keys and types per
 //!   file version, the files it refers to, its variables ([`config::interpolate`], shared
 //!   with `deploy`), its bind mounts.
+//! - Which Docker reads a stack file? [`config::compose`] knows which CLI release reads
+//!   what (file versions, keys, job modes, YAML 1.1 booleans): each difference is a
+//!   [`config::compose::Need`], warned of by `check`; [`deploy::cli`] holds the manager's
+//!   release ([`docker::cli`]) to them before any change.
+//! - How do shipped images reach the nodes? [`deploy::images`]: records and the Engine
+//!   API ([`docker::image`] reads both image stores' answers and an archive's platforms).
 //! - How do a stack's files reach the manager? As one set: [`deploy::release`] builds it
 //!   here (the layout, the tar stream, the names of configs and secrets),
 //!   [`docker::release`] extracts, records and prunes it there.

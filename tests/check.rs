@@ -885,3 +885,26 @@ fn eight_thousand_hosts_with_an_error_each_are_reported_within_seconds() {
     );
     assert_eq!(lines[7999], "check failed: 7999 errors");
 }
+
+/// Issue 17 item 4: what only some Docker CLI releases read is accepted, each with a
+/// warning that names the releases that refuse it (a file without version:, a key of a
+/// newer format, a job mode, a YAML 1.1 boolean that CLI 28 reads as a string).
+#[test]
+fn what_only_some_docker_cli_releases_read_is_warned_about() {
+    let run = rpiprov(&fixture("cli-versions"), &["check"]);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: web.yml: version: missing: Docker CLI 23.0 and later read a file without version: as the newest 3.x format they know; before 23.0 (Debian 12's docker.io 20.10) the CLI reads it as version 1.0 and refuses it; deploy refuses the file where the manager's Docker CLI is older than 23.0",
+            "warning: web.yml:7:7: services.web.healthcheck.start_interval: a key of version 3.12: a file without version: is read as the newest 3.x format the CLI knows, and only Docker CLI 25.0 and later know 3.12; deploy refuses the file where the manager's Docker CLI is older than 25.0",
+            "warning: jobs.yml:6:13: services.migrate.deploy.mode: deploy mode replicated-job: Docker CLI 23.0 and later deploy jobs from stack files; older ones (Debian 12's docker.io 20.10) refuse it (\"Unknown mode: replicated-job\"); deploy refuses the file where the manager's Docker CLI is older than 23.0",
+            "warning: old.yml:5:5: services.app.init: a key of version 3.7: Docker CLI 23.0 and later read version: \"3\" as a format that has it; before 23.0 (Debian 12's docker.io 20.10) version: \"3\" is 3.0, which has no such key, and the file is refused; deploy refuses the file where the manager's Docker CLI is older than 23.0",
+            "warning: old.yml:6:16: services.app.read_only: on is a boolean to Docker CLI before 28.0 (YAML 1.1) but the string \"on\" to 28.0 and later (YAML 1.2), which refuse it here: write true; deploy refuses the file where the manager's Docker CLI is 28.0 or later",
+        ]
+    );
+    assert_eq!(
+        run.stdout,
+        "inventory.toml: 1 host (1 manager, 0 workers)\nplaybook.toml: 0 networks, 3 stacks\n"
+    );
+    assert_eq!(run.code, 0);
+}

@@ -46,7 +46,8 @@ fn workers_failing_during_deploy_are_named_and_the_rerun_converges() {
         .expect_code(1)
         .within(45 * SECOND)
         .says("pi3         FAILED")
-        .says("load image rpiprov-lab/busybox:1: pi3: connection lost while running")
+        // The archive goes as the body of a load on pi3's Engine API: its channel closed.
+        .says("load image rpiprov-lab/busybox:1: pi3: Docker Engine API over `docker system dial-stdio`: the channel closed")
         .says("stack web   FAILED")
         .says("images: image rpiprov-lab/busybox:1 could not be loaded on pi3; stack not deployed");
     clean(&fleet);

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rpiprov::lab::{Daemon, Lab};
+use rpiprov::lab::{Daemon, Distro, Lab};
 use support::fleet::{Fleet, http_get, require_root, text};
 
 fn stdout(out: &std::process::Output) -> String {
@@ -21,6 +21,47 @@ fn tool(argv: &[&str]) -> String {
     let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
     assert!(out.status.success(), "{argv:?}: {}", text(&out));
     stdout(&out)
+}
+
+/// `lab down` of the fleet, then none of what `lab` (opened before) names is left: no
+/// netns, link, mount, iptables rule or process, and the lab directory is gone.
+fn assert_down_leaves_nothing(fleet: &mut Fleet, lab: &Lab) {
+    let netns = lab.netns_names();
+    let links = lab.link_names();
+    let processes = lab.processes();
+    assert!(!processes.is_empty(), "the lab runs no process before down");
+    let out = fleet.down();
+    assert!(out.status.success(), "{}", text(&out));
+    let ns_list = tool(&["ip", "netns", "list"]);
+    for n in &netns {
+        assert!(!ns_list.contains(n.as_str()), "netns {n} remains");
+    }
+    let link_list = tool(&["ip", "-o", "link"]);
+    for l in &links {
+        assert!(!link_list.contains(&format!(" {l}")), "link {l} remains");
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let dir = fleet.dir.to_str().unwrap();
+    assert!(
+        !mounts.contains(dir),
+        "mount under {dir} remains:\n{mounts}"
+    );
+    for n in &netns {
+        assert!(
+            !mounts.contains(&format!("/run/netns/{n} ")),
+            "netns {n} mount remains"
+        );
+    }
+    let rules = tool(&["iptables-save"]);
+    assert!(
+        !rules.contains(lab.bridge()),
+        "iptables rule remains:\n{rules}"
+    );
+    let subnet = lab.subnet().to_string();
+    assert!(!rules.contains(&subnet), "NAT rule remains:\n{rules}");
+    let alive: Vec<_> = processes.iter().filter(|p| p.is_alive()).collect();
+    assert!(alive.is_empty(), "processes remain: {alive:?}");
+    assert!(!fleet.dir.exists());
 }
 
 #[test]
@@ -126,45 +167,12 @@ fn default_fleet_works_as_three_pis_and_down_leaves_nothing() {
     assert!(fetched.contains("rpiprov lab"), "{fetched}");
 
     // Down: nothing of the lab remains.
-    let netns = lab.netns_names();
-    let links = lab.link_names();
     let processes = lab.processes();
     assert!(
         processes.len() >= 3 + 2,
         "holders, sshd, dockerd: {processes:?}"
     );
-    let out = fleet.down();
-    assert!(out.status.success(), "{}", text(&out));
-    let ns_list = tool(&["ip", "netns", "list"]);
-    for n in &netns {
-        assert!(!ns_list.contains(n.as_str()), "netns {n} remains");
-    }
-    let link_list = tool(&["ip", "-o", "link"]);
-    for l in &links {
-        assert!(!link_list.contains(&format!(" {l}")), "link {l} remains");
-    }
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    let dir = fleet.dir.to_str().unwrap();
-    assert!(
-        !mounts.contains(dir),
-        "mount under {dir} remains:\n{mounts}"
-    );
-    for n in &netns {
-        assert!(
-            !mounts.contains(&format!("/run/netns/{n} ")),
-            "netns {n} mount remains"
-        );
-    }
-    let rules = tool(&["iptables-save"]);
-    assert!(
-        !rules.contains(lab.bridge()),
-        "iptables rule remains:\n{rules}"
-    );
-    let subnet = lab.subnet().to_string();
-    assert!(!rules.contains(&subnet), "NAT rule remains:\n{rules}");
-    let alive: Vec<_> = processes.iter().filter(|p| p.is_alive()).collect();
-    assert!(alive.is_empty(), "processes remain: {alive:?}");
-    assert!(!fleet.dir.exists());
+    assert_down_leaves_nothing(&mut fleet, &lab);
     assert!(
         support::fleet::cache_dir()
             .join("bookworm-minbase")
@@ -198,12 +206,232 @@ fn up_twice_recreates_nothing() {
     let s = stdout(&status);
     let line = |name: &str, rest: &str| format!("{name}      {:<15} {rest}", fleet.addr(name));
     assert!(
-        s.contains(&line("pi1", "manager  docker     up    up")),
+        s.contains(&line("pi1", "manager  docker     up    up      bookworm\n")),
         "{s}"
     );
     assert!(
-        s.contains(&line("pi3", "worker   bare       up    -")),
+        s.contains(&line("pi3", "worker   bare       up    -       bookworm\n")),
         "{s}"
+    );
+}
+
+/// A plain HTTP/1.0 request to a node's Docker socket (the Engine API as any client speaks
+/// it, without the node's CLI and its version negotiation): the status line and the body.
+fn engine_get(socket: &std::path::Path, path: &str) -> (String, String) {
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// The environment of the node's running dockerd, read from its process.
+fn dockerd_environ(lab: &Lab, node: &str) -> Vec<String> {
+    let pid = lab
+        .daemon_pid(node, Daemon::Dockerd)
+        .unwrap()
+        .expect("dockerd runs");
+    let raw = std::fs::read(format!("/proc/{}/environ", pid.pid)).unwrap();
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// Three Docker nodes of three releases. Three Docker nodes rather than two and a bare one:
+/// what `--distro` adds is each release's Docker node (trixie and sid on a root file system
+/// of their own, bookworm on this machine's) and the daemon environment set the Debian way
+/// on each kind; a bare node of a release is the next test.
+#[test]
+fn docker_nodes_of_three_releases_run_their_own_docker_and_honour_its_environment() {
+    let mut fleet = Fleet::up_with(
+        &[Distro::Sid, Distro::Trixie, Distro::Bookworm],
+        &["--nodes", "3", "--bare", "0"],
+    );
+    let lab = Lab::open(&fleet.dir).unwrap();
+    // node, release, its os-release name, its Docker, whether DOCKER_MIN_API_VERSION is
+    // honoured (Docker 25 and later: moby's cmd/dockerd reads it since v25.0.0).
+    let nodes = [
+        (
+            "pi1",
+            Distro::Sid,
+            "Debian GNU/Linux forky/sid",
+            "28.5.",
+            true,
+        ),
+        (
+            "pi2",
+            Distro::Trixie,
+            "Debian GNU/Linux 13 (trixie)",
+            "26.1.",
+            true,
+        ),
+        (
+            "pi3",
+            Distro::Bookworm,
+            "Debian GNU/Linux 12 (bookworm)",
+            "20.10.",
+            false,
+        ),
+    ];
+    let status = stdout(&fleet.lab("status", &[]));
+    for (node, release, pretty, docker, floor) in nodes {
+        assert_eq!(fleet.release(node), release);
+        let row = status.lines().find(|l| l.starts_with(node)).unwrap();
+        assert!(
+            row.ends_with(&format!("up    up      {release}")),
+            "{status}"
+        );
+        let os = fleet.ssh_ok(
+            &fleet.addr(node),
+            ". /etc/os-release; echo \"$PRETTY_NAME\"",
+        );
+        assert_eq!(os.trim(), pretty);
+        // What a Pi of that release says: its docker.io's client and server, through sudo
+        // and, for the client, as the user.
+        let v = fleet.root(
+            node,
+            "docker version --format '{{.Client.Version}} {{.Server.Version}}'",
+        );
+        let (client, server) = v.trim().split_once(' ').unwrap();
+        assert!(
+            client.starts_with(docker) && server.starts_with(docker),
+            "{node}: {v}"
+        );
+        let user = fleet.ssh_ok(
+            &fleet.addr(node),
+            "docker version --format '{{.Client.Version}}' 2>/dev/null; true",
+        );
+        assert!(user.starts_with(docker), "{node}: client {user:?}");
+
+        // The daemon's environment, set in /etc/default/docker and Docker restarted.
+        let socket = lab.docker_socket(node).unwrap();
+        assert!(engine_get(&socket, "/v1.41/version").0.ends_with(" 200 OK"));
+        let before = lab.daemon_pid(node, Daemon::Dockerd).unwrap().unwrap();
+        lab.set_docker_env(node, "DOCKER_MIN_API_VERSION", Some("1.44"))
+            .unwrap();
+        assert_ne!(lab.daemon_pid(node, Daemon::Dockerd).unwrap(), Some(before));
+        let file = fleet.root(node, "cat /etc/default/docker");
+        assert!(
+            file.contains("\nDOCKER_MIN_API_VERSION=1.44\nexport DOCKER_MIN_API_VERSION\n"),
+            "{node}: {file}"
+        );
+        let env = dockerd_environ(&lab, node);
+        assert!(
+            env.contains(&"DOCKER_MIN_API_VERSION=1.44".to_string()),
+            "{node}: {env:?}"
+        );
+        let (line, body) = engine_get(&socket, "/v1.41/version");
+        let (_, version) = engine_get(&socket, "/version");
+        let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+        if floor {
+            assert!(line.ends_with(" 400 Bad Request"), "{node}: {line} {body}");
+            assert!(
+                body.contains(
+                    "client version 1.41 is too old. Minimum supported API version is 1.44"
+                ),
+                "{node}: {body}"
+            );
+            assert_eq!(version["MinAPIVersion"], "1.44", "{node}");
+        } else {
+            // Docker 20.10 knows no such variable: its floor stays 1.12.
+            assert!(line.ends_with(" 200 OK"), "{node}: {line}");
+            assert_eq!(version["MinAPIVersion"], "1.12", "{node}");
+        }
+        // The node's own CLI negotiates, and still works.
+        assert!(fleet.root(node, "docker info --format '{{.Name}}'").trim() == node);
+    }
+    // Removed again: out of the file and of dockerd's environment, the old floor back.
+    lab.set_docker_env("pi1", "DOCKER_MIN_API_VERSION", None)
+        .unwrap();
+    assert!(
+        !fleet
+            .root("pi1", "cat /etc/default/docker")
+            .contains("DOCKER_MIN_API_VERSION")
+    );
+    assert!(
+        !dockerd_environ(&lab, "pi1")
+            .iter()
+            .any(|v| v.starts_with("DOCKER_MIN_API_VERSION="))
+    );
+    let socket = lab.docker_socket("pi1").unwrap();
+    assert!(engine_get(&socket, "/v1.41/version").0.ends_with(" 200 OK"));
+
+    // The same releases again change nothing; other releases are a usage error.
+    let again = fleet.lab(
+        "up",
+        &[
+            "--nodes",
+            "3",
+            "--bare",
+            "0",
+            "--distro",
+            "sid,trixie,bookworm",
+        ],
+    );
+    assert!(
+        stdout(&again).contains("nothing recreated: all 3 nodes already up"),
+        "{}",
+        text(&again)
+    );
+    let other = fleet.lab("up", &["--nodes", "3", "--bare", "0", "--distro", "sid"]);
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains(
+            "holds a lab of other releases (pi1 sid, pi2 trixie, pi3 bookworm), not --distro sid"
+        ),
+        "{}",
+        text(&other)
+    );
+    assert_down_leaves_nothing(&mut fleet, &lab);
+    for tree in [
+        "sid-minbase",
+        "sid-docker",
+        "trixie-minbase",
+        "trixie-docker",
+    ] {
+        assert!(
+            support::fleet::cache_dir().join(tree).is_dir(),
+            "{tree} kept"
+        );
+    }
+}
+
+/// A bare node of trixie is a fresh Pi of Raspberry Pi OS trixie: `apt-get install
+/// docker.io` (recommended packages and all, as bootstrap runs it) gives trixie's Docker.
+#[test]
+fn a_bare_trixie_node_installs_trixies_docker_from_the_mirror() {
+    let fleet = Fleet::up_with(&[Distro::Trixie], &["--nodes", "0", "--bare", "1"]);
+    let pi1 = fleet.addr("pi1");
+    let os = fleet.ssh_ok(&pi1, ". /etc/os-release; echo \"$VERSION_CODENAME\"");
+    assert_eq!(os.trim(), "trixie");
+    let none = fleet.ssh(&pi1, "command -v docker || test -e /usr/sbin/dockerd", None);
+    assert!(!none.status.success(), "{}", text(&none));
+    let v = fleet.ssh_ok(
+        &pi1,
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+         && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+         && sudo -n service docker start >/dev/null \
+         && for i in $(seq 100); do sudo -n docker info >/dev/null 2>&1 && break; sleep 0.2; done \
+         && sudo -n docker version --format '{{.Client.Version}} {{.Server.Version}}'",
+    );
+    let (client, server) = v.trim().split_once(' ').unwrap();
+    assert!(
+        client.starts_with("26.1.") && server.starts_with("26.1."),
+        "{v}"
+    );
+    let status = stdout(&fleet.lab("status", &[]));
+    assert!(
+        status.contains(&format!(
+            "pi1      {pi1:<15} manager  bare       up    up      trixie\n"
+        )),
+        "{status}"
     );
 }
 

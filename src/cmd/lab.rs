@@ -61,6 +61,7 @@ fn up_options(a: &LabUpArgs) -> UpOptions {
         shape,
         subnet: a.subnet,
         cpu: a.cpu,
+        distros: a.distro.clone(),
     }
 }
 

@@ -175,6 +175,10 @@ pub struct Compose {
     pub external_networks: Vec<String>,
     /// The file's `version:` as written (`"3.8"`), empty when missing.
     pub version: String,
+    /// What the file needs of the Docker CLI that deploys it, beyond Debian 12's 20.10
+    /// (a missing `version:`, a newer file format, keys or modes of newer releases):
+    /// `deploy` refuses the file where the manager's CLI does not meet one.
+    pub needs: Vec<super::compose::Need>,
     /// The variables the file's interpolation reads, in order of first use: only these
     /// are sent to `docker stack deploy`.
     pub variables: Vec<String>,
@@ -271,9 +275,10 @@ pub struct Stack {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageFormat {
-    /// `docker save` output, loaded with `docker load`.
+    /// `docker save` output, loaded as `docker load` does (`POST /images/load`).
     DockerSave,
-    /// A root file system tarball, loaded with `docker import`.
+    /// A root file system tarball, imported as `docker import` does
+    /// (`POST /images/create`).
     Rootfs,
 }
 
@@ -284,7 +289,7 @@ pub struct Image {
     pub name: String,
     pub archive: PathBuf,
     pub format: ImageFormat,
-    /// For `rootfs` images: the `CMD` given to `docker import --change`.
+    /// For `rootfs` images: the `CMD` of the import (`docker import --change`'s).
     pub cmd: Vec<String>,
 }
 

@@ -15,6 +15,7 @@
 //!   usage errors;
 //! - [`release`]: a stack's file set (compose file, the files it refers to, the names of
 //!   its configs and secrets) as one tar stream;
+//! - [`cli`]: whether the manager's Docker CLI reads each stack's file, before any change;
 //! - [`binds`]: the bind-mount check on the nodes;
 //! - [`images`]: shipping image archives to the nodes (the commands are
 //!   [`crate::docker::image`]'s);
@@ -44,6 +45,7 @@ use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
 use crate::remote::{ExecRequest, Output, Remote};
 
 pub mod binds;
+pub mod cli;
 pub mod images;
 mod prepare;
 mod preview;
@@ -255,6 +257,10 @@ pub async fn execute<R: Remote + 'static>(
     interrupt: impl Future<Output = ()>,
 ) -> DeployResult {
     let d = Deploy::new(opts, prepared, leader, nodes, reporter);
+    // Before the lock and any change: a file the manager's CLI refuses stops the run.
+    if !d.cli_reads_the_stacks().await {
+        return d.finish();
+    }
     let holder = Holder {
         remote: &*d.leader,
         owner: &opts.owner,
@@ -287,6 +293,8 @@ struct Deploy<'a, R> {
     /// The stacks deployed and not done yet, each in its phase, so that an interruption
     /// names them and how far each got.
     in_flight: Mutex<BTreeMap<usize, Phase>>,
+    /// The manager's Engine API as the image check opened it: the convergence wait's.
+    leader_engine: Mutex<Option<Engine>>,
     started: Instant,
 }
 
@@ -335,6 +343,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             rows: Rows::with_secrets(reporter, &ids, secrets),
             stacks: Mutex::new(stacks),
             in_flight: Mutex::new(BTreeMap::new()),
+            leader_engine: Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -427,6 +436,44 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         root(&*self.leader, cmd, self.opts.command_timeout).await
     }
 
+    /// Whether the manager's Docker CLI reads every stack's file; when it does not, each
+    /// such stack fails saying why and the others are not attempted. Asks the manager only
+    /// when some file needs more than CLI 20.10 reads.
+    async fn cli_reads_the_stacks(&self) -> bool {
+        if !cli::needed(self.prepared) {
+            return true;
+        }
+        let leader = &self.leader_row;
+        self.rows.step(leader, "read the Docker CLI's release");
+        let found = match cli::read(&*self.leader, self.opts.command_timeout).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.rows
+                    .fail(leader, "read the Docker CLI's release", &e.0);
+                self.skip_pending("not attempted: the manager's Docker CLI release is unknown");
+                return false;
+            }
+        };
+        let refused = cli::judge(self.prepared, &leader.name, &found);
+        if refused.is_empty() {
+            return true;
+        }
+        for (i, why) in &refused {
+            self.fail_stack(*i, "docker cli", why);
+        }
+        let names: Vec<&str> = refused
+            .iter()
+            .map(|(i, _)| self.prepared.stacks[*i].name.as_str())
+            .collect();
+        self.skip_pending(&format!(
+            "not attempted: {}'s Docker CLI {} cannot deploy {}; nothing was changed",
+            leader.name,
+            found.cli,
+            names.join(", ")
+        ));
+        false
+    }
+
     /// Everything done under the lock.
     async fn deploy(&self) {
         let leader = &self.leader_row;
@@ -442,14 +489,16 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
 
         // Images first: a stack must not start before its images are on the nodes.
-        let shipped = images::ship(
+        let (shipped, leader_engine) = images::ship(
             &self.nodes,
             &self.prepared.images,
             self.opts.parallel,
             self.opts.command_timeout,
             &self.rows,
+            &leader.name,
         )
         .await;
+        *self.leader_engine.lock().unwrap() = leader_engine;
         // image name -> nodes that may lack it
         let mut lacking: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in &shipped {
@@ -888,12 +937,14 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             // `stack deploy` converges on the files: a second run after a lost connection
             // changes nothing the first did not.
             .idempotent();
-        // The manager's Engine API serves every poll of this run; its relay starts while
-        // the first stack deploys.
+        // The manager's Engine API serves every poll of this run: the one the image check
+        // opened, or one whose relay starts while the first stack deploys.
+        let opened_before = self.leader_engine.lock().unwrap().take();
         let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
-            match watch {
-                Some(_) => None,
-                None => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
+            match (watch.is_some(), opened_before) {
+                (true, _) => None,
+                (false, Some(engine)) => Some(Ok(engine)),
+                (false, None) => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
             }
         });
         if let Some(opened) = opened {

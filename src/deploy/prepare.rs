@@ -47,6 +47,9 @@ pub struct PreparedStack {
     pub binds: Vec<ServiceBinds>,
     /// sha256 of everything the deploy depends on; see [`fingerprint`].
     pub fingerprint: String,
+    /// What its compose file needs of the manager's Docker CLI beyond 20.10
+    /// (judged by [`super::cli::judge`] before any change).
+    pub needs: Vec<crate::config::compose::Need>,
 }
 
 /// One service's bind-mount sources (absolute, as `docker stack deploy` makes them on the
@@ -224,6 +227,7 @@ pub fn prepare_with(
             release,
             binds,
             fingerprint,
+            needs: st.compose.needs.clone(),
         });
     }
     Ok(Prepared {

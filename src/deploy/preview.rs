@@ -75,6 +75,22 @@ async fn changes<R: Remote + 'static>(
     let mut lead = Planned::new(&leader_id);
     let mut problems = Vec::new();
 
+    // The run stops before any change where the manager's CLI cannot read a file.
+    if super::cli::needed(prepared) {
+        match super::cli::read(&*leader, timeout).await {
+            Ok(found) => {
+                for (i, why) in super::cli::judge(prepared, &leader_id.name, &found) {
+                    let stack = &prepared.stacks[i].name;
+                    problems.push(format!("stack {stack}: {why}; deploy changes nothing"));
+                }
+            }
+            Err(e) => problems.push(format!(
+                "{}: read the Docker CLI's release: {e}",
+                leader_id.name
+            )),
+        }
+    }
+
     if !prepared.networks.is_empty() {
         let names: Vec<&str> = prepared.networks.iter().map(|n| n.name.as_str()).collect();
         let read = root(&*leader, network::network_inspect(&names), timeout)
@@ -108,7 +124,8 @@ async fn changes<R: Remote + 'static>(
             let remote = nodes[&n].clone();
             let images = images.clone();
             async move {
-                let r = missing_on(&*remote, &images, timeout).await;
+                // The engine's relay ends here: a preview loads nothing.
+                let r = missing_on(&*remote, &images, timeout).await.map(|(_, s)| s);
                 (n, r)
             }
         })
@@ -116,10 +133,10 @@ async fn changes<R: Remote + 'static>(
         for (n, r) in checked {
             let mut row = Planned::new(&RowId::host(&n));
             match r {
-                Ok((missing, arch)) => {
-                    for &i in &missing {
+                Ok(survey) => {
+                    for &i in &survey.missing {
                         let img = &prepared.images[i];
-                        match refusal(img, arch.as_deref(), &n) {
+                        match refusal(img, &survey.store, &n) {
                             Some(why) => {
                                 problems.push(format!("{n}: load image {}: {why}", img.name))
                             }

@@ -258,12 +258,46 @@ fn global_poll(stack: &str, svc: &str, running: u64) -> String {
 }
 
 /// A manager that grants the lock and says which stacks exist with which records.
+/// The playbook's image, as a node's Engine API and records say: `held` when the node
+/// has it from the same archive. Its `GET /version` answers twice, for the image check
+/// (the engine's opening, the batch). The manager's engine then serves the convergence
+/// wait: a test that gives no answer to its polls sees the wait go on with the CLI rules.
+fn images_on(n: &FakeRemote, held: bool) {
+    use sha2::{Digest, Sha256};
+    let sha = hex::encode(Sha256::digest(b"ROOTFS-TAR-BYTES"));
+    let record = if held {
+        format!("record 0 {sha} lab/httpd:1\n")
+    } else {
+        "record 0 \n".to_string()
+    };
+    n.on("printf 'record 0", ok(&record))
+        .on("mkdir -p /var/lib/rpiprov/images", ok(""));
+    let version = r#"{"Version":"20.10.24","ApiVersion":"1.41","Arch":"amd64"}"#;
+    n.on_api_once("GET /version", 200, version)
+        .on_api_once("GET /version", 200, version)
+        .on_api("GET /info", 200, r#"{"DriverStatus":[]}"#);
+    if held {
+        n.on_api(
+            "GET /v1.41/images/lab/httpd:1/json",
+            200,
+            r#"{"Architecture":"amd64"}"#,
+        );
+    } else {
+        n.on_api_once("GET /v1.41/images/lab/httpd:1/json", 404, "{}")
+            .on_api(
+                "GET /v1.41/images/lab/httpd:1/json",
+                200,
+                r#"{"Architecture":"amd64"}"#,
+            );
+    }
+}
+
 fn manager(state: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
+    images_on(&m, true);
     m.grants_the_lock()
         .on("docker node inspect", ok(&swarm_nodes(&[])))
         .on("docker stack ls --format 'stack", ok(state))
-        .on("image 0 present", ok("image 0 present\n"))
         .on("tar -x -o", ok("@@extracted\n"))
         .on("docker stack deploy", ok("Creating service x\n"))
         .on(".deployed.new", ok(""));
@@ -353,7 +387,7 @@ fn already_deployed(p: &Prepared) -> String {
 
 fn worker() -> FakeRemote {
     let w = FakeRemote::new("pi2");
-    w.on("image 0 present", ok("image 0 present\n"));
+    images_on(&w, true);
     w
 }
 
@@ -471,8 +505,12 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     m.on("services -q web)", ok(&converged_poll("web", "app")))
         .on("services -q db)", ok(&converged_poll("db", "pg")));
     let w = FakeRemote::new("pi2");
-    w.on("image 0 present", ok("image 0 missing\n"))
-        .on("docker import", ok("sha256:abc\n"));
+    images_on(&w, false);
+    w.on_api(
+        "POST /v1.41/images/create",
+        200,
+        "{\"status\":\"sha256:abc\"}\n",
+    );
     let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:?}");
     // Each row ends as soon as its part is done, not when the run ends: the node once
@@ -505,10 +543,10 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     assert_eq!(records(&m).len(), 2);
     let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
-    assert_eq!(
-        w.log.lock().unwrap()[1].stdin.as_deref(),
-        Some(&b"ROOTFS-TAR-BYTES"[..])
-    );
+    // The archive went as the body of an import on the node's Engine API.
+    let imports = w.api_calls("POST /v1.41/images/create");
+    assert_eq!(imports.len(), 1);
+    assert_eq!(imports[0].body, "ROOTFS-TAR-BYTES");
     let pi1 = res.rows.iter().find(|r| r.label() == "pi1").unwrap();
     assert_eq!(
         pi1.changed,
@@ -718,8 +756,8 @@ fn node_saying(name: &str, hostname: &str, id: &str, missing: &[&str]) -> FakeRe
     for m in missing {
         said.push_str(&format!("missing {m}\n"));
     }
-    n.on("@@node", ok(&said))
-        .on("image 0 present", ok("image 0 present\n"));
+    n.on("@@node", ok(&said));
+    images_on(&n, true);
     n
 }
 
@@ -926,12 +964,11 @@ async fn an_image_that_failed_to_load_stops_the_stacks_that_use_it() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
     let w = FakeRemote::new("pi2");
-    w.on("image 0 present", ok("image 0 missing\n")).on(
-        "docker import",
-        fail(
-            1,
-            "Error processing tar file(exit status 1): unexpected EOF",
-        ),
+    images_on(&w, false);
+    w.on_api(
+        "POST /v1.41/images/create",
+        200,
+        "{\"errorDetail\":{\"message\":\"Error processing tar file(exit status 1): unexpected EOF\"}}\n",
     );
     let (res, _) = deploy_on(&p, &m, &[w]).await;
     assert_eq!(res.stacks[0].status, StackStatus::Failed);
@@ -1229,4 +1266,85 @@ async fn pulled_images_name_the_nodes_that_cannot_run_them_and_refuse_nothing() 
         "{events:#?}"
     );
     assert!(m.count("docker stack deploy") > 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// The manager's Docker CLI and what the stack files need of it (issue 17 item 4)
+
+/// The playbook of [`prepared`], its web stack's file without `version:` (so it needs CLI
+/// 23), the manager answering which `docker` it has with `cli`.
+fn versionless(cli: &str) -> (Prepared, FakeRemote) {
+    let mut p = prepared();
+    let (compose, _) = crate::config::compose::check_text(
+        std::path::Path::new("stacks/web.yml"),
+        "services:\n  app:\n    image: lab/httpd:1\n",
+        &[],
+        &[],
+        std::path::Path::new("."),
+    );
+    p.stacks[0].needs = compose.needs;
+    let m = manager(&already_deployed(&p));
+    m.on("dpkg-query", ok(cli));
+    (p, m)
+}
+
+#[tokio::test]
+async fn a_file_the_manager_s_cli_cannot_read_is_refused_before_any_change() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let w = worker();
+    let (res, _) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
+    assert!(res.failed());
+    assert_eq!(m.commands(), [crate::docker::cli::CLI_PACKAGE]);
+    assert!(w.commands().is_empty(), "nothing was asked of the nodes");
+    let web = &res.stacks[0];
+    assert_eq!(
+        (web.status, web.failed_step.as_deref()),
+        (StackStatus::Failed, Some("docker cli"))
+    );
+    assert_eq!(
+        web.error.as_deref(),
+        Some(
+            "pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\""
+        )
+    );
+    assert_eq!(res.stacks[1].status, StackStatus::Skipped);
+    assert_eq!(
+        res.stacks[1].error.as_deref(),
+        Some("not attempted: pi1's Docker CLI 20.10 cannot deploy web; nothing was changed")
+    );
+}
+
+#[tokio::test]
+async fn a_manager_whose_cli_reads_the_file_deploys_it_as_before() {
+    let (p, m) = versionless("cli package docker.io 26.1.5+dfsg1-9+b9\n");
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed() && !res.changed(), "{res:?}");
+    let cmds = m.commands();
+    assert_eq!(cmds[0], crate::docker::cli::CLI_PACKAGE);
+    assert!(cmds[1].contains("mkdir /var/lib/rpiprov/lock"), "{cmds:?}");
+    // A docker no package owns is asked itself.
+    let (p, m) = versionless("cli unpackaged /usr/local/bin/docker\n");
+    m.on(
+        "docker --version",
+        ok("Docker version 28.2.2, build e6534b4\n"),
+    );
+    let (res, _) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:?}");
+    assert_eq!(m.commands()[1], "docker --version");
+    // Files every CLI reads: the manager is not asked.
+    let p = prepared();
+    let m = manager(&already_deployed(&p));
+    deploy_on(&p, &m, &[worker()]).await;
+    assert_eq!(m.count("dpkg-query") + m.count("docker --version"), 0);
+}
+
+#[tokio::test]
+async fn the_preview_says_which_file_the_manager_s_cli_refuses() {
+    let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
+    let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
+    let preview = super::preview(&options(), &p, leader, nodes).await;
+    assert_eq!(
+        preview.problems[0],
+        "stack web: pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\"; deploy changes nothing"
+    );
 }

@@ -17,6 +17,7 @@
 //! | stacks | [`stack_services`], [`stack_tasks`], [`nodes`] | [`parse_stack_polls`] |
 //! | what of a playbook exists | [`survey`] | [`parse_survey`] |
 //! | what a stack left | [`stack_leftovers`], [`stack_containers`], [`stack_container_removals`] | [`count_list`], [`count_by_stack`] |
+//! | shipped images | [`version`], [`info`], [`image_inspect`], [`image_load`], [`image_import`] | [`image::ImageStore::parse`], [`image::parse_inspected`], [`image::parse_progress`] |
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,10 +26,10 @@ use serde_json::Value;
 
 pub use crate::docker::http::Request;
 use crate::docker::http::{Response, encode_query};
-use crate::docker::node;
 use crate::docker::service::{self, Poll, ServiceLine, Task};
 use crate::docker::stack::{NAMESPACE_LABEL, Seen};
 use crate::docker::swarm::SwarmInfo;
+use crate::docker::{image, node};
 use crate::secret::Secret;
 
 /// The API version rpiprov speaks.
@@ -612,6 +613,54 @@ fn drop_nulls(v: &mut Value) {
         Value::Array(a) => a.iter_mut().for_each(drop_nulls),
         _ => {}
     }
+}
+
+/// An image, as the daemon holds it for its own platform (404 when it has none of that
+/// name).
+pub fn image_inspect(name: &str) -> Request {
+    Request::get(v(&format!("/images/{}/json", encode_path(name))))
+}
+
+/// Loads a `docker save` archive, sent as the body. The answer is a JSON stream, status
+/// 200 even when the load failed ([`image::parse_progress`]). The body goes out as the
+/// request builder frames every body, `Content-Type: application/json`: the daemon reads
+/// the body as it is, whatever the type says.
+pub fn image_load(archive: Vec<u8>) -> Request {
+    Request::post(v("/images/load?quiet=1"), Some(archive))
+}
+
+/// Imports a root file system tarball, sent as the body, as `name`, with its `CMD`
+/// given as a JSON array (exec form: no shell needed in the image). Answered as
+/// [`image_load`] is.
+pub fn image_import(name: &str, cmd: &[String], rootfs: Vec<u8>) -> Request {
+    let (repo, tag) = image::repo_and_tag(name);
+    let mut query = format!(
+        "fromSrc=-&repo={}&tag={}",
+        encode_query(repo),
+        encode_query(tag)
+    );
+    if !cmd.is_empty() {
+        let json = serde_json::to_string(cmd).expect("strings serialise");
+        query.push_str(&format!(
+            "&changes={}",
+            encode_query(&format!("CMD {json}"))
+        ));
+    }
+    Request::post(v(&format!("/images/create?{query}")), Some(rootfs))
+}
+
+/// An image name in a path: its `/` and `:` stay (the daemon's route takes them), the
+/// rest of what a reference may not hold is encoded.
+fn encode_path(name: &str) -> String {
+    name.split('/')
+        .map(|part| {
+            part.split(':')
+                .map(encode_query)
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `a` is at or after `b`; both RFC 3339 in UTC as Docker writes them (the fraction has

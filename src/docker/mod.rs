@@ -21,6 +21,7 @@
 //! | [`bind`] | bind-mount sources as a node holds them |
 //! | [`network`] | overlay networks: inspect, create, remove, and which are missing or differ |
 //! | [`stack`] | stacks: state and deploy records, deploy, remove, what is left, the survey |
+//! | [`cli`] | the `docker` command `docker stack deploy` runs on a manager: its release |
 //! | [`release`] | a stack's uploaded file set: present or not, extracted whole, recorded, pruned |
 //! | [`service`] | a stack's services: the convergence poll and its judgement |
 //! | [`task`] | where tasks run, swarm-wide and on one node: what `maintain` drains and waits on |
@@ -35,6 +36,7 @@
 
 pub mod api;
 pub mod bind;
+pub mod cli;
 pub mod engine;
 pub mod http;
 pub mod image;

@@ -283,6 +283,40 @@ pub fn run_in(
     }
 }
 
+/// As [`run_in`], with `input` on the script's stdin (what should not be in an argument
+/// list that every user of the machine may read).
+pub fn run_in_feeding(
+    mut enter: Command,
+    script: &str,
+    args: &[&str],
+    input: &[u8],
+) -> Result<String> {
+    use std::io::Write as _;
+    enter
+        .args(["sh", "-c", script, "sh"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let enter_err = |e: std::io::Error| LabError::Other(format!("cannot enter the node: {e}"));
+    let mut child = enter.spawn().map_err(enter_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A script that fails early closes its stdin: its status says why, not this write.
+        let _ = stdin.write_all(input);
+    }
+    let out = child.wait_with_output().map_err(enter_err)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LabError::Other(format!(
+            "{} ({}): {}",
+            script.lines().next().unwrap_or(script),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
 /// Waits until `check` holds, or fails after `timeout` saying what was awaited.
 pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();

@@ -139,6 +139,7 @@ mod tests {
                 sshd_only: 0,
             },
             "198.18.0.0/24".parse().unwrap(),
+            &crate::lab::Distros::default(),
         )
         .unwrap();
         let v: toml::Value = toml::from_str(&inventory(&l)).unwrap();

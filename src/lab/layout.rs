@@ -8,6 +8,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::distro::{Distro, Distros};
 use super::error::{LabError, Result};
 
 /// Past this, the lab is no longer a rack but a stress test of this machine.
@@ -175,6 +176,23 @@ pub struct NodeSpec {
     /// sudo asks this node's `pi` for the password in `DIR/sudo-password`.
     pub sudo_password: bool,
     pub zone: String,
+    /// The Debian release it runs (`--distro`); labs recorded before releases were a
+    /// choice ran bookworm only. sshd-only nodes run the machine's own (bookworm).
+    #[serde(default)]
+    pub distro: Distro,
+}
+
+impl NodeSpec {
+    /// The node has a root file system of its own (an overlay over the release's cached
+    /// base, `pivot_root` into it): bare nodes, and Docker nodes of a release other than
+    /// the machine's.
+    pub fn own_root(&self) -> bool {
+        match self.kind {
+            Kind::Bare => true,
+            Kind::Docker => !self.distro.on_host_fs(),
+            Kind::SshdOnly => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -226,6 +244,29 @@ fn address(subnet: Subnet, n: usize) -> Ipv4Addr {
         }
         a += 1;
     }
+}
+
+/// Checks `--distro` against the nodes that get a release (Docker and bare ones): no name
+/// of the list may go unused, and sshd-only nodes run the machine's own system.
+pub fn validate_distros(shape: Shape, distros: &Distros) -> Result<()> {
+    if *distros == Distros::default() {
+        return Ok(());
+    }
+    if shape.sshd_only > 0 {
+        return Err(LabError::Usage(
+            "--distro is for Docker and bare nodes; sshd-only nodes run this machine's system"
+                .into(),
+        ));
+    }
+    let nodes = shape.docker + shape.bare;
+    let given = distros.as_slice().len();
+    if given > nodes {
+        return Err(LabError::Usage(format!(
+            "--distro {distros} names {given} releases for {nodes} node{} (docker nodes first, then bare ones, the last release repeating)",
+            if nodes == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the flags alone, before anything is created.
@@ -305,8 +346,9 @@ pub fn choose_subnet(
         })
 }
 
-pub fn plan(dir: &Path, shape: Shape, subnet: Subnet) -> Result<Layout> {
+pub fn plan(dir: &Path, shape: Shape, subnet: Subnet, distros: &Distros) -> Result<Layout> {
     validate(shape)?;
+    validate_distros(shape, distros)?;
     if subnet.capacity() < shape.total() {
         return Err(LabError::Usage(format!(
             "{subnet} holds {} nodes, {} asked",
@@ -331,6 +373,11 @@ pub fn plan(dir: &Path, shape: Shape, subnet: Subnet) -> Result<Layout> {
                 // real Pis do; scale-test fleets stay password-less.
                 sudo_password: i == 1 && kind != Kind::SshdOnly,
                 zone: ["a", "b", "c"][i % 3].to_string(),
+                // Docker nodes come first, then bare ones: node order is the list's order.
+                distro: match kind {
+                    Kind::SshdOnly => Distro::Bookworm,
+                    Kind::Docker | Kind::Bare => distros.for_node(i),
+                },
                 name,
                 kind,
             }
@@ -363,9 +410,60 @@ mod tests {
 
     const FIRST: Subnet = Subnet::new(Ipv4Addr::new(198, 18, 0, 0), 24);
 
+    /// `--distro` left at its default.
+    fn d() -> Distros {
+        Distros::default()
+    }
+
+    #[test]
+    fn releases_go_to_docker_nodes_then_bare_ones_the_last_repeating() {
+        let list: Distros = "sid,trixie".parse().unwrap();
+        let l = plan(Path::new("/x"), shape(1, 2, 0), FIRST, &list).unwrap();
+        let got: Vec<_> = l
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.kind, n.distro, n.own_root()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pi1", Kind::Docker, Distro::Sid, true),
+                ("pi2", Kind::Bare, Distro::Trixie, true),
+                ("pi3", Kind::Bare, Distro::Trixie, true),
+            ]
+        );
+        // Bookworm Docker nodes stay on the machine's own file system, as before.
+        let l = plan(Path::new("/x"), shape(2, 1, 0), FIRST, &d()).unwrap();
+        let roots: Vec<bool> = l.nodes.iter().map(|n| n.own_root()).collect();
+        assert_eq!(roots, [false, false, true]);
+        assert!(l.nodes.iter().all(|n| n.distro == Distro::Bookworm));
+    }
+
+    #[test]
+    fn a_release_list_longer_than_the_fleet_or_on_sshd_only_nodes_is_refused() {
+        let three: Distros = "sid,trixie,bookworm".parse().unwrap();
+        let e = plan(Path::new("/x"), shape(1, 1, 0), FIRST, &three).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "lab: --distro sid,trixie,bookworm names 3 releases for 2 nodes (docker nodes first, then bare ones, the last release repeating)"
+        );
+        assert!(matches!(e, LabError::Usage(_)));
+        let sid: Distros = "sid".parse().unwrap();
+        assert!(matches!(
+            validate_distros(shape(0, 0, 5), &sid),
+            Err(LabError::Usage(_))
+        ));
+        assert!(validate_distros(shape(0, 0, 5), &d()).is_ok());
+        // A recorded node of a lab made before releases were a choice is a bookworm one.
+        let old = r#"{"name":"pi1","kind":"docker","role":"manager","address":"198.18.0.11",
+            "netns":"n","veth":"v","sudo_password":false,"zone":"a"}"#;
+        let n: NodeSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(n.distro, Distro::Bookworm);
+    }
+
     #[test]
     fn default_fleet_is_two_docker_nodes_and_one_bare() {
-        let l = plan(Path::new("/x/.lab"), shape(2, 1, 0), FIRST).unwrap();
+        let l = plan(Path::new("/x/.lab"), shape(2, 1, 0), FIRST, &d()).unwrap();
         let got: Vec<_> = l
             .nodes
             .iter()
@@ -393,29 +491,29 @@ mod tests {
 
     #[test]
     fn a_lab_in_another_subnet_has_its_addresses_there() {
-        let l = plan(Path::new("/x"), shape(2, 1, 0), net("198.18.7.0/24")).unwrap();
+        let l = plan(Path::new("/x"), shape(2, 1, 0), net("198.18.7.0/24"), &d()).unwrap();
         assert_eq!(l.gateway().to_string(), "198.18.7.1");
         assert_eq!(l.nodes[2].address.to_string(), "198.18.7.13");
     }
 
     #[test]
     fn interface_names_fit_the_kernel_limit_of_15_bytes() {
-        let l = plan(Path::new("/x/.lab"), shape(0, 0, MAX_NODES), BIG).unwrap();
+        let l = plan(Path::new("/x/.lab"), shape(0, 0, MAX_NODES), BIG, &d()).unwrap();
         assert!(l.bridge.len() <= 15, "{}", l.bridge);
         assert!(l.nodes.iter().all(|n| n.veth.len() <= 15));
     }
 
     #[test]
     fn two_directories_get_different_names() {
-        let a = plan(Path::new("/x/a"), shape(1, 0, 0), FIRST).unwrap();
-        let b = plan(Path::new("/x/b"), shape(1, 0, 0), FIRST).unwrap();
+        let a = plan(Path::new("/x/a"), shape(1, 0, 0), FIRST, &d()).unwrap();
+        let b = plan(Path::new("/x/b"), shape(1, 0, 0), FIRST, &d()).unwrap();
         assert_ne!(a.bridge, b.bridge);
         assert_ne!(a.nodes[0].netns, b.nodes[0].netns);
     }
 
     #[test]
     fn big_fleets_use_a_slash16_and_skip_0_and_255() {
-        let l = plan(Path::new("/x"), shape(0, 0, 300), BIG).unwrap();
+        let l = plan(Path::new("/x"), shape(0, 0, 300), BIG, &d()).unwrap();
         assert_eq!(l.subnet().to_string(), "198.18.0.0/16");
         assert_eq!(l.nodes[243].address.to_string(), "198.18.0.254");
         assert_eq!(l.nodes[244].address.to_string(), "198.18.1.1");
@@ -425,7 +523,7 @@ mod tests {
         assert_eq!(choose_subnet(None, shape(0, 0, 244), &[]).unwrap(), FIRST);
         // A /24 cannot hold 245 nodes.
         assert!(matches!(
-            plan(Path::new("/x"), shape(0, 0, 245), FIRST),
+            plan(Path::new("/x"), shape(0, 0, 245), FIRST, &d()),
             Err(LabError::Usage(_))
         ));
     }
@@ -433,11 +531,11 @@ mod tests {
     #[test]
     fn empty_and_huge_fleets_are_usage_errors() {
         assert!(matches!(
-            plan(Path::new("/x"), shape(0, 0, 0), FIRST),
+            plan(Path::new("/x"), shape(0, 0, 0), FIRST, &d()),
             Err(LabError::Usage(_))
         ));
         assert!(matches!(
-            plan(Path::new("/x"), shape(0, 0, MAX_NODES + 1), BIG),
+            plan(Path::new("/x"), shape(0, 0, MAX_NODES + 1), BIG, &d()),
             Err(LabError::Usage(_))
         ));
     }

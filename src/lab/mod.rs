@@ -6,6 +6,8 @@
 //! See docs/LAB.md for the design and the traps of this kind of machine.
 
 mod cgroup;
+mod distro;
+mod docker_env;
 mod down;
 mod error;
 mod fault;
@@ -24,6 +26,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use distro::{Distro, Distros};
 pub use error::{LabError, Result};
 pub use fault::{Daemon, Port, Proto};
 pub use files::{CLIENT_KEY, PASSWORD_ENV, PASSWORD_FILE};
@@ -60,6 +63,8 @@ pub struct UpOptions {
     pub subnet: Option<Subnet>,
     /// `--cpu`: each node's share of one CPU.
     pub cpu: Option<f64>,
+    /// `--distro`: the Debian releases of the Docker and bare nodes, in node order.
+    pub distros: Distros,
 }
 
 /// Prints a lab command's error and turns its result into the process exit code.
@@ -248,7 +253,7 @@ fn node_is_up(state: &Shared, dir: &Path, spec: &NodeSpec) -> bool {
 }
 
 /// Starts one node (after removing what a previous, broken start left); returns its holder.
-fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) -> Result<ProcId> {
+fn start_node(state: &Shared, dir: &Path, cache: Option<&Path>, spec: &NodeSpec) -> Result<ProcId> {
     let layout = state.read(|s| s.layout.clone());
     if let Some(old) = state.read(|s| s.nodes.get(&spec.name).cloned()) {
         // A node that was up once and is broken now: its processes and network go, its
@@ -300,11 +305,15 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
         }
         None => None,
     };
+    let lower = match cache {
+        Some(c) if spec.own_root() => rootfs::lower_dirs(c, spec.distro, spec.kind == Kind::Docker),
+        _ => Vec::new(),
+    };
     let script = node::boot_script(
         spec,
         &node::BootInputs {
             node_dir: &nd,
-            base,
+            lower: &lower,
         },
     );
     sys::write_file(&nd.join("boot.sh"), script.as_bytes(), 0o700)?;
@@ -314,18 +323,85 @@ fn start_node(state: &Shared, dir: &Path, base: Option<&Path>, spec: &NodeSpec) 
     Ok(holder)
 }
 
+/// What `lab up` needs of this machine for the fleet asked: Docker where nodes run on its
+/// file system, debootstrap and friends where they have their own root.
+fn needed_tools(shape: Shape, distros: &Distros) -> Vec<&'static str> {
+    let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
+    let docker: Vec<Distro> = (0..shape.docker).map(|i| distros.for_node(i)).collect();
+    if docker.iter().any(|d| d.on_host_fs()) {
+        tools.extend(["dockerd", "docker"]);
+    }
+    if shape.bare > 0 || docker.iter().any(|d| !d.on_host_fs()) {
+        tools.extend(["debootstrap", "chroot", "pivot_root"]);
+    }
+    tools
+}
+
+/// An `up` in a directory that holds a lab must ask for that lab: another shape, subnet,
+/// cap or set of releases is a usage error (nothing is rebuilt behind the user's back).
+fn same_lab(s: &State, args: &UpOptions) -> Result<()> {
+    let dir = s.dir.display();
+    let down = format!("run `rpiprov lab down --dir {}` first", args.dir.display());
+    if s.shape != args.shape {
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab of another shape ({} docker, {} bare, {} sshd-only); {down}",
+            s.shape.docker, s.shape.bare, s.shape.sshd_only,
+        )));
+    }
+    if let Some(n) = args.subnet.filter(|n| *n != s.layout.subnet()) {
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab in {}, not {n}; {down} to move it",
+            s.layout.subnet()
+        )));
+    }
+    if args.cpu.is_some() && s.cpu.is_none() {
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab made without --cpu; {down} to cap it"
+        )));
+    }
+    let with_release = s.layout.nodes.iter().filter(|n| n.kind != Kind::SshdOnly);
+    let differs = with_release
+        .clone()
+        .enumerate()
+        .any(|(i, n)| n.distro != args.distros.for_node(i));
+    if differs {
+        let now: Vec<String> = with_release
+            .map(|n| format!("{} {}", n.name, n.distro))
+            .collect();
+        return Err(LabError::Usage(format!(
+            "{dir} holds a lab of other releases ({}), not --distro {}; {down}",
+            now.join(", "),
+            args.distros
+        )));
+    }
+    Ok(())
+}
+
+/// The cached root file systems of the nodes that have their own, built where missing;
+/// the cache directory (recorded in the state) when there are such nodes.
+fn ensure_roots(state: &Shared, dir: &Path, layout: &layout::Layout) -> Result<Option<PathBuf>> {
+    let wanted: std::collections::BTreeSet<(Distro, bool)> = layout
+        .nodes
+        .iter()
+        .filter(|n| n.own_root())
+        .map(|n| (n.distro, n.kind == Kind::Docker))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let cache = rootfs::cache_dir(dir)?;
+    check_path(&cache)?;
+    state.record(|s| s.cache = Some(cache.clone()))?;
+    rootfs::ensure(&cache, &wanted, &say)?;
+    Ok(Some(cache))
+}
+
 /// `lab up`: creates the fleet, or what of it is missing (idempotent).
 pub fn up(args: &UpOptions) -> Result<()> {
     let shape = args.shape;
     layout::validate(shape)?;
-    let mut tools = vec!["sshd", "ssh-keygen", "tar", "busybox"];
-    if shape.docker > 0 {
-        tools.extend(["dockerd", "docker"]);
-    }
-    if shape.bare > 0 {
-        tools.extend(["debootstrap", "chroot", "pivot_root"]);
-    }
-    preflight(&tools)?;
+    layout::validate_distros(shape, &args.distros)?;
+    preflight(&needed_tools(shape, &args.distros))?;
     let started = Instant::now();
     let dir = absolute_dir(&args.dir)?;
     let _lock = lock_dir(&dir)?;
@@ -341,32 +417,10 @@ pub fn up(args: &UpOptions) -> Result<()> {
     // of another directory at the same time would otherwise pick the same free /24.
     let machine = net::machine_lock()?;
     let state = match State::load(&dir)? {
-        Some(s) if s.shape != shape => {
-            return Err(LabError::Usage(format!(
-                "{} holds a lab of another shape ({} docker, {} bare, {} sshd-only); run `rpiprov lab down --dir {}` first",
-                dir.display(),
-                s.shape.docker,
-                s.shape.bare,
-                s.shape.sshd_only,
-                args.dir.display()
-            )));
+        Some(s) => {
+            same_lab(&s, args)?;
+            s
         }
-        Some(s) if args.subnet.is_some_and(|n| n != s.layout.subnet()) => {
-            return Err(LabError::Usage(format!(
-                "{} holds a lab in {}; run `rpiprov lab down --dir {}` first to move it",
-                dir.display(),
-                s.layout.subnet(),
-                args.dir.display()
-            )));
-        }
-        Some(s) if args.cpu.is_some() && s.cpu.is_none() => {
-            return Err(LabError::Usage(format!(
-                "{} holds a lab made without --cpu; run `rpiprov lab down --dir {}` first to cap it",
-                dir.display(),
-                args.dir.display()
-            )));
-        }
-        Some(s) => s,
         None => {
             let taken = net::taken_subnets("")?;
             let subnet = layout::choose_subnet(args.subnet, shape, &taken).inspect_err(|_| {
@@ -374,7 +428,11 @@ pub fn up(args: &UpOptions) -> Result<()> {
                 let _ = std::fs::remove_file(dir.join(".lock"));
                 let _ = std::fs::remove_dir(&dir);
             })?;
-            let mut s = State::new(&dir, shape, layout::plan(&dir, shape, subnet)?);
+            let mut s = State::new(
+                &dir,
+                shape,
+                layout::plan(&dir, shape, subnet, &args.distros)?,
+            );
             // Recorded before any cgroup is made, like every other resource.
             s.cpu = args.cpu;
             s.save()?;
@@ -393,14 +451,7 @@ pub fn up(args: &UpOptions) -> Result<()> {
     if files::ensure_password(&dir)? {
         created.push("sudo password".into());
     }
-    let base = if shape.bare > 0 {
-        let cache = rootfs::cache_dir(&dir)?;
-        check_path(&cache)?;
-        state.record(|s| s.cache = Some(cache.clone()))?;
-        Some(rootfs::ensure_base(&cache, &say)?)
-    } else {
-        None
-    };
+    let cache = ensure_roots(&state, &dir, &layout)?;
     if images::ensure_busybox(&dir)? {
         created.push(IMAGE_ARCHIVE.into());
     }
@@ -443,7 +494,7 @@ pub fn up(args: &UpOptions) -> Result<()> {
     }
     let started_count = std::sync::atomic::AtomicUsize::new(0);
     let spawned = parallel(&todo, 8, |spec| {
-        let r = start_node(&state, &dir, base.as_deref(), spec).map(|h| (*spec, h));
+        let r = start_node(&state, &dir, cache.as_deref(), spec).map(|h| (*spec, h));
         let k = started_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if todo.len() > 20 && k.is_multiple_of(50) {
             say(&format!(
@@ -706,34 +757,90 @@ impl Lab {
     pub fn start(&self, name: &str, daemon: Daemon) -> Result<()> {
         let spec = self.node(name)?;
         if self.daemon_pid(name, daemon)?.is_none() {
-            // A killed daemon (and dockerd's containerd, killed with it) may linger as a
-            // zombie until the machine's init reaps it; Debian's init script and dockerd
-            // take a zombie's pid file for a running daemon and wait on it forever.
-            let holder = self.holder(name)?;
-            for stale in daemon.pid_files() {
-                if node::pid_in_node(holder, stale).is_none() {
-                    let root = PathBuf::from(format!("/proc/{}/root", holder.pid));
-                    let _ = std::fs::remove_file(root.join(stale));
-                }
-            }
+            self.remove_stale_pid_files(name, daemon)?;
             fault::run_in(self.enter(name)?, daemon.start_script(), &[], None)?;
         }
-        let what = format!("{} on {name} does not answer", daemon.name());
         match daemon {
-            Daemon::Sshd => fault::wait_for(&what, Duration::from_secs(30), || {
-                std::net::TcpStream::connect_timeout(
-                    &std::net::SocketAddr::from((spec.address, 22)),
-                    Duration::from_secs(1),
-                )
-                .is_ok()
-            }),
-            Daemon::Dockerd => fault::wait_for(&what, Duration::from_secs(120), || {
+            Daemon::Sshd => fault::wait_for(
+                &format!("sshd on {name} does not answer"),
+                Duration::from_secs(30),
+                || {
+                    std::net::TcpStream::connect_timeout(
+                        &std::net::SocketAddr::from((spec.address, 22)),
+                        Duration::from_secs(1),
+                    )
+                    .is_ok()
+                },
+            ),
+            Daemon::Dockerd => self.wait_dockerd(name),
+        }
+    }
+
+    /// A killed daemon (and dockerd's containerd, killed with it) may linger as a zombie
+    /// until the machine's init reaps it; Debian's init script and dockerd take a zombie's
+    /// pid file for a running daemon and wait on it forever: such files go.
+    fn remove_stale_pid_files(&self, name: &str, daemon: Daemon) -> Result<()> {
+        let holder = self.holder(name)?;
+        for stale in daemon.pid_files() {
+            if node::pid_in_node(holder, stale).is_none() {
+                let root = PathBuf::from(format!("/proc/{}/root", holder.pid));
+                let _ = std::fs::remove_file(root.join(stale));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the node's dockerd answers `docker info`.
+    fn wait_dockerd(&self, name: &str) -> Result<()> {
+        fault::wait_for(
+            &format!("dockerd on {name} does not answer"),
+            Duration::from_secs(120),
+            || {
                 self.enter(name).is_ok_and(|mut c| {
                     c.args(["docker", "info"]);
                     sys::succeeds(c)
                 })
-            }),
-        }
+            },
+        )
+    }
+
+    /// Sets `var` to `value` in the environment of the node's dockerd (`None`: removes it),
+    /// as one does on Debian: in the node's `/etc/default/docker` (assigned and exported,
+    /// so both Debian's init script and systemd's `EnvironmentFile=` pass it on), then
+    /// `service docker restart`; returns once Docker answers again. With
+    /// `DOCKER_MIN_API_VERSION=1.44`, a Docker 25 or later refuses API versions below 1.44
+    /// (Docker 29.0's own floor); Docker 20.10 knows no such variable.
+    pub fn set_docker_env(&self, name: &str, var: &str, value: Option<&str>) -> Result<()> {
+        self.holder(name)?;
+        let current = fault::run_in(
+            self.enter(name)?,
+            "cat /etc/default/docker 2>/dev/null || true",
+            &[],
+            None,
+        )?;
+        let text = docker_env::with_var(&current, var, value).map_err(LabError::Usage)?;
+        self.remove_stale_pid_files(name, Daemon::Dockerd)?;
+        fault::run_in_feeding(
+            self.enter(name)?,
+            docker_env::RESTART_SCRIPT,
+            &[],
+            text.as_bytes(),
+        )
+        .map_err(|e| LabError::Node {
+            node: name.to_string(),
+            message: e.to_string().trim_start_matches("lab: ").to_string(),
+        })?;
+        self.wait_dockerd(name)
+    }
+
+    /// The node's Docker socket, reached from this machine through the node's own root
+    /// (a test may speak the Engine API to it directly).
+    pub fn docker_socket(&self, name: &str) -> Result<PathBuf> {
+        let holder = self.holder(name)?;
+        Ok(PathBuf::from(format!(
+            "/proc/{}/root/run/docker.sock",
+            holder.pid
+        )))
     }
 
     /// The boot id the node shows in `/proc/sys/kernel/random/boot_id`.

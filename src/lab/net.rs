@@ -325,6 +325,7 @@ mod tests {
                 sshd_only: 0,
             },
             "198.18.0.0/24".parse().unwrap(),
+            &crate::lab::Distros::default(),
         )
         .unwrap();
         let lines: Vec<String> = rules(&l)

@@ -124,12 +124,88 @@ pub const BOOT_ID: &str = "boot_id";
 const DISTRO_CLI: &str = "# The distribution's docker CLI, as on a Pi, even where another one comes first in PATH.\n\
      if [ -x /usr/bin/docker ] && [ -e /usr/local/bin/docker ]; then mount --bind /usr/bin/docker /usr/local/bin/docker; fi\n";
 
+/// The mounts of a node on this machine's file system (Docker nodes of bookworm, sshd-only
+/// nodes): private copies of what rpiprov or sudo write per node over the host's own.
+fn host_fs_mounts(node: &NodeSpec) -> String {
+    let mut s = String::from(
+        "R=\nC=\n\
+         # The node directory may sit under a directory mounted over below (/tmp,\n\
+         # /home, /run...): reach it through /mnt until then, through /run after.\n\
+         mount --bind $N /mnt\n\
+         N=/mnt\n\
+         # Private copies of everything rpiprov or sudo write per node; the host's\n\
+         # own files stay untouched (overlays keep the changes under $N).\n\
+         mount -t tmpfs -o mode=0755 lab-run /run\n\
+         mount -t overlay lab-etc -o lowerdir=/etc,upperdir=$N/etc.upper,workdir=$N/etc.work /etc\n\
+         mount --bind $N/home /home\n\
+         mount --bind $N/tmp /tmp\n",
+    );
+    if node.kind == Kind::Docker {
+        s.push_str(
+            "mount -t overlay lab-var -o lowerdir=/var,upperdir=$N/var.upper,workdir=$N/var.work /var\n\
+             mkdir -p /var/lib/docker /etc/docker\n\
+             # Docker's storage must not sit on an overlay: a plain directory of the node.\n\
+             mount --bind $N/docker /var/lib/docker\n\
+             # The lab's daemon.json unless this node already has its own (kept across\n\
+             # restarts); never the host's, which the /etc overlay would show.\n\
+             [ -e $N/etc.upper/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
+        );
+        s.push_str(DISTRO_CLI);
+        s.push_str(NOFILE_SHIM);
+    }
+    s.push_str(
+        "mkdir -p /run/rpiprov-node\n\
+         mount --move /mnt /run/rpiprov-node\n\
+         N=/run/rpiprov-node\n",
+    );
+    s
+}
+
+/// The mounts of a node with a root file system of its own (bare nodes, Docker nodes of
+/// trixie or sid): an overlay over the cached release (`lower`), the kernel's file
+/// systems, and for Docker its storage on a plain directory of the node.
+fn own_root_mounts(node: &NodeSpec, lower: &[PathBuf]) -> String {
+    let lower: Vec<String> = lower
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut s = format!("B={}\n", quote(&lower.join(":")));
+    s.push_str(
+        "R=$N/root\nC=\"chroot $R\"\n\
+         mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper,workdir=$N/root.work $R\n\
+         mount -t proc proc $R/proc\n\
+         mount --rbind /sys $R/sys\n\
+         mount --rbind /dev $R/dev\n\
+         mount -t tmpfs -o mode=0755 lab-run $R/run\n\
+         mkdir -p $R/run/lock $R/run/rpiprov-node\n\
+         mount --bind $N $R/run/rpiprov-node\n\
+         cp -L /etc/resolv.conf $R/etc/resolv.conf\n",
+    );
+    if node.kind == Kind::Docker {
+        s.push_str(
+            "# Docker's storage must not sit on an overlay: a plain directory of the node.\n\
+             mkdir -p $R/var/lib/docker\n\
+             mount --bind $N/docker $R/var/lib/docker\n",
+        );
+    }
+    s.push_str(
+        "# The lab's daemon.json (with --cpu, on a bare node: the cgroup-parent for the\n\
+         # dockerd that bootstrap installs) unless the node already has its own.\n\
+         if [ -e $N/daemon.json ] && [ ! -e $R/etc/docker/daemon.json ]; then\n\
+         \x20 mkdir -p $R/etc/docker && cp $N/daemon.json $R/etc/docker/daemon.json\n\
+         fi\n",
+    );
+    s.push_str(NOFILE_SHIM);
+    s
+}
+
 /// The paths a boot script needs from the host. Everything else it reads is in the node
 /// directory (`authorized_keys`, `sudo-password`, `sshd_config`...), written before boot.
 pub struct BootInputs<'a> {
     pub node_dir: &'a Path,
-    /// The debootstrap base, for bare nodes.
-    pub base: Option<&'a Path>,
+    /// The cached root file system of a node that has its own: overlay lower directories,
+    /// uppermost first (the release's Docker layer, then its base).
+    pub lower: &'a [PathBuf],
 }
 
 /// The node's boot script (pure; see the module header for how it is run).
@@ -138,9 +214,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "#!/bin/sh\n# Boot script of lab node {name} ({kind}), written by `rpiprov lab up`.\nset -eu\nN={n}",
+        "#!/bin/sh\n# Boot script of lab node {name} ({kind}, {distro}), written by `rpiprov lab up`.\nset -eu\nN={n}",
         name = node.name,
-        kind = node.kind.as_str()
+        kind = node.kind.as_str(),
+        distro = node.distro,
     );
     let _ = writeln!(
         s,
@@ -148,63 +225,10 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
         quote(&node.name)
     );
     // R: the node's root seen from here; C: how to run a command inside it.
-    match node.kind {
-        Kind::Docker | Kind::SshdOnly => {
-            s.push_str(
-                "R=\nC=\n\
-                 # The node directory may sit under a directory mounted over below (/tmp,\n\
-                 # /home, /run...): reach it through /mnt until then, through /run after.\n\
-                 mount --bind $N /mnt\n\
-                 N=/mnt\n\
-                 # Private copies of everything rpiprov or sudo write per node; the host's\n\
-                 # own files stay untouched (overlays keep the changes under $N).\n\
-                 mount -t tmpfs -o mode=0755 lab-run /run\n\
-                 mount -t overlay lab-etc -o lowerdir=/etc,upperdir=$N/etc.upper,workdir=$N/etc.work /etc\n\
-                 mount --bind $N/home /home\n\
-                 mount --bind $N/tmp /tmp\n",
-            );
-            if node.kind == Kind::Docker {
-                s.push_str(
-                    "mount -t overlay lab-var -o lowerdir=/var,upperdir=$N/var.upper,workdir=$N/var.work /var\n\
-                     mkdir -p /var/lib/docker /etc/docker\n\
-                     # Docker's storage must not sit on an overlay: a plain directory of the node.\n\
-                     mount --bind $N/docker /var/lib/docker\n\
-                     # The lab's daemon.json unless this node already has its own (kept across\n\
-                     # restarts); never the host's, which the /etc overlay would show.\n\
-                     [ -e $N/etc.upper/docker/daemon.json ] || cp $N/daemon.json /etc/docker/daemon.json\n",
-                );
-                s.push_str(DISTRO_CLI);
-                s.push_str(NOFILE_SHIM);
-            }
-            s.push_str(
-                "mkdir -p /run/rpiprov-node\n\
-                 mount --move /mnt /run/rpiprov-node\n\
-                 N=/run/rpiprov-node\n",
-            );
-        }
-        Kind::Bare => {
-            let base = inp
-                .base
-                .map(|b| b.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let _ = writeln!(s, "B={}", quote(&base));
-            s.push_str(
-                "R=$N/root\nC=\"chroot $R\"\n\
-                 mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper,workdir=$N/root.work $R\n\
-                 mount -t proc proc $R/proc\n\
-                 mount --rbind /sys $R/sys\n\
-                 mount --rbind /dev $R/dev\n\
-                 mount -t tmpfs -o mode=0755 lab-run $R/run\n\
-                 mkdir -p $R/run/lock $R/run/rpiprov-node\n\
-                 mount --bind $N $R/run/rpiprov-node\n\
-                 cp -L /etc/resolv.conf $R/etc/resolv.conf\n\
-                 # With --cpu: the cgroup-parent for the dockerd that bootstrap installs.\n\
-                 if [ -e $N/daemon.json ] && [ ! -e $R/etc/docker/daemon.json ]; then\n\
-                 \x20 mkdir -p $R/etc/docker && cp $N/daemon.json $R/etc/docker/daemon.json\n\
-                 fi\n",
-            );
-            s.push_str(NOFILE_SHIM);
-        }
+    if node.own_root() {
+        s.push_str(&own_root_mounts(node, inp.lower));
+    } else {
+        s.push_str(&host_fs_mounts(node));
     }
     let _ = writeln!(
         s,
@@ -242,7 +266,7 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
          chmod 700 $R/home/pi/.ssh\n\
          chmod 600 $R/home/pi/.ssh/authorized_keys"
     );
-    if node.kind == Kind::Bare {
+    if node.own_root() {
         // Become the node: its root turns into the mount namespace's root, and the host's
         // file system goes. A chroot would not do: `docker exec` enters a container's mount
         // namespace at that namespace's root, which would be the host's file system.
@@ -287,6 +311,9 @@ pub fn boot_script(node: &NodeSpec, inp: &BootInputs) -> String {
 /// kept across node restarts (they are the node's "disk").
 pub fn prepare_dirs(node: &NodeSpec, dir: &Path) -> Result<()> {
     let subdirs: &[&str] = match node.kind {
+        _ if node.own_root() && node.kind == Kind::Docker => {
+            &["root", "root.upper", "root.work", "docker"]
+        }
         Kind::Docker => &[
             "etc.upper",
             "etc.work",
@@ -469,9 +496,10 @@ pub fn enter(holder: ProcId, cgroup_procs: Option<&Path>) -> Result<Command> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::distro::{Distro, Distros};
     use crate::lab::layout::{Shape, plan};
 
-    fn nodes() -> Vec<NodeSpec> {
+    fn nodes_of(distros: &str) -> Vec<NodeSpec> {
         plan(
             Path::new("/x"),
             Shape {
@@ -480,19 +508,63 @@ mod tests {
                 sshd_only: 0,
             },
             "198.18.0.0/24".parse().unwrap(),
+            &distros.parse::<Distros>().unwrap(),
         )
         .unwrap()
         .nodes
     }
 
-    fn script(node: &NodeSpec) -> String {
+    fn nodes() -> Vec<NodeSpec> {
+        nodes_of("bookworm")
+    }
+
+    fn script_with(node: &NodeSpec, lower: &[PathBuf]) -> String {
         boot_script(
             node,
             &BootInputs {
                 node_dir: Path::new("/lab dir/nodes/x"),
-                base: Some(Path::new("/cache/bookworm")),
+                lower,
             },
         )
+    }
+
+    fn script(node: &NodeSpec) -> String {
+        script_with(node, &[PathBuf::from("/cache/bookworm")])
+    }
+
+    #[test]
+    fn a_docker_node_of_another_release_boots_its_docker_layer_over_its_base() {
+        let n = &nodes_of("sid,trixie")[0];
+        assert_eq!((n.kind, n.distro), (Kind::Docker, Distro::Sid));
+        let lower = [
+            PathBuf::from("/cache/sid-docker"),
+            PathBuf::from("/cache/sid-minbase"),
+        ];
+        let s = script_with(n, &lower);
+        assert!(s.contains("(docker, sid)"), "{s}");
+        assert!(
+            s.contains("B=/cache/sid-docker:/cache/sid-minbase\n"),
+            "{s}"
+        );
+        assert!(s.contains("mount -t overlay lab-root -o lowerdir=$B,upperdir=$N/root.upper"));
+        // Its own storage, its own daemon.json, its own init script and CLI: nothing of
+        // the host's /usr, so no CLI to bind over another.
+        let storage = s
+            .find("mount --bind $N/docker $R/var/lib/docker\n")
+            .unwrap();
+        assert!(storage < s.find("pivot_root . .").unwrap());
+        assert!(s.contains("cp $N/daemon.json $R/etc/docker/daemon.json"));
+        assert!(!s.contains("/usr/local/bin/docker"), "{s}");
+        assert!(!s.contains("lowerdir=/etc"), "{s}");
+        let sshd = s.find("/usr/sbin/sshd").unwrap();
+        let dockerd = s.find("/etc/init.d/docker start").unwrap();
+        assert!(s.find("pivot_root . .").unwrap() < sshd && sshd < dockerd);
+        assert!(s.ends_with("touch $N/ready\nexec sleep infinity\n"));
+        let tmp = tempfile::tempdir().unwrap();
+        let nd = tmp.path().join("pi1");
+        prepare_dirs(n, &nd).unwrap();
+        assert!(nd.join("docker").is_dir() && nd.join("root.upper").is_dir());
+        assert!(!nd.join("etc.upper").exists());
     }
 
     #[test]

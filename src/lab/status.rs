@@ -50,8 +50,8 @@ pub fn status(dir: &Path) -> Result<bool> {
         .ok_or_else(|| LabError::Usage(format!("no lab in {} (no state.json)", dir.display())))?;
     let rows = collect(&state);
     print_line(&format!(
-        "{:<8} {:<15} {:<8} {:<10} {:<5} DOCKERD",
-        "NODE", "ADDRESS", "ROLE", "KIND", "SSHD"
+        "{:<8} {:<15} {:<8} {:<10} {:<5} {:<7} RELEASE",
+        "NODE", "ADDRESS", "ROLE", "KIND", "SSHD", "DOCKERD"
     ));
     let mut healthy = true;
     for r in &rows {
@@ -62,12 +62,13 @@ pub fn status(dir: &Path) -> Result<bool> {
         };
         healthy &= r.sshd && r.dockerd != Some(false);
         print_line(&format!(
-            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker}",
+            "{:<8} {:<15} {:<8} {:<10} {:<5} {docker:<7} {}",
             r.spec.name,
             r.spec.address.to_string(),
             r.spec.role,
             r.spec.kind.as_str(),
             if r.sshd { "up" } else { "down" },
+            r.spec.distro,
         ));
     }
     Ok(healthy)

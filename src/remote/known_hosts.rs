@@ -468,12 +468,12 @@ impl HostKeyCheck {
             Verdict::CertAuthority(at) => Err(RemoteError::HostKeyCertAuthority {
                 host: self.host.clone(),
                 addr: self.addr(),
-                address: self.address.clone(),
-                port: self.port,
                 fingerprint,
-                known_hosts: at.file.display().to_string(),
-                line: at.line,
-                write_to: known_hosts,
+                at: format!("{} line {}", at.file.display(), at.line),
+                keyscan: format!(
+                    "ssh-keyscan -p {} {} >> {known_hosts}",
+                    self.port, self.address
+                ),
             }),
             Verdict::Changed(at) => Err(RemoteError::HostKeyChanged {
                 host: self.host.clone(),
@@ -1068,7 +1068,7 @@ mod tests {
             for offered in [ED1, ED2] {
                 let err = check.verify(&key(offered)).unwrap_err();
                 assert!(
-                    matches!(&err, RemoteError::HostKeyCertAuthority { line: 1, .. }),
+                    matches!(&err, RemoteError::HostKeyCertAuthority { .. }),
                     "{err}"
                 );
                 assert_eq!(

@@ -377,17 +377,16 @@ pub enum RemoteError {
         known_hosts: String,
     },
     #[error(
-        "{host}: host key of {addr} is not known ({fingerprint}), and known_hosts {known_hosts} line {line} says its keys are signed by a certificate authority (@cert-authority): rpiprov does not check host certificates, so it neither trusts nor learns a plain key for this host.\n  Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add its own key with: ssh-keyscan -p {port} {address} >> {write_to}"
+        "{host}: host key of {addr} is not known ({fingerprint}), and known_hosts {at} says its keys are signed by a certificate authority (@cert-authority): rpiprov does not check host certificates, so it neither trusts nor learns a plain key for this host.\n  Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add its own key with: {keyscan}"
     )]
     HostKeyCertAuthority {
         host: String,
         addr: String,
-        address: String,
-        port: u16,
         fingerprint: String,
-        known_hosts: String,
-        line: usize,
-        write_to: String,
+        /// `FILE line N`: the @cert-authority line.
+        at: String,
+        /// The `ssh-keyscan` command that records the host's own key.
+        keyscan: String,
     },
     #[error(
         "{host}: host key of {addr} ({fingerprint}) is marked @revoked in known_hosts {known_hosts} line {line}; refusing"

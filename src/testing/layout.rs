@@ -28,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("shell", &[]),
     ("secret", &[]),
     ("clock", &[]),
-    // Only value types its flags parse into (`lab::Subnet`, `lab::Port`).
+    // Only value types its flags parse into (`lab::Subnet`, `lab::Port`, `lab::Distros`).
     ("cli", &["lab"]),
     ("config", &["secret"]),
     ("select", &["config"]),

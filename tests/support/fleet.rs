@@ -166,7 +166,19 @@ impl Fleet {
     /// `lab up --dir <tmp> ARGS`; panics (after `lab down`) when it fails.
     pub fn up(args: &[&str]) -> Fleet {
         require_root();
-        Fleet::up_with(Slots::acquire(1), args)
+        Fleet::start(Slots::acquire(1), args)
+    }
+
+    /// `lab up --dir <tmp> --distro RELEASES ARGS`: the Docker nodes, then the bare ones,
+    /// get the releases in order, the last one repeating (`&[Distro::Sid, Distro::Trixie,
+    /// Distro::Bookworm]` with the default shape: pi1 sid, pi2 trixie, pi3 bare bookworm).
+    pub fn up_with(releases: &[rpiprov::lab::Distro], args: &[&str]) -> Fleet {
+        require_root();
+        let list: Vec<&str> = releases.iter().map(|d| d.as_str()).collect();
+        let list = list.join(",");
+        let mut full = vec!["--distro", &list];
+        full.extend_from_slice(args);
+        Fleet::start(Slots::acquire(1), &full)
     }
 
     /// Two labs at once, each with its own directory (and so its own subnet).
@@ -174,10 +186,10 @@ impl Fleet {
         require_root();
         let mut slots = Slots::acquire(2);
         let second = slots.split_off();
-        (Fleet::up_with(slots, a), Fleet::up_with(second, b))
+        (Fleet::start(slots, a), Fleet::start(second, b))
     }
 
-    fn up_with(slots: Slots, args: &[&str]) -> Fleet {
+    fn start(slots: Slots, args: &[&str]) -> Fleet {
         let tmp = tempfile::Builder::new()
             .prefix("rpiprov-lab-")
             .tempdir()
@@ -230,6 +242,12 @@ impl Fleet {
             .find(|(n, _)| n == name)
             .unwrap_or_else(|| panic!("no host {name} in the lab inventory"))
             .1
+    }
+
+    /// The Debian release node `name` runs, as the lab recorded it.
+    pub fn release(&self, name: &str) -> rpiprov::lab::Distro {
+        let lab = rpiprov::lab::Lab::open(&self.dir).expect("the lab opens");
+        lab.node(name).expect("a node of the lab").distro
     }
 
     pub fn dir_arg(&self) -> &str {

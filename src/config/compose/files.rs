@@ -35,8 +35,13 @@ pub fn object_name(stack: &str, key: &str, content: &[u8]) -> String {
     format!("{stack}_{key}_{}", &hash[..HASH_LEN])
 }
 
-/// Whether a `version:` is 3.5 or later (a config's or secret's `name:` is allowed).
+/// Whether a `version:` is 3.5 or later (a config's or secret's `name:` is allowed). A
+/// file without one is deployed only by CLI 23 and later, which read it as the newest
+/// 3.x; `version: "3"` is 3.0 to CLI 20.10, so it cannot.
 fn names_allowed(version: &str) -> bool {
+    if version.is_empty() {
+        return true;
+    }
     let minor = version
         .strip_prefix("3.")
         .and_then(|m| m.split('.').next())
@@ -356,6 +361,7 @@ mod tests {
         );
         assert_ne!(object_name("web", "k", b"a"), object_name("web", "k", b"b"));
         assert!(names_allowed("3.5") && names_allowed("3.10") && !names_allowed("3.4"));
-        assert!(!names_allowed("3") && !names_allowed(""));
+        // Without version:, only CLI 23 and later deploy it, as the newest 3.x.
+        assert!(!names_allowed("3") && names_allowed(""));
     }
 }

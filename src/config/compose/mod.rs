@@ -10,13 +10,17 @@
 //! - `variables`: `${VAR}` interpolation, checked against the playbook's variables
 //!   (the rules are [`super::interpolate`]'s, shared with `deploy`);
 //! - `mounts`: bind mounts and placement constraints, for the check on the nodes;
-//! - `schema`: the keys and types of each file format version (3.0 to 3.9), as the Docker
-//!   CLI 20.10 validates them.
+//! - `schema`: the keys and types of each file format version (3.0 to 3.13), as the
+//!   Docker CLI validates them;
+//! - `versions`: which Docker CLI reads which file format, and what a file needs of the
+//!   CLI that deploys it ([`Need`]): `check` warns of what Debian 12's CLI (20.10) does not
+//!   read, `deploy` refuses what the manager's CLI does not.
 
 mod files;
 mod mounts;
 mod schema;
 mod variables;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +32,10 @@ use super::yaml::{self, Entry, Mark, Node, Ty};
 
 pub use files::{HASH_LEN, object_name};
 pub use mounts::bind_source;
+pub use versions::{
+    CliVersion, Feature, FileVersion, FileVersionName, NEWEST_BY_DEFAULT, Need, OLDEST, Place,
+    Reads, YAML_1_2, newest_minor, refusals,
+};
 
 /// What a compose file is checked against: the playbook around it.
 pub(crate) struct Context<'a> {
@@ -139,44 +147,7 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
         return compose;
     };
 
-    let mut minor = None;
-    match top.iter().find(|e| e.key == "version") {
-        Some(v) => match v.value.as_str() {
-            Some(text) if text == "3" || text.starts_with("3.") => {
-                compose.version = text.to_string();
-                if v.value.ty() != Ty::Str {
-                    c.error(
-                        Some(v.key_mark),
-                        "version",
-                        format!("must be a string: docker stack deploy refuses a number; write version: \"{text}\""),
-                    );
-                }
-                match text.strip_prefix("3.").map_or(Some(0), |m| m.parse::<u8>().ok()) {
-                    Some(m) if m <= LATEST_MINOR => minor = Some(m),
-                    _ => c.error(
-                        Some(v.key_mark),
-                        "version",
-                        format!(
-                            "version {text} is unknown to Docker CLI 20.10 (Debian 12's docker.io), which reads 3.0 to 3.{LATEST_MINOR}: use version: \"3.{LATEST_MINOR}\" or lower"
-                        ),
-                    ),
-                }
-            }
-            _ => c.error(
-                Some(v.key_mark),
-                "version",
-                format!(
-                    "docker stack deploy needs a version 3 file, found {}",
-                    describe(&v.value)
-                ),
-            ),
-        },
-        None => c.error(
-            None,
-            "version",
-            "missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\"",
-        ),
-    }
+    let version = c.version(top, &mut compose);
 
     let networks = top.iter().find(|e| e.key == "networks");
     let mut defined = BTreeSet::new();
@@ -207,7 +178,7 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
             Some(services) if !services.is_empty() => {
                 for e in services {
                     c.service(e, stack, &defined, &mut compose);
-                    c.deploy_semantics(e, top);
+                    c.deploy_semantics(e, top, version, &mut compose.needs);
                 }
             }
             Some(_) => c.error(
@@ -225,15 +196,20 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
     c.variables(&root, &mut compose);
     c.files(top, &mut compose);
     c.mounts(top, &mut compose);
-    c.non_string_keys(&root, "");
-    if let Some(minor) = minor {
-        c.schema(&root, minor);
+    c.non_string_keys(&root, "", &mut compose.needs);
+    if let Some(version) = version {
+        c.schema(&root, version, &mut compose.needs);
+    }
+    for n in &compose.needs {
+        let mark = n
+            .place
+            .line
+            .zip(n.place.column)
+            .map(|(line, column)| Mark { line, column });
+        c.warning(mark, &n.place.key_path, n.warning());
     }
     compose
 }
-
-/// The last file format version the Docker CLI 20.10 reads: 3.9.
-const LATEST_MINOR: u8 = 9;
 
 fn describe(node: &Node) -> String {
     match node.as_str() {
@@ -274,9 +250,10 @@ impl Checker<'_> {
         self.push(Severity::Warning, mark, key_path, message);
     }
 
-    /// Keys Docker's YAML parser does not read as strings (`n:` is `false`, `80:` a
-    /// number): the CLI refuses the file.
-    fn non_string_keys(&mut self, node: &Node, path: &str) {
+    /// Keys Docker's YAML parser does not read as strings (`80:` is a number): the CLI
+    /// refuses the file. `n:` is `false` to the CLI before 28.0 (YAML 1.1) and the string
+    /// `n` since: a need.
+    fn non_string_keys(&mut self, node: &Node, path: &str, needs: &mut Vec<Need>) {
         match node {
             Node::Map { entries, .. } => {
                 for e in entries {
@@ -285,7 +262,13 @@ impl Checker<'_> {
                     } else {
                         format!("{path}.{}", e.key)
                     };
-                    if e.key_ty != Ty::Str && e.key != "<<" {
+                    if e.key_ty == Ty::Bool && versions::yaml11_only_bool(&e.key) {
+                        let feature = Feature::Yaml12Str {
+                            text: e.key.clone(),
+                        };
+                        let place = self.place(Some(e.key_mark), &sub);
+                        needs.push(Need::since(YAML_1_2, feature, place));
+                    } else if e.key_ty != Ty::Str && e.key != "<<" {
                         self.error(
                             Some(e.key_mark),
                             &sub,
@@ -296,23 +279,120 @@ impl Checker<'_> {
                             }),
                         );
                     }
-                    self.non_string_keys(&e.value, &sub);
+                    self.non_string_keys(&e.value, &sub, needs);
                 }
             }
             Node::Seq { items, .. } => {
                 for (i, it) in items.iter().enumerate() {
-                    self.non_string_keys(it, &format!("{path}[{i}]"));
+                    self.non_string_keys(it, &format!("{path}[{i}]"), needs);
                 }
             }
             Node::Scalar { .. } => {}
         }
     }
 
-    /// The file against the keys and types of its version. A place the checks above
-    /// already found in error is not reported twice.
-    fn schema(&mut self, root: &Node, minor: u8) {
+    /// The file's `version:`: what it says (also in `compose.version` as written), and
+    /// the need of a CLI newer than 20.10 that it makes. `None` when no CLI reads it.
+    fn version(&mut self, top: &[Entry], compose: &mut Compose) -> Option<FileVersion> {
+        let Some(v) = top.iter().find(|e| e.key == "version") else {
+            self.need(
+                &mut compose.needs,
+                NEWEST_BY_DEFAULT,
+                Feature::NoVersion,
+                None,
+                "version",
+            );
+            return Some(FileVersion::Missing);
+        };
+        let Some(text) = v
+            .value
+            .as_str()
+            .filter(|t| *t == "3" || t.starts_with("3."))
+        else {
+            self.error(
+                Some(v.key_mark),
+                "version",
+                format!(
+                    "docker stack deploy needs a version 3 file, found {}",
+                    describe(&v.value)
+                ),
+            );
+            return None;
+        };
+        compose.version = text.to_string();
+        if v.value.ty() != Ty::Str {
+            self.error(
+                Some(v.key_mark),
+                "version",
+                format!("must be a string: docker stack deploy refuses a number; write version: \"{text}\""),
+            );
+        }
+        let version = match text.strip_prefix("3.").map(|m| m.parse::<u8>()) {
+            None => FileVersion::Major,
+            Some(Ok(m)) if m <= versions::NEWEST_MINOR => FileVersion::Minor(m),
+            Some(_) => {
+                let newest = versions::NEWEST_MINOR;
+                self.error(
+                    Some(v.key_mark),
+                    "version",
+                    format!(
+                        "version {text} is unknown to Docker: the CLI reads 3.0 to 3.{newest} (3.{newest} since CLI {}): use version: \"3.{newest}\" or lower",
+                        versions::schema_since(newest)
+                    ),
+                );
+                return None;
+            }
+        };
+        if let FileVersion::Minor(minor) = version {
+            let cli = versions::schema_since(minor);
+            let feature = Feature::Version { minor };
+            self.need(
+                &mut compose.needs,
+                cli,
+                feature,
+                Some(v.key_mark),
+                "version",
+            );
+        }
+        Some(version)
+    }
+
+    fn place(&self, mark: Option<Mark>, key_path: &str) -> Place {
+        Place {
+            file: self.src.path.clone(),
+            line: mark.map(|m| m.line),
+            column: mark.map(|m| m.column),
+            key_path: key_path.to_string(),
+        }
+    }
+
+    /// Records a need of a CLI later than 20.10 (any other is met everywhere).
+    fn need(
+        &self,
+        needs: &mut Vec<Need>,
+        cli: CliVersion,
+        feature: Feature,
+        mark: Option<Mark>,
+        key_path: &str,
+    ) {
+        if cli <= OLDEST {
+            return;
+        }
+        needs.push(Need::since(cli, feature, self.place(mark, key_path)));
+    }
+
+    /// The file against the keys and types of its version (the newest for `"3"` or none),
+    /// collecting what it needs of the CLI. A place the checks above already found in
+    /// error is not reported twice.
+    fn schema(&mut self, root: &Node, version: FileVersion, needs: &mut Vec<Need>) {
         let before = self.diags.len();
-        schema::Walk { c: self, minor }.node(root, &schema::Shape::Object(&schema::FILE), "", &[]);
+        schema::Walk {
+            c: self,
+            version,
+            minor: version.checked_as(),
+            needs,
+        }
+        .node(root, &schema::Shape::Object(&schema::FILE), "", &[]);
         let found = self.diags.split_off(before);
         for d in found {
             let known = self
@@ -327,29 +407,45 @@ impl Checker<'_> {
 
     /// What the CLI refuses when it turns a service into a swarm service, beyond the
     /// schema: a deploy mode or restart condition swarm does not have, `replicas` on a
-    /// global service, a secret or config the file does not declare.
-    fn deploy_semantics(&mut self, e: &Entry, top: &[Entry]) {
+    /// global service, a secret or config the file does not declare. A job mode is a need
+    /// of CLI 23 (met by any CLI that reads a file without `version:`).
+    fn deploy_semantics(
+        &mut self,
+        e: &Entry,
+        top: &[Entry],
+        version: Option<FileVersion>,
+        needs: &mut Vec<Need>,
+    ) {
         let path = format!("services.{}", e.key);
         let literal = |n: &Node| n.as_str().filter(|s| !s.contains('$')).map(str::to_string);
         if let Some(deploy) = e.value.get("deploy") {
             let mode = deploy.value.get("mode");
             let mode_text = mode.and_then(|m| literal(&m.value));
-            if let (Some(m), Some(text)) = (mode, &mode_text)
-                && !matches!(text.as_str(), "replicated" | "global")
-            {
-                self.error(
-                    Some(m.value.mark()),
-                    &format!("{path}.deploy.mode"),
-                    format!("unknown deploy mode {text:?}: use replicated or global"),
-                );
+            let mode_path = format!("{path}.deploy.mode");
+            if let (Some(m), Some(text)) = (mode, &mode_text) {
+                match text.as_str() {
+                    "replicated" | "global" => {}
+                    "replicated-job" | "global-job" => {
+                        if version.is_some_and(|v| v.floor() < NEWEST_BY_DEFAULT) {
+                            let feature = Feature::JobMode { mode: text.clone() };
+                            let mark = Some(m.value.mark());
+                            self.need(needs, NEWEST_BY_DEFAULT, feature, mark, &mode_path);
+                        }
+                    }
+                    _ => self.error(
+                        Some(m.value.mark()),
+                        &mode_path,
+                        format!("unknown deploy mode {text:?}: use replicated or global (or, with Docker CLI 23 or later, replicated-job or global-job)"),
+                    ),
+                }
             }
-            if mode_text.as_deref() == Some("global")
+            if matches!(mode_text.as_deref(), Some("global" | "global-job"))
                 && let Some(r) = deploy.value.get("replicas")
             {
                 self.error(
                     Some(r.key_mark),
                     &format!("{path}.deploy.replicas"),
-                    "replicas can only be used with mode: replicated",
+                    "replicas can only be used with mode: replicated or replicated-job",
                 );
             }
             if let Some(c) = deploy
@@ -677,7 +773,6 @@ mod tests {
         assert_eq!(
             d,
             [
-                "error: web.yml:17:3: services.n: YAML reads the key \"n\" as a boolean, not a string, and docker stack deploy refuses it: quote it",
                 "error: web.yml:5:5: services.app.init: needs version: \"3.7\" or later (the file says 3.4)",
                 "error: web.yml:6:5: services.app.replica: unknown key: docker stack deploy refuses it (file format 3.4 has no such key here)",
                 "error: web.yml:7:18: services.app.cap_add[1]: the same as item 0: items must be unique",
@@ -685,6 +780,7 @@ mod tests {
                 "error: web.yml:11:16: services.app.deploy.update_config.order: \"sideways\" is not one of start-first, stop-first",
                 "error: web.yml:13:17: services.app.healthcheck.interval: invalid duration \"10\": use a number and a unit (ns, us, ms, s, m, h), e.g. \"10s\" or \"1m30s\"",
                 "error: web.yml:16:15: services.app.ulimits.nofile: hard: required key is missing",
+                "warning: web.yml:17:3: services.n: n is the string \"n\" to Docker CLI 28.0 and later (YAML 1.2) but a boolean to older ones (YAML 1.1, Debian 12's docker.io 20.10), which refuse it here: quote it; deploy refuses the file where the manager's Docker CLI is older than 28.0",
             ]
         );
         // Interpolated, `replicas` becomes a number; long ports are 3.2's; x- keys 3.7's.
@@ -695,15 +791,175 @@ mod tests {
         assert_eq!(d, Vec::<String>::new());
     }
 
+    fn needs(text: &str) -> (Vec<String>, Vec<String>) {
+        let (c, diags) = run(text, &[]);
+        let needs = c
+            .needs
+            .iter()
+            .map(|n| format!("{} {}", n.cli(), n.place))
+            .collect();
+        (needs, diags)
+    }
+
+    /// Issue 17 item 4: a file without version: is the newest 3.x schema, accepted with a
+    /// warning that Docker CLI before 23 refuses it; what newer schemas and CLIs added is
+    /// a need of the CLI that deploys it, warned of.
     #[test]
-    fn shape_errors() {
-        let (_, d) = run("services:\n  app:\n    image: a\n", &[]);
+    fn a_file_without_version_is_the_newest_schema() {
+        let (n, d) = needs(
+            "services:\n  app:\n    image: a\n    init: true\n    deploy:\n      mode: replicated-job\n",
+        );
+        assert_eq!(n, ["23.0 web.yml: version"]);
         assert_eq!(
             d,
             [
-                "error: web.yml: version: missing: Docker CLI 20.10 (Debian 12's docker.io) reads the file as version 1.0 and refuses it; add version: \"3.8\""
+                "warning: web.yml: version: missing: Docker CLI 23.0 and later read a file without version: as the newest 3.x format they know; before 23.0 (Debian 12's docker.io 20.10) the CLI reads it as version 1.0 and refuses it; deploy refuses the file where the manager's Docker CLI is older than 23.0"
             ]
         );
+        // Keys of 3.11 to 3.13, and one CLI 28 added to 3.13: each its own need.
+        let (n, d) = needs(
+            "services:\n  app:\n    image: a\n    build: {context: ., platforms: [linux/arm64]}\n    healthcheck:\n      start_interval: 5s\n    oom_score_adj: 100\n    networks:\n      back:\n        driver_opts: {com.docker.network.endpoint.ifname: eth9}\nnetworks:\n  back:\n",
+        );
+        assert_eq!(
+            n,
+            [
+                "23.0 web.yml: version",
+                "24.0 web.yml:4:25: services.app.build.platforms",
+                "25.0 web.yml:6:7: services.app.healthcheck.start_interval",
+                "28.0 web.yml:7:5: services.app.oom_score_adj",
+                "27.0 web.yml:10:9: services.app.networks.back.driver_opts",
+            ]
+        );
+        assert_eq!(
+            d[0],
+            "warning: web.yml:4:5: services.app.build: ignored by docker stack deploy: images are not built; build and push the image, or ship it with an [[image]]"
+        );
+        assert_eq!(
+            d[3],
+            "warning: web.yml:6:7: services.app.healthcheck.start_interval: a key of version 3.12: a file without version: is read as the newest 3.x format the CLI knows, and only Docker CLI 25.0 and later know 3.12; deploy refuses the file where the manager's Docker CLI is older than 25.0"
+        );
+        assert_eq!(
+            d[4],
+            "warning: web.yml:7:5: services.app.oom_score_adj: Docker CLI 28.0 added this key to version 3.13; older ones refuse it; deploy refuses the file where the manager's Docker CLI is older than 28.0"
+        );
+        assert_eq!(d.len(), 6, "{d:#?}");
+    }
+
+    /// `version: "3"` is 3.0 to CLI 20.10 and the newest 3.x since 23: a key of a later
+    /// version is a need of 23 (or of the CLI that brought its schema).
+    #[test]
+    fn version_3_is_the_newest_schema_since_cli_23() {
+        let (n, d) = needs(
+            "version: \"3\"\nx-common: &c {image: a}\nservices:\n  app:\n    <<: *c\n    init: true\n    ports: [{target: 80}]\n    healthcheck: {start_interval: 1s}\n",
+        );
+        assert_eq!(
+            n,
+            [
+                "23.0 web.yml:2:1: x-common",
+                "23.0 web.yml:6:5: services.app.init",
+                "23.0 web.yml:7:13: services.app.ports[0]",
+                "25.0 web.yml:8:19: services.app.healthcheck.start_interval",
+            ]
+        );
+        assert_eq!(
+            d[1],
+            "warning: web.yml:6:5: services.app.init: a key of version 3.7: Docker CLI 23.0 and later read version: \"3\" as a format that has it; before 23.0 (Debian 12's docker.io 20.10) version: \"3\" is 3.0, which has no such key, and the file is refused; deploy refuses the file where the manager's Docker CLI is older than 23.0"
+        );
+        // 3.0's own keys need nothing.
+        let (n, d) =
+            needs("version: \"3\"\nservices:\n  app:\n    image: a\n    deploy: {replicas: 2}\n");
+        assert_eq!((n, d), (vec![], vec![]));
+    }
+
+    /// A file that names its version is checked against it: a key of a later one is an
+    /// error; the version itself and what CLIs added since are needs.
+    #[test]
+    fn a_named_version_and_the_cli_that_reads_it() {
+        let (n, d) = needs(
+            "version: \"3.12\"\nservices:\n  app:\n    image: a\n    networks:\n      back: {driver_opts: {a: 1}}\nnetworks:\n  back:\n",
+        );
+        assert_eq!(n, ["25.0 web.yml:1:1: version"]);
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:6:14: services.app.networks.back.driver_opts: needs version: \"3.13\" or later (the file says 3.12)",
+                "warning: web.yml:1:1: version: 3.12 needs Docker CLI 25.0 or later; older ones refuse it (Debian 12's docker.io 20.10 reads 3.0 to 3.9); deploy refuses the file where the manager's Docker CLI is older than 25.0",
+            ]
+        );
+        let (n, _) = needs(
+            "version: \"3.13\"\nservices:\n  app:\n    image: a\n    oom_score_adj: ${ADJ:-0}\n    deploy: {mode: global-job}\n",
+        );
+        assert_eq!(
+            n,
+            [
+                "27.0 web.yml:1:1: version",
+                "28.0 web.yml:5:5: services.app.oom_score_adj",
+            ]
+        );
+        // A job in a 3.9 file: the mode needs CLI 23.
+        let (n, d) = needs(
+            "version: \"3.9\"\nservices:\n  app:\n    image: a\n    deploy: {mode: global-job, replicas: 2}\n",
+        );
+        assert_eq!(n, ["23.0 web.yml:5:20: services.app.deploy.mode"]);
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:5:32: services.app.deploy.replicas: replicas can only be used with mode: replicated or replicated-job",
+                "warning: web.yml:5:20: services.app.deploy.mode: deploy mode global-job: Docker CLI 23.0 and later deploy jobs from stack files; older ones (Debian 12's docker.io 20.10) refuse it (\"Unknown mode: global-job\"); deploy refuses the file where the manager's Docker CLI is older than 23.0",
+            ]
+        );
+        let (n, d) = needs("version: \"3.14\"\nservices:\n  app:\n    image: a\n");
+        assert_eq!(n, Vec::<String>::new());
+        assert_eq!(
+            d,
+            [
+                "error: web.yml:1:1: version: version 3.14 is unknown to Docker: the CLI reads 3.0 to 3.13 (3.13 since CLI 27.0): use version: \"3.13\" or lower"
+            ]
+        );
+        // An x- key that 3.10 types is free before it.
+        let (n, d) = needs(
+            "version: \"3.9\"\nservices:\n  app: {image: a}\nvolumes:\n  data:\n    x-cluster-spec: 1\n",
+        );
+        assert_eq!((n, d), (vec![], vec![]));
+        let (_, d) = needs(
+            "version: \"3.10\"\nservices:\n  app: {image: a}\nvolumes:\n  data:\n    x-cluster-spec: 1\n",
+        );
+        assert_eq!(
+            d[0],
+            "error: web.yml:6:21: volumes.data.x-cluster-spec: expected a mapping, found an integer (\"1\")"
+        );
+    }
+
+    /// CLI 28.0 reads YAML 1.2: `yes` where a boolean is expected is refused from 28.0
+    /// on, where a string is expected before it; `true` and quoted text are read alike.
+    #[test]
+    fn yaml_1_1_booleans_and_the_cli_that_reads_them() {
+        let (c, d) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    read_only: yes\n    tty: true\n    environment: {DEBUG: on, QUIET: \"no\"}\n    dns: n\n",
+            &[],
+        );
+        let reads: Vec<String> = c
+            .needs
+            .iter()
+            .map(|n| format!("{:?} {}", n.reads, n.place))
+            .collect();
+        assert_eq!(
+            reads,
+            [
+                "Before(CliVersion { major: 28, minor: 0 }) web.yml:5:16: services.app.read_only",
+                "Since(CliVersion { major: 28, minor: 0 }) web.yml:7:26: services.app.environment.DEBUG",
+                "Since(CliVersion { major: 28, minor: 0 }) web.yml:8:10: services.app.dns",
+            ]
+        );
+        assert_eq!(
+            d[0],
+            "warning: web.yml:5:16: services.app.read_only: yes is a boolean to Docker CLI before 28.0 (YAML 1.1) but the string \"yes\" to 28.0 and later (YAML 1.2), which refuse it here: write true; deploy refuses the file where the manager's Docker CLI is 28.0 or later"
+        );
+        assert_eq!(d.len(), 3, "{d:#?}");
+    }
+
+    #[test]
+    fn shape_errors() {
         let (_, d) = run("version: \"2.4\"\nservices: []\n", &[]);
         assert_eq!(
             d,

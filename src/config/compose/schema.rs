@@ -1,9 +1,13 @@
-//! Which keys a compose file may hold and of which types, per file version 3.0 to 3.9, as
-//! the Docker CLI 20.10 (Debian 12's `docker.io`, what a Pi runs) validates a file before
-//! `docker stack deploy` does anything: its JSON schema for that version, then the decoding
-//! of durations, sizes and port specs. Written from the CLI's schema files and checked
-//! against the CLI itself (`tests/e2e_compose_corpus.rs` runs every file of
+//! Which keys a compose file may hold and of which types, per file version 3.0 to 3.13, as
+//! the Docker CLI validates a file before `docker stack deploy` does anything: its JSON
+//! schema for that version, then the decoding of durations, sizes and port specs. Written
+//! from the CLI's schema files (20.10's 3.0 to 3.9, then 3.10 to 3.13 of CLI 23 to 29) and
+//! checked against the CLI itself (`tests/e2e_compose_corpus.rs` runs every file of
 //! `tests/fixtures/compose/` through both); not a copy of them.
+//!
+//! A file that says `version: "3"`, or nothing, is checked against the newest schema, and
+//! each key it holds that an older CLI's reading of it lacks is a [`Need`] of the CLI
+//! (see `versions.rs`): `check` warns of it, `deploy` holds the manager's CLI to it.
 //!
 //! What the CLI does, kept: a value is typed as its YAML 1.1 parser types it (`n` is a
 //! boolean, `3.8` a float), after interpolation, where `${VAR}` in a few integer and
@@ -12,6 +16,7 @@
 
 use super::super::yaml::{Mark, Node, Ty};
 use super::Checker;
+use super::versions::{CliVersion, Feature, FileVersion, FileVersionName, Need, Reads, YAML_1_2};
 
 /// What a value may be.
 pub(super) enum Shape {
@@ -49,6 +54,8 @@ pub(super) struct Object {
     pub required: &'static [&'static str],
     /// Keys not in `props` are refused (else they are not checked).
     pub closed: bool,
+    /// A closed object that no longer is from this minor version on (`build` in 3.11).
+    pub open_since: Option<u8>,
     /// `x-` keys are allowed from this minor version.
     pub x: Option<u8>,
     /// `null` is accepted for it (`deploy:` alone).
@@ -60,10 +67,18 @@ pub(super) struct Prop {
     /// The first minor version (3.N) that has the key.
     pub since: u8,
     pub shape: &'static Shape,
+    /// The CLI release that added the key to schema 3.`since`, when that is later than
+    /// the schema's first release (`oom_score_adj`: 3.13, CLI 28.0).
+    pub added: Option<CliVersion>,
 }
 
 const fn p(name: &'static str, since: u8, shape: &'static Shape) -> Prop {
-    Prop { name, since, shape }
+    Prop {
+        name,
+        since,
+        shape,
+        added: None,
+    }
 }
 
 const fn obj(props: &'static [Prop]) -> Object {
@@ -72,6 +87,7 @@ const fn obj(props: &'static [Prop]) -> Object {
         props,
         required: &[],
         closed: true,
+        open_since: None,
         x: None,
         nullable: false,
     }
@@ -131,17 +147,21 @@ static DRIVER_OPTS: Shape = Shape::Dict {
     closed: false,
 };
 
-static BUILD_OBJECT: Object = obj(&[
-    p("context", 0, &STR),
-    p("dockerfile", 0, &STR),
-    p("args", 0, &LIST_OR_DICT),
-    p("labels", 3, &LIST_OR_DICT),
-    p("cache_from", 2, &LIST_OF_STRINGS),
-    p("network", 4, &STR),
-    p("target", 4, &STR),
-    p("shm_size", 5, &Shape::Scalar(&[Ty::Int, Ty::Str])),
-    p("extra_hosts", 9, &LIST_OR_DICT),
-]);
+// Swarm ignores `build`: from 3.11 on the CLI leaves its other keys unchecked.
+static BUILD_OBJECT: Object = Object {
+    open_since: Some(11),
+    ..obj(&[
+        p("context", 0, &STR),
+        p("dockerfile", 0, &STR),
+        p("args", 0, &LIST_OR_DICT),
+        p("labels", 3, &LIST_OR_DICT),
+        p("cache_from", 2, &LIST_OF_STRINGS),
+        p("network", 4, &STR),
+        p("target", 4, &STR),
+        p("shm_size", 5, &Shape::Scalar(&[Ty::Int, Ty::Str])),
+        p("extra_hosts", 9, &LIST_OR_DICT),
+    ])
+};
 static BUILD: Shape = Shape::OneOf(&[&STR, &Shape::Object(&BUILD_OBJECT)]);
 
 static CREDENTIAL_SPEC: Object = obj(&[
@@ -169,6 +189,7 @@ static HEALTHCHECK: Object = obj(&[
     p("test", 0, &COMMAND),
     p("timeout", 0, &DURATION),
     p("start_period", 4, &DURATION),
+    p("start_interval", 12, &DURATION),
 ]);
 
 static LOGGING: Object = obj(&[
@@ -186,6 +207,16 @@ static LOGGING: Object = obj(&[
 
 static SERVICE_NETWORK: Object = obj(&[
     p("aliases", 0, &LIST_OF_STRINGS),
+    // The endpoint's driver options (3.13).
+    p(
+        "driver_opts",
+        13,
+        &Shape::Dict {
+            key: non_empty,
+            value: &Shape::Scalar(&[Ty::Str, Ty::Int, Ty::Float]),
+            closed: false,
+        },
+    ),
     p("ipv4_address", 0, &STR),
     p("ipv6_address", 0, &STR),
 ]);
@@ -368,6 +399,10 @@ static SERVICE: Object = Object {
         p("mac_address", 0, &STR),
         p("network_mode", 0, &STR),
         p("networks", 0, &SERVICE_NETWORKS),
+        Prop {
+            added: Some(CliVersion::new(28, 0)),
+            ..p("oom_score_adj", 13, &INT)
+        },
         p("pid", 0, &STR_OR_NULL),
         p("ports", 0, &PORTS),
         p("privileged", 0, &BOOL),
@@ -422,6 +457,50 @@ static NETWORK: Object = Object {
     ])
 };
 
+/// A cluster (CSI) volume's spec, typed by the schema from 3.10 on (an `x-` key, free in
+/// older versions). Its objects are open.
+static CLUSTER_SPEC: Object = open(&[
+    p("group", 0, &STR),
+    p(
+        "access_mode",
+        0,
+        &Shape::Object(&open(&[
+            p("scope", 0, &STR),
+            p("sharing", 0, &STR),
+            p("block_volume", 0, &Shape::Object(&open(&[]))),
+            p(
+                "mount_volume",
+                0,
+                &Shape::Object(&open(&[
+                    p("fs_type", 0, &STR),
+                    p("mount_flags", 0, &STRINGS),
+                ])),
+            ),
+        ])),
+    ),
+    p(
+        "accessibility_requirements",
+        0,
+        &Shape::Object(&open(&[
+            p("requisite", 0, &TOPOLOGIES),
+            p("preferred", 0, &TOPOLOGIES),
+        ])),
+    ),
+    p(
+        "capacity_range",
+        0,
+        &Shape::Object(&open(&[
+            p("required_bytes", 0, &STR),
+            p("limit_bytes", 0, &STR),
+        ])),
+    ),
+    p("availability", 0, &STR),
+]);
+static TOPOLOGIES: Shape = Shape::List {
+    item: &Shape::Object(&open(&[p("segments", 0, &LIST_OR_DICT)])),
+    unique: false,
+};
+
 static VOLUME: Object = Object {
     x: Some(7),
     nullable: true,
@@ -431,6 +510,7 @@ static VOLUME: Object = Object {
         p("driver_opts", 0, &DRIVER_OPTS),
         p("external", 0, &EXTERNAL_CLOSED),
         p("labels", 0, &LIST_OR_DICT),
+        p("x-cluster-spec", 10, &Shape::Object(&CLUSTER_SPEC)),
     ])
 };
 
@@ -474,10 +554,10 @@ static VOLUMES: Shape = section(&Shape::Object(&VOLUME), true);
 static SECRETS: Shape = section(&Shape::Object(&SECRET), true);
 static CONFIGS: Shape = section(&Shape::Object(&CONFIG), true);
 
-/// The whole file.
+/// The whole file. A missing `version:` is the caller's to judge (3.0 to 3.9 require it;
+/// from 3.10 on it is the CLI's to choose).
 pub(super) static FILE: Object = Object {
     x: Some(4),
-    required: &["version"],
     ..obj(&[
         p("version", 0, &STR),
         p("services", 0, &SERVICES),
@@ -514,6 +594,7 @@ const CASTS: &[(&str, Ty)] = &[
     ("services.*.ulimits.*.hard", Ty::Int),
     ("services.*.ulimits.*.soft", Ty::Int),
     ("services.*.privileged", Ty::Bool),
+    ("services.*.oom_score_adj", Ty::Int),
     ("services.*.read_only", Ty::Bool),
     ("services.*.stdin_open", Ty::Bool),
     ("services.*.tty", Ty::Bool),
@@ -685,15 +766,43 @@ impl Shape {
     }
 }
 
-/// Walks a file against [`FILE`] for version 3.`minor`.
+/// Walks a file against [`FILE`] for its version, collecting what it needs of the CLI.
 pub(super) struct Walk<'c, 'a> {
     pub c: &'c mut Checker<'a>,
+    pub version: FileVersion,
+    /// The schema checked against: [`FileVersion::checked_as`].
     pub minor: u8,
+    pub needs: &'c mut Vec<Need>,
 }
 
 impl Walk<'_, '_> {
     fn error(&mut self, mark: Mark, path: &str, message: String) {
         self.c.error(Some(mark), path, message);
+    }
+
+    /// Something of schema 3.`since` (a key, a long syntax, `x-` keys, unchecked keys),
+    /// added by CLI `added` when later than the schema, was accepted at `path`: a need of
+    /// the CLI when the file's reading by an older CLI lacks it.
+    fn since(&mut self, since: u8, added: Option<CliVersion>, mark: Mark, path: &str) {
+        let floor = self.version.floor();
+        let by_version = self.version.key_floor(since);
+        let cli = added.map_or(by_version, |a| a.max(by_version));
+        if cli <= floor || cli <= super::versions::OLDEST {
+            return;
+        }
+        let feature = match (added, self.version) {
+            (Some(a), _) if a >= by_version => Feature::Added { minor: since },
+            (_, FileVersion::Major) => Feature::Key {
+                minor: since,
+                version: FileVersionName::Major,
+            },
+            _ => Feature::Key {
+                minor: since,
+                version: FileVersionName::Missing,
+            },
+        };
+        let place = self.c.place(Some(mark), path);
+        self.needs.push(Need::since(cli, feature, place));
     }
 
     /// The value's type once interpolated: a string holding `${...}` in a field that the
@@ -709,9 +818,50 @@ impl Walk<'_, '_> {
         ty
     }
 
+    /// `yes`, `on`, `n`...: a boolean to the CLI before 28.0, a string since. Where the
+    /// shape takes only one of the two, the CLIs disagree: a need either way; the type
+    /// the shape takes is the one checked further.
+    fn yaml_type(&mut self, node: &Node, ty: Ty, shape: &Shape, path: &str) -> Ty {
+        let text = match node {
+            Node::Scalar {
+                value, plain: true, ..
+            } if ty == Ty::Bool && super::versions::yaml11_only_bool(value) => value,
+            _ => return ty,
+        };
+        let (reads, feature, ty) = match (shape.takes(Ty::Bool), shape.takes(Ty::Str)) {
+            (true, false) => (
+                Reads::Before(YAML_1_2),
+                Feature::Yaml11Bool {
+                    text: text.clone(),
+                    value: node.is_true(),
+                },
+                Ty::Bool,
+            ),
+            (false, true) => (
+                Reads::Since(YAML_1_2),
+                Feature::Yaml12Str { text: text.clone() },
+                Ty::Str,
+            ),
+            _ => return ty,
+        };
+        let place = self.c.place(Some(node.mark()), path);
+        self.needs.push(Need {
+            reads,
+            feature,
+            place,
+        });
+        ty
+    }
+
     /// Checks `node` at `path` (`pattern`: the same with `[]` for list items).
     pub fn node(&mut self, node: &Node, shape: &Shape, path: &str, pattern: &[String]) {
         let ty = self.ty(node, pattern);
+        let ty = self.yaml_type(node, ty, shape, path);
+        self.typed(node, ty, shape, path, pattern);
+    }
+
+    /// [`Walk::node`] once the value's type is known.
+    fn typed(&mut self, node: &Node, ty: Ty, shape: &Shape, path: &str, pattern: &[String]) {
         let mark = node.mark();
         if !shape.takes(ty) {
             let found = match node.as_str() {
@@ -807,7 +957,7 @@ impl Walk<'_, '_> {
             }
             Shape::OneOf(alts) => {
                 if let Some(alt) = alts.iter().find(|a| a.takes(ty)) {
-                    self.node(node, alt, path, pattern);
+                    self.typed(node, ty, alt, path, pattern);
                 }
             }
         }
@@ -828,9 +978,18 @@ impl Walk<'_, '_> {
             );
             return;
         }
+        if o.since > 0 {
+            self.since(o.since, None, node.mark(), path);
+        }
+        let free_x =
+            |key: &str, minor: u8| key.starts_with("x-") && o.x.is_some_and(|v| minor >= v);
         for e in entries {
             let sub = join(path, &e.key);
             match o.props.iter().find(|p| p.name == e.key) {
+                // An `x-` key that a later schema types (`x-cluster-spec`) is free before.
+                Some(prop) if self.minor < prop.since && free_x(&e.key, self.minor) => {
+                    self.since(o.x.unwrap_or_default(), None, e.key_mark, &sub);
+                }
                 Some(prop) if self.minor < prop.since => self.error(
                     e.key_mark,
                     &sub,
@@ -840,11 +999,17 @@ impl Walk<'_, '_> {
                     ),
                 ),
                 Some(prop) => {
+                    self.since(prop.since, prop.added, e.key_mark, &sub);
                     let mut pat = pattern.to_vec();
                     pat.push(e.key.clone());
                     self.node(&e.value, prop.shape, &sub, &pat);
                 }
-                None if e.key.starts_with("x-") && o.x.is_some_and(|v| self.minor >= v) => {}
+                None if free_x(&e.key, self.minor) => {
+                    self.since(o.x.unwrap_or_default(), None, e.key_mark, &sub);
+                }
+                None if o.open_since.is_some_and(|v| self.minor >= v) => {
+                    self.since(o.open_since.unwrap_or_default(), None, e.key_mark, &sub);
+                }
                 None if o.closed => {
                     let known_later = e.key.starts_with("x-") && o.x.is_some();
                     let message = if known_later {
