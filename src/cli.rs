@@ -216,8 +216,15 @@ Examples:\n  rpiprov logs web            # every service of stack web\n  rpiprov
 }
 
 /// The preflight's checks, as `--skip-preflight` names them.
-pub const PREFLIGHT_CHECKS: [&str; 6] =
-    ["clock", "kernel", "memory-cgroup", "disk", "arch", "ports"];
+pub const PREFLIGHT_CHECKS: [&str; 7] = [
+    "clock",
+    "kernel",
+    "memory-cgroup",
+    "disk",
+    "arch",
+    "docker",
+    "ports",
+];
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

@@ -246,6 +246,9 @@ fn status_reports_the_fleet_and_logs_show_what_the_echo_service_was_sent() {
         "{doc:#}"
     );
     assert_eq!(node(&doc, "pi1")["state"], "ready");
+    // Its Docker's version is still shown, as it last told the managers.
+    assert!(node(&doc, "pi2")["docker"].is_string(), "{doc:#}");
+    assert_eq!(node(&doc, "pi2")["docker"], node(&doc, "pi1")["docker"]);
     assert!(
         doc["problems"]
             .as_array()

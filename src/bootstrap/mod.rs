@@ -1,6 +1,9 @@
-//! The `rpiprov bootstrap` executor: probe every host once ([`crate::docker::probe`]),
-//! plan ([`crate::plan`]), then run the plan's phases with barriers between them (init
-//! before joins), hosts in parallel within a phase. One row per host; a host that fails
+//! The `rpiprov bootstrap` executor: probe every host once ([`crate::exec::probe`]: its
+//! shell command and its Engine API at once), plan ([`crate::plan`]), then run the plan's
+//! phases with barriers between them (init before joins), hosts in parallel within a
+//! phase. Docker is installed and started with the host's own tools; everything else
+//! (init, join, leave, the leader's settings) goes through each host's Engine API, the
+//! engine its probe opened (or a new one once Docker was started there). One row per host; a host that fails
 //! stops there while the others go on, and the swarm steps of hosts that depend on a
 //! failed manager are skipped. Join tokens are fetched once from the leader and go to the
 //! joining node in the body of an Engine API request (`docker system dial-stdio`), never
@@ -13,14 +16,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
-
 use crate::config::{Advertise, Host, Network, Role};
+use crate::docker::api::{self, Request};
 use crate::docker::engine::{self, DAEMON_JSON};
+use crate::docker::node;
 use crate::docker::probe::{self, Facts};
-use crate::docker::swarm::{self, Leave};
-use crate::docker::{api, network, node};
-use crate::exec::engine::Engine;
+use crate::docker::swarm;
+use crate::exec::engine::{Engine, EngineError, Engines};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, Rows, Silent};
 use crate::exec::{StepError, check, parallel_map, root};
@@ -89,8 +91,9 @@ struct Shared<R> {
     known: HashMap<String, (String, Vec<String>)>,
     command_timeout: Duration,
     rejoin_grace: Duration,
-    /// Each host's Engine API, opened at its first use (a join, the leader's settings).
-    engines: HashMap<String, OnceCell<Result<Arc<Engine>, String>>>,
+    /// Each host's Engine API, opened by its probe (or at its first use after Docker
+    /// started there).
+    engines: Arc<Engines<R>>,
 }
 
 /// Probes, judges the preflight, plans and bootstraps. `sessions` holds the hosts that
@@ -110,11 +113,12 @@ pub async fn execute<R: Remote + 'static>(
         rows.close(&RowId::host(&host));
     }
 
+    let engines = Arc::new(Engines::new(&sessions, opts.command_timeout));
     let Decided {
         facts: all_facts,
         findings,
         plan,
-    } = decide(opts, &sessions, &rows).await;
+    } = decide(opts, &sessions, &engines, &rows).await;
 
     let node_ids = all_facts
         .iter()
@@ -141,10 +145,6 @@ pub async fn execute<R: Remote + 'static>(
                 .unwrap_or_else(|| vec![h.address.clone()]);
             Some((h.name.clone(), (f.hostname.clone(), addresses)))
         })
-        .collect();
-    let engines = sessions
-        .keys()
-        .map(|h| (h.clone(), OnceCell::new()))
         .collect();
     let shared = Arc::new(Shared {
         engines,
@@ -222,24 +222,33 @@ pub struct Decided {
 async fn decide<R: Remote + 'static>(
     opts: &Options<'_>,
     sessions: &HashMap<String, Arc<R>>,
+    engines: &Arc<Engines<R>>,
     rows: &Rows,
 ) -> Decided {
-    // Facts first: one probe per host, all at once.
-    let net_names: Vec<&str> = opts.networks.iter().map(|n| n.name.as_str()).collect();
-    let probe = probe::probe(&net_names);
+    // Facts first: one probe per host, all at once; each host's engine is kept for the
+    // steps.
+    let net_names: Arc<Vec<String>> =
+        Arc::new(opts.networks.iter().map(|n| n.name.clone()).collect());
     let names: Vec<String> = sessions.keys().cloned().collect();
     let timeout = opts.command_timeout.min(Duration::from_secs(120));
     let results = parallel_map(names, opts.parallel, |name| {
         let session = sessions[&name].clone();
         let rows = rows.clone();
-        let probe = probe.clone();
+        let (engines, net_names) = (engines.clone(), net_names.clone());
         async move {
             rows.step(&RowId::host(&name), "probe");
             let sent = preflight::now();
-            let res = root(&*session, probe, timeout)
-                .await
-                .and_then(|out| probe::parse(&out.stdout_str()).map_err(StepError));
-            (name, res.map(|f| (f, preflight::window(sent))))
+            let networks: Vec<&str> = net_names.iter().map(String::as_str).collect();
+            let res = crate::exec::probe::probe(
+                &*session,
+                &engines,
+                probe::probe(),
+                &networks,
+                &[],
+                timeout,
+            )
+            .await;
+            (name, res.map(|p| (p.facts, preflight::window(sent))))
         }
     })
     .await;
@@ -277,6 +286,12 @@ async fn decide<R: Remote + 'static>(
         })
         .collect();
     let mut findings = plan::preflight::judge(&probed);
+    let managers: Vec<(&str, &Facts)> = opts
+        .managers
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), all_facts.get(&m.name)?)))
+        .collect();
+    findings.extend(plan::preflight::manager_versions(&managers));
 
     let mut plan = plan::plan(&plan::Input {
         hosts: &opts.hosts,
@@ -367,7 +382,8 @@ pub async fn preview<R: Remote + 'static>(
     for (host, err) in failed {
         rows.connect_failed(&host, err);
     }
-    let Decided { facts, plan, .. } = decide(opts, &sessions, &rows).await;
+    let engines = Arc::new(Engines::new(&sessions, opts.command_timeout));
+    let Decided { facts, plan, .. } = decide(opts, &sessions, &engines, &rows).await;
     let mut problems: Vec<String> = rows
         .finish()
         .into_iter()
@@ -498,15 +514,15 @@ async fn run_phases<R: Remote + 'static>(shared: &Arc<Shared<R>>, plan: &Plan, p
 }
 
 /// One host's steps of one phase, stopping at the first that fails; the leader's
-/// settings together over its Engine API where it can ([`settings`]).
+/// settings together over its Engine API ([`settings`]).
 async fn run_work<R: Remote + 'static>(shared: &Shared<R>, work: &Work, phase: &str) {
     let id = RowId::host(&work.host);
     if let Some(reason) = shared.blocked(&id, &work.depends_on) {
         shared.skip(&id, &reason);
         return;
     }
-    if phase == plan::SETTINGS_PHASE && shared.settings_by_api(work).await {
-        return;
+    if phase == plan::SETTINGS_PHASE {
+        return shared.settings(work).await;
     }
     for step in &work.steps {
         let desc = step.describe();
@@ -565,109 +581,36 @@ impl<R: Remote + 'static> Shared<R> {
             .ok_or_else(|| StepError(format!("{host} is not connected")))
     }
 
-    fn node_id(&self, host: &str) -> Result<String, StepError> {
-        self.node_ids
-            .lock()
-            .unwrap()
+    /// The host's engine, or the step's error.
+    async fn engine(&self, host: &str) -> Result<Arc<Engine>, StepError> {
+        self.engines
             .get(host)
-            .cloned()
-            .ok_or_else(|| {
-                StepError(format!(
-                    "the swarm node of {host} is not known (did it join?)"
-                ))
-            })
+            .await
+            .map_err(|e| StepError(e.to_string()))
     }
 
-    /// The owners of stale entries among `hosts` ([`node::stale`]): each host's reported
-    /// host name and its addresses as this machine knows them.
-    fn owners<'s>(&'s self, hosts: &[String]) -> Vec<node::Owner<'s>> {
-        hosts
-            .iter()
-            .filter_map(|h| {
-                let (host, (hostname, addresses)) = self.known.get_key_value(h)?;
-                Some(node::Owner {
-                    host,
-                    hostname,
-                    addresses,
-                })
-            })
-            .collect()
-    }
-
-    /// The node of `target` to change from `leader`, once the leader's entry of the node
-    /// `target` reports confirms it is `target`'s ([`node::check_claim`]). The leader's
-    /// own report is as good as its node list and is taken as it is. When the claim does
-    /// not hold, `target`'s row fails with why (the step `what`) and `None` comes back:
-    /// the leader goes on with its other steps.
-    async fn claimed_node(
+    /// One request to the host's daemon; Docker's refusal is the error.
+    async fn ask<T>(
         &self,
-        leader: &str,
-        target: &str,
-        what: &str,
-    ) -> Result<Option<String>, StepError> {
-        let row = RowId::host(target);
-        if self.rows.failed(&row) == Some(true) {
-            // Refused already (or failed otherwise): its row says why once.
-            return Ok(None);
-        }
-        let id = self.node_id(target)?;
-        if self.leader.as_deref() == Some(target) {
-            return Ok(Some(id));
-        }
-        let also_claimed_by: Vec<String> = {
-            let ids = self.node_ids.lock().unwrap();
-            let mut others: Vec<String> = ids
-                .iter()
-                .filter(|(h, i)| h.as_str() != target && **i == id)
-                .map(|(h, _)| h.clone())
-                .collect();
-            others.sort();
-            others
-        };
-        // A node that has just joined may be listed before it reported itself
-        // ([`node::reported`]): asked again, for a while, before its claim is judged.
-        let deadline = Instant::now() + node::REPORTED_WITHIN;
-        let entry = loop {
-            let entry = match self.root(leader, node::node_inspect(&id)).await {
-                Ok(out) => node::parse_nodes(&out.stdout_str())
-                    .map_err(StepError)?
-                    .into_iter()
-                    .next(),
-                Err(e) if e.0.contains("No such node") => None,
-                Err(e) => return Err(e),
-            };
-            match &entry {
-                Some(n) if !node::reported(n) && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                _ => break entry,
-            }
-        };
-        let (hostname, addresses) = self.known.get(target).cloned().unwrap_or_default();
-        let claim = node::Claim {
-            host: target,
-            node_id: &id,
-            hostname: &hostname,
-            addresses: &addresses,
-            also_claimed_by: &also_claimed_by,
-            basis: node::Basis::NodeId,
-            stake: node::Stake::RoleAndLabels,
-        };
-        match node::check_claim(&claim, entry.as_ref().map(node::NodeEntry::from)) {
-            Ok(()) => Ok(Some(id)),
-            Err(why) => {
-                self.rows.fail(&row, what, &why);
-                self.rows.close(&row);
-                Ok(None)
-            }
-        }
+        host: &str,
+        req: Request,
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, StepError> {
+        let answer = self
+            .engine(host)
+            .await?
+            .call(req, self.command_timeout)
+            .await
+            .map_err(|e| StepError(e.to_string()))?;
+        api::read(&answer, parse).map_err(StepError)
     }
 
     async fn root(&self, host: &str, cmd: String) -> Result<Output, StepError> {
         root(&*self.session(host)?, cmd, self.command_timeout).await
     }
 
-    /// Runs one step; `Ok(true)` when it changed something.
+    /// Runs one step; `Ok(true)` when it changed something. The leader's settings are
+    /// not steps of their own: [`settings`] sends them together.
     async fn do_step(&self, host: &str, step: &Step) -> Result<bool, StepError> {
         match step {
             Step::Refuse(msg) => Err(StepError(msg.clone())),
@@ -706,37 +649,33 @@ impl<R: Remote + 'static> Shared<R> {
                     .await?;
                 Ok(outcome == UploadOutcome::Written)
             }
-            Step::StartDocker => self.root(host, engine::start_docker()).await.map(|_| true),
-            Step::RestartDocker => self
-                .root(host, engine::restart_docker())
-                .await
-                .map(|_| true),
-            Step::LeaveSwarm { .. } => {
-                self.root(host, swarm::swarm_leave(Leave::Force)).await?;
-                self.node_ids.lock().unwrap().remove(host);
+            // A relay opened before spoke to the daemon that stopped: the next use opens
+            // a new one.
+            Step::StartDocker => {
+                self.root(host, engine::start_docker()).await?;
+                self.engines.forget(host).await;
                 Ok(true)
             }
+            Step::RestartDocker => {
+                self.root(host, engine::restart_docker()).await?;
+                self.engines.forget(host).await;
+                Ok(true)
+            }
+            Step::LeaveSwarm { .. } => self.leave(host).await.map(|_| true),
             Step::InitSwarm {
                 advertise,
                 default_addr_pool,
             } => {
-                self.root(
-                    host,
-                    swarm::swarm_init(advertise, default_addr_pool.as_deref()),
-                )
-                .await?;
-                let out = self.root(host, swarm::local_addr_and_id()).await?;
-                let text = out.stdout_str();
-                let Some((addr, id)) = swarm::parse_addr_and_id(&text) else {
+                let init = api::swarm_init(advertise, default_addr_pool.as_deref());
+                let id = self.ask(host, init, api::parse_node_id).await?;
+                let info = self.ask(host, api::info(), api::parse_info).await?;
+                if info.node_addr.is_empty() {
                     return Err(StepError(format!(
-                        "swarm init left no node address: {text}"
+                        "swarm init left node {id} without an address"
                     )));
-                };
-                self.swarm.lock().await.manager_addr = Some(format!("{addr}:2377"));
-                self.node_ids
-                    .lock()
-                    .unwrap()
-                    .insert(host.to_string(), id.to_string());
+                }
+                self.swarm.lock().await.manager_addr = Some(format!("{}:2377", info.node_addr));
+                self.node_ids.lock().unwrap().insert(host.to_string(), id);
                 Ok(true)
             }
             Step::JoinSwarm { role, advertise } => self.join(host, *role, advertise).await,
@@ -749,56 +688,31 @@ impl<R: Remote + 'static> Shared<R> {
                 self.rejoin(host, *role, advertise, stale.as_deref(), why)
                     .await
             }
-            Step::PruneStaleNodes { hosts } => {
-                let out = self.root(host, node::node_entries()).await?;
-                let text = out.stdout_str();
-                let entries = node::parse_node_entries(&text);
-                let current: Vec<String> =
-                    self.node_ids.lock().unwrap().values().cloned().collect();
-                let owners = self.owners(hosts);
-                let mut removed = false;
-                for verdict in node::stale(&entries, &owners, &current) {
-                    match verdict {
-                        node::Stale::Remove { id, force, .. } => {
-                            self.root(host, node::node_rm(id, force)).await?;
-                            removed = true;
-                        }
-                        node::Stale::Leave { host: owner, why } => {
-                            self.rows.note(&RowId::host(owner), &why);
-                        }
-                    }
-                }
-                Ok(removed)
-            }
-            Step::SetRole { host: target, role } => {
-                let Some(id) = self.claimed_node(host, target, &step.describe()).await? else {
-                    return Ok(false);
-                };
-                let cmd = match role {
-                    Role::Manager => node::node_promote(&id),
-                    Role::Worker => node::node_demote(&id),
-                };
-                self.root(host, cmd).await.map(|_| true)
-            }
-            Step::SetLabels {
-                host: target,
-                labels,
-            } => {
-                let Some(id) = self.claimed_node(host, target, &step.describe()).await? else {
-                    return Ok(false);
-                };
-                self.root(host, node::node_labels(&id, labels))
-                    .await
-                    .map(|_| true)
-            }
-            Step::RotateJoinTokens { worker, manager } => self
-                .root(host, swarm::rotate_join_tokens(*worker, *manager))
-                .await
-                .map(|_| true),
-            Step::CreateNetwork(net) => self
-                .root(host, network::network_create(net))
-                .await
-                .map(|_| true),
+            Step::PruneStaleNodes { .. }
+            | Step::SetRole { .. }
+            | Step::SetLabels { .. }
+            | Step::RotateJoinTokens { .. }
+            | Step::CreateNetwork(_) => Err(StepError(format!(
+                "{} is one of the leader's settings, sent with the others",
+                step.describe()
+            ))),
+        }
+    }
+
+    /// Makes the host leave its swarm (`--force`: it may be the last manager of a swarm
+    /// that is not ours). `false` when it was in none.
+    async fn leave(&self, host: &str) -> Result<bool, StepError> {
+        let answer = self
+            .engine(host)
+            .await?
+            .call(api::swarm_leave(true), self.command_timeout)
+            .await
+            .map_err(|e| StepError(e.to_string()))?;
+        self.node_ids.lock().unwrap().remove(host);
+        match api::read(&answer, |_| Ok(())) {
+            Ok(()) => Ok(true),
+            Err(e) if swarm::in_no_swarm(&e) => Ok(false),
+            Err(e) => Err(StepError(e)),
         }
     }
 
@@ -818,8 +732,7 @@ impl<R: Remote + 'static> Shared<R> {
             self.rows.note(&id, "it completed its join by itself");
             return Ok(false);
         }
-        self.root(host, swarm::swarm_leave(Leave::Force)).await?;
-        self.node_ids.lock().unwrap().remove(host);
+        self.leave(host).await?;
         if let Some(stale) = stale {
             let leader = self
                 .leader
@@ -827,8 +740,16 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("no manager to remove its entry".into()))?;
             // A manager's entry is demoted first: swarm removes no member of the raft.
             // Either may be gone already (the leader pruned it): that is no failure.
-            let _ = self.root(&leader, node::node_demote(stale)).await;
-            if let Err(e) = self.root(&leader, node::node_rm(stale, true)).await
+            if let Ok(spec) = self
+                .ask(&leader, api::node_inspect(stale), api::parse_node_spec)
+                .await
+            {
+                let demote = api::node_update(&spec, Some(Role::Worker), &[]);
+                let _ = self.ask(&leader, demote, |_| Ok(())).await;
+            }
+            if let Err(e) = self
+                .ask(&leader, api::node_remove(stale, true), |_| Ok(()))
+                .await
                 && !e.0.contains("not found")
             {
                 return Err(StepError(format!("cannot remove its entry {stale}: {e}")));
@@ -842,18 +763,19 @@ impl<R: Remote + 'static> Shared<R> {
     async fn healed(&self, host: &str) -> Result<bool, StepError> {
         let deadline = Instant::now() + self.rejoin_grace;
         loop {
-            let out = self.root(host, swarm::local_swarm_state()).await?;
-            let text = out.stdout_str();
-            let local = swarm::parse_local_node(&text);
-            if let (Some(leader), ("active", Some(node_id))) =
-                (&self.leader, (local.state, local.id))
-                && let Ok(out) = self.root(leader, node::node_state(node_id)).await
-                && node::parse_node_state(&out.stdout_str()).is_some_and(|(s, _)| s == "ready")
+            let local = self.ask(host, api::info(), api::parse_info).await?;
+            if let Some(leader) = &self.leader
+                && local.is_active()
+                && !local.node_id.is_empty()
+                && let Ok(entry) = self
+                    .ask(leader, api::node_inspect(&local.node_id), node::parse_node)
+                    .await
+                && entry.state == "ready"
             {
                 self.node_ids
                     .lock()
                     .unwrap()
-                    .insert(host.to_string(), node_id.to_string());
+                    .insert(host.to_string(), local.node_id);
                 return Ok(true);
             }
             if Instant::now() >= deadline {
@@ -861,6 +783,21 @@ impl<R: Remote + 'static> Shared<R> {
             }
             tokio::time::sleep(Duration::from_secs(2).min(self.rejoin_grace)).await;
         }
+    }
+
+    /// A relay that broke: a lost connection breaks it too (issue 14: a link cut during
+    /// the join), which is what to say then; the host is asked whether it still answers
+    /// (an SSH ping, no process there).
+    async fn relay_error(&self, host: &str, e: EngineError) -> StepError {
+        if let EngineError::Relay { .. } = e
+            && let Ok(s) = self.session(host)
+            && !s
+                .answers(self.command_timeout.min(Duration::from_secs(5)))
+                .await
+        {
+            return StepError(format!("{host}: connection lost ({e})"));
+        }
+        StepError(e.to_string())
     }
 
     /// Joins a node through its Docker Engine API: the token comes from the leader once
@@ -882,31 +819,13 @@ impl<R: Remote + 'static> Shared<R> {
             let token = match cached {
                 Some(t) => t.clone(),
                 None => {
-                    // Both tokens in one answer from the leader's Engine API (opened
-                    // now, it serves the settings after the joins), else the CLI.
-                    let by_api = match self.engine(&leader).await {
-                        Ok(e) if e.current_api() => e
-                            .call(api::swarm_inspect(), self.command_timeout)
-                            .await
-                            .and_then(|r| api::read(&r, api::parse_swarm))
-                            .ok(),
-                        _ => None,
-                    };
-                    match by_api {
-                        Some(s) => {
-                            ctx.worker_token = Some(s.worker_token);
-                            ctx.manager_token = Some(s.manager_token);
-                        }
-                        None => {
-                            let out = self.root(&leader, swarm::join_token(manager)).await?;
-                            let t = Secret::new(out.stdout_str().trim());
-                            if manager {
-                                ctx.manager_token = Some(t);
-                            } else {
-                                ctx.worker_token = Some(t);
-                            }
-                        }
-                    }
+                    // Both tokens in one answer from the leader's Engine API (it serves
+                    // the settings after the joins).
+                    let s = self
+                        .ask(&leader, api::swarm_inspect(), api::parse_swarm)
+                        .await?;
+                    ctx.worker_token = Some(s.worker_token);
+                    ctx.manager_token = Some(s.manager_token);
                     let t = if manager {
                         &ctx.manager_token
                     } else {
@@ -922,19 +841,10 @@ impl<R: Remote + 'static> Shared<R> {
                 .ok_or_else(|| StepError("the manager's swarm address is not known".into()))?;
             (addr, token)
         };
-        let engine = match self.engine(host).await {
-            Ok(engine) => engine,
-            Err(e) => {
-                // A lost connection breaks the relay too (issue 14: a link cut during the
-                // join): that is what to say then, not that Docker is too old.
-                let alive = ExecRequest::new("true".to_string()).timeout(self.command_timeout);
-                return Err(match self.session(host)?.exec(alive).await {
-                    Err(lost) if lost.is_connection() => StepError(lost.to_string()),
-                    _ => StepError(format!(
-                        "{e}; rpiprov joins a node through the Docker Engine API (`docker system dial-stdio`, Docker 18.09 or later) so that the join token never shows in a process list: upgrade Docker on this host"
-                    )),
-                });
-            }
+        let engine = self.engines.get(host).await;
+        let engine = match engine {
+            Ok(e) => e,
+            Err(e) => return Err(self.relay_error(host, e).await),
         };
         let redact = |e: String| e.replace(token.expose(), "<redacted>");
         let answer = engine
@@ -942,19 +852,21 @@ impl<R: Remote + 'static> Shared<R> {
                 api::swarm_join(advertise, &addr, &token),
                 Duration::from_secs(120),
             )
-            .await
-            .map_err(|e| StepError(redact(e)))?;
+            .await;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => return Err(StepError(redact(self.relay_error(host, e).await.0))),
+        };
         let refused = (!answer.ok()).then(|| redact(api::error_message(&answer)));
         // Joins are asynchronous: the daemon may answer that it goes on joining in the
         // background, so the local state decides.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut interval = Duration::from_millis(100);
         loop {
-            let info = engine
-                .call(api::info(), self.command_timeout)
-                .await
-                .and_then(|r| api::parse_info(&r.body))
-                .map_err(StepError)?;
+            let info = match engine.call(api::info(), self.command_timeout).await {
+                Ok(r) => api::read(&r, api::parse_info).map_err(StepError)?,
+                Err(e) => return Err(self.relay_error(host, e).await),
+            };
             match info.local_node_state.as_str() {
                 "active" if !info.node_id.is_empty() => {
                     self.node_ids

@@ -14,16 +14,11 @@
 //! target's. One difference, said in the row: the changes are sent together, so one that
 //! fails does not stop the others (they are independent), whereas a refused step of the
 //! plan still stops the leader before anything after it is sent.
-//!
-//! A leader whose Docker has no `dial-stdio` or speaks an older API gets the steps one by
-//! one through the `docker` CLI (`Shared::do_step`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::docker::api::{self, NodeSpec, Request, SwarmSpec};
+use crate::docker::api::{self, ApiVersion, NodeSpec, Request, SwarmSpec};
 use crate::docker::node::{self, NodeEntry, SwarmNode};
-use crate::exec::engine::Engine;
 use crate::exec::report::RowId;
 use crate::plan::{Step, Work};
 use crate::remote::Remote;
@@ -68,6 +63,8 @@ pub struct Known<'a> {
     pub known: &'a HashMap<String, (String, Vec<String>)>,
     /// Hosts whose row failed already: their claim is not checked again.
     pub failed: &'a [String],
+    /// The API version the leader is spoken to at (a network's body depends on it).
+    pub version: ApiVersion,
 }
 
 /// The requests of the leader's settings steps, in the steps' order (pure).
@@ -150,7 +147,7 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
                 }
             },
             Step::CreateNetwork(net) => {
-                requests.push(api::network_create(net));
+                requests.push(api::network_create(net, k.version));
                 Action::Send(vec![requests.len() - 1])
             }
             Step::RotateJoinTokens { worker, manager } => match k.swarm {
@@ -202,19 +199,6 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
     }
 }
 
-/// A step [`batch`] turns into requests.
-fn is_setting(step: &Step) -> bool {
-    matches!(
-        step,
-        Step::Refuse(_)
-            | Step::PruneStaleNodes { .. }
-            | Step::SetRole { .. }
-            | Step::SetLabels { .. }
-            | Step::CreateNetwork(_)
-            | Step::RotateJoinTokens { .. }
-    )
-}
-
 /// The node spec of `host`'s node once the leader's entry confirms the host's claim
 /// ([`node::check_claim`]); the leader's own claim is taken as it is.
 fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String> {
@@ -251,31 +235,15 @@ fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String
 
 impl<R: Remote + 'static> Shared<R> {
     /// Runs the leader's settings through its Engine API (see the module header).
-    /// `false` when the API cannot be used there: nothing was done, and the caller runs
-    /// the steps one by one.
-    pub(super) async fn settings_by_api(&self, work: &Work) -> bool {
+    pub(super) async fn settings(&self, work: &Work) {
         let id = RowId::host(&work.host);
-        if !work.steps.iter().all(is_setting) {
-            return false;
-        }
-        let engine = match self.engine(&work.host).await {
-            Ok(e) if e.current_api() => e,
-            Ok(e) => {
-                self.rows.note(
-                    &id,
-                    &format!(
-                        "Docker {} speaks Engine API {}: the swarm settings go one by one through the docker CLI",
-                        e.docker_version, e.api_version
-                    ),
-                );
-                return false;
-            }
+        let engine = match self.engines.get(&work.host).await {
+            Ok(e) => e,
             Err(e) => {
-                self.rows.note(
-                    &id,
-                    &format!("{e}: the swarm settings go one by one through the docker CLI"),
-                );
-                return false;
+                self.rows
+                    .fail(&id, "read the swarm's nodes", &e.to_string());
+                self.rows.close(&id);
+                return;
             }
         };
         self.rows.step(&id, "read the swarm's nodes");
@@ -294,6 +262,7 @@ impl<R: Remote + 'static> Shared<R> {
             let read = engine
                 .batch(&asks, self.command_timeout)
                 .await
+                .map_err(String::from)
                 .and_then(|answers| {
                     api::all_ok(&answers)?;
                     let nodes = node::parse_node_list(&answers[0].body)?;
@@ -323,7 +292,7 @@ impl<R: Remote + 'static> Shared<R> {
             Err(e) => {
                 self.rows.fail(&id, "read the swarm's nodes", &e);
                 self.rows.close(&id);
-                return true;
+                return;
             }
         };
         let node_ids = self.node_ids.lock().unwrap().clone();
@@ -343,6 +312,7 @@ impl<R: Remote + 'static> Shared<R> {
                 node_ids: &node_ids,
                 known: &self.known,
                 failed: &failed,
+                version: engine.version,
             },
         );
         let sending = format!("{} change(s) in one round trip", b.requests.len());
@@ -350,7 +320,10 @@ impl<R: Remote + 'static> Shared<R> {
             Ok(Vec::new())
         } else {
             self.rows.step(&id, &sending);
-            engine.batch(&b.requests, self.command_timeout).await
+            engine
+                .batch(&b.requests, self.command_timeout)
+                .await
+                .map_err(String::from)
         };
         let answers = match answers {
             Ok(a) => a,
@@ -371,7 +344,7 @@ impl<R: Remote + 'static> Shared<R> {
                     ),
                 );
                 self.rows.close(&id);
-                return true;
+                return;
             }
         };
         for (host, why) in &b.notes {
@@ -403,24 +376,6 @@ impl<R: Remote + 'static> Shared<R> {
         if failed {
             self.rows.close(&id);
         }
-        true
-    }
-
-    /// The host's Engine API, opened once per run (any daemon with `dial-stdio`; see
-    /// [`Engine::current_api`]).
-    pub(super) async fn engine(&self, host: &str) -> Result<Arc<Engine>, String> {
-        let cell = self
-            .engines
-            .get(host)
-            .ok_or_else(|| format!("{host} is not connected"))?;
-        cell.get_or_init(|| async {
-            let s = self.session(host).map_err(|e| e.0)?;
-            Engine::open_any(&*s, self.command_timeout)
-                .await
-                .map(Arc::new)
-        })
-        .await
-        .clone()
     }
 }
 
@@ -523,6 +478,7 @@ mod tests {
             node_ids: &node_ids,
             known: &known,
             failed: &[],
+            version: api::OLDEST,
         };
         let b = batch(&steps, &k);
         let lines: Vec<String> = b
@@ -533,11 +489,11 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "POST /v1.41/swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
-                "DELETE /v1.41/nodes/n9?force=true",
-                "POST /v1.41/nodes/n2/update?version=9",
-                "POST /v1.41/nodes/n1/update?version=5",
-                "POST /v1.41/networks/create",
+                "POST /swarm/update?version=17&rotateWorkerToken=true&rotateManagerToken=false",
+                "DELETE /nodes/n9?force=true",
+                "POST /nodes/n2/update?version=9",
+                "POST /nodes/n1/update?version=5",
+                "POST /networks/create",
             ]
         );
         assert_eq!(

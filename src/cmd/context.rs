@@ -432,6 +432,8 @@ pub struct Swarm {
     pub leader: Arc<remote::Session>,
     /// Every host that answered, the leader included.
     pub sessions: HashMap<String, Arc<remote::Session>>,
+    /// Their Engine APIs, the leader's open already (it said it serves through it).
+    pub engines: Arc<crate::exec::engine::Engines<remote::Session>>,
     /// The hosts that did not, with the reason.
     pub unreachable: Vec<(String, String)>,
 }
@@ -450,10 +452,15 @@ pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Sw
         .filter_map(|m| sessions.get(&m.name).map(|s| (m.name.clone(), s.clone())))
         .collect();
     let reached = !managers.is_empty();
-    match crate::exec::pick_manager(managers, crate::exec::MANAGER_ANSWER).await {
+    let engines = Arc::new(crate::exec::engine::Engines::new(
+        &sessions,
+        ctx.connect.command_timeout,
+    ));
+    match crate::exec::pick_manager(&engines, managers, crate::exec::MANAGER_ANSWER).await {
         Ok(leader) => Ok(Swarm {
             leader,
             sessions,
+            engines,
             unreachable,
         }),
         Err(why) => {

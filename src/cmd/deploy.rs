@@ -59,8 +59,14 @@ async fn body(ctx: &Ctx, unlock: bool, dry_run: bool, skip_bind_check: bool) -> 
             Err(done) => return done,
         };
         let opts = crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout);
-        let mut preview =
-            crate::deploy::preview(&opts, &prepared, swarm.leader, swarm.sessions).await;
+        let mut preview = crate::deploy::preview(
+            &opts,
+            &prepared,
+            swarm.leader,
+            swarm.engines,
+            swarm.sessions,
+        )
+        .await;
         for (host, e) in swarm.unreachable {
             preview.problems.insert(0, format!("{host}: {e}"));
         }
@@ -86,6 +92,7 @@ async fn body(ctx: &Ctx, unlock: bool, dry_run: bool, skip_bind_check: bool) -> 
         &opts,
         &prepared,
         swarm.leader,
+        swarm.engines,
         swarm.sessions,
         reporter.clone(),
         ctrl_c(),

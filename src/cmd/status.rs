@@ -71,7 +71,11 @@ async fn body(ctx: &Ctx) -> Done {
         answers: &answers,
     });
     if ctx.json {
-        crate::ui::json::print(&status, true);
+        // What the status cost the hosts, as every command's `--json` says it.
+        let mut doc = serde_json::to_value(&status).expect("the status serialises");
+        doc["remote"] =
+            serde_json::to_value(crate::remote::stats::snapshot()).expect("the counts serialise");
+        crate::ui::json::print(&doc, true);
     } else {
         crate::ui::term::out(&crate::ui::status::render(&status));
     }

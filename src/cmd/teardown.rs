@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, show_preview, with_fleet};
-use crate::exec::engine::Engine;
 use crate::exec::report::Reporter;
 use crate::exit::{EXIT_FAILED, EXIT_USAGE};
 use crate::remote::Remote;
@@ -69,25 +68,20 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
     let node_names: Vec<String> = swarm.sessions.keys().cloned().collect();
     if dry_run {
         let mut preview =
-            crate::teardown::preview(&*swarm.leader, playbook, &opts, &node_names).await;
+            crate::teardown::preview(&*swarm.leader, &swarm.engines, playbook, &opts, &node_names)
+                .await;
         for (host, e) in swarm.unreachable {
             preview.problems.insert(0, format!("{host}: {e}"));
         }
         return show_preview(ctx, &preview);
     }
-    // The leader's Engine API serves this survey, the one under the lock and the waits
-    // (without it, each survey is three `docker` processes on the manager).
-    let engine = Engine::open(&*swarm.leader, ctx.connect.command_timeout)
-        .await
-        .ok();
-    let found = match crate::teardown::survey(
-        &*swarm.leader,
-        engine.as_ref(),
-        playbook,
-        ctx.connect.command_timeout,
-    )
-    .await
-    {
+    // The leader's Engine API (opened when it said it serves) serves this survey, the one
+    // under the lock and the waits.
+    let found = match swarm.engines.get(swarm.leader.host()).await {
+        Ok(e) => crate::teardown::survey(&e, playbook, ctx.connect.command_timeout).await,
+        Err(e) => Err(crate::exec::StepError(e.to_string())),
+    };
+    let found = match found {
         Ok(f) => f,
         Err(e) => {
             term::errln(&format!("error: {e}"));
@@ -118,7 +112,7 @@ async fn body(ctx: &Ctx, asked: Asked, dry_run: bool) -> Done {
         &opts,
         playbook,
         swarm.leader,
-        engine,
+        swarm.engines,
         swarm.sessions,
         reporter.clone(),
         ctrl_c(),

@@ -2,9 +2,10 @@
 //! be deployed must exist on each node where the service may run (its placement
 //! constraints evaluated against the swarm's nodes, by
 //! [`crate::docker::service::placement_candidates`]).
-//! One round trip to the manager for the nodes, then one per node, all at once, for the
-//! paths ([`crate::docker::bind`]). What is missing is reported per service, path and
-//! node; `deploy --skip-bind-check` skips this. A node's answer names the swarm node it is:
+//! The nodes from the manager's Engine API, then on every node at once its paths and host
+//! name (one shell command, [`crate::docker::bind`]) and which swarm node it is (its own
+//! Engine API, beside it). What is missing is reported per service, path and node;
+//! `deploy --skip-bind-check` skips this. A node's answer names the swarm node it is:
 //! that is its word, taken for that node only when the leader's entry confirms it
 //! ([`check_claim`]); otherwise the node counts as not checked, saying why.
 
@@ -13,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::PreparedStack;
-use crate::docker::bind::{parse_sources, sources_check};
-use crate::docker::node::{
-    Basis, Claim, NodeEntry, Stake, SwarmNode, check_claim, nodes_inspect, parse_nodes,
-};
+use crate::docker::api;
+use crate::docker::bind::{NodeSources, parse_sources, sources_check};
+use crate::docker::node::{Basis, Claim, NodeEntry, Stake, SwarmNode, check_claim};
 use crate::docker::service::placement_candidates;
+use crate::exec::engine::{Engine, Engines};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::Remote;
 
@@ -36,15 +37,17 @@ pub struct Findings {
 /// machine knows them (what the swarm must see its node at). An error only when the
 /// manager cannot list the nodes.
 pub async fn check<R: Remote + 'static>(
-    leader: &R,
+    leader: &Engine,
+    engines: &Arc<Engines<R>>,
     nodes: &HashMap<String, Arc<R>>,
     addresses: &HashMap<String, Vec<String>>,
     stacks: &[&PreparedStack],
     parallel: usize,
     timeout: Duration,
 ) -> Result<Findings, StepError> {
-    let out = root(leader, nodes_inspect(), timeout).await?;
-    let swarm = parse_nodes(&out.stdout_str()).map_err(StepError)?;
+    let swarm = super::wait::nodes(leader, timeout)
+        .await
+        .map_err(StepError)?;
     let mut findings = Findings::default();
 
     // Per stack and service: the candidate nodes' IDs, and its sources.
@@ -73,8 +76,17 @@ pub async fn check<R: Remote + 'static>(
     let cmd = sources_check(&all_paths);
     let answers = parallel_map(sessions, parallel, |(name, s)| {
         let cmd = cmd.clone();
+        let engines = engines.clone();
         async move {
-            let res = root(&*s, cmd, timeout).await;
+            let (paths, id) = tokio::join!(root(&*s, cmd, timeout), async {
+                let e = engines.get(&name).await?;
+                let r = e.call(api::info(), timeout).await?;
+                api::read(&r, api::parse_info).map(|i| i.node_id)
+            });
+            let res = paths.map_err(|e| e.0).and_then(|out| {
+                let id = id.map_err(|e: String| e)?;
+                Ok((id, parse_sources(&out.stdout_str())))
+            });
             (name, res)
         }
     })
@@ -115,11 +127,14 @@ pub async fn check<R: Remote + 'static>(
 /// Node ID -> the inventory name whose answer is taken for it, and the paths it lacks.
 type ByNode = HashMap<String, (String, Vec<String>)>;
 
+/// A node's answer: the swarm node ID its Engine API reports, and what its shell found.
+type Answer = Result<(String, NodeSources), String>;
+
 /// The nodes' answers, by the node ID each names, once the leader's entry confirms the
 /// claim ([`check_claim`]); an answer that fails it is a line of `unchecked` and its node
 /// ID is returned among the refused: the node counts as not checked.
 fn confirmed(
-    answers: Vec<(String, Result<crate::remote::Output, StepError>)>,
+    answers: Vec<(String, Answer)>,
     swarm: &[SwarmNode],
     addresses: &HashMap<String, Vec<String>>,
     findings: &mut Findings,
@@ -127,40 +142,40 @@ fn confirmed(
     let mut said = Vec::new();
     for (name, res) in answers {
         match res {
-            Ok(out) => said.push((name, parse_sources(&out.stdout_str()))),
+            Ok(answer) => said.push((name, answer)),
             Err(e) => findings
                 .unchecked
-                .push(format!("{name}: the check failed: {}", e.0)),
+                .push(format!("{name}: the check failed: {e}")),
         }
     }
     let mut by_id = HashMap::new();
     let mut refused = Vec::new();
     let none = Vec::new();
-    for (name, found) in &said {
+    for (name, (node_id, found)) in &said {
         let also: Vec<String> = said
             .iter()
-            .filter(|(n, f)| n != name && f.node_id == found.node_id)
+            .filter(|(n, (id, _))| n != name && id == node_id)
             .map(|(n, _)| n.clone())
             .collect();
         let claim = Claim {
             host: name,
-            node_id: &found.node_id,
+            node_id,
             hostname: &found.hostname,
             addresses: addresses.get(name).unwrap_or(&none),
             also_claimed_by: &also,
             basis: Basis::NodeId,
             stake: Stake::Answer,
         };
-        let entry = swarm.iter().find(|n| n.id == found.node_id);
+        let entry = swarm.iter().find(|n| &n.id == node_id);
         match check_claim(&claim, entry.map(NodeEntry::from)) {
             Ok(()) => {
-                by_id.insert(found.node_id.clone(), (name.clone(), found.missing.clone()));
+                by_id.insert(node_id.clone(), (name.clone(), found.missing.clone()));
             }
             Err(why) => {
                 findings
                     .unchecked
                     .push(format!("{name}: not checked: {why}"));
-                refused.push(found.node_id.clone());
+                refused.push(node_id.clone());
             }
         }
     }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::ImageFormat;
 use crate::docker::api::{self, Request};
 use crate::docker::image::{self, ArchivePlatforms, ImageRef, ImageStore, Inspected};
-use crate::exec::engine::Engine;
+use crate::exec::engine::Engines;
 use crate::exec::report::{RowId, Rows};
 use crate::exec::{StepError, parallel_map, root};
 use crate::remote::Remote;
@@ -98,23 +98,26 @@ pub struct Survey {
     pub store: ImageStore,
 }
 
-/// Opens the node's Engine API and asks which of `images` it lacks: what `ship` loads
-/// there (on the engine returned), and what `deploy --dry-run` says it would.
-pub async fn missing_on<R: Remote>(
+/// Asks the node which of `images` it lacks, through its engine of the command (opened
+/// now if it is not yet, beside the records' read): what `ship` loads there, and what
+/// `deploy --dry-run` says it would.
+pub async fn missing_on<R: Remote + 'static>(
     remote: &R,
+    engines: &Engines<R>,
     images: &[PreparedImage],
     timeout: Duration,
-) -> Result<(Engine, Survey), StepError> {
-    let engine = Engine::open(remote, timeout).await.map_err(StepError)?;
+) -> Result<Survey, StepError> {
     let refs: Vec<ImageRef<'_>> = images.iter().map(|i| i.as_ref()).collect();
     let mut reqs = vec![api::version(), api::info()];
     reqs.extend(images.iter().map(|i| api::image_inspect(&i.name)));
-    let (records, answers) = tokio::join!(
-        root(remote, image::images_recorded(&refs), timeout),
-        engine.batch(&reqs, timeout)
-    );
+    let ask = async {
+        let engine = engines.get(remote.host()).await?;
+        engine.batch(&reqs, timeout).await
+    };
+    let (records, answers) =
+        tokio::join!(root(remote, image::images_recorded(&refs), timeout), ask);
     let recorded = image::parse_recorded(&records?.stdout_str(), &refs).map_err(StepError)?;
-    let answers = answers.map_err(StepError)?;
+    let answers = answers.map_err(|e| StepError(e.to_string()))?;
     api::all_ok(&answers[..2]).map_err(StepError)?;
     let store = ImageStore::parse(&answers[0].body, &answers[1].body).map_err(StepError)?;
     let held: Vec<Option<Inspected>> = answers[2..]
@@ -126,7 +129,7 @@ pub async fn missing_on<R: Remote>(
         .collect::<Result<_, String>>()
         .map_err(StepError)?;
     let missing = image::missing(&recorded, &held, &store);
-    Ok((engine, Survey { missing, store }))
+    Ok(Survey { missing, store })
 }
 
 /// What to do instead, for a node of architecture `arch`.
@@ -164,25 +167,29 @@ pub fn refusal(img: &PreparedImage, store: &ImageStore, host: &str) -> Option<St
     Some(why)
 }
 
-/// Loads one image on a node through its engine, checks that the daemon then holds it
-/// for the node's platform, and records it.
-async fn load<R: Remote>(
+/// Loads one image on a node through its engine (the one the check used), checks that
+/// the daemon then holds it for the node's platform, and records it.
+async fn load<R: Remote + 'static>(
     remote: &R,
-    engine: &Engine,
+    engines: &Engines<R>,
     img: &PreparedImage,
     store: &ImageStore,
     timeouts: (Duration, Duration),
 ) -> Result<(), StepError> {
     let (timeout, load_timeout) = timeouts;
+    let engine = engines
+        .get(remote.host())
+        .await
+        .map_err(|e| StepError(e.to_string()))?;
     let answer = engine
         .call(img.load_request(), load_timeout)
         .await
-        .map_err(StepError)?;
+        .map_err(|e| StepError(e.to_string()))?;
     api::read(&answer, image::parse_progress).map_err(StepError)?;
     let held = engine
         .call(api::image_inspect(&img.name), timeout)
         .await
-        .map_err(StepError)?;
+        .map_err(|e| StepError(e.to_string()))?;
     if held.status == 404 {
         return Err(StepError(format!(
             "the archive did not provide the image {}",
@@ -209,30 +216,29 @@ async fn load<R: Remote>(
     Ok(())
 }
 
-/// Ships every image to every node that lacks it. One result per node, sorted by name;
-/// and the Engine API of the node `keep` (the manager), whose relay then serves the rest
-/// of the run rather than a second one.
+/// Ships every image to every node that lacks it, on each node's engine of the command
+/// (whose relay then serves the rest of the run). One result per node, sorted by name.
 pub async fn ship<R: Remote + 'static>(
     nodes: &HashMap<String, Arc<R>>,
+    engines: &Arc<Engines<R>>,
     images: &[PreparedImage],
     parallel: usize,
     command_timeout: Duration,
     rows: &Rows,
-    keep: &str,
-) -> (Vec<NodeImages>, Option<Engine>) {
+) -> Vec<NodeImages> {
     if images.is_empty() {
-        return (vec![], None);
+        return vec![];
     }
     let mut names: Vec<String> = nodes.keys().cloned().collect();
     names.sort();
     let images: Arc<Vec<PreparedImage>> = Arc::new(images.to_vec());
     // A large archive over a Pi's link takes longer than an ordinary command.
     let load_timeout = command_timeout.max(Duration::from_secs(600));
-    let done = parallel_map(names, parallel, |host| {
+    parallel_map(names, parallel, |host| {
         let remote = nodes[&host].clone();
         let images = images.clone();
         let rows = rows.clone();
-        let keep = host == keep;
+        let engines = engines.clone();
         async move {
             let row = RowId::host(&host);
             let started = Instant::now();
@@ -241,13 +247,12 @@ pub async fn ship<R: Remote + 'static>(
                 ..Default::default()
             };
             rows.step(&row, "check images");
-            let mut kept = None;
-            match missing_on(&*remote, &images, command_timeout).await {
+            match missing_on(&*remote, &engines, &images, command_timeout).await {
                 Err(e) => {
                     res.failed = Some(("check images".into(), e.0));
                     res.not_loaded = images.iter().map(|i| i.name.clone()).collect();
                 }
-                Ok((engine, survey)) => {
+                Ok(survey) => {
                     let timeouts = (command_timeout, load_timeout);
                     for (k, &i) in survey.missing.iter().enumerate() {
                         let img = &images[i];
@@ -256,7 +261,7 @@ pub async fn ship<R: Remote + 'static>(
                             Some(why) => Err(StepError(why)),
                             None => {
                                 rows.step(&row, &format!("load image {}", img.name));
-                                load(&*remote, &engine, img, &survey.store, timeouts).await
+                                load(&*remote, &engines, img, &survey.store, timeouts).await
                             }
                         };
                         match loaded {
@@ -271,21 +276,13 @@ pub async fn ship<R: Remote + 'static>(
                             }
                         }
                     }
-                    kept = keep.then_some(engine);
                 }
             }
             res.seconds = started.elapsed().as_secs_f64();
-            (res, kept)
+            res
         }
     })
-    .await;
-    let mut engine = None;
-    let mut results = Vec::with_capacity(done.len());
-    for (res, kept) in done {
-        engine = engine.or(kept);
-        results.push(res);
-    }
-    (results, engine)
+    .await
 }
 
 #[cfg(test)]
@@ -293,7 +290,8 @@ mod tests {
     use super::*;
     use crate::testing::{FakeRemote, Recorder, ok};
 
-    const VERSION: &str = r#"{"Version":"20.10.24","ApiVersion":"1.41","Arch":"amd64"}"#;
+    const VERSION: &str =
+        r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Arch":"amd64"}"#;
     const CLASSIC: &str =
         r#"{"Driver":"overlay2","DriverStatus":[["Backing Filesystem","extfs"]]}"#;
     const CONTAINERD: &str =
@@ -319,9 +317,8 @@ mod tests {
             .iter()
             .map(|f| (f.name.clone(), Arc::new((*f).clone())))
             .collect();
-        ship(&nodes, images, 4, Duration::from_secs(5), &rows(), "pi1")
-            .await
-            .0
+        let engines = Arc::new(Engines::new(&nodes, Duration::from_secs(5)));
+        ship(&nodes, &engines, images, 4, Duration::from_secs(5), &rows()).await
     }
 
     #[test]
@@ -395,23 +392,19 @@ mod tests {
         ];
         let records = format!("record 0 {} lab/a:1\nrecord 1 \n", images[0].sha256);
         let pi1 = node("pi1", CLASSIC, &records);
-        pi1.on_api("GET /v1.41/images/lab/a:1/json", 200, AMD64)
+        pi1.on_api("GET /images/lab/a:1/json", 200, AMD64)
             .on_api_once(
-                "GET /v1.41/images/lab/b:1/json",
+                "GET /images/lab/b:1/json",
                 404,
                 r#"{"message":"No such image: lab/b:1"}"#,
             )
-            .on_api("GET /v1.41/images/lab/b:1/json", 200, AMD64)
-            .on_api(
-                "POST /v1.41/images/create",
-                200,
-                "{\"status\":\"sha256:123\"}\n",
-            );
+            .on_api("GET /images/lab/b:1/json", 200, AMD64)
+            .on_api("POST /images/create", 200, "{\"status\":\"sha256:123\"}\n");
         // pi2 has neither; its first load fails, as the daemon says in its answer.
         let pi2 = node("pi2", CLASSIC, "record 0 \nrecord 1 \n");
-        pi2.on_api("GET /v1.41/images", 404, r#"{"message":"No such image"}"#)
+        pi2.on_api("GET /images", 404, r#"{"message":"No such image"}"#)
             .on_api(
-                "POST /v1.41/images/load",
+                "POST /images/load",
                 200,
                 "{\"errorDetail\":{\"message\":\"open /var/lib/docker/tmp: no space left on device\"},\"error\":\"open /var/lib/docker/tmp: no space left on device\"}\n",
             );
@@ -419,7 +412,7 @@ mod tests {
         assert_eq!(res[0].host, "pi1");
         assert_eq!(res[0].loaded, vec!["lab/b:1"]);
         assert_eq!(res[0].failed, None);
-        let imports = pi1.api_calls("POST /v1.41/images/create");
+        let imports = pi1.api_calls("POST /images/create");
         assert_eq!(imports.len(), 1);
         assert!(
             imports[0]
@@ -429,7 +422,12 @@ mod tests {
             imports[0].line
         );
         assert_eq!(imports[0].body, "BBBB");
-        assert!(pi1.api_calls("POST /v1.41/images/load").is_empty());
+        assert_eq!(
+            imports[0].version.as_deref(),
+            Some("1.41"),
+            "the negotiated version"
+        );
+        assert!(pi1.api_calls("POST /images/load").is_empty());
         let recorded: Vec<String> = pi1
             .commands()
             .into_iter()
@@ -440,6 +438,11 @@ mod tests {
         assert!(pi1.log.lock().unwrap().iter().all(|r| r.privileged));
         // No docker process but the relay.
         assert_eq!(pi1.count("docker load") + pi1.count("docker import"), 0);
+        assert_eq!(
+            pi1.count("docker system dial-stdio"),
+            1,
+            "one relay for all of it"
+        );
         // pi2's first load fails: the error is reported, its second image not attempted.
         assert_eq!(
             res[1].failed,
@@ -448,7 +451,7 @@ mod tests {
                 "open /var/lib/docker/tmp: no space left on device".into()
             ))
         );
-        assert!(pi2.api_calls("POST /v1.41/images/create").is_empty());
+        assert!(pi2.api_calls("POST /images/create").is_empty());
         assert_eq!(res[1].not_loaded, vec!["lab/a:1", "lab/b:1"]);
     }
 
@@ -461,15 +464,21 @@ mod tests {
         let recorded = format!("record 0 {} lab/a:1\n", img.sha256);
         let other = r#"{"Id":"sha256:9","Architecture":"","Os":""}"#;
         let pi1 = node("pi1", CONTAINERD, &recorded);
-        pi1.on_api("GET /v1.41/images/lab/a:1/json", 200, other)
-            .on_api(
-                "POST /v1.41/images/load",
-                200,
-                "{\"stream\":\"Loaded image: lab/a:1\\n\"}\n",
-            );
-        let (_, survey) = missing_on(&pi1, std::slice::from_ref(&img), Duration::from_secs(5))
-            .await
-            .unwrap();
+        pi1.on_api("GET /images/lab/a:1/json", 200, other).on_api(
+            "POST /images/load",
+            200,
+            "{\"stream\":\"Loaded image: lab/a:1\\n\"}\n",
+        );
+        let sessions = HashMap::from([("pi1".to_string(), Arc::new(pi1.clone()))]);
+        let engines = Engines::new(&sessions, Duration::from_secs(5));
+        let survey = missing_on(
+            &pi1,
+            &engines,
+            std::slice::from_ref(&img),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert_eq!(survey.missing, vec![0], "recorded, but not for amd64");
         assert!(survey.store.containerd);
         let res = ship_to(&[&pi1], &[img]).await;

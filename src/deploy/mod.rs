@@ -12,7 +12,7 @@
 //! failed, and a stack's deploy is recorded only then.
 //!
 //! - [`prepare()`] (`prepare.rs`): the local half, before any connection; its errors are
-//!   usage errors;
+//!   usage errors; [`command`] runs the commands whose output is a variable's value;
 //! - [`release`]: a stack's file set (compose file, the files it refers to, the names of
 //!   its configs and secrets) as one tar stream;
 //! - [`cli`]: whether the manager's Docker CLI reads each stack's file, before any change;
@@ -32,13 +32,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::docker::api;
 use crate::docker::manifest;
+use crate::docker::network::NetworkInfo;
 use crate::docker::network::{self, Verdict};
 use crate::docker::node::SwarmNode;
 use crate::docker::release::{self as remote_release, EXTRACTED, Record};
 use crate::docker::service::{self, ServiceState};
 use crate::docker::stack::{self, DeployFiles, StackState};
-use crate::exec::engine::Engine;
+use crate::exec::engine::{Engine, Engines};
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Outcome, Reporter, Row, RowId, Rows, secs};
 use crate::exec::{POLL_INTERVAL, StepError, root, run_ok};
@@ -46,6 +48,7 @@ use crate::remote::{ExecRequest, Output, Remote};
 
 pub mod binds;
 pub mod cli;
+pub mod command;
 pub mod images;
 mod prepare;
 mod preview;
@@ -245,18 +248,20 @@ impl Options {
 }
 
 /// Deploys. `leader` is a reachable manager; `nodes` every swarm node that may run the
-/// shipped images (the leader included), by inventory name. `interrupt` ends the run
+/// shipped images (the leader included), by inventory name, and `engines` their Engine
+/// APIs (the leader's open already). `interrupt` ends the run
 /// early when it completes (see [`with_lock`]): Ctrl-C, or `std::future::pending()` for
 /// none. The lock is released on every path; a refused run leaves the holder's lock alone.
 pub async fn execute<R: Remote + 'static>(
     opts: &Options,
     prepared: &Prepared,
     leader: Arc<R>,
+    engines: Arc<Engines<R>>,
     nodes: HashMap<String, Arc<R>>,
     reporter: Arc<dyn Reporter>,
     interrupt: impl Future<Output = ()>,
 ) -> DeployResult {
-    let d = Deploy::new(opts, prepared, leader, nodes, reporter);
+    let d = Deploy::new(opts, prepared, leader, engines, nodes, reporter);
     // Before the lock and any change: a file the manager's CLI refuses stops the run.
     if !d.cli_reads_the_stacks().await {
         return d.finish();
@@ -286,6 +291,7 @@ struct Deploy<'a, R> {
     opts: &'a Options,
     prepared: &'a Prepared,
     leader: Arc<R>,
+    engines: Arc<Engines<R>>,
     leader_row: RowId,
     nodes: HashMap<String, Arc<R>>,
     rows: Rows,
@@ -293,8 +299,6 @@ struct Deploy<'a, R> {
     /// The stacks deployed and not done yet, each in its phase, so that an interruption
     /// names them and how far each got.
     in_flight: Mutex<BTreeMap<usize, Phase>>,
-    /// The manager's Engine API as the image check opened it: the convergence wait's.
-    leader_engine: Mutex<Option<Engine>>,
     started: Instant,
 }
 
@@ -303,6 +307,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         opts: &'a Options,
         prepared: &'a Prepared,
         leader: Arc<R>,
+        engines: Arc<Engines<R>>,
         nodes: HashMap<String, Arc<R>>,
         reporter: Arc<dyn Reporter>,
     ) -> Self {
@@ -338,27 +343,30 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             opts,
             prepared,
             leader,
+            engines,
             leader_row: RowId::host(&leader_name),
             nodes,
             rows: Rows::with_secrets(reporter, &ids, secrets),
             stacks: Mutex::new(stacks),
             in_flight: Mutex::new(BTreeMap::new()),
-            leader_engine: Mutex::new(None),
             started: Instant::now(),
         }
+    }
+
+    /// The leader's Engine API (opened when it said it serves the swarm).
+    async fn engine(&self) -> Result<Arc<Engine>, StepError> {
+        self.engines
+            .get(self.leader.host())
+            .await
+            .map_err(|e| StepError(e.to_string()))
     }
 
     /// Creates the playbook's networks that do not exist; a network that exists with other
     /// options is an error (Docker cannot change one in place), as in bootstrap.
     async fn ensure_networks(&self) -> Result<(), StepError> {
-        let names: Vec<&str> = self
-            .prepared
-            .networks
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect();
-        let out = self.root(network::network_inspect(&names)).await?;
-        let existing = network::parse_networks(&out.stdout_str()).map_err(StepError)?;
+        let engine = self.engine().await?;
+        let timeout = self.opts.command_timeout;
+        let existing = networks(&engine, timeout).await.map_err(StepError)?;
         for verdict in network::compare(&self.prepared.networks, &existing) {
             match verdict {
                 Verdict::Matches => {}
@@ -366,7 +374,11 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 Verdict::Missing(net) => {
                     let what = format!("create network {}", net.name);
                     self.rows.step(&self.leader_row, &what);
-                    self.root(network::network_create(net)).await?;
+                    let r = engine
+                        .call(api::network_create(net, engine.version), timeout)
+                        .await
+                        .map_err(|e| StepError(e.to_string()))?;
+                    api::read(&r, |_| Ok(())).map_err(StepError)?;
                     self.rows.changed(&self.leader_row, what);
                 }
             }
@@ -489,16 +501,15 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         }
 
         // Images first: a stack must not start before its images are on the nodes.
-        let (shipped, leader_engine) = images::ship(
+        let shipped = images::ship(
             &self.nodes,
+            &self.engines,
             &self.prepared.images,
             self.opts.parallel,
             self.opts.command_timeout,
             &self.rows,
-            &leader.name,
         )
         .await;
-        *self.leader_engine.lock().unwrap() = leader_engine;
         // image name -> nodes that may lack it
         let mut lacking: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in &shipped {
@@ -527,37 +538,22 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         self.check_pulled_images().await;
 
         self.rows.step(leader, "read the stacks' state");
-        let names: Vec<&str> = self
-            .prepared
-            .stacks
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        let sets: Vec<(&str, &str)> = self
-            .prepared
-            .stacks
-            .iter()
-            .map(|s| (s.name.as_str(), s.release.id.as_str()))
-            .collect();
-        // One round trip: the stacks, their records, and which file sets are there.
-        let read = ExecRequest::new(format!(
-            "{}; {}",
-            stack::stacks_state(&names),
-            remote_release::releases_present(&sets)
-        ))
-        .privileged()
-        .timeout(self.opts.command_timeout)
-        .idempotent();
-        let (state, present) = match run_ok(&*self.leader, read).await {
-            Ok(out) => {
-                let text = out.stdout_str();
-                (
-                    stack::parse_state(&text),
-                    remote_release::parse_releases(&text),
+        let read = match self.engine().await {
+            Ok(engine) => {
+                read_state(
+                    &*self.leader,
+                    &engine,
+                    self.prepared,
+                    self.opts.command_timeout,
                 )
+                .await
             }
+            Err(e) => Err(e.0),
+        };
+        let (state, present) = match read {
+            Ok(x) => x,
             Err(e) => {
-                self.rows.fail(leader, "read stack state", &e.0);
+                self.rows.fail(leader, "read stack state", &e);
                 self.skip_pending("not attempted: the stack state could not be read");
                 return;
             }
@@ -567,7 +563,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return;
         }
 
-        let mut watch: Option<Watch<'_, R>> = None;
+        let mut watch: Option<Watch<'_>> = None;
         let mut blocked: Option<String> = None;
         for (i, st) in self.prepared.stacks.iter().enumerate() {
             if let Some(b) = &blocked {
@@ -638,7 +634,10 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return;
         }
         let leader = &self.leader_row;
-        let Ok(nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        let Ok(nodes) = wait::nodes(&engine, self.opts.command_timeout).await else {
             return;
         };
         self.rows
@@ -673,7 +672,10 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
     /// answer, and one silent and still ready to swarm after that counts as down.
     async fn report_down_nodes(&self) {
         let silent = self.silent_nodes().await;
-        let Ok(mut nodes) = wait::nodes(&*self.leader, self.opts.command_timeout).await else {
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        let Ok(mut nodes) = wait::nodes(&engine, self.opts.command_timeout).await else {
             // The stacks' own results stand.
             return;
         };
@@ -684,7 +686,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         };
         while nodes.iter().any(undecided) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match wait::nodes(&*self.leader, self.opts.command_timeout).await {
+            match wait::nodes(&engine, self.opts.command_timeout).await {
                 Ok(n) => nodes = n,
                 Err(_) => break,
             }
@@ -698,6 +700,10 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         if down.is_empty() {
             return;
         }
+        // Every stack in one poll.
+        let Ok(Ok((polls, _))) = wait::poll_stacks(&engine, self.opts.command_timeout).await else {
+            return;
+        };
         // node -> services that do not run there
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (i, st) in self.prepared.stacks.iter().enumerate() {
@@ -705,12 +711,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             if status == StackStatus::Skipped {
                 continue;
             }
-            let Ok(out) = self.root(service::stack_poll(&st.name)).await else {
-                continue;
-            };
-            let Ok(poll) = service::parse_poll(&out.stdout_str()) else {
-                continue;
-            };
+            let poll = polls.get(&st.name).cloned().unwrap_or_default();
             let gaps = service::missing_on_down_nodes(&poll.specs, &nodes);
             for (svc, hosts) in &gaps {
                 for h in hosts {
@@ -801,8 +802,17 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             return true;
         }
         self.rows.step(leader, "check bind mounts on the nodes");
+        let engine = match self.engine().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.rows.fail(leader, "bind check", &e.0);
+                self.skip_pending("not attempted: the bind mounts could not be checked");
+                return false;
+            }
+        };
         let found = binds::check(
-            &*self.leader,
+            &engine,
+            &self.engines,
             &self.nodes,
             &self.opts.addresses,
             &stacks,
@@ -852,7 +862,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
         state: &StackState,
         uploaded: bool,
         lacking: &BTreeMap<String, Vec<String>>,
-        watch: &mut Option<Watch<'s, R>>,
+        watch: &mut Option<Watch<'s>>,
     ) -> bool {
         let row = RowId::stack(&st.name);
         if let Some((img, hosts)) = st
@@ -937,25 +947,21 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             // `stack deploy` converges on the files: a second run after a lost connection
             // changes nothing the first did not.
             .idempotent();
-        // The manager's Engine API serves every poll of this run: the one the image check
-        // opened, or one whose relay starts while the first stack deploys.
-        let opened_before = self.leader_engine.lock().unwrap().take();
+        // The manager's Engine API serves every poll of this run: the command's, open
+        // since the networks or the images were checked, or one whose relay starts while
+        // the first stack deploys.
         let (deployed, opened) = tokio::join!(run_ok(&*self.leader, req), async {
-            match (watch.is_some(), opened_before) {
-                (true, _) => None,
-                (false, Some(engine)) => Some(Ok(engine)),
-                (false, None) => Some(Engine::open(&*self.leader, self.opts.command_timeout).await),
+            match watch.is_some() {
+                true => None,
+                false => Some(self.engine().await),
             }
         });
         if let Some(opened) = opened {
             let engine = match opened {
-                Ok(e) => Some(e),
+                Ok(e) => e,
                 Err(e) => {
-                    self.rows.note(
-                        &self.leader_row,
-                        &format!("{e}: polling with the docker CLI"),
-                    );
-                    None
+                    self.fail_stack(i, "converge", &e.0);
+                    return false;
                 }
             };
             let pace = Pace {
@@ -963,7 +969,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
                 max_interval: self.opts.poll_interval,
                 settle: self.opts.settle,
             };
-            *watch = Some(Watch::new(&*self.leader, engine, &self.rows, pace));
+            *watch = Some(Watch::new(engine, &self.rows, pace));
         }
         match deployed {
             Ok(out) => {
@@ -1057,6 +1063,48 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             stacks,
         }
     }
+}
+
+/// The networks the manager lists, for [`network::compare`] (the run's and the preview's).
+pub(crate) async fn networks(
+    engine: &Engine,
+    timeout: Duration,
+) -> Result<Vec<NetworkInfo>, String> {
+    let r = engine.call(api::networks(), timeout).await?;
+    api::read(&r, network::parse_network_list)
+}
+
+/// What the deploy decision reads on the manager, in one round trip: rpiprov's records and
+/// which file sets are there (files, by a shell command) and which stacks exist (its
+/// Engine API, at once). The run's and the preview's.
+pub(crate) async fn read_state<R: Remote>(
+    leader: &R,
+    engine: &Engine,
+    prepared: &Prepared,
+    timeout: Duration,
+) -> Result<(StackState, Vec<(String, String)>), String> {
+    let names: Vec<&str> = prepared.stacks.iter().map(|s| s.name.as_str()).collect();
+    let sets: Vec<(&str, &str)> = prepared
+        .stacks
+        .iter()
+        .map(|s| (s.name.as_str(), s.release.id.as_str()))
+        .collect();
+    let read = ExecRequest::new(format!(
+        "{}; {}",
+        stack::records_read(&names),
+        remote_release::releases_present(&sets)
+    ))
+    .privileged()
+    .timeout(timeout)
+    .idempotent();
+    let (files, services) = tokio::join!(
+        run_ok(leader, read),
+        engine.call(api::stack_services(), timeout)
+    );
+    let text = files.map_err(|e| e.0)?.stdout_str();
+    let mut state = stack::parse_state(&text);
+    state.existing = api::read(&services?, api::stacks_of)?;
+    Ok((state, remote_release::parse_releases(&text)))
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use super::images::{missing_on, refusal};
 use super::{Decision, Options, Prepared, PreparedStack, decide};
 use crate::docker::network::{self, Verdict};
 use crate::docker::paths::current_release;
-use crate::docker::release as remote_release;
 use crate::docker::stack;
+use crate::exec::engine::Engines;
 use crate::exec::preview::{FileDiff, Planned, Preview, file_diff};
 use crate::exec::report::RowId;
 use crate::exec::{StepError, parallel_map, root};
@@ -53,10 +53,11 @@ pub async fn preview<R: Remote + 'static>(
     opts: &Options,
     prepared: &Prepared,
     leader: Arc<R>,
+    engines: Arc<Engines<R>>,
     nodes: HashMap<String, Arc<R>>,
 ) -> Preview {
     let (mut p, lock) = tokio::join!(
-        changes(opts, prepared, leader.clone(), nodes),
+        changes(opts, prepared, leader.clone(), engines, nodes),
         crate::exec::lock::peek(&*leader, opts.command_timeout)
     );
     p.add_lock(leader.host(), lock.map_err(|e| e.0));
@@ -68,12 +69,20 @@ async fn changes<R: Remote + 'static>(
     opts: &Options,
     prepared: &Prepared,
     leader: Arc<R>,
+    engines: Arc<Engines<R>>,
     nodes: HashMap<String, Arc<R>>,
 ) -> Preview {
     let timeout = opts.command_timeout;
     let leader_id = RowId::host(leader.host());
     let mut lead = Planned::new(&leader_id);
     let mut problems = Vec::new();
+    let engine = match engines.get(leader.host()).await {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("{}: {e}", leader_id.name));
+            return finish(lead, vec![], vec![], problems);
+        }
+    };
 
     // The run stops before any change where the manager's CLI cannot read a file.
     if super::cli::needed(prepared) {
@@ -92,11 +101,7 @@ async fn changes<R: Remote + 'static>(
     }
 
     if !prepared.networks.is_empty() {
-        let names: Vec<&str> = prepared.networks.iter().map(|n| n.name.as_str()).collect();
-        let read = root(&*leader, network::network_inspect(&names), timeout)
-            .await
-            .and_then(|o| network::parse_networks(&o.stdout_str()).map_err(StepError));
-        match read {
+        match super::networks(&engine, timeout).await {
             Ok(existing) => {
                 for v in network::compare(&prepared.networks, &existing) {
                     match v {
@@ -123,9 +128,9 @@ async fn changes<R: Remote + 'static>(
         let checked = parallel_map(names, opts.parallel, |n| {
             let remote = nodes[&n].clone();
             let images = images.clone();
+            let engines = engines.clone();
             async move {
-                // The engine's relay ends here: a preview loads nothing.
-                let r = missing_on(&*remote, &images, timeout).await.map(|(_, s)| s);
+                let r = missing_on(&*remote, &engines, &images, timeout).await;
                 (n, r)
             }
         })
@@ -157,26 +162,9 @@ async fn changes<R: Remote + 'static>(
         }
     }
 
-    // The stacks: state, then the files on the manager, in one command each.
-    let names: Vec<&str> = prepared.stacks.iter().map(|s| s.name.as_str()).collect();
-    let sets: Vec<(&str, &str)> = prepared
-        .stacks
-        .iter()
-        .map(|s| (s.name.as_str(), s.release.id.as_str()))
-        .collect();
-    let read = format!(
-        "{}; {}",
-        stack::stacks_state(&names),
-        remote_release::releases_present(&sets)
-    );
-    let (state, present) = match root(&*leader, read, timeout).await {
-        Ok(o) => {
-            let text = o.stdout_str();
-            (
-                stack::parse_state(&text),
-                remote_release::parse_releases(&text),
-            )
-        }
+    // The stacks: state, then the files on the manager.
+    let (state, present) = match super::read_state(&*leader, &engine, prepared, timeout).await {
+        Ok(x) => x,
         Err(e) => {
             problems.push(format!("{}: read the stacks' state: {e}", leader_id.name));
             return finish(lead, node_rows, vec![], problems);

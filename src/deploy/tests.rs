@@ -7,6 +7,7 @@ use super::*;
 use crate::config::interpolate::substitute;
 use crate::config::{Image, ImageFormat, Playbook, Stack, Variable, VariableValue};
 use crate::docker::paths::current_release;
+use crate::exec::engine::Engines;
 use crate::testing::{FakeRemote, Recorder, fail, ok};
 
 const SECRET: &str = "s3cr3t-VALUE";
@@ -100,6 +101,80 @@ fn prepare_reads_files_and_sends_each_stack_only_its_variables() {
     assert_eq!(names(&p.stacks[1]), vec!["DB_PASSWORD"]);
     assert!(p.stacks[1].variables[0].secret);
     assert!(!format!("{p:?}").contains(SECRET));
+}
+
+/// Issue 19 item 4: an `environment:` entry without a value takes this machine's value,
+/// sent as a secret variable (stdin, redacted); one this machine lacks is not sent; the
+/// value is in the fingerprint.
+#[test]
+fn environment_entries_without_a_value_are_taken_from_here() {
+    let mut pb = playbook();
+    let place = |k: &str| crate::config::compose::Place {
+        file: "stacks/web.yml".into(),
+        line: Some(5),
+        column: Some(9),
+        key_path: format!("services.app.environment.{k}"),
+    };
+    pb.stacks[0].compose.from_here = ["WHITELIST", "UNSET_HERE"]
+        .iter()
+        .map(|n| crate::config::FromHere {
+            name: n.to_string(),
+            empty: false,
+            place: place(n),
+        })
+        .collect();
+    let env = |value: &'static str| {
+        move |k: &str| match k {
+            "WHITELIST" => Some(value.to_string()),
+            "RPIPROV_TEST_DB" => Some(SECRET.to_string()),
+            _ => None,
+        }
+    };
+    let read = |p: &std::path::Path| Ok(files()[p].clone());
+    let p = prepare_with(&pb, read, env("10.0.0.0/8")).unwrap();
+    let vars: Vec<(&str, bool)> = p.stacks[0]
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.secret))
+        .collect();
+    assert_eq!(vars, [("TAG", false), ("WHITELIST", true)]);
+    assert_eq!(p.stacks[0].variables[1].value.expose(), "10.0.0.0/8");
+    assert!(!format!("{p:?}").contains("10.0.0.0/8"));
+    let other = prepare_with(&pb, read, env("192.168.0.0/16")).unwrap();
+    assert_ne!(p.stacks[0].fingerprint, other.stacks[0].fingerprint);
+    let err = prepare_with(&pb, read, env("a\nb")).unwrap_err();
+    assert_eq!(
+        err,
+        "stack web: stacks/web.yml:5:9: services.app.environment.WHITELIST: WHITELIST from this machine's environment contains a newline or NUL byte, which cannot be passed to docker stack deploy"
+    );
+}
+
+/// Issue 19 item 6: a command's output is a secret variable, run only when a stack uses
+/// it; its failure names the variable.
+#[test]
+fn a_command_gives_a_secret_variable() {
+    let mut pb = playbook();
+    let command = |script: &str| {
+        VariableValue::SecretCommand(crate::config::ValueCommand {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: std::time::Duration::from_secs(30),
+        })
+    };
+    pb.variables[1].value = command("printf 's3cr3t-VALUE\\n'");
+    pb.variables.push(Variable {
+        name: "UNUSED".into(),
+        value: command("exit 1"),
+    });
+    let read = |p: &std::path::Path| Ok(files()[p].clone());
+    let p = prepare_with(&pb, read, |_| None).unwrap();
+    assert_eq!(p.stacks[1].variables[0].value.expose(), SECRET);
+    assert!(p.stacks[1].variables[0].secret);
+    pb.variables[1].value = command("echo 'gpg: decryption failed' >&2; exit 2");
+    let err = prepare_with(&pb, read, |_| None).unwrap_err();
+    assert_eq!(
+        err,
+        "variable DB_PASSWORD: command `sh -c echo 'gpg: decryption failed' >&2; exit 2`: exited with status 2: gpg: decryption failed"
+    );
 }
 
 #[test]
@@ -216,52 +291,181 @@ fn decisions() {
 // ---------------------------------------------------------------------------------------
 // Executor
 
-fn converged_poll(stack: &str, svc: &str) -> String {
-    format!(
-        "@@services\nid1\t{stack}_{svc}\treplicated\t1/1\n@@inspect\n[{{\"Spec\":{{\"Name\":\"{stack}_{svc}\",\"Mode\":{{\"Replicated\":{{\"Replicas\":1}}}}}}}}]\n@@tasks\nt-{stack}\t{stack}_{svc}.1\tpi1\tRunning\tRunning 2 seconds ago\t\n"
-    )
+/// One service as a poll of the manager's Engine API sees it, with its tasks.
+#[derive(Clone)]
+struct Svc {
+    stack: String,
+    /// `web_app`.
+    name: String,
+    global: bool,
+    running: u64,
+    desired: u64,
+    tasks: Vec<Tk>,
 }
 
-fn starting_poll(stack: &str, svc: &str) -> String {
-    converged_poll(stack, svc)
-        .replace("1/1", "0/1")
-        .replace("Running\tRunning 2", "Running\tPreparing 2")
+/// A task: its id, slot (0 for a global service's), node, state, desired state, error.
+#[derive(Clone)]
+struct Tk {
+    id: String,
+    slot: u64,
+    node: String,
+    state: String,
+    desired: String,
+    error: String,
 }
 
-fn rejected_poll(stack: &str, svc: &str, error: &str) -> String {
-    converged_poll(stack, svc).replace("1/1", "0/1").replace(
-        "pi1\tRunning\tRunning 2 seconds ago\t",
-        &format!("pi2\tRunning\tRejected 1 second ago\t\"{error}\""),
-    )
+fn tk(id: &str, slot: u64, node: &str, state: &str, desired: &str, error: &str) -> Tk {
+    Tk {
+        id: id.into(),
+        slot,
+        node: node.into(),
+        state: state.into(),
+        desired: desired.into(),
+        error: error.into(),
+    }
 }
 
-/// `docker node inspect` lines of the lab's three nodes, `down` ones down in the swarm.
+impl Svc {
+    fn json(&self) -> String {
+        let mode = if self.global {
+            serde_json::json!({"Global": {}})
+        } else {
+            serde_json::json!({"Replicated": {"Replicas": self.desired}})
+        };
+        serde_json::json!({
+            "ID": format!("s-{}", self.name),
+            "Version": {"Index": 9},
+            "Spec": {"Name": self.name, "Labels": {"com.docker.stack.namespace": self.stack},
+                "TaskTemplate": {"ContainerSpec": {"Image": "lab/httpd:1"}}, "Mode": mode},
+            "ServiceStatus": {"RunningTasks": self.running, "DesiredTasks": self.desired},
+        })
+        .to_string()
+    }
+
+    fn tasks_json(&self) -> Vec<String> {
+        self.tasks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "ID": t.id, "ServiceID": format!("s-{}", self.name), "Slot": t.slot,
+                    "NodeID": format!("id-{}", t.node),
+                    "Spec": {"ContainerSpec": {"Image": "lab/httpd:1"}},
+                    "Status": {"State": t.state, "Err": t.error}, "DesiredState": t.desired,
+                })
+                .to_string()
+            })
+            .collect()
+    }
+}
+
+/// `STACK_SVC`, one replica running on pi1.
+fn converged(stack: &str, svc: &str) -> Svc {
+    Svc {
+        stack: stack.into(),
+        name: format!("{stack}_{svc}"),
+        global: false,
+        running: 1,
+        desired: 1,
+        tasks: vec![tk(
+            &format!("t-{stack}"),
+            1,
+            "pi1",
+            "running",
+            "running",
+            "",
+        )],
+    }
+}
+
+/// The same, its task still preparing.
+fn starting(stack: &str, svc: &str) -> Svc {
+    let mut s = converged(stack, svc);
+    s.running = 0;
+    s.tasks[0].state = "preparing".into();
+    s
+}
+
+/// The same, its task rejected on pi2 with `error`.
+fn rejected(stack: &str, svc: &str, error: &str) -> Svc {
+    let mut s = converged(stack, svc);
+    s.running = 0;
+    s.tasks[0] = tk(
+        &format!("t-{stack}"),
+        1,
+        "pi2",
+        "rejected",
+        "running",
+        error,
+    );
+    s
+}
+
+/// A global service running on pi1 .. pi`running`.
+fn global(stack: &str, svc: &str, running: u64) -> Svc {
+    Svc {
+        stack: stack.into(),
+        name: format!("{stack}_{svc}"),
+        global: true,
+        running,
+        desired: running,
+        tasks: (1..=running)
+            .map(|i| {
+                tk(
+                    &format!("g{i}"),
+                    0,
+                    &format!("pi{i}"),
+                    "running",
+                    "running",
+                    "",
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The manager's swarm over successive polls: each poll a list of services; a poll is
+/// counted by its `GET /tasks`, and the last one repeats. `GET /services` (the stacks'
+/// state read too) answers the poll to come.
+fn serve_polls(m: &FakeRemote, polls: Vec<Vec<Svc>>) {
+    let polls = Arc::new(polls);
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let at = |polls: &[Vec<Svc>], k: usize| polls[k.min(polls.len() - 1)].clone();
+    let (p, n) = (polls.clone(), seen.clone());
+    m.on_api_fn("GET /services?", move |_| {
+        let k = n.load(std::sync::atomic::Ordering::SeqCst);
+        let all: Vec<String> = at(&p, k).iter().map(Svc::json).collect();
+        (200, format!("[{}]", all.join(",")))
+    });
+    m.on_api_fn("GET /tasks", move |_| {
+        let k = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let all: Vec<String> = at(&polls, k).iter().flat_map(Svc::tasks_json).collect();
+        (200, format!("[{}]", all.join(",")))
+    });
+}
+
+/// How many polls the manager was asked for.
+fn polls_of(m: &FakeRemote) -> usize {
+    m.api_calls("GET /tasks").len()
+}
+
+/// The lab's three nodes as the Engine API lists them, `down` ones down in the swarm.
 fn swarm_nodes(down: &[&str]) -> String {
-    ["pi1", "pi2", "pi3"]
+    let nodes: Vec<String> = ["pi1", "pi2", "pi3"]
         .iter()
         .map(|n| {
             let state = if down.contains(n) { "down" } else { "ready" };
             format!(
-                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\"}},\"Status\":{{\"State\":\"{state}\"}}}}\n"
+                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\"}},\"Status\":{{\"State\":\"{state}\"}}}}"
             )
         })
-        .collect()
-}
-
-fn global_poll(stack: &str, svc: &str, running: u64) -> String {
-    let tasks: String = (1..=running)
-        .map(|i| format!("g{i}\t{stack}_{svc}.n{i}\tpi{i}\tRunning\tRunning 9 seconds ago\t\n"))
         .collect();
-    format!(
-        "@@services\nid1\t{stack}_{svc}\tglobal\t{running}/{running}\n@@inspect\n[{{\"Spec\":{{\"Name\":\"{stack}_{svc}\",\"Mode\":{{\"Global\":{{}}}}}}}}]\n@@tasks\n{tasks}"
-    )
+    format!("[{}]", nodes.join(","))
 }
 
-/// A manager that grants the lock and says which stacks exist with which records.
 /// The playbook's image, as a node's Engine API and records say: `held` when the node
-/// has it from the same archive. Its `GET /version` answers twice, for the image check
-/// (the engine's opening, the batch). The manager's engine then serves the convergence
-/// wait: a test that gives no answer to its polls sees the wait go on with the CLI rules.
+/// has it from the same archive (amd64, on the classic store). The node's engine of the
+/// command serves the check and the load; a bind check's `GET /info` (set first) answers
+/// the image store's question too.
 fn images_on(n: &FakeRemote, held: bool) {
     use sha2::{Digest, Sha256};
     let sha = hex::encode(Sha256::digest(b"ROOTFS-TAR-BYTES"));
@@ -272,35 +476,46 @@ fn images_on(n: &FakeRemote, held: bool) {
     };
     n.on("printf 'record 0", ok(&record))
         .on("mkdir -p /var/lib/rpiprov/images", ok(""));
-    let version = r#"{"Version":"20.10.24","ApiVersion":"1.41","Arch":"amd64"}"#;
-    n.on_api_once("GET /version", 200, version)
-        .on_api_once("GET /version", 200, version)
+    let version =
+        r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Arch":"amd64"}"#;
+    n.on_api("GET /version", 200, version)
         .on_api("GET /info", 200, r#"{"DriverStatus":[]}"#);
     if held {
         n.on_api(
-            "GET /v1.41/images/lab/httpd:1/json",
+            "GET /images/lab/httpd:1/json",
             200,
             r#"{"Architecture":"amd64"}"#,
         );
     } else {
-        n.on_api_once("GET /v1.41/images/lab/httpd:1/json", 404, "{}")
+        n.on_api_once("GET /images/lab/httpd:1/json", 404, "{}")
             .on_api(
-                "GET /v1.41/images/lab/httpd:1/json",
+                "GET /images/lab/httpd:1/json",
                 200,
                 r#"{"Architecture":"amd64"}"#,
             );
     }
 }
 
+/// A manager that grants the lock and says which stacks are recorded and which file sets
+/// it holds (`state`: `deployed NAME FP` and `release NAME ID` lines); its swarm holds the
+/// stacks named by `stack NAME` lines, each with one converged service, until the test
+/// serves other polls; its three nodes are ready.
 fn manager(state: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
     images_on(&m, true);
     m.grants_the_lock()
-        .on("docker node inspect", ok(&swarm_nodes(&[])))
-        .on("docker stack ls --format 'stack", ok(state))
+        .on("echo 'deployed ", ok(state))
         .on("tar -x -o", ok("@@extracted\n"))
         .on("docker stack deploy", ok("Creating service x\n"))
-        .on(".deployed.new", ok(""));
+        .on(".deployed.new", ok(""))
+        .on_api("GET /nodes", 200, &swarm_nodes(&[]))
+        .on_api("GET /networks", 200, "[]");
+    let existing: Vec<Svc> = state
+        .lines()
+        .filter_map(|l| l.strip_prefix("stack "))
+        .map(|st| converged(st, "app"))
+        .collect();
+    serve_polls(&m, vec![existing]);
     m
 }
 
@@ -365,9 +580,29 @@ async fn deploy_until(
     others: &[FakeRemote],
     interrupt: impl Future<Output = ()>,
 ) -> (DeployResult, Vec<String>) {
+    deploy_with(&options(), prepared, m, others, interrupt).await
+}
+
+async fn deploy_with(
+    opts: &Options,
+    prepared: &Prepared,
+    m: &FakeRemote,
+    others: &[FakeRemote],
+    interrupt: impl Future<Output = ()>,
+) -> (DeployResult, Vec<String>) {
     let (leader, nodes) = crate::testing::fleet(m, others);
+    let engines = Arc::new(Engines::new(&nodes, opts.command_timeout));
     let rec = Arc::new(Recorder::default());
-    let res = execute(&options(), prepared, leader, nodes, rec.clone(), interrupt).await;
+    let res = execute(
+        opts,
+        prepared,
+        leader,
+        engines,
+        nodes,
+        rec.clone(),
+        interrupt,
+    )
+    .await;
     let events = rec.0.lock().unwrap().clone();
     (res, events)
 }
@@ -385,6 +620,7 @@ fn already_deployed(p: &Prepared) -> String {
     state
 }
 
+/// A node that holds the shipped image.
 fn worker() -> FakeRemote {
     let w = FakeRemote::new("pi2");
     images_on(&w, true);
@@ -395,10 +631,21 @@ fn worker() -> FakeRemote {
 async fn an_unchanged_playbook_deploys_nothing_and_says_so() {
     let p = prepared();
     let m = manager(&already_deployed(&p));
-    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    let w = worker();
+    let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed() && !res.changed(), "{res:?}");
     assert_eq!(m.count("docker stack deploy"), 0);
-    assert_eq!(m.count("@@services"), 0);
+    assert_eq!(polls_of(&m), 0);
+    // Issue 17: one `docker` process per host, its relay: everything else was read
+    // through it or from files.
+    for f in [&m, &w] {
+        let docker: Vec<String> = f
+            .commands()
+            .into_iter()
+            .filter(|c| crate::remote::stats::docker_calls(c) > 0)
+            .collect();
+        assert_eq!(docker, ["docker system dial-stdio"], "{}", f.name);
+    }
     assert!(sent_sets(&m).is_empty() && records(&m).is_empty());
     assert!(
         res.stacks
@@ -430,12 +677,13 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
     let p = prepared();
     let m = manager(&already_deployed(&old));
     // The db stack converges on the third poll.
-    m.on_seq(
-        "services -q db)",
+    let web = converged("web", "app");
+    serve_polls(
+        &m,
         vec![
-            ok(&starting_poll("db", "pg")),
-            ok(&starting_poll("db", "pg")),
-            ok(&converged_poll("db", "pg")),
+            vec![web.clone(), starting("db", "pg")],
+            vec![web.clone(), starting("db", "pg")],
+            vec![web, converged("db", "pg")],
         ],
     );
     let (res, events) = deploy_on(&p, &m, &[worker()]).await;
@@ -456,11 +704,7 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
     assert!(sent_sets(&m).is_empty());
     // Ready on the third poll; converged on a later one, once its task had been seen
     // running for the settle time.
-    assert!(
-        m.count("services -q db)") >= 4,
-        "{}",
-        m.count("services -q db)")
-    );
+    assert!(polls_of(&m) >= 4, "{}", polls_of(&m));
     assert_eq!(res.stacks[0].status, StackStatus::Unchanged);
     assert_eq!(res.stacks[1].status, StackStatus::Deployed);
     assert_eq!(
@@ -502,15 +746,13 @@ async fn only_the_changed_stack_is_redeployed_and_waited_for() {
 async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.on("services -q web)", ok(&converged_poll("web", "app")))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
     let w = FakeRemote::new("pi2");
     images_on(&w, false);
-    w.on_api(
-        "POST /v1.41/images/create",
-        200,
-        "{\"status\":\"sha256:abc\"}\n",
-    );
+    w.on_api("POST /images/create", 200, "{\"status\":\"sha256:abc\"}\n");
     let (res, events) = deploy_on(&p, &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:?}");
     // Each row ends as soon as its part is done, not when the run ends: the node once
@@ -544,9 +786,10 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
     let pi2 = res.rows.iter().find(|r| r.label() == "pi2").unwrap();
     assert_eq!(pi2.changed, vec!["load image lab/httpd:1"]);
     // The archive went as the body of an import on the node's Engine API.
-    let imports = w.api_calls("POST /v1.41/images/create");
+    let imports = w.api_calls("POST /images/create");
     assert_eq!(imports.len(), 1);
     assert_eq!(imports[0].body, "ROOTFS-TAR-BYTES");
+    assert_eq!(imports[0].version.as_deref(), Some("1.41"));
     let pi1 = res.rows.iter().find(|r| r.label() == "pi1").unwrap();
     assert_eq!(
         pi1.changed,
@@ -567,9 +810,9 @@ async fn a_first_deploy_uploads_ships_and_resolves_no_image() {
 async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.on(
-        "services -q web)",
-        ok(&rejected_poll("web", "app", "No such image: lab/httpd:1")),
+    serve_polls(
+        &m,
+        vec![vec![rejected("web", "app", "No such image: lab/httpd:1")]],
     );
     let (res, events) = deploy_on(&p, &m, &[worker()]).await;
     assert!(res.failed());
@@ -617,9 +860,11 @@ async fn a_service_that_does_not_converge_is_reported_with_swarm_s_reason() {
 async fn a_global_service_missing_on_a_down_node_fails_its_stack_and_names_the_node() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.first("docker node inspect", ok(&swarm_nodes(&["pi3"])))
-        .on("services -q web)", ok(&global_poll("web", "app", 2)))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    m.on_api_first("GET /nodes", 200, &swarm_nodes(&["pi3"]));
+    serve_polls(
+        &m,
+        vec![vec![global("web", "app", 2), converged("db", "pg")]],
+    );
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     assert!(res.failed());
     let web = &res.stacks[0];
@@ -660,9 +905,12 @@ async fn a_global_service_missing_on_a_down_node_fails_its_stack_and_names_the_n
 async fn an_unchanged_deploy_still_names_a_down_node_and_what_misses_it() {
     let p = prepared();
     let m = manager(&already_deployed(&p));
-    m.first("docker node inspect", ok(&swarm_nodes(&["pi2"])))
-        .on("services -q web)", ok(&global_poll("web", "app", 2)))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    m.on_api_first("GET /nodes", 200, &swarm_nodes(&["pi2"]));
+    let mut web = global("web", "app", 3);
+    web.tasks.remove(1);
+    web.running = 2;
+    web.desired = 2;
+    serve_polls(&m, vec![vec![web, converged("db", "pg")]]);
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     assert!(res.failed());
     assert_eq!(m.count("docker stack deploy"), 0);
@@ -690,12 +938,17 @@ async fn an_error_retrying_cannot_fix_ends_the_wait_early() {
     p.stacks[0].timeout = Duration::from_secs(60);
     let m = manager("deployed web \ndeployed db \n");
     // Nothing failed yet when the wait begins; then one attempt, then a second.
-    let starting = starting_poll("web", "app");
-    let one = rejected_poll("web", "app", "No such image: lab/httpd:1");
-    let two = format!(
-        "{one}t-again\tweb_app.1\tpi3\tShutdown\tRejected 1 second ago\t\"No such image: lab/httpd:1\"\n"
-    );
-    m.on_seq("services -q web)", vec![ok(&starting), ok(&one), ok(&two)]);
+    let one = rejected("web", "app", "No such image: lab/httpd:1");
+    let mut two = one.clone();
+    two.tasks.push(tk(
+        "t-again",
+        1,
+        "pi3",
+        "rejected",
+        "shutdown",
+        "No such image: lab/httpd:1",
+    ));
+    serve_polls(&m, vec![vec![starting("web", "app")], vec![one], vec![two]]);
     let started = std::time::Instant::now();
     let (res, events) = deploy_on(&p, &m, &[worker()]).await;
     assert!(
@@ -724,15 +977,14 @@ async fn an_error_retrying_cannot_fix_ends_the_wait_early() {
             .any(|e| e == "stack web: Note(\"web_app: No such image: lab/httpd:1 (on pi2)\")"),
         "{events:?}"
     );
-    assert_eq!(m.count("services -q web)"), 3);
+    assert_eq!(polls_of(&m), 3);
 }
 
-/// The swarm's nodes as `docker node inspect` prints them: pi1 manager, pi2 and pi3
-/// workers.
-const NODES: &str = r#"{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}
-{"ID":"n2","Spec":{"Role":"worker","Availability":"active","Labels":{"disk":"ssd"}},"Description":{"Hostname":"pi2"},"Status":{"State":"ready","Addr":"198.18.0.12"}}
-{"ID":"n3","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}
-"#;
+/// The swarm's nodes as the Engine API lists them: pi1 manager, pi2 and pi3 workers,
+/// each seen at its lab address.
+const NODES: &str = r#"[{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}},
+{"ID":"n2","Spec":{"Role":"worker","Availability":"active","Labels":{"disk":"ssd"}},"Description":{"Hostname":"pi2"},"Status":{"State":"ready","Addr":"198.18.0.12"}},
+{"ID":"n3","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}]"#;
 
 fn with_binds(constraints: &[&str]) -> Prepared {
     let mut p = prepared();
@@ -744,7 +996,7 @@ fn with_binds(constraints: &[&str]) -> Prepared {
     p
 }
 
-/// A node that says which swarm node it is and which paths it lacks.
+/// A node whose daemon says which swarm node it is, and whose shell which paths it lacks.
 fn node_with(name: &str, id: &str, missing: &[&str]) -> FakeRemote {
     node_saying(name, name, id, missing)
 }
@@ -752,13 +1004,23 @@ fn node_with(name: &str, id: &str, missing: &[&str]) -> FakeRemote {
 /// [`node_with`], saying the host name `hostname`.
 fn node_saying(name: &str, hostname: &str, id: &str, missing: &[&str]) -> FakeRemote {
     let n = FakeRemote::new(name);
-    let mut said = format!("@@node {id}\n@@host {hostname}\n");
+    lacks(&n, hostname, id, missing);
+    images_on(&n, true);
+    n
+}
+
+/// `n` is swarm node `id` and lacks these paths.
+fn lacks(n: &FakeRemote, hostname: &str, id: &str, missing: &[&str]) {
+    let mut said = format!("@@host {hostname}\n");
     for m in missing {
         said.push_str(&format!("missing {m}\n"));
     }
-    n.on("@@node", ok(&said));
-    images_on(&n, true);
-    n
+    // First: the image check's rule for it may be set already.
+    n.on("for p in", ok(&said)).on_api_first(
+        "GET /info",
+        200,
+        &format!(r#"{{"Swarm":{{"NodeID":"{id}","LocalNodeState":"active"}}}}"#),
+    );
 }
 
 /// Issue 10 item 6: a bind source missing on a node where the service may run is
@@ -768,11 +1030,8 @@ fn node_saying(name: &str, hostname: &str, id: &str, missing: &[&str]) -> FakeRe
 async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
     let p = with_binds(&["node.role == worker"]);
     let m = manager("deployed web \ndeployed db \n");
-    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
-        .on(
-            "@@node",
-            ok("@@node n1\n@@host pi1\nmissing /srv/data\nmissing /srv/conf\n"),
-        );
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &["/srv/data", "/srv/conf"]);
     let pi2 = node_with("pi2", "n2", &["/srv/data"]);
     let pi3 = node_with("pi3", "n3", &["/srv/data", "/srv/conf"]);
     let (res, _) = deploy_on(&p, &m, &[pi2.clone(), pi3]).await;
@@ -792,8 +1051,15 @@ async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
         Some("not attempted: bind mount sources are missing for stack web")
     );
     assert_eq!(m.count("docker stack deploy") + m.count("tar -x -o"), 0);
-    // One question per node, all paths at once.
-    assert_eq!(pi2.count("@@node"), 1);
+    // One question per node, all paths at once, and its node id from its daemon (its
+    // other `GET /info` is the image check's, which reads the image store).
+    assert_eq!(pi2.count("for p in"), 1);
+    assert_eq!(pi2.api_calls("GET /info").len(), 2);
+    assert_eq!(
+        pi2.count("docker system dial-stdio"),
+        1,
+        "on the same engine"
+    );
     assert!(
         pi2.commands()
             .iter()
@@ -809,10 +1075,12 @@ async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
 async fn a_node_answering_for_another_does_not_pass_its_bind_check() {
     let p = with_binds(&["node.role == worker"]);
     let m = manager("deployed web \ndeployed db \n");
-    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
-        .on("@@node", ok("@@node n1\n@@host pi1\n"))
-        .on("services -q web)", ok(&converged_poll("web", "app")))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &[]);
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
     let pi3 = node_saying("pi3", "pi2", "n2", &[]);
     let (_, events) = deploy_on(&p, &m, &[pi3]).await;
     let notes: Vec<&String> = events
@@ -829,10 +1097,12 @@ async fn a_node_answering_for_another_does_not_pass_its_bind_check() {
 
     // pi2 lacks /srv/data and says so; pi3 names pi2's node too, with nothing missing.
     let m = manager("deployed web \ndeployed db \n");
-    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
-        .on("@@node", ok("@@node n1\n@@host pi1\n"))
-        .on("services -q web)", ok(&converged_poll("web", "app")))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &[]);
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
     let pi2 = node_with("pi2", "n2", &["/srv/data"]);
     let pi3 = node_saying("pi3", "pi3", "n2", &[]);
     let (_, events) = deploy_on(&p, &m, &[pi2, pi3]).await;
@@ -856,10 +1126,12 @@ async fn bind_sources_present_where_the_service_may_run_let_it_deploy() {
     // Only pi2 (disk=ssd) may run it, and it has both paths; pi3 lacks them: no matter.
     let p = with_binds(&["node.labels.disk == ssd"]);
     let m = manager("deployed web \ndeployed db \n");
-    m.first("docker node inspect --format '{{json .}}'", ok(NODES))
-        .on("@@node", ok("@@node n1\n@@host pi1\n"))
-        .on("services -q web)", ok(&converged_poll("web", "app")))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &[]);
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
     let pi2 = node_with("pi2", "n2", &[]);
     let pi3 = node_with("pi3", "n3", &["/srv/data", "/srv/conf"]);
     let (res, _) = deploy_on(&p, &m, &[pi2, pi3]).await;
@@ -871,21 +1143,23 @@ async fn bind_sources_present_where_the_service_may_run_let_it_deploy() {
     opts.skip_bind_check = true;
     let p = with_binds(&["node.role == worker"]);
     let m = manager("deployed web \ndeployed db \n");
-    m.on("services -q web)", ok(&converged_poll("web", "app")))
-        .on("services -q db)", ok(&converged_poll("db", "pg")));
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
     let pi3 = node_with("pi3", "n3", &["/srv/data"]);
-    let (leader, nodes) = crate::testing::fleet(&m, std::slice::from_ref(&pi3));
-    let res = execute(
+    let (res, _) = deploy_with(
         &opts,
         &p,
-        leader,
-        nodes,
-        Arc::new(Recorder::default()),
+        &m,
+        std::slice::from_ref(&pi3),
         std::future::pending(),
     )
     .await;
     assert!(!res.failed(), "{res:?}");
-    assert_eq!(pi3.count("@@node") + m.count("@@node"), 0);
+    assert_eq!(pi3.count("for p in") + m.count("for p in"), 0);
+    // Its daemon is asked only the image check's questions.
+    assert_eq!(pi3.api_calls("GET /info").len(), 1);
 }
 
 #[tokio::test]
@@ -920,7 +1194,7 @@ async fn a_held_lock_refuses_with_its_owner_and_touches_nothing() {
 async fn secrets_never_reach_a_command_line_an_event_or_the_report() {
     let p = prepared();
     let m = manager("deployed web \ndeployed db \n");
-    m.on("services -q web)", ok(&converged_poll("web", "app")));
+    serve_polls(&m, vec![vec![converged("web", "app")]]);
     // Docker echoing the value in an error must not carry it further.
     let failing = FakeRemote::new("pi1");
     failing.on(
@@ -966,7 +1240,7 @@ async fn an_image_that_failed_to_load_stops_the_stacks_that_use_it() {
     let w = FakeRemote::new("pi2");
     images_on(&w, false);
     w.on_api(
-        "POST /v1.41/images/create",
+        "POST /images/create",
         200,
         "{\"errorDetail\":{\"message\":\"Error processing tar file(exit status 1): unexpected EOF\"}}\n",
     );
@@ -987,7 +1261,7 @@ async fn ctrl_c_releases_the_lock_and_names_the_interrupted_stack() {
     let mut long = p.clone();
     long.stacks[0].timeout = Duration::from_secs(60);
     let m = manager("deployed web \ndeployed db \n");
-    m.on("services -q web)", ok(&starting_poll("web", "app")));
+    serve_polls(&m, vec![vec![starting("web", "app")]]);
     let (res, _) = deploy_until(
         &long,
         &m,
@@ -1040,22 +1314,23 @@ fn with_networks() -> Prepared {
 async fn a_missing_network_is_created_before_any_stack() {
     let p = with_networks();
     let m = manager(&already_deployed(&p));
-    // Inspect finds nothing: the network was removed by a teardown.
-    m.on("docker network inspect", ok(""))
-        .on("docker network create", ok("abc\n"));
+    // The list holds no DATA: the network was removed by a teardown.
+    m.on_api("POST /networks/create", 201, r#"{"Id":"abc","Warning":""}"#);
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     assert!(!res.failed(), "{res:?}");
-    let cmds = m.commands();
-    let create = cmds
-        .iter()
-        .position(|c| c.contains("docker network create"))
-        .expect("the network is created");
+    let created = m.api_calls("POST /networks/create");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].version.as_deref(), Some("1.41"));
+    let body: serde_json::Value = serde_json::from_str(&created[0].body).unwrap();
     assert_eq!(
-        cmds[create],
-        "docker network create --driver overlay --scope swarm --internal --subnet 198.19.10.0/24 --label io.rpiprov.managed=true DATA"
+        body,
+        serde_json::json!({"Name": "DATA", "CheckDuplicate": true, "Driver": "overlay",
+            "Scope": "swarm", "Attachable": false, "Internal": true,
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": "198.19.10.0/24"}]},
+            "Labels": {"io.rpiprov.managed": "true"}})
     );
     assert!(
-        cmds[0].contains("mkdir /var/lib/rpiprov/lock"),
+        m.commands()[0].contains("mkdir /var/lib/rpiprov/lock"),
         "lock first"
     );
     assert_eq!(res.rows[0].changed, vec!["create network DATA"]);
@@ -1065,14 +1340,15 @@ async fn a_missing_network_is_created_before_any_stack() {
 async fn a_network_with_other_options_stops_the_deploy_before_any_stack() {
     let p = with_networks();
     let m = manager("");
-    m.on(
-        "docker network inspect",
-        ok(r#"{"Name":"DATA","Driver":"overlay","Scope":"swarm","Internal":false,"Attachable":false,"IPAM":{"Config":[{"Subnet":"198.19.10.0/24"}]},"Options":{}}"#),
+    m.on_api_first(
+        "GET /networks",
+        200,
+        r#"[{"Name":"DATA","Driver":"overlay","Scope":"swarm","Internal":false,"Attachable":false,"IPAM":{"Config":[{"Subnet":"198.19.10.0/24"}]},"Options":{}}]"#,
     );
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     assert!(res.failed());
     assert_eq!(m.count("docker stack deploy"), 0);
-    assert_eq!(m.count("docker network create"), 0);
+    assert!(m.api_calls("POST /networks").is_empty());
     assert_eq!(
         res.rows[0].error.as_deref(),
         Some(
@@ -1132,7 +1408,8 @@ async fn the_preview_shows_the_changed_stack_with_its_diff_and_writes_nothing() 
     );
     serves_its_files(&m);
     let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
-    let preview = preview(&options(), &p, leader, nodes).await;
+    let engines = Arc::new(Engines::new(&nodes, Duration::from_secs(5)));
+    let preview = preview(&options(), &p, leader, engines, nodes).await;
     assert_eq!(preview.problems, Vec::<String>::new());
     let rows: Vec<(&str, Vec<&str>)> = preview
         .rows
@@ -1161,8 +1438,15 @@ async fn the_preview_shows_the_changed_stack_with_its_diff_and_writes_nothing() 
         diff.contains("-    image: lab/httpd:0\n+    image: lab/httpd:1\n"),
         "{diff}"
     );
-    // Nothing written, no lock taken, nothing deployed.
+    // Nothing written, no lock taken, nothing deployed: reads alone on the relay.
     assert!(m.uploads.lock().unwrap().is_empty());
+    assert!(
+        m.api_log
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.line.starts_with("GET "))
+    );
     for c in m.commands() {
         assert!(
             !c.contains("mkdir") && !c.contains("stack deploy") && !c.contains("network create"),
@@ -1194,18 +1478,13 @@ async fn polls_go_through_the_engine_api_and_a_task_of_the_previous_spec_is_not_
  {"ID":"t1","CreatedAt":"2026-11-29T20:00:00Z","ServiceID":"s1","Slot":1,"NodeID":"n1","Spec":{"ContainerSpec":{"Image":"i:1"}},"Status":{"State":"running"},"DesiredState":"running"},
  {"ID":"t2","CreatedAt":"2026-11-29T20:00:11Z","ServiceID":"s2","Slot":1,"NodeID":"n1","Spec":{"ContainerSpec":{"Image":"i:2"}},"Status":{"State":"running"},"DesiredState":"running"}
 ]"#;
-    m.on_api(
-        "GET /version",
-        200,
-        r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#,
-    )
-    .on_api("GET /v1.41/services", 200, &services)
-    .on_api("GET /v1.41/tasks", 200, tasks)
-    .on_api(
-        "GET /v1.41/nodes",
-        200,
-        r#"[{"ID":"n1","Description":{"Hostname":"pi1"}}]"#,
-    );
+    m.on_api_first("GET /services", 200, &services)
+        .on_api_first("GET /tasks", 200, tasks)
+        .on_api_first(
+            "GET /nodes",
+            200,
+            r#"[{"ID":"n1","Description":{"Hostname":"pi1"}}]"#,
+        );
     let (res, _) = deploy_on(&p, &m, &[worker()]).await;
     // web never gets a task of its current spec: it fails, saying why, and db is not
     // deployed after it; no poll went through the CLI.
@@ -1220,9 +1499,10 @@ async fn polls_go_through_the_engine_api_and_a_task_of_the_previous_spec_is_not_
     assert_eq!(res.stacks[1].status, StackStatus::Skipped);
     assert_eq!(m.count("docker stack services"), 0, "{:#?}", m.commands());
     assert!(m.count("docker system dial-stdio") == 1);
-    let polls = m.api_calls("GET /v1.41/tasks").len();
+    let polls = m.api_calls("GET /tasks").len();
     assert!(polls >= 2, "{polls}");
-    assert_eq!(m.api_calls("GET /v1.41/services").len(), polls);
+    // Every poll, and the read of which stacks exist before the deploys.
+    assert_eq!(m.api_calls("GET /services").len(), polls + 1);
 }
 
 /// Issue 13: an image a stack pulls from a registry is checked against the nodes'
@@ -1234,19 +1514,20 @@ async fn pulled_images_name_the_nodes_that_cannot_run_them_and_refuse_nothing() 
     assert_eq!(p.stacks[1].pulled, vec!["postgres:16"]);
     assert!(p.stacks[0].pulled.is_empty());
     let m = manager("");
-    let nodes: String = [("pi1", "aarch64"), ("pi2", "armv7l")]
+    let nodes: Vec<String> = [("pi1", "aarch64"), ("pi2", "armv7l")]
         .iter()
         .map(|(n, arch)| {
             format!(
-                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\",\"Platform\":{{\"Architecture\":\"{arch}\"}}}},\"Status\":{{\"State\":\"ready\"}}}}\n"
+                "{{\"ID\":\"id-{n}\",\"Spec\":{{\"Role\":\"worker\",\"Availability\":\"active\"}},\"Description\":{{\"Hostname\":\"{n}\",\"Platform\":{{\"Architecture\":\"{arch}\"}}}},\"Status\":{{\"State\":\"ready\"}}}}"
             )
         })
         .collect();
-    m.first("docker node inspect", ok(&nodes)).first(
+    m.on_api_first("GET /nodes", 200, &format!("[{}]", nodes.join(",")));
+    m.first(
         "docker manifest inspect",
         ok("@@image postgres:16\n[{\"Descriptor\":{\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\"}}},{\"Descriptor\":{\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}}]\n@@status 0\n"),
     );
-    m.on("@@services", ok(&converged_poll("web", "app")));
+    serve_polls(&m, vec![vec![converged("web", "app")]]);
     let (_, events) = deploy_on(&p, &m, &[worker()]).await;
     assert!(
         events.iter().any(|e| e == "pi1: Note(\"warning: postgres:16 is published for linux/arm64, linux/amd64 only: pi2 (arm) cannot run it (swarm leaves its tasks there pending: \\\"no suitable node (unsupported platform)\\\"); use an image built for them, or keep the service off them with a placement constraint\")"),
@@ -1259,13 +1540,62 @@ async fn pulled_images_name_the_nodes_that_cannot_run_them_and_refuse_nothing() 
         "docker manifest inspect",
         ok("@@image postgres:16\nerror pinging v2 registry: dial tcp: lookup registry-1.docker.io: no such host\n@@status 1\n"),
     );
-    m.on("@@services", ok(&converged_poll("web", "app")));
+    serve_polls(&m, vec![vec![converged("web", "app")]]);
     let (_, events) = deploy_on(&p, &m, &[worker()]).await;
     assert!(
         events.iter().any(|e| e.contains("warning: the manifest of postgres:16 could not be read from pi1 (error pinging v2 registry: dial tcp: lookup registry-1.docker.io: no such host): which architectures it is built for is not checked, and nothing is refused for it")),
         "{events:#?}"
     );
     assert!(m.count("docker stack deploy") > 0);
+}
+
+/// A service whose update swarm paused is updated again with `--force` through the
+/// Engine API: its spec read by name and sent back at its version, the task template's
+/// counter raised, once; the wait then sees it converge.
+#[tokio::test]
+async fn a_paused_update_is_forced_again_through_the_engine_api() {
+    let p = prepared();
+    let m = manager("deployed web \ndeployed db \n");
+    let web = converged("web", "app");
+    let paused = web.json().replacen(
+        "\"ServiceStatus\"",
+        r#""UpdateStatus":{"State":"paused","Message":"update paused due to failure or early termination of task t9"},"ServiceStatus""#,
+        1,
+    );
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = polls.clone();
+    let (paused_json, web_json) = (paused.clone(), web.json());
+    m.on_api_fn("GET /services?", move |_| {
+        let k = n.load(std::sync::atomic::Ordering::SeqCst);
+        let web = if k < 2 { &paused_json } else { &web_json };
+        (200, format!("[{web},{}]", converged("db", "pg").json()))
+    })
+    .on_api_first("GET /services/web_app", 200, &paused)
+    .on_api_first("POST /services/", 200, r#"{"Warnings":null}"#);
+    let tasks: Vec<String> = [converged("web", "app"), converged("db", "pg")]
+        .iter()
+        .flat_map(Svc::tasks_json)
+        .collect();
+    let tasks = format!("[{}]", tasks.join(","));
+    m.on_api_fn("GET /tasks", move |_| {
+        polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        (200, tasks.clone())
+    });
+    let (res, events) = deploy_on(&p, &m, &[worker()]).await;
+    assert!(!res.failed(), "{res:#?}");
+    let forced = m.api_calls("POST /services/");
+    assert_eq!(forced.len(), 1, "{forced:?}");
+    assert_eq!(forced[0].line, "POST /services/s-web_app/update?version=9");
+    let spec: serde_json::Value = serde_json::from_str(&forced[0].body).unwrap();
+    assert_eq!(spec["TaskTemplate"]["ForceUpdate"], 1);
+    assert_eq!(spec["Name"], "web_app");
+    assert!(
+        events.iter().any(|e| e.contains(
+            "web_app: swarm paused its update after a task failed (a node away, or an old task still holding its port): updated again with --force"
+        )),
+        "{events:#?}"
+    );
+    assert_eq!(m.count("docker service update"), 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1342,7 +1672,8 @@ async fn a_manager_whose_cli_reads_the_file_deploys_it_as_before() {
 async fn the_preview_says_which_file_the_manager_s_cli_refuses() {
     let (p, m) = versionless("cli package docker.io 20.10.24+dfsg1-1+deb12u1\n");
     let (leader, nodes) = crate::testing::fleet(&m, &[worker()]);
-    let preview = super::preview(&options(), &p, leader, nodes).await;
+    let engines = Arc::new(Engines::new(&nodes, Duration::from_secs(5)));
+    let preview = super::preview(&options(), &p, leader, engines, nodes).await;
     assert_eq!(
         preview.problems[0],
         "stack web: pi1's Docker CLI 20.10 (package docker.io 20.10.24+dfsg1-1+deb12u1) cannot deploy this file: stacks/web.yml: version: missing: Docker CLI 20.10 reads a file without version: as version 1.0 and refuses it (Docker CLI 23.0 and later read it as the newest 3.x): add version: \"3.9\"; deploy changes nothing"

@@ -4,14 +4,12 @@
 //! [`crate::docker::service`] for both, judged there). This file only decides when to ask
 //! again, what a poll asks, and when to give up.
 //!
-//! - **What a poll asks**: through the manager's Engine API when it is reachable
-//!   ([`crate::exec::engine`]: services, tasks and nodes, three requests in one round trip,
-//!   no process on the Pi), else `docker` CLI polls ([`service::stack_poll`], one per
-//!   stack, and the nodes once all look converged; their task lists cannot tell a task of
-//!   the previous spec, so right after a redeploy they rely on swarm's update status and
-//!   the settle time alone).
-//! - **When**: at once after a deploy, then backing off from 0.1 s to 0.5 s (API) or the
-//!   poll interval (1 s, CLI); sooner when a task becomes settled (seen running [`SETTLE`]
+//! - **What a poll asks**: the manager's Engine API ([`crate::exec::engine`]: services,
+//!   tasks and nodes, three requests in one round trip, no process on the Pi). A poll
+//!   that fails (its relay broke with a cut link) fails alone: the next one starts a
+//!   new relay over the connection the transport makes again.
+//! - **When**: at once after a deploy, then backing off from 0.1 s to 0.5 s (or the poll
+//!   interval, when shorter); sooner when a task becomes settled (seen running [`SETTLE`]
 //!   ago) or a deadline falls.
 //! - **Order**: the deploy waits until a stack is ready before it deploys the next one
 //!   (the playbook's order is a dependency order); the settle time and swarm's update
@@ -32,7 +30,8 @@
 //! in `docker::service` and is called there, next to [`service::assess`],
 //! [`service::doomed`] and [`service::judge_down_nodes`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -40,10 +39,8 @@ use tokio::time::Instant;
 use crate::docker::api;
 use crate::docker::node::{self, SwarmNode};
 use crate::docker::service::{self, Behind, Poll, ServiceState};
-use crate::exec::engine::Engine;
+use crate::exec::engine::{Engine, EngineError};
 use crate::exec::report::{RowId, Rows, secs};
-use crate::exec::{ReadError, StepError, read};
-use crate::remote::{Remote, RemoteError};
 
 use super::PreparedStack;
 
@@ -69,9 +66,27 @@ const FIRST_POLL: Duration = Duration::from_millis(100);
 const API_POLL_MAX: Duration = Duration::from_millis(500);
 
 /// The swarm's nodes, for the judgement of global services.
-pub async fn nodes<R: Remote>(leader: &R, timeout: Duration) -> Result<Vec<SwarmNode>, ReadError> {
-    let text = read(leader, node::nodes_inspect(), timeout).await?;
-    node::parse_nodes(&text).map_err(|e| ReadError::Failed(StepError(e)))
+pub async fn nodes(leader: &Engine, timeout: Duration) -> Result<Vec<SwarmNode>, String> {
+    let r = leader.call(api::nodes(), timeout).await?;
+    api::read(&r, node::parse_node_list)
+}
+
+/// One poll of every stack and the swarm's nodes, in one round trip. `Err` is the engine's
+/// (the relay, or the host given up); a poll Docker could not answer is `Ok(Err)`.
+pub async fn poll_stacks(
+    leader: &Engine,
+    timeout: Duration,
+) -> Result<Result<(BTreeMap<String, Poll>, Vec<SwarmNode>), String>, EngineError> {
+    let reqs = [api::stack_services(), api::stack_tasks(), api::nodes()];
+    let r = leader.batch(&reqs, timeout).await?;
+    Ok((|| {
+        api::all_ok(&r)?;
+        let nodes = node::parse_node_list(&r[2].body)?;
+        Ok((
+            api::parse_stack_polls(&r[0].body, &r[1].body, &nodes)?,
+            nodes,
+        ))
+    })())
 }
 
 /// Why a stack did not converge.
@@ -114,10 +129,9 @@ struct Watched<'a> {
 pub type Ended = (String, Vec<ServiceState>, Result<(), NotConverged>);
 
 /// The wait of every deployed stack.
-pub struct Watch<'a, R> {
-    leader: &'a R,
-    /// The manager's Engine API; `None` when polls go through the `docker` CLI.
-    engine: Option<Engine>,
+pub struct Watch<'a> {
+    /// The manager's Engine API.
+    engine: Arc<Engine>,
     rows: &'a Rows,
     command_timeout: Duration,
     max_interval: Duration,
@@ -138,10 +152,9 @@ pub struct Pace {
     pub settle: Duration,
 }
 
-impl<'a, R: Remote> Watch<'a, R> {
-    pub fn new(leader: &'a R, engine: Option<Engine>, rows: &'a Rows, pace: Pace) -> Self {
+impl<'a> Watch<'a> {
+    pub fn new(engine: Arc<Engine>, rows: &'a Rows, pace: Pace) -> Self {
         Watch {
-            leader,
             engine,
             rows,
             command_timeout: pace.command_timeout,
@@ -242,13 +255,8 @@ impl<'a, R: Remote> Watch<'a, R> {
             until = until.min(w.deadline.max(now));
         }
         tokio::time::sleep_until(until).await;
-        // An API poll costs the Pi no process: it may come twice as often.
-        let max = if self.engine.is_some() {
-            self.max_interval.min(API_POLL_MAX)
-        } else {
-            self.max_interval
-        };
-        self.interval = (self.interval * 3 / 2).min(max);
+        // A poll costs the Pi no process: it may come twice a second.
+        self.interval = (self.interval * 3 / 2).min(self.max_interval.min(API_POLL_MAX));
     }
 
     /// One poll of every stack still waited for; updates their states and ends.
@@ -262,7 +270,7 @@ impl<'a, R: Remote> Watch<'a, R> {
         if open.is_empty() {
             return;
         }
-        let (polls, mut swarm_nodes) = match self.fetch(&open).await {
+        let (polls, swarm_nodes) = match self.fetch(&open).await {
             Ok(x) => x,
             Err(e) => return self.unreachable(&e),
         };
@@ -328,31 +336,12 @@ impl<'a, R: Remote> Watch<'a, R> {
                     let converged = service::all_converged(&w.states);
                     let only_down = !converged
                         && left_global
-                        && swarm_nodes
-                            .as_deref()
-                            .is_some_and(|nodes| only_down_nodes_left(&w.states, &p.specs, nodes));
+                        && only_down_nodes_left(&w.states, &p.specs, &swarm_nodes);
                     if converged || only_down {
-                        // Swarm's count leaves out nodes it marks down: ask which they
-                        // are (the CLI way: only now; the API poll brought them).
-                        if swarm_nodes.is_none() {
-                            swarm_nodes = match nodes(self.leader, self.command_timeout).await {
-                                Ok(n) => Some(n),
-                                Err(ReadError::Unreachable(e)) => return self.unreachable(&e),
-                                Err(ReadError::Failed(e)) => {
-                                    self.rows.note(
-                                        &RowId::stack(&name),
-                                        &format!("cannot read the swarm's nodes: {e}"),
-                                    );
-                                    Some(Vec::new())
-                                }
-                            };
-                        }
+                        // Swarm's count leaves out nodes it marks down: the poll brought
+                        // them.
                         let w = &mut self.stacks[i];
-                        let down = service::judge_down_nodes(
-                            &mut w.states,
-                            &p.specs,
-                            swarm_nodes.as_deref().unwrap_or_default(),
-                        );
+                        let down = service::judge_down_nodes(&mut w.states, &p.specs, &swarm_nodes);
                         if !down {
                             w.end = Some(Ok(()));
                             continue;
@@ -421,22 +410,16 @@ impl<'a, R: Remote> Watch<'a, R> {
         let row = RowId::stack(&self.stacks[i].st.name);
         for (svc, why) in due {
             let why = why.describe();
-            let said = match crate::exec::root(
-                self.leader,
-                service::force_update(&svc),
-                self.command_timeout,
-            )
-            .await
-            {
-                Ok(_) => format!("{svc}: {why}: updated again with --force"),
-                Err(e) => format!("{svc}: docker service update --force failed: {e}"),
+            let said = match force_update(&self.engine, &svc, self.command_timeout).await {
+                Ok(()) => format!("{svc}: {why}: updated again with --force"),
+                Err(e) => format!("{svc}: its update again with --force failed: {e}"),
             };
             self.rows.note(&row, &said);
         }
     }
 
     /// The manager is gone for good: every stack still waited for ends now.
-    fn unreachable(&mut self, e: &RemoteError) {
+    fn unreachable(&mut self, e: &str) {
         for w in self.stacks.iter_mut().filter(|w| w.end.is_none()) {
             let mut text = format!("{e}; the stack's state there is unknown");
             let failing = service::failure_text(&w.states);
@@ -451,55 +434,42 @@ impl<'a, R: Remote> Watch<'a, R> {
         }
     }
 
-    /// The polls of these stacks, and the swarm's nodes when the poll brought them: one
-    /// API round trip for all, or one CLI poll each. `Err` only when the manager is
-    /// unreachable; a poll that failed is in the map.
-    async fn fetch(&mut self, stacks: &[String]) -> Result<Fetched, RemoteError> {
-        if let Some(engine) = &self.engine {
-            let reqs = [api::stack_services(), api::stack_tasks(), api::nodes()];
-            let answer = engine.batch(&reqs, self.command_timeout).await;
-            let parsed = answer.and_then(|r| {
-                api::all_ok(&r)?;
-                let polls = api::parse_stack_polls(&r[0].body, &r[1].body, &r[2].body)?;
-                Ok((polls, node::parse_node_list(&r[2].body)?))
-            });
-            match parsed {
-                Ok((mut all, nodes)) => {
-                    let polls = stacks
-                        .iter()
-                        .map(|s| (s.clone(), Ok(all.remove(s).unwrap_or_default())))
-                        .collect();
-                    return Ok((polls, Some(nodes)));
-                }
-                Err(e) => {
-                    // The channel is gone or the daemon answers oddly: the CLI still
-                    // works (and the transport reconnects it).
-                    self.rows.note(
-                        &RowId::host(self.leader.host()),
-                        &format!("{e}; polling with the docker CLI from now on"),
-                    );
-                    self.engine = None;
-                }
-            }
-        }
-        let mut out = HashMap::new();
-        for s in stacks {
-            let poll = match read(self.leader, service::stack_poll(s), self.command_timeout).await {
-                Ok(text) => service::parse_poll(&text),
-                Err(ReadError::Unreachable(e)) => return Err(*e),
-                Err(ReadError::Failed(e)) => Err(e.0),
-            };
-            out.insert(s.clone(), poll);
-        }
-        Ok((out, None))
+    /// The polls of these stacks, and the swarm's nodes, in one round trip. `Err` only
+    /// when the manager is unreachable; a poll that failed is in the map, for each stack.
+    async fn fetch(&mut self, stacks: &[String]) -> Result<Fetched, String> {
+        let (polls, nodes) = match poll_stacks(&self.engine, self.command_timeout).await {
+            Err(e) if e.is_unreachable() => return Err(e.to_string()),
+            Err(e) => (Err(e.to_string()), vec![]),
+            Ok(Err(e)) => (Err(e), vec![]),
+            Ok(Ok((all, nodes))) => (Ok(all), nodes),
+        };
+        let each = stacks
+            .iter()
+            .map(|s| {
+                let poll = match &polls {
+                    Ok(all) => Ok(all.get(s).cloned().unwrap_or_default()),
+                    Err(e) => Err(e.clone()),
+                };
+                (s.clone(), poll)
+            })
+            .collect();
+        Ok((each, nodes))
     }
 }
 
-/// Per stack its poll (or why it failed), and the swarm's nodes if the poll brought them.
-type Fetched = (
-    HashMap<String, Result<Poll, String>>,
-    Option<Vec<SwarmNode>>,
-);
+/// Updates a service again, every task replaced (`docker service update --force`): its
+/// spec read and sent back at the negotiated version, the counter raised.
+async fn force_update(engine: &Engine, service: &str, timeout: Duration) -> Result<(), String> {
+    let r = engine.call(api::service_inspect(service), timeout).await?;
+    let spec = api::read(&r, api::parse_service_spec)?;
+    let r = engine
+        .call(api::service_force_update(&spec), timeout)
+        .await?;
+    api::read(&r, |_| Ok(()))
+}
+
+/// Per stack its poll (or why it failed), and the swarm's nodes (none when the poll failed).
+type Fetched = (HashMap<String, Result<Poll, String>>, Vec<SwarmNode>);
 
 /// Whether `service` is a global one.
 fn global_in(specs: &[service::ServiceSpec], service: &str) -> bool {

@@ -1,17 +1,17 @@
-//! Bind-mount sources as a node holds them: one round trip per node says which node of the
-//! swarm it is and which of the given paths do not exist there ([`sources_check`], read by
-//! [`parse_sources`]). Which nodes a service may run on is
+//! Bind-mount sources as a node holds them: one shell command per node says which of the
+//! given paths do not exist there ([`sources_check`], read by [`parse_sources`]); which
+//! swarm node it is its Engine API says beside it. Which nodes a service may run on is
 //! [`super::service::placement_candidates`]'s.
 
 use crate::shell::quote;
 
-/// On one node, as root: its swarm node ID (`@@node ID`) and host name (`@@host NAME`),
-/// then `missing PATH` for each path that does not exist. A path starting with `~` is looked up under `$HOME`, as the Docker
-/// CLI expands it (the first `~` only).
+/// On one node, as root: its host name (`@@host NAME`), then `missing PATH` for each path
+/// that does not exist. A path starting with `~` is looked up under `$HOME`, as the Docker
+/// CLI expands it (the first `~` only). Which swarm node it is comes from its Engine API.
 pub fn sources_check(paths: &[String]) -> String {
     let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     format!(
-        "set -e; echo \"@@node $(docker info --format '{{{{.Swarm.NodeID}}}}')\"; echo \"@@host $(hostname)\"; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
+        "set -e; echo \"@@host $(hostname)\"; for p in {}; do case \"$p\" in '~'*) q=\"$HOME${{p#'~'}}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done",
         list.join(" ")
     )
 }
@@ -19,8 +19,6 @@ pub fn sources_check(paths: &[String]) -> String {
 /// What [`sources_check`] found on one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSources {
-    /// The node's swarm ID; empty when it is in no swarm.
-    pub node_id: String,
     /// The host name it reports.
     pub hostname: String,
     pub missing: Vec<String>,
@@ -29,9 +27,7 @@ pub struct NodeSources {
 pub fn parse_sources(text: &str) -> NodeSources {
     let mut out = NodeSources::default();
     for line in text.lines() {
-        if let Some(id) = line.strip_prefix("@@node ") {
-            out.node_id = id.trim().to_string();
-        } else if let Some(name) = line.strip_prefix("@@host ") {
+        if let Some(name) = line.strip_prefix("@@host ") {
             out.hostname = name.trim().to_string();
         } else if let Some(p) = line.strip_prefix("missing ") {
             out.missing.push(p.to_string());
@@ -50,7 +46,7 @@ mod tests {
         let paths = vec!["/srv/a b".to_string(), "~/data".to_string()];
         assert_eq!(
             sources_check(&paths),
-            "set -e; echo \"@@node $(docker info --format '{{.Swarm.NodeID}}')\"; echo \"@@host $(hostname)\"; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
+            "set -e; echo \"@@host $(hostname)\"; for p in '/srv/a b' '~/data'; do case \"$p\" in '~'*) q=\"$HOME${p#'~'}\" ;; *) q=$p ;; esac; if [ ! -e \"$q\" ]; then printf 'missing %s\\n' \"$p\"; fi; done"
         );
         let host = ScratchHost::new();
         let dir = tempfile::tempdir().unwrap();
@@ -63,7 +59,6 @@ mod tests {
             "~/data".to_string(),
             "~/nope".to_string(),
         ];
-        std::fs::write(host.docker_file("state"), "n1abc\n").unwrap();
         let cmd = format!(
             "HOME={}; hostname() {{ echo pi2; }}; {}",
             quote(&dir.path().display().to_string()),
@@ -73,10 +68,10 @@ mod tests {
         assert_eq!(
             parse_sources(&out),
             NodeSources {
-                node_id: "n1abc".into(),
                 hostname: "pi2".into(),
                 missing: vec![paths[1].clone(), "~/nope".into()],
             }
         );
+        assert_eq!(host.calls(), "", "no docker process");
     }
 }

@@ -604,7 +604,9 @@ mod tests {
     /// The requests of a load, an import and an inspect, as they go on the wire.
     #[test]
     fn image_requests() {
-        let text = |r: api::Request| String::from_utf8(r.encode()).unwrap();
+        // Built unversioned; the engine puts the negotiated version on them (`api::at`).
+        assert_eq!(api::image_load(vec![]).path, "/images/load?quiet=1");
+        let text = |r: api::Request| String::from_utf8(api::at(&r, api::OLDEST).encode()).unwrap();
         assert_eq!(
             text(api::image_load(b"TAR".to_vec())),
             "POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: rpiprov\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\nTAR"
@@ -628,6 +630,11 @@ mod tests {
         assert!(
             text(api::image_inspect("registry.lan:5000/lab/httpd:1"))
                 .starts_with("GET /v1.41/images/registry.lan:5000/lab/httpd:1/json HTTP/1.1\r\n")
+        );
+        assert!(
+            String::from_utf8(api::at(&api::image_inspect("lab/a:1"), api::NEWEST).encode())
+                .unwrap()
+                .starts_with("GET /v1.55/images/lab/a:1/json HTTP/1.1\r\n")
         );
         assert_eq!(repo_and_tag("lab/a:1"), ("lab/a", "1"));
         assert_eq!(repo_and_tag("host:5000/a"), ("host:5000/a", "latest"));

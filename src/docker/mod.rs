@@ -1,7 +1,10 @@
-//! Docker, as rpiprov speaks to it over SSH: pure builders of the remote command lines and
-//! pure parsers of their output, one file per thing Docker manages; and where the Engine
-//! API is reachable (`docker system dial-stdio`), the API's requests and answers ([`api`]). Nothing here opens a
-//! connection, sleeps or reports progress; the executors (`bootstrap`, `deploy`,
+//! Docker, as rpiprov speaks to it over SSH: the Engine API's requests and the JSON of its
+//! answers ([`api`], over `docker system dial-stdio`: how rpiprov reads Docker and changes
+//! its swarm, nodes, networks and services), the few remote command lines that are no
+//! API's (installing and starting Docker, `docker stack deploy` and `rm`, `docker service
+//! logs`, loading image archives, rpiprov's own files), and pure judgements of what was
+//! read, one file per thing Docker manages. Nothing here opens a connection, sleeps or
+//! reports progress; the executors (`bootstrap`, `deploy`,
 //! `teardown`) run these commands through [`crate::exec`] and decide what to do with the
 //! parsed answers.
 //!
@@ -12,18 +15,18 @@
 //!
 //! | file | what Docker manages |
 //! |---|---|
-//! | [`probe`] | the read-only probe of a host, and [`probe::Facts`] parsed from it |
+//! | [`probe`] | the read-only probe of a host: its shell half, what it asks the daemon, and [`probe::Facts`] read from both |
 //! | [`ports`] | the ports swarm needs between nodes, tested from the nodes before it forms |
-//! | [`overview`] | what a manager adds to its probe for `status`: stacks, records, networks, services |
+//! | [`overview`] | what a manager adds to its probe for `status`: deploy records, stacks, networks, services |
 //! | [`engine`] | the daemon: install, upgrade, start, restart, `daemon.json` merge |
-//! | [`swarm`] | the swarm: init, join tokens, join, leave, the local node's state |
-//! | [`node`] | swarm nodes: labels, promote/demote, removal of stale entries |
+//! | [`swarm`] | the swarm as one node sees it, and how a node leaves |
+//! | [`node`] | swarm nodes: the claim check, quorum, stale entries, the dissolution |
 //! | [`bind`] | bind-mount sources as a node holds them |
-//! | [`network`] | overlay networks: inspect, create, remove, and which are missing or differ |
-//! | [`stack`] | stacks: state and deploy records, deploy, remove, what is left, the survey |
+//! | [`network`] | overlay networks: as listed, and which are missing or differ |
+//! | [`stack`] | stacks: deploy records, deploy, remove, the survey of what exists |
 //! | [`cli`] | the `docker` command `docker stack deploy` runs on a manager: its release |
 //! | [`release`] | a stack's uploaded file set: present or not, extracted whole, recorded, pruned |
-//! | [`service`] | a stack's services: the convergence poll and its judgement |
+//! | [`service`] | a stack's services: the judgement of their convergence |
 //! | [`task`] | where tasks run, swarm-wide and on one node: what `maintain` drains and waits on |
 //! | [`machine`] | the Pi under Docker: its boot id, a reboot |
 //! | [`image`] | images shipped without a registry: check, load, import, purge |
@@ -31,7 +34,7 @@
 //! | [`lock`] | the deploy lock's folder on the manager (taken in [`crate::exec::lock`]) |
 //! | [`notices`] | Docker's own notices, kept out of error text |
 //! | [`paths`] | everything rpiprov keeps on a host, under `/var/lib/rpiprov` |
-//! | [`api`] | the same things through the Docker Engine API: requests and the JSON read back |
+//! | [`api`] | the Docker Engine API: the version negotiated, requests and the JSON read back |
 //! | [`http`] | HTTP/1.1 framing of those requests and answers, for the API's byte stream |
 
 pub mod api;
@@ -57,7 +60,6 @@ pub mod swarm;
 pub mod task;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 /// Docker prints `null` for an empty list or map in its JSON; read it as empty.
 pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -66,13 +68,4 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// Parses Docker's `--format '{{json .}}'` output: one object per line, blank lines
-/// skipped. `what` names the command in the error (`docker node inspect`).
-pub(crate) fn json_lines<T: DeserializeOwned>(text: &str, what: &str) -> Result<Vec<T>, String> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| serde_json::from_str(line).map_err(|e| format!("cannot read {what}: {e}")))
-        .collect()
 }

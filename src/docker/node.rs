@@ -1,9 +1,10 @@
-//! Swarm nodes as a manager manages them: [`SwarmNode`] parsed from `docker node inspect`
-//! (the probe asks for it on managers), labels, promotion and demotion, and the node
-//! entries a Pi leaves behind when it leaves or is reinstalled ([`node_entries`],
-//! [`node_rm`]), and whether a node takes tasks ([`node_availability`], for `maintain`).
+//! Swarm nodes as a manager manages them: [`SwarmNode`] parsed from the Engine API's node
+//! list (the probe asks for it on managers), the quorum a change keeps, the node entries
+//! a Pi leaves behind when it leaves or is reinstalled ([`stale`]), the dissolution of a
+//! swarm ([`dissolve`]), and whether a node takes tasks ([`Availability`], for
+//! `maintain`). The requests that change a node are [`crate::docker::api`]'s.
 //!
-//! A Pi names its own node: the node ID its `docker info` reports, and the host name its
+//! A Pi names its own node: the node ID its `/info` reports, and the host name its
 //! earlier entries are listed under. That is the Pi's word, and a Pi that lies
 //! (compromised, or cloned with another's swarm state) would have what is meant for its
 //! node done to another: demote a manager, attract another node's services, remove a
@@ -18,10 +19,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::docker::{json_lines, null_as_default};
-use crate::shell::join;
+use crate::docker::null_as_default;
 
-/// One node as a manager's `docker node inspect` reports it.
+/// One node as a manager lists it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SwarmNode {
     pub id: String,
@@ -135,17 +135,18 @@ impl From<RawNode> for SwarmNode {
     }
 }
 
-/// Parses `docker node inspect --format '{{json .}}'` output: one node per line.
-pub fn parse_nodes(text: &str) -> Result<Vec<SwarmNode>, String> {
-    let raw: Vec<RawNode> = json_lines(text, "docker node inspect")?;
-    Ok(raw.into_iter().map(SwarmNode::from).collect())
-}
-
-/// Parses the Engine API's node list (`GET /nodes`): the same objects, in one array.
+/// Parses the Engine API's node list (`GET /nodes`).
 pub fn parse_node_list(json: &[u8]) -> Result<Vec<SwarmNode>, String> {
     let raw: Vec<RawNode> =
         serde_json::from_slice(json).map_err(|e| format!("cannot read the nodes: {e}"))?;
     Ok(raw.into_iter().map(SwarmNode::from).collect())
+}
+
+/// Parses one node as the Engine API answers it (`GET /nodes/{id}`).
+pub fn parse_node(json: &[u8]) -> Result<SwarmNode, String> {
+    let raw: RawNode =
+        serde_json::from_slice(json).map_err(|e| format!("cannot read the node: {e}"))?;
+    Ok(SwarmNode::from(raw))
 }
 
 /// What an operation does to managers.
@@ -192,35 +193,6 @@ pub fn quorum_after(nodes: &[SwarmNode], ids: &[&str], change: Change) -> Result
         "the swarm would lose quorum: {after_up} of its {after_total} managers would be up{already}, and raft needs {}; bring managers back or add some first (3 managers keep quorum with one down)",
         after_total / 2 + 1
     ))
-}
-
-/// Every node of the swarm, one `{{json .}}` line each, for [`parse_nodes`]; run on a
-/// manager.
-pub fn nodes_inspect() -> String {
-    "docker node inspect --format '{{json .}}' $(docker node ls -q)".to_string()
-}
-
-/// Adds or updates node labels (never removes labels the user set by hand).
-pub fn node_labels(node_id: &str, labels: &[(String, String)]) -> String {
-    let mut args = vec!["docker".to_string(), "node".into(), "update".into()];
-    for (k, v) in labels {
-        args.push("--label-add".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.push(node_id.to_string());
-    join(args)
-}
-
-/// One node as the leader sees it, read by [`parse_nodes`] (one line).
-pub fn node_inspect(node_id: &str) -> String {
-    join([
-        "docker",
-        "node",
-        "inspect",
-        "--format",
-        "{{json .}}",
-        node_id,
-    ])
 }
 
 /// What a host says of itself in the swarm, and what rpiprov knows of it otherwise.
@@ -355,51 +327,13 @@ pub enum Availability {
     Drain,
 }
 
-/// Sets a node's availability. Returns once the manager recorded it, long before a
-/// drained node's tasks have moved: `crate::docker::task` polls for that.
-pub fn node_availability(node_id: &str, availability: Availability) -> String {
-    let a = match availability {
-        Availability::Active => "active",
-        Availability::Drain => "drain",
-    };
-    join(["docker", "node", "update", "--availability", a, node_id])
-}
-
-/// A node's state and availability as the managers see them: `ready active`. Read by
-/// [`parse_node_state`].
-pub fn node_state(node_id: &str) -> String {
-    join([
-        "docker",
-        "node",
-        "inspect",
-        "--format",
-        "{{.Status.State}} {{.Spec.Availability}}",
-        node_id,
-    ])
-}
-
-/// (state, availability) from [`node_state`].
-pub fn parse_node_state(output: &str) -> Option<(&str, &str)> {
-    let mut it = output.split_whitespace();
-    Some((it.next()?, it.next()?))
-}
-
-pub fn node_promote(node_id: &str) -> String {
-    join(["docker", "node", "promote", node_id])
-}
-
-pub fn node_demote(node_id: &str) -> String {
-    join(["docker", "node", "demote", node_id])
-}
-
-/// Removes a node entry left by a Pi that left or was reinstalled, so that the rejoined Pi
-/// does not show twice in `docker node ls`. `force` for an entry swarm still thinks is up
-/// (it notices a departure only after the heartbeat times out).
-pub fn node_rm(node_id: &str, force: bool) -> String {
-    if force {
-        join(["docker", "node", "rm", "--force", node_id])
-    } else {
-        join(["docker", "node", "rm", node_id])
+impl Availability {
+    /// Docker's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Drain => "drain",
+        }
     }
 }
 
@@ -483,13 +417,7 @@ pub fn dissolve(
     d
 }
 
-/// Every node entry: id, host name, state, address; for pruning stale entries. Read by
-/// [`parse_node_entries`].
-pub fn node_entries() -> String {
-    "docker node inspect --format '{{.ID}} {{.Description.Hostname}} {{.Status.State}} {{.Status.Addr}}' $(docker node ls -q)".to_string()
-}
-
-/// One line of [`node_entries`].
+/// A node entry as [`stale`] weighs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeEntry<'a> {
     pub id: &'a str,
@@ -576,25 +504,6 @@ impl<'a> From<&'a SwarmNode> for NodeEntry<'a> {
             addr: &n.addr,
         }
     }
-}
-
-/// The entries of [`node_entries`]; lines that are not four words are left out.
-pub fn parse_node_entries(output: &str) -> Vec<NodeEntry<'_>> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            let [id, hostname, state, addr] = parts[..] else {
-                return None;
-            };
-            Some(NodeEntry {
-                id,
-                hostname,
-                state,
-                addr,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -722,44 +631,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn node_removal() {
-        assert_eq!(node_rm("abc", false), "docker node rm abc");
-        assert_eq!(node_rm("abc", true), "docker node rm --force abc");
-    }
-
-    #[test]
-    fn availability_commands() {
-        assert_eq!(
-            node_availability("n2", Availability::Drain),
-            "docker node update --availability drain n2"
-        );
-        assert_eq!(
-            node_availability("n2", Availability::Active),
-            "docker node update --availability active n2"
-        );
-        assert_eq!(
-            node_state("n2"),
-            "docker node inspect --format '{{.Status.State}} {{.Spec.Availability}}' n2"
-        );
-        assert_eq!(parse_node_state("ready drain\n"), Some(("ready", "drain")));
-        assert_eq!(parse_node_state("\n"), None);
-    }
-
-    #[test]
-    fn label_values_are_quoted() {
-        assert_eq!(
-            node_labels(
-                "abc",
-                &[
-                    ("zone".into(), "rack 1".into()),
-                    ("disk".into(), "ssd".into())
-                ]
-            ),
-            "docker node update --label-add 'zone=rack 1' --label-add disk=ssd abc"
-        );
-    }
-
     fn manager(id: &str, state: &str) -> SwarmNode {
         SwarmNode {
             id: id.into(),
@@ -811,15 +682,12 @@ mod tests {
         assert_eq!(quorum_after(&three, &["worker"], Change::Down), Ok(()));
     }
 
-    /// Fields as Docker 20.10's `docker node inspect` prints them (trimmed).
+    /// Fields as Docker 20.10's Engine API lists them (trimmed).
     #[test]
     fn a_node_s_state_availability_and_platform_are_read() {
-        let nodes = parse_nodes(concat!(
-            r#"{"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Platform":{"Architecture":"aarch64","OS":"linux"},"Engine":{"EngineVersion":"20.10.24+dfsg1","Labels":{"disk":"ssd"}}},"Status":{"State":"ready","Addr":"198.18.0.11"}}"#,
-            "\n",
-            r#"{"ID":"n2","Spec":{"Labels":null,"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2","Engine":{"Labels":null}},"Status":{"State":"down","Addr":"198.18.0.12"}}"#,
-            "\n",
-        ))
+        let nodes = parse_node_list(
+            br#"[{"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Platform":{"Architecture":"aarch64","OS":"linux"},"Engine":{"EngineVersion":"20.10.24+dfsg1","Labels":{"disk":"ssd"}}},"Status":{"State":"ready","Addr":"198.18.0.11"}},{"ID":"n2","Spec":{"Labels":null,"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2","Engine":{"Labels":null}},"Status":{"State":"down","Addr":"198.18.0.12"}}]"#,
+        )
         .unwrap();
         assert_eq!(
             nodes[0],
@@ -848,10 +716,6 @@ mod tests {
             !drained.is_down(),
             "drained by hand: not expected to run tasks"
         );
-        assert_eq!(
-            nodes_inspect(),
-            "docker node inspect --format '{{json .}}' $(docker node ls -q)"
-        );
     }
 
     #[test]
@@ -878,10 +742,6 @@ mod tests {
         assert_eq!(
             check_claim(&claim, Some(NodeEntry::from(&entry("pi3", "2001:db8::13")))),
             Ok(())
-        );
-        assert_eq!(
-            node_inspect("n1"),
-            "docker node inspect --format '{{json .}}' n1"
         );
     }
 
@@ -937,31 +797,13 @@ mod tests {
         );
     }
 
-    #[test]
-    fn node_entries_are_read() {
-        assert_eq!(
-            parse_node_entries("n1 pi1 ready 198.18.0.11\nbroken line\n"),
-            vec![NodeEntry {
-                id: "n1",
-                hostname: "pi1",
-                state: "ready",
-                addr: "198.18.0.11"
-            }]
-        );
-    }
-
-    /// A manager's standing in the raft and the engine version, as Docker 20.10 prints
+    /// A manager's standing in the raft and the engine version, as Docker 20.10 lists
     /// them (trimmed): what `status` shows.
     #[test]
     fn a_manager_s_standing_and_the_engine_version_are_read() {
-        let nodes = parse_nodes(concat!(
-            r#"{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Engine":{"EngineVersion":"20.10.24+dfsg1"}},"Status":{"State":"ready"},"ManagerStatus":{"Leader":true,"Reachability":"reachable","Addr":"198.18.0.11:2377"}}"#,
-            "\n",
-            r#"{"ID":"n2","Spec":{"Role":"manager"},"Description":{"Hostname":"pi2"},"Status":{"State":"down"},"ManagerStatus":{"Reachability":"unreachable"}}"#,
-            "\n",
-            r#"{"ID":"n3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready"}}"#,
-            "\n",
-        ))
+        let nodes = parse_node_list(
+            br#"[{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Engine":{"EngineVersion":"20.10.24+dfsg1"}},"Status":{"State":"ready"},"ManagerStatus":{"Leader":true,"Reachability":"reachable","Addr":"198.18.0.11:2377"}},{"ID":"n2","Spec":{"Role":"manager"},"Description":{"Hostname":"pi2"},"Status":{"State":"down"},"ManagerStatus":{"Reachability":"unreachable"}},{"ID":"n3","Spec":{"Role":"worker"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready"}}]"#,
+        )
         .unwrap();
         let got: Vec<(&str, &str)> = nodes
             .iter()

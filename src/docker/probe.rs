@@ -1,40 +1,30 @@
-//! The read-only probe: one command that reports, in one round trip, everything the
-//! bootstrap planner needs of a host (OS, `dpkg` architecture, Docker, daemon settings,
-//! swarm state, and on a manager the nodes and the playbook's networks), and [`Facts`],
-//! its pure parse. The parts of the answer that belong to one Docker object are parsed by
-//! that object's file ([`swarm`](crate::docker::swarm), [`node`](crate::docker::node),
-//! [`network`](crate::docker::network)). Tested on recorded probe output, and run for
-//! real in a shell.
+//! The read-only probe of a host, in two halves sent at once over its one connection:
+//! a shell command that reports what only the host's files tell (OS, `dpkg`
+//! architecture, whether Docker is installed, `daemon.json`, the preflight's evidence),
+//! and the Engine API's answers ([`reads`]: the daemon's info and swarm state, on a
+//! manager its nodes and networks), read by [`Facts::read_daemon`]. Neither starts a
+//! `docker` process: the API's relay is the one (`crate::exec::probe` runs both). The
+//! parts of an answer that belong to one Docker object are parsed by that object's file
+//! ([`swarm`](crate::docker::swarm), [`node`](crate::docker::node),
+//! [`network`](crate::docker::network)). Tested on recorded output, and run for real in
+//! a shell.
 
 use serde::Serialize;
 
-use crate::docker::api::parse_daemon_info;
-use crate::docker::network::{NetworkInfo, parse_networks};
-use crate::docker::node::{SwarmNode, parse_nodes};
+use crate::docker::api::{self, ApiVersion, Daemon, Request};
+use crate::docker::http::Response;
+use crate::docker::network::{NetworkInfo, parse_network_list};
+use crate::docker::node::{SwarmNode, parse_node_list};
 use crate::docker::swarm::SwarmInfo;
-use crate::shell::join;
 
-/// The read-only probe: everything the planner needs, in one round trip. Runs as root
-/// (reading the Docker socket needs it). Each fact is a `key=value` line; multi-line facts
-/// sit between `@@begin NAME` and `@@end NAME` so that their contents cannot be mistaken
-/// for keys. `networks` lists the playbook's network names to inspect.
+/// The shell half of the probe. Runs as root (the preflight reads files only root may
+/// read). Each fact is a `key=value` line; multi-line facts sit between `@@begin NAME`
+/// and `@@end NAME` so that their contents cannot be mistaken for keys.
 ///
-/// A `docker` call costs a Pi a visible fraction of a second, so they are counted: one
-/// `docker info --format '{{json .}}'` gives the daemon's version, the swarm state and
-/// the data root at once; only a manager adds its nodes (two calls) and the playbook's
-/// networks (one). That call does not say by its exit status that the daemon is down:
-/// Docker 20.10's CLI (Debian's, a Pi's) exits 0 and lists `ServerErrors`, which the
-/// probe reads as Docker not running. It leaves `swarm_manager=yes` in the
-/// shell for what is appended to it ([`crate::docker::overview`]).
-pub fn probe(networks: &[&str]) -> String {
-    let inspect = if networks.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "echo '@@begin networks'; docker network inspect --format '{{{{json .}}}}' {} 2>/dev/null; echo '@@end networks'\n",
-            join(networks)
-        )
-    };
+/// Where Docker keeps its data (for the free space there) is read from `daemon.json`'s
+/// `data-root` (Docker's default otherwise), not from the daemon, which answers on the
+/// other half at the same time.
+pub fn probe() -> String {
     format!(
         r#"export LC_ALL=C
 echo "clock=$(date +%s.%N)"
@@ -48,24 +38,22 @@ echo "reach_addr=$(echo "${{SSH_CONNECTION:-}}" | cut -d' ' -f3)"
 if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=other"; fi
 if command -v apt-get >/dev/null 2>&1; then echo "apt=yes"; else echo "apt=no"; fi
 if command -v dockerd >/dev/null 2>&1 || command -v docker >/dev/null 2>&1; then echo "docker_installed=yes"; else echo "docker_installed=no"; fi
-if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; fi
-swarm_manager=no
-info=
-if command -v docker >/dev/null 2>&1; then info=$(docker info --format '{{{{json .}}}}' 2>/dev/null) || info=; fi
-case "$info" in ''|*'"ServerErrors":'*|*'"ServerVersion":""'*) info= ;; esac
-if [ -n "$info" ]; then
-echo "docker_running=yes"
-echo '@@begin info'; printf '%s\n' "$info"; echo '@@end info'
-droot=$(printf '%s\n' "$info" | sed -n 's/.*"DockerRootDir":"\([^"]*\)".*/\1/p')
-case "$info" in *'"ControlAvailable":true'*)
-swarm_manager=yes
-echo '@@begin nodes'; {nodes} 2>/dev/null; echo '@@end nodes'
-{inspect};; esac
-else echo "docker_running=no"; fi
-{PREFLIGHT}"#,
-        nodes = crate::docker::node::nodes_inspect(),
+echo "docker_package=$(dpkg-query -W -f='${{Status}} ${{Version}}\n' docker.io docker-ce moby-engine 2>/dev/null | sed -n 's/^install ok installed //p' | head -n 1)"
+droot=
+if [ -e /etc/docker/daemon.json ]; then echo '@@begin daemon_json'; cat /etc/docker/daemon.json; echo; echo '@@end daemon_json'; droot=$(sed -n 's/.*"data-root"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p' /etc/docker/daemon.json | head -n 1); fi
+{PREFLIGHT}"#
     )
 }
+
+/// What the probe asks the daemon, beside its shell half, in one round trip: its info
+/// (swarm state included), the swarm's nodes and the networks (these two answer on a
+/// manager only; elsewhere their refusal is not read).
+pub fn reads() -> Vec<Request> {
+    vec![api::info(), api::nodes(), api::networks()]
+}
+
+/// Where the networks' answer is among those to [`reads`].
+pub const NETWORKS_ANSWER: usize = 2;
 
 /// The preflight's evidence, read without root where it can be and never changing
 /// anything: kernel support for vxlan and overlayfs from every place that can tell (the
@@ -110,8 +98,19 @@ pub struct Facts {
     pub systemd: bool,
     pub apt: bool,
     pub docker_installed: bool,
+    /// Its daemon answers the Engine API at a version rpiprov speaks.
     pub docker_running: bool,
+    /// Docker's version, as the daemon says (also when rpiprov cannot speak to it).
     pub docker_version: Option<String>,
+    /// The version of the Docker package installed (`docker.io`, `docker-ce` or
+    /// `moby-engine`, as `dpkg` has it, its epoch and Debian revision left out: what the
+    /// daemon would say), read from the files: what there is to show of a Docker whose
+    /// daemon does not answer.
+    pub docker_package: Option<String>,
+    /// The API version rpiprov speaks with it.
+    pub docker_api: Option<ApiVersion>,
+    /// Why the daemon could not be read, when Docker is installed.
+    pub docker_problem: Option<DockerProblem>,
     /// The text of `/etc/docker/daemon.json`, if the file exists.
     pub daemon_json: Option<String>,
     pub swarm: SwarmInfo,
@@ -121,6 +120,16 @@ pub struct Facts {
     pub networks: Vec<NetworkInfo>,
     /// What the preflight judges (`crate::plan::preflight`).
     pub preflight: PreflightFacts,
+}
+
+/// Why a host's Docker could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum DockerProblem {
+    /// Its daemon does not answer (not running, or the relay failed): what was said.
+    NotAnswering(String),
+    /// It answers, and shares no API version with rpiprov (both ranges named).
+    Unsupported(String),
 }
 
 /// The evidence the preflight judges, as the probe found it. Empty strings and `None`
@@ -150,15 +159,54 @@ pub struct PreflightFacts {
     pub cgroup_memory: String,
     /// `/sys/fs/cgroup/cgroup.controllers` on a cgroup v2 host.
     pub cgroup2_controllers: String,
-    /// Docker's own word on memory limits (`true`/`false`), when it runs.
+    /// Docker's own word on memory limits (`true`/`false`), when it answers.
     pub docker_memory_limit: String,
     pub cmdline: String,
-    /// The folder whose free space was measured: Docker's data root, or its nearest
-    /// existing parent before Docker is installed.
+    /// The folder whose free space was measured: Docker's data root (`daemon.json`'s
+    /// `data-root`, or `/var/lib/docker`), or its nearest existing parent.
     pub disk_path: String,
     pub disk_free_kib: Option<u64>,
     pub boot_id: String,
     pub perl: bool,
+}
+
+impl Facts {
+    /// Fills in what the daemon said: its version and the API version negotiated with it,
+    /// then from the answers to [`reads`] its info (the swarm state, memory limits) and,
+    /// on a manager, the swarm's nodes and those of the playbook's `networks` that exist.
+    /// A manager whose nodes or networks could not be read has none listed, as before a
+    /// swarm exists.
+    pub fn read_daemon(
+        &mut self,
+        daemon: &Daemon,
+        version: ApiVersion,
+        answers: &[Response],
+        networks: &[&str],
+    ) -> Result<(), String> {
+        self.docker_version = Some(daemon.docker.clone()).filter(|v| !v.is_empty());
+        self.docker_api = Some(version);
+        let [info, nodes, nets] = answers else {
+            return Err(format!(
+                "the daemon answered {} of the probe's 3 requests",
+                answers.len()
+            ));
+        };
+        let info = api::read(info, api::parse_daemon_info)
+            .map_err(|e| format!("cannot read the daemon's info: {e}"))?;
+        self.docker_running = true;
+        self.swarm = info.swarm;
+        self.preflight.docker_memory_limit =
+            info.memory_limit.map(|m| m.to_string()).unwrap_or_default();
+        if self.swarm.control_available {
+            self.nodes = api::read(nodes, parse_node_list).unwrap_or_default();
+            self.networks = api::read(nets, parse_network_list)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| networks.contains(&n.name.as_str()))
+                .collect();
+        }
+        Ok(())
+    }
 }
 
 /// Parses the probe's output. Unknown keys are ignored so that an older rpiprov can read
@@ -167,7 +215,7 @@ pub fn parse(output: &str) -> Result<Facts, String> {
     let mut f = Facts::default();
     let (lines, sections) = split(output)?;
     for (name, text) in &sections {
-        parse_section(&mut f, name, text)?;
+        parse_section(&mut f, name, text);
     }
     for line in lines {
         let Some((key, value)) = line.split_once('=') else {
@@ -184,7 +232,7 @@ pub fn parse(output: &str) -> Result<Facts, String> {
             "init" => f.systemd = value == "systemd",
             "apt" => f.apt = value == "yes",
             "docker_installed" => f.docker_installed = value == "yes",
-            "docker_running" => f.docker_running = value == "yes",
+            "docker_package" => f.docker_package = upstream_version(&value),
             _ => read_preflight(&mut f.preflight, key, value),
         }
     }
@@ -220,6 +268,15 @@ fn read_preflight(p: &mut PreflightFacts, key: &str, value: String) {
     }
 }
 
+/// The upstream part of a Debian package version (`[epoch:]upstream[-revision]`): Docker's
+/// own version, as its daemon says it. `20.10.24+dfsg1-1+deb12u1` is `20.10.24+dfsg1`,
+/// `5:28.5.2-1~debian.12~bookworm` is `28.5.2`; empty is `None`.
+fn upstream_version(v: &str) -> Option<String> {
+    let v = v.split_once(':').map_or(v, |(_, rest)| rest);
+    let v = v.rsplit_once('-').map_or(v, |(upstream, _)| upstream);
+    Some(v.to_string()).filter(|v| !v.is_empty())
+}
+
 /// The lines outside any section, and each section's name and text.
 pub type Split<'a> = (Vec<&'a str>, Vec<(&'a str, String)>);
 
@@ -251,25 +308,11 @@ pub fn split(output: &str) -> Result<Split<'_>, String> {
     Ok((lines, sections))
 }
 
-fn parse_section(f: &mut Facts, name: &str, text: &str) -> Result<(), String> {
-    match name {
-        "daemon_json" => {
-            // The probe adds a newline after the file in case it has none.
-            f.daemon_json = Some(text.strip_suffix('\n').unwrap_or(text).to_string());
-        }
-        "info" => {
-            let info = parse_daemon_info(text.trim().as_bytes())
-                .map_err(|e| format!("cannot read the swarm state from docker info: {e}"))?;
-            f.swarm = info.swarm;
-            f.docker_version = Some(info.server_version).filter(|v| !v.is_empty());
-            f.preflight.docker_memory_limit =
-                info.memory_limit.map(|m| m.to_string()).unwrap_or_default();
-        }
-        "nodes" => f.nodes.extend(parse_nodes(text)?),
-        "networks" => f.networks.extend(parse_networks(text)?),
-        _ => {}
+fn parse_section(f: &mut Facts, name: &str, text: &str) {
+    if name == "daemon_json" {
+        // The probe adds a newline after the file in case it has none.
+        f.daemon_json = Some(text.strip_suffix('\n').unwrap_or(text).to_string());
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -289,28 +332,57 @@ docker_installed=yes
 @@begin daemon_json
 {"insecure-registries": ["pi1:5000"]}
 @@end daemon_json
-docker_running=yes
-@@begin info
-{"ID":"X","ServerVersion":"20.10.24+dfsg1","MemoryLimit":true,"DockerRootDir":"/var/lib/docker","Swarm":{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}],"Nodes":2,"Managers":1,"Cluster":{"ID":"c1","Version":{"Index":10}}},"ClientInfo":{"Debug":false}}
-@@end info
-@@begin nodes
-{"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}
-{"ID":"n2","Spec":{"Labels":{},"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2"},"Status":{"State":"down","Addr":"198.18.0.12"}}
-@@end nodes
-@@begin networks
-{"Name":"DATA","Scope":"swarm","Driver":"overlay","IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"198.19.10.0/24","Gateway":"198.19.10.1"}]},"Internal":true,"Attachable":false,"Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097","encrypted":""},"Labels":null}
-@@end networks
 "#;
+
+    /// The daemon's answers to [`reads`] on a manager, from Docker 20.10.24 in the lab
+    /// (trimmed): its info, two nodes, and the networks (the playbook's DATA and others).
+    fn manager_answers() -> Vec<Response> {
+        let ok = |body: &str| Response {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        };
+        vec![
+            ok(
+                r#"{"ID":"X","ServerVersion":"20.10.24+dfsg1","MemoryLimit":true,"DockerRootDir":"/var/lib/docker","Swarm":{"NodeID":"n1","NodeAddr":"198.18.0.11","LocalNodeState":"active","ControlAvailable":true,"Error":"","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}],"Nodes":2,"Managers":1,"Cluster":{"ID":"c1","Version":{"Index":10}}}}"#,
+            ),
+            ok(
+                r#"[{"ID":"n1","Spec":{"Labels":{"zone":"a"},"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}},
+                  {"ID":"n2","Spec":{"Labels":{},"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2"},"Status":{"State":"down","Addr":"198.18.0.12"}}]"#,
+            ),
+            ok(
+                r#"[{"Name":"DATA","Scope":"swarm","Driver":"overlay","IPAM":{"Driver":"default","Options":null,"Config":[{"Subnet":"198.19.10.0/24","Gateway":"198.19.10.1"}]},"Internal":true,"Attachable":false,"Options":{"com.docker.network.driver.overlay.vxlanid_list":"4097","encrypted":""},"Labels":null},
+                  {"Name":"bridge","Scope":"local","Driver":"bridge","IPAM":{"Config":[{"Subnet":"172.17.0.0/16"}]},"Options":{},"Labels":{}},
+                  {"Name":"web_default","Scope":"swarm","Driver":"overlay","IPAM":{"Config":[]},"Options":{},"Labels":{"com.docker.stack.namespace":"web"}}]"#,
+            ),
+        ]
+    }
+
+    fn docker_20() -> Daemon {
+        Daemon {
+            docker: "20.10.24+dfsg1".into(),
+            api: api::OLDEST,
+            min_api: ApiVersion::new(1, 12),
+        }
+    }
 
     #[test]
     fn parses_a_manager_probe() {
-        let f = parse(MANAGER).unwrap();
+        let mut f = parse(MANAGER).unwrap();
+        assert!(!f.docker_running, "the daemon has not answered yet");
+        f.read_daemon(
+            &docker_20(),
+            api::OLDEST,
+            &manager_answers(),
+            &["DATA", "INTERCO"],
+        )
+        .unwrap();
         assert_eq!(f.arch, "armhf");
         assert_eq!(f.kernel_arch, "aarch64");
         assert_eq!(f.reach_addr, "198.18.0.11");
         assert!(!f.systemd);
         assert!(f.docker_running);
         assert_eq!(f.docker_version.as_deref(), Some("20.10.24+dfsg1"));
+        assert_eq!(f.docker_api, Some(api::OLDEST));
         assert_eq!(f.preflight.docker_memory_limit, "true");
         assert_eq!(
             f.daemon_json.as_deref(),
@@ -332,20 +404,60 @@ docker_running=yes
                 internal: true,
                 subnets: vec!["198.19.10.0/24".into()],
                 encrypted: true,
+                stack: String::new(),
             }]
         );
     }
 
+    /// A worker refuses the node list and shows its local networks: neither is read.
     #[test]
     fn parses_a_bare_host_and_an_inactive_swarm() {
-        let f = parse("hostname=pi3\ndocker_installed=no\ndocker_running=no\n").unwrap();
-        assert!(!f.docker_installed);
+        let f = parse("hostname=pi3\ndocker_installed=no\n").unwrap();
+        assert!(!f.docker_installed && !f.docker_running);
         assert_eq!(f.swarm, SwarmInfo::default());
 
-        let inactive = "hostname=pi2\ndocker_running=yes\n@@begin info\n{\"Swarm\":{\"NodeID\":\"\",\"NodeAddr\":\"\",\"LocalNodeState\":\"inactive\",\"ControlAvailable\":false,\"Error\":\"\",\"RemoteManagers\":null}}\n@@end info\n";
-        let f = parse(inactive).unwrap();
-        assert!(!f.swarm.is_active());
+        let mut f = parse("hostname=pi2\ndocker_installed=yes\n").unwrap();
+        let refused = Response {
+            status: 503,
+            body: br#"{"message":"This node is not a swarm manager."}"#.to_vec(),
+        };
+        let answers = vec![
+            Response {
+                status: 200,
+                body: br#"{"Swarm":{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,"Error":"","RemoteManagers":null}}"#.to_vec(),
+            },
+            refused,
+            manager_answers().remove(2),
+        ];
+        f.read_daemon(&docker_20(), api::OLDEST, &answers, &["DATA"])
+            .unwrap();
+        assert!(f.docker_running && !f.swarm.is_active());
         assert!(f.swarm.remote_managers.is_empty());
+        assert!(f.nodes.is_empty() && f.networks.is_empty());
+    }
+
+    /// The installed package's version is Docker's own, as its daemon would say it.
+    #[test]
+    fn the_docker_package_is_read_as_its_upstream_version() {
+        let version = |line: &str| {
+            parse(&format!("hostname=pi2\n{line}\n"))
+                .unwrap()
+                .docker_package
+        };
+        assert_eq!(
+            version("docker_package=20.10.24+dfsg1-1+deb12u1").as_deref(),
+            Some("20.10.24+dfsg1")
+        );
+        assert_eq!(
+            version("docker_package=5:28.5.2-1~debian.12~bookworm").as_deref(),
+            Some("28.5.2")
+        );
+        assert_eq!(
+            version("docker_package=26.1.5+dfsg1").as_deref(),
+            Some("26.1.5+dfsg1")
+        );
+        assert_eq!(version("docker_package="), None);
+        assert_eq!(version("docker_installed=no"), None);
     }
 
     #[test]
@@ -354,21 +466,24 @@ docker_running=yes
             parse("sudo: a password is required\n").unwrap_err(),
             "probe output has no hostname: the probe did not run"
         );
-        assert!(
-            parse("hostname=x\n@@begin info\n{not json\n@@end info\n")
-                .unwrap_err()
-                .starts_with("cannot read the swarm state from docker info:")
-        );
         assert_eq!(
-            parse("hostname=x\n@@begin nodes\n").unwrap_err(),
-            "probe output ended inside section nodes"
+            parse("hostname=x\n@@begin daemon_json\n").unwrap_err(),
+            "probe output ended inside section daemon_json"
         );
+        let mut f = parse("hostname=x\n").unwrap();
+        let mut answers = manager_answers();
+        answers[0].body = b"{not json".to_vec();
+        let e = f
+            .read_daemon(&docker_20(), api::OLDEST, &answers, &[])
+            .unwrap_err();
+        assert!(e.starts_with("cannot read the daemon's info:"), "{e}");
+        assert!(!f.docker_running);
     }
 
     #[test]
     fn the_real_probe_runs_in_a_shell_without_docker() {
         // On a machine without a Docker daemon the probe must still report the basics.
-        let ran = sh_env(&probe(&[]), &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]);
+        let ran = sh_env(&probe(), &[("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")]);
         let f = parse(&ran.stdout).unwrap();
         assert!(!f.hostname.is_empty());
         assert!(!f.arch.is_empty());
@@ -388,71 +503,45 @@ docker_running=yes
         if p.kernel_config {
             assert!(["y", "m", ""].contains(&p.config_vxlan.as_str()), "{p:?}");
         }
+        // The Docker package, as dpkg has it here (none on a machine without one).
+        let dpkg = std::process::Command::new("sh")
+            .args(["-c", "dpkg-query -W -f='${Status} ${Version}\\n' docker.io 2>/dev/null | sed -n 's/^install ok installed //p'"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        match dpkg.split_once('-') {
+            Some((upstream, _)) => assert_eq!(f.docker_package.as_deref(), Some(upstream)),
+            None => assert_eq!(f.docker_package, None, "{dpkg:?}"),
+        }
     }
 
-    /// Run by a real shell against the stand-in docker: a manager's probe costs four
-    /// `docker` calls (info, its nodes, the playbook's networks), a worker's one, and
-    /// the daemon's version, swarm state and data root come from that one `docker info`.
+    /// Run by a real shell against the stand-in docker: the probe calls no `docker`
+    /// (the daemon answers on the API's relay), and measures the free space where
+    /// `daemon.json` puts Docker's data (its nearest existing folder).
     #[test]
-    fn the_probe_asks_docker_once_on_a_worker_and_four_times_on_a_manager() {
-        let info = |manager: bool| {
-            format!(
-                r#"{{"ServerVersion":"20.10.24+dfsg1","DockerRootDir":"/srv/docker","MemoryLimit":false,"Swarm":{{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":{manager}}},"Labels":["x=\"ControlAvailable\":true"]}}"#
-            )
-        };
+    fn the_probe_starts_no_docker_and_measures_the_data_root_of_daemon_json() {
         let d = ScratchHost::new();
-        std::fs::write(d.docker_file("state"), info(true) + "\n").unwrap();
-        d.answer(("node", "ls"), "n1\n");
-        d.answer(
-            ("node", "inspect"),
-            r#"{"ID":"n1","Spec":{"Role":"manager"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}}
-"#,
-        );
-        d.answer(
-            ("network", "inspect"),
-            "{\"Name\":\"DATA\",\"Driver\":\"overlay\",\"Scope\":\"swarm\"}\n",
-        );
-        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
-        let calls = d.calls();
-        assert_eq!(
-            calls,
-            "info --format {{json .}}\nnode ls -q\nnode inspect --format {{json .}} n1\nnetwork inspect --format {{json .}} DATA\n"
-        );
-        assert_eq!(f.docker_version.as_deref(), Some("20.10.24+dfsg1"));
-        assert!(f.swarm.control_available);
-        assert_eq!(f.nodes[0].hostname, "pi1");
-        assert_eq!(f.networks[0].name, "DATA");
-        assert_eq!(f.preflight.docker_memory_limit, "false");
-        // The free space is measured where Docker keeps its data (its nearest folder).
-        assert_ne!(f.preflight.disk_path, "/var/lib/docker");
-        assert!("/srv/docker".starts_with(&f.preflight.disk_path), "{f:?}");
-
-        // A daemon that does not answer: Docker 20.10's CLI says so in the JSON, exit 0.
-        let d = ScratchHost::new();
+        let json = d.docker_file("daemon.json");
         std::fs::write(
-            d.docker_file("state"),
-            "{\"ServerErrors\":[\"Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\"],\"ClientInfo\":{\"Debug\":false}}\n",
+            &json,
+            "{\n  \"log-driver\": \"json-file\",\n  \"data-root\": \"/srv/docker\"\n}\n",
         )
         .unwrap();
-        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
-        assert!(f.docker_installed && !f.docker_running, "{f:?}");
-        assert_eq!(f.docker_version, None);
-
-        // A worker: one call, and nothing a label says makes it a manager.
+        let script = probe().replace("/etc/docker/daemon.json", json.to_str().unwrap());
+        let f = parse(&d.run(&script, b"").ok()).unwrap();
+        assert_eq!(d.calls(), "");
+        assert!(f.daemon_json.as_deref().unwrap().contains("/srv/docker"));
+        assert_ne!(f.preflight.disk_path, "/var/lib/docker");
+        assert!("/srv/docker".starts_with(&f.preflight.disk_path), "{f:?}");
+        // Without a data-root: Docker's default (or its nearest existing folder).
         let d = ScratchHost::new();
-        std::fs::write(d.docker_file("state"), info(false) + "\n").unwrap();
-        let f = parse(&d.run(&probe(&["DATA"]), b"").ok()).unwrap();
-        assert_eq!(d.calls(), "info --format {{json .}}\n");
-        assert!(f.docker_running && !f.swarm.control_available);
-        assert!(f.nodes.is_empty() && f.networks.is_empty());
-    }
-
-    #[test]
-    fn probe_inspects_only_the_named_networks() {
-        let p = probe(&["DATA", "INTERCO"]);
-        assert!(p.contains("docker network inspect --format '{{json .}}' DATA INTERCO"));
-        assert!(!probe(&[]).contains("network inspect"));
-        // The probe must be valid shell.
-        syntax_ok(&p);
+        let script = probe().replace("/etc/docker/daemon.json", "/nonexistent/daemon.json");
+        let f = parse(&d.run(&script, b"").ok()).unwrap();
+        assert!(
+            "/var/lib/docker".starts_with(&f.preflight.disk_path),
+            "{f:?}"
+        );
+        assert_eq!(f.daemon_json, None);
+        syntax_ok(&probe());
     }
 }

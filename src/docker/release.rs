@@ -14,7 +14,7 @@ use crate::docker::stack::NAMESPACE_LABEL;
 use crate::shell::quote;
 
 /// Prints `release STACK ID` for each of these sets that exists (a set is renamed into
-/// place only once fully extracted). Meant to follow [`super::stack::stacks_state`] in
+/// place only once fully extracted). Meant to follow [`super::stack::records_read`] in
 /// the same round trip; read by [`parse_releases`].
 pub fn releases_present(sets: &[(&str, &str)]) -> String {
     sets.iter()

@@ -1,13 +1,12 @@
-//! Stacks, as `docker stack` manages them on the manager: what exists and what rpiprov
-//! recorded of its deploys ([`stacks_state`] and [`parse_state`]), the deploy itself with
-//! the variables on stdin ([`stack_deploy`]), removal ([`stack_rm`]), what is left of a
-//! removed stack ([`stack_leftovers`]; every stack's containers on a node:
-//! [`stack_containers`]), the teardown's survey of
-//! what exists of a playbook ([`survey`] and [`parse_survey`]), and `--purge` of the
-//! uploaded files. A stack's services and their convergence are in
+//! Stacks, as `docker stack` deploys and removes them on the manager: rpiprov's records of
+//! its deploys ([`records_read`] and [`parse_state`]; which stacks exist the Engine API
+//! says, `crate::docker::api::stacks_of`), the deploy itself with the variables on stdin
+//! ([`stack_deploy`]), removal ([`stack_rm`]), what of a playbook exists for a teardown
+//! ([`Survey`], from the Engine API's answers: `crate::docker::api::parse_survey`), and
+//! `--purge` of the uploaded files. A stack's services and their convergence are in
 //! [`crate::docker::service`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -18,35 +17,39 @@ use crate::shell::{join, quote};
 /// The label `docker stack deploy` puts on everything of a stack.
 pub const NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
 
-/// One round trip for the deploy decision: the stacks that exist (`stack NAME`) and the
-/// recorded fingerprint of each playbook stack (`deployed NAME FINGERPRINT`, empty when
-/// never deployed). Read by [`parse_state`].
-pub fn stacks_state(stacks: &[&str]) -> String {
-    let mut s = String::from("set -e; docker stack ls --format 'stack {{.Name}}'");
-    for name in stacks {
-        s.push_str(&format!(
-            "; echo {prefix}\"$(cat {rec} 2>/dev/null || true)\"",
-            prefix = quote(&format!("deployed {name} ")),
-            rec = quote(&deployed_record(name)),
-        ));
+/// The recorded fingerprint of each of these stacks (`deployed NAME FINGERPRINT`, empty
+/// when never deployed): files on the manager, read by [`parse_state`]; which stacks exist
+/// the Engine API says (`crate::docker::api::stacks_of`).
+pub fn records_read(stacks: &[&str]) -> String {
+    if stacks.is_empty() {
+        return "true".into();
     }
-    s
+    stacks
+        .iter()
+        .map(|name| {
+            format!(
+                "echo {prefix}\"$(cat {rec} 2>/dev/null || true)\"",
+                prefix = quote(&format!("deployed {name} ")),
+                rec = quote(&deployed_record(name)),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
-/// What the manager says of the stacks: those that exist, and the recorded fingerprints.
+/// What the manager says of the stacks: those that exist (its Engine API's word), and
+/// the fingerprints rpiprov recorded (files).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackState {
     pub existing: HashSet<String>,
     pub recorded: HashMap<String, String>,
 }
 
-/// Reads the output of [`stacks_state`].
+/// The records [`records_read`] printed (which stacks exist is left empty).
 pub fn parse_state(text: &str) -> StackState {
     let mut s = StackState::default();
     for line in text.lines() {
-        if let Some(name) = line.strip_prefix("stack ") {
-            s.existing.insert(name.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("deployed ") {
+        if let Some(rest) = line.strip_prefix("deployed ") {
             let mut it = rest.split_whitespace();
             if let (Some(name), Some(fp)) = (it.next(), it.next()) {
                 s.recorded.insert(name.to_string(), fp.to_string());
@@ -109,57 +112,6 @@ pub fn stack_rm(stack: &str) -> String {
     join(["docker", "stack", "rm", stack])
 }
 
-/// What is left of a stack on the manager: `service ID` and `network ID` lines. Read by
-/// [`parse_leftovers`].
-pub fn stack_leftovers(stack: &str) -> String {
-    let filter = quote(&format!("label={NAMESPACE_LABEL}={stack}"));
-    format!(
-        "set -e; s=$(docker service ls -q --filter {filter}); n=$(docker network ls -q --filter {filter}); for x in $s; do echo \"service $x\"; done; for x in $n; do echo \"network $x\"; done"
-    )
-}
-
-/// What [`stack_leftovers`] found: how many services and networks of the stack remain.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Leftovers {
-    pub services: usize,
-    pub networks: usize,
-}
-
-pub fn parse_leftovers(output: &str) -> Leftovers {
-    let count = |p: &str| output.lines().filter(|l| l.starts_with(p)).count();
-    Leftovers {
-        services: count("service "),
-        networks: count("network "),
-    }
-}
-
-/// What is left of every stack on one node, in one `docker` call: a `container STACK`
-/// line per container of a stack (stopped ones too). Read by [`count_containers`].
-pub fn stack_containers() -> String {
-    format!(
-        "docker ps -a --filter label={NAMESPACE_LABEL} --format 'container {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
-    )
-}
-
-/// How many containers each stack has left on the node.
-pub fn count_containers(output: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for stack in output.lines().filter_map(|l| l.strip_prefix("container ")) {
-        *counts.entry(stack.trim().to_string()).or_default() += 1;
-    }
-    counts
-}
-
-/// What exists on the manager: stacks (`stack NAME`) and networks with their stack label
-/// (`network NAME NAMESPACE`, the namespace empty for networks of no stack). A node in no
-/// swarm (a fleet already dissolved) prints `@@no-swarm`: nothing of a playbook can
-/// exist there, and a second teardown must succeed. Read by [`parse_survey`].
-pub fn survey() -> String {
-    format!(
-        "set -e; if [ \"$(docker info --format '{{{{.Swarm.LocalNodeState}}}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{{{.Name}}}}'; docker network ls --format 'network {{{{.Name}}}} {{{{.Label \"{NAMESPACE_LABEL}\"}}}}'"
-    )
-}
-
 /// What exists of the playbook on the swarm, in the order a teardown removes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Survey {
@@ -190,29 +142,10 @@ impl Survey {
     }
 }
 
-/// What would be removed, from the output of [`survey`]. A stack whose services are gone
-/// but whose networks linger (an interrupted `stack rm`) counts.
-pub fn parse_survey(output: &str, playbook: &Playbook) -> Survey {
-    let mut seen = Seen::default();
-    for line in output.lines() {
-        if let Some(name) = line.strip_prefix("stack ") {
-            seen.stacks.push(name.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("network ") {
-            let mut it = rest.split_whitespace();
-            if let Some(name) = it.next() {
-                seen.networks.push(name.to_string());
-            }
-            if let Some(ns) = it.next() {
-                seen.stacks.push(ns.to_string());
-            }
-        }
-    }
-    seen.survey(playbook)
-}
-
-/// The stack and network names found on a manager, by the `docker` CLI ([`survey`]) or
-/// the Engine API (`crate::docker::api::survey`): a stack is named by its services'
-/// or its networks' stack label.
+/// The stack and network names found on a manager by the Engine API
+/// (`crate::docker::api::survey`): a stack is named by its services' or its networks'
+/// stack label (a stack whose services are gone but whose networks linger, an
+/// interrupted `stack rm`, counts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seen {
     pub stacks: Vec<String>,
@@ -304,15 +237,15 @@ pub fn parse_files(output: &str) -> Result<HashMap<String, Option<Vec<u8>>>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::docker::service::stack_poll;
     use crate::testing::script::{ScratchHost, syntax_ok};
 
     #[test]
     fn stack_commands() {
         assert_eq!(
-            stacks_state(&["web", "db"]),
-            "set -e; docker stack ls --format 'stack {{.Name}}'; echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"; echo 'deployed db '\"$(cat /var/lib/rpiprov/stacks/db/deployed 2>/dev/null || true)\""
+            records_read(&["web", "db"]),
+            "echo 'deployed web '\"$(cat /var/lib/rpiprov/stacks/web/deployed 2>/dev/null || true)\"; echo 'deployed db '\"$(cat /var/lib/rpiprov/stacks/db/deployed 2>/dev/null || true)\""
         );
+        assert_eq!(records_read(&[]), "true");
         let files = DeployFiles {
             release: "00aa",
             compose: "files/stacks/web stack.yml",
@@ -331,15 +264,15 @@ mod tests {
             stack_deploy("db", &files, false),
             "cd /var/lib/rpiprov/stacks/db && ln -sfn releases/11bb .current.new && mv -T .current.new current && cd /var/lib/rpiprov/stacks/db/current && while IFS= read -r kv; do export \"$kv\"; done; exec docker stack deploy --prune -c /var/lib/rpiprov/stacks/db/current/db.yml db"
         );
-        for s in [stacks_state(&["a"]), stack_deploy("a", &files, true)] {
+        for s in [records_read(&["a"]), stack_deploy("a", &files, true)] {
             syntax_ok(&s);
         }
     }
 
     #[test]
     fn state_output_is_parsed() {
-        let s = parse_state("stack web\nstack other\ndeployed web abc123\ndeployed db \n");
-        assert!(s.existing.contains("web") && s.existing.contains("other"));
+        let s = parse_state("deployed web abc123\ndeployed db \n");
+        assert!(s.existing.is_empty());
         assert_eq!(s.recorded.get("web").map(String::as_str), Some("abc123"));
         assert_eq!(s.recorded.get("db"), None);
     }
@@ -389,90 +322,6 @@ mod tests {
     }
 
     #[test]
-    fn teardown_commands() {
-        assert_eq!(
-            survey(),
-            "set -e; if [ \"$(docker info --format '{{.Swarm.LocalNodeState}}')\" != active ]; then echo '@@no-swarm'; exit 0; fi; docker stack ls --format 'stack {{.Name}}'; docker network ls --format 'network {{.Name}} {{.Label \"com.docker.stack.namespace\"}}'"
-        );
-        assert_eq!(stack_rm("my stack"), "docker stack rm 'my stack'");
-        assert_eq!(
-            stack_leftovers("web"),
-            "set -e; s=$(docker service ls -q --filter label=com.docker.stack.namespace=web); n=$(docker network ls -q --filter label=com.docker.stack.namespace=web); for x in $s; do echo \"service $x\"; done; for x in $n; do echo \"network $x\"; done"
-        );
-        assert_eq!(
-            stack_containers(),
-            "docker ps -a --filter label=com.docker.stack.namespace --format 'container {{.Label \"com.docker.stack.namespace\"}}'"
-        );
-        assert_eq!(
-            stacks_purge(&["web", "a b"]),
-            "set -e; for d in /var/lib/rpiprov/stacks/web '/var/lib/rpiprov/stacks/a b'; do if [ -e \"$d\" ]; then rm -rf \"$d\"; echo \"purged $d\"; fi; done; rmdir /var/lib/rpiprov/stacks 2>/dev/null || true"
-        );
-        for s in [
-            survey(),
-            stack_leftovers("a"),
-            stack_containers(),
-            stacks_purge(&["a"]),
-        ] {
-            syntax_ok(&s);
-        }
-    }
-
-    #[test]
-    fn what_is_left_of_a_stack_is_counted() {
-        assert_eq!(
-            parse_leftovers("service a1\nservice b2\nnetwork n1\n"),
-            Leftovers {
-                services: 2,
-                networks: 1
-            }
-        );
-        assert_eq!(parse_leftovers(""), Leftovers::default());
-        assert_eq!(
-            count_containers("container web\ncontainer api\ncontainer web\n"),
-            BTreeMap::from([("api".to_string(), 1), ("web".to_string(), 2)])
-        );
-        assert_eq!(
-            parse_purged("purged /var/lib/rpiprov/stacks/web\n"),
-            vec!["/var/lib/rpiprov/stacks/web"]
-        );
-    }
-
-    #[test]
-    fn what_is_left_and_what_exists_are_read_from_a_stand_in_docker() {
-        let d = ScratchHost::new();
-        d.answer(("service", "ls"), "s1\ns2\n");
-        d.answer(("network", "ls"), "n1\n");
-        let out = d.run(&stack_leftovers("web"), b"").ok();
-        assert_eq!(out, "service s1\nservice s2\nnetwork n1\n");
-        assert_eq!(
-            parse_leftovers(&out),
-            Leftovers {
-                services: 2,
-                networks: 1
-            }
-        );
-        assert!(
-            d.calls()
-                .contains("service ls -q --filter label=com.docker.stack.namespace=web\n")
-        );
-        d.answer(("ps", "-a"), "container web\n");
-        let out = d.run(&stack_containers(), b"").ok();
-        assert_eq!(count_containers(&out)["web"], 1);
-
-        // The survey lists stacks and networks, and nothing at all outside a swarm.
-        d.answer(
-            ("network", "ls"),
-            "network DATA \nnetwork web_default web\n",
-        );
-        assert_eq!(
-            d.run(&survey(), b"").ok(),
-            "stack web\nnetwork DATA \nnetwork web_default web\n"
-        );
-        std::fs::write(d.docker_file("state"), "inactive\n").unwrap();
-        assert_eq!(d.run(&survey(), b"").ok(), "@@no-swarm\n");
-    }
-
-    #[test]
     fn purge_removes_the_playbook_s_stack_folders_and_says_which() {
         let d = ScratchHost::new();
         let root = d.root();
@@ -517,20 +366,17 @@ mod tests {
         assert!(!calls.contains("p4ss"));
     }
 
+    /// The records are files: no `docker` process reads them.
     #[test]
-    fn state_and_poll_fail_when_docker_fails() {
+    fn records_are_read_without_docker() {
         let d = ScratchHost::new();
         std::fs::create_dir_all(format!("{}/stacks/web", d.root())).unwrap();
         std::fs::write(format!("{}/stacks/web/deployed", d.root()), "abc\n").unwrap();
-        let ran = d.run(&stacks_state(&["web", "db"]), b"");
-        assert_eq!(ran.code, 0);
-        assert_eq!(ran.stdout, "stack web\ndeployed web abc\ndeployed db \n");
-        std::fs::write(d.docker_file("down"), "").unwrap();
-        let ran = d.run(&stacks_state(&["web"]), b"");
-        assert_eq!((ran.code, ran.stdout.as_str()), (1, ""));
-        assert_eq!(ran.stderr, "Cannot connect to the Docker daemon\n");
-        let ran = d.run(&stack_poll("web"), b"");
-        assert_eq!(ran.code, 1);
-        assert!(ran.stderr.contains("Cannot connect to the Docker daemon"));
+        let ran = d.run(&records_read(&["web", "db"]), b"");
+        assert_eq!(
+            (ran.code, ran.stdout.as_str()),
+            (0, "deployed web abc\ndeployed db \n")
+        );
+        assert_eq!(d.calls(), "");
     }
 }

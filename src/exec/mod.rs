@@ -11,8 +11,9 @@
 //! - [`preview`]: what a command would do (`rpiprov plan`, `--dry-run`), per row, with
 //!   the diff of a stack's files;
 //! - [`engine`]: a host's Docker Engine API over one SSH channel (`docker system
-//!   dial-stdio`), for the executors' polls and the swarm join: no `docker` process per
-//!   request.
+//!   dial-stdio`), its version negotiated: how every executor reads Docker and changes
+//!   its swarm, without a `docker` process per request;
+//! - [`probe`]: the probe of a host, its shell command and its Engine API at once.
 //!
 //! The executors (`bootstrap`, `deploy`, `teardown`, and `rpiprov run` in
 //! `crate::cmd::run`) are built on this; renderers (`crate::ui`) read its report types.
@@ -20,6 +21,7 @@
 pub mod engine;
 pub mod lock;
 pub mod preview;
+pub mod probe;
 pub mod report;
 
 use std::future::Future;
@@ -130,32 +132,37 @@ pub const EARLIER_MANAGER_GRACE: Duration = Duration::from_secs(1);
 
 /// The manager a command acts through: of `managers` (in inventory order, those with a
 /// session), the first in inventory order that says it manages an active swarm, all asked
-/// at once. Inventory order, not the first to answer: the deploy lock is on this manager
+/// at once through their Engine API (`GET /info`; each one's engine is kept in `engines`
+/// for the rest of the command, and its relay is the one `docker` process the question
+/// costs). Inventory order, not the first to answer: the deploy lock is on this manager
 /// (`exec::lock`), so runs that all reach the same managers must pick the same one. A
 /// manager whose Docker hangs (frozen, or cut from the others' quorum) is passed over
 /// rather than holding the command: once a later manager serves, the earlier ones have
 /// [`EARLIER_MANAGER_GRACE`] more; and none waits past `wait`. `Err` names why each one was
 /// not taken.
 pub async fn pick_manager<R: Remote + 'static>(
+    engines: &Arc<engine::Engines<R>>,
     managers: Vec<(String, Arc<R>)>,
     wait: Duration,
 ) -> Result<Arc<R>, Vec<(String, String)>> {
     let count = managers.len();
     let mut set = JoinSet::new();
     for (i, (name, remote)) in managers.into_iter().enumerate() {
+        let engines = engines.clone();
         set.spawn(async move {
-            let asked = tokio::time::timeout(
-                wait,
-                root(&*remote, crate::docker::swarm::manager_serving(), wait),
-            )
+            let asked = tokio::time::timeout(wait, async {
+                let e = engines.get(&name).await.map_err(|e| e.to_string())?;
+                let answer = e.call(crate::docker::api::info(), wait).await?;
+                crate::docker::api::read(&answer, crate::docker::api::parse_info)
+            })
             .await;
             let verdict = match asked {
                 Err(_) => Err(format!(
                     "docker did not answer within {}",
                     report::secs(wait)
                 )),
-                Ok(Err(e)) => Err(e.0),
-                Ok(Ok(out)) => crate::docker::swarm::parse_serving(&out.stdout_str()),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(info)) => info.serving(),
             };
             (i, name, remote, verdict)
         });
@@ -342,19 +349,18 @@ mod tests {
     }
 
     /// Issue 13: with the first manager's Docker frozen, the command goes through another
-    /// one instead of waiting on it.
+    /// one instead of waiting on it. Each manager is asked through its Engine API.
     #[tokio::test]
     async fn the_first_manager_that_serves_is_picked_not_the_first_listed() {
-        use crate::remote::{Stream, UploadOutcome, UploadRequest};
-        use crate::testing::{FakeRemote, ok};
-        /// A host whose answers take this long (a frozen dockerd never answers).
+        use crate::remote::{ExecStream, Stream, UploadOutcome, UploadRequest};
+        use crate::testing::FakeRemote;
+        /// A host whose relay takes this long to start (a frozen dockerd never answers).
         struct Slow(FakeRemote, Duration);
         impl Remote for Slow {
             fn host(&self) -> &str {
                 &self.0.name
             }
             async fn exec(&self, req: ExecRequest) -> Result<Output, RemoteError> {
-                tokio::time::sleep(self.1).await;
                 self.0.exec(req).await
             }
             async fn exec_streaming(
@@ -367,42 +373,61 @@ mod tests {
             async fn upload(&self, req: UploadRequest) -> Result<UploadOutcome, RemoteError> {
                 self.0.upload(req).await
             }
+            async fn open_stream(
+                &self,
+                req: ExecRequest,
+                lifetime: Duration,
+            ) -> Result<ExecStream, RemoteError> {
+                tokio::time::sleep(self.1).await;
+                self.0.open_stream(req, lifetime).await
+            }
         }
-        let host = |name: &str, answer: &str, delay: u64| {
+        let host = |name: &str, manager: bool, delay: u64| {
             let f = FakeRemote::new(name);
-            f.on("LocalNodeState", ok(answer));
+            f.on_api(
+                "GET /info",
+                200,
+                &format!(
+                    r#"{{"Swarm":{{"LocalNodeState":"active","ControlAvailable":{manager}}}}}"#
+                ),
+            );
             (
                 name.to_string(),
                 Arc::new(Slow(f, Duration::from_millis(delay))),
             )
         };
+        let pick = |managers: Vec<(String, Arc<Slow>)>, wait: Duration| async move {
+            let sessions = managers.iter().cloned().collect();
+            let engines = Arc::new(engine::Engines::new(&sessions, wait));
+            let picked = pick_manager(&engines, managers, wait).await;
+            (picked, engines)
+        };
         let managers = vec![
-            host("pi1", "active true\n", 60_000),
-            host("pi2", "active false\n", 0),
-            host("pi3", "active true\n", 10),
+            host("pi1", true, 60_000),
+            host("pi2", false, 0),
+            host("pi3", true, 10),
         ];
         let t = std::time::Instant::now();
-        let picked = pick_manager(managers.clone(), Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(picked.host(), "pi3");
+        let (picked, engines) = pick(managers.clone(), Duration::from_secs(5)).await;
+        assert_eq!(picked.unwrap().host(), "pi3");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // Its engine is kept: the command goes on on the same relay.
+        let e = engines.get("pi3").await.unwrap();
+        assert_eq!(e.version, crate::docker::api::OLDEST);
+        assert_eq!(managers[2].1.0.count("dial-stdio"), 1);
         // Every manager healthy, the first a little slower than the third: the first is
         // picked all the same, as every run picks it (the deploy lock is there).
         let healthy = vec![
-            host("pi1", "active true\n", 300),
-            host("pi2", "active false\n", 0),
-            host("pi3", "active true\n", 10),
+            host("pi1", true, 300),
+            host("pi2", false, 0),
+            host("pi3", true, 10),
         ];
-        let picked = pick_manager(healthy, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(picked.host(), "pi1");
+        let (picked, _) = pick(healthy, Duration::from_secs(5)).await;
+        assert_eq!(picked.unwrap().host(), "pi1");
         // None serves: each one's reason, in inventory order.
-        let err = pick_manager(managers[..2].to_vec(), Duration::from_millis(200))
-            .await
-            .err()
-            .unwrap();
+        let (err, _) = pick(managers[..2].to_vec(), Duration::from_millis(200)).await;
         assert_eq!(
-            err,
+            err.err().unwrap(),
             vec![
                 (
                     "pi1".to_string(),

@@ -22,9 +22,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::InstallMethod;
-use crate::docker::node::{self, Availability};
+use crate::docker::api::{self, Request};
+use crate::docker::http::Response;
+use crate::docker::node::{self, Availability, SwarmNode};
+use crate::docker::swarm::SwarmInfo;
 use crate::docker::task::{self, Snapshot};
-use crate::docker::{engine, machine, swarm};
+use crate::docker::{engine, machine};
+use crate::exec::engine::Engines;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
 use crate::exec::report::{Reporter, Row, RowId, Rows, secs};
 use crate::exec::{MANAGER_ANSWER, StepError, check, parallel_map, pick_manager, root};
@@ -141,6 +145,14 @@ impl<R: Remote> Remote for Slot<R> {
         let r = self.get();
         r.upload(req).await
     }
+    async fn open_stream(
+        &self,
+        req: ExecRequest,
+        lifetime: Duration,
+    ) -> Result<crate::remote::ExecStream, RemoteError> {
+        let r = self.get();
+        r.open_stream(req, lifetime).await
+    }
 }
 
 /// Maintains the hosts. `sessions` holds every host that connected (targets and
@@ -159,8 +171,10 @@ pub async fn execute<R: Remote + 'static>(
         .into_iter()
         .map(|(name, s)| (name.clone(), Arc::new(Slot::new(&name, s))))
         .collect();
+    let engines = Arc::new(Engines::new(&slots, opts.command_timeout));
     let m = Arc::new(Maintenance {
         opts: opts.clone(),
+        engines,
         slots,
         rows,
         connect,
@@ -204,6 +218,9 @@ pub async fn execute<R: Remote + 'static>(
 struct Maintenance<R> {
     opts: Options,
     slots: HashMap<String, Arc<Slot<R>>>,
+    /// Each host's Engine API, on its slot: a relay after a reboot starts on the new
+    /// connection.
+    engines: Arc<Engines<Slot<R>>>,
     rows: Rows,
     connect: Connect<R>,
     report: Mutex<Maintained>,
@@ -237,12 +254,12 @@ impl<R: Remote + 'static> Maintenance<R> {
                 .filter_map(|m| self.slots.get(m).map(|s| (m.clone(), s.clone())))
                 .collect()
         };
-        let mut why = match pick_manager(candidates(avoid), MANAGER_ANSWER).await {
+        let mut why = match pick_manager(&self.engines, candidates(avoid), MANAGER_ANSWER).await {
             Ok(m) => return Ok(m),
             Err(why) => why,
         };
         if !avoid.is_empty() {
-            match pick_manager(candidates(&[]), MANAGER_ANSWER).await {
+            match pick_manager(&self.engines, candidates(&[]), MANAGER_ANSWER).await {
                 Ok(m) => return Ok(m),
                 Err(more) => why = more,
             }
@@ -255,9 +272,62 @@ impl<R: Remote + 'static> Maintenance<R> {
         }))
     }
 
+    /// The swarm as `through` (a manager) sees it.
     async fn snapshot(&self, through: &Slot<R>) -> Result<Snapshot, StepError> {
-        let out = root(through, task::snapshot(), self.opts.command_timeout).await?;
-        task::parse_snapshot(&out.stdout_str()).map_err(StepError)
+        self.ask(through.host(), &task::snapshot_reads())
+            .await
+            .and_then(|r| task::read(&r).map_err(StepError))
+    }
+
+    /// One node's tasks (and the swarm's nodes and services), as manager `m` sees them.
+    async fn node_poll(&self, m: &Slot<R>, id: &str) -> Result<Snapshot, StepError> {
+        self.ask(m.host(), &task::node_poll_reads(id))
+            .await
+            .and_then(|r| task::read(&r).map_err(StepError))
+    }
+
+    /// Requests to a host's daemon, in one round trip.
+    async fn ask(&self, host: &str, reqs: &[Request]) -> Result<Vec<Response>, StepError> {
+        let e = self
+            .engines
+            .get(host)
+            .await
+            .map_err(|e| StepError(e.to_string()))?;
+        e.batch(reqs, self.opts.command_timeout)
+            .await
+            .map_err(|e| StepError(e.to_string()))
+    }
+
+    /// The swarm as the host's own Docker says it takes part in it.
+    async fn local(&self, host: &str) -> Result<SwarmInfo, StepError> {
+        let r = self.ask(host, &[api::info()]).await?;
+        api::read(&r[0], api::parse_info).map_err(StepError)
+    }
+
+    /// Node `id` as manager `m` sees it.
+    async fn node_entry(
+        &self,
+        m: &Slot<R>,
+        id: &str,
+    ) -> Result<(SwarmNode, api::NodeSpec), StepError> {
+        let r = self.ask(m.host(), &[api::node_inspect(id)]).await?;
+        let entry = api::read(&r[0], node::parse_node).map_err(StepError)?;
+        let spec = api::read(&r[0], api::parse_node_spec).map_err(StepError)?;
+        Ok((entry, spec))
+    }
+
+    /// Sets node `id`'s availability through manager `m`.
+    async fn set_availability(
+        &self,
+        m: &Slot<R>,
+        id: &str,
+        a: Availability,
+    ) -> Result<(), StepError> {
+        let (_, spec) = self.node_entry(m, id).await?;
+        let r = self
+            .ask(m.host(), &[api::node_availability(&spec, a)])
+            .await?;
+        api::read(&r[0], |_| Ok(())).map_err(StepError)
     }
 
     fn skip_rest(&self, hosts: &[String], why: &str) {
@@ -281,13 +351,9 @@ impl<R: Remote + 'static> Maintenance<R> {
             asked.push(through.host().to_string());
         }
         let answers = parallel_map(asked, self.opts.hosts.len().max(1), |h| {
-            let slot = self.slot(&h);
-            let timeout = self.opts.command_timeout;
+            let m = self.clone();
             async move {
-                let r = match slot {
-                    Ok(s) => root(&*s, swarm::local_swarm_state(), timeout).await,
-                    Err(e) => Err(e),
-                };
+                let r = m.local(&h).await;
                 (h, r)
             }
         })
@@ -295,23 +361,17 @@ impl<R: Remote + 'static> Maintenance<R> {
         let mut node_ids: HashMap<String, String> = HashMap::new();
         for (h, r) in answers {
             match r {
-                Ok(out) => {
-                    let text = out.stdout_str();
-                    let local = swarm::parse_local_node(&text);
-                    match local.id {
-                        Some(id) if local.state == "active" => {
-                            node_ids.insert(h, id.to_string());
-                        }
-                        _ => self.rows.fail(
-                            &RowId::host(&h),
-                            "plan",
-                            &format!(
-                                "it is in no swarm (its swarm state is {:?}): bootstrap it first, or leave it out of --on",
-                                local.state
-                            ),
-                        ),
-                    }
+                Ok(local) if local.is_active() && !local.node_id.is_empty() => {
+                    node_ids.insert(h, local.node_id);
                 }
+                Ok(local) => self.rows.fail(
+                    &RowId::host(&h),
+                    "plan",
+                    &format!(
+                        "it is in no swarm (its swarm state is {:?}): bootstrap it first, or leave it out of --on",
+                        local.local_node_state
+                    ),
+                ),
                 Err(e) => self.rows.fail(&RowId::host(&h), "swarm state", &e.0),
             }
         }
@@ -527,23 +587,18 @@ impl<R: Remote + 'static> Maintenance<R> {
                 .manager(batch)
                 .await
                 .map_err(fail("read its task history", false))?;
-            let out = root(&*m, task::node_poll(id), self.opts.command_timeout)
+            let history = self
+                .node_poll(&m, id)
                 .await
                 .map_err(fail("read its task history", false))?;
-            let history = task::parse_snapshot(&out.stdout_str())
-                .map_err(|e| fail("read its task history", false)(StepError(e)))?;
             wanted_globals = globals_ran(&history, &hostname);
         }
 
         self.rows.step(&row, "drain");
         let m = self.manager(batch).await.map_err(fail("drain", false))?;
-        root(
-            &*m,
-            node::node_availability(id, Availability::Drain),
-            self.opts.command_timeout,
-        )
-        .await
-        .map_err(fail("drain", true))?;
+        self.set_availability(&m, id, Availability::Drain)
+            .await
+            .map_err(fail("drain", true))?;
         self.rows.changed(&row, "drained".into());
         self.drained
             .lock()
@@ -567,7 +622,7 @@ impl<R: Remote + 'static> Maintenance<R> {
                 .map_err(fail("wait for a new boot id", true))?;
         }
         self.rows.step(&row, "wait until it is back in the swarm");
-        self.back(host, &slot, id, batch)
+        self.back(host, id, batch)
             .await
             .map_err(fail("wait until it is back in the swarm", true))?;
 
@@ -576,13 +631,9 @@ impl<R: Remote + 'static> Maintenance<R> {
             .manager(batch)
             .await
             .map_err(fail("make it active", true))?;
-        root(
-            &*m,
-            node::node_availability(id, Availability::Active),
-            self.opts.command_timeout,
-        )
-        .await
-        .map_err(fail("make it active", true))?;
+        self.set_availability(&m, id, Availability::Active)
+            .await
+            .map_err(fail("make it active", true))?;
         self.rows.changed(&row, "active again".into());
         self.drained
             .lock()
@@ -611,13 +662,10 @@ impl<R: Remote + 'static> Maintenance<R> {
         let mut last;
         loop {
             last = match self.manager(batch).await {
-                Ok(m) => match root(&*m, task::node_poll(id), self.opts.command_timeout).await {
-                    Ok(out) => match task::parse_snapshot(&out.stdout_str()) {
-                        Ok(now) => match done(&now) {
-                            Ok(()) => return Ok(()),
-                            Err(pending) => pending,
-                        },
-                        Err(e) => e,
+                Ok(m) => match self.node_poll(&m, id).await {
+                    Ok(now) => match done(&now) {
+                        Ok(()) => return Ok(()),
+                        Err(pending) => pending,
                     },
                     Err(e) => e.0,
                 },
@@ -691,6 +739,8 @@ impl<R: Remote + 'static> Maintenance<R> {
                         Ok(out) => match machine::parse_boot_id(&out.stdout_str()) {
                             Some(id) if id != before => {
                                 slot.replace(fresh);
+                                // Its relay died with the old connection and its daemon.
+                                self.engines.forget(host).await;
                                 return Ok(());
                             }
                             Some(_) => {
@@ -713,45 +763,22 @@ impl<R: Remote + 'static> Maintenance<R> {
     }
 
     /// Waits until the node's Docker says it is in the swarm and the managers see it ready.
-    async fn back(
-        &self,
-        host: &str,
-        slot: &Slot<R>,
-        id: &str,
-        batch: &[String],
-    ) -> Result<(), StepError> {
+    async fn back(&self, host: &str, id: &str, batch: &[String]) -> Result<(), StepError> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut last;
         loop {
-            last = match root(slot, swarm::local_swarm_state(), self.opts.command_timeout).await {
-                Ok(out) => {
-                    let text = out.stdout_str();
-                    let local = swarm::parse_local_node(&text);
-                    if local.state != "active" {
-                        format!("its swarm state is {:?}", local.state)
-                    } else {
-                        match self.manager(batch).await {
-                            Ok(m) => {
-                                match root(&*m, node::node_state(id), self.opts.command_timeout)
-                                    .await
-                                {
-                                    Ok(out) => match node::parse_node_state(&out.stdout_str()) {
-                                        Some(("ready", _)) => return Ok(()),
-                                        Some((state, _)) => {
-                                            format!("the managers see {host} {state}")
-                                        }
-                                        None => format!(
-                                            "cannot read the node state: {}",
-                                            out.stdout_str().trim()
-                                        ),
-                                    },
-                                    Err(e) => e.0,
-                                }
-                            }
-                            Err(e) => e.0,
-                        }
-                    }
+            last = match self.local(host).await {
+                Ok(local) if !local.is_active() => {
+                    format!("its swarm state is {:?}", local.local_node_state)
                 }
+                Ok(_) => match self.manager(batch).await {
+                    Ok(m) => match self.node_entry(&m, id).await {
+                        Ok((entry, _)) if entry.state == "ready" => return Ok(()),
+                        Ok((entry, _)) => format!("the managers see {host} {}", entry.state),
+                        Err(e) => e.0,
+                    },
+                    Err(e) => e.0,
+                },
                 Err(e) => e.0,
             };
             if Instant::now() >= deadline {

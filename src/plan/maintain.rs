@@ -25,7 +25,7 @@ pub struct Target<'a> {
 
 /// What the order is made from.
 pub struct Input<'a> {
-    /// The swarm as a manager sees it now ([`crate::docker::task::snapshot`]).
+    /// The swarm as a manager sees it now ([`crate::docker::task::snapshot_reads`]).
     pub swarm: &'a Snapshot,
     /// The hosts to maintain, in inventory order.
     pub targets: &'a [Target<'a>],
@@ -182,7 +182,7 @@ fn service<'a>(swarm: &'a Snapshot, name: &str) -> Option<&'a Service> {
 /// Whether a drained node's tasks have really moved: none is left live on it, and every
 /// replicated service runs as many tasks as before the drain (or all it wants, if it now
 /// wants fewer). `before` is the swarm's services before the drain, `now` a
-/// [`crate::docker::task::node_poll`] of the node. `Err` says what is still waited for.
+/// [`crate::docker::task::node_poll_reads`] of the node. `Err` says what is still waited for.
 pub fn drained(hostname: &str, before: &[Service], now: &Snapshot) -> Result<(), String> {
     let mut pending = Vec::new();
     let left: Vec<String> = now
@@ -231,7 +231,7 @@ pub fn globals_on(swarm: &Snapshot, hostname: &str) -> Vec<String> {
 }
 
 /// The global services a node already drained ran before (its task history, a
-/// [`crate::docker::task::node_poll`] of it): a drained node runs none, so [`globals_on`]
+/// [`crate::docker::task::node_poll_reads`] of it): a drained node runs none, so [`globals_on`]
 /// finds nothing to wait for once it is active again, and a rerun after a failed
 /// maintenance would end before the node serves. Only services still global count.
 pub fn globals_ran(history: &Snapshot, hostname: &str) -> Vec<String> {
@@ -253,7 +253,7 @@ fn globals_with(swarm: &Snapshot, hostname: &str, counts: impl Fn(&Task) -> bool
 }
 
 /// Whether the node runs a task of each of `wanted` again (a
-/// [`crate::docker::task::node_poll`] of it). `Err` names those not running yet.
+/// [`crate::docker::task::node_poll_reads`] of it). `Err` names those not running yet.
 pub fn globals_back(hostname: &str, wanted: &[String], now: &Snapshot) -> Result<(), String> {
     let missing: Vec<&str> = wanted
         .iter()

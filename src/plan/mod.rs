@@ -26,7 +26,7 @@ use crate::docker::node::{
     Basis, Change, Claim, NodeEntry, Owner, Stake, Stale, SwarmNode, check_claim, quorum_after,
     stale,
 };
-use crate::docker::probe::Facts;
+use crate::docker::probe::{DockerProblem, Facts};
 
 /// One thing to do on one host.
 #[derive(Debug, Clone, PartialEq)]
@@ -354,7 +354,9 @@ pub fn docker_phase<'a>(input: &Input<'a>) -> (Vec<Work>, HashMap<&'a str, bool>
         };
         let mut steps = Vec::new();
         let mut running = f.docker_running;
-        if !f.docker_installed {
+        if let Some(DockerProblem::Unsupported(why)) = &f.docker_problem {
+            steps.push(Step::Refuse(why.clone()));
+        } else if !f.docker_installed {
             match &host.docker.install {
                 InstallMethod::Skip => steps.push(Step::Refuse(
                     "docker is not installed and the inventory says install = \"skip\"".into(),

@@ -32,16 +32,19 @@ pub enum Check {
     MemoryCgroup,
     Disk,
     Arch,
+    /// The Docker versions the fleet runs.
+    Docker,
     Ports,
 }
 
 impl Check {
-    pub const ALL: [Check; 6] = [
+    pub const ALL: [Check; 7] = [
         Check::Clock,
         Check::Kernel,
         Check::MemoryCgroup,
         Check::Disk,
         Check::Arch,
+        Check::Docker,
         Check::Ports,
     ];
 
@@ -52,6 +55,7 @@ impl Check {
             Check::MemoryCgroup => "memory-cgroup",
             Check::Disk => "disk",
             Check::Arch => "arch",
+            Check::Docker => "docker",
             Check::Ports => "ports",
         }
     }
@@ -386,6 +390,42 @@ pub fn mixed_arch(hosts: &[Probed]) -> Option<Finding> {
     ))
 }
 
+/// Managers that run different major versions of Docker (issue 17: a rack grown over
+/// years): each manager's raft and swarm API is its own Docker's, and a leader of one
+/// version leads members of another; Docker supports a mixed swarm while it is being
+/// upgraded, and rpiprov drives every version it speaks, but managers are best of one.
+/// `managers` are the inventory's managers that answered, with what their daemon said.
+pub fn manager_versions(managers: &[(&str, &Facts)]) -> Option<Finding> {
+    // Ordered by number (9 before 28), a version that does not start with one last.
+    let major = |v: &str| {
+        let m = v.split('.').next().unwrap_or(v);
+        (m.parse::<u64>().unwrap_or(u64::MAX), m.to_string())
+    };
+    let mut by_major: BTreeMap<(u64, String), Vec<String>> = BTreeMap::new();
+    for (host, f) in managers {
+        if let Some(v) = &f.docker_version {
+            by_major
+                .entry(major(v))
+                .or_default()
+                .push(format!("{host} {v}"));
+        }
+    }
+    if by_major.len() < 2 {
+        return None;
+    }
+    let groups: Vec<String> = by_major.values().map(|hosts| hosts.join(", ")).collect();
+    Some(Finding::new(
+        "",
+        Check::Docker,
+        Severity::Warning,
+        format!(
+            "the managers run different major versions of Docker ({}): a swarm of mixed managers is meant for the time of an upgrade",
+            groups.join("; ")
+        ),
+        "bring them to one major version, one manager at a time so that the swarm keeps quorum (rpiprov maintain --on MANAGER --upgrade-docker, or -- CMD for another OS release)",
+    ))
+}
+
 /// The findings that stop a host, once skipped checks are left out.
 pub fn errors<'a>(findings: &'a [Finding], skip: &[Check]) -> Vec<&'a Finding> {
     findings
@@ -425,6 +465,37 @@ mod tests {
             preflight: p,
             ..Default::default()
         }
+    }
+
+    /// Issue 17: managers of different major versions are a warning naming each; the
+    /// same major (20.10.24 and 20.10.5), or workers of other versions, are none.
+    #[test]
+    fn managers_of_different_major_versions_are_warned_of() {
+        let with = |v: &str| Facts {
+            docker_version: Some(v.into()),
+            ..facts(healthy())
+        };
+        let (a, b, c) = (with("28.5.2+dfsg4"), with("26.1.5+dfsg1"), with("28.1.1"));
+        let nine = with("9.0.1");
+        let none = Facts::default();
+        let f = manager_versions(&[("pi1", &a), ("pi2", &b), ("pi3", &c), ("pi4", &none)])
+            .expect("a warning");
+        assert_eq!(
+            f.line(),
+            "warning: fleet: docker: the managers run different major versions of Docker (pi2 26.1.5+dfsg1; pi1 28.5.2+dfsg4, pi3 28.1.1): a swarm of mixed managers is meant for the time of an upgrade; what to do: bring them to one major version, one manager at a time so that the swarm keeps quorum (rpiprov maintain --on MANAGER --upgrade-docker, or -- CMD for another OS release)"
+        );
+        assert_eq!(f.severity, Severity::Warning);
+        let (d, e) = (with("20.10.24+dfsg1"), with("20.10.5"));
+        assert_eq!(manager_versions(&[("pi1", &d), ("pi2", &e)]), None);
+        assert_eq!(manager_versions(&[("pi1", &a)]), None);
+        // By number: 9 comes before 28.
+        let f = manager_versions(&[("pi1", &a), ("pi2", &nine)]).expect("a warning");
+        assert!(
+            f.line().contains("(pi2 9.0.1; pi1 28.5.2+dfsg4)"),
+            "{}",
+            f.line()
+        );
+        assert_eq!(Check::from_name("docker"), Some(Check::Docker));
     }
 
     fn at(sent: f64, received: f64) -> Option<Window> {

@@ -233,6 +233,7 @@ fn formed() -> Case {
         internal: false,
         subnets: vec!["10.0.1.0/24".into()],
         encrypted: false,
+        stack: String::new(),
     }];
     let mut case = Case::new(lab_fleet())
         .facts("pi1", m)
@@ -719,5 +720,27 @@ fn a_down_entry_is_pruned_only_for_the_host_it_is_at() {
         vec![&Step::PruneStaleNodes {
             hosts: vec!["pi3".into()]
         }]
+    );
+}
+
+/// Issue 17: a host whose Docker speaks no Engine API version rpiprov speaks is refused
+/// in the Docker phase, saying both ranges: nothing is installed, started or joined there;
+/// the others go on.
+#[test]
+fn a_docker_rpiprov_cannot_speak_to_is_refused_and_the_others_go_on() {
+    let why = "Docker 19.03.15 speaks Engine API 1.12 to 1.40, rpiprov 1.41 to 1.55: no version in common; upgrade Docker there (rpiprov needs Docker 20.10 or later)";
+    let mut old = docker_up("pi2", "198.18.0.12");
+    old.docker_problem = Some(crate::docker::probe::DockerProblem::Unsupported(why.into()));
+    let case = Case::new(lab_fleet())
+        .facts("pi1", docker_up("pi1", "198.18.0.11"))
+        .facts("pi2", old)
+        .facts("pi3", docker_up("pi3", "198.18.0.13"));
+    let p = case.plan();
+    assert_eq!(p.steps_of("pi2"), vec![&Step::Refuse(why.into())]);
+    assert!(
+        p.steps_of("pi3")
+            .iter()
+            .any(|s| matches!(s, Step::JoinSwarm { .. })),
+        "{p:#?}"
     );
 }

@@ -9,7 +9,8 @@ use crate::config::{Host, Playbook};
 use crate::docker::network::{Verdict, compare};
 use crate::docker::node::SwarmNode;
 use crate::docker::overview::Overview;
-use crate::docker::service::{Task, assess_once as assess_services};
+use crate::docker::probe::DockerProblem;
+use crate::docker::service::{Task, assess_once as assess_services, judge_down_nodes};
 
 /// What [`assess`] is given.
 pub struct Input<'a> {
@@ -45,7 +46,8 @@ pub struct NodeStatus {
     pub address: String,
     /// rpiprov could connect and run its probe.
     pub reachable: bool,
-    /// `ready`, `down`, `unreachable`, `no docker`, `not in swarm`, `no swarm`.
+    /// `ready`, `down`, `unreachable`, `no docker`, `unsupported` (a Docker that speaks
+    /// no Engine API version rpiprov speaks), `not in swarm`, `no swarm`.
     pub state: String,
     /// Why it is not `ready`.
     pub why: Option<String>,
@@ -174,7 +176,14 @@ pub fn assess(input: &Input) -> Status {
         }
         let (state, why) = match answer {
             Some(Ok(a)) => {
-                n.docker = a.facts.docker_version.clone().or(n.docker);
+                // The daemon's own word, else what it last told the managers, else the
+                // package installed (a daemon that does not answer, outside a swarm).
+                n.docker = a
+                    .facts
+                    .docker_version
+                    .clone()
+                    .or(n.docker)
+                    .or_else(|| a.facts.docker_package.clone());
                 n.arch = Some(a.facts.arch.clone())
                     .filter(|v| !v.is_empty())
                     .or(n.arch);
@@ -183,6 +192,8 @@ pub fn assess(input: &Input) -> Status {
                         "no docker",
                         Some("Docker is not installed (rpiprov bootstrap installs it)".to_string()),
                     )
+                } else if let Some(DockerProblem::Unsupported(why)) = &a.facts.docker_problem {
+                    ("unsupported", Some(why.clone()))
                 } else if !a.facts.docker_running {
                     ("down", Some("dockerd is not running".to_string()))
                 } else if view.is_none() {
@@ -387,7 +398,11 @@ pub fn assess(input: &Input) -> Status {
             if deployed {
                 match ov.polls.get(&st.name) {
                     Some(Ok(poll)) => {
-                        for s in assess_services(&st.name, &st.compose.services, poll) {
+                        // Swarm's own count leaves out the nodes it marks down: judged
+                        // against the nodes, as a deploy judges it.
+                        let mut states = assess_services(&st.name, &st.compose.services, poll);
+                        judge_down_nodes(&mut states, &poll.specs, nodes);
+                        for s in states {
                             let tasks: Vec<&Task> =
                                 poll.tasks.iter().filter(|t| t.service == s.name).collect();
                             let error = (!s.converged).then(|| s.reasons.join("; "));

@@ -6,7 +6,7 @@ use super::*;
 use crate::config::{Playbook, Role};
 use crate::docker::network::NetworkInfo;
 use crate::docker::node::SwarmNode;
-use crate::docker::service::parse_poll;
+use crate::docker::probe::DockerProblem;
 use crate::docker::stack::StackState;
 use crate::docker::swarm::{ClusterInfo, SwarmInfo};
 use crate::testing::{host, network, stack};
@@ -68,15 +68,47 @@ fn facts(hostname: &str, node_id: &str) -> Facts {
     }
 }
 
-fn poll(service: &str, mode: &str, replicas: &str, tasks: &str) -> crate::docker::service::Poll {
+/// One service's poll as a manager's Engine API answers it: its counts, and its tasks as
+/// `(id, slot, node, desired state, state, error)`, each of its current spec.
+fn poll(
+    service: &str,
+    mode: &str,
+    (running, desired): (u64, u64),
+    tasks: &[(&str, u64, &str, &str, &str, &str)],
+) -> crate::docker::service::Poll {
+    let stack = service.split('_').next().unwrap();
     let spec_mode = if mode == "global" {
-        "{\"Global\": {}}"
+        serde_json::json!({"Global": {}})
     } else {
-        "{\"Replicated\": {\"Replicas\": 2}}"
+        serde_json::json!({"Replicated": {"Replicas": 2}})
     };
-    parse_poll(&format!(
-        "@@services\nid\t{service}\t{mode}\t{replicas}\n@@inspect\n[{{\"Spec\": {{\"Name\": \"{service}\", \"Mode\": {spec_mode}}}}}]\n@@tasks\n{tasks}"
-    ))
+    let services = serde_json::json!([{
+        "ID": "s", "Spec": {"Name": service, "Labels": {"com.docker.stack.namespace": stack},
+            "Mode": spec_mode, "TaskTemplate": {}},
+        "ServiceStatus": {"RunningTasks": running, "DesiredTasks": desired},
+    }]);
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|(id, slot, node, desired, state, err)| {
+            serde_json::json!({"ID": id, "ServiceID": "s", "Slot": slot, "NodeID": format!("id-{node}"),
+                "Spec": {}, "Status": {"State": state, "Err": err}, "DesiredState": desired})
+        })
+        .collect();
+    let nodes: Vec<SwarmNode> = ["pi1", "pi2", "pi3"]
+        .iter()
+        .map(|h| SwarmNode {
+            id: format!("id-{h}"),
+            hostname: h.to_string(),
+            ..Default::default()
+        })
+        .collect();
+    crate::docker::api::parse_stack_polls(
+        services.to_string().as_bytes(),
+        serde_json::to_string(&tasks).unwrap().as_bytes(),
+        &nodes,
+    )
+    .unwrap()
+    .remove(stack)
     .unwrap()
 }
 
@@ -99,6 +131,7 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
         internal: false,
         subnets: vec![],
         encrypted: false,
+        stack: String::new(),
     }];
     let overview = Overview {
         state: StackState {
@@ -120,8 +153,8 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                 Ok(poll(
                     "web_web",
                     "global",
-                    "3/3",
-                    "s1\tweb_web.n1\tpi1\tRunning\tRunning 1 minute ago\t\n",
+                    (3, 3),
+                    &[("s1", 0, "pi1", "running", "running", "")],
                 )),
             ),
             (
@@ -129,10 +162,19 @@ fn converged() -> HashMap<String, Result<Answer, String>> {
                 Ok(poll(
                     "api_api",
                     "replicated",
-                    "2/2",
-                    "s2\tapi_api.1\tpi2\tRunning\tRunning 1 minute ago\t\n\
-                     s3\tapi_api.1\tpi2\tShutdown\tFailed 2 minutes ago\t\"task: non-zero exit (1)\"\n\
-                     s4\tapi_api.2\tpi3\tRunning\tRunning 1 minute ago\t\n",
+                    (2, 2),
+                    &[
+                        ("s2", 1, "pi2", "running", "running", ""),
+                        (
+                            "s3",
+                            1,
+                            "pi2",
+                            "shutdown",
+                            "failed",
+                            "task: non-zero exit (1)",
+                        ),
+                        ("s4", 2, "pi3", "running", "running", ""),
+                    ],
                 )),
             ),
         ]
@@ -256,6 +298,10 @@ fn a_worker_whose_docker_is_stopped_or_that_cannot_be_reached_is_down() {
     let mut answers = converged();
     if let Ok(a) = answers.get_mut("pi2").unwrap() {
         a.facts.docker_running = false;
+        a.facts.docker_version = None;
+        a.facts.docker_problem = Some(DockerProblem::NotAnswering(
+            "pi2: Docker Engine API over `docker system dial-stdio`: the channel closed (Cannot connect to the Docker daemon)".into(),
+        ));
     }
     answers.insert(
         "pi3".into(),
@@ -267,10 +313,23 @@ fn a_worker_whose_docker_is_stopped_or_that_cannot_be_reached_is_down() {
         (s.nodes[1].state.as_str(), s.nodes[1].why.as_deref()),
         ("down", Some("dockerd is not running"))
     );
-    // What the swarm knows of a host that did not answer is still shown.
+    // What the swarm knows of a host that did not answer is still shown: its Docker's
+    // version as it last told the managers, too.
     assert_eq!(s.nodes[2].state, "unreachable");
     assert!(!s.nodes[2].reachable);
     assert_eq!(s.nodes[2].arch.as_deref(), Some("aarch64"));
+    assert_eq!(s.nodes[1].docker.as_deref(), Some("20.10.24+dfsg1"));
+    assert_eq!(s.nodes[2].docker.as_deref(), Some("20.10.24+dfsg1"));
+    // Outside the swarm, a Docker that does not answer shows its package's version.
+    if let Ok(a) = answers.get_mut("pi2").unwrap() {
+        a.facts.docker_package = Some("26.1.5+dfsg1".into());
+    }
+    answers.remove("pi1");
+    let s2 = status_of(&answers);
+    assert_eq!(
+        (s2.nodes[1].state.as_str(), s2.nodes[1].docker.as_deref()),
+        ("down", Some("26.1.5+dfsg1"))
+    );
     assert_eq!(
         s.problems,
         vec![
@@ -395,8 +454,15 @@ fn a_service_that_does_not_converge_shows_swarm_s_reason() {
         Ok(poll(
             "api_api",
             "replicated",
-            "0/2",
-            "s5\tapi_api.1\tpi2\tRunning\tRejected 1 second ago\t\"No such image: lab/api:1\"\n",
+            (0, 2),
+            &[(
+                "s5",
+                1,
+                "pi2",
+                "running",
+                "rejected",
+                "No such image: lab/api:1",
+            )],
         )),
     );
     let s = status_of(&answers);
@@ -407,6 +473,49 @@ fn a_service_that_does_not_converge_shows_swarm_s_reason() {
     assert_eq!(
         s.problems,
         vec!["stack api: service api_api 0/2: No such image: lab/api:1 (on pi2)"]
+    );
+}
+
+/// Issue 17: a mixed swarm shows each node's own Docker (its daemon's word where it
+/// answered, the swarm's otherwise), one that rpiprov cannot speak to as such with both
+/// ranges, and a global service missing on a node down in the swarm as deploy judges it.
+#[test]
+fn every_node_shows_its_docker_and_a_global_service_misses_a_down_node() {
+    let mut answers = converged();
+    if let Ok(a) = answers.get_mut("pi1").unwrap() {
+        a.facts.docker_version = Some("28.5.2+dfsg1".into());
+        a.facts.nodes[2].state = "down".into();
+        a.facts.nodes[2].engine_version = "26.1.5+dfsg1".into();
+    }
+    let unsupported = "Docker 19.03.15 speaks Engine API 1.12 to 1.40, rpiprov 1.41 to 1.55: no version in common; upgrade Docker there (rpiprov needs Docker 20.10 or later)";
+    if let Ok(a) = answers.get_mut("pi2").unwrap() {
+        a.facts.docker_running = true;
+        a.facts.docker_version = Some("19.03.15".into());
+        a.facts.docker_problem = Some(DockerProblem::Unsupported(unsupported.into()));
+    }
+    answers.insert("pi3".into(), Err("pi3: no answer within 10s".into()));
+    let s = status_of(&answers);
+    let docker: Vec<(&str, Option<&str>)> = s
+        .nodes
+        .iter()
+        .map(|n| (n.state.as_str(), n.docker.as_deref()))
+        .collect();
+    assert_eq!(
+        docker,
+        [
+            ("ready", Some("28.5.2+dfsg1")),
+            ("unsupported", Some("19.03.15")),
+            ("unreachable", Some("26.1.5+dfsg1")),
+        ]
+    );
+    assert_eq!(
+        s.problems,
+        vec![
+            format!("pi2: unsupported: {unsupported}"),
+            "pi3: unreachable: pi3: no answer within 10s".into(),
+            "stack web: service web_web 3/3: not running on pi3: the node is down in the swarm"
+                .into(),
+        ]
     );
 }
 
@@ -422,4 +531,160 @@ fn remote_text_is_made_safe_for_the_terminal() {
     let text = crate::ui::status::render(&s);
     assert!(!text.contains('\u{1b}'), "{text:?}");
     assert!(text.contains("zone=a\\x1b[2J"), "{text}");
+}
+
+/// Issue 17: each host costs one `docker` process, the relay of its Engine API, beside
+/// the probe's shell command; everything else is requests on it at the version its daemon
+/// speaks. A daemon that does not answer, and one too old, are said as such.
+#[tokio::test]
+async fn each_host_is_read_by_its_probe_and_one_relay() {
+    use crate::testing::FakeRemote;
+    use crate::testing::fake::FakeDaemon;
+    let probe = |name: &str| {
+        crate::testing::ok(&format!(
+            "hostname={name}\nreach_addr=x\ndocker_installed=yes\n@@begin records\ndeployed web fp-web\ndeployed api \n@@end records\n"
+        ))
+    };
+    let m = FakeRemote::new("pi1");
+    m.on("@@begin", probe("pi1"))
+        .daemon(FakeDaemon::new("28.5.2+dfsg1", (1, 24), (1, 51)))
+        .on_api(
+            "GET /info",
+            200,
+            r#"{"Swarm":{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":true,"Cluster":{"ID":"c1"}}}"#,
+        )
+        .on_api(
+            "GET /nodes",
+            200,
+            r#"[{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1","Engine":{"EngineVersion":"28.5.2+dfsg1"}},"Status":{"State":"ready"},"ManagerStatus":{"Leader":true}},
+                {"ID":"n2","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi2","Engine":{"EngineVersion":"20.10.24+dfsg1"}},"Status":{"State":"ready"}}]"#,
+        )
+        .on_api(
+            "GET /networks",
+            200,
+            r#"[{"Name":"DATA","Scope":"swarm","Driver":"overlay","Attachable":true},{"Name":"web_default","Scope":"swarm","Driver":"overlay","Labels":{"com.docker.stack.namespace":"web"}}]"#,
+        )
+        .on_api(
+            "GET /services",
+            200,
+            r#"[{"ID":"s1","Spec":{"Name":"web_web","Labels":{"com.docker.stack.namespace":"web"},"Mode":{"Global":{}}},"ServiceStatus":{"RunningTasks":1,"DesiredTasks":1}}]"#,
+        )
+        .on_api(
+            "GET /tasks",
+            200,
+            r#"[{"ID":"t1","ServiceID":"s1","NodeID":"n1","Status":{"State":"running"},"DesiredState":"running"}]"#,
+        );
+    let down = FakeRemote::new("pi2");
+    down.on("@@begin", probe("pi2"))
+        .daemon_after("never started");
+    let old = FakeRemote::new("pi3");
+    old.on("@@begin", probe("pi3"))
+        .daemon(FakeDaemon::new("19.03.15", (1, 12), (1, 40)));
+    let sessions: HashMap<String, std::sync::Arc<FakeRemote>> = [&m, &down, &old]
+        .iter()
+        .map(|f| (f.name.clone(), std::sync::Arc::new((*f).clone())))
+        .collect();
+    let hosts = inventory();
+    let refs: Vec<&crate::config::Host> = hosts.iter().collect();
+    let answers = gather(
+        &refs,
+        &["DATA"],
+        &["web", "api"],
+        &sessions,
+        vec![],
+        4,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    for f in [&m, &down, &old] {
+        assert_eq!(
+            f.commands()[1..],
+            ["docker system dial-stdio"],
+            "{}",
+            f.name
+        );
+        assert!(
+            f.commands()[0].contains("@@begin daemon_json"),
+            "{}",
+            f.name
+        );
+    }
+    // Only the manager's shell half reads the records.
+    assert!(m.commands()[0].contains("stacks/web/deployed"));
+    assert!(!down.commands()[0].contains("deployed"));
+    let calls: Vec<(String, Option<String>)> = m
+        .api_log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c.line.split('?').next().unwrap().to_string(),
+                c.version.clone(),
+            )
+        })
+        .collect();
+    let at = |p: &str| (p.to_string(), Some("1.51".to_string()));
+    assert_eq!(
+        calls,
+        [
+            ("GET /version".to_string(), None),
+            at("GET /info"),
+            at("GET /nodes"),
+            at("GET /networks"),
+            at("GET /services"),
+            at("GET /tasks"),
+        ]
+    );
+    let pi1 = answers["pi1"].as_ref().unwrap();
+    assert_eq!(
+        pi1.facts.docker_api,
+        Some(crate::docker::api::ApiVersion::new(1, 51))
+    );
+    let o = pi1.overview.as_ref().unwrap();
+    assert_eq!(o.state.existing, ["web".to_string()].into());
+    assert_eq!(
+        o.state.recorded.get("web").map(String::as_str),
+        Some("fp-web")
+    );
+    assert_eq!(o.polls["web"].as_ref().unwrap().tasks[0].node, "pi1");
+    assert_eq!(
+        o.networks[1],
+        ("web_default".to_string(), "web".to_string())
+    );
+    let pi2 = &answers["pi2"].as_ref().unwrap().facts;
+    assert!(!pi2.docker_running);
+    assert!(
+        matches!(&pi2.docker_problem, Some(DockerProblem::NotAnswering(e)) if e.contains("Cannot connect to the Docker daemon")),
+        "{pi2:?}"
+    );
+    let pi3 = &answers["pi3"].as_ref().unwrap().facts;
+    assert_eq!(pi3.docker_version.as_deref(), Some("19.03.15"));
+    assert_eq!(
+        pi3.docker_problem,
+        Some(DockerProblem::Unsupported(
+            "Docker 19.03.15 speaks Engine API 1.12 to 1.40, rpiprov 1.41 to 1.55: no version in common; upgrade Docker there (rpiprov needs Docker 20.10 or later)".into()
+        ))
+    );
+    // What the status makes of it.
+    let pb = playbook();
+    let s = assess(&Input {
+        hosts: &hosts,
+        playbook: Some(&pb),
+        local: &local(),
+        answers: &answers,
+    });
+    let states: Vec<(&str, &str, Option<&str>)> = s
+        .nodes
+        .iter()
+        .map(|n| (n.host.as_str(), n.state.as_str(), n.docker.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("pi1", "ready", Some("28.5.2+dfsg1")),
+            ("pi2", "down", Some("20.10.24+dfsg1")),
+            ("pi3", "unsupported", Some("19.03.15")),
+        ]
+    );
 }

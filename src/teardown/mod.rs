@@ -38,50 +38,57 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::Playbook;
+use crate::config::Role;
 use crate::docker::network::{self, RmFailure};
 use crate::docker::node::{self, Dissolution, Dissolve};
 use crate::docker::stack::{self, Survey};
 use crate::docker::swarm::{self, Leave};
 use crate::docker::{api, image};
-use crate::exec::engine::{Engine, Watch};
+use crate::exec::engine::{Engine, Engines, Watch};
 use crate::exec::lock::{Holder, LockOwner, with_lock};
 use crate::exec::preview::{Planned, Preview};
 use crate::exec::report::{Reporter, Row, RowId, RowKind, Rows, secs};
-use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, ReadError, StepError, parallel_map, read, root};
+use crate::exec::{MANAGER_ANSWER, POLL_INTERVAL, StepError, parallel_map, root};
 use crate::remote::{Output, Remote};
 
-/// Asks the manager what exists of the playbook: through its Engine API where it is
-/// open (one round trip, no process; a Pi spends some 0.15 s of CPU on each of the three
-/// `docker` calls otherwise), else, or when the API could not say, with the `docker` CLI
-/// (which also tells a node in no swarm, whose survey is empty).
-pub async fn survey<R: Remote>(
-    leader: &R,
-    engine: Option<&Engine>,
+/// Asks the manager what exists of the playbook through its Engine API, in one round
+/// trip: its swarm state (a node in no swarm, a fleet already dissolved, holds nothing of
+/// a playbook, and a second teardown must succeed), every stack service and every network.
+pub async fn survey(
+    engine: &Engine,
     playbook: &Playbook,
     timeout: Duration,
 ) -> Result<Survey, StepError> {
-    if let Some(e) = engine {
-        let api = e.batch(&api::survey(), timeout).await.and_then(|r| {
-            api::all_ok(&r)?;
-            api::parse_survey(&r[0].body, &r[1].body)
-        });
-        if let Ok(seen) = api {
-            return Ok(seen.survey(playbook));
-        }
+    let mut reqs = vec![api::info()];
+    reqs.extend(api::survey());
+    let r = engine
+        .batch(&reqs, timeout)
+        .await
+        .map_err(|e| StepError(e.to_string()))?;
+    let info = api::read(&r[0], api::parse_info).map_err(StepError)?;
+    if !info.is_active() {
+        return Ok(Survey::default());
     }
-    let out = root(leader, stack::survey(), timeout).await?;
-    Ok(stack::parse_survey(&out.stdout_str(), playbook))
+    api::all_ok(&r[1..])
+        .and_then(|()| api::parse_survey(&r[1].body, &r[2].body))
+        .map(|seen| seen.survey(playbook))
+        .map_err(StepError)
 }
 
 /// What `execute` would do, from what exists now (`teardown --dry-run`): the same survey,
 /// no lock, no write.
-pub async fn preview<R: Remote>(
+pub async fn preview<R: Remote + 'static>(
     leader: &R,
+    engines: &Engines<R>,
     playbook: &Playbook,
     opts: &Options,
     nodes: &[String],
 ) -> Preview {
-    let mut p = match survey(leader, None, playbook, opts.command_timeout).await {
+    let found = match engines.get(leader.host()).await {
+        Ok(e) => survey(&e, playbook, opts.command_timeout).await,
+        Err(e) => Err(StepError(e.to_string())),
+    };
+    let mut p = match found {
         Ok(found) => preview_of(&found, playbook, opts, leader.host(), nodes),
         Err(e) => Preview {
             command: "teardown".into(),
@@ -230,22 +237,18 @@ pub fn row_names(survey: &Survey, leader: &str, nodes: &[String], opts: &Options
 }
 
 /// Tears down. `leader` is a reachable manager; `nodes` every node to check for
-/// leftover containers (and to purge or dissolve), the leader included. `interrupt` as
-/// in [`crate::exec::lock::with_lock`]: the lock is released on every path.
-/// `engine` is the leader's Engine API where the caller opened it (for its own survey).
+/// leftover containers (and to purge or dissolve), the leader included, and `engines`
+/// their Engine APIs (the leader's open already). `interrupt` as in
+/// [`crate::exec::lock::with_lock`]: the lock is released on every path.
 pub async fn execute<R: Remote + 'static>(
     opts: &Options,
     playbook: &Playbook,
     leader: Arc<R>,
-    engine: Option<Engine>,
+    engines: Arc<Engines<R>>,
     nodes: HashMap<String, Arc<R>>,
     reporter: Arc<dyn Reporter>,
     interrupt: impl Future<Output = ()>,
 ) -> TeardownResult {
-    let engines: HashMap<String, Arc<Engine>> = engine
-        .map(|e| (leader.host().to_string(), Arc::new(e)))
-        .into_iter()
-        .collect();
     let t = Teardown {
         opts,
         playbook,
@@ -256,7 +259,7 @@ pub async fn execute<R: Remote + 'static>(
         found: Mutex::new(Survey::default()),
         removed_stacks: Mutex::new(Vec::new()),
         removed_networks: Mutex::new(Vec::new()),
-        engines: Mutex::new(engines),
+        engines,
         watches: Mutex::new(Vec::new()),
     };
     t.rows.with(&t.leader_row, |_| {});
@@ -281,9 +284,9 @@ struct Teardown<'a, R> {
     found: Mutex<Survey>,
     removed_stacks: Mutex<Vec<String>>,
     removed_networks: Mutex<Vec<String>>,
-    /// Each node's Engine API, where it could be opened: what is left of a stack is asked
-    /// there, without a `docker` process per poll.
-    engines: Mutex<HashMap<String, Arc<Engine>>>,
+    /// Each node's Engine API: what is left of a stack is asked there, without a `docker`
+    /// process per poll.
+    engines: Arc<Engines<R>>,
     /// Each node's watch of its stack containers' removals, where it could be opened;
     /// taken by the wait for the containers.
     watches: Mutex<Vec<Watch>>,
@@ -359,59 +362,41 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         names
     }
 
-    /// Opens the Engine API of every node not open yet (a node where it fails is asked
-    /// through the CLI), and on every node a watch of its stack containers' removals.
+    /// The Engine API of a node (the leader's is open already).
+    async fn engine(&self, node: &str) -> Result<Arc<Engine>, String> {
+        self.engines.get(node).await.map_err(|e| e.to_string())
+    }
+
+    /// Opens the Engine API of every node not open yet, and on every node a watch of its
+    /// stack containers' removals, both relays at once.
     async fn open_engines(&self) {
-        let timeout = self.opts.command_timeout;
         let opened = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
-            let remote = self.nodes[&n].clone();
-            let open = self.engine(&n).is_none();
+            let engines = self.engines.clone();
             async move {
-                let (e, w) = tokio::join!(
-                    async {
-                        if open {
-                            Some(Engine::open(&*remote, timeout).await)
-                        } else {
-                            None
-                        }
-                    },
-                    Watch::open(&*remote, api::stack_container_removals(), timeout)
-                );
-                (n, e, w)
+                let w = engines
+                    .get_watching(&n, &api::stack_container_removals())
+                    .await;
+                (n, w)
             }
         })
         .await;
-        let mut engines = self.engines.lock().unwrap();
         let mut watches = self.watches.lock().unwrap();
-        for (n, e, w) in opened {
-            match e {
-                Some(Ok(e)) => {
-                    engines.insert(n.clone(), Arc::new(e));
-                }
-                Some(Err(e)) => self.rows.note(
-                    &RowId::host(&n),
-                    &format!("{e}: asking with the docker CLI"),
-                ),
-                None => {}
-            }
-            // Without it the node's containers are still polled, as often as before.
-            if let Ok(w) = w {
-                watches.push(w);
+        for (n, opened) in opened {
+            match opened {
+                // Without a watch the node's containers are still polled, as often as
+                // before.
+                Ok((_, Ok(w))) => watches.push(w),
+                Ok((_, Err(_))) => {}
+                // Its polls say why, each time.
+                Err(e) => self.rows.note(&RowId::host(&n), &e.to_string()),
             }
         }
     }
 
-    fn engine(&self, node: &str) -> Option<Arc<Engine>> {
-        self.engines.lock().unwrap().get(node).cloned()
-    }
-
-    /// The longest wait between two polls.
+    /// The longest wait between two polls: a poll is one request per node over a relay
+    /// already open, no process there.
     fn max_interval(&self) -> Duration {
-        if self.engines.lock().unwrap().len() == self.nodes.len() {
-            self.opts.poll_interval.min(API_POLL_MAX)
-        } else {
-            self.opts.poll_interval
-        }
+        self.opts.poll_interval.min(API_POLL_MAX)
     }
 
     async fn teardown(&self) {
@@ -433,15 +418,11 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             }
         }
         self.rows.step(leader, "list what exists");
-        let engine = self.engine(self.leader.host());
-        let found = match survey(
-            &*self.leader,
-            engine.as_deref(),
-            self.playbook,
-            self.opts.command_timeout,
-        )
-        .await
-        {
+        let found = match self.engine(self.leader.host()).await {
+            Ok(e) => survey(&e, self.playbook, self.opts.command_timeout).await,
+            Err(e) => Err(StepError(e)),
+        };
+        let found = match found {
             Ok(s) => s,
             Err(e) => {
                 self.rows.fail(leader, "list what exists", &e.0);
@@ -700,22 +681,17 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     /// What is left of a stack on the manager: services and networks.
     async fn manager_leftovers(&self, name: &str) -> Vec<String> {
         let leader = self.leader_row.name.as_str();
-        let counts = match self.engine(leader) {
-            Some(e) => e
-                .batch(&api::stack_leftovers(name), self.opts.command_timeout)
+        let timeout = self.opts.command_timeout;
+        let counts = match self.engine(leader).await {
+            Ok(e) => e
+                .batch(&api::stack_leftovers(name), timeout)
                 .await
+                .map_err(String::from)
                 .and_then(|r| {
                     api::all_ok(&r)?;
                     Ok((api::count_list(&r[0].body)?, api::count_list(&r[1].body)?))
                 }),
-            None => self
-                .root(stack::stack_leftovers(name))
-                .await
-                .map(|out| {
-                    let l = stack::parse_leftovers(&out.stdout_str());
-                    (l.services, l.networks)
-                })
-                .map_err(|e| e.0),
+            Err(e) => Err(e),
         };
         let mut left = Vec::new();
         match counts {
@@ -732,33 +708,24 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         left
     }
 
-    /// The stacks' containers left on the nodes, all asked at once (one request or one
-    /// `docker` call per node for every stack): "N container(s) on NODE" for a stack, or
-    /// "NODE: error" for no stack in particular when a node could not say (it holds up
-    /// every stack; for good when the node was given up as unreachable). A node whose
-    /// Engine API failed (its channel breaks with a lost connection) is asked with the
-    /// `docker` CLI, over the connection the transport makes again, or gives up.
+    /// The stacks' containers left on the nodes, all asked at once (one request per node
+    /// for every stack): "N container(s) on NODE" for a stack, or "NODE: error" for no
+    /// stack in particular when a node could not say (it holds up every stack; for good
+    /// when the transport gave the node up). A node whose relay broke (a lost connection)
+    /// is asked over a new one at the next poll, on the connection the transport makes
+    /// again.
     async fn node_leftovers(&self) -> Vec<Leftover> {
         let timeout = self.opts.command_timeout;
         let results = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
-            let engine = self.engine(&n);
-            let remote = self.nodes[&n].clone();
+            let engines = self.engines.clone();
             async move {
-                let api = match engine {
-                    Some(e) => Some(
-                        e.call(api::stack_containers(), timeout)
-                            .await
-                            .and_then(|r| api::read(&r, api::count_by_stack)),
-                    ),
-                    None => None,
-                };
-                let counts = match api {
-                    Some(Ok(counts)) => Ok(counts),
-                    _ => match read(&*remote, stack::stack_containers(), timeout).await {
-                        Ok(text) => Ok(stack::count_containers(&text)),
-                        Err(ReadError::Failed(e)) => Err((e.0, false)),
-                        Err(ReadError::Unreachable(e)) => Err((e.to_string(), true)),
+                let counts = match engines.get(&n).await {
+                    Ok(e) => match e.call(api::stack_containers(), timeout).await {
+                        Ok(r) => api::read(&r, api::count_by_stack)
+                            .map_err(|e| (format!("{n}: {e}"), false)),
+                        Err(e) => Err((e.to_string(), e.is_unreachable())),
                     },
+                    Err(e) => Err((e.to_string(), e.is_unreachable())),
                 };
                 (n, counts)
             }
@@ -774,8 +741,8 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 })),
                 Err((e, gone)) => left.push(Leftover {
                     stack: None,
-                    // The transport's words name the host already.
-                    what: if gone { e } else { format!("{n}: {e}") },
+                    // The engine's words name the host already.
+                    what: e,
                     gone,
                 }),
             }
@@ -789,24 +756,16 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         let deadline = Instant::now() + self.opts.network_timeout;
         let mut interval = FIRST_POLL;
         loop {
-            // Through the leader's Engine API where it is open (Docker's message is the
-            // same as the CLI's); the CLI when it is not, or the request did not get an
-            // answer.
-            let api = match self.engine(self.leader.host()) {
-                Some(engine) => engine
-                    .call(api::network_remove(net), self.opts.command_timeout)
-                    .await
-                    .ok(),
-                None => None,
-            };
-            let e = match api {
-                Some(r) if r.ok() => return Ok(true),
-                Some(r) => api::error_message(&r),
-                None => match self.root(network::network_rm(net)).await {
-                    Ok(_) => return Ok(true),
-                    Err(e) => e.0,
-                },
-            };
+            // Through the leader's Engine API: Docker's message says what holds it.
+            let r = self
+                .engine(self.leader.host())
+                .await?
+                .call(api::network_remove(net), self.opts.command_timeout)
+                .await?;
+            if r.ok() {
+                return Ok(true);
+            }
+            let e = api::error_message(&r);
             match network::rm_failure(&e) {
                 RmFailure::Gone => return Ok(false),
                 RmFailure::Other => return Err(e),
@@ -875,32 +834,39 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     }
 
     /// How the swarm would be dissolved, from the leader's list of nodes and each node's
-    /// word on which node it is ([`node::dissolve`]), and the hosts whose Docker did not
-    /// answer (they cannot leave), with why.
+    /// word on which node it is ([`node::dissolve`]), all asked through their Engine APIs,
+    /// and the hosts whose Docker did not answer (they cannot leave), with why.
     async fn dissolution(&self) -> Result<(Dissolution, Vec<(String, String)>), String> {
-        let asked = self
-            .on_nodes(
-                self.sorted_nodes(),
-                |_| swarm::local_swarm_state(),
-                None,
-                MANAGER_ANSWER,
-            )
-            .await;
+        let asked = parallel_map(self.sorted_nodes(), self.opts.parallel, |n| {
+            let engines = self.engines.clone();
+            async move {
+                let local = tokio::time::timeout(MANAGER_ANSWER, async {
+                    let e = engines.get(&n).await?;
+                    let r = e.call(api::info(), MANAGER_ANSWER).await?;
+                    api::read(&r, api::parse_info)
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "{n}: its Docker did not answer within {}",
+                        secs(MANAGER_ANSWER)
+                    ))
+                });
+                (n, local)
+            }
+        })
+        .await;
         let mut answered = Vec::new();
         let mut silent = Vec::new();
         for (host, r) in asked {
             match r {
-                Ok(out) => {
-                    let text = out.stdout_str();
-                    let local = swarm::parse_local_node(&text);
-                    match (local.state, local.id) {
-                        ("active", Some(id)) => answered.push((host, id.to_string())),
-                        // In no swarm: nothing to leave.
-                        ("inactive", _) => {}
-                        (state, _) => silent.push((host, format!("its swarm state is {state:?}"))),
-                    }
-                }
-                Err(e) => silent.push((host, e.0)),
+                Ok(local) => match local.local_node_state.as_str() {
+                    "active" if !local.node_id.is_empty() => answered.push((host, local.node_id)),
+                    // In no swarm: nothing to leave.
+                    "inactive" => {}
+                    state => silent.push((host, format!("its swarm state is {state:?}"))),
+                },
+                Err(e) => silent.push((host, e)),
             }
         }
         let leader = self.leader_row.name.clone();
@@ -913,11 +879,9 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 "{leader}, the manager acted through, did not say which node it is"
             ));
         };
-        let out = self
-            .root(node::nodes_inspect())
+        let nodes = swarm_nodes(&*self.engine(&leader).await?, self.opts.command_timeout)
             .await
             .map_err(|e| format!("cannot list the nodes: {e}"))?;
-        let nodes = node::parse_nodes(&out.stdout_str())?;
         Ok((
             node::dissolve(&nodes, &answered, (&leader, &leader_id)),
             silent,
@@ -938,6 +902,7 @@ impl<R: Remote + 'static> Teardown<'_, R> {
     /// Dissolves the swarm in an order that keeps quorum to the end
     /// ([`node::dissolve`]): workers leave (in parallel), the managers that cannot leave
     /// by themselves are demoted, the other managers leave one by one, the leader last.
+    /// Every leave and demotion goes through the Engine APIs.
     async fn leave(&self) {
         let leader = self.leader_row.name.clone();
         let (plan, silent) = match self.dissolution().await {
@@ -951,54 +916,49 @@ impl<R: Remote + 'static> Teardown<'_, R> {
             self.rows.fail(&self.leader_row, "leave the swarm", &why);
             return;
         }
-        let timeout = self.opts.command_timeout.max(Duration::from_secs(60));
-        let mut order = Vec::new();
+        let mut order: Vec<(String, Result<bool, String>)> = Vec::new();
         for step in plan.steps {
             match step {
                 Dissolve::WorkersLeave(workers) => {
-                    let mut r = self
-                        .on_nodes(
-                            workers,
-                            |_| swarm::swarm_leave(Leave::Worker),
-                            Some("leave the swarm"),
-                            timeout,
-                        )
-                        .await;
+                    let mut r = parallel_map(workers, self.opts.parallel, |n| {
+                        let rows = self.rows.clone();
+                        let engines = self.engines.clone();
+                        async move {
+                            rows.step(&RowId::host(&n), "leave the swarm");
+                            let left = leave_as(&engines, &n, Leave::Worker).await;
+                            (n, left)
+                        }
+                    })
+                    .await;
                     order.append(&mut r);
                 }
                 Dissolve::Demote { hostname, id } => {
                     let what = format!("demote {hostname} (it cannot leave by itself)");
                     self.rows.step(&self.leader_row, &what);
-                    match self.root(node::node_demote(&id)).await {
-                        Ok(_) => self.rows.changed(&self.leader_row, what),
-                        Err(e) => self.rows.fail(&self.leader_row, &what, &e.0),
+                    match self.demote(&leader, &id).await {
+                        Ok(()) => self.rows.changed(&self.leader_row, what),
+                        Err(e) => self.rows.fail(&self.leader_row, &what, &e),
                     }
                 }
                 Dissolve::ManagerLeaves(m) => {
-                    let mut r = self
-                        .on_nodes(
-                            vec![m],
-                            |_| swarm::swarm_leave(Leave::Manager),
-                            Some("leave the swarm"),
-                            timeout,
-                        )
-                        .await;
-                    order.append(&mut r);
+                    self.rows.step(&RowId::host(&m), "leave the swarm");
+                    let left = leave_as(&self.engines, &m, Leave::Manager).await;
+                    order.push((m, left));
                 }
                 Dissolve::LeaderLeaves(_) => {
                     self.rows
                         .step(&self.leader_row, "leave the swarm (last manager)");
-                    let r = root(&*self.leader, swarm::swarm_leave(Leave::Force), timeout).await;
-                    order.push((leader.clone(), r));
+                    let left = leave_as(&self.engines, &leader, Leave::Force).await;
+                    order.push((leader.clone(), left));
                 }
             }
         }
         for (n, r) in order {
             let row = RowId::host(&n);
             match r {
-                Ok(out) if !swarm::parse_left(&out.stdout_str()) => {}
-                Ok(_) => self.rows.changed(&row, "left the swarm".into()),
-                Err(e) => self.rows.fail(&row, "leave the swarm", &e.0),
+                Ok(false) => {}
+                Ok(true) => self.rows.changed(&row, "left the swarm".into()),
+                Err(e) => self.rows.fail(&row, "leave the swarm", &e),
             }
         }
         for (host, why) in silent {
@@ -1010,6 +970,11 @@ impl<R: Remote + 'static> Teardown<'_, R> {
                 ),
             );
         }
+    }
+
+    /// Demotes node `id` through `on`'s Engine API.
+    async fn demote(&self, on: &str, id: &str) -> Result<(), String> {
+        demote(&*self.engine(on).await?, id, self.opts.command_timeout).await
     }
 
     /// The rows in order (the manager, then nodes, then stacks and networks in the order
@@ -1030,6 +995,72 @@ impl<R: Remote + 'static> Teardown<'_, R> {
         }
     }
 }
+
+/// The swarm's nodes, as a manager lists them.
+async fn swarm_nodes(engine: &Engine, timeout: Duration) -> Result<Vec<node::SwarmNode>, String> {
+    let r = engine.call(api::nodes(), timeout).await?;
+    api::read(&r, node::parse_node_list)
+}
+
+/// Demotes node `id` (its spec read, sent back a worker's) through a manager's engine.
+async fn demote(engine: &Engine, id: &str, timeout: Duration) -> Result<(), String> {
+    let r = engine.call(api::node_inspect(id), timeout).await?;
+    let spec = api::read(&r, api::parse_node_spec)?;
+    let r = engine
+        .call(api::node_update(&spec, Some(Role::Worker), &[]), timeout)
+        .await?;
+    api::read(&r, |_| Ok(()))
+}
+
+/// Makes a node leave the swarm, as `kind` says, through its own Engine API; `false` when
+/// it was in no swarm. A manager other than the last demotes itself first, then leaves
+/// as a worker: Docker refuses a plain leave on a manager, and a forced one on a manager
+/// that is not the last could break the quorum of those that remain. Demotion takes
+/// effect asynchronously: the leave is tried again for up to 30 s.
+async fn leave_as<R: Remote + 'static>(
+    engines: &Engines<R>,
+    host: &str,
+    kind: Leave,
+) -> Result<bool, String> {
+    let timeout = LEAVE_TIMEOUT;
+    let e = engines.get(host).await?;
+    match kind {
+        Leave::Worker => leave_once(&e, false).await,
+        Leave::Force => leave_once(&e, true).await,
+        Leave::Manager => {
+            let info = {
+                let r = e.call(api::info(), timeout).await?;
+                api::read(&r, api::parse_info)?
+            };
+            if !info.is_active() {
+                return Ok(false);
+            }
+            demote(&e, &info.node_id, timeout).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match leave_once(&e, false).await {
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    done => return done,
+                }
+            }
+        }
+    }
+}
+
+/// One leave (`force` or not); `false` when the node was in no swarm.
+async fn leave_once(e: &Engine, force: bool) -> Result<bool, String> {
+    let r = e.call(api::swarm_leave(force), LEAVE_TIMEOUT).await?;
+    match api::read(&r, |_| Ok(())) {
+        Ok(()) => Ok(true),
+        Err(m) if swarm::in_no_swarm(&m) => Ok(false),
+        Err(m) => Err(m),
+    }
+}
+
+/// How long a leave may take: a manager's demotion and departure reach the raft first.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::config::{Compose, Image, ImageFormat, Stack};
-use crate::docker::stack::parse_survey;
 use crate::exec::report::Outcome;
-use crate::remote::Output;
-use crate::testing::{FakeRemote, Recorder, fail, network, ok};
+use crate::testing::{FakeRemote, Recorder, network, ok};
 
 fn stack(name: &str, order: i64) -> Stack {
     Stack {
@@ -35,12 +33,17 @@ fn playbook() -> Playbook {
     }
 }
 
-/// Everything exists, plus a stack and a network the playbook does not declare.
-const SURVEY: &str = "stack db\nstack other\nstack web\nnetwork bridge \nnetwork DATA \nnetwork INTERCO \nnetwork foreign \nnetwork web_default web\nnetwork ingress \n";
+/// What a teardown of SERVICES and NETWORKS finds: everything of the playbook, plus a
+/// stack and a network it does not declare (left alone).
+fn found() -> Survey {
+    crate::docker::api::parse_survey(SERVICES.as_bytes(), NETWORKS.as_bytes())
+        .unwrap()
+        .survey(&playbook())
+}
 
 #[test]
 fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     assert_eq!(s.stacks, vec!["db", "web"]);
     assert_eq!(s.networks, vec!["INTERCO", "DATA"]);
     assert_eq!(
@@ -48,48 +51,26 @@ fn the_survey_lists_only_what_the_playbook_declares_in_removal_order() {
         "will remove, in this order: stacks db, web; then networks INTERCO, DATA"
     );
     // A stack whose services are gone but whose network lingers still counts.
-    let s = parse_survey("network web_default web\n", &playbook());
-    assert_eq!(s.stacks, vec!["web"]);
-    let s = parse_survey("network bridge \n", &playbook());
-    assert!(s.is_empty());
-    assert!(parse_survey("@@no-swarm\n", &playbook()).is_empty());
-    assert_eq!(
-        s.describe(),
-        "nothing to remove: no stack or network of the playbook exists"
-    );
-}
-
-#[test]
-fn the_engine_api_survey_finds_what_the_cli_survey_finds() {
-    // SURVEY's swarm as the Engine API lists it (services without labels have null).
-    let services = br#"[
-        {"ID": "s1", "Spec": {"Name": "db_pg", "Labels": {"com.docker.stack.namespace": "db"}}},
-        {"ID": "s2", "Spec": {"Name": "other_x", "Labels": {"com.docker.stack.namespace": "other"}}},
-        {"ID": "s3", "Spec": {"Name": "web_web", "Labels": {"com.docker.stack.namespace": "web"}}}
-    ]"#;
-    let networks = br#"[
-        {"Name": "bridge", "Labels": {}},
-        {"Name": "DATA", "Labels": {"io.rpiprov.managed": "true"}},
-        {"Name": "INTERCO", "Labels": null},
-        {"Name": "foreign"},
-        {"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}},
-        {"Name": "ingress", "Labels": {}}
-    ]"#;
-    let seen = crate::docker::api::parse_survey(services, networks).unwrap();
-    assert_eq!(seen.survey(&playbook()), parse_survey(SURVEY, &playbook()));
-    // A stack whose services are gone but whose network lingers still counts.
     let seen = crate::docker::api::parse_survey(
         b"[]",
         br#"[{"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}}]"#,
     )
     .unwrap();
     assert_eq!(seen.survey(&playbook()).stacks, vec!["web"]);
+    let s = crate::docker::api::parse_survey(b"[]", br#"[{"Name": "bridge"}]"#)
+        .unwrap()
+        .survey(&playbook());
+    assert!(s.is_empty());
+    assert_eq!(
+        s.describe(),
+        "nothing to remove: no stack or network of the playbook exists"
+    );
     assert!(crate::docker::api::parse_survey(b"{}", b"[]").is_err());
 }
 
 #[test]
 fn rows_for_the_progress_display() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     let mut opts = options();
     let nodes = vec!["pi2".to_string(), "pi1".to_string()];
     assert_eq!(
@@ -110,7 +91,7 @@ fn rows_for_the_progress_display() {
 /// asked, each on the host that does it.
 #[test]
 fn the_preview_follows_the_run_s_order() {
-    let s = parse_survey(SURVEY, &playbook());
+    let s = found();
     let nodes = vec!["pi3".to_string(), "pi1".to_string(), "pi2".to_string()];
     let mut opts = options();
     opts.managers = vec!["pi1".into(), "pi2".into()];
@@ -176,57 +157,97 @@ fn options() -> Options {
     }
 }
 
-/// Every command of every fake host, in the order they were answered.
+/// Every request of every fake host that matters to the order, as it was answered.
 type Journal = Arc<Mutex<Vec<String>>>;
 
-/// A rule that also writes `label` to the journal when it answers.
-fn journal_rule(f: &FakeRemote, contains: &str, journal: &Journal, label: &str, out: Output) {
-    let j = journal.clone();
-    let label = label.to_string();
-    f.on_fn(contains, move |_| {
-        j.lock().unwrap().push(label.clone());
-        out.clone()
-    });
+fn note(j: &Journal, label: &str) {
+    j.lock().unwrap().push(label.to_string());
 }
 
-fn manager(survey: &str) -> FakeRemote {
+/// The services of SURVEY's swarm as the manager lists them.
+const SERVICES: &str = r#"[
+    {"ID": "s1", "Spec": {"Name": "db_pg", "Labels": {"com.docker.stack.namespace": "db"}}},
+    {"ID": "s2", "Spec": {"Name": "other_x", "Labels": {"com.docker.stack.namespace": "other"}}},
+    {"ID": "s3", "Spec": {"Name": "web_web", "Labels": {"com.docker.stack.namespace": "web"}}}
+]"#;
+
+/// Its networks.
+const NETWORKS: &str = r#"[
+    {"Name": "bridge", "Labels": {}},
+    {"Name": "DATA", "Labels": {"io.rpiprov.managed": "true"}},
+    {"Name": "INTERCO", "Labels": null},
+    {"Name": "foreign"},
+    {"Name": "web_default", "Labels": {"com.docker.stack.namespace": "web"}},
+    {"Name": "ingress", "Labels": {}}
+]"#;
+
+/// What a stack's leftovers are asked with: its label, encoded in the filter.
+fn of_stack(stack: &str) -> String {
+    format!("com.docker.stack.namespace%3D{stack}%22")
+}
+
+/// The host's daemon says it is node `id` of an active swarm (a manager when `manager`),
+/// or in none for "".
+fn is_node(f: &FakeRemote, id: &str, manager: bool) {
+    let info = if id.is_empty() {
+        r#"{"Swarm":{"LocalNodeState":"inactive"}}"#.to_string()
+    } else {
+        format!(
+            r#"{{"Swarm":{{"NodeID":"{id}","LocalNodeState":"active","ControlAvailable":{manager}}}}}"#
+        )
+    };
+    f.on_api_first("GET /info", 200, &info);
+}
+
+/// A manager whose swarm holds these services and networks; the stacks go at once (no
+/// service or network of theirs is left once removed), networks are removed, no
+/// container is left on it.
+fn manager(services: &str, networks: &str) -> FakeRemote {
     let m = FakeRemote::new("pi1");
     m.grants_the_lock()
-        .on("docker stack ls --format 'stack", ok(survey))
         .on("docker stack rm", ok("Removing service x\n"))
-        .on("docker ps -a --filter", ok(""))
-        .on("docker network rm", ok(""))
-        .on("docker service ls -q", ok(""));
+        .on_api("GET /services?filters=%7B%22label%22%3A%7B%22com.docker.stack.namespace%22%3Atrue", 200, services)
+        .on_api("GET /services?", 200, "[]")
+        .on_api("GET /networks?", 200, "[]")
+        .on_api("GET /networks", 200, networks)
+        .on_api("GET /containers/json", 200, "[]")
+        .on_api("DELETE /networks/", 204, "")
+        .on_api("GET /nodes/", 200, r#"{"ID":"n1","Version":{"Index":4},"Spec":{"Role":"manager","Availability":"active"}}"#)
+        .on_api("POST /nodes/", 200, "")
+        .on_api("POST /swarm/leave", 200, "");
+    is_node(&m, "n1", true);
     m
 }
 
 fn worker(name: &str) -> FakeRemote {
     let w = FakeRemote::new(name);
-    w.on("docker ps -a --filter", ok(""));
+    w.on_api("GET /containers/json", 200, "[]")
+        .on_api("POST /swarm/leave", 200, "");
     w
-}
-
-/// The host's Docker says it is node `id` of an active swarm (or in none, for "").
-fn is_node(f: &FakeRemote, id: &str) {
-    let answer = if id.is_empty() {
-        "inactive\n".to_string()
-    } else {
-        format!("active {id}\n")
-    };
-    f.first("{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}", ok(&answer));
 }
 
 /// The leader's list of nodes: (id, host name, role, state).
 fn lists(m: &FakeRemote, nodes: &[(&str, &str, &str, &str)]) {
-    let text: String = nodes
+    let all: Vec<String> = nodes
         .iter()
         .map(|(id, host, role, state)| {
             format!(
-                "{{\"ID\":\"{id}\",\"Spec\":{{\"Role\":\"{role}\"}},\"Description\":{{\"Hostname\":\"{host}\"}},\"Status\":{{\"State\":\"{state}\"}}}}\n"
+                "{{\"ID\":\"{id}\",\"Version\":{{\"Index\":4}},\"Spec\":{{\"Role\":\"{role}\"}},\"Description\":{{\"Hostname\":\"{host}\"}},\"Status\":{{\"State\":\"{state}\"}}}}"
             )
         })
         .collect();
-    m.first("docker node inspect --format '{{json .}}'", ok(&text));
+    m.on_api_first("GET /nodes", 200, &format!("[{}]", all.join(",")));
+}
+
+/// The requests that change something a host's daemon received, as `METHOD PATH`.
+fn changes(f: &FakeRemote) -> Vec<String> {
+    f.api_log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| !c.line.starts_with("GET "))
+        .map(|c| c.line.clone())
+        .collect()
 }
 
 async fn teardown_with(
@@ -234,16 +255,27 @@ async fn teardown_with(
     m: &FakeRemote,
     others: &[FakeRemote],
 ) -> (TeardownResult, Vec<String>) {
+    teardown_until(opts, &playbook(), m, others, std::future::pending()).await
+}
+
+async fn teardown_until(
+    opts: &Options,
+    playbook: &Playbook,
+    m: &FakeRemote,
+    others: &[FakeRemote],
+    interrupt: impl Future<Output = ()>,
+) -> (TeardownResult, Vec<String>) {
     let (leader, nodes) = crate::testing::fleet(m, others);
+    let engines = Arc::new(Engines::new(&nodes, opts.command_timeout));
     let rec = Arc::new(Recorder::default());
     let res = execute(
         opts,
-        &playbook(),
+        playbook,
         leader,
-        None,
+        engines,
         nodes,
         rec.clone(),
-        std::future::pending(),
+        interrupt,
     )
     .await;
     let events = rec.0.lock().unwrap().clone();
@@ -252,7 +284,7 @@ async fn teardown_with(
 
 #[tokio::test]
 async fn an_empty_fleet_has_nothing_to_remove_and_succeeds() {
-    let m = manager("network bridge \nnetwork ingress \n");
+    let m = manager("[]", r#"[{"Name":"bridge"},{"Name":"ingress"}]"#);
     let (res, events) = teardown_with(&options(), &m, &[worker("pi2")]).await;
     assert!(!res.failed() && !res.changed(), "{res:?}");
     assert!(res.found.is_empty());
@@ -263,75 +295,105 @@ async fn an_empty_fleet_has_nothing_to_remove_and_succeeds() {
         "{events:?}"
     );
     assert_eq!(m.count("docker stack rm"), 0);
-    assert_eq!(m.count("docker network rm"), 0);
+    assert_eq!(changes(&m), Vec::<String>::new());
     assert!(m.commands().last().unwrap().contains("@@released"));
+}
+
+/// A manager in no swarm (a fleet dissolved already): nothing of the playbook exists.
+#[tokio::test]
+async fn a_manager_in_no_swarm_holds_nothing_of_the_playbook() {
+    let m = manager(SERVICES, NETWORKS);
+    is_node(&m, "", false);
+    let (res, _) = teardown_with(&options(), &m, &[]).await;
+    assert!(!res.failed() && res.found.is_empty(), "{res:?}");
+    assert_eq!(m.count("docker stack rm"), 0);
+    assert_eq!(changes(&m), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone() {
     let journal: Journal = Arc::default();
-    let m = manager(SURVEY);
+    let m = manager(SERVICES, NETWORKS);
     let w = worker("pi2");
     // db still has a service and a network on the first check; pi2 still runs one of
     // web's containers on the first check; DATA still has endpoints once.
-    let front = FakeRemote::new("pi1");
     {
         let j = journal.clone();
         let n = std::sync::atomic::AtomicUsize::new(0);
-        front.on_fn("label=com.docker.stack.namespace=db); n=", move |_| {
-            j.lock().unwrap().push("pi1 leftovers db".into());
-            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                ok("service abc\nnetwork def\n")
-            } else {
-                ok("")
-            }
-        });
-        let j = journal.clone();
-        front.on_fn("label=com.docker.stack.namespace=web); n=", move |_| {
-            j.lock().unwrap().push("pi1 leftovers web".into());
-            ok("")
-        });
-        let j = journal.clone();
-        front.on_fn("docker stack rm", move |r| {
-            j.lock().unwrap().push(format!("pi1 {}", r.command));
-            ok("")
-        });
-        let j = journal.clone();
+        m.on_api_fn(
+            &format!(
+                "GET /services?filters=%7B%22label%22%3A%7B%22{}",
+                of_stack("db")
+            ),
+            move |_| {
+                note(&j, "pi1 leftovers db");
+                if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    (200, r#"[{"ID":"abc"}]"#.into())
+                } else {
+                    (200, "[]".into())
+                }
+            },
+        );
         let n = std::sync::atomic::AtomicUsize::new(0);
-        front.on_fn("docker network rm DATA", move |r| {
-            j.lock().unwrap().push(format!("pi1 {}", r.command));
-            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                fail(
-                    1,
-                    "Error response from daemon: error while removing network: network DATA id 3k2 has active endpoints",
+        m.on_api_fn(
+            &format!(
+                "GET /networks?filters=%7B%22label%22%3A%7B%22{}",
+                of_stack("db")
+            ),
+            move |_| {
+                if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    (200, r#"[{"Name":"db_default"}]"#.into())
+                } else {
+                    (200, "[]".into())
+                }
+            },
+        );
+        let j = journal.clone();
+        m.on_api_fn(
+            &format!(
+                "GET /services?filters=%7B%22label%22%3A%7B%22{}",
+                of_stack("web")
+            ),
+            move |_| {
+                note(&j, "pi1 leftovers web");
+                (200, "[]".into())
+            },
+        );
+        let j = journal.clone();
+        m.first("docker stack rm", ok(""));
+        let jr = j.clone();
+        let front = FakeRemote::new("pi1");
+        front.on_fn("docker stack rm", move |r| {
+            note(&jr, &format!("pi1 {}", r.command));
+            ok("")
+        });
+        m.prepend(&front);
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        m.on_api_fn("DELETE /networks/", move |c| {
+            note(&j, &format!("pi1 {}", c.line));
+            if c.line.ends_with("/DATA") && n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                (
+                    403,
+                    r#"{"message":"error while removing network: network DATA id 3k2 has active endpoints"}"#.into(),
                 )
             } else {
-                ok("DATA\n")
+                (204, String::new())
             }
         });
-        let j = journal.clone();
-        front.on_fn("docker network rm", move |r| {
-            j.lock().unwrap().push(format!("pi1 {}", r.command));
-            ok("")
-        });
     }
-    m.prepend(&front);
-    let wf = FakeRemote::new("pi2");
     {
         let j = journal.clone();
         let n = std::sync::atomic::AtomicUsize::new(0);
-        wf.on_fn("docker ps -a --filter", move |_| {
-            j.lock().unwrap().push("pi2 containers".into());
-            if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                ok("container web\ncontainer db\n")
-            } else if n.load(std::sync::atomic::Ordering::SeqCst) == 2 {
-                ok("container web\n")
-            } else {
-                ok("")
+        w.on_api_fn("GET /containers/json", move |_| {
+            note(&j, "pi2 containers");
+            let label = |s: &str| format!(r#"{{"Labels":{{"com.docker.stack.namespace":"{s}"}}}}"#);
+            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => (200, format!("[{},{}]", label("web"), label("db"))),
+                1 => (200, format!("[{}]", label("web"))),
+                _ => (200, "[]".into()),
             }
         });
     }
-    w.prepend(&wf);
 
     let (res, _) = teardown_with(&options(), &m, std::slice::from_ref(&w)).await;
     assert!(!res.failed(), "{res:#?}");
@@ -351,16 +413,16 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
     // web's, web's, none); DATA retried.
     let first_net = j
         .iter()
-        .position(|l| l.contains("docker network rm"))
+        .position(|l| l.contains("DELETE /networks"))
         .unwrap();
     assert_eq!(j.iter().filter(|l| *l == "pi2 containers").count(), 3);
     assert!(last("pi2 containers") < first_net);
     assert_eq!(
         j[first_net..],
         [
-            "pi1 docker network rm INTERCO",
-            "pi1 docker network rm DATA",
-            "pi1 docker network rm DATA"
+            "pi1 DELETE /networks/INTERCO",
+            "pi1 DELETE /networks/DATA",
+            "pi1 DELETE /networks/DATA"
         ]
     );
     // Nothing the playbook does not declare was touched.
@@ -381,23 +443,43 @@ async fn moby_29293_30942_stacks_go_in_reverse_order_and_networks_only_once_gone
             "network DATA"
         ]
     );
+    // Issue 17: a `docker` process per host for its relay (and the watch of its
+    // containers' removals), and the stacks' removals; every read and change else went
+    // through the Engine API.
+    let docker = |f: &FakeRemote| -> Vec<String> {
+        f.commands()
+            .into_iter()
+            .filter(|c| crate::remote::stats::docker_calls(c) > 0)
+            .collect()
+    };
+    assert_eq!(
+        docker(&w),
+        ["docker system dial-stdio", "docker system dial-stdio"]
+    );
+    let on_m = docker(&m);
+    assert!(
+        on_m.iter()
+            .all(|c| c == "docker system dial-stdio" || c.starts_with("docker stack rm")),
+        "{on_m:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_stack_that_does_not_go_keeps_the_networks() {
-    let m = manager(SURVEY);
-    let front = FakeRemote::new("pi1");
-    front.on(
-        "label=com.docker.stack.namespace=db); n=",
-        ok("service abc\n"),
+    let m = manager(SERVICES, NETWORKS);
+    m.on_api_first(
+        &format!(
+            "GET /services?filters=%7B%22label%22%3A%7B%22{}",
+            of_stack("db")
+        ),
+        200,
+        r#"[{"ID":"abc"}]"#,
     );
-    m.prepend(&front);
     let mut opts = options();
     opts.leave_swarm = true;
     opts.purge = true;
     let w = worker("pi2");
-    is_node(&m, "n1");
-    is_node(&w, "n2");
+    is_node(&w, "n2", false);
     lists(
         &m,
         &[
@@ -417,8 +499,9 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
         Some("purge and leave swarm")
     );
     for c in m.commands().iter().chain(w.commands().iter()) {
-        assert!(!c.contains("swarm leave") && !c.contains("purged"), "{c}");
+        assert!(!c.contains("purged"), "{c}");
     }
+    assert!(m.api_calls("/swarm/leave").is_empty() && w.api_calls("/swarm/leave").is_empty());
     let db = res.rows.iter().find(|r| r.label() == "stack db").unwrap();
     assert_eq!(db.failed_step.as_deref(), Some("wait until gone"));
     assert_eq!(
@@ -435,7 +518,7 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
         data.error.as_deref(),
         Some("not attempted: stack db is not gone")
     );
-    assert_eq!(m.count("docker network rm"), 0);
+    assert!(m.api_calls("DELETE /networks").is_empty());
     assert!(m.commands().last().unwrap().contains("@@released"));
 }
 
@@ -444,9 +527,13 @@ async fn a_stack_that_does_not_go_keeps_the_networks() {
 /// naming it; the networks are not attempted.
 #[tokio::test]
 async fn a_container_that_stays_fails_its_stack_alone_and_keeps_the_networks() {
-    let m = manager(SURVEY);
+    let m = manager(SERVICES, NETWORKS);
     let w = worker("pi2");
-    w.first("docker ps -a --filter", ok("container db\n"));
+    w.on_api_first(
+        "GET /containers/json",
+        200,
+        r#"[{"Labels":{"com.docker.stack.namespace":"db"}}]"#,
+    );
     let (res, events) = teardown_with(&options(), &m, std::slice::from_ref(&w)).await;
     let row = |name: &str| res.rows.iter().find(|r| r.label() == name).unwrap().clone();
     let db = row("stack db");
@@ -469,7 +556,7 @@ async fn a_container_that_stays_fails_its_stack_alone_and_keeps_the_networks() {
         row("network DATA").error.as_deref(),
         Some("not attempted: stack db is not gone")
     );
-    assert_eq!(m.count("docker network rm"), 0);
+    assert!(m.api_calls("DELETE /networks").is_empty());
 }
 
 #[tokio::test]
@@ -479,21 +566,23 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     opts.purge = true;
     opts.managers = vec!["pi1".into(), "pi3".into()];
     let journal: Journal = Arc::default();
-    let m = manager("network bridge \n");
+    let m = manager("[]", r#"[{"Name":"bridge"}]"#);
     let m3 = worker("pi3");
+    m3.on_api(
+        "GET /nodes/n3",
+        200,
+        r#"{"ID":"n3","Version":{"Index":8},"Spec":{"Role":"manager","Availability":"active"}}"#,
+    )
+    .on_api("POST /nodes/", 200, "");
     let w = worker("pi2");
     let gone = worker("pi4");
     for f in [&m, &m3, &w, &gone] {
-        let front = FakeRemote::new(&f.name);
-        let out = if f.name == "pi4" { "@@inactive\n" } else { "" };
-        journal_rule(
-            &front,
-            "swarm leave",
-            &journal,
-            &format!("{} leave", f.name),
-            ok(out),
-        );
-        f.prepend(&front);
+        let j = journal.clone();
+        let label = format!("{} leave", f.name);
+        f.on_api_fn("POST /swarm/leave", move |_| {
+            note(&j, &label);
+            (200, String::new())
+        });
     }
     m.on(
         "set -e; for d in",
@@ -503,9 +592,9 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     w.on("purged 0", ok(""));
     m3.on("purged 0", ok("purged 0\n"));
     gone.on("purged 0", ok(""));
-    for (f, id) in [(&m, "n1"), (&w, "n2"), (&m3, "n3"), (&gone, "")] {
-        is_node(f, id);
-    }
+    is_node(&w, "n2", false);
+    is_node(&m3, "n3", true);
+    is_node(&gone, "", false);
     lists(
         &m,
         &[
@@ -516,15 +605,19 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
     );
     let (res, _) = teardown_with(&opts, &m, &[w.clone(), m3.clone(), gone.clone()]).await;
     assert!(!res.failed(), "{res:#?}");
-    let leave = |f: &FakeRemote| {
-        f.commands()
-            .into_iter()
-            .find(|c| c.contains("swarm leave"))
-            .unwrap()
-    };
-    assert!(leave(&w).ends_with("else docker swarm leave; fi"));
-    assert!(leave(&m3).contains("docker node demote"));
-    assert!(leave(&m).ends_with("else docker swarm leave --force; fi"));
+    assert_eq!(changes(&w), ["POST /swarm/leave?force=false"]);
+    // The other manager demotes itself, then leaves as a worker.
+    assert_eq!(
+        changes(&m3),
+        [
+            "POST /nodes/n3/update?version=8",
+            "POST /swarm/leave?force=false"
+        ]
+    );
+    let demoted: serde_json::Value =
+        serde_json::from_str(&m3.api_calls("POST /nodes/n3/update")[0].body).unwrap();
+    assert_eq!(demoted["Role"], "worker");
+    assert_eq!(changes(&m), ["POST /swarm/leave?force=true"]);
     // Workers first, then the other manager, then the leader; pi4, in no swarm, is not
     // asked to leave.
     let j = journal.lock().unwrap().clone();
@@ -548,16 +641,12 @@ async fn leave_and_purge_workers_first_then_managers_then_the_last_with_force() 
 
 #[tokio::test]
 async fn a_network_still_in_use_is_retried_then_reported() {
-    let m = manager("network DATA \n");
-    let front = FakeRemote::new("pi1");
-    front.on(
-        "docker network rm DATA",
-        fail(
-            1,
-            "Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y",
-        ),
+    let m = manager("[]", r#"[{"Name":"DATA"}]"#);
+    m.on_api_first(
+        "DELETE /networks/DATA",
+        500,
+        r#"{"message":"rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y"}"#,
     );
-    m.prepend(&front);
     let (res, _) = teardown_with(&options(), &m, &[]).await;
     let data = res
         .rows
@@ -568,53 +657,50 @@ async fn a_network_still_in_use_is_retried_then_reported() {
     assert_eq!(
         data.error.as_deref(),
         Some(
-            "still in use after 0.3s: exit 1: Error response from daemon: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y"
+            "still in use after 0.3s: rpc error: code = FailedPrecondition desc = network 3k2 is in use by task x7y"
         )
     );
-    assert!(m.count("docker network rm DATA") > 2);
+    assert!(m.api_calls("DELETE /networks/DATA").len() > 2);
     // A network already gone is no error.
-    let m = manager("network DATA \n");
-    let front = FakeRemote::new("pi1");
-    front.on(
-        "docker network rm DATA",
-        fail(1, "Error: No such network: DATA"),
+    let m = manager("[]", r#"[{"Name":"DATA"}]"#);
+    m.on_api_first(
+        "DELETE /networks/DATA",
+        404,
+        r#"{"message":"network DATA not found"}"#,
     );
-    m.prepend(&front);
     let (res, _) = teardown_with(&options(), &m, &[]).await;
     assert!(!res.failed());
 }
 
 #[tokio::test]
 async fn ctrl_c_during_a_wait_releases_the_lock() {
-    let m = manager(SURVEY);
-    let front = FakeRemote::new("pi1");
-    front.on(
-        "label=com.docker.stack.namespace=db); n=",
-        ok("service abc\n"),
+    let m = manager(SERVICES, NETWORKS);
+    m.on_api_first(
+        &format!(
+            "GET /services?filters=%7B%22label%22%3A%7B%22{}",
+            of_stack("db")
+        ),
+        200,
+        r#"[{"ID":"abc"}]"#,
     );
-    m.prepend(&front);
     let mut pb = playbook();
     pb.stacks[1].timeout = Duration::from_secs(60);
-    let leader = Arc::new(m.clone());
-    let nodes = HashMap::from([("pi1".to_string(), leader.clone())]);
-    let res = execute(
+    let (res, _) = teardown_until(
         &options(),
         &pb,
-        leader,
-        None,
-        nodes,
-        Arc::new(Recorder::default()),
+        &m,
+        &[],
         tokio::time::sleep(Duration::from_millis(40)),
     )
     .await;
     assert_eq!(res.rows[0].error.as_deref(), Some("interrupted (Ctrl-C)"));
     assert!(m.commands().last().unwrap().contains("@@released"));
-    assert_eq!(m.count("docker network rm"), 0);
+    assert!(m.api_calls("DELETE /networks").is_empty());
 }
 
 #[tokio::test]
 async fn a_held_lock_refuses_teardown_and_removes_nothing() {
-    let m = manager(SURVEY);
+    let m = manager(SERVICES, NETWORKS);
     let held = FakeRemote::new("pi1");
     held.on(
         "mkdir /var/lib/rpiprov/lock",
@@ -642,27 +728,32 @@ async fn a_frozen_manager_is_demoted_first_and_the_others_leave_keeping_quorum()
     opts.leave_swarm = true;
     opts.managers = vec!["pi1".into(), "pi2".into(), "pi3".into()];
     let journal: Journal = Arc::default();
-    let m = manager("network bridge \n");
+    let m = manager("[]", r#"[{"Name":"bridge"}]"#);
     let frozen = worker("pi2");
-    frozen.on(
-        "{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}",
-        fail(137, "killed by timeout"),
-    );
+    frozen.daemon_after("its daemon never answers again");
     let m3 = worker("pi3");
-    is_node(&m, "n1");
-    is_node(&m3, "n3");
+    m3.on_api(
+        "GET /nodes/n3",
+        200,
+        r#"{"ID":"n3","Version":{"Index":8},"Spec":{"Role":"manager"}}"#,
+    )
+    .on_api("POST /nodes/", 200, "");
+    is_node(&m3, "n3", true);
     for f in [&m, &m3] {
-        let front = FakeRemote::new(&f.name);
-        journal_rule(
-            &front,
-            "swarm leave",
-            &journal,
-            &format!("{} leave", f.name),
-            ok(""),
-        );
-        f.prepend(&front);
+        let j = journal.clone();
+        let label = format!("{} leave", f.name);
+        f.on_api_fn("POST /swarm/leave", move |_| {
+            note(&j, &label);
+            (200, String::new())
+        });
     }
-    journal_rule(&m, "docker node demote n2", &journal, "demote pi2", ok(""));
+    {
+        let j = journal.clone();
+        m.on_api_fn("POST /nodes/n2/update", move |_| {
+            note(&j, "demote pi2");
+            (200, String::new())
+        });
+    }
     lists(
         &m,
         &[
@@ -671,10 +762,16 @@ async fn a_frozen_manager_is_demoted_first_and_the_others_leave_keeping_quorum()
             ("n3", "pi3", "manager", "ready"),
         ],
     );
+    // After the list: `GET /nodes/n2` would match its rule too.
+    m.on_api_first(
+        "GET /nodes/n2",
+        200,
+        r#"{"ID":"n2","Version":{"Index":5},"Spec":{"Role":"manager"}}"#,
+    );
     let (res, _) = teardown_with(&opts, &m, &[frozen.clone(), m3.clone()]).await;
     let j = journal.lock().unwrap().clone();
     assert_eq!(j, ["demote pi2", "pi3 leave", "pi1 leave"]);
-    assert_eq!(frozen.count("swarm leave"), 0);
+    assert!(frozen.api_calls("/swarm/leave").is_empty());
     let row = |n: &str| res.rows.iter().find(|r| r.label() == n).unwrap().clone();
     assert_eq!(
         row("pi1").changed,
@@ -683,7 +780,7 @@ async fn a_frozen_manager_is_demoted_first_and_the_others_leave_keeping_quorum()
     assert_eq!(
         row("pi2").error.as_deref(),
         Some(
-            "its Docker did not answer (exit 137: killed by timeout): it still believes it is in the swarm; once it answers, run `docker swarm leave --force` on it"
+            "its Docker did not answer (pi2: Docker Engine API over `docker system dial-stdio`: the channel is closed (Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?)): it still believes it is in the swarm; once it answers, run `docker swarm leave --force` on it"
         )
     );
     assert!(res.failed());
@@ -695,8 +792,7 @@ async fn a_frozen_manager_is_demoted_first_and_the_others_leave_keeping_quorum()
 async fn a_dissolution_that_loses_quorum_is_refused_before_anything_is_removed() {
     let mut opts = options();
     opts.leave_swarm = true;
-    let m = manager(SURVEY);
-    is_node(&m, "n1");
+    let m = manager(SERVICES, NETWORKS);
     lists(
         &m,
         &[
@@ -714,7 +810,7 @@ async fn a_dissolution_that_loses_quorum_is_refused_before_anything_is_removed()
         )
     );
     assert_eq!(m.count("docker stack rm"), 0);
-    assert_eq!(m.count("swarm leave"), 0);
+    assert!(m.api_calls("/swarm/leave").is_empty());
     // Forced: it goes on (the stacks first).
     opts.force = true;
     let (_, _) = teardown_with(&opts, &m, &[]).await;

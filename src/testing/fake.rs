@@ -1,6 +1,9 @@
 //! The fake transport: a scripted [`Remote`] for unit tests of the executors. It answers
 //! commands by the first matching rule and records every request and upload, so tests
-//! assert what was sent where.
+//! assert what was sent where. Its Docker daemon ([`FakeRemote::on_api`],
+//! [`FakeRemote::daemon`]) answers the Engine API on a relay as Docker does: `GET /version`
+//! unversioned, every other request under `/vMAJOR.MINOR` within the daemon's range, or
+//! refused with Docker's words; rules match the request without its version.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,15 +15,88 @@ use crate::remote::{
 
 type Rule = (String, Box<dyn Fn(&ExecRequest) -> Output + Send + Sync>);
 
-/// An Engine API answer: `(method and path contains, status, body)`.
-/// `METHOD PATH` text, status, body, and whether the rule answers once only.
-type ApiRule = (String, u16, String, bool);
+/// An Engine API answer: `METHOD PATH` text (without the version) the request contains,
+/// and the answer: fixed, once only, or made from the request.
+type ApiRule = (String, ApiAnswer);
 
-/// An Engine API request the fake daemon received: `METHOD PATH` and the body.
+/// An answer a test's function makes from the request.
+type MadeAnswer = Arc<dyn Fn(&ApiCall) -> (u16, String) + Send + Sync>;
+
+#[derive(Clone)]
+enum ApiAnswer {
+    Always(u16, String),
+    Once(u16, String),
+    /// Successive answers; the last one repeats.
+    Seq(Arc<Mutex<std::collections::VecDeque<(u16, String)>>>),
+    /// Made from the request by the test's function (a swarm that changes between polls).
+    Made(MadeAnswer),
+    /// One answer until the daemon received a request whose line contains the text,
+    /// the other after: a state that a request changes (a node's swarm state, a join).
+    After {
+        trigger: String,
+        before: (u16, String),
+        after: (u16, String),
+    },
+}
+
+/// An Engine API request the fake daemon received: `METHOD PATH` without the version,
+/// the version it was sent at (`None` for an unversioned one), and the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCall {
     pub line: String,
+    pub version: Option<String>,
     pub body: String,
+}
+
+/// The fake daemon's word on itself: Docker's version and its API range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeDaemon {
+    pub docker: String,
+    pub api: (u32, u32),
+    pub min_api: (u32, u32),
+}
+
+impl FakeDaemon {
+    /// Debian 12's docker.io, the lab's: API 1.12 to 1.41.
+    pub fn docker_20() -> FakeDaemon {
+        FakeDaemon::new("20.10.24+dfsg1", (1, 12), (1, 41))
+    }
+
+    pub fn new(docker: &str, min_api: (u32, u32), api: (u32, u32)) -> FakeDaemon {
+        FakeDaemon {
+            docker: docker.into(),
+            api,
+            min_api,
+        }
+    }
+
+    /// The answer to `GET /version`.
+    fn version_json(&self) -> String {
+        format!(
+            r#"{{"Version":"{}","ApiVersion":"{}.{}","MinAPIVersion":"{}.{}","Os":"linux","Arch":"arm64"}}"#,
+            self.docker, self.api.0, self.api.1, self.min_api.0, self.min_api.1
+        )
+    }
+
+    /// Docker's refusal of a version out of its range (moby's `versionMiddleware`).
+    fn refusal(&self, v: (u32, u32)) -> Option<String> {
+        let s = |v: (u32, u32)| format!("{}.{}", v.0, v.1);
+        if v < self.min_api {
+            Some(format!(
+                "client version {} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                s(v),
+                s(self.min_api)
+            ))
+        } else if v > self.api {
+            Some(format!(
+                "client version {} is too new. Maximum supported API version is {}",
+                s(v),
+                s(self.api)
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// A fake host. Rules match when the command contains their text; the first wins.
@@ -33,8 +109,13 @@ pub struct FakeRemote {
     /// What uploads left on the host: an upload of the same bytes is `Unchanged`, as the
     /// real transport's sha256 check makes it.
     pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    /// The fake daemon's answers; without any, the host has no stream (no dial-stdio).
+    /// The fake daemon's answers; without any, and without a [`FakeDaemon`], the host has
+    /// no stream (no dial-stdio).
     api_rules: Arc<Mutex<Vec<ApiRule>>>,
+    daemon: Arc<Mutex<Option<FakeDaemon>>>,
+    /// The daemon answers only once a command holding this text ran (Docker installed or
+    /// started by then); until, a relay fails as on a host whose daemon is down.
+    daemon_after: Arc<Mutex<Option<String>>>,
     /// Every API request received, in order.
     pub api_log: Arc<Mutex<Vec<ApiCall>>>,
 }
@@ -63,8 +144,17 @@ impl FakeRemote {
             uploads: Arc::default(),
             files: Arc::default(),
             api_rules: Arc::default(),
+            daemon: Arc::default(),
+            daemon_after: Arc::default(),
             api_log: Arc::default(),
         }
+    }
+
+    /// The host's Docker daemon speaks this range (without a call, Docker 20.10's once
+    /// any API rule is set).
+    pub fn daemon(&self, d: FakeDaemon) -> &Self {
+        *self.daemon.lock().unwrap() = Some(d);
+        self
     }
 
     /// The host's daemon answers requests whose `METHOD PATH` contains `contains` (the
@@ -73,7 +163,7 @@ impl FakeRemote {
         self.api_rules
             .lock()
             .unwrap()
-            .push((contains.into(), status, body.into(), false));
+            .push((contains.into(), ApiAnswer::Always(status, body.into())));
         self
     }
 
@@ -82,7 +172,7 @@ impl FakeRemote {
         self.api_rules
             .lock()
             .unwrap()
-            .insert(0, (contains.into(), status, body.into(), false));
+            .insert(0, (contains.into(), ApiAnswer::Always(status, body.into())));
         self
     }
 
@@ -92,7 +182,65 @@ impl FakeRemote {
         self.api_rules
             .lock()
             .unwrap()
-            .insert(0, (contains.into(), status, body.into(), true));
+            .insert(0, (contains.into(), ApiAnswer::Once(status, body.into())));
+        self
+    }
+
+    /// Before the rules given so far: requests answered by `f`, from the request.
+    pub fn on_api_fn(
+        &self,
+        contains: &str,
+        f: impl Fn(&ApiCall) -> (u16, String) + Send + Sync + 'static,
+    ) -> &Self {
+        self.api_rules
+            .lock()
+            .unwrap()
+            .insert(0, (contains.into(), ApiAnswer::Made(Arc::new(f))));
+        self
+    }
+
+    /// The daemon answers once a command holding `command` ran (`apt-get install`,
+    /// `service docker start`): a fresh Pi, or a daemon that is down until started.
+    pub fn daemon_after(&self, command: &str) -> &Self {
+        *self.daemon_after.lock().unwrap() = Some(command.into());
+        self
+    }
+
+    /// Before the rules given so far: requests get `before` until the daemon received
+    /// one whose line contains `trigger`, `after` from then on (`GET /info` says inactive
+    /// until `POST /swarm/join`).
+    pub fn on_api_after(
+        &self,
+        contains: &str,
+        trigger: &str,
+        before: (u16, &str),
+        after: (u16, &str),
+    ) -> &Self {
+        self.api_rules.lock().unwrap().insert(
+            0,
+            (
+                contains.into(),
+                ApiAnswer::After {
+                    trigger: trigger.into(),
+                    before: (before.0, before.1.into()),
+                    after: (after.0, after.1.into()),
+                },
+            ),
+        );
+        self
+    }
+
+    /// Before the rules given so far: successive matching requests get successive
+    /// answers, the last one repeating (a poll that converges on its third call).
+    pub fn on_api_seq(&self, contains: &str, answers: Vec<(u16, String)>) -> &Self {
+        assert!(!answers.is_empty());
+        self.api_rules.lock().unwrap().insert(
+            0,
+            (
+                contains.into(),
+                ApiAnswer::Seq(Arc::new(Mutex::new(answers.into()))),
+            ),
+        );
         self
     }
 
@@ -191,12 +339,29 @@ impl Remote for FakeRemote {
         _lifetime: std::time::Duration,
     ) -> Result<ExecStream, RemoteError> {
         self.log.lock().unwrap().push(req);
-        if self.api_rules.lock().unwrap().is_empty() {
-            return Err(RemoteError::Channel {
-                host: self.name.clone(),
-                reason: "docker: 'system dial-stdio' is not a docker command".into(),
-            });
+        let gate = self.daemon_after.lock().unwrap().clone();
+        if let Some(gate) = gate
+            && !self.commands().iter().any(|c| c.contains(&gate))
+        {
+            let (stream, (_written, stdout, end)) = ExecStream::pair();
+            end.lock().unwrap().stderr = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n".into();
+            end.lock().unwrap().closed = true;
+            drop(stdout);
+            return Ok(stream);
         }
+        let daemon = {
+            let set = self.daemon.lock().unwrap().clone();
+            match set {
+                Some(d) => d,
+                None if !self.api_rules.lock().unwrap().is_empty() => FakeDaemon::docker_20(),
+                None => {
+                    return Err(RemoteError::Channel {
+                        host: self.name.clone(),
+                        reason: "docker: 'system dial-stdio' is not a docker command".into(),
+                    });
+                }
+            }
+        };
         let (stream, (mut written, stdout, _end)) = ExecStream::pair();
         let rules = self.api_rules.clone();
         let log = self.api_log.clone();
@@ -207,20 +372,8 @@ impl Remote for FakeRemote {
                 while let Some((call, used)) = parse_request(&buf) {
                     buf.drain(..used);
                     let (status, body) = {
-                        let mut rules = rules.lock().unwrap();
-                        match rules
-                            .iter()
-                            .position(|(pat, ..)| call.line.contains(pat.as_str()))
-                        {
-                            Some(i) => {
-                                let (_, st, b, once) = rules[i].clone();
-                                if once {
-                                    rules.remove(i);
-                                }
-                                (st, b)
-                            }
-                            None => (404, "{\"message\":\"fake: no rule\"}".into()),
-                        }
+                        let seen = log.lock().unwrap();
+                        answer_api(&daemon, &rules, &call, &seen)
                     };
                     log.lock().unwrap().push(call);
                     let answer = format!(
@@ -264,11 +417,85 @@ fn parse_request(buf: &[u8]) -> Option<(ApiCall, usize)> {
     if buf.len() < head + len {
         return None;
     }
+    let path = req.path?;
+    // `/v1.41/info` is `/info` at 1.41.
+    let (version, path) = match path.strip_prefix("/v").and_then(|p| p.split_once('/')) {
+        Some((v, rest))
+            if v.contains('.') && v.bytes().all(|c| c.is_ascii_digit() || c == b'.') =>
+        {
+            (Some(v.to_string()), format!("/{rest}"))
+        }
+        _ => (None, path.to_string()),
+    };
     let call = ApiCall {
-        line: format!("{} {}", req.method?, req.path?),
+        line: format!("{} {path}", req.method?),
+        version,
         body: String::from_utf8_lossy(&buf[head..head + len]).into_owned(),
     };
     Some((call, head + len))
+}
+
+/// The daemon's answer to one request: a version out of its range is refused as Docker
+/// refuses it; then the first rule that matches; `GET /version` from the daemon's word
+/// on itself; else a 404.
+fn answer_api(
+    daemon: &FakeDaemon,
+    rules: &Mutex<Vec<ApiRule>>,
+    call: &ApiCall,
+    seen: &[ApiCall],
+) -> (u16, String) {
+    let message = |m: &str| serde_json::json!({ "message": m }).to_string();
+    if let Some(v) = &call.version {
+        let parsed = v
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
+        let Some(v) = parsed else {
+            return (400, message("bad version"));
+        };
+        if let Some(refused) = daemon.refusal(v) {
+            return (400, message(&refused));
+        }
+    }
+    let mut rules = rules.lock().unwrap();
+    if let Some(i) = rules
+        .iter()
+        .position(|(pat, _)| call.line.contains(pat.as_str()))
+    {
+        return match rules[i].1.clone() {
+            ApiAnswer::Always(st, b) => (st, b),
+            ApiAnswer::Once(st, b) => {
+                rules.remove(i);
+                (st, b)
+            }
+            ApiAnswer::Seq(q) => {
+                let mut q = q.lock().unwrap();
+                if q.len() > 1 {
+                    q.pop_front().expect("not empty")
+                } else {
+                    q.front().cloned().expect("not empty")
+                }
+            }
+            ApiAnswer::Made(f) => {
+                drop(rules);
+                f(call)
+            }
+            ApiAnswer::After {
+                trigger,
+                before,
+                after,
+            } => {
+                if seen.iter().any(|c| c.line.contains(&trigger)) {
+                    after
+                } else {
+                    before
+                }
+            }
+        };
+    }
+    if call.line == "GET /version" {
+        return (200, daemon.version_json());
+    }
+    (404, message("fake: no rule"))
 }
 
 impl FakeRemote {

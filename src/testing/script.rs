@@ -83,9 +83,7 @@ case "$1 $2" in
   "service inspect") if [ "$3" = "--format" ] || [ -e "$FAKE/service_$3" ]; then cat "$FAKE/answer_service_inspect" 2>/dev/null; true; else echo "Error: no such service: $3" >&2; exit 1; fi ;;
   "load "*) cat > "$FAKE/archive"; touch "$FAKE/image_lab_a_1"; echo "Loaded image: lab/a:1" ;;
   "stack deploy") echo "DB_PASSWORD=$DB_PASSWORD"; pwd ;;
-  "info --format") cat "$FAKE/state" 2>/dev/null || echo active ;;
-  "swarm leave") echo "Node left the swarm." ;;
-  "stack ls"|"stack services")
+  "stack services")
     if [ -e "$FAKE/down" ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi
     echo "stack web" ;;
   *) if [ -e "$FAKE/answer_$1_$2" ]; then cat "$FAKE/answer_$1_$2"; fi ;;
@@ -123,7 +121,7 @@ impl ScratchHost {
         self.dir.path().join("root").to_str().unwrap().to_string()
     }
 
-    /// A file of the stand-in `docker` (`calls`, `state`, `down`, `image_<name>` ...).
+    /// A file of the stand-in `docker` (`calls`, `down`, `image_<name>` ...).
     pub fn docker_file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
