@@ -6,12 +6,13 @@
 #
 # `scripts/test.sh --fast`: the fast tier only, without root, lab or sshd: the unit tests
 # and the offline integration tests (configuration checks, the library's config API, what
-# every command does when its output pipe closes).
+# every command does when its output pipe closes, the process's state while it holds a
+# secret).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec cargo test --lib --test check --test config_api --test terminal "$@"
+  exec cargo test --lib --test check --test config_api --test terminal --test secrets "$@"
 fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: the tests need root (network namespaces, sshd, dockerd): run with sudo, or scripts/test.sh --fast for the tests that do not" >&2

@@ -102,3 +102,52 @@ fn errors_come_with_warnings_in_file_order() {
         ]
     );
 }
+
+/// Issue 18 item 2: a file the check found inside the playbook's folder is replaced by a
+/// link to a file outside it before `deploy` reads it: `deploy`'s preparation, which
+/// reads the bytes it uploads, refuses it and holds none of the outside file.
+#[test]
+fn a_file_swapped_for_a_link_after_the_check_is_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let book = dir.path().join("book");
+    std::fs::create_dir_all(book.join("stacks")).unwrap();
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        "playbook = \"book/playbook.toml\"\n[[host]]\nname = \"pi1\"\naddress = \"198.18.0.11\"\nrole = \"manager\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        book.join("playbook.toml"),
+        "[[stack]]\nname = \"web\"\nfile = \"stacks/web.yml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        book.join("stacks/web.yml"),
+        "version: \"3.8\"\nservices:\n  app:\n    image: lab/httpd:1\n    configs: [app]\nconfigs:\n  app:\n    file: ./app.conf\n",
+    )
+    .unwrap();
+    std::fs::write(book.join("stacks/app.conf"), "listen 80\n").unwrap();
+    let key = dir.path().join("id_ed25519");
+    std::fs::write(&key, "PRIVATE KEY BYTES").unwrap();
+    let loaded =
+        rpiprov::config::load_with_home(&dir.path().join("inventory.toml"), None, Some(dir.path()))
+            .unwrap();
+    let playbook = loaded.playbook.unwrap();
+    assert!(rpiprov::deploy::prepare(&playbook).is_ok());
+
+    std::fs::remove_file(book.join("stacks/app.conf")).unwrap();
+    std::os::unix::fs::symlink(&key, book.join("stacks/app.conf")).unwrap();
+    let err = rpiprov::deploy::prepare(&playbook)
+        .map(|p| format!("prepared: {:?}", p.stacks[0].release))
+        .unwrap_err();
+    let real = std::fs::canonicalize(&key).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "stack web: {}: outside the playbook's folder {} (it leads to {}): rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
+            book.join("stacks/app.conf").display(),
+            book.display(),
+            real.display()
+        )
+    );
+}

@@ -62,6 +62,7 @@ fn rpiprov(fleet: &Fleet, password: &str, args: &[&str]) -> std::process::Output
         .arg(fleet.dir.join("inventory.toml"))
         .args(args)
         .env("RPIPROV_SUDO_PASSWORD", password)
+        .env("XDG_STATE_HOME", fleet.state_home())
         .stdin(Stdio::null())
         .output()
         .expect("run rpiprov")

@@ -1,14 +1,18 @@
 //! A hostile Pi against the real binary, on a lab fleet (real sshd and dockerd per node):
 //! what a compromised node prints reaches the terminal as visible text, never as escape
-//! sequences (issue 9 item 4), and a node that reports another node's swarm ID gets that
-//! node neither demoted nor relabelled (item 7). One fleet of three Docker nodes serves
-//! every check; what rpiprov did is read on the nodes themselves over OpenSSH.
+//! sequences (issue 9 item 4), a node that reports another node's swarm ID gets that
+//! node neither demoted nor relabelled (item 7), nor removed when it claims to be
+//! half-joined under that ID (issue 18 item 1). The lie is its Docker daemon's own answer
+//! (a proxy on its socket, [`support::liar`]), so it holds however rpiprov reads it. One
+//! fleet of three Docker nodes serves every check; what rpiprov did is read on the nodes
+//! themselves over OpenSSH.
 
 mod support;
 
 use std::process::Output;
 
 use support::fleet::{Fleet, text};
+use support::liar::Liar;
 
 /// Whether text holds anything a terminal would obey: C0 controls but tab and newline,
 /// DEL, C1 controls, bidi controls.
@@ -113,18 +117,11 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
     let (pi2_id, pi3_id) = (id("pi2"), id("pi3"));
     assert!(!pi2_id.is_empty() && pi2_id != pi3_id);
     let lab = rpiprov::lab::Lab::open(&fleet.dir).unwrap();
-    // A `docker` first on sudo's PATH, in pi3's own mount namespace only: `docker info`
-    // answers with pi2's ID.
-    let plant = format!(
-        "mkdir -p /run/liar && printf '%s\\n' '#!/bin/sh' 'if [ \"$1\" = info ]; then /usr/bin/docker \"$@\" | sed s/{pi3_id}/{pi2_id}/g; else exec /usr/bin/docker \"$@\"; fi' > /run/liar/docker && chmod 755 /run/liar/docker && mount --bind /run/liar /usr/local/bin"
-    );
-    let planted = lab
-        .enter("pi3")
-        .unwrap()
-        .args(["sh", "-c", &plant])
-        .output()
-        .unwrap();
-    assert!(planted.status.success(), "{}", text(&planted));
+    // pi3's dockerd answers `GET /info` with pi2's node ID (its socket behind a proxy).
+    let claimed = pi2_id.clone();
+    let liar = Liar::plant(&lab, "pi3", move |info| {
+        info["Swarm"]["NodeID"] = claimed.clone().into();
+    });
     assert_eq!(id("pi3"), pi2_id, "pi3 now lies");
     set_host_key(&fleet, "pi3", "labels", "{ zone = \"z\" }");
     let out = fleet.rpiprov(&["bootstrap"]);
@@ -154,5 +151,67 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
         node("{{json .Spec.Labels}}"),
         r#"{"zone":"b"}"#,
         "pi2 was relabelled"
+    );
+    drop(liar);
+    assert_eq!(id("pi3"), pi3_id, "pi3 tells the truth again");
+
+    // 4. Issue 18: pi3 says its join is pending, as pi2's node. Repairing a half-joined
+    //    node removes the entry it names: on its word, pi2 (a manager, whose removal
+    //    leaves pi1 a quorum of one) would be demoted and removed.
+    let claimed = pi2_id.clone();
+    let liar = Liar::plant(&lab, "pi3", move |info| {
+        info["Swarm"]["NodeID"] = claimed.clone().into();
+        info["Swarm"]["LocalNodeState"] = "pending".into();
+    });
+    assert_eq!(
+        fleet
+            .root(
+                "pi3",
+                "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'"
+            )
+            .trim(),
+        format!("pending {pi2_id}"),
+        "pi3 now lies"
+    );
+    // Without the port test: pi3's own dockerd holds its swarm ports, which would stop
+    // a repair before the repair's own rule is reached.
+    let out = fleet.rpiprov(&["bootstrap", "--skip-preflight", "ports"]);
+    let (stdout, _) = shown(&out, 1, "bootstrap with a pi3 half-joined as pi2");
+    // What the swarm holds first: pi2 still a manager, ready, and every node listed.
+    drop(liar);
+    assert_eq!(
+        node("{{.Spec.Role}}"),
+        "manager",
+        "pi2 was demoted:\n{stdout}"
+    );
+    assert_eq!(node("{{.Status.State}}"), "ready", "pi2 is gone");
+    let listed = fleet.root("pi1", "docker node ls -q");
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.contains(&pi3_id), "pi3's node was removed: {listed}");
+    let pi3_row = stdout
+        .lines()
+        .find(|l| l.starts_with("pi3 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(pi3_row.contains(" FAILED "), "{stdout}");
+    assert!(
+        pi3_row.contains(&format!(
+            "its repair is refused: pi3 and pi2 report the same swarm node {pi2_id}: no node is removed"
+        )),
+        "{stdout}"
+    );
+    let pi1_row = stdout
+        .lines()
+        .find(|l| l.starts_with("pi1 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!pi1_row.contains("remove"), "{stdout}");
+    assert_eq!(
+        fleet
+            .root(
+                "pi3",
+                "docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.NodeID}}'"
+            )
+            .trim(),
+        format!("active {pi3_id}"),
+        "pi3 was made to leave"
     );
 }

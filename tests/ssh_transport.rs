@@ -63,6 +63,8 @@ fn options(known_hosts: &Path, policy: HostKeyPolicy) -> ConnectOptions {
     // Never the developer's own agent: each test says which agent it uses.
     o.agent_socket = None;
     o.key_passphrase = None;
+    // Never this machine's /etc/ssh/ssh_known_hosts: a test names the files it reads.
+    o.global_known_hosts = Vec::new();
     o.connect_timeout = Duration::from_secs(10);
     o.command_timeout = Duration::from_secs(60);
     o
@@ -799,6 +801,99 @@ async fn hashed_known_hosts_entries_are_honoured() {
             .starts_with("|1|")
     );
     f.connect().await;
+}
+
+/// Issue 18: the machine's known_hosts (ssh config's `GlobalKnownHostsFile`, or
+/// `/etc/ssh/ssh_known_hosts` by default) revokes a key the user's file trusts, against a
+/// real sshd.
+#[tokio::test]
+async fn a_key_revoked_in_the_machines_known_hosts_is_refused() {
+    let f = fixture();
+    let kind = f.sshd.host_keys[0].0.clone();
+    let global = f.client.path().join("ssh_known_hosts");
+    fs::write(
+        &global,
+        format!("# the rack's keys\n@revoked * {}\n", f.sshd.host_key(&kind)),
+    )
+    .unwrap();
+    let cfg = f.client.path().join("config");
+    fs::write(
+        &cfg,
+        format!(
+            "Host {}\n  GlobalKnownHostsFile {}\n",
+            f.sshd.addr,
+            global.display()
+        ),
+    )
+    .unwrap();
+    let mut by_config = f.options(HostKeyPolicy::AcceptNew);
+    by_config.ssh_config = Some(cfg);
+    let mut by_default = f.options(HostKeyPolicy::Strict);
+    by_default.global_known_hosts = vec![global.clone()];
+    for o in [by_config, by_default] {
+        let err = connect(&f.target(), &o).await.unwrap_err();
+        assert!(
+            matches!(&err, RemoteError::HostKeyRevoked { line: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains(&format!(
+                "is marked @revoked in known_hosts {} line 2; refusing",
+                global.display()
+            )),
+            "{err}"
+        );
+    }
+    // Without the machine's file, the user's file trusts it.
+    f.connect().await;
+}
+
+/// Issue 18: under `HashKnownHosts yes`, accept-new learns a hashed entry that a real
+/// sshd's key then passes under strict, and that OpenSSH's `ssh-keygen -F` finds.
+#[tokio::test]
+async fn a_hashed_entry_is_learned_then_accepted() {
+    let f = fixture_with(SshdConfig::default(), false);
+    let cfg = f.client.path().join("config");
+    fs::write(&cfg, "Host *\n  HashKnownHosts yes\n").unwrap();
+    let mut o = f.options(HostKeyPolicy::AcceptNew);
+    o.ssh_config = Some(cfg);
+    connect(&f.target(), &o).await.unwrap();
+    let text = fs::read_to_string(&f.known_hosts).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    assert!(!text.contains(&f.sshd.addr), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let found = std::process::Command::new("ssh-keygen")
+        .args(["-F", &f.sshd.known_hosts_name(), "-f"])
+        .arg(&f.known_hosts)
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    o.policy = HostKeyPolicy::Strict;
+    connect(&f.target(), &o).await.unwrap();
+    f.connect().await;
+    assert_eq!(fs::read_to_string(&f.known_hosts).unwrap(), text);
+}
+
+/// Issue 18: when the inventory names no known_hosts file, ssh config's
+/// `UserKnownHostsFile` is the one read (and learned into), as for ssh.
+#[tokio::test]
+async fn user_known_hosts_file_from_ssh_config() {
+    let f = fixture();
+    let cfg = f.client.path().join("config");
+    fs::write(
+        &cfg,
+        format!("Host *\n  UserKnownHostsFile {}\n", f.known_hosts.display()),
+    )
+    .unwrap();
+    let empty = f.client.path().join("default/known_hosts");
+    let mut o = options(&empty, HostKeyPolicy::Strict);
+    o.ssh_config = Some(cfg);
+    // Named by the inventory: ssh config does not replace it, and the host is unknown.
+    let err = connect(&f.target(), &o).await.unwrap_err();
+    assert!(matches!(err, RemoteError::UnknownHostKey { .. }), "{err}");
+    o.known_hosts_explicit = false;
+    connect(&f.target(), &o).await.unwrap();
+    assert!(!empty.exists());
 }
 
 // ---------------------------------------------------------------- connecting

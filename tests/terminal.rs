@@ -95,9 +95,12 @@ fn cases(f: &Files) -> Vec<Vec<String>> {
     ]
 }
 
-fn run(args: &[String], stdout: Stdio, stderr: Stdio) -> Output {
+/// The binary with `args`; its state (the lock's installation id) in `f`'s folder, never
+/// in the home of whoever runs the tests.
+fn run(f: &Files, args: &[String], stdout: Stdio, stderr: Stdio) -> Output {
     Command::new(BIN)
         .args(args)
+        .env("XDG_STATE_HOME", f.path("state"))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -124,7 +127,7 @@ fn masked(bytes: &[u8]) -> String {
 fn issue_9_item_11_a_closed_stdout_or_stderr_ends_that_output_quietly() {
     let files = Files::new(refused_port());
     for args in cases(&files) {
-        let open = run(&args, Stdio::piped(), Stdio::piped());
+        let open = run(&files, &args, Stdio::piped(), Stdio::piped());
         let code = open.status.code();
         assert!(
             matches!(code, Some(0..=2)),
@@ -136,7 +139,7 @@ fn issue_9_item_11_a_closed_stdout_or_stderr_ends_that_output_quietly() {
         );
 
         // stdout closed: the same exit code, and stderr says exactly what it said.
-        let out_closed = run(&args, closed_pipe().into(), Stdio::piped());
+        let out_closed = run(&files, &args, closed_pipe().into(), Stdio::piped());
         assert_eq!(
             out_closed.status.code(),
             code,
@@ -150,7 +153,7 @@ fn issue_9_item_11_a_closed_stdout_or_stderr_ends_that_output_quietly() {
         );
 
         // stderr closed: the same exit code, and stdout holds all it held.
-        let err_closed = run(&args, Stdio::piped(), closed_pipe().into());
+        let err_closed = run(&files, &args, Stdio::piped(), closed_pipe().into());
         assert_eq!(
             err_closed.status.code(),
             code,
@@ -166,7 +169,7 @@ fn issue_9_item_11_a_closed_stdout_or_stderr_ends_that_output_quietly() {
         // `2>&1 | head -1` once head has gone: both into the same closed pipe.
         let both = closed_pipe();
         let again = both.try_clone().unwrap();
-        let both_closed = run(&args, both.into(), again.into());
+        let both_closed = run(&files, &args, both.into(), again.into());
         assert_eq!(
             both_closed.status.code(),
             code,
@@ -216,6 +219,7 @@ fn issue_9_item_11_progress_bars_survive_a_terminal_that_hangs_up() {
     let files = Files::new(port);
     let (mut master, slave) = pty();
     let child = Command::new(BIN)
+        .env("XDG_STATE_HOME", files.path("state"))
         .arg("-i")
         .arg(files.inventory())
         .arg("bootstrap")

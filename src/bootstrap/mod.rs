@@ -86,8 +86,6 @@ struct Shared<R> {
     node_ids: Mutex<HashMap<String, String>>,
     swarm: tokio::sync::Mutex<SwarmCtx>,
     leader: Option<String>,
-    /// Host name -> the addresses that machine is known by (for stale entries).
-    machines: HashMap<String, Vec<String>>,
     /// Host -> the host name it reported and its addresses as this machine knows them:
     /// what the leader's node entry must show before the host's node is changed.
     known: HashMap<String, (String, Vec<String>)>,
@@ -134,23 +132,6 @@ pub async fn execute<R: Remote + 'static>(
             swarm.manager_addr = Some(format!("{}:2377", lf.swarm.node_addr));
         }
     }
-    let mut machines: HashMap<String, Vec<String>> = HashMap::new();
-    for (host, f) in &all_facts {
-        let addrs = machines.entry(f.hostname.clone()).or_default();
-        addrs.extend(
-            [f.reach_addr.clone(), f.swarm.node_addr.clone()]
-                .into_iter()
-                .filter(|a| !a.is_empty()),
-        );
-        if let Some(h) = opts
-            .hosts
-            .iter()
-            .chain(opts.managers.iter())
-            .find(|h| &h.name == host)
-        {
-            addrs.push(h.address.clone());
-        }
-    }
     let known = opts
         .hosts
         .iter()
@@ -167,7 +148,6 @@ pub async fn execute<R: Remote + 'static>(
         .collect();
     let shared = Arc::new(Shared {
         engines,
-        machines,
         known,
         sessions,
         rows: rows.clone(),
@@ -317,6 +297,7 @@ async fn decide<R: Remote + 'static>(
         hosts: &opts.hosts,
         managers: &opts.managers,
         facts: &all_facts,
+        addresses: &opts.addresses,
         networks: opts.networks,
         default_addr_pool: opts.default_addr_pool,
         force: opts.force,

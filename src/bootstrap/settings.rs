@@ -45,6 +45,8 @@ pub struct Batch {
     pub requests: Vec<Request>,
     /// One per step up to and including the first refusal.
     pub actions: Vec<Action>,
+    /// Stale entries left alone, for the host whose row says why ([`node::Stale::Leave`]).
+    pub notes: Vec<(String, String)>,
 }
 
 /// What the batch is made from: the leader's answers and what rpiprov knows of the hosts.
@@ -59,8 +61,6 @@ pub struct Known<'a> {
     pub node_ids: &'a HashMap<String, String>,
     /// Host -> the host name it reported and its addresses as this machine knows them.
     pub known: &'a HashMap<String, (String, Vec<String>)>,
-    /// Host name -> the addresses that machine is known by (for stale entries).
-    pub machines: &'a HashMap<String, Vec<String>>,
     /// Hosts whose row failed already: their claim is not checked again.
     pub failed: &'a [String],
     /// The API version the leader is spoken to at (a network's body depends on it).
@@ -79,6 +79,7 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
     }
     let mut updates: HashMap<String, Update> = HashMap::new();
     let mut unclaimed: Vec<String> = Vec::new();
+    let mut notes = Vec::new();
     let current: Vec<String> = k.node_ids.values().cloned().collect();
     for step in steps {
         let action = match step {
@@ -86,14 +87,31 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
                 actions.push(Action::Refused(msg.clone()));
                 break;
             }
-            Step::PruneStaleNodes { hostnames } => {
+            Step::PruneStaleNodes { hosts } => {
                 let entries: Vec<NodeEntry> = k.nodes.iter().map(NodeEntry::from).collect();
-                let gone = node::stale(&entries, hostnames, &current, k.machines);
-                if gone.is_empty() {
+                let owners: Vec<node::Owner> = hosts
+                    .iter()
+                    .filter_map(|h| {
+                        let (host, (hostname, addresses)) = k.known.get_key_value(h)?;
+                        Some(node::Owner {
+                            host,
+                            hostname,
+                            addresses,
+                        })
+                    })
+                    .collect();
+                let first = requests.len();
+                for verdict in node::stale(&entries, &owners, &current) {
+                    match verdict {
+                        node::Stale::Remove { id, force, .. } => {
+                            requests.push(api::node_remove(id, force));
+                        }
+                        node::Stale::Leave { host, why } => notes.push((host.to_string(), why)),
+                    }
+                }
+                if requests.len() == first {
                     Action::Nothing
                 } else {
-                    let first = requests.len();
-                    requests.extend(gone.iter().map(|(id, force)| api::node_remove(id, *force)));
                     Action::Send((first..requests.len()).collect())
                 }
             }
@@ -174,7 +192,11 @@ pub fn batch(steps: &[Step], k: &Known) -> Batch {
             }
         }
     }
-    Batch { requests, actions }
+    Batch {
+        requests,
+        actions,
+        notes,
+    }
 }
 
 /// The node spec of `host`'s node once the leader's entry confirms the host's claim
@@ -203,8 +225,11 @@ fn claimed<'a>(host: &str, k: &Known<'a>) -> Result<Option<&'a NodeSpec>, String
         hostname: &hostname,
         addresses: &addresses,
         also_claimed_by: &also,
+        basis: node::Basis::NodeId,
+        stake: node::Stake::RoleAndLabels,
     };
-    node::check_claim(&claim, k.nodes.iter().find(|n| &n.id == id))?;
+    let entry = k.nodes.iter().find(|n| &n.id == id).map(NodeEntry::from);
+    node::check_claim(&claim, entry)?;
     Ok(spec)
 }
 
@@ -286,7 +311,6 @@ impl<R: Remote + 'static> Shared<R> {
                 leader: &work.host,
                 node_ids: &node_ids,
                 known: &self.known,
-                machines: &self.machines,
                 failed: &failed,
                 version: engine.version,
             },
@@ -323,6 +347,9 @@ impl<R: Remote + 'static> Shared<R> {
                 return;
             }
         };
+        for (host, why) in &b.notes {
+            self.rows.note(&RowId::host(host), why);
+        }
         let mut failed = false;
         for (step, action) in work.steps.iter().zip(&b.actions) {
             let desc = step.describe();
@@ -407,8 +434,11 @@ mod tests {
                 "pi3".to_string(),
                 ("pi3".to_string(), vec!["198.18.0.13".to_string()]),
             ),
+            (
+                "pi9".to_string(),
+                ("pi9".to_string(), vec!["198.18.0.19".to_string()]),
+            ),
         ]);
-        let machines = HashMap::from([("pi9".to_string(), vec!["198.18.0.19".to_string()])]);
         let net = Network {
             name: "DATA".into(),
             driver: "overlay".into(),
@@ -423,7 +453,7 @@ mod tests {
         };
         let steps = vec![
             Step::PruneStaleNodes {
-                hostnames: vec!["pi9".into()],
+                hosts: vec!["pi9".into()],
             },
             Step::SetRole {
                 host: "pi2".into(),
@@ -447,7 +477,6 @@ mod tests {
             leader: "pi1",
             node_ids: &node_ids,
             known: &known,
-            machines: &machines,
             failed: &[],
             version: api::OLDEST,
         };
@@ -506,7 +535,7 @@ mod tests {
         let b = batch(
             &[
                 Step::PruneStaleNodes {
-                    hostnames: vec!["pi8".into()],
+                    hosts: vec!["pi8".into()],
                 },
                 labels("pi2"),
             ],

@@ -109,6 +109,13 @@ fn options_on<'a>(hosts: &'a [Host], on: &[&str]) -> Options<'a> {
     }
 }
 
+/// A host at its lab address (`piN` at `198.18.0.1N`): what rpiprov knows it by.
+fn at_lab(name: &str, role: Role) -> Host {
+    let mut h = host(name, role);
+    h.address = format!("198.18.0.1{}", name.trim_start_matches("pi"));
+    h
+}
+
 fn sessions_of(fakes: &[FakeRemote]) -> HashMap<String, Arc<FakeRemote>> {
     fakes
         .iter()
@@ -273,8 +280,17 @@ async fn an_unreachable_worker_fails_alone() {
 
 #[tokio::test]
 async fn a_rejoining_pi_replaces_its_old_entry_but_never_a_live_namesake() {
-    let (fakes, mut hosts) = fleet();
-    hosts.push(host("pi3", Role::Worker));
+    let (fakes, _) = fleet();
+    let hosts = ["pi1", "pi2", "pi3"].map(|n| {
+        at_lab(
+            n,
+            if n == "pi1" {
+                Role::Manager
+            } else {
+                Role::Worker
+            },
+        )
+    });
     // The manager leads a swarm that still lists pi3's old node (up: it left seconds
     // ago) and a live machine elsewhere that is also called pi3; once pi3 joined, its
     // new node too.
@@ -762,7 +778,7 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
             (200, &active("n3", "198.18.0.13", false)),
             (200, &active("new3", "198.18.0.13", false)),
         );
-    let hosts = vec![host("pi1", Role::Manager), host("pi3", Role::Worker)];
+    let hosts = vec![at_lab("pi1", Role::Manager), at_lab("pi3", Role::Worker)];
     let (reports, events) = bootstrap(&[m.clone(), w3.clone()], &hosts, vec![]).await;
     let pi3 = reports.iter().find(|r| r.id.name == "pi3").unwrap();
     assert_eq!(pi3.outcome, Outcome::Changed, "{pi3:?}");
@@ -798,6 +814,57 @@ async fn a_half_joined_node_leaves_loses_its_stale_entry_and_joins_again() {
     );
 }
 
+/// Issue 18: pi3 says its join is pending as node n2, the node of the manager pi2 (down
+/// for this run). Acting on its word would demote and remove pi2's node: nothing is
+/// sent to remove or demote any node, pi3 does not leave, and pi3's row says why.
+#[tokio::test]
+async fn a_half_joined_pi_naming_another_managers_node_removes_nothing() {
+    let m = formed_leader();
+    m.on_api("GET /swarm", 200, &swarm_json())
+        .on_api("POST /swarm/update", 200, "")
+        .on_api("DELETE /nodes/", 200, "");
+    let w3 = FakeRemote::new("pi3");
+    w3.on("@@begin", ok(&probe_of("pi3", "198.18.0.12", true)))
+        .on_api(
+            "GET /info",
+            200,
+            r#"{"Swarm":{"NodeID":"n2","NodeAddr":"198.18.0.12","LocalNodeState":"pending","RemoteManagers":[{"NodeID":"n1","Addr":"198.18.0.11:2377"}]}}"#,
+        )
+        .on_api("POST /swarm/leave", 200, "")
+        .on_api("POST /swarm/join", 200, "");
+    let mut hosts = lab_hosts("b");
+    hosts[1].role = Role::Manager;
+    let unreachable = vec![("pi2".to_string(), "no answer".to_string())];
+    let (reports, _) = bootstrap_on(
+        &[m.clone(), w3.clone()],
+        &hosts,
+        &["pi1", "pi3"],
+        unreachable,
+    )
+    .await;
+    let removals: Vec<String> = m
+        .api_calls("DELETE ")
+        .into_iter()
+        .chain(m.api_calls("/update"))
+        .filter(|c| !c.line.starts_with("POST /swarm/update"))
+        .map(|c| c.line)
+        .collect();
+    assert_eq!(removals, Vec::<String>::new());
+    assert_eq!(
+        changes(&w3),
+        Vec::<String>::new(),
+        "pi3 neither leaves nor joins"
+    );
+    let pi3 = reports.iter().find(|r| r.id.name == "pi3").unwrap();
+    assert_eq!(pi3.outcome, Outcome::Failed, "{pi3:?}");
+    assert_eq!(
+        pi3.error.as_deref(),
+        Some(
+            "half-joined (its join did not complete (its swarm state is pending); it is still trying in the background), and its repair is refused: pi3 (host name pi3) reports swarm node n2, which the leader lists as host name pi2 at 198.18.0.12: no node is removed (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)"
+        )
+    );
+}
+
 /// Issue 17: a mixed fleet (a Docker 29.0 manager whose floor is API 1.44, a Debian 13
 /// worker at 1.45) is bootstrapped the same way, each daemon spoken to at its own
 /// version: every request but the first `GET /version` carries it, and none is refused.
@@ -822,6 +889,50 @@ async fn each_daemon_is_spoken_to_at_its_own_version() {
             f.name
         );
     }
+}
+
+/// Issue 18: pi3 reports the host name of pi2 (down, not answering): pi2's entry is not
+/// removed as a stale entry of pi3's, and pi3's row says why.
+#[tokio::test]
+async fn a_pi_reporting_a_down_nodes_host_name_has_it_pruned_never() {
+    let m = formed_leader();
+    let down2 = node_json("n2", "pi2", "worker", "b", "198.18.0.12")
+        .replace(r#""State":"ready""#, r#""State":"down""#);
+    let n1 = node_json("n1", "pi1", "manager", "a", "198.18.0.11");
+    // Once pi3 joined, its new node too, under pi2's name at pi3's address.
+    let n3 = node_json("n3", "pi2", "worker", "c", "198.18.0.13");
+    m.on_api_seq(
+        "GET /nodes",
+        vec![
+            (200, format!("[{n1},{down2}]")),
+            (200, format!("[{n1},{down2},{n3}]")),
+        ],
+    )
+    .on_api("GET /swarm", 200, &swarm_json())
+    .on_api("POST /swarm/update", 200, "")
+    .on_api("DELETE /nodes/", 200, "");
+    // pi3 left the swarm and joins again, under pi2's name.
+    let w3 = FakeRemote::new("pi3");
+    w3.on("@@begin", ok(&probe_of("pi2", "198.18.0.13", true)));
+    joins_as(&w3, "n3");
+    let (reports, events) = bootstrap_on(
+        &[m.clone(), w3.clone()],
+        &lab_hosts("b"),
+        &["pi1", "pi3"],
+        vec![("pi2".to_string(), "no answer".to_string())],
+    )
+    .await;
+    let removals: Vec<String> = m.api_calls("DELETE ").into_iter().map(|c| c.line).collect();
+    assert_eq!(removals, Vec::<String>::new(), "{reports:?}");
+    assert!(
+        events.iter().any(|e| e.starts_with("pi3: Note(\"pi3 reports host name pi2, under which the leader lists node n2, which the swarm sees at 198.18.0.12, not at pi3's 198.18.0.13: no node is removed")),
+        "{events:#?}"
+    );
+    assert!(
+        w3.api_calls("POST /swarm/join").len() == 1,
+        "pi3 joined: {:?}",
+        changes(&w3)
+    );
 }
 
 /// Issue 17: doctor warns when the managers run different major versions of Docker, each

@@ -13,7 +13,17 @@ pub fn check(
     options: &config::Options,
     json: bool,
 ) -> u8 {
-    let result = config::load_with(inventory, playbook, options);
+    // What only the SSH layer can tell of its files joins the configuration's findings.
+    let result = config::load_with(inventory, playbook, options).and_then(|loaded| {
+        let problems = crate::remote::check_ssh_files(&loaded.inventory);
+        if problems.is_empty() {
+            Ok(loaded)
+        } else {
+            let mut diags = loaded.warnings;
+            diags.extend(problems);
+            Err(diags)
+        }
+    });
     if json {
         return print_json(&result);
     }

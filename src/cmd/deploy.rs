@@ -2,7 +2,9 @@
 //! or variable is a usage error, before any connection), connects to the whole swarm, and
 //! hands over to the executor ([`crate::deploy`]) with Ctrl-C as its interruption.
 
-use super::context::{Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, show_preview, with_fleet};
+use super::context::{
+    Ctx, Done, Needs, Opts, connect_swarm, ctrl_c, known_addresses, show_preview, with_fleet,
+};
 use crate::exec::report::{Reporter, Silent};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::ui::term;
@@ -94,8 +96,12 @@ async fn body(
         Ok(s) => s,
         Err(done) => return done,
     };
+    // What the bind check compares each node's word with.
+    let hosts: Vec<&crate::config::Host> = names.iter().map(|n| ctx.host(n)).collect();
+    let addresses = known_addresses(&hosts, ctx.connect.connect_timeout).await;
     let opts = crate::deploy::Options {
         skip_bind_check,
+        addresses,
         ..crate::deploy::Options::new(ctx.parallel, ctx.connect.command_timeout)
     };
     let res = crate::deploy::execute(

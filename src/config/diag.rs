@@ -86,17 +86,20 @@ impl Source {
         }
     }
 
-    /// Reads a file; the error is a ready-made diagnostic without the OS error number.
+    /// Reads a file, a regular one of bounded size ([`super::local`]); the error is a
+    /// ready-made diagnostic without the OS error number.
     pub fn read(path: &Path) -> Result<Self, Diagnostic> {
-        match std::fs::read(path) {
+        use super::local::{Limit, Refused};
+        match super::local::read(path, Limit::Text) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => Ok(Source::new(path.to_path_buf(), text)),
                 Err(_) => Err(Diagnostic::file_error(path, "cannot read: not UTF-8 text")),
             },
-            Err(e) => Err(Diagnostic::file_error(
+            Err(Refused::Missing) => Err(Diagnostic::file_error(
                 path,
-                format!("cannot read: {}", io_message(&e)),
+                "cannot read: No such file or directory",
             )),
+            Err(e) => Err(Diagnostic::file_error(path, e.to_string())),
         }
     }
 

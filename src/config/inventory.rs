@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Source};
+use super::local::{self, Limit, Refused};
 use super::model::{
     Advertise, Become, DockerSettings, Host, HostKeyPolicy, InstallMethod, Inventory,
     PasswordSource, Role, SshSettings, SwarmSettings,
@@ -280,8 +281,10 @@ fn check_fleet(
     let mut by_name: HashMap<&str, String> = HashMap::new();
     let mut by_endpoint: HashMap<(String, u16), String> = HashMap::new();
     // Raw values, so that a host with another error is still compared with the others.
-    for raw_host in &raw.host {
-        let here = file.path(&raw_host.span());
+    // The path of the i-th `[[host]]` is `host[i]`: naming it from its span would walk
+    // the whole file for each host (quadratic: 8,000 hosts took minutes).
+    for (i, raw_host) in raw.host.iter().enumerate() {
+        let here = format!("host[{i}]");
         let r = raw_host.get_ref();
         if let Some(name) = &r.name {
             if let Some(first) = by_name.get(name.get_ref().as_str()) {
@@ -442,11 +445,14 @@ impl Ctx<'_, '_> {
                 let Some(path) = self.path(f, diags) else {
                     continue;
                 };
-                if !path.exists() {
-                    diags.push(
+                // A key file rpiprov would read: a regular file of a key's size.
+                match local::open(&path, Limit::Key) {
+                    Ok(_) => {}
+                    Err(Refused::Missing) => diags.push(
                         self.file
                             .warning(&f.span(), format!("no such file: {}", path.display())),
-                    );
+                    ),
+                    Err(e) => self.err(&f.span(), format!("{}: {e}", path.display()), diags),
                 }
                 resolved.push(path);
             }
@@ -501,7 +507,12 @@ impl Ctx<'_, '_> {
             }
             if let Some(d) = &docker.daemon {
                 match to_json_object(d.get_ref(), "") {
-                    Ok(map) => s.daemon = map,
+                    Ok(map) => {
+                        if let Some(why) = open_api(&map) {
+                            diags.push(self.file.warning(&d.span(), why));
+                        }
+                        s.daemon = map;
+                    }
                     Err(e) => self.err(&d.span(), e, diags),
                 }
             }
@@ -585,6 +596,7 @@ impl Ctx<'_, '_> {
             .filter(|p| p.is_file());
         let mut ssh = SshSettings {
             known_hosts: default_known_hosts,
+            known_hosts_explicit: false,
             host_key_policy: HostKeyPolicy::Strict,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
@@ -593,23 +605,36 @@ impl Ctx<'_, '_> {
             parallel: DEFAULT_PARALLEL,
         };
         let Some(raw) = raw else { return ssh };
-        if let Some(k) = &raw.known_hosts
-            && let Some(p) = self.path(k, diags)
-        {
-            self.warn_if_foreign(
-                &k.span(),
-                &p,
-                "rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it",
-                diags,
-            );
-            ssh.known_hosts = p;
-        }
         if let Some(p) = &raw.host_key_policy {
             match p.get_ref().as_str() {
                 "strict" => ssh.host_key_policy = HostKeyPolicy::Strict,
                 "accept-new" => ssh.host_key_policy = HostKeyPolicy::AcceptNew,
                 _ => self.err(&p.span(), "expected \"strict\" or \"accept-new\"", diags),
             }
+        }
+        if let Some(k) = &raw.known_hosts
+            && let Some(p) = self.path(k, diags)
+        {
+            if paths::names_authorized_keys(&p) {
+                self.err(
+                    &k.span(),
+                    format!(
+                        "{} names an authorized_keys file (sshd's list of keys that may log in), not a known_hosts file: rpiprov never reads host keys from it nor adds keys to it",
+                        p.display()
+                    ),
+                    diags,
+                );
+            } else {
+                self.warn_if_foreign(
+                    &k.span(),
+                    &p,
+                    "rpiprov checks host keys against it and, with --host-key-policy accept-new, adds keys to it",
+                    diags,
+                );
+                self.warn_if_link(&k.span(), &p, ssh.host_key_policy, diags);
+            }
+            ssh.known_hosts = p;
+            ssh.known_hosts_explicit = true;
         }
         for (raw_value, slot) in [
             (&raw.connect_timeout, &mut ssh.connect_timeout),
@@ -682,6 +707,39 @@ impl Ctx<'_, '_> {
     }
 }
 
+impl Ctx<'_, '_> {
+    /// Warns when known_hosts is a symbolic link that accept-new would not write through:
+    /// dangling (nothing to read, and rpiprov never creates a file through a link), or
+    /// any link when the inventory asks for accept-new.
+    fn warn_if_link(
+        &self,
+        span: &Range<usize>,
+        path: &Path,
+        policy: HostKeyPolicy,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let Ok(target) = std::fs::read_link(path) else {
+            return;
+        };
+        let message = if !path.exists() {
+            format!(
+                "{} is a symbolic link to {}, which does not exist: rpiprov finds no host keys there, and never creates a file through a link (accept-new cannot record keys)",
+                path.display(),
+                target.display()
+            )
+        } else if policy == HostKeyPolicy::AcceptNew {
+            format!(
+                "{} is a symbolic link to {}: rpiprov reads host keys through it, but adds keys only to a file it opens itself, never through a link (accept-new cannot record keys); name the file itself",
+                path.display(),
+                target.display()
+            )
+        } else {
+            return;
+        };
+        diags.push(self.file.warning(span, message));
+    }
+}
+
 /// `path` made absolute, with symlinks resolved as far as it exists (a known_hosts file
 /// may not exist yet).
 fn real_path(path: &Path) -> PathBuf {
@@ -702,6 +760,27 @@ fn real_path(path: &Path) -> PathBuf {
             _ => return paths::normalize(&abs),
         }
     }
+}
+
+/// Whether daemon.json's `hosts` makes Docker listen on TCP without verifying its
+/// clients' certificates (`tlsverify`): whoever reaches that port drives the daemon, which
+/// is root on the Pi (dockerd(8), "Daemon socket option"). Says why, naming the address.
+fn open_api(daemon: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let tcp: Vec<&str> = daemon
+        .get("hosts")?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .filter(|h| h.starts_with("tcp://") || h.starts_with("tcp:"))
+        .collect();
+    let verified = daemon.get("tlsverify") == Some(&serde_json::Value::Bool(true));
+    let first = tcp.first()?;
+    if verified {
+        return None;
+    }
+    Some(format!(
+        "hosts: {first} opens Docker's Engine API on the network without TLS client verification: whoever reaches the port is root on the Pi; set tlsverify = true with tlscacert, tlscert and tlskey, or keep to the unix socket (rpiprov needs no TCP socket)"
+    ))
 }
 
 /// `docker.daemon` is written to daemon.json; TOML dates and non-finite floats have no
@@ -1099,6 +1178,35 @@ docker = {{ install = {{ command = "apk add docker" }} }}
         );
         let three = format!("{two}[[host]]\nname = \"pi3\"\naddress = \"c\"\nrole = \"manager\"\n");
         assert!(load(&three).warnings.is_empty());
+    }
+
+    /// Issue 18: Docker's API on TCP without client verification is a warning, naming
+    /// the address and the risk; with tlsverify it is not.
+    #[test]
+    fn docker_s_api_open_to_the_network_is_a_warning() {
+        let load = |daemon: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("inventory.toml");
+            std::fs::write(&path, format!("{HOST}docker = {{ daemon = {daemon} }}\n")).unwrap();
+            load_with_home(&path, None, None)
+                .unwrap()
+                .warnings
+                .iter()
+                .map(|d| format!("{}: {}", d.key_path, d.message))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            load(r#"{ hosts = ["unix:///var/run/docker.sock", "tcp://0.0.0.0:2375"] }"#),
+            [
+                "host[0].docker.daemon: hosts: tcp://0.0.0.0:2375 opens Docker's Engine API on the network without TLS client verification: whoever reaches the port is root on the Pi; set tlsverify = true with tlscacert, tlscert and tlskey, or keep to the unix socket (rpiprov needs no TCP socket)"
+            ]
+        );
+        assert_eq!(
+            load(r#"{ hosts = ["tcp://0.0.0.0:2376"], tls = true }"#).len(),
+            1
+        );
+        assert!(load(r#"{ hosts = ["tcp://0.0.0.0:2376"], tlsverify = true }"#).is_empty());
+        assert!(load(r#"{ hosts = ["unix:///var/run/docker.sock"] }"#).is_empty());
     }
 
     #[test]

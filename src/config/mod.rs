@@ -12,6 +12,7 @@ pub mod dotenv;
 pub mod duration;
 pub mod interpolate;
 mod inventory;
+pub mod local;
 pub mod model;
 pub mod names;
 mod paths;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity};
 pub use model::*;
-pub use paths::normalize as normalize_path;
+pub use paths::{Containment, names_authorized_keys, normalize as normalize_path};
 pub use selection::Purpose;
 
 /// A configuration that passed every check, with the warnings found on the way.

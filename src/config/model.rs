@@ -112,6 +112,9 @@ pub struct Host {
 #[derive(Debug, Clone)]
 pub struct SshSettings {
     pub known_hosts: PathBuf,
+    /// `known_hosts` was set in the inventory (else it is `~/.ssh/known_hosts`, which ssh
+    /// config's `UserKnownHostsFile` may replace).
+    pub known_hosts_explicit: bool,
     pub host_key_policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -371,6 +374,8 @@ pub struct ValueCommand {
 #[derive(Debug, Clone)]
 pub struct Playbook {
     pub path: PathBuf,
+    /// Where the local files it sends may come from; `deploy` reads them through it.
+    pub containment: super::Containment,
     pub networks: Vec<Network>,
     /// Sorted by `order`, then by position in the file.
     pub stacks: Vec<Stack>,

@@ -5,6 +5,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::local::{self, Limit, Opened};
+
 /// Expands a leading `~/` with `home`, then resolves a relative path against `base`
 /// (the folder of the file the path was written in).
 pub fn resolve(text: &str, base: &Path, home: Option<&Path>) -> Result<PathBuf, String> {
@@ -52,8 +54,9 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// to, image archives) may come from: the playbook's folder, and the folders the user
 /// allowed with `--allow-outside`. Symbolic links are followed before deciding, so a link
 /// inside the folder to a file outside it is outside: a playbook from elsewhere cannot make
-/// rpiprov stream an SSH key or a cloud credential to a host.
-#[derive(Debug, Clone)]
+/// rpiprov stream an SSH key or a cloud credential to a host. The decision is taken on the
+/// descriptor the bytes are read from ([`Containment::read`]), never on a path read again.
+#[derive(Debug, Clone, Default)]
 pub struct Containment {
     /// The playbook's folder as the user named it, for messages.
     shown: PathBuf,
@@ -80,32 +83,32 @@ impl Containment {
         }
     }
 
-    /// Checks that `path` names a readable regular file inside one of the roots. The
-    /// message names the path as given and says what to do.
-    pub fn file(&self, path: &Path) -> Result<(), String> {
+    /// Checks that `path` names a readable regular file inside one of the roots (see
+    /// [`Containment::read`]; the file is opened, not read). The message names the path
+    /// as given and says what to do.
+    pub fn file(&self, path: &Path, limit: Limit) -> Result<(), String> {
+        self.open(path, limit).map(drop)
+    }
+
+    /// The bytes of `path`, once the descriptor they are read from is checked: a regular
+    /// file within `limit`, open on a file inside one of the roots, links resolved by the
+    /// kernel as it opened it. What is checked is what is read: a file replaced by a link
+    /// to an outside file after an earlier check is refused here. The message names the
+    /// path as given and says what to do.
+    pub fn read(&self, path: &Path, limit: Limit) -> Result<Vec<u8>, String> {
+        self.open(path, limit)?
+            .read()
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn open(&self, path: &Path, limit: Limit) -> Result<Opened, String> {
         let shown = path.display();
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!("{shown}: no such file"));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "{shown}: cannot read: {}",
-                    super::diag::io_message(&e)
-                ));
-            }
-        };
-        if meta.is_dir() {
-            return Err(format!("{shown}: is a folder, not a file"));
-        }
-        if !meta.is_file() {
-            return Err(format!("{shown}: not a regular file"));
-        }
-        let real = std::fs::canonicalize(path)
+        let opened = local::open(path, limit).map_err(|e| format!("{shown}: {e}"))?;
+        let real = opened
+            .real_path()
             .map_err(|e| format!("{shown}: cannot read: {}", super::diag::io_message(&e)))?;
         if self.roots.iter().flatten().any(|r| real.starts_with(r)) {
-            return Ok(());
+            return Ok(opened);
         }
         let folder = if self.shown.as_os_str().is_empty() {
             ".".to_string()
@@ -123,6 +126,14 @@ impl Containment {
             "{shown}: outside the playbook's folder {folder}{how}: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR"
         ))
     }
+}
+
+/// Whether a file name is sshd's list of keys that may log in (`authorized_keys`, and
+/// the older `authorized_keys2`): never a known_hosts file.
+pub fn names_authorized_keys(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("authorized_keys"))
 }
 
 /// `$HOME`, read once by the caller so that tests can pass their own.
@@ -174,34 +185,53 @@ mod tests {
         std::fs::write(other.join("key"), "secret").unwrap();
         std::os::unix::fs::symlink(other.join("key"), book.join("conf/key")).unwrap();
         let c = Containment::new(&book, &[]);
-        assert_eq!(c.file(&book.join("conf/app.env")), Ok(()));
+        assert_eq!(c.file(&book.join("conf/app.env"), Limit::Text), Ok(()));
         let b = book.display();
         assert_eq!(
-            c.file(&book.join("conf/none")).unwrap_err(),
+            c.file(&book.join("conf/none"), Limit::Text).unwrap_err(),
             format!("{b}/conf/none: no such file")
         );
         assert_eq!(
-            c.file(&book.join("conf")).unwrap_err(),
+            c.file(&book.join("conf"), Limit::Text).unwrap_err(),
             format!("{b}/conf: is a folder, not a file")
         );
         let real = std::fs::canonicalize(other.join("key")).unwrap();
         assert_eq!(
-            c.file(&book.join("conf/key")).unwrap_err(),
+            c.file(&book.join("conf/key"), Limit::Text).unwrap_err(),
             format!(
                 "{b}/conf/key: outside the playbook's folder {b} (it leads to {}): rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
                 real.display()
             )
         );
         assert_eq!(
-            c.file(&other.join("key")).unwrap_err(),
+            c.file(&other.join("key"), Limit::Text).unwrap_err(),
             format!(
                 "{}: outside the playbook's folder {b}: rpiprov sends only files from there; move the file into it, or allow its folder with --allow-outside DIR",
                 other.join("key").display()
             )
         );
+        // Read through the same check: the bytes inside; a file swapped for a link
+        // outside after the check is refused on the descriptor the bytes would come from.
+        assert_eq!(
+            c.read(&book.join("conf/app.env"), Limit::Text).unwrap(),
+            b"A=1\n"
+        );
+        std::fs::remove_file(book.join("conf/app.env")).unwrap();
+        std::os::unix::fs::symlink(other.join("key"), book.join("conf/app.env")).unwrap();
+        assert!(
+            c.read(&book.join("conf/app.env"), Limit::Text)
+                .unwrap_err()
+                .contains("outside the playbook's folder")
+        );
+        std::fs::remove_file(book.join("conf/app.env")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", book.join("conf/app.env")).unwrap();
+        assert_eq!(
+            c.read(&book.join("conf/app.env"), Limit::Text).unwrap_err(),
+            format!("{b}/conf/app.env: not a regular file (a character device)")
+        );
         // An allowed folder admits its files, links into it included.
         let c = Containment::new(&book, std::slice::from_ref(&other));
-        assert_eq!(c.file(&book.join("conf/key")), Ok(()));
-        assert_eq!(c.file(&other.join("key")), Ok(()));
+        assert_eq!(c.file(&book.join("conf/key"), Limit::Text), Ok(()));
+        assert_eq!(c.file(&other.join("key"), Limit::Text), Ok(()));
     }
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::diag::{Diagnostic, Severity, Source};
+use super::local::Limit;
 use super::model::{
     Compose, IMAGE_ARCHS, Image, ImageFormat, Network, Playbook, Stack, ValueCommand, Variable,
     VariableValue,
@@ -140,6 +141,7 @@ pub(crate) fn load(
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then(|| Playbook {
         path: path.to_path_buf(),
+        containment,
         networks,
         stacks,
         images,
@@ -308,7 +310,7 @@ impl Checker<'_, '_, '_> {
                     continue;
                 }
             };
-            if let Err(e) = self.containment.file(&path) {
+            if let Err(e) = self.containment.file(&path, Limit::Text) {
                 self.err(&file.span(), e);
                 continue;
             }
@@ -442,7 +444,7 @@ impl Checker<'_, '_, '_> {
                     return None;
                 }
             };
-            if let Err(e) = self.containment.file(&path) {
+            if let Err(e) = self.containment.file(&path, Limit::Image) {
                 self.err(&archive.span(), e);
             }
             out.push((arch, path));
@@ -552,6 +554,15 @@ impl Checker<'_, '_, '_> {
             self.err(
                 &span,
                 "a secret must not be written in the playbook: use env = \"VAR\" or command = [...] with secret = true",
+            );
+            return None;
+        }
+        // One `NAME=value` per line of `docker stack deploy`'s stdin (see deploy's
+        // preparation, which refuses it too): said by `check`, not first at deploy.
+        if plain.contains(['\n', '\0']) {
+            self.err(
+                &span,
+                "the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
             );
             return None;
         }
@@ -1090,6 +1101,14 @@ timeout = "2m"
                     "error: 2:5: variables.A: expected a string, a number, true or false",
                     "error: 3:5: variables.B: expected a value, { env = \"VAR\", secret = true } or { command = [\"PROGRAM\", \"ARG\"...], secret = true }",
                     "error: 4:1: variables.\"C D\": invalid variable name \"C D\": use letters, digits and '_', not starting with a digit",
+                ],
+            ),
+            // Issue 18: said by check, not first at deploy.
+            (
+                "[variables]\nA = \"one\\ntwo\"\n[[variable]]\nname = \"B\"\nvalue = \"x\\u0000\"",
+                &[
+                    "error: 2:5: variables.A: the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
+                    "error: 5:9: variable[0].value: the value contains a newline or NUL byte, which cannot be passed to docker stack deploy",
                 ],
             ),
             (

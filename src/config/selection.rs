@@ -121,6 +121,7 @@ mod tests {
                 })
                 .collect(),
             variables: Vec::new(),
+            containment: Default::default(),
         }
     }
 

@@ -42,9 +42,34 @@ pub(crate) enum Node {
     },
 }
 
-/// Aliases may copy at most this many values in one file: far more than any compose file
-/// needs, far less than what exhausts memory.
+/// Aliases may copy at most this many values in one file, and this many bytes of keys and
+/// scalars: far more than any compose file needs, far less than what exhausts memory (a
+/// 1 MiB scalar repeated by 20,000 aliases is 20 GiB).
 const MAX_ALIAS_NODES: usize = 100_000;
+const MAX_ALIAS_BYTES: usize = 8 << 20;
+
+/// Mappings and sequences may nest this deep: a compose file needs about ten levels.
+/// yaml-rust2's own loader recurses once per level (50,000 levels overflow the stack), so
+/// the events are read here, one at a time, and refused past this depth.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// What an alias copies: values and bytes of text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    const ONE: Size = Size { nodes: 1, bytes: 0 };
+
+    fn add(self, other: Size) -> Size {
+        Size {
+            nodes: self.nodes.saturating_add(other.nodes),
+            bytes: self.bytes.saturating_add(other.bytes),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -62,14 +87,25 @@ impl Node {
         }
     }
 
-    /// How many values the node holds, itself included.
-    fn size(&self) -> usize {
+    /// How many values the node holds, itself included, and the bytes of their text
+    /// (keys and scalars).
+    fn size(&self) -> Size {
         match self {
-            Node::Scalar { .. } => 1,
-            Node::Seq { items, .. } => 1 + items.iter().map(Node::size).sum::<usize>(),
-            Node::Map { entries, .. } => {
-                1 + entries.iter().map(|e| 1 + e.value.size()).sum::<usize>()
-            }
+            Node::Scalar { value, .. } => Size {
+                nodes: 1,
+                bytes: value.len(),
+            },
+            Node::Seq { items, .. } => items.iter().map(Node::size).fold(Size::ONE, Size::add),
+            Node::Map { entries, .. } => entries
+                .iter()
+                .map(|e| {
+                    Size {
+                        nodes: 1,
+                        bytes: e.key.len(),
+                    }
+                    .add(e.value.size())
+                })
+                .fold(Size::ONE, Size::add),
         }
     }
 
@@ -256,17 +292,38 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
-/// Parses the first document. `Ok(None)` for an empty file. Duplicate keys and unknown
-/// aliases come back as errors alongside the tree.
+/// Parses the first document. `Ok(None)` for an empty file. Duplicate keys, unknown
+/// aliases and aliases past their budget come back as errors alongside the tree; nesting
+/// deeper than [`MAX_DEPTH`] stops the parse.
 pub(crate) fn parse(text: &str) -> Result<(Option<Node>, Vec<YamlError>), YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
-        return Err(YamlError {
+    let mut depth = 0usize;
+    loop {
+        let (ev, marker) = parser.next_token().map_err(|e| YamlError {
             mark: Mark::from(*e.marker()),
             key_path: String::new(),
             message: e.info().to_string(),
-        });
+        })?;
+        match ev {
+            // The first document only, as before.
+            Event::StreamEnd | Event::DocumentEnd => break,
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(YamlError {
+                        mark: Mark::from(marker),
+                        key_path: builder.key_path(),
+                        message: format!(
+                            "mappings and lists nested deeper than {MAX_DEPTH} levels"
+                        ),
+                    });
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        builder.on_event(ev, marker);
     }
     Ok((builder.doc, builder.errors))
 }
@@ -279,6 +336,9 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
+        /// The keys of `entries`, so that a duplicate is found without a scan of them all
+        /// (400,000 keys took minutes).
+        seen: std::collections::HashSet<String>,
         key: Option<(String, Mark, Ty)>,
         mark: Mark,
         anchor: usize,
@@ -288,13 +348,14 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's node and what an alias of it copies.
+    anchors: HashMap<usize, (Node, Size)>,
     doc: Option<Node>,
     errors: Vec<YamlError>,
     /// Keys of the open mappings, to name where a duplicate key is.
     path: Vec<String>,
-    /// Values copied by aliases so far, against "billion laughs" files.
-    expanded: usize,
+    /// Values and bytes copied by aliases so far, against "billion laughs" files.
+    expanded: Size,
     too_many_aliases: bool,
 }
 
@@ -302,7 +363,8 @@ impl Builder {
     fn push(&mut self, node: Node, anchor: usize) {
         let here = self.key_path();
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node.size();
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -311,7 +373,9 @@ impl Builder {
                 }
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries, seen, key, ..
+            }) => match key.take() {
                 None => {
                     let mark = node.mark();
                     let ty = node.ty();
@@ -329,7 +393,7 @@ impl Builder {
                     *key = Some((text, mark, ty));
                 }
                 Some((text, key_mark, key_ty)) => {
-                    if text != "<<" && entries.iter().any(|e| e.key == text) {
+                    if text != "<<" && !seen.insert(text.clone()) {
                         let mut path = here.clone();
                         if !path.is_empty() {
                             path.push('.');
@@ -384,15 +448,25 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => {
                 let here = self.key_path();
-                let size = self.anchors.get(&id).map_or(0, Node::size);
-                self.expanded = self.expanded.saturating_add(size);
-                if self.expanded > MAX_ALIAS_NODES {
+                let size = self.anchors.get(&id).map_or(Size::default(), |(_, s)| *s);
+                self.expanded = self.expanded.add(size);
+                let over = if self.expanded.nodes > MAX_ALIAS_NODES {
+                    Some("aliases expand to too many values".to_string())
+                } else if self.expanded.bytes > MAX_ALIAS_BYTES {
+                    Some(format!(
+                        "aliases expand to more than {} MiB of text",
+                        MAX_ALIAS_BYTES >> 20
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = over {
                     if !self.too_many_aliases {
                         self.too_many_aliases = true;
                         self.errors.push(YamlError {
                             mark,
                             key_path: here,
-                            message: "aliases expand to too many values".into(),
+                            message,
                         });
                     }
                     self.push(
@@ -405,18 +479,22 @@ impl MarkedEventReceiver for Builder {
                     );
                     return;
                 }
-                let node = self.anchors.get(&id).cloned().unwrap_or_else(|| {
-                    self.errors.push(YamlError {
-                        mark,
-                        key_path: here,
-                        message: "unknown alias".into(),
+                let node = self
+                    .anchors
+                    .get(&id)
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_else(|| {
+                        self.errors.push(YamlError {
+                            mark,
+                            key_path: here,
+                            message: "unknown alias".into(),
+                        });
+                        Node::Scalar {
+                            value: String::new(),
+                            plain: true,
+                            mark,
+                        }
                     });
-                    Node::Scalar {
-                        value: String::new(),
-                        plain: true,
-                        mark,
-                    }
-                });
                 self.push(node, 0);
             }
             Event::SequenceStart(anchor, _) => {
@@ -433,6 +511,7 @@ impl MarkedEventReceiver for Builder {
                 self.path.push(key.unwrap_or_default());
                 self.stack.push(Frame::Map {
                     entries: Vec::new(),
+                    seen: Default::default(),
                     key: None,
                     mark,
                     anchor,
@@ -606,6 +685,47 @@ mod tests {
         let (_, errors) = parse(&text).unwrap();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].message, "aliases expand to too many values");
+    }
+
+    /// Issue 18 item 5: a 1 MiB scalar repeated by aliases passes the values' budget but
+    /// not the bytes' (it took 4 GiB and aborted).
+    #[test]
+    fn aliases_of_a_large_scalar_are_refused() {
+        let mut text = format!("a: &a \"{}\"\nb: [", "x".repeat(1 << 20));
+        text.push_str(&"*a, ".repeat(20_000));
+        text.push_str("*a]\n");
+        let (_, errors) = parse(&text).unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].message,
+            "aliases expand to more than 8 MiB of text"
+        );
+        // The ninth alias: eight copies are 8 MiB.
+        assert_eq!(
+            errors[0].mark,
+            Mark {
+                line: 2,
+                column: 37
+            }
+        );
+    }
+
+    /// Issue 18 item 5: 50,000 nested lists overflowed the stack (an abort); now an
+    /// error at the level past the limit, block or flow.
+    #[test]
+    fn deep_nesting_is_refused() {
+        let block = format!("x:\n  {}y\n", "- ".repeat(50_000));
+        let e = parse(&block).unwrap_err();
+        assert_eq!(e.message, "mappings and lists nested deeper than 64 levels");
+        assert_eq!((e.mark.line, e.key_path.as_str()), (2, "x"));
+        // Flow collections: yaml-rust2's scanner has a limit of its own, met first.
+        let flow = format!("x: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+        assert_eq!(
+            parse(&flow).unwrap_err().message,
+            "recursion limit exceeded"
+        );
+        let fine = format!("x: {}{}\n", "[".repeat(60), "]".repeat(60));
+        assert!(parse(&fine).is_ok());
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! be deployed must exist on each node where the service may run (its placement
 //! constraints evaluated against the swarm's nodes, by
 //! [`crate::docker::service::placement_candidates`]).
-//! The nodes from the manager's Engine API, then on every node at once its paths (one shell
-//! command, [`crate::docker::bind`]) and which node it is (its own Engine API, beside it). What is missing is reported per service, path and
-//! node; `deploy --skip-bind-check` skips this.
+//! The nodes from the manager's Engine API, then on every node at once its paths and host
+//! name (one shell command, [`crate::docker::bind`]) and which swarm node it is (its own
+//! Engine API, beside it). What is missing is reported per service, path and node;
+//! `deploy --skip-bind-check` skips this. A node's answer names the swarm node it is:
+//! that is its word, taken for that node only when the leader's entry confirms it
+//! ([`check_claim`]); otherwise the node counts as not checked, saying why.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,8 +15,8 @@ use std::time::Duration;
 
 use super::PreparedStack;
 use crate::docker::api;
-use crate::docker::bind::{parse_sources, sources_check};
-use crate::docker::node::SwarmNode;
+use crate::docker::bind::{NodeSources, parse_sources, sources_check};
+use crate::docker::node::{Basis, Claim, NodeEntry, Stake, SwarmNode, check_claim};
 use crate::docker::service::placement_candidates;
 use crate::exec::engine::{Engine, Engines};
 use crate::exec::{StepError, parallel_map, root};
@@ -30,12 +33,14 @@ pub struct Findings {
 }
 
 /// Checks the bind sources of `stacks` on the nodes where their services may run.
-/// `nodes`: the sessions by inventory name. An error only when the manager cannot list
-/// the nodes.
+/// `nodes`: the sessions by inventory name; `addresses`: each one's addresses as this
+/// machine knows them (what the swarm must see its node at). An error only when the
+/// manager cannot list the nodes.
 pub async fn check<R: Remote + 'static>(
     leader: &Engine,
     engines: &Arc<Engines<R>>,
     nodes: &HashMap<String, Arc<R>>,
+    addresses: &HashMap<String, Vec<String>>,
     stacks: &[&PreparedStack],
     parallel: usize,
     timeout: Duration,
@@ -78,31 +83,23 @@ pub async fn check<R: Remote + 'static>(
                 let r = e.call(api::info(), timeout).await?;
                 api::read(&r, api::parse_info).map(|i| i.node_id)
             });
-            let res = paths
-                .map_err(|e| e.0)
-                .and_then(|out| Ok((id.map_err(|e: String| e)?, parse_sources(&out.stdout_str()))));
+            let res = paths.map_err(|e| e.0).and_then(|out| {
+                let id = id.map_err(|e: String| e)?;
+                Ok((id, parse_sources(&out.stdout_str())))
+            });
             (name, res)
         }
     })
     .await;
-    // node ID -> (inventory name, missing paths)
-    let mut by_id: HashMap<String, (String, Vec<String>)> = HashMap::new();
-    for (name, res) in answers {
-        match res {
-            Ok((id, missing)) => {
-                by_id.insert(id, (name, missing));
-            }
-            Err(e) => findings
-                .unchecked
-                .push(format!("{name}: the check failed: {e}")),
-        }
-    }
-
+    let (by_id, refused) = confirmed(answers, &swarm, addresses, &mut findings);
     for (i, service, sources, on) in wanted {
         // path -> nodes where it is missing
         let mut missing: Vec<(String, Vec<String>)> = Vec::new();
         for node in on {
             let Some((name, lacks)) = by_id.get(&node.id) else {
+                if refused.contains(&node.id) {
+                    continue; // Said already: whose answer was not taken, and why.
+                }
                 let line = format!("{}: not connected, not checked", node.hostname);
                 if !findings.unchecked.contains(&line) {
                     findings.unchecked.push(line);
@@ -125,4 +122,62 @@ pub async fn check<R: Remote + 'static>(
         }
     }
     Ok(findings)
+}
+
+/// Node ID -> the inventory name whose answer is taken for it, and the paths it lacks.
+type ByNode = HashMap<String, (String, Vec<String>)>;
+
+/// A node's answer: the swarm node ID its Engine API reports, and what its shell found.
+type Answer = Result<(String, NodeSources), String>;
+
+/// The nodes' answers, by the node ID each names, once the leader's entry confirms the
+/// claim ([`check_claim`]); an answer that fails it is a line of `unchecked` and its node
+/// ID is returned among the refused: the node counts as not checked.
+fn confirmed(
+    answers: Vec<(String, Answer)>,
+    swarm: &[SwarmNode],
+    addresses: &HashMap<String, Vec<String>>,
+    findings: &mut Findings,
+) -> (ByNode, Vec<String>) {
+    let mut said = Vec::new();
+    for (name, res) in answers {
+        match res {
+            Ok(answer) => said.push((name, answer)),
+            Err(e) => findings
+                .unchecked
+                .push(format!("{name}: the check failed: {e}")),
+        }
+    }
+    let mut by_id = HashMap::new();
+    let mut refused = Vec::new();
+    let none = Vec::new();
+    for (name, (node_id, found)) in &said {
+        let also: Vec<String> = said
+            .iter()
+            .filter(|(n, (id, _))| n != name && id == node_id)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let claim = Claim {
+            host: name,
+            node_id,
+            hostname: &found.hostname,
+            addresses: addresses.get(name).unwrap_or(&none),
+            also_claimed_by: &also,
+            basis: Basis::NodeId,
+            stake: Stake::Answer,
+        };
+        let entry = swarm.iter().find(|n| &n.id == node_id);
+        match check_claim(&claim, entry.map(NodeEntry::from)) {
+            Ok(()) => {
+                by_id.insert(node_id.clone(), (name.clone(), found.missing.clone()));
+            }
+            Err(why) => {
+                findings
+                    .unchecked
+                    .push(format!("{name}: not checked: {why}"));
+                refused.push(node_id.clone());
+            }
+        }
+    }
+    (by_id, refused)
 }

@@ -226,6 +226,10 @@ pub struct Options {
     pub owner: LockOwner,
     /// Deploy without checking that bind-mount sources exist on the nodes.
     pub skip_bind_check: bool,
+    /// Each host's addresses as this machine knows them (not as the host says): a node's
+    /// answer to the bind check counts for the swarm node the leader sees at one of them
+    /// ([`crate::docker::node::check_claim`]).
+    pub addresses: HashMap<String, Vec<String>>,
 }
 
 impl Options {
@@ -238,6 +242,7 @@ impl Options {
             settle: wait::SETTLE,
             owner: LockOwner::current("deploy"),
             skip_bind_check: false,
+            addresses: HashMap::new(),
         }
     }
 }
@@ -809,6 +814,7 @@ impl<'a, R: Remote + 'static> Deploy<'a, R> {
             &engine,
             &self.engines,
             &self.nodes,
+            &self.opts.addresses,
             &stacks,
             self.opts.parallel,
             self.opts.command_timeout,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::images::PreparedImage;
 use super::release::{self, Release};
 use crate::config::compose::bind_source;
+use crate::config::local::Limit;
 use crate::config::{ImageFormat, Playbook, VariableValue, Volume, interpolate};
 use crate::docker::paths::current_release;
 use crate::secret::Secret;
@@ -71,15 +72,29 @@ pub struct Prepared {
 }
 
 /// Reads the playbook's stack files (with the files they refer to), image archives and
-/// variables.
+/// variables. Each file is opened once, checked on that descriptor (inside the playbook's
+/// folder, links resolved; a regular file within its bound) and read from it: the bytes
+/// uploaded are the bytes checked ([`crate::config::Containment::read`]).
 pub fn prepare(playbook: &Playbook) -> Result<Prepared, String> {
-    prepare_with(playbook, |p| std::fs::read(p), |k| std::env::var(k).ok())
+    let c = &playbook.containment;
+    let read = |p: &Path| {
+        let archive =
+            |i: &crate::config::Image| i.archive == p || i.by_arch.iter().any(|(_, a)| a == p);
+        let limit = if playbook.images.iter().any(archive) {
+            Limit::Image
+        } else {
+            Limit::Text
+        };
+        c.read(p, limit)
+    };
+    prepare_with(playbook, read, |k| std::env::var(k).ok())
 }
 
-/// [`prepare`] with the file reader and the environment given (for tests).
+/// [`prepare`] with the file reader (its error names the file) and the environment given
+/// (for tests).
 pub fn prepare_with(
     playbook: &Playbook,
-    read: impl Fn(&Path) -> std::io::Result<Vec<u8>>,
+    read: impl Fn(&Path) -> Result<Vec<u8>, String>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Prepared, String> {
     let mut images = Vec::new();
@@ -92,8 +107,8 @@ pub fn prepare_with(
             &img.by_arch[..]
         };
         for (arch, path) in archives {
-            let bytes = read(path)
-                .map_err(|e| format!("image {}: cannot read {}: {e}", img.name, path.display()))?;
+            // The error names the file.
+            let bytes = read(path).map_err(|e| format!("image {}: {e}", img.name))?;
             let prepared = PreparedImage::new(&img.name, img.format, img.cmd.clone(), bytes);
             images.push(if arch.is_empty() {
                 prepared

@@ -22,6 +22,7 @@ fn stack(name: &str, order: i64, services: &[&str], images: &[&str], vars: &[&st
 fn playbook() -> Playbook {
     Playbook {
         path: PathBuf::from("playbook.toml"),
+        containment: Default::default(),
         networks: vec![],
         stacks: vec![
             stack("web", 1, &["app"], &["lab/httpd:1"], &["TAG"]),
@@ -71,7 +72,7 @@ fn prepared_from(pb: &Playbook, files: &HashMap<PathBuf, Vec<u8>>, secret: &str)
             files
                 .get(p)
                 .cloned()
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+                .ok_or_else(|| format!("{}: no such file", p.display()))
         },
         |k| (k == "RPIPROV_TEST_DB").then(|| secret.to_string()),
     )
@@ -204,11 +205,11 @@ fn prepare_refuses_bad_values_without_showing_them() {
     );
     let err = prepare_with(
         &playbook(),
-        |_| Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        |p| Err(format!("{}: no such file", p.display())),
         |_| Some("x".into()),
     )
     .unwrap_err();
-    assert!(err.starts_with("image lab/httpd:1: cannot read images/httpd.tar"));
+    assert_eq!(err, "image lab/httpd:1: images/httpd.tar: no such file");
 }
 
 #[test]
@@ -555,7 +556,15 @@ fn options() -> Options {
         settle: Duration::from_millis(5),
         owner: crate::testing::lock_owner("deploy"),
         skip_bind_check: false,
+        addresses: ["pi1", "pi2", "pi3"]
+            .map(|n| (n.to_string(), vec![lab_addr(n)]))
+            .into(),
     }
+}
+
+/// The lab's address of `piN`: `198.18.0.1N`, where the swarm sees its node.
+fn lab_addr(name: &str) -> String {
+    format!("198.18.0.1{}", name.trim_start_matches("pi"))
 }
 
 async fn deploy_on(
@@ -972,10 +981,11 @@ async fn an_error_retrying_cannot_fix_ends_the_wait_early() {
     assert_eq!(polls_of(&m), 3);
 }
 
-/// The swarm's nodes as the Engine API lists them: pi1 manager, pi2 and pi3 workers.
-const NODES: &str = r#"[{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready"}},
-{"ID":"n2","Spec":{"Role":"worker","Availability":"active","Labels":{"disk":"ssd"}},"Description":{"Hostname":"pi2"},"Status":{"State":"ready"}},
-{"ID":"n3","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready"}}]"#;
+/// The swarm's nodes as the Engine API lists them: pi1 manager, pi2 and pi3 workers,
+/// each seen at its lab address.
+const NODES: &str = r#"[{"ID":"n1","Spec":{"Role":"manager","Availability":"active"},"Description":{"Hostname":"pi1"},"Status":{"State":"ready","Addr":"198.18.0.11"}},
+{"ID":"n2","Spec":{"Role":"worker","Availability":"active","Labels":{"disk":"ssd"}},"Description":{"Hostname":"pi2"},"Status":{"State":"ready","Addr":"198.18.0.12"}},
+{"ID":"n3","Spec":{"Role":"worker","Availability":"active"},"Description":{"Hostname":"pi3"},"Status":{"State":"ready","Addr":"198.18.0.13"}}]"#;
 
 fn with_binds(constraints: &[&str]) -> Prepared {
     let mut p = prepared();
@@ -989,15 +999,23 @@ fn with_binds(constraints: &[&str]) -> Prepared {
 
 /// A node whose daemon says which swarm node it is, and whose shell which paths it lacks.
 fn node_with(name: &str, id: &str, missing: &[&str]) -> FakeRemote {
+    node_saying(name, name, id, missing)
+}
+
+/// [`node_with`], saying the host name `hostname`.
+fn node_saying(name: &str, hostname: &str, id: &str, missing: &[&str]) -> FakeRemote {
     let n = FakeRemote::new(name);
-    lacks(&n, id, missing);
+    lacks(&n, hostname, id, missing);
     images_on(&n, true);
     n
 }
 
 /// `n` is swarm node `id` and lacks these paths.
-fn lacks(n: &FakeRemote, id: &str, missing: &[&str]) {
-    let said: String = missing.iter().map(|m| format!("missing {m}\n")).collect();
+fn lacks(n: &FakeRemote, hostname: &str, id: &str, missing: &[&str]) {
+    let mut said = format!("@@host {hostname}\n");
+    for m in missing {
+        said.push_str(&format!("missing {m}\n"));
+    }
     // First: the image check's rule for it may be set already.
     n.on("for p in", ok(&said)).on_api_first(
         "GET /info",
@@ -1014,7 +1032,7 @@ async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
     let p = with_binds(&["node.role == worker"]);
     let m = manager("deployed web \ndeployed db \n");
     m.on_api_first("GET /nodes", 200, NODES);
-    lacks(&m, "n1", &["/srv/data", "/srv/conf"]);
+    lacks(&m, "pi1", "n1", &["/srv/data", "/srv/conf"]);
     let pi2 = node_with("pi2", "n2", &["/srv/data"]);
     let pi3 = node_with("pi3", "n3", &["/srv/data", "/srv/conf"]);
     let (res, _) = deploy_on(&p, &m, &[pi2.clone(), pi3]).await;
@@ -1050,13 +1068,67 @@ async fn a_missing_bind_source_stops_the_deploy_before_any_stack() {
     );
 }
 
+/// Issue 18: pi3 answers the bind check as pi2's node (n2, host name pi2, nothing
+/// missing) while pi2 is not connected: its answer is not taken for pi2's node, and the
+/// leader's row says that neither was checked, and why; two hosts that name one node
+/// are both refused.
+#[tokio::test]
+async fn a_node_answering_for_another_does_not_pass_its_bind_check() {
+    let p = with_binds(&["node.role == worker"]);
+    let m = manager("deployed web \ndeployed db \n");
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &[]);
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
+    let pi3 = node_saying("pi3", "pi2", "n2", &[]);
+    let (_, events) = deploy_on(&p, &m, &[pi3]).await;
+    let notes: Vec<&String> = events
+        .iter()
+        .filter(|e| e.starts_with("pi1: Note(\"bind mounts"))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "pi1: Note(\"bind mounts: pi3: not checked: pi3 reports swarm node n2, which the swarm sees at 198.18.0.12, not at pi3's 198.18.0.13: its answer is not taken for that node (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised); if 198.18.0.12 is pi3's own address, set `advertise = \\\"198.18.0.12\\\"` for it in the inventory\")",
+            "pi1: Note(\"bind mounts: pi3: not connected, not checked\")",
+        ]
+    );
+
+    // pi2 lacks /srv/data and says so; pi3 names pi2's node too, with nothing missing.
+    let m = manager("deployed web \ndeployed db \n");
+    m.on_api_first("GET /nodes", 200, NODES);
+    lacks(&m, "pi1", "n1", &[]);
+    serve_polls(
+        &m,
+        vec![vec![converged("web", "app"), converged("db", "pg")]],
+    );
+    let pi2 = node_with("pi2", "n2", &["/srv/data"]);
+    let pi3 = node_saying("pi3", "pi3", "n2", &[]);
+    let (_, events) = deploy_on(&p, &m, &[pi2, pi3]).await;
+    let notes: Vec<String> = events
+        .into_iter()
+        .filter(|e| e.starts_with("pi1: Note(\"bind mounts"))
+        .collect();
+    let twice = "report the same swarm node n2: its answer is not taken for that node (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+    assert_eq!(
+        notes,
+        [
+            format!("pi1: Note(\"bind mounts: pi2: not checked: pi2 and pi3 {twice}\")"),
+            format!("pi1: Note(\"bind mounts: pi3: not checked: pi3 and pi2 {twice}\")"),
+            "pi1: Note(\"bind mounts: pi3: not connected, not checked\")".to_string(),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn bind_sources_present_where_the_service_may_run_let_it_deploy() {
     // Only pi2 (disk=ssd) may run it, and it has both paths; pi3 lacks them: no matter.
     let p = with_binds(&["node.labels.disk == ssd"]);
     let m = manager("deployed web \ndeployed db \n");
     m.on_api_first("GET /nodes", 200, NODES);
-    lacks(&m, "n1", &[]);
+    lacks(&m, "pi1", "n1", &[]);
     serve_polls(
         &m,
         vec![vec![converged("web", "app"), converged("db", "pg")]],

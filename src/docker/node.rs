@@ -4,12 +4,15 @@
 //! swarm ([`dissolve`]), and whether a node takes tasks ([`Availability`], for
 //! `maintain`). The requests that change a node are [`crate::docker::api`]'s.
 //!
-//! A Pi names its own node: the node ID its `docker info` reports. That is the Pi's word,
-//! and a Pi that lies (compromised, or cloned with another's swarm state) would have its
-//! role and labels applied to another node: demote a manager, attract another node's
-//! services. So before a node is promoted, demoted or labelled for a host, [`check_claim`]
-//! compares the leader's entry of that ID with what rpiprov knows of the host without its
-//! word.
+//! A Pi names its own node: the node ID its `/info` reports, and the host name its
+//! earlier entries are listed under. That is the Pi's word, and a Pi that lies
+//! (compromised, or cloned with another's swarm state) would have what is meant for its
+//! node done to another: demote a manager, attract another node's services, remove a
+//! healthy node (a half-joined node's repair, the pruning of stale entries), pass another
+//! node's bind check. So before a node is promoted, demoted, labelled, removed or judged
+//! for a host, [`check_claim`] compares the leader's entry of that node with what rpiprov
+//! knows of the host without its word: one rule, for bootstrap's planner ([`stale`] and
+//! `plan::half_joined`), its executor and deploy's bind check.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -197,7 +200,8 @@ pub fn quorum_after(nodes: &[SwarmNode], ids: &[&str], change: Change) -> Result
 pub struct Claim<'a> {
     /// The host's name in the inventory.
     pub host: &'a str,
-    /// The node ID the host's Docker reports as its own.
+    /// The node ID the host's Docker reports as its own, or (for [`Basis::HostName`]) the
+    /// ID of the entry the leader lists under the host name the host reports.
     pub node_id: &'a str,
     /// The host name the host reports.
     pub hostname: &'a str,
@@ -206,6 +210,31 @@ pub struct Claim<'a> {
     pub addresses: &'a [String],
     /// Other hosts that report the same node ID.
     pub also_claimed_by: &'a [String],
+    /// What the claim rests on.
+    pub basis: Basis,
+    /// What is done to the node once the claim holds, and left undone otherwise.
+    pub stake: Stake,
+}
+
+/// What ties a host to a node entry: both are the host's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The node ID its Docker reports as its own.
+    NodeId,
+    /// The host name it reports, under which the leader lists the entry (a stale entry
+    /// of its earlier life).
+    HostName,
+}
+
+/// What rpiprov would do to the node a host claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stake {
+    /// Change its role or labels (bootstrap's settings).
+    RoleAndLabels,
+    /// Remove the entry (a half-joined node's repair, the pruning of stale entries).
+    Removal,
+    /// Take the host's answer as that node's (deploy's bind check).
+    Answer,
 }
 
 /// How long a node that has just joined may be listed by the leader before it has
@@ -221,20 +250,41 @@ pub fn reported(entry: &SwarmNode) -> bool {
     !entry.hostname.is_empty() && !entry.addr.is_empty() && entry.addr != "0.0.0.0"
 }
 
-/// Whether the leader's entry of the node a host claims (`entry`, `None` when the leader
-/// lists no such node) is that host's: the ID claimed by no other host, the same host
-/// name, and an address the swarm sees it at (`Status.Addr`, the address the node's
-/// connection to the managers comes from, which the node cannot choose) that is one of
-/// the host's. The error says what differs and that the node is left alone.
-pub fn check_claim(claim: &Claim, entry: Option<&SwarmNode>) -> Result<(), String> {
+/// The one rule for acting on a node because of what a host says of itself (a role or
+/// label change, a removal, an answer taken as that node's): the leader's entry of the
+/// node (`entry`, `None` when the leader lists no such node) must be that host's: the ID
+/// claimed by no other host, the same host name, and an address the swarm sees it at
+/// (`Status.Addr`, the address the node's connection to the managers comes from, which
+/// the node cannot choose) that is one of the host's as this machine knows them. The
+/// error says what differs and what is left undone.
+pub fn check_claim(claim: &Claim, entry: Option<NodeEntry<'_>>) -> Result<(), String> {
     let Claim {
         host,
         node_id: id,
         hostname,
         addresses,
         also_claimed_by,
+        basis,
+        stake,
     } = claim;
-    let left_alone = "its role and labels are left alone (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+    let left_alone = format!(
+        "{} (a Pi that reports another node's {} is misconfigured, cloned from another's SD card, or compromised)",
+        match stake {
+            Stake::RoleAndLabels => "its role and labels are left alone",
+            Stake::Removal => "no node is removed",
+            Stake::Answer => "its answer is not taken for that node",
+        },
+        match basis {
+            Basis::NodeId => "ID",
+            Basis::HostName => "host name",
+        }
+    );
+    let says = match basis {
+        Basis::NodeId => format!("{host} reports swarm node {id}"),
+        Basis::HostName => {
+            format!("{host} reports host name {hostname}, under which the leader lists node {id}")
+        }
+    };
     if !also_claimed_by.is_empty() {
         return Err(format!(
             "{host} and {} report the same swarm node {id}: {left_alone}",
@@ -243,13 +293,13 @@ pub fn check_claim(claim: &Claim, entry: Option<&SwarmNode>) -> Result<(), Strin
     }
     let Some(entry) = entry else {
         return Err(format!(
-            "{host} reports swarm node {id}, which the leader does not list: {left_alone}"
+            "{says}, which the leader does not list: {left_alone}"
         ));
     };
     let seen_at = if entry.addr.is_empty() {
         "no address".to_string()
     } else {
-        entry.addr.clone()
+        entry.addr.to_string()
     };
     if entry.hostname != *hostname {
         return Err(format!(
@@ -259,11 +309,11 @@ pub fn check_claim(claim: &Claim, entry: Option<&SwarmNode>) -> Result<(), Strin
     }
     let same = |a: &String| match (a.parse::<IpAddr>(), entry.addr.parse::<IpAddr>()) {
         (Ok(a), Ok(b)) => a == b,
-        _ => a.eq_ignore_ascii_case(&entry.addr),
+        _ => a.eq_ignore_ascii_case(entry.addr),
     };
     if !addresses.iter().any(same) {
         return Err(format!(
-            "{host} reports swarm node {id}, which the swarm sees at {seen_at}, not at {host}'s {}: {left_alone}; if {seen_at} is {host}'s own address, set `advertise = \"{seen_at}\"` for it in the inventory",
+            "{says}, which the swarm sees at {seen_at}, not at {host}'s {}: {left_alone}; if {seen_at} is {host}'s own address, set `advertise = \"{seen_at}\"` for it in the inventory",
             addresses.join(", ")
         ));
     }
@@ -376,29 +426,73 @@ pub struct NodeEntry<'a> {
     pub addr: &'a str,
 }
 
-/// The entries to remove among `entries` (with whether the removal must be forced):
-/// those whose host name is one of `hostnames` (hosts that rejoin, left another swarm,
-/// or are listed down) and that are not a host's current node (`current`). An entry
-/// still up is removed only when it is this very machine, at an address `machines`
-/// (host name -> addresses) knows it by: never another Pi that shares the name.
+/// A host whose earlier lives may have left node entries: its inventory name, the host
+/// name it reports, and its addresses as this machine knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner<'a> {
+    pub host: &'a str,
+    pub hostname: &'a str,
+    pub addresses: &'a [String],
+}
+
+/// What becomes of one entry listed under an owner's host name ([`stale`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stale<'a> {
+    /// Removed for `host` (forced when swarm still lists it up: it notices a departure
+    /// only after the heartbeat times out).
+    Remove {
+        host: &'a str,
+        id: &'a str,
+        force: bool,
+    },
+    /// Left alone, and why: the claim did not hold ([`check_claim`]).
+    Leave { host: &'a str, why: String },
+}
+
+/// The stale entries among `entries`: those listed under an owner's host name that are no
+/// host's current node (`current`: the node IDs the hosts report), each judged by
+/// [`check_claim`] as a removal: removed only when the swarm sees it at one of that
+/// owner's addresses as this machine knows them, so that a Pi reporting another's host
+/// name never has that one's entry removed, down or up.
 pub fn stale<'a>(
     entries: &[NodeEntry<'a>],
-    hostnames: &[String],
+    owners: &[Owner<'a>],
     current: &[String],
-    machines: &std::collections::HashMap<String, Vec<String>>,
-) -> Vec<(&'a str, bool)> {
-    entries
+) -> Vec<Stale<'a>> {
+    let mut out = Vec::new();
+    for e in entries
         .iter()
-        .filter(|e| hostnames.iter().any(|h| h == e.hostname))
         .filter(|e| !current.iter().any(|c| c == e.id))
-        .filter(|e| {
-            e.state == "down"
-                || machines
-                    .get(e.hostname)
-                    .is_some_and(|addrs| addrs.iter().any(|a| a == e.addr))
-        })
-        .map(|e| (e.id, e.state != "down"))
-        .collect()
+    {
+        let mut left = None;
+        for o in owners.iter().filter(|o| o.hostname == e.hostname) {
+            let claim = Claim {
+                host: o.host,
+                node_id: e.id,
+                hostname: o.hostname,
+                addresses: o.addresses,
+                also_claimed_by: &[],
+                basis: Basis::HostName,
+                stake: Stake::Removal,
+            };
+            match check_claim(&claim, Some(*e)) {
+                Ok(()) => {
+                    left = None;
+                    out.push(Stale::Remove {
+                        host: o.host,
+                        id: e.id,
+                        force: e.state != "down",
+                    });
+                    break;
+                }
+                Err(why) => {
+                    left.get_or_insert(Stale::Leave { host: o.host, why });
+                }
+            }
+        }
+        out.extend(left);
+    }
+    out
 }
 
 impl<'a> From<&'a SwarmNode> for NodeEntry<'a> {
@@ -467,8 +561,12 @@ mod tests {
         );
     }
 
+    /// Issue 18: an entry is stale for a host when it is listed under the host name the
+    /// host reports, is no host's current node, and the swarm sees it at one of the
+    /// host's addresses as this machine knows them; another machine's entry under that
+    /// name (down or up) is left, saying why.
     #[test]
-    fn stale_entries_are_those_of_our_host_names_down_or_of_this_very_machine() {
+    fn stale_entries_are_those_of_our_host_names_at_that_hosts_addresses() {
         let e = |id, hostname, state, addr| NodeEntry {
             id,
             hostname,
@@ -480,18 +578,56 @@ mod tests {
             e("new", "pi2", "ready", "198.18.0.12"),
             e("same", "pi3", "ready", "198.18.0.13"),
             e("twin", "pi3", "ready", "10.0.0.3"),
+            e("gone", "pi1", "down", "198.18.0.11"),
             e("other", "pi4", "down", "198.18.0.14"),
         ];
-        let machines =
-            std::collections::HashMap::from([("pi3".to_string(), vec!["198.18.0.13".to_string()])]);
+        let pi2 = vec!["198.18.0.12".to_string()];
+        let pi3 = vec!["198.18.0.13".to_string()];
+        let owners = [
+            Owner {
+                host: "pi2",
+                hostname: "pi2",
+                addresses: &pi2,
+            },
+            Owner {
+                host: "pi3",
+                hostname: "pi3",
+                addresses: &pi3,
+            },
+            // pi3 again, lying about its host name: pi1 is down, and its entry stays.
+            Owner {
+                host: "pi3",
+                hostname: "pi1",
+                addresses: &pi3,
+            },
+        ];
+        let not_removed = "no node is removed (a Pi that reports another node's host name is misconfigured, cloned from another's SD card, or compromised)";
         assert_eq!(
-            stale(
-                &entries,
-                &["pi2".into(), "pi3".into()],
-                &["new".into()],
-                &machines
-            ),
-            [("old", false), ("same", true)]
+            stale(&entries, &owners, &["new".into()]),
+            [
+                Stale::Remove {
+                    host: "pi2",
+                    id: "old",
+                    force: false
+                },
+                Stale::Remove {
+                    host: "pi3",
+                    id: "same",
+                    force: true
+                },
+                Stale::Leave {
+                    host: "pi3",
+                    why: format!(
+                        "pi3 reports host name pi3, under which the leader lists node twin, which the swarm sees at 10.0.0.3, not at pi3's 198.18.0.13: {not_removed}; if 10.0.0.3 is pi3's own address, set `advertise = \"10.0.0.3\"` for it in the inventory"
+                    )
+                },
+                Stale::Leave {
+                    host: "pi3",
+                    why: format!(
+                        "pi3 reports host name pi1, under which the leader lists node gone, which the swarm sees at 198.18.0.11, not at pi3's 198.18.0.13: {not_removed}; if 198.18.0.11 is pi3's own address, set `advertise = \"198.18.0.11\"` for it in the inventory"
+                    )
+                },
+            ]
         );
     }
 
@@ -591,9 +727,11 @@ mod tests {
             hostname: "pi3",
             addresses: &addresses,
             also_claimed_by: &[],
+            basis: Basis::NodeId,
+            stake: Stake::RoleAndLabels,
         };
         assert_eq!(
-            check_claim(&claim, Some(&entry("pi3", "198.18.0.13"))),
+            check_claim(&claim, Some(NodeEntry::from(&entry("pi3", "198.18.0.13")))),
             Ok(())
         );
         let v6 = vec!["2001:db8::0:13".to_string()];
@@ -602,7 +740,7 @@ mod tests {
             ..claim
         };
         assert_eq!(
-            check_claim(&claim, Some(&entry("pi3", "2001:db8::13"))),
+            check_claim(&claim, Some(NodeEntry::from(&entry("pi3", "2001:db8::13")))),
             Ok(())
         );
     }
@@ -618,9 +756,11 @@ mod tests {
             hostname: "pi3",
             addresses: &addresses,
             also_claimed_by: &[],
+            basis: Basis::NodeId,
+            stake: Stake::RoleAndLabels,
         };
         assert_eq!(
-            check_claim(&claim, Some(&entry("pi1", "198.18.0.11"))),
+            check_claim(&claim, Some(NodeEntry::from(&entry("pi1", "198.18.0.11")))),
             Err(format!(
                 "pi3 (host name pi3) reports swarm node n1, which the leader lists as host name pi1 at 198.18.0.11: {left_alone}"
             ))
@@ -630,7 +770,10 @@ mod tests {
             ..claim.clone()
         };
         assert_eq!(
-            check_claim(&lying_name, Some(&entry("pi1", "198.18.0.11"))),
+            check_claim(
+                &lying_name,
+                Some(NodeEntry::from(&entry("pi1", "198.18.0.11")))
+            ),
             Err(format!(
                 "pi3 reports swarm node n1, which the swarm sees at 198.18.0.11, not at pi3's 198.18.0.13: {left_alone}; if 198.18.0.11 is pi3's own address, set `advertise = \"198.18.0.11\"` for it in the inventory"
             ))
@@ -647,7 +790,7 @@ mod tests {
             ..claim
         };
         assert_eq!(
-            check_claim(&cloned, Some(&entry("pi3", "198.18.0.13"))),
+            check_claim(&cloned, Some(NodeEntry::from(&entry("pi3", "198.18.0.13")))),
             Err(format!(
                 "pi3 and pi1 report the same swarm node n1: {left_alone}"
             ))

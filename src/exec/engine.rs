@@ -131,21 +131,26 @@ impl Conn {
         }
     }
 
-    /// Writes `bytes` (`count` requests) and reads `count` answers within `timeout`.
+    /// Writes `reqs` and reads as many answers within `timeout`.
     async fn exchange(
         &mut self,
         host: &str,
-        bytes: Vec<u8>,
-        count: usize,
+        reqs: &[Request],
         timeout: Duration,
     ) -> Result<Vec<Response>, EngineError> {
+        let mut bytes = Vec::new();
+        for r in reqs {
+            // Each answer's body is bounded by its request's kind (issue 18).
+            self.decoder.expect(r);
+            bytes.extend(r.encode());
+        }
         if !self.writer.write(bytes) {
             return Err(self.broken(host, "the channel is closed"));
         }
         let (reader, decoder) = (&mut self.reader, &mut self.decoder);
         let read_all = async {
-            let mut out = Vec::with_capacity(count);
-            while out.len() < count {
+            let mut out = Vec::with_capacity(reqs.len());
+            while out.len() < reqs.len() {
                 match decoder.next_response() {
                     Ok(Some(r)) => {
                         out.push(r);
@@ -237,7 +242,7 @@ impl Engine {
         let mut conn = dial(&dial_with, timeout).await?;
         stats::api_batch(1);
         let answer = conn
-            .exchange(&host, api::version().encode(), 1, timeout)
+            .exchange(&host, &[api::version()], timeout)
             .await?
             .remove(0);
         let bad = |what: String| EngineError::Relay {
@@ -292,12 +297,9 @@ impl Engine {
             *relay = Some(dial(&self.dial, self.dial_timeout).await?);
         }
         let conn = relay.as_mut().expect("opened above");
-        let mut bytes = Vec::new();
-        for r in reqs {
-            bytes.extend(api::at(r, self.version).encode());
-        }
+        let reqs: Vec<Request> = reqs.iter().map(|r| api::at(r, self.version)).collect();
         stats::api_batch(reqs.len());
-        let answers = conn.exchange(&self.host, bytes, reqs.len(), timeout).await;
+        let answers = conn.exchange(&self.host, &reqs, timeout).await;
         if answers.is_err() {
             *relay = None;
         }
@@ -712,9 +714,9 @@ mod against_the_fake_daemon {
             .await
             .unwrap();
         let mut fixed = Conn::new(relay);
-        let bytes = api::at(&api::info(), api::OLDEST).encode();
+        let req = api::at(&api::info(), api::OLDEST);
         let r = fixed
-            .exchange("pi1", bytes, 1, Duration::from_secs(5))
+            .exchange("pi1", &[req], Duration::from_secs(5))
             .await
             .unwrap()
             .remove(0);

@@ -6,8 +6,10 @@
 //! command that locks goes through it.
 //!
 //! A refused run names the holder. A lock whose holder is provably gone is taken over,
-//! saying so: the holder was a process of this very machine (same machine id, not merely
-//! the same host name) and it no longer runs (no such pid, a pid that now belongs to a
+//! saying so: the holder was a process of this very machine (the same machine id and the
+//! same installation of rpiprov, [`installation_id`], and the same host name: a VM or
+//! laptop cloned from another shares its machine id, and its other boot id must not read
+//! as "this machine restarted") and it no longer runs (no such pid, a pid that now belongs to a
 //! process started later, or the machine restarted since). Nothing else clears a lock: a
 //! lock of another machine, or one written without a machine id, may belong to a live run
 //! that cannot be checked from here, and `rpiprov deploy --unlock` clears it on request
@@ -49,8 +51,9 @@ pub struct LockOwner {
     pub since: String,
     /// `deploy` or `teardown`.
     pub command: String,
-    /// This machine, as a hash of its machine id made for rpiprov's locks (the id itself
-    /// is not to be shared); empty where there is none.
+    /// This machine, as a hash of its machine id and this installation's id
+    /// ([`installation_id`]) made for rpiprov's locks (the machine id itself is not to be
+    /// shared); empty where either is missing.
     pub machine: String,
     /// The boot id of the machine when the lock was taken: a process of an earlier boot
     /// is gone whatever its pid.
@@ -157,33 +160,125 @@ pub struct Here {
 }
 
 impl Here {
-    /// This machine now. On systems without `/etc/machine-id` or `/proc` (macOS) the
-    /// machine and boot are empty, and no lock is ever taken over from there.
+    /// This machine now. On systems without `/etc/machine-id` or `/proc` (macOS), or
+    /// without a folder for the installation id, the machine and boot are empty, and no
+    /// lock is ever taken over from there.
     pub fn now() -> Here {
-        let read = |p: &str| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        };
+        let read = |p: &str| read_small(std::path::Path::new(p)).unwrap_or_default();
         let id = read("/etc/machine-id");
+        let installation = this_installation();
         Here {
             host: local_hostname(),
-            machine: if id.is_empty() {
-                String::new()
-            } else {
-                machine_hash(&id)
+            machine: match installation {
+                Some(inst) if !id.is_empty() => machine_hash(&id, &inst),
+                _ => String::new(),
             },
             boot: read("/proc/sys/kernel/random/boot_id"),
         }
     }
 }
 
-/// The machine id as locks record it: hashed with rpiprov's own prefix, so that the lock
-/// file does not give away the id other software may use (systemd's advice).
-pub fn machine_hash(machine_id: &str) -> String {
+/// The machine id and the installation id as locks record them: hashed with rpiprov's
+/// own prefix, so that the lock file does not give away the id other software may use
+/// (systemd's advice).
+pub fn machine_hash(machine_id: &str, installation: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("rpiprov deploy lock\n{machine_id}"));
+    let digest = Sha256::digest(format!("rpiprov deploy lock\n{machine_id}\n{installation}"));
     hex::encode(&digest[..16])
+}
+
+/// A small file of the system's or of rpiprov's (a machine id, a boot id, the
+/// installation id), trimmed: a regular file, at most 4 KiB, the installation id's not
+/// through a link. `None` otherwise.
+fn read_small(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let flags = if path.ends_with("installation-id") {
+        flags | libc::O_NOFOLLOW
+    } else {
+        flags
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    // `/proc` files say they are empty: their size is no bound, the read is.
+    if !meta.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// This installation's id ([`installation_id`]). The unit tests use a fixed one: they
+/// must not write into the home of whoever runs them.
+fn this_installation() -> Option<String> {
+    if cfg!(test) {
+        return Some("00000000000000000000000000000000".into());
+    }
+    state_dir().and_then(|d| installation_id(&d))
+}
+
+/// rpiprov's folder of the user's state: `$XDG_STATE_HOME/rpiprov`, else
+/// `~/.local/state/rpiprov`.
+fn state_dir() -> Option<std::path::PathBuf> {
+    let xdg = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| std::path::PathBuf::from(h).join(".local/state"))
+    };
+    Some(xdg.or_else(home)?.join("rpiprov"))
+}
+
+/// This installation's id: 128 random bits made once, in `dir/installation-id` (0600 in
+/// a 0700 folder, created without following a link). A machine cloned from another
+/// before it ever ran rpiprov makes its own, so the two are told apart although they
+/// share a machine id. `None` when it cannot be read or made (no lock is taken over then).
+pub fn installation_id(dir: &std::path::Path) -> Option<String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = dir.join("installation-id");
+    let valid =
+        |s: String| (s.len() == 32 && s.bytes().all(|c| c.is_ascii_hexdigit())).then_some(s);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => return read_small(&path).and_then(valid),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .ok()?;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .ok()?;
+    let id = hex::encode(bytes);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path);
+    match created {
+        Ok(mut f) => {
+            f.write_all(format!("{id}\n").as_bytes()).ok()?;
+            Some(id)
+        }
+        // Made meanwhile by another run: that one is the id.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read_small(&path).and_then(valid)
+        }
+        Err(_) => None,
+    }
 }
 
 /// What can be said of a lock's holder from here.
@@ -218,7 +313,7 @@ pub fn holding(
             Holding::Maybe
         };
     }
-    if holder.machine != here.machine {
+    if holder.machine != here.machine || holder.host != here.host {
         return Holding::Maybe;
     }
     if !holder.boot.is_empty() && !here.boot.is_empty() && holder.boot != here.boot {
@@ -646,11 +741,47 @@ mod tests {
         };
         assert_eq!(holding(&old, &desktop, none), Holding::Maybe);
         assert_eq!(
-            machine_hash("3d1219c7c4c5404aaa1f6d2a48adfda4").len(),
+            machine_hash("3d1219c7c4c5404aaa1f6d2a48adfda4", "i").len(),
             32,
             "128 bits, in hex"
         );
-        assert_ne!(machine_hash("a"), machine_hash("b"));
+        assert_ne!(machine_hash("a", "i"), machine_hash("b", "i"));
+        // Issue 18: a clone (same machine id) installed on its own is another machine,
+        // and so is one with the same machine hash under another host name.
+        assert_ne!(machine_hash("a", "i"), machine_hash("a", "j"));
+        let renamed = Here {
+            host: "laptop-2".into(),
+            ..rebooted
+        };
+        assert_eq!(holding(&o, &renamed, none), Holding::Maybe);
+    }
+
+    /// Issue 18: the installation id is made once, kept, and read back; a planted link or
+    /// a file that is not one is no id.
+    #[test]
+    fn the_installation_id_is_made_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join("state/rpiprov");
+        let id = installation_id(&dir).unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(installation_id(&dir), Some(id.clone()));
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("installation-id")), 0o600);
+        let other = home.path().join("other");
+        assert_ne!(installation_id(&other), Some(id));
+        std::fs::write(other.join("installation-id"), "not an id\n").unwrap();
+        assert_eq!(installation_id(&other), None);
+        let linked = home.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(
+            home.path().join("elsewhere"),
+            linked.join("installation-id"),
+        )
+        .unwrap();
+        assert_eq!(installation_id(&linked), None);
+        assert!(!home.path().join("elsewhere").exists());
     }
 
     #[test]

@@ -68,8 +68,27 @@ fn done_mark(tree: &Path) -> PathBuf {
 
 /// The tree is built, and from `recipe` (what its mark holds): a tree made from another
 /// list of packages is built again.
+/// Links are not followed: a tree or mark swapped for a link is not done.
 fn is_done(tree: &Path, recipe: &str) -> bool {
-    fs::read_to_string(done_mark(tree)).is_ok_and(|r| r == recipe) && tree.is_dir()
+    let real = |p: &Path, dir: bool| {
+        fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink() && m.is_dir() == dir)
+    };
+    real(&done_mark(tree), false)
+        && real(tree, true)
+        && fs::read_to_string(done_mark(tree)).is_ok_and(|r| r == recipe)
+}
+
+/// A cache found made is checked as a new one is (the folder and the trees the nodes boot
+/// trusted, as the lab folder is): nodes boot from them as root, so a cache that someone
+/// else could write, or swap for a link, would be their root file system on the nodes.
+fn check_trusted(cache: &Path, wanted: &BTreeSet<(Distro, bool)>) -> Result<()> {
+    sys::check_trusted_dir(cache)?;
+    for (d, docker) in wanted {
+        for tree in lower_dirs(cache, *d, *docker) {
+            sys::check_trusted_dir(&tree)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a base's mark holds: nothing (as it always has).
@@ -146,7 +165,7 @@ pub fn ensure(
             && (!docker || is_done(&docker_layer_dir(cache, *d), &layer_recipe(*d)))
     };
     if wanted.iter().all(ready) {
-        return Ok(());
+        return check_trusted(cache, wanted);
     }
     sys::mkdir(cache, 0o755)?;
     // debootstrap and apt run as root in there, and nodes boot from it.
@@ -177,7 +196,8 @@ pub fn ensure(
         }
         Ok::<_, LabError>(())
     });
-    results.into_iter().collect()
+    results.into_iter().collect::<Result<()>>()?;
+    check_trusted(cache, wanted)
 }
 
 /// Runs a build command holding the cache's lock in every process it starts (the
@@ -448,5 +468,41 @@ mod tests {
         ));
         assert!(s.contains("chroot $M apt-get clean\n"));
         assert!(apt_valid_until_conf().contains("Acquire::Check-Valid-Until \"false\";\n"));
+    }
+
+    /// Issue 18: a cache found made (`RPIPROV_LAB_CACHE`) gets the lab folder's check:
+    /// one that others may write, or whose trees they may write, is refused, never booted.
+    #[test]
+    fn a_reused_cache_is_checked_as_the_lab_folder_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let d = Distro::Trixie;
+        let (base, layer) = (base_dir(&cache, d), docker_layer_dir(&cache, d));
+        for tree in [&base, &layer] {
+            fs::create_dir_all(tree).unwrap();
+        }
+        fs::write(done_mark(&base), BASE_RECIPE).unwrap();
+        fs::write(done_mark(&layer), layer_recipe(d)).unwrap();
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o755)).unwrap();
+        let wanted = BTreeSet::from([(d, true)]);
+        let say = |_: &str| {};
+        ensure(&cache, &wanted, &say).unwrap();
+        for open in [&cache, &base, &layer] {
+            fs::set_permissions(open, fs::Permissions::from_mode(0o777)).unwrap();
+            let e = ensure(&cache, &wanted, &say).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "lab: {} is writable by everyone (mode 777): the lab works there as root and trusts only a folder that is yours and that no one else can write or swap; choose another or fix it (chown, chmod go-w)",
+                    open.display()
+                )
+            );
+            fs::set_permissions(open, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // A tree swapped for a link is not done (it would be built anew, not booted).
+        fs::rename(&layer, tmp.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), &layer).unwrap();
+        assert!(!is_done(&layer, &layer_recipe(d)));
     }
 }

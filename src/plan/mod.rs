@@ -22,7 +22,10 @@ use std::collections::{BTreeMap, HashMap};
 use crate::config::{Advertise, Host, InstallMethod, Network, Role};
 use crate::docker::engine::merge_daemon_json;
 use crate::docker::network::{Verdict, compare};
-use crate::docker::node::{Change, SwarmNode, quorum_after};
+use crate::docker::node::{
+    Basis, Change, Claim, NodeEntry, Owner, Stake, Stale, SwarmNode, check_claim, quorum_after,
+    stale,
+};
 use crate::docker::probe::{DockerProblem, Facts};
 
 /// One thing to do on one host.
@@ -47,7 +50,7 @@ pub enum Step {
     },
     /// A half-joined node ([`half_joined`]): unless it completes by itself within a grace
     /// period, it leaves (`--force`), the leader removes the entry it still lists
-    /// (`stale`), and it joins again.
+    /// (`stale`, confirmed to be that host's by [`check_claim`]), and it joins again.
     Rejoin {
         role: Role,
         advertise: String,
@@ -55,9 +58,11 @@ pub enum Step {
         why: String,
     },
     /// On the leader: removes node entries left by these hosts' earlier lives (a node that
-    /// left or was reinstalled): same host name, not the host's current node.
+    /// left or was reinstalled): listed under the host name the host reports, at one of
+    /// its addresses as this machine knows them, not a host's current node
+    /// ([`crate::docker::node::stale`], judged again on the leader's list after the joins).
     PruneStaleNodes {
-        hostnames: Vec<String>,
+        hosts: Vec<String>,
     },
     /// On the leader: changes a host's role.
     SetRole {
@@ -202,6 +207,10 @@ pub struct Input<'a> {
     pub managers: &'a [&'a Host],
     /// Facts of every host that answered the probe.
     pub facts: &'a HashMap<String, Facts>,
+    /// Each host's addresses as this machine knows them (not as the host says): what a
+    /// node entry must show before it is removed for that host ([`check_claim`]). A host
+    /// missing here is known by its inventory `address` only.
+    pub addresses: &'a HashMap<String, Vec<String>>,
     pub networks: &'a [Network],
     pub default_addr_pool: Option<&'a str>,
     /// `--force`: a node of another swarm leaves it.
@@ -443,7 +452,7 @@ pub struct Joins {
     pub set_roles: Vec<Step>,
     /// Hosts refused: they get no label either.
     pub blocked: Vec<String>,
-    /// Host names whose old node entries the leader removes.
+    /// Hosts whose old node entries the leader removes.
     pub prune: Vec<String>,
     /// Hosts that leave another swarm first (`--force`).
     pub leaves: Vec<(String, Step)>,
@@ -471,28 +480,34 @@ impl Joins {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HalfJoined {
     pub why: String,
-    pub stale: Option<String>,
+    /// The entry its repair removes; `Err` says why the entry it names is not its own
+    /// (the repair is refused then: nothing is removed).
+    pub stale: Result<Option<String>, String>,
 }
 
 /// A node that is neither in the swarm nor out of it: its join timed out and it is still
 /// trying (`pending`, or `error`), it believes it is in the swarm but the managers list
 /// it down while it answers, or it believes it is a node that the swarm no longer lists.
 /// It must be one of ours: it names one of our managers (by node id or address) as its
-/// manager; a node of another swarm is not half-joined (that needs `--force`).
-pub fn half_joined(f: &Facts, swarm: &Swarm) -> Option<HalfJoined> {
+/// manager; a node of another swarm is not half-joined (that needs `--force`). The node ID
+/// it reports is its word: the entry of that ID is removed only when [`check_claim`]
+/// confirms it is this host's.
+pub fn half_joined(host: &Host, input: &Input, swarm: &Swarm) -> Option<HalfJoined> {
+    let f = input.facts.get(&host.name)?;
     if !swarm.exists {
         return None;
     }
     let ours = names_our_managers(f, swarm);
     let id = f.swarm.node_id.as_str();
-    let listed = swarm.nodes.get(id).filter(|_| !id.is_empty());
+    let listed = swarm.nodes.get(id).filter(|_| !id.is_empty()).copied();
+    let stale = |n: &SwarmNode| claimed_for_removal(host, f, n, input).map(|()| Some(n.id.clone()));
     match f.swarm.local_node_state.as_str() {
         state @ ("pending" | "error") if ours || f.swarm.remote_managers.is_empty() => {
             Some(HalfJoined {
                 why: format!(
                     "its join did not complete (its swarm state is {state}); it is still trying in the background"
                 ),
-                stale: listed.map(|n| n.id.clone()),
+                stale: listed.map_or(Ok(None), stale),
             })
         }
         "active" => match listed {
@@ -500,18 +515,50 @@ pub fn half_joined(f: &Facts, swarm: &Swarm) -> Option<HalfJoined> {
                 why: format!(
                     "the managers list it down under its node id {id} while it answers: it believes it is in the swarm but takes no part"
                 ),
-                stale: Some(n.id.clone()),
+                stale: stale(n),
             }),
             None if ours => Some(HalfJoined {
                 why: format!(
                     "it believes it is node {id} of this swarm, which no longer lists it (its entry was removed while it was away)"
                 ),
-                stale: None,
+                stale: Ok(None),
             }),
             _ => None,
         },
         _ => None,
     }
+}
+
+/// Whether the leader's entry `n`, of the node ID `host` reports, may be removed for it
+/// ([`check_claim`]: that host's host name and address, claimed by no other host).
+fn claimed_for_removal(host: &Host, f: &Facts, n: &SwarmNode, input: &Input) -> Result<(), String> {
+    let mut also: Vec<String> = input
+        .facts
+        .iter()
+        .filter(|(h, o)| **h != host.name && o.swarm.node_id == n.id)
+        .map(|(h, _)| h.clone())
+        .collect();
+    also.sort();
+    let addresses = addresses_of(input, host);
+    let claim = Claim {
+        host: &host.name,
+        node_id: &n.id,
+        hostname: &f.hostname,
+        addresses: &addresses,
+        also_claimed_by: &also,
+        basis: Basis::NodeId,
+        stake: Stake::Removal,
+    };
+    check_claim(&claim, Some(NodeEntry::from(n)))
+}
+
+/// A host's addresses as this machine knows them ([`Input::addresses`]).
+fn addresses_of(input: &Input, host: &Host) -> Vec<String> {
+    input
+        .addresses
+        .get(&host.name)
+        .cloned()
+        .unwrap_or_else(|| vec![host.address.clone()])
 }
 
 /// Whether the node names one of our managers as its manager, by node id or address
@@ -568,7 +615,7 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
             continue;
         }
         let dup = &by_hostname[f.hostname.as_str()];
-        let half = half_joined(f, swarm);
+        let half = half_joined(host, input, swarm);
         let in_our_swarm = half.is_none()
             && f.swarm.is_active()
             && swarm.nodes.contains_key(f.swarm.node_id.as_str());
@@ -580,33 +627,42 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
                 dup.join(", ")
             ));
         } else if let Some(h) = half {
-            // Its stale entry goes before it joins again: a manager's only while the
-            // managers keep quorum without it.
-            let stale_manager = h
-                .stale
-                .as_deref()
-                .filter(|id| swarm.nodes.get(id).is_some_and(|n| n.role == "manager"));
-            if let Some(id) = stale_manager
-                && let Err(why) = quorum_after(&lf.nodes, &[id], Change::Remove)
-                && !input.force
-            {
-                refuse = Some(format!(
-                    "half-joined ({}), and removing its manager entry is refused: {why}; or run with --force",
-                    h.why
-                ));
-            } else if will_run_docker[host.name.as_str()] {
-                j.rejoined.push(host.name.clone());
-                if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
-                    j.prune.push(f.hostname.clone());
+            // Its stale entry goes before it joins again: only an entry confirmed to be
+            // its own, and a manager's only while the managers keep quorum without it.
+            match h.stale {
+                Err(why) => {
+                    refuse = Some(format!(
+                        "half-joined ({}), and its repair is refused: {why}",
+                        h.why
+                    ));
                 }
-                let step = Step::Rejoin {
-                    role: host.role,
-                    advertise: advertise_of(host, f),
-                    stale: h.stale,
-                    why: h.why,
-                };
-                j.join(host, step, swarm);
-                continue;
+                Ok(stale) => {
+                    let stale_manager = stale
+                        .as_deref()
+                        .filter(|id| swarm.nodes.get(id).is_some_and(|n| n.role == "manager"));
+                    if let Some(id) = stale_manager
+                        && let Err(why) = quorum_after(&lf.nodes, &[id], Change::Remove)
+                        && !input.force
+                    {
+                        refuse = Some(format!(
+                            "half-joined ({}), and removing its manager entry is refused: {why}; or run with --force",
+                            h.why
+                        ));
+                    } else if will_run_docker[host.name.as_str()] {
+                        j.rejoined.push(host.name.clone());
+                        if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
+                            j.prune.push(host.name.clone());
+                        }
+                        let step = Step::Rejoin {
+                            role: host.role,
+                            advertise: advertise_of(host, f),
+                            stale,
+                            why: h.why,
+                        };
+                        j.join(host, step, swarm);
+                        continue;
+                    }
+                }
             }
         } else if f.swarm.is_active() && !in_our_swarm {
             let which = if f.swarm.cluster.id.is_empty() {
@@ -621,7 +677,7 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
                         reason: format!("belongs to another swarm ({which})"),
                     },
                 ));
-                j.prune.push(f.hostname.clone());
+                j.prune.push(host.name.clone());
             } else {
                 refuse = Some(format!(
                     "belongs to another swarm ({which}); run with --force to make it leave and join this one"
@@ -662,7 +718,7 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
         } else if will_run_docker[host.name.as_str()] {
             // A Pi that was reinstalled, or left, rejoins as a new node: its old entry goes.
             if lf.nodes.iter().any(|n| n.hostname == f.hostname) {
-                j.prune.push(f.hostname.clone());
+                j.prune.push(host.name.clone());
             }
             let step = Step::JoinSwarm {
                 role: host.role,
@@ -674,24 +730,46 @@ pub fn joins(input: &Input, swarm: &Swarm, will_run_docker: &HashMap<&str, bool>
     j
 }
 
-/// Stale node entries: `down` entries whose host name is one of ours (leftovers of a node
-/// that left or was reinstalled), and those of the hosts [`joins`] found rejoining or
-/// leaving. Pruned after the joins so that the fleet shows each Pi once.
-pub fn prune(input: &Input, swarm: &Swarm, mut hostnames: Vec<String>) -> Option<Step> {
-    for n in swarm.facts.nodes.iter().filter(|n| n.state == "down") {
-        let ours = input.hosts.iter().any(|h| {
-            input
-                .facts
-                .get(&h.name)
-                .is_some_and(|f| f.hostname == n.hostname)
-        });
-        if ours && swarm.exists {
-            hostnames.push(n.hostname.clone());
+/// Stale node entries: `down` entries that [`stale`] finds are our hosts' (listed under
+/// the host name one reports, at one of its addresses), and those of the hosts [`joins`]
+/// found rejoining or leaving. Pruned after the joins so that the fleet shows each Pi
+/// once; the executor judges the leader's list again then.
+pub fn prune(input: &Input, swarm: &Swarm, mut hosts: Vec<String>) -> Option<Step> {
+    if swarm.exists {
+        let addresses: Vec<(&Host, &Facts, Vec<String>)> = input
+            .hosts
+            .iter()
+            .filter_map(|h| Some((*h, input.facts.get(&h.name)?, addresses_of(input, h))))
+            .collect();
+        let owners: Vec<Owner> = addresses
+            .iter()
+            .map(|(h, f, a)| Owner {
+                host: &h.name,
+                hostname: &f.hostname,
+                addresses: a,
+            })
+            .collect();
+        let current: Vec<String> = input
+            .facts
+            .values()
+            .map(|f| f.swarm.node_id.clone())
+            .collect();
+        let down: Vec<NodeEntry> = swarm
+            .facts
+            .nodes
+            .iter()
+            .filter(|n| n.state == "down")
+            .map(NodeEntry::from)
+            .collect();
+        for verdict in stale(&down, &owners, &current) {
+            if let Stale::Remove { host, .. } = verdict {
+                hosts.push(host.to_string());
+            }
         }
     }
-    hostnames.sort();
-    hostnames.dedup();
-    (!hostnames.is_empty()).then_some(Step::PruneStaleNodes { hostnames })
+    hosts.sort();
+    hosts.dedup();
+    (!hosts.is_empty()).then_some(Step::PruneStaleNodes { hosts })
 }
 
 /// Labels: what the inventory wants and the node does not have yet (never for a host

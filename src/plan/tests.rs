@@ -30,6 +30,8 @@ fn docker_up(hostname: &str, addr: &str) -> Facts {
     }
 }
 
+/// A node entry as the leader lists it; the swarm sees `piN` at `198.18.0.1N` (the
+/// address [`Case::plan`] knows that host by).
 fn node(id: &str, hostname: &str, role: &str, state: &str) -> SwarmNode {
     SwarmNode {
         id: id.into(),
@@ -37,8 +39,14 @@ fn node(id: &str, hostname: &str, role: &str, state: &str) -> SwarmNode {
         role: role.into(),
         labels: BTreeMap::new(),
         state: state.into(),
+        addr: lab_addr(hostname),
         ..Default::default()
     }
+}
+
+/// The lab's address of `piN`: `198.18.0.1N`.
+fn lab_addr(name: &str) -> String {
+    format!("198.18.0.1{}", name.trim_start_matches("pi"))
 }
 
 fn in_swarm(mut f: Facts, id: &str, cluster: &str, manager: bool) -> Facts {
@@ -89,10 +97,17 @@ impl Case {
             .iter()
             .filter(|h| h.role == Role::Manager)
             .collect();
+        // Each host is known by its lab address, whatever it says.
+        let addresses = self
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), vec![lab_addr(&h.name)]))
+            .collect();
         plan(&Input {
             hosts: &hosts,
             managers: &managers,
             facts: &self.facts,
+            addresses: &addresses,
             networks: &self.networks,
             default_addr_pool: Some("198.19.0.0/16"),
             force: self.force,
@@ -296,7 +311,7 @@ fn force_makes_it_leave_then_join() {
         p.steps_of("pi1"),
         vec![
             &Step::PruneStaleNodes {
-                hostnames: vec!["pi3".into()]
+                hosts: vec!["pi3".into()]
             },
             &Step::RotateJoinTokens {
                 worker: true,
@@ -421,7 +436,7 @@ fn a_reinstalled_pi_rejoins_and_its_old_entry_is_pruned() {
         p.steps_of("pi1"),
         vec![
             &Step::PruneStaleNodes {
-                hostnames: vec!["pi3".into()]
+                hosts: vec!["pi3".into()]
             },
             &Step::RotateJoinTokens {
                 worker: true,
@@ -548,7 +563,7 @@ fn half_joined_nodes_are_rejoined_without_force() {
     assert_eq!(
         p.steps_of("pi1"),
         vec![&Step::PruneStaleNodes {
-            hostnames: vec!["pi3".into()]
+            hosts: vec!["pi3".into()]
         }]
     );
 
@@ -601,6 +616,110 @@ fn a_half_joined_manager_is_repaired_only_while_quorum_holds() {
             }]
         ),
         "{p:#?}"
+    );
+}
+
+/// Issue 18: a half-joined Pi names the node it believes it is; that is its word. A
+/// repair removes only an entry the leader lists under that Pi's host name, at its
+/// address, and that no other host claims: pi3 naming pi2's node (pending or active),
+/// or the leader's, is refused saying why, and no step removes anything.
+#[test]
+fn a_half_joined_pi_that_names_another_node_has_nothing_removed() {
+    let not_removed = "no node is removed (a Pi that reports another node's ID is misconfigured, cloned from another's SD card, or compromised)";
+    let lying = |state: &str, id: &str, hostname: &str| {
+        let mut case = formed();
+        for n in &mut case.facts.get_mut("pi1").unwrap().nodes {
+            n.role = "manager".into();
+        }
+        let mut f = in_swarm(docker_up(hostname, "198.18.0.13"), id, "", false);
+        f.swarm.local_node_state = state.into();
+        f.swarm.remote_managers[0].node_id = "m".into();
+        case.facts.insert("pi3".into(), f);
+        case
+    };
+    let pending = "its join did not complete (its swarm state is pending); it is still trying in the background";
+    for (case, why) in [
+        (
+            {
+                // pi2 did not answer: no other host claims w2, the entry's host name tells.
+                let mut case = lying("pending", "w2", "pi3");
+                case.facts.remove("pi2");
+                case
+            },
+            format!(
+                "half-joined ({pending}), and its repair is refused: pi3 (host name pi3) reports swarm node w2, which the leader lists as host name pi2 at 198.18.0.12: {not_removed}"
+            ),
+        ),
+        (
+            lying("pending", "m", "pi3"),
+            format!(
+                "half-joined ({pending}), and its repair is refused: pi3 and pi1 report the same swarm node m: {not_removed}"
+            ),
+        ),
+        (
+            {
+                // It says pi2's host name too, and pi2 did not answer: its address tells.
+                let mut case = lying("pending", "w2", "pi2");
+                case.facts.remove("pi2");
+                case
+            },
+            format!(
+                "half-joined ({pending}), and its repair is refused: pi3 reports swarm node w2, which the swarm sees at 198.18.0.12, not at pi3's 198.18.0.13: {not_removed}; if 198.18.0.12 is pi3's own address, set `advertise = \"198.18.0.12\"` for it in the inventory"
+            ),
+        ),
+        (
+            {
+                // Active, naming pi2's node, which the managers list down.
+                let mut case = lying("active", "w2", "pi3");
+                case.facts.remove("pi2");
+                case.facts.get_mut("pi1").unwrap().nodes[1].state = "down".into();
+                case
+            },
+            format!(
+                "half-joined (the managers list it down under its node id w2 while it answers: it believes it is in the swarm but takes no part), and its repair is refused: pi3 (host name pi3) reports swarm node w2, which the leader lists as host name pi2 at 198.18.0.12: {not_removed}"
+            ),
+        ),
+    ] {
+        let p = case.plan();
+        assert_eq!(p.steps_of("pi3"), vec![&Step::Refuse(why)]);
+        let removes = |s: &&Step| {
+            matches!(
+                s,
+                Step::Rejoin { stale: Some(_), .. } | Step::PruneStaleNodes { .. }
+            )
+        };
+        for h in ["pi1", "pi2"] {
+            assert!(!p.steps_of(h).iter().any(removes), "{p:#?}");
+        }
+    }
+}
+
+/// Issue 18: the same rule for stale entries: pi3 reports pi2's host name while pi2 is
+/// down; pi2's entry (down, at pi2's address) is not pruned for it. Its own old entry,
+/// at its own address, is.
+#[test]
+fn a_down_entry_is_pruned_only_for_the_host_it_is_at() {
+    let mut case = formed();
+    case.facts.remove("pi2");
+    case.facts.get_mut("pi1").unwrap().nodes[1].state = "down".into();
+    case.facts.get_mut("pi3").unwrap().hostname = "pi2".into();
+    let p = case.plan();
+    assert!(
+        !p.steps_of("pi1")
+            .iter()
+            .any(|s| matches!(s, Step::PruneStaleNodes { .. })),
+        "{p:#?}"
+    );
+
+    let mut case = formed();
+    let mut old = node("old3", "pi3", "worker", "down");
+    old.addr = "198.18.0.13".into();
+    case.facts.get_mut("pi1").unwrap().nodes.push(old);
+    assert_eq!(
+        case.plan().steps_of("pi1"),
+        vec![&Step::PruneStaleNodes {
+            hosts: vec!["pi3".into()]
+        }]
     );
 }
 

@@ -24,6 +24,7 @@ use russh::{MethodKind, MethodSet};
 
 use super::RemoteError;
 use super::known_hosts::fingerprint;
+use crate::config::local::{self, Limit};
 use crate::secret::Secret;
 
 /// Environment variable holding the passphrase of encrypted keys (non-interactive runs).
@@ -204,11 +205,13 @@ pub(crate) async fn authenticate<H: Handler>(
             break;
         }
         let shown = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
+        // A regular file of a key's size, read once (never a device or a FIFO).
+        let read = local::read(&path, Limit::Key).map_err(|e| e.to_string());
+        let text = match read.and_then(|b| String::from_utf8(b).map_err(|_| "not text".into())) {
             Ok(t) => t,
-            Err(e) => {
+            Err(why) => {
                 if explicit {
-                    tried.push(format!("{shown} (cannot read: {e})"));
+                    tried.push(format!("{shown} ({why})"));
                 }
                 continue;
             }

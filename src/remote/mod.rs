@@ -30,8 +30,61 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Host, HostKeyPolicy, SshSettings};
+use crate::config::{Diagnostic, Host, HostKeyPolicy, Inventory, Severity, SshSettings};
 use crate::secret::Secret;
+
+/// What `rpiprov check` can tell of the SSH files without connecting: known_hosts that is
+/// no known_hosts file ([`known_hosts::known_hosts_problem`]), and an ssh config that
+/// cannot be read or whose `HostName` or `HostKeyAlias` for a host cannot name a host in
+/// known_hosts (what connecting would refuse). Errors, on the inventory's keys.
+pub fn check_ssh_files(inventory: &Inventory) -> Vec<Diagnostic> {
+    let error = |key_path: String, message: String| Diagnostic {
+        severity: Severity::Error,
+        file: inventory.path.clone(),
+        line: None,
+        column: None,
+        key_path,
+        message,
+    };
+    let ssh = &inventory.ssh;
+    let mut out = Vec::new();
+    if let Some(why) = known_hosts::known_hosts_problem(&ssh.known_hosts) {
+        out.push(error(
+            "ssh.known_hosts".into(),
+            format!("{}: {why}", ssh.known_hosts.display()),
+        ));
+    }
+    if ssh.config_file.is_none() {
+        return out;
+    }
+    match ssh_config::Config::load(ssh.config_file.as_deref(), "ssh config") {
+        Err(RemoteError::Config { reason, .. }) => out.push(error("ssh.config".into(), reason)),
+        Err(e) => out.push(error("ssh.config".into(), e.to_string())),
+        Ok(config) => {
+            // The files ssh config names instead of the inventory's, each judged once.
+            let mut seen = std::collections::BTreeSet::new();
+            for (i, h) in inventory.hosts.iter().enumerate() {
+                match config.resolve_target(&Target::from_host(h)) {
+                    Err(e) => out.push(error(format!("host[{i}]"), e.to_string())),
+                    Ok(ep) if !ssh.known_hosts_explicit => {
+                        for file in ep.user_known_hosts.into_iter().flatten() {
+                            if seen.insert(file.clone())
+                                && let Some(why) = known_hosts::known_hosts_problem(&file)
+                            {
+                                out.push(error(
+                                    "ssh.config".into(),
+                                    format!("UserKnownHostsFile {}: {why}", file.display()),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Keepalive after this much silence: with [`KEEPALIVE_MAX`], a lost connection is noticed
 /// about 12 s after the host's last word, where TCP alone would wait for many minutes.
@@ -43,10 +96,20 @@ pub const KEEPALIVE_MAX: usize = 3;
 /// How long reconnections are tried once a connection was lost (`ssh.reconnect_timeout`).
 pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// OpenSSH's default `GlobalKnownHostsFile`.
+pub const GLOBAL_KNOWN_HOSTS: [&str; 2] = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
 /// How to connect: settings shared by all hosts of a run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     pub known_hosts: PathBuf,
+    /// `known_hosts` was chosen (in the inventory): ssh config's `UserKnownHostsFile` does
+    /// not replace it. When it was not, `known_hosts2` beside it is read too, as OpenSSH's
+    /// default is.
+    pub known_hosts_explicit: bool,
+    /// The machine's known_hosts files (OpenSSH's `GlobalKnownHostsFile`), read for keys and
+    /// `@revoked` lines, never written; ssh config's `GlobalKnownHostsFile` replaces them.
+    pub global_known_hosts: Vec<PathBuf>,
     pub policy: HostKeyPolicy,
     pub connect_timeout: Duration,
     /// Default limit for one remote command; a request may set its own.
@@ -80,6 +143,7 @@ impl ConnectOptions {
             reconnect_timeout: ssh.reconnect_timeout,
             ssh_config: ssh.config_file.clone(),
             interactive,
+            known_hosts_explicit: ssh.known_hosts_explicit,
             ..ConnectOptions::new(ssh.known_hosts.clone(), ssh.host_key_policy)
         }
     }
@@ -90,6 +154,8 @@ impl ConnectOptions {
     pub fn new(known_hosts: PathBuf, policy: HostKeyPolicy) -> Self {
         ConnectOptions {
             known_hosts,
+            known_hosts_explicit: true,
+            global_known_hosts: GLOBAL_KNOWN_HOSTS.iter().map(PathBuf::from).collect(),
             policy,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(600),
@@ -309,6 +375,18 @@ pub enum RemoteError {
         offered: String,
         recorded: String,
         known_hosts: String,
+    },
+    #[error(
+        "{host}: host key of {addr} is not known ({fingerprint}), and known_hosts {at} says its keys are signed by a certificate authority (@cert-authority): rpiprov does not check host certificates, so it neither trusts nor learns a plain key for this host.\n  Check the fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then add its own key with: {keyscan}"
+    )]
+    HostKeyCertAuthority {
+        host: String,
+        addr: String,
+        fingerprint: String,
+        /// `FILE line N`: the @cert-authority line.
+        at: String,
+        /// The `ssh-keyscan` command that records the host's own key.
+        keyscan: String,
     },
     #[error(
         "{host}: host key of {addr} ({fingerprint}) is marked @revoked in known_hosts {known_hosts} line {line}; refusing"

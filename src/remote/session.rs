@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -146,6 +147,30 @@ impl client::Handler for Verifier {
     }
 }
 
+/// The known_hosts files for `ep`, as OpenSSH chooses them: the user's (the inventory's
+/// file when it names one, else ssh config's `UserKnownHostsFile`, else `~/.ssh/known_hosts`
+/// and `known_hosts2`), the first of which learns keys, then the machine's
+/// (`GlobalKnownHostsFile`, else `/etc/ssh/ssh_known_hosts` and `ssh_known_hosts2`).
+/// `UserKnownHostsFile none` leaves the inventory's file to learn in, read as empty would
+/// be: it is still read (a missing file is empty).
+fn known_hosts_files(ep: &Endpoint, opts: &ConnectOptions) -> (PathBuf, Vec<PathBuf>) {
+    let mut user = match &ep.user_known_hosts {
+        Some(files) if !opts.known_hosts_explicit && !files.is_empty() => files.clone(),
+        _ if opts.known_hosts_explicit => vec![opts.known_hosts.clone()],
+        _ => vec![
+            opts.known_hosts.clone(),
+            opts.known_hosts.with_file_name("known_hosts2"),
+        ],
+    };
+    let first = user.remove(0);
+    let global = ep
+        .global_known_hosts
+        .clone()
+        .unwrap_or_else(|| opts.global_known_hosts.clone());
+    user.extend(global);
+    (first, user)
+}
+
 fn client_config(opts: &ConnectOptions, keys: Vec<russh::keys::Algorithm>) -> Arc<client::Config> {
     let keepalive = if opts.keepalive_interval.is_zero() {
         Duration::from_secs(15)
@@ -256,6 +281,7 @@ fn establish<'a>(
     depth: usize,
 ) -> Boxed<'a, Result<Link, RemoteError>> {
     Box::pin(async move {
+        let (known_hosts, also_read) = known_hosts_files(ep, opts);
         let check = HostKeyCheck {
             host: label.to_string(),
             address: ep.host.clone(),
@@ -266,7 +292,9 @@ fn establish<'a>(
                 .as_deref()
                 .map(|a| lookup_name(a, 22))
                 .unwrap_or_else(|| lookup_name(&ep.host, ep.port)),
-            known_hosts: opts.known_hosts.clone(),
+            known_hosts,
+            also_read,
+            hash: ep.hash_known_hosts,
             policy: opts.policy,
         };
         let config = client_config(
@@ -714,5 +742,65 @@ impl Remote for Session {
         lifetime: Duration,
     ) -> Result<ExecStream, RemoteError> {
         self.stream(req, lifetime).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostKeyPolicy;
+
+    fn endpoint(user: Option<Vec<&str>>, global: Option<Vec<&str>>) -> Endpoint {
+        let paths = |v: Vec<&str>| v.into_iter().map(PathBuf::from).collect();
+        Endpoint {
+            label: "pi1".into(),
+            host: "10.0.0.5".into(),
+            port: 22,
+            user: "pi".into(),
+            identity_files: Vec::new(),
+            jumps: Vec::new(),
+            host_key_alias: None,
+            user_known_hosts: user.map(paths),
+            global_known_hosts: global.map(paths),
+            hash_known_hosts: false,
+        }
+    }
+
+    /// Issue 18: which files are read and which learns, as OpenSSH chooses them.
+    #[test]
+    fn known_hosts_files_as_openssh_chooses_them() {
+        let mut opts = ConnectOptions::new("/h/.ssh/known_hosts".into(), HostKeyPolicy::Strict);
+        let p = PathBuf::from;
+        let etc = || {
+            vec![
+                p("/etc/ssh/ssh_known_hosts"),
+                p("/etc/ssh/ssh_known_hosts2"),
+            ]
+        };
+        // The inventory named its file: ssh config's UserKnownHostsFile does not replace it.
+        let ep = endpoint(Some(vec!["/c/kh"]), None);
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), etc())
+        );
+        opts.known_hosts_explicit = false;
+        assert_eq!(known_hosts_files(&ep, &opts), (p("/c/kh"), etc()));
+        let ep = endpoint(Some(vec!["/c/kh", "/c/kh2"]), Some(vec!["/rack/kh"]));
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/c/kh"), vec![p("/c/kh2"), p("/rack/kh")])
+        );
+        let mut defaults = vec![p("/h/.ssh/known_hosts2")];
+        defaults.extend(etc());
+        let ep = endpoint(None, None);
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), defaults)
+        );
+        let ep = endpoint(None, Some(Vec::new()));
+        assert_eq!(
+            known_hosts_files(&ep, &opts),
+            (p("/h/.ssh/known_hosts"), vec![p("/h/.ssh/known_hosts2")])
+        );
     }
 }

@@ -13,13 +13,12 @@
 //! Parsing uses ssh2-config with its relaxed rules, so options it does not model are kept
 //! aside instead of rejecting real-world files. A missing file counts as empty, as for ssh.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use ssh2_config::{HostParams, ParseRule, SshConfig};
 
 use super::{RemoteError, Target, known_hosts};
+use crate::config::local::{self, Limit, Refused};
 
 /// Where and how to reach one SSH server, after ssh config was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +35,12 @@ pub(crate) struct Endpoint {
     pub jumps: Vec<JumpSpec>,
     /// The name used in known_hosts instead of the host name (without port).
     pub host_key_alias: Option<String>,
+    /// `UserKnownHostsFile`, when set (`none`: no file).
+    pub user_known_hosts: Option<Vec<PathBuf>>,
+    /// `GlobalKnownHostsFile`, when set (`none`: no file).
+    pub global_known_hosts: Option<Vec<PathBuf>>,
+    /// `HashKnownHosts yes`: learned entries are written hashed.
+    pub hash_known_hosts: bool,
 }
 
 /// One `ProxyJump` hop as written: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -59,17 +64,26 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        // A regular file of bounded size, read once (`/dev/zero` is refused at once).
+        let bytes = match local::read(path, Limit::Text) {
+            Ok(b) => b,
+            Err(Refused::Missing) => return Ok(Config::default()),
             Err(e) => {
                 return Err(RemoteError::Config {
                     host: host.to_string(),
-                    reason: format!("cannot read {}: {e}", path.display()),
+                    reason: format!("{}: {e}", path.display()),
                 });
             }
         };
-        Self::parse(&mut BufReader::new(file), host, path)
+        // ssh2-config opens the files an `Include` names itself, without a bound: each is
+        // checked first, as this one was.
+        let text = String::from_utf8_lossy(&bytes);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        check_includes(&text, home.as_deref(), 0).map_err(|reason| RemoteError::Config {
+            host: host.to_string(),
+            reason: format!("{}: {reason}", path.display()),
+        })?;
+        Self::parse(&mut &bytes[..], host, path)
     }
 
     fn parse(
@@ -200,6 +214,23 @@ impl Config {
                 ),
             })?;
         }
+        let in_file = |e: String| RemoteError::Config {
+            host: label.to_string(),
+            reason: format!(
+                "{}{e}",
+                self.path
+                    .as_ref()
+                    .map(|p| format!("{}: ", p.display()))
+                    .unwrap_or_default()
+            ),
+        };
+        let user_known_hosts = known_hosts_files(&p, "userknownhostsfile").map_err(in_file)?;
+        let global_known_hosts = known_hosts_files(&p, "globalknownhostsfile").map_err(in_file)?;
+        let hash_known_hosts = p
+            .unsupported_fields
+            .get("hashknownhosts")
+            .and_then(|v| v.first())
+            .is_some_and(|v| v.trim_matches('"').eq_ignore_ascii_case("yes"));
         Ok(Endpoint {
             label: label.to_string(),
             host,
@@ -212,8 +243,86 @@ impl Config {
             },
             jumps,
             host_key_alias,
+            user_known_hosts,
+            global_known_hosts,
+            hash_known_hosts,
         })
     }
+}
+
+/// The files of `UserKnownHostsFile` or `GlobalKnownHostsFile` (`key` in lower case), as
+/// OpenSSH reads them: several, space-separated, `~/` meaning the home folder, `none` no
+/// file at all. OpenSSH's `%` tokens and `${VAR}`s are refused rather than misread as a
+/// file name.
+fn known_hosts_files(p: &HostParams, key: &str) -> Result<Option<Vec<PathBuf>>, String> {
+    let Some(args) = p.unsupported_fields.get(key).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| a.trim_matches('"'))
+        .filter(|a| !a.is_empty())
+        .collect();
+    if args.len() == 1 && args[0].eq_ignore_ascii_case("none") {
+        return Ok(Some(Vec::new()));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    args.iter()
+        .map(|a| {
+            if a.contains('%') || a.contains("${") {
+                return Err(format!(
+                    "{key} {a:?}: rpiprov does not expand ssh's %-tokens or ${{}} variables; write the path out"
+                ));
+            }
+            match (a.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => Ok(h.join(rest)),
+                _ if a.starts_with('~') => Err(format!(
+                    "{key} {a:?}: only ~/ (your home folder) is understood"
+                )),
+                _ => Ok(PathBuf::from(a)),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// How deep `Include`s may nest (OpenSSH allows 16).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Checks every file an ssh config includes (its `Include` lines, resolved and globbed as
+/// ssh2-config does: `~/`, absolute, else under `~/.ssh`), recursively: each must be a
+/// regular file of bounded size ([`local::read`]). `Err` names the file and the line.
+fn check_includes(text: &str, home: Option<&Path>, depth: usize) -> Result<(), String> {
+    for line in text.lines() {
+        let line = line.trim();
+        let (key, rest) = line
+            .split_once(|c: char| c.is_whitespace() || c == '=')
+            .unwrap_or((line, ""));
+        if !key.eq_ignore_ascii_case("include") {
+            continue;
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            return Err(format!("Includes nest deeper than {MAX_INCLUDE_DEPTH}"));
+        }
+        let rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+        for arg in rest.split_whitespace().map(|a| a.trim_matches('"')) {
+            let pattern = match (arg.strip_prefix("~/"), home) {
+                _ if arg.starts_with('/') => arg.to_string(),
+                (Some(rest), Some(h)) => h.join(rest).display().to_string(),
+                (None, Some(h)) => h.join(".ssh").join(arg).display().to_string(),
+                (_, None) => continue,
+            };
+            let Ok(paths) = glob::glob(&pattern) else {
+                return Err(format!("cannot read Include {arg:?}"));
+            };
+            for p in paths.flatten() {
+                let bytes = local::read(&p, Limit::Text)
+                    .map_err(|e| format!("Include {arg}: {}: {e}", p.display()))?;
+                check_includes(&String::from_utf8_lossy(&bytes), home, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The local user name, ssh's default login name.
@@ -417,5 +526,40 @@ Host *
         )
         .unwrap_err();
         assert!(matches!(err, RemoteError::Config { .. }), "{err}");
+    }
+
+    /// Issue 18: the known_hosts files and hashing that ssh config chooses, per host.
+    #[test]
+    fn known_hosts_options() {
+        let c = config(
+            "Host a\n  UserKnownHostsFile /kh/one \"/kh/two\"\n  GlobalKnownHostsFile none\n  HashKnownHosts yes\n\
+             Host b\n  UserKnownHostsFile ~/mine\n  GlobalKnownHostsFile /etc/rack_known_hosts\n\
+             Host t\n  UserKnownHostsFile ~/.ssh/known_hosts_%h\n\
+             Host *\n  HashKnownHosts no\n",
+        );
+        let a = c.resolve_target(&target("a", "a")).unwrap();
+        assert_eq!(
+            a.user_known_hosts,
+            Some(vec![PathBuf::from("/kh/one"), PathBuf::from("/kh/two")])
+        );
+        assert_eq!(a.global_known_hosts, Some(Vec::new()));
+        assert!(a.hash_known_hosts);
+        let b = c.resolve_target(&target("b", "b")).unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(b.user_known_hosts, Some(vec![home.join("mine")]));
+        assert_eq!(
+            b.global_known_hosts,
+            Some(vec![PathBuf::from("/etc/rack_known_hosts")])
+        );
+        assert!(!b.hash_known_hosts);
+        let other = c.resolve_target(&target("x", "x")).unwrap();
+        assert_eq!(
+            (other.user_known_hosts, other.global_known_hosts),
+            (None, None)
+        );
+        assert_eq!(
+            c.resolve_target(&target("t", "t")).unwrap_err().to_string(),
+            "t: ssh config: cfg: userknownhostsfile \"~/.ssh/known_hosts_%h\": rpiprov does not expand ssh's %-tokens or ${} variables; write the path out"
+        );
     }
 }

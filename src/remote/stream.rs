@@ -3,11 +3,17 @@
 //! the Docker Engine API (see `crate::exec::engine`), and the only kind of exec whose
 //! stdin is not all known at the start.
 //!
-//! The channel is drained by a task of its own from the moment the command starts, into an
-//! unbounded queue: an undrained russh channel stalls the whole connection once its
-//! 100-message queue fills (RUSSH-NOTES), and the owner of a stream may well stop reading
-//! it for a while. What the command prints on stderr is kept as a bounded tail for the
-//! error message; its exit status too. The sudo handshake (see `super::sudo`) is done
+//! The channel is drained by a task of its own from the moment the command starts, into a
+//! bounded queue ([`QUEUED_BYTES`]): a host cannot make this machine hold more of its
+//! output than that, whatever it sends. The bound counts bytes, not packets, so that a
+//! stream of many small messages (the daemon's events) has room for thousands of them. russh reopens a channel's
+//! window as packets arrive, whether anyone reads them or not, so the bound is the back
+//! pressure: once the queue is full the task waits for the owner to read, russh's own
+//! queue of the channel fills, its connection stops reading the socket, and TCP stops the
+//! host (the command blocks on its stdout). That holds up this host's connection only,
+//! until its stream is read (or dropped: the task then drains and discards to the end).
+//! What the command prints on stderr is kept as a bounded tail for the error message; its
+//! exit status too. The sudo handshake (see `super::sudo`) is done
 //! before the stream is handed out: the caller's first byte goes to the command, never to
 //! sudo.
 //!
@@ -18,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use russh::ChannelMsg;
 use russh::client::Msg;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::RemoteError;
@@ -28,6 +34,9 @@ use crate::secret::Secret;
 
 /// Most of a stream's stderr kept for its error message.
 const STDERR_KEPT: usize = 4096;
+
+/// Bytes of stdout queued for the stream's owner before the host is held back.
+pub const QUEUED_BYTES: usize = 8 << 20;
 
 /// The two halves of a running command.
 pub struct ExecStream {
@@ -60,14 +69,44 @@ pub struct StreamEnd {
 
 /// Reads the command's stdout as it arrives.
 pub struct StreamReader {
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rx: Queue,
     end: Arc<Mutex<StreamEnd>>,
+}
+
+/// Where the stdout waits: bounded for a host ([`open`]); as the caller feeds it for
+/// [`ExecStream::pair`].
+enum Queue {
+    /// The bytes queued hold permits of the semaphore, given back as they are read.
+    Bounded(mpsc::UnboundedReceiver<Vec<u8>>, Arc<Semaphore>),
+    Fed(mpsc::UnboundedReceiver<Vec<u8>>),
+}
+
+impl Drop for StreamReader {
+    /// No one will read: the drain task, which may be waiting for room, goes on
+    /// discarding to the channel's end.
+    fn drop(&mut self) {
+        if let Queue::Bounded(_, room) = &self.rx {
+            room.close();
+        }
+    }
+}
+
+/// The permits `bytes` hold of a [`QUEUED_BYTES`] semaphore.
+fn permits(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len().clamp(1, QUEUED_BYTES)).unwrap_or(u32::MAX)
 }
 
 impl StreamReader {
     /// The next chunk of stdout; `None` once the command's stdout is closed.
     pub async fn read(&mut self) -> Option<Vec<u8>> {
-        self.rx.recv().await
+        match &mut self.rx {
+            Queue::Bounded(rx, room) => {
+                let chunk = rx.recv().await?;
+                room.add_permits(permits(&chunk) as usize);
+                Some(chunk)
+            }
+            Queue::Fed(rx) => rx.recv().await,
+        }
     }
 
     /// How the command ended (so far): for error messages after `read` returned `None`.
@@ -95,7 +134,7 @@ impl ExecStream {
             ExecStream {
                 writer: StreamWriter { tx: in_tx },
                 reader: StreamReader {
-                    rx: out_rx,
+                    rx: Queue::Fed(out_rx),
                     end: end.clone(),
                 },
             },
@@ -192,11 +231,16 @@ pub(crate) async fn open(
 
     let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let room = Arc::new(Semaphore::new(QUEUED_BYTES));
     let end = Arc::new(Mutex::new(StreamEnd {
         status: early_status,
         ..Default::default()
     }));
     for chunk in early_stdout {
+        // A few lines at most, from the sudo handshake: they take their room at once.
+        if let Ok(p) = room.try_acquire_many(permits(&chunk)) {
+            p.forget();
+        }
         let _ = out_tx.send(chunk);
     }
     // Writer: stdin in order, then EOF when the caller drops its half.
@@ -211,13 +255,22 @@ pub(crate) async fn open(
     });
     // Reader: drains the channel to its end, whoever listens.
     let end_w = end.clone();
+    let room_w = room.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let mut stderr = Tail::new(STDERR_KEPT);
         stderr.push(&early_stderr);
         while let Some(msg) = rd.wait().await {
             match msg {
+                // Waits while the queue is full (the back pressure); a reader gone
+                // (the room closed) makes it discard, still draining the channel.
                 ChannelMsg::Data { data } => {
+                    if out_tx.is_closed() {
+                        continue;
+                    }
+                    if let Ok(p) = room_w.acquire_many(permits(&data)).await {
+                        p.forget();
+                    }
                     let _ = out_tx.send(data.to_vec());
                 }
                 ChannelMsg::ExtendedData { data, ext: 1 } => stderr.push(&data),
@@ -238,6 +291,9 @@ pub(crate) async fn open(
     });
     Ok(ExecStream {
         writer: StreamWriter { tx: in_tx },
-        reader: StreamReader { rx: out_rx, end },
+        reader: StreamReader {
+            rx: Queue::Bounded(out_rx, room),
+            end,
+        },
     })
 }

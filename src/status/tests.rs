@@ -24,6 +24,7 @@ fn inventory() -> Vec<crate::config::Host> {
 fn playbook() -> Playbook {
     Playbook {
         path: "playbook.toml".into(),
+        containment: Default::default(),
         networks: vec![network("DATA")],
         stacks: vec![
             stack("web", 0, &["web"], &[]),

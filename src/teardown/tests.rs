@@ -20,6 +20,7 @@ fn stack(name: &str, order: i64) -> Stack {
 fn playbook() -> Playbook {
     Playbook {
         path: PathBuf::from("playbook.toml"),
+        containment: Default::default(),
         networks: vec![network("DATA"), network("INTERCO")],
         stacks: vec![stack("web", 1), stack("db", 2)],
         images: vec![Image {

@@ -119,6 +119,7 @@ impl Running {
             .arg(fleet.dir.join("inventory.toml"))
             .args(args)
             .env("RPIPROV_SUDO_PASSWORD", fleet.read("sudo-password").trim())
+            .env("XDG_STATE_HOME", fleet.state_home())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -326,6 +326,12 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Where the binary keeps its state (its installation id) in these tests: inside the
+    /// lab's folder, gone with it, never in the home of whoever runs the tests.
+    pub fn state_home(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     /// Runs the real binary with `-i` this lab's inventory, as a script would: no
     /// terminal, the sudo password of the node that asks for one in the environment.
     pub fn rpiprov(&self, args: &[&str]) -> Output {
@@ -334,6 +340,7 @@ impl Fleet {
             .arg(self.dir.join("inventory.toml"))
             .args(args)
             .env("RPIPROV_SUDO_PASSWORD", self.read("sudo-password").trim())
+            .env("XDG_STATE_HOME", self.state_home())
             .stdin(Stdio::null())
             .output()
             .expect("run rpiprov")

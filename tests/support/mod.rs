@@ -1,3 +1,4 @@
 pub mod faults;
 pub mod fleet;
+pub mod liar;
 pub mod swarm;

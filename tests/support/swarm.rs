@@ -53,6 +53,7 @@ impl Lab {
             .arg(self.fleet.dir.join("inventory.toml"))
             .args(args)
             .env("RPIPROV_SUDO_PASSWORD", &self.password)
+            .env("XDG_STATE_HOME", self.fleet.state_home())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::super::local::Limit;
 use super::super::model::{Compose, FileObject, ObjectKind, ReferencedFile};
 use super::super::paths;
 use super::super::yaml::{self, Entry, Mark, Node};
@@ -136,7 +137,7 @@ impl Checker<'_> {
             return None;
         }
         let path = paths::normalize(&paths::folder_of(&self.src.path).join(&text));
-        if let Err(e) = self.ctx.containment.file(&path) {
+        if let Err(e) = self.ctx.containment.file(&path, Limit::Text) {
             self.error(Some(mark), key_path, e);
             return None;
         }

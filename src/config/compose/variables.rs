@@ -39,6 +39,30 @@ pub(super) fn scalars<'n>(node: &'n Node, path: &str, out: &mut Vec<(String, &'n
     }
 }
 
+/// What a value at `path` is, when rpiprov or Docker put it on command lines of the nodes
+/// once interpolated: an image name, a bind mount's source, a placement constraint.
+fn on_command_lines(path: &str) -> Option<&'static str> {
+    let rest = path.strip_prefix("services.")?;
+    let (_, key) = rest.split_once('.')?;
+    let list = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .and_then(|k| k.strip_prefix('['))
+            .and_then(|k| k.split_once(']'))
+            .is_some_and(|(i, tail)| {
+                i.parse::<usize>().is_ok() && (tail.is_empty() || tail == ".source")
+            })
+    };
+    if key == "image" {
+        Some("an image name")
+    } else if list("volumes") {
+        Some("a volume (a bind mount's source)")
+    } else if list("deploy.placement.constraints") {
+        Some("a placement constraint")
+    } else {
+        None
+    }
+}
+
 impl Checker<'_> {
     /// Reports invalid `$` expressions and variables the playbook does not define, and
     /// lists the variables the file reads.
@@ -79,6 +103,13 @@ impl Checker<'_> {
                 }
                 let defined = self.ctx.variables.get(&r.name);
                 let name = &r.name;
+                if let (Some(None), Some(what)) = (defined, on_command_lines(&path)) {
+                    self.error(
+                        mark,
+                        &path,
+                        format!("{what} reads variable {name}, whose value is secret: it would reach command lines on every node (the image and bind checks, docker's own); use a variable written in the playbook"),
+                    );
+                }
                 match (&r.form, defined) {
                     (Form::Plain, None) => self.error(
                         mark,
@@ -247,6 +278,31 @@ mod tests {
                 "web.yml:6:11: services.app.environment.DB: variable DB_HOST is not defined in the playbook: docker stack deploy would put an empty string here; define it under [variables], or write ${DB_HOST:-default}",
                 "web.yml:11:22: services.app.command[1]: variable NEEDED is not defined in the playbook, and docker stack deploy refuses the file without it (\"set NEEDED\"): define it under [variables]",
                 "web.yml:11:47: services.app.command[2]: variable EMPTY is empty in the playbook, and docker stack deploy refuses the file then (\"must not be empty\")",
+            ]
+        );
+    }
+
+    /// Issue 18: a secret in an image name, a bind source or a placement constraint would
+    /// reach command lines on every node; in the environment it stays on stdin.
+    #[test]
+    fn secrets_where_they_would_reach_command_lines_are_refused() {
+        let (_, diags) = run(
+            "version: \"3.8\"\nservices:\n  app:\n    image: \"lab/app:${DB_PASSWORD}\"\n    environment:\n      PW: ${DB_PASSWORD}\n    volumes:\n      - \"/srv/${DB_PASSWORD}:/data\"\n      - type: bind\n        source: /srv/${DB_PASSWORD}\n        target: /x\n    deploy:\n      placement:\n        constraints: [\"node.labels.k == ${DB_PASSWORD}\", \"node.labels.t == ${TAG}\"]\n",
+        );
+        let why = "reads variable DB_PASSWORD, whose value is secret: it would reach command lines on every node (the image and bind checks, docker's own); use a variable written in the playbook";
+        assert_eq!(
+            diags,
+            [
+                format!("web.yml:4:12: services.app.image: an image name {why}"),
+                format!(
+                    "web.yml:8:9: services.app.volumes[0]: a volume (a bind mount's source) {why}"
+                ),
+                format!(
+                    "web.yml:10:17: services.app.volumes[1].source: a volume (a bind mount's source) {why}"
+                ),
+                format!(
+                    "web.yml:14:23: services.app.deploy.placement.constraints[0]: a placement constraint {why}"
+                ),
             ]
         );
     }
