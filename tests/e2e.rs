@@ -297,6 +297,20 @@ fn deploy_and_teardown_end_to_end() {
     for s in doc["details"].as_array().unwrap() {
         assert_eq!(s["status"], "unchanged", "{s:#}");
     }
+    // Issue 17: it started one `docker` process per host, the relay of its Engine API
+    // (counted from the command lines sent: dial-stdio is one); so does a status.
+    let hosts = lab.inventory.hosts.len() as u64;
+    assert!(
+        doc["remote"]["docker_cli"].as_u64().unwrap() <= hosts,
+        "{:#}",
+        doc["remote"]
+    );
+    let status = json(&lab.ok(&["status", "--json"], 0));
+    assert!(
+        status["remote"]["docker_cli"].as_u64().unwrap() <= hosts,
+        "{:#}",
+        status["remote"]
+    );
 
     // 3. Changing one stack file redeploys that stack only.
     let echo = dir.join("stacks/echo.yml");
