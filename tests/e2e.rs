@@ -8,6 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rpiprov::lab::Distro;
 use serde_json::Value;
 use support::fleet::{http_get, text};
 use support::swarm::{Lab, json, row};
@@ -254,7 +255,22 @@ fn bootstrap_end_to_end() {
 /// leaves nothing, a deploy right after works, and --leave-swarm dissolves the swarm.
 #[test]
 fn deploy_and_teardown_end_to_end() {
-    let lab = Lab::up();
+    deploy_and_teardown(Lab::up());
+}
+
+/// Issue 17 item 6: the same on a fleet of Debian 13 (Docker 26.1, pi3's installed by
+/// bootstrap from trixie's docker.io) and of Debian unstable (28.5), side by side.
+#[test]
+fn deploy_and_teardown_end_to_end_on_docker_26() {
+    deploy_and_teardown(Lab::up_with(&[Distro::Trixie], &[]));
+}
+
+#[test]
+fn deploy_and_teardown_end_to_end_on_docker_28() {
+    deploy_and_teardown(Lab::up_with(&[Distro::Sid], &[]));
+}
+
+fn deploy_and_teardown(lab: Lab) {
     lab.ok(&["bootstrap"], 0);
     let dir = &lab.fleet.dir;
 
