@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The benchmark of the whole job, as root: rpiprov beside a careful shell script over
-# OpenSSH ControlMaster (scripts/bench/*.sh: the same work, in the same order, with the
-# same waits) and Ansible with community.docker (scripts/bench/ansible/), each on a lab
-# of its own of the same shape, one after another; one table from one run.
+# OpenSSH ControlMaster (scripts/bench/bootstrap.sh, stacks.sh: the same work, in the same
+# order, with the same waits), the script a person writes by hand (scripts/bench/hand.sh:
+# replica counts polled, networks removed in a retry loop, no other wait) and Ansible
+# with community.docker (scripts/bench/ansible/), each on a lab of its own of the same
+# shape, one after another; one table from one run.
 #
 #   scripts/bench.sh [CPU]      CPU: also at Pi speed, each node capped to this fraction
 #                               of a core (`lab up --cpu`, when the lab has it), e.g. 0.25
+#   RPIPROV_BENCH_PARTS=1       only these parts (a list: 1 2 3), all by default
 #
 # Parts:
 #   1. 3 nodes (pi1 manager and pi2 with Docker, pi3 bare): bootstrap cold and no-op;
@@ -13,7 +16,7 @@
 #      Pi speed when asked and available.
 #   2. bootstrap of 12 nodes that have Docker (swarm init, 11 joins, labels, networks).
 #   3. `run -- true` on 200 sshd-only nodes beside `xargs -P 16 ssh`, with peak RSS.
-# Figures: wall seconds (GNU time), the ratio to the shell script, and what rpiprov's
+# Figures: wall seconds (GNU time), the ratios to both shell scripts, and what rpiprov's
 # command cost the hosts (its --json `remote`: connections, round trips, docker CLI calls,
 # Engine API requests) and its peak RSS. Took 17 minutes with CPU=0.25 on a 2-core machine (Docker's apt
 # install on the bare nodes dominates; a slow mirror makes it longer). Not part of CI.
@@ -133,61 +136,69 @@ secs() {
   echo "${v%% *}"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
+row() { printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$@"; }
 header() {
   echo
   echo "$1"
   echo
-  echo "| job | rpiprov | shell (ControlMaster) | rpiprov / shell | Ansible | rpiprov / Ansible | rpiprov: connections per host, round trips, docker CLI calls, API requests, peak RSS |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| job | rpiprov | careful shell | rpiprov / careful | hand-written shell | rpiprov / hand-written | Ansible | rpiprov / Ansible | rpiprov: connections per host, round trips, docker CLI calls, API requests, peak RSS |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 }
-result() { # JOB RPIPROV_SECS COST SHELL_SECS ANSIBLE_SECS
-  local a=${5:--}
+result() { # JOB RPIPROV_SECS COST SHELL_SECS HAND_SECS ANSIBLE_SECS
+  local a=${6:--}
   local ra=-
   [ "$a" != - ] && ra=$(ratio "$2" "$a")
-  row "$1" "$2 s" "$4 s" "$(ratio "$2" "$4")" "$a${5:+ s}" "$ra" "$3"
+  row "$1" "$2 s" "$4 s" "$(ratio "$2" "$4")" "$5 s" "$(ratio "$2" "$5")" "$a${6:+ s}" "$ra" "$3"
 }
 
 # Part 1: the whole job on 3 nodes.
 jobs3() { # LABEL LAB_ARGS...
   local label=$1
   shift
-  local r=$work/r3 s=$work/s3 a=$work/a3
-  for l in "$r" "$s" "$a"; do lab_up "$l" "$@"; done
+  local r=$work/r3 s=$work/s3 h=$work/h3 a=$work/a3
+  for l in "$r" "$s" "$h" "$a"; do lab_up "$l" "$@"; done
   ansible_inventory "$a" >"$work/a3.ini"
   header "$label"
-  declare -A R S A C
+  declare -A R S H A C
   R[bc]=$(secs rp "$r" bootstrap); C[bc]=$(cost "$r")
   S[bc]=$(secs measure scripts/bench/bootstrap.sh "$s")
+  H[bc]=$(secs measure scripts/bench/hand.sh "$h" bootstrap)
   A[bc]=$(secs ap "$a" bootstrap)
   R[bn]=$(secs rp "$r" bootstrap); C[bn]=$(cost "$r")
   S[bn]=$(secs measure scripts/bench/bootstrap.sh "$s")
+  H[bn]=$(secs measure scripts/bench/hand.sh "$h" bootstrap)
   A[bn]=$(secs ap "$a" bootstrap)
   R[dc]=$(secs rp "$r" deploy); C[dc]=$(cost "$r")
   S[dc]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  H[dc]=$(secs measure scripts/bench/hand.sh "$h" deploy)
   A[dc]=$(secs ap "$a" deploy)
   R[dn]=$(secs rp "$r" deploy); C[dn]=$(cost "$r")
   S[dn]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  H[dn]=$(secs measure scripts/bench/hand.sh "$h" deploy)
   A[dn]=$(secs ap "$a" deploy)
-  for l in "$r" "$s" "$a"; do edit_echo "$l"; done
+  for l in "$r" "$s" "$h" "$a"; do edit_echo "$l"; done
   R[d1]=$(secs rp "$r" deploy); C[d1]=$(cost "$r")
   S[d1]=$(secs measure scripts/bench/stacks.sh "$s" deploy)
+  H[d1]=$(secs measure scripts/bench/hand.sh "$h" deploy)
   A[d1]=$(secs ap "$a" deploy)
   R[td]=$(secs rp "$r" teardown --yes); C[td]=$(cost "$r")
   S[td]=$(secs measure scripts/bench/stacks.sh "$s" teardown)
+  H[td]=$(secs measure scripts/bench/hand.sh "$h" teardown)
   A[td]=$(secs ap "$a" teardown)
-  result "bootstrap, cold (Docker installed on pi3)" "${R[bc]}" "${C[bc]}" "${S[bc]}" "${A[bc]}"
-  result "bootstrap, no-op" "${R[bn]}" "${C[bn]}" "${S[bn]}" "${A[bn]}"
-  result "deploy, cold (image shipped, 3 stacks)" "${R[dc]}" "${C[dc]}" "${S[dc]}" "${A[dc]}"
-  result "deploy, no-op" "${R[dn]}" "${C[dn]}" "${S[dn]}" "${A[dn]}"
-  result "deploy, one stack changed" "${R[d1]}" "${C[d1]}" "${S[d1]}" "${A[d1]}"
-  result "teardown" "${R[td]}" "${C[td]}" "${S[td]}" "${A[td]}"
-  for l in "$r" "$s" "$a"; do lab_down "$l"; done
+  result "bootstrap, cold (Docker installed on pi3)" "${R[bc]}" "${C[bc]}" "${S[bc]}" "${H[bc]}" "${A[bc]}"
+  result "bootstrap, no-op" "${R[bn]}" "${C[bn]}" "${S[bn]}" "${H[bn]}" "${A[bn]}"
+  result "deploy, cold (image shipped, 3 stacks)" "${R[dc]}" "${C[dc]}" "${S[dc]}" "${H[dc]}" "${A[dc]}"
+  result "deploy, no-op" "${R[dn]}" "${C[dn]}" "${S[dn]}" "${H[dn]}" "${A[dn]}"
+  result "deploy, one stack changed" "${R[d1]}" "${C[d1]}" "${S[d1]}" "${H[d1]}" "${A[d1]}"
+  result "teardown" "${R[td]}" "${C[td]}" "${S[td]}" "${H[td]}" "${A[td]}"
+  for l in "$r" "$s" "$h" "$a"; do lab_down "$l"; done
 }
 
 echo "rpiprov benchmark: $(nproc) cores, $(free -g | awk '/^Mem/ { print $2 }') GiB, $(uname -sr), $(date -u +%Y-%m-%d)"
-jobs3 "3 nodes, full speed" --nodes 2 --bare 1
-if [ -n "$CPU" ]; then
+parts=" ${RPIPROV_BENCH_PARTS:-1 2 3} "
+part() { [[ $parts == *" $1 "* ]]; }
+part 1 && jobs3 "3 nodes, full speed" --nodes 2 --bare 1
+if part 1 && [ -n "$CPU" ]; then
   if "$bin" lab up --help | grep -q -- '--cpu'; then
     jobs3 "3 nodes, Pi speed (lab up --cpu $CPU)" --nodes 2 --bare 1 --cpu "$CPU"
   else
@@ -197,15 +208,19 @@ if [ -n "$CPU" ]; then
 fi
 
 # Part 2: bootstrap of 12 nodes with Docker.
+if part 2; then
 header "bootstrap of 12 nodes (all with Docker)"
-for t in r s a; do lab_up "$work/${t}12" --nodes 12 --bare 0; done
+for t in r s h a; do lab_up "$work/${t}12" --nodes 12 --bare 0; done
 ansible_inventory "$work/a12" >"$work/a12.ini"
 r12=$(secs rp "$work/r12" bootstrap)
 c12=$(cost "$work/r12")
 s12=$(secs measure scripts/bench/bootstrap.sh "$work/s12")
+h12=$(secs measure scripts/bench/hand.sh "$work/h12" bootstrap)
 a12=$(secs ap "$work/a12" bootstrap)
-result "bootstrap, cold (swarm init, 11 joins, labels, networks)" "$r12" "$c12" "$s12" "$a12"
-for t in r s a; do lab_down "$work/${t}12"; done
+result "bootstrap, cold (swarm init, 11 joins, labels, networks)" "$r12" "$c12" "$s12" "$h12" "$a12"
+for t in r s h a; do lab_down "$work/${t}12"; done
+fi
+part 3 || exit 0
 
 # Part 3: fan-out on 200 sshd-only nodes.
 lab=$work/fan

@@ -55,6 +55,10 @@
 //! - What does `check` know of a compose file? [`config::compose`]: its keys and types per
 //!   file version, the files it refers to, its variables ([`config::interpolate`], shared
 //!   with `deploy`), its bind mounts.
+//! - Where does a variable's value come from? The playbook ([`config`]: written, `env`,
+//!   `command`, its `env_file` read by [`config::dotenv`]); a command runs at deploy
+//!   ([`deploy::command`]); `environment:` entries without a value take this machine's
+//!   ([`config::FromHere`]).
 //! - Which Docker reads a stack file? [`config::compose`] knows which CLI release reads
 //!   what (file versions, keys, job modes, YAML 1.1 booleans): each difference is a
 //!   [`config::compose::Need`], warned of by `check`; [`deploy::cli`] holds the manager's

@@ -287,7 +287,7 @@ fn secret_written_in_the_playbook() {
     fails(
         "secret-in-file",
         &[
-            "error: playbook.toml:7:9: variable[0].value: a secret must not be written in the playbook: use env = \"VAR\" with secret = true",
+            "error: playbook.toml:7:9: variable[0].value: a secret must not be written in the playbook: use env = \"VAR\" or command = [...] with secret = true",
             "check failed: 1 error",
         ],
     );

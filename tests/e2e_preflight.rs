@@ -163,3 +163,44 @@ fn a_node_whose_gossip_port_is_dropped_is_refused_with_the_port_and_the_peers() 
         assert_eq!(left, "", "{node}");
     }
 }
+
+/// The port test runs on a stock system (issue 21 item 1): the default lab's pi3 is a bare
+/// Debian minbase, whose Perl is perl-base alone, as Raspberry Pi OS Lite's; `doctor`
+/// before any bootstrap tests every port between the three nodes, warns of nothing and
+/// exits 0, and leaves no listener (the node shares this machine's process table, so
+/// its sockets are what tell).
+#[test]
+fn doctor_tests_the_ports_of_a_bare_minbase_node_without_a_warning() {
+    let fleet = Fleet::up(&[]);
+    // What makes pi3 a stock system: perl runs, and a module beyond perl-base's is absent.
+    assert_eq!(
+        fleet.try_inside("pi3", &["perl", "-e", "use IO::Socket::INET; print 1"]),
+        Some("1".to_string())
+    );
+    assert_eq!(
+        fleet.try_inside("pi3", &["perl", "-e", "use Time::HiRes; print 1"]),
+        None,
+        "pi3 has more than perl-base"
+    );
+    let out = rpiprov(&fleet, &["doctor"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "doctor: nothing to report\n",
+        "{all}"
+    );
+    assert!(!all.contains("warning"), "{all}");
+    for node in ["pi1", "pi2", "pi3"] {
+        let left = inside(
+            &fleet,
+            node,
+            &[
+                "sh",
+                "-c",
+                "ls -d /tmp/rpiprov-ports.* 2>/dev/null; ss -Hlntup | grep perl; true",
+            ],
+        );
+        assert_eq!(left, "", "{node}");
+    }
+}

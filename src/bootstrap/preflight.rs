@@ -1,5 +1,6 @@
 //! The preflight's remote half: the port test between the nodes (listeners of ours, then
-//! every node sending to every peer, then what arrived, listeners stopped), run through
+//! every node sending to its peers, then what arrived, listeners stopped: three round
+//! trips per node, all nodes at once), run through
 //! [`crate::docker::ports`]'s commands and judged by [`crate::plan::ports`]. The rest of
 //! the preflight comes from the probe bootstrap runs anyway (`crate::plan::preflight`).
 //! `rpiprov doctor` runs it alone; bootstrap runs it before forming or joining.
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::docker::ports::{self, Target};
 use crate::exec::{check, parallel_map};
-use crate::plan::ports::{Node, Report, listen_ports, tag, targets};
+use crate::plan::ports::{Node, Report, listen_ports, tag, to_send};
 use crate::plan::preflight::{Finding, Window};
 use crate::remote::{ExecRequest, Remote};
 
@@ -87,7 +88,12 @@ pub async fn ports<R: Remote + 'static>(
     report.listening = started.into_iter().collect();
     let sends: Vec<(String, Vec<Target>)> = nodes
         .iter()
-        .map(|n| (n.host.to_string(), targets(&nodes, n.host)))
+        .map(|n| {
+            (
+                n.host.to_string(),
+                to_send(&nodes, n.host, &report.listening),
+            )
+        })
         .collect();
     let sent = parallel_map(sends, parallel, |(host, targets)| {
         let s = sessions[&host].clone();
@@ -98,9 +104,9 @@ pub async fn ports<R: Remote + 'static>(
         }
     })
     .await;
+    // No wait before the collection: a datagram that arrived was acknowledged once it was
+    // in its listener's log, and one that was not had its sender wait 1 s for the ack.
     report.sent = sent.into_iter().collect();
-    // The last datagrams are a LAN's milliseconds away.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let dirs: Vec<(String, String)> = report
         .listening
         .iter()

@@ -359,7 +359,7 @@ async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
             listening("2377/tcp 7946/tcp 7946/udp 4789/udp"),
         )
         .first(
-            "perl -e 'use strict; use IO::Socket::INET; use Time",
+            "perl -e 'use strict; use IO::Socket::INET; use IO::Select",
             ok("198.18.0.12 7946/tcp ok\n198.18.0.12 7946/udp sent\n198.18.0.12 4789/udp sent\n"),
         )
         .first("cat \"$d/log\"", ok(""));
@@ -367,7 +367,7 @@ async fn doctor_tests_ports_between_the_nodes_and_changes_nothing() {
     fakes[1]
         .first("mktemp -d", listening("7946/tcp 7946/udp 4789/udp"))
         .first(
-            "perl -e 'use strict; use IO::Socket::INET; use Time",
+            "perl -e 'use strict; use IO::Socket::INET; use IO::Select",
             ok("198.18.0.11 2377/tcp ok\n198.18.0.11 7946/tcp ok\n198.18.0.11 7946/udp sent\n198.18.0.11 4789/udp sent\n"),
         )
         .first("cat \"$d/log\"", ok(""));

@@ -98,6 +98,28 @@ pub fn summary(loaded: &Loaded) -> Vec<String> {
                 ));
             }
             lines.push(line);
+            for st in &p.stacks {
+                if st.compose.from_here.is_empty() {
+                    continue;
+                }
+                let names: Vec<String> = st
+                    .compose
+                    .from_here
+                    .iter()
+                    .map(|f| {
+                        if f.empty {
+                            format!("{} (if set)", f.name)
+                        } else {
+                            f.name.clone()
+                        }
+                    })
+                    .collect();
+                lines.push(format!(
+                    "stack {}: takes from this machine's environment at deploy: {}",
+                    st.name,
+                    names.join(", ")
+                ));
+            }
         }
         None => lines
             .push("no playbook: set playbook = \"FILE\" in the inventory or use -p FILE".into()),

@@ -2,6 +2,22 @@
 
 use std::time::Duration;
 
+/// A duration as the playbook writes it (`200ms`, `30s`, `5m`, `1h`), for messages.
+pub fn format(d: Duration) -> String {
+    let ms = d.as_millis();
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s != 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// Parses one or more `NUMBER UNIT` pairs (units `ms`, `s`, `m`, `h`), e.g. `"1m30s"`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let hint = "use a number and a unit (ms, s, m, h), e.g. \"10s\" or \"5m\"";

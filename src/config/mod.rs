@@ -8,6 +8,7 @@
 
 pub mod compose;
 mod diag;
+pub mod dotenv;
 pub mod duration;
 pub mod interpolate;
 mod inventory;
@@ -91,6 +92,7 @@ fn load_all(
             named_at.as_ref(),
             home,
             &options.allow_outside,
+            &|k| std::env::var(k).ok(),
             &mut diags,
         )
     });

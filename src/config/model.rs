@@ -176,9 +176,15 @@ pub struct Compose {
     /// (a missing `version:`, a newer file format, keys or modes of newer releases):
     /// `deploy` refuses the file where the manager's CLI does not meet one.
     pub needs: Vec<super::compose::Need>,
-    /// The variables the file's interpolation reads, in order of first use: only these
-    /// are sent to `docker stack deploy`.
+    /// The variables the file reads, in order of first use: through its interpolation,
+    /// and the playbook's variables that an `environment:` entry without a value names
+    /// (filled by `docker stack deploy` from its environment). Only these are sent.
     pub variables: Vec<String>,
+    /// The names of `environment:` entries written without a value (`- SECRET`,
+    /// `WHITELIST:`) or empty (`- DEBUG=`) that the playbook does not define: `docker
+    /// stack deploy` fills them from the environment of the shell that deploys, so
+    /// `deploy` takes them from this machine's environment. Each once, in file order.
+    pub from_here: Vec<FromHere>,
     /// The local files the compose file refers to (`env_file`, `configs.*.file`,
     /// `secrets.*.file`), resolved against its folder as `docker stack deploy` resolves
     /// them; each once, in file order. They travel with the stack.
@@ -189,6 +195,18 @@ pub struct Compose {
     /// Each service's bind mounts and placement constraints, for the check on the nodes
     /// before deploying (services without bind mounts are left out).
     pub mounts: Vec<ServiceMounts>,
+}
+
+/// An `environment:` entry whose value `deploy` takes from this machine's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromHere {
+    pub name: String,
+    /// Written with an empty value (`- DEBUG=`): Docker keeps it empty unless the
+    /// deploying shell has the variable. Without a value (`- SECRET`): the shell's value,
+    /// none when it has none.
+    pub empty: bool,
+    /// Its first place.
+    pub place: super::compose::Place,
 }
 
 /// A local file a compose file refers to.
@@ -301,10 +319,42 @@ pub struct Variable {
 #[derive(Debug, Clone)]
 pub enum VariableValue {
     Plain(String),
+    /// Read from a dotenv file of the playbook's `env_file`: known before deploying, as
+    /// a value written in the playbook is, but redacted from what hosts say (such files
+    /// often hold passwords).
+    Dotenv {
+        value: String,
+        file: PathBuf,
+    },
     /// Read from this environment variable of the machine running rpiprov, at use.
     SecretEnv(String),
+    /// The output of a command run on the machine running rpiprov, at use; never stored.
+    SecretCommand(ValueCommand),
     /// A resolved secret.
     Secret(Secret),
+}
+
+impl VariableValue {
+    /// The value when it is known before deploying (written in the playbook or a dotenv
+    /// file); `None` for a secret, read at use.
+    pub fn known(&self) -> Option<&str> {
+        match self {
+            VariableValue::Plain(v) | VariableValue::Dotenv { value: v, .. } => Some(v),
+            VariableValue::SecretEnv(_)
+            | VariableValue::SecretCommand(_)
+            | VariableValue::Secret(_) => None,
+        }
+    }
+}
+
+/// A command whose output is a variable's value (`{ command = ["pass", "show", "pi/db"],
+/// secret = true }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueCommand {
+    /// The program and its arguments, run without a shell.
+    pub argv: Vec<String>,
+    /// How long it may take.
+    pub timeout: Duration,
 }
 
 /// The playbook: networks, images and stacks in order.

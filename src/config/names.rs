@@ -82,6 +82,55 @@ pub fn network_name(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One of the networks every Docker daemon has of its own from the start (`docker network
+/// ls` on a fresh one): never created, compared or removed by rpiprov. A stack file uses
+/// them as external networks (`external: true, name: host`, the usual way to run Pi-hole
+/// or Home Assistant on a Pi); the playbook cannot declare them. This is the one place
+/// that knows them: the playbook, the stack files' check and, through the playbook, every
+/// command that handles networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Predefined {
+    Host,
+    Bridge,
+    None,
+}
+
+impl Predefined {
+    /// The predefined network of this name (Docker's names are lowercase and exact).
+    pub fn of(name: &str) -> Option<Predefined> {
+        match name {
+            "host" => Some(Predefined::Host),
+            "bridge" => Some(Predefined::Bridge),
+            "none" => Some(Predefined::None),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Predefined::Host => "host",
+            Predefined::Bridge => "bridge",
+            Predefined::None => "none",
+        }
+    }
+
+    /// Whether a swarm service may be attached to it: swarm keeps a `host` and a `bridge`
+    /// network of its own that stand for the nodes' ones, and none for `none` (the daemon
+    /// refuses the service: "could not find the corresponding predefined swarm network").
+    pub fn serves_services(self) -> bool {
+        !matches!(self, Predefined::None)
+    }
+}
+
+/// Network drivers whose networks live on one node (`docker network ls` says `local`):
+/// a stack network made with one cannot carry a swarm service ("Only networks scoped to
+/// the swarm can be used, such as those created with the overlay driver"), and `host` has
+/// one instance per node already. A driver not listed (overlay, a plugin) is left to
+/// Docker.
+pub fn local_network_driver(driver: &str) -> bool {
+    matches!(driver, "bridge" | "host" | "macvlan" | "ipvlan" | "null")
+}
+
 /// A compose service name; the swarm service is `STACK_SERVICE`, which must fit in one
 /// DNS label too.
 pub fn service_name(s: &str, stack: &str) -> Result<(), String> {
@@ -176,6 +225,18 @@ pub fn variable_name(s: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Variables the deploy on the manager reads for itself (its shell and the `docker`
+/// CLI): a value from this machine would change what runs there (`PATH`, `HOME`,
+/// `DOCKER_HOST`, `LD_PRELOAD`...), so an `environment:` entry of such a name is never
+/// filled from here.
+pub fn deploy_own_variable(s: &str) -> bool {
+    matches!(
+        s,
+        "PATH" | "HOME" | "IFS" | "ENV" | "CDPATH" | "PWD" | "OLDPWD" | "SHELL" | "USER"
+    ) || s.starts_with("LD_")
+        || s.starts_with("DOCKER_")
 }
 
 /// An image reference, after Docker's grammar (`[DOMAIN[:PORT]/]PATH[:TAG][@DIGEST]`),

@@ -2,17 +2,20 @@
 //! [`super::compose`]), images shipped as archives, and deploy variables.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::diag::{Diagnostic, Source};
-use super::model::{Image, ImageFormat, Network, Playbook, Stack, Variable, VariableValue};
+use super::diag::{Diagnostic, Severity, Source};
+use super::model::{
+    Compose, Image, ImageFormat, Network, Playbook, Stack, ValueCommand, Variable, VariableValue,
+};
 use super::paths::Containment;
 use super::toml_file::TomlFile;
-use super::{compose, duration, names, paths};
+use super::{compose, dotenv, duration, names, paths};
 
 const DEFAULT_STACK_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -28,6 +31,7 @@ struct RawPlaybook {
     #[serde(default)]
     variable: Vec<Spanned<RawVariable>>,
     variables: Option<BTreeMap<Spanned<String>, Spanned<toml::Value>>>,
+    env_file: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +69,9 @@ struct RawVariable {
     name: Option<Spanned<String>>,
     value: Option<Spanned<toml::Value>>,
     env: Option<Spanned<String>>,
+    command: Option<Spanned<toml::Value>>,
     secret: Option<Spanned<bool>>,
+    timeout: Option<Spanned<String>>,
 }
 
 /// Reads and checks the playbook and every compose file it names. `None` when anything
@@ -78,6 +84,7 @@ pub(crate) fn load(
     named_at: Option<&Diagnostic>,
     home: Option<&Path>,
     allow_outside: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Playbook> {
     let src = match Source::read(path) {
@@ -108,18 +115,17 @@ pub(crate) fn load(
 
     let networks = p.networks(&raw.network);
     let declared: BTreeSet<String> = networks.iter().map(|n| n.name.clone()).collect();
-    let variables = p.variables(&raw);
+    let mut variables = p.variables(&raw);
+    let from_files = p.dotenv(raw.env_file.as_ref(), &variables, env);
+    variables.extend(from_files);
     let values: BTreeMap<String, Option<String>> = variables
         .iter()
-        .map(|v| {
-            let value = match &v.value {
-                VariableValue::Plain(s) => Some(s.clone()),
-                VariableValue::SecretEnv(_) | VariableValue::Secret(_) => None,
-            };
-            (v.name.clone(), value)
-        })
+        .map(|v| (v.name.clone(), v.value.known().map(String::from)))
         .collect();
     let stacks = p.stacks(&raw.stack, &declared, &values);
+    for st in &stacks {
+        unset_here(&st.compose, &|k| env(k).is_some(), p.diags);
+    }
     let images = p.images(&raw.image, &stacks);
 
     let errors_after = diags.iter().filter(|d| d.is_error()).count();
@@ -130,6 +136,26 @@ pub(crate) fn load(
         images,
         variables,
     })
+}
+
+/// A warning for each `environment:` entry without a value that `deploy` would take
+/// from this machine's environment, where this machine does not have it.
+fn unset_here(compose: &Compose, is_set: &dyn Fn(&str) -> bool, diags: &mut Vec<Diagnostic>) {
+    for f in compose
+        .from_here
+        .iter()
+        .filter(|f| !f.empty && !is_set(&f.name))
+    {
+        let name = &f.name;
+        diags.push(Diagnostic {
+            severity: Severity::Warning,
+            file: f.place.file.clone(),
+            line: f.place.line,
+            column: f.place.column,
+            key_path: f.place.key_path.clone(),
+            message: format!("{name} has no value in the file: docker stack deploy takes it from the environment of the shell that deploys, and rpiprov's deploy sends this machine's; {name} is not set here, so the service would get no value for it"),
+        });
+    }
 }
 
 struct Checker<'f, 'a, 'd> {
@@ -190,6 +216,13 @@ impl Checker<'_, '_, '_> {
             let mut ok = true;
             if let Err(e) = names::network_name(name.get_ref()) {
                 self.err(&name.span(), e);
+                ok = false;
+            } else if let Some(p) = names::Predefined::of(name.get_ref()) {
+                let p = p.name();
+                self.err(
+                    &name.span(),
+                    format!("\"{p}\" is one of Docker's own networks (host, bridge, none): every node has it already, and Docker can neither create nor remove it; a stack uses it without a [[network]], as external: true with name: {p}"),
+                );
                 ok = false;
             }
             self.unique(&mut seen, name, "network");
@@ -365,7 +398,7 @@ impl Checker<'_, '_, '_> {
         let mut seen = BTreeSet::new();
         let mut out: Vec<(usize, Variable)> = Vec::new();
         for (name, value) in raw.variables.iter().flatten() {
-            if let Some(v) = self.variable(name, Some(value), None, None) {
+            if let Some(v) = self.variable(name, Spec::of_value(value)) {
                 if !seen.insert(name.get_ref().clone()) {
                     continue;
                 }
@@ -377,11 +410,12 @@ impl Checker<'_, '_, '_> {
             let Some(name) = self.required(v, &r.name, "name") else {
                 continue;
             };
-            if r.value.is_some() == r.env.is_some() {
+            let given = [r.value.is_some(), r.env.is_some(), r.command.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
                 self.diags.push(self.file.missing(
                     &v.span(),
                     "value",
-                    "set exactly one of value = \"...\" or env = \"VAR\"",
+                    "set exactly one of value = \"...\", env = \"VAR\" or command = [\"PROGRAM\", \"ARG\"...]",
                 ));
                 continue;
             }
@@ -392,9 +426,14 @@ impl Checker<'_, '_, '_> {
                 );
                 continue;
             }
-            if let Some(var) =
-                self.variable(name, r.value.as_ref(), r.env.as_ref(), r.secret.as_ref())
-            {
+            let spec = Spec {
+                value: r.value.as_ref().map(|x| (x.get_ref(), x.span())),
+                env: r.env.as_ref().map(|x| (x.get_ref().as_str(), x.span())),
+                command: r.command.as_ref().map(|x| (x.get_ref(), x.span())),
+                secret: r.secret.as_ref().map(|x| (*x.get_ref(), x.span())),
+                timeout: r.timeout.as_ref().map(|x| (x.get_ref().as_str(), x.span())),
+            };
+            if let Some(var) = self.variable(name, Ok(spec)) {
                 out.push((v.span().start, var));
             }
         }
@@ -402,66 +441,61 @@ impl Checker<'_, '_, '_> {
         out.into_iter().map(|(_, v)| v).collect()
     }
 
-    /// One variable, from `[variables]` (`value` only, maybe an inline `{ env, secret }`
-    /// table) or from a `[[variable]]` (`value` or `env`, and `secret`).
+    /// One variable, from `[variables]` (a value, or an inline `{ env, command, secret,
+    /// timeout }` table) or from a `[[variable]]`.
     fn variable(
         &mut self,
         name: &Spanned<String>,
-        value: Option<&Spanned<toml::Value>>,
-        env: Option<&Spanned<String>>,
-        secret: Option<&Spanned<bool>>,
+        spec: Result<Spec, Range<usize>>,
     ) -> Option<Variable> {
         if let Err(e) = names::variable_name(name.get_ref()) {
             self.err(&name.span(), e);
             return None;
         }
+        let spec = match spec {
+            Ok(s) => s,
+            Err(span) => {
+                self.err(
+                    &span,
+                    "expected a value, { env = \"VAR\", secret = true } or { command = [\"PROGRAM\", \"ARG\"...], secret = true }",
+                );
+                return None;
+            }
+        };
         let variable = |value| Variable {
             name: name.get_ref().clone(),
             value,
         };
-        if let Some(env) = env {
+        if let Some((_, at)) = spec.timeout.as_ref().filter(|_| spec.command.is_none()) {
+            self.err(
+                at,
+                "timeout is only for a command's output: command = [...]",
+            );
+            return None;
+        }
+        if let Some((env, span)) = spec.env {
+            return self.env_variable(env, &span, spec.secret).map(variable);
+        }
+        if let Some((command, span)) = spec.command {
             return self
-                .env_variable(
-                    env.get_ref(),
-                    &env.span(),
-                    secret.map(|s| (*s.get_ref(), s.span())),
-                )
+                .command_variable(command, &span, spec.secret, spec.timeout)
                 .map(variable);
         }
-        let value = value?;
-        let span = value.span();
-        let plain = match value.get_ref() {
+        let (value, span) = spec.value?;
+        let plain = match value {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Table(t) => {
-                let env = t.get("env").and_then(toml::Value::as_str);
-                let secret = t.get("secret").map(|s| s.as_bool());
-                let known = t.keys().all(|k| k == "env" || k == "secret");
-                return match (env, secret, known) {
-                    (Some(env), None | Some(Some(_)), true) => {
-                        let secret = secret.flatten().map(|s| (s, span.clone()));
-                        self.env_variable(env, &span, secret).map(variable)
-                    }
-                    _ => {
-                        self.err(
-                            &span,
-                            "expected a value or { env = \"VAR\", secret = true }",
-                        );
-                        None
-                    }
-                };
-            }
             _ => {
                 self.err(&span, "expected a string, a number, true or false");
                 return None;
             }
         };
-        if secret.is_some_and(|s| *s.get_ref()) {
+        if spec.secret.is_some_and(|(s, _)| s) {
             self.err(
                 &span,
-                "a secret must not be written in the playbook: use env = \"VAR\" with secret = true",
+                "a secret must not be written in the playbook: use env = \"VAR\" or command = [...] with secret = true",
             );
             return None;
         }
@@ -471,8 +505,8 @@ impl Checker<'_, '_, '_> {
     fn env_variable(
         &mut self,
         env: &str,
-        span: &std::ops::Range<usize>,
-        secret: Option<(bool, std::ops::Range<usize>)>,
+        span: &Range<usize>,
+        secret: Option<(bool, Range<usize>)>,
     ) -> Option<VariableValue> {
         if let Err(e) = names::variable_name(env) {
             self.err(span, e);
@@ -486,6 +520,189 @@ impl Checker<'_, '_, '_> {
             return None;
         }
         Some(VariableValue::SecretEnv(env.to_string()))
+    }
+
+    /// `command = ["pass", "show", "pi/db"]`: run without a shell, on this machine, when
+    /// the value is needed; its output is a secret.
+    fn command_variable(
+        &mut self,
+        command: &toml::Value,
+        span: &Range<usize>,
+        secret: Option<(bool, Range<usize>)>,
+        timeout: Option<(&str, Range<usize>)>,
+    ) -> Option<VariableValue> {
+        let argv: Option<Vec<String>> = command
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(String::from)).collect());
+        let Some(argv) = argv.filter(|a| a.first().is_some_and(|p| !p.is_empty())) else {
+            self.err(
+                span,
+                "command: expected a list of strings, the program first: [\"pass\", \"show\", \"pi/db\"]",
+            );
+            return None;
+        };
+        if let Some((false, at)) = secret {
+            self.err(
+                &at,
+                "a command's output is always treated as secret: remove secret = false, or write the value in the playbook",
+            );
+            return None;
+        }
+        let timeout = match timeout {
+            None => DEFAULT_COMMAND_TIMEOUT,
+            Some((t, at)) => match duration::parse(t) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.err(&at, e);
+                    return None;
+                }
+            },
+        };
+        Some(VariableValue::SecretCommand(ValueCommand { argv, timeout }))
+    }
+
+    /// The playbook's `env_file`: one dotenv file or a list, relative to its folder, read
+    /// as Docker Compose reads them (`env` for keys alone and `${VAR}`). A name the
+    /// playbook defines keeps the playbook's value; a later file wins over an earlier one.
+    fn dotenv(
+        &mut self,
+        raw: Option<&Spanned<toml::Value>>,
+        defined: &[Variable],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<Variable> {
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        let span = raw.span();
+        let files: Option<Vec<&str>> = match raw.get_ref() {
+            toml::Value::String(s) => Some(vec![s.as_str()]),
+            toml::Value::Array(a) => a.iter().map(toml::Value::as_str).collect(),
+            _ => None,
+        };
+        let Some(files) = files else {
+            self.err(&span, "expected a file name or a list of file names");
+            return Vec::new();
+        };
+        let mut out: Vec<Variable> = Vec::new();
+        for f in files {
+            for (name, value, path) in self.dotenv_file(f, &span, env) {
+                if defined.iter().any(|d| d.name == name) {
+                    continue;
+                }
+                out.retain(|v| v.name != name);
+                out.push(Variable {
+                    name,
+                    value: VariableValue::Dotenv {
+                        value,
+                        file: path.clone(),
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// One dotenv file's variables, each with the file.
+    fn dotenv_file(
+        &mut self,
+        text: &str,
+        span: &Range<usize>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<(String, String, PathBuf)> {
+        let path = match paths::resolve(text, &self.base, self.home) {
+            Ok(p) => p,
+            Err(e) => {
+                self.err(span, e);
+                return Vec::new();
+            }
+        };
+        let src = match Source::read(&path) {
+            Ok(src) => src,
+            Err(d) => {
+                self.err(span, format!("{}: {}", path.display(), d.message));
+                return Vec::new();
+            }
+        };
+        let at = |line: usize, key: &str, severity, message: String| Diagnostic {
+            severity,
+            file: path.clone(),
+            line: Some(line),
+            column: None,
+            key_path: key.to_string(),
+            message,
+        };
+        let entries = match dotenv::parse(&src.text, env) {
+            Ok(e) => e,
+            Err(e) => {
+                self.diags.push(at(e.line, "", Severity::Error, e.message));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if let Err(why) = names::variable_name(&e.key) {
+                let message = format!("{why}: docker stack deploy cannot be given it; left out");
+                self.diags
+                    .push(at(e.line, &e.key, Severity::Warning, message));
+                continue;
+            }
+            out.push((e.key, e.value, path.clone()));
+        }
+        out
+    }
+}
+
+/// How long a command that gives a variable's value may take by default: long enough for
+/// a password manager to ask for its passphrase.
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a variable is read from, as written: one of `value`, `env` and `command`, with
+/// `secret` and `timeout`, each with its place.
+struct Spec<'v> {
+    value: Option<(&'v toml::Value, Range<usize>)>,
+    env: Option<(&'v str, Range<usize>)>,
+    command: Option<(&'v toml::Value, Range<usize>)>,
+    secret: Option<(bool, Range<usize>)>,
+    timeout: Option<(&'v str, Range<usize>)>,
+}
+
+impl<'v> Spec<'v> {
+    /// A value of `[variables]`: written, or an inline table (whose keys have no places of
+    /// their own: the table's is theirs). `Err`: the table's place, when it is not one.
+    fn of_value(value: &'v Spanned<toml::Value>) -> Result<Spec<'v>, Range<usize>> {
+        let span = value.span();
+        let toml::Value::Table(t) = value.get_ref() else {
+            return Ok(Spec {
+                value: Some((value.get_ref(), span)),
+                env: None,
+                command: None,
+                secret: None,
+                timeout: None,
+            });
+        };
+        let known = t
+            .keys()
+            .all(|k| matches!(k.as_str(), "env" | "command" | "secret" | "timeout"));
+        let env = t.get("env").map(|e| e.as_str());
+        let secret = t.get("secret").map(toml::Value::as_bool);
+        let timeout = t.get("timeout").map(toml::Value::as_str);
+        let command = t.get("command");
+        let one = usize::from(env.is_some()) + usize::from(command.is_some()) == 1;
+        if !known
+            || !one
+            || matches!(env, Some(None))
+            || matches!(secret, Some(None))
+            || matches!(timeout, Some(None))
+        {
+            return Err(span);
+        }
+        Ok(Spec {
+            value: None,
+            env: env.flatten().map(|e| (e, span.clone())),
+            command: command.map(|c| (c, span.clone())),
+            secret: secret.flatten().map(|s| (s, span.clone())),
+            timeout: timeout.flatten().map(|t| (t, span.clone())),
+        })
     }
 }
 
@@ -503,7 +720,14 @@ mod tests {
         let path = dir.path().join("playbook.toml");
         std::fs::write(&path, text).unwrap();
         let mut diags = Vec::new();
-        let playbook = load(&path, None, None, &[], &mut diags);
+        let playbook = load(
+            &path,
+            None,
+            None,
+            &[],
+            &|k| (k == "SET_HERE").then(|| "here".to_string()),
+            &mut diags,
+        );
         let lines = diags
             .iter()
             .map(|d| {
@@ -584,6 +808,12 @@ TOKEN = { env = "WEB_TOKEN", secret = true }
 [[variable]]
 name = "DB_PASSWORD"
 env = "DB_PASSWORD"
+
+[[variable]]
+name = "API_KEY"
+command = ["pass", "show", "pi/api"]
+secret = true
+timeout = "2m"
 "#,
         );
         assert_eq!(diags, Vec::<String>::new());
@@ -609,6 +839,14 @@ env = "DB_PASSWORD"
             .map(|v| match &v.value {
                 VariableValue::Plain(s) => format!("{}={s}", v.name),
                 VariableValue::SecretEnv(e) => format!("{}=${e}", v.name),
+                VariableValue::Dotenv { value, file } => format!(
+                    "{}={value} ({})",
+                    v.name,
+                    file.strip_prefix(dir.path()).unwrap().display()
+                ),
+                VariableValue::SecretCommand(c) => {
+                    format!("{}=$({}) {:?}", v.name, c.argv.join(" "), c.timeout)
+                }
                 VariableValue::Secret(_) => unreachable!(),
             })
             .collect();
@@ -618,7 +856,87 @@ env = "DB_PASSWORD"
                 "DOMAIN=example.org",
                 "REPLICAS=2",
                 "TOKEN=$WEB_TOKEN",
-                "DB_PASSWORD=$DB_PASSWORD"
+                "DB_PASSWORD=$DB_PASSWORD",
+                "API_KEY=$(pass show pi/api) 120s",
+            ]
+        );
+    }
+
+    /// Issue 19 item 6: dotenv files as Compose reads them, and which source wins: the
+    /// playbook's own variables, then the later file, then the earlier one.
+    #[test]
+    fn variables_from_dotenv_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yml"), WEB).unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        std::fs::write(
+            dir.path().join("stacks/.env"),
+            "# the stack's settings\nDOMAIN=example.org\nexport TAG='1.2'\nDB_PASSWORD=\"p w\" # secret\nSET_HERE\nNOT_SET\nURL=https://${DOMAIN}/x\nBAD.NAME=1\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("override.env"), "TAG=2\n").unwrap();
+        let path = dir.path().join("playbook.toml");
+        std::fs::write(
+            &path,
+            "env_file = [\"stacks/.env\", \"override.env\"]\n[variables]\nDOMAIN = \"pi.lan\"\n[[stack]]\nname = \"web\"\nfile = \"web.yml\"\n",
+        )
+        .unwrap();
+        let mut diags = Vec::new();
+        let env = |k: &str| (k == "SET_HERE").then(|| "from here".to_string());
+        let p = load(&path, None, None, &[], &env, &mut diags).unwrap();
+        let shown: Vec<String> = p
+            .variables
+            .iter()
+            .map(|v| match &v.value {
+                VariableValue::Plain(s) => format!("{}={s}", v.name),
+                VariableValue::Dotenv { value, file } => format!(
+                    "{}={value} ({})",
+                    v.name,
+                    file.strip_prefix(dir.path()).unwrap().display()
+                ),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "DOMAIN=pi.lan",
+                "DB_PASSWORD=p w (stacks/.env)",
+                "SET_HERE=from here (stacks/.env)",
+                "URL=https://example.org/x (stacks/.env)",
+                "TAG=2 (override.env)",
+            ]
+        );
+        let diags: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect();
+        assert_eq!(
+            diags,
+            [
+                "stacks/.env:8: BAD.NAME: invalid variable name \"BAD.NAME\": use letters, digits and '_', not starting with a digit: docker stack deploy cannot be given it; left out"
+            ]
+        );
+        // A file that is missing or that Compose cannot read is an error at its place.
+        std::fs::write(dir.path().join("bad.env"), "A=1\nB=\"open\n").unwrap();
+        std::fs::write(&path, "env_file = [\"bad.env\", \"gone.env\"]\n").unwrap();
+        let mut diags = Vec::new();
+        assert!(load(&path, None, None, &[], &env, &mut diags).is_none());
+        let diags: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect();
+        assert_eq!(
+            diags,
+            [
+                "bad.env:2: unterminated quoted value \"open",
+                "playbook.toml:1:12: env_file: gone.env: cannot read: No such file or directory",
             ]
         );
     }
@@ -647,6 +965,12 @@ env = "DB_PASSWORD"
                 ],
             ),
             (
+                "[[network]]\nname = \"host\"",
+                &[
+                    "error: 2:8: network[0].name: \"host\" is one of Docker's own networks (host, bridge, none): every node has it already, and Docker can neither create nor remove it; a stack uses it without a [[network]], as external: true with name: host",
+                ],
+            ),
+            (
                 "[[image]]\nname = \"x:1\"\narchive = \"httpd.tar\"\nformat = \"oci\"",
                 &[
                     "warning: 2:8: image[0].name: no stack uses image \"x:1\"",
@@ -666,21 +990,30 @@ env = "DB_PASSWORD"
             (
                 "[[variable]]\nname = \"A\"\nvalue = \"1\"\nenv = \"B\"",
                 &[
-                    "error: 1:1: variable[0].value: set exactly one of value = \"...\" or env = \"VAR\"",
+                    "error: 1:1: variable[0].value: set exactly one of value = \"...\", env = \"VAR\" or command = [\"PROGRAM\", \"ARG\"...]",
                 ],
             ),
             (
                 "[variables]\nA = [1]\nB = { env = \"X\", other = 1 }\n\"C D\" = \"x\"",
                 &[
                     "error: 2:5: variables.A: expected a string, a number, true or false",
-                    "error: 3:5: variables.B: expected a value or { env = \"VAR\", secret = true }",
+                    "error: 3:5: variables.B: expected a value, { env = \"VAR\", secret = true } or { command = [\"PROGRAM\", \"ARG\"...], secret = true }",
                     "error: 4:1: variables.\"C D\": invalid variable name \"C D\": use letters, digits and '_', not starting with a digit",
+                ],
+            ),
+            (
+                "[variables]\nA = { command = [] }\nB = { command = [\"x\"], secret = false }\nC = { env = \"X\", timeout = \"1s\" }\nD = { command = [\"x\"], timeout = \"soon\" }",
+                &[
+                    "error: 2:5: variables.A: command: expected a list of strings, the program first: [\"pass\", \"show\", \"pi/db\"]",
+                    "error: 3:5: variables.B: a command's output is always treated as secret: remove secret = false, or write the value in the playbook",
+                    "error: 4:5: variables.C: timeout is only for a command's output: command = [...]",
+                    "error: 5:5: variables.D: invalid duration \"soon\": use a number and a unit (ms, s, m, h), e.g. \"10s\" or \"5m\"",
                 ],
             ),
             (
                 "[[stacks]]\nname = \"web\"",
                 &[
-                    "error: 1:3: stacks: unknown key, expected one of: network, stack, image, variable, variables",
+                    "error: 1:3: stacks: unknown key, expected one of: network, stack, image, variable, variables, env_file",
                 ],
             ),
         ];

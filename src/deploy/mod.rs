@@ -12,7 +12,7 @@
 //! failed, and a stack's deploy is recorded only then.
 //!
 //! - [`prepare()`] (`prepare.rs`): the local half, before any connection; its errors are
-//!   usage errors;
+//!   usage errors; [`command`] runs the commands whose output is a variable's value;
 //! - [`release`]: a stack's file set (compose file, the files it refers to, the names of
 //!   its configs and secrets) as one tar stream;
 //! - [`cli`]: whether the manager's Docker CLI reads each stack's file, before any change;
@@ -48,6 +48,7 @@ use crate::remote::{ExecRequest, Output, Remote};
 
 pub mod binds;
 pub mod cli;
+pub mod command;
 pub mod images;
 mod prepare;
 mod preview;

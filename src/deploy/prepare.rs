@@ -98,8 +98,18 @@ pub fn prepare_with(
             bytes,
         ));
     }
+    // Only what a stack reads is resolved: a command runs when its output is used.
+    let used: std::collections::BTreeSet<&str> = playbook
+        .stacks
+        .iter()
+        .flat_map(|s| s.compose.variables.iter().map(String::as_str))
+        .collect();
     let mut vars = Vec::new();
-    for v in &playbook.variables {
+    for v in playbook
+        .variables
+        .iter()
+        .filter(|v| used.contains(v.name.as_str()))
+    {
         if !is_env_name(&v.name) {
             return Err(format!(
                 "variable {:?}: not a valid environment variable name",
@@ -108,7 +118,13 @@ pub fn prepare_with(
         }
         let (value, secret) = match &v.value {
             VariableValue::Plain(s) => (Secret::new(s.clone()), false),
+            VariableValue::Dotenv { value, .. } => (Secret::new(value.clone()), true),
             VariableValue::Secret(s) => (s.clone(), true),
+            VariableValue::SecretCommand(c) => {
+                let value =
+                    super::command::run(c).map_err(|e| format!("variable {}: {e}", v.name))?;
+                (value, true)
+            }
             VariableValue::SecretEnv(var) => match env(var) {
                 Some(s) => (Secret::new(s), true),
                 None => {
@@ -141,11 +157,12 @@ pub fn prepare_with(
                 st.name
             ));
         }
-        let variables: Vec<EnvVar> = vars
+        let mut variables: Vec<EnvVar> = vars
             .iter()
             .filter(|v| st.compose.variables.contains(&v.name))
             .cloned()
             .collect();
+        variables.extend(from_here(st, &env)?);
         // What `docker stack deploy` will read, with the values it will be sent.
         let lookup = |name: &str| {
             variables
@@ -227,6 +244,34 @@ pub fn prepare_with(
         stacks,
         images,
     })
+}
+
+/// The values of the stack's `environment:` entries without one, from this machine's
+/// environment, as `docker stack deploy` takes them from the shell that runs it: sent
+/// with the variables (stdin, never a command line) and, as they may be passwords,
+/// redacted from what the manager says. One this machine does not have is not sent.
+fn from_here(
+    st: &crate::config::Stack,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<EnvVar>, String> {
+    let mut out = Vec::new();
+    for f in &st.compose.from_here {
+        let Some(value) = env(&f.name) else {
+            continue;
+        };
+        if value.contains(['\n', '\0']) {
+            return Err(format!(
+                "stack {}: {}: {} from this machine's environment contains a newline or NUL byte, which cannot be passed to docker stack deploy",
+                st.name, f.place, f.name
+            ));
+        }
+        out.push(EnvVar {
+            name: f.name.clone(),
+            value: Secret::new(value),
+            secret: true,
+        });
+    }
+    Ok(out)
 }
 
 fn is_env_name(s: &str) -> bool {

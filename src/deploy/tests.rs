@@ -102,6 +102,80 @@ fn prepare_reads_files_and_sends_each_stack_only_its_variables() {
     assert!(!format!("{p:?}").contains(SECRET));
 }
 
+/// Issue 19 item 4: an `environment:` entry without a value takes this machine's value,
+/// sent as a secret variable (stdin, redacted); one this machine lacks is not sent; the
+/// value is in the fingerprint.
+#[test]
+fn environment_entries_without_a_value_are_taken_from_here() {
+    let mut pb = playbook();
+    let place = |k: &str| crate::config::compose::Place {
+        file: "stacks/web.yml".into(),
+        line: Some(5),
+        column: Some(9),
+        key_path: format!("services.app.environment.{k}"),
+    };
+    pb.stacks[0].compose.from_here = ["WHITELIST", "UNSET_HERE"]
+        .iter()
+        .map(|n| crate::config::FromHere {
+            name: n.to_string(),
+            empty: false,
+            place: place(n),
+        })
+        .collect();
+    let env = |value: &'static str| {
+        move |k: &str| match k {
+            "WHITELIST" => Some(value.to_string()),
+            "RPIPROV_TEST_DB" => Some(SECRET.to_string()),
+            _ => None,
+        }
+    };
+    let read = |p: &std::path::Path| Ok(files()[p].clone());
+    let p = prepare_with(&pb, read, env("10.0.0.0/8")).unwrap();
+    let vars: Vec<(&str, bool)> = p.stacks[0]
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.secret))
+        .collect();
+    assert_eq!(vars, [("TAG", false), ("WHITELIST", true)]);
+    assert_eq!(p.stacks[0].variables[1].value.expose(), "10.0.0.0/8");
+    assert!(!format!("{p:?}").contains("10.0.0.0/8"));
+    let other = prepare_with(&pb, read, env("192.168.0.0/16")).unwrap();
+    assert_ne!(p.stacks[0].fingerprint, other.stacks[0].fingerprint);
+    let err = prepare_with(&pb, read, env("a\nb")).unwrap_err();
+    assert_eq!(
+        err,
+        "stack web: stacks/web.yml:5:9: services.app.environment.WHITELIST: WHITELIST from this machine's environment contains a newline or NUL byte, which cannot be passed to docker stack deploy"
+    );
+}
+
+/// Issue 19 item 6: a command's output is a secret variable, run only when a stack uses
+/// it; its failure names the variable.
+#[test]
+fn a_command_gives_a_secret_variable() {
+    let mut pb = playbook();
+    let command = |script: &str| {
+        VariableValue::SecretCommand(crate::config::ValueCommand {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: std::time::Duration::from_secs(30),
+        })
+    };
+    pb.variables[1].value = command("printf 's3cr3t-VALUE\\n'");
+    pb.variables.push(Variable {
+        name: "UNUSED".into(),
+        value: command("exit 1"),
+    });
+    let read = |p: &std::path::Path| Ok(files()[p].clone());
+    let p = prepare_with(&pb, read, |_| None).unwrap();
+    assert_eq!(p.stacks[1].variables[0].value.expose(), SECRET);
+    assert!(p.stacks[1].variables[0].secret);
+    pb.variables[1].value = command("echo 'gpg: decryption failed' >&2; exit 2");
+    let err = prepare_with(&pb, read, |_| None).unwrap_err();
+    assert_eq!(
+        err,
+        "variable DB_PASSWORD: command `sh -c echo 'gpg: decryption failed' >&2; exit 2`: exited with status 2: gpg: decryption failed"
+    );
+}
+
 #[test]
 fn prepare_refuses_bad_values_without_showing_them() {
     let pb = playbook();

@@ -4,7 +4,9 @@
 //! sends datagrams to its UDP ports ([`ports_send`]), then what each listener received,
 //! and the listener stopped and its folder removed ([`ports_collect`]). `perl` does the
 //! network part: `perl-base` is Essential on Debian and Raspberry Pi OS, and its
-//! `IO::Socket::INET` listens and sends TCP and UDP. Everything runs as the login user
+//! `IO::Socket::INET` listens and sends TCP and UDP. Nothing else: a minbase system (and
+//! Raspberry Pi OS Lite) has no module beyond perl-base's (no `Time::HiRes`: waits are
+//! `IO::Select`'s, which take fractions of a second). Everything runs as the login user
 //! (ports above 1024 need no root), and the listener ends by itself after a time limit,
 //! so that a killed run leaves nothing listening. Judged by `crate::plan::ports`.
 
@@ -114,6 +116,7 @@ while (time < $end) {
     my $buf = ""; my $from = recv($s, $buf, 512, 0); next unless defined $from;
     my (undef, $a) = sockaddr_in($from); $buf =~ s/[^\w .:-]//g;
     print $log "got $port/udp from ", inet_ntoa($a), " $buf\n";
+    send($s, "ack $1", 0, $from) if $buf =~ /^rpiprov (\S+)$/;
   }
 }
 "#;
@@ -167,7 +170,7 @@ pub struct Target {
     pub port: Port,
 }
 
-const SENDER: &str = r#"use strict; use IO::Socket::INET; use Time::HiRes qw(sleep);
+const SENDER: &str = r#"use strict; use IO::Socket::INET; use IO::Select;
 $| = 1;
 my ($tag, @targets) = @ARGV;
 my @kids;
@@ -181,8 +184,13 @@ for my $t (@targets) {
   } else {
     my $s = IO::Socket::INET->new(PeerAddr => $addr, PeerPort => $port, Proto => "udp");
     if (!$s) { print "$addr $port/udp fail $!\n"; exit 0 }
-    for (1 .. 3) { $s->send("rpiprov $tag"); sleep 0.3 }
-    print "$addr $port/udp sent\n";
+    my $sel = IO::Select->new($s); my $acked = 0;
+    for (1 .. 5) {
+      $s->send("rpiprov $tag");
+      my $buf = "";
+      if ($sel->can_read(0.2) && defined $s->recv($buf, 512) && $buf eq "ack $tag") { $acked = 1; last }
+    }
+    print "$addr $port/udp ", ($acked ? "acked" : "sent"), "\n";
   }
   exit 0;
 }
@@ -190,7 +198,13 @@ waitpid $_, 0 for @kids;
 "#;
 
 /// Tests every target at once: prints `ADDR PORT/tcp ok`, `ADDR PORT/tcp fail REASON`,
-/// `ADDR PORT/udp sent` (whether it arrived, the receiver says). `tag` goes in every
+/// `ADDR PORT/udp acked` or `ADDR PORT/udp sent` (whether it arrived, the receiver says).
+/// A datagram is sent up to five times, 0.2 s apart, until our listener answers `ack TAG`
+/// (which it does once it has logged it): the ack only ends the sender's wait early (a
+/// run where everything arrives waits a round trip; before the acks, 0.9 s of three
+/// datagrams and 0.3 s for the last to arrive);
+/// the receiver's log is what counts, so an ack lost on the way back, or a reply that
+/// comes from another address of the receiver, costs time and nothing else. `tag` goes in every
 /// datagram (`rpiprov TAG`) so that the receiver can tell ours from anything else and who
 /// sent it: letters, digits, `.`, `-`, `_` and `:` only. Read by [`parse_send`].
 pub fn ports_send(tag: &str, targets: &[Target]) -> String {
@@ -209,7 +223,7 @@ pub fn parse_send(output: &str) -> Vec<(Target, Option<String>)> {
             let addr = w.next()?.to_string();
             let port: Port = w.next()?.parse().ok()?;
             let outcome = match w.next()? {
-                "ok" | "sent" => None,
+                "ok" | "sent" | "acked" => None,
                 "fail" => Some(w.next().unwrap_or("failed").to_string()),
                 _ => return None,
             };
@@ -261,7 +275,7 @@ pub fn parse_received(output: &str) -> Vec<Received> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::script::{sh, syntax_ok};
+    use crate::testing::script::{Ran, sh, sh_env, syntax_ok};
 
     #[test]
     fn ports_read_and_print_as_docker_writes_them() {
@@ -363,58 +377,106 @@ mod tests {
         );
     }
 
-    /// The whole exchange on this machine's loopback, with ports no one uses: the
-    /// listener binds and returns, the sender reaches it, what arrived is collected, and
+    /// What a Debian minbase (and Raspberry Pi OS Lite) has of Perl: perl-base alone. A
+    /// module loaded through `PERL5OPT` empties `@INC` of every folder but perl-base's
+    /// before the script compiles, so a `use` of anything else (`Time::HiRes`, say) fails
+    /// here as it does on a Pi.
+    fn perl_base_only() -> (tempfile::TempDir, Vec<(String, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("RpiprovPerlBaseOnly.pm"),
+            "package RpiprovPerlBaseOnly; sub import { @INC = grep { m{/perl-base$} } @INC; die \"no perl-base folder in \\@INC\\n\" unless @INC } 1;\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("PERL5LIB".to_string(), dir.path().display().to_string()),
+            ("PERL5OPT".to_string(), "-MRpiprovPerlBaseOnly".to_string()),
+        ];
+        (dir, env)
+    }
+
+    fn sh_perl_base(script: &str, env: &[(String, String)]) -> Ran {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sh_env(script, &env)
+    }
+
+    #[test]
+    fn the_restriction_to_perl_base_refuses_other_modules() {
+        let (_dir, env) = perl_base_only();
+        let ran = sh_perl_base("perl -e 'use Time::HiRes; print qq(loaded\\n)'", &env);
+        assert_ne!(ran.code, 0, "{ran:?}");
+        assert!(ran.stderr.contains("Can't locate Time/HiRes.pm"), "{ran:?}");
+        let ran = sh_perl_base("perl -e 'use IO::Socket::INET; print qq(loaded\\n)'", &env);
+        assert_eq!(ran.stdout, "loaded\n", "{ran:?}");
+    }
+
+    /// The whole exchange on this machine's loopback, with ports no one uses and Perl as
+    /// a minbase has it: the listener binds and returns, the sender reaches it (the
+    /// datagram acknowledged, so it is in the listener's log already), a port where no
+    /// one listens gets no ack, what arrived is collected, nothing is said on stderr, and
     /// nothing is left listening or on disk.
     #[test]
     fn a_real_listener_and_sender_on_loopback_leave_nothing_behind() {
-        let free = |proto: &str| {
+        let (_dir, env) = perl_base_only();
+        let free = || {
             let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let p = s.local_addr().unwrap().port();
-            let t = std::net::TcpListener::bind(("127.0.0.1", p));
-            let _ = proto;
-            (p, t.is_ok())
+            (p, std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
         };
-        let (port, tcp_free) = free("both");
+        let (port, tcp_free) = free();
         assert!(tcp_free, "pick another port");
         let ports = [Port::tcp(port), Port::udp(port)];
-        let started = sh(&ports_listen(&ports));
+        let started = sh_perl_base(&ports_listen(&ports), &env);
+        assert_eq!(started.stderr, "");
         let l = parse_listen(&started.ok()).unwrap();
         assert_eq!(l.bound, ports.to_vec(), "{l:?}");
         let closed = {
             let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             s.local_addr().unwrap().port()
         };
-        let sent = sh(&ports_send(
-            "t1.here",
-            &[
-                Target {
-                    addr: "127.0.0.1".into(),
-                    port: Port::tcp(port),
-                },
-                Target {
-                    addr: "127.0.0.1".into(),
-                    port: Port::udp(port),
-                },
-                Target {
-                    addr: "127.0.0.1".into(),
-                    port: Port::tcp(closed),
-                },
-            ],
-        ))
-        .ok();
-        let mut sent = parse_send(&sent);
-        sent.sort_by_key(|(t, _)| t.port);
-        assert_eq!(sent.len(), 3, "{sent:?}");
-        assert!(
-            sent.iter()
-                .any(|(t, e)| t.port == Port::tcp(port) && e.is_none())
+        let (silent, _) = free();
+        let target = |port| Target {
+            addr: "127.0.0.1".into(),
+            port,
+        };
+        let ran = sh_perl_base(
+            &ports_send(
+                "t1.here",
+                &[
+                    target(Port::tcp(port)),
+                    target(Port::udp(port)),
+                    target(Port::tcp(closed)),
+                    target(Port::udp(silent)),
+                ],
+            ),
+            &env,
         );
+        assert_eq!(ran.stderr, "");
+        let out = ran.ok();
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort();
+        let mut want = vec![
+            format!("127.0.0.1 {port}/tcp ok"),
+            format!("127.0.0.1 {port}/udp acked"),
+            format!("127.0.0.1 {silent}/udp sent"),
+        ];
+        want.sort();
+        assert_eq!(lines.len(), 4, "{out}");
+        for w in &want {
+            assert!(lines.contains(&w.as_str()), "{w} not in {out}");
+        }
         assert!(
-            sent.iter()
-                .any(|(t, e)| t.port == Port::tcp(closed) && e.is_some())
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("127.0.0.1 {closed}/tcp fail "))),
+            "{out}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sent = parse_send(&out);
+        assert_eq!(
+            sent.iter().filter(|(_, e)| e.is_some()).count(),
+            1,
+            "{sent:?}"
+        );
         let got = parse_received(&sh(&ports_collect(&l.dir)).ok());
         assert!(
             got.iter()

@@ -476,7 +476,8 @@ pub struct Doomed {
 /// failed during the wait with an error that retrying cannot fix ([`is_permanent`]), on at
 /// least two attempts; or a task that should run, seen pending with such an error for
 /// [`PENDING_GRACE`] (no node may take it; swarm retries the same task). `now` on the
-/// clock of [`Attempts::observe`]. A service that converged is never doomed, and
+/// clock of [`Attempts::observe`]. A job (`replicated-job`, `global-job`) whose task of
+/// this deploy exited non-zero is doomed at once. A service that converged is never doomed, and
 /// transient errors (a container that exits, a node without room) are left to the
 /// stack's timeout.
 pub fn doomed(
@@ -500,7 +501,22 @@ pub fn doomed(
                     .get(&t.id)
                     .is_some_and(|since| now.saturating_sub(*since) >= PENDING_GRACE)
         });
-        let (error, seen): (&str, Vec<&&Task>) = if failures.len() >= 2 {
+        let job = poll
+            .specs
+            .iter()
+            .find(|s| s.name == st.name)
+            .is_some_and(|s| matches!(s.mode, Mode::ReplicatedJob { .. } | Mode::GlobalJob));
+        // A job's run that exited non-zero is its verdict: the job has failed (waiting
+        // on would only run out the timeout; `docker stack deploy` itself never ends).
+        let exited = tasks.iter().find(|t| {
+            job && t.current
+                && t.state == "failed"
+                && t.error.starts_with("task: non-zero exit")
+                && !attempts.before.contains(&t.id)
+        });
+        let (error, seen): (&str, Vec<&&Task>) = if let Some(t) = exited {
+            (t.error.as_str(), vec![t])
+        } else if failures.len() >= 2 {
             // The most frequent error, with the nodes of every attempt that had it.
             let error = failures[0].error.as_str();
             let same: Vec<&&Task> = failures
@@ -525,7 +541,9 @@ pub fn doomed(
         if !nodes.is_empty() {
             detail.push(format!("on {}", nodes.join(", ")));
         }
-        detail.push(if seen.len() >= 2 {
+        detail.push(if exited.is_some() {
+            "the job failed".to_string()
+        } else if seen.len() >= 2 {
             format!("{} attempts", seen.len())
         } else {
             "still pending".to_string()
@@ -1243,6 +1261,49 @@ mod tests {
             completed: None,
         };
         (spec, line)
+    }
+
+    /// Issue 19 item 5: a job whose task exited non-zero fails at once, naming the exit
+    /// code and the node; one that failed before the wait, or a service that is not a
+    /// job, is left to the timeout.
+    #[test]
+    fn a_job_that_exits_non_zero_is_doomed_at_once() {
+        let (mut spec, _) = one_replica(None);
+        spec.mode = Mode::ReplicatedJob { total: 1 };
+        let mut failed = task("j1", "web_app.1", "failed", true, false);
+        failed.desired = "complete".into();
+        failed.error = "task: non-zero exit (3)".into();
+        let p = Poll {
+            services: Vec::new(),
+            specs: vec![spec.clone()],
+            tasks: vec![failed],
+        };
+        let states = vec![ServiceState {
+            name: "web_app".into(),
+            mode: "replicated-job".into(),
+            replicas: "0/1 completed".into(),
+            converged: false,
+            reasons: Vec::new(),
+            ready: false,
+        }];
+        let mut seen = Attempts::default();
+        seen.observe(&Poll::default(), Duration::ZERO);
+        assert_eq!(
+            doomed(&states, &p, &seen, Duration::from_secs(1)),
+            vec![Doomed {
+                service: "web_app".into(),
+                reason: "task: non-zero exit (3) (on pi1; the job failed)".into(),
+            }]
+        );
+        let mut before = Attempts::default();
+        before.observe(&p, Duration::ZERO);
+        assert!(doomed(&states, &p, &before, Duration::from_secs(1)).is_empty());
+        spec.mode = Mode::Replicated(1);
+        let service = Poll {
+            specs: vec![spec],
+            ..p.clone()
+        };
+        assert!(doomed(&states, &service, &seen, Duration::from_secs(1)).is_empty());
     }
 
     fn task(id: &str, slot: &str, state: &str, current: bool, settled: bool) -> Task {

@@ -75,9 +75,9 @@ fn is_done(tree: &Path, recipe: &str) -> bool {
 /// What a base's mark holds: nothing (as it always has).
 const BASE_RECIPE: &str = "";
 
-/// Besides the release's Docker: perl, which Raspberry Pi OS has and this machine's
-/// bookworm Docker nodes have from the machine (bootstrap's port test is a perl one-liner
-/// that needs Time::HiRes, which the minbase's perl-base lacks).
+/// Besides the release's Docker: perl, which this machine's bookworm Docker nodes have
+/// from the machine. Bootstrap's port test once needed its Time::HiRes and now runs on
+/// perl-base alone; the list stays, since a changed list rebuilds every cache's layer.
 const LAYER_EXTRA: &[&str] = &["perl"];
 
 /// The packages of the release's Docker layer.

@@ -7,6 +7,18 @@
 //! Swarm needs: 2377/tcp of every manager from every other node (joins, and raft between
 //! managers), 7946/tcp and 7946/udp between all nodes (gossip), 4789/udp between all nodes
 //! (VXLAN, for overlay networks).
+//!
+//! What is tested ([`expected`]): 2377/tcp of every manager from every other node, always.
+//! The three ports between all nodes, every ordered pair, in a fleet of up to
+//! [`PEERS`]` + 1` nodes (9: the lab's 3 and a small rack test exactly what they always
+//! did). In a bigger fleet every pair would grow with the square of the nodes (552 pairs
+//! of 24 nodes, each three ports); instead each node sends to [`PEERS`] others on each of
+//! the three ports, those at the [`offsets`] spread over the fleet in its order (node `i`
+//! to node `i + d`, modulo its size): every node is tested as a sender and as a receiver
+//! on every port, with [`PEERS`] peers each, so a firewall of one node (in or out) is
+//! found and named as in a small fleet; what such a sample cannot see is one pair that
+//! cannot talk while both talk to others (a rule between those two alone). The cost per
+//! node is bounded: `3 × PEERS` targets and one per manager.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -48,32 +60,101 @@ pub struct Expected<'a> {
     pub port: Port,
 }
 
-/// Every (from, to, port) the swarm needs among these nodes.
+/// How many peers each node sends to on each of the three ports in a fleet bigger than
+/// `PEERS + 1` (where every pair is tested).
+pub const PEERS: usize = 8;
+
+/// The distances, in the fleet's order, from a node to the peers it sends to, among `n`
+/// nodes: every other node (1 to n - 1) up to `PEERS + 1` nodes, else `PEERS` distances
+/// spread evenly over 1..n-1 (distinct, since (n - 1) / PEERS > 1 there).
+pub fn offsets(n: usize) -> Vec<usize> {
+    if n <= PEERS + 1 {
+        return (1..n).collect();
+    }
+    (0..PEERS).map(|j| 1 + j * (n - 1) / PEERS).collect()
+}
+
+/// Every (from, to, port) the test checks among these nodes (see the module's text): per
+/// sender, its targets in the fleet's order, a manager's 2377/tcp first.
 pub fn expected<'a>(nodes: &[Node<'a>]) -> Vec<Expected<'a>> {
+    let offsets = offsets(nodes.len());
+    (0..nodes.len())
+        .flat_map(|i| expected_from(nodes, i, &offsets))
+        .collect()
+}
+
+/// What node `i` sends to: every manager's 2377/tcp, and the three ports of the peers at
+/// these distances; `PEERS + managers` peers at most, whatever the fleet's size.
+fn expected_from<'a>(nodes: &[Node<'a>], i: usize, offsets: &[usize]) -> Vec<Expected<'a>> {
+    let n = nodes.len();
+    let peers: Vec<usize> = offsets.iter().map(|d| (i + d) % n).collect();
+    let mut to: Vec<usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, t)| t.manager && *j != i)
+        .map(|(j, _)| j)
+        .chain(peers.iter().copied())
+        .collect();
+    to.sort_unstable();
+    to.dedup();
     let mut out = Vec::new();
-    for from in nodes {
-        for to in nodes.iter().filter(|n| n.host != from.host) {
-            for port in listen_ports(to) {
-                out.push(Expected {
-                    from: from.host,
-                    to: to.host,
-                    port,
-                });
-            }
+    for j in to {
+        let mut ports = Vec::new();
+        if nodes[j].manager {
+            ports.push(MANAGEMENT);
         }
+        if peers.contains(&j) {
+            ports.extend([GOSSIP_TCP, GOSSIP_UDP, VXLAN]);
+        }
+        out.extend(ports.into_iter().map(|port| Expected {
+            from: nodes[i].host,
+            to: nodes[j].host,
+            port,
+        }));
     }
     out
 }
 
-/// What one node sends to: each peer's ports, at the address it advertises.
+/// What one node sends to: its peers' ports, at the address each advertises.
 pub fn targets(nodes: &[Node], from: &str) -> Vec<Target> {
-    let addr: HashMap<&str, &str> = nodes.iter().map(|n| (n.host, n.addr)).collect();
-    expected(nodes)
+    let Some(i) = nodes.iter().position(|n| n.host == from) else {
+        return vec![];
+    };
+    expected_from(nodes, i, &offsets(nodes.len()))
         .into_iter()
-        .filter(|e| e.from == from)
         .map(|e| Target {
-            addr: addr[e.to].to_string(),
+            addr: nodes
+                .iter()
+                .find(|n| n.host == e.to)
+                .map_or("", |n| n.addr)
+                .to_string(),
             port: e.port,
+        })
+        .collect()
+}
+
+/// What one node sends once the listeners have started: its [`targets`] but the UDP
+/// ports our listener could not bind (Docker's own, on a node in the swarm, or another
+/// program's, reported on its own): nothing of ours would receive, or acknowledge, them.
+pub fn to_send(
+    nodes: &[Node],
+    from: &str,
+    listening: &HashMap<String, Result<Listening, String>>,
+) -> Vec<Target> {
+    let bound: HashMap<&str, &[Port]> = nodes
+        .iter()
+        .filter_map(|n| match listening.get(n.host) {
+            Some(Ok(l)) => Some((n.addr, l.bound.as_slice())),
+            _ => None,
+        })
+        .collect();
+    targets(nodes, from)
+        .into_iter()
+        .filter(|t| {
+            t.port.proto == Proto::Tcp
+                || bound
+                    .get(t.addr.as_str())
+                    .is_some_and(|b| b.contains(&t.port))
         })
         .collect()
 }
@@ -377,6 +458,149 @@ mod tests {
             ]
         );
         assert_eq!(expected(&nodes).len(), 3 * 2 * 3 + 2);
+    }
+
+    #[test]
+    fn the_distances_sampled_are_every_peer_up_to_nine_nodes_then_eight_spread_out() {
+        assert_eq!(offsets(1), Vec::<usize>::new());
+        assert_eq!(offsets(3), vec![1, 2]);
+        assert_eq!(offsets(9), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(offsets(10), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(offsets(12), vec![1, 2, 3, 5, 6, 7, 9, 10]);
+        assert_eq!(offsets(24), vec![1, 3, 6, 9, 12, 15, 18, 21]);
+        assert_eq!(offsets(1000), vec![1, 125, 250, 375, 500, 625, 750, 875]);
+    }
+
+    /// `n` hosts pi1..piN, at 10.0.0.1...
+    fn named(n: usize) -> Vec<(String, String)> {
+        (1..=n)
+            .map(|i| (format!("pi{i}"), format!("10.0.{}.{}", i / 250, i % 250)))
+            .collect()
+    }
+
+    /// Those hosts as nodes, the first `managers` of them managers.
+    fn big<'a>(names: &'a [(String, String)], managers: usize) -> Vec<Node<'a>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, (host, addr))| Node {
+                host,
+                addr,
+                manager: i < managers,
+                in_swarm: false,
+                docker: true,
+            })
+            .collect()
+    }
+
+    /// 24 nodes, 3 managers: 8 peers per node per port, each node a sender and a
+    /// receiver on every port, and 2377/tcp of each manager from all 23 others; 645
+    /// tests instead of every pair's 1,725.
+    #[test]
+    fn a_big_fleet_tests_each_node_with_eight_peers_and_every_manager_from_everyone() {
+        let names = named(24);
+        let nodes = big(&names, 3);
+        let all = expected(&nodes);
+        assert_eq!(all.len(), 24 * 8 * 3 + 3 * 23);
+        for n in &nodes {
+            for port in [GOSSIP_TCP, GOSSIP_UDP, VXLAN] {
+                let sent = all.iter().filter(|e| e.from == n.host && e.port == port);
+                let got = all.iter().filter(|e| e.to == n.host && e.port == port);
+                assert_eq!((sent.count(), got.count()), (8, 8), "{} {port}", n.host);
+            }
+            let managed = all
+                .iter()
+                .filter(|e| e.to == n.host && e.port == MANAGEMENT);
+            assert_eq!(managed.count(), if n.manager { 23 } else { 0 });
+        }
+        assert_eq!(
+            targets(&nodes, "pi6")
+                .iter()
+                .map(|t| format!("{} {}", t.addr, t.port))
+                .collect::<Vec<_>>(),
+            vec![
+                "10.0.0.1 2377/tcp",
+                "10.0.0.2 2377/tcp",
+                "10.0.0.3 2377/tcp",
+                "10.0.0.3 7946/tcp",
+                "10.0.0.3 7946/udp",
+                "10.0.0.3 4789/udp",
+                "10.0.0.7 7946/tcp",
+                "10.0.0.7 7946/udp",
+                "10.0.0.7 4789/udp",
+                "10.0.0.9 7946/tcp",
+                "10.0.0.9 7946/udp",
+                "10.0.0.9 4789/udp",
+                "10.0.0.12 7946/tcp",
+                "10.0.0.12 7946/udp",
+                "10.0.0.12 4789/udp",
+                "10.0.0.15 7946/tcp",
+                "10.0.0.15 7946/udp",
+                "10.0.0.15 4789/udp",
+                "10.0.0.18 7946/tcp",
+                "10.0.0.18 7946/udp",
+                "10.0.0.18 4789/udp",
+                "10.0.0.21 7946/tcp",
+                "10.0.0.21 7946/udp",
+                "10.0.0.21 4789/udp",
+                "10.0.0.24 7946/tcp",
+                "10.0.0.24 7946/udp",
+                "10.0.0.24 4789/udp",
+            ]
+        );
+        // Bounded per node whatever the size: 1,000 nodes, 3 managers.
+        let names = named(1000);
+        let nodes = big(&names, 3);
+        assert_eq!(targets(&nodes, "pi500").len(), 8 * 3 + 3);
+    }
+
+    /// In the sampled fleet a node's dropped 7946/udp is found and named with the peers
+    /// that tried, both ways, as in a small one.
+    #[test]
+    fn a_big_fleet_names_a_node_whose_gossip_udp_is_dropped() {
+        let names = named(24);
+        let nodes = big(&names, 3);
+        let report = run(&nodes, |from, to, port| {
+            port == GOSSIP_UDP && (from == "pi6" || to == "pi6")
+        });
+        assert_eq!(
+            lines(&judge(&nodes, "n1", &report)),
+            vec![
+                "error: pi6: ports: nothing reaches its 7946/udp (from pi3, pi5, pi9, pi12, pi15, pi18, pi21, pi24): swarm needs it for gossip between the nodes (who is in the swarm); what to do: open 7946/udp on pi6: in its firewall, and in any between the Pis",
+                "error: pi6: ports: it reaches no other node's 7946/udp (pi3, pi7, pi9, pi12, pi15, pi18, pi21, pi24): swarm needs it for gossip between the nodes (who is in the swarm); what to do: allow pi6 to send to 7946/udp (its outgoing firewall rules)",
+            ]
+        );
+        assert_eq!(judge(&nodes, "n1", &run(&nodes, |_, _, _| false)), vec![]);
+    }
+
+    /// A formed manager's Docker holds its 7946/udp: no datagram goes there (nothing of
+    /// ours would answer); its TCP ports are still tried. A node whose listener did not
+    /// start gets no datagram either.
+    #[test]
+    fn no_datagram_goes_where_our_listener_is_not() {
+        let nodes = fleet();
+        let mut listening = HashMap::new();
+        listening.insert(
+            "pi1".to_string(),
+            Ok(Listening {
+                dir: "/tmp/rpiprov-ports.a".into(),
+                bound: vec![GOSSIP_TCP, VXLAN],
+                busy: vec![(GOSSIP_UDP, "Address already in use".into())],
+            }),
+        );
+        listening.insert("pi3".to_string(), Err("perl: not found".to_string()));
+        assert_eq!(
+            to_send(&nodes, "pi2", &listening)
+                .iter()
+                .map(|t| format!("{} {}", t.addr, t.port))
+                .collect::<Vec<_>>(),
+            vec![
+                "10.0.0.1 2377/tcp",
+                "10.0.0.1 7946/tcp",
+                "10.0.0.1 4789/udp",
+                "10.0.0.3 7946/tcp",
+            ]
+        );
     }
 
     #[test]

@@ -150,6 +150,32 @@ impl Checker<'_> {
         Some(path)
     }
 
+    /// Swarm's bounds on a config's or secret's data (swarmkit: at least one byte, less
+    /// than 1000 KiB for a config, 500 KiB for a secret); `docker stack deploy` creates
+    /// every one the file declares, used or not, and fails on the first out of bounds.
+    fn object_size(&mut self, kind: ObjectKind, local: &Path, mark: Mark, key_path: &str) {
+        let Ok(len) = std::fs::metadata(local).map(|m| m.len()) else {
+            return;
+        };
+        let limit: u64 = match kind {
+            ObjectKind::Config => 1000 * 1024,
+            ObjectKind::Secret => 500 * 1024,
+        };
+        let noun = kind.noun();
+        let why = if len == 0 {
+            "the file is empty".to_string()
+        } else if len >= limit {
+            format!("the file holds {len} bytes")
+        } else {
+            return;
+        };
+        self.error(
+            Some(mark),
+            key_path,
+            format!("{why}, and swarm refuses it (\"{noun} data must be larger than 0 and less than {limit} bytes\")"),
+        );
+    }
+
     /// One entry of `configs:` or `secrets:`.
     fn object(&mut self, kind: ObjectKind, entry: &Entry, compose: &mut Compose) {
         let path = format!("{}.{}", kind.section(), entry.key);
@@ -181,6 +207,7 @@ impl Checker<'_> {
         ) else {
             return;
         };
+        self.object_size(kind, &local, file.value.mark(), &format!("{path}.file"));
         // A name the user chose is kept: then changing the file is theirs to manage.
         if entry.value.get("name").is_some() || entry.value.get("driver").is_some() {
             return;
@@ -257,6 +284,31 @@ mod tests {
             .map(|d| d.to_string().replace(&prefix, ""))
             .collect();
         (dir, c, diags)
+    }
+
+    /// Issue 19 item 3: swarm refuses an empty config or secret, and one too large;
+    /// `docker stack deploy` creates every one the file declares, used or not.
+    #[test]
+    fn empty_and_oversized_objects_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'x'; 500 * 1024]).unwrap();
+        let path = dir.path().join("web.yml");
+        let text = "version: \"3.8\"\nservices:\n  web:\n    image: nginx\nconfigs:\n  c:\n    file: ./empty\n  big:\n    file: big\nsecrets:\n  s:\n    file: empty\n  big:\n    file: big\n";
+        let (_, diags) = check_text(&path, text, &[], &[], dir.path());
+        let prefix = format!("{}/", dir.path().display());
+        let diags: Vec<String> = diags
+            .iter()
+            .map(|d| d.to_string().replace(&prefix, ""))
+            .collect();
+        assert_eq!(
+            diags,
+            [
+                "web.yml:7:11: configs.c.file: the file is empty, and swarm refuses it (\"config data must be larger than 0 and less than 1024000 bytes\")",
+                "web.yml:12:11: secrets.s.file: the file is empty, and swarm refuses it (\"secret data must be larger than 0 and less than 512000 bytes\")",
+                "web.yml:14:11: secrets.big.file: the file holds 512000 bytes, and swarm refuses it (\"secret data must be larger than 0 and less than 512000 bytes\")",
+            ]
+        );
     }
 
     #[test]

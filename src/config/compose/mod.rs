@@ -18,6 +18,7 @@
 
 mod files;
 mod mounts;
+mod networks;
 mod schema;
 mod variables;
 mod versions;
@@ -115,7 +116,6 @@ const REFUSED: &[(&str, &str)] = &[
 /// the file.
 pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) -> Compose {
     let stack = ctx.stack;
-    let declared = ctx.networks;
     let mut c = Checker { src, ctx, diags };
     let mut compose = Compose::default();
     let root = match yaml::parse(&src.text) {
@@ -154,9 +154,10 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
     if let Some(n) = networks {
         match n.value.entries() {
             Some(entries) => {
+                let used = networks::used(top);
                 for e in entries {
                     defined.insert(e.key.clone());
-                    c.network(e, stack, declared, &mut compose);
+                    c.network(e, &used, &mut compose);
                 }
             }
             None if n.value.is_null() => {}
@@ -194,6 +195,7 @@ pub(crate) fn check(src: &Source, ctx: &Context, diags: &mut Vec<Diagnostic>) ->
         },
     }
     c.variables(&root, &mut compose);
+    c.environment_from_here(top, &mut compose);
     c.files(top, &mut compose);
     c.mounts(top, &mut compose);
     c.non_string_keys(&root, "", &mut compose.needs);
@@ -493,58 +495,6 @@ impl Checker<'_> {
         }
     }
 
-    /// One entry of the top-level `networks:`.
-    fn network(
-        &mut self,
-        e: &Entry,
-        stack: &str,
-        declared: &BTreeSet<String>,
-        compose: &mut Compose,
-    ) {
-        let path = format!("networks.{}", e.key);
-        let mark = Some(e.key_mark);
-        if !e.value.is_null() && e.value.entries().is_none() {
-            self.error(
-                mark,
-                &path,
-                format!("expected a mapping, found {}", e.value.kind()),
-            );
-            return;
-        }
-        let explicit_name = e.value.get("name").and_then(|n| n.value.as_str());
-        let external = e.value.get("external");
-        // `external: { name: X }` is the version 3.0-3.4 spelling of `external: true` + `name: X`.
-        let legacy_name = external
-            .and_then(|x| x.value.get("name"))
-            .and_then(|n| n.value.as_str());
-        let is_external =
-            external.is_some_and(|x| x.value.is_true() || x.value.entries().is_some());
-        let real = legacy_name.or(explicit_name).unwrap_or(&e.key).to_string();
-        if is_external {
-            if declared.contains(&real) {
-                compose.external_networks.push(real);
-            } else {
-                self.error(
-                    mark,
-                    &path,
-                    format!("external network \"{real}\" is not declared in the playbook: add a [[network]] named \"{real}\""),
-                );
-            }
-        } else if declared.contains(&real) {
-            let message = if explicit_name.is_some() {
-                format!(
-                    "not external: docker stack deploy would create \"{real}\" itself, but the playbook's [[network]] creates it; add external: true"
-                )
-            } else {
-                format!(
-                    "not external: the stack creates its own network \"{stack}_{}\" instead of using the playbook's \"{real}\"; add external: true",
-                    e.key
-                )
-            };
-            self.warning(mark, &path, message);
-        }
-    }
-
     /// One service: its name, image, networks, and the keys swarm ignores or refuses.
     fn service(
         &mut self,
@@ -735,7 +685,7 @@ mod tests {
     #[test]
     fn network_rules() {
         let (_, diags) = run(
-            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    networks: [front, DATA]\nnetworks:\n  DATA:\n  back:\n    external: true\n    name: BACK\n",
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    networks: [front, DATA, back]\nnetworks:\n  DATA:\n  back:\n    external: true\n    name: BACK\n",
             &["DATA"],
         );
         assert_eq!(
@@ -758,6 +708,71 @@ mod tests {
             diags,
             [
                 "warning: web.yml:7:3: networks.back: not external: docker stack deploy would create \"DATA\" itself, but the playbook's [[network]] creates it; add external: true"
+            ]
+        );
+    }
+
+    /// Issue 19 items 1 to 3: Docker's own networks, names read once interpolated, only
+    /// the networks services use, drivers that do not span the swarm.
+    #[test]
+    fn predefined_networks_interpolated_names_and_drivers() {
+        let vars = [
+            ("NET", Some("DATA")),
+            ("HOSTNET", Some("host")),
+            ("PW", None),
+        ];
+        let run = |text: &str| {
+            let (_, d) = check_text(
+                std::path::Path::new("web.yml"),
+                text,
+                &["DATA"],
+                &vars,
+                std::path::Path::new("."),
+            );
+            d.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        // Pi-hole's way: the node's host network, by name or by a variable; bridge too.
+        let d = run(
+            "version: \"3.8\"\nservices:\n  dns:\n    image: a\n    networks: [hostnet, b, back]\nnetworks:\n  hostnet:\n    external: true\n    name: host\n  b:\n    external: {name: bridge}\n  back:\n    external: true\n    name: ${NET}\n  h2:\n    external: true\n    name: ${HOSTNET}\n",
+        );
+        assert_eq!(d, Vec::<String>::new());
+        let d = run(
+            "version: \"3.8\"\nservices:\n  a:\n    image: a\n    networks: [nothing, own, lan, h, secret]\n  b:\n    image: a\nnetworks:\n  nothing:\n    external: true\n    name: none\n  own:\n    name: host\n  lan:\n    driver: bridge\n  h:\n    driver: host\n  secret:\n    external: true\n    name: ${PW}\n  default:\n    driver: macvlan\n  unused:\n    driver: bridge\n  gone:\n    external: true\n  host:\n    name: bridge\n",
+        );
+        assert_eq!(
+            d,
+            [
+                "web.yml:9:3: networks.nothing: Docker's \"none\" network cannot carry a swarm service: swarm has no \"none\" network of its own (\"could not find the corresponding predefined swarm network\"); leave it out of the services' networks",
+                "web.yml:12:3: networks.own: not external: docker stack deploy would create a network named \"host\", which is one of Docker's own networks (every node has it, and Docker refuses a second one): add external: true",
+                "web.yml:15:13: networks.lan.driver: driver \"bridge\": a bridge network lives on one node, and swarm refuses it for a service (\"Only networks scoped to the swarm can be used, such as those created with the overlay driver\"): use driver: overlay, or leave driver: out",
+                "web.yml:17:13: networks.h.driver: driver \"host\": Docker has one host network per node already and refuses another (\"only one instance of \\\"host\\\" network is allowed\"): use it as an external network (external: true, name: host)",
+                "web.yml:18:3: networks.secret: the network's name reads variable PW, whose value is secret: rpiprov must know the name before deploying; use a variable written in the playbook",
+                "web.yml:22:13: networks.default.driver: driver \"macvlan\": a macvlan network lives on one node, and swarm refuses it for a service (\"Only networks scoped to the swarm can be used, such as those created with the overlay driver\"): use driver: overlay, or leave driver: out",
+                "web.yml:25:3: networks.gone: no service uses this network, so docker stack deploy ignores it (\"gone\" is not a [[network]] of the playbook)",
+            ]
+        );
+    }
+
+    /// Issue 19 item 3: list items equal once interpolated are refused, as the CLI
+    /// validates the interpolated file; an item that reads a secret is not compared.
+    #[test]
+    fn items_equal_after_interpolation() {
+        let vars = [("P", Some("8080")), ("IP", Some("10.0.0.5")), ("PW", None)];
+        let (_, d) = check_text(
+            std::path::Path::new("web.yml"),
+            "version: \"3.8\"\nservices:\n  app:\n    image: a\n    ports:\n      - \"${P}:80\"\n      - \"8080:80\"\n      - {target: 81, published: \"${P}\"}\n      - {published: 8080, target: 81}\n      - \"${PW}:82\"\n      - \"${PW}:82\"\n    extra_hosts:\n      - \"db:${IP}\"\n      - db:10.0.0.5\n    cap_add: [NET_ADMIN, \"NET_ADMIN\"]\n",
+            &[],
+            &vars,
+            std::path::Path::new("."),
+        );
+        let d: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            d,
+            [
+                "web.yml:7:9: services.app.ports[1]: the same as item 0: items must be unique",
+                "web.yml:9:9: services.app.ports[3]: the same as item 2: items must be unique",
+                "web.yml:14:9: services.app.extra_hosts[1]: the same as item 0: items must be unique",
+                "web.yml:15:26: services.app.cap_add[1]: the same as item 0: items must be unique",
             ]
         );
     }

@@ -853,6 +853,43 @@ impl Walk<'_, '_> {
         ty
     }
 
+    /// An item as the CLI compares it for uniqueness: its schema check runs after the
+    /// interpolation, so with the playbook's values, each value typed as the CLI casts it
+    /// (`"${P}:80"` and `"8080:80"` are the same item when P is 8080; JSON's equality:
+    /// a mapping's order does not count, `80` and `"80"` differ). `None` when it reads a
+    /// secret, known at deploy only.
+    fn unique_key(&self, node: &Node, pattern: &[String]) -> Option<String> {
+        match node {
+            Node::Scalar { .. } => {
+                let ty = self.ty(node, pattern);
+                let text = match node.as_str() {
+                    Some(t) if t.contains('$') => self.c.interpolate_locally(t).ok()??,
+                    Some(t) => t.to_string(),
+                    None => String::new(),
+                };
+                Some(format!("{ty:?}{}", serde_json::to_string(&text).ok()?))
+            }
+            Node::Seq { items, .. } => {
+                let mut pat = pattern.to_vec();
+                pat.push("[]".into());
+                let items: Option<Vec<String>> =
+                    items.iter().map(|i| self.unique_key(i, &pat)).collect();
+                Some(format!("[{}]", items?.join(",")))
+            }
+            Node::Map { entries, .. } => {
+                let mut out: Vec<String> = Vec::new();
+                for e in entries {
+                    let mut pat = pattern.to_vec();
+                    pat.push(e.key.clone());
+                    let value = self.unique_key(&e.value, &pat)?;
+                    out.push(format!("{}:{value}", serde_json::to_string(&e.key).ok()?));
+                }
+                out.sort();
+                Some(format!("{{{}}}", out.join(",")))
+            }
+        }
+    }
+
     /// Checks `node` at `path` (`pattern`: the same with `[]` for list items).
     pub fn node(&mut self, node: &Node, shape: &Shape, path: &str, pattern: &[String]) {
         let ty = self.ty(node, pattern);
@@ -924,10 +961,15 @@ impl Walk<'_, '_> {
                     let mut pat = pattern.to_vec();
                     pat.push("[]".into());
                     self.node(it, item, &format!("{path}[{i}]"), &pat);
-                    if *unique {
-                        let key = format!("{:?}{}", it.ty(), super::super::yaml::flow(it));
+                    if *unique && let Some(key) = self.unique_key(it, &pat) {
                         if let Some((first, _)) = seen.iter().find(|(_, k)| *k == key) {
-                            let message = format!("the same as item {first}: items must be unique");
+                            let how = if super::super::yaml::flow(it).contains('$') {
+                                " once interpolated"
+                            } else {
+                                ""
+                            };
+                            let message =
+                                format!("the same as item {first}{how}: items must be unique");
                             self.error(it.mark(), &format!("{path}[{i}]"), message);
                         } else {
                             seen.push((i, key));

@@ -4,8 +4,9 @@
 //! without a word. `check` says so, at the value that reads it.
 
 use super::super::interpolate::{self, Form};
-use super::super::model::Compose;
-use super::super::yaml::Node;
+use super::super::model::{Compose, FromHere};
+use super::super::names;
+use super::super::yaml::{Entry, Mark, Node};
 use super::Checker;
 
 /// A name the environment can hold: what `compose.variables` may list.
@@ -100,6 +101,99 @@ impl Checker<'_> {
         }
     }
 
+    /// `environment:` entries without a value (`- SECRET`, `WHITELIST:`) or with an empty
+    /// one (`- DEBUG=`): `docker stack deploy` fills them from its own environment (the
+    /// CLI's `updateEnvironment`), which rpiprov makes of the playbook's variables and,
+    /// for the other names, this machine's environment. A playbook variable of the name
+    /// is sent (so listed in `compose.variables`); a name the deploy on the manager
+    /// needs for itself is never sent from here; any other is a [`FromHere`].
+    pub(super) fn environment_from_here(&mut self, top: &[Entry], compose: &mut Compose) {
+        let services = top
+            .iter()
+            .find(|e| e.key == "services")
+            .and_then(|s| s.value.entries())
+            .unwrap_or_default();
+        for svc in services {
+            let Some(env) = svc.value.get("environment") else {
+                continue;
+            };
+            let path = format!("services.{}.environment", svc.key);
+            // (name, empty rather than absent, where, its key path)
+            let entries: Vec<(String, bool, Mark, String)> = match &env.value {
+                Node::Seq { items, .. } => items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| {
+                        let text = item.as_str()?;
+                        let (name, empty) = match text.split_once('=') {
+                            None => (text, false),
+                            Some((name, "")) => (name, true),
+                            Some(_) => return None,
+                        };
+                        Some((name.to_string(), empty, item.mark(), format!("{path}[{i}]")))
+                    })
+                    .collect(),
+                Node::Map { entries, .. } => entries
+                    .iter()
+                    .filter_map(|e| {
+                        let empty = match e.value.as_str() {
+                            None if e.value.is_null() => false,
+                            Some("") => true,
+                            _ => return None,
+                        };
+                        Some((
+                            e.key.clone(),
+                            empty,
+                            e.key_mark,
+                            format!("{path}.{}", e.key),
+                        ))
+                    })
+                    .collect(),
+                Node::Scalar { .. } => Vec::new(),
+            };
+            for (name, empty, mark, key_path) in entries {
+                self.take_from_here(name, empty, mark, &key_path, compose);
+            }
+        }
+    }
+
+    fn take_from_here(
+        &mut self,
+        name: String,
+        empty: bool,
+        mark: Mark,
+        key_path: &str,
+        compose: &mut Compose,
+    ) {
+        if !is_name(&name) {
+            return;
+        }
+        if self.ctx.variables.contains_key(&name) {
+            if !compose.variables.contains(&name) {
+                compose.variables.push(name);
+            }
+            return;
+        }
+        if names::deploy_own_variable(&name) {
+            if !empty {
+                self.warning(
+                    Some(mark),
+                    key_path,
+                    format!("{name} has no value here, and rpiprov does not send this machine's: the deploy on the manager needs its own {name}, and docker stack deploy gives the service the manager's, if any; write the value"),
+                );
+            }
+            return;
+        }
+        match compose.from_here.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.empty &= empty,
+            None => compose.from_here.push(FromHere {
+                name,
+                empty,
+                place: self.place(Some(mark), key_path),
+            }),
+        }
+    }
+
     /// A value interpolated with the playbook's written values, for what `check` must
     /// read locally (file paths). `Err` when it reads a variable whose value is a secret
     /// (not known before deploy), naming it; unknown variables are empty, as in Docker
@@ -153,6 +247,39 @@ mod tests {
                 "web.yml:6:11: services.app.environment.DB: variable DB_HOST is not defined in the playbook: docker stack deploy would put an empty string here; define it under [variables], or write ${DB_HOST:-default}",
                 "web.yml:11:22: services.app.command[1]: variable NEEDED is not defined in the playbook, and docker stack deploy refuses the file without it (\"set NEEDED\"): define it under [variables]",
                 "web.yml:11:47: services.app.command[2]: variable EMPTY is empty in the playbook, and docker stack deploy refuses the file then (\"must not be empty\")",
+            ]
+        );
+    }
+
+    /// Issue 19 item 4: entries without a value are filled by `docker stack deploy` from
+    /// its environment: a playbook variable is sent, a name the deploy needs for itself
+    /// is not, any other is taken from this machine.
+    #[test]
+    fn environment_entries_without_a_value() {
+        let text = "version: \"3.8\"\nservices:\n  app:\n    image: a\n    environment:\n      - SECRET\n      - WHITELIST=\n      - TAG\n      - PATH\n      - A=1\n  db:\n    image: b\n    environment:\n      MAPPED:\n      EMPTYMAP: \"\"\n      SECRET: ~\n      X: 1\n      DOCKER_HOST:\n";
+        let vars = [("TAG", Some("1"))];
+        let (c, diags) = check_text(Path::new("web.yml"), text, &[], &vars, Path::new("."));
+        let from_here: Vec<String> = c
+            .from_here
+            .iter()
+            .map(|f| format!("{} {} {}", f.name, f.empty, f.place))
+            .collect();
+        assert_eq!(
+            from_here,
+            [
+                "SECRET false web.yml:6:9: services.app.environment[0]",
+                "WHITELIST true web.yml:7:9: services.app.environment[1]",
+                "MAPPED false web.yml:14:7: services.db.environment.MAPPED",
+                "EMPTYMAP true web.yml:15:7: services.db.environment.EMPTYMAP",
+            ]
+        );
+        assert_eq!(c.variables, ["TAG"]);
+        let diags: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            diags,
+            [
+                "web.yml:9:9: services.app.environment[3]: PATH has no value here, and rpiprov does not send this machine's: the deploy on the manager needs its own PATH, and docker stack deploy gives the service the manager's, if any; write the value",
+                "web.yml:18:7: services.db.environment.DOCKER_HOST: DOCKER_HOST has no value here, and rpiprov does not send this machine's: the deploy on the manager needs its own DOCKER_HOST, and docker stack deploy gives the service the manager's, if any; write the value",
             ]
         );
     }
