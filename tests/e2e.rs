@@ -8,6 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rpiprov::lab::Distro;
 use serde_json::Value;
 use support::fleet::{http_get, text};
 use support::swarm::{Lab, json, row};
@@ -254,7 +255,22 @@ fn bootstrap_end_to_end() {
 /// leaves nothing, a deploy right after works, and --leave-swarm dissolves the swarm.
 #[test]
 fn deploy_and_teardown_end_to_end() {
-    let lab = Lab::up();
+    deploy_and_teardown(Lab::up());
+}
+
+/// Issue 17 item 6: the same on a fleet of Debian 13 (Docker 26.1, pi3's installed by
+/// bootstrap from trixie's docker.io) and of Debian unstable (28.5), side by side.
+#[test]
+fn deploy_and_teardown_end_to_end_on_docker_26() {
+    deploy_and_teardown(Lab::up_with(&[Distro::Trixie], &[]));
+}
+
+#[test]
+fn deploy_and_teardown_end_to_end_on_docker_28() {
+    deploy_and_teardown(Lab::up_with(&[Distro::Sid], &[]));
+}
+
+fn deploy_and_teardown(lab: Lab) {
     lab.ok(&["bootstrap"], 0);
     let dir = &lab.fleet.dir;
 
@@ -297,6 +313,20 @@ fn deploy_and_teardown_end_to_end() {
     for s in doc["details"].as_array().unwrap() {
         assert_eq!(s["status"], "unchanged", "{s:#}");
     }
+    // Issue 17: it started one `docker` process per host, the relay of its Engine API
+    // (counted from the command lines sent: dial-stdio is one); so does a status.
+    let hosts = lab.inventory.hosts.len() as u64;
+    assert!(
+        doc["remote"]["docker_cli"].as_u64().unwrap() <= hosts,
+        "{:#}",
+        doc["remote"]
+    );
+    let status = json(&lab.ok(&["status", "--json"], 0));
+    assert!(
+        status["remote"]["docker_cli"].as_u64().unwrap() <= hosts,
+        "{:#}",
+        status["remote"]
+    );
 
     // 3. Changing one stack file redeploys that stack only.
     let echo = dir.join("stacks/echo.yml");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpiprov::lab::Distro;
 use support::fleet::{BIN, Fleet, text};
 
 /// Every process of the lab's nodes (those in a node's network namespace: the nodes share
@@ -70,7 +71,33 @@ fn rpiprov(fleet: &Fleet, password: &str, args: &[&str]) -> std::process::Output
 
 #[test]
 fn the_join_token_is_in_no_process_and_is_rotated_after_the_join() {
-    let fleet = Fleet::up(&["--nodes", "3", "--bare", "0"]);
+    joins_on(Distro::Bookworm);
+}
+
+/// Issue 17 item 6: the same on Docker 26.1 (Debian 13) and 28.5 (Debian unstable), whose
+/// joins go through the same Engine API; side by side with the one on 20.10.
+#[test]
+fn the_join_token_is_in_no_process_on_docker_26() {
+    joins_on(Distro::Trixie);
+}
+
+#[test]
+fn the_join_token_is_in_no_process_on_docker_28() {
+    joins_on(Distro::Sid);
+}
+
+/// Three Docker nodes of `release`: the joins of pi2 and pi3 watched, the token rotated.
+fn joins_on(release: Distro) {
+    let fleet = Fleet::up_with(&[release], &["--nodes", "3", "--bare", "0"]);
+    let want = match release {
+        Distro::Bookworm => "20.10.",
+        Distro::Trixie => "26.1.",
+        Distro::Sid => "28.5.",
+    };
+    for node in ["pi2", "pi3"] {
+        let docker = fleet.root(node, "docker version --format '{{.Server.Version}}'");
+        assert!(docker.starts_with(want), "{node}: Docker {docker}");
+    }
     let password = fleet.read("sudo-password").trim().to_string();
     let (pi1, pi3) = (fleet.addr("pi1"), fleet.addr("pi3"));
     // The network namespaces of this lab's nodes, from their holder processes.

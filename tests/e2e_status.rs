@@ -9,6 +9,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
+use rpiprov::lab::Distro;
 use serde_json::{Value, json as j};
 use support::fleet::text;
 use support::swarm::{Lab, json};
@@ -48,8 +49,22 @@ fn echo(lab: &Lab, line: &str) {
 
 #[test]
 fn status_reports_the_fleet_and_logs_show_what_the_echo_service_was_sent() {
-    let lab = Lab::up();
+    status_on(Lab::up());
+}
 
+/// Issue 17 item 6: the same on a fleet of Debian 13 (Docker 26.1, installed by bootstrap
+/// on pi3 from trixie's docker.io) and of Debian unstable (28.5), side by side.
+#[test]
+fn status_reports_the_fleet_on_docker_26() {
+    status_on(Lab::up_with(&[Distro::Trixie], &[]));
+}
+
+#[test]
+fn status_reports_the_fleet_on_docker_28() {
+    status_on(Lab::up_with(&[Distro::Sid], &[]));
+}
+
+fn status_on(lab: Lab) {
     // 0. No swarm yet: said, exit 1; status changed nothing.
     let doc = json(&lab.ok(&["status", "--json"], 1));
     assert_eq!(

@@ -24,12 +24,15 @@ pub type NodeRow = (String, String, String, String);
 
 impl Lab {
     pub fn up() -> Lab {
-        Lab::up_with(&[])
+        Lab::load(Fleet::up(&[]))
     }
 
-    /// A lab of another shape (`lab up ARGS`), such as VM nodes.
-    pub fn up_with(args: &[&str]) -> Lab {
-        let fleet = Fleet::up(args);
+    /// A fleet of these Debian releases ([`Fleet::up_with`]) with these `lab up` arguments.
+    pub fn up_with(releases: &[rpiprov::lab::Distro], args: &[&str]) -> Lab {
+        Lab::load(Fleet::up_with(releases, args))
+    }
+
+    fn load(fleet: Fleet) -> Lab {
         let password = fleet.read("sudo-password").trim().to_string();
         let loaded = rpiprov::config::load(&fleet.dir.join("inventory.toml"), None)
             .unwrap_or_else(|e| panic!("the lab's inventory does not load: {e:?}"));
