@@ -120,6 +120,10 @@ struct Conn {
     writer: StreamWriter,
     reader: StreamReader,
     decoder: Decoder,
+    /// Requests were written and their answers not all read: the exchange's future was
+    /// dropped midway (a caller's timeout or `select!`). Answers still coming would be
+    /// read as the next request's, so the relay is not used again.
+    in_flight: bool,
 }
 
 impl Conn {
@@ -128,6 +132,7 @@ impl Conn {
             writer: stream.writer,
             reader: stream.reader,
             decoder: Decoder::default(),
+            in_flight: false,
         }
     }
 
@@ -290,7 +295,10 @@ impl Engine {
         let mut relay = self.relay.lock().await;
         // A relay that ended while nothing was asked of it (its daemon restarted): a new
         // one carries this batch, as nothing was sent on the old one.
-        if relay.as_ref().is_some_and(|c| c.reader.end().closed) {
+        if relay
+            .as_ref()
+            .is_some_and(|c| c.reader.end().closed || c.in_flight)
+        {
             *relay = None;
         }
         if relay.is_none() {
@@ -299,9 +307,11 @@ impl Engine {
         let conn = relay.as_mut().expect("opened above");
         let reqs: Vec<Request> = reqs.iter().map(|r| api::at(r, self.version)).collect();
         stats::api_batch(reqs.len());
+        conn.in_flight = true;
         let answers = conn.exchange(&self.host, &reqs, timeout).await;
-        if answers.is_err() {
-            *relay = None;
+        match &answers {
+            Ok(_) => conn.in_flight = false,
+            Err(_) => *relay = None,
         }
         answers
     }
