@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::archive::Archive;
 use super::archive::samples::sample;
 use super::restore::{self, Onto, PutBack, Verdict, judge_others, judge_target};
 use super::take;
-use crate::config::Role;
+use crate::config::{Host, Role};
 use crate::docker::api;
 use crate::docker::http::Response;
 use crate::docker::node::SwarmNode;
 use crate::docker::probe;
 use crate::docker::swarm::SwarmInfo;
+use crate::exec::StepError;
 use crate::exec::engine::Engines;
 use crate::exec::report::{Outcome, Rows, Silent};
 use crate::testing::{FakeRemote, host, ok};
@@ -394,11 +396,9 @@ async fn a_failed_copy_says_why_and_leaves_no_stage() {
     assert_eq!(error, "swarm.tar.gz arrived incomplete (10 of 11 bytes)");
 }
 
-/// Restore onto a free Pi: the swarm folder goes in with the archive's bytes on stdin, and
-/// the swarm starts again at the host's address with autolock and the CA as they were.
-#[tokio::test]
-async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_address() {
-    let a = sample();
+/// The restore's target: pi1, a manager at 198.18.0.11, with Docker installed and in no
+/// swarm, whose put-back script stops, swaps and starts.
+fn free_pi() -> (Host, FakeRemote) {
     let mut target = host("pi1", Role::Manager);
     target.address = "198.18.0.11".into();
     let pi = FakeRemote::new("pi1");
@@ -411,6 +411,34 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
         ok("@@stage /var/lib/rpiprov/stage/restore.Zz9\nstop ok\nswap ok\nstart ok\n"),
     )
     .on("rm -rf -- /var/lib/rpiprov/stage/restore.Zz9", ok(""));
+    (target, pi)
+}
+
+/// `restore::put_back` of `archive` onto `pi` alone (no other manager, no --force, no key).
+async fn put_back_on(
+    target: &Host,
+    pi: &FakeRemote,
+    archive: &Archive,
+    rows: &Rows,
+) -> Result<PutBack, StepError> {
+    let onto = Onto {
+        host: target,
+        remote: pi,
+        engines: &engines_of(&[pi]),
+        others: &[],
+        force: false,
+        key: None,
+        timeout: T,
+    };
+    restore::put_back(&onto, archive, rows).await
+}
+
+/// Restore onto a free Pi: the swarm folder goes in with the archive's bytes on stdin, and
+/// the swarm starts again at the host's address with autolock and the CA as they were.
+#[tokio::test]
+async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_address() {
+    let a = sample();
+    let (target, pi) = free_pi();
     daemon(&pi, "n1");
     pi.on_api("POST /swarm/init", 200, r#""n1""#)
         .on_api("GET /nodes", 200, "[]");
@@ -419,16 +447,7 @@ async fn a_restore_puts_the_state_back_and_starts_the_swarm_at_the_host_s_addres
     let mut unlocked = a.clone();
     unlocked.manifest.swarm.keep.autolock = false;
     let rows = Rows::new(Arc::new(Silent), &[]);
-    let onto = Onto {
-        host: &target,
-        remote: &pi,
-        engines: &engines_of(&[&pi]),
-        others: &[],
-        force: false,
-        key: None,
-        timeout: T,
-    };
-    let done = restore::put_back(&onto, &unlocked, &rows).await.unwrap();
+    let done = put_back_on(&target, &pi, &unlocked, &rows).await.unwrap();
     assert_eq!(done, PutBack::Restored);
     let sent = pi
         .log
@@ -460,18 +479,7 @@ async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum(
     let mut a = sample();
     a.manifest.swarm.managers = 3;
     a.manifest.swarm.keep.autolock = false;
-    let mut target = host("pi1", Role::Manager);
-    target.address = "198.18.0.11".into();
-    let pi = FakeRemote::new("pi1");
-    pi.on(
-        "@@begin",
-        ok("hostname=pi1\nreach_addr=198.18.0.11\ndocker_installed=yes\n"),
-    )
-    .on(
-        "RPIPROV_WORKER",
-        ok("@@stage /var/lib/rpiprov/stage/restore.Zz9\nstop ok\nswap ok\nstart ok\n"),
-    )
-    .on("rm -rf -- /var/lib/rpiprov/stage/restore.Zz9", ok(""));
+    let (target, pi) = free_pi();
     daemon(&pi, "n1");
     let pending = r#"{"ServerVersion":"20.10.24","DockerRootDir":"/var/lib/docker","Swarm":{"LocalNodeState":"pending","NodeID":"n1"}}"#;
     // The data root's read, then the state after Docker's start: pending, no leader.
@@ -487,16 +495,7 @@ async fn a_copy_of_several_managers_is_started_again_without_waiting_for_quorum(
     // The probe's read, before any other: a Docker in no swarm.
     pi.on_api_once("GET /info", 200, INACTIVE);
     let rows = Rows::new(Arc::new(Silent), &[]);
-    let onto = Onto {
-        host: &target,
-        remote: &pi,
-        engines: &engines_of(&[&pi]),
-        others: &[],
-        force: false,
-        key: None,
-        timeout: T,
-    };
-    let done = restore::put_back(&onto, &a, &rows).await.unwrap();
+    let done = put_back_on(&target, &pi, &a, &rows).await.unwrap();
     assert_eq!(done, PutBack::Restored);
     assert_eq!(pi.api_calls("POST /swarm/init").len(), 2);
     // The probe's, the data root, the one pending state (not waited on), the state after
@@ -517,16 +516,7 @@ async fn a_pi_in_another_swarm_is_refused_before_anything_is_touched() {
     )
     .on_api("GET /info", 200, MANAGER_OF_C1);
     let rows = Rows::new(Arc::new(Silent), &[]);
-    let onto = Onto {
-        host: &target,
-        remote: &pi,
-        engines: &engines_of(&[&pi]),
-        others: &[],
-        force: false,
-        key: None,
-        timeout: T,
-    };
-    let e = restore::put_back(&onto, &sample(), &rows)
+    let e = put_back_on(&target, &pi, &sample(), &rows)
         .await
         .unwrap_err();
     assert!(e.0.starts_with("pi1 is a manager of swarm c1"), "{e}");
