@@ -365,6 +365,14 @@ fn finding(host: &str, message: String, fix: String) -> Finding {
 mod tests {
     use super::*;
 
+    /// Each target as `ADDRESS PORT/PROTO`.
+    fn shown(targets: &[Target]) -> Vec<String> {
+        targets
+            .iter()
+            .map(|t| format!("{} {}", t.addr, t.port))
+            .collect()
+    }
+
     fn fleet() -> Vec<Node<'static>> {
         vec![
             Node {
@@ -443,10 +451,7 @@ mod tests {
     fn what_each_node_must_reach() {
         let nodes = fleet();
         assert_eq!(
-            targets(&nodes, "pi2")
-                .iter()
-                .map(|t| format!("{} {}", t.addr, t.port))
-                .collect::<Vec<_>>(),
+            shown(&targets(&nodes, "pi2")),
             vec![
                 "10.0.0.1 2377/tcp",
                 "10.0.0.1 7946/tcp",
@@ -514,10 +519,7 @@ mod tests {
             assert_eq!(managed.count(), if n.manager { 23 } else { 0 });
         }
         assert_eq!(
-            targets(&nodes, "pi6")
-                .iter()
-                .map(|t| format!("{} {}", t.addr, t.port))
-                .collect::<Vec<_>>(),
+            shown(&targets(&nodes, "pi6")),
             vec![
                 "10.0.0.1 2377/tcp",
                 "10.0.0.2 2377/tcp",
@@ -590,10 +592,7 @@ mod tests {
         );
         listening.insert("pi3".to_string(), Err("perl: not found".to_string()));
         assert_eq!(
-            to_send(&nodes, "pi2", &listening)
-                .iter()
-                .map(|t| format!("{} {}", t.addr, t.port))
-                .collect::<Vec<_>>(),
+            shown(&to_send(&nodes, "pi2", &listening)),
             vec![
                 "10.0.0.1 2377/tcp",
                 "10.0.0.1 7946/tcp",
