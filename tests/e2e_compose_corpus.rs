@@ -140,18 +140,7 @@ fn on_manager(fleet: &Fleet, args: &[&str]) -> Output {
 fn rpiprov_check_and_docker_stack_deploy_agree_on_every_corpus_file() {
     let fleet = Fleet::up(&["--nodes", "1", "--bare", "0"]);
     let addr = fleet.addr("pi1");
-    fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--default-addr-pool",
-            "198.19.0.0/16",
-        ],
-    );
+    fleet.swarm_init("pi1");
     fleet.inside(
         "pi1",
         &["docker", "network", "create", "-d", "overlay", "corpus_ext"],

@@ -60,19 +60,7 @@ fn hello(version: &str) -> String {
 #[test]
 fn a_file_without_version_is_refused_by_a_20_10_manager_before_any_change() {
     let fleet = Fleet::up(&["--nodes", "1", "--bare", "0"]);
-    let addr = fleet.addr("pi1");
-    fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--default-addr-pool",
-            "198.19.0.0/16",
-        ],
-    );
+    fleet.swarm_init("pi1");
     let client = fleet.inside(
         "pi1",
         &["docker", "version", "--format", "{{.Client.Version}}"],
@@ -137,35 +125,14 @@ fn a_file_without_version_is_refused_by_a_20_10_manager_before_any_change() {
     write(&fleet.dir, "stacks/hello.yml", &hello("version: \"3.9\"\n"));
     let out = fleet.rpiprov(&["-p", book, "deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let services = fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "service",
-            "ls",
-            "--format",
-            "{{.Name}} {{.Replicas}}",
-        ],
-    );
+    let services = fleet.service_replicas("pi1");
     assert_eq!(services.trim(), "hello_hello 1/1");
 }
 
 /// A one-node lab of this release, its swarm formed by hand.
 fn swarm_of(release: rpiprov::lab::Distro) -> Fleet {
     let fleet = Fleet::up_with(&[release], &["--nodes", "1", "--bare", "0"]);
-    let addr = fleet.addr("pi1");
-    fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--default-addr-pool",
-            "198.19.0.0/16",
-        ],
-    );
+    fleet.swarm_init("pi1");
     fleet
 }
 
@@ -192,16 +159,7 @@ fn a_file_without_version_deploys_on_docker_26_and_a_key_of_28_is_refused() {
     let book = book.to_str().unwrap();
     let out = fleet.rpiprov(&["-p", book, "--json", "deploy"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let services = fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "service",
-            "ls",
-            "--format",
-            "{{.Name}} {{.Replicas}}",
-        ],
-    );
+    let services = fleet.service_replicas("pi1");
     assert_eq!(services.trim(), "hello_hello 1/1");
     eprintln!("deploy on 26.1: {}", json_of(&out)["remote"]);
 

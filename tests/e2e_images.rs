@@ -272,16 +272,7 @@ fn images_on_one_node(fleet: &Fleet, containerd: bool) {
         // The containerd store loads the index and runs the node's own image.
         deploy(fleet, multi.to_str().unwrap(), 0);
         assert_eq!(held(fleet, "lab/multi:1").as_deref(), Some("amd64"));
-        let services = fleet.inside(
-            "pi1",
-            &[
-                "docker",
-                "service",
-                "ls",
-                "--format",
-                "{{.Name}} {{.Replicas}}",
-            ],
-        );
+        let services = fleet.service_replicas("pi1");
         assert!(services.contains("img_app 1/1"), "{services}");
     } else {
         let doc = deploy(fleet, multi.to_str().unwrap(), 1);
@@ -336,19 +327,7 @@ fn archives_on_the_classic_image_store() {
 }
 
 fn classic(fleet: Fleet) {
-    let addr = fleet.addr("pi1");
-    fleet.inside(
-        "pi1",
-        &[
-            "docker",
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--default-addr-pool",
-            "198.19.0.0/16",
-        ],
-    );
+    fleet.swarm_init("pi1");
     images_on_one_node(&fleet, false);
 }
 

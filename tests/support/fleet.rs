@@ -315,6 +315,38 @@ impl Fleet {
         )
     }
 
+    /// `docker swarm init` by hand on `node`, at its lab address, its overlay networks in
+    /// 198.19.0.0/16 (outside the lab's 198.18.0.0/15 links): a swarm rpiprov did not make.
+    pub fn swarm_init(&self, node: &str) {
+        let addr = self.addr(node);
+        self.inside(
+            node,
+            &[
+                "docker",
+                "swarm",
+                "init",
+                "--advertise-addr",
+                &addr,
+                "--default-addr-pool",
+                "198.19.0.0/16",
+            ],
+        );
+    }
+
+    /// `docker service ls` on `node` as `NAME REPLICAS` lines.
+    pub fn service_replicas(&self, node: &str) -> String {
+        self.inside(
+            node,
+            &[
+                "docker",
+                "service",
+                "ls",
+                "--format",
+                "{{.Name}} {{.Replicas}}",
+            ],
+        )
+    }
+
     /// Runs over SSH and returns stdout; panics with everything when it fails.
     pub fn ssh_ok(&self, address: &str, command: &str) -> String {
         let out = self.ssh(address, command, None);
