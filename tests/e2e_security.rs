@@ -126,10 +126,7 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
     set_host_key(&fleet, "pi3", "labels", "{ zone = \"z\" }");
     let out = fleet.rpiprov(&["bootstrap"]);
     let (stdout, _) = shown(&out, 1, "bootstrap with a lying pi3");
-    let pi3_row = stdout
-        .lines()
-        .find(|l| l.starts_with("pi3 "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let pi3_row = line_of(&stdout, "pi3");
     assert!(pi3_row.contains(" FAILED "), "{stdout}");
     assert!(
         pi3_row.contains(&format!(
@@ -188,10 +185,7 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
     let listed = fleet.root("pi1", "docker node ls -q");
     assert_eq!(listed.lines().count(), 3, "{listed}");
     assert!(listed.contains(&pi3_id), "pi3's node was removed: {listed}");
-    let pi3_row = stdout
-        .lines()
-        .find(|l| l.starts_with("pi3 "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let pi3_row = line_of(&stdout, "pi3");
     assert!(pi3_row.contains(" FAILED "), "{stdout}");
     assert!(
         pi3_row.contains(&format!(
@@ -199,10 +193,7 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
         )),
         "{stdout}"
     );
-    let pi1_row = stdout
-        .lines()
-        .find(|l| l.starts_with("pi1 "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let pi1_row = line_of(&stdout, "pi1");
     assert!(!pi1_row.contains("remove"), "{stdout}");
     assert_eq!(
         fleet
@@ -214,4 +205,12 @@ fn a_hostile_pi_neither_drives_the_terminal_nor_redirects_node_changes() {
         format!("active {pi3_id}"),
         "pi3 was made to leave"
     );
+}
+
+/// The table row of `node` in a command's output.
+fn line_of<'a>(stdout: &'a str, node: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{node} ")))
+        .unwrap_or_else(|| panic!("no row of {node}:\n{stdout}"))
 }
