@@ -10,7 +10,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::context::{Ctx, Done, Needs, Opts, Style, connect, ctrl_c, known_addresses, with_fleet};
+use super::context::{
+    Ctx, Done, Needs, Opts, connect, ctrl_c, known_addresses, unreached, with_fleet,
+};
 use crate::backup::archive::{self, Archive, Manifest};
 use crate::backup::choose::Quorum;
 use crate::backup::take::{self, Survey, Taken};
@@ -18,7 +20,7 @@ use crate::cli::BackupArgs;
 use crate::config::Host;
 use crate::exec::engine::Engines;
 use crate::exec::lock::{Holder, LockOwner, Locked, with_lock};
-use crate::exec::report::{Reporter, Row, RowId, Rows};
+use crate::exec::report::{Reporter, RowId, Rows};
 use crate::exit::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::remote::Remote;
 use crate::ui::{Plain, term};
@@ -180,14 +182,6 @@ async fn body(ctx: &Ctx, output: Option<PathBuf>, yes: bool) -> Done {
         .iter()
         .filter_map(|n| sessions.get(n).map(|s| (n.clone(), s.clone())))
         .collect();
-    let unreached = |unreachable: Vec<(String, String)>| Done::Rows {
-        rows: unreachable
-            .into_iter()
-            .map(|(h, e)| Row::connect_failed(&h, e))
-            .collect(),
-        details: None,
-        style: Style::Table,
-    };
     let engines = Arc::new(Engines::new(&sessions, timeout));
     let records =
         match crate::exec::pick_manager(&engines, managers.clone(), crate::exec::MANAGER_ANSWER)

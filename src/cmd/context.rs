@@ -145,10 +145,7 @@ impl Ctx {
         rows: Vec<Row>,
         details: &impl serde::Serialize,
     ) -> Done {
-        let mut all: Vec<Row> = unreachable
-            .into_iter()
-            .map(|(h, e)| Row::connect_failed(&h, e))
-            .collect();
+        let mut all = unreached_rows(unreachable);
         all.extend(rows);
         Done::Rows {
             rows: all,
@@ -489,14 +486,7 @@ pub async fn connect_swarm(ctx: &Ctx, reporter: &Arc<dyn Reporter>) -> Result<Sw
             } else {
                 term::errln("error: no manager could be reached");
             }
-            Err(Done::Rows {
-                rows: unreachable
-                    .into_iter()
-                    .map(|(h, e)| Row::connect_failed(&h, e))
-                    .collect(),
-                details: None,
-                style: Style::Table,
-            })
+            Err(unreached(unreachable))
         }
     }
 }
@@ -520,4 +510,21 @@ pub fn show_preview(ctx: &Ctx, preview: &crate::exec::preview::Preview) -> Done 
 pub async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
     crate::exit::set_interrupted();
+}
+
+/// A row per host that could not be reached, saying why.
+pub fn unreached_rows(unreachable: Vec<(String, String)>) -> Vec<Row> {
+    unreachable
+        .into_iter()
+        .map(|(h, e)| Row::connect_failed(&h, e))
+        .collect()
+}
+
+/// The end of a command that reached none of the hosts it needed: their rows alone.
+pub fn unreached(unreachable: Vec<(String, String)>) -> Done {
+    Done::Rows {
+        rows: unreached_rows(unreachable),
+        details: None,
+        style: Style::Table,
+    }
 }

@@ -254,12 +254,7 @@ fn end(
     parts: Vec<Vec<Row>>,
     details: &serde_json::Value,
 ) -> Done {
-    let mut all = vec![
-        unreachable
-            .into_iter()
-            .map(|(h, e)| Row::connect_failed(&h, e))
-            .collect(),
-    ];
+    let mut all = vec![super::context::unreached_rows(unreachable)];
     all.extend(parts);
     Done::Rows {
         rows: merge(all),
