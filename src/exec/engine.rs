@@ -350,9 +350,12 @@ impl Engine {
 /// Each host's engine for a whole command, opened at its first use and kept; an open
 /// that failed is tried again at the next use (Docker may have been installed or started
 /// meanwhile).
+/// A host's engine once opened; locked while it opens, so that it opens once.
+type Slot = AsyncMutex<Option<Arc<Engine>>>;
+
 pub struct Engines<R> {
     sessions: HashMap<String, Arc<R>>,
-    open: HashMap<String, AsyncMutex<Option<Arc<Engine>>>>,
+    open: HashMap<String, Slot>,
     timeout: Duration,
 }
 
@@ -369,14 +372,20 @@ impl<R: Remote + 'static> Engines<R> {
         }
     }
 
-    /// The host's engine, opened now if it is not yet.
-    pub async fn get(&self, host: &str) -> Result<Arc<Engine>, EngineError> {
-        let (Some(cell), Some(remote)) = (self.open.get(host), self.sessions.get(host)) else {
-            return Err(EngineError::Transport {
+    /// The host's engine slot and its session; an error for a host not connected.
+    fn slot(&self, host: &str) -> Result<(&Slot, &Arc<R>), EngineError> {
+        match (self.open.get(host), self.sessions.get(host)) {
+            (Some(cell), Some(remote)) => Ok((cell, remote)),
+            _ => Err(EngineError::Transport {
                 text: format!("{host} is not connected"),
                 unreachable: false,
-            });
-        };
+            }),
+        }
+    }
+
+    /// The host's engine, opened now if it is not yet.
+    pub async fn get(&self, host: &str) -> Result<Arc<Engine>, EngineError> {
+        let (cell, remote) = self.slot(host)?;
         let mut slot = cell.lock().await;
         if let Some(e) = slot.as_ref() {
             return Ok(e.clone());
@@ -393,12 +402,7 @@ impl<R: Remote + 'static> Engines<R> {
         host: &str,
         req: &Request,
     ) -> Result<(Arc<Engine>, Result<Watch, EngineError>), EngineError> {
-        let (Some(cell), Some(remote)) = (self.open.get(host), self.sessions.get(host)) else {
-            return Err(EngineError::Transport {
-                text: format!("{host} is not connected"),
-                unreachable: false,
-            });
-        };
+        let (cell, remote) = self.slot(host)?;
         let mut slot = cell.lock().await;
         if let Some(e) = slot.as_ref() {
             let e = e.clone();
