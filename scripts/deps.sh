@@ -49,6 +49,17 @@ if [ "${1:-}" = "--vm" ] && [ "$vm_missing" = yes ]; then
     qemu-system-x86 qemu-system-arm qemu-user-static "qemu-utils=$qemu_version" cpio e2fsprogs >/dev/null
 fi
 
+# Forbids service starts during the installs that follow (a policy-rc.d, unless one exists
+# already, removed when this script ends).
+no_service_starts() {
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Written by rpiprov scripts/deps.sh for one install: no service starts.\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+}
+
 # Listening sockets on TCP port 22, one per line ("" when none).
 port22() {
   ss -Hltn 'sport = :22' | awk '{print $4}' | sort
@@ -59,12 +70,7 @@ if ! installed openssh-server; then
   before=$(port22)
   mkdir -p /etc/ssh
   touch /etc/ssh/sshd_not_to_be_run
-  policy=/usr/sbin/policy-rc.d
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# Written by rpiprov scripts/deps.sh for one install: no service starts.\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
+  no_service_starts
   [ "$updated" = yes ] || apt-get update -qq
   apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
   if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then
@@ -86,12 +92,7 @@ fi
 # not run: installed with service starts forbidden, then disabled, as openssh-server above.
 if ! installed docker-registry; then
   echo "installing: docker-registry (for its binary; the system's registry service stays off)" >&2
-  policy=/usr/sbin/policy-rc.d
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# Written by rpiprov scripts/deps.sh for one install: no service starts.\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    trap 'rm -f "$policy"' EXIT
-  fi
+  no_service_starts
   [ "$updated" = yes ] || apt-get update -qq
   apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
   if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then
